@@ -1,0 +1,448 @@
+//! The typed broker config, built from layered `key=value` sources (embedded defaults, then a
+//! `server.properties` file, then `--override`s) with Kafka's key names and validators.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::broker_keys::{BROKER_DEFS, broker_def, is_ignored};
+use crate::error::ConfigError;
+use crate::listener::{
+    Listener, check_distinct_ports, parse_listeners, parse_security_protocol_map, split_host_port,
+};
+use crate::properties::parse_properties_from;
+use crate::schema::{Value, split_list};
+
+/// Typed broker config. Build it with [`BrokerConfig::from_pairs`] or [`BrokerConfig::load`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    /// `node.id` (legacy alias `broker.id`); default 1.
+    pub node_id: i32,
+    /// `listeners`; default `PLAINTEXT://127.0.0.1:9092`.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners`; default: `listeners` minus the controller listeners.
+    pub advertised_listeners: Vec<Listener>,
+    /// `listener.security.protocol.map`, names and protocols upper-cased.
+    pub listener_security_protocol_map: BTreeMap<String, String>,
+    /// `log.dirs` (comma list), else `log.dir`; default `./strait-data`.
+    pub log_dirs: Vec<PathBuf>,
+    pub broker_rack: Option<String>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub min_insync_replicas: i32,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub log_segment_bytes: u64,
+    /// `log.roll.ms`, else `log.roll.hours` (168) in ms; always `Some` when built by this crate.
+    pub log_roll_ms: Option<u64>,
+    /// `log.retention.ms` > `.minutes` > `.hours` (168), in ms; `None` means unlimited.
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.bytes`; `None` means unlimited (negative).
+    pub log_retention_bytes: Option<i64>,
+    pub log_retention_check_interval_ms: u64,
+    pub log_index_interval_bytes: u64,
+    pub log_index_size_max_bytes: u64,
+    pub message_max_bytes: u32,
+    pub socket_request_max_bytes: u32,
+    /// `None` means never flush by count (Kafka's default `Long.MAX_VALUE`).
+    pub log_flush_interval_messages: Option<u64>,
+    /// `None` when not set: the scheduler interval applies.
+    pub log_flush_interval_ms: Option<u64>,
+    pub log_flush_scheduler_interval_ms: u64,
+    /// `CreateTime` or `LogAppendTime`.
+    pub log_message_timestamp_type: String,
+    /// `delete`, `compact`, or both comma-separated.
+    pub log_cleanup_policy: String,
+    pub compression_type: String,
+    /// `metrics.listener` as `host:port`; `None` when set to "" (metrics disabled).
+    pub metrics_listener: Option<String>,
+    pub cluster_id: Option<String>,
+    pub offsets_topic_num_partitions: i32,
+    /// `process.roles`: each `broker` or `controller`, no duplicates.
+    pub process_roles: Vec<String>,
+    /// `controller.quorum.voters`, unparsed.
+    pub controller_quorum_voters: String,
+    /// `controller.listener.names`, upper-cased.
+    pub controller_listener_names: Vec<String>,
+    /// Every known key set explicitly (file or override), mapped to the value that won, trimmed.
+    pub explicit: BTreeMap<String, String>,
+}
+
+/// The validated values of every known key (explicit or default), for typed extraction.
+struct Resolved {
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Resolved {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    fn int(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(Value::as_i64)
+    }
+
+    /// An integer key with a default; a missing value can only come from a table bug, so it is
+    /// reported rather than papered over.
+    fn required_int(&self, key: &str) -> Result<i64, ConfigError> {
+        self.int(key)
+            .ok_or_else(|| ConfigError::invalid(key, "missing value"))
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, ConfigError> {
+        self.get(key)
+            .and_then(Value::as_bool)
+            .ok_or_else(|| ConfigError::invalid(key, "missing value"))
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.get(key).map(Value::canonical)
+    }
+
+    fn non_empty_string(&self, key: &str) -> Option<String> {
+        self.string(key).filter(|s| !s.is_empty())
+    }
+}
+
+fn convert<T: TryFrom<i64>>(key: &str, n: i64) -> Result<T, ConfigError> {
+    T::try_from(n).map_err(|_| ConfigError::invalid(key, format!("value {n} is out of range")))
+}
+
+impl BrokerConfig {
+    /// Builds the config from `pairs` in order of precedence (later wins). Returns the config
+    /// and one warning per unknown key. Keys of Kafka internals Strait has no use for (thread
+    /// counts, socket buffers, `zookeeper.*`, ...) are accepted silently.
+    pub fn from_pairs(
+        pairs: &[(String, String)],
+    ) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut explicit = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let mut warned = BTreeSet::new();
+        for (key, value) in pairs {
+            let key = key.trim();
+            if broker_def(key).is_some() {
+                explicit.insert(key.to_string(), value.trim().to_string());
+            } else if !is_ignored(key) && warned.insert(key) {
+                warnings.push(format!("unknown config key '{key}' ignored"));
+            }
+        }
+
+        let mut values = BTreeMap::new();
+        for def in BROKER_DEFS {
+            let raw = match explicit.get(def.name) {
+                Some(raw) => raw.as_str(),
+                None => match def.default {
+                    Some(default) => default,
+                    None => continue,
+                },
+            };
+            let value = def.check(raw).map_err(|r| {
+                ConfigError::invalid(
+                    def.name,
+                    format!("invalid value '{}': {}", r.value, r.detail),
+                )
+            })?;
+            values.insert(def.name, value);
+        }
+        let r = Resolved { values };
+        let is_set = |key: &str| explicit.contains_key(key);
+
+        // broker.id has no default, so it is present only when set explicitly.
+        let node_id = match r.int("broker.id") {
+            Some(broker) if is_set("node.id") => {
+                let node = r.required_int("node.id")?;
+                if node != broker {
+                    return Err(ConfigError::invalid(
+                        "broker.id",
+                        format!("must equal node.id ({node}) when both are set, got {broker}"),
+                    ));
+                }
+                node
+            }
+            Some(broker) => broker,
+            None => r.required_int("node.id")?,
+        };
+        let node_id = convert("node.id", node_id)?;
+
+        let protocol_map = parse_security_protocol_map(
+            "listener.security.protocol.map",
+            &r.string("listener.security.protocol.map")
+                .unwrap_or_default(),
+        )?;
+        let controller_listener_names: Vec<String> =
+            split_list(&r.string("controller.listener.names").unwrap_or_default())
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .map(|n| n.to_ascii_uppercase())
+                .collect();
+        let listeners = parse_listeners(
+            "listeners",
+            &r.string("listeners").unwrap_or_default(),
+            &protocol_map,
+        )?;
+        if listeners.is_empty() {
+            return Err(ConfigError::invalid(
+                "listeners",
+                "must name at least one listener",
+            ));
+        }
+        check_distinct_ports("listeners", &listeners)?;
+        let advertised_listeners =
+            advertised_listeners(&r, &listeners, &protocol_map, &controller_listener_names)?;
+        if let Some(name) = r.non_empty_string("inter.broker.listener.name") {
+            let name = name.to_ascii_uppercase();
+            if !advertised_listeners.iter().any(|l| l.name == name) {
+                return Err(ConfigError::invalid(
+                    "inter.broker.listener.name",
+                    format!("{name} must be a listener name defined in advertised.listeners"),
+                ));
+            }
+        }
+
+        let log_dirs = log_dirs(&r, is_set("log.dirs"))?;
+
+        let roll_ms = match r.int("log.roll.ms") {
+            Some(ms) => ms,
+            None => r.required_int("log.roll.hours")?.saturating_mul(3_600_000),
+        };
+        let (retention_key, retention_ms) = retention_ms(&r)?;
+        if retention_ms == 0 {
+            return Err(ConfigError::invalid(
+                retention_key,
+                "log.retention.ms must be unlimited (-1) or, equal or greater than 1",
+            ));
+        }
+
+        let process_roles = match r.get("process.roles") {
+            Some(Value::List(roles)) => roles.clone(),
+            _ => Vec::new(),
+        };
+        let distinct: BTreeSet<&String> = process_roles.iter().collect();
+        if distinct.len() != process_roles.len() {
+            return Err(ConfigError::invalid(
+                "process.roles",
+                "Duplicate role names found in process.roles",
+            ));
+        }
+
+        let metrics_listener = match r.non_empty_string("metrics.listener") {
+            None => None,
+            Some(address) => {
+                let (host, _) = split_host_port(&address).map_err(|why| {
+                    ConfigError::invalid("metrics.listener", format!("'{address}': {why}"))
+                })?;
+                if host.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "metrics.listener",
+                        format!("'{address}': missing host"),
+                    ));
+                }
+                Some(address)
+            }
+        };
+
+        let flush_messages = r.required_int("log.flush.interval.messages")?;
+        let config = BrokerConfig {
+            node_id,
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map: protocol_map,
+            log_dirs,
+            broker_rack: r.non_empty_string("broker.rack"),
+            num_partitions: convert("num.partitions", r.required_int("num.partitions")?)?,
+            default_replication_factor: convert(
+                "default.replication.factor",
+                r.required_int("default.replication.factor")?,
+            )?,
+            min_insync_replicas: convert(
+                "min.insync.replicas",
+                r.required_int("min.insync.replicas")?,
+            )?,
+            auto_create_topics_enable: r.boolean("auto.create.topics.enable")?,
+            delete_topic_enable: r.boolean("delete.topic.enable")?,
+            log_segment_bytes: convert("log.segment.bytes", r.required_int("log.segment.bytes")?)?,
+            log_roll_ms: Some(convert("log.roll.ms", roll_ms)?),
+            log_retention_ms: (retention_ms >= 0).then_some(retention_ms),
+            log_retention_bytes: Some(r.required_int("log.retention.bytes")?).filter(|b| *b >= 0),
+            log_retention_check_interval_ms: convert(
+                "log.retention.check.interval.ms",
+                r.required_int("log.retention.check.interval.ms")?,
+            )?,
+            log_index_interval_bytes: convert(
+                "log.index.interval.bytes",
+                r.required_int("log.index.interval.bytes")?,
+            )?,
+            log_index_size_max_bytes: convert(
+                "log.index.size.max.bytes",
+                r.required_int("log.index.size.max.bytes")?,
+            )?,
+            message_max_bytes: convert("message.max.bytes", r.required_int("message.max.bytes")?)?,
+            socket_request_max_bytes: convert(
+                "socket.request.max.bytes",
+                r.required_int("socket.request.max.bytes")?,
+            )?,
+            log_flush_interval_messages: match flush_messages {
+                i64::MAX => None,
+                n => Some(convert("log.flush.interval.messages", n)?),
+            },
+            log_flush_interval_ms: r
+                .int("log.flush.interval.ms")
+                .map(|n| convert("log.flush.interval.ms", n))
+                .transpose()?,
+            log_flush_scheduler_interval_ms: convert(
+                "log.flush.scheduler.interval.ms",
+                r.required_int("log.flush.scheduler.interval.ms")?,
+            )?,
+            log_message_timestamp_type: r.string("log.message.timestamp.type").unwrap_or_default(),
+            log_cleanup_policy: r.string("log.cleanup.policy").unwrap_or_default(),
+            compression_type: r.string("compression.type").unwrap_or_default(),
+            metrics_listener,
+            cluster_id: r.non_empty_string("cluster.id"),
+            offsets_topic_num_partitions: convert(
+                "offsets.topic.num.partitions",
+                r.required_int("offsets.topic.num.partitions")?,
+            )?,
+            process_roles,
+            controller_quorum_voters: r.string("controller.quorum.voters").unwrap_or_default(),
+            controller_listener_names,
+            explicit,
+        };
+        Ok((config, warnings))
+    }
+
+    /// Reads `file` (if any), then applies `overrides` (`key=value` strings from `--override`,
+    /// later ones winning), and builds the config.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut pairs = Vec::new();
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            pairs.extend(parse_properties_from(&shown, &text)?);
+        }
+        for (i, item) in overrides.iter().enumerate() {
+            let (key, value) = item
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| ConfigError::Syntax {
+                    path: "--override".to_string(),
+                    line: i + 1,
+                    reason: format!("expected key=value, got '{item}'"),
+                })?;
+            pairs.push((key.trim().to_string(), value.trim().to_string()));
+        }
+        BrokerConfig::from_pairs(&pairs)
+    }
+
+    /// The string value of a known broker key: the explicit value if set, else its default
+    /// (`None` for keys whose default is unset, and for unknown keys).
+    pub fn raw_value(&self, key: &str) -> Option<String> {
+        let def = broker_def(key)?;
+        match self.explicit.get(def.name) {
+            Some(value) => Some(value.clone()),
+            None => def.default.map(str::to_string),
+        }
+    }
+}
+
+/// `advertised.listeners`, or `listeners` without the controller listeners (Kafka's rule); the
+/// result may not use the non-routable wildcard addresses, and its names must be listeners.
+fn advertised_listeners(
+    r: &Resolved,
+    listeners: &[Listener],
+    map: &BTreeMap<String, String>,
+    controller_names: &[String],
+) -> Result<Vec<Listener>, ConfigError> {
+    const KEY: &str = "advertised.listeners";
+    let (advertised, explicit) = match r.non_empty_string(KEY) {
+        Some(value) => (parse_listeners(KEY, &value, map)?, true),
+        None => (
+            listeners
+                .iter()
+                .filter(|l| !controller_names.contains(&l.name))
+                .cloned()
+                .collect::<Vec<_>>(),
+            false,
+        ),
+    };
+    if let Some(l) = advertised
+        .iter()
+        .find(|l| l.host == "0.0.0.0" || l.host == "::")
+    {
+        let reason = if explicit {
+            format!(
+                "advertised.listeners cannot use the nonroutable meta-address {}. Use a \
+                 routable IP address.",
+                l.host
+            )
+        } else {
+            format!(
+                "not set, so listeners are advertised, but listener {l} uses the nonroutable \
+                 meta-address {}; set advertised.listeners to a routable address",
+                l.host
+            )
+        };
+        return Err(ConfigError::invalid(KEY, reason));
+    }
+    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    if let Some(l) = advertised
+        .iter()
+        .find(|l| !names.contains(&l.name.as_str()))
+    {
+        return Err(ConfigError::invalid(
+            KEY,
+            format!(
+                "advertised.listeners listener names must be equal to or a subset of the ones \
+                 defined in listeners. Found {}. The valid options based on the current \
+                 configuration are {}",
+                l.name,
+                names.join(",")
+            ),
+        ));
+    }
+    Ok(advertised)
+}
+
+/// `log.dirs` when set, else `log.dir`; at least one directory, no duplicates.
+fn log_dirs(r: &Resolved, dirs_set: bool) -> Result<Vec<PathBuf>, ConfigError> {
+    let key = if dirs_set { "log.dirs" } else { "log.dir" };
+    let dirs: Vec<String> = split_list(&r.string(key).unwrap_or_default())
+        .into_iter()
+        .filter(|d| !d.is_empty())
+        .collect();
+    if dirs.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "must name at least one directory",
+        ));
+    }
+    let distinct: BTreeSet<&String> = dirs.iter().collect();
+    if distinct.len() != dirs.len() {
+        return Err(ConfigError::invalid(
+            key,
+            "each log directory must be listed only once",
+        ));
+    }
+    Ok(dirs.into_iter().map(PathBuf::from).collect())
+}
+
+/// Kafka's `logRetentionTimeMillis`: ms, else minutes, else hours; negative means -1.
+/// Returns the key that decided, for error messages.
+fn retention_ms(r: &Resolved) -> Result<(&'static str, i64), ConfigError> {
+    let (key, ms) = if let Some(ms) = r.int("log.retention.ms") {
+        ("log.retention.ms", ms)
+    } else if let Some(minutes) = r.int("log.retention.minutes") {
+        ("log.retention.minutes", minutes.saturating_mul(60_000))
+    } else {
+        let hours = r.required_int("log.retention.hours")?;
+        ("log.retention.hours", hours.saturating_mul(3_600_000))
+    };
+    Ok((key, if ms < 0 { -1 } else { ms }))
+}
+
+#[cfg(test)]
+mod tests;

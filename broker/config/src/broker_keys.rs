@@ -1,0 +1,257 @@
+//! The broker config keys Strait knows (Kafka's names, types, defaults and validators), the
+//! Kafka keys it accepts but ignores, and Kafka's broker-level synonym chains.
+
+use crate::schema::{ConfigDef, ConfigType, LONG_MAX, Validator};
+use crate::topic::{CLEANUP_POLICIES, COMPRESSION_TYPES, TIMESTAMP_TYPES};
+
+use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
+use Validator::{Any, AtLeast, Between, DoubleBetween, GzipLevel, ListOf, OneOf};
+
+const fn key(
+    name: &'static str,
+    ty: ConfigType,
+    default: Option<&'static str>,
+    validator: Validator,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        ty,
+        default,
+        validator,
+        doc,
+    }
+}
+
+/// Strait's embedded listener default: loopback, so a laptop run exposes nothing.
+pub(crate) const DEFAULT_LISTENERS: &str = "PLAINTEXT://127.0.0.1:9092";
+pub(crate) const DEFAULT_PROTOCOL_MAP: &str =
+    "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
+pub(crate) const DEFAULT_LOG_DIR: &str = "./strait-data";
+pub(crate) const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9404";
+pub(crate) const PROCESS_ROLES: &[&str] = &["broker", "controller"];
+
+/// Every broker key Strait knows, sorted by name (the order DescribeConfigs returns them in).
+#[rustfmt::skip]
+pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
+    key("advertised.listeners", Str, None, Any,
+        "Listeners published to clients, if different from listeners."),
+    key("auto.create.topics.enable", Boolean, Some("true"), Any,
+        "Create a topic automatically when a client asks for metadata of an unknown topic."),
+    key("broker.id", Int, None, AtLeast(0),
+        "Legacy name of node.id; must equal node.id when both are set."),
+    key("broker.rack", Str, None, Any,
+        "Rack (zone) of this broker, used for rack-aware replica placement."),
+    key("cluster.id", Str, None, Any,
+        "Expected cluster id; the data directories must belong to this cluster."),
+    key("compression.gzip.level", Int, Some("-1"), GzipLevel,
+        "Default gzip level for topics."),
+    key("compression.lz4.level", Int, Some("9"), Between(1, 17),
+        "Default lz4 level for topics."),
+    key("compression.type", Str, Some("producer"), OneOf(COMPRESSION_TYPES),
+        "Default final compression of topics."),
+    key("compression.zstd.level", Int, Some("3"), Between(-131_072, 22),
+        "Default zstd level for topics."),
+    key("controller.listener.names", Str, None, Any,
+        "Comma-separated names of the listeners used by the controller."),
+    key("controller.quorum.voters", List, Some(""), Any,
+        "Metadata quorum voters as id@host:port entries."),
+    key("default.replication.factor", Int, Some("1"), Between(1, 32_767),
+        "Replication factor of automatically created topics and of CreateTopics without one."),
+    key("delete.topic.enable", Boolean, Some("true"), Any,
+        "Whether topics may be deleted."),
+    key("inter.broker.listener.name", Str, None, Any,
+        "Listener used between brokers; must be one of advertised.listeners."),
+    key("listener.security.protocol.map", Str, Some(DEFAULT_PROTOCOL_MAP), Any,
+        "Security protocol of each listener name, as NAME:PROTOCOL pairs."),
+    key("listeners", Str, Some(DEFAULT_LISTENERS), Any,
+        "Addresses the broker listens on, as NAME://host:port entries."),
+    key("log.cleaner.delete.retention.ms", Long, Some("86400000"), AtLeast(0),
+        "Default delete.retention.ms for topics."),
+    key("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), AtLeast(1),
+        "Default max.compaction.lag.ms for topics."),
+    key("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), DoubleBetween(0.0, 1.0),
+        "Default min.cleanable.dirty.ratio for topics."),
+    key("log.cleaner.min.compaction.lag.ms", Long, Some("0"), AtLeast(0),
+        "Default min.compaction.lag.ms for topics."),
+    key("log.cleanup.policy", List, Some("delete"), ListOf(CLEANUP_POLICIES),
+        "Default cleanup.policy for topics."),
+    key("log.dir", Str, Some(DEFAULT_LOG_DIR), Any,
+        "Data directory, used when log.dirs is not set."),
+    key("log.dirs", Str, None, Any,
+        "Comma-separated data directories."),
+    key("log.flush.interval.messages", Long, Some(LONG_MAX), AtLeast(1),
+        "Default flush.messages for topics."),
+    key("log.flush.interval.ms", Long, None, AtLeast(0),
+        "Default flush.ms for topics; log.flush.scheduler.interval.ms when not set."),
+    key("log.flush.scheduler.interval.ms", Long, Some(LONG_MAX), AtLeast(0),
+        "How often the flusher checks whether a log needs flushing."),
+    key("log.index.interval.bytes", Int, Some("4096"), AtLeast(0),
+        "Default index.interval.bytes for topics."),
+    key("log.index.size.max.bytes", Int, Some("10485760"), AtLeast(4),
+        "Default segment.index.bytes for topics."),
+    key("log.local.retention.bytes", Long, Some("-2"), AtLeast(-2),
+        "Default local.retention.bytes for topics."),
+    key("log.local.retention.ms", Long, Some("-2"), AtLeast(-2),
+        "Default local.retention.ms for topics."),
+    key("log.message.downconversion.enable", Boolean, Some("true"), Any,
+        "Default message.downconversion.enable for topics."),
+    key("log.message.timestamp.after.max.ms", Long, Some(LONG_MAX), AtLeast(0),
+        "Default message.timestamp.after.max.ms for topics."),
+    key("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX), AtLeast(0),
+        "Default message.timestamp.before.max.ms for topics."),
+    key("log.message.timestamp.difference.max.ms", Long, Some(LONG_MAX), AtLeast(0),
+        "Default message.timestamp.difference.max.ms for topics (deprecated)."),
+    key("log.message.timestamp.type", Str, Some("CreateTime"), OneOf(TIMESTAMP_TYPES),
+        "Default message.timestamp.type for topics."),
+    key("log.preallocate", Boolean, Some("false"), Any,
+        "Default preallocate for topics."),
+    key("log.retention.bytes", Long, Some("-1"), Any,
+        "Default retention.bytes for topics."),
+    key("log.retention.check.interval.ms", Long, Some("300000"), AtLeast(1),
+        "How often logs are checked for segments to delete."),
+    key("log.retention.hours", Int, Some("168"), Any,
+        "Default retention time in hours; log.retention.minutes and log.retention.ms win."),
+    key("log.retention.minutes", Int, None, Any,
+        "Default retention time in minutes; log.retention.ms wins."),
+    key("log.retention.ms", Long, None, Any,
+        "Default retention.ms for topics; -1 means unlimited."),
+    key("log.roll.hours", Int, Some("168"), AtLeast(1),
+        "Default segment roll time in hours; log.roll.ms wins."),
+    key("log.roll.jitter.hours", Int, Some("0"), AtLeast(0),
+        "Default segment roll jitter in hours; log.roll.jitter.ms wins."),
+    key("log.roll.jitter.ms", Long, None, AtLeast(0),
+        "Default segment.jitter.ms for topics."),
+    key("log.roll.ms", Long, None, AtLeast(1),
+        "Default segment.ms for topics."),
+    key("log.segment.bytes", Int, Some("1073741824"), AtLeast(14),
+        "Default segment.bytes for topics."),
+    key("log.segment.delete.delay.ms", Long, Some("60000"), AtLeast(0),
+        "Default file.delete.delay.ms for topics."),
+    key("message.max.bytes", Int, Some("1048588"), AtLeast(0),
+        "Default max.message.bytes for topics."),
+    key("metrics.listener", Str, Some(DEFAULT_METRICS_LISTENER), Any,
+        "host:port of the Prometheus metrics endpoint; empty disables it (Strait-specific)."),
+    key("min.insync.replicas", Int, Some("1"), AtLeast(1),
+        "Default min.insync.replicas for topics."),
+    key("node.id", Int, Some("1"), AtLeast(0),
+        "Id of this node in the cluster."),
+    key("num.partitions", Int, Some("1"), AtLeast(1),
+        "Partition count of automatically created topics and of CreateTopics without one."),
+    key("offsets.topic.num.partitions", Int, Some("50"), AtLeast(1),
+        "Partition count of the __consumer_offsets topic."),
+    key("process.roles", List, Some(""), ListOf(PROCESS_ROLES),
+        "Roles of this node: broker, controller, or both."),
+    key("socket.request.max.bytes", Int, Some("104857600"), AtLeast(1),
+        "Largest request the broker accepts."),
+    key("unclean.leader.election.enable", Boolean, Some("false"), Any,
+        "Default unclean.leader.election.enable for topics."),
+];
+
+/// Kafka keys that Strait accepts silently because they tune Kafka internals with no Strait
+/// counterpart; they appear in stock `server.properties` files.
+pub(crate) const IGNORED_KEYS: &[&str] = &[
+    "background.threads",
+    "group.initial.rebalance.delay.ms",
+    "log.cleaner.enable",
+    "log.cleaner.threads",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.fetchers",
+    "offsets.topic.replication.factor",
+    "queued.max.requests",
+    "share.coordinator.state.topic.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "socket.receive.buffer.bytes",
+    "socket.send.buffer.bytes",
+    "transaction.state.log.min.isr",
+    "transaction.state.log.replication.factor",
+];
+
+/// Prefixes of ignored Kafka keys (ZooKeeper mode is gone).
+pub(crate) const IGNORED_PREFIXES: &[&str] = &["zookeeper."];
+
+pub(crate) fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_DEFS
+        .binary_search_by(|d| d.name.cmp(name))
+        .ok()
+        .map(|i| &BROKER_DEFS[i])
+}
+
+pub(crate) fn is_ignored(name: &str) -> bool {
+    IGNORED_KEYS.contains(&name) || IGNORED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Kafka's `DynamicBrokerConfig.brokerConfigSynonyms`: keys that set the same thing, in
+/// precedence order.
+pub(crate) fn broker_synonym_chain(name: &str) -> Vec<&'static str> {
+    const CHAINS: &[&[&str]] = &[
+        &["log.roll.ms", "log.roll.hours"],
+        &["log.roll.jitter.ms", "log.roll.jitter.hours"],
+        &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"],
+        &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+    ];
+    // Kafka lists the whole chain for the roll and retention keys, but only starts the flush
+    // chain at log.flush.interval.ms (the scheduler interval is just its default).
+    for chain in CHAINS {
+        if chain[0] == "log.flush.interval.ms" {
+            if name == chain[0] {
+                return chain.to_vec();
+            }
+        } else if chain.contains(&name) {
+            return chain.to_vec();
+        }
+    }
+    match broker_def(name) {
+        Some(def) => vec![def.name],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_and_defaults_valid() {
+        for pair in BROKER_DEFS.windows(2) {
+            assert!(pair[0].name < pair[1].name, "{} out of order", pair[1].name);
+        }
+        for def in BROKER_DEFS {
+            if let Some(default) = def.default {
+                assert!(
+                    def.check(default).is_ok(),
+                    "default of {} invalid",
+                    def.name
+                );
+            }
+        }
+        for pair in crate::topic::TOPIC_DEFS.windows(2) {
+            assert!(
+                pair[0].def.name < pair[1].def.name,
+                "{} out of order",
+                pair[1].def.name
+            );
+        }
+        for t in crate::topic::TOPIC_DEFS {
+            let default = t.def.default.unwrap_or_default();
+            assert!(
+                t.def.check(default).is_ok(),
+                "default of {} invalid",
+                t.def.name
+            );
+            for syn in t.synonyms {
+                assert!(
+                    broker_def(syn.name).is_some(),
+                    "synonym {} unknown",
+                    syn.name
+                );
+            }
+        }
+    }
+}

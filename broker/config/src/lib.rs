@@ -1,0 +1,24 @@
+//! Strait's configuration model: Kafka's broker and topic config keys with their types,
+//! defaults and validators; `.properties` parsing; the layered broker config; topic override
+//! validation, effective values and IncrementalAlterConfigs; and DescribeConfigs views.
+
+mod alter;
+mod broker;
+mod broker_keys;
+mod describe;
+mod error;
+mod listener;
+mod properties;
+mod schema;
+mod topic;
+
+pub use alter::{OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, apply_incremental};
+pub use broker::BrokerConfig;
+pub use describe::{ConfigEntry, ConfigSource, ConfigSynonym, describe_topic};
+pub use error::ConfigError;
+pub use listener::{Listener, parse_listeners, parse_security_protocol_map};
+pub use properties::parse_properties;
+pub use schema::ConfigType;
+pub use topic::{
+    EffectiveTopicConfig, TopicConfigs, effective_topic_config, validate_topic_configs,
+};
