@@ -1,0 +1,66 @@
+//! Per-log configuration, with Kafka's topic-level meanings and defaults.
+
+/// How record timestamps are interpreted (`message.timestamp.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    #[default]
+    CreateTime,
+    LogAppendTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// segment.bytes: roll when the next append would exceed it.
+    pub segment_bytes: u64,
+    /// segment.ms / log.roll.ms: roll when the active segment's first batch is older.
+    pub segment_ms: Option<u64>,
+    /// segment.index.bytes: roll when the offset index would be full.
+    pub segment_index_bytes: u64,
+    /// index.interval.bytes.
+    pub index_interval_bytes: u64,
+    /// retention.ms; None = unlimited (-1).
+    pub retention_ms: Option<i64>,
+    /// retention.bytes; None = unlimited (-1).
+    pub retention_bytes: Option<i64>,
+    /// flush.messages: fsync after this many unflushed records.
+    pub flush_messages: Option<u64>,
+    /// flush.ms: fsync when the oldest unflushed data is older.
+    pub flush_ms: Option<u64>,
+    /// max.message.bytes: largest batch accepted.
+    pub max_message_bytes: u32,
+    /// message.timestamp.type.
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: Some(7 * 24 * 60 * 60 * 1000),
+            segment_index_bytes: 10 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_bytes: None,
+            flush_messages: None,
+            flush_ms: None,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Index positions are 32-bit, so a segment can never grow past i32::MAX bytes (Kafka's
+    /// segment.bytes is an int for the same reason).
+    pub(crate) fn effective_segment_bytes(&self) -> u64 {
+        self.segment_bytes.clamp(1, i32::MAX as u64)
+    }
+
+    pub(crate) fn offset_index_entries(&self) -> usize {
+        ((self.segment_index_bytes / 8) as usize).max(1)
+    }
+
+    pub(crate) fn time_index_entries(&self) -> usize {
+        ((self.segment_index_bytes / 12) as usize).max(1)
+    }
+}

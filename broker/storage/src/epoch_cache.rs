@@ -1,0 +1,180 @@
+//! Leader epoch cache (Kafka's `LeaderEpochFileCache`, KIP-101): the start offset of every leader
+//! epoch in the log, persisted to `leader-epoch-checkpoint` whenever it changes.
+
+use std::path::PathBuf;
+
+use crate::LogError;
+use crate::checkpoint::{read_epochs, write_epochs};
+
+#[derive(Debug)]
+pub(crate) struct EpochCache {
+    path: PathBuf,
+    /// (epoch, start offset), both strictly increasing.
+    entries: Vec<(i32, i64)>,
+}
+
+impl EpochCache {
+    pub fn load(path: PathBuf) -> Result<EpochCache, LogError> {
+        let mut entries = read_epochs(&path)?;
+        // Keep only a monotonic prefix, as Kafka does when it finds non-monotonic entries.
+        let mut keep = 0;
+        for i in 0..entries.len() {
+            if i > 0 && (entries[i].0 <= entries[i - 1].0 || entries[i].1 < entries[i - 1].1) {
+                break;
+            }
+            keep = i + 1;
+        }
+        entries.truncate(keep);
+        Ok(EpochCache { path, entries })
+    }
+
+    pub fn entries(&self) -> &[(i32, i64)] {
+        &self.entries
+    }
+
+    fn persist(&self) -> Result<(), LogError> {
+        write_epochs(&self.path, &self.entries).map_err(LogError::Io)
+    }
+
+    /// The entries after assigning `epoch` from `start_offset`, or None if nothing changes.
+    /// Later or equal epochs and entries starting at or after `start_offset` are dropped, as in
+    /// Kafka's `assign`.
+    pub fn with_assigned(&self, epoch: i32, start_offset: i64) -> Option<Vec<(i32, i64)>> {
+        if epoch < 0 || self.latest_epoch() == Some(epoch) {
+            return None;
+        }
+        let mut entries: Vec<(i32, i64)> = self
+            .entries
+            .iter()
+            .copied()
+            .filter(|&(e, o)| e < epoch && o < start_offset)
+            .collect();
+        entries.push((epoch, start_offset));
+        Some(entries)
+    }
+
+    /// Installs and persists entries computed by [`Self::with_assigned`]; memory is only updated
+    /// once the file is written.
+    pub fn install(&mut self, entries: Vec<(i32, i64)>) -> Result<(), LogError> {
+        write_epochs(&self.path, &entries)?;
+        self.entries = entries;
+        Ok(())
+    }
+
+    /// Drops epochs starting at or after `end_offset` (the log was truncated there).
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), LogError> {
+        let keep = self.entries.partition_point(|&(_, o)| o < end_offset);
+        if keep != self.entries.len() {
+            self.entries.truncate(keep);
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// Log start moved to `start_offset`: epochs wholly before it go, and the epoch covering it
+    /// now starts there.
+    pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<(), LogError> {
+        let below = self.entries.partition_point(|&(_, o)| o < start_offset);
+        if below == 0 {
+            return Ok(());
+        }
+        let covering = self.entries[below - 1].0;
+        self.entries.drain(..below);
+        if self.entries.first().map(|&(_, o)| o) != Some(start_offset) {
+            self.entries.insert(0, (covering, start_offset));
+        }
+        self.persist()
+    }
+
+    pub fn clear(&mut self) -> Result<(), LogError> {
+        if !self.entries.is_empty() {
+            self.entries.clear();
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.entries.last().map(|&(e, _)| e)
+    }
+
+    /// Kafka's `endOffsetFor`: for the latest epoch, the log end; otherwise the start offset of the
+    /// first later epoch, paired with the largest known epoch <= the requested one (or the
+    /// requested epoch when it predates the cache). None for unknown/undefined epochs.
+    pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        if epoch < 0 {
+            return None;
+        }
+        if self.latest_epoch() == Some(epoch) {
+            return Some((epoch, log_end_offset));
+        }
+        let higher = self.entries.partition_point(|&(e, _)| e <= epoch);
+        let &(_, higher_start) = self.entries.get(higher)?;
+        if higher == 0 {
+            Some((epoch, higher_start))
+        } else {
+            Some((self.entries[higher - 1].0, higher_start))
+        }
+    }
+}
+
+/// The epoch of the leader that wrote `offset`, from a snapshot of the entries.
+pub(crate) fn epoch_for_offset(entries: &[(i32, i64)], offset: i64) -> Option<i32> {
+    let n = entries.partition_point(|&(_, o)| o <= offset);
+    (n > 0).then(|| entries[n - 1].0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> (tempfile::TempDir, EpochCache) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = EpochCache::load(dir.path().join("leader-epoch-checkpoint")).expect("load");
+        (dir, c)
+    }
+
+    fn assign(c: &mut EpochCache, e: i32, o: i64) {
+        if let Some(v) = c.with_assigned(e, o) {
+            c.install(v).expect("install");
+        }
+    }
+
+    #[test]
+    fn kafka_end_offset_semantics() {
+        let (_d, mut c) = cache();
+        assert_eq!(c.end_offset_for(0, 10), None);
+        assign(&mut c, 2, 0);
+        assign(&mut c, 2, 5); // same epoch: no new entry
+        assign(&mut c, 4, 10);
+        assign(&mut c, 7, 20);
+        assert_eq!(c.entries(), &[(2, 0), (4, 10), (7, 20)]);
+        assert_eq!(c.end_offset_for(7, 30), Some((7, 30)));
+        assert_eq!(c.end_offset_for(4, 30), Some((4, 20)));
+        assert_eq!(c.end_offset_for(5, 30), Some((4, 20)));
+        assert_eq!(c.end_offset_for(1, 30), Some((1, 0)));
+        assert_eq!(c.end_offset_for(9, 30), None);
+        assert_eq!(c.end_offset_for(-1, 30), None);
+        assert_eq!(epoch_for_offset(c.entries(), 15), Some(4));
+        assert_eq!(epoch_for_offset(c.entries(), 25), Some(7));
+    }
+
+    #[test]
+    fn truncation_and_persistence() {
+        let (d, mut c) = cache();
+        assign(&mut c, 1, 0);
+        assign(&mut c, 3, 10);
+        assign(&mut c, 5, 20);
+        c.truncate_from_end(20).expect("truncate");
+        assert_eq!(c.entries(), &[(1, 0), (3, 10)]);
+        c.truncate_from_start(12).expect("truncate");
+        assert_eq!(c.entries(), &[(3, 12)]);
+        let text = std::fs::read_to_string(d.path().join("leader-epoch-checkpoint")).expect("read");
+        assert_eq!(text, "0\n1\n3 12\n");
+        // A lower epoch than the latest replaces later entries (follower divergence).
+        assign(&mut c, 2, 12);
+        assert_eq!(c.entries(), &[(2, 12)]);
+        let reloaded = EpochCache::load(d.path().join("leader-epoch-checkpoint")).expect("load");
+        assert_eq!(reloaded.entries(), &[(2, 12)]);
+    }
+}

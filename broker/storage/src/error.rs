@@ -1,0 +1,39 @@
+//! The storage layer's error type; the server maps each variant to a Kafka error code.
+
+use std::path::PathBuf;
+
+use crate::TopicPartition;
+
+#[derive(thiserror::Error, Debug)]
+pub enum LogError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("unsupported record batch magic {0}")]
+    UnsupportedMagic(i8),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    RecordTooLarge { size: usize, max: u32 },
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("partition {0} already exists")]
+    AlreadyExists(TopicPartition),
+    /// A log dir that cannot be created, listed, locked or written.
+    #[error("log dir {}: {source}", path.display())]
+    LogDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A checkpoint or metadata file that does not parse.
+    #[error("corrupt file {}: {detail}", path.display())]
+    CorruptFile { path: PathBuf, detail: String },
+    /// The partition was deleted while a caller still held its handle.
+    #[error("partition {0} has been deleted")]
+    Deleted(TopicPartition),
+}

@@ -1,0 +1,27 @@
+//! Strait's log engine: Kafka's on-disk log format (segments of RecordBatch v2 bytes as received,
+//! sparse offset and time indexes, checkpoint files, leader epoch cache), crash recovery,
+//! retention and flushing. It knows nothing of sockets, async runtimes or Kafka request types.
+
+mod batch;
+mod checkpoint;
+mod config;
+mod epoch_cache;
+mod error;
+mod log;
+mod manager;
+mod offset_index;
+mod reader;
+mod records;
+mod recovery;
+mod region;
+mod retention;
+mod segment;
+mod time_index;
+mod topic_partition;
+
+pub use config::{LogConfig, TimestampType};
+pub use error::LogError;
+pub use log::{AppendInfo, PartitionLog, ReadResult, TimestampLookup};
+pub use manager::LogManager;
+pub use region::FileRegion;
+pub use topic_partition::TopicPartition;

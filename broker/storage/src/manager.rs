@@ -1,0 +1,368 @@
+//! The log manager (Kafka's `LogManager`): owns the log dirs (locked against a second broker),
+//! loads and recovers partitions, creates and deletes them, writes the dir-level checkpoints and
+//! the clean-shutdown marker, and runs the flush, roll and retention policies when asked.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::checkpoint::{
+    CLEAN_SHUTDOWN_MARKER, LEADER_EPOCH_CHECKPOINT, LOG_START_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT, REPLICATION_CHECKPOINT, read_offsets, sync_dir, write_offsets,
+};
+use crate::epoch_cache::EpochCache;
+use crate::log::{LogState, PartitionLog};
+use crate::recovery::{Checkpointed, load_partition};
+use crate::segment::LogSegment;
+use crate::{LogConfig, LogError, TopicPartition};
+
+const LOCK_FILE: &str = ".lock";
+
+struct LogDir {
+    path: PathBuf,
+    /// Holds the advisory lock for the manager's lifetime.
+    _lock: File,
+}
+
+struct Entry {
+    dir: usize,
+    log: Arc<PartitionLog>,
+}
+
+/// Owns the log dirs: loads/recovers partitions, creates and deletes them, checkpoints, retention.
+pub struct LogManager {
+    dirs: Vec<LogDir>,
+    logs: RwLock<BTreeMap<TopicPartition, Entry>>,
+    recovered: bool,
+    /// Serializes checkpoint writers (they replace the same files).
+    checkpoint_lock: Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn dir_error(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::LogDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A unique-enough hex suffix for `-delete` directories.
+fn unique_hex() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:016x}{:08x}{n:08x}", std::process::id())
+}
+
+fn read_checkpoint_or_warn(dir: &Path, name: &str) -> (BTreeMap<TopicPartition, i64>, bool) {
+    match read_offsets(&dir.join(name)) {
+        Ok(m) => (m, true),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "ignoring unreadable checkpoint: {e}");
+            (BTreeMap::new(), false)
+        }
+    }
+}
+
+impl LogManager {
+    /// Opens (creating if needed) and locks every log dir, then loads every partition in it,
+    /// recovering unless the dir was shut down cleanly.
+    pub fn open(
+        dirs: &[PathBuf],
+        config_for: &dyn Fn(&str) -> LogConfig,
+    ) -> Result<LogManager, LogError> {
+        if dirs.is_empty() {
+            return Err(LogError::LogDir {
+                path: PathBuf::new(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "no log dirs configured"),
+            });
+        }
+        let now = now_ms();
+        let mut opened = Vec::new();
+        let mut logs = BTreeMap::new();
+        let mut recovered_any = false;
+        for (idx, path) in dirs.iter().enumerate() {
+            let err = dir_error(path);
+            std::fs::create_dir_all(path).map_err(dir_error(path))?;
+            let lock = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path.join(LOCK_FILE))
+                .map_err(dir_error(path))?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(err(io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        "log dir is locked by another process",
+                    )));
+                }
+                Err(TryLockError::Error(e)) => return Err(err(e)),
+            }
+            let marker = path.join(CLEAN_SHUTDOWN_MARKER);
+            let mut clean = marker.exists();
+            let (recovery_points, ok1) = read_checkpoint_or_warn(path, RECOVERY_POINT_CHECKPOINT);
+            let (high_watermarks, _) = read_checkpoint_or_warn(path, REPLICATION_CHECKPOINT);
+            let (log_starts, _) = read_checkpoint_or_warn(path, LOG_START_CHECKPOINT);
+            clean &= ok1;
+
+            let mut partitions = Vec::new();
+            for entry in std::fs::read_dir(path).map_err(dir_error(path))? {
+                let entry = entry.map_err(dir_error(path))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let is_dir = entry.file_type().map_err(dir_error(path))?.is_dir();
+                if is_dir && name.ends_with("-delete") {
+                    tracing::info!(dir = %path.display(), name, "removing leftover deleted partition");
+                    std::fs::remove_dir_all(entry.path()).map_err(dir_error(path))?;
+                } else if !is_dir && name.ends_with(".tmp") {
+                    std::fs::remove_file(entry.path()).map_err(dir_error(path))?;
+                } else if is_dir {
+                    match TopicPartition::from_dir_name(name) {
+                        Some(tp) => partitions.push((tp, entry.path())),
+                        None => {
+                            tracing::warn!(dir = %path.display(), name, "ignoring unknown directory")
+                        }
+                    }
+                }
+            }
+            let mut dir_recovered = 0usize;
+            for (tp, pdir) in partitions {
+                if logs.contains_key(&tp) {
+                    return Err(LogError::AlreadyExists(tp));
+                }
+                let config = config_for(&tp.topic);
+                let checkpointed = Checkpointed {
+                    recovery_point: recovery_points.get(&tp).copied(),
+                    high_watermark: high_watermarks.get(&tp).copied(),
+                    log_start_offset: log_starts.get(&tp).copied(),
+                };
+                let loaded = load_partition(&pdir, &tp, &config, checkpointed, clean, now)?;
+                if loaded.recovered {
+                    dir_recovered += 1;
+                }
+                let log = PartitionLog::from_state(tp.clone(), pdir, config, loaded.state);
+                logs.insert(
+                    tp,
+                    Entry {
+                        dir: idx,
+                        log: Arc::new(log),
+                    },
+                );
+            }
+            let count = logs.values().filter(|e| e.dir == idx).count();
+            if clean {
+                tracing::info!(dir = %path.display(), partitions = count,
+                    "log dir was shut down cleanly; skipped recovery");
+            } else {
+                tracing::info!(dir = %path.display(), partitions = count, recovered = dir_recovered,
+                    "log dir was not shut down cleanly; ran recovery");
+            }
+            recovered_any |= dir_recovered > 0 || (!clean && count > 0);
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(e)),
+                _ => sync_dir(path).map_err(dir_error(path))?,
+            }
+            opened.push(LogDir {
+                path: path.clone(),
+                _lock: lock,
+            });
+        }
+        Ok(LogManager {
+            dirs: opened,
+            logs: RwLock::new(logs),
+            recovered: recovered_any,
+            checkpoint_lock: Mutex::new(()),
+        })
+    }
+
+    /// True if the last open() had to run a recovery scan.
+    pub fn recovered_on_open(&self) -> bool {
+        self.recovered
+    }
+
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
+        self.logs.read().get(tp).map(|e| Arc::clone(&e.log))
+    }
+
+    pub fn all(&self) -> Vec<Arc<PartitionLog>> {
+        self.logs
+            .read()
+            .values()
+            .map(|e| Arc::clone(&e.log))
+            .collect()
+    }
+
+    /// Returns the partition's log, creating it on the dir with the fewest partitions.
+    pub fn get_or_create(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<Arc<PartitionLog>, LogError> {
+        if let Some(log) = self.get(tp) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write();
+        if let Some(e) = logs.get(tp) {
+            return Ok(Arc::clone(&e.log));
+        }
+        if tp.partition < 0
+            || tp.topic.is_empty()
+            || tp.topic.contains(['/', '\0'])
+            || tp.topic == "."
+            || tp.topic == ".."
+        {
+            return Err(LogError::InvalidRecord(format!(
+                "invalid partition name {tp}"
+            )));
+        }
+        let mut counts = vec![0usize; self.dirs.len()];
+        for e in logs.values() {
+            counts[e.dir] += 1;
+        }
+        let idx = (0..self.dirs.len()).min_by_key(|&i| counts[i]).unwrap_or(0);
+        let root = &self.dirs[idx].path;
+        let pdir = root.join(tp.dir_name());
+        match std::fs::create_dir(&pdir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(LogError::AlreadyExists(tp.clone()));
+            }
+            Err(e) => return Err(dir_error(root)(e)),
+        }
+        let segment = LogSegment::create(&pdir, 0)?;
+        sync_dir(&pdir)?;
+        sync_dir(root)?;
+        let mut segments = BTreeMap::new();
+        segments.insert(0, segment);
+        let state = LogState {
+            segments,
+            log_start_offset: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            epochs: EpochCache::load(pdir.join(LEADER_EPOCH_CHECKPOINT))?,
+            topic_id: None,
+            generation: 0,
+            first_unflushed_ms: None,
+            deleted: false,
+        };
+        let log = Arc::new(PartitionLog::from_state(tp.clone(), pdir, config, state));
+        logs.insert(
+            tp.clone(),
+            Entry {
+                dir: idx,
+                log: Arc::clone(&log),
+            },
+        );
+        tracing::info!(partition = %tp, dir = %root.display(), "created log");
+        Ok(log)
+    }
+
+    /// Deletes a partition: renames its dir to `<name>.<hex>-delete` (so a crash midway finishes
+    /// the job at the next open), then removes it.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<(), LogError> {
+        let Some(entry) = self.logs.write().remove(tp) else {
+            return Ok(());
+        };
+        entry.log.mark_deleted();
+        let root = &self.dirs[entry.dir].path;
+        let from = entry.log.dir();
+        let to = root.join(format!("{}.{}-delete", tp.dir_name(), unique_hex()));
+        std::fs::rename(&from, &to)?;
+        sync_dir(root)?;
+        std::fs::remove_dir_all(&to)?;
+        tracing::info!(partition = %tp, "deleted log");
+        Ok(())
+    }
+
+    /// Writes the three dir-level checkpoint files of every dir.
+    pub fn checkpoint(&self) -> Result<(), LogError> {
+        let _guard = self.checkpoint_lock.lock();
+        let mut per_dir: Vec<[BTreeMap<TopicPartition, i64>; 3]> =
+            (0..self.dirs.len()).map(|_| Default::default()).collect();
+        for (tp, e) in self.logs.read().iter() {
+            let st = e.log.state.lock();
+            let maps = &mut per_dir[e.dir];
+            maps[0].insert(tp.clone(), st.recovery_point);
+            maps[1].insert(tp.clone(), st.high_watermark);
+            maps[2].insert(tp.clone(), st.log_start_offset);
+        }
+        for (dir, maps) in self.dirs.iter().zip(&per_dir) {
+            for (name, map) in [
+                RECOVERY_POINT_CHECKPOINT,
+                REPLICATION_CHECKPOINT,
+                LOG_START_CHECKPOINT,
+            ]
+            .into_iter()
+            .zip(maps)
+            {
+                write_offsets(&dir.path.join(name), map).map_err(dir_error(&dir.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// flush.ms policy, plus flushing segments rolled since the last flush.
+    pub fn flush_due(&self, now_ms: i64) -> Result<(), LogError> {
+        for log in self.all() {
+            log.flush_if_due(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// segment.ms for partitions that receive no appends.
+    pub fn roll_due(&self, now_ms: i64) -> Result<(), LogError> {
+        for log in self.all() {
+            match log.roll_if_due(now_ms) {
+                Err(LogError::Deleted(_)) | Ok(()) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes closed segments beyond retention.ms / retention.bytes. Returns segments deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        for log in self.all() {
+            deleted += log.enforce_retention(now_ms)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Flushes everything, writes checkpoints and the clean-shutdown marker.
+    pub fn shutdown(&self) -> Result<(), LogError> {
+        for log in self.all() {
+            log.close()?;
+        }
+        self.checkpoint()?;
+        for dir in &self.dirs {
+            let marker = dir.path.join(CLEAN_SHUTDOWN_MARKER);
+            File::create(&marker)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| sync_dir(&dir.path))
+                .map_err(dir_error(&dir.path))?;
+        }
+        tracing::info!("log manager shut down cleanly");
+        Ok(())
+    }
+}

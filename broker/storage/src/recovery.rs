@@ -1,0 +1,211 @@
+//! Loading a partition directory (Kafka's `LogLoader`): removes leftovers, opens segments, trusts
+//! cleanly closed segments' indexes after sanity checks, and otherwise recovers from the recovery
+//! point: rescans and CRC-checks batches, rebuilds indexes, truncates a torn or corrupt tail and
+//! drops every later segment, then trims the leader epoch cache.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use crate::checkpoint::{LEADER_EPOCH_CHECKPOINT, PARTITION_METADATA, read_partition_metadata};
+use crate::epoch_cache::EpochCache;
+use crate::log::LogState;
+use crate::offset_index::OffsetIndex;
+use crate::segment::{LogSegment, parse_log_file_name, remove_if_exists};
+use crate::time_index::TimeIndex;
+use crate::{LogConfig, LogError, TopicPartition};
+
+/// Offsets recorded for a partition in the dir-level checkpoint files.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Checkpointed {
+    pub recovery_point: Option<i64>,
+    pub high_watermark: Option<i64>,
+    pub log_start_offset: Option<i64>,
+}
+
+pub(crate) struct Loaded {
+    pub state: LogState,
+    /// Whether any segment had to be rescanned.
+    pub recovered: bool,
+}
+
+fn is_leftover(name: &str) -> bool {
+    [".tmp", ".cleaned", ".swap", ".deleted"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// Loads one partition directory. `clean` = the log dir had a clean-shutdown marker.
+pub(crate) fn load_partition(
+    dir: &Path,
+    tp: &TopicPartition,
+    config: &LogConfig,
+    checkpointed: Checkpointed,
+    clean: bool,
+    now_ms: i64,
+) -> Result<Loaded, LogError> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_leftover(name) {
+            tracing::info!(partition = %tp, file = name, "deleting leftover file");
+            remove_if_exists(&entry.path())?;
+        } else if let Some(base) = parse_log_file_name(name) {
+            bases.push(base);
+        } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+            index_files.push((name.to_owned(), entry.path()));
+        }
+    }
+    bases.sort_unstable();
+    // Index files without a log file are orphans of an interrupted deletion.
+    for (name, path) in index_files {
+        let stem = name.rsplit_once('.').map_or("", |(s, _)| s);
+        if !bases.iter().any(|b| format!("{b:020}") == stem) {
+            remove_if_exists(&path)?;
+        }
+    }
+
+    let mut segments = BTreeMap::new();
+    for &base in &bases {
+        segments.insert(base, LogSegment::open(dir, base)?);
+    }
+    if segments.is_empty() {
+        let base = checkpointed.log_start_offset.unwrap_or(0).max(0);
+        segments.insert(base, LogSegment::create(dir, base)?);
+    }
+
+    // Segments from the one holding the recovery point on are rescanned after a crash.
+    let rescan_from = match (clean, checkpointed.recovery_point) {
+        (true, Some(_)) => i64::MAX,
+        (_, rp) => {
+            let rp = rp.unwrap_or(0);
+            segments
+                .range(..=rp)
+                .next_back()
+                .map_or(i64::MIN, |(b, _)| *b)
+        }
+    };
+    let mut recovered = false;
+    let mut cut_at: Option<i64> = None;
+    for (base, segment) in segments.iter_mut() {
+        let problem = if *base >= rescan_from {
+            recovered = true;
+            rebuild(segment, config, now_ms)?
+        } else {
+            match load_clean(segment)? {
+                Ok(()) => None,
+                Err(why) => {
+                    tracing::warn!(partition = %tp, segment = %segment.log_path().display(),
+                        "rebuilding indexes: {why}");
+                    recovered = true;
+                    rebuild(segment, config, now_ms)?
+                }
+            }
+        };
+        if let Some(what) = problem {
+            tracing::warn!(partition = %tp, "recovery truncated the log: {what}");
+            cut_at = Some(*base);
+            break;
+        }
+    }
+    if let Some(cut) = cut_at {
+        let later: Vec<i64> = segments.range(cut + 1..).map(|(b, _)| *b).collect();
+        for base in later {
+            if let Some(seg) = segments.remove(&base) {
+                tracing::warn!(partition = %tp, segment = %seg.log_path().display(),
+                    "recovery deleted a segment after the truncation point");
+                seg.delete_files()?;
+            }
+        }
+    }
+
+    let first_base = segments.first_key_value().map_or(0, |(b, _)| *b);
+    let mut log_end = segments.last_key_value().map_or(0, |(_, s)| s.next_offset);
+    let mut log_start = checkpointed
+        .log_start_offset
+        .unwrap_or(first_base)
+        .max(first_base);
+    if log_start > log_end {
+        // Data acknowledged as deleted is gone: start the log afresh at log start.
+        tracing::warn!(partition = %tp, log_start, log_end, "log start beyond log end; starting empty");
+        for seg in std::mem::take(&mut segments).into_values() {
+            seg.delete_files()?;
+        }
+        segments.insert(log_start, LogSegment::create(dir, log_start)?);
+        log_end = log_start;
+    }
+    log_start = log_start.min(log_end);
+
+    let recovery_point = if clean && !recovered {
+        log_end
+    } else {
+        checkpointed.recovery_point.unwrap_or(0).clamp(0, log_end)
+    };
+    let high_watermark = checkpointed
+        .high_watermark
+        .unwrap_or(log_start)
+        .clamp(log_start, log_end);
+
+    let mut epochs = EpochCache::load(dir.join(LEADER_EPOCH_CHECKPOINT))?;
+    epochs.truncate_from_end(log_end)?;
+    epochs.truncate_from_start(log_start)?;
+    let topic_id = read_partition_metadata(&dir.join(PARTITION_METADATA))?;
+
+    Ok(Loaded {
+        state: LogState {
+            segments,
+            log_start_offset: log_start,
+            high_watermark,
+            recovery_point,
+            epochs,
+            topic_id,
+            generation: 0,
+            first_unflushed_ms: (recovery_point < log_end).then_some(now_ms),
+            deleted: false,
+        },
+        recovered,
+    })
+}
+
+/// Full rescan; the rebuilt indexes are written right away so the files match the log.
+fn rebuild(
+    segment: &mut LogSegment,
+    config: &LogConfig,
+    now_ms: i64,
+) -> io::Result<Option<String>> {
+    let problem = segment.rebuild(config, now_ms)?;
+    segment.write_indexes(true)?;
+    Ok(problem)
+}
+
+/// Trusts a closed segment: loads its index files (Kafka's sanity checks) and scans only the tail
+/// after the last offset index entry. `Err(reason)` means the segment must be rebuilt.
+fn load_clean(segment: &mut LogSegment) -> io::Result<Result<(), String>> {
+    let Some(index) = OffsetIndex::load(&segment.index_path(), segment.base_offset, segment.size)?
+    else {
+        return Ok(Err("offset index missing or corrupt".into()));
+    };
+    segment.offset_index = index;
+    segment.time_index = TimeIndex::new(segment.base_offset);
+    if let Err(why) = segment.recompute_tail()? {
+        return Ok(Err(why));
+    }
+    let Some(time_index) = TimeIndex::load(
+        &segment.time_index_path(),
+        segment.base_offset,
+        segment.next_offset,
+    )?
+    else {
+        return Ok(Err("time index missing or corrupt".into()));
+    };
+    segment.time_index = time_index;
+    // Fold the time index's largest entry into the tail scan's result.
+    if let Err(why) = segment.recompute_tail()? {
+        return Ok(Err(why));
+    }
+    segment.indexes_dirty = false;
+    Ok(Ok(()))
+}
