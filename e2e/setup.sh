@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need: kcat (Debian's kafkacat) and the Python clients.
+# Idempotent and non-interactive: each tool is installed only when it is missing.
+set -euo pipefail
+
+CONFLUENT_KAFKA_VERSION="2.16.1"
+KAFKA_PYTHON_VERSION="3.0.12"
+PYTEST_VERSION="9.0.3"
+
+export DEBIAN_FRONTEND=noninteractive
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        echo "setup.sh: need root to run: $*" >&2
+        return 1
+    fi
+}
+
+if command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1; then
+    echo "setup.sh: kcat present"
+else
+    echo "setup.sh: installing kafkacat (kcat) from Debian"
+    as_root apt-get update </dev/null
+    as_root apt-get install -y --no-install-recommends kafkacat </dev/null
+fi
+
+# Checks that python module $1 is importable at version $2.
+py_has() {
+    python3 - "$1" "$2" <<'PY' >/dev/null 2>&1
+import importlib.metadata, sys
+dist, want = sys.argv[1], sys.argv[2]
+sys.exit(0 if importlib.metadata.version(dist) == want else 1)
+PY
+}
+
+missing=()
+py_has confluent-kafka "$CONFLUENT_KAFKA_VERSION" || missing+=("confluent-kafka==$CONFLUENT_KAFKA_VERSION")
+py_has kafka-python "$KAFKA_PYTHON_VERSION" || missing+=("kafka-python==$KAFKA_PYTHON_VERSION")
+py_has pytest "$PYTEST_VERSION" || missing+=("pytest==$PYTEST_VERSION")
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: pip installing ${missing[*]}"
+    python3 -m pip install --no-input --disable-pip-version-check "${missing[@]}" </dev/null
+else
+    echo "setup.sh: python packages present"
+fi
+
+# Fail loudly if anything is still missing after installation.
+command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || {
+    echo "setup.sh: kcat is still missing" >&2
+    exit 1
+}
+python3 -c "import confluent_kafka, kafka, pytest" || {
+    echo "setup.sh: python packages failed to import" >&2
+    exit 1
+}
+echo "setup.sh: ok"
