@@ -378,7 +378,8 @@ fn invalid_input_is_rejected_with_nothing_written() {
     let crc = crc32c::crc32c(&zero_records[21..]);
     zero_records[17..21].copy_from_slice(&crc.to_be_bytes());
 
-    let cases: Vec<(&str, Vec<u8>, fn(&LogError) -> bool)> = vec![
+    type Check = fn(&LogError) -> bool;
+    let cases: Vec<(&str, Vec<u8>, Check)> = vec![
         ("crc", bad_crc, |e| matches!(e, LogError::CorruptMessage(_))),
         ("magic", bad_magic, |e| {
             matches!(e, LogError::UnsupportedMagic(1))
