@@ -157,10 +157,10 @@ impl Broker {
         &self.stderr_path
     }
 
-    /// The current (or last) run's stderr so far.
+    /// The current (or last) run's stderr so far, without ANSI colour codes.
     pub fn stderr(&self) -> String {
         std::fs::read(&self.stderr_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|b| strip_ansi(&String::from_utf8_lossy(&b)))
             .unwrap_or_default()
     }
 
@@ -350,11 +350,43 @@ impl Broker {
     }
 }
 
+/// Removes ANSI escape sequences (`ESC [ ... letter`), so log lines can be matched as text even
+/// when the broker colours its output.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_ansi;
+
+    #[test]
+    fn strips_colour_codes() {
+        let line = "\u{1b}[2mclean_start\u{1b}[0m\u{1b}[2m=\u{1b}[0mfalse done";
+        assert_eq!(strip_ansi(line), "clean_start=false done");
     }
 }

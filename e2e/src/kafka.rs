@@ -71,11 +71,13 @@ pub fn producer_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// Consumer settings for assign()-based reads: no group, no commits, CRCs verified.
+/// Consumer settings for assign()-based reads: no commits, CRCs verified. librdkafka's assign()
+/// needs a `group.id`, but without subscribe() or commits no group protocol is used.
 pub fn consumer_config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
+        .set("group.id", "strait-e2e-assign")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("check.crcs", "true")

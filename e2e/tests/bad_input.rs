@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 use strait_e2e::wire::{
     WireClient, encode_request, frame, produce_request, produce_result, record_batch,
 };
-use strait_e2e::{Admin, Broker};
+use strait_e2e::{Admin, Broker, topic_partitions};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Produce version used for raw requests: v9 is flexible and names topics (v13 uses ids).
@@ -201,6 +201,8 @@ fn corrupt_crc_is_answered_with_corrupt_message() {
     let mut broker = start();
     let mut client = WireClient::connect(broker.addr()).expect("connect");
     let version = produce_version(&mut client);
+    // Kafka's Produce does not create topics; Metadata does.
+    topic_partitions(&broker.bootstrap(), "crc").expect("create topic");
     let batch = record_batch(&[b"one", b"two", b"three"]).expect("batch");
     let mut corrupt = batch.to_vec();
     let last = corrupt.len() - 1;
@@ -225,6 +227,7 @@ fn oversize_batch_is_answered_with_message_too_large() {
     let mut broker = start();
     let mut client = WireClient::connect(broker.addr()).expect("connect");
     let version = produce_version(&mut client);
+    topic_partitions(&broker.bootstrap(), "big").expect("create topic");
     let big = vec![7u8; 20_000];
     let batch = record_batch(&[&big]).expect("batch");
     let request = produce_request("big", 0, 1, batch);

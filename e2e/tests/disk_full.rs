@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
-use strait_e2e::{Admin, Broker, BrokerOptions, read_range, wait_for};
+use strait_e2e::{Admin, Broker, BrokerOptions, read_range, topic_partitions, wait_for};
 
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const PRODUCE_VERSION: i16 = 9;
@@ -77,6 +77,10 @@ fn full_disk_is_a_storage_error_not_a_crash() {
     })
     .expect("start broker on tmpfs");
     let mut client = WireClient::connect(broker.addr()).expect("connect");
+    // Kafka's Produce does not create topics; Metadata does.
+    for topic in ["keep", "filler"] {
+        topic_partitions(&broker.bootstrap(), topic).expect("create topic");
+    }
 
     // 100 KiB that must survive, then fill the disk through another topic.
     let mut keep_acked = 0i64;
