@@ -1,0 +1,62 @@
+//! DeleteRecords: advances a partition's log start offset (offset -1 means "up to the high
+//! watermark"); whole segments below it are deleted by the log engine.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::RequestContext;
+use crate::broker::Broker;
+use crate::errors::ApiError;
+
+const HIGH_WATERMARK: i64 = -1;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: DeleteRecordsRequest,
+    _ctx: &RequestContext,
+) -> DeleteRecordsResponse {
+    let topics = tokio::task::block_in_place(|| {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = broker.topic(t.name.0.as_str());
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let result = DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index);
+                        let Some(partition) =
+                            topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                        else {
+                            return result
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                                .with_low_watermark(-1);
+                        };
+                        let log = &partition.log;
+                        let offset = if p.offset == HIGH_WATERMARK {
+                            log.high_watermark()
+                        } else {
+                            p.offset
+                        };
+                        match log.delete_records_before(offset) {
+                            Ok(low) => result.with_low_watermark(low),
+                            Err(e) => result
+                                .with_error_code(ApiError::from(e).code())
+                                .with_low_watermark(-1),
+                        }
+                    })
+                    .collect();
+                DeleteRecordsTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect()
+    });
+    DeleteRecordsResponse::default().with_topics(topics)
+}

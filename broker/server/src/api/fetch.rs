@@ -1,0 +1,239 @@
+//! Fetch: serves whole record batches from file regions, starting with the batch that holds the
+//! fetch offset, bounded by the high watermark, `partition_max_bytes` and the response's
+//! `max_bytes` (the first batch is always returned whole, KIP-74). When less than `min_bytes` is
+//! available it long-polls until an append to one of the partitions or `max_wait_ms`. The
+//! expensive part, reading the bytes, happens once, after the wait. Fetch sessions (KIP-227) are
+//! not kept: every response carries session id 0, which clients treat as "send full requests".
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use strait_storage::{FileRegion, LogError};
+use tokio::sync::futures::Notified;
+use tokio::time::Instant;
+
+use super::RequestContext;
+use crate::broker::{Broker, Partition};
+
+/// First Fetch version that names topics by id (KIP-516).
+const TOPIC_ID_VERSION: i16 = 13;
+/// First version with `current_leader_epoch` (KIP-320).
+const LEADER_EPOCH_VERSION: i16 = 9;
+/// Single-node partitions keep leader epoch 0.
+const LEADER_EPOCH: i32 = 0;
+/// Upper bound on a long poll, whatever the client asks (Kafka caps it by the request timeout).
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+const READ_COMMITTED: i8 = 1;
+
+/// One requested partition, resolved once per request.
+struct Slot {
+    topic_index: usize,
+    partition_index: i32,
+    fetch_offset: i64,
+    max_bytes: u64,
+    target: Result<Arc<Partition>, ResponseError>,
+}
+
+/// What a pass over the partitions found, before any bytes are read.
+struct Planned {
+    error: ResponseError,
+    high_watermark: i64,
+    log_start_offset: i64,
+    regions: Vec<FileRegion>,
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: FetchRequest,
+    ctx: &RequestContext,
+) -> FetchResponse {
+    let version = ctx.api_version;
+    if req.session_id != 0 {
+        // We never hand out session ids, so an incremental fetch names a session we do not have.
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as u64;
+    let response_max = req.max_bytes.max(0) as u64;
+
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
+    for (topic_index, t) in req.topics.into_iter().enumerate() {
+        let topic = if version >= TOPIC_ID_VERSION {
+            broker.topic_by_id(&t.topic_id)
+        } else {
+            broker.topic(t.topic.0.as_str())
+        };
+        let missing = if version >= TOPIC_ID_VERSION {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        for p in &t.partitions {
+            let target = match &topic {
+                None => Err(missing),
+                Some(topic) => match topic.partition(p.partition) {
+                    None => Err(ResponseError::UnknownTopicOrPartition),
+                    Some(_)
+                        if version >= LEADER_EPOCH_VERSION
+                            && p.current_leader_epoch > LEADER_EPOCH =>
+                    {
+                        Err(ResponseError::UnknownLeaderEpoch)
+                    }
+                    Some(_)
+                        if version >= LEADER_EPOCH_VERSION
+                            && p.current_leader_epoch >= 0
+                            && p.current_leader_epoch < LEADER_EPOCH =>
+                    {
+                        Err(ResponseError::FencedLeaderEpoch)
+                    }
+                    Some(partition) => Ok(partition.clone()),
+                },
+            };
+            slots.push(Slot {
+                topic_index,
+                partition_index: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as u64,
+                target,
+            });
+        }
+        let mut resp = FetchableTopicResponse::default();
+        if version >= TOPIC_ID_VERSION {
+            resp.topic_id = t.topic_id;
+        } else {
+            resp.topic = t.topic;
+        }
+        topics.push(resp);
+    }
+
+    let planned = loop {
+        // Register interest before looking, so an append that lands between the look and the wait
+        // still wakes us.
+        let mut wakeups: Vec<Pin<Box<Notified<'_>>>> = slots
+            .iter()
+            .filter_map(|s| s.target.as_ref().ok())
+            .map(|p| Box::pin(p.appended.notified()))
+            .collect();
+        for w in &mut wakeups {
+            w.as_mut().enable();
+        }
+        let planned = plan(&slots, response_max);
+        let available: u64 = planned
+            .iter()
+            .map(|p| p.regions.iter().map(|r| u64::from(r.len)).sum::<u64>())
+            .sum();
+        let any_error = planned.iter().any(|p| p.error.code() != 0);
+        if available >= min_bytes || any_error || wakeups.is_empty() || Instant::now() >= deadline {
+            break planned;
+        }
+        let woke = tokio::time::timeout_at(deadline, futures::future::select_all(wakeups)).await;
+        if woke.is_err() {
+            // Timed out: answer with whatever is there now.
+            break plan(&slots, response_max);
+        }
+    };
+
+    let read_committed = req.isolation_level == READ_COMMITTED;
+    let data = tokio::task::block_in_place(|| read_all(&planned));
+    for ((slot, plan), records) in slots.iter().zip(planned).zip(data) {
+        let (error, records) = match records {
+            Ok(r) => (plan.error, r),
+            Err(_) => (ResponseError::KafkaStorageError, Bytes::new()),
+        };
+        let mut pd = PartitionData::default()
+            .with_partition_index(slot.partition_index)
+            .with_high_watermark(plan.high_watermark)
+            .with_last_stable_offset(plan.high_watermark)
+            .with_log_start_offset(plan.log_start_offset)
+            .with_preferred_read_replica((-1).into())
+            .with_records(Some(records));
+        if error.code() != 0 {
+            pd.error_code = error.code();
+        }
+        if read_committed {
+            // No transactions yet, so nothing was aborted; READ_COMMITTED expects a list.
+            pd.aborted_transactions = Some(Vec::new());
+        }
+        topics[slot.topic_index].partitions.push(pd);
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics)
+}
+
+/// Computes the regions every partition would return now, in request order, splitting the
+/// response budget as Kafka does: each partition gets min(its limit, what is left), and only the
+/// first partition that has data may exceed it to return one whole batch.
+fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
+    let mut left = response_max;
+    let mut min_one = true;
+    slots
+        .iter()
+        .map(|slot| {
+            let partition = match &slot.target {
+                Ok(p) => p,
+                Err(e) => {
+                    return Planned {
+                        error: *e,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        regions: Vec::new(),
+                    };
+                }
+            };
+            let log = &partition.log;
+            let hw = log.high_watermark();
+            match log.read(slot.fetch_offset, slot.max_bytes.min(left), hw, min_one) {
+                Ok(read) => {
+                    if read.bytes > 0 {
+                        min_one = false;
+                        left = left.saturating_sub(read.bytes);
+                    }
+                    Planned {
+                        error: no_error(),
+                        high_watermark: read.high_watermark,
+                        log_start_offset: read.log_start_offset,
+                        regions: read.regions,
+                    }
+                }
+                Err(e) => Planned {
+                    error: match e {
+                        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+                        _ => ResponseError::KafkaStorageError,
+                    },
+                    high_watermark: hw,
+                    log_start_offset: log.log_start_offset(),
+                    regions: Vec::new(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// `ResponseError` has no "none" variant; code 0 is represented by this sentinel.
+fn no_error() -> ResponseError {
+    ResponseError::Unknown(0)
+}
+
+fn read_all(planned: &[Planned]) -> Vec<std::io::Result<Bytes>> {
+    planned
+        .iter()
+        .map(|p| {
+            let total: usize = p.regions.iter().map(|r| r.len as usize).sum();
+            let mut buf = Vec::with_capacity(total);
+            for region in &p.regions {
+                region.read_to_vec(&mut buf)?;
+            }
+            Ok(Bytes::from(buf))
+        })
+        .collect()
+}

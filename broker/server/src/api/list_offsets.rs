@@ -1,0 +1,93 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3, KIP-734),
+//! earliest local (-4, KIP-405; equal to earliest until tiered storage lands), latest tiered (-5,
+//! none yet) and by timestamp through the time index.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::RequestContext;
+use crate::broker::{Broker, Partition};
+
+/// First version whose response carries the leader epoch (KIP-320).
+const LEADER_EPOCH_VERSION: i16 = 4;
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: ListOffsetsRequest,
+    ctx: &RequestContext,
+) -> ListOffsetsResponse {
+    let with_epoch = ctx.api_version >= LEADER_EPOCH_VERSION;
+    let topics = tokio::task::block_in_place(|| {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = broker.topic(t.name.0.as_str());
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let base = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        let Some(partition) =
+                            topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                        else {
+                            return base
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        };
+                        match lookup(partition, p.timestamp) {
+                            Ok((offset, timestamp, epoch)) => base
+                                .with_offset(offset)
+                                .with_timestamp(timestamp)
+                                .with_leader_epoch(if with_epoch { epoch } else { -1 }),
+                            Err(e) => base
+                                .with_error_code(e.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect()
+    });
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Returns (offset, timestamp, leader epoch); Kafka answers -1/-1 when no record qualifies.
+fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64, i32), ResponseError> {
+    let log = &partition.log;
+    let epoch = log.latest_epoch().unwrap_or(-1);
+    let storage = |_| ResponseError::KafkaStorageError;
+    match timestamp {
+        LATEST => Ok((log.high_watermark(), -1, epoch)),
+        EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1, epoch)),
+        LATEST_TIERED => Ok((-1, -1, -1)),
+        MAX_TIMESTAMP => Ok(log
+            .max_timestamp_offset()
+            .map_err(storage)?
+            .map(|l| (l.offset, l.timestamp, l.leader_epoch.unwrap_or(epoch)))
+            .unwrap_or((-1, -1, -1))),
+        t if t >= 0 => Ok(log
+            .offset_for_timestamp(t)
+            .map_err(storage)?
+            // Records past the high watermark are not visible to consumers yet.
+            .filter(|l| l.offset < log.high_watermark())
+            .map(|l| (l.offset, l.timestamp, l.leader_epoch.unwrap_or(epoch)))
+            .unwrap_or((-1, -1, -1))),
+        _ => Err(ResponseError::InvalidRequest),
+    }
+}

@@ -1,0 +1,183 @@
+//! Request dispatch: parses the request header, checks the API key and version against what
+//! Strait implements, decodes the body with `kafka-protocol`, routes it to the handler of that API
+//! and encodes the response frame. Anything that cannot be parsed closes only its own connection.
+
+pub mod admin_topics;
+pub mod cluster;
+pub mod configs;
+pub mod delete_records;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod versions;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use kafka_protocol::messages::{self, ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use tracing::error;
+
+use crate::broker::Broker;
+use crate::net::frame::{finish_frame, start_frame};
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this complete frame (length prefix included).
+    Respond(Bytes),
+    /// Send nothing (Produce with acks=0).
+    NoResponse,
+    /// Close the connection; the reason is logged by the caller.
+    Close(String),
+}
+
+/// Per-request facts handlers may need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    /// Name of the listener the request arrived on (Metadata answers with that listener's endpoints).
+    pub listener: String,
+}
+
+pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, listener: &str) -> Outcome {
+    if frame.len() < 8 {
+        return Outcome::Close(format!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        ));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(key) else {
+        return Outcome::Close(format!("unknown API key {key}"));
+    };
+    let Some((min, max)) = versions::supported(api_key) else {
+        return Outcome::Close(format!("API {api_key:?} (key {key}) is not implemented"));
+    };
+    if version < min || version > max {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with a v0 response that carries
+            // UNSUPPORTED_VERSION and our ranges, so the client can retry with a version we know.
+            return encode(correlation_id, 0, &versions::unsupported_version_response());
+        }
+        return Outcome::Close(format!(
+            "{api_key:?} version {version} is not supported (supported: {min}..={max})"
+        ));
+    }
+    let mut buf = frame;
+    let header = match RequestHeader::decode(&mut buf, api_key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} header: {e:#}")),
+    };
+    let ctx = RequestContext {
+        api_version: version,
+        correlation_id,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+        listener: listener.to_string(),
+    };
+    // A panic in a handler is a Strait bug; it must cost one connection, never the broker.
+    match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            error!(api = ?api_key, version, "request handler panicked; closing the connection");
+            Outcome::Close(format!("internal error handling {api_key:?} v{version}"))
+        }
+    }
+}
+
+fn decode<T: Decodable>(buf: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, Outcome> {
+    T::decode(buf, version)
+        .map_err(|e| Outcome::Close(format!("malformed {api_key:?} v{version} request: {e:#}")))
+}
+
+/// Encodes a response frame: length, response header (its version depends on the API version),
+/// body.
+pub fn encode<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+) -> Outcome {
+    let size = body.compute_size(version).unwrap_or(0);
+    let mut buf = BytesMut::with_capacity(size + 16);
+    let at = start_frame(&mut buf);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let result = header
+        .encode(&mut buf, R::header_version(version))
+        .and_then(|_| body.encode(&mut buf, version));
+    if let Err(e) = result {
+        error!(version, error = %e, "failed to encode a response");
+        return Outcome::Close(format!("could not encode response: {e:#}"));
+    }
+    finish_frame(&mut buf, at);
+    Outcome::Respond(buf.freeze())
+}
+
+macro_rules! dispatch {
+    ($broker:expr, $api_key:expr, $buf:expr, $ctx:expr, { $($key:ident => $req:ty => $handler:path),* $(,)? }) => {
+        match $api_key {
+            $(ApiKey::$key => {
+                let req: $req = match decode(&mut $buf, $api_key, $ctx.api_version) {
+                    Ok(r) => r,
+                    Err(outcome) => return outcome,
+                };
+                let resp = $handler($broker, req, $ctx).await;
+                encode($ctx.correlation_id, $ctx.api_version, &resp)
+            })*
+            ApiKey::Produce => {
+                let req: messages::ProduceRequest = match decode(&mut $buf, $api_key, $ctx.api_version) {
+                    Ok(r) => r,
+                    Err(outcome) => return outcome,
+                };
+                match produce::handle($broker, req, $ctx).await {
+                    Some(resp) => encode($ctx.correlation_id, $ctx.api_version, &resp),
+                    None => Outcome::NoResponse,
+                }
+            }
+            other => Outcome::Close(format!("API {other:?} is not implemented")),
+        }
+    };
+}
+
+async fn route(
+    broker: &Arc<Broker>,
+    api_key: ApiKey,
+    mut buf: Bytes,
+    ctx: &RequestContext,
+) -> Outcome {
+    dispatch!(broker, api_key, buf, ctx, {
+        ApiVersions => messages::ApiVersionsRequest => versions::handle,
+        Metadata => messages::MetadataRequest => metadata::handle,
+        Fetch => messages::FetchRequest => fetch::handle,
+        ListOffsets => messages::ListOffsetsRequest => list_offsets::handle,
+        CreateTopics => messages::CreateTopicsRequest => admin_topics::create_topics,
+        DeleteTopics => messages::DeleteTopicsRequest => admin_topics::delete_topics,
+        CreatePartitions => messages::CreatePartitionsRequest => admin_topics::create_partitions,
+        DescribeConfigs => messages::DescribeConfigsRequest => configs::describe,
+        AlterConfigs => messages::AlterConfigsRequest => configs::alter,
+        IncrementalAlterConfigs => messages::IncrementalAlterConfigsRequest => configs::incremental_alter,
+        DeleteRecords => messages::DeleteRecordsRequest => delete_records::handle,
+        DescribeCluster => messages::DescribeClusterRequest => cluster::describe,
+    })
+}
+
+/// `StrBytes` from an owned string (kafka-protocol's string type).
+pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+/// Current time in milliseconds since the epoch, as Kafka timestamps are.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

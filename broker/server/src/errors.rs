@@ -1,0 +1,54 @@
+//! Errors as Kafka clients see them: a protocol error code plus a message, and the mapping from
+//! storage and config errors to Kafka's codes.
+
+use kafka_protocol::ResponseError;
+use strait_config::ConfigError;
+use strait_storage::LogError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        ApiError {
+            error,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> i16 {
+        self.error.code()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.message)
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        let error = match &e {
+            LogError::Io(_) => ResponseError::KafkaStorageError,
+            LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
+            LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+            LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+            LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            #[allow(unreachable_patterns)]
+            _ => ResponseError::KafkaStorageError,
+        };
+        ApiError::new(error, e.to_string())
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        ApiError::new(ResponseError::InvalidConfig, e.to_string())
+    }
+}

@@ -1,0 +1,61 @@
+//! Strait broker: a Kafka-protocol server over the Strait log engine.
+//!
+//! Layers, outside in: `net` (framing, listeners, connections) hands request frames to `api`
+//! (one module per Kafka API, translating protocol messages), which works on `broker` (shared
+//! state and topic lifecycle) backed by `strait_storage` (the logs) and `metadata` (the topic
+//! catalogue). `tasks` runs background maintenance; `run` wires it all together.
+
+pub mod api;
+pub mod broker;
+pub mod errors;
+pub mod identity;
+pub mod metadata;
+pub mod net;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use strait_config::BrokerConfig;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::broker::Broker;
+
+/// Opens the data, binds the listeners and serves until `shutdown` turns true; then drains
+/// connections and shuts the logs down cleanly (flush, checkpoints, clean-shutdown marker).
+pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .context("start-up task failed")?
+        .context("cannot open the log dirs")?;
+    let broker = Arc::new(broker);
+    let listeners = net::server::bind(&broker).await?;
+    let addresses: Vec<String> = broker
+        .config
+        .listeners
+        .iter()
+        .zip(&listeners)
+        .map(|(l, b)| {
+            let port = b.listener.local_addr().map(|a| a.port()).unwrap_or(l.port);
+            format!("{}://{}:{}", l.name, l.host, port)
+        })
+        .collect();
+    info!(
+        node_id = broker.config.node_id,
+        cluster_id = %broker.cluster_id,
+        listeners = %addresses.join(","),
+        clean_start = broker.clean_start,
+        "broker ready"
+    );
+    let maintenance = tokio::spawn(tasks::run(broker.clone(), shutdown.clone()));
+    net::server::serve(broker.clone(), listeners, shutdown).await;
+    let _ = maintenance.await;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.logs.shutdown())
+        .await
+        .context("shutdown task failed")?
+        .context("clean shutdown of the logs failed")?;
+    info!("broker stopped cleanly");
+    Ok(())
+}

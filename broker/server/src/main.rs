@@ -1,0 +1,100 @@
+//! `strait-broker`: starts a Strait broker. With no arguments it is a single-node broker on
+//! 127.0.0.1:9092 with data in `./strait-data`; otherwise it takes a Kafka-style
+//! `server.properties` file and `--override key=value` settings, using Kafka's key names.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use strait_config::BrokerConfig;
+use tracing::{error, warn};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strait-broker",
+    version,
+    about = "Strait: a Kafka-compatible event streaming broker"
+)]
+struct Cli {
+    /// A server.properties file (Kafka's format and key names).
+    #[arg(long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The same file given positionally, as kafka-server-start.sh takes it.
+    #[arg(value_name = "SERVER_PROPERTIES", conflicts_with = "config")]
+    positional_config: Option<PathBuf>,
+    /// Set one config key, overriding the file (repeatable), e.g. --override log.dirs=/data.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let file = cli.config.or(cli.positional_config);
+    let (config, warnings) = match BrokerConfig::load(file.as_deref(), &cli.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("strait-broker: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in warnings {
+        warn!("{w}");
+    }
+    // Every segment holds open files; like Kafka's start scripts, use all the descriptors the
+    // hard limit allows rather than failing at the soft default of 1024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 10_000 => warn!(limit = n, "open file limit is low; raise `ulimit -n`"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("strait-broker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        strait_broker::run(config, rx).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("strait-broker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install the SIGTERM handler");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
