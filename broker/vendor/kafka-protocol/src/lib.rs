@@ -1,3 +1,6 @@
+// Strait: vendored third-party code; its lints are upstream's business (cargo caps them for
+// registry crates, but not for path dependencies).
+#![allow(warnings, clippy::all)]
 //! Implementation of [the Kafka wire protocol](https://kafka.apache.org/protocol.html) in Rust.
 //!
 //! This library follows the approach of the Kafka project and generates the protocol through
