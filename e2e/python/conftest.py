@@ -1,0 +1,94 @@
+"""Pytest fixtures: a real strait-broker process on a free loopback port with a temporary
+data directory, started once per test session and stopped with SIGTERM."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 30
+
+
+def broker_binary() -> pathlib.Path:
+    env = os.environ.get("STRAIT_BROKER_BIN")
+    path = pathlib.Path(env) if env else REPO_ROOT / "target" / "release" / "strait-broker"
+    if not path.is_file():
+        pytest.fail(f"broker binary not found at {path}: run cargo build --release first")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerProcess:
+    def __init__(self, workdir: pathlib.Path):
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.stderr_path = workdir / "broker.stderr"
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [
+                str(broker_binary()),
+                "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "--override", f"log.dirs={workdir / 'data'}",
+                "--override", "metrics.listener=",
+                "--override", "num.partitions=1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            cwd=workdir,
+            env={**os.environ, "NO_COLOR": "1", "RUST_LOG": "info"},
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"broker exited {self.proc.returncode}:\n{self.stderr()}")
+            if "broker ready" in self.stderr() and self._accepts():
+                return
+            time.sleep(0.05)
+        self.proc.kill()
+        pytest.fail(f"broker not ready in {READY_TIMEOUT_S}s:\n{self.stderr()}")
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._stderr.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def broker():
+    with tempfile.TemporaryDirectory(prefix="strait-pytest-") as workdir:
+        process = BrokerProcess(pathlib.Path(workdir))
+        try:
+            yield process
+        finally:
+            code = process.stop()
+            assert code == 0, f"broker exit status {code} after SIGTERM:\n{process.stderr()[-4000:]}"
