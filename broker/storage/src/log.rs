@@ -575,9 +575,10 @@ impl PartitionLog {
         st.high_watermark = st.high_watermark.min(leo);
         st.recovery_point = st.recovery_point.min(leo);
         st.epochs.truncate_from_end(leo)?;
+        // Deleted under the lock: a roll right after could recreate a file of the same name.
+        self.delete_segment_files(&removed);
         drop(st);
         tracing::info!(partition = %self.tp, offset, "truncated log");
-        self.delete_segment_files(&removed);
         Ok(())
     }
 
@@ -591,6 +592,7 @@ impl PartitionLog {
     pub(crate) fn flush_to(&self, target: i64) -> Result<(), LogError> {
         let mut files = Vec::new();
         let mut index_paths = Vec::new();
+        let mut closed = Vec::new();
         let (generation, target) = {
             let mut st = self.state.lock();
             if st.deleted {
@@ -609,6 +611,7 @@ impl PartitionLog {
                     if seg.base_offset != active_base {
                         index_paths.push(seg.index_path());
                         index_paths.push(seg.time_index_path());
+                        closed.push(seg.base_offset);
                     }
                 }
             }
@@ -624,10 +627,18 @@ impl PartitionLog {
             }
         }
         let mut st = self.state.lock();
-        if st.generation == generation && target > st.recovery_point {
-            st.recovery_point = target;
-            if target >= st.log_end_offset() {
-                st.first_unflushed_ms = None;
+        if st.generation == generation {
+            // Closed segments take no new index entries, so their synced files are final.
+            for base in closed {
+                if let Some(seg) = st.segments.get_mut(&base) {
+                    seg.indexes_dirty = false;
+                }
+            }
+            if target > st.recovery_point {
+                st.recovery_point = target;
+                if target >= st.log_end_offset() {
+                    st.first_unflushed_ms = None;
+                }
             }
         }
         Ok(())

@@ -68,7 +68,7 @@ impl LogSegment {
         }
     }
 
-    /// Creates an empty segment, replacing any file of the same name.
+    /// Creates an empty segment with empty index files, replacing any files of the same names.
     pub fn create(dir: &Path, base_offset: i64) -> io::Result<LogSegment> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
@@ -77,10 +77,10 @@ impl LogSegment {
             .create(true)
             .truncate(true)
             .open(&path)?;
-        for ext in ["index", "timeindex"] {
-            remove_if_exists(&dir.join(file_name(base_offset, ext)))?;
-        }
-        Ok(LogSegment::with_file(dir, base_offset, file, 0))
+        let mut segment = LogSegment::with_file(dir, base_offset, file, 0);
+        // Empty index files from the start, as Kafka has (replacing any stale ones).
+        segment.write_indexes(false)?;
+        Ok(segment)
     }
 
     /// Opens an existing segment; its state is filled in by [`Self::load_tail`] or [`Self::rebuild`].

@@ -620,3 +620,60 @@ fn concurrent_appends_and_reads() {
         assert_eq!(b.0, 3 * i as i64);
     }
 }
+
+#[test]
+fn truncate_below_the_first_segment_starts_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mgr = open(dir.path());
+    let one = batch(2, 0, 100).len() as u64;
+    let log = create(
+        &mgr,
+        LogConfig {
+            segment_bytes: one * 2,
+            ..small_config()
+        },
+    );
+    for _ in 0..4 {
+        log.append(&batch(2, 0, 100), 5, 0).expect("append");
+    }
+    log.set_high_watermark(8);
+    log.delete_records_before(4).expect("delete records");
+    assert_eq!(log.segment_count(), 1);
+    log.truncate_to(2).expect("truncate");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 2));
+    assert_eq!(log.latest_epoch(), None);
+    let names: Vec<_> = segment_files(&log.dir(), "log")
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    assert_eq!(names, vec!["00000000000000000002.log"]);
+    assert_eq!(
+        log.append(&batch(1, 0, 10), 6, 0)
+            .expect("append")
+            .first_offset,
+        2
+    );
+}
+
+#[test]
+fn flush_due_flushes_rolled_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mgr = open(dir.path());
+    let one = batch(1, 0, 100).len() as u64;
+    let log = create(
+        &mgr,
+        LogConfig {
+            segment_bytes: one * 2,
+            ..small_config()
+        },
+    );
+    for _ in 0..5 {
+        log.append(&batch(1, 0, 100), 0, 0).expect("append");
+    }
+    assert_eq!(log.recovery_point(), 0);
+    mgr.flush_due(0).expect("flush due");
+    // Without flush.ms only whole rolled segments are flushed, as Kafka does on roll.
+    assert_eq!(log.recovery_point(), 4);
+    // Their index files are on disk.
+    assert_eq!(segment_files(&log.dir(), "index").len(), 3);
+}
