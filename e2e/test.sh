@@ -33,7 +33,7 @@ step fmt cargo fmt --all --check
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
 if step build cargo build --release --workspace --bins; then
     export STRAIT_BROKER_BIN="$PWD/target/release/strait-broker"
-    step cargo-test cargo test --release --workspace
+    step cargo-test cargo test --release --workspace --no-fail-fast
     step pytest python3 -m pytest -q e2e/python
 else
     failed+=("cargo-test (not run)" "pytest (not run)")

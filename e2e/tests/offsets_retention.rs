@@ -212,7 +212,11 @@ fn time_retention_deletes_old_segments() {
     let consumer: BaseConsumer = consumer_config(&broker.bootstrap())
         .create()
         .expect("consumer");
-    assert_eq!(offset_for(&consumer, topic, -2), Offset::Offset(low), "earliest moved");
+    assert_eq!(
+        offset_for(&consumer, topic, -2),
+        Offset::Offset(low),
+        "earliest moved"
+    );
     // Kafka may also delete the active segment when all its records are past retention.
     let got = read_range(
         &broker.bootstrap(),
