@@ -225,18 +225,16 @@ def test_describe_unknown_topic_fails(admin):
     assert error_code(excinfo) == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
-def test_legacy_alter_configs_with_kafka_python(admin, broker):
-    """AlterConfigs (non-incremental) replaces the whole set: unnamed keys return to defaults."""
-    from kafka.admin import ConfigResource as KpResource
-    from kafka.admin import ConfigResourceType, KafkaAdminClient
+def test_legacy_alter_configs_replaces_the_whole_set(admin, broker):
+    """AlterConfigs (non-incremental) replaces the whole set: unnamed keys return to defaults.
 
+    librdkafka's alter_configs sends the legacy AlterConfigs API as is (kafka-python 3 would
+    switch to IncrementalAlterConfigs, which merges)."""
     name = unique("legacy")
     create(admin, name, config={"retention.ms": "1000"})
-    client = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT * 1000)
-    try:
-        client.alter_configs([KpResource(ConfigResourceType.TOPIC, name, configs={"segment.ms": "600000"})])
-    finally:
-        client.close()
+    resource = ConfigResource(ResourceType.TOPIC, name, set_config={"segment.ms": "600000"})
+    for f in admin.alter_configs([resource], request_timeout=TIMEOUT).values():
+        f.result()
     configs = topic_configs(admin, name)
     assert configs["segment.ms"].value == "600000"
     assert configs["retention.ms"].is_default

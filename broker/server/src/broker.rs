@@ -205,6 +205,9 @@ impl Broker {
                 if log.topic_id().as_deref() != Some(id.as_str()) {
                     log.set_topic_id(&id)?;
                 }
+                // The only in-sync replica is this one, so everything it has is committed: the
+                // high watermark is the log end (the checkpoint may lag it after a crash).
+                log.set_high_watermark(log.log_end_offset());
                 Ok(Arc::new(Partition {
                     index,
                     log,
