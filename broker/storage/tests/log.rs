@@ -677,3 +677,32 @@ fn flush_due_flushes_rolled_segments() {
     // Their index files are on disk.
     assert_eq!(segment_files(&log.dir(), "index").len(), 3);
 }
+
+#[test]
+fn a_request_of_thousands_of_batches_is_written_whole() {
+    // More batches than IOV_MAX (1024) iovecs: the vectored write must loop.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mgr = open(dir.path());
+    let log = create(&mgr, small_config());
+    let mut request = Vec::new();
+    for i in 0..3000 {
+        request.extend_from_slice(&batch(1, i, 8));
+    }
+    let info = log.append(&request, 2, 0).expect("append");
+    assert_eq!((info.first_offset, info.last_offset), (0, 2999));
+    let got = read_bytes(&log, 0);
+    assert_eq!(got.len(), request.len());
+    let found = batches_in(&got);
+    assert_eq!(found.len(), 3000);
+    assert!(
+        found
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.0 == i as i64 && b.2 == 2)
+    );
+    let ts = log
+        .offset_for_timestamp(2500)
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(ts.offset, 2500);
+}
