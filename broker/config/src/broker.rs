@@ -57,6 +57,16 @@ pub struct BrokerConfig {
     pub metrics_listener: Option<String>,
     pub cluster_id: Option<String>,
     pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_segment_bytes: i32,
+    /// `offsets.retention.minutes` in milliseconds.
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: u64,
+    pub offset_metadata_max_bytes: usize,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: i32,
+    pub producer_id_expiration_ms: i64,
     /// `process.roles`: each `broker` or `controller`, no duplicates.
     pub process_roles: Vec<String>,
     /// `controller.quorum.voters`, unparsed.
@@ -301,6 +311,33 @@ impl BrokerConfig {
                 "offsets.topic.num.partitions",
                 r.required_int("offsets.topic.num.partitions")?,
             )?,
+            offsets_topic_segment_bytes: convert(
+                "offsets.topic.segment.bytes",
+                r.required_int("offsets.topic.segment.bytes")?,
+            )?,
+            offsets_retention_ms: r.required_int("offsets.retention.minutes")? * 60_000,
+            offsets_retention_check_interval_ms: convert(
+                "offsets.retention.check.interval.ms",
+                r.required_int("offsets.retention.check.interval.ms")?,
+            )?,
+            offset_metadata_max_bytes: convert(
+                "offset.metadata.max.bytes",
+                r.required_int("offset.metadata.max.bytes")?,
+            )?,
+            group_initial_rebalance_delay_ms: convert(
+                "group.initial.rebalance.delay.ms",
+                r.required_int("group.initial.rebalance.delay.ms")?,
+            )?,
+            group_min_session_timeout_ms: convert(
+                "group.min.session.timeout.ms",
+                r.required_int("group.min.session.timeout.ms")?,
+            )?,
+            group_max_session_timeout_ms: convert(
+                "group.max.session.timeout.ms",
+                r.required_int("group.max.session.timeout.ms")?,
+            )?,
+            group_max_size: convert("group.max.size", r.required_int("group.max.size")?)?,
+            producer_id_expiration_ms: r.required_int("producer.id.expiration.ms")?,
             process_roles,
             controller_quorum_voters: r.string("controller.quorum.voters").unwrap_or_default(),
             controller_listener_names,

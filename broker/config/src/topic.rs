@@ -380,6 +380,10 @@ pub struct EffectiveTopicConfig {
     pub local_retention_ms: i64,
     /// Resolved like Kafka's `LogConfig.localRetentionBytes`: -2 becomes retention.bytes.
     pub local_retention_bytes: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub delete_retention_ms: i64,
 }
 
 /// The effective typed topic config: overrides over broker keys over defaults. Overrides are
@@ -431,6 +435,13 @@ pub fn effective_topic_config(
         remote_storage_enable: get("remote.storage.enable").as_bool().unwrap_or(false),
         local_retention_ms: local_or("local.retention.ms", retention_ms),
         local_retention_bytes: local_or("local.retention.bytes", retention_bytes),
+        min_cleanable_dirty_ratio: match get("min.cleanable.dirty.ratio") {
+            Value::Double(d) => d,
+            _ => 0.5,
+        },
+        min_compaction_lag_ms: long("min.compaction.lag.ms"),
+        max_compaction_lag_ms: long("max.compaction.lag.ms"),
+        delete_retention_ms: long("delete.retention.ms"),
     }
 }
 

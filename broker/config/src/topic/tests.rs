@@ -242,8 +242,27 @@ fn effective_defaults() {
             remote_storage_enable: false,
             local_retention_ms: 604_800_000,
             local_retention_bytes: -1,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
         }
     );
+}
+
+#[test]
+fn effective_compaction_settings_follow_overrides() {
+    let e = effective_topic_config(
+        &map(&[
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("min.compaction.lag.ms", "5"),
+            ("delete.retention.ms", "100"),
+        ]),
+        &broker(&[]),
+    );
+    assert_eq!(e.min_cleanable_dirty_ratio, 0.01);
+    assert_eq!(e.min_compaction_lag_ms, 5);
+    assert_eq!(e.delete_retention_ms, 100);
 }
 
 #[test]
