@@ -15,6 +15,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::errors::ApiError;
+use crate::group::Coordinator;
+use crate::group::coordinator::Limits;
 use crate::identity;
 use crate::metadata::{MetadataStore, TopicMeta};
 
@@ -53,6 +55,9 @@ struct Topics {
 
 pub struct Broker {
     pub config: BrokerConfig,
+    /// The consumer group coordinator (this node coordinates every group).
+    pub groups: Coordinator,
+    producer_ids: Mutex<std::ops::Range<i64>>,
     pub cluster_id: String,
     pub logs: LogManager,
     /// Whether the log manager trusted a clean shutdown (no recovery scan).
@@ -113,8 +118,20 @@ impl Broker {
             log_config(&overrides, &config)
         })?;
         let clean_start = !logs.recovered_on_open();
+        let groups = Coordinator::new(Limits {
+            initial_rebalance_delay: std::time::Duration::from_millis(
+                config.group_initial_rebalance_delay_ms,
+            ),
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            max_size: usize::try_from(config.group_max_size).unwrap_or(usize::MAX),
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+            offsets_retention_ms: config.offsets_retention_ms,
+        });
         let broker = Broker {
             config,
+            groups,
+            producer_ids: Mutex::new(0..0),
             cluster_id,
             logs,
             clean_start,
@@ -123,6 +140,7 @@ impl Broker {
             admin: Mutex::new(()),
         };
         broker.load_topics(catalogue_existed)?;
+        crate::group::store::load(&broker)?;
         Ok(broker)
     }
 
@@ -215,6 +233,22 @@ impl Broker {
                 }))
             })
             .collect()
+    }
+
+    /// A fresh producer id for InitProducerId, from a durably reserved block.
+    pub fn next_producer_id(&self) -> Result<i64, ApiError> {
+        const BLOCK: i64 = 1000;
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.is_empty() {
+            let start = self
+                .metadata
+                .allocate_producer_ids(BLOCK)
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+            *ids = start..start + BLOCK;
+        }
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {

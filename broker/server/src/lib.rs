@@ -8,6 +8,7 @@
 pub mod api;
 pub mod broker;
 pub mod errors;
+pub mod group;
 pub mod identity;
 pub mod metadata;
 pub mod net;

@@ -29,6 +29,9 @@ pub struct TopicMeta {
 struct Image {
     version: u32,
     topics: BTreeMap<String, TopicMeta>,
+    /// First producer id not yet handed out (ids are allocated in durable blocks).
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,7 @@ impl MetadataStore {
                 Image {
                     version: FORMAT_VERSION,
                     topics: BTreeMap::new(),
+                    next_producer_id: 0,
                 },
                 false,
             ),
@@ -116,6 +120,19 @@ impl MetadataStore {
             return Err(e);
         }
         Ok(Some(removed))
+    }
+
+    /// Reserves `size` producer ids durably and returns the first; a crash can only skip ids,
+    /// never hand one out twice (Kafka's producer-id blocks).
+    pub fn allocate_producer_ids(&self, size: i64) -> Result<i64, MetadataError> {
+        let mut image = self.lock();
+        let start = image.next_producer_id;
+        image.next_producer_id = start + size;
+        if let Err(e) = self.persist(&image) {
+            image.next_producer_id = start;
+            return Err(e);
+        }
+        Ok(start)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Image> {

@@ -1,7 +1,9 @@
 //! Background maintenance, on Kafka's schedules: retention every
-//! `log.retention.check.interval.ms`, time-based flush and roll checks every second, and the
-//! recovery-point / high-watermark / log-start checkpoints every few seconds, so that a crash
-//! rescans only a little. Each pass runs on the blocking pool; errors are logged, never fatal.
+//! `log.retention.check.interval.ms`, time-based flush and roll checks every second, the
+//! recovery-point / high-watermark / log-start checkpoints every few seconds (so a crash rescans
+//! only a little), the group coordinator's timeouts every 100 ms and offset expiry every
+//! `offsets.retention.check.interval.ms`. Each pass runs on the blocking pool; errors are
+//! logged, never fatal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +13,13 @@ use tracing::{info, warn};
 
 use crate::api::now_ms;
 use crate::broker::Broker;
+use crate::group::store::BrokerOffsetsLog;
 
 const TICK: Duration = Duration::from_secs(1);
 /// Kafka checkpoints high watermarks every 5 s (replica.high.watermark.checkpoint.interval.ms).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Resolution of group session and rebalance timeouts.
+const GROUP_TICK: Duration = Duration::from_millis(100);
 
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let retention_every =
@@ -22,7 +27,17 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     let mut retention = tokio::time::interval(retention_every);
     let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
-    for i in [&mut tick, &mut retention, &mut checkpoint] {
+    let mut group_tick = tokio::time::interval(GROUP_TICK);
+    let mut offsets_expiry = tokio::time::interval(Duration::from_millis(
+        broker.config.offsets_retention_check_interval_ms.max(1),
+    ));
+    for i in [
+        &mut tick,
+        &mut retention,
+        &mut checkpoint,
+        &mut group_tick,
+        &mut offsets_expiry,
+    ] {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -47,6 +62,21 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             }
             _ = checkpoint.tick() => {
                 blocking(&broker, "checkpoint", |b| b.logs.checkpoint()).await;
+            }
+            _ = group_tick.tick() => {
+                blocking(&broker, "group timeouts", |b| {
+                    b.groups.tick(&BrokerOffsetsLog(b), std::time::Instant::now(), now_ms());
+                    Ok(())
+                }).await;
+            }
+            _ = offsets_expiry.tick() => {
+                blocking(&broker, "offset expiry", |b| {
+                    let expired = b.groups.expire_offsets(&BrokerOffsetsLog(b), now_ms());
+                    if expired > 0 {
+                        info!(offsets = expired, "expired committed offsets");
+                    }
+                    Ok(())
+                }).await;
             }
         }
     }

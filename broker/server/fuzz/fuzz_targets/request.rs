@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let outcome = h.runtime.block_on(handle_frame(
         &h.broker,
         bytes::Bytes::copy_from_slice(data),
-        "PLAINTEXT",
+        &strait_broker::api::Origin::new("PLAINTEXT", None),
     ));
     // handle_frame turns a handler panic into a closed connection; for the fuzzer it is a bug.
     if let Outcome::Close(reason) = &outcome {

@@ -7,9 +7,12 @@ pub mod cluster;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
+pub mod producer_id;
 pub mod versions;
 
 use std::sync::Arc;
@@ -42,9 +45,27 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// Name of the listener the request arrived on (Metadata answers with that listener's endpoints).
     pub listener: String,
+    /// The client's address as Kafka shows it in group descriptions ("/127.0.0.1").
+    pub client_host: String,
 }
 
-pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, listener: &str) -> Outcome {
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub listener: String,
+    pub client_host: String,
+}
+
+impl Origin {
+    pub fn new(listener: &str, peer: Option<std::net::SocketAddr>) -> Self {
+        Origin {
+            listener: listener.to_string(),
+            client_host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
+        }
+    }
+}
+
+pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a request header",
@@ -79,7 +100,8 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, listener: &str) ->
         api_version: version,
         correlation_id,
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
-        listener: listener.to_string(),
+        listener: origin.listener.clone(),
+        client_host: origin.client_host.clone(),
     };
     // A panic in a handler is a Strait bug; it must cost one connection, never the broker.
     match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx))
@@ -166,6 +188,18 @@ async fn route(
         IncrementalAlterConfigs => messages::IncrementalAlterConfigsRequest => configs::incremental_alter,
         DeleteRecords => messages::DeleteRecordsRequest => delete_records::handle,
         DescribeCluster => messages::DescribeClusterRequest => cluster::describe,
+        FindCoordinator => messages::FindCoordinatorRequest => groups::find_coordinator,
+        JoinGroup => messages::JoinGroupRequest => groups::join_group,
+        SyncGroup => messages::SyncGroupRequest => groups::sync_group,
+        Heartbeat => messages::HeartbeatRequest => groups::heartbeat,
+        LeaveGroup => messages::LeaveGroupRequest => groups::leave_group,
+        ListGroups => messages::ListGroupsRequest => groups::list_groups,
+        DescribeGroups => messages::DescribeGroupsRequest => groups::describe_groups,
+        DeleteGroups => messages::DeleteGroupsRequest => groups::delete_groups,
+        OffsetCommit => messages::OffsetCommitRequest => offsets::commit,
+        OffsetFetch => messages::OffsetFetchRequest => offsets::fetch,
+        OffsetDelete => messages::OffsetDeleteRequest => offsets::delete,
+        InitProducerId => messages::InitProducerIdRequest => producer_id::init,
     })
 }
 

@@ -118,6 +118,7 @@ async fn handle_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let origin = api::Origin::new(&listener, Some(peer));
     let max = broker.config.socket_request_max_bytes;
     let (rd, mut wr) = stream.split();
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
@@ -139,7 +140,7 @@ async fn handle_connection(
                 break;
             }
         };
-        match api::handle_frame(&broker, frame, &listener).await {
+        match api::handle_frame(&broker, frame, &origin).await {
             Outcome::Respond(bytes) => {
                 if let Err(e) = write_frame(&mut wr, &bytes).await {
                     debug!(%peer, error = %e, "write failed");

@@ -1,0 +1,1413 @@
+//! The classic group protocol's state machine, after Kafka's `GroupCoordinator`: members join
+//! (JoinGroup), the leader assigns (SyncGroup), members heartbeat until a membership change starts
+//! the next rebalance; committed offsets live beside the group. Every change that must survive a
+//! restart is written through [`OffsetsLog`] before it is acknowledged.
+//!
+//! Waiting is explicit: a JoinGroup or SyncGroup that must wait for other members gets a
+//! `oneshot` receiver; the coordinator completes it when the rebalance moves on. Timeouts
+//! (session, rebalance, initial delay) are driven by [`Coordinator::tick`], called by a
+//! background task, so the logic stays synchronous and testable with an explicit clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::records::{GroupValue, MemberValue, OffsetValue, RecordKey};
+use crate::errors::ApiError;
+
+/// Where the coordinator makes its state durable (the `__consumer_offsets` topic in the broker).
+pub trait OffsetsLog {
+    /// Appends records (key, value; `None` = tombstone) for one group, durably, in order.
+    fn append(
+        &self,
+        group: &str,
+        records: Vec<(RecordKey, Option<Record>)>,
+    ) -> Result<(), ApiError>;
+    /// Whether `topic` has partition `partition` (commits to unknown partitions are refused).
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool;
+}
+
+/// A value written to the offsets topic.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Offset(OffsetValue),
+    Group(GroupValue),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// Group-level limits from the broker config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub initial_rebalance_delay: Duration,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub max_size: usize,
+    pub offset_metadata_max_bytes: usize,
+    pub offsets_retention_ms: i64,
+}
+
+/// What a JoinGroup gets back (immediately or when the rebalance completes).
+#[derive(Debug, Clone, Default)]
+pub struct JoinOutcome {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Only for the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinOutcome {
+    fn error(e: ResponseError, member_id: &str) -> Self {
+        JoinOutcome {
+            error: e.code(),
+            generation: -1,
+            member_id: member_id.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncOutcome {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncOutcome {
+    fn error(e: ResponseError) -> Self {
+        SyncOutcome {
+            error: e.code(),
+            ..Default::default()
+        }
+    }
+}
+
+pub enum Reply<T> {
+    Now(T),
+    Wait(oneshot::Receiver<T>),
+}
+
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new member must first get its id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// One partition of an OffsetCommit.
+pub struct CommitPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+pub struct CommitRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub partitions: Vec<CommitPartition>,
+}
+
+/// OffsetFetch's answer: per topic, per partition, the committed offset if any.
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+
+/// A committed offset as OffsetFetch reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+pub struct MemberSummary {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberSummary>,
+}
+
+struct Member {
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+    /// Order of joining, so the first member can lead and the leader choice is stable.
+    joined_seq: u64,
+    last_heartbeat: Instant,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    fn awaiting(&self) -> bool {
+        self.join_waiter.is_some() || self.sync_waiter.is_some()
+    }
+
+    fn same_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
+        self.protocols == protocols
+    }
+}
+
+struct Group {
+    state: GroupState,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    generation: i32,
+    leader: Option<String>,
+    members: HashMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, valid until the deadline.
+    pending: HashMap<String, Instant>,
+    rebalance_deadline: Option<Instant>,
+    initial_delay_until: Option<Instant>,
+    sync_deadline: Option<Instant>,
+    offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Wall-clock ms of the last state change (Kafka's currentStateTimestamp), for expiry.
+    state_timestamp_ms: i64,
+}
+
+impl Group {
+    fn new(now_ms: i64) -> Self {
+        Group {
+            state: GroupState::Empty,
+            protocol_type: None,
+            protocol: None,
+            generation: 0,
+            leader: None,
+            members: HashMap::new(),
+            pending: HashMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            sync_deadline: None,
+            offsets: BTreeMap::new(),
+            state_timestamp_ms: now_ms,
+        }
+    }
+
+    fn member_by_instance(&self, instance: &str) -> Option<String> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Protocols every member supports, in no particular order.
+    fn candidate_protocols(&self) -> Option<HashSet<String>> {
+        let mut iter = self.members.values();
+        let first = iter.next()?;
+        let mut set: HashSet<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
+        for m in iter {
+            let names: HashSet<&String> = m.protocols.iter().map(|(n, _)| n).collect();
+            set.retain(|n| names.contains(n));
+        }
+        Some(set)
+    }
+
+    /// Kafka's vote: each member votes for its most preferred candidate; most votes wins, ties
+    /// go to the protocol that sorts first (deterministic).
+    fn select_protocol(&self) -> Option<String> {
+        let candidates = self.candidate_protocols()?;
+        let mut votes: BTreeMap<&String, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
+                *votes.entry(name).or_default() += 1;
+            }
+        }
+        let max = votes.values().copied().max()?;
+        votes
+            .into_iter()
+            .find(|(_, v)| *v == max)
+            .map(|(n, _)| n.clone())
+    }
+
+    fn max_rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn to_value(&self) -> GroupValue {
+        let mut members: Vec<(&String, &Member)> = self.members.iter().collect();
+        members.sort_by_key(|(_, m)| m.joined_seq);
+        let protocol = self.protocol.clone().unwrap_or_default();
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            current_state_timestamp: self.state_timestamp_ms,
+            members: members
+                .into_iter()
+                .map(|(id, m)| MemberValue {
+                    member_id: id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as i32,
+                    session_timeout_ms: m.session_timeout.as_millis() as i32,
+                    subscription: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub struct Coordinator {
+    limits: Limits,
+    groups: Mutex<HashMap<String, Group>>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+fn new_member_id(client_id: &str) -> String {
+    format!("{client_id}-{}", Uuid::new_v4())
+}
+
+impl Coordinator {
+    pub fn new(limits: Limits) -> Self {
+        Coordinator {
+            limits,
+            groups: Mutex::new(HashMap::new()),
+            seq: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        // State changes are completed before any call that could panic, so a poisoned map is
+        // still consistent enough to keep serving.
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Rebuilds state from `__consumer_offsets` records, in log order (later records win).
+    pub fn load_record(&self, key: RecordKey, value: Option<Record>, now: Instant, now_ms: i64) {
+        let mut groups = self.lock();
+        match (key, value) {
+            (
+                RecordKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                Some(Record::Offset(v)),
+            ) => {
+                groups
+                    .entry(group)
+                    .or_insert_with(|| Group::new(now_ms))
+                    .offsets
+                    .insert((topic, partition), v);
+            }
+            (
+                RecordKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                None,
+            ) => {
+                if let Some(g) = groups.get_mut(&group) {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+            (RecordKey::Group { group }, Some(Record::Group(v))) => {
+                let g = groups.entry(group).or_insert_with(|| Group::new(now_ms));
+                g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+                g.protocol = v.protocol;
+                g.generation = v.generation;
+                g.leader = v.leader;
+                g.state_timestamp_ms = if v.current_state_timestamp > 0 {
+                    v.current_state_timestamp
+                } else {
+                    now_ms
+                };
+                g.members.clear();
+                let protocol = g.protocol.clone().unwrap_or_default();
+                for m in v.members {
+                    // Restored members must heartbeat within their session timeout, as in Kafka.
+                    g.members.insert(
+                        m.member_id,
+                        Member {
+                            instance_id: m.group_instance_id,
+                            client_id: m.client_id,
+                            client_host: m.client_host,
+                            session_timeout: Duration::from_millis(
+                                m.session_timeout_ms.max(0) as u64
+                            ),
+                            rebalance_timeout: Duration::from_millis(
+                                m.rebalance_timeout_ms.max(0) as u64
+                            ),
+                            protocols: vec![(protocol.clone(), m.subscription)],
+                            assignment: m.assignment,
+                            join_waiter: None,
+                            sync_waiter: None,
+                            joined_seq: self.next_seq(),
+                            last_heartbeat: now,
+                        },
+                    );
+                }
+                g.state = if g.members.is_empty() {
+                    GroupState::Empty
+                } else {
+                    GroupState::Stable
+                };
+            }
+            (RecordKey::Group { group }, None) => {
+                // A group tombstone deletes the group; offsets were tombstoned before it.
+                if groups.get(&group).is_some_and(|g| g.offsets.is_empty()) {
+                    groups.remove(&group);
+                } else if let Some(g) = groups.get_mut(&group) {
+                    g.members.clear();
+                    g.state = GroupState::Empty;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn join(
+        &self,
+        log: &dyn OffsetsLog,
+        req: JoinRequest,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinOutcome> {
+        let member_id = req.member_id.clone();
+        let group_id = req.group_id.clone();
+        if group_id.is_empty() {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::InvalidGroupId,
+                &member_id,
+            ));
+        }
+        if req.session_timeout_ms < self.limits.min_session_timeout_ms
+            || req.session_timeout_ms > self.limits.max_session_timeout_ms
+        {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::InvalidSessionTimeout,
+                &member_id,
+            ));
+        }
+        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::InconsistentGroupProtocol,
+                &member_id,
+            ));
+        }
+        let mut groups = self.lock();
+        if !member_id.is_empty() && !groups.contains_key(&req.group_id) {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::UnknownMemberId,
+                &member_id,
+            ));
+        }
+        let group = groups
+            .entry(req.group_id.clone())
+            .or_insert_with(|| Group::new(now_ms));
+        // A new member must speak the group's protocol type and share a protocol with everyone.
+        if group.state != GroupState::Empty || !group.members.is_empty() {
+            let type_ok = group.protocol_type.as_deref() == Some(req.protocol_type.as_str());
+            let shares = group
+                .candidate_protocols()
+                .is_none_or(|c| req.protocols.iter().any(|(n, _)| c.contains(n)));
+            let only_member = group.members.len() == 1 && group.members.contains_key(&member_id);
+            if !only_member && (!type_ok || !shares) {
+                return Reply::Now(JoinOutcome::error(
+                    ResponseError::InconsistentGroupProtocol,
+                    &member_id,
+                ));
+            }
+        }
+        let rebalance_timeout =
+            Duration::from_millis(req.rebalance_timeout_ms.max(req.session_timeout_ms) as u64);
+        let session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
+
+        if member_id.is_empty() {
+            if let Some(instance) = &req.group_instance_id {
+                if let Some(old_id) = group.member_by_instance(instance) {
+                    return self.rejoin_static(log, group, &group_id, old_id, req, now, now_ms);
+                }
+            } else if req.require_known_member_id {
+                let new_id = new_member_id(&req.client_id);
+                group.pending.insert(new_id.clone(), now + session_timeout);
+                return Reply::Now(JoinOutcome::error(ResponseError::MemberIdRequired, &new_id));
+            }
+            if group.members.len() >= self.limits.max_size {
+                return Reply::Now(JoinOutcome::error(ResponseError::GroupMaxSizeReached, ""));
+            }
+            let new_id = new_member_id(&req.client_id);
+            return self.add_and_wait(
+                log,
+                group,
+                &group_id,
+                new_id,
+                req,
+                rebalance_timeout,
+                session_timeout,
+                now,
+                now_ms,
+            );
+        }
+
+        if group.pending.remove(&member_id).is_some() {
+            if group.members.len() >= self.limits.max_size {
+                return Reply::Now(JoinOutcome::error(
+                    ResponseError::GroupMaxSizeReached,
+                    &member_id,
+                ));
+            }
+            return self.add_and_wait(
+                log,
+                group,
+                &group_id,
+                member_id,
+                req,
+                rebalance_timeout,
+                session_timeout,
+                now,
+                now_ms,
+            );
+        }
+        let Some(member) = group.members.get_mut(&member_id) else {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::UnknownMemberId,
+                &member_id,
+            ));
+        };
+        if req.group_instance_id.is_some() && member.instance_id != req.group_instance_id {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::FencedInstanceId,
+                &member_id,
+            ));
+        }
+        member.last_heartbeat = now;
+        member.session_timeout = session_timeout;
+        member.rebalance_timeout = rebalance_timeout;
+        member.client_id = req.client_id.clone();
+        let unchanged = member.same_protocols(&req.protocols);
+        member.protocols = req.protocols;
+        let is_leader = group.leader.as_deref() == Some(member_id.as_str());
+        match group.state {
+            GroupState::PreparingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                member.join_waiter = Some(tx);
+                self.try_complete_join(log, &req.group_id, group, now, now_ms);
+                Reply::Wait(rx)
+            }
+            GroupState::CompletingRebalance | GroupState::Stable if unchanged && !is_leader => {
+                // Nothing changed: answer with the current generation, as Kafka does.
+                Reply::Now(current_generation(group, &member_id, false))
+            }
+            GroupState::CompletingRebalance if unchanged => {
+                Reply::Now(current_generation(group, &member_id, true))
+            }
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                member.join_waiter = Some(tx);
+                self.prepare_rebalance(group, now, now_ms);
+                self.try_complete_join(log, &req.group_id, group, now, now_ms);
+                Reply::Wait(rx)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_and_wait(
+        &self,
+        log: &dyn OffsetsLog,
+        group: &mut Group,
+        group_id: &str,
+        member_id: String,
+        req: JoinRequest,
+        rebalance_timeout: Duration,
+        session_timeout: Duration,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinOutcome> {
+        let (tx, rx) = oneshot::channel();
+        if group.members.is_empty() {
+            group.protocol_type = Some(req.protocol_type.clone());
+        }
+        group.members.insert(
+            member_id,
+            Member {
+                instance_id: req.group_instance_id,
+                client_id: req.client_id,
+                client_host: req.client_host,
+                session_timeout,
+                rebalance_timeout,
+                protocols: req.protocols,
+                assignment: Bytes::new(),
+                join_waiter: Some(tx),
+                sync_waiter: None,
+                joined_seq: self.next_seq(),
+                last_heartbeat: now,
+            },
+        );
+        if group.state == GroupState::PreparingRebalance {
+            // Kafka's InitialDelayedJoin: each new member of a fresh group extends the wait, up
+            // to the rebalance timeout, so a starting fleet lands in one generation.
+            if let (Some(until), Some(deadline)) =
+                (group.initial_delay_until, group.rebalance_deadline)
+                && until > now
+            {
+                group.initial_delay_until =
+                    Some((now + self.limits.initial_rebalance_delay).min(deadline));
+            }
+        } else {
+            self.prepare_rebalance(group, now, now_ms);
+        }
+        self.try_complete_join(log, group_id, group, now, now_ms);
+        Reply::Wait(rx)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rejoin_static(
+        &self,
+        log: &dyn OffsetsLog,
+        group: &mut Group,
+        group_id: &str,
+        old_id: String,
+        req: JoinRequest,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinOutcome> {
+        let Some(mut member) = group.members.remove(&old_id) else {
+            return Reply::Now(JoinOutcome::error(ResponseError::UnknownMemberId, ""));
+        };
+        // The old incarnation is fenced: its pending calls fail.
+        if let Some(w) = member.join_waiter.take() {
+            let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, &old_id));
+        }
+        if let Some(w) = member.sync_waiter.take() {
+            let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
+        }
+        let new_id = new_member_id(&req.client_id);
+        let unchanged = member.same_protocols(&req.protocols);
+        member.protocols = req.protocols;
+        member.client_id = req.client_id;
+        member.client_host = req.client_host;
+        member.last_heartbeat = now;
+        let was_leader = group.leader.as_deref() == Some(old_id.as_str());
+        if was_leader {
+            group.leader = Some(new_id.clone());
+        }
+        group.members.insert(new_id.clone(), member);
+        if group.state == GroupState::Stable && unchanged && !was_leader {
+            // KIP-345: a static member coming back with the same subscription keeps its
+            // assignment without a rebalance; only the new member id must be made durable.
+            if let Err(e) = self.persist_group(log, group_id, group) {
+                return Reply::Now(JoinOutcome::error(e.error, &new_id));
+            }
+            return Reply::Now(current_generation(group, &new_id, false));
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Some(m) = group.members.get_mut(&new_id) {
+            m.join_waiter = Some(tx);
+        }
+        if group.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(group, now, now_ms);
+        }
+        self.try_complete_join(log, group_id, group, now, now_ms);
+        Reply::Wait(rx)
+    }
+
+    fn prepare_rebalance(&self, group: &mut Group, now: Instant, now_ms: i64) {
+        // Pending SyncGroups of the old generation must rejoin.
+        for m in group.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+            }
+        }
+        let from_empty = group.state == GroupState::Empty;
+        group.state = GroupState::PreparingRebalance;
+        group.state_timestamp_ms = now_ms;
+        group.sync_deadline = None;
+        let deadline = now + group.max_rebalance_timeout();
+        group.rebalance_deadline = Some(deadline);
+        group.initial_delay_until =
+            from_empty.then(|| (now + self.limits.initial_rebalance_delay).min(deadline));
+    }
+
+    /// Completes the join phase when every member has rejoined (and a fresh group's initial delay
+    /// has passed), or when the rebalance timeout forces it.
+    fn try_complete_join(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        group: &mut Group,
+        now: Instant,
+        now_ms: i64,
+    ) {
+        if group.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = group.members.values().all(|m| m.join_waiter.is_some());
+        let delay_over = group.initial_delay_until.is_none_or(|t| now >= t);
+        let timed_out = group.rebalance_deadline.is_some_and(|t| now >= t);
+        if !(timed_out || (all_joined && delay_over)) {
+            return;
+        }
+        // Members that did not rejoin in time are out (Kafka's max.poll.interval.ms behaviour).
+        let gone: Vec<String> = group
+            .members
+            .iter()
+            .filter(|(_, m)| m.join_waiter.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            group.members.remove(&id);
+        }
+        group.generation = group.generation.wrapping_add(1);
+        group.state_timestamp_ms = now_ms;
+        group.rebalance_deadline = None;
+        group.initial_delay_until = None;
+        if group.members.is_empty() {
+            group.state = GroupState::Empty;
+            group.protocol = None;
+            group.leader = None;
+            let _ = self.persist_group(log, group_id, group);
+            return;
+        }
+        group.protocol = group.select_protocol();
+        let leader_present = group
+            .leader
+            .as_ref()
+            .is_some_and(|l| group.members.contains_key(l));
+        if !leader_present {
+            group.leader = group
+                .members
+                .iter()
+                .min_by_key(|(_, m)| m.joined_seq)
+                .map(|(id, _)| id.clone());
+        }
+        group.state = GroupState::CompletingRebalance;
+        group.sync_deadline = Some(now + group.max_rebalance_timeout());
+        let protocol = group.protocol.clone().unwrap_or_default();
+        let leader = group.leader.clone().unwrap_or_default();
+        let mut roster: Vec<(u64, String, Option<String>, Bytes)> = group
+            .members
+            .iter()
+            .map(|(id, m)| {
+                (
+                    m.joined_seq,
+                    id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect();
+        roster.sort_by_key(|(seq, ..)| *seq);
+        let roster: Vec<(String, Option<String>, Bytes)> = roster
+            .into_iter()
+            .map(|(_, id, inst, md)| (id, inst, md))
+            .collect();
+        for (id, m) in group.members.iter_mut() {
+            m.assignment = Bytes::new();
+            m.last_heartbeat = now;
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinOutcome {
+                    error: 0,
+                    generation: group.generation,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol_name: group.protocol.clone(),
+                    leader: leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == leader {
+                        roster.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+    }
+
+    pub fn sync(
+        &self,
+        log: &dyn OffsetsLog,
+        req: SyncRequest,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<SyncOutcome> {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(&req.group_id) else {
+            return Reply::Now(SyncOutcome::error(ResponseError::UnknownMemberId));
+        };
+        let Some(member) = group.members.get_mut(&req.member_id) else {
+            return Reply::Now(SyncOutcome::error(ResponseError::UnknownMemberId));
+        };
+        if req.group_instance_id.is_some() && member.instance_id != req.group_instance_id {
+            return Reply::Now(SyncOutcome::error(ResponseError::FencedInstanceId));
+        }
+        if req.generation != group.generation {
+            return Reply::Now(SyncOutcome::error(ResponseError::IllegalGeneration));
+        }
+        if req
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t) != group.protocol_type.as_ref())
+            || req
+                .protocol_name
+                .as_ref()
+                .is_some_and(|n| Some(n) != group.protocol.as_ref())
+        {
+            return Reply::Now(SyncOutcome::error(ResponseError::InconsistentGroupProtocol));
+        }
+        member.last_heartbeat = now;
+        match group.state {
+            GroupState::Empty => Reply::Now(SyncOutcome::error(ResponseError::UnknownMemberId)),
+            GroupState::PreparingRebalance => {
+                Reply::Now(SyncOutcome::error(ResponseError::RebalanceInProgress))
+            }
+            GroupState::Stable => Reply::Now(SyncOutcome {
+                error: 0,
+                protocol_type: group.protocol_type.clone(),
+                protocol_name: group.protocol.clone(),
+                assignment: member.assignment.clone(),
+            }),
+            GroupState::CompletingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                member.sync_waiter = Some(tx);
+                if group.leader.as_deref() == Some(req.member_id.as_str()) {
+                    let assigned: HashMap<String, Bytes> = req.assignments.into_iter().collect();
+                    for (id, m) in group.members.iter_mut() {
+                        m.assignment = assigned.get(id).cloned().unwrap_or_default();
+                    }
+                    match self.persist_group(log, &req.group_id, group) {
+                        Ok(()) => {
+                            group.state = GroupState::Stable;
+                            group.state_timestamp_ms = now_ms;
+                            group.sync_deadline = None;
+                            for m in group.members.values_mut() {
+                                if let Some(w) = m.sync_waiter.take() {
+                                    let _ = w.send(SyncOutcome {
+                                        error: 0,
+                                        protocol_type: group.protocol_type.clone(),
+                                        protocol_name: group.protocol.clone(),
+                                        assignment: m.assignment.clone(),
+                                    });
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // Could not make the assignment durable: everyone starts over.
+                            for m in group.members.values_mut() {
+                                m.assignment = Bytes::new();
+                                if let Some(w) = m.sync_waiter.take() {
+                                    let _ = w.send(SyncOutcome::error(e.error));
+                                }
+                            }
+                            self.prepare_rebalance(group, now, now_ms);
+                        }
+                    }
+                }
+                Reply::Wait(rx)
+            }
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> ResponseError {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return ResponseError::UnknownMemberId;
+        };
+        let state = group.state;
+        let current = group.generation;
+        let Some(member) = group.members.get_mut(member_id) else {
+            return ResponseError::UnknownMemberId;
+        };
+        if instance_id.is_some() && member.instance_id.as_deref() != instance_id {
+            return ResponseError::FencedInstanceId;
+        }
+        match state {
+            GroupState::Empty => ResponseError::UnknownMemberId,
+            GroupState::PreparingRebalance => {
+                member.last_heartbeat = now;
+                ResponseError::RebalanceInProgress
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                if generation != current {
+                    return ResponseError::IllegalGeneration;
+                }
+                member.last_heartbeat = now;
+                no_error()
+            }
+        }
+    }
+
+    /// LeaveGroup: returns the error per (member id, instance id) in request order.
+    pub fn leave(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Vec<ResponseError>, ResponseError> {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Err(ResponseError::UnknownMemberId);
+        };
+        let mut results = Vec::with_capacity(leaving.len());
+        let mut removed = false;
+        for (member_id, instance) in leaving {
+            let target = match instance {
+                Some(inst) => match group.member_by_instance(inst) {
+                    Some(id) if member_id.is_empty() || *member_id == id => Ok(id),
+                    Some(_) => Err(ResponseError::FencedInstanceId),
+                    None => Err(ResponseError::UnknownMemberId),
+                },
+                None if group.pending.remove(member_id).is_some() => {
+                    results.push(no_error());
+                    continue;
+                }
+                None if group.members.contains_key(member_id) => Ok(member_id.clone()),
+                None => Err(ResponseError::UnknownMemberId),
+            };
+            match target {
+                Ok(id) => {
+                    remove_member(group, &id, ResponseError::UnknownMemberId);
+                    removed = true;
+                    results.push(no_error());
+                }
+                Err(e) => results.push(e),
+            }
+        }
+        if removed {
+            self.after_membership_loss(log, group_id, group, now, now_ms);
+        }
+        Ok(results)
+    }
+
+    fn after_membership_loss(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        group: &mut Group,
+        now: Instant,
+        now_ms: i64,
+    ) {
+        match group.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(group, now, now_ms);
+                self.try_complete_join(log, group_id, group, now, now_ms);
+            }
+            GroupState::PreparingRebalance => {
+                self.try_complete_join(log, group_id, group, now, now_ms)
+            }
+            GroupState::Empty => {}
+        }
+    }
+
+    /// Timeouts: expired sessions, rebalance and sync deadlines, the initial delay, stale
+    /// pending member ids. Called periodically.
+    pub fn tick(&self, log: &dyn OffsetsLog, now: Instant, now_ms: i64) {
+        let mut groups = self.lock();
+        for (group_id, group) in groups.iter_mut() {
+            group.pending.retain(|_, deadline| *deadline > now);
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    !m.awaiting() && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                remove_member(group, id, ResponseError::UnknownMemberId);
+            }
+            if !expired.is_empty() {
+                self.after_membership_loss(log, group_id, group, now, now_ms);
+            }
+            match group.state {
+                GroupState::PreparingRebalance => {
+                    self.try_complete_join(log, group_id, group, now, now_ms)
+                }
+                GroupState::CompletingRebalance
+                    if group.sync_deadline.is_some_and(|t| now >= t) =>
+                {
+                    // The leader never sent the assignment: drop members that did not sync.
+                    let lagging: Vec<String> = group
+                        .members
+                        .iter()
+                        .filter(|(_, m)| m.sync_waiter.is_none())
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in &lagging {
+                        remove_member(group, id, ResponseError::RebalanceInProgress);
+                    }
+                    self.prepare_rebalance(group, now, now_ms);
+                    self.try_complete_join(log, group_id, group, now, now_ms);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Deletes offsets of groups that have been empty longer than `offsets.retention.minutes`
+    /// (Kafka 2.1+ semantics: the clock starts when the group becomes empty, or at the commit for
+    /// groups that only store offsets). Returns how many offsets expired.
+    pub fn expire_offsets(&self, log: &dyn OffsetsLog, now_ms: i64) -> usize {
+        let retention = self.limits.offsets_retention_ms;
+        let mut groups = self.lock();
+        let mut expired_total = 0;
+        let mut dead = Vec::new();
+        for (group_id, group) in groups.iter_mut() {
+            if group.state != GroupState::Empty {
+                continue;
+            }
+            let since = group.state_timestamp_ms;
+            let expired: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|(_, v)| now_ms - v.commit_timestamp.max(since) > retention)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            let records = expired
+                .iter()
+                .map(|(topic, partition)| {
+                    (
+                        RecordKey::Offset {
+                            group: group_id.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        },
+                        None,
+                    )
+                })
+                .collect();
+            if log.append(group_id, records).is_ok() {
+                for k in &expired {
+                    group.offsets.remove(k);
+                }
+                expired_total += expired.len();
+                if group.offsets.is_empty() && group.members.is_empty() {
+                    dead.push(group_id.clone());
+                }
+            }
+        }
+        for g in dead {
+            let tombstone = vec![(RecordKey::Group { group: g.clone() }, None)];
+            if log.append(&g, tombstone).is_ok() {
+                groups.remove(&g);
+            }
+        }
+        expired_total
+    }
+
+    /// OffsetCommit: returns one error per partition, in request order.
+    pub fn commit(
+        &self,
+        log: &dyn OffsetsLog,
+        req: CommitRequest,
+        now: Instant,
+        now_ms: i64,
+    ) -> Vec<ResponseError> {
+        let all = |e: ResponseError| vec![e; req.partitions.len()];
+        if req.group_id.is_empty() {
+            return all(ResponseError::InvalidGroupId);
+        }
+        let mut groups = self.lock();
+        if !groups.contains_key(&req.group_id) {
+            if req.generation >= 0 {
+                return all(ResponseError::IllegalGeneration);
+            }
+            groups.insert(req.group_id.clone(), Group::new(now_ms));
+        }
+        let Some(group) = groups.get_mut(&req.group_id) else {
+            return all(ResponseError::CoordinatorNotAvailable);
+        };
+        let simple = req.generation < 0 && group.state == GroupState::Empty;
+        if !simple {
+            if group.state == GroupState::CompletingRebalance {
+                return all(ResponseError::RebalanceInProgress);
+            }
+            if let Some(inst) = &req.group_instance_id {
+                match group.member_by_instance(inst) {
+                    Some(id) if id == req.member_id => {}
+                    Some(_) => return all(ResponseError::FencedInstanceId),
+                    None => return all(ResponseError::UnknownMemberId),
+                }
+            }
+            let Some(member) = group.members.get_mut(&req.member_id) else {
+                return all(ResponseError::UnknownMemberId);
+            };
+            if req.generation != group.generation {
+                return all(ResponseError::IllegalGeneration);
+            }
+            member.last_heartbeat = now;
+        }
+        let mut results = Vec::with_capacity(req.partitions.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for p in &req.partitions {
+            let metadata = p.metadata.clone().unwrap_or_default();
+            let error = if !log.partition_exists(&p.topic, p.partition) {
+                ResponseError::UnknownTopicOrPartition
+            } else if metadata.len() > self.limits.offset_metadata_max_bytes {
+                ResponseError::OffsetMetadataTooLarge
+            } else {
+                let value = OffsetValue {
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata,
+                    commit_timestamp: now_ms,
+                };
+                records.push((
+                    RecordKey::Offset {
+                        group: req.group_id.clone(),
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                    },
+                    Some(Record::Offset(value.clone())),
+                ));
+                accepted.push(((p.topic.clone(), p.partition), value, results.len()));
+                no_error()
+            };
+            results.push(error);
+        }
+        if !records.is_empty() {
+            match log.append(&req.group_id, records) {
+                Ok(()) => {
+                    for (key, value, _) in accepted {
+                        group.offsets.insert(key, value);
+                    }
+                }
+                Err(e) => {
+                    for (_, _, index) in accepted {
+                        results[index] = e.error;
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// OffsetFetch: `None` topics means every committed offset of the group.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> FetchedOffsets {
+        let groups = self.lock();
+        let offsets = groups.get(group_id).map(|g| &g.offsets);
+        let committed = |topic: &str, p: i32| {
+            offsets
+                .and_then(|o| o.get(&(topic.to_string(), p)))
+                .map(|v| Committed {
+                    offset: v.offset,
+                    leader_epoch: v.leader_epoch,
+                    metadata: v.metadata.clone(),
+                })
+        };
+        match wanted {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps.iter().map(|p| (*p, committed(&t, *p))).collect();
+                    (t, parts)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+                if let Some(o) = offsets {
+                    for ((t, p), _) in o.iter() {
+                        by_topic
+                            .entry(t.clone())
+                            .or_default()
+                            .push((*p, committed(t, *p)));
+                    }
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// ListGroups: (group id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        let groups = self.lock();
+        let mut out: Vec<_> = groups
+            .iter()
+            .map(|(id, g)| {
+                (
+                    id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let groups = self.lock();
+        let g = groups.get(group_id)?;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        let stable = g.state == GroupState::Stable;
+        let mut members: Vec<(&String, &Member)> = g.members.iter().collect();
+        members.sort_by_key(|(_, m)| m.joined_seq);
+        Some(GroupSummary {
+            group_id: group_id.to_string(),
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: members
+                .into_iter()
+                .map(|(id, m)| MemberSummary {
+                    member_id: id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata_for(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups: only empty groups; offsets and metadata are tombstoned.
+    pub fn delete_group(&self, log: &dyn OffsetsLog, group_id: &str) -> ResponseError {
+        let mut groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return ResponseError::GroupIdNotFound;
+        };
+        if group.state != GroupState::Empty || !group.members.is_empty() {
+            return ResponseError::NonEmptyGroup;
+        }
+        let mut records: Vec<(RecordKey, Option<Record>)> = group
+            .offsets
+            .keys()
+            .map(|(topic, partition)| {
+                (
+                    RecordKey::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    },
+                    None,
+                )
+            })
+            .collect();
+        records.push((
+            RecordKey::Group {
+                group: group_id.to_string(),
+            },
+            None,
+        ));
+        match log.append(group_id, records) {
+            Ok(()) => {
+                groups.remove(group_id);
+                no_error()
+            }
+            Err(e) => e.error,
+        }
+    }
+
+    /// OffsetDelete: per partition; offsets of topics the live members subscribe to are kept.
+    pub fn delete_offsets(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        subscribed: impl Fn(&[Bytes]) -> HashSet<String>,
+    ) -> Result<Vec<ResponseError>, ResponseError> {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let protocol = group.protocol.clone().unwrap_or_default();
+        let subscriptions: Vec<Bytes> = group
+            .members
+            .values()
+            .map(|m| m.metadata_for(&protocol))
+            .collect();
+        let in_use = if group.members.is_empty() {
+            HashSet::new()
+        } else {
+            subscribed(&subscriptions)
+        };
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut records = Vec::new();
+        let mut targets = Vec::new();
+        for (topic, partition) in partitions {
+            if in_use.contains(topic) {
+                results.push(ResponseError::GroupSubscribedToTopic);
+                continue;
+            }
+            results.push(no_error());
+            if group.offsets.contains_key(&(topic.clone(), *partition)) {
+                records.push((
+                    RecordKey::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    },
+                    None,
+                ));
+                targets.push((topic.clone(), *partition));
+            }
+        }
+        if !records.is_empty() {
+            log.append(group_id, records).map_err(|e| e.error)?;
+            for t in targets {
+                group.offsets.remove(&t);
+            }
+        }
+        Ok(results)
+    }
+
+    fn persist_group(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        group: &Group,
+    ) -> Result<(), ApiError> {
+        log.append(
+            group_id,
+            vec![(
+                RecordKey::Group {
+                    group: group_id.to_string(),
+                },
+                Some(Record::Group(group.to_value())),
+            )],
+        )
+    }
+}
+
+fn remove_member(group: &mut Group, id: &str, error: ResponseError) {
+    if let Some(mut m) = group.members.remove(id) {
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(JoinOutcome::error(error, id));
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(SyncOutcome::error(error));
+        }
+    }
+    if group.leader.as_deref() == Some(id) {
+        group.leader = None;
+    }
+}
+
+fn current_generation(group: &Group, member_id: &str, with_members: bool) -> JoinOutcome {
+    let protocol = group.protocol.clone().unwrap_or_default();
+    let members = if with_members {
+        let mut roster: Vec<(&String, &Member)> = group.members.iter().collect();
+        roster.sort_by_key(|(_, m)| m.joined_seq);
+        roster
+            .into_iter()
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    JoinOutcome {
+        error: 0,
+        generation: group.generation,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol.clone(),
+        leader: group.leader.clone().unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members,
+    }
+}
+
+/// `ResponseError` has no "none"; code 0 is this sentinel.
+pub fn no_error() -> ResponseError {
+    ResponseError::Unknown(0)
+}

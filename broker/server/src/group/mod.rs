@@ -1,0 +1,13 @@
+//! Consumer groups: the classic group coordinator (Kafka's `GroupCoordinator` state machine) and
+//! committed offsets, persisted as Kafka-format records in the compacted `__consumer_offsets`
+//! topic. `coordinator` holds the state machine, `records` the on-disk schemas, `store` the
+//! bridge to the internal topic (append, load at start-up).
+
+pub mod coordinator;
+pub mod records;
+pub mod store;
+
+pub use coordinator::{Coordinator, GroupState};
+
+/// Name of Kafka's internal offsets topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

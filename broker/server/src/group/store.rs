@@ -1,0 +1,206 @@
+//! The coordinator's durable side: `__consumer_offsets`, a compacted topic of Kafka-format
+//! records, one partition per group (Kafka's hashing). Appends go through the ordinary log
+//! engine; at start-up every partition is read back and replayed into the coordinator.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::records::{
+    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+use tracing::{info, warn};
+
+use super::OFFSETS_TOPIC;
+use super::coordinator::{OffsetsLog, Record};
+use super::records::{
+    RecordKey, decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
+    partition_for,
+};
+use crate::api::now_ms;
+use crate::broker::Broker;
+use crate::errors::ApiError;
+
+/// Single-node partitions keep leader epoch 0.
+const LEADER_EPOCH: i32 = 0;
+/// Read the topic back in chunks of this size at start-up.
+const LOAD_CHUNK: u64 = 8 << 20;
+
+/// [`OffsetsLog`] over the broker's `__consumer_offsets` topic.
+pub struct BrokerOffsetsLog<'a>(pub &'a Broker);
+
+impl OffsetsLog for BrokerOffsetsLog<'_> {
+    fn append(
+        &self,
+        group: &str,
+        records: Vec<(RecordKey, Option<Record>)>,
+    ) -> Result<(), ApiError> {
+        let broker = self.0;
+        let topic = ensure_topic(broker)?;
+        let index = partition_for(group, topic.meta.partitions);
+        let Some(partition) = topic.partition(index) else {
+            return Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "offsets partition missing",
+            ));
+        };
+        let now = now_ms();
+        let krecords: Vec<KRecord> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| KRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: LEADER_EPOCH,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(encode_key(&key)),
+                value: value.map(|v| match v {
+                    Record::Offset(o) => encode_offset(&o),
+                    Record::Group(g) => encode_group(&g),
+                }),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &krecords,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| {
+            ApiError::new(
+                ResponseError::UnknownServerError,
+                format!("encoding offsets batch: {e}"),
+            )
+        })?;
+        partition.log.append(&buf, LEADER_EPOCH, now).map_err(|e| {
+            warn!(group, error = %e, "cannot persist group state");
+            // Kafka answers storage trouble on the offsets topic with a retriable code.
+            ApiError::new(ResponseError::CoordinatorNotAvailable, e.to_string())
+        })?;
+        partition
+            .log
+            .set_high_watermark(partition.log.log_end_offset());
+        partition.appended.notify_waiters();
+        Ok(())
+    }
+
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.0
+            .topic(topic)
+            .is_some_and(|t| t.partition(partition).is_some())
+    }
+}
+
+/// Creates `__consumer_offsets` on first use, as Kafka does when the first group appears.
+pub fn ensure_topic(broker: &Broker) -> Result<std::sync::Arc<crate::broker::Topic>, ApiError> {
+    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
+        return Ok(t);
+    }
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            broker.config.offsets_topic_segment_bytes.to_string(),
+        ),
+        ("compression.type".to_string(), "producer".to_string()),
+    ]);
+    match broker.create_topic(
+        OFFSETS_TOPIC,
+        broker.config.offsets_topic_num_partitions,
+        1,
+        configs,
+        false,
+    ) {
+        Ok(t) => Ok(t),
+        Err(e) if e.error == ResponseError::TopicAlreadyExists => {
+            broker.topic(OFFSETS_TOPIC).ok_or_else(|| {
+                ApiError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    "offsets topic vanished",
+                )
+            })
+        }
+        Err(e) => Err(ApiError::new(
+            ResponseError::CoordinatorNotAvailable,
+            e.message,
+        )),
+    }
+}
+
+/// Replays every partition of `__consumer_offsets` into the coordinator.
+pub fn load(broker: &Broker) -> Result<(), strait_storage::LogError> {
+    let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let now = Instant::now();
+    let wall = now_ms();
+    let mut records = 0usize;
+    for partition in &topic.partitions {
+        let log = &partition.log;
+        let end = log.log_end_offset();
+        let mut offset = log.log_start_offset();
+        while offset < end {
+            let read = log.read(offset, LOAD_CHUNK, end, true)?;
+            if read.regions.is_empty() {
+                break;
+            }
+            let mut buf = Vec::with_capacity(read.bytes as usize);
+            for region in &read.regions {
+                region.read_to_vec(&mut buf)?;
+            }
+            let mut bytes = Bytes::from(buf);
+            let sets = match RecordBatchDecoder::decode_all(&mut bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(partition = partition.index, offset, error = %e, "undecodable offsets batch; skipping the rest of the partition");
+                    break;
+                }
+            };
+            let mut last = offset;
+            for set in sets {
+                for r in set.records {
+                    last = last.max(r.offset);
+                    if r.control {
+                        continue;
+                    }
+                    let Some(key) = r.key.and_then(decode_key) else {
+                        continue;
+                    };
+                    let value = match (&key, r.value) {
+                        (_, None) => None,
+                        (RecordKey::Offset { .. }, Some(v)) => match decode_offset(v) {
+                            Some(o) => Some(Record::Offset(o)),
+                            None => continue,
+                        },
+                        (RecordKey::Group { .. }, Some(v)) => match decode_group(v) {
+                            Some(g) => Some(Record::Group(g)),
+                            None => continue,
+                        },
+                    };
+                    broker.groups.load_record(key, value, now, wall);
+                    records += 1;
+                }
+            }
+            offset = last + 1;
+        }
+    }
+    info!(
+        records,
+        took_ms = started.elapsed().as_millis() as u64,
+        "consumer group state loaded"
+    );
+    Ok(())
+}
