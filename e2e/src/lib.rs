@@ -6,7 +6,10 @@
 
 pub mod broker;
 pub mod error;
+pub mod group_member;
+pub mod group_wire;
 pub mod kafka;
+pub mod load;
 pub mod segments;
 pub mod wait;
 pub mod wire;
