@@ -14,8 +14,13 @@ const ATTRIBUTES_AT: usize = 21;
 const BASE_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
 const LEADER_EPOCH_AT: usize = 12;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
+const RECORD_COUNT_AT: usize = 57;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const COMPRESSION_MASK: i16 = 0x7;
+const CONTROL_BIT: i16 = 1 << 5;
+pub(crate) const COMPRESSION_MASK: i16 = 0x7;
 const MAX_COMPRESSION_CODEC: i16 = 4;
 
 fn be_i16(b: &[u8], at: usize) -> i16 {
@@ -48,6 +53,10 @@ pub(crate) struct BatchHeader {
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub record_count: i32,
+    /// -1 for non-idempotent producers.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 impl BatchHeader {
@@ -84,7 +93,10 @@ impl BatchHeader {
             last_offset_delta: be_i32(bytes, 23),
             base_timestamp: be_i64(bytes, BASE_TIMESTAMP_AT),
             max_timestamp: be_i64(bytes, MAX_TIMESTAMP_AT),
-            record_count: be_i32(bytes, 57),
+            record_count: be_i32(bytes, RECORD_COUNT_AT),
+            producer_id: be_i64(bytes, PRODUCER_ID_AT),
+            producer_epoch: be_i16(bytes, PRODUCER_EPOCH_AT),
+            base_sequence: be_i32(bytes, BASE_SEQUENCE_AT),
         })
     }
 
@@ -102,6 +114,23 @@ impl BatchHeader {
 
     pub fn is_compressed(&self) -> bool {
         self.attributes & COMPRESSION_MASK != 0
+    }
+
+    pub fn compression(&self) -> i16 {
+        self.attributes & COMPRESSION_MASK
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    /// Kafka's `DefaultRecordBatch.incrementSequence`: sequences wrap from i32::MAX to 0.
+    pub fn last_sequence(&self) -> i32 {
+        increment_sequence(self.base_sequence, self.last_offset_delta)
     }
 
     /// Checks the fields a producer can get wrong without breaking the framing.
@@ -132,6 +161,54 @@ impl BatchHeader {
         }
         Ok(())
     }
+}
+
+/// `sequence + increment`, wrapping past i32::MAX to 0 as Kafka does; -1 (no sequence) stays.
+pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence < 0 {
+        return sequence;
+    }
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+/// Builds a complete v2 batch around encoded (possibly compressed) `records`, with a valid CRC.
+/// `h` supplies every header field except size, CRC and record count.
+pub(crate) fn build_batch(
+    h: &BatchHeader,
+    leader_epoch: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    attributes: i16,
+    record_count: i32,
+    records: &[u8],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_LEN + records.len());
+    b.extend_from_slice(&h.base_offset.to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&leader_epoch.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&max_timestamp.to_be_bytes());
+    b.extend_from_slice(&h.producer_id.to_be_bytes());
+    b.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&h.base_sequence.to_be_bytes());
+    b.extend_from_slice(&record_count.to_be_bytes());
+    b.extend_from_slice(records);
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The partition leader epoch stored in a batch (outside the CRC).
+pub(crate) fn leader_epoch_of(batch: &[u8]) -> i32 {
+    be_i32(batch, LEADER_EPOCH_AT)
 }
 
 /// CRC-32C of a whole batch's covered bytes (attributes to the end).
@@ -274,5 +351,40 @@ mod tests {
         assert_eq!(header.max_timestamp, 1234);
         assert_eq!(header.base_offset, 99);
         assert!(crc_matches(&patched, &header));
+    }
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(increment_sequence(5, 3), 8);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(-1, 3), -1);
+    }
+
+    #[test]
+    fn built_batches_parse_with_valid_crc() {
+        let original = BatchHeader::parse(&batch(2, 1)).expect("parse");
+        let h = BatchHeader {
+            base_offset: 40,
+            producer_id: 7,
+            producer_epoch: 2,
+            base_sequence: 11,
+            ..original
+        };
+        let b = build_batch(&h, 3, 100, 120, 0, 1, &[9, 9, 9]);
+        let got = BatchHeader::parse(&b).expect("parse");
+        assert!(crc_matches(&b, &got));
+        assert_eq!(got.size as usize, b.len());
+        assert_eq!((got.base_offset, got.last_offset()), (40, 41));
+        assert_eq!(
+            (got.producer_id, got.producer_epoch, got.base_sequence),
+            (7, 2, 11)
+        );
+        assert_eq!(
+            (got.base_timestamp, got.max_timestamp, got.record_count),
+            (100, 120, 1)
+        );
+        assert_eq!(leader_epoch_of(&b), 3);
+        assert_eq!(got.last_sequence(), 12);
     }
 }

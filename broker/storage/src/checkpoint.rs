@@ -12,6 +12,7 @@ use crate::{LogError, TopicPartition};
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const REPLICATION_CHECKPOINT: &str = "replication-offset-checkpoint";
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
+pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 pub const PARTITION_METADATA: &str = "partition.metadata";
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";

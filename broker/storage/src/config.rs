@@ -8,7 +8,7 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// segment.bytes: roll when the next append would exceed it.
     pub segment_bytes: u64,
@@ -30,6 +30,20 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// message.timestamp.type.
     pub timestamp_type: TimestampType,
+    /// producer.id.expiration.ms: idempotent producer state is dropped after this much silence.
+    pub producer_id_expiration_ms: i64,
+    /// cleanup.policy contains `compact`.
+    pub cleanup_compact: bool,
+    /// cleanup.policy contains `delete` (retention.ms / retention.bytes apply only then).
+    pub cleanup_delete: bool,
+    /// min.cleanable.dirty.ratio.
+    pub min_cleanable_dirty_ratio: f64,
+    /// min.compaction.lag.ms: records newer than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// max.compaction.lag.ms: dirty data older than this is compacted whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// delete.retention.ms: how long tombstones survive compaction.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -45,6 +59,13 @@ impl Default for LogConfig {
             flush_ms: None,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            producer_id_expiration_ms: 86_400_000,
+            cleanup_compact: false,
+            cleanup_delete: true,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
         }
     }
 }

@@ -33,6 +33,19 @@ pub enum LogError {
     /// A checkpoint or metadata file that does not parse.
     #[error("corrupt file {}: {detail}", path.display())]
     CorruptFile { path: PathBuf, detail: String },
+    /// Kafka INVALID_PRODUCER_EPOCH (47): a batch from a fenced (older) producer epoch.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    /// Kafka OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+    #[error("out of order sequence for producer {producer_id}: {detail}")]
+    OutOfOrderSequence { producer_id: i64, detail: String },
+    /// Kafka UNKNOWN_PRODUCER_ID (59): no state for the producer and a non-zero sequence.
+    #[error("unknown producer {producer_id} with sequence {sequence}")]
+    UnknownProducerId { producer_id: i64, sequence: i32 },
     /// The partition was deleted while a caller still held its handle.
     #[error("partition {0} has been deleted")]
     Deleted(TopicPartition),

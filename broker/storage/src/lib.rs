@@ -4,12 +4,14 @@
 
 mod batch;
 mod checkpoint;
+mod compression;
 mod config;
 mod epoch_cache;
 mod error;
 mod log;
 mod manager;
 mod offset_index;
+mod producer_state;
 mod reader;
 mod records;
 mod recovery;

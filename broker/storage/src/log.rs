@@ -14,13 +14,15 @@ use parking_lot::{Mutex, RwLock};
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::checkpoint::{PARTITION_METADATA, write_partition_metadata};
 use crate::epoch_cache::{EpochCache, epoch_for_offset};
+use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::reader::{HEADER_CHUNK, SegmentReader, Step};
-use crate::records::first_record_matching;
+use crate::records::{check_keys, first_record_matching};
 use crate::region::FileRegion;
 use crate::segment::LogSegment;
 use crate::{LogConfig, LogError, TimestampType, TopicPartition};
 
 pub struct AppendInfo {
+    /// For a duplicate, the offsets the original batches got.
     pub first_offset: i64,
     pub last_offset: i64,
     /// -1 unless LogAppendTime.
@@ -29,6 +31,9 @@ pub struct AppendInfo {
     pub record_count: u64,
     pub bytes: u64,
     pub max_timestamp: i64,
+    /// The request repeated batches already in the log (an idempotent producer's retry): nothing
+    /// was written.
+    pub duplicate: bool,
 }
 
 pub struct ReadResult {
@@ -63,6 +68,9 @@ pub(crate) struct LogState {
     /// Wall time of the oldest append not yet fsynced.
     pub first_unflushed_ms: Option<i64>,
     pub deleted: bool,
+    pub producers: ProducerStateManager,
+    /// First offset the cleaner has not compacted yet (`cleaner-offset-checkpoint`).
+    pub cleaner_checkpoint: Option<i64>,
 }
 
 impl LogState {
@@ -83,6 +91,49 @@ impl LogState {
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset
     }
+
+    /// Reloads producer state: drops snapshots above the log end, loads the newest one left and
+    /// replays the batch headers after it (Kafka's `loadProducerState`).
+    pub fn rebuild_producer_state(
+        &mut self,
+        now_ms: i64,
+        expiration_ms: i64,
+    ) -> Result<(), LogError> {
+        let leo = self.log_end_offset();
+        self.producers.delete_snapshots_after(leo)?;
+        let from = self
+            .producers
+            .load_latest_snapshot(leo, now_ms, expiration_ms)?
+            .unwrap_or(i64::MIN);
+        let mut replay = Vec::new();
+        for seg in self.segments.values().filter(|s| s.next_offset > from) {
+            let start = if seg.base_offset <= from {
+                u64::from(seg.offset_index.lookup(from))
+            } else {
+                0
+            };
+            let mut reader = SegmentReader::new(&seg.file, seg.size, HEADER_CHUNK);
+            let mut pos = start;
+            loop {
+                let h = match reader.header_at(pos)? {
+                    Step::End => break,
+                    Step::Invalid(why) => return Err(LogError::CorruptMessage(why)),
+                    Step::Batch(h) => h,
+                };
+                if h.base_offset >= from
+                    && let Some(b) = ProducerBatch::from_header(&h, h.max_timestamp)
+                {
+                    replay.push(b);
+                }
+                pos += u64::from(h.size);
+            }
+        }
+        for b in &replay {
+            self.producers.replay(b);
+        }
+        self.producers.expire(now_ms, expiration_ms);
+        Ok(())
+    }
 }
 
 /// What a read or search needs from one segment, taken under the lock.
@@ -98,6 +149,8 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: RwLock<LogConfig>,
     pub(crate) state: Mutex<LogState>,
+    /// One cleaner pass at a time per log.
+    pub(crate) clean_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -121,6 +174,7 @@ impl PartitionLog {
             dir,
             config: RwLock::new(config),
             state: Mutex::new(state),
+            clean_lock: Mutex::new(()),
         }
     }
 
@@ -150,6 +204,10 @@ impl PartitionLog {
 
     /// Appends a produce request's batches (all validated first: all-or-nothing), assigning
     /// offsets from the log end and patching base offset and leader epoch in place.
+    ///
+    /// Batches with a producer id go through the idempotence checks (epoch, sequence). Leading
+    /// batches that repeat cached ones are not written again; when every batch does, the result
+    /// has `duplicate` set and the original offsets.
     pub fn append(
         &self,
         batches: &[u8],
@@ -165,10 +223,22 @@ impl PartitionLog {
                 max: config.effective_segment_bytes() as u32,
             });
         }
+        if config.cleanup_compact {
+            for (i, v) in valid.iter().enumerate() {
+                let bytes = &batches[v.start..v.start + v.header.size as usize];
+                check_keys(bytes, &v.header, i, &self.tp)?;
+            }
+        }
         let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+        let batch_timestamp = |h: &BatchHeader| {
+            if log_append_time {
+                now_ms
+            } else {
+                h.max_timestamp
+            }
+        };
         // Header copies are patched; the records themselves are written straight from `batches`.
         let mut headers: Vec<[u8; HEADER_LEN]> = Vec::with_capacity(valid.len());
-        let mut span = 0i64;
         for v in &valid {
             let mut h = [0u8; HEADER_LEN];
             h.copy_from_slice(&batches[v.start..v.start + HEADER_LEN]);
@@ -177,15 +247,52 @@ impl PartitionLog {
                 batch::set_log_append_time(&mut h, body, now_ms);
             }
             headers.push(h);
-            span += i64::from(v.header.last_offset_delta) + 1;
         }
 
         let mut st = self.live()?;
+        // Retried batches at the front are answered from the producer state, not written again.
+        let mut skip = 0;
+        let mut duplicate: Option<(i64, i64)> = None;
+        for v in &valid {
+            let Some((first, last)) = ProducerBatch::from_header(&v.header, 0)
+                .and_then(|b| st.producers.duplicate_of(&b))
+            else {
+                break;
+            };
+            duplicate = Some((duplicate.map_or(first, |d| d.0), last));
+            skip += 1;
+        }
+        if let (true, Some((first, last))) = (skip == valid.len(), duplicate) {
+            return Ok(AppendInfo {
+                first_offset: first,
+                last_offset: last,
+                log_append_time: -1,
+                log_start_offset: st.log_start_offset,
+                record_count: 0,
+                bytes: 0,
+                max_timestamp: -1,
+                duplicate: true,
+            });
+        }
+        let valid = &valid[skip..];
+        let headers = &mut headers[skip..];
+        let total: u64 = valid.iter().map(|v| u64::from(v.header.size)).sum();
         let first_offset = st.log_end_offset();
-        if st
-            .active()
-            .should_roll(&config, total, first_offset + span - 1, now_ms)
-        {
+        let mut producer_batches = Vec::new();
+        let mut next = first_offset;
+        for v in valid {
+            let placed = BatchHeader {
+                base_offset: next,
+                ..v.header
+            };
+            producer_batches.extend(ProducerBatch::from_header(
+                &placed,
+                batch_timestamp(&placed),
+            ));
+            next = placed.next_offset();
+        }
+        let producer_update = st.producers.prepare(&producer_batches)?;
+        if st.active().should_roll(&config, total, next - 1, now_ms) {
             self.roll_locked(&mut st)?;
         }
         // The epoch entry is made durable before the data it describes.
@@ -193,12 +300,12 @@ impl PartitionLog {
             st.epochs.install(entries)?;
         }
         let mut next = first_offset;
-        for (h, v) in headers.iter_mut().zip(&valid) {
+        for (h, v) in headers.iter_mut().zip(valid) {
             batch::set_offset_and_epoch(h, next, leader_epoch);
             next += i64::from(v.header.last_offset_delta) + 1;
         }
         let mut slices = Vec::with_capacity(valid.len() * 2);
-        for (h, v) in headers.iter().zip(&valid) {
+        for (h, v) in headers.iter().zip(valid) {
             slices.push(IoSlice::new(h));
             slices.push(IoSlice::new(
                 &batches[v.start + HEADER_LEN..v.start + v.header.size as usize],
@@ -211,14 +318,10 @@ impl PartitionLog {
         let mut next = first_offset;
         let mut max_timestamp = -1;
         let mut record_count = 0u64;
-        for v in &valid {
+        for v in valid {
             let header = BatchHeader {
                 base_offset: next,
-                max_timestamp: if log_append_time {
-                    now_ms
-                } else {
-                    v.header.max_timestamp
-                },
+                max_timestamp: batch_timestamp(&v.header),
                 ..v.header
             };
             segment.on_batch(position, &header, config.index_interval_bytes, now_ms);
@@ -227,6 +330,7 @@ impl PartitionLog {
             max_timestamp = max_timestamp.max(header.max_timestamp);
             record_count += v.header.record_count as u64;
         }
+        st.producers.commit(producer_update);
         if st.first_unflushed_ms.is_none() {
             st.first_unflushed_ms = Some(now_ms);
         }
@@ -238,6 +342,7 @@ impl PartitionLog {
             record_count,
             bytes: total,
             max_timestamp,
+            duplicate: false,
         };
         let flush = config
             .flush_messages
@@ -261,7 +366,31 @@ impl PartitionLog {
         let segment = LogSegment::create(&self.dir, leo)?;
         st.segments.insert(leo, segment);
         tracing::debug!(partition = %self.tp, base_offset = leo, "rolled new log segment");
-        Ok(())
+        st.producers.take_snapshot(leo)
+    }
+
+    /// Number of idempotent producers with state in this partition.
+    pub fn producer_count(&self) -> usize {
+        self.state.lock().producers.len()
+    }
+
+    /// (epoch, last sequence, last offset) of a producer, if it has state here.
+    pub fn producer_state(&self, producer_id: i64) -> Option<(i16, i32, i64)> {
+        self.state
+            .lock()
+            .producers
+            .get(producer_id)
+            .map(|e| (e.epoch, e.last_seq(), e.last_offset()))
+    }
+
+    /// Drops producers silent for producer.id.expiration.ms; returns how many.
+    pub fn expire_producers(&self, now_ms: i64) -> usize {
+        let expiration = self.config.read().producer_id_expiration_ms;
+        let mut st = self.state.lock();
+        if st.deleted {
+            return 0;
+        }
+        st.producers.expire(now_ms, expiration)
     }
 
     /// Rolls the active segment if it is older than segment.ms (for partitions without appends).
@@ -529,6 +658,14 @@ impl PartitionLog {
         }
         if !removed.is_empty() {
             st.generation += 1;
+            // Kafka deletes a segment's producer snapshot with it.
+            let first_base = st.segments.first_key_value().map_or(0, |(b, _)| *b);
+            st.producers.delete_snapshots_before(first_base)?;
+        }
+        if let Some(cp) = st.cleaner_checkpoint
+            && cp < st.log_start_offset
+        {
+            st.cleaner_checkpoint = Some(st.log_start_offset);
         }
         Ok(removed)
     }
@@ -575,6 +712,10 @@ impl PartitionLog {
         st.high_watermark = st.high_watermark.min(leo);
         st.recovery_point = st.recovery_point.min(leo);
         st.epochs.truncate_from_end(leo)?;
+        st.cleaner_checkpoint = st.cleaner_checkpoint.map(|cp| cp.min(leo));
+        // Fenced or sequenced state from the removed batches must go: reload and replay. Nothing
+        // expires here (no clock); the periodic expiry catches up.
+        st.rebuild_producer_state(0, i64::MAX)?;
         // Deleted under the lock: a roll right after could recreate a file of the same name.
         self.delete_segment_files(&removed);
         drop(st);
@@ -684,7 +825,8 @@ impl PartitionLog {
                 seg.write_indexes(true)?;
             }
         }
-        Ok(())
+        let leo = st.log_end_offset();
+        st.producers.take_snapshot(leo)
     }
 
     pub(crate) fn mark_deleted(&self) {

@@ -13,11 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{
-    CLEAN_SHUTDOWN_MARKER, LEADER_EPOCH_CHECKPOINT, LOG_START_CHECKPOINT,
+    CLEAN_SHUTDOWN_MARKER, CLEANER_CHECKPOINT, LEADER_EPOCH_CHECKPOINT, LOG_START_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT, REPLICATION_CHECKPOINT, read_offsets, sync_dir, write_offsets,
 };
 use crate::epoch_cache::EpochCache;
 use crate::log::{LogState, PartitionLog};
+use crate::producer_state::ProducerStateManager;
 use crate::recovery::{Checkpointed, load_partition};
 use crate::segment::LogSegment;
 use crate::{LogConfig, LogError, TopicPartition};
@@ -119,6 +120,7 @@ impl LogManager {
             let (recovery_points, ok1) = read_checkpoint_or_warn(path, RECOVERY_POINT_CHECKPOINT);
             let (high_watermarks, _) = read_checkpoint_or_warn(path, REPLICATION_CHECKPOINT);
             let (log_starts, _) = read_checkpoint_or_warn(path, LOG_START_CHECKPOINT);
+            let (cleaner_offsets, _) = read_checkpoint_or_warn(path, CLEANER_CHECKPOINT);
             clean &= ok1;
 
             let mut partitions = Vec::new();
@@ -151,6 +153,7 @@ impl LogManager {
                     recovery_point: recovery_points.get(&tp).copied(),
                     high_watermark: high_watermarks.get(&tp).copied(),
                     log_start_offset: log_starts.get(&tp).copied(),
+                    cleaner_checkpoint: cleaner_offsets.get(&tp).copied(),
                 };
                 let loaded = load_partition(&pdir, &tp, &config, checkpointed, clean, now)?;
                 if loaded.recovered {
@@ -264,6 +267,8 @@ impl LogManager {
             generation: 0,
             first_unflushed_ms: None,
             deleted: false,
+            producers: ProducerStateManager::new(&pdir),
+            cleaner_checkpoint: None,
         };
         let log = Arc::new(PartitionLog::from_state(tp.clone(), pdir, config, state));
         logs.insert(
@@ -347,6 +352,15 @@ impl LogManager {
             deleted += log.enforce_retention(now_ms)?;
         }
         Ok(deleted)
+    }
+
+    /// Drops idempotent producer state silent for producer.id.expiration.ms (Kafka runs this every
+    /// producer.id.expiration.check.interval.ms). Returns the number of producers dropped.
+    pub fn expire_producers(&self, now_ms: i64) -> usize {
+        self.all()
+            .iter()
+            .map(|log| log.expire_producers(now_ms))
+            .sum()
     }
 
     /// Flushes everything, writes checkpoints and the clean-shutdown marker.

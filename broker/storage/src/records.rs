@@ -1,12 +1,14 @@
-//! Record-level access for the rare paths that need exact record offsets (timestamp searches):
-//! walks a batch's records (decompressing through `kafka-protocol` when the batch is compressed)
-//! and reports each record's offset and timestamp.
+//! Record-level access for the rare paths that look inside batches: exact record offsets for
+//! timestamp searches, the key check of compacted topics, and the cleaner's rewrite. Records are
+//! parsed and encoded here byte for byte (headers are carried as raw bytes, so duplicate header
+//! keys survive), never through `kafka-protocol`'s `Record`, whose headers are a map.
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::LogError;
 use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::compression::decompress;
 
 fn corrupt(detail: &str) -> LogError {
     LogError::CorruptMessage(format!("malformed record: {detail}"))
@@ -29,6 +31,142 @@ fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, LogError> {
         }
     }
     Err(corrupt("varint too long"))
+}
+
+fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// One record of a v2 batch, borrowed from the uncompressed records buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawRecord<'a> {
+    pub attributes: u8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// Header count and headers exactly as stored.
+    pub headers: &'a [u8],
+}
+
+/// A nullable byte field: varint length (-1 = null) and bytes, within `end`.
+fn read_bytes<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    end: usize,
+) -> Result<Option<&'a [u8]>, LogError> {
+    let len = read_varlong(buf, pos)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let stop = usize::try_from(len)
+        .ok()
+        .and_then(|l| pos.checked_add(l))
+        .filter(|&e| e <= end)
+        .ok_or_else(|| corrupt("field length out of bounds"))?;
+    let out = &buf[*pos..stop];
+    *pos = stop;
+    Ok(Some(out))
+}
+
+/// Parses `count` records from uncompressed record bytes, which must hold exactly them.
+pub(crate) fn parse_records(data: &[u8], count: i32) -> Result<Vec<RawRecord<'_>>, LogError> {
+    let count = usize::try_from(count).map_err(|_| corrupt("negative record count"))?;
+    let mut out = Vec::with_capacity(count.min(data.len()));
+    let mut pos = 0usize;
+    for _ in 0..count {
+        let len = read_varlong(data, &mut pos)?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| corrupt("record length out of bounds"))?;
+        let attributes = *data.get(pos).ok_or_else(|| corrupt("truncated record"))?;
+        pos += 1;
+        let timestamp_delta = read_varlong(data, &mut pos)?;
+        let offset_delta = read_varlong(data, &mut pos)?;
+        let key = read_bytes(data, &mut pos, end)?;
+        let value = read_bytes(data, &mut pos, end)?;
+        if pos > end {
+            return Err(corrupt("record fields exceed its length"));
+        }
+        out.push(RawRecord {
+            attributes,
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            headers: &data[pos..end],
+        });
+        pos = end;
+    }
+    if pos != data.len() {
+        return Err(corrupt("bytes left after the last record"));
+    }
+    Ok(out)
+}
+
+/// Appends `record` encoded with `timestamp_delta` (offset delta and everything else unchanged).
+pub(crate) fn encode_record(out: &mut Vec<u8>, record: &RawRecord<'_>, timestamp_delta: i64) {
+    let mut body = Vec::with_capacity(
+        16 + record.key.map_or(0, <[u8]>::len)
+            + record.value.map_or(0, <[u8]>::len)
+            + record.headers.len(),
+    );
+    body.push(record.attributes);
+    write_varlong(&mut body, timestamp_delta);
+    write_varlong(&mut body, record.offset_delta);
+    for field in [record.key, record.value] {
+        match field {
+            None => write_varlong(&mut body, -1),
+            Some(b) => {
+                write_varlong(&mut body, b.len() as i64);
+                body.extend_from_slice(b);
+            }
+        }
+    }
+    body.extend_from_slice(record.headers);
+    write_varlong(out, body.len() as i64);
+    out.extend_from_slice(&body);
+}
+
+/// The uncompressed record bytes of a whole batch.
+pub(crate) fn batch_records(batch: &[u8], header: &BatchHeader) -> Result<Bytes, LogError> {
+    let body = batch
+        .get(HEADER_LEN..header.size as usize)
+        .ok_or_else(|| corrupt("batch shorter than its header"))?;
+    decompress(header.compression(), body)
+}
+
+/// Compacted topics take only keyed records (Kafka's `validateKey`); control batches are exempt.
+pub(crate) fn check_keys(
+    batch: &[u8],
+    header: &BatchHeader,
+    batch_index: usize,
+    partition: &impl std::fmt::Display,
+) -> Result<(), LogError> {
+    if header.is_control() {
+        return Ok(());
+    }
+    let data = batch_records(batch, header)?;
+    for (i, r) in parse_records(&data, header.record_count)?
+        .iter()
+        .enumerate()
+    {
+        if r.key.is_none() {
+            return Err(LogError::InvalidRecord(format!(
+                "Compacted topic cannot accept message without key in topic partition \
+                 {partition} (record {i} of batch {batch_index}, offset delta {})",
+                r.offset_delta
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Offsets and timestamps of an uncompressed batch's records, without allocating records.
@@ -111,5 +249,44 @@ mod tests {
         assert!(read_varlong(&[0x80, 0x80], &mut pos).is_err());
         let mut pos = 0;
         assert!(read_varlong(&[0xff; 11], &mut pos).is_err());
+        for v in [0i64, -1, 1, 150, -150, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            write_varlong(&mut out, v);
+            let mut pos = 0;
+            assert_eq!(read_varlong(&out, &mut pos).expect("varint"), v);
+        }
+    }
+
+    #[test]
+    fn records_round_trip_byte_exact() {
+        // Two headers with the same key must both survive.
+        let headers = [4u8, 2, b'h', 2, b'1', 2, b'h', 2, b'2'];
+        let recs = [
+            RawRecord {
+                attributes: 0,
+                timestamp_delta: 5,
+                offset_delta: 0,
+                key: Some(b"k1"),
+                value: Some(b"value"),
+                headers: &headers,
+            },
+            RawRecord {
+                attributes: 0,
+                timestamp_delta: -3,
+                offset_delta: 7,
+                key: Some(b""),
+                value: None,
+                headers: &[0],
+            },
+        ];
+        let mut data = Vec::new();
+        for r in &recs {
+            encode_record(&mut data, r, r.timestamp_delta);
+        }
+        let parsed = parse_records(&data, 2).expect("parse");
+        assert_eq!(parsed, recs);
+        assert!(parse_records(&data, 1).is_err());
+        assert!(parse_records(&data, 3).is_err());
+        assert!(parse_records(&data[..data.len() - 1], 2).is_err());
     }
 }

@@ -11,6 +11,7 @@ use crate::checkpoint::{LEADER_EPOCH_CHECKPOINT, PARTITION_METADATA, read_partit
 use crate::epoch_cache::EpochCache;
 use crate::log::LogState;
 use crate::offset_index::OffsetIndex;
+use crate::producer_state::ProducerStateManager;
 use crate::segment::{LogSegment, parse_log_file_name, remove_if_exists};
 use crate::time_index::TimeIndex;
 use crate::{LogConfig, LogError, TopicPartition};
@@ -21,6 +22,7 @@ pub(crate) struct Checkpointed {
     pub recovery_point: Option<i64>,
     pub high_watermark: Option<i64>,
     pub log_start_offset: Option<i64>,
+    pub cleaner_checkpoint: Option<i64>,
 }
 
 pub(crate) struct Loaded {
@@ -154,20 +156,24 @@ pub(crate) fn load_partition(
     epochs.truncate_from_start(log_start)?;
     let topic_id = read_partition_metadata(&dir.join(PARTITION_METADATA))?;
 
-    Ok(Loaded {
-        state: LogState {
-            segments,
-            log_start_offset: log_start,
-            high_watermark,
-            recovery_point,
-            epochs,
-            topic_id,
-            generation: 0,
-            first_unflushed_ms: (recovery_point < log_end).then_some(now_ms),
-            deleted: false,
-        },
-        recovered,
-    })
+    let mut state = LogState {
+        segments,
+        log_start_offset: log_start,
+        high_watermark,
+        recovery_point,
+        epochs,
+        topic_id,
+        generation: 0,
+        first_unflushed_ms: (recovery_point < log_end).then_some(now_ms),
+        deleted: false,
+        producers: ProducerStateManager::new(dir),
+        cleaner_checkpoint: checkpointed
+            .cleaner_checkpoint
+            .map(|cp| cp.clamp(log_start, log_end)),
+    };
+    // After recovery this replays exactly the batches that survived.
+    state.rebuild_producer_state(now_ms, config.producer_id_expiration_ms)?;
+    Ok(Loaded { state, recovered })
 }
 
 /// Full rescan; the rebuilt indexes are written right away so the files match the log.

@@ -164,3 +164,23 @@ pub fn segment_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// `batch` with the idempotent producer fields set (and the CRC recomputed).
+pub fn with_producer(
+    mut batch: Vec<u8>,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// An idempotent batch of `n` records.
+pub fn pid_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32, ts: i64) -> Vec<u8> {
+    with_producer(batch(n, ts, 10), producer_id, epoch, base_sequence)
+}

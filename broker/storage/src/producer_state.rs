@@ -1,0 +1,542 @@
+//! Idempotent producer state (Kafka's `ProducerStateManager`): per producer id, the epoch and the
+//! metadata of its last five batches, used to reject fenced epochs and sequence gaps and to answer
+//! retried batches with their original offsets; persisted as Kafka-format `.snapshot` files.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use crate::LogError;
+use crate::batch::{BatchHeader, increment_sequence};
+use crate::checkpoint::write_atomic;
+use crate::segment::{file_name, remove_if_exists};
+
+/// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`.
+const BATCHES_TO_RETAIN: usize = 5;
+const SNAPSHOT_VERSION: i16 = 1;
+const SNAPSHOT_EXT: &str = "snapshot";
+/// version (2) + crc (4) + count (4).
+const SNAPSHOT_HEADER: usize = 10;
+/// producerId, epoch, lastSequence, lastOffset, offsetDelta, timestamp, coordinatorEpoch,
+/// currentTxnFirstOffset.
+const SNAPSHOT_ENTRY: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
+/// How many snapshots survive each new one.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// One appended batch of a producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BatchMetadata {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub timestamp: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProducerEntry {
+    pub epoch: i16,
+    /// Oldest first, at most [`BATCHES_TO_RETAIN`].
+    pub batches: VecDeque<BatchMetadata>,
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    fn last(&self) -> Option<&BatchMetadata> {
+        self.batches.back()
+    }
+
+    pub fn last_seq(&self) -> i32 {
+        self.last().map_or(-1, |b| b.last_seq)
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.last().map_or(-1, |b| b.last_offset)
+    }
+
+    fn push(&mut self, epoch: i16, batch: BatchMetadata) {
+        if epoch != self.epoch {
+            self.batches.clear();
+            self.epoch = epoch;
+        }
+        if self.batches.len() == BATCHES_TO_RETAIN {
+            self.batches.pop_front();
+        }
+        self.batches.push_back(batch);
+        self.last_timestamp = self.last_timestamp.max(batch.timestamp);
+    }
+
+    fn find_duplicate(&self, epoch: i16, first_seq: i32, last_seq: i32) -> Option<&BatchMetadata> {
+        if epoch != self.epoch {
+            return None;
+        }
+        self.batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+    }
+}
+
+/// A batch of an append, with the offsets it will get.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProducerBatch {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub timestamp: i64,
+}
+
+impl ProducerBatch {
+    /// None for batches without a producer id.
+    pub fn from_header(h: &BatchHeader, timestamp: i64) -> Option<ProducerBatch> {
+        h.has_producer_id().then(|| ProducerBatch {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            timestamp,
+        })
+    }
+
+    fn metadata(&self) -> BatchMetadata {
+        BatchMetadata {
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// Validated changes of one append, applied with [`ProducerStateManager::commit`] once the data is
+/// written.
+#[derive(Debug, Default)]
+pub(crate) struct PendingUpdate {
+    entries: BTreeMap<i64, ProducerEntry>,
+}
+
+/// Kafka's `inSequence`.
+fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
+    i64::from(next_seq) == i64::from(last_seq) + 1 || (next_seq == 0 && last_seq == i32::MAX)
+}
+
+#[derive(Debug)]
+pub(crate) struct ProducerStateManager {
+    dir: PathBuf,
+    producers: BTreeMap<i64, ProducerEntry>,
+}
+
+impl ProducerStateManager {
+    pub fn new(dir: &Path) -> ProducerStateManager {
+        ProducerStateManager {
+            dir: dir.to_path_buf(),
+            producers: BTreeMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Producer id -> last offset, for the cleaner (it keeps each producer's last batch).
+    pub fn last_offsets(&self) -> BTreeMap<i64, i64> {
+        self.producers
+            .iter()
+            .map(|(&pid, e)| (pid, e.last_offset()))
+            .collect()
+    }
+
+    /// The original (first, last) offsets when `b` repeats one of the cached batches.
+    pub fn duplicate_of(&self, b: &ProducerBatch) -> Option<(i64, i64)> {
+        self.producers
+            .get(&b.producer_id)
+            .and_then(|e| e.find_duplicate(b.epoch, b.first_seq, b.last_seq))
+            .map(|m| (m.first_offset, m.last_offset))
+    }
+
+    /// Validates the batches of one append in order (each seeing the ones before it) and returns
+    /// the resulting entries; nothing changes until [`Self::commit`].
+    pub fn prepare(&self, batches: &[ProducerBatch]) -> Result<PendingUpdate, LogError> {
+        let mut update = PendingUpdate::default();
+        for b in batches {
+            if self.duplicate_of(b).is_some() {
+                return Err(LogError::OutOfOrderSequence {
+                    producer_id: b.producer_id,
+                    detail: format!(
+                        "batch with sequences {}..{} repeats an earlier batch after new ones",
+                        b.first_seq, b.last_seq
+                    ),
+                });
+            }
+            let current = update
+                .entries
+                .get(&b.producer_id)
+                .or_else(|| self.producers.get(&b.producer_id));
+            match current {
+                None => {
+                    if b.first_seq != 0 {
+                        return Err(LogError::UnknownProducerId {
+                            producer_id: b.producer_id,
+                            sequence: b.first_seq,
+                        });
+                    }
+                }
+                Some(e) if b.epoch < e.epoch => {
+                    return Err(LogError::InvalidProducerEpoch {
+                        producer_id: b.producer_id,
+                        epoch: b.epoch,
+                        current: e.epoch,
+                    });
+                }
+                Some(e) if b.epoch > e.epoch => {
+                    if b.first_seq != 0 {
+                        return Err(LogError::OutOfOrderSequence {
+                            producer_id: b.producer_id,
+                            detail: format!(
+                                "new epoch {} must start at sequence 0, got {}",
+                                b.epoch, b.first_seq
+                            ),
+                        });
+                    }
+                }
+                Some(e) => {
+                    let last = e.last_seq();
+                    if !in_sequence(last, b.first_seq) {
+                        return Err(LogError::OutOfOrderSequence {
+                            producer_id: b.producer_id,
+                            detail: format!(
+                                "expected sequence {}, got {}",
+                                increment_sequence(last, 1),
+                                b.first_seq
+                            ),
+                        });
+                    }
+                }
+            }
+            let mut entry = current.cloned().unwrap_or(ProducerEntry {
+                epoch: b.epoch,
+                batches: VecDeque::new(),
+                last_timestamp: b.timestamp,
+            });
+            entry.push(b.epoch, b.metadata());
+            update.entries.insert(b.producer_id, entry);
+        }
+        Ok(update)
+    }
+
+    pub fn commit(&mut self, update: PendingUpdate) {
+        self.producers.extend(update.entries);
+    }
+
+    /// Applies a batch read back from the log (loading): no sequence checks, as Kafka does for
+    /// data that is already in the log; batches of fenced epochs are ignored.
+    pub fn replay(&mut self, b: &ProducerBatch) {
+        let entry = self
+            .producers
+            .entry(b.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: b.epoch,
+                batches: VecDeque::new(),
+                last_timestamp: b.timestamp,
+            });
+        if b.epoch >= entry.epoch {
+            entry.push(b.epoch, b.metadata());
+        }
+    }
+
+    /// Drops producers silent for at least `expiration_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Writes `<offset>.snapshot` (state of every batch below `offset`) and keeps only the newest
+    /// [`SNAPSHOTS_KEPT`] snapshots.
+    pub fn take_snapshot(&self, offset: i64) -> Result<(), LogError> {
+        let path = self.dir.join(file_name(offset, SNAPSHOT_EXT));
+        write_atomic(&path, &encode_snapshot(&self.producers))?;
+        let offsets = list_snapshots(&self.dir)?;
+        let excess = offsets.len().saturating_sub(SNAPSHOTS_KEPT);
+        for &old in offsets.iter().take(excess) {
+            remove_if_exists(&self.dir.join(file_name(old, SNAPSHOT_EXT)))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes snapshots above `offset` (the log was truncated there).
+    pub fn delete_snapshots_after(&self, offset: i64) -> Result<(), LogError> {
+        for s in list_snapshots(&self.dir)? {
+            if s > offset {
+                remove_if_exists(&self.dir.join(file_name(s, SNAPSHOT_EXT)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes snapshots below `offset` (the segments they were taken for are gone).
+    pub fn delete_snapshots_before(&self, offset: i64) -> Result<(), LogError> {
+        for s in list_snapshots(&self.dir)? {
+            if s < offset {
+                remove_if_exists(&self.dir.join(file_name(s, SNAPSHOT_EXT)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the state with the newest readable snapshot at or below `max_offset` (dropping
+    /// expired producers) and returns its offset; corrupt snapshots are deleted. None = no usable
+    /// snapshot, the state is empty.
+    pub fn load_latest_snapshot(
+        &mut self,
+        max_offset: i64,
+        now_ms: i64,
+        expiration_ms: i64,
+    ) -> Result<Option<i64>, LogError> {
+        self.producers.clear();
+        for offset in list_snapshots(&self.dir)?.into_iter().rev() {
+            if offset > max_offset {
+                continue;
+            }
+            let path = self.dir.join(file_name(offset, SNAPSHOT_EXT));
+            let bytes = std::fs::read(&path)?;
+            match decode_snapshot(&bytes) {
+                Ok(producers) => {
+                    self.producers = producers;
+                    self.expire(now_ms, expiration_ms);
+                    return Ok(Some(offset));
+                }
+                Err(why) => {
+                    tracing::warn!(file = %path.display(), "deleting corrupt producer snapshot: {why}");
+                    remove_if_exists(&path)?;
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Offsets of the `.snapshot` files in `dir`, ascending.
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".snapshot")) else {
+            continue;
+        };
+        if stem.len() == 20
+            && stem.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(offset) = stem.parse::<i64>()
+        {
+            out.push(offset);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Kafka's ProducerSnapshot v1: version i16, crc u32 (CRC-32C of the rest), count i32, entries.
+/// Like Kafka, only each producer's last batch is stored.
+pub(crate) fn encode_snapshot(producers: &BTreeMap<i64, ProducerEntry>) -> Vec<u8> {
+    let entries: Vec<(i64, &ProducerEntry, &BatchMetadata)> = producers
+        .iter()
+        .filter_map(|(&pid, e)| e.last().map(|b| (pid, e, b)))
+        .collect();
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER + entries.len() * SNAPSHOT_ENTRY);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(entries.len() as i32).to_be_bytes());
+    for (pid, e, b) in entries {
+        out.extend_from_slice(&pid.to_be_bytes());
+        out.extend_from_slice(&e.epoch.to_be_bytes());
+        out.extend_from_slice(&b.last_seq.to_be_bytes());
+        out.extend_from_slice(&b.last_offset.to_be_bytes());
+        let delta = (b.last_offset - b.first_offset).clamp(0, i64::from(i32::MAX)) as i32;
+        out.extend_from_slice(&delta.to_be_bytes());
+        out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        out.extend_from_slice(&(-1i64).to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&out[6..]);
+    out[2..6].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<BTreeMap<i64, ProducerEntry>, String> {
+    if bytes.len() < SNAPSHOT_HEADER {
+        return Err(format!("{} bytes is too short", bytes.len()));
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    if version != SNAPSHOT_VERSION {
+        return Err(format!("unsupported version {version}"));
+    }
+    let crc = u32::from_be_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+    if crc32c::crc32c(&bytes[6..]) != crc {
+        return Err("CRC mismatch".into());
+    }
+    let count = i32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
+    let body = &bytes[SNAPSHOT_HEADER..];
+    if count < 0 || body.len() != count as usize * SNAPSHOT_ENTRY {
+        return Err(format!("{count} entries do not match {} bytes", body.len()));
+    }
+    let mut out = BTreeMap::new();
+    for e in body.chunks_exact(SNAPSHOT_ENTRY) {
+        let mut r = Fields(e);
+        let pid = r.i64();
+        let epoch = r.i16();
+        let last_seq = r.i32();
+        let last_offset = r.i64();
+        let delta = r.i32();
+        let timestamp = r.i64();
+        let first_seq = last_seq.saturating_sub(delta).max(0);
+        let batch = BatchMetadata {
+            first_seq,
+            last_seq,
+            first_offset: last_offset - i64::from(delta),
+            last_offset,
+            timestamp,
+        };
+        out.insert(
+            pid,
+            ProducerEntry {
+                epoch,
+                batches: VecDeque::from([batch]),
+                last_timestamp: timestamp,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Big-endian reads from a slice whose length was checked by the caller.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&self.0[..N]);
+        self.0 = &self.0[N..];
+        a
+    }
+    fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take())
+    }
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pb(pid: i64, epoch: i16, first_seq: i32, n: i32, first_offset: i64) -> ProducerBatch {
+        ProducerBatch {
+            producer_id: pid,
+            epoch,
+            first_seq,
+            last_seq: increment_sequence(first_seq, n - 1),
+            first_offset,
+            last_offset: first_offset + i64::from(n) - 1,
+            timestamp: 1000 + first_offset,
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trip_in_kafka_layout() {
+        let mut m = ProducerStateManager::new(Path::new("."));
+        let u = m
+            .prepare(&[pb(7, 2, 0, 3, 10), pb(9, 0, 0, 1, 13)])
+            .expect("valid");
+        m.commit(u);
+        let u = m.prepare(&[pb(7, 2, 3, 2, 14)]).expect("valid");
+        m.commit(u);
+        let bytes = encode_snapshot(&m.producers);
+        assert_eq!(bytes.len(), SNAPSHOT_HEADER + 2 * SNAPSHOT_ENTRY);
+        assert_eq!(&bytes[0..2], &1i16.to_be_bytes());
+        assert_eq!(&bytes[6..10], &2i32.to_be_bytes());
+        // First entry: producer 7, epoch 2, last seq 4, last offset 15, delta 1, ts, -1, -1.
+        let e = &bytes[SNAPSHOT_HEADER..SNAPSHOT_HEADER + SNAPSHOT_ENTRY];
+        assert_eq!(&e[0..8], &7i64.to_be_bytes());
+        assert_eq!(&e[8..10], &2i16.to_be_bytes());
+        assert_eq!(&e[10..14], &4i32.to_be_bytes());
+        assert_eq!(&e[14..22], &15i64.to_be_bytes());
+        assert_eq!(&e[22..26], &1i32.to_be_bytes());
+        assert_eq!(&e[26..34], &1014i64.to_be_bytes());
+        assert_eq!(&e[34..38], &(-1i32).to_be_bytes());
+        assert_eq!(&e[38..46], &(-1i64).to_be_bytes());
+        let back = decode_snapshot(&bytes).expect("decode");
+        let p7 = &back[&7];
+        assert_eq!((p7.epoch, p7.last_seq(), p7.last_offset()), (2, 4, 15));
+        assert_eq!(p7.batches[0].first_seq, 3);
+        assert_eq!(p7.batches[0].first_offset, 14);
+        assert_eq!(back[&9].last_offset(), 13);
+
+        let mut bad = bytes.clone();
+        bad[20] ^= 1;
+        assert!(decode_snapshot(&bad).is_err());
+        assert!(decode_snapshot(&bytes[..bytes.len() - 1]).is_err());
+        let mut v2 = bytes;
+        v2[1] = 2;
+        assert!(decode_snapshot(&v2).is_err());
+    }
+
+    #[test]
+    fn keeps_five_batches_and_detects_duplicates() {
+        let mut m = ProducerStateManager::new(Path::new("."));
+        for i in 0..7 {
+            let u = m
+                .prepare(&[pb(1, 0, i * 2, 2, i64::from(i) * 2)])
+                .expect("valid");
+            m.commit(u);
+        }
+        assert_eq!(m.producers[&1].batches.len(), 5);
+        assert_eq!(m.duplicate_of(&pb(1, 0, 4, 2, 99)), Some((4, 5)));
+        assert_eq!(m.duplicate_of(&pb(1, 0, 2, 2, 99)), None);
+        assert_eq!(m.duplicate_of(&pb(1, 1, 4, 2, 99)), None);
+    }
+
+    #[test]
+    fn sequence_rules() {
+        let mut m = ProducerStateManager::new(Path::new("."));
+        assert!(matches!(
+            m.prepare(&[pb(1, 0, 5, 1, 0)]),
+            Err(LogError::UnknownProducerId { .. })
+        ));
+        let u = m.prepare(&[pb(1, 3, 0, 2, 0)]).expect("new producer");
+        m.commit(u);
+        assert!(matches!(
+            m.prepare(&[pb(1, 2, 2, 1, 2)]),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            m.prepare(&[pb(1, 3, 3, 1, 2)]),
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
+        assert!(matches!(
+            m.prepare(&[pb(1, 4, 1, 1, 2)]),
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
+        // Batches of one request see each other.
+        assert!(m.prepare(&[pb(1, 3, 2, 1, 2), pb(1, 3, 3, 1, 3)]).is_ok());
+        assert!(m.prepare(&[pb(1, 3, 2, 1, 2), pb(1, 3, 4, 1, 3)]).is_err());
+        // Wrap-around from i32::MAX to 0.
+        let u = m.prepare(&[pb(2, 0, 0, 1, 10)]).expect("valid");
+        m.commit(u);
+        m.producers.get_mut(&2).expect("p2").batches[0].last_seq = i32::MAX;
+        assert!(m.prepare(&[pb(2, 0, 0, 1, 11)]).is_ok());
+        assert_eq!(m.expire(1011 + 100, 100), 2);
+    }
+}
