@@ -66,6 +66,8 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     pub group_max_size: i32,
+    pub group_consumer_heartbeat_interval_ms: u64,
+    pub group_consumer_session_timeout_ms: u64,
     pub producer_id_expiration_ms: i64,
     /// `process.roles`: each `broker` or `controller`, no duplicates.
     pub process_roles: Vec<String>,
@@ -337,6 +339,14 @@ impl BrokerConfig {
                 r.required_int("group.max.session.timeout.ms")?,
             )?,
             group_max_size: convert("group.max.size", r.required_int("group.max.size")?)?,
+            group_consumer_heartbeat_interval_ms: convert(
+                "group.consumer.heartbeat.interval.ms",
+                r.required_int("group.consumer.heartbeat.interval.ms")?,
+            )?,
+            group_consumer_session_timeout_ms: convert(
+                "group.consumer.session.timeout.ms",
+                r.required_int("group.consumer.session.timeout.ms")?,
+            )?,
             producer_id_expiration_ms: r.required_int("producer.id.expiration.ms")?,
             process_roles,
             controller_quorum_voters: r.string("controller.quorum.voters").unwrap_or_default(),

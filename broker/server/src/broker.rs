@@ -85,6 +85,13 @@ pub fn log_config(overrides: &BTreeMap<String, String>, config: &BrokerConfig) -
         } else {
             TimestampType::CreateTime
         },
+        producer_id_expiration_ms: config.producer_id_expiration_ms,
+        cleanup_compact: eff.cleanup_policy.iter().any(|p| p == "compact"),
+        cleanup_delete: eff.cleanup_policy.iter().any(|p| p == "delete"),
+        min_cleanable_dirty_ratio: eff.min_cleanable_dirty_ratio,
+        min_compaction_lag_ms: eff.min_compaction_lag_ms,
+        max_compaction_lag_ms: eff.max_compaction_lag_ms,
+        delete_retention_ms: eff.delete_retention_ms,
     }
 }
 
@@ -127,6 +134,14 @@ impl Broker {
             max_size: usize::try_from(config.group_max_size).unwrap_or(usize::MAX),
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
             offsets_retention_ms: config.offsets_retention_ms,
+            consumer: crate::group::consumer::Settings {
+                session_timeout: std::time::Duration::from_millis(
+                    config.group_consumer_session_timeout_ms,
+                ),
+                heartbeat_interval: std::time::Duration::from_millis(
+                    config.group_consumer_heartbeat_interval_ms,
+                ),
+            },
         });
         let broker = Broker {
             config,

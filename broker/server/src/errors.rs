@@ -40,8 +40,14 @@ impl From<LogError> for ApiError {
             LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             LogError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
-            #[allow(unreachable_patterns)]
-            _ => ResponseError::KafkaStorageError,
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+            // The partition went away under the request (topic deleted): clients refresh metadata.
+            LogError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
+            LogError::LogDir { .. } | LogError::CorruptFile { .. } => {
+                ResponseError::KafkaStorageError
+            }
         };
         ApiError::new(error, e.to_string())
     }

@@ -32,8 +32,6 @@ const BATCHED_FIND_VERSION: i16 = 4;
 const MEMBER_ID_REQUIRED_VERSION: i16 = 4;
 /// First LeaveGroup version with a member list (KIP-345).
 const BATCHED_LEAVE_VERSION: i16 = 3;
-/// Group type reported by ListGroups v5 (KIP-848 adds "consumer").
-const CLASSIC: &str = "classic";
 /// "Authorized operations" value meaning "not requested".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// Extra time a waiting JoinGroup/SyncGroup allows beyond the group's own deadlines, which the
@@ -295,14 +293,14 @@ pub async fn list_groups(
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == CLASSIC))
-        .map(|(id, protocol_type, state)| {
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(id, protocol_type, state, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(id)))
                 .with_protocol_type(str_bytes(protocol_type))
-                .with_group_state(str_bytes(state.name()))
-                .with_group_type(str_bytes(CLASSIC))
+                .with_group_state(str_bytes(state))
+                .with_group_type(str_bytes(kind))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
@@ -320,6 +318,12 @@ pub async fn describe_groups(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if broker.groups.is_consumer_group(id.0.as_str()) {
+                // Kafka refuses to describe a consumer-protocol group through the classic API.
+                return base
+                    .with_group_state(str_bytes("Dead"))
+                    .with_error_code(ResponseError::GroupIdNotFound.code());
+            }
             match broker.groups.describe(id.0.as_str()) {
                 // Kafka describes an unknown group as Dead with no error (before v6).
                 None => base.with_group_state(str_bytes("Dead")),

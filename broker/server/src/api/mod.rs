@@ -5,6 +5,7 @@
 pub mod admin_topics;
 pub mod cluster;
 pub mod configs;
+pub mod consumer_groups;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
@@ -200,6 +201,8 @@ async fn route(
         OffsetFetch => messages::OffsetFetchRequest => offsets::fetch,
         OffsetDelete => messages::OffsetDeleteRequest => offsets::delete,
         InitProducerId => messages::InitProducerIdRequest => producer_id::init,
+        ConsumerGroupHeartbeat => messages::ConsumerGroupHeartbeatRequest => consumer_groups::heartbeat,
+        ConsumerGroupDescribe => messages::ConsumerGroupDescribeRequest => consumer_groups::describe,
     })
 }
 

@@ -8,7 +8,7 @@
 //! (session, rebalance, initial delay) are driven by [`Coordinator::tick`], called by a
 //! background task, so the logic stays synchronous and testable with an explicit clock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::assignor::TopicsView;
+use super::consumer::{ConsumerGroup, Heartbeat, HeartbeatReply, MemberView, Settings};
 use super::records::{GroupValue, MemberValue, OffsetValue, RecordKey};
 use crate::errors::ApiError;
 
@@ -30,6 +32,8 @@ pub trait OffsetsLog {
     ) -> Result<(), ApiError>;
     /// Whether `topic` has partition `partition` (commits to unknown partitions are refused).
     fn partition_exists(&self, topic: &str, partition: i32) -> bool;
+    /// The named topics that exist, with ids and partition counts (for server-side assignment).
+    fn topics(&self, names: &BTreeSet<String>) -> TopicsView;
 }
 
 /// A value written to the offsets topic.
@@ -67,6 +71,8 @@ pub struct Limits {
     pub max_size: usize,
     pub offset_metadata_max_bytes: usize,
     pub offsets_retention_ms: i64,
+    /// KIP-848 consumer groups.
+    pub consumer: Settings,
 }
 
 /// What a JoinGroup gets back (immediately or when the rebalance completes).
@@ -156,6 +162,9 @@ pub struct CommitRequest {
     pub partitions: Vec<CommitPartition>,
 }
 
+/// ConsumerGroupDescribe's view: group epoch, assignment epoch, state, assignor, members.
+pub type ConsumerGroupView = (i32, i32, &'static str, String, Vec<MemberView>);
+
 /// OffsetFetch's answer: per topic, per partition, the committed offset if any.
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
 
@@ -232,6 +241,8 @@ struct Group {
     offsets: BTreeMap<(String, i32), OffsetValue>,
     /// Wall-clock ms of the last state change (Kafka's currentStateTimestamp), for expiry.
     state_timestamp_ms: i64,
+    /// Set when the group runs the KIP-848 protocol (a group id is one kind at a time).
+    consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -249,7 +260,13 @@ impl Group {
             sync_deadline: None,
             offsets: BTreeMap::new(),
             state_timestamp_ms: now_ms,
+            consumer: None,
         }
+    }
+
+    /// A KIP-848 group with members: classic calls are refused while it has any.
+    fn is_active_consumer_group(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
     }
 
     fn member_by_instance(&self, instance: &str) -> Option<String> {
@@ -476,6 +493,13 @@ impl Coordinator {
         let group = groups
             .entry(req.group_id.clone())
             .or_insert_with(|| Group::new(now_ms));
+        if group.is_active_consumer_group() {
+            return Reply::Now(JoinOutcome::error(
+                ResponseError::InconsistentGroupProtocol,
+                &member_id,
+            ));
+        }
+        group.consumer = None;
         // A new member must speak the group's protocol type and share a protocol with everyone.
         if group.state != GroupState::Empty || !group.members.is_empty() {
             let type_ok = group.protocol_type.as_deref() == Some(req.protocol_type.as_str());
@@ -984,6 +1008,12 @@ impl Coordinator {
     pub fn tick(&self, log: &dyn OffsetsLog, now: Instant, now_ms: i64) {
         let mut groups = self.lock();
         for (group_id, group) in groups.iter_mut() {
+            if let Some(cg) = group.consumer.as_mut() {
+                let topics = log.topics(&cg.subscribed_topics());
+                cg.expire(&topics, &self.limits.consumer, now);
+                cg.refresh_topics(&topics);
+                continue;
+            }
             group.pending.retain(|_, deadline| *deadline > now);
             let expired: Vec<String> = group
                 .members
@@ -1100,8 +1130,24 @@ impl Coordinator {
         let Some(group) = groups.get_mut(&req.group_id) else {
             return all(ResponseError::CoordinatorNotAvailable);
         };
-        let simple = req.generation < 0 && group.state == GroupState::Empty;
-        if !simple {
+        let simple = req.generation < 0
+            && group.state == GroupState::Empty
+            && !group.is_active_consumer_group();
+        if let Some(cg) = group
+            .consumer
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .filter(|_| !simple)
+        {
+            // KIP-848: the generation field carries the member epoch.
+            match cg.member_epoch(&req.member_id) {
+                None => return all(ResponseError::UnknownMemberId),
+                Some(epoch) if epoch != req.generation => {
+                    return all(ResponseError::StaleMemberEpoch);
+                }
+                Some(_) => {}
+            }
+        } else if !simple {
             if group.state == GroupState::CompletingRebalance {
                 return all(ResponseError::RebalanceInProgress);
             }
@@ -1206,21 +1252,83 @@ impl Coordinator {
         }
     }
 
-    /// ListGroups: (group id, protocol type, state).
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// ListGroups: (group id, protocol type, state name, group type).
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.lock();
         let mut out: Vec<_> = groups
             .iter()
-            .map(|(id, g)| {
-                (
+            .map(|(id, g)| match &g.consumer {
+                Some(c) => (id.clone(), "consumer".to_string(), c.state(), "consumer"),
+                None => (
                     id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
-                )
+                    g.state.name(),
+                    "classic",
+                ),
             })
             .collect();
         out.sort();
         out
+    }
+
+    /// Whether the group runs the KIP-848 protocol (classic DescribeGroups does not describe it).
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.lock()
+            .get(group_id)
+            .is_some_and(|g| g.consumer.is_some())
+    }
+
+    /// ConsumerGroupHeartbeat.
+    pub fn consumer_heartbeat(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        hb: Heartbeat,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<HeartbeatReply, (ResponseError, String)> {
+        if group_id.is_empty() {
+            return Err((
+                ResponseError::InvalidGroupId,
+                "The group id must not be empty".into(),
+            ));
+        }
+        let mut groups = self.lock();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(now_ms));
+        if !group.members.is_empty() {
+            return Err((
+                ResponseError::InconsistentGroupProtocol,
+                format!(
+                    "Group {group_id} is a classic group with members; it cannot use the consumer protocol"
+                ),
+            ));
+        }
+        let cg = group.consumer.get_or_insert_with(ConsumerGroup::default);
+        let mut wanted = cg.subscribed_topics();
+        if let Some(names) = &hb.subscribed_topic_names {
+            wanted.extend(names.iter().cloned());
+        }
+        let topics = log.topics(&wanted);
+        cg.heartbeat(hb, &topics, now)
+    }
+
+    /// ConsumerGroupDescribe: (group epoch, assignment epoch, state, assignor, members).
+    pub fn consumer_describe(&self, group_id: &str) -> Option<ConsumerGroupView> {
+        let groups = self.lock();
+        let cg = groups.get(group_id)?.consumer.as_ref()?;
+        Some((
+            cg.group_epoch,
+            cg.assignment_epoch,
+            cg.state(),
+            cg.assignor_name(),
+            cg.members(),
+        ))
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.limits.consumer.heartbeat_interval
     }
 
     pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
@@ -1267,7 +1375,10 @@ impl Coordinator {
         let Some(group) = groups.get(group_id) else {
             return ResponseError::GroupIdNotFound;
         };
-        if group.state != GroupState::Empty || !group.members.is_empty() {
+        if group.state != GroupState::Empty
+            || !group.members.is_empty()
+            || group.is_active_consumer_group()
+        {
             return ResponseError::NonEmptyGroup;
         }
         let mut records: Vec<(RecordKey, Option<Record>)> = group
@@ -1317,10 +1428,10 @@ impl Coordinator {
             .values()
             .map(|m| m.metadata_for(&protocol))
             .collect();
-        let in_use = if group.members.is_empty() {
-            HashSet::new()
-        } else {
-            subscribed(&subscriptions)
+        let in_use = match &group.consumer {
+            Some(cg) => cg.subscribed_topics().into_iter().collect(),
+            None if group.members.is_empty() => HashSet::new(),
+            None => subscribed(&subscriptions),
         };
         let mut results = Vec::with_capacity(partitions.len());
         let mut records = Vec::new();
@@ -1442,6 +1553,13 @@ mod tests {
         fn partition_exists(&self, topic: &str, partition: i32) -> bool {
             topic != "missing" && (0..4).contains(&partition)
         }
+        fn topics(&self, names: &BTreeSet<String>) -> TopicsView {
+            names
+                .iter()
+                .filter(|n| n.as_str() != "missing")
+                .map(|n| (n.clone(), (Uuid::from_u128(n.len() as u128), 4)))
+                .collect()
+        }
     }
 
     fn coordinator() -> Coordinator {
@@ -1452,6 +1570,10 @@ mod tests {
             max_size: 10,
             offset_metadata_max_bytes: 16,
             offsets_retention_ms: 60_000,
+            consumer: Settings {
+                session_timeout: Duration::from_secs(45),
+                heartbeat_interval: Duration::from_secs(5),
+            },
         })
     }
 
@@ -1743,7 +1865,10 @@ mod tests {
         // A keeps heartbeating but never rejoins (stuck in processing, like max.poll.interval.ms).
         for s in [8, 16, 24] {
             let at = t0 + Duration::from_secs(s);
-            assert_eq!(c.heartbeat("g", 1, &a.member_id, None, at), ResponseError::RebalanceInProgress);
+            assert_eq!(
+                c.heartbeat("g", 1, &a.member_id, None, at),
+                ResponseError::RebalanceInProgress
+            );
             c.tick(&log, at, 0);
         }
         c.tick(&log, t0 + Duration::from_secs(29), 0);

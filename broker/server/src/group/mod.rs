@@ -1,8 +1,11 @@
 //! Consumer groups: the classic group coordinator (Kafka's `GroupCoordinator` state machine) and
 //! committed offsets, persisted as Kafka-format records in the compacted `__consumer_offsets`
-//! topic. `coordinator` holds the state machine, `records` the on-disk schemas, `store` the
+//! topic. `coordinator` holds the classic state machine and the offsets, `consumer` the KIP-848
+//! consumer groups with their server-side `assignor`s, `records` the on-disk schemas, `store` the
 //! bridge to the internal topic (append, load at start-up).
 
+pub mod assignor;
+pub mod consumer;
 pub mod coordinator;
 pub mod records;
 pub mod store;

@@ -101,6 +101,14 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
             .topic(topic)
             .is_some_and(|t| t.partition(partition).is_some())
     }
+
+    fn topics(&self, names: &std::collections::BTreeSet<String>) -> super::assignor::TopicsView {
+        names
+            .iter()
+            .filter_map(|n| self.0.topic(n))
+            .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
+            .collect()
+    }
 }
 
 /// Creates `__consumer_offsets` on first use, as Kafka does when the first group appears.
