@@ -69,6 +69,8 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: u64,
     pub group_consumer_session_timeout_ms: u64,
     pub producer_id_expiration_ms: i64,
+    pub producer_id_expiration_check_interval_ms: u64,
+    pub log_cleaner_backoff_ms: u64,
     /// `process.roles`: each `broker` or `controller`, no duplicates.
     pub process_roles: Vec<String>,
     /// `controller.quorum.voters`, unparsed.
@@ -348,6 +350,14 @@ impl BrokerConfig {
                 r.required_int("group.consumer.session.timeout.ms")?,
             )?,
             producer_id_expiration_ms: r.required_int("producer.id.expiration.ms")?,
+            producer_id_expiration_check_interval_ms: convert(
+                "producer.id.expiration.check.interval.ms",
+                r.required_int("producer.id.expiration.check.interval.ms")?,
+            )?,
+            log_cleaner_backoff_ms: convert(
+                "log.cleaner.backoff.ms",
+                r.required_int("log.cleaner.backoff.ms")?,
+            )?,
             process_roles,
             controller_quorum_voters: r.string("controller.quorum.voters").unwrap_or_default(),
             controller_listener_names,

@@ -1,8 +1,10 @@
 //! Background maintenance, on Kafka's schedules: retention every
 //! `log.retention.check.interval.ms`, time-based flush and roll checks every second, the
 //! recovery-point / high-watermark / log-start checkpoints every few seconds (so a crash rescans
-//! only a little), the group coordinator's timeouts every 100 ms and offset expiry every
-//! `offsets.retention.check.interval.ms`. Each pass runs on the blocking pool; errors are
+//! only a little), the group coordinator's timeouts every 100 ms, offset expiry every
+//! `offsets.retention.check.interval.ms`, the log cleaner (compaction) every
+//! `log.cleaner.backoff.ms` and producer-id expiry every
+//! `producer.id.expiration.check.interval.ms`. Each pass runs on the blocking pool; errors are
 //! logged, never fatal.
 
 use std::sync::Arc;
@@ -31,12 +33,23 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut offsets_expiry = tokio::time::interval(Duration::from_millis(
         broker.config.offsets_retention_check_interval_ms.max(1),
     ));
+    let mut cleaner = tokio::time::interval(Duration::from_millis(
+        broker.config.log_cleaner_backoff_ms.max(10),
+    ));
+    let mut producer_expiry = tokio::time::interval(Duration::from_millis(
+        broker
+            .config
+            .producer_id_expiration_check_interval_ms
+            .max(1),
+    ));
     for i in [
         &mut tick,
         &mut retention,
         &mut checkpoint,
         &mut group_tick,
         &mut offsets_expiry,
+        &mut cleaner,
+        &mut producer_expiry,
     ] {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -66,6 +79,26 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = group_tick.tick() => {
                 blocking(&broker, "group timeouts", |b| {
                     b.groups.tick(&BrokerOffsetsLog(b), std::time::Instant::now(), now_ms());
+                    Ok(())
+                }).await;
+            }
+            _ = cleaner.tick() => {
+                blocking(&broker, "log cleaner", |b| {
+                    let stats = b.logs.clean(now_ms())?;
+                    if stats.logs_cleaned > 0 {
+                        info!(
+                            logs = stats.logs_cleaned,
+                            rewritten = stats.segments_rewritten,
+                            deleted = stats.segments_deleted,
+                            "compacted logs"
+                        );
+                    }
+                    Ok(())
+                }).await;
+            }
+            _ = producer_expiry.tick() => {
+                blocking(&broker, "producer expiry", |b| {
+                    b.logs.expire_producers(now_ms());
                     Ok(())
                 }).await;
             }
