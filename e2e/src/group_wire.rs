@@ -41,6 +41,9 @@ const PREFERRED: [(ApiKey, i16); 7] = [
     (ApiKey::OffsetFetch, 7),
 ];
 
+/// OffsetFetch answers per partition: `(error_code, committed offset, metadata)`.
+pub type FetchedOffsets = HashMap<i32, (i16, i64, Option<String>)>;
+
 /// What a member knows after a completed JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -350,13 +353,12 @@ impl GroupWire {
 
     /// OffsetFetch of some partitions of one topic: `(top-level error, partition ->
     /// (error, offset, metadata))`.
-    #[allow(clippy::type_complexity)]
     pub fn fetch_offsets(
         &mut self,
         group: &str,
         topic: &str,
         partitions: &[i32],
-    ) -> Result<(i16, HashMap<i32, (i16, i64, Option<String>)>)> {
+    ) -> Result<(i16, FetchedOffsets)> {
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(str_bytes(group)))
             .with_topics(Some(vec![

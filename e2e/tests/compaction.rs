@@ -41,7 +41,7 @@ fn key_of(k: usize) -> Vec<u8> {
 
 /// Value of version `v` of key `k`, or `None` for the final tombstone of a deleted key.
 fn value_of(k: usize, v: usize) -> Option<Vec<u8>> {
-    if k % TOMBSTONE_EVERY == 0 && v == VERSIONS - 1 {
+    if k.is_multiple_of(TOMBSTONE_EVERY) && v == VERSIONS - 1 {
         return None;
     }
     // Padding makes segments roll often at 16 KiB.
@@ -282,7 +282,7 @@ fn compaction_keeps_latest_per_key_with_stable_offsets_and_consistent_readers() 
             tombstones,
             expected
                 .iter()
-                .filter(|k| *k % TOMBSTONE_EVERY == 0)
+                .filter(|k| k.is_multiple_of(TOMBSTONE_EVERY))
                 .count(),
             "tombstones kept within delete.retention.ms"
         );

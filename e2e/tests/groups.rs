@@ -343,6 +343,9 @@ fn consumer_protocol_group_kip848() {
     rebalance_scenario(Protocol::Consumer);
 }
 
+/// Committed `(offset, metadata)` per partition.
+type Commits = HashMap<i32, (i64, String)>;
+
 /// A consumer of `group` with a bounded close (dropping an unclosed consumer can wait forever).
 struct Member(Option<BaseConsumer>);
 
@@ -402,7 +405,7 @@ impl Drop for Member {
 
 /// `(offset, metadata)` per partition as committed for `group`, read with librdkafka's
 /// committed() (OffsetFetch), retried while the coordinator loads after a restart.
-fn committed(bootstrap: &str, group: &str, topic: &str, n: i32) -> HashMap<i32, (i64, String)> {
+fn committed(bootstrap: &str, group: &str, topic: &str, n: i32) -> Commits {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -426,11 +429,7 @@ fn committed(bootstrap: &str, group: &str, topic: &str, n: i32) -> HashMap<i32, 
     .expect("committed offsets readable")
 }
 
-fn commit_with_metadata(
-    consumer: &BaseConsumer,
-    topic: &str,
-    offsets: &HashMap<i32, (i64, String)>,
-) {
+fn commit_with_metadata(consumer: &BaseConsumer, topic: &str, offsets: &Commits) {
     let mut list = TopicPartitionList::new();
     for (partition, (offset, metadata)) in offsets {
         list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
@@ -447,12 +446,7 @@ fn commit_with_metadata(
 
 /// Checks the committed offsets of both groups, through librdkafka and through raw OffsetFetch
 /// (which shows the metadata string exactly as stored).
-fn assert_committed(
-    broker: &Broker,
-    topic: &str,
-    groups: &[(&str, &HashMap<i32, (i64, String)>)],
-    when: &str,
-) {
+fn assert_committed(broker: &Broker, topic: &str, groups: &[(&str, &Commits)], when: &str) {
     for (group, want) in groups {
         let got = committed(&broker.bootstrap(), group, topic, 3);
         assert_eq!(&got, *want, "{group} committed offsets {when}");
@@ -495,7 +489,7 @@ fn committed_offsets_survive_sigterm_and_sigkill() {
     assert!(delivered.iter().all(|d| d.result.is_ok()));
 
     // Two groups, so that more than one __consumer_offsets partition is likely involved.
-    let round = |tag: &str, base: i64| -> HashMap<i32, (i64, String)> {
+    let round = |tag: &str, base: i64| -> Commits {
         (0..3)
             .map(|p| {
                 let metadata = if p == 2 {
