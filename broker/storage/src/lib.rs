@@ -4,6 +4,7 @@
 
 mod batch;
 mod checkpoint;
+mod cleaner;
 mod compression;
 mod config;
 mod epoch_cache;
@@ -21,6 +22,7 @@ mod segment;
 mod time_index;
 mod topic_partition;
 
+pub use cleaner::CleanStats;
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use log::{AppendInfo, PartitionLog, ReadResult, TimestampLookup};

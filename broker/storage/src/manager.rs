@@ -21,7 +21,7 @@ use crate::log::{LogState, PartitionLog};
 use crate::producer_state::ProducerStateManager;
 use crate::recovery::{Checkpointed, load_partition};
 use crate::segment::LogSegment;
-use crate::{LogConfig, LogError, TopicPartition};
+use crate::{CleanStats, LogConfig, LogError, TopicPartition};
 
 const LOCK_FILE: &str = ".lock";
 
@@ -354,6 +354,44 @@ impl LogManager {
         Ok(deleted)
     }
 
+    /// Compacts every log with cleanup.policy=compact that is due (Kafka's log cleaner thread),
+    /// then records progress in each dir's `cleaner-offset-checkpoint`. A log that fails to clean
+    /// is skipped with a warning, as Kafka marks it uncleanable; the others still run.
+    pub fn clean(&self, now_ms: i64) -> Result<CleanStats, LogError> {
+        let mut total = CleanStats::default();
+        for log in self.all() {
+            if !log.config().cleanup_compact {
+                continue;
+            }
+            match log.clean(now_ms) {
+                Ok(stats) => total.add(&stats),
+                Err(LogError::Deleted(_)) => {}
+                Err(e) => {
+                    tracing::warn!(partition = %log.topic_partition(), "log cleaning failed: {e}");
+                }
+            }
+        }
+        if total.logs_cleaned > 0 {
+            self.write_cleaner_checkpoints()?;
+        }
+        Ok(total)
+    }
+
+    fn write_cleaner_checkpoints(&self) -> Result<(), LogError> {
+        let _guard = self.checkpoint_lock.lock();
+        let mut per_dir: Vec<BTreeMap<TopicPartition, i64>> =
+            vec![BTreeMap::new(); self.dirs.len()];
+        for (tp, e) in self.logs.read().iter() {
+            if let Some(cp) = e.log.cleaner_checkpoint() {
+                per_dir[e.dir].insert(tp.clone(), cp);
+            }
+        }
+        for (dir, map) in self.dirs.iter().zip(&per_dir) {
+            write_offsets(&dir.path.join(CLEANER_CHECKPOINT), map).map_err(dir_error(&dir.path))?;
+        }
+        Ok(())
+    }
+
     /// Drops idempotent producer state silent for producer.id.expiration.ms (Kafka runs this every
     /// producer.id.expiration.check.interval.ms). Returns the number of producers dropped.
     pub fn expire_producers(&self, now_ms: i64) -> usize {
@@ -369,6 +407,7 @@ impl LogManager {
             log.close()?;
         }
         self.checkpoint()?;
+        self.write_cleaner_checkpoints()?;
         for dir in &self.dirs {
             let marker = dir.path.join(CLEAN_SHUTDOWN_MARKER);
             File::create(&marker)

@@ -1,13 +1,15 @@
 //! Loading a partition directory (Kafka's `LogLoader`): removes leftovers, opens segments, trusts
 //! cleanly closed segments' indexes after sanity checks, and otherwise recovers from the recovery
 //! point: rescans and CRC-checks batches, rebuilds indexes, truncates a torn or corrupt tail and
-//! drops every later segment, then trims the leader epoch cache.
+//! drops every later segment, then trims the leader epoch cache. An interrupted cleaner swap is
+//! completed first, and producer state is reloaded last, from what survived.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
 use crate::checkpoint::{LEADER_EPOCH_CHECKPOINT, PARTITION_METADATA, read_partition_metadata};
+use crate::cleaner::complete_swaps;
 use crate::epoch_cache::EpochCache;
 use crate::log::LogState;
 use crate::offset_index::OffsetIndex;
@@ -46,6 +48,10 @@ pub(crate) fn load_partition(
     clean: bool,
     now_ms: i64,
 ) -> Result<Loaded, LogError> {
+    // A cleaner pass that reached its commit point (the .swap renames) is completed.
+    for (base, replaced) in complete_swaps(dir)? {
+        tracing::info!(partition = %tp, base_offset = base, replaced, "completed an interrupted segment swap");
+    }
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     for entry in std::fs::read_dir(dir)? {

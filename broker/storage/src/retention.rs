@@ -1,6 +1,7 @@
 //! Retention (Kafka's `deleteOldSegments`): deletes the oldest closed segments beyond
 //! retention.ms (by each segment's largest timestamp) or retention.bytes, never the active segment
-//! and never data above the high watermark, and advances the log start offset.
+//! and never data above the high watermark, and advances the log start offset. Only logs whose
+//! cleanup.policy includes `delete`.
 
 use std::time::UNIX_EPOCH;
 
@@ -63,6 +64,9 @@ impl PartitionLog {
     /// Applies retention.ms / retention.bytes; returns the number of segments deleted.
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
+        if !config.cleanup_delete {
+            return Ok(0);
+        }
         let mut st = self.state.lock();
         if st.deleted {
             return Ok(0);

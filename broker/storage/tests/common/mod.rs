@@ -184,3 +184,150 @@ pub fn with_producer(
 pub fn pid_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32, ts: i64) -> Vec<u8> {
     with_producer(batch(n, ts, 10), producer_id, epoch, base_sequence)
 }
+
+/// A record for [`keyed_records`]: key, value (None = tombstone), headers in order.
+pub struct Rec<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => varlong(out, -1),
+        Some(b) => {
+            varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Encoded records with offset deltas 0.. and timestamp deltas 0..
+pub fn keyed_records(recs: &[Rec<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        let mut body = vec![0u8];
+        varlong(&mut body, i as i64);
+        varlong(&mut body, i as i64);
+        put_bytes(&mut body, r.key);
+        put_bytes(&mut body, r.value);
+        varlong(&mut body, r.headers.len() as i64);
+        for (k, v) in r.headers {
+            put_bytes(&mut body, Some(k));
+            put_bytes(&mut body, Some(v));
+        }
+        varlong(&mut out, body.len() as i64);
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// An uncompressed batch of keyed records, timestamps base_ts, base_ts+1, ...
+pub fn keyed_batch(recs: &[Rec<'_>], base_ts: i64) -> Vec<u8> {
+    let n = recs.len() as i32;
+    frame(
+        &keyed_records(recs),
+        n,
+        base_ts,
+        base_ts + i64::from(n) - 1,
+        0,
+    )
+}
+
+/// The same, gzip-compressed.
+pub fn keyed_gzip_batch(recs: &[Rec<'_>], base_ts: i64) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&keyed_records(recs)).expect("gzip");
+    let compressed = enc.finish().expect("gzip");
+    let n = recs.len() as i32;
+    frame(&compressed, n, base_ts, base_ts + i64::from(n) - 1, 1)
+}
+
+fn read_varlong(b: &[u8], pos: &mut usize) -> i64 {
+    let mut raw = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = b[*pos];
+        *pos += 1;
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return (raw >> 1) as i64 ^ -((raw & 1) as i64);
+        }
+        shift += 7;
+    }
+}
+
+fn get_bytes(b: &[u8], pos: &mut usize) -> Option<Vec<u8>> {
+    let len = read_varlong(b, pos);
+    if len < 0 {
+        return None;
+    }
+    let out = b[*pos..*pos + len as usize].to_vec();
+    *pos += len as usize;
+    Some(out)
+}
+
+/// One record read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Every record of `bytes` (whole batches, CRC checked, gzip or uncompressed).
+pub fn records_in(bytes: &[u8]) -> Vec<ReadRecord> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let size = be_i32(bytes, pos + 8) as usize + 12;
+        let b = &bytes[pos..pos + size];
+        assert_eq!(
+            crc32c::crc32c(&b[21..]),
+            u32::from_be_bytes([b[17], b[18], b[19], b[20]])
+        );
+        let base = be_i64(b, 0);
+        let base_ts = be_i64(b, 27);
+        let count = be_i32(b, 57);
+        let attributes = i16::from_be_bytes([b[21], b[22]]);
+        let data = match attributes & 7 {
+            0 => b[61..].to_vec(),
+            1 => {
+                let mut d = flate2::read::GzDecoder::new(&b[61..]);
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut d, &mut v).expect("gunzip");
+                v
+            }
+            other => panic!("codec {other} not readable in tests"),
+        };
+        let mut p = 0;
+        for _ in 0..count {
+            let len = read_varlong(&data, &mut p);
+            let end = p + len as usize;
+            p += 1;
+            let ts = read_varlong(&data, &mut p);
+            let od = read_varlong(&data, &mut p);
+            let key = get_bytes(&data, &mut p);
+            let value = get_bytes(&data, &mut p);
+            let n = read_varlong(&data, &mut p);
+            let mut headers = Vec::new();
+            for _ in 0..n {
+                let k = get_bytes(&data, &mut p).expect("header key");
+                headers.push((k, get_bytes(&data, &mut p)));
+            }
+            assert_eq!(p, end);
+            out.push(ReadRecord {
+                offset: base + od,
+                timestamp: base_ts + ts,
+                key,
+                value,
+                headers,
+            });
+        }
+        assert_eq!(p, data.len());
+        pos += size;
+    }
+    out
+}

@@ -1,0 +1,484 @@
+//! Log compaction (Kafka's `LogCleaner`): picks the cleanable closed segments of a compacted log,
+//! maps every key of the dirty part to its latest offset, rewrites the segments keeping only the
+//! latest record per key (tombstones until delete.retention.ms), and swaps the results in with
+//! Kafka's crash-safe `.cleaned` -> `.swap` -> `.log` sequence. Offsets never change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::batch::{BatchHeader, COMPRESSION_MASK, build_batch, leader_epoch_of};
+use crate::checkpoint::sync_dir;
+use crate::compression::compress;
+use crate::log::{LogState, PartitionLog};
+use crate::reader::{BATCH_CHUNK, SegmentReader, Step};
+use crate::records::{RawRecord, batch_records, encode_record, parse_records};
+use crate::segment::{LogSegment, file_name, parse_log_file_name, remove_if_exists};
+use crate::{LogConfig, LogError};
+
+const CLEANED: &str = "log.cleaned";
+const SWAP: &str = "log.swap";
+
+/// What a cleaning pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    /// Logs that were compacted.
+    pub logs_cleaned: usize,
+    /// Segments replaced by a cleaned copy.
+    pub segments_rewritten: usize,
+    /// Segments removed because nothing in them survived.
+    pub segments_deleted: usize,
+    pub records_removed: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl CleanStats {
+    pub(crate) fn add(&mut self, other: &CleanStats) {
+        self.logs_cleaned += other.logs_cleaned;
+        self.segments_rewritten += other.segments_rewritten;
+        self.segments_deleted += other.segments_deleted;
+        self.records_removed += other.records_removed;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+    }
+}
+
+/// A cleanable segment as seen when the pass was planned.
+struct Planned {
+    base: i64,
+    file: Arc<File>,
+    size: u64,
+    next_offset: i64,
+    modified: SystemTime,
+}
+
+struct Plan {
+    first_dirty: i64,
+    /// First offset not cleaned (the base of the first uncleanable segment).
+    end: i64,
+    segments: Vec<Planned>,
+    generation: u64,
+    /// Producer id -> last offset: the batch holding it is kept even if emptied.
+    producer_last: BTreeMap<i64, i64>,
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Kafka's cleanable range and dirty ratio check (`LogCleanerManager.grabFilthiestCompactedLog`).
+fn plan(st: &LogState, config: &LogConfig, now_ms: i64) -> Result<Option<Plan>, LogError> {
+    let active_base = st.active().base_offset;
+    let mut cleanable = Vec::new();
+    let mut end = active_base;
+    for seg in st.segments.values() {
+        let too_new = config.min_compaction_lag_ms > 0
+            && seg.max_timestamp > now_ms.saturating_sub(config.min_compaction_lag_ms);
+        if seg.base_offset >= active_base || seg.next_offset > st.high_watermark || too_new {
+            end = seg.base_offset;
+            break;
+        }
+        cleanable.push(seg);
+    }
+    let first_dirty = st
+        .cleaner_checkpoint
+        .unwrap_or(st.log_start_offset)
+        .max(st.log_start_offset);
+    let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+    let mut first_dirty_ts = None;
+    for seg in &cleanable {
+        if seg.next_offset <= first_dirty {
+            clean_bytes += seg.size;
+        } else {
+            dirty_bytes += seg.size;
+            first_dirty_ts = first_dirty_ts.or(seg.roll_timestamp);
+        }
+    }
+    if dirty_bytes == 0 {
+        return Ok(None);
+    }
+    let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
+    let overdue = config.max_compaction_lag_ms < i64::MAX
+        && first_dirty_ts
+            .is_some_and(|ts| now_ms.saturating_sub(ts) > config.max_compaction_lag_ms);
+    if ratio < config.min_cleanable_dirty_ratio && !overdue {
+        return Ok(None);
+    }
+    let mut segments = Vec::with_capacity(cleanable.len());
+    for seg in cleanable {
+        segments.push(Planned {
+            base: seg.base_offset,
+            file: Arc::clone(&seg.file),
+            size: seg.size,
+            next_offset: seg.next_offset,
+            modified: seg.file.metadata()?.modified()?,
+        });
+    }
+    Ok(Some(Plan {
+        first_dirty,
+        end,
+        segments,
+        generation: st.generation,
+        producer_last: st.producers.last_offsets(),
+    }))
+}
+
+/// Calls `f(position, header, batch bytes)` for every batch of a planned segment.
+fn for_each_batch(
+    seg: &Planned,
+    mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let mut reader = SegmentReader::new(&seg.file, seg.size, BATCH_CHUNK);
+    let mut pos = 0u64;
+    loop {
+        let header = match reader.header_at(pos)? {
+            Step::End => return Ok(()),
+            Step::Invalid(why) => return Err(LogError::CorruptMessage(why)),
+            Step::Batch(h) => h,
+        };
+        let Some(bytes) = reader.get(pos, header.size as usize)? else {
+            return Err(LogError::CorruptMessage(format!(
+                "batch at position {pos} is cut short"
+            )));
+        };
+        f(&header, bytes)?;
+        pos += u64::from(header.size);
+    }
+}
+
+/// Key -> latest offset over the dirty range.
+fn build_offset_map(plan: &Plan) -> Result<HashMap<Vec<u8>, i64>, LogError> {
+    let mut map = HashMap::new();
+    for seg in plan
+        .segments
+        .iter()
+        .filter(|s| s.next_offset > plan.first_dirty)
+    {
+        for_each_batch(seg, |h, bytes| {
+            if h.is_control() || h.last_offset() < plan.first_dirty {
+                return Ok(());
+            }
+            let data = batch_records(bytes, h)?;
+            for r in parse_records(&data, h.record_count)? {
+                let offset = h.base_offset + r.offset_delta;
+                if let Some(key) = r.key
+                    && offset >= plan.first_dirty
+                {
+                    map.insert(key.to_vec(), offset);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(map)
+}
+
+/// The batch re-encoded with only `kept` records, or the whole batch when all are kept.
+fn rewrite_batch(
+    h: &BatchHeader,
+    bytes: &[u8],
+    records: &[RawRecord<'_>],
+    kept: &[usize],
+) -> Result<Vec<u8>, LogError> {
+    let epoch = leader_epoch_of(bytes);
+    if kept.is_empty() {
+        // Kafka keeps the last batch of a producer as an empty header so its state survives.
+        let attributes = h.attributes & !COMPRESSION_MASK;
+        return Ok(build_batch(
+            h,
+            epoch,
+            h.base_timestamp,
+            h.max_timestamp,
+            attributes,
+            0,
+            &[],
+        ));
+    }
+    // Offsets stay relative to the original base offset, and lastOffsetDelta is kept, as Kafka
+    // does for v2: the producer's sequence range and last offset must not change.
+    let log_append_time = h.is_log_append_time();
+    let timestamp = |r: &RawRecord<'_>| h.base_timestamp.wrapping_add(r.timestamp_delta);
+    let base_ts = if log_append_time {
+        h.base_timestamp
+    } else {
+        timestamp(&records[kept[0]])
+    };
+    let mut max_ts = if log_append_time { h.max_timestamp } else { -1 };
+    let mut body = Vec::new();
+    for &i in kept {
+        let r = &records[i];
+        if !log_append_time {
+            max_ts = max_ts.max(timestamp(r));
+        }
+        encode_record(&mut body, r, timestamp(r).wrapping_sub(base_ts));
+    }
+    let body = compress(h.compression(), &body)?;
+    Ok(build_batch(
+        h,
+        epoch,
+        base_ts,
+        max_ts,
+        h.attributes,
+        kept.len() as i32,
+        &body,
+    ))
+}
+
+/// What became of one segment.
+enum Outcome {
+    Unchanged,
+    /// A `.cleaned` file was written; true if it is empty.
+    Cleaned {
+        empty: bool,
+    },
+}
+
+/// Writes `<base>.log.cleaned` for one segment when cleaning changes it.
+fn clean_segment(
+    dir: &Path,
+    seg: &Planned,
+    plan: &Plan,
+    map: &HashMap<Vec<u8>, i64>,
+    drop_tombstones: bool,
+    stats: &mut CleanStats,
+) -> Result<Outcome, LogError> {
+    let path = dir.join(file_name(seg.base, CLEANED));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let mut out = BufWriter::new(file);
+    let mut changed = false;
+    let mut written = 0u64;
+    let mut removed = 0u64;
+    for_each_batch(seg, |h, bytes| {
+        if h.is_control() {
+            out.write_all(bytes)?;
+            written += bytes.len() as u64;
+            return Ok(());
+        }
+        let data = batch_records(bytes, h)?;
+        let records = parse_records(&data, h.record_count)?;
+        let kept: Vec<usize> = (0..records.len())
+            .filter(|&i| {
+                let r = &records[i];
+                let Some(key) = r.key else { return false };
+                let offset = h.base_offset + r.offset_delta;
+                let superseded = map.get(key).is_some_and(|&latest| latest > offset);
+                let expired_tombstone = r.value.is_none() && drop_tombstones;
+                !(superseded || expired_tombstone)
+            })
+            .collect();
+        removed += (records.len() - kept.len()) as u64;
+        if kept.len() == records.len() {
+            out.write_all(bytes)?;
+            written += bytes.len() as u64;
+            return Ok(());
+        }
+        changed = true;
+        let keep_empty =
+            h.has_producer_id() && plan.producer_last.get(&h.producer_id) == Some(&h.last_offset());
+        if kept.is_empty() && !keep_empty {
+            return Ok(());
+        }
+        let batch = rewrite_batch(h, bytes, &records, &kept)?;
+        out.write_all(&batch)?;
+        written += batch.len() as u64;
+        Ok(())
+    })?;
+    stats.bytes_read += seg.size;
+    if !changed {
+        drop(out);
+        remove_if_exists(&path)?;
+        return Ok(Outcome::Unchanged);
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    // Tombstone retention is measured from the segment's last modification: keep it.
+    file.set_modified(seg.modified)?;
+    file.sync_all()?;
+    stats.bytes_written += written;
+    stats.records_removed += removed;
+    Ok(Outcome::Cleaned {
+        empty: written == 0,
+    })
+}
+
+/// Finishes every `<base>.log.swap` in `dir` (also run by recovery): the swap file replaces the
+/// segment of the same base offset, or, when empty, the segment is deleted (except the first,
+/// which stays as an empty segment so the log keeps its start). The replaced segment's index
+/// files are deleted first so they are rebuilt. Returns (base, replaced) per swap.
+pub(crate) fn complete_swaps(dir: &Path) -> io::Result<Vec<(i64, bool)>> {
+    let mut swaps = Vec::new();
+    let mut first_log = i64::MAX;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".swap") {
+            if let Some(base) = parse_log_file_name(stem) {
+                swaps.push(base);
+                first_log = first_log.min(base);
+            }
+        } else if let Some(base) = parse_log_file_name(name) {
+            first_log = first_log.min(base);
+        }
+    }
+    swaps.sort_unstable();
+    let mut done = Vec::with_capacity(swaps.len());
+    for base in swaps {
+        for ext in ["index", "timeindex"] {
+            remove_if_exists(&dir.join(file_name(base, ext)))?;
+        }
+        let swap = dir.join(file_name(base, SWAP));
+        let log = dir.join(file_name(base, "log"));
+        let empty = std::fs::metadata(&swap)?.len() == 0;
+        if empty && base != first_log {
+            remove_if_exists(&log)?;
+            remove_if_exists(&swap)?;
+            done.push((base, false));
+        } else {
+            std::fs::rename(&swap, &log)?;
+            done.push((base, true));
+        }
+    }
+    if !done.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(done)
+}
+
+impl PartitionLog {
+    /// Compacts this log if it is compacted (cleanup.policy=compact) and dirty enough (or dirty
+    /// data is older than max.compaction.lag.ms). Readers holding regions of replaced segments
+    /// keep reading the old files.
+    pub fn clean(&self, now_ms: i64) -> Result<CleanStats, LogError> {
+        let _one_at_a_time = self.clean_lock.lock();
+        let config = self.config();
+        let mut stats = CleanStats::default();
+        if !config.cleanup_compact {
+            return Ok(stats);
+        }
+        let plan = {
+            let st = self.state.lock();
+            if st.deleted {
+                return Ok(stats);
+            }
+            match plan(&st, &config, now_ms)? {
+                Some(p) => p,
+                None => return Ok(stats),
+            }
+        };
+        let map = build_offset_map(&plan)?;
+        let dir = self.dir();
+        let mut cleaned = Vec::new();
+        let result = (|| {
+            for seg in &plan.segments {
+                let drop_tombstones =
+                    now_ms.saturating_sub(millis(seg.modified)) > config.delete_retention_ms;
+                if let Outcome::Cleaned { empty } =
+                    clean_segment(&dir, seg, &plan, &map, drop_tombstones, &mut stats)?
+                {
+                    cleaned.push((seg.base, empty));
+                }
+            }
+            Ok::<(), LogError>(())
+        })();
+        let discard = || {
+            for seg in &plan.segments {
+                if let Err(e) = remove_if_exists(&dir.join(file_name(seg.base, CLEANED))) {
+                    tracing::warn!(partition = %self.topic_partition(), "cannot remove cleaned file: {e}");
+                }
+            }
+        };
+        if let Err(e) = result {
+            discard();
+            return Err(e);
+        }
+
+        let mut st = self.state.lock();
+        let unchanged = !st.deleted
+            && st.generation == plan.generation
+            && plan.segments.iter().all(|p| {
+                st.segments
+                    .get(&p.base)
+                    .is_some_and(|s| Arc::ptr_eq(&s.file, &p.file))
+            });
+        if !unchanged {
+            // Retention or truncation removed data meanwhile: this pass is void.
+            drop(st);
+            discard();
+            return Ok(CleanStats::default());
+        }
+        if !cleaned.is_empty() {
+            for (base, _) in &cleaned {
+                std::fs::rename(
+                    dir.join(file_name(*base, CLEANED)),
+                    dir.join(file_name(*base, SWAP)),
+                )?;
+            }
+            // The renames to .swap are the commit point: recovery completes them from here on.
+            sync_dir(&dir)?;
+            for (base, replaced) in complete_swaps(&dir)? {
+                if replaced {
+                    let mut segment = LogSegment::open(&dir, base)?;
+                    if let Some(problem) = segment.rebuild(&config, now_ms)? {
+                        return Err(LogError::CorruptMessage(problem));
+                    }
+                    segment.seal();
+                    segment.write_indexes(true)?;
+                    st.segments.insert(base, segment);
+                    stats.segments_rewritten += 1;
+                } else {
+                    st.segments.remove(&base);
+                    stats.segments_deleted += 1;
+                }
+            }
+        }
+        st.cleaner_checkpoint = Some(plan.end);
+        stats.logs_cleaned = 1;
+        drop(st);
+        tracing::info!(partition = %self.topic_partition(), end = plan.end,
+            rewritten = stats.segments_rewritten, deleted = stats.segments_deleted,
+            removed = stats.records_removed, "compacted log");
+        Ok(stats)
+    }
+
+    pub(crate) fn cleaner_checkpoint(&self) -> Option<i64> {
+        self.state.lock().cleaner_checkpoint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_swaps_delete_all_but_the_first_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for base in [0i64, 10, 20] {
+            std::fs::write(d.join(file_name(base, "log")), b"old").expect("log");
+            std::fs::write(d.join(file_name(base, "index")), b"").expect("index");
+        }
+        std::fs::write(d.join(file_name(0, SWAP)), b"").expect("swap");
+        std::fs::write(d.join(file_name(10, SWAP)), b"").expect("swap");
+        std::fs::write(d.join(file_name(20, SWAP)), b"new").expect("swap");
+        let done = complete_swaps(d).expect("complete");
+        assert_eq!(done, vec![(0, true), (10, false), (20, true)]);
+        assert_eq!(std::fs::read(d.join(file_name(0, "log"))).expect("0"), b"");
+        assert!(!d.join(file_name(10, "log")).exists());
+        assert_eq!(
+            std::fs::read(d.join(file_name(20, "log"))).expect("20"),
+            b"new"
+        );
+        assert!(!d.join(file_name(20, "index")).exists());
+        assert!(!d.join(file_name(10, "index")).exists());
+        assert!(complete_swaps(d).expect("again").is_empty());
+    }
+}
