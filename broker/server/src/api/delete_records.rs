@@ -1,5 +1,6 @@
 //! DeleteRecords: advances a partition's log start offset (offset -1 means "up to the high
-//! watermark"); whole segments below it are deleted by the log engine.
+//! watermark"); whole segments below it are deleted by the log engine. Compact-only topics
+//! refuse it with POLICY_VIOLATION, as in Kafka.
 
 use std::sync::Arc;
 
@@ -39,6 +40,13 @@ pub async fn handle(
                                 .with_low_watermark(-1);
                         };
                         let log = &partition.log;
+                        // Kafka deletes records only from topics with the delete policy: a
+                        // compact-only topic keeps its latest value per key forever.
+                        if !log.config().cleanup_delete {
+                            return result
+                                .with_error_code(ResponseError::PolicyViolation.code())
+                                .with_low_watermark(-1);
+                        }
                         let offset = if p.offset == HIGH_WATERMARK {
                             log.high_watermark()
                         } else {

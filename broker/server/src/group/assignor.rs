@@ -98,10 +98,12 @@ fn uniform(
     for m in &members {
         if let Some(prev) = previous.get(*m) {
             for tp in prev {
-                if all.contains(tp) && subscribed(m, tp) && taken.insert(*tp) {
-                    if let Some(set) = out.get_mut(*m) {
-                        set.insert(*tp);
-                    }
+                if all.contains(tp)
+                    && subscribed(m, tp)
+                    && taken.insert(*tp)
+                    && let Some(set) = out.get_mut(*m)
+                {
+                    set.insert(*tp);
                 }
             }
         }
@@ -123,10 +125,10 @@ fn uniform(
             .iter()
             .filter(|m| subscribed(m, tp))
             .min_by_key(|m| (out.get(**m).map(|s| s.len()).unwrap_or(0), (**m).clone()));
-        if let Some(m) = target {
-            if let Some(set) = out.get_mut(*m) {
-                set.insert(*tp);
-            }
+        if let Some(m) = target
+            && let Some(set) = out.get_mut(*m)
+        {
+            set.insert(*tp);
         }
     }
     // With equal subscriptions, move partitions from the fullest to the emptiest until their

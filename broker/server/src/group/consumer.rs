@@ -77,22 +77,12 @@ struct Member {
     last_sent: Option<(i32, BTreeSet<Tp>)>,
 }
 
+#[derive(Default)]
 pub struct ConsumerGroup {
     pub group_epoch: i32,
     pub assignment_epoch: i32,
     members: BTreeMap<String, Member>,
     target: Assignment,
-}
-
-impl Default for ConsumerGroup {
-    fn default() -> Self {
-        ConsumerGroup {
-            group_epoch: 0,
-            assignment_epoch: 0,
-            members: BTreeMap::new(),
-            target: Assignment::new(),
-        }
-    }
 }
 
 /// Config the state machine needs.
