@@ -57,6 +57,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// The consumer group coordinator (this node coordinates every group).
     pub groups: Coordinator,
+    pub metrics: crate::metrics::Metrics,
     producer_ids: Mutex<std::ops::Range<i64>>,
     pub cluster_id: String,
     pub logs: LogManager,
@@ -146,6 +147,7 @@ impl Broker {
         let broker = Broker {
             config,
             groups,
+            metrics: crate::metrics::Metrics::new(),
             producer_ids: Mutex::new(0..0),
             cluster_id,
             logs,
@@ -154,6 +156,9 @@ impl Broker {
             topics: RwLock::new(Topics::default()),
             admin: Mutex::new(()),
         };
+        if !broker.clean_start {
+            broker.metrics.recovery_runs.inc();
+        }
         broker.load_topics(catalogue_existed)?;
         crate::group::store::load(&broker)?;
         Ok(broker)

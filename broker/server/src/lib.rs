@@ -11,6 +11,7 @@ pub mod errors;
 pub mod group;
 pub mod identity;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod tasks;
 
@@ -42,16 +43,35 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
             format!("{}://{}:{}", l.name, l.host, port)
         })
         .collect();
+    let metrics_listener = match &broker.config.metrics_listener {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on metrics.listener {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_address = metrics_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "disabled".into());
     info!(
         node_id = broker.config.node_id,
         cluster_id = %broker.cluster_id,
         listeners = %addresses.join(","),
         clean_start = broker.clean_start,
+        metrics = %metrics_address,
         "broker ready"
     );
+    let http = metrics_listener
+        .map(|l| tokio::spawn(net::http::serve(broker.clone(), l, shutdown.clone())));
     let maintenance = tokio::spawn(tasks::run(broker.clone(), shutdown.clone()));
     net::server::serve(broker.clone(), listeners, shutdown).await;
     let _ = maintenance.await;
+    if let Some(h) = http {
+        let _ = h.await;
+    }
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.logs.shutdown())
         .await

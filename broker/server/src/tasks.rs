@@ -86,6 +86,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 blocking(&broker, "log cleaner", |b| {
                     let stats = b.logs.clean(now_ms())?;
                     if stats.logs_cleaned > 0 {
+                        b.metrics.cleaner_runs.inc();
+                        b.metrics
+                            .cleaner_segments_rewritten
+                            .inc_by(stats.segments_rewritten as u64);
                         info!(
                             logs = stats.logs_cleaned,
                             rewritten = stats.segments_rewritten,

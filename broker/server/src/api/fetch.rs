@@ -17,7 +17,7 @@ use strait_storage::{FileRegion, LogError};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
-use super::RequestContext;
+use super::{RequestContext, error_name};
 use crate::broker::{Broker, Partition};
 
 /// First Fetch version that names topics by id (KIP-516).
@@ -149,6 +149,24 @@ pub async fn handle(
             Ok(r) => (plan.error, r),
             Err(_) => (ResponseError::KafkaStorageError, Bytes::new()),
         };
+        if let Ok(p) = &slot.target {
+            let m = &broker.metrics;
+            let name = [p.log.topic_partition().topic.as_str()];
+            m.fetch_requests.with_label_values(&name).inc();
+            m.bytes_out
+                .with_label_values(&name)
+                .inc_by(records.len() as u64);
+            if error.code() != 0 {
+                m.failed_fetch_requests.with_label_values(&name).inc();
+            }
+        }
+        if error.code() != 0 {
+            broker
+                .metrics
+                .errors
+                .with_label_values(&["Fetch", error_name(error).as_str()])
+                .inc();
+        }
         let mut pd = PartitionData::default()
             .with_partition_index(slot.partition_index)
             .with_high_watermark(plan.high_watermark)

@@ -97,6 +97,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         Ok(h) => h,
         Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} header: {e:#}")),
     };
+    let started = std::time::Instant::now();
     let ctx = RequestContext {
         api_version: version,
         correlation_id,
@@ -105,7 +106,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         client_host: origin.client_host.clone(),
     };
     // A panic in a handler is a Strait bug; it must cost one connection, never the broker.
-    match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx))
+    let outcome = match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx))
         .catch_unwind()
         .await
     {
@@ -114,7 +115,19 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
             error!(api = ?api_key, version, "request handler panicked; closing the connection");
             Outcome::Close(format!("internal error handling {api_key:?} v{version}"))
         }
-    }
+    };
+    let name = format!("{api_key:?}");
+    broker
+        .metrics
+        .requests
+        .with_label_values(&[name.as_str()])
+        .inc();
+    broker
+        .metrics
+        .request_duration
+        .with_label_values(&[name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
 fn decode<T: Decodable>(buf: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, Outcome> {
@@ -209,6 +222,19 @@ async fn route(
 /// `StrBytes` from an owned string (kafka-protocol's string type).
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+/// Kafka's name of an error code ("UNKNOWN_TOPIC_OR_PARTITION"), for metric labels.
+pub fn error_name(e: kafka_protocol::ResponseError) -> String {
+    let camel = format!("{e:?}");
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 /// Current time in milliseconds since the epoch, as Kafka timestamps are.

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strait_config::effective_topic_config;
 use tracing::warn;
 
-use super::{RequestContext, now_ms, str_bytes};
+use super::{RequestContext, error_name, now_ms, str_bytes};
 use crate::broker::{Broker, Topic, unknown_topic};
 use crate::errors::ApiError;
 
@@ -51,6 +51,7 @@ pub async fn handle(
                 .into_iter()
                 .map(|data| {
                     let index = data.index;
+                    let records_len = data.records.as_ref().map(|r| r.len()).unwrap_or(0);
                     let result = match &topic {
                         Ok(_) if acks != 0 && acks != 1 && acks != -1 => Err(ApiError::new(
                             ResponseError::InvalidRequiredAcks,
@@ -59,6 +60,28 @@ pub async fn handle(
                         Ok(topic) => append(broker, topic, data, acks, now),
                         Err(e) => Err(e.clone()),
                     };
+                    if let Ok(topic) = &topic {
+                        let m = &broker.metrics;
+                        let name = [topic.meta.name.as_str()];
+                        m.produce_requests.with_label_values(&name).inc();
+                        match &result {
+                            Ok(a) if !a.duplicate => {
+                                m.messages_in
+                                    .with_label_values(&name)
+                                    .inc_by(a.record_count);
+                                m.bytes_in
+                                    .with_label_values(&name)
+                                    .inc_by(records_len as u64);
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                m.failed_produce_requests.with_label_values(&name).inc();
+                                m.errors
+                                    .with_label_values(&["Produce", error_name(e.error).as_str()])
+                                    .inc();
+                            }
+                        }
+                    }
                     partition_response(index, result)
                 })
                 .collect();
@@ -82,6 +105,8 @@ struct Appended {
     base_offset: i64,
     log_append_time: i64,
     log_start_offset: i64,
+    record_count: u64,
+    duplicate: bool,
 }
 
 fn append(
@@ -135,6 +160,8 @@ fn append(
         base_offset: info.first_offset,
         log_append_time: info.log_append_time,
         log_start_offset: info.log_start_offset,
+        record_count: info.record_count,
+        duplicate: info.duplicate,
     })
 }
 

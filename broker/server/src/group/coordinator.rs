@@ -162,6 +162,9 @@ pub struct CommitRequest {
     pub partitions: Vec<CommitPartition>,
 }
 
+/// For metrics: group id, member count, committed (topic, partition, offset).
+pub type GroupOffsetsView = (String, usize, Vec<(String, i32, i64)>);
+
 /// ConsumerGroupDescribe's view: group epoch, assignment epoch, state, assignor, members.
 pub type ConsumerGroupView = (i32, i32, &'static str, String, Vec<MemberView>);
 
@@ -1269,6 +1272,24 @@ impl Coordinator {
             .collect();
         out.sort();
         out
+    }
+
+    /// For metrics: per group, its member count and committed offsets (topic, partition, offset).
+    pub fn lag_view(&self) -> Vec<GroupOffsetsView> {
+        let groups = self.lock();
+        groups
+            .iter()
+            .map(|(id, g)| {
+                let members =
+                    g.members.len() + g.consumer.as_ref().map(|c| c.members().len()).unwrap_or(0);
+                let offsets = g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                    .collect();
+                (id.clone(), members, offsets)
+            })
+            .collect()
     }
 
     /// Whether the group runs the KIP-848 protocol (classic DescribeGroups does not describe it).

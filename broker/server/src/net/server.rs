@@ -119,6 +119,16 @@ async fn handle_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let origin = api::Origin::new(&listener, Some(peer));
+    let metrics = &broker.metrics;
+    metrics
+        .connections_accepted
+        .with_label_values(&[listener.as_str()])
+        .inc();
+    let open = metrics.connections.with_label_values(&[listener.as_str()]);
+    open.inc();
+    let closed_on_error = metrics
+        .connections_closed_on_error
+        .with_label_values(&[listener.as_str()]);
     let max = broker.config.socket_request_max_bytes;
     let (rd, mut wr) = stream.split();
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
@@ -137,6 +147,7 @@ async fn handle_connection(
             }
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection: bad frame");
+                closed_on_error.inc();
                 break;
             }
         };
@@ -150,6 +161,7 @@ async fn handle_connection(
             Outcome::NoResponse => {}
             Outcome::Close(reason) => {
                 warn!(%peer, %reason, "closing connection");
+                closed_on_error.inc();
                 break;
             }
         }
@@ -157,5 +169,6 @@ async fn handle_connection(
             break;
         }
     }
+    open.dec();
     debug!(%peer, "connection closed");
 }
