@@ -1,0 +1,360 @@
+//! The `Cluster` resource: a set of Strait brokers spread over zones, with listeners, storage,
+//! broker configuration (Kafka key names), authorization, tiered storage and metrics.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::SecretKeyRef;
+
+/// Largest number of brokers in one zone: each zone owns a block of this many node ids.
+pub const NODE_IDS_PER_ZONE: i32 = 1000;
+/// The topology key used when `spec.rackTopologyKey` is unset.
+pub const DEFAULT_ZONE_KEY: &str = "topology.kubernetes.io/zone";
+/// The port of the inter-broker (replication) listener, reserved in every Cluster.
+pub const REPLICATION_PORT: i32 = 9091;
+/// The port of the broker's metrics and health listener when `spec.metrics.port` is unset.
+pub const DEFAULT_METRICS_PORT: i32 = 9404;
+
+/// A Strait cluster: brokers run as one StatefulSet per zone, each broker's `broker.rack` is its
+/// zone, and node ids stay unique across zones.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "strait.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    status = "ClusterStatus",
+    shortname = "sc",
+    shortname = "straitcluster",
+    category = "strait",
+    doc = "A Strait (Kafka-compatible) cluster: brokers spread over zones, listeners, storage and broker configuration.",
+    derive = "PartialEq",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Brokers wanted"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Brokers ready"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".status.listeners[0].bootstrapServers",
+        priority = 1,
+        description = "Bootstrap servers of the first listener"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.replicas <= 999 * size(self.zones)").message("at most 999 brokers per zone"))]
+#[x_kube(validation = Rule::new("self.zones.all(z, self.zones.exists_one(y, y == z))").message("zones must be unique"))]
+#[x_kube(validation = Rule::new("self.listeners.all(l, l.port != 9091)").message("port 9091 is reserved for inter-broker traffic"))]
+#[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.name == l.name))").message("listener names must be unique"))]
+#[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.port == l.port))").message("listener ports must be unique"))]
+#[x_kube(validation = Rule::new("!has(self.metrics) || !has(self.metrics.port) || self.listeners.all(l, l.port != self.metrics.port)").message("the metrics port must differ from every listener port"))]
+#[x_kube(validation = Rule::new("!has(self.authorization) || self.listeners.exists(l, has(l.authentication))").message("authorization needs at least one listener with authentication"))]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Broker container image; defaults to the operator's own release of the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Strait version, recorded in status and labels; informational when `image` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Number of brokers, spread round-robin over `zones`.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Zones (values of the rack topology key) to spread brokers over; one StatefulSet each.
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"))
+    )]
+    pub zones: Vec<String>,
+    /// Node label whose value is the zone (default `topology.kubernetes.io/zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub rack_topology_key: Option<String>,
+    /// Persistent storage of each broker.
+    pub storage: Storage,
+    /// CPU and memory of each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Broker configuration with Kafka's key names (for example `num.partitions`,
+    /// `default.replication.factor`, `log.retention.ms`). Values are strings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Client listeners. Inter-broker traffic uses a separate internal listener.
+    #[schemars(length(min = 1, max = 8))]
+    pub listeners: Vec<Listener>,
+    /// Authorization of clients (simple ACLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// Tiered storage in an S3-compatible object store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiered_storage: Option<TieredStorage>,
+    /// Prometheus metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    /// Overrides for the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplate>,
+}
+
+/// Storage of each broker: one PersistentVolumeClaim per broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Volume size, for example `100Gi`. Increasing it grows the claims (the storage class must
+    /// allow expansion); decreasing it is refused.
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    /// Storage class of the claims; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Delete the claims when the cluster is deleted or scaled down.
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+/// A client listener.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// Listener name (upper-cased as the Kafka listener name).
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,24}$"))]
+    pub name: String,
+    /// Container port.
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// How clients reach the listener.
+    #[serde(rename = "type")]
+    pub kind: ListenerType,
+    /// Serve TLS on this listener.
+    #[serde(default)]
+    pub tls: bool,
+    /// Client authentication on this listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
+}
+
+/// How clients reach a listener.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerType {
+    /// Inside the Kubernetes cluster, through the headless and bootstrap Services.
+    Internal,
+    /// Through a NodePort Service per broker and one for bootstrap.
+    Nodeport,
+    /// Through a LoadBalancer Service per broker and one for bootstrap.
+    Loadbalancer,
+}
+
+/// Authentication of a listener.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ListenerAuthentication {
+    /// Mechanism.
+    #[serde(rename = "type")]
+    pub kind: crate::common::ScramMechanism,
+}
+
+/// Simple ACL authorization.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    /// Authorizer.
+    #[serde(rename = "type")]
+    pub kind: AuthorizationType,
+    /// Users allowed everything (Kafka's `super.users`, without the `User:` prefix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub super_users: Vec<String>,
+}
+
+/// The authorizer.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorizationType {
+    /// ACLs stored in the cluster metadata.
+    Simple,
+}
+
+/// Tiered storage (KIP-405) in an S3-compatible bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TieredStorage {
+    /// Bucket name.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// Endpoint URL; AWS S3 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Secret with the access key id and secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<ObjectStoreCredentials>,
+}
+
+/// Object store credentials in a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreCredentials {
+    /// Access key id.
+    pub access_key_id: SecretKeyRef,
+    /// Secret access key.
+    pub secret_access_key: SecretKeyRef,
+}
+
+/// Prometheus metrics of the brokers (their metrics listener also serves `/ready`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Expose metrics (a named port and scrape annotations). The listener always runs, since
+    /// readiness probes use it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Port of the metrics and health listener (default 9404).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: Option<i32>,
+    /// Create a prometheus-operator ServiceMonitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor: Option<ServiceMonitorSpec>,
+}
+
+/// The ServiceMonitor the operator creates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Create it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval, for example `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: Option<String>,
+    /// Extra labels, so that a Prometheus selector picks it up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Overrides for the broker pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Extra pod labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Tolerations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity, merged with the operator's zone node affinity and broker anti-affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Priority class name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Node selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// Observed state of a Cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// `Ready`, `Reconciling`, `Degraded`, `ScaleDownBlocked`, with reasons and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Brokers that exist (the scale subresource reads this).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Brokers ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the broker pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Bootstrap addresses per listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
+    /// The Kafka cluster id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Hash of the rendered broker configuration the pods run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}
+
+/// Where clients connect to one listener.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// `host:port,...` for clients.
+    pub bootstrap_servers: String,
+}
+
+impl ClusterSpec {
+    /// The node label that names a broker's zone.
+    pub fn zone_key(&self) -> &str {
+        self.rack_topology_key
+            .as_deref()
+            .unwrap_or(DEFAULT_ZONE_KEY)
+    }
+
+    /// The port of the metrics and health listener.
+    pub fn metrics_port(&self) -> i32 {
+        self.metrics
+            .as_ref()
+            .and_then(|m| m.port)
+            .unwrap_or(DEFAULT_METRICS_PORT)
+    }
+
+    /// Brokers in zone `index` when `replicas` are spread round-robin over the zones.
+    pub fn replicas_in_zone(&self, index: usize) -> i32 {
+        let zones = self.zones.len();
+        if zones == 0 || index >= zones {
+            return 0;
+        }
+        let replicas = usize::try_from(self.replicas.max(0)).unwrap_or(0);
+        let n = replicas / zones + usize::from(index < replicas % zones);
+        i32::try_from(n).unwrap_or(i32::MAX)
+    }
+}
