@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need: kcat (Debian's kafkacat) and the Python clients.
+# Installs what the end-to-end tests need: kcat (Debian's kafkacat), the Python clients, and
+# Prometheus with promtool (Debian's prometheus; the service is not started, tests run the binary).
 # Idempotent and non-interactive: each tool is installed only when it is missing.
 set -euo pipefail
 
@@ -49,6 +50,14 @@ else
     echo "setup.sh: python packages present"
 fi
 
+if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then
+    echo "setup.sh: prometheus present"
+else
+    echo "setup.sh: installing prometheus (and promtool) from Debian"
+    as_root apt-get update </dev/null
+    as_root apt-get install -y --no-install-recommends prometheus </dev/null
+fi
+
 # Fail loudly if anything is still missing after installation.
 command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || {
     echo "setup.sh: kcat is still missing" >&2
@@ -56,6 +65,10 @@ command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || {
 }
 python3 -c "import confluent_kafka, kafka, pytest" || {
     echo "setup.sh: python packages failed to import" >&2
+    exit 1
+}
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || {
+    echo "setup.sh: prometheus or promtool is still missing" >&2
     exit 1
 }
 echo "setup.sh: ok"

@@ -5,11 +5,15 @@
 //! internals, only the command line, the log lines and the Kafka protocol it promises.
 
 pub mod broker;
+pub mod dashboards;
 pub mod error;
+pub mod exposition;
 pub mod group_member;
 pub mod group_wire;
+pub mod http;
 pub mod kafka;
 pub mod load;
+pub mod prometheus;
 pub mod segments;
 pub mod wait;
 pub mod wire;
