@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod net;
 pub mod tasks;
+pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use strait_broker::telemetry::Telemetry;
 use strait_config::BrokerConfig;
 use tracing::{error, warn};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,14 +30,13 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    let (telemetry, telemetry_problem) = Telemetry::init(std::io::stderr().is_terminal());
+    if let Some(problem) = telemetry_problem {
+        warn!("{problem}");
+    } else if telemetry.exporting() {
+        tracing::info!("exporting request spans over OTLP");
+    }
     let file = cli.config.or(cli.positional_config);
     let (config, warnings) = match BrokerConfig::load(file.as_deref(), &cli.overrides) {
         Ok(c) => c,
@@ -74,6 +73,9 @@ fn main() -> ExitCode {
         });
         strait_broker::run(config, rx).await
     });
+    // Flush spans before exiting; the exporter blocks, so the runtime is gone by now.
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::{self, ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-use tracing::error;
+use tracing::{Instrument, error};
 
 use crate::broker::Broker;
 use crate::net::frame::{finish_frame, start_frame};
@@ -105,17 +105,27 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         listener: origin.listener.clone(),
         client_host: origin.client_host.clone(),
     };
+    // One span per request: exported over OTLP when configured (see `telemetry`).
+    let span = tracing::info_span!(
+        "kafka.request",
+        otel.name = %format_args!("{api_key:?}"),
+        kafka.api = ?api_key,
+        kafka.api_version = version,
+        kafka.client_id = ctx.client_id.as_deref().unwrap_or(""),
+        kafka.correlation_id = correlation_id,
+    );
     // A panic in a handler is a Strait bug; it must cost one connection, never the broker.
-    let outcome = match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx))
-        .catch_unwind()
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            error!(api = ?api_key, version, "request handler panicked; closing the connection");
-            Outcome::Close(format!("internal error handling {api_key:?} v{version}"))
-        }
-    };
+    let outcome =
+        match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx).instrument(span))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                error!(api = ?api_key, version, "request handler panicked; closing the connection");
+                Outcome::Close(format!("internal error handling {api_key:?} v{version}"))
+            }
+        };
     let name = format!("{api_key:?}");
     broker
         .metrics
