@@ -9,6 +9,7 @@ mod compression;
 mod config;
 mod epoch_cache;
 mod error;
+mod index_file;
 mod log;
 mod manager;
 mod offset_index;

@@ -2,10 +2,10 @@
 //! (relative offset i32 BE, file position i32 BE), kept in memory and written to the `.index` file
 //! incrementally on flush, roll and close.
 
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use crate::index_file::{self, IndexFile};
 
 const ENTRY: usize = 8;
 
@@ -14,10 +14,7 @@ pub(crate) struct OffsetIndex {
     base_offset: i64,
     /// (relative offset, position), both strictly increasing.
     entries: Vec<(u32, u32)>,
-    /// Entries already in the file and still valid.
-    persisted: usize,
-    /// Entries the file currently holds (may exceed `entries` after a truncation).
-    file_entries: usize,
+    file: IndexFile,
 }
 
 impl OffsetIndex {
@@ -25,8 +22,7 @@ impl OffsetIndex {
         OffsetIndex {
             base_offset,
             entries: Vec::new(),
-            persisted: 0,
-            file_entries: usize::MAX,
+            file: IndexFile::new(),
         }
     }
 
@@ -71,51 +67,34 @@ impl OffsetIndex {
             .entries
             .partition_point(|&(_, p)| u64::from(p) < position);
         self.entries.truncate(keep);
-        self.persisted = self.persisted.min(keep);
+        self.file.truncated(keep);
     }
 
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.persisted = 0;
+        self.file.truncated(0);
     }
 
     /// Writes the entries not yet in the file and trims the file to the entries held.
     pub fn write(&mut self, path: &Path, sync: bool) -> io::Result<()> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        if self.persisted < self.entries.len() {
-            let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * ENTRY);
-            for &(rel, pos) in &self.entries[self.persisted..] {
+        self.file.write(
+            path,
+            &self.entries,
+            ENTRY,
+            |&(rel, pos), buf| {
                 buf.extend_from_slice(&rel.to_be_bytes());
                 buf.extend_from_slice(&pos.to_be_bytes());
-            }
-            file.write_all_at(&buf, (self.persisted * ENTRY) as u64)?;
-        }
-        if self.file_entries != self.entries.len() {
-            file.set_len((self.entries.len() * ENTRY) as u64)?;
-        }
-        if sync {
-            file.sync_all()?;
-        }
-        self.persisted = self.entries.len();
-        self.file_entries = self.entries.len();
-        Ok(())
+            },
+            sync,
+        )
     }
 
     /// Loads an index file, or None when it is missing or fails Kafka's sanity checks (sizes,
     /// ordering, positions inside the log), in which case the caller rebuilds it.
     pub fn load(path: &Path, base_offset: i64, log_size: u64) -> io::Result<Option<OffsetIndex>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if bytes.len() % ENTRY != 0 {
+        let Some(bytes) = index_file::read(path, ENTRY)? else {
             return Ok(None);
-        }
+        };
         let mut index = OffsetIndex::new(base_offset);
         for chunk in bytes.chunks_exact(ENTRY) {
             let rel = i32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
@@ -129,8 +108,7 @@ impl OffsetIndex {
                 return Ok(None);
             }
         }
-        index.persisted = index.entries.len();
-        index.file_entries = index.entries.len();
+        index.file = IndexFile::loaded(index.entries.len());
         Ok(Some(index))
     }
 }

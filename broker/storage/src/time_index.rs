@@ -2,10 +2,10 @@
 //! relative offset i32 BE) with strictly increasing timestamps, kept in memory and written to the
 //! `.timeindex` file incrementally on flush, roll and close.
 
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use crate::index_file::{self, IndexFile};
 
 const ENTRY: usize = 12;
 
@@ -14,8 +14,7 @@ pub(crate) struct TimeIndex {
     base_offset: i64,
     /// (timestamp, relative offset).
     entries: Vec<(i64, u32)>,
-    persisted: usize,
-    file_entries: usize,
+    file: IndexFile,
 }
 
 impl TimeIndex {
@@ -23,8 +22,7 @@ impl TimeIndex {
         TimeIndex {
             base_offset,
             entries: Vec::new(),
-            persisted: 0,
-            file_entries: usize::MAX,
+            file: IndexFile::new(),
         }
     }
 
@@ -68,49 +66,32 @@ impl TimeIndex {
             .entries
             .partition_point(|&(_, rel)| self.base_offset + i64::from(rel) < offset);
         self.entries.truncate(keep);
-        self.persisted = self.persisted.min(keep);
+        self.file.truncated(keep);
     }
 
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.persisted = 0;
+        self.file.truncated(0);
     }
 
     pub fn write(&mut self, path: &Path, sync: bool) -> io::Result<()> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        if self.persisted < self.entries.len() {
-            let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * ENTRY);
-            for &(ts, rel) in &self.entries[self.persisted..] {
+        self.file.write(
+            path,
+            &self.entries,
+            ENTRY,
+            |&(ts, rel), buf| {
                 buf.extend_from_slice(&ts.to_be_bytes());
                 buf.extend_from_slice(&rel.to_be_bytes());
-            }
-            file.write_all_at(&buf, (self.persisted * ENTRY) as u64)?;
-        }
-        if self.file_entries != self.entries.len() {
-            file.set_len((self.entries.len() * ENTRY) as u64)?;
-        }
-        if sync {
-            file.sync_all()?;
-        }
-        self.persisted = self.entries.len();
-        self.file_entries = self.entries.len();
-        Ok(())
+            },
+            sync,
+        )
     }
 
     /// Loads a time index file, or None when missing or insane (caller rebuilds).
     pub fn load(path: &Path, base_offset: i64, next_offset: i64) -> io::Result<Option<TimeIndex>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if bytes.len() % ENTRY != 0 {
+        let Some(bytes) = index_file::read(path, ENTRY)? else {
             return Ok(None);
-        }
+        };
         let mut index = TimeIndex::new(base_offset);
         for chunk in bytes.chunks_exact(ENTRY) {
             let mut ts = [0u8; 8];
@@ -126,8 +107,7 @@ impl TimeIndex {
                 return Ok(None);
             }
         }
-        index.persisted = index.entries.len();
-        index.file_entries = index.entries.len();
+        index.file = IndexFile::loaded(index.entries.len());
         Ok(Some(index))
     }
 }
