@@ -238,11 +238,8 @@ fn metrics_dashboards_and_alerts_against_real_prometheus() {
     let metrics_port = free_port().expect("free port");
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
     let metrics_listener = metrics_addr.to_string();
-    let broker = Broker::start(&[
-        ("metrics.listener", metrics_listener.as_str()),
-        ("num.partitions", "3"),
-    ])
-    .expect("start broker");
+    let broker =
+        Broker::start(&[("metrics.listener", metrics_listener.as_str())]).expect("start broker");
     let bootstrap = broker.bootstrap();
 
     let healthz = http::get(metrics_addr, "/healthz", CALL_TIMEOUT).expect("GET /healthz");
