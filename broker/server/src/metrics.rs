@@ -168,7 +168,7 @@ impl Metrics {
             request_duration,
             connections: gauge_vec(
                 &r,
-                "kafka_server_socket_server_metrics_connection_count",
+                "strait_connections_open",
                 "Open client connections.",
                 &["listener"],
             ),
