@@ -1,0 +1,865 @@
+//! A small async Kafka admin client over the wire protocol (`kafka-protocol`): the operations the
+//! operator needs from any Kafka-compatible cluster, behind the [`KafkaAdmin`] trait so that
+//! controllers can be tested without a broker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, AlterUserScramCredentialsRequest,
+    AlterUserScramCredentialsResponse, ApiKey, BrokerId, CreateAclsRequest, CreateAclsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeAclsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
+    MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response frame accepted.
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// Deadline of one request, connect included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Kafka's `UNKNOWN_TOPIC_OR_PARTITION`.
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// Kafka's `TOPIC_ALREADY_EXISTS`.
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Kafka's `RESOURCE_NOT_FOUND` (for example no SCRAM credential to delete).
+pub const RESOURCE_NOT_FOUND: i16 = 91;
+
+/// Errors of admin calls.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No broker could be reached.
+    #[error("cannot reach {address}: {reason}")]
+    Connect {
+        /// Address tried.
+        address: String,
+        /// Cause.
+        reason: String,
+    },
+    /// Socket I/O failed or timed out.
+    #[error("i/o with the cluster: {0}")]
+    Io(String),
+    /// Bytes that do not decode, or an encoding failure.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The broker answered with an error code.
+    #[error("{operation} on {resource}: Kafka error {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Kafka {
+        /// Operation.
+        operation: &'static str,
+        /// Topic, user or other resource name.
+        resource: String,
+        /// Kafka error code.
+        code: i16,
+        /// Broker's message.
+        message: Option<String>,
+    },
+}
+
+/// A topic as the cluster describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Topic id (UUID text).
+    pub topic_id: String,
+    /// Replica lists, by partition index.
+    pub partitions: BTreeMap<i32, Vec<i32>>,
+    /// Topic configs set explicitly on the topic (not defaults).
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicDescription {
+    /// The replication factor (replicas of partition 0).
+    pub fn replication_factor(&self) -> i32 {
+        self.partitions
+            .values()
+            .next()
+            .map_or(0, |r| i32::try_from(r.len()).unwrap_or(i32::MAX))
+    }
+}
+
+/// One ACL binding in Kafka's numeric codes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AclBinding {
+    /// Resource type (2 topic, 3 group, 4 cluster, 5 transactional id).
+    pub resource_type: i8,
+    /// Resource name (`kafka-cluster` for the cluster).
+    pub resource_name: String,
+    /// Pattern type (3 literal, 4 prefixed).
+    pub pattern_type: i8,
+    /// `User:<name>`.
+    pub principal: String,
+    /// Host.
+    pub host: String,
+    /// Operation code.
+    pub operation: i8,
+    /// 2 deny, 3 allow.
+    pub permission: i8,
+}
+
+/// A SCRAM-SHA-512 credential, already salted and hashed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramCredential {
+    /// User name.
+    pub user: String,
+    /// PBKDF2 iterations.
+    pub iterations: i32,
+    /// Salt.
+    pub salt: Vec<u8>,
+    /// PBKDF2-HMAC-SHA512 of the password.
+    pub salted_password: Vec<u8>,
+}
+
+/// The admin operations the controllers use.
+pub trait KafkaAdmin: Send + Sync {
+    /// Describes a topic; `None` when it does not exist.
+    fn describe_topic(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<TopicDescription>, AdminError>> + Send;
+    /// Creates a topic.
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        config: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Replica lists of every partition of every topic.
+    fn all_partitions(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<(String, i32), Vec<i32>>, AdminError>> + Send;
+    /// Grows a topic to `count` partitions.
+    fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Sets (`Some`) or deletes (`None`) topic configs.
+    fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Deletes a topic (absent is fine).
+    fn delete_topic(&self, name: &str) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Moves partitions: `(topic, partition) -> replicas`.
+    fn reassign_partitions(
+        &self,
+        moves: &BTreeMap<(String, i32), Vec<i32>>,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Sets a SCRAM-SHA-512 credential.
+    fn upsert_scram(
+        &self,
+        credential: &ScramCredential,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Deletes a user's SCRAM-SHA-512 credential (absent is fine).
+    fn delete_scram(&self, user: &str) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Creates ACL bindings.
+    fn create_acls(
+        &self,
+        acls: &[AclBinding],
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Sets (`Some`) or removes (`None`) client quotas of a user.
+    fn alter_user_quotas(
+        &self,
+        user: &str,
+        quotas: &BTreeMap<String, Option<f64>>,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Every ACL binding of `principal`.
+    fn describe_acls_of(
+        &self,
+        principal: &str,
+    ) -> impl Future<Output = Result<Vec<AclBinding>, AdminError>> + Send;
+    /// Deletes exactly these ACL bindings.
+    fn delete_acls(
+        &self,
+        acls: &[AclBinding],
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+}
+
+/// Versions this client speaks (Kafka 3.x brokers and Strait serve them).
+const METADATA_V: i16 = 12;
+const CREATE_TOPICS_V: i16 = 7;
+const CREATE_PARTITIONS_V: i16 = 3;
+const DELETE_TOPICS_V: i16 = 6;
+const DESCRIBE_CONFIGS_V: i16 = 4;
+const INCREMENTAL_ALTER_CONFIGS_V: i16 = 1;
+const ALTER_REASSIGNMENTS_V: i16 = 0;
+const ALTER_SCRAM_V: i16 = 0;
+const CREATE_ACLS_V: i16 = 3;
+const DELETE_ACLS_V: i16 = 3;
+const DESCRIBE_ACLS_V: i16 = 3;
+const ALTER_QUOTAS_V: i16 = 1;
+/// Kafka's resource type code for topics in config APIs.
+const CONFIG_RESOURCE_TOPIC: i8 = 2;
+/// SCRAM-SHA-512 mechanism code.
+const SCRAM_SHA_512: i8 = 2;
+
+/// The admin client: one short-lived connection per call to the first reachable bootstrap
+/// server (Strait's single controller answers every admin request).
+#[derive(Clone, Debug)]
+pub struct WireAdmin {
+    bootstrap: Vec<String>,
+    client_id: String,
+}
+
+impl WireAdmin {
+    /// A client for `bootstrap` (`host:port,host:port`).
+    pub fn new(bootstrap: &str) -> Self {
+        WireAdmin {
+            bootstrap: bootstrap
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            client_id: "strait-operator".to_owned(),
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, AdminError> {
+        let mut last = AdminError::Connect {
+            address: "(no bootstrap servers)".to_owned(),
+            reason: "empty list".to_owned(),
+        };
+        for address in &self.bootstrap {
+            match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address)).await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) => {
+                    last = AdminError::Connect {
+                        address: address.clone(),
+                        reason: e.to_string(),
+                    }
+                }
+                Err(_) => {
+                    last = AdminError::Connect {
+                        address: address.clone(),
+                        reason: "timed out".to_owned(),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn call<Req, Resp>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, AdminError>
+    where
+        Req: Encodable + HeaderVersion,
+        Resp: Decodable + HeaderVersion,
+    {
+        let frame = encode_frame(key, version, &self.client_id, request)?;
+        let exchange = async {
+            let mut stream = self.connect().await?;
+            stream.write_all(&frame).await.map_err(io)?;
+            let len = stream.read_i32().await.map_err(io)?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|l| *l <= MAX_RESPONSE)
+                .ok_or_else(|| AdminError::Protocol(format!("bad response length {len}")))?;
+            let mut body = vec![0u8; len];
+            stream.read_exact(&mut body).await.map_err(io)?;
+            Ok::<_, AdminError>(body)
+        };
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| AdminError::Io(format!("{key:?} timed out")))??;
+        decode_response(&body, version)
+    }
+}
+
+fn io(e: std::io::Error) -> AdminError {
+    AdminError::Io(e.to_string())
+}
+
+/// A request frame: length prefix, header, body.
+pub fn encode_frame<Req: Encodable + HeaderVersion>(
+    key: ApiKey,
+    version: i16,
+    client_id: &str,
+    request: &Req,
+) -> Result<Vec<u8>, AdminError> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, Req::header_version(version))
+        .map_err(|e| AdminError::Protocol(format!("encode header: {e}")))?;
+    request
+        .encode(&mut buf, version)
+        .map_err(|e| AdminError::Protocol(format!("encode {key:?}: {e}")))?;
+    let len =
+        i32::try_from(buf.len()).map_err(|_| AdminError::Protocol("request too large".into()))?;
+    let mut out = Vec::with_capacity(buf.len() + 4);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&buf);
+    Ok(out)
+}
+
+/// Decodes a response frame body (after the length prefix).
+pub fn decode_response<Resp: Decodable + HeaderVersion>(
+    body: &[u8],
+    version: i16,
+) -> Result<Resp, AdminError> {
+    let mut buf = bytes::Bytes::copy_from_slice(body);
+    ResponseHeader::decode(&mut buf, Resp::header_version(version))
+        .map_err(|e| AdminError::Protocol(format!("decode response header: {e}")))?;
+    let resp = Resp::decode(&mut buf, version)
+        .map_err(|e| AdminError::Protocol(format!("decode response: {e}")))?;
+    if buf.has_remaining() {
+        return Err(AdminError::Protocol(format!(
+            "{} trailing bytes in response",
+            buf.remaining()
+        )));
+    }
+    Ok(resp)
+}
+
+fn check(
+    operation: &'static str,
+    resource: &str,
+    code: i16,
+    message: Option<&StrBytes>,
+    tolerated: &[i16],
+) -> Result<(), AdminError> {
+    if code == 0 || tolerated.contains(&code) {
+        return Ok(());
+    }
+    Err(AdminError::Kafka {
+        operation,
+        resource: resource.to_owned(),
+        code,
+        message: message.map(|m| m.to_string()),
+    })
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+impl KafkaAdmin for WireAdmin {
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, AdminError> {
+        let request = MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(topic_name(name))),
+        ]));
+        let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_V, &request).await?;
+        let Some(topic) = resp.topics.first() else {
+            return Ok(None);
+        };
+        if topic.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+            return Ok(None);
+        }
+        check("Metadata", name, topic.error_code, None, &[])?;
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.partition_index,
+                    p.replica_nodes.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        let configs = DescribeConfigsRequest::default().with_resources(vec![
+            kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(CONFIG_RESOURCE_TOPIC)
+                .with_resource_name(sb(name)),
+        ]);
+        let resp: DescribeConfigsResponse = self
+            .call(ApiKey::DescribeConfigs, DESCRIBE_CONFIGS_V, &configs)
+            .await?;
+        let mut config = BTreeMap::new();
+        for result in &resp.results {
+            check(
+                "DescribeConfigs",
+                name,
+                result.error_code,
+                result.error_message.as_ref(),
+                &[],
+            )?;
+            // Source 1 is DYNAMIC_TOPIC_CONFIG: keys set on this topic.
+            for c in result.configs.iter().filter(|c| c.config_source == 1) {
+                if let Some(v) = &c.value {
+                    config.insert(c.name.to_string(), v.to_string());
+                }
+            }
+        }
+        Ok(Some(TopicDescription {
+            topic_id: topic.topic_id.to_string(),
+            partitions,
+            config,
+        }))
+    }
+
+    async fn all_partitions(&self) -> Result<BTreeMap<(String, i32), Vec<i32>>, AdminError> {
+        let request = MetadataRequest::default().with_topics(None);
+        let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_V, &request).await?;
+        let mut out = BTreeMap::new();
+        for topic in &resp.topics {
+            let Some(name) = &topic.name else { continue };
+            check("Metadata", &name.0, topic.error_code, None, &[])?;
+            for p in &topic.partitions {
+                out.insert(
+                    (name.0.to_string(), p.partition_index),
+                    p.replica_nodes.iter().map(|b| b.0).collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableTopic, CreatableTopicConfig,
+        };
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(
+                config
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(sb(k))
+                            .with_value(Some(sb(v)))
+                    })
+                    .collect(),
+            );
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(30_000);
+        let resp: CreateTopicsResponse = self
+            .call(ApiKey::CreateTopics, CREATE_TOPICS_V, &request)
+            .await?;
+        for t in &resp.topics {
+            check(
+                "CreateTopics",
+                name,
+                t.error_code,
+                t.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn create_partitions(&self, name: &str, count: i32) -> Result<(), AdminError> {
+        use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(topic_name(name))
+                    .with_count(count),
+            ])
+            .with_timeout_ms(30_000);
+        let resp: CreatePartitionsResponse = self
+            .call(ApiKey::CreatePartitions, CREATE_PARTITIONS_V, &request)
+            .await?;
+        for r in &resp.results {
+            check(
+                "CreatePartitions",
+                name,
+                r.error_code,
+                r.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), AdminError> {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let configs = changes
+            .iter()
+            .map(|(k, v)| {
+                // Operation 0 is SET, 1 is DELETE.
+                AlterableConfig::default()
+                    .with_name(sb(k))
+                    .with_config_operation(if v.is_some() { 0 } else { 1 })
+                    .with_value(v.as_deref().map(sb))
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(CONFIG_RESOURCE_TOPIC)
+                .with_resource_name(sb(name))
+                .with_configs(configs),
+        ]);
+        let resp: IncrementalAlterConfigsResponse = self
+            .call(
+                ApiKey::IncrementalAlterConfigs,
+                INCREMENTAL_ALTER_CONFIGS_V,
+                &request,
+            )
+            .await?;
+        for r in &resp.responses {
+            check(
+                "IncrementalAlterConfigs",
+                name,
+                r.error_code,
+                r.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+        let request = DeleteTopicsRequest::default()
+            .with_topics(vec![
+                DeleteTopicState::default().with_name(Some(topic_name(name))),
+            ])
+            .with_timeout_ms(30_000);
+        let resp: DeleteTopicsResponse = self
+            .call(ApiKey::DeleteTopics, DELETE_TOPICS_V, &request)
+            .await?;
+        for r in &resp.responses {
+            check(
+                "DeleteTopics",
+                name,
+                r.error_code,
+                r.error_message.as_ref(),
+                &[UNKNOWN_TOPIC_OR_PARTITION],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn reassign_partitions(
+        &self,
+        moves: &BTreeMap<(String, i32), Vec<i32>>,
+    ) -> Result<(), AdminError> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for ((topic, partition), replicas) in moves {
+            by_topic.entry(topic).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(*partition)
+                    .with_replicas(Some(replicas.iter().map(|b| BrokerId(*b)).collect())),
+            );
+        }
+        let topics = by_topic
+            .into_iter()
+            .map(|(t, p)| {
+                ReassignableTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partitions(p)
+            })
+            .collect();
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(topics);
+        let resp: AlterPartitionReassignmentsResponse = self
+            .call(
+                ApiKey::AlterPartitionReassignments,
+                ALTER_REASSIGNMENTS_V,
+                &request,
+            )
+            .await?;
+        check(
+            "AlterPartitionReassignments",
+            "cluster",
+            resp.error_code,
+            resp.error_message.as_ref(),
+            &[],
+        )?;
+        for t in &resp.responses {
+            for p in &t.partitions {
+                check(
+                    "AlterPartitionReassignments",
+                    &t.name.0,
+                    p.error_code,
+                    p.error_message.as_ref(),
+                    &[],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upsert_scram(&self, credential: &ScramCredential) -> Result<(), AdminError> {
+        use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+        let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+            ScramCredentialUpsertion::default()
+                .with_name(sb(&credential.user))
+                .with_mechanism(SCRAM_SHA_512)
+                .with_iterations(credential.iterations)
+                .with_salt(credential.salt.clone().into())
+                .with_salted_password(credential.salted_password.clone().into()),
+        ]);
+        let resp: AlterUserScramCredentialsResponse = self
+            .call(ApiKey::AlterUserScramCredentials, ALTER_SCRAM_V, &request)
+            .await?;
+        for r in &resp.results {
+            check(
+                "AlterUserScramCredentials",
+                &credential.user,
+                r.error_code,
+                r.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn delete_scram(&self, user: &str) -> Result<(), AdminError> {
+        use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+        let request = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            ScramCredentialDeletion::default()
+                .with_name(sb(user))
+                .with_mechanism(SCRAM_SHA_512),
+        ]);
+        let resp: AlterUserScramCredentialsResponse = self
+            .call(ApiKey::AlterUserScramCredentials, ALTER_SCRAM_V, &request)
+            .await?;
+        for r in &resp.results {
+            check(
+                "AlterUserScramCredentials",
+                user,
+                r.error_code,
+                r.error_message.as_ref(),
+                &[RESOURCE_NOT_FOUND],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn create_acls(&self, acls: &[AclBinding]) -> Result<(), AdminError> {
+        use kafka_protocol::messages::create_acls_request::AclCreation;
+        if acls.is_empty() {
+            return Ok(());
+        }
+        let creations = acls
+            .iter()
+            .map(|a| {
+                AclCreation::default()
+                    .with_resource_type(a.resource_type)
+                    .with_resource_name(sb(&a.resource_name))
+                    .with_resource_pattern_type(a.pattern_type)
+                    .with_principal(sb(&a.principal))
+                    .with_host(sb(&a.host))
+                    .with_operation(a.operation)
+                    .with_permission_type(a.permission)
+            })
+            .collect();
+        let request = CreateAclsRequest::default().with_creations(creations);
+        let resp: CreateAclsResponse = self
+            .call(ApiKey::CreateAcls, CREATE_ACLS_V, &request)
+            .await?;
+        for r in &resp.results {
+            check(
+                "CreateAcls",
+                "acl",
+                r.error_code,
+                r.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn alter_user_quotas(
+        &self,
+        user: &str,
+        quotas: &BTreeMap<String, Option<f64>>,
+    ) -> Result<(), AdminError> {
+        use kafka_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+        let ops = quotas
+            .iter()
+            .map(|(k, v)| {
+                OpData::default()
+                    .with_key(sb(k))
+                    .with_value(v.unwrap_or(0.0))
+                    .with_remove(v.is_none())
+            })
+            .collect();
+        let request = AlterClientQuotasRequest::default().with_entries(vec![
+            EntryData::default()
+                .with_entity(vec![
+                    EntityData::default()
+                        .with_entity_type(sb("user"))
+                        .with_entity_name(Some(sb(user))),
+                ])
+                .with_ops(ops),
+        ]);
+        let resp: AlterClientQuotasResponse = self
+            .call(ApiKey::AlterClientQuotas, ALTER_QUOTAS_V, &request)
+            .await?;
+        for e in &resp.entries {
+            check(
+                "AlterClientQuotas",
+                user,
+                e.error_code,
+                e.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn describe_acls_of(&self, principal: &str) -> Result<Vec<AclBinding>, AdminError> {
+        // Resource type, pattern type, operation and permission 1 mean ANY.
+        let request = DescribeAclsRequest::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_principal_filter(Some(sb(principal)))
+            .with_operation(1)
+            .with_permission_type(1);
+        let resp: DescribeAclsResponse = self
+            .call(ApiKey::DescribeAcls, DESCRIBE_ACLS_V, &request)
+            .await?;
+        check(
+            "DescribeAcls",
+            principal,
+            resp.error_code,
+            resp.error_message.as_ref(),
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for r in &resp.resources {
+            for a in &r.acls {
+                out.push(AclBinding {
+                    resource_type: r.resource_type,
+                    resource_name: r.resource_name.to_string(),
+                    pattern_type: r.pattern_type,
+                    principal: a.principal.to_string(),
+                    host: a.host.to_string(),
+                    operation: a.operation,
+                    permission: a.permission_type,
+                });
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete_acls(&self, acls: &[AclBinding]) -> Result<(), AdminError> {
+        use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+        if acls.is_empty() {
+            return Ok(());
+        }
+        let filters = acls
+            .iter()
+            .map(|a| {
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(a.resource_type)
+                    .with_resource_name_filter(Some(sb(&a.resource_name)))
+                    .with_pattern_type_filter(a.pattern_type)
+                    .with_principal_filter(Some(sb(&a.principal)))
+                    .with_host_filter(Some(sb(&a.host)))
+                    .with_operation(a.operation)
+                    .with_permission_type(a.permission)
+            })
+            .collect();
+        let request = DeleteAclsRequest::default().with_filters(filters);
+        let resp: DeleteAclsResponse = self
+            .call(ApiKey::DeleteAcls, DELETE_ACLS_V, &request)
+            .await?;
+        for r in &resp.filter_results {
+            check(
+                "DeleteAcls",
+                "acl",
+                r.error_code,
+                r.error_message.as_ref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::CreateTopicsResponse;
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+
+    #[test]
+    fn frames_carry_length_header_and_body() {
+        let request = CreateTopicsRequest::default().with_timeout_ms(5);
+        let frame =
+            encode_frame(ApiKey::CreateTopics, CREATE_TOPICS_V, "t", &request).expect("encode");
+        let len = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        assert_eq!(usize::try_from(len).ok(), Some(frame.len() - 4));
+        // Api key 19 (CreateTopics), version 7.
+        assert_eq!(&frame[4..8], &[0, 19, 0, 7]);
+    }
+
+    #[test]
+    fn responses_decode_and_errors_map_to_kafka_codes() {
+        let resp = CreateTopicsResponse::default().with_topics(vec![
+            CreatableTopicResult::default()
+                .with_name(topic_name("a"))
+                .with_error_code(TOPIC_ALREADY_EXISTS),
+        ]);
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(1)
+            .encode(
+                &mut buf,
+                CreateTopicsResponse::header_version(CREATE_TOPICS_V),
+            )
+            .expect("header");
+        resp.encode(&mut buf, CREATE_TOPICS_V).expect("body");
+        let back: CreateTopicsResponse = decode_response(&buf, CREATE_TOPICS_V).expect("decode");
+        assert_eq!(back, resp);
+        let err = check("CreateTopics", "a", back.topics[0].error_code, None, &[]).unwrap_err();
+        assert!(matches!(
+            err,
+            AdminError::Kafka {
+                code: TOPIC_ALREADY_EXISTS,
+                ..
+            }
+        ));
+        assert!(decode_response::<CreateTopicsResponse>(&buf[..3], CREATE_TOPICS_V).is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_cluster_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let admin = WireAdmin::new(&address);
+        let err = admin.delete_topic("x").await.unwrap_err();
+        assert!(matches!(err, AdminError::Connect { .. }), "{err}");
+    }
+}

@@ -1,0 +1,370 @@
+//! The Cluster controller: read → validate → build → apply (fixed order) → status. Scale-downs
+//! first move partitions off the leaving brokers through the Kafka admin API and are refused,
+//! with a condition, when the remaining brokers cannot hold them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use strait_crds::cluster::{ListenerStatus, ListenerType, REPLICATION_PORT};
+use strait_crds::{Cluster, ClusterStatus};
+
+use crate::admin::KafkaAdmin;
+use crate::apply::{apply, apply_dynamic, event, patch_status};
+use crate::cluster::resources::{self, ClusterRef};
+use crate::cluster::scale::{partitions_on, plan_scale_down};
+use crate::cluster::{config, validate};
+use crate::conditions::{Cond, merge};
+use crate::context::{AdminFactory, Context};
+use crate::error::Error;
+use crate::names;
+
+/// Requeue while brokers start or partitions move.
+const BUSY_REQUEUE: Duration = Duration::from_secs(15);
+/// Requeue for drift correction when all is well.
+const IDLE_REQUEUE: Duration = Duration::from_secs(300);
+
+/// The admin bootstrap address of a Cluster: its bootstrap Service on the replication port.
+pub fn admin_bootstrap(name: &str, namespace: &str) -> String {
+    format!(
+        "{}.{namespace}.svc:{REPLICATION_PORT}",
+        names::bootstrap_service(name, None)
+    )
+}
+
+/// Client bootstrap addresses per listener, for status.
+pub fn listener_status(cluster: &ClusterRef) -> Vec<ListenerStatus> {
+    cluster
+        .spec
+        .listeners
+        .iter()
+        .map(|l| {
+            let service = match l.kind {
+                ListenerType::Internal => names::bootstrap_service(cluster.name, None),
+                _ => names::bootstrap_service(cluster.name, Some(&l.name)),
+            };
+            ListenerStatus {
+                name: l.name.clone(),
+                bootstrap_servers: format!("{service}.{}.svc:{}", cluster.namespace, l.port),
+            }
+        })
+        .collect()
+}
+
+/// What the scale step decided for each zone.
+struct ScaleDecision {
+    replicas: Vec<i32>,
+    conditions: Vec<Cond>,
+    busy: bool,
+}
+
+/// Reconciles one Cluster.
+pub async fn reconcile<F: AdminFactory>(
+    cluster: Arc<Cluster>,
+    ctx: Arc<Context<F>>,
+) -> Result<Action, Error> {
+    let start = Instant::now();
+    let result = reconcile_inner(&cluster, &ctx).await;
+    ctx.metrics.reconciled("Cluster", start.elapsed());
+    if let Err(e) = &result {
+        ctx.metrics.failed("Cluster", e.metric_label());
+    }
+    result
+}
+
+async fn reconcile_inner<F: AdminFactory>(
+    cluster: &Cluster,
+    ctx: &Context<F>,
+) -> Result<Action, Error> {
+    let c = ClusterRef::of(cluster).ok_or(Error::MissingField("metadata.name/namespace"))?;
+    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+
+    let problems = validate::validate(c.spec);
+    if !problems.is_empty() {
+        let message = problems.join("; ");
+        event(&ctx.recorder, cluster, true, "InvalidSpec", message.clone()).await;
+        let status = ClusterStatus {
+            conditions: merge(
+                &previous.conditions,
+                &[Cond::new("Ready", false, "InvalidSpec", message)],
+                generation,
+                Timestamp::now(),
+            ),
+            observed_generation: generation,
+            ..previous.clone()
+        };
+        patch_status(&api, c.name, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Read: the StatefulSets as they are.
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let mut current = Vec::new();
+    let mut ready = 0;
+    for i in 0..c.spec.zones.len() {
+        let existing = sts_api.get_opt(&names::statefulset(c.name, i)).await?;
+        current.push(existing.as_ref().and_then(|s| s.spec.replicas));
+        ready += existing
+            .and_then(|s| s.status)
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+    }
+    let decision = decide_scale(&c, &current, ctx).await?;
+    for cond in decision
+        .conditions
+        .iter()
+        .filter(|c| c.kind == "ScaleDownBlocked" && c.status)
+    {
+        event(
+            &ctx.recorder,
+            cluster,
+            true,
+            cond.reason,
+            cond.message.clone(),
+        )
+        .await;
+    }
+
+    // Build and apply, in dependency order.
+    let properties = config::server_properties(c.spec);
+    let hash = config::config_hash(&properties);
+    apply(&ctx.client, &resources::service_account(&c)).await?;
+    apply(&ctx.client, &resources::config_map(&c)).await?;
+    apply(&ctx.client, &resources::headless_service(&c)).await?;
+    for svc in resources::bootstrap_services(&c) {
+        apply(&ctx.client, &svc).await?;
+    }
+    for svc in resources::broker_services(&c) {
+        apply(&ctx.client, &svc).await?;
+    }
+    for sts in resources::statefulsets(&c, &decision.replicas, &hash) {
+        apply(&ctx.client, &sts).await?;
+    }
+    apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
+    let mut conditions = decision.conditions;
+    if let Some(sm) = resources::service_monitor(&c)
+        && let Err(e) =
+            apply_dynamic(&ctx.client, &sm, &resources::service_monitor_resource()).await
+    {
+        conditions.push(Cond::new(
+            "Degraded",
+            true,
+            "ServiceMonitorFailed",
+            e.to_string(),
+        ));
+    }
+    if let Some(problem) = grow_claims(&c, ctx).await? {
+        conditions.push(Cond::new("Degraded", true, "StorageShrinkRefused", problem));
+    }
+
+    // Status.
+    let desired = c.spec.replicas;
+    let existing: i32 = current.iter().map(|r| r.unwrap_or(0)).sum();
+    let is_ready = ready >= desired && !decision.busy && existing == desired;
+    conditions.push(if is_ready {
+        Cond::new(
+            "Ready",
+            true,
+            "AllBrokersReady",
+            format!("{ready}/{desired} brokers ready"),
+        )
+    } else if conditions
+        .iter()
+        .any(|c| c.kind == "ScaleDownBlocked" && c.status)
+    {
+        Cond::new(
+            "Ready",
+            false,
+            "ScaleDownRefused",
+            format!("{ready}/{desired} brokers ready; scale-down refused"),
+        )
+    } else {
+        Cond::new(
+            "Ready",
+            false,
+            "BrokersNotReady",
+            format!("{ready}/{desired} brokers ready"),
+        )
+    });
+    conditions.push(Cond::new(
+        "Reconciling",
+        !is_ready,
+        if is_ready { "Idle" } else { "InProgress" },
+        "",
+    ));
+    if !conditions.iter().any(|c| c.kind == "ScaleDownBlocked") {
+        conditions.push(Cond::new("ScaleDownBlocked", false, "NotBlocked", ""));
+    }
+    if !conditions.iter().any(|c| c.kind == "Degraded") {
+        conditions.push(Cond::new("Degraded", false, "Healthy", ""));
+    }
+    let was_ready = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if is_ready && !was_ready {
+        event(
+            &ctx.recorder,
+            cluster,
+            false,
+            "Ready",
+            format!("{desired} brokers ready"),
+        )
+        .await;
+    }
+    let status = ClusterStatus {
+        conditions: merge(
+            &previous.conditions,
+            &conditions,
+            generation,
+            Timestamp::now(),
+        ),
+        observed_generation: generation,
+        replicas: existing.max(decision.replicas.iter().sum()),
+        ready_replicas: ready,
+        selector: Some(names::selector_string(c.name)),
+        listeners: listener_status(&c),
+        cluster_id: previous.cluster_id.clone(),
+        config_hash: Some(hash),
+    };
+    patch_status(&api, c.name, status).await?;
+    tracing::debug!(cluster = %cluster.name_any(), ready, desired, "reconciled");
+    Ok(Action::requeue(if is_ready {
+        IDLE_REQUEUE
+    } else {
+        BUSY_REQUEUE
+    }))
+}
+
+/// Per-zone replica counts to apply. A zone shrinks only once no partition has a replica on its
+/// leaving brokers; until then partitions are reassigned and the zone keeps its size.
+async fn decide_scale<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    current: &[Option<i32>],
+    ctx: &Context<F>,
+) -> Result<ScaleDecision, Error> {
+    let desired: Vec<i32> = (0..c.spec.zones.len())
+        .map(|i| c.spec.replicas_in_zone(i))
+        .collect();
+    let mut leaving = Vec::new();
+    let mut remaining = Vec::new();
+    let mut racks = BTreeMap::new();
+    for (i, zone) in c.spec.zones.iter().enumerate() {
+        let start = resources::ordinal_start(i);
+        let have = current.get(i).copied().flatten().unwrap_or(0);
+        for k in 0..have.max(desired[i]) {
+            racks.insert(start + k, zone.clone());
+            if k < desired[i] {
+                remaining.push(start + k);
+            } else {
+                leaving.push(start + k);
+            }
+        }
+    }
+    if leaving.is_empty() {
+        return Ok(ScaleDecision {
+            replicas: desired,
+            conditions: Vec::new(),
+            busy: false,
+        });
+    }
+    let held: Vec<i32> = desired
+        .iter()
+        .zip(current)
+        .map(|(d, c)| (*d).max(c.unwrap_or(0)))
+        .collect();
+    let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+    let partitions = admin.all_partitions().await?;
+    if partitions_on(&partitions, &leaving).is_empty() {
+        return Ok(ScaleDecision {
+            replicas: desired,
+            conditions: vec![Cond::new(
+                "ScaleDownBlocked",
+                false,
+                "PartitionsMoved",
+                format!("brokers {leaving:?} hold no partitions"),
+            )],
+            busy: false,
+        });
+    }
+    match plan_scale_down(&partitions, &remaining, &racks) {
+        Err(refused) => Ok(ScaleDecision {
+            replicas: held,
+            conditions: vec![Cond::new(
+                "ScaleDownBlocked",
+                true,
+                "ScaleDownRefused",
+                format!("cannot remove brokers {leaving:?}: {refused}"),
+            )],
+            busy: true,
+        }),
+        Ok(plan) => {
+            admin.reassign_partitions(&plan).await?;
+            Ok(ScaleDecision {
+                replicas: held,
+                conditions: vec![Cond::new(
+                    "ScaleDownBlocked",
+                    false,
+                    "MovingPartitions",
+                    format!("moving {} partitions off brokers {leaving:?}", plan.len()),
+                )],
+                busy: true,
+            })
+        }
+    }
+}
+
+/// Grows the brokers' claims when `spec.storage.size` grew; returns a problem when it shrank.
+async fn grow_claims<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    ctx: &Context<F>,
+) -> Result<Option<String>, Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let claims = api
+        .list(&ListParams::default().labels(&names::selector_string(c.name)))
+        .await?;
+    let wanted = &c.spec.storage.size;
+    for claim in claims {
+        let current = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone());
+        let Some(current) = current else { continue };
+        match validate::storage_change(&current, wanted) {
+            Ok(true) => {
+                let patch =
+                    serde_json::json!({"spec": {"resources": {"requests": {"storage": wanted}}}});
+                api.patch(
+                    &claim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            }
+            Ok(false) => {}
+            Err(problem) => return Ok(Some(problem)),
+        }
+    }
+    Ok(None)
+}
+
+/// Backoff after a failed reconcile.
+pub fn error_policy<F: AdminFactory>(
+    _cluster: Arc<Cluster>,
+    error: &Error,
+    _ctx: Arc<Context<F>>,
+) -> Action {
+    tracing::warn!(%error, "cluster reconcile failed");
+    Action::requeue(Duration::from_secs(30))
+}

@@ -1,0 +1,177 @@
+//! Scale-down planning, as a pure function: which partition replicas move off the leaving
+//! brokers and where, keeping replicas in distinct brokers and preferring the leaving broker's
+//! rack (zone), or a refusal when the remaining brokers cannot hold every replica.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `(topic, partition)`.
+pub type PartitionKey = (String, i32);
+
+/// Why a scale-down cannot go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScaleDownRefused {
+    /// A partition has more replicas than brokers would remain.
+    #[error(
+        "partition {topic}-{partition} has {replicas} replicas but only {remaining} brokers would remain"
+    )]
+    ReplicationFactorTooHigh {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Its replication factor.
+        replicas: usize,
+        /// Brokers left after the scale-down.
+        remaining: usize,
+    },
+    /// No broker would remain.
+    #[error("no broker would remain")]
+    NoBrokersLeft,
+}
+
+/// The new replica list of every partition that has a replica on a leaving broker. `racks`
+/// maps node id to zone; a replacement is taken from the leaving broker's zone when one is
+/// free, otherwise from the least loaded remaining broker. The leader position is kept.
+pub fn plan_scale_down(
+    partitions: &BTreeMap<PartitionKey, Vec<i32>>,
+    remaining: &[i32],
+    racks: &BTreeMap<i32, String>,
+) -> Result<BTreeMap<PartitionKey, Vec<i32>>, ScaleDownRefused> {
+    let remaining_set: BTreeSet<i32> = remaining.iter().copied().collect();
+    if remaining_set.is_empty() {
+        return Err(ScaleDownRefused::NoBrokersLeft);
+    }
+    for ((topic, partition), replicas) in partitions {
+        if replicas.len() > remaining_set.len() {
+            return Err(ScaleDownRefused::ReplicationFactorTooHigh {
+                topic: topic.clone(),
+                partition: *partition,
+                replicas: replicas.len(),
+                remaining: remaining_set.len(),
+            });
+        }
+    }
+    let mut load: BTreeMap<i32, usize> = remaining_set.iter().map(|b| (*b, 0)).collect();
+    for replicas in partitions.values() {
+        for b in replicas {
+            if let Some(n) = load.get_mut(b) {
+                *n += 1;
+            }
+        }
+    }
+    let mut moves = BTreeMap::new();
+    for (key, replicas) in partitions {
+        if replicas.iter().all(|b| remaining_set.contains(b)) {
+            continue;
+        }
+        let mut new = replicas.clone();
+        for slot in 0..new.len() {
+            let leaving = new[slot];
+            if remaining_set.contains(&leaving) {
+                continue;
+            }
+            let rack = racks.get(&leaving);
+            let candidate = load
+                .iter()
+                .filter(|(b, _)| !new.contains(b))
+                // Same rack first, then least loaded, then lowest id: deterministic.
+                .min_by_key(|(b, n)| (racks.get(b) != rack || rack.is_none(), **n, **b))
+                .map(|(b, _)| *b);
+            // The replication-factor check above guarantees a free broker.
+            let Some(target) = candidate else {
+                return Err(ScaleDownRefused::NoBrokersLeft);
+            };
+            new[slot] = target;
+            if let Some(n) = load.get_mut(&target) {
+                *n += 1;
+            }
+        }
+        moves.insert(key.clone(), new);
+    }
+    Ok(moves)
+}
+
+/// Partitions that still have a replica on one of `leaving`.
+pub fn partitions_on(
+    partitions: &BTreeMap<PartitionKey, Vec<i32>>,
+    leaving: &[i32],
+) -> Vec<PartitionKey> {
+    partitions
+        .iter()
+        .filter(|(_, r)| r.iter().any(|b| leaving.contains(b)))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(t: &str, p: i32) -> PartitionKey {
+        (t.to_owned(), p)
+    }
+
+    fn racks() -> BTreeMap<i32, String> {
+        BTreeMap::from([
+            (0, "a".into()),
+            (1, "a".into()),
+            (1000, "b".into()),
+            (1001, "b".into()),
+            (2000, "c".into()),
+        ])
+    }
+
+    #[test]
+    fn replicas_move_to_the_same_zone_first() {
+        let partitions = BTreeMap::from([
+            (key("t", 0), vec![1, 1000, 2000]),
+            (key("t", 1), vec![1001, 0, 2000]),
+            (key("t", 2), vec![0, 1000, 2000]),
+        ]);
+        let plan = plan_scale_down(&partitions, &[0, 1000, 2000], &racks()).expect("plan");
+        assert_eq!(plan.len(), 2);
+        // Broker 1 (zone a) is replaced by 0 (zone a), broker 1001 (zone b) by 1000.
+        assert_eq!(plan[&key("t", 0)], [0, 1000, 2000]);
+        assert_eq!(plan[&key("t", 1)], [1000, 0, 2000]);
+    }
+
+    #[test]
+    fn falls_back_to_least_loaded_other_zone() {
+        let partitions = BTreeMap::from([(key("t", 0), vec![0, 1]), (key("u", 0), vec![1000])]);
+        let plan = plan_scale_down(&partitions, &[0, 1000, 2000], &racks()).expect("plan");
+        // 1's zone-mate 0 already holds t-0; 2000 is less loaded than 1000.
+        assert_eq!(plan[&key("t", 0)], [0, 2000]);
+        assert!(!plan.contains_key(&key("u", 0)));
+    }
+
+    #[test]
+    fn refused_when_replication_factor_exceeds_remaining_brokers() {
+        let partitions = BTreeMap::from([(key("t", 0), vec![0, 1000, 2000])]);
+        let err = plan_scale_down(&partitions, &[0, 1000], &racks()).unwrap_err();
+        assert_eq!(
+            err,
+            ScaleDownRefused::ReplicationFactorTooHigh {
+                topic: "t".into(),
+                partition: 0,
+                replicas: 3,
+                remaining: 2
+            }
+        );
+        assert_eq!(
+            plan_scale_down(&partitions, &[], &racks()),
+            Err(ScaleDownRefused::NoBrokersLeft)
+        );
+    }
+
+    #[test]
+    fn nothing_moves_when_no_replica_leaves() {
+        let partitions = BTreeMap::from([(key("t", 0), vec![0, 1000])]);
+        assert!(
+            plan_scale_down(&partitions, &[0, 1000], &racks())
+                .expect("plan")
+                .is_empty()
+        );
+        assert_eq!(partitions_on(&partitions, &[1000]), [key("t", 0)]);
+        assert!(partitions_on(&partitions, &[1]).is_empty());
+    }
+}

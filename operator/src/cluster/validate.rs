@@ -1,0 +1,133 @@
+//! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
+//! owns, and storage that may only grow.
+
+use strait_crds::ClusterSpec;
+
+/// Broker keys the operator sets itself; a Cluster may not override them.
+pub const RESERVED_KEYS: [&str; 12] = [
+    "node.id",
+    "broker.id",
+    "broker.rack",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "log.dir",
+    "log.dirs",
+    "metrics.listener",
+    "process.roles",
+    "controller.quorum.voters",
+];
+
+/// Problems that stop a reconcile; each is shown in the `Ready` condition.
+pub fn validate(spec: &ClusterSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    for key in spec.config.keys() {
+        if RESERVED_KEYS.contains(&key.as_str()) {
+            problems.push(format!("config key `{key}` is set by the operator"));
+        }
+    }
+    if spec.replicas < 1 {
+        problems.push("replicas must be at least 1".to_owned());
+    }
+    if spec.zones.is_empty() {
+        problems.push("at least one zone is needed".to_owned());
+    }
+    if parse_quantity(&spec.storage.size).is_none() {
+        problems.push(format!(
+            "storage size `{}` is not a quantity",
+            spec.storage.size
+        ));
+    }
+    problems
+}
+
+/// Bytes of a Kubernetes quantity such as `10Gi` or `500M`; `None` when it does not parse.
+pub fn parse_quantity(q: &str) -> Option<u128> {
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let factor: u128 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "Ei" => 1 << 60,
+        _ => return None,
+    };
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut bytes = whole.checked_mul(factor)?;
+    if !frac.is_empty() {
+        let digits = u32::try_from(frac.len()).ok()?;
+        let scale = 10u128.checked_pow(digits)?;
+        let frac: u128 = frac.parse().ok()?;
+        bytes = bytes.checked_add(frac.checked_mul(factor)? / scale)?;
+    }
+    Some(bytes)
+}
+
+/// Whether a claim of `current` size must grow to `wanted`; an error when it would shrink.
+pub fn storage_change(current: &str, wanted: &str) -> Result<bool, String> {
+    match (parse_quantity(current), parse_quantity(wanted)) {
+        (Some(c), Some(w)) if w > c => Ok(true),
+        (Some(c), Some(w)) if w < c => {
+            Err(format!("storage cannot shrink from {current} to {wanted}"))
+        }
+        (Some(_), Some(_)) => Ok(false),
+        _ => Err(format!(
+            "cannot compare storage sizes {current} and {wanted}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::resources::tests::spec;
+
+    #[test]
+    fn reserved_keys_are_refused() {
+        let mut s = spec(3, &["a"]);
+        s.config.insert("node.id".into(), "7".into());
+        s.config.insert("num.partitions".into(), "3".into());
+        assert_eq!(
+            validate(&s),
+            ["config key `node.id` is set by the operator"]
+        );
+        assert!(validate(&spec(3, &["a"])).is_empty());
+    }
+
+    #[test]
+    fn quantities_parse() {
+        assert_eq!(parse_quantity("10Gi"), Some(10 << 30));
+        assert_eq!(parse_quantity("1.5Ki"), Some(1536));
+        assert_eq!(parse_quantity("500M"), Some(500_000_000));
+        assert_eq!(parse_quantity("12"), Some(12));
+        assert_eq!(parse_quantity("1Xi"), None);
+        assert_eq!(parse_quantity("Gi"), None);
+    }
+
+    #[test]
+    fn storage_grows_but_never_shrinks() {
+        assert_eq!(storage_change("10Gi", "20Gi"), Ok(true));
+        assert_eq!(storage_change("10Gi", "10240Mi"), Ok(false));
+        assert!(storage_change("20Gi", "10Gi").is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Names and labels of the objects the operator creates for a Cluster, in one place so that
+//! builders, controllers and tests agree.
+
+use std::collections::BTreeMap;
+
+/// Label with the owning Cluster's name.
+pub const CLUSTER_LABEL: &str = "strait.dev/cluster";
+/// Label with the broker's zone.
+pub const ZONE_LABEL: &str = "strait.dev/zone";
+/// Label marking broker pods.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Pod-template annotation with the hash of the rendered configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "strait.dev/config-hash";
+/// Field manager for server-side apply.
+pub const MANAGER: &str = "strait-operator";
+/// Mount path of the data volume.
+pub const DATA_DIR: &str = "/var/lib/strait";
+/// Mount path of the configuration.
+pub const CONFIG_DIR: &str = "/etc/strait";
+
+/// Labels selecting every broker pod of a cluster.
+pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "strait".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), cluster.to_owned()),
+        (COMPONENT_LABEL.to_owned(), "broker".to_owned()),
+        (CLUSTER_LABEL.to_owned(), cluster.to_owned()),
+    ])
+}
+
+/// Labels on every object of a cluster.
+pub fn labels(cluster: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(cluster);
+    l.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        MANAGER.to_owned(),
+    );
+    l
+}
+
+/// `key=value,...` of the selector labels (the scale subresource's selector).
+pub fn selector_string(cluster: &str) -> String {
+    selector_labels(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// ConfigMap with `server.properties`.
+pub fn config_map(cluster: &str) -> String {
+    format!("{cluster}-config")
+}
+
+/// Headless Service giving each broker a stable DNS name.
+pub fn headless_service(cluster: &str) -> String {
+    format!("{cluster}-brokers")
+}
+
+/// Bootstrap Service of a listener (`<cluster>-bootstrap` for internal listeners).
+pub fn bootstrap_service(cluster: &str, listener: Option<&str>) -> String {
+    match listener {
+        None => format!("{cluster}-bootstrap"),
+        Some(l) => format!("{cluster}-{l}-bootstrap"),
+    }
+}
+
+/// Per-broker Service of an external listener.
+pub fn broker_service(cluster: &str, listener: &str, node_id: i32) -> String {
+    format!("{cluster}-{listener}-{node_id}")
+}
+
+/// StatefulSet of the zone at `index` in `spec.zones`.
+pub fn statefulset(cluster: &str, zone_index: usize) -> String {
+    format!("{cluster}-z{zone_index}")
+}
+
+/// Pod name of a broker (StatefulSet name plus ordinal, which is the node id).
+pub fn pod(cluster: &str, zone_index: usize, node_id: i32) -> String {
+    format!("{}-{node_id}", statefulset(cluster, zone_index))
+}
+
+/// ServiceAccount of the broker pods.
+pub fn service_account(cluster: &str) -> String {
+    format!("{cluster}-broker")
+}

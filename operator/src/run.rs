@@ -1,0 +1,82 @@
+//! Wires the controllers together: one kube-rs `Controller` per kind and watched namespace,
+//! running until the shutdown signal.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use strait_crds::{Cluster, Topic, User};
+use tokio::sync::watch;
+
+use crate::context::{AdminFactory, Context};
+use crate::{cluster, topic, user};
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The controllers of one namespace (`None`: all namespaces), each stopping on `shutdown`.
+pub fn controllers<F: AdminFactory>(
+    ctx: Arc<Context<F>>,
+    namespace: Option<&str>,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<BoxFuture<'static, ()>> {
+    let shutdown = || stopped(shutdown.clone());
+    let client = ctx.client.clone();
+    let cfg = watcher::Config::default;
+    let clusters = Controller::new(api::<Cluster>(&client, namespace), cfg())
+        .owns(api::<StatefulSet>(&client, namespace), cfg())
+        .owns(api::<Service>(&client, namespace), cfg())
+        .owns(api::<ConfigMap>(&client, namespace), cfg())
+        .graceful_shutdown_on(shutdown())
+        .run(
+            cluster::controller::reconcile,
+            cluster::controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log("Cluster", r.err()) });
+    let topics = Controller::new(api::<Topic>(&client, namespace), cfg())
+        .graceful_shutdown_on(shutdown())
+        .run(
+            topic::controller::reconcile,
+            topic::controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move { log("Topic", r.err()) });
+    let users = Controller::new(api::<User>(&client, namespace), cfg())
+        .owns(api::<Secret>(&client, namespace), cfg())
+        .graceful_shutdown_on(shutdown())
+        .run(
+            user::controller::reconcile,
+            user::controller::error_policy,
+            ctx,
+        )
+        .for_each(|r| async move { log("User", r.err()) });
+    vec![Box::pin(clusters), Box::pin(topics), Box::pin(users)]
+}
+
+/// Resolves once `rx` reads true (or its sender is gone).
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn log(kind: &str, error: Option<impl std::fmt::Display>) {
+    if let Some(e) = error {
+        tracing::debug!(kind, error = %e, "controller event");
+    }
+}

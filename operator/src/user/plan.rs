@@ -1,0 +1,270 @@
+//! Pure parts of the User reconcile: the ACL bindings a spec asks for (in Kafka's codes), the
+//! difference to what the cluster holds, generated passwords and SCRAM-SHA-512 credentials.
+
+use std::collections::BTreeSet;
+
+use aws_lc_rs::rand::SecureRandom;
+use strait_crds::user::{AclOperation, AclPatternType, AclResourceType, AclType, UserSpec};
+
+use crate::admin::{AclBinding, ScramCredential};
+
+/// PBKDF2 iterations of generated credentials (Kafka's minimum is 4096).
+pub const SCRAM_ITERATIONS: u32 = 4096;
+/// Length of generated passwords.
+pub const PASSWORD_LEN: usize = 32;
+
+/// Kafka's principal of a user.
+pub fn principal(user: &str) -> String {
+    format!("User:{user}")
+}
+
+fn resource_type(t: AclResourceType) -> i8 {
+    match t {
+        AclResourceType::Topic => 2,
+        AclResourceType::Group => 3,
+        AclResourceType::Cluster => 4,
+        AclResourceType::TransactionalId => 5,
+    }
+}
+
+fn operation(o: AclOperation) -> i8 {
+    match o {
+        AclOperation::All => 2,
+        AclOperation::Read => 3,
+        AclOperation::Write => 4,
+        AclOperation::Create => 5,
+        AclOperation::Delete => 6,
+        AclOperation::Alter => 7,
+        AclOperation::Describe => 8,
+        AclOperation::ClusterAction => 9,
+        AclOperation::DescribeConfigs => 10,
+        AclOperation::AlterConfigs => 11,
+        AclOperation::IdempotentWrite => 12,
+    }
+}
+
+/// The bindings `spec` asks for, sorted and without duplicates.
+pub fn desired_acls(user: &str, spec: &UserSpec) -> Vec<AclBinding> {
+    let mut out = BTreeSet::new();
+    let Some(authz) = &spec.authorization else {
+        return Vec::new();
+    };
+    for rule in &authz.acls {
+        let name = match rule.resource.kind {
+            AclResourceType::Cluster => "kafka-cluster".to_owned(),
+            _ => rule.resource.name.clone().unwrap_or_default(),
+        };
+        for op in &rule.operations {
+            out.insert(AclBinding {
+                resource_type: resource_type(rule.resource.kind),
+                resource_name: name.clone(),
+                pattern_type: match rule.resource.pattern_type {
+                    AclPatternType::Literal => 3,
+                    AclPatternType::Prefix => 4,
+                },
+                principal: principal(user),
+                host: rule.host.clone(),
+                operation: operation(*op),
+                permission: match rule.kind {
+                    AclType::Deny => 2,
+                    AclType::Allow => 3,
+                },
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// `(to create, to delete)` to go from `current` to `desired`.
+pub fn acl_diff(
+    current: &[AclBinding],
+    desired: &[AclBinding],
+) -> (Vec<AclBinding>, Vec<AclBinding>) {
+    let create = desired
+        .iter()
+        .filter(|a| !current.contains(a))
+        .cloned()
+        .collect();
+    let delete = current
+        .iter()
+        .filter(|a| !desired.contains(a))
+        .cloned()
+        .collect();
+    (create, delete)
+}
+
+/// Errors of the random source.
+#[derive(Debug, thiserror::Error)]
+#[error("the system random source failed")]
+pub struct RandomError;
+
+/// A random alphanumeric password.
+pub fn generate_password() -> Result<String, RandomError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut out = String::with_capacity(PASSWORD_LEN);
+    let mut buf = [0u8; 64];
+    while out.len() < PASSWORD_LEN {
+        rng.fill(&mut buf).map_err(|_| RandomError)?;
+        // Rejection sampling keeps every character equally likely.
+        for b in buf.iter().filter(|b| usize::from(**b) < 248) {
+            if out.len() == PASSWORD_LEN {
+                break;
+            }
+            out.push(char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]));
+        }
+    }
+    Ok(out)
+}
+
+/// A SCRAM-SHA-512 credential for `password` with a fresh random salt.
+pub fn scram_credential(user: &str, password: &str) -> Result<ScramCredential, RandomError> {
+    let mut salt = vec![0u8; 32];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| RandomError)?;
+    Ok(scram_with_salt(user, password, salt, SCRAM_ITERATIONS))
+}
+
+/// SCRAM-SHA-512 salted password (RFC 5802 `Hi()` = PBKDF2-HMAC-SHA512).
+pub fn scram_with_salt(
+    user: &str,
+    password: &str,
+    salt: Vec<u8>,
+    iterations: u32,
+) -> ScramCredential {
+    let mut salted = vec![0u8; 64];
+    let rounds = std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN);
+    aws_lc_rs::pbkdf2::derive(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA512,
+        rounds,
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    ScramCredential {
+        user: user.to_owned(),
+        iterations: i32::try_from(rounds.get()).unwrap_or(i32::MAX),
+        salt,
+        salted_password: salted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strait_crds::ClusterReference;
+    use strait_crds::cluster::AuthorizationType;
+    use strait_crds::user::{AclResource, AclRule, UserAuthorization};
+
+    fn spec(rules: Vec<AclRule>) -> UserSpec {
+        UserSpec {
+            cluster: ClusterReference {
+                name: Some("kafka".into()),
+                ..ClusterReference::default()
+            },
+            authentication: None,
+            authorization: Some(UserAuthorization {
+                kind: AuthorizationType::Simple,
+                acls: rules,
+            }),
+            quotas: None,
+        }
+    }
+
+    fn rule(kind: AclResourceType, name: Option<&str>, ops: &[AclOperation]) -> AclRule {
+        AclRule {
+            resource: AclResource {
+                kind,
+                name: name.map(str::to_owned),
+                pattern_type: AclPatternType::Prefix,
+            },
+            operations: ops.to_vec(),
+            kind: AclType::Allow,
+            host: "*".into(),
+        }
+    }
+
+    #[test]
+    fn acls_expand_per_operation_in_kafka_codes() {
+        let s = spec(vec![
+            rule(
+                AclResourceType::Topic,
+                Some("orders"),
+                &[AclOperation::Read, AclOperation::Describe],
+            ),
+            rule(
+                AclResourceType::Cluster,
+                None,
+                &[AclOperation::IdempotentWrite],
+            ),
+        ]);
+        let acls = desired_acls("app", &s);
+        assert_eq!(acls.len(), 3);
+        assert!(acls.contains(&AclBinding {
+            resource_type: 2,
+            resource_name: "orders".into(),
+            pattern_type: 4,
+            principal: "User:app".into(),
+            host: "*".into(),
+            operation: 3,
+            permission: 3,
+        }));
+        assert!(acls.iter().any(|a| a.resource_type == 4
+            && a.resource_name == "kafka-cluster"
+            && a.operation == 12));
+    }
+
+    #[test]
+    fn diff_creates_missing_and_deletes_stale() {
+        let s = spec(vec![rule(
+            AclResourceType::Topic,
+            Some("a"),
+            &[AclOperation::Read, AclOperation::Write],
+        )]);
+        let desired = desired_acls("u", &s);
+        let current = vec![
+            desired[0].clone(),
+            AclBinding {
+                operation: 6,
+                ..desired[0].clone()
+            },
+        ];
+        let (create, delete) = acl_diff(&current, &desired);
+        assert_eq!(create, [desired[1].clone()]);
+        assert_eq!(
+            delete,
+            [AclBinding {
+                operation: 6,
+                ..desired[0].clone()
+            }]
+        );
+    }
+
+    #[test]
+    fn passwords_are_random_alphanumerics() {
+        let a = generate_password().expect("password");
+        let b = generate_password().expect("password");
+        assert_eq!(a.len(), PASSWORD_LEN);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn scram_matches_rfc7677_style_pbkdf2() {
+        // PBKDF2-HMAC-SHA512("password", "salt", 1) from RFC 6070-style vectors.
+        let c = scram_with_salt("u", "password", b"salt".to_vec(), 1);
+        assert_eq!(
+            c.salted_password[..8],
+            [0x86, 0x7f, 0x70, 0xcf, 0x1a, 0xde, 0x02, 0xcf]
+        );
+        assert_eq!(c.iterations, 1);
+        assert_eq!(
+            scram_credential("u", "p")
+                .expect("cred")
+                .salted_password
+                .len(),
+            64
+        );
+    }
+}
