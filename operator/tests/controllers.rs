@@ -1,0 +1,383 @@
+//! Reconcile tests of the Cluster, Topic and User controllers against the mocked API server in
+//! `fixtures.rs`: create path, status patch, scale-down refused and moving, finalizer add and
+//! remove, topic partition decrease refused, user credentials.
+
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fixtures::{FakeAdmin, Seen, context, finish, mock_client};
+use http::StatusCode;
+use serde_json::{Value, json};
+use strait_crds::{Cluster, Topic, User};
+use strait_operator::admin::TopicDescription;
+
+fn cluster(replicas: i32) -> Cluster {
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": {"name": "kafka", "namespace": "ns", "uid": "u-1", "generation": 2},
+        "spec": {
+            "replicas": replicas,
+            "zones": ["a", "b", "c"],
+            "storage": {"size": "10Gi"},
+            "listeners": [{"name": "plain", "port": 9092, "type": "internal"}]
+        }
+    }))
+    .unwrap_or_else(|e| panic!("cluster: {e}"))
+}
+
+fn json_of<T: serde::Serialize>(obj: &T) -> Value {
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+fn applied<'a>(seen: &'a [Seen], resource: &str) -> Vec<&'a Seen> {
+    seen.iter()
+        .filter(|s| {
+            s.method == "PATCH"
+                && s.path.contains(&format!("/{resource}/"))
+                && !s.path.ends_with("/status")
+        })
+        .collect()
+}
+
+fn status_patch(seen: &[Seen], resource: &str) -> Value {
+    seen.iter()
+        .rev()
+        .find(|s| s.method == "PATCH" && s.path.contains(resource) && s.path.ends_with("/status"))
+        .map(|s| s.body["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+/// Answers GETs of the zone StatefulSets with `replicas[i]` pods, `ready` of them ready.
+fn statefulsets(replicas: Vec<i32>, ready: i32) -> fixtures::Script {
+    Box::new(move |seen| {
+        if seen.method != "GET" || !seen.path.contains("/statefulsets/kafka-z") {
+            return None;
+        }
+        let index: usize = seen.path.rsplit("-z").next()?.parse().ok()?;
+        let r = *replicas.get(index)?;
+        Some((
+            StatusCode::OK,
+            json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns"},
+                "spec": {"replicas": r, "serviceName": "kafka-brokers", "selector": {}, "template": {}},
+                "status": {"replicas": r, "readyReplicas": r.min(ready)}
+            }),
+        ))
+    })
+}
+
+fn sts_replicas(seen: &[Seen]) -> Vec<i64> {
+    applied(seen, "statefulsets")
+        .iter()
+        .map(|s| s.body["spec"]["replicas"].as_i64().unwrap_or(-1))
+        .collect()
+}
+
+#[tokio::test]
+async fn cluster_create_path_applies_in_order_and_patches_status() {
+    let (client, log, server) = mock_client(json_of(&cluster(3)), Box::new(|_| None));
+    let admin = FakeAdmin::default();
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let order: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == "PATCH" && !s.path.ends_with("/status"))
+        .filter_map(|s| s.path.split('/').rev().nth(1))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "serviceaccounts",
+            "configmaps",
+            "services",
+            "services",
+            "statefulsets",
+            "statefulsets",
+            "statefulsets",
+            "poddisruptionbudgets"
+        ]
+    );
+    assert!(
+        seen.iter()
+            .filter(|s| s.method == "PATCH" && !s.path.ends_with("/status"))
+            .all(|s| s.query.contains("fieldManager=strait-operator")
+                && s.query.contains("force=true"))
+    );
+    assert_eq!(sts_replicas(&seen), [1, 1, 1]);
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], "BrokersNotReady");
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(
+        status["listeners"][0]["bootstrapServers"],
+        "kafka-bootstrap.ns.svc:9092"
+    );
+    assert!(
+        admin.calls().is_empty(),
+        "no admin calls without a scale-down"
+    );
+}
+
+#[tokio::test]
+async fn ready_brokers_make_the_cluster_ready() {
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![1, 1, 1], 1));
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    assert_eq!(status["readyReplicas"], 3);
+    assert_eq!(status["replicas"], 3);
+    assert!(
+        status["selector"]
+            .as_str()
+            .is_some_and(|s| s.contains("strait.dev/cluster=kafka"))
+    );
+}
+
+#[tokio::test]
+async fn scale_down_refused_when_replicas_do_not_fit() {
+    // 5 brokers (2+2+1) down to 3; a partition with 4 replicas cannot fit on 3 brokers.
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
+    let admin = FakeAdmin::default();
+    admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .partitions = BTreeMap::from([(("t".to_owned(), 0), vec![0, 1, 1000, 1001])]);
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(sts_replicas(&seen), [2, 2, 1], "nothing is removed");
+    let status = status_patch(&seen, "/clusters/kafka");
+    let blocked = condition(&status, "ScaleDownBlocked");
+    assert_eq!(blocked["status"], "True", "{status}");
+    assert!(
+        blocked["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4 replicas but only 3 brokers"))
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "ScaleDownRefused");
+    assert!(!admin.calls().iter().any(|c| c.starts_with("reassign")));
+    assert!(
+        seen.iter()
+            .any(|s| s.path.contains("/events") && s.body["reason"] == "ScaleDownRefused")
+    );
+}
+
+#[tokio::test]
+async fn scale_down_moves_partitions_before_removing_brokers() {
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
+    let admin = FakeAdmin::default();
+    admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .partitions = BTreeMap::from([(("t".to_owned(), 0), vec![1, 1000, 2000])]);
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(
+        sts_replicas(&seen),
+        [2, 2, 1],
+        "zones hold their size while partitions move"
+    );
+    let moved = admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .reassigned
+        .clone();
+    assert_eq!(moved[&("t".to_owned(), 0)], [0, 1000, 2000]);
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(
+        condition(&status, "ScaleDownBlocked")["reason"],
+        "MovingPartitions"
+    );
+}
+
+#[tokio::test]
+async fn scale_down_shrinks_once_leaving_brokers_are_empty() {
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
+    let admin = FakeAdmin::default();
+    admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .partitions = BTreeMap::from([(("t".to_owned(), 0), vec![0, 1000, 2000])]);
+    let ctx = context(client, admin);
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(sts_replicas(&seen), [1, 1, 1]);
+}
+
+fn topic(partitions: i32, finalizer: bool, deleting: bool) -> Topic {
+    let mut meta = json!({"name": "orders", "namespace": "ns", "uid": "u-2", "generation": 1, "resourceVersion": "1"});
+    if finalizer {
+        meta["finalizers"] = json!(["strait.dev/topic"]);
+    }
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "Topic", "metadata": meta,
+        "spec": {"cluster": {"name": "kafka"}, "partitions": partitions, "replicas": 1, "config": {"retention.ms": "1000"}}
+    }))
+    .unwrap_or_else(|e| panic!("topic: {e}"))
+}
+
+#[tokio::test]
+async fn topic_finalizer_is_added_first() {
+    let t = topic(3, false, false);
+    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
+    let admin = FakeAdmin::default();
+    let ctx = context(client, admin.clone());
+    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let patch = seen
+        .iter()
+        .find(|s| s.path.ends_with("/topics/orders"))
+        .map(|s| s.body.to_string())
+        .unwrap_or_default();
+    assert!(patch.contains("strait.dev/topic"), "{patch}");
+    assert!(
+        admin.calls().iter().all(|c| !c.starts_with("create_topic")),
+        "nothing before the finalizer"
+    );
+}
+
+#[tokio::test]
+async fn topic_is_created_and_status_reports_it() {
+    let t = topic(3, true, false);
+    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
+    let admin = FakeAdmin::default();
+    let ctx = context(client, admin.clone());
+    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(
+        admin
+            .calls()
+            .contains(&"connect kafka-bootstrap.ns.svc:9091".to_owned())
+    );
+    assert!(
+        admin
+            .calls()
+            .contains(&"create_topic orders 3 1".to_owned())
+    );
+    let status = status_patch(&seen, "/topics/orders");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(status["partitions"], 3);
+    assert_eq!(status["topicId"], "00000000-0000-0000-0000-000000000001");
+    assert_eq!(status["config"]["retention.ms"], "1000");
+}
+
+#[tokio::test]
+async fn topic_partition_decrease_is_refused() {
+    let t = topic(3, true, false);
+    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
+    let admin = FakeAdmin::default();
+    admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .topics
+        .insert(
+            "orders".into(),
+            TopicDescription {
+                topic_id: "id".into(),
+                partitions: (0..6).map(|p| (p, vec![0])).collect(),
+                config: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            },
+        );
+    let ctx = context(client, admin.clone());
+    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(
+        !admin
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("create_partitions") || c.starts_with("create_topic"))
+    );
+    let status = status_patch(&seen, "/topics/orders");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "PartitionDecreaseRefused");
+    assert_eq!(status["partitions"], 6);
+}
+
+#[tokio::test]
+async fn deleted_topic_is_removed_from_kafka_then_finalizer_dropped() {
+    let t = topic(3, true, true);
+    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
+    let admin = FakeAdmin::default();
+    let ctx = context(client, admin.clone());
+    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(admin.calls().contains(&"delete_topic orders".to_owned()));
+    let patch = seen
+        .iter()
+        .find(|s| s.method == "PATCH" && s.path.ends_with("/topics/orders"))
+        .map(|s| s.body.to_string())
+        .unwrap_or_default();
+    assert!(patch.contains("remove"), "finalizer removal patch: {patch}");
+}
+
+#[tokio::test]
+async fn user_gets_generated_secret_scram_and_acls() {
+    let u: User = serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "User",
+        "metadata": {"name": "app", "namespace": "ns", "uid": "u-3", "generation": 1, "finalizers": ["strait.dev/user"]},
+        "spec": {
+            "cluster": {"name": "kafka"},
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": [
+                {"resource": {"type": "topic", "name": "orders"}, "operations": ["Read", "Describe"]}
+            ]}
+        }
+    }))
+    .unwrap_or_else(|e| panic!("user: {e}"));
+    let (client, log, server) = mock_client(json_of(&u), Box::new(|_| None));
+    let admin = FakeAdmin::default();
+    let ctx = context(client, admin.clone());
+    let action = strait_operator::user::controller::reconcile(Arc::new(u), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let secret = seen
+        .iter()
+        .find(|s| s.method == "PATCH" && s.path.ends_with("/secrets/app"))
+        .map(|s| s.body.clone())
+        .unwrap_or(Value::Null);
+    assert!(secret["data"]["password"].is_string(), "{secret}");
+    let calls = admin.calls();
+    assert!(calls.contains(&"upsert_scram app".to_owned()));
+    assert!(calls.contains(&"create_acls 2".to_owned()));
+    let status = status_patch(&seen, "/users/app");
+    assert_eq!(status["secret"], "app");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+}
