@@ -233,6 +233,37 @@ async fn scale_down_shrinks_once_leaving_brokers_are_empty() {
     assert_eq!(sts_replicas(&seen), [1, 1, 1]);
 }
 
+#[tokio::test]
+async fn scale_up_rebalances_onto_new_brokers_once_ready() {
+    let (client, log, server) = mock_client(json_of(&cluster(5)), statefulsets(vec![2, 2, 1], 2));
+    let admin = FakeAdmin::default();
+    admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .partitions = (0..6)
+        .map(|p| (("t".to_owned(), p), vec![0, 1000, 2000]))
+        .collect();
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(5)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(sts_replicas(&seen), [2, 2, 1]);
+    let moved = admin
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .reassigned
+        .clone();
+    assert!(
+        moved.values().any(|r| r.contains(&1)) && moved.values().any(|r| r.contains(&1001)),
+        "{moved:?}"
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+}
+
 fn topic(partitions: i32, finalizer: bool, deleting: bool) -> Topic {
     let mut meta = json!({"name": "orders", "namespace": "ns", "uid": "u-2", "generation": 1, "resourceVersion": "1"});
     if finalizer {

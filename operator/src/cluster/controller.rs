@@ -18,7 +18,7 @@ use strait_crds::{Cluster, ClusterStatus};
 use crate::admin::KafkaAdmin;
 use crate::apply::{apply, apply_dynamic, event, patch_status};
 use crate::cluster::resources::{self, ClusterRef};
-use crate::cluster::scale::{partitions_on, plan_scale_down};
+use crate::cluster::scale::{partitions_on, plan_rebalance, plan_scale_down};
 use crate::cluster::{config, validate};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
@@ -169,6 +169,9 @@ async fn reconcile_inner<F: AdminFactory>(
     let desired = c.spec.replicas;
     let existing: i32 = current.iter().map(|r| r.unwrap_or(0)).sum();
     let is_ready = ready >= desired && !decision.busy && existing == desired;
+    if is_ready {
+        conditions.extend(rebalance_new_brokers(&c, ctx).await);
+    }
     conditions.push(if is_ready {
         Cond::new(
             "Ready",
@@ -319,6 +322,62 @@ async fn decide_scale<F: AdminFactory>(
                 busy: true,
             })
         }
+    }
+}
+
+/// After a scale-up, once every broker is ready: when a broker holds no replica at all, spreads
+/// replicas onto it. Failures are reported as a condition, not as a failed reconcile, so the
+/// rest of the status still gets written.
+async fn rebalance_new_brokers<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    ctx: &Context<F>,
+) -> Option<Cond> {
+    let brokers = resources::desired_node_ids(c.spec);
+    let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+    let partitions = match admin.all_partitions().await {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(Cond::new(
+                "Degraded",
+                true,
+                "AdminUnavailable",
+                e.to_string(),
+            ));
+        }
+    };
+    let slots: usize = partitions.values().map(Vec::len).sum();
+    let empty = brokers
+        .iter()
+        .filter(|b| !partitions.values().any(|r| r.contains(b)))
+        .count();
+    if empty == 0 || slots < brokers.len() {
+        return None;
+    }
+    let mut racks = BTreeMap::new();
+    for (i, zone) in c.spec.zones.iter().enumerate() {
+        for id in resources::zone_node_ids(c.spec, i) {
+            racks.insert(id, zone.clone());
+        }
+    }
+    let plan = plan_rebalance(&partitions, &brokers, &racks);
+    if plan.is_empty() {
+        return None;
+    }
+    match admin.reassign_partitions(&plan).await {
+        Ok(()) => {
+            tracing::info!(
+                cluster = c.name,
+                partitions = plan.len(),
+                "rebalancing onto new brokers"
+            );
+            None
+        }
+        Err(e) => Some(Cond::new(
+            "Degraded",
+            true,
+            "RebalanceFailed",
+            e.to_string(),
+        )),
     }
 }
 

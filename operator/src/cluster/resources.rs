@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service, ServiceAccount, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service,
+    ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,6 +33,9 @@ pub const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/strait-dev/strait-broker:",
     env!("CARGO_PKG_VERSION")
 );
+
+/// User and group id of the broker process (see operator/images/broker.Dockerfile).
+pub const BROKER_UID: i64 = 65532;
 
 /// Identity of a Cluster the builders need.
 #[derive(Clone, Debug)]
@@ -349,6 +352,14 @@ pub fn statefulset(
                 spec: Some(PodSpec {
                     service_account_name: Some(names::service_account(c.name)),
                     automount_service_account_token: Some(false),
+                    // The broker image runs as uid 65532; fsGroup makes the volume writable.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(BROKER_UID),
+                        run_as_group: Some(BROKER_UID),
+                        fs_group: Some(BROKER_UID),
+                        ..PodSecurityContext::default()
+                    }),
                     termination_grace_period_seconds: Some(120),
                     containers: vec![container],
                     volumes: Some(vec![Volume {

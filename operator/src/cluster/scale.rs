@@ -91,6 +91,62 @@ pub fn plan_scale_down(
     Ok(moves)
 }
 
+/// After a scale-up: moves replicas from the most to the least loaded brokers (new brokers start
+/// empty) until no move would narrow a gap of two or more, never putting two replicas of a
+/// partition on one broker, preferring a broker in the same rack, and moving followers before
+/// leaders. Empty when the load is already even.
+pub fn plan_rebalance(
+    partitions: &BTreeMap<PartitionKey, Vec<i32>>,
+    brokers: &[i32],
+    racks: &BTreeMap<i32, String>,
+) -> BTreeMap<PartitionKey, Vec<i32>> {
+    let mut load: BTreeMap<i32, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    let mut current = partitions.clone();
+    let mut slots = 0;
+    for replicas in current.values() {
+        slots += replicas.len();
+        for b in replicas {
+            if let Some(n) = load.get_mut(b) {
+                *n += 1;
+            }
+        }
+    }
+    // Each move lowers the sum of squared loads, so the passes end; the bound is a backstop.
+    for _ in 0..=slots {
+        let mut moved = false;
+        for replicas in current.values_mut() {
+            for slot in (0..replicas.len()).rev() {
+                let from = replicas[slot];
+                let Some(&from_load) = load.get(&from) else {
+                    continue;
+                };
+                let rack = racks.get(&from);
+                let target = load
+                    .iter()
+                    .filter(|(b, n)| !replicas.contains(b) && **n + 2 <= from_load)
+                    .min_by_key(|(b, n)| (**n, racks.get(b) != rack, **b))
+                    .map(|(b, _)| *b);
+                let Some(to) = target else { continue };
+                replicas[slot] = to;
+                if let Some(n) = load.get_mut(&from) {
+                    *n -= 1;
+                }
+                if let Some(n) = load.get_mut(&to) {
+                    *n += 1;
+                }
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    current
+        .into_iter()
+        .filter(|(k, r)| partitions.get(k) != Some(r))
+        .collect()
+}
+
 /// Partitions that still have a replica on one of `leaving`.
 pub fn partitions_on(
     partitions: &BTreeMap<PartitionKey, Vec<i32>>,
@@ -160,6 +216,33 @@ mod tests {
         assert_eq!(
             plan_scale_down(&partitions, &[], &racks()),
             Err(ScaleDownRefused::NoBrokersLeft)
+        );
+    }
+
+    #[test]
+    fn rebalance_fills_new_brokers_without_duplicates() {
+        // Three brokers each hold all 6 partitions (rf 3); 1 and 1001 are new and empty.
+        let partitions: BTreeMap<_, _> =
+            (0..6).map(|p| (key("t", p), vec![0, 1000, 2000])).collect();
+        let brokers = [0, 1, 1000, 1001, 2000];
+        let plan = plan_rebalance(&partitions, &brokers, &racks());
+        let mut after = partitions.clone();
+        after.extend(plan.clone());
+        let mut load: BTreeMap<i32, usize> = BTreeMap::new();
+        for replicas in after.values() {
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            assert_eq!(distinct.len(), replicas.len(), "{replicas:?}");
+            for b in replicas {
+                *load.entry(*b).or_default() += 1;
+            }
+        }
+        // 18 replicas over 5 brokers: every broker ends with 3 or 4.
+        assert!(load.values().all(|n| (3..=4).contains(n)), "{load:?}");
+        assert_eq!(load.len(), 5);
+        assert!(!plan.is_empty());
+        assert!(
+            plan_rebalance(&after, &brokers, &racks()).is_empty(),
+            "balanced stays put"
         );
     }
 
