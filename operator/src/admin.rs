@@ -130,6 +130,8 @@ pub trait KafkaAdmin: Send + Sync {
         replication_factor: i16,
         config: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// The cluster id the brokers report (`None` when they report none).
+    fn cluster_id(&self) -> impl Future<Output = Result<Option<String>, AdminError>> + Send;
     /// Replica lists of every partition of every topic.
     fn all_partitions(
         &self,
@@ -407,6 +409,13 @@ impl KafkaAdmin for WireAdmin {
             partitions,
             config,
         }))
+    }
+
+    async fn cluster_id(&self) -> Result<Option<String>, AdminError> {
+        // An empty topic list asks for brokers and cluster id only.
+        let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_V, &request).await?;
+        Ok(resp.cluster_id.map(|id| id.to_string()))
     }
 
     async fn all_partitions(&self) -> Result<BTreeMap<(String, i32), Vec<i32>>, AdminError> {

@@ -143,6 +143,7 @@ async fn ready_brokers_make_the_cluster_ready() {
     let status = status_patch(&seen, "/clusters/kafka");
     assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
     assert_eq!(status["readyReplicas"], 3);
+    assert_eq!(status["clusterId"], "fake-cluster-id");
     assert_eq!(status["replicas"], 3);
     assert!(
         status["selector"]

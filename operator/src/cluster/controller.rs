@@ -169,8 +169,16 @@ async fn reconcile_inner<F: AdminFactory>(
     let desired = c.spec.replicas;
     let existing: i32 = current.iter().map(|r| r.unwrap_or(0)).sum();
     let is_ready = ready >= desired && !decision.busy && existing == desired;
+    let mut cluster_id = previous.cluster_id.clone();
     if is_ready {
         conditions.extend(rebalance_new_brokers(&c, ctx).await);
+        if cluster_id.is_none() {
+            let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+            match admin.cluster_id().await {
+                Ok(id) => cluster_id = id,
+                Err(e) => tracing::warn!(error = %e, "cannot read the cluster id"),
+            }
+        }
     }
     conditions.push(if is_ready {
         Cond::new(
@@ -235,7 +243,7 @@ async fn reconcile_inner<F: AdminFactory>(
         ready_replicas: ready,
         selector: Some(names::selector_string(c.name)),
         listeners: listener_status(&c),
-        cluster_id: previous.cluster_id.clone(),
+        cluster_id,
         config_hash: Some(hash),
     };
     patch_status(&api, c.name, status).await?;
