@@ -358,10 +358,13 @@ fn sb(s: &str) -> StrBytes {
 
 impl KafkaAdmin for WireAdmin {
     async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, AdminError> {
-        let request = MetadataRequest::default().with_topics(Some(vec![
-            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                .with_name(Some(topic_name(name))),
-        ]));
+        // Kafka's default would auto-create the topic being asked about.
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(topic_name(name))),
+            ]));
         let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_V, &request).await?;
         let Some(topic) = resp.topics.first() else {
             return Ok(None);
@@ -383,7 +386,9 @@ impl KafkaAdmin for WireAdmin {
         let configs = DescribeConfigsRequest::default().with_resources(vec![
             kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(CONFIG_RESOURCE_TOPIC)
-                .with_resource_name(sb(name)),
+                .with_resource_name(sb(name))
+                // `None` asks for every key (the message default is an empty list: none).
+                .with_configuration_keys(None),
         ]);
         let resp: DescribeConfigsResponse = self
             .call(ApiKey::DescribeConfigs, DESCRIBE_CONFIGS_V, &configs)
@@ -413,13 +418,17 @@ impl KafkaAdmin for WireAdmin {
 
     async fn cluster_id(&self) -> Result<Option<String>, AdminError> {
         // An empty topic list asks for brokers and cluster id only.
-        let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(Vec::new()));
         let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_V, &request).await?;
         Ok(resp.cluster_id.map(|id| id.to_string()))
     }
 
     async fn all_partitions(&self) -> Result<BTreeMap<(String, i32), Vec<i32>>, AdminError> {
-        let request = MetadataRequest::default().with_topics(None);
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(None);
         let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_V, &request).await?;
         let mut out = BTreeMap::new();
         for topic in &resp.topics {
@@ -483,7 +492,9 @@ impl KafkaAdmin for WireAdmin {
             .with_topics(vec![
                 CreatePartitionsTopic::default()
                     .with_name(topic_name(name))
-                    .with_count(count),
+                    .with_count(count)
+                    // `None`: the cluster places the new partitions.
+                    .with_assignments(None),
             ])
             .with_timeout_ms(30_000);
         let resp: CreatePartitionsResponse = self
@@ -750,6 +761,8 @@ impl KafkaAdmin for WireAdmin {
         let request = DescribeAclsRequest::default()
             .with_resource_type_filter(1)
             .with_pattern_type_filter(1)
+            .with_resource_name_filter(None)
+            .with_host_filter(None)
             .with_principal_filter(Some(sb(principal)))
             .with_operation(1)
             .with_permission_type(1);

@@ -1,0 +1,113 @@
+//! The wire admin client against a real Strait broker process (the e2e harness starts it on a
+//! free 127.0.0.1 port): create, describe, grow, configure and delete a topic, and the Topic
+//! plan computed from what the broker reports.
+
+use std::collections::BTreeMap;
+
+use strait_crds::{ClusterReference, DeletionPolicy, TopicSpec};
+use strait_e2e::Broker;
+use strait_operator::admin::{AdminError, KafkaAdmin, WireAdmin};
+use strait_operator::topic::plan::plan;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_lifecycle_over_the_wire() {
+    let broker = tokio::task::spawn_blocking(|| Broker::start(&[]))
+        .await
+        .unwrap_or_else(|e| panic!("join: {e}"))
+        .unwrap_or_else(|e| panic!("start broker: {e}"));
+    let admin = WireAdmin::new(&broker.bootstrap());
+
+    assert_eq!(admin.describe_topic("orders").await.ok(), Some(None));
+    let config = BTreeMap::from([("retention.ms".to_owned(), "3600000".to_owned())]);
+    admin
+        .create_topic("orders", 2, 1, &config)
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let described = admin
+        .describe_topic("orders")
+        .await
+        .unwrap_or_else(|e| panic!("describe: {e}"))
+        .unwrap_or_else(|| panic!("topic missing after create"));
+    assert_eq!(described.partitions.len(), 2);
+    assert_eq!(described.replication_factor(), 1);
+    assert_eq!(
+        described.config.get("retention.ms").map(String::as_str),
+        Some("3600000")
+    );
+    assert_ne!(described.topic_id, uuid::Uuid::nil().to_string());
+
+    // Creating it again is Kafka's TOPIC_ALREADY_EXISTS.
+    let again = admin.create_topic("orders", 2, 1, &config).await;
+    assert!(
+        matches!(again, Err(AdminError::Kafka { code: 36, .. })),
+        "{again:?}"
+    );
+
+    // A spec with more partitions and another config: the plan grows and reconfigures.
+    let spec = TopicSpec {
+        cluster: ClusterReference {
+            bootstrap_servers: Some(broker.bootstrap()),
+            ..ClusterReference::default()
+        },
+        topic_name: None,
+        partitions: 4,
+        replicas: 1,
+        config: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+        deletion_policy: DeletionPolicy::Delete,
+    };
+    let p = plan(&spec, Some(&described));
+    assert_eq!(p.grow_partitions, Some(4));
+    admin
+        .create_partitions("orders", 4)
+        .await
+        .unwrap_or_else(|e| panic!("create partitions: {e}"));
+    admin
+        .alter_topic_config("orders", &p.config_changes)
+        .await
+        .unwrap_or_else(|e| panic!("alter config: {e}"));
+    let after = admin
+        .describe_topic("orders")
+        .await
+        .unwrap_or_else(|e| panic!("describe: {e}"))
+        .unwrap_or_else(|| panic!("topic missing"));
+    assert_eq!(after.partitions.len(), 4);
+    assert_eq!(
+        after.config.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    assert!(
+        !after.config.contains_key("retention.ms"),
+        "{:?}",
+        after.config
+    );
+    assert_eq!(plan(&spec, Some(&after)), Default::default());
+
+    let all = admin
+        .all_partitions()
+        .await
+        .unwrap_or_else(|e| panic!("metadata: {e}"));
+    assert_eq!(all.keys().filter(|(t, _)| t == "orders").count(), 4);
+
+    admin
+        .delete_topic("orders")
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    admin
+        .delete_topic("orders")
+        .await
+        .unwrap_or_else(|e| panic!("delete absent: {e}"));
+    // Deletion may complete asynchronously: poll with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let described = admin.describe_topic("orders").await;
+        if matches!(described, Ok(None)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topic still described: {described:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(broker);
+}
