@@ -73,6 +73,7 @@ pub const DEFAULT_METRICS_PORT: i32 = 9404;
 #[x_kube(validation = Rule::new("self.replicas <= 999 * size(self.zones)").message("at most 999 brokers per zone"))]
 #[x_kube(validation = Rule::new("self.zones.all(z, self.zones.exists_one(y, y == z))").message("zones must be unique"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, l.port != 9091)").message("port 9091 is reserved for inter-broker traffic"))]
+#[x_kube(validation = Rule::new("self.listeners.all(l, l.name != 'replication' && l.name != 'metrics')").message("listener names replication and metrics are reserved"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.name == l.name))").message("listener names must be unique"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.port == l.port))").message("listener ports must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.metrics) || !has(self.metrics.port) || self.listeners.all(l, l.port != self.metrics.port)").message("the metrics port must differ from every listener port"))]
@@ -144,8 +145,9 @@ pub struct Storage {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Listener {
-    /// Listener name (upper-cased as the Kafka listener name).
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,24}$"))]
+    /// Listener name (upper-cased as the Kafka listener name); at most 15 characters, as it
+    /// also names Service and container ports. `replication` and `metrics` are reserved.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,14}$"))]
     pub name: String,
     /// Container port.
     #[schemars(range(min = 1024, max = 65535))]
