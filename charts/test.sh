@@ -24,6 +24,9 @@ fail() {
     failures=$((failures + 1))
 }
 
+echo "==> chart copies of the alert rules and dashboards are current"
+bash charts/sync-monitoring.sh --check || fail "stale monitoring files in the chart"
+
 echo "==> helm lint"
 "$HELM" lint --strict "$CHART" || fail "helm lint (defaults)"
 "$HELM" lint --strict "$CHART" -f "$CHART/ci/test-values.yaml" || fail "helm lint (ci/test-values.yaml)"
@@ -44,7 +47,8 @@ expect = {
                      "Service": 1},
     # Two watched namespaces: a Role and RoleBinding each, plus the leader-election pair.
     "ci.yaml": {"CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
-                "Role": 3, "RoleBinding": 3, "Service": 1, "ServiceMonitor": 1},
+                "Role": 3, "RoleBinding": 3, "Service": 1, "ServiceMonitor": 1,
+                "PrometheusRule": 1, "PodMonitor": 1, "ConfigMap": 1},
 }
 bad = False
 for name, kinds in expect.items():
@@ -67,6 +71,28 @@ for name, kinds in expect.items():
             if ep.get("port") != "metrics" or not d["spec"]["selector"]["matchLabels"]:
                 print(f"{name}: malformed ServiceMonitor {d}", file=sys.stderr)
                 bad = True
+        if d["kind"] == "PrometheusRule":
+            # The chart ships exactly the rules in dashboards/alerts.yaml.
+            shipped = yaml.safe_load(open("dashboards/alerts.yaml"))
+            if d["spec"] != shipped:
+                print(f"{name}: PrometheusRule differs from dashboards/alerts.yaml", file=sys.stderr)
+                bad = True
+        if d["kind"] == "PodMonitor":
+            ep = d["spec"]["podMetricsEndpoints"][0]
+            sel = d["spec"]["selector"]["matchLabels"]
+            if ep.get("port") != "metrics" or sel.get("app.kubernetes.io/component") != "broker":
+                print(f"{name}: malformed PodMonitor {d}", file=sys.stderr)
+                bad = True
+        if d["kind"] == "ConfigMap":
+            import json
+            dashboards = sorted(f for f in os.listdir("dashboards") if f.endswith(".json"))
+            if d["metadata"]["labels"].get("grafana_dashboard") != "1" or sorted(d["data"]) != dashboards:
+                print(f"{name}: dashboards ConfigMap {sorted(d['data'])} vs {dashboards}", file=sys.stderr)
+                bad = True
+            for f, body in d["data"].items():
+                if json.loads(body) != json.load(open(os.path.join("dashboards", f))):
+                    print(f"{name}: dashboard {f} differs from dashboards/{f}", file=sys.stderr)
+                    bad = True
         if d["kind"] == "Deployment":
             c = d["spec"]["template"]["spec"]["containers"][0]
             env = {e["name"]: e for e in c["env"]}

@@ -94,4 +94,31 @@ mod tests {
             text.contains("strait_operator_reconcile_duration_seconds_count{kind=\"Cluster\"} 1")
         );
     }
+
+    /// The shipped operator dashboard and alert rules must only use metrics the operator
+    /// actually exports (no cluster runs here to evaluate them, so check the names).
+    #[test]
+    fn dashboards_and_alerts_use_exported_names() {
+        let m = Metrics::new().expect("metrics");
+        m.reconciled("Cluster", Duration::from_millis(1));
+        m.failed("Cluster", "kafka");
+        let text = m.render();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/");
+        let mut checked = 0;
+        for file in ["strait-operator.json", "alerts.yaml"] {
+            let body = std::fs::read_to_string(format!("{root}{file}")).expect("dashboard file");
+            for (i, _) in body.match_indices("strait_operator_") {
+                let name: String = body[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    text.contains(&format!("{name}{{")) || text.contains(&format!("{name} ")),
+                    "{file} uses {name}, which the operator does not export"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 3, "no operator metrics found in the dashboards");
+    }
 }
