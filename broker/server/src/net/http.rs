@@ -1,5 +1,6 @@
-//! The broker's HTTP listener (`metrics.listener`): `GET /metrics` in Prometheus text format and
-//! `GET /healthz`. Served by hyper on the same runtime; it only reads broker state, so a slow
+//! The broker's HTTP listener (`metrics.listener`): `GET /metrics` in Prometheus text format,
+//! `GET /healthz` (the process serves) and `GET /ready` (200 only when this broker is caught up:
+//! used as the pod's readiness by the operator, so a rolling restart waits for it). Served by hyper on the same runtime; it only reads broker state, so a slow
 //! scraper cannot delay Kafka requests.
 
 use std::convert::Infallible;
@@ -43,6 +44,14 @@ async fn route(
             )
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/ready") => match broker.readiness() {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{why}\n"),
+            ),
+        },
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
