@@ -265,23 +265,17 @@ impl ConsumerContext for MemberContext {
             Rebalance::Revoke(list) => {
                 let partitions = partitions_of(list);
                 self.commit_pending(consumer, Some(&partitions));
+                // Ownership ends here: this thread processes nothing more from these partitions,
+                // and right after this callback rust-rdkafka unassigns them, after which
+                // librdkafka may rejoin and another member may get them before
+                // `post_rebalance` runs, so recording it there would race with that member.
+                self.log
+                    .event(&self.name, RebalanceKind::Revoke, partitions, String::new());
             }
             Rebalance::Error(e) => {
                 self.log
                     .event(&self.name, RebalanceKind::Error, Vec::new(), e.to_string());
             }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            // Ownership ends only once the client has let go of the partitions.
-            self.log.event(
-                &self.name,
-                RebalanceKind::Revoke,
-                partitions_of(list),
-                String::new(),
-            );
         }
     }
 }
