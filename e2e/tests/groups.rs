@@ -18,10 +18,13 @@ use strait_e2e::wire::WireClient;
 use strait_e2e::{Admin, Broker, TestMessage, produce_all, producer_config, wait_for, wait_until};
 
 const PARTITIONS: i32 = 6;
-/// Messages per second produced while the group rebalances.
-const RATE: u32 = 2000;
-/// Messages each phase of the scenario must process before the next membership change.
-const PER_PHASE: usize = 3000;
+/// Messages produced while the group rebalances (the 300k).
+const TOTAL: u64 = 300_000;
+/// Messages per second: the stream lasts 30 s, long enough for both membership changes to
+/// complete while it flows.
+const RATE: u32 = 10_000;
+/// Messages processed in each phase before the next membership change.
+const PER_PHASE: usize = 5_000;
 const STABLE_TIMEOUT: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -122,25 +125,18 @@ fn revoked_between(log: &GroupLog, member: &str, after: u64, until: u64) -> BTre
 /// mid-stream. Checks the assignment of each generation, ownership never overlapping, every
 /// produced message processed at least once, and what the protocol promises about movement.
 fn rebalance_scenario(protocol: Protocol) {
-    let broker = Broker::start(&[("group.initial.rebalance.delay.ms", "0")]).expect("broker");
+    // KIP-848 members learn of a new target assignment on their next heartbeat; Kafka's 5 s
+    // default would stretch each rebalance over several seconds of the stream.
+    let broker = Broker::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.heartbeat.interval.ms", "500"),
+    ])
+    .expect("broker");
     let topic = "group-stream";
     let group = format!("group-{protocol:?}").to_lowercase();
     Admin::new(&broker.bootstrap())
         .and_then(|a| a.create_topic(topic, PARTITIONS, &[]))
         .expect("create topic");
-    let mut pconfig = producer_config(&broker.bootstrap());
-    pconfig.set("acks", "all");
-    let producer = BackgroundProducer::start(
-        pconfig,
-        topic,
-        LoadPlan {
-            partitions: PARTITIONS,
-            limit: None,
-            rate: Some(RATE),
-            max_duration: Duration::from_secs(240),
-        },
-    )
-    .expect("producer");
 
     let log = Arc::new(GroupLog::default());
     let config = member_config(&broker.bootstrap(), &group, protocol);
@@ -156,12 +152,38 @@ fn rebalance_scenario(protocol: Protocol) {
         &["member-a", "member-b", "member-c"],
         "a, b, c stable",
     );
+
+    let mut pconfig = producer_config(&broker.bootstrap());
+    pconfig.set("acks", "all");
+    let producer = BackgroundProducer::start(
+        pconfig,
+        topic,
+        LoadPlan {
+            partitions: PARTITIONS,
+            limit: Some(TOTAL),
+            rate: Some(RATE),
+            max_duration: Duration::from_secs(240),
+        },
+    )
+    .expect("producer");
+    // Membership changes are tied to the stream's progress: c leaves a third of the way in,
+    // d joins at two thirds, and both rebalances must settle before the stream ends.
+    let wait_sent = |count: u64, what: &str| {
+        wait_until(STABLE_TIMEOUT, what, || producer.sent() as u64 >= count)
+            .unwrap_or_else(|e| panic!("{e}: sent {}", producer.sent()));
+    };
     wait_processed(&log, PER_PHASE, "first phase processed");
+    wait_sent(TOTAL / 3, "a third of the stream sent");
 
     c.leave().expect("member-c leaves");
     let second = wait_stable(&log, &["member-a", "member-b"], "a, b stable after c left");
     let mark = log.processed_count();
     wait_processed(&log, mark + PER_PHASE, "second phase processed");
+    assert!(
+        !producer.finished(),
+        "the stream ended before the group settled after c left"
+    );
+    wait_sent(2 * TOTAL / 3, "two thirds of the stream sent");
 
     let d = spawn("member-d");
     let third = wait_stable(
@@ -171,6 +193,14 @@ fn rebalance_scenario(protocol: Protocol) {
     );
     let mark = log.processed_count();
     wait_processed(&log, mark + PER_PHASE, "third phase processed");
+    assert!(
+        !producer.finished(),
+        "the stream ended before the group settled after d joined"
+    );
+    wait_until(STABLE_TIMEOUT, "whole stream sent and flushed", || {
+        producer.finished()
+    })
+    .unwrap_or_else(|e| panic!("{e}: sent {}", producer.sent()));
 
     let acked = producer.stop().expect("stop producer");
     let failed: Vec<_> = acked.iter().filter(|a| a.result.is_err()).collect();
@@ -179,6 +209,7 @@ fn rebalance_scenario(protocol: Protocol) {
         "failed deliveries: {:?}",
         &failed[..failed.len().min(5)]
     );
+    assert_eq!(acked.len() as u64, TOTAL, "delivery reports");
     // Every acknowledged (partition, offset) must be processed.
     let expected: HashMap<(i32, i64), String> = acked
         .iter()
@@ -190,6 +221,11 @@ fn rebalance_scenario(protocol: Protocol) {
         })
         .collect();
     let coverage = |log: &GroupLog| -> usize {
+        // Cheap precheck: at least one processing per acknowledged message is necessary.
+        let processed = log.processed_count();
+        if processed < expected.len() {
+            return expected.len() - processed;
+        }
         let seen: BTreeSet<(i32, i64)> = log
             .processed_messages()
             .iter()
