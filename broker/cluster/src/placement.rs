@@ -1,0 +1,1 @@
+//! Kafka's rack-aware replica assignment for new topics and partitions.

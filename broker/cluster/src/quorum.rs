@@ -1,0 +1,1 @@
+//! The replicated metadata log: openraft over tonic gRPC.

@@ -1,0 +1,55 @@
+//! Metadata records: the entries of the replicated metadata log. Each record is a complete,
+//! already-decided change (the controller did the deciding), so applying one is a pure, total
+//! function of the image and the record: every node folds the same log into the same image.
+//!
+//! Records are state-based where that keeps them idempotent: a partition change carries the whole
+//! new partition state rather than a delta.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::image::{BrokerRegistration, PartitionState};
+
+/// One entry of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// A broker (re-)registered. Replaces any earlier registration of the same id; the broker
+    /// starts fenced until its first heartbeat shows it caught up with the metadata log.
+    RegisterBroker(BrokerRegistration),
+    /// The broker stopped heartbeating (or was told to shut down): it leads nothing and is in no
+    /// ISR any more (the same change carries the partition records that move those away).
+    FenceBroker { id: i32, epoch: i64 },
+    /// The broker heartbeats and has caught up with the metadata log.
+    UnfenceBroker { id: i32, epoch: i64 },
+    /// The broker asked for a controlled shutdown; it is leaving its leaderships.
+    BeginControlledShutdown { id: i32, epoch: i64 },
+    /// A topic with its partitions' initial states.
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+        partitions: Vec<PartitionState>,
+    },
+    /// The topic and all its partitions are gone.
+    DeleteTopic { name: String },
+    /// New partitions appended to a topic (indexes continue from the current count).
+    AddPartitions {
+        topic: String,
+        partitions: Vec<PartitionState>,
+    },
+    /// The topic's full set of configuration overrides (replace semantics).
+    SetTopicConfigs {
+        topic: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// The new state of one partition: leader election, ISR change, reassignment step.
+    ChangePartition {
+        topic: String,
+        partition: i32,
+        state: PartitionState,
+    },
+    /// Producer ids `[first, first + count)` now belong to `broker`.
+    AllocateProducerIds { broker: i32, first: i64, count: i64 },
+}

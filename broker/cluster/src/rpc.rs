@@ -1,0 +1,182 @@
+//! The controller RPCs brokers send to the quorum leader (the active controller): registration,
+//! heartbeats, ISR changes, and the admin operations Kafka clients may send to any broker. They
+//! travel serialised over the quorum's gRPC service; the types here are what both ends agree on.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::image::{Endpoint, PartitionState};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// A broker process starts (or restarts): it gets a new broker epoch and starts fenced.
+    RegisterBroker {
+        id: i32,
+        incarnation: Uuid,
+        rack: Option<String>,
+        endpoints: Vec<Endpoint>,
+    },
+    /// Sent every `broker.heartbeat.interval.ms`. `metadata_offset` is the last metadata log
+    /// index the broker has applied: it is unfenced once that reaches the controller's view at
+    /// registration. `want_shutdown` starts a controlled shutdown.
+    Heartbeat {
+        id: i32,
+        epoch: i64,
+        metadata_offset: u64,
+        want_shutdown: bool,
+    },
+    /// A partition leader asks to change the ISR (KIP-497 AlterPartition). Rejected when the
+    /// leader or partition epoch it is based on is stale.
+    AlterPartition {
+        broker: i32,
+        broker_epoch: i64,
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    /// Grow `topic` to `count` partitions; `assignments` gives the new partitions' replicas.
+    CreatePartitions {
+        topic: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
+    /// Replace the topic's config overrides (already validated by the broker).
+    SetTopicConfigs {
+        topic: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// A block of producer ids for the broker's InitProducerId answers.
+    AllocateProducerIds { broker: i32, broker_epoch: i64 },
+    /// Kafka's ElectLeaders: `preferred` (else unclean) for the given partitions (`None`: all).
+    ElectLeaders {
+        preferred: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// Kafka's AlterPartitionReassignments: target replicas, `None` cancels.
+    AlterReassignments {
+        changes: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
+    /// Kafka's ListPartitionReassignments (`None`: every ongoing one).
+    ListReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
+}
+
+/// A topic to create. `replication_factor`/`partitions` of -1 mean the broker defaults, already
+/// substituted by the broker before sending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Manual assignment, partition index order; overrides the two counts when present.
+    pub assignments: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+        /// Controlled shutdown finished: the broker leads nothing and may exit.
+        should_shutdown: bool,
+    },
+    /// The partition's state after the change.
+    AlterPartition(PartitionState),
+    /// Per topic, in request order.
+    CreateTopics(Vec<Result<CreatedTopic, ControllerError>>),
+    DeleteTopics(Vec<Result<Uuid, ControllerError>>),
+    Done,
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    /// Per partition: Ok when a new leader was elected.
+    ElectLeaders(Vec<((String, i32), Result<(), ControllerError>)>),
+    AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
+    /// (topic, partition, replicas, adding, removing).
+    Reassignments(Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// Why the controller refused; each maps to one Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ControllerError {
+    #[error("this node is not the active controller (leader: {leader:?})")]
+    NotController { leader: Option<i32> },
+    #[error("no active controller can be reached: {0}")]
+    Unavailable(String),
+    #[error("broker {id} epoch {epoch} is stale or unknown")]
+    StaleBrokerEpoch { id: i32, epoch: i64 },
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("fenced leader epoch: {0}")]
+    FencedLeaderEpoch(String),
+    #[error("stale partition epoch: {0}")]
+    InvalidUpdateVersion(String),
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
+    #[error("election not needed")]
+    ElectionNotNeeded,
+    #[error("preferred leader not available")]
+    PreferredLeaderNotAvailable,
+    #[error("no eligible leader available")]
+    EligibleLeadersNotAvailable,
+    #[error("no reassignment in progress")]
+    NoReassignmentInProgress,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl ControllerError {
+    /// Kafka's error code for this refusal.
+    pub fn code(&self) -> i16 {
+        match self {
+            ControllerError::NotController { .. } => 41,
+            ControllerError::Unavailable(_) => 41,
+            ControllerError::StaleBrokerEpoch { .. } => 77,
+            ControllerError::TopicExists(_) => 36,
+            ControllerError::UnknownTopicOrPartition(_) => 3,
+            ControllerError::InvalidReplicationFactor(_) => 38,
+            ControllerError::InvalidPartitions(_) => 37,
+            ControllerError::InvalidReplicaAssignment(_) => 39,
+            ControllerError::FencedLeaderEpoch(_) => 74,
+            ControllerError::InvalidUpdateVersion(_) => 108,
+            ControllerError::IneligibleReplica(_) => 107,
+            ControllerError::ElectionNotNeeded => 84,
+            ControllerError::PreferredLeaderNotAvailable => 80,
+            ControllerError::EligibleLeadersNotAvailable => 83,
+            ControllerError::NoReassignmentInProgress => 85,
+            ControllerError::InvalidRequest(_) => 42,
+        }
+    }
+}
