@@ -1,1 +1,347 @@
 //! The replicated metadata log: openraft over tonic gRPC.
+//!
+//! Every controller (voter of `controller.quorum.voters`) runs a [`Quorum`]: an openraft node
+//! whose log entries are [`MetadataBatch`]es (one controller decision, applied atomically) and
+//! whose state machine is the metadata [`Image`]. The same gRPC service carries Raft's RPCs, the
+//! controller RPCs brokers send ([`ControllerClient`]) and the metadata long poll of broker-only
+//! nodes ([`MetadataFollower`]). Only the Raft leader runs the [`Controller`](crate::controller::Controller)
+//! (see `active`).
+//!
+//! On disk (`QuorumConfig::dir`): `raft-log` (entries, fsynced per append), `vote.json`
+//! (fsynced), `committed.json`, and `snapshot` (the serialised image with its Raft metadata).
+//! A snapshot is taken every `snapshot_every` entries and the log is purged up to it.
+
+mod active;
+mod client;
+mod codec;
+mod durable;
+mod follower;
+mod log_store;
+mod network;
+mod proto;
+mod service;
+mod state_machine;
+
+use std::collections::BTreeMap;
+use std::io::{self, Cursor};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, RaftMetrics, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+
+pub use client::ControllerClient;
+pub use follower::MetadataFollower;
+
+use crate::controller::ControllerSettings;
+use crate::image::Image;
+use crate::record::MetadataRecord;
+use crate::rpc::ControllerError;
+use active::ActiveController;
+use log_store::LogStore;
+use network::Network;
+use proto::{MAX_MESSAGE_BYTES, QuorumServer};
+use service::QuorumService;
+use state_machine::StateMachine;
+
+/// openraft's node id: a Kafka `node.id` (never negative for a voter).
+pub type NodeId = u64;
+
+/// One metadata log entry: the records of one controller decision, applied atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataBatch {
+    pub records: Vec<MetadataRecord>,
+}
+
+openraft::declare_raft_types!(
+    /// The quorum's openraft types: entries carry [`MetadataBatch`]es, snapshots are the
+    /// serialised [`Image`] in memory.
+    pub TypeConfig:
+        D = MetadataBatch,
+        R = (),
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// Raft heartbeat interval.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+/// A follower that hears no leader for a random time in this range starts an election.
+pub const ELECTION_TIMEOUT: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_millis(1000));
+/// How often the active controller's periodic work runs.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+fn node_to_i32(id: NodeId) -> Option<i32> {
+    i32::try_from(id).ok()
+}
+
+/// What a voter needs to run the quorum.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// Kafka `node.id` of this controller.
+    pub node_id: i32,
+    /// `controller.quorum.voters`: id -> `host:port` of each voter's controller listener.
+    pub voters: BTreeMap<i32, String>,
+    /// Address the quorum gRPC service listens on (this controller's CONTROLLER listener).
+    pub bind: SocketAddr,
+    /// Metadata log directory; created if missing.
+    pub dir: PathBuf,
+    pub settings: ControllerSettings,
+    /// Log entries between snapshots; the log is purged up to each snapshot.
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error("invalid quorum configuration: {0}")]
+    Config(String),
+    #[error("metadata log directory {dir}: {source}")]
+    Storage { dir: PathBuf, source: io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("this voter is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<i32> },
+    #[error("the metadata quorum is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A running voter of the metadata quorum: Raft, its gRPC server and the active controller.
+pub struct Quorum {
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    image: watch::Receiver<Arc<Image>>,
+    active: Arc<ActiveController>,
+    stopping: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+}
+
+fn validate(config: &QuorumConfig) -> Result<(NodeId, BTreeMap<NodeId, BasicNode>), QuorumError> {
+    let node_id = NodeId::try_from(config.node_id)
+        .map_err(|_| QuorumError::Config(format!("node.id {} is negative", config.node_id)))?;
+    if !config.voters.contains_key(&config.node_id) {
+        return Err(QuorumError::Config(format!(
+            "node.id {} is not among controller.quorum.voters",
+            config.node_id
+        )));
+    }
+    if config.snapshot_every == 0 {
+        return Err(QuorumError::Config(
+            "snapshot_every must be positive".into(),
+        ));
+    }
+    let mut members = BTreeMap::new();
+    for (id, addr) in &config.voters {
+        let id = NodeId::try_from(*id)
+            .map_err(|_| QuorumError::Config(format!("voter id {id} is negative")))?;
+        members.insert(id, BasicNode::new(addr));
+    }
+    Ok((node_id, members))
+}
+
+fn raft_config(snapshot_every: u64) -> Result<Config, QuorumError> {
+    Config {
+        cluster_name: "strait-metadata".into(),
+        heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
+        election_timeout_min: ELECTION_TIMEOUT.0.as_millis() as u64,
+        election_timeout_max: ELECTION_TIMEOUT.1.as_millis() as u64,
+        // Per snapshot chunk; chunks travel as JSON (a byte array grows about 3.5 times).
+        install_snapshot_timeout: 2_000,
+        snapshot_max_chunk_size: 256 * 1024,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+        // Lagging voters get the snapshot instead of old entries.
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|e| QuorumError::Config(e.to_string()))
+}
+
+impl Quorum {
+    /// Opens the metadata log in `config.dir`, starts Raft and the gRPC server on `config.bind`,
+    /// and, when the log is empty, initialises the cluster with every voter. Every voter does
+    /// this at its first start: openraft allows initialisation with the same membership by any
+    /// number of voters, all of them write the same first entry.
+    pub async fn start(config: QuorumConfig) -> Result<Quorum, QuorumError> {
+        let (node_id, members) = validate(&config)?;
+        let storage_error = |source| QuorumError::Storage {
+            dir: config.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.dir).map_err(storage_error)?;
+        let (image_tx, image_rx) = watch::channel(Arc::new(Image::default()));
+        let log_store = LogStore::open(&config.dir).map_err(storage_error)?;
+        let state_machine =
+            StateMachine::open(&config.dir, Arc::new(image_tx)).map_err(storage_error)?;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| QuorumError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+
+        let raft_config = Arc::new(raft_config(config.snapshot_every)?);
+        let raft = Raft::new(node_id, raft_config, Network, log_store, state_machine)
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let active = Arc::new(ActiveController::new(
+            node_id,
+            raft.clone(),
+            image_rx.clone(),
+            config.settings.clone(),
+        ));
+        let (stopping, stopping_rx) = watch::channel(false);
+        let service = QuorumService {
+            raft: raft.clone(),
+            image: image_rx.clone(),
+            active: active.clone(),
+            stopping: stopping_rx.clone(),
+        };
+        let server = tokio::spawn(serve(listener, service, stopping_rx.clone()));
+        let ticker = tokio::spawn(tick_loop(active.clone(), raft.clone(), stopping_rx));
+
+        let quorum = Quorum {
+            node_id,
+            raft,
+            image: image_rx,
+            active,
+            stopping,
+            server,
+            ticker,
+        };
+        if let Err(e) = quorum.initialize(members).await {
+            quorum.shutdown().await;
+            return Err(e);
+        }
+        Ok(quorum)
+    }
+
+    async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<(), QuorumError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
+    /// The metadata image, updated after every applied entry (and installed snapshot).
+    pub fn image(&self) -> watch::Receiver<Arc<Image>> {
+        self.image.clone()
+    }
+
+    /// The current Raft leader (the active controller), as far as this voter knows.
+    pub fn leader(&self) -> Option<i32> {
+        self.raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .and_then(node_to_i32)
+    }
+
+    /// This voter's node id.
+    pub fn node_id(&self) -> i32 {
+        node_to_i32(self.node_id).unwrap_or(i32::MAX)
+    }
+
+    /// openraft's metrics of this voter (state, term, last applied, snapshot, purged).
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    /// Commits `records` as one log entry, on the leader only, serialised with the controller's
+    /// decisions. Returns the log index once the entry is applied on this voter.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+        self.active.propose(records).await.map_err(|e| match e {
+            ControllerError::NotController { leader } => QuorumError::NotLeader { leader },
+            other => QuorumError::Unavailable(other.to_string()),
+        })
+    }
+
+    /// Stops Raft, the periodic controller work and the gRPC server.
+    pub async fn shutdown(self) {
+        self.stopping.send_replace(true);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+        let _ = self.ticker.await;
+        let mut server = self.server;
+        // In-flight calls get a moment to finish; a peer holding a connection cannot keep the
+        // server (and its port) alive.
+        if tokio::time::timeout(Duration::from_secs(3), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    service: QuorumService,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let service = QuorumServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    if let Err(e) = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await
+    {
+        tracing::error!(error = %e, "the metadata quorum's gRPC server failed");
+    }
+}
+
+/// Runs the active controller's periodic work, and activates it as soon as this voter becomes
+/// leader (leadership changes show in openraft's metrics).
+async fn tick_loop(
+    active: Arc<ActiveController>,
+    raft: Raft<TypeConfig>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut metrics = raft.metrics();
+    let mut interval = tokio::time::interval(TICK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let leader = active.is_leader();
+                let became_leader = leader && !was_leader;
+                was_leader = leader;
+                if !became_leader {
+                    continue;
+                }
+            }
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        active.tick().await;
+    }
+}

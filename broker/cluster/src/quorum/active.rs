@@ -1,0 +1,161 @@
+//! The active controller: the one [`Controller`] of this voter, driven only while this voter is
+//! the Raft leader. Requests, ticks and proposals go through one mutex, so each decision is made
+//! against the image holding every earlier decision (each commit is waited for until applied).
+//! The controller is (re-)activated whenever this voter starts leading a new term, after the
+//! state machine has caught up with everything earlier leaders committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::Raft;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use tokio::sync::{Mutex, watch};
+
+use super::{MetadataBatch, NodeId, TypeConfig, node_to_i32};
+use crate::controller::{Controller, ControllerSettings};
+use crate::image::Image;
+use crate::record::MetadataRecord;
+use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
+
+/// How long a commit (or the catch-up on becoming leader) may wait for a Raft quorum before the
+/// request is answered `Unavailable`. The entry may still commit later.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct State {
+    controller: Controller,
+    /// The Raft term in which `controller` was activated; `None`: not active.
+    active_term: Option<u64>,
+}
+
+pub struct ActiveController {
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    image: watch::Receiver<Arc<Image>>,
+    state: Mutex<State>,
+}
+
+impl ActiveController {
+    pub fn new(
+        node_id: NodeId,
+        raft: Raft<TypeConfig>,
+        image: watch::Receiver<Arc<Image>>,
+        settings: ControllerSettings,
+    ) -> ActiveController {
+        ActiveController {
+            node_id,
+            raft,
+            image,
+            state: Mutex::new(State {
+                controller: Controller::new(settings),
+                active_term: None,
+            }),
+        }
+    }
+
+    /// Decides `request` and commits its records; answers once they are applied here.
+    pub async fn handle(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerError> {
+        let mut state = self.state.lock().await;
+        self.ensure_active(&mut state).await?;
+        let image = self.image.borrow().clone();
+        let decision = state.controller.handle(&image, request, Instant::now())?;
+        if !decision.records.is_empty() {
+            self.commit(decision.records).await?;
+        }
+        Ok(decision.response)
+    }
+
+    /// Commits records decided outside the controller; returns the log index they were applied
+    /// at.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
+        let mut state = self.state.lock().await;
+        self.ensure_active(&mut state).await?;
+        self.commit(records).await
+    }
+
+    /// The controller's periodic work; does nothing unless this voter leads.
+    pub async fn tick(&self) {
+        if !self.is_leader() {
+            return;
+        }
+        let mut state = self.state.lock().await;
+        if let Err(e) = self.ensure_active(&mut state).await {
+            tracing::debug!(error = %e, "controller tick skipped");
+            return;
+        }
+        let image = self.image.borrow().clone();
+        let records = state.controller.tick(&image, Instant::now());
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.commit(records).await {
+            tracing::warn!(error = %e, "committing the controller's periodic records failed");
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.node_id)
+    }
+
+    /// Fails unless this voter leads; on the first call of a new term, waits until every entry
+    /// committed before it is applied and activates the controller on that image.
+    async fn ensure_active(&self, state: &mut State) -> Result<(), ControllerError> {
+        let (leader, term) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(self.node_id) {
+            state.active_term = None;
+            return Err(ControllerError::NotController {
+                leader: leader.and_then(node_to_i32),
+            });
+        }
+        if state.active_term == Some(term) {
+            return Ok(());
+        }
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Err(_) => {
+                return Err(ControllerError::Unavailable(
+                    "no Raft quorum confirmed this controller's leadership".into(),
+                ));
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                return Err(ControllerError::NotController {
+                    leader: f.leader_id.and_then(node_to_i32),
+                });
+            }
+            Ok(Err(e)) => return Err(ControllerError::Unavailable(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+        let image = self.image.borrow().clone();
+        state.controller.activate(&image, Instant::now());
+        state.active_term = Some(term);
+        tracing::info!(
+            node = self.node_id,
+            term,
+            offset = image.offset,
+            "controller activated"
+        );
+        Ok(())
+    }
+
+    /// Appends `records` as one log entry and waits until it is applied here.
+    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
+        let write = self.raft.client_write(MetadataBatch { records });
+        match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
+            Err(_) => Err(ControllerError::Unavailable(
+                "the metadata log did not commit in time".into(),
+            )),
+            Ok(Ok(reply)) => Ok(reply.log_id.index),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ControllerError::NotController {
+                    leader: f.leader_id.and_then(node_to_i32),
+                })
+            }
+            Ok(Err(e)) => Err(ControllerError::Unavailable(e.to_string())),
+        }
+    }
+}

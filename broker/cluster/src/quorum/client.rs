@@ -1,0 +1,149 @@
+//! How every broker reaches the active controller: [`ControllerClient`] sends a controller
+//! request to the voter it believes leads, follows `NotController` hints and moves on to the
+//! next voter on connection errors, all within the caller's deadline.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::proto::{self, QuorumClient};
+use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
+
+/// Longest wait for one voter's answer, so that a hung voter leaves time for the others.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause before asking again when no voter knows a leader (an election is running) or none
+/// answered.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Bound on attempts per call, whatever the deadline.
+const MAX_ATTEMPTS: usize = 1000;
+
+struct Voter {
+    id: i32,
+    addr: String,
+    client: Mutex<Option<QuorumClient<Channel>>>,
+}
+
+struct Inner {
+    voters: Vec<Voter>,
+    /// Index into `voters` of the believed leader.
+    leader: AtomicUsize,
+}
+
+/// A client of the active controller; clones share connections and the leader guess.
+#[derive(Clone)]
+pub struct ControllerClient {
+    inner: Arc<Inner>,
+}
+
+impl ControllerClient {
+    /// `voters`: `controller.quorum.voters`, id -> `host:port`. Connections are made lazily.
+    pub fn new(voters: BTreeMap<i32, String>) -> ControllerClient {
+        ControllerClient {
+            inner: Arc::new(Inner {
+                voters: voters
+                    .into_iter()
+                    .map(|(id, addr)| Voter {
+                        id,
+                        addr,
+                        client: Mutex::new(None),
+                    })
+                    .collect(),
+                leader: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The voter this client currently sends to.
+    pub fn believed_leader(&self) -> Option<i32> {
+        let index = self.inner.leader.load(Ordering::Relaxed);
+        self.inner.voters.get(index).map(|v| v.id)
+    }
+
+    /// Sends `request` to the active controller. Follows `NotController { leader }` hints and
+    /// tries the next voter on a connection error, until an answer comes or `timeout` has
+    /// passed (then `Err(Unavailable)`). A request may be applied even if its answer is lost;
+    /// callers retry the way Kafka's do.
+    pub async fn call(
+        &self,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerResponse, ControllerError> {
+        let voters = &self.inner.voters;
+        if voters.is_empty() {
+            return Err(ControllerError::Unavailable(
+                "no controller voters configured".into(),
+            ));
+        }
+        let deadline = Instant::now() + timeout;
+        let mut index = self.inner.leader.load(Ordering::Relaxed) % voters.len();
+        let mut last_error = String::from("no answer before the deadline");
+        // Voters tried since the last useful answer: after a full round, pause.
+        let mut misses = 0;
+        for _ in 0..MAX_ATTEMPTS {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let voter = &voters[index];
+            let attempt = (deadline - now).min(ATTEMPT_TIMEOUT);
+            let answer = match self.client(voter) {
+                Ok(mut client) => {
+                    match tokio::time::timeout(attempt, client.controller(request.clone())).await {
+                        Ok(Ok(reply)) => Ok(reply.into_inner()),
+                        Ok(Err(status)) => Err(format!("voter {}: {}", voter.id, status.message())),
+                        Err(_) => Err(format!("voter {} did not answer in time", voter.id)),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(Err(ControllerError::NotController { leader })) => {
+                    last_error = format!("voter {} is not the controller", voter.id);
+                    let hinted = leader
+                        .and_then(|id| voters.iter().position(|v| v.id == id))
+                        .filter(|i| *i != index);
+                    match hinted {
+                        Some(i) => {
+                            index = i;
+                            misses = 0;
+                            continue;
+                        }
+                        None => index = (index + 1) % voters.len(),
+                    }
+                }
+                Ok(answer) => {
+                    self.inner.leader.store(index, Ordering::Relaxed);
+                    return answer;
+                }
+                Err(e) => {
+                    last_error = e;
+                    index = (index + 1) % voters.len();
+                }
+            }
+            misses += 1;
+            if misses >= voters.len() {
+                misses = 0;
+                tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)).await;
+            }
+        }
+        Err(ControllerError::Unavailable(last_error))
+    }
+
+    fn client(&self, voter: &Voter) -> Result<QuorumClient<Channel>, String> {
+        let mut cached = voter
+            .client
+            .lock()
+            .map_err(|_| "controller client lock poisoned".to_string())?;
+        if let Some(client) = cached.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = proto::client(&voter.addr)
+            .map_err(|e| format!("voter {} address '{}': {e}", voter.id, voter.addr))?;
+        *cached = Some(client.clone());
+        Ok(client)
+    }
+}

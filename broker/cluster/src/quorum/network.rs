@@ -1,0 +1,106 @@
+//! Raft's outgoing RPCs (openraft's `RaftNetwork`): append entries, vote and snapshot chunks sent
+//! to the other voters over the quorum gRPC service.
+
+use std::future::Future;
+
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use tonic::transport::Channel;
+
+use super::proto::{self, AppendEntriesRequest, QuorumClient};
+use super::{NodeId, TypeConfig};
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+/// Creates one [`Peer`] per voter openraft replicates to.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            target,
+            client: proto::client(&node.addr).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The connection to one voter.
+pub struct Peer {
+    target: NodeId,
+    /// `Err` when the voter's address is not a valid URI authority: every RPC fails unreachable.
+    client: Result<QuorumClient<Channel>, String>,
+}
+
+impl Peer {
+    /// Runs one RPC within openraft's hard deadline; transport failures become openraft's
+    /// unreachable/network errors, a Raft error answered by the voter becomes a remote error.
+    async fn call<T, E, F, Fut>(&self, option: &RPCOption, rpc: F) -> RpcResult<T, E>
+    where
+        E: std::error::Error,
+        F: FnOnce(QuorumClient<Channel>) -> Fut,
+        Fut: Future<
+            Output = Result<tonic::Response<Result<T, RaftError<NodeId, E>>>, tonic::Status>,
+        >,
+    {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::new(std::io::ErrorKind::InvalidInput, e.clone()),
+                )));
+            }
+        };
+        match tokio::time::timeout(option.hard_ttl(), rpc(client)).await {
+            Err(elapsed) => Err(RPCError::Network(NetworkError::new(&elapsed))),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                Err(RPCError::Unreachable(Unreachable::new(&status)))
+            }
+            Ok(Err(status)) => Err(RPCError::Network(NetworkError::new(&status))),
+            Ok(Ok(reply)) => reply
+                .into_inner()
+                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.call(&option, |mut c| async move { c.append_entries(rpc).await })
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(
+            &option,
+            |mut c| async move { c.install_snapshot(rpc).await },
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(&option, |mut c| async move { c.vote(rpc).await })
+            .await
+    }
+}

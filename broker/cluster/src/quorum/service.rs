@@ -1,0 +1,98 @@
+//! The quorum's gRPC service as a voter serves it: Raft RPCs handed to openraft, controller
+//! requests handed to the active controller, and the metadata long poll of broker-only nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::Raft;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use super::TypeConfig;
+use super::active::ActiveController;
+use super::node_to_i32;
+use super::proto::{
+    AppendEntriesReply, AppendEntriesRequest, ControllerReply, ControllerRequest,
+    FetchMetadataReply, FetchMetadataRequest, InstallSnapshotReply, InstallSnapshotRequest,
+    QuorumRpc, VoteReply, VoteRequest,
+};
+use crate::image::Image;
+
+/// How long a FetchMetadata call waits for a newer image before answering "nothing new".
+pub const FETCH_WAIT: Duration = Duration::from_secs(2);
+
+pub struct QuorumService {
+    pub raft: Raft<TypeConfig>,
+    pub image: watch::Receiver<Arc<Image>>,
+    pub active: Arc<ActiveController>,
+    /// Turns true when the voter shuts down: long polls end at once.
+    pub stopping: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl QuorumRpc for QuorumService {
+    async fn append_entries(
+        &self,
+        request: Request<AppendEntriesRequest>,
+    ) -> Result<Response<AppendEntriesReply>, Status> {
+        Ok(Response::new(
+            self.raft.append_entries(request.into_inner()).await,
+        ))
+    }
+
+    async fn vote(&self, request: Request<VoteRequest>) -> Result<Response<VoteReply>, Status> {
+        Ok(Response::new(self.raft.vote(request.into_inner()).await))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<InstallSnapshotRequest>,
+    ) -> Result<Response<InstallSnapshotReply>, Status> {
+        Ok(Response::new(
+            self.raft.install_snapshot(request.into_inner()).await,
+        ))
+    }
+
+    async fn controller(
+        &self,
+        request: Request<ControllerRequest>,
+    ) -> Result<Response<ControllerReply>, Status> {
+        Ok(Response::new(
+            self.active.handle(request.into_inner()).await,
+        ))
+    }
+
+    async fn fetch_metadata(
+        &self,
+        request: Request<FetchMetadataRequest>,
+    ) -> Result<Response<FetchMetadataReply>, Status> {
+        let known = request.into_inner().known_offset;
+        let mut image = self.image.clone();
+        let mut stopping = self.stopping.clone();
+        let deadline = tokio::time::Instant::now() + FETCH_WAIT;
+        let newer = loop {
+            let current = image.borrow_and_update().clone();
+            if current.offset > known {
+                break Some(Image::clone(&current));
+            }
+            if *stopping.borrow_and_update() {
+                break None;
+            }
+            tokio::select! {
+                changed = image.changed() => if changed.is_err() { break None },
+                _ = stopping.changed() => break None,
+                _ = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        let leader = self
+            .raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .and_then(node_to_i32);
+        Ok(Response::new(FetchMetadataReply {
+            image: newer,
+            leader,
+        }))
+    }
+}
