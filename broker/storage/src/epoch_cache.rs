@@ -36,21 +36,26 @@ impl EpochCache {
         write_epochs(&self.path, &self.entries).map_err(LogError::Io)
     }
 
-    /// The entries after assigning `epoch` from `start_offset`, or None if nothing changes.
-    /// Later or equal epochs and entries starting at or after `start_offset` are dropped, as in
-    /// Kafka's `assign`.
-    pub fn with_assigned(&self, epoch: i32, start_offset: i64) -> Option<Vec<(i32, i64)>> {
-        if epoch < 0 || self.latest_epoch() == Some(epoch) {
-            return None;
+    /// The entries after assigning each (epoch, start offset) in turn, or None if nothing changes
+    /// (a leader append assigns one epoch; a follower's may carry batches of several). Each
+    /// assignment of an epoch other than the latest drops later or equal epochs and entries
+    /// starting at or after its offset, as in Kafka's `assign`; negative epochs are ignored.
+    pub fn with_assigned(&self, assignments: &[(i32, i64)]) -> Option<Vec<(i32, i64)>> {
+        let mut entries: Option<Vec<(i32, i64)>> = None;
+        for &(epoch, start_offset) in assignments {
+            let current = entries.as_deref().unwrap_or(&self.entries);
+            if epoch < 0 || current.last().map(|&(e, _)| e) == Some(epoch) {
+                continue;
+            }
+            let mut next: Vec<(i32, i64)> = current
+                .iter()
+                .copied()
+                .filter(|&(e, o)| e < epoch && o < start_offset)
+                .collect();
+            next.push((epoch, start_offset));
+            entries = Some(next);
         }
-        let mut entries: Vec<(i32, i64)> = self
-            .entries
-            .iter()
-            .copied()
-            .filter(|&(e, o)| e < epoch && o < start_offset)
-            .collect();
-        entries.push((epoch, start_offset));
-        Some(entries)
+        entries
     }
 
     /// Installs and persists entries computed by [`Self::with_assigned`]; memory is only updated
@@ -135,7 +140,7 @@ mod tests {
     }
 
     fn assign(c: &mut EpochCache, e: i32, o: i64) {
-        if let Some(v) = c.with_assigned(e, o) {
+        if let Some(v) = c.with_assigned(&[(e, o)]) {
             c.install(v).expect("install");
         }
     }
@@ -157,6 +162,19 @@ mod tests {
         assert_eq!(c.end_offset_for(-1, 30), None);
         assert_eq!(epoch_for_offset(c.entries(), 15), Some(4));
         assert_eq!(epoch_for_offset(c.entries(), 25), Some(7));
+    }
+
+    #[test]
+    fn several_assignments_fold_in_order() {
+        let (_d, mut c) = cache();
+        assign(&mut c, 1, 0);
+        assert_eq!(c.with_assigned(&[(1, 5), (-1, 6)]), None);
+        let all = c
+            .with_assigned(&[(1, 5), (2, 7), (2, 9), (4, 12)])
+            .expect("changed");
+        assert_eq!(all, vec![(1, 0), (2, 7), (4, 12)]);
+        c.install(all).expect("install");
+        assert_eq!(c.latest_epoch(), Some(4));
     }
 
     #[test]

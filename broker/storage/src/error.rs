@@ -46,6 +46,10 @@ pub enum LogError {
     /// Kafka UNKNOWN_PRODUCER_ID (59): no state for the producer and a non-zero sequence.
     #[error("unknown producer {producer_id} with sequence {sequence}")]
     UnknownProducerId { producer_id: i64, sequence: i32 },
+    /// A follower append whose batch starts below the offset the log expects next (its log end,
+    /// or the end of the previous batch of the same append): nothing was written.
+    #[error("batch at offset {got} overlaps the log, which expects offset {expected} or above")]
+    UnexpectedOffset { expected: i64, got: i64 },
     /// The partition was deleted while a caller still held its handle.
     #[error("partition {0} has been deleted")]
     Deleted(TopicPartition),

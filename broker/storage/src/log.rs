@@ -9,12 +9,12 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::checkpoint::{PARTITION_METADATA, write_partition_metadata};
 use crate::epoch_cache::{EpochCache, epoch_for_offset};
-use crate::producer_state::{ProducerBatch, ProducerStateManager};
+use crate::producer_state::{PendingUpdate, ProducerBatch, ProducerStateManager};
 use crate::reader::{HEADER_CHUNK, SegmentReader, Step};
 use crate::records::{check_keys, first_record_matching};
 use crate::region::FileRegion;
@@ -120,19 +120,69 @@ impl LogState {
                     Step::Invalid(why) => return Err(LogError::CorruptMessage(why)),
                     Step::Batch(h) => h,
                 };
-                if h.base_offset >= from
-                    && let Some(b) = ProducerBatch::from_header(&h, h.max_timestamp)
-                {
-                    replay.push(b);
+                if h.base_offset >= from && h.has_producer_id() {
+                    replay.push(h);
                 }
                 pos += u64::from(h.size);
             }
         }
-        for b in &replay {
-            self.producers.replay(b);
-        }
+        self.producers.replay_headers(&replay);
         self.producers.expire(now_ms, expiration_ms);
         Ok(())
+    }
+}
+
+/// One batch on its way to the active segment: the header bytes as they go to disk (patched by a
+/// leader, verbatim from a follower), the rest of the batch from the request, and the parsed header
+/// with its final offsets and the timestamp the indexes use.
+struct Outgoing<'a> {
+    head: &'a [u8; HEADER_LEN],
+    body: &'a [u8],
+    header: BatchHeader,
+}
+
+/// How an append changes producer state once its data is written.
+enum ProducerChange {
+    /// A leader's produce, checked by [`ProducerStateManager::prepare`].
+    Validated(PendingUpdate),
+    /// A follower's copy of the leader's batches, applied without checks.
+    Replay(Vec<BatchHeader>),
+}
+
+/// The outcome of [`PartitionLog::write_batches`].
+struct Written {
+    first_offset: i64,
+    last_offset: i64,
+    log_start_offset: i64,
+    record_count: u64,
+    bytes: u64,
+    max_timestamp: i64,
+}
+
+impl Written {
+    /// Totals of two consecutive writes of one append.
+    fn followed_by(self, next: Written) -> Written {
+        Written {
+            first_offset: self.first_offset,
+            last_offset: next.last_offset,
+            log_start_offset: next.log_start_offset,
+            record_count: self.record_count + next.record_count,
+            bytes: self.bytes + next.bytes,
+            max_timestamp: self.max_timestamp.max(next.max_timestamp),
+        }
+    }
+
+    fn info(self, log_append_time: i64) -> AppendInfo {
+        AppendInfo {
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            log_append_time,
+            log_start_offset: self.log_start_offset,
+            record_count: self.record_count,
+            bytes: self.bytes,
+            max_timestamp: self.max_timestamp,
+            duplicate: false,
+        }
     }
 }
 
@@ -249,7 +299,7 @@ impl PartitionLog {
             headers.push(h);
         }
 
-        let mut st = self.live()?;
+        let st = self.live()?;
         // Retried batches at the front are answered from the producer state, not written again.
         let mut skip = 0;
         let mut duplicate: Option<(i64, i64)> = None;
@@ -276,73 +326,183 @@ impl PartitionLog {
         }
         let valid = &valid[skip..];
         let headers = &mut headers[skip..];
-        let total: u64 = valid.iter().map(|v| u64::from(v.header.size)).sum();
         let first_offset = st.log_end_offset();
+        let mut outgoing = Vec::with_capacity(valid.len());
         let mut producer_batches = Vec::new();
         let mut next = first_offset;
-        for v in valid {
-            let placed = BatchHeader {
-                base_offset: next,
-                ..v.header
-            };
-            producer_batches.extend(ProducerBatch::from_header(
-                &placed,
-                batch_timestamp(&placed),
-            ));
-            next = placed.next_offset();
-        }
-        let producer_update = st.producers.prepare(&producer_batches)?;
-        if st.active().should_roll(&config, total, next - 1, now_ms) {
-            self.roll_locked(&mut st)?;
-        }
-        // The epoch entry is made durable before the data it describes.
-        if let Some(entries) = st.epochs.with_assigned(leader_epoch, first_offset) {
-            st.epochs.install(entries)?;
-        }
-        let mut next = first_offset;
         for (h, v) in headers.iter_mut().zip(valid) {
-            batch::set_offset_and_epoch(h, next, leader_epoch);
-            next += i64::from(v.header.last_offset_delta) + 1;
-        }
-        let mut slices = Vec::with_capacity(valid.len() * 2);
-        for (h, v) in headers.iter().zip(valid) {
-            slices.push(IoSlice::new(h));
-            slices.push(IoSlice::new(
-                &batches[v.start + HEADER_LEN..v.start + v.header.size as usize],
-            ));
-        }
-        let segment = st.active_mut();
-        let mut position = segment.size;
-        segment.write(&mut slices, total)?;
-
-        let mut next = first_offset;
-        let mut max_timestamp = -1;
-        let mut record_count = 0u64;
-        for v in valid {
-            let header = BatchHeader {
+            let placed = BatchHeader {
                 base_offset: next,
                 max_timestamp: batch_timestamp(&v.header),
                 ..v.header
             };
-            segment.on_batch(position, &header, config.index_interval_bytes, now_ms);
-            position += u64::from(header.size);
-            next = header.next_offset();
-            max_timestamp = max_timestamp.max(header.max_timestamp);
-            record_count += v.header.record_count as u64;
+            producer_batches.extend(ProducerBatch::from_header(&placed, placed.max_timestamp));
+            batch::set_offset_and_epoch(h, next, leader_epoch);
+            outgoing.push(Outgoing {
+                head: h,
+                body: &batches[v.start + HEADER_LEN..v.start + v.header.size as usize],
+                header: placed,
+            });
+            next = placed.next_offset();
         }
-        st.producers.commit(producer_update);
+        let producers = ProducerChange::Validated(st.producers.prepare(&producer_batches)?);
+        let written = self.write_batches(
+            st,
+            &config,
+            &outgoing,
+            &[(leader_epoch, first_offset)],
+            producers,
+            now_ms,
+        )?;
+        Ok(written.info(if log_append_time { now_ms } else { -1 }))
+    }
+
+    /// Appends batches fetched from the leader exactly as they are (Kafka's `appendAsFollower`):
+    /// offsets, leader epochs and timestamps were assigned by the leader, and the bytes are written
+    /// verbatim after the same CRC and framing checks as a produce.
+    ///
+    /// The first batch must not start below the log end and offsets must grow from batch to batch
+    /// ([`LogError::UnexpectedOffset`], nothing written). A gap is accepted, as in Kafka: a compacted
+    /// leader has them between batches. max.message.bytes is not applied (the leader's config
+    /// decided). The batches are written one segment at a time, rolling where the leader did, so
+    /// an I/O error can leave a prefix of them written (the next fetch resumes at the log end). Leader epochs enter the epoch cache before the data is written; producer state is
+    /// replayed without checks, as on load, so this replica can lead with correct idempotence
+    /// state. The high watermark does not move.
+    pub fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let config = self.config();
+        let valid = batch::validate_all(batches, u32::MAX)?;
+        // Written segment by segment, so only each batch must fit in one.
+        if let Some(v) = valid
+            .iter()
+            .find(|v| u64::from(v.header.size) > config.effective_segment_bytes())
+        {
+            return Err(LogError::RecordTooLarge {
+                size: v.header.size as usize,
+                max: config.effective_segment_bytes() as u32,
+            });
+        }
+        let mut outgoing = Vec::with_capacity(valid.len());
+        for v in &valid {
+            let bytes = &batches[v.start..v.start + v.header.size as usize];
+            let head: &[u8; HEADER_LEN] = bytes[..HEADER_LEN]
+                .try_into()
+                .map_err(|_| LogError::CorruptMessage("truncated batch header".into()))?;
+            outgoing.push(Outgoing {
+                head,
+                body: &bytes[HEADER_LEN..],
+                header: v.header,
+            });
+        }
+        let mut expected = self.live()?.log_end_offset();
+        for o in &outgoing {
+            if o.header.base_offset < expected {
+                return Err(LogError::UnexpectedOffset {
+                    expected,
+                    got: o.header.base_offset,
+                });
+            }
+            expected = o.header.next_offset();
+        }
+        // Written segment by segment, rolling where the leader's own appends (one batch per
+        // partition per produce request, as clients send them) rolled, so that the follower's
+        // segments match the leader's.
+        let mut total: Option<Written> = None;
+        let mut rest = &outgoing[..];
+        while let Some(first) = rest.first() {
+            let st = self.live()?;
+            let leo = st.log_end_offset();
+            if first.header.base_offset < leo {
+                return Err(LogError::UnexpectedOffset {
+                    expected: leo,
+                    got: first.header.base_offset,
+                });
+            }
+            let n = batches_for_one_segment(st.active(), &config, rest, now_ms);
+            let (chunk, later) = rest.split_at(n);
+            let epochs: Vec<(i32, i64)> = chunk
+                .iter()
+                .map(|o| (batch::leader_epoch_of(o.head), o.header.base_offset))
+                .collect();
+            let replay = chunk.iter().map(|o| o.header).collect();
+            let written = self.write_batches(
+                st,
+                &config,
+                chunk,
+                &epochs,
+                ProducerChange::Replay(replay),
+                now_ms,
+            )?;
+            total = Some(match total {
+                None => written,
+                Some(t) => t.followed_by(written),
+            });
+            rest = later;
+        }
+        match total {
+            Some(t) => Ok(t.info(-1)),
+            None => Err(LogError::InvalidRecord("no record batches".into())),
+        }
+    }
+
+    /// The tail shared by leader and follower appends: roll, leader epoch entries (durable before
+    /// the data they describe), one vectored write, index entries, producer state, flush policy.
+    /// `outgoing` is non-empty, in offset order; the lock is released before any flush.
+    fn write_batches(
+        &self,
+        mut st: MutexGuard<'_, LogState>,
+        config: &LogConfig,
+        outgoing: &[Outgoing<'_>],
+        epoch_starts: &[(i32, i64)],
+        producers: ProducerChange,
+        now_ms: i64,
+    ) -> Result<Written, LogError> {
+        let (Some(first), Some(last)) = (outgoing.first(), outgoing.last()) else {
+            return Err(LogError::InvalidRecord("no record batches".into()));
+        };
+        let (first_offset, last_offset) = (first.header.base_offset, last.header.last_offset());
+        let total: u64 = outgoing.iter().map(|o| u64::from(o.header.size)).sum();
+        let active = st.active();
+        // An empty segment never rolls, but one a follower's gap put out of relative-offset reach
+        // must be replaced.
+        let unreachable =
+            active.is_empty() && last_offset - active.base_offset > i64::from(i32::MAX);
+        if unreachable || active.should_roll(config, total, last_offset, now_ms) {
+            self.roll_locked(&mut st, first_offset)?;
+        }
+        if let Some(entries) = st.epochs.with_assigned(epoch_starts) {
+            st.epochs.install(entries)?;
+        }
+        let mut slices = Vec::with_capacity(outgoing.len() * 2);
+        for o in outgoing {
+            slices.push(IoSlice::new(o.head));
+            slices.push(IoSlice::new(o.body));
+        }
+        let segment = st.active_mut();
+        let mut position = segment.size;
+        segment.write(&mut slices, total)?;
+        let mut max_timestamp = -1;
+        let mut record_count = 0u64;
+        for o in outgoing {
+            segment.on_batch(position, &o.header, config.index_interval_bytes, now_ms);
+            position += u64::from(o.header.size);
+            max_timestamp = max_timestamp.max(o.header.max_timestamp);
+            record_count += o.header.record_count as u64;
+        }
+        match producers {
+            ProducerChange::Validated(update) => st.producers.commit(update),
+            ProducerChange::Replay(headers) => st.producers.replay_headers(&headers),
+        }
         if st.first_unflushed_ms.is_none() {
             st.first_unflushed_ms = Some(now_ms);
         }
-        let info = AppendInfo {
+        let next = last_offset + 1;
+        let written = Written {
             first_offset,
-            last_offset: next - 1,
-            log_append_time: if log_append_time { now_ms } else { -1 },
+            last_offset,
             log_start_offset: st.log_start_offset,
             record_count,
             bytes: total,
             max_timestamp,
-            duplicate: false,
         };
         let flush = config
             .flush_messages
@@ -351,21 +511,33 @@ impl PartitionLog {
         if flush {
             self.flush_to(next)?;
         }
-        Ok(info)
+        Ok(written)
     }
 
-    /// Seals the active segment and starts a new one at the log end.
-    fn roll_locked(&self, st: &mut LogState) -> Result<(), LogError> {
+    /// Seals the active segment and starts a new one at `base` (the first offset of the append
+    /// that rolls; at least the log end). An empty active segment is only replaced, when `base`
+    /// lies beyond it.
+    fn roll_locked(&self, st: &mut LogState, base: i64) -> Result<(), LogError> {
         let leo = st.log_end_offset();
+        let base = base.max(leo);
         let active = st.active_mut();
         if active.is_empty() {
+            if active.base_offset == base {
+                return Ok(());
+            }
+            let segment = LogSegment::create(&self.dir, base)?;
+            let replaced: Vec<LogSegment> =
+                st.segments.pop_last().into_iter().map(|(_, s)| s).collect();
+            st.segments.insert(base, segment);
+            st.generation += 1;
+            self.delete_segment_files(&replaced);
             return Ok(());
         }
         active.seal();
         active.write_indexes(false)?;
-        let segment = LogSegment::create(&self.dir, leo)?;
-        st.segments.insert(leo, segment);
-        tracing::debug!(partition = %self.tp, base_offset = leo, "rolled new log segment");
+        let segment = LogSegment::create(&self.dir, base)?;
+        st.segments.insert(base, segment);
+        tracing::debug!(partition = %self.tp, base_offset = base, "rolled new log segment");
         st.producers.take_snapshot(leo)
     }
 
@@ -399,7 +571,7 @@ impl PartitionLog {
         let mut st = self.live()?;
         let leo = st.log_end_offset();
         if st.active().should_roll(&config, 0, leo, now_ms) {
-            self.roll_locked(&mut st)?;
+            self.roll_locked(&mut st, leo)?;
         }
         Ok(())
     }
@@ -691,11 +863,7 @@ impl PartitionLog {
         let first_base = st.segments.first_key_value().map_or(0, |(b, _)| *b);
         let offset = offset.max(0);
         if offset < first_base {
-            removed.extend(std::mem::take(&mut st.segments).into_values());
-            let segment = LogSegment::create(&self.dir, offset)?;
-            st.segments.insert(offset, segment);
-            st.log_start_offset = offset;
-            st.epochs.clear()?;
+            removed = self.reset_locked(&mut st, offset)?;
         } else {
             while let Some(entry) = st.segments.last_entry() {
                 if *entry.key() <= offset {
@@ -721,6 +889,55 @@ impl PartitionLog {
         drop(st);
         tracing::info!(partition = %self.tp, offset, "truncated log");
         Ok(())
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: drops all data and restarts the log empty at `offset`,
+    /// which may lie beyond the log end (a follower whose fetch offset fell below the leader's
+    /// log start). Epochs and producer state go with the data.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let mut st = self.live()?;
+        let offset = offset.max(0);
+        st.generation += 1;
+        let removed = self.reset_locked(&mut st, offset)?;
+        st.high_watermark = offset;
+        st.recovery_point = offset;
+        st.first_unflushed_ms = None;
+        st.cleaner_checkpoint = st.cleaner_checkpoint.map(|_| offset);
+        // Every snapshot describes removed data, even those below the new start.
+        st.producers.delete_snapshots_before(i64::MAX)?;
+        st.rebuild_producer_state(0, i64::MAX)?;
+        self.delete_segment_files(&removed);
+        drop(st);
+        tracing::info!(partition = %self.tp, offset, "truncated the whole log");
+        Ok(())
+    }
+
+    /// Replaces every segment by one empty segment at `offset` (reusing, emptied, a segment that
+    /// already starts there, so no file is clobbered) and clears the epochs; returns the segments
+    /// whose files are to be deleted. The log never lacks an active segment, even on error.
+    fn reset_locked(&self, st: &mut LogState, offset: i64) -> Result<Vec<LogSegment>, LogError> {
+        let fresh = match st.segments.get_mut(&offset) {
+            Some(seg) => {
+                seg.truncate_to(offset)?;
+                seg.write_indexes(false)?;
+                None
+            }
+            None => Some(LogSegment::create(&self.dir, offset)?),
+        };
+        let mut removed = Vec::new();
+        for (base, seg) in std::mem::take(&mut st.segments) {
+            if base == offset && fresh.is_none() {
+                st.segments.insert(base, seg);
+            } else {
+                removed.push(seg);
+            }
+        }
+        if let Some(seg) = fresh {
+            st.segments.insert(offset, seg);
+        }
+        st.log_start_offset = offset;
+        st.epochs.clear()?;
+        Ok(removed)
     }
 
     /// fsyncs all data, advances the recovery point to the log end and writes the indexes.
@@ -875,6 +1092,44 @@ impl PartitionLog {
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
         self.state.lock().epochs.entries().to_vec()
     }
+}
+
+/// How many of `batches` (at least one) go into one segment: the active one, or the one the first
+/// batch rolls to, as far as size and relative offsets allow. The write rolls (or not) exactly as
+/// this assumes, since the rest of its roll rules do not depend on how many batches follow.
+fn batches_for_one_segment(
+    active: &LogSegment,
+    config: &LogConfig,
+    batches: &[Outgoing<'_>],
+    now_ms: i64,
+) -> usize {
+    let Some(first) = batches.first() else {
+        return 0;
+    };
+    let first_size = u64::from(first.header.size);
+    let last = first.header.last_offset();
+    let rolls = if active.is_empty() {
+        last - active.base_offset > i64::from(i32::MAX)
+    } else {
+        active.should_roll(config, first_size, last, now_ms)
+    };
+    let (base, mut size) = if rolls {
+        (first.header.base_offset, 0)
+    } else {
+        (active.base_offset, active.size)
+    };
+    size += first_size;
+    let mut n = 1;
+    for o in &batches[1..] {
+        size += u64::from(o.header.size);
+        if size > config.effective_segment_bytes()
+            || o.header.last_offset() - base > i64::from(i32::MAX)
+        {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 fn read_batch(file: &File, position: u64, size: u32) -> Result<Vec<u8>, LogError> {

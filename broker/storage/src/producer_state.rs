@@ -252,6 +252,17 @@ impl ProducerStateManager {
         }
     }
 
+    /// Applies batch headers taken from the log as written (loading a log, or a follower copying
+    /// its leader's batches): the batch's max timestamp stands for its time and nothing is
+    /// rejected, since the data is already accepted by a leader.
+    pub fn replay_headers<'a>(&mut self, headers: impl IntoIterator<Item = &'a BatchHeader>) {
+        for h in headers {
+            if let Some(b) = ProducerBatch::from_header(h, h.max_timestamp) {
+                self.replay(&b);
+            }
+        }
+    }
+
     /// Drops producers silent for at least `expiration_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
