@@ -2,12 +2,24 @@
 //! metadata records, against the current image. Pure apart from the heartbeat clock it keeps in
 //! memory (like Kafka's KRaft controller, heartbeats are not logged; fencing is).
 
+mod brokers;
+mod elections;
+mod reassignment;
+mod staged;
+mod topics;
+
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::image::Image;
+use crate::image::{Image, NO_LEADER, PartitionState};
 use crate::record::MetadataRecord;
 use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
+
+use staged::Staged;
+pub use staged::UNCLEAN_LEADER_ELECTION;
 
 /// Knobs of the controller, from the broker config.
 #[derive(Debug, Clone)]
@@ -61,15 +73,154 @@ impl Controller {
         request: ControllerRequest,
         now: Instant,
     ) -> Result<Decision, ControllerError> {
-        let _ = (image, request, now, &self.settings);
-        Err(ControllerError::InvalidRequest("not implemented yet".into()))
+        let mut staged = Staged::new(image, &self.settings);
+        let response = match request {
+            ControllerRequest::RegisterBroker {
+                id,
+                incarnation,
+                rack,
+                endpoints,
+            } => {
+                let epoch = brokers::register(&mut staged, id, incarnation, rack, endpoints);
+                self.last_heartbeat.insert(id, now);
+                ControllerResponse::Registered { epoch }
+            }
+            ControllerRequest::Heartbeat {
+                id,
+                epoch,
+                metadata_offset,
+                want_shutdown,
+            } => {
+                let (fenced, should_shutdown) =
+                    brokers::heartbeat(&mut staged, id, epoch, metadata_offset, want_shutdown)?;
+                self.last_heartbeat.insert(id, now);
+                ControllerResponse::Heartbeat {
+                    fenced,
+                    should_shutdown,
+                }
+            }
+            ControllerRequest::AlterPartition {
+                broker,
+                broker_epoch,
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => ControllerResponse::AlterPartition(reassignment::alter_partition(
+                &mut staged,
+                reassignment::AlterIsr {
+                    broker,
+                    broker_epoch,
+                    topic: &topic,
+                    partition,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                },
+            )?),
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => ControllerResponse::CreateTopics(topics::create_topics(
+                &mut staged,
+                topics,
+                validate_only,
+            )),
+            ControllerRequest::DeleteTopics { names } => {
+                ControllerResponse::DeleteTopics(topics::delete_topics(&mut staged, names))
+            }
+            ControllerRequest::CreatePartitions {
+                topic,
+                count,
+                assignments,
+                validate_only,
+            } => {
+                topics::create_partitions(&mut staged, &topic, count, assignments, validate_only)?;
+                ControllerResponse::Done
+            }
+            ControllerRequest::SetTopicConfigs { topic, configs } => {
+                if image.topic(&topic).is_none() {
+                    return Err(ControllerError::UnknownTopicOrPartition(topic));
+                }
+                staged.push(MetadataRecord::SetTopicConfigs { topic, configs });
+                ControllerResponse::Done
+            }
+            ControllerRequest::AllocateProducerIds {
+                broker,
+                broker_epoch,
+            } => {
+                brokers::check_epoch(&staged, broker, broker_epoch)?;
+                let first = image.next_producer_id;
+                let count = self.settings.producer_id_block;
+                staged.push(MetadataRecord::AllocateProducerIds {
+                    broker,
+                    first,
+                    count,
+                });
+                ControllerResponse::ProducerIds { first, count }
+            }
+            ControllerRequest::ElectLeaders {
+                preferred,
+                partitions,
+            } => ControllerResponse::ElectLeaders(elections::elect_leaders(
+                &mut staged,
+                preferred,
+                partitions,
+            )),
+            ControllerRequest::AlterReassignments { changes } => {
+                ControllerResponse::AlterReassignments(
+                    changes
+                        .into_iter()
+                        .map(|(topic, partition, target)| {
+                            let result =
+                                reassignment::alter(&mut staged, &topic, partition, target);
+                            ((topic, partition), result)
+                        })
+                        .collect(),
+                )
+            }
+            ControllerRequest::ListReassignments { partitions } => {
+                ControllerResponse::Reassignments(reassignment::list(image, partitions))
+            }
+        };
+        Ok(Decision {
+            records: staged.records,
+            response,
+        })
     }
 
     /// Periodic work (call every ~100 ms): fence brokers whose session expired, elect leaders
     /// for leaderless partitions, finish reassignments whose new replicas are in sync, and move
     /// leadership back to preferred replicas when `auto_leader_rebalance` is on.
     pub fn tick(&mut self, image: &Image, now: Instant) -> Vec<MetadataRecord> {
-        let _ = (image, now);
-        Vec::new()
+        let mut staged = Staged::new(image, &self.settings);
+        let mut expired = Vec::new();
+        for broker in image.brokers.values() {
+            // A broker this controller has never heard of gets a full session from now.
+            let last = *self.last_heartbeat.entry(broker.id).or_insert(now);
+            if !broker.fenced && now.saturating_duration_since(last) > self.settings.session_timeout
+            {
+                expired.push(broker.id);
+            }
+        }
+        if !expired.is_empty() {
+            tracing::info!(brokers = ?expired, "fencing brokers whose session expired");
+            brokers::fence(&mut staged, &expired);
+        }
+        for (topic, partition) in staged.select(|s| s.leader == NO_LEADER) {
+            staged.elect_if_leaderless(&topic, partition);
+        }
+        for (topic, partition) in staged.select(PartitionState::is_reassigning) {
+            reassignment::complete_if_ready(&mut staged, &topic, partition);
+        }
+        let last_check = *self.last_rebalance_check.get_or_insert(now);
+        if now.saturating_duration_since(last_check) >= self.settings.imbalance_check_interval {
+            self.last_rebalance_check = Some(now);
+            if self.settings.auto_leader_rebalance {
+                elections::rebalance(&mut staged);
+            }
+        }
+        staged.records
     }
 }

@@ -58,7 +58,10 @@ pub enum ControllerRequest {
         configs: BTreeMap<String, String>,
     },
     /// A block of producer ids for the broker's InitProducerId answers.
-    AllocateProducerIds { broker: i32, broker_epoch: i64 },
+    AllocateProducerIds {
+        broker: i32,
+        broker_epoch: i64,
+    },
     /// Kafka's ElectLeaders: `preferred` (else unclean) for the given partitions (`None`: all).
     ElectLeaders {
         preferred: bool,
@@ -109,9 +112,11 @@ pub enum ControllerResponse {
     /// Per partition: Ok when a new leader was elected.
     ElectLeaders(Vec<((String, i32), Result<(), ControllerError>)>),
     AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
-    /// (topic, partition, replicas, adding, removing).
-    Reassignments(Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)>),
+    Reassignments(Vec<OngoingReassignment>),
 }
+
+/// An ongoing reassignment: (topic, partition, replicas, adding, removing).
+pub type OngoingReassignment = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedTopic {
