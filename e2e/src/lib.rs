@@ -5,6 +5,8 @@
 //! internals, only the command line, the log lines and the Kafka protocol it promises.
 
 pub mod broker;
+pub mod checker;
+pub mod cluster;
 pub mod dashboards;
 pub mod error;
 pub mod exposition;
@@ -13,6 +15,7 @@ pub mod group_wire;
 pub mod http;
 pub mod kafka;
 pub mod load;
+pub mod netns;
 pub mod prometheus;
 pub mod segments;
 pub mod wait;
