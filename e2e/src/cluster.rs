@@ -14,11 +14,13 @@ use std::time::Duration;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse, TopicName,
+    DescribeQuorumRequest, DescribeQuorumResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -395,6 +397,12 @@ impl Cluster {
             ("controller.quorum.voters".into(), self.voters.clone()),
             ("listeners".into(), listeners),
             ("controller.listener.names".into(), "CONTROLLER".into()),
+            // As in Kafka's KRaft quickstart: the controller listener's protocol is explicit.
+            (
+                "listener.security.protocol.map".into(),
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+            ),
+            ("inter.broker.listener.name".into(), "PLAINTEXT".into()),
             ("log.dirs".into(), node.log_dir.display().to_string()),
             (
                 "metrics.listener".into(),
@@ -673,6 +681,30 @@ impl Cluster {
             brokers,
             topics,
         })
+    }
+
+    /// The metadata quorum's leader (the active controller) by DescribeQuorum through node `via`.
+    pub fn quorum_leader(&self, via: u32) -> Result<i32> {
+        let (mut client, version) = self.connect(via, ApiKey::DescribeQuorum, 2)?;
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+        ]);
+        let response: DescribeQuorumResponse =
+            client.call(ApiKey::DescribeQuorum, version, &request)?;
+        let partition = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| HarnessError::Protocol("DescribeQuorum without a partition".into()))?;
+        if response.error_code != 0 || partition.error_code != 0 {
+            return Err(HarnessError::Unexpected(format!(
+                "DescribeQuorum: errors {} / {}",
+                response.error_code, partition.error_code
+            )));
+        }
+        Ok(partition.leader_id.0)
     }
 
     /// Ids of nodes that run and are not paused, in spec order.
