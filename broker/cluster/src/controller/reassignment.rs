@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::controller::brokers::check_epoch;
 use crate::controller::staged::Staged;
-use crate::image::{Image, PartitionState};
+use crate::image::{Image, NO_LEADER, PartitionState};
 use crate::placement;
 use crate::rpc::{ControllerError, OngoingReassignment};
 
@@ -168,6 +168,12 @@ pub fn complete_if_ready(staged: &mut Staged<'_>, topic: &str, partition: i32) {
     proposed.replicas.retain(|r| !current.removing.contains(r));
     proposed.isr.retain(|r| !current.removing.contains(r));
     if proposed.isr.is_empty() {
+        return;
+    }
+    let leader_stays = current.leader == NO_LEADER || proposed.isr.contains(&current.leader);
+    if !leader_stays && !proposed.isr.iter().any(|r| staged.is_active(*r)) {
+        // Finishing now would leave the partition leaderless (or force an unclean election):
+        // wait for a target replica that can lead.
         return;
     }
     proposed.adding.clear();

@@ -1175,3 +1175,38 @@ fn a_new_controller_gives_every_broker_a_full_session() {
     );
     assert_eq!(c.part("t", 0).leader, 2);
 }
+
+#[test]
+fn a_reassignment_waits_for_a_target_replica_that_can_lead() {
+    let mut c = Cluster::new();
+    c.start(&[1, 2]);
+    c.create("t", vec![vec![1, 2]]);
+    let mut state = c.part("t", 0);
+    state.replicas = vec![2, 1];
+    state.removing = vec![1];
+    state.partition_epoch += 1;
+    let epoch2 = c.epochs[&2];
+    c.apply(&[
+        MetadataRecord::BeginControlledShutdown {
+            id: 2,
+            epoch: epoch2,
+        },
+        MetadataRecord::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            state,
+        },
+    ]);
+    assert!(c.tick().is_empty(), "broker 2 cannot take over yet");
+    c.apply(&[MetadataRecord::UnfenceBroker {
+        id: 2,
+        epoch: epoch2,
+    }]);
+    c.tick();
+    let p = c.part("t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2], vec![2], 2)
+    );
+    assert!(!p.is_reassigning());
+}
