@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::broker_keys::{BROKER_DEFS, broker_def, is_ignored};
 use crate::error::ConfigError;
+use crate::kraft::{
+    KraftInputs, KraftSettings, inter_broker_listener, kraft_settings, parse_bootstrap_servers,
+    parse_voters,
+};
 use crate::listener::{
     Listener, check_distinct_ports, parse_listeners, parse_security_protocol_map, split_host_port,
 };
@@ -77,6 +81,45 @@ pub struct BrokerConfig {
     pub controller_quorum_voters: String,
     /// `controller.listener.names`, upper-cased.
     pub controller_listener_names: Vec<String>,
+    /// `controller.quorum.bootstrap.servers` as (host, port); default empty.
+    pub controller_quorum_bootstrap_servers: Vec<(String, u16)>,
+    /// The validated KRaft view; `None` in single-node mode (empty `process.roles`).
+    pub kraft: Option<KraftSettings>,
+    pub unclean_leader_election_enable: bool,
+    /// `replica.lag.time.max.ms` (30000).
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes` (1048576), per partition.
+    pub replica_fetch_max_bytes: u64,
+    /// `replica.fetch.min.bytes` (1).
+    pub replica_fetch_min_bytes: u64,
+    /// `replica.fetch.wait.max.ms` (500); at most `replica.lag.time.max.ms`.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.backoff.ms` (1000).
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.fetch.response.max.bytes` (10485760).
+    pub replica_fetch_response_max_bytes: u64,
+    /// `broker.heartbeat.interval.ms` (2000).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms` (9000).
+    pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable` (true).
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds` (300).
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `controlled.shutdown.enable` (true).
+    pub controlled_shutdown_enable: bool,
+    /// `metadata.log.dir`; `None` means the first of `log_dirs`.
+    pub metadata_log_dir: Option<PathBuf>,
+    /// `controller.quorum.election.timeout.ms` (1000).
+    pub controller_quorum_election_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms` (2000).
+    pub controller_quorum_fetch_timeout_ms: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots` (20971520).
+    pub metadata_log_max_record_bytes_between_snapshots: u64,
+    /// `metadata.max.idle.interval.ms` (500; 0 disables the no-op records).
+    pub metadata_max_idle_interval_ms: u64,
+    /// Resolved by [`BrokerConfig::inter_broker_listener`].
+    inter_broker_listener: Listener,
     /// Every known key set explicitly (file or override), mapped to the value that won, trimmed.
     pub explicit: BTreeMap<String, String>,
 }
@@ -202,15 +245,6 @@ impl BrokerConfig {
         check_distinct_ports("listeners", &listeners)?;
         let advertised_listeners =
             advertised_listeners(&r, &listeners, &protocol_map, &controller_listener_names)?;
-        if let Some(name) = r.non_empty_string("inter.broker.listener.name") {
-            let name = name.to_ascii_uppercase();
-            if !advertised_listeners.iter().any(|l| l.name == name) {
-                return Err(ConfigError::invalid(
-                    "inter.broker.listener.name",
-                    format!("{name} must be a listener name defined in advertised.listeners"),
-                ));
-            }
-        }
 
         let log_dirs = log_dirs(&r, is_set("log.dirs"))?;
 
@@ -235,6 +269,42 @@ impl BrokerConfig {
             return Err(ConfigError::invalid(
                 "process.roles",
                 "Duplicate role names found in process.roles",
+            ));
+        }
+
+        let controller_quorum_bootstrap_servers = parse_bootstrap_servers(
+            &r.string("controller.quorum.bootstrap.servers")
+                .unwrap_or_default(),
+        )?;
+        let kraft = kraft_settings(KraftInputs {
+            node_id,
+            process_roles: &process_roles,
+            voters: parse_voters(&r.string("controller.quorum.voters").unwrap_or_default())?,
+            bootstrap_servers: controller_quorum_bootstrap_servers.clone(),
+            controller_listener_names: &controller_listener_names,
+            listeners: &listeners,
+            advertised_listeners: &advertised_listeners,
+        })?;
+        let inter_broker_listener = inter_broker_listener(
+            r.non_empty_string("inter.broker.listener.name").as_deref(),
+            &advertised_listeners,
+            &listeners,
+            &controller_listener_names,
+            kraft.as_ref().map(|k| k.roles.broker),
+        )?;
+        let replica_lag_time_max_ms = convert(
+            "replica.lag.time.max.ms",
+            r.required_int("replica.lag.time.max.ms")?,
+        )?;
+        let replica_fetch_wait_max_ms: u64 = convert(
+            "replica.fetch.wait.max.ms",
+            r.required_int("replica.fetch.wait.max.ms")?,
+        )?;
+        if replica_fetch_wait_max_ms > replica_lag_time_max_ms {
+            return Err(ConfigError::invalid(
+                "replica.fetch.wait.max.ms",
+                "should always be less than or equal to replica.lag.time.max.ms to prevent \
+                 frequent changes in ISR",
             ));
         }
 
@@ -361,6 +431,59 @@ impl BrokerConfig {
             process_roles,
             controller_quorum_voters: r.string("controller.quorum.voters").unwrap_or_default(),
             controller_listener_names,
+            controller_quorum_bootstrap_servers,
+            kraft,
+            unclean_leader_election_enable: r.boolean("unclean.leader.election.enable")?,
+            replica_lag_time_max_ms,
+            replica_fetch_max_bytes: convert(
+                "replica.fetch.max.bytes",
+                r.required_int("replica.fetch.max.bytes")?,
+            )?,
+            replica_fetch_min_bytes: convert(
+                "replica.fetch.min.bytes",
+                r.required_int("replica.fetch.min.bytes")?,
+            )?,
+            replica_fetch_wait_max_ms,
+            replica_fetch_backoff_ms: convert(
+                "replica.fetch.backoff.ms",
+                r.required_int("replica.fetch.backoff.ms")?,
+            )?,
+            replica_fetch_response_max_bytes: convert(
+                "replica.fetch.response.max.bytes",
+                r.required_int("replica.fetch.response.max.bytes")?,
+            )?,
+            broker_heartbeat_interval_ms: convert(
+                "broker.heartbeat.interval.ms",
+                r.required_int("broker.heartbeat.interval.ms")?,
+            )?,
+            broker_session_timeout_ms: convert(
+                "broker.session.timeout.ms",
+                r.required_int("broker.session.timeout.ms")?,
+            )?,
+            auto_leader_rebalance_enable: r.boolean("auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_seconds: convert(
+                "leader.imbalance.check.interval.seconds",
+                r.required_int("leader.imbalance.check.interval.seconds")?,
+            )?,
+            controlled_shutdown_enable: r.boolean("controlled.shutdown.enable")?,
+            metadata_log_dir: r.non_empty_string("metadata.log.dir").map(PathBuf::from),
+            controller_quorum_election_timeout_ms: convert(
+                "controller.quorum.election.timeout.ms",
+                r.required_int("controller.quorum.election.timeout.ms")?,
+            )?,
+            controller_quorum_fetch_timeout_ms: convert(
+                "controller.quorum.fetch.timeout.ms",
+                r.required_int("controller.quorum.fetch.timeout.ms")?,
+            )?,
+            metadata_log_max_record_bytes_between_snapshots: convert(
+                "metadata.log.max.record.bytes.between.snapshots",
+                r.required_int("metadata.log.max.record.bytes.between.snapshots")?,
+            )?,
+            metadata_max_idle_interval_ms: convert(
+                "metadata.max.idle.interval.ms",
+                r.required_int("metadata.max.idle.interval.ms")?,
+            )?,
+            inter_broker_listener,
             explicit,
         };
         Ok((config, warnings))
@@ -393,6 +516,12 @@ impl BrokerConfig {
             pairs.push((key.trim().to_string(), value.trim().to_string()));
         }
         BrokerConfig::from_pairs(&pairs)
+    }
+
+    /// The listener other brokers reach this one on: `inter.broker.listener.name` when set, else
+    /// the advertised PLAINTEXT listener, else the first advertised non-controller listener.
+    pub fn inter_broker_listener(&self) -> &Listener {
+        &self.inter_broker_listener
     }
 
     /// The string value of a known broker key: the explicit value if set, else its default

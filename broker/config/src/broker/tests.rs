@@ -91,7 +91,7 @@ fn typed_values_are_read() {
         ("metrics.listener", ""),
         ("cluster.id", "abc"),
         ("process.roles", "broker,controller"),
-        ("controller.quorum.voters", "1@h:9093"),
+        ("controller.quorum.voters", "7@h:9093"),
         ("controller.listener.names", "controller"),
         (
             "listeners",
@@ -117,7 +117,7 @@ fn typed_values_are_read() {
     assert_eq!(c.metrics_listener, None);
     assert_eq!(c.cluster_id.as_deref(), Some("abc"));
     assert_eq!(c.process_roles, vec!["broker", "controller"]);
-    assert_eq!(c.controller_quorum_voters, "1@h:9093");
+    assert_eq!(c.controller_quorum_voters, "7@h:9093");
     assert_eq!(c.controller_listener_names, vec!["CONTROLLER"]);
     assert_eq!(c.listeners.len(), 2);
     // Controller listeners are not advertised by default.
