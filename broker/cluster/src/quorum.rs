@@ -21,6 +21,8 @@ mod network;
 mod proto;
 mod service;
 mod state_machine;
+#[cfg(test)]
+mod storage_tests;
 
 use std::collections::BTreeMap;
 use std::io::{self, Cursor};
