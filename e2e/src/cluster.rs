@@ -396,6 +396,10 @@ impl Cluster {
             ("node.id".into(), node.spec.id.to_string()),
             ("controller.quorum.voters".into(), self.voters.clone()),
             ("listeners".into(), listeners),
+            (
+                "advertised.listeners".into(),
+                format!("PLAINTEXT://{}:{}", node.host, node.broker_port),
+            ),
             ("controller.listener.names".into(), "CONTROLLER".into()),
             // As in Kafka's KRaft quickstart: the controller listener's protocol is explicit.
             (
