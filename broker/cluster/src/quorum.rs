@@ -118,7 +118,7 @@ pub enum QuorumError {
 
 /// A running voter of the metadata quorum: Raft, its gRPC server and the active controller.
 pub struct Quorum {
-    node_id: NodeId,
+    node_id: i32,
     raft: Raft<TypeConfig>,
     image: watch::Receiver<Arc<Image>>,
     active: Arc<ActiveController>,
@@ -213,7 +213,7 @@ impl Quorum {
         let ticker = tokio::spawn(tick_loop(active.clone(), raft.clone(), stopping_rx));
 
         let quorum = Quorum {
-            node_id,
+            node_id: config.node_id,
             raft,
             image: image_rx,
             active,
@@ -259,7 +259,7 @@ impl Quorum {
 
     /// This voter's node id.
     pub fn node_id(&self) -> i32 {
-        node_to_i32(self.node_id).unwrap_or(i32::MAX)
+        self.node_id
     }
 
     /// openraft's metrics of this voter (state, term, last applied, snapshot, purged).
