@@ -220,7 +220,7 @@ impl BrokerConfig {
         };
         let node_id = convert("node.id", node_id)?;
 
-        let protocol_map = parse_security_protocol_map(
+        let mut protocol_map = parse_security_protocol_map(
             "listener.security.protocol.map",
             &r.string("listener.security.protocol.map")
                 .unwrap_or_default(),
@@ -231,6 +231,13 @@ impl BrokerConfig {
                 .filter(|n| !n.is_empty())
                 .map(|n| n.to_ascii_uppercase())
                 .collect();
+        // Kafka maps controller listeners missing from the map to PLAINTEXT, so the usual
+        // `listeners=PLAINTEXT://...,CONTROLLER://...` works without a map entry.
+        for name in &controller_listener_names {
+            protocol_map
+                .entry(name.clone())
+                .or_insert_with(|| "PLAINTEXT".to_string());
+        }
         let listeners = parse_listeners(
             "listeners",
             &r.string("listeners").unwrap_or_default(),

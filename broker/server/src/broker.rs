@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use kafka_protocol::ResponseError;
 use strait_config::{BrokerConfig, effective_topic_config, validate_topic_configs};
 use strait_storage::{LogConfig, LogManager, PartitionLog, TimestampType, TopicPartition};
-use tokio::sync::Notify;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::cluster::replica::ReplicaState;
 use crate::errors::ApiError;
 use crate::group::Coordinator;
 use crate::group::coordinator::Limits;
@@ -27,23 +27,21 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 /// beyond what one topic on one broker is ever given.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
-pub struct Partition {
-    pub index: i32,
-    pub log: Arc<PartitionLog>,
-    /// Notified after every append, so fetches waiting for `min_bytes` wake up.
-    pub appended: Notify,
-}
+pub use crate::partition::Partition;
 
 pub struct Topic {
     pub meta: TopicMeta,
+    /// The partitions hosted here, by index. A single node hosts all of them; in a cluster only
+    /// those this broker is a replica of (`meta.partitions` is the topic's partition count).
     pub partitions: Vec<Arc<Partition>>,
 }
 
 impl Topic {
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
+        self.partitions
+            .binary_search_by_key(&index, |p| p.index)
             .ok()
-            .and_then(|i| self.partitions.get(i))
+            .map(|i| &self.partitions[i])
     }
 }
 
@@ -67,6 +65,9 @@ pub struct Broker {
     topics: RwLock<Topics>,
     /// Serialises admin operations so check-then-act on the catalogue is atomic.
     admin: Mutex<()>,
+    /// Set once at start-up in KRaft mode (`process.roles` set): the cluster membership, the
+    /// metadata image and the controller client. `None` on a single node.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
 }
 
 pub fn log_config(overrides: &BTreeMap<String, String>, config: &BrokerConfig) -> LogConfig {
@@ -155,6 +156,7 @@ impl Broker {
             metadata,
             topics: RwLock::new(Topics::default()),
             admin: Mutex::new(()),
+            cluster: std::sync::OnceLock::new(),
         };
         if !broker.clean_start {
             broker.metrics.recovery_runs.inc();
@@ -169,8 +171,14 @@ impl Broker {
     /// catalogue no longer has (a crash during a delete). A data dir without a catalogue (copied
     /// from elsewhere) is adopted rather than wiped.
     fn load_topics(&self, catalogue_existed: bool) -> Result<(), StartError> {
+        // In a cluster the metadata image owns every topic but the coordinator's local
+        // `__consumer_offsets`; the cluster applier reconciles the rest once the image arrives.
+        let local_only = |name: &str| self.config.kraft.is_none() || name == "__consumer_offsets";
         let mut on_disk: BTreeMap<String, Vec<Arc<PartitionLog>>> = BTreeMap::new();
         for log in self.logs.all() {
+            if !local_only(&log.topic_partition().topic) {
+                continue;
+            }
             on_disk
                 .entry(log.topic_partition().topic.clone())
                 .or_default()
@@ -180,6 +188,7 @@ impl Broker {
             .metadata
             .topics()
             .into_iter()
+            .filter(|t| local_only(&t.name))
             .map(|t| (t.name.clone(), t))
             .collect();
         for (name, logs) in &on_disk {
@@ -246,27 +255,57 @@ impl Broker {
                 // The only in-sync replica is this one, so everything it has is committed: the
                 // high watermark is the log end (the checkpoint may lag it after a crash).
                 log.set_high_watermark(log.log_end_offset());
-                Ok(Arc::new(Partition {
+                Ok(Arc::new(Partition::new(
                     index,
                     log,
-                    appended: Notify::new(),
-                }))
+                    ReplicaState::single(self.config.node_id, 0),
+                )))
             })
             .collect()
     }
 
     /// Whether this broker is fully caught up: in the ISR of every partition it hosts, with no
     /// offline partition in the cluster. A single node leads every partition and is its whole
-    /// ISR, so once the logs are open (this object exists) it is ready; the replication issue
-    /// replaces this with the real ISR and offline-partition checks. `Err` says why not.
+    /// ISR, so once the logs are open (this object exists) it is ready. `Err` says why not.
     pub fn readiness(&self) -> Result<(), String> {
-        Ok(())
+        match self.cluster() {
+            Some(node) => node.readiness(self),
+            None => Ok(()),
+        }
     }
 
     /// A fresh producer id for InitProducerId, from a durably reserved block.
     pub fn next_producer_id(&self) -> Result<i64, ApiError> {
         const BLOCK: i64 = 1000;
         let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.is_empty()
+            && let Some(node) = self.cluster()
+        {
+            // Cluster-wide unique ids come in blocks from the controller.
+            let answer = tokio::runtime::Handle::current().block_on(node.call(
+                strait_cluster::rpc::ControllerRequest::AllocateProducerIds {
+                    broker: self.config.node_id,
+                    broker_epoch: node.broker_epoch(),
+                },
+            ));
+            match answer {
+                Ok(strait_cluster::rpc::ControllerResponse::ProducerIds { first, count }) => {
+                    *ids = first..first + count;
+                }
+                Ok(other) => {
+                    return Err(ApiError::new(
+                        ResponseError::UnknownServerError,
+                        format!("unexpected controller answer {other:?}"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(ApiError::new(
+                        ResponseError::CoordinatorNotAvailable,
+                        format!("cannot allocate producer ids: {e}"),
+                    ));
+                }
+            }
+        }
         if ids.is_empty() {
             let start = self
                 .metadata
@@ -277,6 +316,53 @@ impl Broker {
         let id = ids.start;
         ids.start += 1;
         Ok(id)
+    }
+
+    /// The cluster node in KRaft mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::ClusterNode>> {
+        self.cluster.get()
+    }
+
+    /// The error for a topic this broker does not host: in a cluster, a topic that exists on
+    /// other brokers gets NOT_LEADER_OR_FOLLOWER so the client refreshes its metadata.
+    pub fn missing_topic_error(&self, name: &str) -> ApiError {
+        match self.cluster() {
+            Some(c) if c.image().topic(name).is_some() => ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("This broker hosts no replica of topic {name}"),
+            ),
+            _ => unknown_topic(name),
+        }
+    }
+
+    pub fn missing_topic_error_by_id(&self, id: &Uuid) -> ApiError {
+        match self.cluster() {
+            Some(c) if c.image().topic_by_id(id).is_some() => ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("This broker hosts no replica of topic {id}"),
+            ),
+            _ => ApiError::new(ResponseError::UnknownTopicId, "unknown topic id"),
+        }
+    }
+
+    /// The error for a partition of a hosted topic that is not here.
+    pub fn missing_partition_error(&self, topic: &Topic, index: i32) -> ApiError {
+        if self.cluster().is_some() && (0..topic.meta.partitions).contains(&index) {
+            return ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "This broker hosts no replica of {}-{index}",
+                    topic.meta.name
+                ),
+            );
+        }
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!(
+                "Partition {index} of topic {} does not exist",
+                topic.meta.name
+            ),
+        )
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -485,7 +571,17 @@ impl Broker {
         Ok(())
     }
 
-    /// Replaces a topic's config overrides (already validated by the caller's rules).
+    /// A topic's config overrides: from the metadata image in a cluster (the topic may have no
+    /// replica here), else from the local catalogue.
+    pub fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        match self.cluster() {
+            Some(c) => c.image().topic(name).map(|t| t.configs.clone()),
+            None => self.topic(name).map(|t| t.meta.configs.clone()),
+        }
+    }
+
+    /// Replaces a topic's config overrides (already validated by the caller's rules). In a
+    /// cluster the controller does it; call from a blocking context (`block_in_place`).
     pub fn set_topic_configs(
         &self,
         name: &str,
@@ -493,6 +589,14 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         validate_topic_configs(&configs)?;
+        if let Some(node) = self.cluster() {
+            if validate_only {
+                return Ok(());
+            }
+            return tokio::runtime::Handle::current().block_on(
+                crate::api::cluster_admin::set_topic_configs(node, name, configs),
+            );
+        }
         let _guard = self.admin_lock();
         let Some(topic) = self.topic(name) else {
             return Err(unknown_topic(name));
@@ -515,6 +619,25 @@ impl Broker {
         });
         info!(topic = %name, "updated topic configs");
         Ok(())
+    }
+
+    /// Cluster mode: puts a topic (as the metadata image describes it) into the table.
+    pub(crate) fn install_topic(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        topics.by_id.insert(topic.meta.id, topic.meta.name.clone());
+        topics
+            .by_name
+            .insert(topic.meta.name.clone(), topic.clone());
+        topic
+    }
+
+    /// Cluster mode: removes a topic from the table (its logs are the caller's business).
+    pub(crate) fn uninstall_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let topic = topics.by_name.remove(name)?;
+        topics.by_id.remove(&topic.meta.id);
+        Some(topic)
     }
 
     fn replace_topic(&self, topic: Topic) {

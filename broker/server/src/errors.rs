@@ -45,6 +45,8 @@ impl From<LogError> for ApiError {
             LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             // The partition went away under the request (topic deleted): clients refresh metadata.
             LogError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
+            // Only the follower append raises this; it never reaches a client.
+            LogError::UnexpectedOffset { .. } => ResponseError::UnknownServerError,
             LogError::LogDir { .. } | LogError::CorruptFile { .. } => {
                 ResponseError::KafkaStorageError
             }

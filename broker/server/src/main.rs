@@ -15,9 +15,12 @@ use tracing::{error, warn};
 #[command(
     name = "strait-broker",
     version,
-    about = "Strait: a Kafka-compatible event streaming broker"
+    about = "Strait: a Kafka-compatible event streaming broker",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A server.properties file (Kafka's format and key names).
     #[arg(long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -29,8 +32,50 @@ struct Cli {
     overrides: Vec<String>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Runs a local cluster: N brokers on 127.0.0.1 in racks a, b, c (the first three also form
+    /// the metadata quorum). Ctrl-C stops it.
+    Dev {
+        /// Number of brokers.
+        #[arg(long, default_value_t = 3)]
+        brokers: u16,
+        /// Kafka port of node 1; node i listens on base+2(i-1), its controller one above,
+        /// its /metrics and /ready on base+1000+(i-1).
+        #[arg(long, default_value_t = 9092)]
+        base_port: u16,
+        /// Where the nodes keep their data (node-1, node-2, ...).
+        #[arg(long, default_value = "strait-dev")]
+        data_dir: PathBuf,
+        /// Extra `key=value` setting for every node (repeatable).
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Dev {
+        brokers,
+        base_port,
+        data_dir,
+        overrides,
+    }) = cli.command
+    {
+        let options = strait_broker::dev::DevOptions {
+            brokers,
+            base_port,
+            data_dir,
+            overrides,
+        };
+        return match strait_broker::dev::run(&options, wait_for_ctrl_c) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strait-broker dev: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (telemetry, telemetry_problem) = Telemetry::init(std::io::stderr().is_terminal());
     if let Some(problem) = telemetry_problem {
         warn!("{problem}");
@@ -98,5 +143,16 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM (the dev launcher has no async runtime of its own).
+fn wait_for_ctrl_c() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(wait_for_signal()),
+        Err(e) => eprintln!("strait-broker dev: cannot wait for signals: {e}"),
     }
 }

@@ -195,6 +195,44 @@ fn seeds() -> Vec<Bytes> {
     for v in 1..=6 {
         out.extend(frame(ApiKey::DeleteTopics, v, &delete_topics));
     }
+    let epochs = kafka_protocol::messages::OffsetForLeaderEpochRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![
+            kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic("hostile"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_leader_epoch(0),
+                ]),
+        ]);
+    for v in 2..=4 {
+        out.extend(frame(ApiKey::OffsetForLeaderEpoch, v, &epochs));
+    }
+    let elect =
+        kafka_protocol::messages::ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                .with_topic(topic("hostile"))
+                .with_partitions(vec![0]),
+        ]));
+    for v in 0..=2 {
+        out.extend(frame(ApiKey::ElectLeaders, v, &elect));
+    }
+    let reassign = kafka_protocol::messages::AlterPartitionReassignmentsRequest::default()
+        .with_topics(vec![
+            kafka_protocol::messages::alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(topic("hostile"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_replicas(Some(vec![kafka_protocol::messages::BrokerId(1)])),
+                ]),
+        ]);
+    out.extend(frame(ApiKey::AlterPartitionReassignments, 0, &reassign));
+    out.extend(frame(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &kafka_protocol::messages::ListPartitionReassignmentsRequest::default(),
+    ));
     out
 }
 

@@ -32,6 +32,9 @@ pub async fn create_topics(
     req: CreateTopicsRequest,
     _ctx: &RequestContext,
 ) -> CreateTopicsResponse {
+    if let Some(node) = broker.cluster() {
+        return super::cluster_admin::create_topics(broker, node, req).await;
+    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
@@ -161,7 +164,7 @@ fn check_assignment(broker: &Broker, replicas: &[i32]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn created_configs(
+pub(crate) fn created_configs(
     broker: &Broker,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<CreatableTopicConfigs> {
@@ -183,6 +186,9 @@ pub async fn delete_topics(
     req: DeleteTopicsRequest,
     ctx: &RequestContext,
 ) -> DeleteTopicsResponse {
+    if let Some(node) = broker.cluster() {
+        return super::cluster_admin::delete_topics(broker, node, req, ctx).await;
+    }
     let by_id_version = ctx.api_version >= DELETE_BY_ID_VERSION;
     let targets: Vec<(Option<TopicName>, Uuid)> = if by_id_version {
         req.topics
@@ -238,6 +244,9 @@ pub async fn create_partitions(
     req: CreatePartitionsRequest,
     _ctx: &RequestContext,
 ) -> CreatePartitionsResponse {
+    if let Some(node) = broker.cluster() {
+        return super::cluster_admin::create_partitions(node, req).await;
+    }
     let validate_only = req.validate_only;
     let results = tokio::task::block_in_place(|| {
         req.topics

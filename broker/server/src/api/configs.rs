@@ -71,8 +71,10 @@ pub async fn describe(
 fn entries(broker: &Broker, resource_type: i8, name: &str) -> Result<Vec<ConfigEntry>, ApiError> {
     match resource_type {
         RESOURCE_TOPIC => {
-            let topic = broker.topic(name).ok_or_else(|| unknown_topic(name))?;
-            Ok(describe_topic(&topic.meta.configs, &broker.config))
+            let configs = broker
+                .topic_configs(name)
+                .ok_or_else(|| unknown_topic(name))?;
+            Ok(describe_topic(&configs, &broker.config))
         }
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;
@@ -230,8 +232,10 @@ pub async fn incremental_alter(
                         {
                             return Err(duplicate_key(dup));
                         }
-                        let topic = broker.topic(&name).ok_or_else(|| unknown_topic(&name))?;
-                        Ok(apply_incremental(&topic.meta.configs, &ops)?)
+                        let current = broker
+                            .topic_configs(&name)
+                            .ok_or_else(|| unknown_topic(&name))?;
+                        Ok(apply_incremental(&current, &ops)?)
                     },
                     validate_only,
                 );
@@ -268,7 +272,7 @@ fn alter_resource(
 ) -> Result<(), ApiError> {
     match resource_type {
         RESOURCE_TOPIC => {
-            if broker.topic(name).is_none() {
+            if broker.topic_configs(name).is_none() {
                 return Err(unknown_topic(name));
             }
             let configs = new_configs()?;

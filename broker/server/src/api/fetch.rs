@@ -4,6 +4,11 @@
 //! available it long-polls until an append to one of the partitions or `max_wait_ms`. The
 //! expensive part, reading the bytes, happens once, after the wait. Fetch sessions (KIP-227) are
 //! not kept: every response carries session id 0, which clients treat as "send full requests".
+//!
+//! Only the partition leader serves fetches. A fetch with a replica id is a follower's: it records
+//! the follower's progress (which may move the high watermark) and reads up to the log end rather
+//! than the high watermark. Leader epochs in the request are checked against the current one
+//! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,8 +29,8 @@ use crate::broker::{Broker, Partition};
 const TOPIC_ID_VERSION: i16 = 13;
 /// First version with `current_leader_epoch` (KIP-320).
 const LEADER_EPOCH_VERSION: i16 = 9;
-/// Single-node partitions keep leader epoch 0.
-const LEADER_EPOCH: i32 = 0;
+/// First version that carries the replica id inside `replica_state` (KIP-903).
+const REPLICA_STATE_VERSION: i16 = 15;
 /// Upper bound on a long poll, whatever the client asks (Kafka caps it by the request timeout).
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 const READ_COMMITTED: i8 = 1;
@@ -37,6 +42,8 @@ struct Slot {
     fetch_offset: i64,
     max_bytes: u64,
     target: Result<Arc<Partition>, ResponseError>,
+    /// A follower's fetch reads up to the log end; a consumer's up to the high watermark.
+    follower: bool,
 }
 
 /// What a pass over the partitions found, before any bytes are read.
@@ -63,6 +70,13 @@ pub async fn handle(
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as u64;
     let response_max = req.max_bytes.max(0) as u64;
+    let replica_id = if version >= REPLICA_STATE_VERSION {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = replica_id >= 0;
+    let received = std::time::Instant::now();
 
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
@@ -73,29 +87,39 @@ pub async fn handle(
             broker.topic(t.topic.0.as_str())
         };
         let missing = if version >= TOPIC_ID_VERSION {
-            ResponseError::UnknownTopicId
+            broker.missing_topic_error_by_id(&t.topic_id).error
         } else {
-            ResponseError::UnknownTopicOrPartition
+            broker.missing_topic_error(t.topic.0.as_str()).error
         };
         for p in &t.partitions {
             let target = match &topic {
                 None => Err(missing),
                 Some(topic) => match topic.partition(p.partition) {
-                    None => Err(ResponseError::UnknownTopicOrPartition),
-                    Some(_)
-                        if version >= LEADER_EPOCH_VERSION
-                            && p.current_leader_epoch > LEADER_EPOCH =>
-                    {
-                        Err(ResponseError::UnknownLeaderEpoch)
+                    None => Err(broker.missing_partition_error(topic, p.partition).error),
+                    Some(partition) => {
+                        let checked = {
+                            let replica = partition.replica();
+                            let asked = p.current_leader_epoch;
+                            if !replica.is_leader() {
+                                Err(ResponseError::NotLeaderOrFollower)
+                            } else if version >= LEADER_EPOCH_VERSION
+                                && asked > replica.leader_epoch
+                            {
+                                Err(ResponseError::UnknownLeaderEpoch)
+                            } else if version >= LEADER_EPOCH_VERSION
+                                && asked >= 0
+                                && asked < replica.leader_epoch
+                            {
+                                Err(ResponseError::FencedLeaderEpoch)
+                            } else {
+                                Ok(partition.clone())
+                            }
+                        };
+                        if follower && checked.is_ok() {
+                            partition.record_follower_fetch(replica_id, p.fetch_offset, received);
+                        }
+                        checked
                     }
-                    Some(_)
-                        if version >= LEADER_EPOCH_VERSION
-                            && p.current_leader_epoch >= 0
-                            && p.current_leader_epoch < LEADER_EPOCH =>
-                    {
-                        Err(ResponseError::FencedLeaderEpoch)
-                    }
-                    Some(partition) => Ok(partition.clone()),
                 },
             };
             slots.push(Slot {
@@ -104,6 +128,7 @@ pub async fn handle(
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as u64,
                 target,
+                follower,
             });
         }
         let mut resp = FetchableTopicResponse::default();
@@ -210,7 +235,12 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
             };
             let log = &partition.log;
             let hw = log.high_watermark();
-            match log.read(slot.fetch_offset, slot.max_bytes.min(left), hw, min_one) {
+            let upper = if slot.follower {
+                log.log_end_offset()
+            } else {
+                hw
+            };
+            match log.read(slot.fetch_offset, slot.max_bytes.min(left), upper, min_one) {
                 Ok(read) => {
                     if read.bytes > 0 {
                         min_one = false;

@@ -64,9 +64,25 @@ pub async fn find_coordinator(
             "Transactions are not supported yet: no transaction coordinator",
         ))
     };
-    let endpoint = super::metadata::brokers(broker, &ctx.listener)
-        .into_iter()
-        .next();
+    let endpoint = match broker.cluster() {
+        // Every broker must name the same coordinator: the lowest-id live broker. Group state
+        // lives in that broker's local __consumer_offsets (not replicated yet).
+        Some(node) => {
+            let image = node.image();
+            image.live_brokers().next().and_then(|b| {
+                let e = b.endpoint(&ctx.listener).or_else(|| b.endpoints.first())?;
+                Some(
+                    kafka_protocol::messages::metadata_response::MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(e.host.clone()))
+                        .with_port(e.port.into()),
+                )
+            })
+        }
+        None => super::metadata::brokers(broker, &ctx.listener)
+            .into_iter()
+            .next(),
+    };
     let answer = |key: String| -> CoordinatorEntry {
         match (&ready, &endpoint) {
             (Ok(()), Some(b)) => CoordinatorEntry::default()

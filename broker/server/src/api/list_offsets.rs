@@ -38,15 +38,24 @@ pub async fn handle(
                     .map(|p| {
                         let base = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        let Some(partition) =
-                            topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                        else {
-                            return base
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
+                        let found = match &topic {
+                            None => Err(broker.missing_topic_error(t.name.0.as_str()).error),
+                            Some(topic) => topic.partition(p.partition_index).ok_or_else(|| {
+                                broker
+                                    .missing_partition_error(topic, p.partition_index)
+                                    .error
+                            }),
                         };
-                        match lookup(partition, p.timestamp) {
+                        let partition = match found {
+                            Ok(partition) => partition,
+                            Err(e) => {
+                                return base
+                                    .with_error_code(e.code())
+                                    .with_offset(-1)
+                                    .with_timestamp(-1);
+                            }
+                        };
+                        match lookup(partition, p.timestamp, p.current_leader_epoch) {
                             Ok((offset, timestamp, epoch)) => base
                                 .with_offset(offset)
                                 .with_timestamp(timestamp)
@@ -68,7 +77,24 @@ pub async fn handle(
 }
 
 /// Returns (offset, timestamp, leader epoch); Kafka answers -1/-1 when no record qualifies.
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64, i32), ResponseError> {
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    current_leader_epoch: i32,
+) -> Result<(i64, i64, i32), ResponseError> {
+    {
+        // Only the leader answers (KIP-320 epoch fencing as for Fetch).
+        let replica = partition.replica();
+        if !replica.is_leader() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        if current_leader_epoch >= 0 && current_leader_epoch < replica.leader_epoch {
+            return Err(ResponseError::FencedLeaderEpoch);
+        }
+        if current_leader_epoch > replica.leader_epoch {
+            return Err(ResponseError::UnknownLeaderEpoch);
+        }
+    }
     let log = &partition.log;
     let epoch = log.latest_epoch().unwrap_or(-1);
     let storage = |_| ResponseError::KafkaStorageError;

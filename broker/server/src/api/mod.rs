@@ -4,11 +4,13 @@
 
 pub mod admin_topics;
 pub mod cluster;
+pub mod cluster_admin;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
@@ -226,6 +228,10 @@ async fn route(
         InitProducerId => messages::InitProducerIdRequest => producer_id::init,
         ConsumerGroupHeartbeat => messages::ConsumerGroupHeartbeatRequest => consumer_groups::heartbeat,
         ConsumerGroupDescribe => messages::ConsumerGroupDescribeRequest => consumer_groups::describe,
+        OffsetForLeaderEpoch => messages::OffsetForLeaderEpochRequest => leader_epoch::handle,
+        ElectLeaders => messages::ElectLeadersRequest => cluster_admin::elect_leaders,
+        AlterPartitionReassignments => messages::AlterPartitionReassignmentsRequest => cluster_admin::alter_reassignments,
+        ListPartitionReassignments => messages::ListPartitionReassignmentsRequest => cluster_admin::list_reassignments,
     })
 }
 

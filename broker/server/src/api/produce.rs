@@ -1,10 +1,13 @@
-//! Produce: appends each partition's record batches to its log as received (the log engine checks
-//! and stamps them), then answers with the assigned base offset. acks=0 gets no response at all,
-//! as in Kafka. On a single node the high watermark moves with every append, so acks=1 and
-//! acks=all are both complete once the append returns; acks=all still enforces
-//! `min.insync.replicas` against the in-sync replica count.
+//! Produce: the partition leader appends each partition's record batches to its log as received
+//! (the log engine checks and stamps them with the leader epoch), then answers with the assigned
+//! base offset. acks=0 gets no response at all, as in Kafka; acks=1 is answered after the local
+//! append; acks=all requires `min.insync.replicas` in-sync replicas before appending
+//! (NOT_ENOUGH_REPLICAS) and waits until the high watermark passes the appended records, failing
+//! with NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum meanwhile, or
+//! REQUEST_TIMED_OUT after the request's timeout. Non-leaders answer NOT_LEADER_OR_FOLLOWER.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -14,15 +17,13 @@ use strait_config::effective_topic_config;
 use tracing::warn;
 
 use super::{RequestContext, error_name, now_ms, str_bytes};
-use crate::broker::{Broker, Topic, unknown_topic};
+use crate::broker::{Broker, Partition, Topic};
 use crate::errors::ApiError;
 
 /// First Produce version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
-/// A single node is the only in-sync replica of its partitions.
-const IN_SYNC_REPLICAS: i32 = 1;
-/// Single-node partitions never change leader, so their leader epoch stays at 0.
-const LEADER_EPOCH: i32 = 0;
+/// Bound on an acks=all wait whatever the request asks.
+const MAX_ACK_WAIT: Duration = Duration::from_secs(300);
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -32,7 +33,8 @@ pub async fn handle(
     let version = ctx.api_version;
     let acks = req.acks;
     let now = now_ms();
-    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_ACK_WAIT);
+    let mut topics = Vec::with_capacity(req.topic_data.len());
     // Appends touch the disk (and fsync under flush.messages); keep them off the async workers'
     // hot path without a thread hop per partition.
     tokio::task::block_in_place(|| {
@@ -40,13 +42,13 @@ pub async fn handle(
             let topic = if version >= TOPIC_ID_VERSION {
                 broker
                     .topic_by_id(&topic_data.topic_id)
-                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicId, "unknown topic id"))
+                    .ok_or_else(|| broker.missing_topic_error_by_id(&topic_data.topic_id))
             } else {
                 broker
                     .topic(topic_data.name.0.as_str())
-                    .ok_or_else(|| unknown_topic(topic_data.name.0.as_str()))
+                    .ok_or_else(|| broker.missing_topic_error(topic_data.name.0.as_str()))
             };
-            let partition_responses = topic_data
+            let results: Vec<(i32, Result<Appended, ApiError>)> = topic_data
                 .partition_data
                 .into_iter()
                 .map(|data| {
@@ -74,34 +76,115 @@ pub async fn handle(
                                     .inc_by(records_len as u64);
                             }
                             Ok(_) => {}
-                            Err(e) => {
-                                m.failed_produce_requests.with_label_values(&name).inc();
-                                m.errors
-                                    .with_label_values(&["Produce", error_name(e.error).as_str()])
-                                    .inc();
-                            }
+                            Err(e) => record_failure(broker, &topic.meta.name, e),
                         }
                     }
-                    partition_response(index, result)
+                    (index, result)
                 })
                 .collect();
-            let mut resp =
-                TopicProduceResponse::default().with_partition_responses(partition_responses);
-            if version >= TOPIC_ID_VERSION {
-                resp.topic_id = topic_data.topic_id;
-            } else {
-                resp.name = topic_data.name;
-            }
-            responses.push(resp);
+            topics.push((topic_data.name, topic_data.topic_id, topic.ok(), results));
         }
     });
     if acks == 0 {
         return None;
     }
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, topic_id, topic, results) in topics {
+        let mut partition_responses = Vec::with_capacity(results.len());
+        for (index, mut result) in results {
+            if let (Ok(appended), -1, Some(topic)) = (&result, acks, &topic)
+                && let Err(e) = wait_for_replication(broker, topic, appended, timeout).await
+            {
+                record_failure(broker, &topic.meta.name, &e);
+                result = Err(e);
+            }
+            partition_responses.push(partition_response(index, result));
+        }
+        let mut resp =
+            TopicProduceResponse::default().with_partition_responses(partition_responses);
+        if version >= TOPIC_ID_VERSION {
+            resp.topic_id = topic_id;
+        } else {
+            resp.name = name;
+        }
+        responses.push(resp);
+    }
     Some(ProduceResponse::default().with_responses(responses))
 }
 
+fn record_failure(broker: &Broker, topic: &str, e: &ApiError) {
+    let m = &broker.metrics;
+    m.failed_produce_requests.with_label_values(&[topic]).inc();
+    m.errors
+        .with_label_values(&["Produce", error_name(e.error).as_str()])
+        .inc();
+}
+
+/// acks=all: waits until the high watermark covers the appended records while this broker still
+/// leads in the same epoch; then the ISR must still meet `min.insync.replicas`.
+async fn wait_for_replication(
+    broker: &Broker,
+    topic: &Topic,
+    appended: &Appended,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let partition = &appended.partition;
+    let target = appended.last_offset + 1;
+    let mut hw = partition.watch_high_watermark();
+    let lost_leadership = || {
+        let replica = partition.replica();
+        !replica.is_leader() || replica.leader_epoch != appended.leader_epoch
+    };
+    let waited = tokio::time::timeout(timeout, async {
+        loop {
+            if *hw.borrow_and_update() >= target || lost_leadership() {
+                return;
+            }
+            // Leadership changes publish the high watermark too, so this wakes for both.
+            if hw.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    if lost_leadership() {
+        return Err(ApiError::new(
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "Leadership of {}-{} moved before the records were replicated",
+                topic.meta.name, partition.index
+            ),
+        ));
+    }
+    if waited.is_err() && partition.log.high_watermark() < target {
+        return Err(ApiError::new(
+            ResponseError::RequestTimedOut,
+            format!(
+                "Records of {}-{} were not replicated to the ISR within {} ms",
+                topic.meta.name,
+                partition.index,
+                timeout.as_millis()
+            ),
+        ));
+    }
+    let min_isr = effective_topic_config(&topic.meta.configs, &broker.config).min_insync_replicas;
+    let isr = partition.replica().isr.len() as i32;
+    if isr < min_isr {
+        return Err(ApiError::new(
+            ResponseError::NotEnoughReplicasAfterAppend,
+            format!(
+                "The records of {}-{} were written but the ISR shrank to {isr}, below min.insync.replicas {min_isr}",
+                topic.meta.name, partition.index
+            ),
+        ));
+    }
+    Ok(())
+}
+
 struct Appended {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    last_offset: i64,
     base_offset: i64,
     log_append_time: i64,
     log_start_offset: i64,
@@ -117,13 +200,22 @@ fn append(
     now: i64,
 ) -> Result<Appended, ApiError> {
     let Some(partition) = topic.partition(data.index) else {
-        return Err(ApiError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!(
-                "Partition {} of topic {} does not exist",
-                data.index, topic.meta.name
-            ),
-        ));
+        return Err(broker.missing_partition_error(topic, data.index));
+    };
+    let (leader_epoch, isr) = {
+        let replica = partition.replica();
+        if !replica.is_leader() {
+            return Err(ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "This broker is not the leader of {}-{} (leader: {})",
+                    topic.meta.name,
+                    data.index,
+                    replica.leader_id()
+                ),
+            ));
+        }
+        (replica.leader_epoch, replica.isr.len() as i32)
     };
     let records = data.records.unwrap_or_default();
     if records.is_empty() {
@@ -135,28 +227,29 @@ fn append(
     if acks == -1 {
         let min_isr =
             effective_topic_config(&topic.meta.configs, &broker.config).min_insync_replicas;
-        if IN_SYNC_REPLICAS < min_isr {
+        if isr < min_isr {
             return Err(ApiError::new(
                 ResponseError::NotEnoughReplicas,
                 format!(
-                    "The size of the current ISR {IN_SYNC_REPLICAS} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}-{}",
+                    "The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}-{}",
                     topic.meta.name, data.index
                 ),
             ));
         }
     }
-    let info = partition.log.append(&records, LEADER_EPOCH, now).map_err(|e| {
+    let info = partition.log.append(&records, leader_epoch, now).map_err(|e| {
         let e = ApiError::from(e);
         if e.error == ResponseError::KafkaStorageError {
             warn!(topic = %topic.meta.name, partition = data.index, error = %e.message, "append failed");
         }
         e
     })?;
-    partition
-        .log
-        .set_high_watermark(partition.log.log_end_offset());
     partition.appended.notify_waiters();
+    partition.advance_high_watermark();
     Ok(Appended {
+        partition: partition.clone(),
+        leader_epoch,
+        last_offset: info.last_offset,
         base_offset: info.first_offset,
         log_append_time: info.log_append_time,
         log_start_offset: info.log_start_offset,

@@ -31,6 +31,10 @@ pub struct BoundListener {
 pub async fn bind(broker: &Broker) -> anyhow::Result<Vec<BoundListener>> {
     let mut bound = Vec::new();
     for l in &broker.config.listeners {
+        // The metadata quorum serves the controller listeners (gRPC), not the Kafka protocol.
+        if broker.config.controller_listener_names.contains(&l.name) {
+            continue;
+        }
         let addr = format!("{}:{}", l.host, l.port);
         let listener = TcpListener::bind(&addr)
             .await

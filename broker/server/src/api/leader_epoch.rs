@@ -1,0 +1,74 @@
+//! OffsetForLeaderEpoch (KIP-101, KIP-320): where a leader epoch ends in the leader's log. Followers
+//! ask it after a leader change to find where their log diverges; consumers ask it to detect log
+//! truncation. Only the leader answers, and the request's current leader epoch is fenced as for
+//! Fetch.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::RequestContext;
+use crate::broker::Broker;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: OffsetForLeaderEpochRequest,
+    _ctx: &RequestContext,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(t.topic.0.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let found = match &topic {
+                        None => Err(broker.missing_topic_error(t.topic.0.as_str()).error),
+                        Some(topic) => topic.partition(p.partition).ok_or_else(|| {
+                            broker.missing_partition_error(topic, p.partition).error
+                        }),
+                    };
+                    let partition = match found {
+                        Ok(partition) => partition,
+                        Err(e) => return base.with_error_code(e.code()),
+                    };
+                    {
+                        let replica = partition.replica();
+                        let error = if !replica.is_leader() {
+                            Some(ResponseError::NotLeaderOrFollower)
+                        } else if p.current_leader_epoch >= 0
+                            && p.current_leader_epoch < replica.leader_epoch
+                        {
+                            Some(ResponseError::FencedLeaderEpoch)
+                        } else if p.current_leader_epoch > replica.leader_epoch {
+                            Some(ResponseError::UnknownLeaderEpoch)
+                        } else {
+                            None
+                        };
+                        if let Some(e) = error {
+                            return base.with_error_code(e.code());
+                        }
+                    }
+                    match partition.log.end_offset_for_epoch(p.leader_epoch) {
+                        Some((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
+                        None => base,
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

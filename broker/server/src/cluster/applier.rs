@@ -1,0 +1,239 @@
+//! Makes this broker's partitions match the metadata image, after every image change: opens
+//! logs for partitions newly assigned here, deletes logs of deleted topics and of replicas moved
+//! away, applies topic config changes, and puts every hosted partition in the role the image
+//! gives it (leader or follower at the image's leader epoch, with its replicas and ISR).
+//!
+//! `__consumer_offsets` is this broker's own (the group coordinator keeps it locally) and is
+//! left alone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use strait_cluster::image::{Image, NO_LEADER, TopicImage};
+use strait_storage::TopicPartition;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::ClusterNode;
+use super::replica::{ReplicaState, Role};
+use crate::broker::{Broker, Partition, Topic, log_config};
+use crate::metadata::TopicMeta;
+
+/// Topics the applier never touches.
+fn is_local_internal(name: &str) -> bool {
+    name == "__consumer_offsets"
+}
+
+pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
+    let mut images = node.watch_image();
+    loop {
+        let image = images.borrow_and_update().clone();
+        let b = broker.clone();
+        let n = node.clone();
+        let applied = tokio::task::spawn_blocking(move || apply(&b, &n, &image)).await;
+        if let Err(e) = applied {
+            warn!(error = %e, "applying the metadata image failed");
+        }
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return; },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One reconciliation pass. Idempotent: applying the same image twice changes nothing.
+pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
+    let me = node.node_id;
+    let now = Instant::now();
+    // Deletions are only safe once the image is at least as new as our registration: before
+    // that, a topic missing from the image may simply not have been replicated to us yet.
+    let current = node.broker_epoch() >= 0 && image.offset >= node.broker_epoch() as u64;
+    for topic in broker.all_topics() {
+        let name = topic.meta.name.clone();
+        if is_local_internal(&name) {
+            continue;
+        }
+        let gone = match image.topic(&name) {
+            None => true,
+            Some(t) => t.id != topic.meta.id,
+        };
+        if gone
+            && current
+            && let Some(old) = broker.uninstall_topic(&name)
+        {
+            for p in &old.partitions {
+                p.publish_high_watermark();
+                if let Err(e) = broker.logs.delete(p.log.topic_partition()) {
+                    warn!(topic = %name, partition = p.index, error = %e, "cannot delete log");
+                }
+            }
+            info!(topic = %name, "deleted topic (metadata)");
+        }
+    }
+    for topic in image.topics.values() {
+        if is_local_internal(&topic.name) {
+            continue;
+        }
+        if let Err(e) = apply_topic(broker, me, image, topic, current, now) {
+            warn!(topic = %topic.name, error = %e, "cannot apply topic metadata");
+        }
+    }
+    if current {
+        delete_strays(broker, image);
+    }
+}
+
+fn apply_topic(
+    broker: &Broker,
+    me: i32,
+    image: &Image,
+    topic: &TopicImage,
+    current: bool,
+    now: Instant,
+) -> Result<(), strait_storage::LogError> {
+    let existing = broker.topic(&topic.name).filter(|t| t.meta.id == topic.id);
+    let meta = TopicMeta {
+        name: topic.name.clone(),
+        id: topic.id,
+        partitions: topic.partitions.len() as i32,
+        replication_factor: topic
+            .partitions
+            .first()
+            .map_or(1, |p| (p.replicas.len() - p.adding.len()) as i16),
+        configs: topic.configs.clone(),
+    };
+    let config = log_config(&meta.configs, &broker.config);
+    let configs_changed = existing
+        .as_ref()
+        .is_some_and(|t| t.meta.configs != meta.configs);
+    let mut partitions: Vec<Arc<Partition>> = Vec::new();
+    let mut changed = existing.is_none() || configs_changed;
+    for (index, state) in topic.partitions.iter().enumerate() {
+        let index = index as i32;
+        let local = existing.as_ref().and_then(|t| t.partition(index).cloned());
+        if !state.replicas.contains(&me) {
+            if let Some(p) = local {
+                changed = true;
+                if current {
+                    p.publish_high_watermark();
+                    broker.logs.delete(p.log.topic_partition())?;
+                    info!(topic = %topic.name, partition = index, "replica moved away; log deleted");
+                }
+            }
+            continue;
+        }
+        let partition = match local {
+            Some(p) => {
+                if configs_changed {
+                    p.log.update_config(config.clone());
+                }
+                p
+            }
+            None => {
+                changed = true;
+                let tp = TopicPartition {
+                    topic: topic.name.clone(),
+                    partition: index,
+                };
+                let log = broker.logs.get_or_create(&tp, config.clone())?;
+                let id = topic.id.to_string();
+                if log.topic_id().as_deref() != Some(id.as_str()) {
+                    log.set_topic_id(&id)?;
+                }
+                Arc::new(Partition::new(
+                    index,
+                    log,
+                    ReplicaState::follower_of(me, NO_LEADER),
+                ))
+            }
+        };
+        apply_role(&partition, me, image, state, now);
+        partitions.push(partition);
+    }
+    if changed {
+        broker.install_topic(Topic { meta, partitions });
+    }
+    Ok(())
+}
+
+/// Puts one partition in the role the image gives it.
+fn apply_role(
+    partition: &Partition,
+    me: i32,
+    image: &Image,
+    state: &strait_cluster::image::PartitionState,
+    now: Instant,
+) {
+    let leader = if image.is_live(state.leader) {
+        state.leader
+    } else {
+        NO_LEADER
+    };
+    let became_leader;
+    {
+        let mut replica = partition.replica();
+        let same = replica.leader_epoch == state.leader_epoch
+            && replica.partition_epoch == state.partition_epoch
+            && replica.leader_id() == leader;
+        if same {
+            return;
+        }
+        if leader == me {
+            became_leader = !replica.is_leader() || replica.leader_epoch != state.leader_epoch;
+            replica.become_leader(
+                state.leader_epoch,
+                state.partition_epoch,
+                state.replicas.clone(),
+                state.isr.clone(),
+                partition.log.log_end_offset(),
+                now,
+            );
+        } else {
+            became_leader = false;
+            replica.become_follower(
+                leader,
+                state.leader_epoch,
+                state.partition_epoch,
+                state.replicas.clone(),
+                state.isr.clone(),
+            );
+        }
+        if became_leader || replica.role != Role::Leader {
+            info!(
+                partition = %partition.log.topic_partition(),
+                leader,
+                leader_epoch = state.leader_epoch,
+                isr = ?state.isr,
+                "partition role"
+            );
+        }
+    }
+    if became_leader {
+        // A leader whose ISR is itself commits everything it has at once.
+        partition.advance_high_watermark();
+    }
+    // Fetches and acks=all waits re-check their role.
+    partition.publish_high_watermark();
+}
+
+/// Deletes logs on disk that belong to no topic of the image (topics deleted while this broker
+/// was down).
+fn delete_strays(broker: &Broker, image: &Image) {
+    let mut hosted: BTreeMap<String, ()> = BTreeMap::new();
+    for t in broker.all_topics() {
+        hosted.insert(t.meta.name.clone(), ());
+    }
+    for log in broker.logs.all() {
+        let tp = log.topic_partition().clone();
+        if is_local_internal(&tp.topic) || hosted.contains_key(&tp.topic) {
+            continue;
+        }
+        if image.topic(&tp.topic).is_none() {
+            warn!(partition = %tp, "deleting the log of a topic the cluster no longer has");
+            if let Err(e) = broker.logs.delete(&tp) {
+                warn!(partition = %tp, error = %e, "cannot delete stray log");
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Replica fetchers (Kafka's `ReplicaFetcherThread`): one task per leader this broker follows
+//! partitions of. Each loop it first reconciles partitions that entered a new leader epoch —
+//! OffsetForLeaderEpoch with the follower's latest epoch, then truncation to where its log and the
+//! leader's diverge (KIP-101/KIP-279; never to the local high watermark) — then sends one Fetch
+//! with this broker's replica id for all its partitions, appends what comes back verbatim and
+//! takes the leader's high watermark.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strait_cluster::image::NO_LEADER;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::ClusterNode;
+use super::client::{BrokerConnection, ClientError};
+use super::replica::Role;
+use crate::api::now_ms;
+use crate::broker::{Broker, Partition};
+
+const FETCH_VERSION: i16 = 12;
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the manager looks for leaders to follow (also woken by image changes).
+const MANAGER_PERIOD: Duration = Duration::from_millis(500);
+
+/// Starts and retires per-leader fetchers as the partitions this broker follows change.
+pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
+    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    let mut images = node.watch_image();
+    loop {
+        fetchers.retain(|_, h| !h.is_finished());
+        for leader in followed_leaders(&broker) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = fetchers.entry(leader) {
+                debug!(leader, "starting replica fetcher");
+                slot.insert(tokio::spawn(fetch_from(
+                    broker.clone(),
+                    node.clone(),
+                    leader,
+                    shutdown.clone(),
+                )));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MANAGER_PERIOD) => {}
+            changed = images.changed() => if changed.is_err() { break; },
+            _ = shutdown.changed() => break,
+        }
+    }
+    for (_, h) in fetchers {
+        let _ = h.await;
+    }
+}
+
+fn followed_leaders(broker: &Broker) -> HashSet<i32> {
+    let mut leaders = HashSet::new();
+    for topic in broker.all_topics() {
+        for p in &topic.partitions {
+            if let Role::Follower { leader } = p.replica().role
+                && leader != NO_LEADER
+            {
+                leaders.insert(leader);
+            }
+        }
+    }
+    leaders
+}
+
+/// One followed partition in this fetch round.
+struct Followed {
+    topic: String,
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    truncate: bool,
+}
+
+fn partitions_of(broker: &Broker, leader: i32) -> Vec<Followed> {
+    let mut out = Vec::new();
+    for topic in broker.all_topics() {
+        for p in &topic.partitions {
+            let replica = p.replica();
+            if replica.role == (Role::Follower { leader }) {
+                out.push(Followed {
+                    topic: topic.meta.name.clone(),
+                    partition: p.clone(),
+                    leader_epoch: replica.leader_epoch,
+                    truncate: replica.truncate_pending,
+                });
+            }
+        }
+    }
+    out
+}
+
+async fn fetch_from(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    leader: i32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connection: Option<BrokerConnection> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let followed = partitions_of(&broker, leader);
+        if followed.is_empty() {
+            debug!(leader, "replica fetcher has nothing left to follow");
+            return;
+        }
+        let outcome = async {
+            if connection.is_none() {
+                connection = Some(connect(&node, leader).await?);
+            }
+            let conn = connection.as_mut().ok_or(FetchError::NoEndpoint)?;
+            let pending: Vec<&Followed> = followed.iter().filter(|f| f.truncate).collect();
+            if !pending.is_empty() {
+                reconcile(&node, conn, &pending).await?;
+            }
+            let ready: Vec<&Followed> = followed.iter().filter(|f| !f.truncate).collect();
+            if !ready.is_empty() {
+                fetch_once(&node, conn, &ready).await?;
+            }
+            Ok::<bool, FetchError>(!ready.is_empty())
+        };
+        let pause = match outcome.await {
+            Ok(true) => None,
+            Ok(false) => Some(Duration::from_millis(50)),
+            Err(e) => {
+                debug!(leader, error = %e, "replica fetch failed");
+                connection = None;
+                Some(node.settings.fetch_backoff.min(Duration::from_millis(500)))
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("leader has no endpoint on the inter-broker listener")]
+    NoEndpoint,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("storage: {0}")]
+    Storage(#[from] strait_storage::LogError),
+}
+
+async fn connect(node: &ClusterNode, leader: i32) -> Result<BrokerConnection, FetchError> {
+    let image = node.image();
+    let endpoint = image
+        .brokers
+        .get(&leader)
+        .and_then(|b| b.endpoint(&node.settings.inter_broker_listener))
+        .ok_or(FetchError::NoEndpoint)?;
+    let addr = format!("{}:{}", endpoint.host, endpoint.port);
+    let client_id = format!("strait-replica-fetcher-{}", node.node_id);
+    Ok(BrokerConnection::connect(&addr, &client_id, CONNECT_TIMEOUT).await?)
+}
+
+/// KIP-101/KIP-279: asks the leader where this follower's latest epoch ends in its log, and
+/// truncates to the smaller of that and where the same epoch ends here.
+async fn reconcile(
+    node: &ClusterNode,
+    conn: &mut BrokerConnection,
+    pending: &[&Followed],
+) -> Result<(), FetchError> {
+    let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+    let mut asked: Vec<(&Followed, Option<i32>)> = Vec::new();
+    for f in pending {
+        let epoch = f.partition.log.latest_epoch();
+        asked.push((f, epoch));
+        let Some(epoch) = epoch else { continue };
+        let entry = OffsetForLeaderPartition::default()
+            .with_partition(f.partition.index)
+            .with_current_leader_epoch(f.leader_epoch)
+            .with_leader_epoch(epoch);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.topic) {
+            Some(t) => t.partitions.push(entry),
+            None => topics.push(
+                OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(f.topic.clone())))
+                    .with_partitions(vec![entry]),
+            ),
+        }
+    }
+    let answers = if topics.is_empty() {
+        Vec::new()
+    } else {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(node.node_id))
+            .with_topics(topics);
+        let timeout = node.settings.fetch_wait + Duration::from_secs(10);
+        conn.call(&request, OFFSET_FOR_LEADER_EPOCH_VERSION, timeout)
+            .await?
+            .topics
+    };
+    for (f, epoch) in asked {
+        let log = &f.partition.log;
+        let Some(epoch) = epoch else {
+            // Nothing written under any epoch here: nothing can diverge.
+            finish_reconcile(f);
+            continue;
+        };
+        let answer = answers
+            .iter()
+            .filter(|t| t.topic.0.as_str() == f.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition == f.partition.index);
+        let Some(answer) = answer else { continue };
+        if answer.error_code != 0 {
+            debug!(topic = %f.topic, partition = f.partition.index, code = answer.error_code,
+                "OffsetForLeaderEpoch refused; waiting for newer metadata");
+            continue;
+        }
+        let leo = log.log_end_offset();
+        let truncate_to = if answer.end_offset < 0 {
+            // The leader knows no epoch up to ours: no common history at all.
+            log.log_start_offset()
+        } else if answer.leader_epoch == epoch {
+            answer.end_offset.min(leo)
+        } else {
+            // The leader's largest epoch below ours: our log ends that epoch where it does.
+            let local_end = log
+                .end_offset_for_epoch(answer.leader_epoch)
+                .map_or(leo, |(_, end)| end);
+            answer.end_offset.min(local_end).min(leo)
+        };
+        if truncate_to < leo {
+            info!(topic = %f.topic, partition = f.partition.index, from = leo, to = truncate_to,
+                leader_epoch = answer.leader_epoch, "truncating divergent log tail");
+            log.truncate_to(truncate_to)?;
+            f.partition.follow_high_watermark(log.high_watermark());
+        }
+        finish_reconcile(f);
+    }
+    Ok(())
+}
+
+fn finish_reconcile(f: &Followed) {
+    let mut replica = f.partition.replica();
+    if replica.leader_epoch == f.leader_epoch {
+        replica.truncate_pending = false;
+    }
+}
+
+async fn fetch_once(
+    node: &ClusterNode,
+    conn: &mut BrokerConnection,
+    ready: &[&Followed],
+) -> Result<(), FetchError> {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for f in ready {
+        let log = &f.partition.log;
+        let entry = FetchPartition::default()
+            .with_partition(f.partition.index)
+            .with_current_leader_epoch(f.leader_epoch)
+            .with_fetch_offset(log.log_end_offset())
+            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
+            .with_log_start_offset(log.log_start_offset())
+            .with_partition_max_bytes(node.settings.fetch_max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.topic) {
+            Some(t) => t.partitions.push(entry),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(f.topic.clone())))
+                    .with_partitions(vec![entry]),
+            ),
+        }
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(node.node_id))
+        .with_max_wait_ms(node.settings.fetch_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(node.settings.fetch_response_max_bytes)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    let timeout = node.settings.fetch_wait + Duration::from_secs(10);
+    let response = conn.call(&request, FETCH_VERSION, timeout).await?;
+    if response.error_code != 0 {
+        return Err(FetchError::Client(ClientError::Protocol {
+            addr: conn.addr().to_string(),
+            reason: format!("fetch error code {}", response.error_code),
+        }));
+    }
+    let now = now_ms();
+    for topic in response.responses {
+        for pd in topic.partitions {
+            let Some(f) = ready.iter().find(|f| {
+                f.topic == topic.topic.0.as_str() && f.partition.index == pd.partition_index
+            }) else {
+                continue;
+            };
+            let partition = &f.partition;
+            if pd.error_code != 0 {
+                let error = ResponseError::try_from_code(pd.error_code);
+                if error == Some(ResponseError::OffsetOutOfRange) {
+                    if pd.log_start_offset > partition.log.log_end_offset() {
+                        // The leader deleted what we still need (retention, DeleteRecords):
+                        // start over at its log start, as Kafka's truncateFullyAndStartAt.
+                        warn!(topic = %f.topic, partition = partition.index,
+                            leader_log_start = pd.log_start_offset,
+                            "follower is behind the leader's log start; restarting the log there");
+                        partition
+                            .log
+                            .truncate_fully_and_start_at(pd.log_start_offset)?;
+                    } else {
+                        warn!(topic = %f.topic, partition = partition.index,
+                            "fetch offset out of range on the leader; reconciling");
+                        partition.replica().truncate_pending = true;
+                    }
+                } else {
+                    debug!(topic = %f.topic, partition = partition.index, code = pd.error_code,
+                        "leader refused the fetch");
+                }
+                continue;
+            }
+            // Still following the same leader epoch? A role change while the fetch was out
+            // means these bytes may no longer be ours to append.
+            if partition.replica().leader_epoch != f.leader_epoch {
+                continue;
+            }
+            let records = whole_batches(pd.records.unwrap_or_default());
+            if !records.is_empty() {
+                partition.log.append_as_follower(&records, now)?;
+                partition.appended.notify_waiters();
+            }
+            partition.follow_high_watermark(pd.high_watermark);
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a trailing partial batch (Kafka may end a fetch response mid-batch).
+fn whole_batches(records: Bytes) -> Bytes {
+    let mut end = 0usize;
+    while records.len() >= end + 12 {
+        let len = i32::from_be_bytes([
+            records[end + 8],
+            records[end + 9],
+            records[end + 10],
+            records[end + 11],
+        ]);
+        let Ok(len) = usize::try_from(len) else { break };
+        let next = end + 12 + len;
+        if next > records.len() {
+            break;
+        }
+        end = next;
+    }
+    records.slice(..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_partial_batch_is_cut() {
+        let mut buf = Vec::new();
+        for size in [20usize, 30] {
+            buf.extend_from_slice(&0i64.to_be_bytes());
+            buf.extend_from_slice(&(size as i32).to_be_bytes());
+            buf.extend(std::iter::repeat_n(7u8, size));
+        }
+        let whole = buf.len();
+        buf.extend_from_slice(&0i64.to_be_bytes());
+        buf.extend_from_slice(&100i32.to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(whole_batches(Bytes::from(buf)).len(), whole);
+        assert!(whole_batches(Bytes::from_static(&[0, 0, 0])).is_empty());
+    }
+}

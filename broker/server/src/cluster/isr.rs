@@ -1,0 +1,76 @@
+//! The leader's ISR maintenance (Kafka's `maybeShrinkIsr`/`maybeExpandIsr`): followers that have
+//! not caught up for `replica.lag.time.max.ms` leave the ISR, followers that reached the high
+//! watermark (and this leader epoch's start) rejoin it. Changes go to the controller as
+//! AlterPartition (KIP-497) and take effect when it accepts them; one change per partition at a
+//! time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strait_cluster::rpc::{ControllerRequest, ControllerResponse};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::ClusterNode;
+use crate::broker::{Broker, Partition};
+
+pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
+    let period =
+        (node.settings.replica_lag / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        for topic in broker.all_topics() {
+            for partition in &topic.partitions {
+                check(&node, &topic.meta.name, partition).await;
+            }
+        }
+    }
+}
+
+async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
+    // A shrink can let the high watermark move (the laggard no longer holds it back).
+    partition.advance_high_watermark();
+    let hw = partition.log.high_watermark();
+    let (wanted, leader_epoch, partition_epoch) = {
+        let mut replica = partition.replica();
+        let Some(wanted) = replica.wanted_isr(hw, node.settings.replica_lag, Instant::now()) else {
+            return;
+        };
+        replica.isr_change_pending = true;
+        (wanted, replica.leader_epoch, replica.partition_epoch)
+    };
+    info!(topic, partition = partition.index, isr = ?wanted, "asking the controller to change the ISR");
+    let answer = node
+        .call(ControllerRequest::AlterPartition {
+            broker: node.node_id,
+            broker_epoch: node.broker_epoch(),
+            topic: topic.to_string(),
+            partition: partition.index,
+            leader_epoch,
+            partition_epoch,
+            isr: wanted,
+        })
+        .await;
+    {
+        let mut replica = partition.replica();
+        replica.isr_change_pending = false;
+        match answer {
+            Ok(ControllerResponse::AlterPartition(state)) => {
+                // Take the accepted state now; the image brings the same state shortly.
+                if replica.leader_epoch == state.leader_epoch
+                    && state.partition_epoch > replica.partition_epoch
+                {
+                    replica.isr = state.isr.clone();
+                    replica.partition_epoch = state.partition_epoch;
+                }
+            }
+            Ok(other) => warn!(?other, "unexpected answer to AlterPartition"),
+            Err(e) => warn!(topic, partition = partition.index, error = %e, "ISR change refused"),
+        }
+    }
+    partition.advance_high_watermark();
+    partition.publish_high_watermark();
+}

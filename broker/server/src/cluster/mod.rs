@@ -1,0 +1,368 @@
+//! The broker's side of a multi-node (KRaft-style) cluster. Started when `process.roles` is set.
+//!
+//! - this module: the node itself — starting the metadata quorum (controller role) or following
+//!   it (broker-only), registering with the active controller, heartbeating, controlled shutdown
+//!   and the readiness answer;
+//! - `applier`: makes the local partitions match the metadata image (create/delete logs, become
+//!   leader or follower at the image's leader epoch);
+//! - `fetcher`: follower fetches from partition leaders (Fetch with the replica id) with
+//!   OffsetForLeaderEpoch truncation;
+//! - `isr`: the leader's ISR shrink/expand through AlterPartition;
+//! - `replica`: the per-partition replication bookkeeping; `client`: the broker-to-broker wire.
+
+pub mod applier;
+pub mod client;
+pub mod fetcher;
+pub mod isr;
+pub mod replica;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use strait_cluster::controller::ControllerSettings;
+use strait_cluster::image::{Endpoint, Image, NO_LEADER};
+use strait_cluster::quorum::{ControllerClient, MetadataFollower, Quorum, QuorumConfig};
+use strait_cluster::rpc::{ControllerError, ControllerRequest, ControllerResponse};
+use strait_config::BrokerConfig;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+
+/// Timeout of one controller RPC, retries included.
+const CONTROLLER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGTERMed broker waits for the controller to move its leaderships away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Cluster settings taken from the broker config once.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub heartbeat_interval: Duration,
+    pub replica_lag: Duration,
+    pub fetch_max_bytes: i32,
+    pub fetch_response_max_bytes: i32,
+    pub fetch_wait: Duration,
+    pub fetch_backoff: Duration,
+    /// Listener name other brokers are reached on.
+    pub inter_broker_listener: String,
+    pub controlled_shutdown: bool,
+}
+
+pub struct ClusterNode {
+    pub node_id: i32,
+    pub settings: ClusterSettings,
+    client: ControllerClient,
+    image: watch::Receiver<Arc<Image>>,
+    quorum: Mutex<Option<Quorum>>,
+    follower: std::sync::Mutex<Option<MetadataFollower>>,
+    /// -1 until registered.
+    broker_epoch: AtomicI64,
+    fenced: AtomicBool,
+    incarnation: Uuid,
+    rack: Option<String>,
+    endpoints: Vec<Endpoint>,
+    /// Set when a controlled shutdown starts; heartbeats then ask for it.
+    shutting_down: AtomicBool,
+    shutdown_granted: AtomicBool,
+    heartbeat_now: Notify,
+}
+
+impl ClusterNode {
+    /// Starts the metadata quorum member (controller role) or the metadata follower.
+    pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<ClusterNode>> {
+        let kraft = config.kraft.as_ref().context("process.roles is not set")?;
+        let voters: BTreeMap<i32, String> = kraft
+            .voters
+            .iter()
+            .map(|(id, (host, port))| (*id, format!("{host}:{port}")))
+            .collect();
+        let client = ControllerClient::new(voters.clone());
+        let (quorum, follower, image) = if kraft.roles.controller {
+            let listener = kraft
+                .controller_listener
+                .as_ref()
+                .context("a controller needs a listener named in controller.listener.names")?;
+            let bind = format!("{}:{}", listener.host, listener.port)
+                .parse()
+                .with_context(|| format!("controller listener {}", listener.address()))?;
+            let dir = config
+                .metadata_log_dir
+                .clone()
+                .unwrap_or_else(|| config.log_dirs[0].clone())
+                .join("__cluster_metadata-0");
+            let quorum = Quorum::start(QuorumConfig {
+                node_id: config.node_id,
+                voters: voters.clone(),
+                bind,
+                dir,
+                settings: ControllerSettings {
+                    session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+                    unclean_leader_election: config.unclean_leader_election_enable,
+                    auto_leader_rebalance: config.auto_leader_rebalance_enable,
+                    imbalance_check_interval: Duration::from_secs(
+                        config.leader_imbalance_check_interval_seconds,
+                    ),
+                    producer_id_block: 1000,
+                },
+                snapshot_every: 1000,
+            })
+            .await
+            .context("cannot start the metadata quorum")?;
+            let image = quorum.image();
+            (Some(quorum), None, image)
+        } else {
+            let (image, follower) = MetadataFollower::start(voters.clone());
+            (None, Some(follower), image)
+        };
+        let inter_broker = config.inter_broker_listener().name.clone();
+        let endpoints = config
+            .advertised_listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.clone(),
+                host: l.host.clone(),
+                port: l.port,
+                security_protocol: l.security_protocol.clone(),
+            })
+            .collect();
+        Ok(Arc::new(ClusterNode {
+            node_id: config.node_id,
+            settings: ClusterSettings {
+                heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+                replica_lag: Duration::from_millis(config.replica_lag_time_max_ms),
+                fetch_max_bytes: i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX),
+                fetch_response_max_bytes: i32::try_from(config.replica_fetch_response_max_bytes)
+                    .unwrap_or(i32::MAX),
+                fetch_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
+                fetch_backoff: Duration::from_millis(config.replica_fetch_backoff_ms),
+                inter_broker_listener: inter_broker,
+                controlled_shutdown: config.controlled_shutdown_enable,
+            },
+            client,
+            image,
+            quorum: Mutex::new(quorum),
+            follower: std::sync::Mutex::new(follower),
+            broker_epoch: AtomicI64::new(-1),
+            fenced: AtomicBool::new(true),
+            incarnation: Uuid::new_v4(),
+            rack: config.broker_rack.clone(),
+            endpoints,
+            shutting_down: AtomicBool::new(false),
+            shutdown_granted: AtomicBool::new(false),
+            heartbeat_now: Notify::new(),
+        }))
+    }
+
+    /// The latest metadata image this node has applied.
+    pub fn image(&self) -> Arc<Image> {
+        self.image.borrow().clone()
+    }
+
+    pub fn watch_image(&self) -> watch::Receiver<Arc<Image>> {
+        self.image.clone()
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    /// Sends a request to the active controller, wherever it is.
+    pub async fn call(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerError> {
+        self.client.call(request, CONTROLLER_CALL_TIMEOUT).await
+    }
+
+    /// Waits until the local image satisfies `done` (a change this broker asked the controller
+    /// for has reached it), up to `timeout`. Returns whether it did.
+    pub async fn wait_for_image(&self, timeout: Duration, done: impl Fn(&Image) -> bool) -> bool {
+        let mut rx = self.image.clone();
+        tokio::time::timeout(timeout, async {
+            loop {
+                if done(&rx.borrow_and_update()) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Starts registration/heartbeats, the image applier, the replica fetchers and the ISR task.
+    pub fn spawn_tasks(
+        self: &Arc<Self>,
+        broker: &Arc<Broker>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.clone().heartbeats(shutdown.clone())),
+            tokio::spawn(applier::run(broker.clone(), self.clone(), shutdown.clone())),
+            tokio::spawn(fetcher::run(broker.clone(), self.clone(), shutdown.clone())),
+            tokio::spawn(isr::run(broker.clone(), self.clone(), shutdown)),
+        ]
+    }
+
+    /// Registers, then heartbeats every `broker.heartbeat.interval.ms` until shutdown.
+    async fn heartbeats(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let epoch = self.broker_epoch();
+            let request = if epoch < 0 {
+                ControllerRequest::RegisterBroker {
+                    id: self.node_id,
+                    incarnation: self.incarnation,
+                    rack: self.rack.clone(),
+                    endpoints: self.endpoints.clone(),
+                }
+            } else {
+                ControllerRequest::Heartbeat {
+                    id: self.node_id,
+                    epoch,
+                    metadata_offset: self.image.borrow().offset,
+                    want_shutdown: self.shutting_down.load(Ordering::SeqCst),
+                }
+            };
+            match self
+                .client
+                .call(request, self.settings.heartbeat_interval * 2)
+                .await
+            {
+                Ok(ControllerResponse::Registered { epoch }) => {
+                    info!(
+                        node_id = self.node_id,
+                        epoch, "registered with the controller"
+                    );
+                    self.broker_epoch.store(epoch, Ordering::SeqCst);
+                    // Heartbeat right away: unfencing waits for the first one.
+                    continue;
+                }
+                Ok(ControllerResponse::Heartbeat {
+                    fenced,
+                    should_shutdown,
+                }) => {
+                    let was = self.fenced.swap(fenced, Ordering::SeqCst);
+                    if was != fenced {
+                        info!(node_id = self.node_id, fenced, "broker fencing changed");
+                    }
+                    if should_shutdown {
+                        self.shutdown_granted.store(true, Ordering::SeqCst);
+                    }
+                }
+                Ok(other) => warn!(?other, "unexpected controller answer to a heartbeat"),
+                Err(ControllerError::StaleBrokerEpoch { .. }) => {
+                    warn!(
+                        node_id = self.node_id,
+                        "controller does not know this broker epoch; registering again"
+                    );
+                    self.broker_epoch.store(-1, Ordering::SeqCst);
+                    self.fenced.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.heartbeat_interval) => {}
+                _ = self.heartbeat_now.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Kafka's controlled shutdown: ask the controller to move this broker's leaderships away
+    /// and wait (bounded) until it says the broker may go.
+    pub async fn controlled_shutdown(&self) {
+        if !self.settings.controlled_shutdown || self.broker_epoch() < 0 {
+            return;
+        }
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        while !self.shutdown_granted.load(Ordering::SeqCst) {
+            if tokio::time::Instant::now() >= deadline {
+                warn!("controlled shutdown not acknowledged in time; shutting down anyway");
+                return;
+            }
+            let request = ControllerRequest::Heartbeat {
+                id: self.node_id,
+                epoch: self.broker_epoch(),
+                metadata_offset: self.image.borrow().offset,
+                want_shutdown: true,
+            };
+            let answer = self.client.call(request, Duration::from_secs(5)).await;
+            match answer {
+                Ok(ControllerResponse::Heartbeat {
+                    should_shutdown: true,
+                    ..
+                }) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "controlled shutdown request failed");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        info!("controlled shutdown complete: leaderships handed over");
+    }
+
+    /// Stops the quorum member or the metadata follower.
+    pub async fn stop(&self) {
+        if let Some(quorum) = self.quorum.lock().await.take() {
+            quorum.shutdown().await;
+        }
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(follower) = follower {
+            follower.stop().await;
+        }
+    }
+
+    /// The id Metadata responses give as the controller. Kafka clients send admin requests
+    /// there, and in KRaft mode brokers forward them, so any live broker will do: this one.
+    pub fn controller_id_for_clients(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Ready when registered, unfenced, in the ISR of every partition hosted here, and no
+    /// partition in the cluster is without a leader.
+    pub fn readiness(&self, broker: &Broker) -> Result<(), String> {
+        if self.broker_epoch() < 0 {
+            return Err("not registered with the controller yet".into());
+        }
+        if self.is_fenced() {
+            return Err("fenced by the controller".into());
+        }
+        let image = self.image();
+        for (topic, partition, state) in image.partitions() {
+            if state.leader == NO_LEADER {
+                return Err(format!("partition {topic}-{partition} is offline"));
+            }
+            if state.replicas.contains(&self.node_id) && !state.isr.contains(&self.node_id) {
+                return Err(format!("not in the ISR of {topic}-{partition}"));
+            }
+        }
+        // The image may be ahead of the local logs for a moment.
+        for topic in broker.all_topics() {
+            if image.topic(&topic.meta.name).is_none() && !topic.meta.name.starts_with("__") {
+                return Err(format!("topic {} not reconciled yet", topic.meta.name));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! Per-partition replication state as this broker sees it: its role (leader or follower) at a
+//! leader epoch, the assigned replicas and ISR from the metadata image, and on the leader each
+//! follower's progress, from which the high watermark advances (Kafka's `Partition`/`Replica`).
+//!
+//! Pure bookkeeping: no I/O. The leader's high watermark is the smallest log end offset among the
+//! ISR members (itself included); a follower counts as caught up at the time of a fetch whose
+//! offset reached the leader's log end as of that fetch or the previous one (Kafka's
+//! `lastCaughtUpTimeMs`), which is what `replica.lag.time.max.ms` is measured against.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// What this broker is for the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    /// Following `leader` (`-1`: the partition has no leader right now).
+    Follower {
+        leader: i32,
+    },
+}
+
+/// One follower's progress as the leader sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The follower's log end offset: its last fetch offset (`-1` before its first fetch in
+    /// this leader epoch).
+    pub log_end: i64,
+    pub last_caught_up: Instant,
+    last_fetch: Instant,
+    leader_end_at_last_fetch: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    pub node_id: i32,
+    pub role: Role,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Leader only: the followers' progress.
+    pub followers: HashMap<i32, Progress>,
+    /// Leader only: offset where this leader's epoch starts (its log end when it took over);
+    /// a follower joins the ISR only once it has reached it.
+    pub epoch_start_offset: i64,
+    /// Leader only: an AlterPartition is on its way; no other ISR change until it returns.
+    pub isr_change_pending: bool,
+    /// Follower only: a new leader epoch began; the log must be reconciled with the leader's
+    /// (OffsetForLeaderEpoch, KIP-101) before fetching.
+    pub truncate_pending: bool,
+}
+
+impl ReplicaState {
+    /// A single-node partition: this broker leads and is the whole ISR.
+    pub fn single(node_id: i32, leader_epoch: i32) -> ReplicaState {
+        ReplicaState {
+            node_id,
+            role: Role::Leader,
+            leader_epoch,
+            partition_epoch: 0,
+            replicas: vec![node_id],
+            isr: vec![node_id],
+            followers: HashMap::new(),
+            epoch_start_offset: 0,
+            isr_change_pending: false,
+            truncate_pending: false,
+        }
+    }
+
+    /// A partition just opened in a cluster, before the image gives it a role.
+    pub fn follower_of(node_id: i32, leader: i32) -> ReplicaState {
+        ReplicaState {
+            role: Role::Follower { leader },
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            ..ReplicaState::single(node_id, -1)
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    pub fn leader_id(&self) -> i32 {
+        match self.role {
+            Role::Leader => self.node_id,
+            Role::Follower { leader } => leader,
+        }
+    }
+
+    /// Becomes leader at `leader_epoch` with the image's replicas and ISR. Followers' progress
+    /// from an earlier epoch is unknown until they fetch again.
+    pub fn become_leader(
+        &mut self,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        log_end: i64,
+        now: Instant,
+    ) {
+        let new_epoch = self.role != Role::Leader || self.leader_epoch != leader_epoch;
+        self.role = Role::Leader;
+        self.leader_epoch = leader_epoch;
+        self.partition_epoch = partition_epoch;
+        if new_epoch {
+            self.epoch_start_offset = log_end;
+            self.followers.clear();
+            self.isr_change_pending = false;
+        }
+        for r in &replicas {
+            if *r != self.node_id {
+                self.followers.entry(*r).or_insert(Progress {
+                    log_end: -1,
+                    last_caught_up: now,
+                    last_fetch: now,
+                    leader_end_at_last_fetch: -1,
+                });
+            }
+        }
+        self.followers.retain(|id, _| replicas.contains(id));
+        self.replicas = replicas;
+        self.isr = isr;
+    }
+
+    pub fn become_follower(
+        &mut self,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+    ) {
+        if self.role != (Role::Follower { leader }) || self.leader_epoch != leader_epoch {
+            self.truncate_pending = true;
+        }
+        self.role = Role::Follower { leader };
+        self.leader_epoch = leader_epoch;
+        self.partition_epoch = partition_epoch;
+        self.replicas = replicas;
+        self.isr = isr;
+        self.followers.clear();
+        self.isr_change_pending = false;
+    }
+
+    /// Records a follower fetch at `fetch_offset` (everything below it is on the follower) when
+    /// the leader's log ends at `leader_end`.
+    pub fn record_fetch(
+        &mut self,
+        follower: i32,
+        fetch_offset: i64,
+        leader_end: i64,
+        now: Instant,
+    ) {
+        let Some(p) = self.followers.get_mut(&follower) else {
+            return;
+        };
+        if fetch_offset >= leader_end {
+            p.last_caught_up = now;
+        } else if p.leader_end_at_last_fetch >= 0 && fetch_offset >= p.leader_end_at_last_fetch {
+            p.last_caught_up = p.last_caught_up.max(p.last_fetch);
+        }
+        p.log_end = fetch_offset;
+        p.last_fetch = now;
+        p.leader_end_at_last_fetch = leader_end;
+    }
+
+    /// The high watermark the ISR allows: the smallest log end among the ISR members, `None` when
+    /// a member has not fetched yet in this epoch.
+    pub fn isr_high_watermark(&self, leader_end: i64) -> Option<i64> {
+        let mut hw = leader_end;
+        for member in &self.isr {
+            if *member == self.node_id {
+                continue;
+            }
+            let end = self.followers.get(member).map_or(-1, |p| p.log_end);
+            if end < 0 {
+                return None;
+            }
+            hw = hw.min(end);
+        }
+        Some(hw)
+    }
+
+    /// The ISR this leader wants now: members that fell behind for longer than `max_lag` leave,
+    /// followers that reached the high watermark and this epoch's start join. `None`: no change.
+    pub fn wanted_isr(
+        &self,
+        high_watermark: i64,
+        max_lag: Duration,
+        now: Instant,
+    ) -> Option<Vec<i32>> {
+        if !self.is_leader() || self.isr_change_pending {
+            return None;
+        }
+        let mut isr: Vec<i32> =
+            self.isr
+                .iter()
+                .copied()
+                .filter(|m| {
+                    *m == self.node_id
+                        || self.followers.get(m).is_some_and(|p| {
+                            now.saturating_duration_since(p.last_caught_up) <= max_lag
+                        })
+                })
+                .collect();
+        for r in &self.replicas {
+            if isr.contains(r) {
+                continue;
+            }
+            if let Some(p) = self.followers.get(r)
+                && p.log_end >= high_watermark
+                && p.log_end >= self.epoch_start_offset
+                && now.saturating_duration_since(p.last_caught_up) <= max_lag
+            {
+                isr.push(*r);
+            }
+        }
+        if !isr.contains(&self.node_id) {
+            isr.push(self.node_id);
+        }
+        let mut sorted_new = isr.clone();
+        sorted_new.sort_unstable();
+        let mut sorted_old = self.isr.clone();
+        sorted_old.sort_unstable();
+        (sorted_new != sorted_old).then_some(isr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader(now: Instant) -> ReplicaState {
+        let mut s = ReplicaState::single(1, 0);
+        s.become_leader(1, 1, vec![1, 2, 3], vec![1, 2, 3], 10, now);
+        s
+    }
+
+    #[test]
+    fn high_watermark_waits_for_every_isr_member() {
+        let now = Instant::now();
+        let mut s = leader(now);
+        assert_eq!(s.isr_high_watermark(20), None);
+        s.record_fetch(2, 20, 20, now);
+        assert_eq!(s.isr_high_watermark(20), None);
+        s.record_fetch(3, 15, 20, now);
+        assert_eq!(s.isr_high_watermark(20), Some(15));
+    }
+
+    #[test]
+    fn lagging_follower_leaves_and_caught_up_one_returns() {
+        let t0 = Instant::now();
+        let mut s = leader(t0);
+        s.record_fetch(2, 10, 10, t0);
+        s.record_fetch(3, 10, 10, t0);
+        let lag = Duration::from_secs(1);
+        let t1 = t0 + Duration::from_secs(2);
+        s.record_fetch(2, 30, 30, t1);
+        assert_eq!(s.wanted_isr(10, lag, t1), Some(vec![1, 2]));
+        s.isr = vec![1, 2];
+        // 3 comes back but is below the high watermark: not yet.
+        s.record_fetch(3, 20, 30, t1);
+        assert_eq!(s.wanted_isr(30, lag, t1), None);
+        s.record_fetch(3, 30, 30, t1);
+        assert_eq!(s.wanted_isr(30, lag, t1), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn follower_behind_the_epoch_start_does_not_join() {
+        let now = Instant::now();
+        let mut s = ReplicaState::single(1, 0);
+        s.become_leader(1, 1, vec![1, 2], vec![1], 50, now);
+        s.record_fetch(2, 40, 50, now);
+        assert_eq!(s.wanted_isr(40, Duration::from_secs(10), now), None);
+    }
+}
