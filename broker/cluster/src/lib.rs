@@ -9,9 +9,9 @@
 //! - `quorum` runs the replicated metadata log (openraft over tonic gRPC) and serves the
 //!   controller RPCs brokers call.
 
-pub mod image;
-pub mod record;
 pub mod controller;
+pub mod image;
 pub mod placement;
 pub mod quorum;
+pub mod record;
 pub mod rpc;
