@@ -27,6 +27,6 @@ pub use cleaner::CleanStats;
 pub use config::{LogConfig, TimestampType};
 pub use error::LogError;
 pub use log::{AppendInfo, PartitionLog, ReadResult, TimestampLookup};
-pub use manager::LogManager;
+pub use manager::{LogManager, METADATA_LOG_DIR};
 pub use region::FileRegion;
 pub use topic_partition::TopicPartition;

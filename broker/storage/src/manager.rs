@@ -37,6 +37,10 @@ struct Entry {
 }
 
 /// Owns the log dirs: loads/recovers partitions, creates and deletes them, checkpoints, retention.
+/// The directory of the cluster metadata log (Kafka's `__cluster_metadata-0`), which shares the
+/// first log dir but belongs to the metadata quorum, not to the log manager.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+
 pub struct LogManager {
     dirs: Vec<LogDir>,
     logs: RwLock<BTreeMap<TopicPartition, Entry>>,
@@ -134,6 +138,10 @@ impl LogManager {
                     std::fs::remove_dir_all(entry.path()).map_err(dir_error(path))?;
                 } else if !is_dir && name.ends_with(".tmp") {
                     std::fs::remove_file(entry.path()).map_err(dir_error(path))?;
+                } else if is_dir && name == METADATA_LOG_DIR {
+                    // The Raft metadata log lives here (Kafka's layout) but is not a partition
+                    // log: the metadata quorum owns it.
+                    continue;
                 } else if is_dir {
                     match TopicPartition::from_dir_name(name) {
                         Some(tp) => partitions.push((tp, entry.path())),

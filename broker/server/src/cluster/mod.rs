@@ -94,7 +94,7 @@ impl ClusterNode {
                 .metadata_log_dir
                 .clone()
                 .unwrap_or_else(|| config.log_dirs[0].clone())
-                .join("__cluster_metadata-0");
+                .join(strait_storage::METADATA_LOG_DIR);
             let quorum = Quorum::start(QuorumConfig {
                 node_id: config.node_id,
                 voters: voters.clone(),
