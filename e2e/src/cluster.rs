@@ -503,6 +503,18 @@ impl Cluster {
         }
     }
 
+    /// Comma-separated PLAINTEXT listeners of the running, unpaused nodes: librdkafka reports a
+    /// dead bootstrap broker as a consumer error, which a read must not trip over.
+    pub fn live_bootstrap(&mut self) -> String {
+        let live = self.live_ids();
+        self.nodes
+            .iter()
+            .filter(|n| live.contains(&n.spec.id))
+            .map(Node::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Waits until node `id` answers `/ready` with 200, failing early if its process exits.
     pub fn wait_ready(&mut self, id: u32, timeout: Duration) -> Result<()> {
         self.check_namespace()?;

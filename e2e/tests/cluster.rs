@@ -75,9 +75,10 @@ fn wait_acked(producer: &BackgroundProducer, more: usize, what: &str) {
 }
 
 /// Stops the producer and runs the checker against the whole topic.
-fn check(cluster: &Cluster, topic: &str, producer: BackgroundProducer) -> Report {
+fn check(cluster: &mut Cluster, topic: &str, producer: BackgroundProducer) -> Report {
     let acked = producer.stop().expect("stop producer");
-    let content = read_topic(&cluster.bootstrap(), topic, READ_TIMEOUT).expect("read topic back");
+    let content =
+        read_topic(&cluster.live_bootstrap(), topic, READ_TIMEOUT).expect("read topic back");
     let report = verify(&acked, &content);
     eprintln!(
         "{topic}: {} acked, {} failed ({} stored anyway), {} read",
@@ -167,7 +168,7 @@ fn leader_killed_during_production() {
         producer.finished()
     })
     .expect("production completes");
-    let report = check(&cluster, topic, producer);
+    let report = check(&mut cluster, topic, producer);
     assert_eq!(report.acked as u64, total, "every message acknowledged");
 
     cluster.restart(old).expect("restart the killed node");
@@ -243,7 +244,7 @@ fn isr_shrinks_and_expands() {
     wait_acked(&producer, 10_000, "production resumes");
     cluster.wait_all_ready(READY_TIMEOUT).expect("all ready");
     // The refused batch must not be readable: the checker counts it as foreign.
-    let report = check(&cluster, topic, producer);
+    let report = check(&mut cluster, topic, producer);
     assert_eq!(
         report.failed, 0,
         "no delivery failed while the ISR recovered"
@@ -291,16 +292,28 @@ fn partitioned_leader_scenario(lab: Arc<NetLab>) {
     );
     eprintln!("isolated leader {old}: acks=1 -> {divergent}, acks=all -> {committed}");
 
+    let mut seen = None;
     let elected = wait_for(FAULT_TIMEOUT, "the majority to elect a new leader", || {
         let info = cluster.partition_info_from(majority[0], topic).ok()?;
         let p = info.into_iter().find(|p| p.partition == 0)?;
+        seen = Some(p.clone());
         (p.leader > 0
             && p.leader as u32 != old
             && !p.isr.contains(&(old as i32))
             && p.leader_epoch > before.leader_epoch)
             .then_some(p)
     })
-    .expect("new leader without the old one in the ISR");
+    .unwrap_or_else(|e| {
+        let tails: Vec<String> = cluster
+            .nodes()
+            .iter()
+            .map(|n| format!("node {}:\n{}", n.spec().id, n.stderr_tail()))
+            .collect();
+        panic!(
+            "{e}: before {before:?}, majority now sees {seen:?}; cut node {old}\n{}",
+            tails.join("\n")
+        )
+    });
     eprintln!("majority elected {elected:?}");
     wait_acked(&producer, 10_000, "production continues on the majority");
 
@@ -315,7 +328,7 @@ fn partitioned_leader_scenario(lab: Arc<NetLab>) {
     let fresh = cluster
         .partition_info_from(majority[0], topic)
         .expect("majority's metadata");
-    let report = check(&cluster, topic, producer);
+    let report = check(&mut cluster, topic, producer);
     eprintln!("checker: {report:?}");
     assert_eq!(
         stale[0].leader, fresh[0].leader,
@@ -404,7 +417,7 @@ fn reassignment_under_load() {
     )
     .unwrap_or_else(|e| panic!("{e}: {last:?}"));
     wait_acked(&producer, 10_000, "production after the move");
-    check(&cluster, topic, producer);
+    check(&mut cluster, topic, producer);
 }
 
 #[test]
@@ -427,7 +440,7 @@ fn rolling_restart_under_load() {
             .expect("back in every ISR");
         wait_acked(&producer, 5_000, "production after a restart");
     }
-    let report = check(&cluster, topic, producer);
+    let report = check(&mut cluster, topic, producer);
     assert_eq!(report.failed, 0, "a controlled roll fails no delivery");
 }
 
