@@ -15,6 +15,8 @@ use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 
 /// Longest wait for one voter's answer, so that a hung voter leaves time for the others.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Shortest wait for one voter when the deadline is split between them.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 /// Pause before asking again when no voter knows a leader (an election is running) or none
 /// answered.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -89,7 +91,11 @@ impl ControllerClient {
                 break;
             }
             let voter = &voters[index];
-            let attempt = (deadline - now).min(ATTEMPT_TIMEOUT);
+            // Leave time for the other voters: a believed leader that was cut off must not eat
+            // the whole deadline (a heartbeat has only twice its interval).
+            let remaining = deadline - now;
+            let share = (remaining / voters.len() as u32).max(MIN_ATTEMPT);
+            let attempt = remaining.min(share).min(ATTEMPT_TIMEOUT);
             let answer = match self.client(voter) {
                 Ok(mut client) => {
                     match tokio::time::timeout(attempt, client.controller(request.clone())).await {
@@ -122,6 +128,8 @@ impl ControllerClient {
                 Err(e) => {
                     last_error = e;
                     index = (index + 1) % voters.len();
+                    // The next call starts with the next voter rather than the unreachable one.
+                    self.inner.leader.store(index, Ordering::Relaxed);
                 }
             }
             misses += 1;
