@@ -29,6 +29,15 @@ else
     as_root apt-get install -y --no-install-recommends kafkacat </dev/null
 fi
 
+# The cluster partition test builds network namespaces with `ip netns` (iproute2).
+if command -v ip >/dev/null 2>&1; then
+    echo "setup.sh: iproute2 present"
+else
+    echo "setup.sh: installing iproute2 from Debian"
+    as_root apt-get update </dev/null
+    as_root apt-get install -y --no-install-recommends iproute2 </dev/null
+fi
+
 # Checks that python module $1 is importable at version $2.
 py_has() {
     python3 - "$1" "$2" <<'PY' >/dev/null 2>&1
