@@ -78,11 +78,8 @@ pub async fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn create_one(
-    broker: &Broker,
-    t: &CreatableTopic,
-    validate_only: bool,
-) -> Result<Arc<Topic>, ApiError> {
+/// The config overrides a CreateTopics entry asks for (null values refused, as Kafka does).
+pub(crate) fn requested_configs(t: &CreatableTopic) -> Result<BTreeMap<String, String>, ApiError> {
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let Some(value) = &c.value else {
@@ -96,6 +93,15 @@ fn create_one(
         };
         configs.insert(c.name.to_string(), value.to_string());
     }
+    Ok(configs)
+}
+
+fn create_one(
+    broker: &Broker,
+    t: &CreatableTopic,
+    validate_only: bool,
+) -> Result<Arc<Topic>, ApiError> {
+    let configs = requested_configs(t)?;
     let (partitions, replication_factor) = if t.assignments.is_empty() {
         (t.num_partitions, t.replication_factor)
     } else {

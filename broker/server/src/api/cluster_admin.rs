@@ -86,19 +86,7 @@ fn new_topic(
 ) -> Result<NewTopic, ApiError> {
     let name = t.name.0.to_string();
     validate_topic_name(&name)?;
-    let mut configs = BTreeMap::new();
-    for c in &t.configs {
-        let Some(value) = &c.value else {
-            return Err(ApiError::new(
-                ResponseError::InvalidConfig,
-                format!(
-                    "Null value not supported for topic configs: {}",
-                    c.name.as_str()
-                ),
-            ));
-        };
-        configs.insert(c.name.to_string(), value.to_string());
-    }
+    let configs = super::admin_topics::requested_configs(t)?;
     validate_topic_configs(&configs)?;
     let assignments = if t.assignments.is_empty() {
         None

@@ -97,24 +97,15 @@ pub async fn handle(
                 Some(topic) => match topic.partition(p.partition) {
                     None => Err(broker.missing_partition_error(topic, p.partition).error),
                     Some(partition) => {
-                        let checked = {
-                            let replica = partition.replica();
-                            let asked = p.current_leader_epoch;
-                            if !replica.is_leader() {
-                                Err(ResponseError::NotLeaderOrFollower)
-                            } else if version >= LEADER_EPOCH_VERSION
-                                && asked > replica.leader_epoch
-                            {
-                                Err(ResponseError::UnknownLeaderEpoch)
-                            } else if version >= LEADER_EPOCH_VERSION
-                                && asked >= 0
-                                && asked < replica.leader_epoch
-                            {
-                                Err(ResponseError::FencedLeaderEpoch)
-                            } else {
-                                Ok(partition.clone())
-                            }
+                        let asked = if version >= LEADER_EPOCH_VERSION {
+                            p.current_leader_epoch
+                        } else {
+                            -1
                         };
+                        let checked = partition
+                            .replica()
+                            .check_leader(asked)
+                            .map(|()| partition.clone());
                         if follower && checked.is_ok() {
                             partition.record_follower_fetch(replica_id, p.fetch_offset, received);
                         }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -42,22 +41,8 @@ pub async fn handle(
                         Ok(partition) => partition,
                         Err(e) => return base.with_error_code(e.code()),
                     };
-                    {
-                        let replica = partition.replica();
-                        let error = if !replica.is_leader() {
-                            Some(ResponseError::NotLeaderOrFollower)
-                        } else if p.current_leader_epoch >= 0
-                            && p.current_leader_epoch < replica.leader_epoch
-                        {
-                            Some(ResponseError::FencedLeaderEpoch)
-                        } else if p.current_leader_epoch > replica.leader_epoch {
-                            Some(ResponseError::UnknownLeaderEpoch)
-                        } else {
-                            None
-                        };
-                        if let Some(e) = error {
-                            return base.with_error_code(e.code());
-                        }
+                    if let Err(e) = partition.replica().check_leader(p.current_leader_epoch) {
+                        return base.with_error_code(e.code());
                     }
                     match partition.log.end_offset_for_epoch(p.leader_epoch) {
                         Some((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),

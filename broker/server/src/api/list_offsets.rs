@@ -82,19 +82,8 @@ fn lookup(
     timestamp: i64,
     current_leader_epoch: i32,
 ) -> Result<(i64, i64, i32), ResponseError> {
-    {
-        // Only the leader answers (KIP-320 epoch fencing as for Fetch).
-        let replica = partition.replica();
-        if !replica.is_leader() {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
-        if current_leader_epoch >= 0 && current_leader_epoch < replica.leader_epoch {
-            return Err(ResponseError::FencedLeaderEpoch);
-        }
-        if current_leader_epoch > replica.leader_epoch {
-            return Err(ResponseError::UnknownLeaderEpoch);
-        }
-    }
+    // Only the leader answers (KIP-320 epoch fencing as for Fetch).
+    partition.replica().check_leader(current_leader_epoch)?;
     let log = &partition.log;
     let epoch = log.latest_epoch().unwrap_or(-1);
     let storage = |_| ResponseError::KafkaStorageError;

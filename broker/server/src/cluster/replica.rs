@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::ResponseError;
+
 /// What this broker is for the partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -82,6 +84,21 @@ impl ReplicaState {
 
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+
+    /// Kafka's checks of a request addressed to the partition leader (Fetch, ListOffsets,
+    /// OffsetForLeaderEpoch; KIP-320): this broker must lead, and the client's
+    /// `current_leader_epoch` (-1: not given) must be the current one.
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<(), ResponseError> {
+        if !self.is_leader() {
+            Err(ResponseError::NotLeaderOrFollower)
+        } else if current_leader_epoch > self.leader_epoch {
+            Err(ResponseError::UnknownLeaderEpoch)
+        } else if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
+            Err(ResponseError::FencedLeaderEpoch)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn leader_id(&self) -> i32 {
