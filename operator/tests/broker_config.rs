@@ -1,18 +1,23 @@
 //! The configuration the operator renders for a broker pod is accepted by the real broker: the
-//! `server.properties` of a Cluster plus the per-broker overrides (node id, rack, advertised
-//! listeners) start a Strait broker process. Addresses are moved to 127.0.0.1 and free ports.
+//! `server.properties` of a one-broker Cluster and the pod's rendered start command (run by
+//! `sh`, as the pod runs it, with the ordinal taken from `HOSTNAME`) start a Strait KRaft node
+//! that is its own controller quorum, turns ready on `/ready`, and stops on SIGTERM well inside
+//! the pod's termination grace period. Addresses are moved to 127.0.0.1 and free ports.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strait_crds::ClusterSpec;
-use strait_operator::cluster::config::server_properties;
+use strait_operator::cluster::config::{server_properties, start_command};
+use strait_operator::cluster::quorum::desired_voters;
+use strait_operator::cluster::resources::TERMINATION_GRACE_SECONDS;
 
 fn spec() -> ClusterSpec {
     serde_json::from_value(serde_json::json!({
-        "replicas": 3,
-        "zones": ["a", "b", "c"],
+        "replicas": 1,
+        "zones": ["a"],
         "storage": {"size": "1Gi"},
         "config": {"num.partitions": "3", "log.retention.ms": "3600000"},
         "listeners": [{"name": "plain", "port": 9092, "type": "internal"}]
@@ -20,58 +25,134 @@ fn spec() -> ClusterSpec {
     .unwrap_or_else(|e| panic!("spec: {e}"))
 }
 
+/// Moves the pod's addresses and paths to this machine.
+fn localise(text: &str, ports: &[(u16, u16)], data: &str, config_dir: &str) -> String {
+    let mut out = text
+        .replace("kafka-z0-0.kafka-brokers.ns.svc", "127.0.0.1")
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("/var/lib/strait/data", data)
+        .replace("/etc/strait", config_dir);
+    for (from, to) in ports {
+        out = out.replace(&format!(":{from}"), &format!(":{to}"));
+    }
+    out
+}
+
+/// Status line of `GET /ready` on `port`, or None when the request fails.
+fn ready_status(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().map(str::to_owned)
+}
+
+fn read_log(path: &std::path::Path) -> String {
+    let mut log = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut log);
+    }
+    log
+}
+
+/// Kills the broker if the test fails before stopping it.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
-fn rendered_config_starts_a_broker() {
+fn rendered_pod_command_starts_a_ready_kraft_voter() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let ports: Vec<u16> = (0..3)
-        .map(|_| strait_e2e::free_port().unwrap_or_else(|e| panic!("port: {e}")))
+    let free = || strait_e2e::free_port().unwrap_or_else(|e| panic!("port: {e}"));
+    // Replication, plain, controller, metrics.
+    let ports: Vec<(u16, u16)> = [9091, 9092, 9093, 9404]
+        .into_iter()
+        .map(|p| (p, free()))
         .collect();
-    let data = dir.path().join("data");
-    let properties = server_properties(&spec())
-        .replace("0.0.0.0:9091", &format!("127.0.0.1:{}", ports[0]))
-        .replace("0.0.0.0:9092", &format!("127.0.0.1:{}", ports[1]))
-        .replace("0.0.0.0:9404", &format!("127.0.0.1:{}", ports[2]))
-        .replace("/var/lib/strait/data", &data.to_string_lossy());
+    let metrics_port = ports[3].1;
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let config_dir = dir.path().to_string_lossy().into_owned();
+    let spec = spec();
+    let voters = desired_voters(&spec);
+    assert_eq!(voters, [0]);
+    let properties = localise(
+        &server_properties("kafka", "ns", &spec, &voters),
+        &ports,
+        &data,
+        &config_dir,
+    );
     assert!(!properties.contains("0.0.0.0"), "{properties}");
-    let file = dir.path().join("server.properties");
-    std::fs::write(&file, &properties).unwrap_or_else(|e| panic!("write: {e}"));
+    std::fs::write(dir.path().join("server.properties"), &properties)
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
+    let command = localise(
+        &start_command("kafka", "ns", &spec, "a", &voters),
+        &ports,
+        &data,
+        &config_dir,
+    )
+    .replace(
+        "exec strait-broker",
+        &format!("exec '{}'", binary.to_string_lossy()),
+    );
     let stderr_path = dir.path().join("stderr.log");
     let stderr = std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("log: {e}"));
-    let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
-    // The same overrides a pod gets, with its ordinal (node id 1000, zone b) expanded.
-    let mut child = Command::new(binary)
-        .arg("--config")
-        .arg(&file)
-        .args(["--override", "node.id=1000", "--override", "broker.rack=b"])
-        .arg("--override")
-        .arg(format!(
-            "advertised.listeners=REPLICATION://127.0.0.1:{},PLAIN://127.0.0.1:{}",
-            ports[0], ports[1]
-        ))
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("HOSTNAME", "kafka-z0-0")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut log = String::new();
+    let mut broker = Guard(child);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {
-        log.clear();
-        if let Ok(mut f) = std::fs::File::open(&stderr_path) {
-            let _ = f.read_to_string(&mut log);
-        }
-        if log.contains("broker ready") {
+        if ready_status(metrics_port).is_some_and(|s| s.contains(" 200 ")) {
             break true;
         }
-        if matches!(child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+        if matches!(broker.0.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
             break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = read_log(&stderr_path);
+    assert!(
+        ready,
+        "broker not ready with the rendered config:\n{command}\n{properties}\n{log}"
+    );
+    assert!(log.contains("node_id=0"), "{log}");
+
+    // SIGTERM (what the kubelet sends) ends the process well inside the grace period.
+    let stop = Instant::now();
+    let pid = broker.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    let grace = Duration::from_secs(u64::try_from(TERMINATION_GRACE_SECONDS).unwrap_or(0));
+    let exited = loop {
+        if let Ok(Some(status)) = broker.0.try_wait() {
+            break Some(status);
+        }
+        if stop.elapsed() > grace / 2 {
+            break None;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
-        ready,
-        "broker did not start with the rendered config:\n{properties}\n{log}"
+        exited.is_some(),
+        "broker still running {:?} after SIGTERM:\n{}",
+        stop.elapsed(),
+        read_log(&stderr_path)
     );
-    assert!(log.contains("node_id=1000"), "{log}");
 }

@@ -413,3 +413,61 @@ async fn user_gets_generated_secret_scram_and_acls() {
     assert_eq!(status["secret"], "app");
     assert_eq!(condition(&status, "Ready")["status"], "True");
 }
+
+#[tokio::test]
+async fn created_cluster_renders_its_controller_quorum() {
+    let (client, log, server) = mock_client(json_of(&cluster(3)), Box::new(|_| None));
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let config = applied(&seen, "configmaps");
+    let properties = config[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        properties.contains(
+            "\ncontroller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093,\
+             1000@kafka-z1-1000.kafka-brokers.ns.svc:9093,\
+             2000@kafka-z2-2000.kafka-brokers.ns.svc:9093\n"
+        ),
+        "{properties}"
+    );
+    for sts in applied(&seen, "statefulsets") {
+        let args = sts.body["spec"]["template"]["spec"]["containers"][0]["args"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            args.starts_with("case \"${HOSTNAME##*-}\" in 0|1000|2000) "),
+            "{args}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scale_across_three_brokers_is_refused_to_keep_the_voters() {
+    // A running one-broker cluster asked for three: its quorum formed with voter 0 alone.
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![1, 0, 0], 1));
+    let admin = FakeAdmin::default();
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(sts_replicas(&seen), [1, 0, 0], "the cluster keeps its size");
+    let config = applied(&seen, "configmaps");
+    let properties = config[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        properties.contains("\ncontroller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093\n"),
+        "{properties}"
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    let blocked = condition(&status, "ScaleDownBlocked");
+    assert_eq!(blocked["status"], "True", "{status}");
+    assert_eq!(blocked["reason"], "QuorumChangeRefused");
+    assert_eq!(condition(&status, "Ready")["reason"], "ScaleDownRefused");
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+}

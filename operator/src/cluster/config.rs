@@ -1,6 +1,7 @@
-//! Renders a Cluster's broker configuration: the shared `server.properties` (Kafka key names)
-//! and the per-broker `--override` arguments (node id, rack, advertised listeners), plus the
-//! hash that triggers a rolling restart when the configuration changes.
+//! Renders a Cluster's broker configuration: the shared `server.properties` (Kafka key names,
+//! including the KRaft quorum), the per-broker `--override` arguments (node id, rack, advertised
+//! listeners, and the process roles decided from the pod ordinal at start), plus the hash that
+//! triggers a rolling restart when the configuration changes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,6 +9,7 @@ use std::fmt::Write as _;
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
 
+use crate::cluster::quorum::{self, CONTROLLER_LISTENER, CONTROLLER_PORT};
 use crate::names;
 
 /// Kafka listener name of the inter-broker listener.
@@ -27,8 +29,30 @@ fn security_protocol(tls: bool, sasl: bool) -> &'static str {
     }
 }
 
-/// The shared `server.properties`: the user's keys, then the operator's (which win).
-pub fn server_properties(spec: &ClusterSpec) -> String {
+/// The `listeners` value: the replication and Cluster listeners, plus the CONTROLLER listener on
+/// voters (a broker-only node must not have it).
+pub fn listeners(spec: &ClusterSpec, voter: bool) -> String {
+    let mut listeners = vec![format!(
+        "{REPLICATION_LISTENER}://0.0.0.0:{REPLICATION_PORT}"
+    )];
+    for l in &spec.listeners {
+        listeners.push(format!("{}://0.0.0.0:{}", listener_name(&l.name), l.port));
+    }
+    if voter {
+        listeners.push(format!("{CONTROLLER_LISTENER}://0.0.0.0:{CONTROLLER_PORT}"));
+    }
+    listeners.join(",")
+}
+
+/// The shared `server.properties`: the user's keys, then the operator's (which win). `voters`
+/// are the node ids of the controller quorum (see [`quorum::choose_voters`]); `listeners` here
+/// is the broker-only set, which voters override at start.
+pub fn server_properties(
+    cluster: &str,
+    namespace: &str,
+    spec: &ClusterSpec,
+    voters: &[i32],
+) -> String {
     let mut keys: BTreeMap<String, String> = spec.config.clone();
     let rf = spec.replicas.clamp(1, 3);
     keys.entry("default.replication.factor".into())
@@ -37,20 +61,25 @@ pub fn server_properties(spec: &ClusterSpec) -> String {
         .or_insert_with(|| rf.to_string());
     keys.entry("min.insync.replicas".into())
         .or_insert_with(|| (rf - 1).max(1).to_string());
-    let mut listeners = vec![format!(
-        "{REPLICATION_LISTENER}://0.0.0.0:{REPLICATION_PORT}"
-    )];
     let mut protocols = vec![format!("{REPLICATION_LISTENER}:PLAINTEXT")];
     for l in &spec.listeners {
-        let name = listener_name(&l.name);
-        listeners.push(format!("{name}://0.0.0.0:{}", l.port));
         protocols.push(format!(
-            "{name}:{}",
+            "{}:{}",
+            listener_name(&l.name),
             security_protocol(l.tls, l.authentication.is_some())
         ));
     }
-    keys.insert("listeners".into(), listeners.join(","));
+    protocols.push(format!("{CONTROLLER_LISTENER}:PLAINTEXT"));
+    keys.insert("listeners".into(), listeners(spec, false));
     keys.insert("listener.security.protocol.map".into(), protocols.join(","));
+    keys.insert(
+        "controller.listener.names".into(),
+        CONTROLLER_LISTENER.into(),
+    );
+    keys.insert(
+        "controller.quorum.voters".into(),
+        quorum::quorum_voters(cluster, namespace, voters),
+    );
     keys.insert(
         "inter.broker.listener.name".into(),
         REPLICATION_LISTENER.into(),
@@ -120,19 +149,83 @@ pub fn broker_overrides(
     ]
 }
 
-/// The broker start command (`sh -c`, so that the ordinal expands).
-pub fn start_command(cluster: &str, namespace: &str, spec: &ClusterSpec, zone: &str) -> String {
-    let mut cmd = format!(
-        "exec strait-broker --config {}/server.properties",
-        names::CONFIG_DIR
+/// The `--override` arguments that differ between a voter and a broker-only node.
+pub fn role_overrides(spec: &ClusterSpec, voter: bool) -> Vec<String> {
+    let roles = if voter { "broker,controller" } else { "broker" };
+    vec![
+        "--override".into(),
+        format!("process.roles={roles}"),
+        "--override".into(),
+        format!("listeners={}", listeners(spec, voter)),
+    ]
+}
+
+/// The broker start command (`sh -c`). One pod template serves a whole zone, so the role comes
+/// from the ordinal (the node id) at start: a `case` on `${HOSTNAME##*-}` sets the positional
+/// parameters to the voter or broker-only overrides, which follow the shared ones.
+pub fn start_command(
+    cluster: &str,
+    namespace: &str,
+    spec: &ClusterSpec,
+    zone: &str,
+    voters: &[i32],
+) -> String {
+    let words = |args: &[String]| {
+        args.iter()
+            .map(|a| shell_word(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut cmd = String::from("case \"${HOSTNAME##*-}\" in ");
+    if !voters.is_empty() {
+        let ids: Vec<String> = voters.iter().map(i32::to_string).collect();
+        let _ = write!(
+            cmd,
+            "{}) set -- {} ;; ",
+            ids.join("|"),
+            words(&role_overrides(spec, true))
+        );
+    }
+    let _ = write!(
+        cmd,
+        "*) set -- {} ;; esac; exec strait-broker --config {} {} \"$@\"",
+        words(&role_overrides(spec, false)),
+        shell_word(&format!("{}/server.properties", names::CONFIG_DIR)),
+        words(&broker_overrides(cluster, namespace, spec, zone)),
     );
-    let overrides = broker_overrides(cluster, namespace, spec, zone);
-    for pair in overrides.chunks(2) {
-        if let [flag, value] = pair {
-            let _ = write!(cmd, " {flag} \"{value}\"");
+    cmd
+}
+
+/// Expansions the rendered arguments use on purpose; everything else is literal.
+const EXPANSIONS: [&str; 2] = ["${HOSTNAME##*-}", "${HOSTNAME}"];
+
+/// One shell word for `value`: literal text single-quoted, the [`EXPANSIONS`] double-quoted so
+/// that they expand (to the pod name or its ordinal, never to code).
+fn shell_word(value: &str) -> String {
+    let mut out = String::new();
+    let mut literal = String::new();
+    let mut rest = value;
+    let flush = |literal: &mut String, out: &mut String| {
+        if !literal.is_empty() {
+            let _ = write!(out, "'{}'", literal.replace('\'', "'\\''"));
+            literal.clear();
+        }
+    };
+    while let Some(c) = rest.chars().next() {
+        if let Some(e) = EXPANSIONS.iter().find(|e| rest.starts_with(**e)) {
+            flush(&mut literal, &mut out);
+            let _ = write!(out, "\"{e}\"");
+            rest = &rest[e.len()..];
+        } else {
+            literal.push(c);
+            rest = &rest[c.len_utf8()..];
         }
     }
-    cmd
+    flush(&mut literal, &mut out);
+    if out.is_empty() {
+        out.push_str("''");
+    }
+    out
 }
 
 /// SHA-256 (hex) of the configuration, put on the pod template so that a change rolls brokers.
@@ -147,29 +240,55 @@ pub fn config_hash(properties: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::quorum::desired_voters;
     use crate::cluster::resources::tests::spec;
+
+    fn properties(s: &ClusterSpec) -> String {
+        server_properties("kafka", "ns", s, &desired_voters(s))
+    }
 
     #[test]
     fn properties_use_kafka_keys_and_operator_keys_win() {
         let mut s = spec(5, &["a", "b", "c"]);
         s.config.insert("num.partitions".into(), "6".into());
         s.config.insert("min.insync.replicas".into(), "1".into());
-        let p = server_properties(&s);
+        let p = properties(&s);
         assert!(p.contains("\nnum.partitions=6\n"), "{p}");
         assert!(p.contains("\nmin.insync.replicas=1\n"));
         assert!(p.contains("\ndefault.replication.factor=3\n"));
         assert!(p.contains("\nlisteners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092\n"));
-        assert!(
-            p.contains("\nlistener.security.protocol.map=REPLICATION:PLAINTEXT,PLAIN:PLAINTEXT\n")
-        );
+        assert!(p.contains(
+            "\nlistener.security.protocol.map=REPLICATION:PLAINTEXT,PLAIN:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+        ));
         assert!(p.contains("\ninter.broker.listener.name=REPLICATION\n"));
         assert!(p.contains("\nlog.dirs=/var/lib/strait/data\n"));
         assert!(p.contains("\nmetrics.listener=0.0.0.0:9404\n"));
     }
 
     #[test]
+    fn properties_name_the_quorum() {
+        let p = properties(&spec(6, &["a", "b", "c"]));
+        assert!(
+            p.contains("\ncontroller.listener.names=CONTROLLER\n"),
+            "{p}"
+        );
+        assert!(p.contains(
+            "\ncontroller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093,\
+             1000@kafka-z1-1000.kafka-brokers.ns.svc:9093,\
+             2000@kafka-z2-2000.kafka-brokers.ns.svc:9093\n"
+        ));
+        // Roles and the controller listener are per pod, decided at start.
+        assert!(!p.contains("process.roles"));
+        assert!(!p.contains("CONTROLLER://"));
+        let single = properties(&spec(1, &["a"]));
+        assert!(
+            single.contains("\ncontroller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093\n")
+        );
+    }
+
+    #[test]
     fn small_clusters_get_small_replication_defaults() {
-        let p = server_properties(&spec(1, &["a"]));
+        let p = properties(&spec(1, &["a"]));
         assert!(p.contains("\ndefault.replication.factor=1\n"));
         assert!(p.contains("\nmin.insync.replicas=1\n"));
     }
@@ -183,10 +302,121 @@ mod tests {
             o[5],
             "advertised.listeners=REPLICATION://${HOSTNAME}.kafka-brokers.ns.svc:9091,PLAIN://${HOSTNAME}.kafka-brokers.ns.svc:9092"
         );
-        let cmd = start_command("kafka", "ns", &spec(3, &["a"]), "eu-1a");
-        assert!(cmd.starts_with(
-            "exec strait-broker --config /etc/strait/server.properties --override \"node.id="
-        ));
+        assert!(!o[5].contains("CONTROLLER"), "never advertised");
+    }
+
+    #[test]
+    fn role_overrides_put_the_controller_listener_on_voters_only() {
+        let s = spec(3, &["a"]);
+        assert_eq!(
+            role_overrides(&s, true),
+            [
+                "--override",
+                "process.roles=broker,controller",
+                "--override",
+                "listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093"
+            ]
+        );
+        assert_eq!(
+            role_overrides(&s, false),
+            [
+                "--override",
+                "process.roles=broker",
+                "--override",
+                "listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092"
+            ]
+        );
+    }
+
+    #[test]
+    fn start_command_picks_the_role_from_the_ordinal() {
+        let s = spec(6, &["a", "b", "c"]);
+        let cmd = start_command("kafka", "ns", &s, "b", &desired_voters(&s));
+        assert_eq!(
+            cmd,
+            "case \"${HOSTNAME##*-}\" in \
+             0|1000|2000) set -- '--override' 'process.roles=broker,controller' '--override' \
+             'listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093' ;; \
+             *) set -- '--override' 'process.roles=broker' '--override' \
+             'listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092' ;; \
+             esac; exec strait-broker --config '/etc/strait/server.properties' \
+             '--override' 'node.id='\"${HOSTNAME##*-}\" '--override' 'broker.rack=b' \
+             '--override' 'advertised.listeners=REPLICATION://'\"${HOSTNAME}\"'.kafka-brokers.ns.svc:9091,PLAIN://'\"${HOSTNAME}\"'.kafka-brokers.ns.svc:9092' \
+             \"$@\""
+        );
+    }
+
+    /// Runs `cmd` under `sh` as pod `hostname`, with `exec strait-broker` replaced by a printer
+    /// of its arguments, one per line.
+    fn run_as(hostname: &str, cmd: &str) -> Vec<String> {
+        let script = cmd.replace("exec strait-broker", "printf '%s\\n'");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("HOSTNAME", hostname)
+            .output()
+            .unwrap_or_else(|e| panic!("sh: {e}"));
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn start_command_expands_to_voter_and_broker_arguments() {
+        let s = spec(6, &["a", "b", "c"]);
+        let voters = desired_voters(&s);
+        let voter = run_as(
+            "kafka-z1-1000",
+            &start_command("kafka", "ns", &s, "b", &voters),
+        );
+        assert_eq!(
+            voter,
+            [
+                "--config",
+                "/etc/strait/server.properties",
+                "--override",
+                "node.id=1000",
+                "--override",
+                "broker.rack=b",
+                "--override",
+                "advertised.listeners=REPLICATION://kafka-z1-1000.kafka-brokers.ns.svc:9091,PLAIN://kafka-z1-1000.kafka-brokers.ns.svc:9092",
+                "--override",
+                "process.roles=broker,controller",
+                "--override",
+                "listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
+            ]
+        );
+        let broker = run_as(
+            "kafka-z1-1001",
+            &start_command("kafka", "ns", &s, "b", &voters),
+        );
+        assert_eq!(broker[3], "node.id=1001");
+        assert_eq!(
+            broker[8..],
+            [
+                "--override",
+                "process.roles=broker",
+                "--override",
+                "listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092"
+            ]
+        );
+        // 10000 is not voter 1000 (whole-word case patterns).
+        let far = run_as(
+            "kafka-z10-10000",
+            &start_command("kafka", "ns", &s, "b", &voters),
+        );
+        assert_eq!(far[9], "process.roles=broker");
+    }
+
+    #[test]
+    fn start_command_keeps_user_values_literal() {
+        let s = spec(1, &["a"]);
+        let zone = "it's $(touch /tmp/x) `id` \"q\" ${HOME} \\";
+        let args = run_as("kafka-z0-0", &start_command("kafka", "ns", &s, zone, &[0]));
+        assert_eq!(args[5], format!("broker.rack={zone}"));
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Cluster controller: read → validate → build → apply (fixed order) → status. Scale-downs
 //! first move partitions off the leaving brokers through the Kafka admin API and are refused,
-//! with a condition, when the remaining brokers cannot hold them.
+//! with a condition, when the remaining brokers cannot hold them; a scale that would change the
+//! controller quorum's voters of a running cluster is refused too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use strait_crds::{Cluster, ClusterStatus};
 use crate::admin::KafkaAdmin;
 use crate::apply::{apply, apply_dynamic, event, patch_status};
 use crate::cluster::resources::{self, ClusterRef};
-use crate::cluster::scale::{partitions_on, plan_rebalance, plan_scale_down};
-use crate::cluster::{config, validate};
+use crate::cluster::scale::{check_quorum_change, partitions_on, plan_rebalance, plan_scale_down};
+use crate::cluster::{config, quorum, validate};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -133,11 +134,13 @@ async fn reconcile_inner<F: AdminFactory>(
         .await;
     }
 
-    // Build and apply, in dependency order.
-    let properties = config::server_properties(c.spec);
+    // Build and apply, in dependency order. The voters follow the brokers actually kept, which
+    // have the same voters as the spec unless a quorum change was refused.
+    let voters = quorum::choose_voters(&decision.replicas);
+    let properties = config::server_properties(c.name, c.namespace, c.spec, &voters);
     let hash = config::config_hash(&properties);
     apply(&ctx.client, &resources::service_account(&c)).await?;
-    apply(&ctx.client, &resources::config_map(&c)).await?;
+    apply(&ctx.client, &resources::config_map(&c, &voters)).await?;
     apply(&ctx.client, &resources::headless_service(&c)).await?;
     for svc in resources::bootstrap_services(&c) {
         apply(&ctx.client, &svc).await?;
@@ -145,7 +148,7 @@ async fn reconcile_inner<F: AdminFactory>(
     for svc in resources::broker_services(&c) {
         apply(&ctx.client, &svc).await?;
     }
-    for sts in resources::statefulsets(&c, &decision.replicas, &hash) {
+    for sts in resources::statefulsets(&c, &decision.replicas, &voters, &hash) {
         apply(&ctx.client, &sts).await?;
     }
     apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
@@ -256,15 +259,29 @@ async fn reconcile_inner<F: AdminFactory>(
 }
 
 /// Per-zone replica counts to apply. A zone shrinks only once no partition has a replica on its
-/// leaving brokers; until then partitions are reassigned and the zone keeps its size.
+/// leaving brokers; until then partitions are reassigned and the zone keeps its size. A running
+/// cluster keeps its size when the new size would change the controller voters.
 async fn decide_scale<F: AdminFactory>(
     c: &ClusterRef<'_>,
     current: &[Option<i32>],
     ctx: &Context<F>,
 ) -> Result<ScaleDecision, Error> {
-    let desired: Vec<i32> = (0..c.spec.zones.len())
-        .map(|i| c.spec.replicas_in_zone(i))
+    let desired = quorum::desired_zone_sizes(c.spec);
+    let now: Vec<i32> = (0..desired.len())
+        .map(|i| current.get(i).copied().flatten().unwrap_or(0))
         .collect();
+    if let Err(refused) = check_quorum_change(&now, &desired) {
+        return Ok(ScaleDecision {
+            replicas: now,
+            conditions: vec![Cond::new(
+                "ScaleDownBlocked",
+                true,
+                "QuorumChangeRefused",
+                format!("cannot scale to {} brokers: {refused}", c.spec.replicas),
+            )],
+            busy: true,
+        });
+    }
     let mut leaving = Vec::new();
     let mut remaining = Vec::new();
     let mut racks = BTreeMap::new();
@@ -306,7 +323,8 @@ async fn decide_scale<F: AdminFactory>(
             busy: false,
         });
     }
-    match plan_scale_down(&partitions, &remaining, &racks) {
+    let voters = quorum::choose_voters(&now);
+    match plan_scale_down(&partitions, &remaining, &racks, &voters) {
         Err(refused) => Ok(ScaleDecision {
             replicas: held,
             conditions: vec![Cond::new(

@@ -1,8 +1,9 @@
-//! The `Cluster` kind: validation, the desired Kubernetes objects, scale-down planning and the
-//! controller that applies them.
+//! The `Cluster` kind: validation, the controller quorum layout, the desired Kubernetes objects,
+//! scale planning and the controller that applies them.
 
 pub mod config;
 pub mod controller;
+pub mod quorum;
 pub mod resources;
 pub mod scale;
 pub mod validate;

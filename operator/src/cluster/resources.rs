@@ -26,6 +26,7 @@ use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterSpec};
 
 use crate::cluster::config;
+use crate::cluster::quorum::CONTROLLER_PORT;
 use crate::names;
 
 /// Image used when `spec.image` is unset.
@@ -33,6 +34,9 @@ pub const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/strait-dev/strait-broker:",
     env!("CARGO_PKG_VERSION")
 );
+
+/// Seconds a broker gets between SIGTERM and SIGKILL: enough for Kafka's controlled shutdown.
+pub const TERMINATION_GRACE_SECONDS: i64 = 120;
 
 /// User and group id of the broker process (see operator/images/broker.Dockerfile).
 pub const BROKER_UID: i64 = 65532;
@@ -72,13 +76,13 @@ impl<'a> ClusterRef<'a> {
     }
 }
 
-/// The ConfigMap holding `server.properties`.
-pub fn config_map(c: &ClusterRef) -> ConfigMap {
+/// The ConfigMap holding `server.properties`, naming `voters` as the controller quorum.
+pub fn config_map(c: &ClusterRef, voters: &[i32]) -> ConfigMap {
     ConfigMap {
         metadata: c.meta(names::config_map(c.name)),
         data: Some(BTreeMap::from([(
             "server.properties".to_owned(),
-            config::server_properties(c.spec),
+            config::server_properties(c.name, c.namespace, c.spec, voters),
         )])),
         ..ConfigMap::default()
     }
@@ -95,10 +99,11 @@ fn port(name: &str, port: i32) -> ServicePort {
 }
 
 /// Headless Service: stable per-broker DNS names, published before brokers are ready so that
-/// brokers can find each other while starting.
+/// brokers can find each other while starting; it carries the controller quorum's port too.
 pub fn headless_service(c: &ClusterRef) -> Service {
     let mut ports = vec![
         port("replication", REPLICATION_PORT),
+        port("controller", CONTROLLER_PORT),
         port("metrics", c.spec.metrics_port()),
     ];
     ports.extend(c.spec.listeners.iter().map(|l| port(&l.name, l.port)));
@@ -220,8 +225,14 @@ pub fn broker_services(c: &ClusterRef) -> Vec<Service> {
 }
 
 /// The StatefulSets, one per zone, with `replicas[i]` brokers in zone `i` (the controller may
-/// hold a zone at its current size while partitions move off leaving brokers).
-pub fn statefulsets(c: &ClusterRef, replicas: &[i32], config_hash: &str) -> Vec<StatefulSet> {
+/// hold a zone at its current size while partitions move off leaving brokers); `voters` are the
+/// node ids that run the controller role.
+pub fn statefulsets(
+    c: &ClusterRef,
+    replicas: &[i32],
+    voters: &[i32],
+    config_hash: &str,
+) -> Vec<StatefulSet> {
     c.spec
         .zones
         .iter()
@@ -232,6 +243,7 @@ pub fn statefulsets(c: &ClusterRef, replicas: &[i32], config_hash: &str) -> Vec<
                 i,
                 zone,
                 replicas.get(i).copied().unwrap_or(0),
+                voters,
                 config_hash,
             )
         })
@@ -244,6 +256,7 @@ pub fn statefulset(
     index: usize,
     zone: &str,
     replicas: i32,
+    voters: &[i32],
     config_hash: &str,
 ) -> StatefulSet {
     let spec = c.spec;
@@ -264,6 +277,7 @@ pub fn statefulset(
     }
     let mut ports = vec![
         container_port("replication", REPLICATION_PORT),
+        container_port("controller", CONTROLLER_PORT),
         container_port("metrics", metrics_port),
     ];
     ports.extend(
@@ -279,7 +293,13 @@ pub fn statefulset(
                 .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
         ),
         command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
-        args: Some(vec![config::start_command(c.name, c.namespace, spec, zone)]),
+        args: Some(vec![config::start_command(
+            c.name,
+            c.namespace,
+            spec,
+            zone,
+            voters,
+        )]),
         env: Some(env(c, zone)),
         ports: Some(ports),
         resources: spec.resources.clone(),
@@ -360,7 +380,8 @@ pub fn statefulset(
                         fs_group: Some(BROKER_UID),
                         ..PodSecurityContext::default()
                     }),
-                    termination_grace_period_seconds: Some(120),
+                    // Room for the controlled shutdown SIGTERM starts (leaderships move away).
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     containers: vec![container],
                     volumes: Some(vec![Volume {
                         name: "config".to_owned(),
@@ -625,7 +646,7 @@ pub(crate) mod tests {
     fn one_statefulset_per_zone_with_affinity_rack_and_disjoint_node_ids() {
         let s = spec(5, &["a", "b", "c"]);
         let c = cref(&s);
-        let sets = statefulsets(&c, &[2, 2, 1], "h");
+        let sets = statefulsets(&c, &[2, 2, 1], &[0, 1000, 2000], "h");
         assert_eq!(sets.len(), 3);
         let mut all_ids = Vec::new();
         for (i, (set, zone)) in sets.iter().zip(["a", "b", "c"]).enumerate() {
@@ -697,6 +718,61 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn pods_serve_the_quorum_and_leave_time_for_controlled_shutdown() {
+        let s = spec(4, &["a", "b"]);
+        let c = cref(&s);
+        let voters = crate::cluster::quorum::desired_voters(&s);
+        assert_eq!(voters, [0, 1000, 1]);
+        let sets = statefulsets(&c, &[2, 2], &voters, "h");
+        for set in &sets {
+            let pod = set.spec.template.spec.as_ref().expect("pod");
+            assert!(pod.termination_grace_period_seconds >= Some(60));
+            let container = &pod.containers[0];
+            let ports: Vec<(Option<&str>, i32)> = container
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| (p.name.as_deref(), p.container_port))
+                .collect();
+            assert!(ports.contains(&(Some("controller"), 9093)), "{ports:?}");
+            let args = container.args.as_ref().expect("args");
+            assert!(
+                args[0].starts_with("case \"${HOSTNAME##*-}\" in 0|1000|1) "),
+                "{}",
+                args[0]
+            );
+        }
+        let headless = headless_service(&c);
+        let ports: Vec<(Option<&str>, i32)> = headless
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .iter()
+            .copied()
+            .flatten()
+            .map(|p| (p.name.as_deref(), p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("replication"), 9091),
+                (Some("controller"), 9093),
+                (Some("metrics"), 9404),
+                (Some("plain"), 9092)
+            ]
+        );
+        // Clients never reach the controller port.
+        let boot = bootstrap_services(&c);
+        assert!(
+            boot[0]
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .is_some_and(|p| p.iter().all(|p| p.port != 9093))
+        );
+    }
+
+    #[test]
     fn user_affinity_terms_each_get_the_zone() {
         let mut s = spec(1, &["a"]);
         s.template = Some(strait_crds::cluster::PodTemplate {
@@ -714,7 +790,7 @@ pub(crate) mod tests {
             }),
             ..strait_crds::cluster::PodTemplate::default()
         });
-        let set = statefulset(&cref(&s), 0, "a", 1, "h");
+        let set = statefulset(&cref(&s), 0, "a", 1, &[0], "h");
         let pod = set.spec.template.spec.expect("pod");
         let terms = pod
             .affinity
@@ -798,8 +874,10 @@ pub(crate) mod tests {
     #[test]
     fn config_map_and_service_account() {
         let s = spec(3, &["a"]);
-        let cm = config_map(&cref(&s));
-        assert!(cm.data.expect("data")["server.properties"].contains("listeners="));
+        let cm = config_map(&cref(&s), &[0, 1, 2]);
+        let props = &cm.data.expect("data")["server.properties"];
+        assert!(props.contains("listeners="));
+        assert!(props.contains("controller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093,"));
         assert_eq!(
             service_account(&cref(&s)).automount_service_account_token,
             Some(false)
@@ -833,7 +911,7 @@ pub(crate) mod tests {
         let mut s = spec(1, &["a"]);
         s.storage.delete_claim = true;
         s.storage.storage_class = Some("fast".into());
-        let set = statefulset(&cref(&s), 0, "a", 1, "h").spec;
+        let set = statefulset(&cref(&s), 0, "a", 1, &[0], "h").spec;
         let claim = &set.volume_claim_templates.expect("claims")[0];
         let cs = claim.spec.as_ref().expect("spec");
         assert_eq!(cs.storage_class_name.as_deref(), Some("fast"));

@@ -1,8 +1,11 @@
-//! Scale-down planning, as a pure function: which partition replicas move off the leaving
-//! brokers and where, keeping replicas in distinct brokers and preferring the leaving broker's
-//! rack (zone), or a refusal when the remaining brokers cannot hold every replica.
+//! Scale planning, as pure functions: which partition replicas move off the leaving brokers and
+//! where, keeping replicas in distinct brokers and preferring the leaving broker's rack (zone),
+//! or a refusal when the remaining brokers cannot hold every replica or a controller voter would
+//! go; and the rebalance onto new brokers after a scale-up.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cluster::quorum::choose_voters;
 
 /// `(topic, partition)`.
 pub type PartitionKey = (String, i32);
@@ -27,19 +30,68 @@ pub enum ScaleDownRefused {
     /// No broker would remain.
     #[error("no broker would remain")]
     NoBrokersLeft,
+    /// Controller voters would leave.
+    #[error("brokers {voters:?} are controller quorum voters and cannot be removed")]
+    RemovesVoters {
+        /// The leaving voters.
+        voters: Vec<i32>,
+    },
+    /// The voter set of a running cluster would change.
+    #[error(
+        "the controller quorum voters would change from {current:?} to {desired:?}; the quorum's \
+         membership is fixed when it forms, so a cluster keeps its voter count (1 below three \
+         brokers, 3 from three up)"
+    )]
+    QuorumChange {
+        /// Voters of the brokers running now.
+        current: Vec<i32>,
+        /// Voters of the brokers asked for.
+        desired: Vec<i32>,
+    },
+}
+
+/// Checks that going from `current[i]` to `desired[i]` brokers per zone keeps the controller
+/// voters: Strait's quorum has static membership, so a running cluster (any broker now) must
+/// keep the voters it formed with. Scaling within three brokers and up, or within one and two,
+/// keeps them; crossing three does not.
+pub fn check_quorum_change(current: &[i32], desired: &[i32]) -> Result<(), ScaleDownRefused> {
+    let current_voters = choose_voters(current);
+    if current_voters.is_empty() {
+        return Ok(());
+    }
+    let desired_voters = choose_voters(desired);
+    if current_voters == desired_voters {
+        return Ok(());
+    }
+    Err(ScaleDownRefused::QuorumChange {
+        current: current_voters,
+        desired: desired_voters,
+    })
 }
 
 /// The new replica list of every partition that has a replica on a leaving broker. `racks`
 /// maps node id to zone; a replacement is taken from the leaving broker's zone when one is
 /// free, otherwise from the least loaded remaining broker. The leader position is kept.
+/// Refused when one of the controller `voters` is not among the `remaining` brokers.
 pub fn plan_scale_down(
     partitions: &BTreeMap<PartitionKey, Vec<i32>>,
     remaining: &[i32],
     racks: &BTreeMap<i32, String>,
+    voters: &[i32],
 ) -> Result<BTreeMap<PartitionKey, Vec<i32>>, ScaleDownRefused> {
     let remaining_set: BTreeSet<i32> = remaining.iter().copied().collect();
     if remaining_set.is_empty() {
         return Err(ScaleDownRefused::NoBrokersLeft);
+    }
+    let leaving_voters: Vec<i32> = voters
+        .iter()
+        .filter(|v| !remaining_set.contains(v))
+        .copied()
+        .collect();
+    if !leaving_voters.is_empty() {
+        return Err(ScaleDownRefused::RemovesVoters {
+            voters: leaving_voters,
+        });
     }
     for ((topic, partition), replicas) in partitions {
         if replicas.len() > remaining_set.len() {
@@ -184,7 +236,8 @@ mod tests {
             (key("t", 1), vec![1001, 0, 2000]),
             (key("t", 2), vec![0, 1000, 2000]),
         ]);
-        let plan = plan_scale_down(&partitions, &[0, 1000, 2000], &racks()).expect("plan");
+        let plan = plan_scale_down(&partitions, &[0, 1000, 2000], &racks(), &[0, 1000, 2000])
+            .expect("plan");
         assert_eq!(plan.len(), 2);
         // Broker 1 (zone a) is replaced by 0 (zone a), broker 1001 (zone b) by 1000.
         assert_eq!(plan[&key("t", 0)], [0, 1000, 2000]);
@@ -194,7 +247,8 @@ mod tests {
     #[test]
     fn falls_back_to_least_loaded_other_zone() {
         let partitions = BTreeMap::from([(key("t", 0), vec![0, 1]), (key("u", 0), vec![1000])]);
-        let plan = plan_scale_down(&partitions, &[0, 1000, 2000], &racks()).expect("plan");
+        let plan = plan_scale_down(&partitions, &[0, 1000, 2000], &racks(), &[0, 1000, 2000])
+            .expect("plan");
         // 1's zone-mate 0 already holds t-0; 2000 is less loaded than 1000.
         assert_eq!(plan[&key("t", 0)], [0, 2000]);
         assert!(!plan.contains_key(&key("u", 0)));
@@ -203,7 +257,7 @@ mod tests {
     #[test]
     fn refused_when_replication_factor_exceeds_remaining_brokers() {
         let partitions = BTreeMap::from([(key("t", 0), vec![0, 1000, 2000])]);
-        let err = plan_scale_down(&partitions, &[0, 1000], &racks()).unwrap_err();
+        let err = plan_scale_down(&partitions, &[0, 1000], &racks(), &[0, 1000]).unwrap_err();
         assert_eq!(
             err,
             ScaleDownRefused::ReplicationFactorTooHigh {
@@ -214,7 +268,7 @@ mod tests {
             }
         );
         assert_eq!(
-            plan_scale_down(&partitions, &[], &racks()),
+            plan_scale_down(&partitions, &[], &racks(), &[]),
             Err(ScaleDownRefused::NoBrokersLeft)
         );
     }
@@ -250,11 +304,61 @@ mod tests {
     fn nothing_moves_when_no_replica_leaves() {
         let partitions = BTreeMap::from([(key("t", 0), vec![0, 1000])]);
         assert!(
-            plan_scale_down(&partitions, &[0, 1000], &racks())
+            plan_scale_down(&partitions, &[0, 1000], &racks(), &[0, 1000])
                 .expect("plan")
                 .is_empty()
         );
         assert_eq!(partitions_on(&partitions, &[1000]), [key("t", 0)]);
         assert!(partitions_on(&partitions, &[1]).is_empty());
+    }
+
+    #[test]
+    fn scale_down_never_removes_a_voter() {
+        let partitions = BTreeMap::from([(key("t", 0), vec![0, 1000])]);
+        // 1000 is a voter: refused even though its partitions would fit elsewhere.
+        assert_eq!(
+            plan_scale_down(&partitions, &[0, 1, 2000], &racks(), &[0, 1000, 2000]),
+            Err(ScaleDownRefused::RemovesVoters { voters: vec![1000] })
+        );
+        // Scaling 6 -> 3 over three zones removes ordinals 1, 1001, 2001: never a voter.
+        let voters = choose_voters(&[2, 2, 2]);
+        assert_eq!(voters, choose_voters(&[1, 1, 1]));
+        assert!(plan_scale_down(&partitions, &[0, 1000, 2000], &racks(), &voters).is_ok());
+    }
+
+    #[test]
+    fn the_voter_set_of_a_running_cluster_never_changes() {
+        // Within three brokers and up (any zone count) the voters stay.
+        for (current, desired) in [
+            (&[2, 2, 2][..], &[1, 1, 1][..]),
+            (&[1, 1, 1], &[4, 4, 3]),
+            (&[6], &[3]),
+            (&[2, 1], &[5, 5]),
+            (&[1, 0], &[1, 1]),
+        ] {
+            assert_eq!(
+                check_quorum_change(current, desired),
+                Ok(()),
+                "{current:?} -> {desired:?}"
+            );
+        }
+        // A new cluster picks freely.
+        assert_eq!(check_quorum_change(&[0, 0, 0], &[2, 2, 2]), Ok(()));
+        assert_eq!(check_quorum_change(&[], &[1]), Ok(()));
+        // Crossing three brokers would change the voters: refused both ways.
+        assert_eq!(
+            check_quorum_change(&[1, 1, 1], &[1, 1, 0]),
+            Err(ScaleDownRefused::QuorumChange {
+                current: vec![0, 1000, 2000],
+                desired: vec![0]
+            })
+        );
+        assert_eq!(
+            check_quorum_change(&[1, 0, 0], &[1, 1, 1]),
+            Err(ScaleDownRefused::QuorumChange {
+                current: vec![0],
+                desired: vec![0, 1000, 2000]
+            })
+        );
     }
 }

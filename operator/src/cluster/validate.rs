@@ -1,10 +1,12 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
-//! owns, and storage that may only grow.
+//! owns, listeners clashing with the controller quorum's, and storage that may only grow.
 
 use strait_crds::ClusterSpec;
 
+use crate::cluster::quorum::{CONTROLLER_LISTENER, CONTROLLER_PORT};
+
 /// Broker keys the operator sets itself; a Cluster may not override them.
-pub const RESERVED_KEYS: [&str; 12] = [
+pub const RESERVED_KEYS: [&str; 14] = [
     "node.id",
     "broker.id",
     "broker.rack",
@@ -17,6 +19,8 @@ pub const RESERVED_KEYS: [&str; 12] = [
     "metrics.listener",
     "process.roles",
     "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
 ];
 
 /// Problems that stop a reconcile; each is shown in the `Ready` condition.
@@ -25,6 +29,20 @@ pub fn validate(spec: &ClusterSpec) -> Vec<String> {
     for key in spec.config.keys() {
         if RESERVED_KEYS.contains(&key.as_str()) {
             problems.push(format!("config key `{key}` is set by the operator"));
+        }
+    }
+    for l in &spec.listeners {
+        if l.name.eq_ignore_ascii_case(CONTROLLER_LISTENER) {
+            problems.push(format!(
+                "listener name `{}` is reserved for the controller quorum",
+                l.name
+            ));
+        }
+        if l.port == CONTROLLER_PORT {
+            problems.push(format!(
+                "listener `{}`: port {CONTROLLER_PORT} is reserved for the controller quorum",
+                l.name
+            ));
         }
     }
     if spec.replicas < 1 {
@@ -112,6 +130,27 @@ mod tests {
             ["config key `node.id` is set by the operator"]
         );
         assert!(validate(&spec(3, &["a"])).is_empty());
+        let mut s = spec(3, &["a"]);
+        s.config
+            .insert("controller.listener.names".into(), "X".into());
+        assert_eq!(
+            validate(&s),
+            ["config key `controller.listener.names` is set by the operator"]
+        );
+    }
+
+    #[test]
+    fn listeners_may_not_take_the_controller_name_or_port() {
+        let mut s = spec(3, &["a"]);
+        s.listeners[0].name = "controller".into();
+        s.listeners[0].port = 9093;
+        assert_eq!(
+            validate(&s),
+            [
+                "listener name `controller` is reserved for the controller quorum",
+                "listener `controller`: port 9093 is reserved for the controller quorum"
+            ]
+        );
     }
 
     #[test]
