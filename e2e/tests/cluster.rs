@@ -510,3 +510,85 @@ fn controller_restart_keeps_metadata_consistent() {
     )
     .unwrap_or_else(|e| panic!("{e}: {last:#?}"));
 }
+
+/// DeleteRecords goes to the leader; followers follow its log start offset, so the deleted
+/// records stay deleted after the leader dies.
+#[test]
+fn deleted_records_stay_deleted_after_failover() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let _serial = serial();
+    let mut cluster = Cluster::start(ClusterSpec::combined(&["a", "b", "c"])).expect("cluster");
+    let topic = "trimmed";
+    durable_topic(&mut cluster, topic);
+    let producer = load(&cluster, topic, Some(3_000), 20_000);
+    wait_until(FAULT_TIMEOUT, "3000 messages acknowledged", || {
+        producer.acked() >= 3_000
+    })
+    .expect("produce");
+    let acked = producer.stop().expect("stop producer");
+    assert!(
+        acked.iter().all(|a| a.result.is_ok()),
+        "every send acknowledged"
+    );
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create()
+        .expect("admin client");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, Offset::Offset(500))
+        .expect("offset");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let deleted = runtime
+        .block_on(admin.delete_records(
+            &offsets,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(15))),
+        ))
+        .expect("DeleteRecords");
+    let low = deleted.elements()[0].offset();
+    assert_eq!(
+        low,
+        Offset::Offset(500),
+        "low watermark after DeleteRecords"
+    );
+
+    let leader = leader_of(&mut cluster, topic, 0);
+    // Followers learn the new log start offset from a fetch response. An acks=all write acked
+    // after the delete means both followers fetched past it, so they have seen that response.
+    let (code, _) = cluster
+        .produce_raw(leader, topic, 0, -1, 10_000, &[b"after-delete".as_slice()])
+        .expect("produce after DeleteRecords");
+    assert_eq!(code, 0, "acks=all produce after DeleteRecords");
+    let earliest = |cluster: &mut Cluster| -> Option<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.live_bootstrap())
+            .create()
+            .ok()?;
+        consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(5))
+            .ok()
+            .map(|(low, _)| low)
+    };
+    cluster.kill(leader).expect("kill the leader");
+    cluster
+        .wait_for_leader(topic, 0, FAULT_TIMEOUT, |p| {
+            p.leader > 0 && p.leader as u32 != leader
+        })
+        .expect("a new leader");
+    let mut seen = None;
+    wait_until(FAULT_TIMEOUT, "the new leader's log start offset", || {
+        seen = earliest(&mut cluster);
+        seen.is_some()
+    })
+    .expect("watermarks from the new leader");
+    assert_eq!(
+        seen,
+        Some(500),
+        "records deleted on the old leader came back on the new one"
+    );
+}

@@ -32,13 +32,24 @@ pub async fn handle(
                     .map(|p| {
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
-                        let Some(partition) =
-                            topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                        else {
-                            return result
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                .with_low_watermark(-1);
+                        let found = match &topic {
+                            None => Err(broker.missing_topic_error(t.name.0.as_str()).error),
+                            Some(topic) => topic.partition(p.partition_index).ok_or_else(|| {
+                                broker
+                                    .missing_partition_error(topic, p.partition_index)
+                                    .error
+                            }),
                         };
+                        let partition = match found {
+                            Ok(partition) => partition,
+                            Err(e) => {
+                                return result.with_error_code(e.code()).with_low_watermark(-1);
+                            }
+                        };
+                        // Only the leader deletes; followers follow its log start offset.
+                        if let Err(e) = partition.replica().check_leader(-1) {
+                            return result.with_error_code(e.code()).with_low_watermark(-1);
+                        }
                         let log = &partition.log;
                         // Kafka deletes records only from topics with the delete policy: a
                         // compact-only topic keeps its latest value per key forever.

@@ -342,6 +342,14 @@ async fn fetch_once(
                 partition.appended.notify_waiters();
             }
             partition.follow_high_watermark(pd.high_watermark);
+            // Records the leader deleted (DeleteRecords, retention) go here too, so they do not
+            // come back if this replica leads later.
+            let log = &partition.log;
+            if pd.log_start_offset > log.log_start_offset()
+                && pd.log_start_offset <= log.high_watermark()
+            {
+                log.delete_records_before(pd.log_start_offset)?;
+            }
         }
     }
     Ok(())
