@@ -7,6 +7,7 @@
 //! Run: `cargo run --release -p strait-e2e --bin strait-bench -- [--cluster] [--messages N]
 //! [--seconds S]`.
 
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -447,14 +448,22 @@ fn print_preamble(args: &Args) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     watch_signals()?;
-    if args.cluster {
+    let result = if args.cluster {
         print_preamble(&args);
         run_cluster(&args)
     } else {
         run_single(&args)
+    };
+    // The brokers are gone by now (dropped inside the run); an interruption is not a failure.
+    match result {
+        Err(_) if stopping() => {
+            eprintln!("strait-bench: interrupted");
+            Ok(ExitCode::from(130))
+        }
+        other => other.map(|()| ExitCode::SUCCESS),
     }
 }
 
