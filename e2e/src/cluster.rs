@@ -968,6 +968,22 @@ impl Cluster {
         produce_result(&response)
     }
 
+    /// One raw acks=1 Produce at the highest version node `id` supports up to `max_version`,
+    /// returning the whole response (leader hints included).
+    pub fn produce_response(
+        &self,
+        id: u32,
+        topic: &str,
+        partition: i32,
+        max_version: i16,
+        values: &[&[u8]],
+    ) -> Result<(i16, ProduceResponse)> {
+        let (mut client, version) = self.connect(id, ApiKey::Produce, max_version)?;
+        let request = produce_request(topic, partition, 1, record_batch(values)?);
+        let response: ProduceResponse = client.call(ApiKey::Produce, version, &request)?;
+        Ok((version, response))
+    }
+
     /// Whether node `id`'s PLAINTEXT listener accepts connections.
     pub fn accepts(&self, id: u32) -> bool {
         self.check_namespace().is_ok()

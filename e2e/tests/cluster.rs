@@ -592,3 +592,45 @@ fn deleted_records_stay_deleted_after_failover() {
         "records deleted on the old leader came back on the new one"
     );
 }
+
+/// A produce to a follower gets NOT_LEADER_OR_FOLLOWER with the current leader and its endpoint
+/// (KIP-951), so clients re-route without a metadata round trip.
+#[test]
+fn followers_answer_with_the_current_leader() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(ClusterSpec::combined(&["a", "b", "c"])).expect("cluster");
+    let info = durable_topic(&mut cluster, "hinted");
+    let p0 = &info[0];
+    let follower = p0
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| *r != p0.leader)
+        .expect("a follower") as u32;
+    let (version, response) = cluster
+        .produce_response(follower, "hinted", 0, 10, &[b"to-a-follower".as_slice()])
+        .expect("produce to a follower");
+    assert_eq!(version, 10, "Produce v10 negotiated");
+    let part = &response.responses[0].partition_responses[0];
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    assert_eq!(part.error_code, NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(part.current_leader.leader_id.0, p0.leader, "leader hint");
+    assert_eq!(
+        part.current_leader.leader_epoch, p0.leader_epoch,
+        "leader epoch hint"
+    );
+    let endpoint = response
+        .node_endpoints
+        .iter()
+        .find(|e| e.node_id.0 == p0.leader)
+        .expect("the leader's endpoint");
+    let leader_addr = cluster
+        .node(p0.leader as u32)
+        .expect("leader node")
+        .addr()
+        .expect("leader address");
+    assert_eq!(
+        format!("{}:{}", endpoint.host.as_str(), endpoint.port),
+        leader_addr.to_string()
+    );
+}

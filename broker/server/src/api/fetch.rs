@@ -16,19 +16,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use strait_storage::{FileRegion, LogError};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
-use super::{RequestContext, error_name};
+use super::{RequestContext, error_name, str_bytes};
 use crate::broker::{Broker, Partition};
 
 /// First Fetch version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
 /// First version with `current_leader_epoch` (KIP-320).
 const LEADER_EPOCH_VERSION: i16 = 9;
+/// First version with the current leader on NOT_LEADER_OR_FOLLOWER/FENCED_LEADER_EPOCH.
+const LEADER_HINT_VERSION: i16 = 12;
+/// First version with the leaders' endpoints (KIP-951).
+const NODE_ENDPOINTS_VERSION: i16 = 16;
 /// First version that carries the replica id inside `replica_state` (KIP-903).
 const REPLICA_STATE_VERSION: i16 = 15;
 /// Upper bound on a long poll, whatever the client asks (Kafka caps it by the request timeout).
@@ -160,6 +167,7 @@ pub async fn handle(
 
     let read_committed = req.isolation_level == READ_COMMITTED;
     let data = tokio::task::block_in_place(|| read_all(&planned));
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for ((slot, plan), records) in slots.iter().zip(planned).zip(data) {
         let (error, records) = match records {
             Ok(r) => (plan.error, r),
@@ -193,6 +201,38 @@ pub async fn handle(
         if error.code() != 0 {
             pd.error_code = error.code();
         }
+        let leader_moved = matches!(
+            error,
+            ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
+        );
+        if leader_moved && version >= LEADER_HINT_VERSION {
+            let t = &topics[slot.topic_index];
+            if let Some(hint) = broker.cluster().and_then(|c| {
+                let name = if version >= TOPIC_ID_VERSION {
+                    c.image().topic_by_id(&t.topic_id)?.name.clone()
+                } else {
+                    t.topic.0.to_string()
+                };
+                c.leader_hint(&name, slot.partition_index, &ctx.listener)
+            }) {
+                pd.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(hint.id))
+                    .with_leader_epoch(hint.epoch);
+                if version >= NODE_ENDPOINTS_VERSION
+                    && !endpoints
+                        .iter()
+                        .any(|e: &NodeEndpoint| e.node_id.0 == hint.id)
+                {
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(hint.id))
+                            .with_host(str_bytes(hint.host))
+                            .with_port(i32::from(hint.port))
+                            .with_rack(hint.rack.map(str_bytes)),
+                    );
+                }
+            }
+        }
         if read_committed {
             // No transactions yet, so nothing was aborted; READ_COMMITTED expects a list.
             pd.aborted_transactions = Some(Vec::new());
@@ -202,6 +242,7 @@ pub async fn handle(
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics)
+        .with_node_endpoints(endpoints)
 }
 
 /// Computes the regions every partition would return now, in request order, splitting the

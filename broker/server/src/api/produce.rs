@@ -10,8 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strait_config::effective_topic_config;
 use tracing::warn;
@@ -22,6 +25,8 @@ use crate::errors::ApiError;
 
 /// First Produce version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
+/// First Produce version with leader hints on NOT_LEADER_OR_FOLLOWER (KIP-951).
+const LEADER_HINT_VERSION: i16 = 10;
 /// Bound on an acks=all wait whatever the request asks.
 const MAX_ACK_WAIT: Duration = Duration::from_secs(300);
 
@@ -89,6 +94,7 @@ pub async fn handle(
         return None;
     }
     let mut responses = Vec::with_capacity(topics.len());
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for (name, topic_id, topic, results) in topics {
         let mut partition_responses = Vec::with_capacity(results.len());
         for (index, mut result) in results {
@@ -98,7 +104,40 @@ pub async fn handle(
                 record_failure(broker, &topic.meta.name, &e);
                 result = Err(e);
             }
-            partition_responses.push(partition_response(index, result));
+            let not_leader =
+                matches!(&result, Err(e) if e.error == ResponseError::NotLeaderOrFollower);
+            let mut resp = partition_response(index, result);
+            if not_leader && version >= LEADER_HINT_VERSION {
+                let topic_name = match &topic {
+                    Some(t) => Some(t.meta.name.clone()),
+                    None if version >= TOPIC_ID_VERSION => broker
+                        .cluster()
+                        .and_then(|c| c.image().topic_by_id(&topic_id).map(|t| t.name.clone())),
+                    None => Some(name.0.to_string()),
+                };
+                if let Some(hint) = topic_name.and_then(|t| {
+                    broker
+                        .cluster()
+                        .and_then(|c| c.leader_hint(&t, index, &ctx.listener))
+                }) {
+                    resp.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(hint.id))
+                        .with_leader_epoch(hint.epoch);
+                    if !endpoints
+                        .iter()
+                        .any(|e: &NodeEndpoint| e.node_id.0 == hint.id)
+                    {
+                        endpoints.push(
+                            NodeEndpoint::default()
+                                .with_node_id(BrokerId(hint.id))
+                                .with_host(str_bytes(hint.host))
+                                .with_port(i32::from(hint.port))
+                                .with_rack(hint.rack.map(str_bytes)),
+                        );
+                    }
+                }
+            }
+            partition_responses.push(resp);
         }
         let mut resp =
             TopicProduceResponse::default().with_partition_responses(partition_responses);
@@ -109,7 +148,11 @@ pub async fn handle(
         }
         responses.push(resp);
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Some(
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(endpoints),
+    )
 }
 
 fn record_failure(broker: &Broker, topic: &str, e: &ApiError) {

@@ -53,6 +53,16 @@ pub struct ClusterSettings {
     pub controlled_shutdown: bool,
 }
 
+/// A partition leader's id, epoch and endpoint.
+#[derive(Debug, Clone)]
+pub struct LeaderHint {
+    pub id: i32,
+    pub epoch: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
 pub struct ClusterNode {
     pub node_id: i32,
     pub settings: ClusterSettings,
@@ -331,6 +341,24 @@ impl ClusterNode {
         if let Some(follower) = follower {
             follower.stop().await;
         }
+    }
+
+    /// Where a partition's leader is, for NOT_LEADER_OR_FOLLOWER answers: clients that read it
+    /// (KIP-951) go to the new leader without a metadata round trip.
+    pub fn leader_hint(&self, topic: &str, partition: i32, listener: &str) -> Option<LeaderHint> {
+        let image = self.image();
+        let state = image.partition(topic, partition)?;
+        let broker = image.brokers.get(&state.leader).filter(|b| !b.fenced)?;
+        let endpoint = broker
+            .endpoint(listener)
+            .or_else(|| broker.endpoints.first())?;
+        Some(LeaderHint {
+            id: state.leader,
+            epoch: state.leader_epoch,
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            rack: broker.rack.clone(),
+        })
     }
 
     /// The id Metadata responses give as the controller. Kafka clients send admin requests
