@@ -15,12 +15,13 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::elect_leaders_request;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
-    DescribeQuorumRequest, DescribeQuorumResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
-    TopicName,
+    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
+    MetadataResponse, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -890,6 +891,32 @@ impl Cluster {
     }
 
     /// AlterPartitionReassignments: move `topic`-`partition` to `replicas`, through node `via`.
+    /// ElectLeaders (preferred) for one partition through node `via`: the partition's error code
+    /// (0: the preferred replica now leads).
+    pub fn elect_preferred(&self, via: u32, topic: &str, partition: i32) -> Result<i16> {
+        let (mut client, version) = self.connect(via, ApiKey::ElectLeaders, 2)?;
+        let request = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_timeout_ms(30_000)
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![partition]),
+            ]));
+        let response: ElectLeadersResponse =
+            client.call(ApiKey::ElectLeaders, version, &request)?;
+        if response.error_code != 0 {
+            return Ok(response.error_code);
+        }
+        response
+            .replica_election_results
+            .iter()
+            .flat_map(|t| &t.partition_result)
+            .find(|p| p.partition_id == partition)
+            .map(|p| p.error_code)
+            .ok_or_else(|| HarnessError::Protocol("ElectLeaders answered no partition".into()))
+    }
+
     pub fn reassign(&self, via: u32, topic: &str, partition: i32, replicas: &[i32]) -> Result<()> {
         let (mut client, version) = self.connect(via, ApiKey::AlterPartitionReassignments, 0)?;
         let request = AlterPartitionReassignmentsRequest::default()

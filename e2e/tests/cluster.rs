@@ -634,3 +634,59 @@ fn followers_answer_with_the_current_leader() {
         leader_addr.to_string()
     );
 }
+
+/// Leadership goes back to the preferred replica: SIGTERM moves it away (controlled shutdown),
+/// and once the preferred replica is back in the ISR, ElectLeaders (auto rebalance off) or the
+/// controller's periodic rebalance (on, 1 s interval) returns it.
+fn preferred_leader_returns(auto_rebalance: bool) {
+    let _serial = serial();
+    let mut spec = ClusterSpec::combined(&["a", "b", "c"]);
+    spec.overrides.push((
+        "auto.leader.rebalance.enable".into(),
+        auto_rebalance.to_string(),
+    ));
+    spec.overrides
+        .push(("leader.imbalance.check.interval.seconds".into(), "1".into()));
+    let mut cluster = Cluster::start(spec).expect("cluster");
+    let topic = "preferred";
+    cluster
+        .create_topic_assigned(topic, &[&[1, 2, 3]], &[("min.insync.replicas", "2")])
+        .expect("topic led by 1");
+    cluster.terminate(1).expect("SIGTERM broker 1");
+    let moved = cluster
+        .wait_for_leader(topic, 0, FAULT_TIMEOUT, |p| p.leader > 0 && p.leader != 1)
+        .expect("leadership moved off the stopped broker");
+    eprintln!("after controlled shutdown of 1: {moved:?}");
+    cluster.restart(1).expect("restart broker 1");
+    cluster
+        .wait_for_leader(topic, 0, FAULT_TIMEOUT, |p| same_set(&p.isr, &p.replicas))
+        .expect("broker 1 back in the ISR");
+    if !auto_rebalance {
+        let code = cluster.elect_preferred(2, topic, 0).expect("ElectLeaders");
+        assert_eq!(code, 0, "preferred election error code");
+    }
+    let back = cluster
+        .wait_for_leader(topic, 0, FAULT_TIMEOUT, |p| p.leader == 1)
+        .expect("the preferred replica leads again");
+    assert!(
+        back.leader_epoch > moved.leader_epoch,
+        "{back:?} after {moved:?}"
+    );
+    if !auto_rebalance {
+        const ELECTION_NOT_NEEDED: i16 = 84;
+        let again = cluster
+            .elect_preferred(3, topic, 0)
+            .expect("ElectLeaders again");
+        assert_eq!(again, ELECTION_NOT_NEEDED);
+    }
+}
+
+#[test]
+fn elect_leaders_restores_the_preferred_leader() {
+    preferred_leader_returns(false);
+}
+
+#[test]
+fn auto_rebalance_restores_the_preferred_leader() {
+    preferred_leader_returns(true);
+}
