@@ -365,6 +365,23 @@ impl Broker {
         )
     }
 
+    /// Partition `index` of topic `name` (already looked up as `topic`) if hosted here, else
+    /// the error code the request gets (see `missing_topic_error`/`missing_partition_error`).
+    pub fn hosted_partition(
+        &self,
+        name: &str,
+        topic: Option<&Arc<Topic>>,
+        index: i32,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        match topic {
+            None => Err(self.missing_topic_error(name).error),
+            Some(topic) => topic
+                .partition(index)
+                .cloned()
+                .ok_or_else(|| self.missing_partition_error(topic, index).error),
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.read_topics().by_name.get(name).cloned()
     }

@@ -31,12 +31,8 @@ pub async fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let found = match &topic {
-                        None => Err(broker.missing_topic_error(t.topic.0.as_str()).error),
-                        Some(topic) => topic.partition(p.partition).ok_or_else(|| {
-                            broker.missing_partition_error(topic, p.partition).error
-                        }),
-                    };
+                    let found =
+                        broker.hosted_partition(t.topic.0.as_str(), topic.as_ref(), p.partition);
                     let partition = match found {
                         Ok(partition) => partition,
                         Err(e) => return base.with_error_code(e.code()),

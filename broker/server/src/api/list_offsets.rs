@@ -38,14 +38,11 @@ pub async fn handle(
                     .map(|p| {
                         let base = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        let found = match &topic {
-                            None => Err(broker.missing_topic_error(t.name.0.as_str()).error),
-                            Some(topic) => topic.partition(p.partition_index).ok_or_else(|| {
-                                broker
-                                    .missing_partition_error(topic, p.partition_index)
-                                    .error
-                            }),
-                        };
+                        let found = broker.hosted_partition(
+                            t.name.0.as_str(),
+                            topic.as_ref(),
+                            p.partition_index,
+                        );
                         let partition = match found {
                             Ok(partition) => partition,
                             Err(e) => {
@@ -55,7 +52,7 @@ pub async fn handle(
                                     .with_timestamp(-1);
                             }
                         };
-                        match lookup(partition, p.timestamp, p.current_leader_epoch) {
+                        match lookup(&partition, p.timestamp, p.current_leader_epoch) {
                             Ok((offset, timestamp, epoch)) => base
                                 .with_offset(offset)
                                 .with_timestamp(timestamp)
