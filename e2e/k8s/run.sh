@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kubernetes end-to-end suite for a real cluster (kind, or whatever KUBECONFIG points at):
 # installs the chart, applies a 3-broker Cluster, produces and consumes through the bootstrap
-# Service, scales 3 -> 5 -> 3, applies a Topic and a User, and cleans up.
+# Service, rolls a config change one broker at a time, scales 3 -> 5 -> 3, applies a Topic and
+# a User, and cleans up.
 # With no reachable cluster it prints "no Kubernetes cluster available, skipped" and exits 0.
 #
 # Images: STRAIT_OPERATOR_IMAGE and STRAIT_BROKER_IMAGE (repository:tag) must be pullable by the
@@ -114,6 +115,31 @@ got="$("$KUBECTL" -n "$NS" run kcat-consume --rm -i --restart=Never --image=eden
     --pod-running-timeout="$WAIT" -- -b "$BOOTSTRAP" -C -t smoke -o beginning -e -q -c 100 | grep -c '^message-' || true)"
 [ "$got" -eq 100 ] || { echo "consumed $got of 100 messages" >&2; exit 1; }
 echo "consumed 100 of 100 messages"
+
+step "a config change restarts one broker at a time across the zones"
+BROKERS="strait.dev/cluster=e2e"
+mapfile -t before < <("$KUBECTL" -n "$NS" get pods -l "$BROKERS" -o name)
+"$KUBECTL" -n "$NS" patch cluster e2e --type merge -p '{"spec":{"config":{"log.retention.ms":"86400000"}}}'
+# `kubectl wait --for=delete` also ends when the name comes back with a new uid.
+for pod in "${before[@]}"; do
+    "$KUBECTL" -n "$NS" wait "$pod" --for=delete --timeout="$WAIT"
+done
+"$KUBECTL" -n "$NS" wait pods -l "$BROKERS" --for=condition=Ready --timeout="$WAIT"
+"$KUBECTL" -n "$NS" wait cluster/e2e --for=condition=Ready --timeout="$WAIT"
+# One at a time: each recreated pod was created after the one before it became Ready.
+"$KUBECTL" -n "$NS" get pods -l "$BROKERS" -o json | python3 -c '
+import json, sys
+pods = json.load(sys.stdin)["items"]
+rows = sorted(
+    (p["metadata"]["creationTimestamp"],
+     next(c["lastTransitionTime"] for c in p["status"]["conditions"] if c["type"] == "Ready"),
+     p["metadata"]["name"])
+    for p in pods)
+for (created, ready, name), (next_created, _, next_name) in zip(rows, rows[1:]):
+    if next_created < ready:
+        sys.exit(f"{next_name} was created at {next_created}, before {name} was ready at {ready}")
+print("restart order:", " ".join(r[2] for r in rows))
+'
 
 step "scale 3 -> 5"
 "$KUBECTL" -n "$NS" scale cluster/e2e --replicas=5

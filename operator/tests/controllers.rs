@@ -57,24 +57,108 @@ fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-/// Answers GETs of the zone StatefulSets with `replicas[i]` pods, `ready` of them ready.
-fn statefulsets(replicas: Vec<i32>, ready: i32) -> fixtures::Script {
-    Box::new(move |seen| {
-        if seen.method != "GET" || !seen.path.contains("/statefulsets/kafka-z") {
-            return None;
+/// A running cluster as the scripted API server shows it: `replicas[i]` pods in zone `i`, the
+/// first `ready` of each zone ready (minus those named in `unready`), every pod created from
+/// `pod_revision` while the StatefulSets' update revision (after an apply) is `update_revision`.
+struct Running {
+    replicas: Vec<i32>,
+    ready: i32,
+    pod_revision: &'static str,
+    update_revision: &'static str,
+    unready: Vec<&'static str>,
+    strategy: Value,
+    eviction: StatusCode,
+}
+
+impl Running {
+    fn new(replicas: Vec<i32>, ready: i32) -> Self {
+        Running {
+            replicas,
+            ready,
+            pod_revision: "rev1",
+            update_revision: "rev1",
+            unready: Vec::new(),
+            strategy: json!({"type": "OnDelete"}),
+            eviction: StatusCode::CREATED,
         }
-        let index: usize = seen.path.rsplit("-z").next()?.parse().ok()?;
-        let r = *replicas.get(index)?;
-        Some((
-            StatusCode::OK,
-            json!({
-                "apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns"},
-                "spec": {"replicas": r, "serviceName": "kafka-brokers", "selector": {}, "template": {}},
-                "status": {"replicas": r, "readyReplicas": r.min(ready)}
-            }),
-        ))
-    })
+    }
+
+    fn pods(&self) -> Vec<Value> {
+        let mut pods = Vec::new();
+        for (zone, r) in self.replicas.iter().enumerate() {
+            for k in 0..*r {
+                let id = i32::try_from(zone).unwrap_or(0) * 1000 + k;
+                let name = format!("kafka-z{zone}-{id}");
+                let ready = k < self.ready && !self.unready.contains(&name.as_str());
+                pods.push(json!({
+                    "metadata": {
+                        "name": name, "namespace": "ns", "uid": format!("uid-{id}"),
+                        "labels": {"controller-revision-hash": format!("kafka-z{zone}-{}", self.pod_revision)}
+                    },
+                    "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+                }));
+            }
+        }
+        pods
+    }
+
+    fn script(self) -> fixtures::Script {
+        Box::new(move |seen| {
+            if seen.path.ends_with("/pods") && seen.method == "GET" {
+                return Some((
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": self.pods()}),
+                ));
+            }
+            if seen.path.ends_with("/eviction") {
+                let code = self.eviction.as_u16();
+                let ok = self.eviction.is_success();
+                return Some((
+                    self.eviction,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": if ok { "Success" } else { "Failure" },
+                           "code": code, "message": if ok { "" } else { "Cannot evict pod as it would violate the pod's disruption budget." }}),
+                ));
+            }
+            if !seen.path.contains("/statefulsets/kafka-z") {
+                return None;
+            }
+            let index: usize = seen.path.rsplit("-z").next()?.parse().ok()?;
+            let r = *self.replicas.get(index)?;
+            match seen.method.as_str() {
+                "GET" => Some((
+                    StatusCode::OK,
+                    json!({
+                        "apiVersion": "apps/v1", "kind": "StatefulSet",
+                        "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns", "generation": 1},
+                        "spec": {"replicas": r, "serviceName": "kafka-brokers", "selector": {}, "template": {},
+                                 "updateStrategy": self.strategy},
+                        "status": {"replicas": r, "readyReplicas": r.min(self.ready), "observedGeneration": 1,
+                                   "updateRevision": format!("kafka-z{index}-{}", self.pod_revision)}
+                    }),
+                )),
+                // An apply: the server's answer carries the status the StatefulSet controller
+                // wrote for that spec.
+                "PATCH"
+                    if seen.query.contains("fieldManager") && seen.body.get("kind").is_some() =>
+                {
+                    let mut body = seen.body.clone();
+                    body["metadata"]["generation"] = json!(2);
+                    body["status"] = json!({
+                        "replicas": r, "readyReplicas": r.min(self.ready), "observedGeneration": 2,
+                        "updateRevision": format!("kafka-z{index}-{}", self.update_revision)
+                    });
+                    Some((StatusCode::OK, body))
+                }
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Answers for a running cluster with `replicas[i]` pods in zone `i`, `ready` of them ready,
+/// all on the current revision.
+fn statefulsets(replicas: Vec<i32>, ready: i32) -> fixtures::Script {
+    Running::new(replicas, ready).script()
 }
 
 fn sts_replicas(seen: &[Seen]) -> Vec<i64> {
@@ -470,4 +554,162 @@ async fn scale_across_three_brokers_is_refused_to_keep_the_voters() {
     assert_eq!(blocked["reason"], "QuorumChangeRefused");
     assert_eq!(condition(&status, "Ready")["reason"], "ScaleDownRefused");
     assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+}
+
+fn evictions(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method == "POST" && s.path.ends_with("/eviction"))
+        .map(|s| s.path.rsplit('/').nth(1).unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn deletes_pods(seen: &[Seen]) -> bool {
+    seen.iter()
+        .any(|s| s.method == "DELETE" && s.path.contains("/pods/"))
+}
+
+#[tokio::test]
+async fn config_change_restarts_exactly_one_broker_across_all_zones() {
+    // Six ready brokers over three zones, all on revision 1; the apply moved every zone's
+    // StatefulSet to revision 2.
+    let mut running = Running::new(vec![2, 2, 2], 2);
+    running.update_revision = "rev2";
+    let (client, log, server) = mock_client(json_of(&cluster(6)), running.script());
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    // One broker, a non-voter (voters are 0, 1000, 2000), is restarted; nothing else.
+    assert_eq!(evictions(&seen), ["kafka-z0-1"]);
+    assert!(!deletes_pods(&seen));
+    let eviction = seen
+        .iter()
+        .find(|s| s.path.ends_with("/eviction"))
+        .map(|s| s.body.clone())
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        eviction["deleteOptions"]["preconditions"]["uid"], "uid-1",
+        "{eviction}"
+    );
+    // Kubernetes does not roll the zones itself.
+    for sts in applied(&seen, "statefulsets") {
+        assert_eq!(sts.body["spec"]["updateStrategy"]["type"], "OnDelete");
+    }
+    let status = status_patch(&seen, "/clusters/kafka");
+    let rolling = condition(&status, "Rolling");
+    assert_eq!(rolling["status"], "True", "{status}");
+    assert_eq!(rolling["reason"], "RestartingBroker");
+    assert!(
+        rolling["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("broker 1 (kafka-z0-1)") && m.contains("6 broker")),
+        "{rolling}"
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "Rolling");
+    assert!(
+        seen.iter()
+            .any(|s| s.path.contains("/events") && s.body["reason"] == "RollingRestart")
+    );
+}
+
+#[tokio::test]
+async fn no_broker_restarts_while_another_is_not_ready() {
+    let mut running = Running::new(vec![2, 2, 2], 2);
+    running.update_revision = "rev2";
+    running.unready = vec!["kafka-z2-2001"];
+    let (client, log, server) = mock_client(json_of(&cluster(6)), running.script());
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(evictions(&seen).is_empty(), "{:?}", evictions(&seen));
+    assert!(!deletes_pods(&seen));
+    let status = status_patch(&seen, "/clusters/kafka");
+    let rolling = condition(&status, "Rolling");
+    assert_eq!(rolling["status"], "True");
+    assert_eq!(rolling["reason"], "WaitingForBrokers");
+    assert!(
+        rolling["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not ready: kafka-z2-2001")),
+        "{rolling}"
+    );
+}
+
+#[tokio::test]
+async fn eviction_refused_by_the_disruption_budget_waits() {
+    let mut running = Running::new(vec![1, 1, 1], 1);
+    running.update_revision = "rev2";
+    running.eviction = StatusCode::TOO_MANY_REQUESTS;
+    let (client, log, server) = mock_client(json_of(&cluster(3)), running.script());
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(
+        action.is_ok(),
+        "a refused eviction is not an error: {action:?}"
+    );
+    let seen = finish(ctx, log, server).await;
+    // All three are voters: the lowest ordinal goes first.
+    assert_eq!(evictions(&seen), ["kafka-z0-0"]);
+    let status = status_patch(&seen, "/clusters/kafka");
+    let rolling = condition(&status, "Rolling");
+    assert_eq!(rolling["reason"], "WaitingForBrokers", "{status}");
+    assert!(
+        rolling["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("disruption budget")),
+        "{rolling}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.path.contains("/events") && s.body["reason"] == "RollingRestart")
+    );
+}
+
+#[tokio::test]
+async fn up_to_date_cluster_restarts_nothing() {
+    let (client, log, server) = mock_client(json_of(&cluster(6)), statefulsets(vec![2, 2, 2], 2));
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(evictions(&seen).is_empty());
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(condition(&status, "Rolling")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+}
+
+#[tokio::test]
+async fn rolling_update_statefulsets_switch_to_on_delete_before_the_new_template() {
+    // StatefulSets created by an older operator, with the defaulted RollingUpdate strategy.
+    let mut running = Running::new(vec![1, 1, 1], 1);
+    running.strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+    let (client, log, server) = mock_client(json_of(&cluster(3)), running.script());
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let sts: Vec<&Seen> = applied(&seen, "statefulsets");
+    for zone in 0..3 {
+        let path = format!("/statefulsets/kafka-z{zone}");
+        let merge = sts
+            .iter()
+            .position(|s| s.path.ends_with(&path) && s.body.get("kind").is_none())
+            .unwrap_or_else(|| panic!("no merge patch of zone {zone}"));
+        let apply = sts
+            .iter()
+            .position(|s| s.path.ends_with(&path) && s.body.get("kind").is_some())
+            .unwrap_or_else(|| panic!("no apply of zone {zone}"));
+        assert!(merge < apply, "zone {zone}: migration before the apply");
+        assert_eq!(
+            sts[merge].body,
+            json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}})
+        );
+    }
 }

@@ -1,17 +1,18 @@
 //! The Cluster controller: read → validate → build → apply (fixed order) → status. Scale-downs
 //! first move partitions off the leaving brokers through the Kafka admin API and are refused,
 //! with a condition, when the remaining brokers cannot hold them; a scale that would change the
-//! controller quorum's voters of a running cluster is refused too.
+//! controller quorum's voters of a running cluster is refused too. Brokers restart for a new
+//! configuration one at a time across zones, only while every broker is Ready (`roll`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use strait_crds::cluster::{ListenerStatus, ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterStatus};
@@ -19,6 +20,7 @@ use strait_crds::{Cluster, ClusterStatus};
 use crate::admin::KafkaAdmin;
 use crate::apply::{apply, apply_dynamic, event, patch_status};
 use crate::cluster::resources::{self, ClusterRef};
+use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{check_quorum_change, partitions_on, plan_rebalance, plan_scale_down};
 use crate::cluster::{config, quorum, validate};
 use crate::conditions::{Cond, merge};
@@ -28,6 +30,8 @@ use crate::names;
 
 /// Requeue while brokers start or partitions move.
 const BUSY_REQUEUE: Duration = Duration::from_secs(15);
+/// Requeue during a rolling restart (StatefulSet status changes usually wake us up earlier).
+const ROLL_REQUEUE: Duration = Duration::from_secs(10);
 /// Requeue for drift correction when all is well.
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
@@ -110,8 +114,15 @@ async fn reconcile_inner<F: AdminFactory>(
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), c.namespace);
     let mut current = Vec::new();
     let mut ready = 0;
+    let mut migrate = Vec::new();
     for i in 0..c.spec.zones.len() {
         let existing = sts_api.get_opt(&names::statefulset(c.name, i)).await?;
+        if existing
+            .as_ref()
+            .is_some_and(roll::needs_strategy_migration)
+        {
+            migrate.push(names::statefulset(c.name, i));
+        }
         current.push(existing.as_ref().and_then(|s| s.spec.replicas));
         ready += existing
             .and_then(|s| s.status)
@@ -148,11 +159,28 @@ async fn reconcile_inner<F: AdminFactory>(
     for svc in resources::broker_services(&c) {
         apply(&ctx.client, &svc).await?;
     }
-    for sts in resources::statefulsets(&c, &decision.replicas, &voters, &hash) {
-        apply(&ctx.client, &sts).await?;
+    for name in &migrate {
+        // Before the new template lands, so that it cannot roll every zone at once.
+        let params = PatchParams {
+            field_manager: Some(names::MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patch = roll::strategy_migration_patch();
+        sts_api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    }
+    let mut sets = BTreeMap::new();
+    for (i, sts) in resources::statefulsets(&c, &decision.replicas, &voters, &hash)
+        .iter()
+        .enumerate()
+    {
+        let applied = apply(&ctx.client, sts).await?;
+        sets.insert(i, roll::zone_set(&applied));
     }
     apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
+    let (roll, rolling_cond) = roll_brokers(&c, cluster, &sets, &voters, ctx).await?;
+    let roll_pending = roll.rolling() || matches!(roll.step, RollStep::Wait(_));
     let mut conditions = decision.conditions;
+    conditions.push(rolling_cond.clone());
     if let Some(sm) = resources::service_monitor(&c)
         && let Err(e) =
             apply_dynamic(&ctx.client, &sm, &resources::service_monitor_resource()).await
@@ -171,7 +199,7 @@ async fn reconcile_inner<F: AdminFactory>(
     // Status.
     let desired = c.spec.replicas;
     let existing: i32 = current.iter().map(|r| r.unwrap_or(0)).sum();
-    let is_ready = ready >= desired && !decision.busy && existing == desired;
+    let is_ready = ready >= desired && !decision.busy && existing == desired && !roll_pending;
     let mut cluster_id = previous.cluster_id.clone();
     if is_ready {
         conditions.extend(rebalance_new_brokers(&c, ctx).await);
@@ -199,6 +227,13 @@ async fn reconcile_inner<F: AdminFactory>(
             false,
             "ScaleDownRefused",
             format!("{ready}/{desired} brokers ready; scale-down refused"),
+        )
+    } else if roll.rolling() {
+        Cond::new(
+            "Ready",
+            false,
+            "Rolling",
+            format!("{ready}/{desired} brokers ready; {}", rolling_cond.message),
         )
     } else {
         Cond::new(
@@ -253,9 +288,92 @@ async fn reconcile_inner<F: AdminFactory>(
     tracing::debug!(cluster = %cluster.name_any(), ready, desired, "reconciled");
     Ok(Action::requeue(if is_ready {
         IDLE_REQUEUE
+    } else if roll_pending {
+        ROLL_REQUEUE
     } else {
         BUSY_REQUEUE
     }))
+}
+
+/// The rolling-restart step: lists the broker pods, asks [`roll::next_restart`] which one may
+/// restart now and evicts it (an eviction is a delete that honours the PodDisruptionBudget, so a concurrent node
+/// drain cannot take a second broker down). Returns the plan and the `Rolling` condition.
+async fn roll_brokers<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    cluster: &Cluster,
+    sets: &BTreeMap<usize, ZoneSet>,
+    voters: &[i32],
+    ctx: &Context<F>,
+) -> Result<(RollPlan, Cond), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let listed = api
+        .list(&ListParams::default().labels(&names::selector_string(c.name)))
+        .await?;
+    let pods: Vec<roll::BrokerPod> = listed
+        .items
+        .iter()
+        .filter_map(|p| roll::broker_pod(c.name, p))
+        .collect();
+    // Strait's brokers do not tell which voter leads the quorum (no DescribeQuorum), so the
+    // voters restart by ordinal, after every other broker.
+    let plan = roll::next_restart(&pods, sets, voters, None);
+    let left = plan.outdated.len();
+    let cond = match &plan.step {
+        RollStep::Restart { pod, node_id } => {
+            let uid = listed
+                .items
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod))
+                .and_then(|p| p.metadata.uid.clone());
+            let eviction = eviction(pod, c.namespace, uid);
+            let created: Result<serde_json::Value, kube::Error> = api
+                .create_subresource("eviction", pod, &PostParams::default(), &eviction)
+                .await;
+            match created {
+                Ok(_) => {
+                    let message = format!(
+                        "restarting broker {node_id} ({pod}) for the new configuration; \
+                         {left} broker(s) on an old revision"
+                    );
+                    tracing::info!(cluster = c.name, pod, node_id, left, "rolling restart");
+                    event(
+                        &ctx.recorder,
+                        cluster,
+                        false,
+                        "RollingRestart",
+                        message.clone(),
+                    )
+                    .await;
+                    Cond::new("Rolling", true, "RestartingBroker", message)
+                }
+                // 429: the PodDisruptionBudget allows no disruption now (another broker is
+                // down); 404/409: the pod went or changed since the list. Wait for the next turn.
+                Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409 | 429) => {
+                    Cond::new(
+                        "Rolling",
+                        true,
+                        "WaitingForBrokers",
+                        format!(
+                            "{left} broker(s) to restart; eviction of {pod} refused: {}",
+                            status.message
+                        ),
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RollStep::Wait(why) if plan.rolling() => Cond::new(
+            "Rolling",
+            true,
+            "WaitingForBrokers",
+            format!(
+                "{left} broker(s) to restart ({:?}); waiting: {why}",
+                plan.outdated
+            ),
+        ),
+        RollStep::Wait(_) | RollStep::Done => Cond::new("Rolling", false, "UpToDate", ""),
+    };
+    Ok((plan, cond))
 }
 
 /// Per-zone replica counts to apply. A zone shrinks only once no partition has a replica on its
@@ -442,6 +560,18 @@ async fn grow_claims<F: AdminFactory>(
         }
     }
     Ok(None)
+}
+
+/// The policy/v1 Eviction of `pod`, only if it still has `uid` (never a pod recreated since it
+/// was listed). Built here because kube's `Api::evict` sends `delete_options` in snake case,
+/// which the API server ignores, dropping the precondition.
+fn eviction(pod: &str, namespace: &str, uid: Option<String>) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": namespace},
+        "deleteOptions": {"preconditions": {"uid": uid}},
+    })
 }
 
 /// Backoff after a failed reconcile.

@@ -1,9 +1,10 @@
 //! The `Cluster` kind: validation, the controller quorum layout, the desired Kubernetes objects,
-//! scale planning and the controller that applies them.
+//! scale planning, rolling restarts and the controller that applies them.
 
 pub mod config;
 pub mod controller;
 pub mod quorum;
 pub mod resources;
+pub mod roll;
 pub mod scale;
 pub mod validate;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy,
-    StatefulSetSpec,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
@@ -351,8 +351,14 @@ pub fn statefulset(
                 start: Some(ordinal_start(index)),
             }),
             service_name: Some(names::headless_service(c.name)),
-            // Brokers start together; rolling updates still go one pod at a time.
+            // Brokers start together. Kubernetes never restarts a broker for a template change
+            // (each zone's StatefulSet would roll on its own, one pod per zone at once); the
+            // operator restarts them one at a time across zones (see `cluster::roll`).
             pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_owned()),
+                rolling_update: None,
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector),
                 ..LabelSelector::default()
@@ -711,6 +717,11 @@ pub(crate) mod tests {
                 .expect("probe");
             assert_eq!(probe.path.as_deref(), Some("/ready"));
             assert_eq!(probe.port, IntOrString::Int(9404));
+            // The operator, not the StatefulSet controller, restarts brokers (one at a time
+            // across zones).
+            let strategy = st.update_strategy.as_ref().expect("update strategy");
+            assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+            assert!(strategy.rolling_update.is_none());
         }
         all_ids.sort_unstable();
         assert_eq!(all_ids, [0, 1, 1000, 1001, 2000]);
