@@ -13,7 +13,8 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeAclsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
     MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
@@ -80,6 +81,28 @@ impl TopicDescription {
             .values()
             .next()
             .map_or(0, |r| i32::try_from(r.len()).unwrap_or(i32::MAX))
+    }
+}
+
+/// A partition reassignment in progress, as ListPartitionReassignments reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// Every replica while the move runs: the target plus the replicas being removed.
+    pub replicas: Vec<i32>,
+    /// Replicas being added (catching up).
+    pub adding: Vec<i32>,
+    /// Replicas being removed once the added ones are in sync.
+    pub removing: Vec<i32>,
+}
+
+impl OngoingReassignment {
+    /// The replica list the partition will have when the move completes.
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .filter(|b| !self.removing.contains(b))
+            .copied()
+            .collect()
     }
 }
 
@@ -155,6 +178,10 @@ pub trait KafkaAdmin: Send + Sync {
         &self,
         moves: &BTreeMap<(String, i32), Vec<i32>>,
     ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Partition reassignments in progress, all topics.
+    fn ongoing_reassignments(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<(String, i32), OngoingReassignment>, AdminError>> + Send;
     /// Sets a SCRAM-SHA-512 credential.
     fn upsert_scram(
         &self,
@@ -193,6 +220,7 @@ const DELETE_TOPICS_V: i16 = 6;
 const DESCRIBE_CONFIGS_V: i16 = 4;
 const INCREMENTAL_ALTER_CONFIGS_V: i16 = 1;
 const ALTER_REASSIGNMENTS_V: i16 = 0;
+const LIST_REASSIGNMENTS_V: i16 = 0;
 const ALTER_SCRAM_V: i16 = 0;
 const CREATE_ACLS_V: i16 = 3;
 const DELETE_ACLS_V: i16 = 3;
@@ -632,6 +660,44 @@ impl KafkaAdmin for WireAdmin {
             }
         }
         Ok(())
+    }
+
+    async fn ongoing_reassignments(
+        &self,
+    ) -> Result<BTreeMap<(String, i32), OngoingReassignment>, AdminError> {
+        // No topic list: every reassignment in progress.
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(None);
+        let resp: ListPartitionReassignmentsResponse = self
+            .call(
+                ApiKey::ListPartitionReassignments,
+                LIST_REASSIGNMENTS_V,
+                &request,
+            )
+            .await?;
+        check(
+            "ListPartitionReassignments",
+            "cluster",
+            resp.error_code,
+            resp.error_message.as_ref(),
+            &[],
+        )?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        let mut out = BTreeMap::new();
+        for t in &resp.topics {
+            for p in &t.partitions {
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    OngoingReassignment {
+                        replicas: ids(&p.replicas),
+                        adding: ids(&p.adding_replicas),
+                        removing: ids(&p.removing_replicas),
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     async fn upsert_scram(&self, credential: &ScramCredential) -> Result<(), AdminError> {

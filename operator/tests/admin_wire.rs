@@ -1,6 +1,7 @@
 //! The wire admin client against a real Strait broker process (the e2e harness starts it on a
 //! free 127.0.0.1 port): create, describe, grow, configure and delete a topic, and the Topic
-//! plan computed from what the broker reports.
+//! plan computed from what the broker reports; and partition reassignment against a two-node
+//! cluster.
 
 use std::collections::BTreeMap;
 
@@ -110,4 +111,82 @@ async fn topic_lifecycle_over_the_wire() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     drop(broker);
+}
+
+/// Reassignment over the wire against a real two-node Strait cluster: nothing listed at rest,
+/// a move issued with AlterPartitionReassignments, then listed by ListPartitionReassignments
+/// until it completes with the new replica in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn reassignments_are_issued_and_listed_over_the_wire() {
+    use strait_e2e::cluster::{Cluster, ClusterSpec, NodeSpec, fast_overrides};
+    let spec = ClusterSpec {
+        nodes: vec![NodeSpec::combined(1, "a"), NodeSpec::broker(2, "b")],
+        overrides: fast_overrides(),
+    };
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = Cluster::start(spec)?;
+        cluster.wait_all_ready(std::time::Duration::from_secs(30))?;
+        Ok::<_, strait_e2e::error::HarnessError>(cluster)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("join: {e}"))
+    .unwrap_or_else(|e| panic!("start cluster: {e}"));
+    let admin = WireAdmin::new(&cluster.bootstrap());
+    assert_eq!(
+        admin
+            .ongoing_reassignments()
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}")),
+        BTreeMap::new()
+    );
+    admin
+        .create_topic("moving", 1, 1, &BTreeMap::new())
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let key = ("moving".to_owned(), 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let placed = loop {
+        let all = admin.all_partitions().await;
+        if let Some(replicas) = all.as_ref().ok().and_then(|a| a.get(&key)).cloned()
+            && !replicas.is_empty()
+        {
+            break replicas;
+        }
+        assert!(std::time::Instant::now() < deadline, "not placed: {all:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let target = if placed == [1] { 2 } else { 1 };
+    admin
+        .reassign_partitions(&BTreeMap::from([(key.clone(), vec![target])]))
+        .await
+        .unwrap_or_else(|e| panic!("reassign: {e}"));
+    // While it runs the move is listed with the target among its replicas; once done the list
+    // is empty and the partition lives on the target.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ongoing = admin
+            .ongoing_reassignments()
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"));
+        if let Some(moving) = ongoing.get(&key) {
+            assert!(moving.replicas.contains(&target), "{moving:?}");
+            assert_eq!(moving.target(), [target], "{moving:?}");
+        } else if admin
+            .all_partitions()
+            .await
+            .ok()
+            .and_then(|a| a.get(&key).cloned())
+            == Some(vec![target])
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "move not done: {ongoing:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap_or_else(|e| panic!("join: {e}"));
 }

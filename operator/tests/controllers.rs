@@ -11,7 +11,7 @@ use fixtures::{FakeAdmin, Seen, context, finish, mock_client};
 use http::StatusCode;
 use serde_json::{Value, json};
 use strait_crds::{Cluster, Topic, User};
-use strait_operator::admin::TopicDescription;
+use strait_operator::admin::{OngoingReassignment, TopicDescription};
 
 fn cluster(replicas: i32) -> Cluster {
     serde_json::from_value(json!({
@@ -712,4 +712,77 @@ async fn rolling_update_statefulsets_switch_to_on_delete_before_the_new_template
             json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}})
         );
     }
+}
+
+fn moving(replicas: &[i32], adding: &[i32], removing: &[i32]) -> OngoingReassignment {
+    OngoingReassignment {
+        replicas: replicas.to_vec(),
+        adding: adding.to_vec(),
+        removing: removing.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn scale_down_waits_for_moves_in_progress_without_reissuing_them() {
+    // 5 brokers down to 3: t-0 is already moving off broker 1 (Metadata shows the union of
+    // old and new replicas), t-1 still has a replica on leaving broker 1001 and no move.
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
+    let admin = FakeAdmin::default();
+    admin.with(|k| {
+        k.partitions = BTreeMap::from([
+            (("t".to_owned(), 0), vec![0, 1000, 2000, 1]),
+            (("t".to_owned(), 1), vec![1001, 0, 2000]),
+        ]);
+        k.ongoing =
+            BTreeMap::from([(("t".to_owned(), 0), moving(&[0, 1000, 2000, 1], &[0], &[1]))]);
+    });
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(sts_replicas(&seen), [2, 2, 1], "nothing is removed yet");
+    assert!(admin.calls().contains(&"list_reassignments".to_owned()));
+    // Only t-1 is reassigned; t-0's move is left alone.
+    let moved = admin.with(|k| k.reassigned.clone());
+    assert_eq!(
+        moved,
+        BTreeMap::from([(("t".to_owned(), 1), vec![1000, 0, 2000])])
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    let blocked = condition(&status, "ScaleDownBlocked");
+    assert_eq!(blocked["reason"], "MovingPartitions", "{status}");
+    assert_eq!(
+        blocked["message"],
+        "2 partitions still have a replica on brokers [1, 1001]: 1 moves in progress, 1 issued now"
+    );
+
+    // The next reconcile, with both moves running: nothing is issued at all.
+    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
+    admin.with(|k| {
+        k.calls.clear();
+        k.reassigned.clear();
+        k.partitions
+            .insert(("t".to_owned(), 1), vec![1000, 0, 2000, 1001]);
+        k.ongoing.insert(
+            ("t".to_owned(), 1),
+            moving(&[1000, 0, 2000, 1001], &[1000], &[1001]),
+        );
+    });
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(
+        !admin.calls().iter().any(|c| c.starts_with("reassign")),
+        "{:?}",
+        admin.calls()
+    );
+    assert_eq!(sts_replicas(&seen), [2, 2, 1]);
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(
+        condition(&status, "ScaleDownBlocked")["message"],
+        "2 partitions still have a replica on brokers [1, 1001]: 2 moves in progress, 0 issued now"
+    );
 }

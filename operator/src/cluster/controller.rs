@@ -21,7 +21,9 @@ use crate::admin::KafkaAdmin;
 use crate::apply::{apply, apply_dynamic, event, patch_status};
 use crate::cluster::resources::{self, ClusterRef};
 use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
-use crate::cluster::scale::{check_quorum_change, partitions_on, plan_rebalance, plan_scale_down};
+use crate::cluster::scale::{
+    check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
+};
 use crate::cluster::{config, quorum, validate};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
@@ -377,7 +379,8 @@ async fn roll_brokers<F: AdminFactory>(
 }
 
 /// Per-zone replica counts to apply. A zone shrinks only once no partition has a replica on its
-/// leaving brokers; until then partitions are reassigned and the zone keeps its size. A running
+/// leaving brokers; until then partitions are reassigned (each move issued once: moves still in
+/// progress are listed and left to finish) and the zone keeps its size. A running
 /// cluster keeps its size when the new size would change the controller voters.
 async fn decide_scale<F: AdminFactory>(
     c: &ClusterRef<'_>,
@@ -442,7 +445,8 @@ async fn decide_scale<F: AdminFactory>(
         });
     }
     let voters = quorum::choose_voters(&now);
-    match plan_scale_down(&partitions, &remaining, &racks, &voters) {
+    let ongoing = admin.ongoing_reassignments().await?;
+    match plan_scale_down_step(&partitions, &ongoing, &remaining, &racks, &voters) {
         Err(refused) => Ok(ScaleDecision {
             replicas: held,
             conditions: vec![Cond::new(
@@ -453,15 +457,23 @@ async fn decide_scale<F: AdminFactory>(
             )],
             busy: true,
         }),
-        Ok(plan) => {
-            admin.reassign_partitions(&plan).await?;
+        Ok(step) => {
+            if !step.issue.is_empty() {
+                admin.reassign_partitions(&step.issue).await?;
+            }
+            let still = partitions_on(&partitions, &leaving).len();
             Ok(ScaleDecision {
                 replicas: held,
                 conditions: vec![Cond::new(
                     "ScaleDownBlocked",
                     false,
                     "MovingPartitions",
-                    format!("moving {} partitions off brokers {leaving:?}", plan.len()),
+                    format!(
+                        "{still} partitions still have a replica on brokers {leaving:?}: {} \
+                         moves in progress, {} issued now",
+                        step.in_progress.len(),
+                        step.issue.len()
+                    ),
                 )],
                 busy: true,
             })

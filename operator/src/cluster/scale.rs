@@ -1,10 +1,12 @@
 //! Scale planning, as pure functions: which partition replicas move off the leaving brokers and
 //! where, keeping replicas in distinct brokers and preferring the leaving broker's rack (zone),
 //! or a refusal when the remaining brokers cannot hold every replica or a controller voter would
-//! go; and the rebalance onto new brokers after a scale-up.
+//! go; what to issue while earlier moves are still running; and the rebalance onto new brokers
+//! after a scale-up.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::admin::OngoingReassignment;
 use crate::cluster::quorum::choose_voters;
 
 /// `(topic, partition)`.
@@ -141,6 +143,47 @@ pub fn plan_scale_down(
         moves.insert(key.clone(), new);
     }
     Ok(moves)
+}
+
+/// One reconcile's share of a scale-down.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScaleDownStep {
+    /// Reassignments to issue now: partitions with a replica on a leaving broker and no move
+    /// in progress.
+    pub issue: BTreeMap<PartitionKey, Vec<i32>>,
+    /// Moves in progress that involve a leaving broker; they are left to finish, not re-issued.
+    pub in_progress: Vec<PartitionKey>,
+}
+
+/// The scale-down step given the moves already `ongoing` (ListPartitionReassignments). While a
+/// move runs, a partition's replica list is the union of old and new replicas, so planning from
+/// it again would pick yet another broker for the leaving one (growing the replica count) and
+/// re-issue the move every reconcile. Instead each ongoing move counts as done (its target
+/// replicas), only partitions without a move in progress get a new one, and the refusal checks
+/// (replication factor, voters) look at the targets.
+pub fn plan_scale_down_step(
+    partitions: &BTreeMap<PartitionKey, Vec<i32>>,
+    ongoing: &BTreeMap<PartitionKey, OngoingReassignment>,
+    remaining: &[i32],
+    racks: &BTreeMap<i32, String>,
+    voters: &[i32],
+) -> Result<ScaleDownStep, ScaleDownRefused> {
+    let mut settled = partitions.clone();
+    for (key, moving) in ongoing {
+        settled.insert(key.clone(), moving.target());
+    }
+    let plan = plan_scale_down(&settled, remaining, racks, voters)?;
+    Ok(ScaleDownStep {
+        issue: plan
+            .into_iter()
+            .filter(|(key, _)| !ongoing.contains_key(key))
+            .collect(),
+        in_progress: ongoing
+            .iter()
+            .filter(|(_, m)| m.replicas.iter().any(|b| !remaining.contains(b)))
+            .map(|(key, _)| key.clone())
+            .collect(),
+    })
 }
 
 /// After a scale-up: moves replicas from the most to the least loaded brokers (new brokers start
@@ -360,5 +403,67 @@ mod tests {
                 desired: vec![0, 1000, 2000]
             })
         );
+    }
+
+    fn moving(replicas: &[i32], adding: &[i32], removing: &[i32]) -> OngoingReassignment {
+        OngoingReassignment {
+            replicas: replicas.to_vec(),
+            adding: adding.to_vec(),
+            removing: removing.to_vec(),
+        }
+    }
+
+    #[test]
+    fn moves_in_progress_are_not_reissued() {
+        // t-0 is moving 1 -> 0: Metadata shows the union of old and new replicas.
+        let partitions = BTreeMap::from([
+            (key("t", 0), vec![0, 1000, 2000, 1]),
+            (key("t", 1), vec![1001, 0, 2000]),
+        ]);
+        let ongoing = BTreeMap::from([(key("t", 0), moving(&[0, 1000, 2000, 1], &[0], &[1]))]);
+        let remaining = [0, 1000, 2000];
+        let step = plan_scale_down_step(&partitions, &ongoing, &remaining, &racks(), &remaining)
+            .expect("not refused: t-0 keeps three replicas once moved");
+        // Only t-1 gets a new move; t-0 is left to finish.
+        assert_eq!(
+            step.issue,
+            BTreeMap::from([(key("t", 1), vec![1000, 0, 2000])])
+        );
+        assert_eq!(step.in_progress, [key("t", 0)]);
+        // Without the list, the union would count four replicas on three brokers: refused.
+        assert!(matches!(
+            plan_scale_down(&partitions, &remaining, &racks(), &remaining),
+            Err(ScaleDownRefused::ReplicationFactorTooHigh { replicas: 4, .. })
+        ));
+        // Once every move is in flight nothing is issued.
+        let all = BTreeMap::from([
+            (key("t", 0), moving(&[0, 1000, 2000, 1], &[0], &[1])),
+            (
+                key("t", 1),
+                moving(&[1000, 0, 2000, 1001], &[1000], &[1001]),
+            ),
+        ]);
+        let step = plan_scale_down_step(&partitions, &all, &remaining, &racks(), &remaining)
+            .expect("step");
+        assert!(step.issue.is_empty());
+        assert_eq!(step.in_progress.len(), 2);
+    }
+
+    #[test]
+    fn unrelated_moves_do_not_count_as_progress() {
+        let partitions = BTreeMap::from([(key("t", 0), vec![1, 1000])]);
+        // A move between remaining brokers only (someone else's).
+        let ongoing = BTreeMap::from([(key("u", 0), moving(&[0, 2000, 1000], &[0], &[1000]))]);
+        let step = plan_scale_down_step(
+            &partitions,
+            &ongoing,
+            &[0, 1000, 2000],
+            &racks(),
+            &[0, 1000, 2000],
+        )
+        .expect("step");
+        assert!(step.in_progress.is_empty());
+        assert_eq!(step.issue, BTreeMap::from([(key("t", 0), vec![0, 1000])]));
+        assert_eq!(moving(&[0, 2000, 1000], &[0], &[1000]).target(), [0, 2000]);
     }
 }
