@@ -74,6 +74,9 @@ pub const DEFAULT_METRICS_PORT: i32 = 9404;
 #[x_kube(validation = Rule::new("self.zones.all(z, self.zones.exists_one(y, y == z))").message("zones must be unique"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, l.port != 9091)").message("port 9091 is reserved for inter-broker traffic"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, l.name != 'replication' && l.name != 'metrics')").message("listener names replication and metrics are reserved"))]
+#[x_kube(validation = Rule::new("self.listeners.all(l, l.name != 'controller')").message("listener name controller is reserved for the KRaft controller quorum (Kafka listener CONTROLLER)"))]
+#[x_kube(validation = Rule::new("self.listeners.all(l, l.port != 9093)").message("port 9093 is reserved for the KRaft controller quorum"))]
+#[x_kube(validation = Rule::new("!has(self.metrics) || !has(self.metrics.port) || (self.metrics.port != 9091 && self.metrics.port != 9093)").message("the metrics port must not be 9091 (inter-broker) or 9093 (controller quorum)"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.name == l.name))").message("listener names must be unique"))]
 #[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.port == l.port))").message("listener ports must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.metrics) || !has(self.metrics.port) || self.listeners.all(l, l.port != self.metrics.port)").message("the metrics port must differ from every listener port"))]
@@ -146,10 +149,11 @@ pub struct Storage {
 #[serde(rename_all = "camelCase")]
 pub struct Listener {
     /// Listener name (upper-cased as the Kafka listener name); at most 15 characters, as it
-    /// also names Service and container ports. `replication` and `metrics` are reserved.
+    /// also names Service and container ports. `replication`, `metrics` and `controller` are
+    /// reserved.
     #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,14}$"))]
     pub name: String,
-    /// Container port.
+    /// Container port; 9091 (inter-broker) and 9093 (controller quorum) are reserved.
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,
     /// How clients reach the listener.

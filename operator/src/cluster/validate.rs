@@ -2,6 +2,7 @@
 //! owns, listeners clashing with the controller quorum's, and storage that may only grow.
 
 use strait_crds::ClusterSpec;
+use strait_crds::cluster::REPLICATION_PORT;
 
 use crate::cluster::quorum::{CONTROLLER_LISTENER, CONTROLLER_PORT};
 
@@ -44,6 +45,12 @@ pub fn validate(spec: &ClusterSpec) -> Vec<String> {
                 l.name
             ));
         }
+    }
+    let metrics = spec.metrics_port();
+    if metrics == CONTROLLER_PORT || metrics == REPLICATION_PORT {
+        problems.push(format!(
+            "metrics port {metrics} is reserved for the controller quorum or inter-broker traffic"
+        ));
     }
     if spec.replicas < 1 {
         problems.push("replicas must be at least 1".to_owned());
@@ -151,6 +158,24 @@ mod tests {
                 "listener `controller`: port 9093 is reserved for the controller quorum"
             ]
         );
+    }
+
+    #[test]
+    fn metrics_port_may_not_take_a_quorum_or_replication_port() {
+        for port in [9091, 9093] {
+            let mut s = spec(3, &["a"]);
+            s.metrics = Some(strait_crds::cluster::Metrics {
+                enabled: true,
+                port: Some(port),
+                service_monitor: None,
+            });
+            assert_eq!(
+                validate(&s),
+                [format!(
+                    "metrics port {port} is reserved for the controller quorum or inter-broker traffic"
+                )]
+            );
+        }
     }
 
     #[test]
