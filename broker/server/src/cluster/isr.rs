@@ -2,12 +2,13 @@
 //! not caught up for `replica.lag.time.max.ms` leave the ISR, followers that reached the high
 //! watermark (and this leader epoch's start) rejoin it. Changes go to the controller as
 //! AlterPartition (KIP-497) and take effect when it accepts them; one change per partition at a
-//! time.
+//! time. Until a change is confirmed, its members count for the high watermark (the maximal ISR,
+//! see `replica`); a change that got no definite answer is sent again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strait_cluster::rpc::{ControllerRequest, ControllerResponse};
+use strait_cluster::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -36,10 +37,20 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
     let hw = partition.log.high_watermark();
     let (wanted, leader_epoch, partition_epoch) = {
         let mut replica = partition.replica();
-        let Some(wanted) = replica.wanted_isr(hw, node.settings.replica_lag, Instant::now()) else {
-            return;
+        let wanted = match &replica.pending_isr {
+            Some(pending) if replica.pending_resend && replica.is_leader() => pending.clone(),
+            Some(_) => return,
+            None => {
+                let Some(wanted) =
+                    replica.wanted_isr(hw, node.settings.replica_lag, Instant::now())
+                else {
+                    return;
+                };
+                wanted
+            }
         };
-        replica.isr_change_pending = true;
+        replica.pending_isr = Some(wanted.clone());
+        replica.pending_resend = false;
         (wanted, replica.leader_epoch, replica.partition_epoch)
     };
     info!(topic, partition = partition.index, isr = ?wanted, "asking the controller to change the ISR");
@@ -56,19 +67,39 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
         .await;
     {
         let mut replica = partition.replica();
-        replica.isr_change_pending = false;
+        let sent_epochs = (leader_epoch, partition_epoch);
+        // The image may have resolved the proposal while it was in flight.
+        let still_pending = replica.pending_isr.is_some()
+            && (replica.leader_epoch, replica.partition_epoch) == sent_epochs;
         match answer {
             Ok(ControllerResponse::AlterPartition(state)) => {
-                // Take the accepted state now; the image brings the same state shortly.
-                if replica.leader_epoch == state.leader_epoch
-                    && state.partition_epoch > replica.partition_epoch
-                {
+                if still_pending && state.leader_epoch == replica.leader_epoch {
+                    // Take the accepted state now; the image brings the same state shortly.
                     replica.isr = state.isr.clone();
                     replica.partition_epoch = state.partition_epoch;
+                    replica.pending_isr = None;
                 }
+                // Otherwise leadership moved with this change (a reassignment completed): the
+                // proposal stays in the maximal ISR until the image makes this broker a follower.
             }
             Ok(other) => warn!(?other, "unexpected answer to AlterPartition"),
-            Err(e) => warn!(topic, partition = partition.index, error = %e, "ISR change refused"),
+            Err(e) => {
+                warn!(topic, partition = partition.index, error = %e, "ISR change not made");
+                if still_pending {
+                    match e {
+                        // No definite answer: the change may or may not have been committed.
+                        ControllerError::Unavailable(_) | ControllerError::NotController { .. } => {
+                            replica.pending_resend = true;
+                        }
+                        // The controller's state moved past ours (perhaps through an earlier
+                        // attempt of this very proposal): the image will tell.
+                        ControllerError::FencedLeaderEpoch(_)
+                        | ControllerError::InvalidUpdateVersion(_) => {}
+                        // Refused outright: nothing changed.
+                        _ => replica.pending_isr = None,
+                    }
+                }
+            }
         }
     }
     partition.advance_high_watermark();

@@ -3,7 +3,11 @@
 //! follower's progress, from which the high watermark advances (Kafka's `Partition`/`Replica`).
 //!
 //! Pure bookkeeping: no I/O. The leader's high watermark is the smallest log end offset among the
-//! ISR members (itself included); a follower counts as caught up at the time of a fetch whose
+//! members of the *maximal* ISR (itself included): the committed ISR plus any member an
+//! unconfirmed AlterPartition proposed to add (KIP-497). The controller may already have
+//! committed that expansion — and, when it completes a reassignment, made the new member leader —
+//! before this leader hears back; counting the member keeps the high watermark below what it has,
+//! so no acknowledged record can be missing from a leader the controller elects. A follower counts as caught up at the time of a fetch whose
 //! offset reached the leader's log end as of that fetch or the previous one (Kafka's
 //! `lastCaughtUpTimeMs`), which is what `replica.lag.time.max.ms` is measured against.
 
@@ -46,8 +50,12 @@ pub struct ReplicaState {
     /// Leader only: offset where this leader's epoch starts (its log end when it took over);
     /// a follower joins the ISR only once it has reached it.
     pub epoch_start_offset: i64,
-    /// Leader only: an AlterPartition is on its way; no other ISR change until it returns.
-    pub isr_change_pending: bool,
+    /// Leader only: the ISR of an AlterPartition not yet confirmed (sent, lost, or answered with
+    /// a state this broker has not applied yet). No other ISR change until it resolves; its
+    /// members count for the high watermark.
+    pub pending_isr: Option<Vec<i32>>,
+    /// Leader only: the pending AlterPartition got no definite answer and should be sent again.
+    pub pending_resend: bool,
     /// Follower only: a new leader epoch began; the log must be reconciled with the leader's
     /// (OffsetForLeaderEpoch, KIP-101) before fetching.
     pub truncate_pending: bool,
@@ -65,7 +73,8 @@ impl ReplicaState {
             isr: vec![node_id],
             followers: HashMap::new(),
             epoch_start_offset: 0,
-            isr_change_pending: false,
+            pending_isr: None,
+            pending_resend: false,
             truncate_pending: false,
         }
     }
@@ -120,13 +129,17 @@ impl ReplicaState {
         now: Instant,
     ) {
         let new_epoch = self.role != Role::Leader || self.leader_epoch != leader_epoch;
+        if new_epoch || partition_epoch != self.partition_epoch {
+            // The image now says what the controller decided; nothing is pending any more.
+            self.pending_isr = None;
+            self.pending_resend = false;
+        }
         self.role = Role::Leader;
         self.leader_epoch = leader_epoch;
         self.partition_epoch = partition_epoch;
         if new_epoch {
             self.epoch_start_offset = log_end;
             self.followers.clear();
-            self.isr_change_pending = false;
         }
         for r in &replicas {
             if *r != self.node_id {
@@ -160,7 +173,8 @@ impl ReplicaState {
         self.replicas = replicas;
         self.isr = isr;
         self.followers.clear();
-        self.isr_change_pending = false;
+        self.pending_isr = None;
+        self.pending_resend = false;
     }
 
     /// Records a follower fetch at `fetch_offset` (everything below it is on the follower) when
@@ -185,15 +199,24 @@ impl ReplicaState {
         p.leader_end_at_last_fetch = leader_end;
     }
 
-    /// The high watermark the ISR allows: the smallest log end among the ISR members, `None` when
-    /// a member has not fetched yet in this epoch.
+    /// The committed ISR plus the members a pending AlterPartition would add.
+    pub fn maximal_isr(&self) -> impl Iterator<Item = i32> + '_ {
+        let pending = self.pending_isr.iter().flatten();
+        self.isr
+            .iter()
+            .chain(pending.filter(|m| !self.isr.contains(m)))
+            .copied()
+    }
+
+    /// The high watermark the maximal ISR allows: the smallest log end among its members, `None`
+    /// when a member has not fetched yet in this epoch.
     pub fn isr_high_watermark(&self, leader_end: i64) -> Option<i64> {
         let mut hw = leader_end;
-        for member in &self.isr {
-            if *member == self.node_id {
+        for member in self.maximal_isr() {
+            if member == self.node_id {
                 continue;
             }
-            let end = self.followers.get(member).map_or(-1, |p| p.log_end);
+            let end = self.followers.get(&member).map_or(-1, |p| p.log_end);
             if end < 0 {
                 return None;
             }
@@ -210,7 +233,7 @@ impl ReplicaState {
         max_lag: Duration,
         now: Instant,
     ) -> Option<Vec<i32>> {
-        if !self.is_leader() || self.isr_change_pending {
+        if !self.is_leader() || self.pending_isr.is_some() {
             return None;
         }
         let mut isr: Vec<i32> =
@@ -284,6 +307,28 @@ mod tests {
         assert_eq!(s.wanted_isr(30, lag, t1), None);
         s.record_fetch(3, 30, 30, t1);
         assert_eq!(s.wanted_isr(30, lag, t1), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_pending_expansion_holds_the_high_watermark_until_it_resolves() {
+        let now = Instant::now();
+        let mut s = ReplicaState::single(1, 0);
+        s.become_leader(1, 1, vec![1, 2, 3, 4], vec![1, 2, 3], 10, now);
+        for r in [2, 3, 4] {
+            s.record_fetch(r, 10, 10, now);
+        }
+        let wanted = s.wanted_isr(10, Duration::from_secs(10), now).unwrap();
+        assert_eq!(wanted, vec![1, 2, 3, 4]);
+        s.pending_isr = Some(wanted);
+        // The controller may have made 4 leader already: it stops fetching from us at 10.
+        s.record_fetch(2, 30, 30, now);
+        s.record_fetch(3, 30, 30, now);
+        assert_eq!(s.isr_high_watermark(30), Some(10));
+        assert_eq!(s.wanted_isr(10, Duration::from_secs(10), now), None);
+        // The image brings the decision: the pending proposal is resolved.
+        s.become_leader(1, 2, vec![1, 2, 3], vec![1, 2, 3], 30, now);
+        assert!(s.pending_isr.is_none());
+        assert_eq!(s.isr_high_watermark(30), Some(30));
     }
 
     #[test]
