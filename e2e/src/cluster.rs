@@ -20,8 +20,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
     DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse, TopicName,
+    FindCoordinatorRequest, FindCoordinatorResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -722,6 +723,26 @@ impl Cluster {
             )));
         }
         Ok(partition.leader_id.0)
+    }
+
+    /// FindCoordinator (group) through node `via`: the coordinator's node id, or the error code
+    /// the node answered with.
+    pub fn group_coordinator(
+        &self,
+        via: u32,
+        group: &str,
+    ) -> Result<std::result::Result<i32, i16>> {
+        let (mut client, version) = self.connect(via, ApiKey::FindCoordinator, 3)?;
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group.to_string()))
+            .with_key_type(0);
+        let response: FindCoordinatorResponse =
+            client.call(ApiKey::FindCoordinator, version, &request)?;
+        Ok(if response.error_code == 0 {
+            Ok(response.node_id.0)
+        } else {
+            Err(response.error_code)
+        })
     }
 
     /// Ids of nodes that run and are not paused, in spec order.

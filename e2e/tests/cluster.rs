@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use rdkafka::admin::TopicReplication;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use strait_e2e::checker::{Report, read_topic, verify};
 use strait_e2e::cluster::{Cluster, ClusterSpec, NodeSpec, PartitionInfo, READY_TIMEOUT, same_set};
 use strait_e2e::load::{BackgroundProducer, LoadPlan};
 use strait_e2e::netns::{self, NetLab};
 use strait_e2e::segments::{batches, partition_dir, segment_files};
-use strait_e2e::{producer_config, wait_for, wait_until};
+use strait_e2e::{TestMessage, produce_all, producer_config, wait_for, wait_until};
 
 /// Kafka error codes the tests expect from raw requests.
 const NOT_ENOUGH_REPLICAS: i16 = 19;
@@ -689,4 +691,138 @@ fn elect_leaders_restores_the_preferred_leader() {
 #[test]
 fn auto_rebalance_restores_the_preferred_leader() {
     preferred_leader_returns(true);
+}
+
+/// A group's committed offsets live in the replicated `__consumer_offsets`: when the broker
+/// coordinating the group is SIGKILLed, the leader of the group's offsets partition takes over
+/// as coordinator with every acknowledged commit, keeps accepting commits, and the old
+/// coordinator hands nothing stale back when it returns.
+#[test]
+fn committed_offsets_survive_the_coordinator_failure() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(ClusterSpec::combined(&["a", "b", "c"])).expect("cluster");
+    let topic = "orders";
+    cluster
+        .create_topic(topic, 1, 3, &[("min.insync.replicas", "2")])
+        .expect("topic");
+    let messages: Vec<TestMessage> = (0..1000)
+        .map(|i| TestMessage {
+            value: Some(format!("order-{i}").into_bytes()),
+            partition: Some(0),
+            ..Default::default()
+        })
+        .collect();
+    let acked = produce_all(
+        &idempotent(&cluster.bootstrap()),
+        topic,
+        &messages,
+        FAULT_TIMEOUT,
+    )
+    .expect("produce");
+    assert!(
+        acked.iter().all(|d| d.result.is_ok()),
+        "every message acked"
+    );
+
+    let group = "billing";
+    let commit = |cluster: &mut Cluster, offset: i64| {
+        let consumer = group_consumer(&cluster.live_bootstrap(), group);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+            .expect("tpl");
+        // Retried: right after a coordinator change the client may still be finding it.
+        wait_until(FAULT_TIMEOUT, &format!("commit {offset}"), || {
+            consumer.commit(&tpl, CommitMode::Sync).is_ok()
+        })
+        .expect("offset committed");
+    };
+    let committed = |cluster: &mut Cluster| -> i64 {
+        let consumer = group_consumer(&cluster.live_bootstrap(), group);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        let mut last = None;
+        wait_until(FAULT_TIMEOUT, "committed offsets", || {
+            match consumer.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+                Ok(list) => {
+                    last = list.find_partition(topic, 0).map(|e| e.offset());
+                    last.is_some()
+                }
+                Err(_) => false,
+            }
+        })
+        .expect("committed offsets read");
+        match last {
+            Some(Offset::Offset(o)) => o,
+            other => panic!("no committed offset: {other:?}"),
+        }
+    };
+
+    commit(&mut cluster, 400);
+    let first = cluster
+        .group_coordinator(1, group)
+        .expect("FindCoordinator")
+        .expect("a coordinator");
+    eprintln!("group {group} coordinated by broker {first}");
+    cluster.kill(first as u32).expect("SIGKILL the coordinator");
+    let survivor = cluster
+        .ids()
+        .into_iter()
+        .find(|id| *id != first as u32)
+        .expect("a surviving broker");
+    let mut second = -1;
+    wait_until(FAULT_TIMEOUT, "a new coordinator", || {
+        match cluster.group_coordinator(survivor, group) {
+            Ok(Ok(id)) if id != first => {
+                second = id;
+                true
+            }
+            _ => false,
+        }
+    })
+    .expect("coordination moved");
+    eprintln!("group {group} now coordinated by broker {second}");
+    assert_eq!(committed(&mut cluster), 400, "the commit survived");
+    commit(&mut cluster, 700);
+
+    cluster
+        .restart(first as u32)
+        .expect("restart the old coordinator");
+    cluster
+        .wait_all_ready(READY_TIMEOUT)
+        .expect("every broker caught up");
+    assert_eq!(
+        committed(&mut cluster),
+        700,
+        "the newer commit, not the stale one"
+    );
+    // A consumer of the group starts where the group left off.
+    let consumer = group_consumer(&cluster.bootstrap(), group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Stored)
+        .expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut first_read = None;
+    wait_until(
+        FAULT_TIMEOUT,
+        "a message from the committed position",
+        || {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                first_read = Some(m.offset());
+            }
+            first_read.is_some()
+        },
+    )
+    .expect("read");
+    assert_eq!(first_read, Some(700));
+}
+
+/// A consumer of `group` that commits only when told to.
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest");
+    config.create().expect("consumer")
 }

@@ -61,6 +61,7 @@ pub struct BrokerConfig {
     pub metrics_listener: Option<String>,
     pub cluster_id: Option<String>,
     pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
     pub offsets_topic_segment_bytes: i32,
     /// `offsets.retention.minutes` in milliseconds.
     pub offsets_retention_ms: i64,
@@ -391,6 +392,10 @@ impl BrokerConfig {
             offsets_topic_num_partitions: convert(
                 "offsets.topic.num.partitions",
                 r.required_int("offsets.topic.num.partitions")?,
+            )?,
+            offsets_topic_replication_factor: convert(
+                "offsets.topic.replication.factor",
+                r.required_int("offsets.topic.replication.factor")?,
             )?,
             offsets_topic_segment_bytes: convert(
                 "offsets.topic.segment.bytes",

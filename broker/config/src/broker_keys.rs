@@ -183,6 +183,9 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Committed offsets of a group that has been empty this long are deleted."),
     key("offsets.topic.num.partitions", Int, Some("50"), AtLeast(1),
         "Partition count of the __consumer_offsets topic."),
+    key("offsets.topic.replication.factor", Int, Some("3"), AtLeast(1),
+        "Replication factor of __consumer_offsets in a cluster; groups are unavailable until \
+         this many brokers have registered (a single node keeps it local)."),
     key("offsets.topic.segment.bytes", Int, Some("104857600"), AtLeast(1),
         "Segment size of the __consumer_offsets topic."),
     key("process.roles", List, Some(""), ListOf(PROCESS_ROLES),
@@ -219,7 +222,6 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "num.network.threads",
     "num.recovery.threads.per.data.dir",
     "num.replica.fetchers",
-    "offsets.topic.replication.factor",
     "queued.max.requests",
     "share.coordinator.state.topic.min.isr",
     "share.coordinator.state.topic.replication.factor",

@@ -53,8 +53,10 @@ struct Topics {
 
 pub struct Broker {
     pub config: BrokerConfig,
-    /// The consumer group coordinator (this node coordinates every group).
+    /// The consumer group coordinator: every group on a single node, the groups of the offsets
+    /// partitions this broker leads in a cluster (`coordinated`).
     pub groups: Coordinator,
+    pub coordinated: crate::group::partitions::Coordinated,
     pub metrics: crate::metrics::Metrics,
     producer_ids: Mutex<std::ops::Range<i64>>,
     pub cluster_id: String,
@@ -148,6 +150,7 @@ impl Broker {
         let broker = Broker {
             config,
             groups,
+            coordinated: Default::default(),
             metrics: crate::metrics::Metrics::new(),
             producer_ids: Mutex::new(0..0),
             cluster_id,
@@ -171,9 +174,9 @@ impl Broker {
     /// catalogue no longer has (a crash during a delete). A data dir without a catalogue (copied
     /// from elsewhere) is adopted rather than wiped.
     fn load_topics(&self, catalogue_existed: bool) -> Result<(), StartError> {
-        // In a cluster the metadata image owns every topic but the coordinator's local
-        // `__consumer_offsets`; the cluster applier reconciles the rest once the image arrives.
-        let local_only = |name: &str| self.config.kraft.is_none() || name == "__consumer_offsets";
+        // In a cluster the metadata image owns every topic (`__consumer_offsets` included); the
+        // cluster applier reconciles them once the image arrives.
+        let local_only = |_: &str| self.config.kraft.is_none();
         let mut on_disk: BTreeMap<String, Vec<Arc<PartitionLog>>> = BTreeMap::new();
         for log in self.logs.all() {
             if !local_only(&log.topic_partition().topic) {

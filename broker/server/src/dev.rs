@@ -89,6 +89,7 @@ pub fn plan(options: &DevOptions) -> Result<Vec<NodePlan>, DevError> {
                 format!("log.dirs={}", dir.display()),
                 format!("metrics.listener=127.0.0.1:{metrics_port}"),
                 format!("default.replication.factor={}", n.min(3)),
+                format!("offsets.topic.replication.factor={}", n.min(3)),
                 format!("min.insync.replicas={}", if n >= 3 { 2 } else { 1 }),
             ];
             settings.extend(options.overrides.iter().cloned());

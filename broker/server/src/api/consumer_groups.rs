@@ -43,6 +43,11 @@ pub async fn heartbeat(
     req: ConsumerGroupHeartbeatRequest,
     ctx: &RequestContext,
 ) -> ConsumerGroupHeartbeatResponse {
+    if let Err(e) = crate::group::partitions::check(broker, req.group_id.0.as_str()) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message)));
+    }
     let hb = Heartbeat {
         member_id: req.member_id.to_string(),
         member_epoch: req.member_epoch,
@@ -135,6 +140,11 @@ pub async fn describe(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if let Err(e) = crate::group::partitions::check(broker, id.0.as_str()) {
+                return base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message)));
+            }
             match broker.groups.consumer_describe(id.0.as_str()) {
                 None => base
                     .with_error_code(ResponseError::GroupIdNotFound.code())

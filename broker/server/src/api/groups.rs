@@ -12,6 +12,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator as Coordina
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
@@ -22,7 +23,9 @@ use tokio::sync::oneshot;
 
 use super::{RequestContext, now_ms, str_bytes};
 use crate::broker::Broker;
+use crate::errors::ApiError;
 use crate::group::coordinator::{JoinOutcome, JoinRequest, Reply, SyncOutcome, SyncRequest};
+use crate::group::partitions;
 use crate::group::store::{BrokerOffsetsLog, ensure_topic};
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -48,65 +51,79 @@ pub async fn find_coordinator(
     } else {
         vec![req.key.to_string()]
     };
-    let b = broker.clone();
-    let ready = if req.key_type == KEY_TYPE_GROUP {
-        tokio::task::spawn_blocking(move || ensure_topic(&b).map(|_| ()))
+    let coordinators: Vec<Result<MetadataResponseBroker, ApiError>> = if req.key_type
+        != KEY_TYPE_GROUP
+    {
+        let e = ApiError::new(
+            ResponseError::InvalidRequest,
+            "Transactions are not supported yet: no transaction coordinator",
+        );
+        keys.iter().map(|_| Err(e.clone())).collect()
+    } else if let Some(node) = broker.cluster() {
+        // The group's coordinator is the leader of its __consumer_offsets partition.
+        match partitions::ensure_topic(broker, node).await {
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+            Ok(()) => {
+                let image = node.image();
+                keys.iter()
+                    .map(|key| {
+                        let id = partitions::coordinator_in(&image, key)?;
+                        let b = image.brokers.get(&id).ok_or_else(|| {
+                            ApiError::new(ResponseError::CoordinatorNotAvailable, "unknown broker")
+                        })?;
+                        let e = b
+                            .endpoint(&ctx.listener)
+                            .or_else(|| b.endpoints.first())
+                            .ok_or_else(|| {
+                                ApiError::new(
+                                    ResponseError::CoordinatorNotAvailable,
+                                    format!("broker {id} has no endpoint"),
+                                )
+                            })?;
+                        Ok(MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(str_bytes(e.host.clone()))
+                            .with_port(e.port.into()))
+                    })
+                    .collect()
+            }
+        }
+    } else {
+        let b = broker.clone();
+        let ready = tokio::task::spawn_blocking(move || ensure_topic(&b).map(|_| ()))
             .await
             .unwrap_or_else(|_| {
-                Err(crate::errors::ApiError::new(
+                Err(ApiError::new(
                     ResponseError::CoordinatorNotAvailable,
                     "internal error",
                 ))
-            })
-    } else {
-        Err(crate::errors::ApiError::new(
-            ResponseError::InvalidRequest,
-            "Transactions are not supported yet: no transaction coordinator",
-        ))
-    };
-    let endpoint = match broker.cluster() {
-        // Every broker must name the same coordinator: the lowest-id live broker. Group state
-        // lives in that broker's local __consumer_offsets (not replicated yet).
-        Some(node) => {
-            let image = node.image();
-            image.live_brokers().next().and_then(|b| {
-                let e = b.endpoint(&ctx.listener).or_else(|| b.endpoints.first())?;
-                Some(
-                    kafka_protocol::messages::metadata_response::MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(b.id))
-                        .with_host(str_bytes(e.host.clone()))
-                        .with_port(e.port.into()),
-                )
-            })
-        }
-        None => super::metadata::brokers(broker, &ctx.listener)
+            });
+        let me = super::metadata::brokers(broker, &ctx.listener)
             .into_iter()
-            .next(),
+            .next()
+            .ok_or_else(|| ApiError::new(ResponseError::CoordinatorNotAvailable, "no endpoint"));
+        keys.iter()
+            .map(|_| ready.clone().and_then(|()| me.clone()))
+            .collect()
     };
-    let answer = |key: String| -> CoordinatorEntry {
-        match (&ready, &endpoint) {
-            (Ok(()), Some(b)) => CoordinatorEntry::default()
-                .with_key(str_bytes(key))
-                .with_node_id(b.node_id)
-                .with_host(b.host.clone())
-                .with_port(b.port),
-            (Err(e), _) => CoordinatorEntry::default()
-                .with_key(str_bytes(key))
-                .with_node_id(BrokerId(-1))
-                .with_port(-1)
-                .with_error_code(e.code())
-                .with_error_message(Some(str_bytes(e.message.clone()))),
-            (Ok(()), None) => CoordinatorEntry::default()
-                .with_key(str_bytes(key))
-                .with_node_id(BrokerId(-1))
-                .with_port(-1)
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
-        }
+    let answer = |(key, found): (String, Result<MetadataResponseBroker, ApiError>)| match found {
+        Ok(b) => CoordinatorEntry::default()
+            .with_key(str_bytes(key))
+            .with_node_id(b.node_id)
+            .with_host(b.host)
+            .with_port(b.port),
+        Err(e) => CoordinatorEntry::default()
+            .with_key(str_bytes(key))
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message.clone()))),
     };
+    let keys: Vec<_> = keys.into_iter().zip(coordinators).collect();
     if ctx.api_version >= BATCHED_FIND_VERSION {
         FindCoordinatorResponse::default().with_coordinators(keys.into_iter().map(answer).collect())
     } else {
-        let c = answer(keys.into_iter().next().unwrap_or_default());
+        let c = keys.into_iter().next().map(answer).unwrap_or_default();
         FindCoordinatorResponse::default()
             .with_error_code(c.error_code)
             .with_error_message(c.error_message)
@@ -136,6 +153,12 @@ pub async fn join_group(
         req.session_timeout_ms
     };
     let member_id = req.member_id.to_string();
+    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+        return JoinGroupResponse::default()
+            .with_error_code(e.code())
+            .with_generation_id(-1)
+            .with_member_id(str_bytes(member_id));
+    }
     let join = JoinRequest {
         group_id: req.group_id.0.to_string(),
         member_id: member_id.clone(),
@@ -195,6 +218,9 @@ pub async fn sync_group(
     req: SyncGroupRequest,
     _ctx: &RequestContext,
 ) -> SyncGroupResponse {
+    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+        return SyncGroupResponse::default().with_error_code(e.code());
+    }
     let sync = SyncRequest {
         group_id: req.group_id.0.to_string(),
         generation: req.generation_id,
@@ -236,6 +262,9 @@ pub async fn heartbeat(
     req: HeartbeatRequest,
     _ctx: &RequestContext,
 ) -> HeartbeatResponse {
+    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+        return HeartbeatResponse::default().with_error_code(e.code());
+    }
     let error = broker.groups.heartbeat(
         req.group_id.0.as_str(),
         req.generation_id,
@@ -251,6 +280,9 @@ pub async fn leave_group(
     req: LeaveGroupRequest,
     ctx: &RequestContext,
 ) -> LeaveGroupResponse {
+    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
+    }
     let batched = ctx.api_version >= BATCHED_LEAVE_VERSION;
     let leaving: Vec<(String, Option<String>)> = if batched {
         req.members
@@ -334,6 +366,9 @@ pub async fn describe_groups(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if let Err(e) = partitions::check(broker, id.0.as_str()) {
+                return base.with_error_code(e.code());
+            }
             if broker.groups.is_consumer_group(id.0.as_str()) {
                 // Kafka refuses to describe a consumer-protocol group through the classic API.
                 return base
@@ -377,7 +412,10 @@ pub async fn delete_groups(
         req.groups_names
             .into_iter()
             .map(|id| {
-                let e = b.groups.delete_group(&BrokerOffsetsLog(&b), id.0.as_str());
+                let e = match partitions::check(&b, id.0.as_str()) {
+                    Ok(()) => b.groups.delete_group(&BrokerOffsetsLog(&b), id.0.as_str()),
+                    Err(e) => e.error,
+                };
                 DeletableGroupResult::default()
                     .with_group_id(id)
                     .with_error_code(e.code())

@@ -26,9 +26,14 @@ use kafka_protocol::protocol::Decodable;
 
 use super::{RequestContext, now_ms, str_bytes};
 use crate::broker::Broker;
+use crate::group::coordinator::no_error;
 use crate::group::coordinator::{CommitPartition, CommitRequest, Committed};
+use crate::group::partitions;
 use crate::group::store::BrokerOffsetsLog;
 
+/// How long an offset commit waits for the offsets partition's ISR (Kafka's
+/// `offsets.commit.timeout.ms` default).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// First OffsetFetch version that asks for several groups at once (KIP-709).
 const BATCHED_FETCH_VERSION: i16 = 8;
 
@@ -61,13 +66,29 @@ pub async fn commit(
         group_instance_id: req.group_instance_id.map(|s| s.to_string()),
         partitions,
     };
-    let b = broker.clone();
-    let errors = tokio::task::spawn_blocking(move || {
-        b.groups
-            .commit(&BrokerOffsetsLog(&b), commit, Instant::now(), now_ms())
-    })
-    .await
-    .unwrap_or_default();
+    let group = commit.group_id.clone();
+    let errors = match partitions::check(broker, &group) {
+        Err(e) => vec![e.error; commit.partitions.len()],
+        Ok(()) => {
+            let b = broker.clone();
+            let mut errors = tokio::task::spawn_blocking(move || {
+                b.groups
+                    .commit(&BrokerOffsetsLog(&b), commit, Instant::now(), now_ms())
+            })
+            .await
+            .unwrap_or_default();
+            // Answered only once the commit is on the offsets partition's ISR (Kafka's acks=all
+            // append of the coordinator), so the group's next coordinator has it.
+            if errors.iter().any(|e| *e == no_error())
+                && let Err(e) = partitions::wait_durable(broker, &group, COMMIT_TIMEOUT).await
+            {
+                for slot in errors.iter_mut().filter(|e| **e == no_error()) {
+                    *slot = e.error;
+                }
+            }
+            errors
+        }
+    };
     let mut errors = errors.into_iter();
     let topics = layout
         .into_iter()
@@ -110,6 +131,11 @@ pub async fn fetch(
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(e) = partitions::check(broker, g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -149,6 +175,9 @@ pub async fn fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
+    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+        return OffsetFetchResponse::default().with_error_code(e.code());
+    }
     let with_epoch = ctx.api_version >= 5;
     let topics = broker
         .groups
@@ -212,6 +241,9 @@ pub async fn delete(
         .collect();
     let b = broker.clone();
     let group = req.group_id.0.to_string();
+    if let Err(e) = partitions::check(broker, &group) {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
+    }
     let result = tokio::task::spawn_blocking(move || {
         b.groups
             .delete_offsets(&BrokerOffsetsLog(&b), &group, &flat, subscribed_topics)

@@ -2,9 +2,8 @@
 //! logs for partitions newly assigned here, deletes logs of deleted topics and of replicas moved
 //! away, applies topic config changes, and puts every hosted partition in the role the image
 //! gives it (leader or follower at the image's leader epoch, with its replicas and ISR).
-//!
-//! `__consumer_offsets` is this broker's own (the group coordinator keeps it locally) and is
-//! left alone.
+//! `__consumer_offsets` is replicated like any topic; its partitions' roles also decide which
+//! groups this broker coordinates (`group::partitions`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,12 +17,9 @@ use tracing::{info, warn};
 use super::ClusterNode;
 use super::replica::{ReplicaState, Role};
 use crate::broker::{Broker, Partition, Topic, log_config};
+use crate::group::OFFSETS_TOPIC;
+use crate::group::partitions as coordination;
 use crate::metadata::TopicMeta;
-
-/// Topics the applier never touches.
-fn is_local_internal(name: &str) -> bool {
-    name == "__consumer_offsets"
-}
 
 pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
     let mut images = node.watch_image();
@@ -51,9 +47,6 @@ pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
     let current = node.broker_epoch() >= 0 && image.offset >= node.broker_epoch() as u64;
     for topic in broker.all_topics() {
         let name = topic.meta.name.clone();
-        if is_local_internal(&name) {
-            continue;
-        }
         let gone = match image.topic(&name) {
             None => true,
             Some(t) => t.id != topic.meta.id,
@@ -62,7 +55,12 @@ pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
             && current
             && let Some(old) = broker.uninstall_topic(&name)
         {
+            if name == OFFSETS_TOPIC {
+                coordination::unload_all(broker, old.meta.partitions);
+            }
             for p in &old.partitions {
+                p.replica()
+                    .become_follower(NO_LEADER, -1, -1, Vec::new(), Vec::new());
                 p.publish_high_watermark();
                 if let Err(e) = broker.logs.delete(p.log.topic_partition()) {
                     warn!(topic = %name, partition = p.index, error = %e, "cannot delete log");
@@ -72,9 +70,6 @@ pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
         }
     }
     for topic in image.topics.values() {
-        if is_local_internal(&topic.name) {
-            continue;
-        }
         if let Err(e) = apply_topic(broker, me, image, topic, current, now) {
             warn!(topic = %topic.name, error = %e, "cannot apply topic metadata");
         }
@@ -115,6 +110,17 @@ fn apply_topic(
         if !state.replicas.contains(&me) {
             if let Some(p) = local {
                 changed = true;
+                // Produces still waiting on this replica's high watermark must fail, not time out.
+                p.replica().become_follower(
+                    NO_LEADER,
+                    state.leader_epoch,
+                    state.partition_epoch,
+                    state.replicas.clone(),
+                    state.isr.clone(),
+                );
+                if topic.name == OFFSETS_TOPIC {
+                    coordination::sync_role(broker, topic.partitions.len() as i32, &p);
+                }
                 if current {
                     p.publish_high_watermark();
                     broker.logs.delete(p.log.topic_partition())?;
@@ -149,6 +155,9 @@ fn apply_topic(
             }
         };
         apply_role(&partition, me, image, state, now);
+        if topic.name == OFFSETS_TOPIC {
+            coordination::sync_role(broker, topic.partitions.len() as i32, &partition);
+        }
         partitions.push(partition);
     }
     if changed {
@@ -176,7 +185,10 @@ fn apply_role(
         let same = replica.leader_epoch == state.leader_epoch
             && replica.partition_epoch == state.partition_epoch
             && replica.leader_id() == leader;
-        if same {
+        // An image older than an AlterPartition answer this leader already took: keep the newer.
+        let stale = replica.leader_epoch == state.leader_epoch
+            && state.partition_epoch < replica.partition_epoch;
+        if same || stale {
             return;
         }
         if leader == me {
@@ -226,7 +238,7 @@ fn delete_strays(broker: &Broker, image: &Image) {
     }
     for log in broker.logs.all() {
         let tp = log.topic_partition().clone();
-        if is_local_internal(&tp.topic) || hosted.contains_key(&tp.topic) {
+        if hosted.contains_key(&tp.topic) {
             continue;
         }
         if image.topic(&tp.topic).is_none() {

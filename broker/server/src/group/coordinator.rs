@@ -372,6 +372,16 @@ impl Coordinator {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Forgets every group stored in offsets partition `partition` (of `partitions`): this
+    /// broker stopped leading it, so another coordinator owns those groups now. Waiting members
+    /// are dropped and retry against the new coordinator. Returns how many groups went.
+    pub fn unload_partition(&self, partition: i32, partitions: i32) -> usize {
+        let mut groups = self.lock();
+        let before = groups.len();
+        groups.retain(|id, _| super::records::partition_for(id, partitions) != partition);
+        before - groups.len()
+    }
+
     /// Rebuilds state from `__consumer_offsets` records, in log order (later records win).
     pub fn load_record(&self, key: RecordKey, value: Option<Record>, now: Instant, now_ms: i64) {
         let mut groups = self.lock();

@@ -2,11 +2,13 @@
 //! committed offsets, persisted as Kafka-format records in the compacted `__consumer_offsets`
 //! topic. `coordinator` holds the classic state machine and the offsets, `consumer` the KIP-848
 //! consumer groups with their server-side `assignor`s, `records` the on-disk schemas, `store` the
-//! bridge to the internal topic (append, load at start-up).
+//! bridge to the internal topic (append, load), `partitions` which groups this broker
+//! coordinates in a cluster.
 
 pub mod assignor;
 pub mod consumer;
 pub mod coordinator;
+pub mod partitions;
 pub mod records;
 pub mod store;
 

@@ -20,11 +20,9 @@ use super::records::{
     partition_for,
 };
 use crate::api::now_ms;
-use crate::broker::Broker;
+use crate::broker::{Broker, Partition};
 use crate::errors::ApiError;
 
-/// Single-node partitions keep leader epoch 0.
-const LEADER_EPOCH: i32 = 0;
 /// Read the topic back in chunks of this size at start-up.
 const LOAD_CHUNK: u64 = 8 << 20;
 
@@ -54,7 +52,7 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
-                partition_leader_epoch: LEADER_EPOCH,
+                partition_leader_epoch: -1,
                 producer_id: -1,
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
@@ -84,14 +82,26 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
                 format!("encoding offsets batch: {e}"),
             )
         })?;
-        partition.log.append(&buf, LEADER_EPOCH, now).map_err(|e| {
+        // Only the partition's leader writes, at its leader epoch (so followers reconcile their
+        // logs with KIP-101 like any topic's). A single node always leads at epoch 0.
+        let leader_epoch = {
+            let replica = partition.replica();
+            if !replica.is_leader() {
+                return Err(ApiError::new(
+                    ResponseError::NotCoordinator,
+                    format!("this broker no longer leads {OFFSETS_TOPIC}-{index}"),
+                ));
+            }
+            replica.leader_epoch
+        };
+        partition.log.append(&buf, leader_epoch, now).map_err(|e| {
             warn!(group, error = %e, "cannot persist group state");
             // Kafka answers storage trouble on the offsets topic with a retriable code.
             ApiError::new(ResponseError::CoordinatorNotAvailable, e.to_string())
         })?;
-        partition
-            .log
-            .set_high_watermark(partition.log.log_end_offset());
+        // Alone in the ISR (a single node) this commits at once; in a cluster the high watermark
+        // moves as followers fetch, and OffsetCommit waits for it (`partitions::wait_durable`).
+        partition.advance_high_watermark();
         partition.appended.notify_waiters();
         Ok(())
     }
@@ -147,63 +157,16 @@ pub fn ensure_topic(broker: &Broker) -> Result<std::sync::Arc<crate::broker::Top
     }
 }
 
-/// Replays every partition of `__consumer_offsets` into the coordinator.
+/// Replays every partition of `__consumer_offsets` into the coordinator (a single node, at
+/// start-up; in a cluster each partition is loaded when this broker becomes its leader).
 pub fn load(broker: &Broker) -> Result<(), strait_storage::LogError> {
     let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
         return Ok(());
     };
     let started = Instant::now();
-    let now = Instant::now();
-    let wall = now_ms();
     let mut records = 0usize;
     for partition in &topic.partitions {
-        let log = &partition.log;
-        let end = log.log_end_offset();
-        let mut offset = log.log_start_offset();
-        while offset < end {
-            let read = log.read(offset, LOAD_CHUNK, end, true)?;
-            if read.regions.is_empty() {
-                break;
-            }
-            let mut buf = Vec::with_capacity(read.bytes as usize);
-            for region in &read.regions {
-                region.read_to_vec(&mut buf)?;
-            }
-            let mut bytes = Bytes::from(buf);
-            let sets = match RecordBatchDecoder::decode_all(&mut bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(partition = partition.index, offset, error = %e, "undecodable offsets batch; skipping the rest of the partition");
-                    break;
-                }
-            };
-            let mut last = offset;
-            for set in sets {
-                for r in set.records {
-                    last = last.max(r.offset);
-                    if r.control {
-                        continue;
-                    }
-                    let Some(key) = r.key.and_then(decode_key) else {
-                        continue;
-                    };
-                    let value = match (&key, r.value) {
-                        (_, None) => None,
-                        (RecordKey::Offset { .. }, Some(v)) => match decode_offset(v) {
-                            Some(o) => Some(Record::Offset(o)),
-                            None => continue,
-                        },
-                        (RecordKey::Group { .. }, Some(v)) => match decode_group(v) {
-                            Some(g) => Some(Record::Group(g)),
-                            None => continue,
-                        },
-                    };
-                    broker.groups.load_record(key, value, now, wall);
-                    records += 1;
-                }
-            }
-            offset = last + 1;
-        }
+        records += load_partition(broker, partition)?;
     }
     info!(
         records,
@@ -211,4 +174,63 @@ pub fn load(broker: &Broker) -> Result<(), strait_storage::LogError> {
         "consumer group state loaded"
     );
     Ok(())
+}
+
+/// Replays one partition of `__consumer_offsets` into the coordinator, up to its log end.
+/// Returns the number of records applied.
+pub fn load_partition(
+    broker: &Broker,
+    partition: &Partition,
+) -> Result<usize, strait_storage::LogError> {
+    let now = Instant::now();
+    let wall = now_ms();
+    let mut records = 0usize;
+    let log = &partition.log;
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let read = log.read(offset, LOAD_CHUNK, end, true)?;
+        if read.regions.is_empty() {
+            break;
+        }
+        let mut buf = Vec::with_capacity(read.bytes as usize);
+        for region in &read.regions {
+            region.read_to_vec(&mut buf)?;
+        }
+        let mut bytes = Bytes::from(buf);
+        let sets = match RecordBatchDecoder::decode_all(&mut bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(partition = partition.index, offset, error = %e, "undecodable offsets batch; skipping the rest of the partition");
+                break;
+            }
+        };
+        let mut last = offset;
+        for set in sets {
+            for r in set.records {
+                last = last.max(r.offset);
+                if r.control {
+                    continue;
+                }
+                let Some(key) = r.key.and_then(decode_key) else {
+                    continue;
+                };
+                let value = match (&key, r.value) {
+                    (_, None) => None,
+                    (RecordKey::Offset { .. }, Some(v)) => match decode_offset(v) {
+                        Some(o) => Some(Record::Offset(o)),
+                        None => continue,
+                    },
+                    (RecordKey::Group { .. }, Some(v)) => match decode_group(v) {
+                        Some(g) => Some(Record::Group(g)),
+                        None => continue,
+                    },
+                };
+                broker.groups.load_record(key, value, now, wall);
+                records += 1;
+            }
+        }
+        offset = last + 1;
+    }
+    Ok(records)
 }

@@ -1,0 +1,243 @@
+//! Which groups this broker coordinates in a cluster, as in Kafka: `__consumer_offsets` is an
+//! ordinary replicated topic created through the controller, a group belongs to partition
+//! `partition_for(group)`, and that partition's leader is the group's coordinator. Becoming
+//! leader loads the partition's groups from the log; losing leadership unloads them. Group APIs
+//! check ownership here first (NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS send clients back
+//! to FindCoordinator), and an offset commit is answered only once the offsets partition's high
+//! watermark covers it, so an acknowledged commit survives the loss of the coordinator.
+//!
+//! On a single node every group is this broker's and nothing here applies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use strait_cluster::image::Image;
+use strait_cluster::rpc::{ControllerRequest, ControllerResponse, NewTopic};
+use tracing::{info, warn};
+
+use super::OFFSETS_TOPIC;
+use super::records::partition_for;
+use super::store::load_partition;
+use crate::broker::{Broker, Partition, Topic};
+use crate::cluster::ClusterNode;
+use crate::errors::ApiError;
+
+/// How long FindCoordinator waits for a freshly created offsets topic to reach this broker.
+const CREATE_WAIT: Duration = Duration::from_secs(10);
+
+/// The offsets partitions whose groups are loaded here (this broker leads them).
+#[derive(Default)]
+pub struct Coordinated(Mutex<BTreeSet<i32>>);
+
+impl Coordinated {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn contains(&self, partition: i32) -> bool {
+        self.lock().contains(&partition)
+    }
+}
+
+/// After the applier set `partition`'s role: loads its groups when this broker leads it and has
+/// not loaded them, unloads them when it stopped leading. Runs on the applier's blocking thread.
+pub fn sync_role(broker: &Broker, partitions: i32, partition: &Partition) {
+    let leading = partition.replica().is_leader();
+    let loaded = broker.coordinated.contains(partition.index);
+    if leading && !loaded {
+        match load_partition(broker, partition) {
+            Ok(records) => {
+                broker.coordinated.lock().insert(partition.index);
+                info!(
+                    partition = partition.index,
+                    records, "coordinating the groups of this offsets partition"
+                );
+            }
+            // Stays unloaded: clients get COORDINATOR_LOAD_IN_PROGRESS and the next image pass
+            // retries.
+            Err(e) => {
+                warn!(partition = partition.index, error = %e, "cannot load offsets partition")
+            }
+        }
+    } else if !leading && loaded {
+        broker.coordinated.lock().remove(&partition.index);
+        let groups = broker.groups.unload_partition(partition.index, partitions);
+        info!(
+            partition = partition.index,
+            groups, "no longer coordinating the groups of this offsets partition"
+        );
+    }
+}
+
+/// The offsets topic was deleted or this broker no longer hosts it: forget its groups.
+pub fn unload_all(broker: &Broker, partitions: i32) {
+    let owned: Vec<i32> = std::mem::take(&mut *broker.coordinated.lock())
+        .into_iter()
+        .collect();
+    for p in owned {
+        broker.groups.unload_partition(p, partitions);
+    }
+}
+
+/// Whether this broker coordinates `group` now. Always on a single node.
+pub fn check(broker: &Broker, group: &str) -> Result<(), ApiError> {
+    if broker.cluster().is_none() {
+        return Ok(());
+    }
+    let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
+        return Err(not_coordinator(group));
+    };
+    let index = partition_for(group, topic.meta.partitions);
+    if broker.coordinated.contains(index) {
+        return Ok(());
+    }
+    match topic.partition(index) {
+        Some(p) if p.replica().is_leader() => Err(ApiError::new(
+            ResponseError::CoordinatorLoadInProgress,
+            format!("the groups of {OFFSETS_TOPIC}-{index} are still loading"),
+        )),
+        _ => Err(not_coordinator(group)),
+    }
+}
+
+fn not_coordinator(group: &str) -> ApiError {
+    ApiError::new(
+        ResponseError::NotCoordinator,
+        format!("this broker is not the coordinator of group '{group}'"),
+    )
+}
+
+/// The coordinator of `group` according to `image`: the leader of its offsets partition, if that
+/// broker is alive.
+pub fn coordinator_in(image: &Image, group: &str) -> Result<i32, ApiError> {
+    let unavailable = |why: String| ApiError::new(ResponseError::CoordinatorNotAvailable, why);
+    let topic = image
+        .topic(OFFSETS_TOPIC)
+        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC} does not exist yet")))?;
+    let index = partition_for(group, topic.partitions.len() as i32);
+    let state = &topic.partitions[index as usize];
+    if image.is_live(state.leader) {
+        Ok(state.leader)
+    } else {
+        Err(unavailable(format!(
+            "{OFFSETS_TOPIC}-{index} has no leader"
+        )))
+    }
+}
+
+/// Creates `__consumer_offsets` through the controller when the cluster does not have it yet
+/// (Kafka does so on the first FindCoordinator), with `offsets.topic.replication.factor`
+/// replicas: until that many brokers have registered, groups are unavailable, as in Kafka.
+pub async fn ensure_topic(broker: &Broker, node: &ClusterNode) -> Result<(), ApiError> {
+    if node.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        (
+            "segment.bytes".to_string(),
+            broker.config.offsets_topic_segment_bytes.to_string(),
+        ),
+        ("compression.type".to_string(), "producer".to_string()),
+    ]);
+    let answer = node
+        .call(ControllerRequest::CreateTopics {
+            topics: vec![NewTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions: broker.config.offsets_topic_num_partitions,
+                replication_factor: broker.config.offsets_topic_replication_factor,
+                assignments: None,
+                configs,
+            }],
+            validate_only: false,
+        })
+        .await;
+    match answer {
+        Ok(ControllerResponse::CreateTopics(results)) => {
+            if let Some(Err(e)) = results.first()
+                && !matches!(e, strait_cluster::rpc::ControllerError::TopicExists(_))
+            {
+                return Err(ApiError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("cannot create {OFFSETS_TOPIC}: {e}"),
+                ));
+            }
+        }
+        Ok(other) => {
+            return Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                format!("unexpected controller answer {other:?}"),
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                format!("cannot create {OFFSETS_TOPIC}: {e}"),
+            ));
+        }
+    }
+    node.wait_for_image(CREATE_WAIT, |image| image.topic(OFFSETS_TOPIC).is_some())
+        .await;
+    Ok(())
+}
+
+/// OffsetCommit's durability: waits until the high watermark of `group`'s offsets partition
+/// covers everything appended to it so far (the commit just made included), failing when
+/// leadership moves or `timeout` passes. Immediate on a single node.
+pub async fn wait_durable(broker: &Broker, group: &str, timeout: Duration) -> Result<(), ApiError> {
+    if broker.cluster().is_none() {
+        return Ok(());
+    }
+    let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
+        return Err(not_coordinator(group));
+    };
+    let partition: Arc<Partition> =
+        match topic.partition(partition_for(group, topic.meta.partitions)) {
+            Some(p) => p.clone(),
+            None => return Err(not_coordinator(group)),
+        };
+    wait_partition(&topic, &partition, group, timeout).await
+}
+
+async fn wait_partition(
+    topic: &Topic,
+    partition: &Partition,
+    group: &str,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let target = partition.log.log_end_offset();
+    let epoch = partition.replica().leader_epoch;
+    let mut hw = partition.watch_high_watermark();
+    let lost = || {
+        let replica = partition.replica();
+        !replica.is_leader() || replica.leader_epoch != epoch
+    };
+    let waited = tokio::time::timeout(timeout, async {
+        loop {
+            if *hw.borrow_and_update() >= target || lost() {
+                return;
+            }
+            if hw.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    if lost() {
+        return Err(not_coordinator(group));
+    }
+    if waited.is_err() && partition.log.high_watermark() < target {
+        return Err(ApiError::new(
+            ResponseError::RequestTimedOut,
+            format!(
+                "the commit to {}-{} was not replicated within {} ms",
+                topic.meta.name,
+                partition.index,
+                timeout.as_millis()
+            ),
+        ));
+    }
+    Ok(())
+}
