@@ -128,6 +128,17 @@ pub struct PartitionInfo {
     pub offline: Vec<i32>,
 }
 
+/// The metadata quorum as DescribeQuorum reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumView {
+    pub leader: i32,
+    pub epoch: i32,
+    pub high_watermark: i64,
+    /// (voter id, log end offset) by voter id.
+    pub voters: BTreeMap<i32, i64>,
+    pub observers: Vec<i32>,
+}
+
 /// One node's Metadata response, reduced to what tests compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataView {
@@ -703,6 +714,11 @@ impl Cluster {
 
     /// The metadata quorum's leader (the active controller) by DescribeQuorum through node `via`.
     pub fn quorum_leader(&self, via: u32) -> Result<i32> {
+        self.quorum(via).map(|q| q.leader)
+    }
+
+    /// DescribeQuorum through node `via`.
+    pub fn quorum(&self, via: u32) -> Result<QuorumView> {
         let (mut client, version) = self.connect(via, ApiKey::DescribeQuorum, 2)?;
         let request = DescribeQuorumRequest::default().with_topics(vec![
             TopicData::default()
@@ -722,7 +738,17 @@ impl Cluster {
                 response.error_code, partition.error_code
             )));
         }
-        Ok(partition.leader_id.0)
+        Ok(QuorumView {
+            leader: partition.leader_id.0,
+            epoch: partition.leader_epoch,
+            high_watermark: partition.high_watermark,
+            voters: partition
+                .current_voters
+                .iter()
+                .map(|v| (v.replica_id.0, v.log_end_offset))
+                .collect(),
+            observers: partition.observers.iter().map(|v| v.replica_id.0).collect(),
+        })
     }
 
     /// FindCoordinator (group) through node `via`: the coordinator's node id, or the error code

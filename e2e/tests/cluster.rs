@@ -451,17 +451,14 @@ fn controller_restart_keeps_metadata_consistent() {
     let _serial = serial();
     let mut cluster = Cluster::start(ClusterSpec::combined(&["a", "b", "c"])).expect("cluster");
     durable_topic(&mut cluster, "before");
-    // The quorum leader when the broker answers DescribeQuorum; else Metadata's controller id
-    // (which KRaft brokers may fill with any broker); else node 1. Any voter is a fair victim.
-    let active = cluster
-        .quorum_leader(1)
-        .or_else(|_| cluster.metadata_from(1, None).map(|v| v.controller_id))
-        .unwrap_or(1);
-    let victim = if (1..=3).contains(&active) {
-        active as u32
-    } else {
-        1
-    };
+    // The active controller, by DescribeQuorum: the hardest voter to lose.
+    let before = cluster.quorum(1).expect("DescribeQuorum");
+    assert_eq!(
+        before.voters.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "{before:?}"
+    );
+    let victim = u32::try_from(before.leader).expect("a leader");
     eprintln!("killing controller {victim}");
     cluster.kill(victim).expect("SIGKILL a controller");
     let survivor = cluster
@@ -469,6 +466,17 @@ fn controller_restart_keeps_metadata_consistent() {
         .into_iter()
         .find(|&i| i != victim)
         .unwrap_or(1);
+    let mut elected = None;
+    wait_until(FAULT_TIMEOUT, "a new active controller", || {
+        elected = cluster
+            .quorum(survivor)
+            .ok()
+            .filter(|q| q.leader > 0 && q.leader != victim as i32);
+        elected.is_some()
+    })
+    .expect("the quorum elected a new leader");
+    let elected = elected.expect("elected");
+    assert!(elected.epoch > before.epoch, "{elected:?} after {before:?}");
     wait_until(
         FAULT_TIMEOUT,
         "the killed node to leave the broker list",
@@ -511,6 +519,24 @@ fn controller_restart_keeps_metadata_consistent() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}: {last:#?}"));
+    // Every node names the same quorum leader, and the restarted voter caught up with its log.
+    let mut seen = None;
+    wait_until(FAULT_TIMEOUT, "the restarted voter to catch up", || {
+        let views: Vec<_> = cluster
+            .ids()
+            .into_iter()
+            .filter_map(|id| cluster.quorum(id).ok())
+            .collect();
+        let caught_up = views.len() == 3
+            && views.windows(2).all(|w| w[0].leader == w[1].leader)
+            && views[0]
+                .voters
+                .get(&(victim as i32))
+                .is_some_and(|end| *end > 0 && *end >= views[0].high_watermark);
+        seen = Some(views);
+        caught_up
+    })
+    .unwrap_or_else(|e| panic!("{e}: {seen:#?}"));
 }
 
 /// DeleteRecords goes to the leader; followers follow its log start offset, so the deleted

@@ -180,6 +180,12 @@ impl Controller {
                         .collect(),
                 )
             }
+            ControllerRequest::DescribeQuorum => {
+                // The quorum layer answers it from Raft's state before it reaches here.
+                return Err(ControllerError::InvalidRequest(
+                    "DescribeQuorum is answered by the Raft leader".into(),
+                ));
+            }
             ControllerRequest::ListReassignments { partitions } => {
                 ControllerResponse::Reassignments(reassignment::list(image, partitions))
             }

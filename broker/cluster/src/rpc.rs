@@ -75,6 +75,29 @@ pub enum ControllerRequest {
     ListReassignments {
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's DescribeQuorum: answered by the Raft leader from its replication state, not by
+    /// the controller's decisions.
+    DescribeQuorum,
+}
+
+/// The metadata quorum as its leader sees it (DescribeQuorum). Offsets are Raft log indexes,
+/// exclusive like Kafka's log end offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub leader: i32,
+    /// The Raft term: KRaft's leader epoch.
+    pub epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<VoterStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterStatus {
+    pub id: i32,
+    /// `-1` when the leader has not heard from the voter in this term.
+    pub log_end: i64,
+    /// The voter's quorum address, `host:port`.
+    pub address: String,
 }
 
 /// A topic to create. `replication_factor`/`partitions` of -1 mean the broker defaults, already
@@ -113,6 +136,7 @@ pub enum ControllerResponse {
     ElectLeaders(Vec<((String, i32), Result<(), ControllerError>)>),
     AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
     Reassignments(Vec<OngoingReassignment>),
+    Quorum(QuorumStatus),
 }
 
 /// An ongoing reassignment: (topic, partition, replicas, adding, removing).

@@ -233,6 +233,16 @@ fn seeds() -> Vec<Bytes> {
         0,
         &kafka_protocol::messages::ListPartitionReassignmentsRequest::default(),
     ));
+    let quorum = kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![
+        kafka_protocol::messages::describe_quorum_request::TopicData::default()
+            .with_topic_name(topic("__cluster_metadata"))
+            .with_partitions(vec![
+                kafka_protocol::messages::describe_quorum_request::PartitionData::default(),
+            ]),
+    ]);
+    for v in 0..=2 {
+        out.extend(frame(ApiKey::DescribeQuorum, v, &quorum));
+    }
     out
 }
 

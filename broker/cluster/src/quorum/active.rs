@@ -15,7 +15,9 @@ use super::{MetadataBatch, NodeId, TypeConfig, node_to_i32};
 use crate::controller::{Controller, ControllerSettings};
 use crate::image::Image;
 use crate::record::MetadataRecord;
-use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
+use crate::rpc::{
+    ControllerError, ControllerRequest, ControllerResponse, QuorumStatus, VoterStatus,
+};
 
 /// How long a commit (or the catch-up on becoming leader) may wait for a Raft quorum before the
 /// request is answered `Unavailable`. The entry may still commit later.
@@ -57,6 +59,9 @@ impl ActiveController {
         &self,
         request: ControllerRequest,
     ) -> Result<ControllerResponse, ControllerError> {
+        if matches!(request, ControllerRequest::DescribeQuorum) {
+            return self.describe_quorum();
+        }
         let mut state = self.state.lock().await;
         self.ensure_active(&mut state).await?;
         let image = self.image.borrow().clone();
@@ -93,6 +98,45 @@ impl ActiveController {
         if let Err(e) = self.commit(records).await {
             tracing::warn!(error = %e, "committing the controller's periodic records failed");
         }
+    }
+
+    /// DescribeQuorum from the Raft leader's metrics: term, commit point and each voter's
+    /// replicated log end.
+    fn describe_quorum(&self) -> Result<ControllerResponse, ControllerError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.current_leader != Some(self.node_id) {
+            return Err(ControllerError::NotController {
+                leader: m.current_leader.and_then(node_to_i32),
+            });
+        }
+        let exclusive = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
+        let voters = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter_map(|(id, node)| {
+                let log_end = if *id == self.node_id {
+                    exclusive(m.last_log_index)
+                } else {
+                    match m.replication.as_ref().and_then(|r| r.get(id)) {
+                        Some(matched) => exclusive(matched.map(|l| l.index)),
+                        None => -1,
+                    }
+                };
+                Some(VoterStatus {
+                    id: node_to_i32(*id)?,
+                    log_end,
+                    address: node.addr.clone(),
+                })
+            })
+            .collect();
+        Ok(ControllerResponse::Quorum(QuorumStatus {
+            leader: node_to_i32(self.node_id).unwrap_or(-1),
+            epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
+            high_watermark: exclusive(m.last_applied.map(|l| l.index)),
+            voters,
+        }))
     }
 
     pub fn is_leader(&self) -> bool {

@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod quorum;
 pub mod versions;
 
 use std::sync::Arc;
@@ -232,6 +233,7 @@ async fn route(
         ElectLeaders => messages::ElectLeadersRequest => cluster_admin::elect_leaders,
         AlterPartitionReassignments => messages::AlterPartitionReassignmentsRequest => cluster_admin::alter_reassignments,
         ListPartitionReassignments => messages::ListPartitionReassignmentsRequest => cluster_admin::list_reassignments,
+        DescribeQuorum => messages::DescribeQuorumRequest => quorum::describe,
     })
 }
 
