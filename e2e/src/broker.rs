@@ -45,15 +45,30 @@ pub fn broker_binary() -> Result<PathBuf> {
         .ok_or_else(|| HarnessError::BrokerBinaryMissing(candidates[1].clone()))
 }
 
-/// Picks a free loopback port by binding port 0 and releasing it.
+/// Picks a free loopback port by binding port 0 and releasing it. A port is never handed out
+/// twice in one test process: released ports are often the kernel's next pick, and a node given
+/// the same port for two listeners (or two nodes sharing one) fails to start.
 pub fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| HarnessError::io("bind 127.0.0.1:0", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| HarnessError::io("local_addr", e))?
-        .port();
-    Ok(port)
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // Rejected picks stay bound until the end, so the kernel cannot offer them again.
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| HarnessError::io("bind 127.0.0.1:0", e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| HarnessError::io("local_addr", e))?
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+        held.push(listener);
+    }
+    Err(HarnessError::Unexpected(
+        "no loopback port that this process has not used already".into(),
+    ))
 }
 
 /// How to start a broker. `Default` gives a fresh temporary data directory and no config file.
