@@ -58,6 +58,9 @@ pub struct NodeSpec {
     pub rack: Option<String>,
     /// Whether the node is a controller (quorum voter) as well as a broker.
     pub controller: bool,
+    /// A broker-only node told only `controller.quorum.bootstrap.servers` (the controllers'
+    /// addresses, no ids) instead of `controller.quorum.voters`.
+    pub bootstrap_only: bool,
 }
 
 impl NodeSpec {
@@ -67,6 +70,7 @@ impl NodeSpec {
             id,
             rack: Some(rack.to_string()),
             controller: true,
+            bootstrap_only: false,
         }
     }
 
@@ -76,6 +80,15 @@ impl NodeSpec {
             id,
             rack: Some(rack.to_string()),
             controller: false,
+            bootstrap_only: false,
+        }
+    }
+
+    /// A broker-only node that finds the quorum through `controller.quorum.bootstrap.servers`.
+    pub fn bootstrapped_broker(id: u32, rack: &str) -> NodeSpec {
+        NodeSpec {
+            bootstrap_only: true,
+            ..NodeSpec::broker(id, rack)
         }
     }
 }
@@ -404,10 +417,23 @@ impl Cluster {
         if let Some(port) = node.controller_port {
             listeners.push_str(&format!(",CONTROLLER://{}:{port}", node.host));
         }
+        let quorum = if node.spec.bootstrap_only {
+            let addresses: Vec<&str> = self
+                .voters
+                .split(',')
+                .filter_map(|v| v.split_once('@').map(|(_, addr)| addr))
+                .collect();
+            (
+                "controller.quorum.bootstrap.servers".to_string(),
+                addresses.join(","),
+            )
+        } else {
+            ("controller.quorum.voters".into(), self.voters.clone())
+        };
         let mut settings: Vec<(String, String)> = vec![
             ("process.roles".into(), roles.into()),
             ("node.id".into(), node.spec.id.to_string()),
-            ("controller.quorum.voters".into(), self.voters.clone()),
+            quorum,
             ("listeners".into(), listeners),
             (
                 "advertised.listeners".into(),

@@ -124,11 +124,16 @@ fn replicas_span_racks() {
         .expect("CreateTopics answered");
     assert_eq!(refused, Err(RDKafkaErrorCode::InvalidReplicationFactor));
 
-    for (id, rack) in [(4, "a"), (5, "b"), (6, "c")] {
+    // Broker-only nodes join through the voters list, or (node 6) knowing only the
+    // controllers' addresses (controller.quorum.bootstrap.servers).
+    for (id, rack) in [(4, "a"), (5, "b")] {
         cluster
             .add_node(NodeSpec::broker(id, rack))
             .expect("broker-only node joins");
     }
+    cluster
+        .add_node(NodeSpec::bootstrapped_broker(6, "c"))
+        .expect("bootstrap-servers broker joins");
     let info = cluster
         .create_topic("twelve", 12, 3, &[])
         .expect("12-partition topic");

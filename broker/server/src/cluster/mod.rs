@@ -82,15 +82,32 @@ pub struct ClusterNode {
     heartbeat_now: Notify,
 }
 
-impl ClusterNode {
-    /// Starts the metadata quorum member (controller role) or the metadata follower.
-    pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<ClusterNode>> {
-        let kraft = config.kraft.as_ref().context("process.roles is not set")?;
-        let voters: BTreeMap<i32, String> = kraft
+/// Where this node reaches the quorum: `controller.quorum.voters` (id -> `host:port`), or for a
+/// broker-only node given only `controller.quorum.bootstrap.servers`, those addresses under
+/// placeholder ids (-1, -2, ...). Voters' leader hints name real ids, which a placeholder never
+/// matches, so the controller client and the metadata follower then simply try the next address
+/// until they reach the leader.
+fn quorum_contacts(kraft: &strait_config::KraftSettings) -> BTreeMap<i32, String> {
+    if !kraft.voters.is_empty() {
+        return kraft
             .voters
             .iter()
             .map(|(id, (host, port))| (*id, format!("{host}:{port}")))
             .collect();
+    }
+    kraft
+        .bootstrap_servers
+        .iter()
+        .enumerate()
+        .map(|(i, (host, port))| (-(i as i32) - 1, format!("{host}:{port}")))
+        .collect()
+}
+
+impl ClusterNode {
+    /// Starts the metadata quorum member (controller role) or the metadata follower.
+    pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<ClusterNode>> {
+        let kraft = config.kraft.as_ref().context("process.roles is not set")?;
+        let voters = quorum_contacts(kraft);
         let client = ControllerClient::new(voters.clone());
         let (quorum, follower, image) = if kraft.roles.controller {
             let listener = kraft
