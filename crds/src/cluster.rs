@@ -173,9 +173,11 @@ pub struct Listener {
 pub enum ListenerType {
     /// Inside the Kubernetes cluster, through the headless and bootstrap Services.
     Internal,
-    /// Through a NodePort Service per broker and one for bootstrap.
+    /// Through a NodePort Service per broker and one for bootstrap; each broker advertises its
+    /// node's IP and its Service's nodePort.
     Nodeport,
-    /// Through a LoadBalancer Service per broker and one for bootstrap.
+    /// Through a LoadBalancer Service per broker and one for bootstrap; each broker advertises
+    /// its load balancer's ingress host name (else IP) and the listener port.
     Loadbalancer,
 }
 
@@ -333,7 +335,9 @@ pub struct ClusterStatus {
 pub struct ListenerStatus {
     /// Listener name.
     pub name: String,
-    /// `host:port,...` for clients.
+    /// `host:port,...` for clients: for nodeport and loadbalancer listeners the external
+    /// addresses (node IPs with the bootstrap nodePort, or the bootstrap load balancer) once
+    /// known, until then the bootstrap Service's in-cluster name.
     pub bootstrap_servers: String,
 }
 

@@ -101,6 +101,9 @@ spec:
     - name: plain
       port: 9092
       type: internal
+    - name: ext
+      port: 9094
+      type: nodeport
 YAML
 wait_for cluster/e2e '{.status.readyReplicas}' 3
 "$KUBECTL" -n "$NS" wait cluster/e2e --for=condition=Ready --timeout="$WAIT"
@@ -115,6 +118,23 @@ got="$("$KUBECTL" -n "$NS" run kcat-consume --rm -i --restart=Never --image=eden
     --pod-running-timeout="$WAIT" -- -b "$BOOTSTRAP" -C -t smoke -o beginning -e -q -c 100 | grep -c '^message-' || true)"
 [ "$got" -eq 100 ] || { echo "consumed $got of 100 messages" >&2; exit 1; }
 echo "consumed 100 of 100 messages"
+
+step "the nodeport listener advertises node IPs and nodePorts, and they carry traffic"
+EXTERNAL="$("$KUBECTL" -n "$NS" get cluster e2e -o jsonpath='{.status.listeners[?(@.name=="ext")].bootstrapServers}')"
+case "$EXTERNAL" in
+    "" | *.svc*) echo "no external bootstrap addresses in status: '$EXTERNAL'" >&2; exit 1 ;;
+esac
+echo "external bootstrap: $EXTERNAL"
+brokers="$("$KUBECTL" -n "$NS" run kcat-metadata --rm -i --restart=Never --image=edenhill/kcat:1.7.1 \
+    --pod-running-timeout="$WAIT" -- -b "$EXTERNAL" -L -t smoke | grep -E '^ +broker [0-9]+ at ' || true)"
+echo "$brokers"
+[ "$(echo "$brokers" | grep -c ' at ')" -eq 3 ] || { echo "expected 3 brokers in the metadata" >&2; exit 1; }
+if echo "$brokers" | grep -q '\.svc'; then
+    echo "brokers advertise in-cluster names on the nodeport listener" >&2; exit 1
+fi
+got="$("$KUBECTL" -n "$NS" run kcat-external --rm -i --restart=Never --image=edenhill/kcat:1.7.1 \
+    --pod-running-timeout="$WAIT" -- -b "$EXTERNAL" -C -t smoke -o beginning -e -q -c 100 | grep -c '^message-' || true)"
+[ "$got" -eq 100 ] || { echo "consumed $got of 100 messages through $EXTERNAL" >&2; exit 1; }
 
 step "a config change restarts one broker at a time across the zones"
 BROKERS="strait.dev/cluster=e2e"

@@ -2,15 +2,21 @@
 //! `server.properties` of a one-broker Cluster and the pod's rendered start command (run by
 //! `sh`, as the pod runs it, with the ordinal taken from `HOSTNAME`) start a Strait KRaft node
 //! that is its own controller quorum, turns ready on `/ready`, and stops on SIGTERM well inside
-//! the pod's termination grace period. Addresses are moved to 127.0.0.1 and free ports.
+//! the pod's termination grace period; with external listeners, each listener's Metadata names
+//! the broker by the external address the command picked. Addresses are moved to 127.0.0.1
+//! and free ports.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use strait_crds::ClusterSpec;
+use strait_operator::admin::{decode_response, encode_frame};
 use strait_operator::cluster::config::{server_properties, start_command};
+use strait_operator::cluster::external::{ExternalAddress, ExternalAddresses};
 use strait_operator::cluster::quorum::desired_voters;
 use strait_operator::cluster::resources::TERMINATION_GRACE_SECONDS;
 
@@ -72,21 +78,119 @@ impl Drop for Guard {
 
 #[test]
 fn rendered_pod_command_starts_a_ready_kraft_voter() {
+    start_ready_and_stop(&spec(), &ExternalAddresses::default(), &[], |_| {});
+}
+
+#[test]
+fn rendered_pod_command_with_external_addresses_starts_a_ready_broker() {
+    // A NodePort listener whose nodePort is known (advertised on the pod's node IP) and a
+    // LoadBalancer one whose ingress is known: the broker accepts the advertised listeners.
+    let mut spec = spec();
+    spec.listeners.push(
+        serde_json::from_value(serde_json::json!(
+            {"name": "np", "port": 9094, "type": "nodeport"}
+        ))
+        .unwrap_or_else(|e| panic!("listener: {e}")),
+    );
+    spec.listeners.push(
+        serde_json::from_value(serde_json::json!(
+            {"name": "lb", "port": 9095, "type": "loadbalancer"}
+        ))
+        .unwrap_or_else(|e| panic!("listener: {e}")),
+    );
+    let external = ExternalAddresses {
+        known: BTreeMap::from([
+            (("np".to_owned(), 0), ExternalAddress::NodePort(31000)),
+            (
+                ("lb".to_owned(), 0),
+                ExternalAddress::Host("lb0.example.com".into(), 9095),
+            ),
+        ]),
+        pending: Vec::new(),
+    };
+    start_ready_and_stop(&spec, &external, &[9094, 9095], |ports| {
+        let local = |p: u16| ports.iter().find(|(from, _)| *from == p).map_or(0, |m| m.1);
+        // Metadata on each external listener names the broker by its external address.
+        assert_eq!(
+            broker_endpoint(local(9094)),
+            ("127.0.0.1".to_owned(), 31000)
+        );
+        assert_eq!(
+            broker_endpoint(local(9095)),
+            ("lb0.example.com".to_owned(), i32::from(local(9095)))
+        );
+        // The internal listener keeps the pod's stable DNS name.
+        assert_eq!(
+            broker_endpoint(local(9092)),
+            (
+                "kafka-z0-0.kafka-brokers.ns.svc".to_owned(),
+                i32::from(local(9092))
+            )
+        );
+    });
+}
+
+/// The (host, port) of broker 0 in a Metadata response from the listener on `port`.
+fn broker_endpoint(port: u16) -> (String, i32) {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    const VERSION: i16 = 12;
+    let frame = encode_frame(
+        ApiKey::Metadata,
+        VERSION,
+        "test",
+        &MetadataRequest::default(),
+    )
+    .unwrap_or_else(|e| panic!("encode: {e}"));
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("timeout: {e}"));
+    stream
+        .write_all(&frame)
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap_or(0)];
+    stream
+        .read_exact(&mut body)
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let resp: MetadataResponse =
+        decode_response(&body, VERSION).unwrap_or_else(|e| panic!("decode: {e}"));
+    let broker = resp
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 == 0)
+        .unwrap_or_else(|| panic!("no broker 0 in {resp:?}"));
+    (broker.host.to_string(), broker.port)
+}
+
+/// Starts the rendered pod command of broker 0 (on node IP 127.0.0.1) with its listener ports
+/// plus `more_ports` moved to free ones (`check` gets the mapping once the broker is ready),
+/// and stops it with SIGTERM.
+fn start_ready_and_stop(
+    spec: &ClusterSpec,
+    external: &ExternalAddresses,
+    more_ports: &[u16],
+    check: impl FnOnce(&[(u16, u16)]),
+) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let free = || strait_e2e::free_port().unwrap_or_else(|e| panic!("port: {e}"));
     // Replication, plain, controller, metrics.
     let ports: Vec<(u16, u16)> = [9091, 9092, 9093, 9404]
         .into_iter()
+        .chain(more_ports.iter().copied())
         .map(|p| (p, free()))
         .collect();
     let metrics_port = ports[3].1;
     let data = dir.path().join("data").to_string_lossy().into_owned();
     let config_dir = dir.path().to_string_lossy().into_owned();
-    let spec = spec();
-    let voters = desired_voters(&spec);
+    let voters = desired_voters(spec);
     assert_eq!(voters, [0]);
     let properties = localise(
-        &server_properties("kafka", "ns", &spec, &voters),
+        &server_properties("kafka", "ns", spec, &voters),
         &ports,
         &data,
         &config_dir,
@@ -96,7 +200,7 @@ fn rendered_pod_command_starts_a_ready_kraft_voter() {
         .unwrap_or_else(|e| panic!("write: {e}"));
     let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
     let command = localise(
-        &start_command("kafka", "ns", &spec, "a", &voters),
+        &start_command("kafka", "ns", spec, "a", &voters, external),
         &ports,
         &data,
         &config_dir,
@@ -111,6 +215,7 @@ fn rendered_pod_command_starts_a_ready_kraft_voter() {
         .arg("-c")
         .arg(&command)
         .env("HOSTNAME", "kafka-z0-0")
+        .env("HOST_IP", "127.0.0.1")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -133,6 +238,7 @@ fn rendered_pod_command_starts_a_ready_kraft_voter() {
         "broker not ready with the rendered config:\n{command}\n{properties}\n{log}"
     );
     assert!(log.contains("node_id=0"), "{log}");
+    check(&ports);
 
     // SIGTERM (what the kubelet sends) ends the process well inside the grace period.
     let stop = Instant::now();

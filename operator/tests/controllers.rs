@@ -95,7 +95,8 @@ impl Running {
                         "name": name, "namespace": "ns", "uid": format!("uid-{id}"),
                         "labels": {"controller-revision-hash": format!("kafka-z{zone}-{}", self.pod_revision)}
                     },
-                    "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+                    "status": {"hostIP": format!("10.0.0.{}", zone + 1),
+                               "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
                 }));
             }
         }
@@ -784,5 +785,178 @@ async fn scale_down_waits_for_moves_in_progress_without_reissuing_them() {
     assert_eq!(
         condition(&status, "ScaleDownBlocked")["message"],
         "2 partitions still have a replica on brokers [1, 1001]: 2 moves in progress, 0 issued now"
+    );
+}
+
+/// `cluster(replicas)` with an external listener `ext` of `kind` on 9094 next to `plain`.
+fn external_cluster(replicas: i32, kind: &str) -> Cluster {
+    let mut c = cluster(replicas);
+    c.spec.listeners.push(
+        serde_json::from_value(json!({"name": "ext", "port": 9094, "type": kind}))
+            .unwrap_or_else(|e| panic!("listener: {e}")),
+    );
+    c
+}
+
+/// `script`, except that applied Services named in `services` come back with that status (and
+/// `nodePort` on their single port, when given).
+fn with_services(
+    script: fixtures::Script,
+    services: Vec<(&'static str, Option<i64>, Value)>,
+) -> fixtures::Script {
+    Box::new(move |seen| {
+        if seen.method == "PATCH" && seen.path.contains("/services/") {
+            let name = seen.path.rsplit('/').next().unwrap_or_default();
+            if let Some((_, node_port, status)) = services.iter().find(|(n, _, _)| *n == name) {
+                let mut body = seen.body.clone();
+                if let Some(port) = node_port {
+                    body["spec"]["ports"][0]["nodePort"] = json!(port);
+                }
+                body["status"] = status.clone();
+                return Some((StatusCode::OK, body));
+            }
+        }
+        script(seen)
+    })
+}
+
+fn start_command_of(seen: &[Seen], zone: usize) -> String {
+    applied(seen, "statefulsets")
+        .iter()
+        .find(|s| s.path.ends_with(&format!("/statefulsets/kafka-z{zone}")))
+        .and_then(|s| s.body["spec"]["template"]["spec"]["containers"][0]["args"][0].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn load_balancer_ingress_becomes_the_advertised_address() {
+    // Brokers 0 and 1000 have their load balancer; 2000's is still being provisioned.
+    let lb = |ingress: Value| json!({"loadBalancer": {"ingress": [ingress]}});
+    let script = with_services(
+        statefulsets(vec![1, 1, 1], 1),
+        vec![
+            (
+                "kafka-ext-0",
+                Some(31000),
+                lb(json!({"ip": "203.0.113.10"})),
+            ),
+            (
+                "kafka-ext-1000",
+                Some(31001),
+                lb(json!({"hostname": "b1000.example.com"})),
+            ),
+            ("kafka-ext-2000", Some(31002), json!({"loadBalancer": {}})),
+            (
+                "kafka-ext-bootstrap",
+                Some(31999),
+                lb(json!({"hostname": "kafka.example.com"})),
+            ),
+        ],
+    );
+    let c = external_cluster(3, "loadbalancer");
+    let (client, log, server) = mock_client(json_of(&c), script);
+    let ctx = context(client, FakeAdmin::default());
+    let action = strait_operator::cluster::controller::reconcile(Arc::new(c), ctx.clone()).await;
+    assert_eq!(
+        action.ok(),
+        Some(kube::runtime::controller::Action::requeue(
+            std::time::Duration::from_secs(15)
+        )),
+        "pending addresses requeue soon"
+    );
+    let seen = finish(ctx, log, server).await;
+    let z0 = start_command_of(&seen, 0);
+    assert!(
+        z0.contains(
+            "case \"${HOSTNAME##*-}\" in 0) set -- \"$@\" '--override' \
+             'advertised.listeners=REPLICATION://'\"${HOSTNAME}\"'.kafka-brokers.ns.svc:9091,\
+             PLAIN://'\"${HOSTNAME}\"'.kafka-brokers.ns.svc:9092,EXT://203.0.113.10:9094' ;; "
+        ),
+        "{z0}"
+    );
+    // Each zone's template holds its own brokers' addresses only.
+    let z1 = start_command_of(&seen, 1);
+    assert!(
+        z1.contains("1000) set -- ") && z1.contains("EXT://b1000.example.com:9094"),
+        "{z1}"
+    );
+    assert!(!z1.contains("203.0.113.10"), "{z1}");
+    // Pending: the in-cluster name of the broker's Service until the ingress is known.
+    let z2 = start_command_of(&seen, 2);
+    assert!(!z2.contains("2000) set -- \"$@\""), "{z2}");
+    assert!(
+        z2.contains("EXT://kafka-ext-'\"${HOSTNAME##*-}\"'.ns.svc:9094' ;; esac; exec"),
+        "{z2}"
+    );
+    // A load balancer needs no node IP.
+    let env =
+        applied(&seen, "statefulsets")[0].body["spec"]["template"]["spec"]["containers"][0]["env"]
+            .to_string();
+    assert!(!env.contains("HOST_IP"), "{env}");
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(
+        status["listeners"][0]["bootstrapServers"],
+        "kafka-bootstrap.ns.svc:9092"
+    );
+    assert_eq!(
+        status["listeners"][1]["bootstrapServers"],
+        "kafka.example.com:9094"
+    );
+    let reconciling = condition(&status, "Reconciling");
+    assert_eq!(reconciling["status"], "True", "{status}");
+    assert_eq!(reconciling["reason"], "ExternalAddressesPending");
+    assert!(
+        reconciling["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("kafka-ext-2000") && !m.contains("kafka-ext-0")),
+        "{reconciling}"
+    );
+    // The brokers themselves are all serving.
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+}
+
+#[tokio::test]
+async fn node_ports_are_advertised_on_the_pods_node() {
+    let script = with_services(
+        statefulsets(vec![1, 1, 1], 1),
+        vec![
+            ("kafka-ext-0", Some(31000), json!({})),
+            ("kafka-ext-1000", Some(31001), json!({})),
+            ("kafka-ext-2000", Some(31002), json!({})),
+            ("kafka-ext-bootstrap", Some(31999), json!({})),
+        ],
+    );
+    let c = external_cluster(3, "nodeport");
+    let (client, log, server) = mock_client(json_of(&c), script);
+    let ctx = context(client, FakeAdmin::default());
+    let action = strait_operator::cluster::controller::reconcile(Arc::new(c), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    for (zone, id, port) in [(0, 0, 31000), (1, 1000, 31001), (2, 2000, 31002)] {
+        let cmd = start_command_of(&seen, zone);
+        assert!(
+            cmd.contains(&format!("{id}) set -- "))
+                && cmd.contains(&format!("EXT://'\"${{HOST_IP}}\"':{port}' ;; ")),
+            "{cmd}"
+        );
+        let env = &applied(&seen, "statefulsets")[zone].body["spec"]["template"]["spec"]["containers"]
+            [0]["env"];
+        assert!(
+            env.as_array()
+                .is_some_and(|e| e.iter().any(|v| v["name"] == "HOST_IP"
+                    && v["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP")),
+            "{env}"
+        );
+    }
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(
+        status["listeners"][1]["bootstrapServers"],
+        "10.0.0.1:31999,10.0.0.2:31999,10.0.0.3:31999"
+    );
+    assert_eq!(
+        condition(&status, "Reconciling")["reason"],
+        "Idle",
+        "{status}"
     );
 }

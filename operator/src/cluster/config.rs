@@ -1,7 +1,8 @@
 //! Renders a Cluster's broker configuration: the shared `server.properties` (Kafka key names,
 //! including the KRaft quorum), the per-broker `--override` arguments (node id, rack, advertised
-//! listeners, and the process roles decided from the pod ordinal at start), plus the hash that
-//! triggers a rolling restart when the configuration changes.
+//! listeners with each broker's external addresses, and the process roles decided from the pod
+//! ordinal at start), plus the hash that triggers a rolling restart when the configuration
+//! changes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
 
+use crate::cluster::external::{self, ExternalAddresses};
 use crate::cluster::quorum::{self, CONTROLLER_LISTENER, CONTROLLER_PORT};
 use crate::names;
 
@@ -114,14 +116,31 @@ fn escape(v: &str) -> String {
         .replace('\r', "\\r")
 }
 
-/// The `--override` arguments of a broker in zone `zone`, as a shell fragment: node id from the
-/// pod ordinal (`${HOSTNAME##*-}`), rack, and advertised listeners on stable DNS names.
-pub fn broker_overrides(
+/// Whether a spec has a `nodeport` or `loadbalancer` listener.
+pub fn has_external(spec: &ClusterSpec) -> bool {
+    spec.listeners
+        .iter()
+        .any(|l| l.kind != ListenerType::Internal)
+}
+
+/// Whether a spec has a `nodeport` listener (whose brokers advertise their node's IP).
+pub fn has_nodeport(spec: &ClusterSpec) -> bool {
+    spec.listeners
+        .iter()
+        .any(|l| l.kind == ListenerType::Nodeport)
+}
+
+/// `advertised.listeners` of broker `node_id` (`None`: any broker, with no external address
+/// known): the replication and internal listeners on the pod's stable DNS name, external ones on
+/// the broker's known external address, else (pending) on its per-broker Service's in-cluster
+/// name.
+pub fn advertised_listeners(
     cluster: &str,
     namespace: &str,
     spec: &ClusterSpec,
-    zone: &str,
-) -> Vec<String> {
+    external: &ExternalAddresses,
+    node_id: Option<i32>,
+) -> String {
     let headless = names::headless_service(cluster);
     let host = format!("${{HOSTNAME}}.{headless}.{namespace}.svc");
     let mut advertised = vec![format!(
@@ -131,22 +150,51 @@ pub fn broker_overrides(
         let name = listener_name(&l.name);
         let address = match l.kind {
             ListenerType::Internal => format!("{host}:{}", l.port),
-            // External clients reach each broker through its own Service.
-            ListenerType::Nodeport | ListenerType::Loadbalancer => format!(
-                "{cluster}-{}-${{HOSTNAME##*-}}.{namespace}.svc:{}",
-                l.name, l.port
-            ),
+            ListenerType::Nodeport | ListenerType::Loadbalancer => {
+                match node_id.and_then(|id| external.get(&l.name, id)) {
+                    Some(address) => address.render(),
+                    None => format!(
+                        "{cluster}-{}-${{HOSTNAME##*-}}.{namespace}.svc:{}",
+                        l.name, l.port
+                    ),
+                }
+            }
         };
         advertised.push(format!("{name}://{address}"));
     }
-    vec![
+    advertised.join(",")
+}
+
+/// The `--override` arguments every broker in zone `zone` shares, as a shell fragment: node id
+/// from the pod ordinal (`${HOSTNAME##*-}`), rack, and, without external listeners, the
+/// advertised listeners on stable DNS names (with them, the start command picks the advertised
+/// listeners per ordinal).
+pub fn broker_overrides(
+    cluster: &str,
+    namespace: &str,
+    spec: &ClusterSpec,
+    zone: &str,
+) -> Vec<String> {
+    let mut out = vec![
         "--override".into(),
         "node.id=${HOSTNAME##*-}".into(),
         "--override".into(),
         format!("broker.rack={zone}"),
-        "--override".into(),
-        format!("advertised.listeners={}", advertised.join(",")),
-    ]
+    ];
+    if !has_external(spec) {
+        out.push("--override".into());
+        out.push(format!(
+            "advertised.listeners={}",
+            advertised_listeners(
+                cluster,
+                namespace,
+                spec,
+                &ExternalAddresses::default(),
+                None
+            )
+        ));
+    }
+    out
 }
 
 /// The `--override` arguments that differ between a voter and a broker-only node.
@@ -160,15 +208,18 @@ pub fn role_overrides(spec: &ClusterSpec, voter: bool) -> Vec<String> {
     ]
 }
 
-/// The broker start command (`sh -c`). One pod template serves a whole zone, so the role comes
-/// from the ordinal (the node id) at start: a `case` on `${HOSTNAME##*-}` sets the positional
-/// parameters to the voter or broker-only overrides, which follow the shared ones.
+/// The broker start command (`sh -c`). One pod template serves a whole zone, so what differs
+/// per broker comes from the ordinal (the node id) at start: a `case` on `${HOSTNAME##*-}` sets
+/// the positional parameters to the voter or broker-only overrides, and with external listeners
+/// a second `case` appends each broker's advertised listeners (its external addresses in
+/// `external`, which should hold this zone's brokers only); both follow the shared overrides.
 pub fn start_command(
     cluster: &str,
     namespace: &str,
     spec: &ClusterSpec,
     zone: &str,
     voters: &[i32],
+    external: &ExternalAddresses,
 ) -> String {
     let words = |args: &[String]| {
         args.iter()
@@ -188,8 +239,32 @@ pub fn start_command(
     }
     let _ = write!(
         cmd,
-        "*) set -- {} ;; esac; exec strait-broker --config {} {} \"$@\"",
-        words(&role_overrides(spec, false)),
+        "*) set -- {} ;; esac; ",
+        words(&role_overrides(spec, false))
+    );
+    if has_external(spec) {
+        if has_nodeport(spec) {
+            // status.hostIP is a bare IPv6 literal on IPv6 nodes; listeners want it bracketed.
+            cmd.push_str("case \"${HOST_IP}\" in *:*) HOST_IP=\"[${HOST_IP}]\" ;; esac; ");
+        }
+        let advertised = |node_id| {
+            words(&[
+                "--override".to_owned(),
+                format!(
+                    "advertised.listeners={}",
+                    advertised_listeners(cluster, namespace, spec, external, node_id)
+                ),
+            ])
+        };
+        cmd.push_str("case \"${HOSTNAME##*-}\" in ");
+        for id in external.node_ids() {
+            let _ = write!(cmd, "{id}) set -- \"$@\" {} ;; ", advertised(Some(id)));
+        }
+        let _ = write!(cmd, "*) set -- \"$@\" {} ;; esac; ", advertised(None));
+    }
+    let _ = write!(
+        cmd,
+        "exec strait-broker --config {} {} \"$@\"",
         shell_word(&format!("{}/server.properties", names::CONFIG_DIR)),
         words(&broker_overrides(cluster, namespace, spec, zone)),
     );
@@ -197,10 +272,10 @@ pub fn start_command(
 }
 
 /// Expansions the rendered arguments use on purpose; everything else is literal.
-const EXPANSIONS: [&str; 2] = ["${HOSTNAME##*-}", "${HOSTNAME}"];
+const EXPANSIONS: [&str; 3] = ["${HOSTNAME##*-}", "${HOSTNAME}", external::HOST_IP];
 
 /// One shell word for `value`: literal text single-quoted, the [`EXPANSIONS`] double-quoted so
-/// that they expand (to the pod name or its ordinal, never to code).
+/// that they expand (to the pod name, its ordinal or its node's IP, never to code).
 fn shell_word(value: &str) -> String {
     let mut out = String::new();
     let mut literal = String::new();
@@ -242,6 +317,10 @@ mod tests {
     use super::*;
     use crate::cluster::quorum::desired_voters;
     use crate::cluster::resources::tests::spec;
+
+    fn none() -> ExternalAddresses {
+        ExternalAddresses::default()
+    }
 
     fn properties(s: &ClusterSpec) -> String {
         server_properties("kafka", "ns", s, &desired_voters(s))
@@ -331,7 +410,7 @@ mod tests {
     #[test]
     fn start_command_picks_the_role_from_the_ordinal() {
         let s = spec(6, &["a", "b", "c"]);
-        let cmd = start_command("kafka", "ns", &s, "b", &desired_voters(&s));
+        let cmd = start_command("kafka", "ns", &s, "b", &desired_voters(&s), &none());
         assert_eq!(
             cmd,
             "case \"${HOSTNAME##*-}\" in \
@@ -349,11 +428,17 @@ mod tests {
     /// Runs `cmd` under `sh` as pod `hostname`, with `exec strait-broker` replaced by a printer
     /// of its arguments, one per line.
     fn run_as(hostname: &str, cmd: &str) -> Vec<String> {
+        run_on(hostname, "", cmd)
+    }
+
+    /// [`run_as`] on a node whose IP (the downward API's `status.hostIP`) is `host_ip`.
+    fn run_on(hostname: &str, host_ip: &str, cmd: &str) -> Vec<String> {
         let script = cmd.replace("exec strait-broker", "printf '%s\\n'");
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
             .env("HOSTNAME", hostname)
+            .env("HOST_IP", host_ip)
             .output()
             .unwrap_or_else(|e| panic!("sh: {e}"));
         assert!(out.status.success(), "{script}: {out:?}");
@@ -369,7 +454,7 @@ mod tests {
         let voters = desired_voters(&s);
         let voter = run_as(
             "kafka-z1-1000",
-            &start_command("kafka", "ns", &s, "b", &voters),
+            &start_command("kafka", "ns", &s, "b", &voters, &none()),
         );
         assert_eq!(
             voter,
@@ -390,7 +475,7 @@ mod tests {
         );
         let broker = run_as(
             "kafka-z1-1001",
-            &start_command("kafka", "ns", &s, "b", &voters),
+            &start_command("kafka", "ns", &s, "b", &voters, &none()),
         );
         assert_eq!(broker[3], "node.id=1001");
         assert_eq!(
@@ -405,7 +490,7 @@ mod tests {
         // 10000 is not voter 1000 (whole-word case patterns).
         let far = run_as(
             "kafka-z10-10000",
-            &start_command("kafka", "ns", &s, "b", &voters),
+            &start_command("kafka", "ns", &s, "b", &voters, &none()),
         );
         assert_eq!(far[9], "process.roles=broker");
     }
@@ -414,9 +499,113 @@ mod tests {
     fn start_command_keeps_user_values_literal() {
         let s = spec(1, &["a"]);
         let zone = "it's $(touch /tmp/x) `id` \"q\" ${HOME} \\";
-        let args = run_as("kafka-z0-0", &start_command("kafka", "ns", &s, zone, &[0]));
+        let args = run_as(
+            "kafka-z0-0",
+            &start_command("kafka", "ns", &s, zone, &[0], &none()),
+        );
         assert_eq!(args[5], format!("broker.rack={zone}"));
         assert_eq!(shell_word(""), "''");
+    }
+
+    fn external_spec() -> ClusterSpec {
+        let mut s = spec(4, &["a", "b"]);
+        for (name, port, kind) in [
+            ("lb", 9094, ListenerType::Loadbalancer),
+            ("np", 9095, ListenerType::Nodeport),
+        ] {
+            s.listeners.push(strait_crds::cluster::Listener {
+                name: name.into(),
+                port,
+                kind,
+                tls: false,
+                authentication: None,
+            });
+        }
+        s
+    }
+
+    /// Zone a (node ids 0, 1) of [`external_spec`]: broker 0's load balancer has an ingress and
+    /// both NodePorts are allocated; broker 1's load balancer is pending.
+    fn zone_a_addresses() -> ExternalAddresses {
+        use crate::cluster::external::ExternalAddress;
+        ExternalAddresses {
+            known: BTreeMap::from([
+                (
+                    ("lb".to_owned(), 0),
+                    ExternalAddress::Host("lb0.example.com".into(), 9094),
+                ),
+                (("np".to_owned(), 0), ExternalAddress::NodePort(31000)),
+                (("np".to_owned(), 1), ExternalAddress::NodePort(31001)),
+            ]),
+            pending: vec!["kafka-lb-1".into()],
+        }
+    }
+
+    #[test]
+    fn external_listeners_advertise_each_brokers_external_address() {
+        let s = external_spec();
+        // The shared overrides no longer carry the advertised listeners.
+        let o = broker_overrides("kafka", "ns", &s, "a");
+        assert_eq!(o.len(), 4);
+        let a = zone_a_addresses();
+        assert_eq!(
+            advertised_listeners("kafka", "ns", &s, &a, Some(0)),
+            "REPLICATION://${HOSTNAME}.kafka-brokers.ns.svc:9091,\
+             PLAIN://${HOSTNAME}.kafka-brokers.ns.svc:9092,\
+             LB://lb0.example.com:9094,NP://${HOST_IP}:31000"
+        );
+        // Pending: the per-broker Service's in-cluster name.
+        assert_eq!(
+            advertised_listeners("kafka", "ns", &s, &a, Some(1)),
+            "REPLICATION://${HOSTNAME}.kafka-brokers.ns.svc:9091,\
+             PLAIN://${HOSTNAME}.kafka-brokers.ns.svc:9092,\
+             LB://kafka-lb-${HOSTNAME##*-}.ns.svc:9094,NP://${HOST_IP}:31001"
+        );
+        assert!(advertised_listeners("kafka", "ns", &s, &a, None).ends_with(
+            ",LB://kafka-lb-${HOSTNAME##*-}.ns.svc:9094,NP://kafka-np-${HOSTNAME##*-}.ns.svc:9095"
+        ));
+    }
+
+    #[test]
+    fn start_command_picks_the_external_address_from_the_ordinal() {
+        let s = external_spec();
+        let voters = desired_voters(&s);
+        let cmd = start_command("kafka", "ns", &s, "a", &voters, &zone_a_addresses());
+        let advertised = |args: &[String]| {
+            args.iter()
+                .find(|a| a.starts_with("advertised.listeners="))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let b0 = run_on("kafka-z0-0", "10.0.0.7", &cmd);
+        assert_eq!(
+            advertised(&b0),
+            "advertised.listeners=REPLICATION://kafka-z0-0.kafka-brokers.ns.svc:9091,\
+             PLAIN://kafka-z0-0.kafka-brokers.ns.svc:9092,\
+             LB://lb0.example.com:9094,NP://10.0.0.7:31000"
+        );
+        assert!(b0.contains(&"process.roles=broker,controller".to_owned()));
+        assert_eq!(b0[3], "node.id=0");
+        assert_eq!(b0.iter().filter(|a| *a == "--override").count(), 5);
+        let b1 = run_on("kafka-z0-1", "fd00::7", &cmd);
+        assert_eq!(
+            advertised(&b1),
+            "advertised.listeners=REPLICATION://kafka-z0-1.kafka-brokers.ns.svc:9091,\
+             PLAIN://kafka-z0-1.kafka-brokers.ns.svc:9092,\
+             LB://kafka-lb-1.ns.svc:9094,NP://[fd00::7]:31001"
+        );
+        // A broker with nothing known (a new one): in-cluster names throughout.
+        let b2 = run_on("kafka-z0-2", "10.0.0.9", &cmd);
+        assert!(
+            advertised(&b2).ends_with(",LB://kafka-lb-2.ns.svc:9094,NP://kafka-np-2.ns.svc:9095"),
+            "{b2:?}"
+        );
+        // The node's IP cannot inject code either.
+        let odd = run_on("kafka-z0-0", "$(id) `id`", &cmd);
+        assert!(
+            advertised(&odd).ends_with(",NP://$(id) `id`:31000"),
+            "{odd:?}"
+        );
     }
 
     #[test]

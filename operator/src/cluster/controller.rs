@@ -4,12 +4,12 @@
 //! controller quorum's voters of a running cluster is refused too. Brokers restart for a new
 //! configuration one at a time across zones, only while every broker is Ready (`roll`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -24,7 +24,7 @@ use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{
     check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
 };
-use crate::cluster::{config, quorum, validate};
+use crate::cluster::{config, external, quorum, validate};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -45,8 +45,15 @@ pub fn admin_bootstrap(name: &str, namespace: &str) -> String {
     )
 }
 
-/// Client bootstrap addresses per listener, for status.
-pub fn listener_status(cluster: &ClusterRef) -> Vec<ListenerStatus> {
+/// Client bootstrap addresses per listener, for status: external listeners' external addresses
+/// once known (see [`external::bootstrap_servers`]; `bootstrap` holds the bootstrap Services as
+/// applied, `host_ips` the nodes of the broker pods), else the bootstrap Service's in-cluster
+/// name.
+pub fn listener_status(
+    cluster: &ClusterRef,
+    bootstrap: &BTreeMap<String, Service>,
+    host_ips: &BTreeSet<String>,
+) -> Vec<ListenerStatus> {
     cluster
         .spec
         .listeners
@@ -56,9 +63,12 @@ pub fn listener_status(cluster: &ClusterRef) -> Vec<ListenerStatus> {
                 ListenerType::Internal => names::bootstrap_service(cluster.name, None),
                 _ => names::bootstrap_service(cluster.name, Some(&l.name)),
             };
+            let bootstrap_servers =
+                external::bootstrap_servers(l, bootstrap.get(&service), host_ips)
+                    .unwrap_or_else(|| format!("{service}.{}.svc:{}", cluster.namespace, l.port));
             ListenerStatus {
                 name: l.name.clone(),
-                bootstrap_servers: format!("{service}.{}.svc:{}", cluster.namespace, l.port),
+                bootstrap_servers,
             }
         })
         .collect()
@@ -155,12 +165,23 @@ async fn reconcile_inner<F: AdminFactory>(
     apply(&ctx.client, &resources::service_account(&c)).await?;
     apply(&ctx.client, &resources::config_map(&c, &voters)).await?;
     apply(&ctx.client, &resources::headless_service(&c)).await?;
+    // The applied Services come back with their allocated nodePorts and load balancer ingress:
+    // the external addresses the brokers advertise and status reports.
+    let mut bootstrap = BTreeMap::new();
     for svc in resources::bootstrap_services(&c) {
-        apply(&ctx.client, &svc).await?;
+        let applied = apply(&ctx.client, &svc).await?;
+        bootstrap.insert(applied.name_any(), applied);
     }
-    for svc in resources::broker_services(&c) {
-        apply(&ctx.client, &svc).await?;
+    let mut per_broker = BTreeMap::new();
+    for svc in resources::broker_services(&c, &decision.replicas) {
+        let applied = apply(&ctx.client, &svc).await?;
+        per_broker.insert(applied.name_any(), applied);
     }
+    let external = external::addresses(
+        &c,
+        &resources::held_node_ids(&decision.replicas),
+        &per_broker,
+    );
     for name in &migrate {
         // Before the new template lands, so that it cannot roll every zone at once.
         let params = PatchParams {
@@ -171,7 +192,7 @@ async fn reconcile_inner<F: AdminFactory>(
         sts_api.patch(name, &params, &Patch::Merge(&patch)).await?;
     }
     let mut sets = BTreeMap::new();
-    for (i, sts) in resources::statefulsets(&c, &decision.replicas, &voters, &hash)
+    for (i, sts) in resources::statefulsets(&c, &decision.replicas, &voters, &hash, &external)
         .iter()
         .enumerate()
     {
@@ -179,7 +200,11 @@ async fn reconcile_inner<F: AdminFactory>(
         sets.insert(i, roll::zone_set(&applied));
     }
     apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
-    let (roll, rolling_cond) = roll_brokers(&c, cluster, &sets, &voters, ctx).await?;
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), c.namespace)
+        .list(&ListParams::default().labels(&names::selector_string(c.name)))
+        .await?
+        .items;
+    let (roll, rolling_cond) = roll_brokers(&c, cluster, &pods, &sets, &voters, ctx).await?;
     let roll_pending = roll.rolling() || matches!(roll.step, RollStep::Wait(_));
     let mut conditions = decision.conditions;
     conditions.push(rolling_cond.clone());
@@ -245,12 +270,23 @@ async fn reconcile_inner<F: AdminFactory>(
             format!("{ready}/{desired} brokers ready"),
         )
     });
-    conditions.push(Cond::new(
-        "Reconciling",
-        !is_ready,
-        if is_ready { "Idle" } else { "InProgress" },
-        "",
-    ));
+    // Brokers serve every listener meanwhile (external ones on in-cluster names), so pending
+    // external addresses keep the reconcile going without making the cluster unready.
+    let addresses_pending = !external.pending.is_empty();
+    conditions.push(match (is_ready, addresses_pending) {
+        (_, true) => Cond::new(
+            "Reconciling",
+            true,
+            "ExternalAddressesPending",
+            format!(
+                "no external address yet for {} (brokers advertise the in-cluster name meanwhile \
+                 and restart one at a time once it is known)",
+                external.pending.join(", ")
+            ),
+        ),
+        (true, false) => Cond::new("Reconciling", false, "Idle", ""),
+        (false, false) => Cond::new("Reconciling", true, "InProgress", ""),
+    });
     if !conditions.iter().any(|c| c.kind == "ScaleDownBlocked") {
         conditions.push(Cond::new("ScaleDownBlocked", false, "NotBlocked", ""));
     }
@@ -282,13 +318,13 @@ async fn reconcile_inner<F: AdminFactory>(
         replicas: existing.max(decision.replicas.iter().sum()),
         ready_replicas: ready,
         selector: Some(names::selector_string(c.name)),
-        listeners: listener_status(&c),
+        listeners: listener_status(&c, &bootstrap, &host_ips(c.name, &pods)),
         cluster_id,
         config_hash: Some(hash),
     };
     patch_status(&api, c.name, status).await?;
     tracing::debug!(cluster = %cluster.name_any(), ready, desired, "reconciled");
-    Ok(Action::requeue(if is_ready {
+    Ok(Action::requeue(if is_ready && !addresses_pending {
         IDLE_REQUEUE
     } else if roll_pending {
         ROLL_REQUEUE
@@ -297,22 +333,28 @@ async fn reconcile_inner<F: AdminFactory>(
     }))
 }
 
-/// The rolling-restart step: lists the broker pods, asks [`roll::next_restart`] which one may
+/// The IPs of the nodes running broker pods of `cluster`.
+fn host_ips(cluster: &str, pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter()
+        .filter(|p| roll::broker_pod(cluster, p).is_some())
+        .filter_map(|p| p.status.as_ref()?.host_ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .collect()
+}
+
+/// The rolling-restart step: given the broker pods, asks [`roll::next_restart`] which one may
 /// restart now and evicts it (an eviction is a delete that honours the PodDisruptionBudget, so a concurrent node
 /// drain cannot take a second broker down). Returns the plan and the `Rolling` condition.
 async fn roll_brokers<F: AdminFactory>(
     c: &ClusterRef<'_>,
     cluster: &Cluster,
+    listed: &[Pod],
     sets: &BTreeMap<usize, ZoneSet>,
     voters: &[i32],
     ctx: &Context<F>,
 ) -> Result<(RollPlan, Cond), Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), c.namespace);
-    let listed = api
-        .list(&ListParams::default().labels(&names::selector_string(c.name)))
-        .await?;
     let pods: Vec<roll::BrokerPod> = listed
-        .items
         .iter()
         .filter_map(|p| roll::broker_pod(c.name, p))
         .collect();
@@ -323,7 +365,6 @@ async fn roll_brokers<F: AdminFactory>(
     let cond = match &plan.step {
         RollStep::Restart { pod, node_id } => {
             let uid = listed
-                .items
                 .iter()
                 .find(|p| p.metadata.name.as_deref() == Some(pod))
                 .and_then(|p| p.metadata.uid.clone());

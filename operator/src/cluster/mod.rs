@@ -1,8 +1,10 @@
 //! The `Cluster` kind: validation, the controller quorum layout, the desired Kubernetes objects,
-//! scale planning, rolling restarts and the controller that applies them.
+//! the brokers' external addresses, scale planning, rolling restarts and the controller that
+//! applies them.
 
 pub mod config;
 pub mod controller;
+pub mod external;
 pub mod quorum;
 pub mod resources;
 pub mod roll;

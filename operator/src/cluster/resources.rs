@@ -26,7 +26,8 @@ use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterSpec};
 
 use crate::cluster::config;
-use crate::cluster::quorum::CONTROLLER_PORT;
+use crate::cluster::external::ExternalAddresses;
+use crate::cluster::quorum::{CONTROLLER_PORT, zone_of};
 use crate::names;
 
 /// Image used when `spec.image` is unset.
@@ -192,8 +193,19 @@ pub fn desired_node_ids(spec: &ClusterSpec) -> Vec<i32> {
         .collect()
 }
 
-/// Per-broker Services of the external listeners: one per broker and listener.
-pub fn broker_services(c: &ClusterRef) -> Vec<Service> {
+/// Node ids of `replicas[i]` brokers in zone `i` (the sizes the StatefulSets get).
+pub fn held_node_ids(replicas: &[i32]) -> Vec<i32> {
+    replicas
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| (0..*r).map(move |k| ordinal_start(i) + k))
+        .collect()
+}
+
+/// Per-broker Services of the external listeners: one per listener and broker of the
+/// StatefulSets (`replicas[i]` brokers in zone `i`, so brokers held while partitions move off
+/// them keep theirs).
+pub fn broker_services(c: &ClusterRef, replicas: &[i32]) -> Vec<Service> {
     let mut out = Vec::new();
     for l in c
         .spec
@@ -201,24 +213,22 @@ pub fn broker_services(c: &ClusterRef) -> Vec<Service> {
         .iter()
         .filter(|l| l.kind != ListenerType::Internal)
     {
-        for (index, _) in c.spec.zones.iter().enumerate() {
-            for node_id in zone_node_ids(c.spec, index) {
-                let mut selector = names::selector_labels(c.name);
-                selector.insert(
-                    "statefulset.kubernetes.io/pod-name".to_owned(),
-                    names::pod(c.name, index, node_id),
-                );
-                out.push(Service {
-                    metadata: c.meta(names::broker_service(c.name, &l.name, node_id)),
-                    spec: Some(ServiceSpec {
-                        type_: Some(service_type(l.kind).to_owned()),
-                        selector: Some(selector),
-                        ports: Some(vec![port(&l.name, l.port)]),
-                        ..ServiceSpec::default()
-                    }),
-                    ..Service::default()
-                });
-            }
+        for node_id in held_node_ids(replicas) {
+            let mut selector = names::selector_labels(c.name);
+            selector.insert(
+                "statefulset.kubernetes.io/pod-name".to_owned(),
+                names::pod(c.name, zone_of(node_id), node_id),
+            );
+            out.push(Service {
+                metadata: c.meta(names::broker_service(c.name, &l.name, node_id)),
+                spec: Some(ServiceSpec {
+                    type_: Some(service_type(l.kind).to_owned()),
+                    selector: Some(selector),
+                    ports: Some(vec![port(&l.name, l.port)]),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            });
         }
     }
     out
@@ -226,12 +236,13 @@ pub fn broker_services(c: &ClusterRef) -> Vec<Service> {
 
 /// The StatefulSets, one per zone, with `replicas[i]` brokers in zone `i` (the controller may
 /// hold a zone at its current size while partitions move off leaving brokers); `voters` are the
-/// node ids that run the controller role.
+/// node ids that run the controller role, `external` the brokers' known external addresses.
 pub fn statefulsets(
     c: &ClusterRef,
     replicas: &[i32],
     voters: &[i32],
     config_hash: &str,
+    external: &ExternalAddresses,
 ) -> Vec<StatefulSet> {
     c.spec
         .zones
@@ -245,12 +256,14 @@ pub fn statefulsets(
                 replicas.get(i).copied().unwrap_or(0),
                 voters,
                 config_hash,
+                &external.in_zone(i),
             )
         })
         .collect()
 }
 
-/// The StatefulSet of the zone at `index`.
+/// The StatefulSet of the zone at `index`; `external` holds the external addresses of (at
+/// least) this zone's brokers, rendered into the start command.
 pub fn statefulset(
     c: &ClusterRef,
     index: usize,
@@ -258,6 +271,7 @@ pub fn statefulset(
     replicas: i32,
     voters: &[i32],
     config_hash: &str,
+    external: &ExternalAddresses,
 ) -> StatefulSet {
     let spec = c.spec;
     let mut selector = names::selector_labels(c.name);
@@ -299,6 +313,7 @@ pub fn statefulset(
             spec,
             zone,
             voters,
+            external,
         )]),
         env: Some(env(c, zone)),
         ports: Some(ports),
@@ -460,6 +475,20 @@ fn env(c: &ClusterRef, zone: &str) -> Vec<EnvVar> {
             ..EnvVar::default()
         },
     ];
+    if config::has_nodeport(c.spec) {
+        // NodePort listeners advertise the node the pod runs on.
+        env.push(EnvVar {
+            name: "HOST_IP".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.hostIP".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
     if let Some(tiered) = &c.spec.tiered_storage {
         // object_store's S3 builder reads these names.
         env.push(plain("STRAIT_TIERED_STORAGE_BUCKET", &tiered.bucket));
@@ -652,7 +681,13 @@ pub(crate) mod tests {
     fn one_statefulset_per_zone_with_affinity_rack_and_disjoint_node_ids() {
         let s = spec(5, &["a", "b", "c"]);
         let c = cref(&s);
-        let sets = statefulsets(&c, &[2, 2, 1], &[0, 1000, 2000], "h");
+        let sets = statefulsets(
+            &c,
+            &[2, 2, 1],
+            &[0, 1000, 2000],
+            "h",
+            &ExternalAddresses::default(),
+        );
         assert_eq!(sets.len(), 3);
         let mut all_ids = Vec::new();
         for (i, (set, zone)) in sets.iter().zip(["a", "b", "c"]).enumerate() {
@@ -734,7 +769,7 @@ pub(crate) mod tests {
         let c = cref(&s);
         let voters = crate::cluster::quorum::desired_voters(&s);
         assert_eq!(voters, [0, 1000, 1]);
-        let sets = statefulsets(&c, &[2, 2], &voters, "h");
+        let sets = statefulsets(&c, &[2, 2], &voters, "h", &ExternalAddresses::default());
         for set in &sets {
             let pod = set.spec.template.spec.as_ref().expect("pod");
             assert!(pod.termination_grace_period_seconds >= Some(60));
@@ -801,7 +836,15 @@ pub(crate) mod tests {
             }),
             ..strait_crds::cluster::PodTemplate::default()
         });
-        let set = statefulset(&cref(&s), 0, "a", 1, &[0], "h");
+        let set = statefulset(
+            &cref(&s),
+            0,
+            "a",
+            1,
+            &[0],
+            "h",
+            &ExternalAddresses::default(),
+        );
         let pod = set.spec.template.spec.expect("pod");
         let terms = pod
             .affinity
@@ -851,7 +894,7 @@ pub(crate) mod tests {
             .map(|p| p.port)
             .collect();
         assert_eq!(internal_ports, [9091, 9092]);
-        let per_broker = broker_services(&c);
+        let per_broker = broker_services(&c, &[2, 1]);
         let names: Vec<_> = per_broker
             .iter()
             .filter_map(|s| s.metadata.name.clone())
@@ -867,7 +910,21 @@ pub(crate) mod tests {
                 .map(String::as_str),
             Some("kafka-z1-1000")
         );
-        assert!(broker_services(&cref(&spec(3, &["a"]))).is_empty());
+        assert!(broker_services(&cref(&spec(3, &["a"])), &[3]).is_empty());
+        // Brokers held while partitions move off them keep their Service.
+        let held: Vec<_> = broker_services(&c, &[3, 1])
+            .iter()
+            .filter_map(|s| s.metadata.name.clone())
+            .collect();
+        assert_eq!(
+            held,
+            [
+                "kafka-ext-0",
+                "kafka-ext-1",
+                "kafka-ext-2",
+                "kafka-ext-1000"
+            ]
+        );
     }
 
     #[test]
@@ -922,7 +979,16 @@ pub(crate) mod tests {
         let mut s = spec(1, &["a"]);
         s.storage.delete_claim = true;
         s.storage.storage_class = Some("fast".into());
-        let set = statefulset(&cref(&s), 0, "a", 1, &[0], "h").spec;
+        let set = statefulset(
+            &cref(&s),
+            0,
+            "a",
+            1,
+            &[0],
+            "h",
+            &ExternalAddresses::default(),
+        )
+        .spec;
         let claim = &set.volume_claim_templates.expect("claims")[0];
         let cs = claim.spec.as_ref().expect("spec");
         assert_eq!(cs.storage_class_name.as_deref(), Some("fast"));
