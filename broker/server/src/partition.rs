@@ -4,12 +4,21 @@
 //! the ISR members' progress; a follower takes it from its leader's fetch responses.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use strait_storage::PartitionLog;
 use tokio::sync::{Notify, watch};
 
 use crate::cluster::replica::ReplicaState;
+
+/// How a wait for the high watermark ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicated {
+    Yes,
+    /// This broker stopped leading (or a new leader epoch began): the records may be lost.
+    LostLeadership,
+    TimedOut,
+}
 
 pub struct Partition {
     pub index: i32,
@@ -87,5 +96,39 @@ impl Partition {
     /// Watches the high watermark (acks=all waits until it passes its last offset).
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// Leader: waits until the high watermark reaches `target` (acks=all, offset commits), while
+    /// this broker still leads at `leader_epoch`, for at most `timeout`.
+    pub async fn wait_for_high_watermark(
+        &self,
+        target: i64,
+        leader_epoch: i32,
+        timeout: Duration,
+    ) -> Replicated {
+        let mut hw = self.watch_high_watermark();
+        let lost = || {
+            let replica = self.replica();
+            !replica.is_leader() || replica.leader_epoch != leader_epoch
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if *hw.borrow_and_update() >= target || lost() {
+                    return;
+                }
+                // Leadership changes publish the high watermark too, so this wakes for both.
+                if hw.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if lost() {
+            Replicated::LostLeadership
+        } else if waited.is_err() && self.log.high_watermark() < target {
+            Replicated::TimedOut
+        } else {
+            Replicated::Yes
+        }
     }
 }

@@ -22,6 +22,7 @@ use tracing::warn;
 use super::{RequestContext, error_name, now_ms, str_bytes};
 use crate::broker::{Broker, Partition, Topic};
 use crate::errors::ApiError;
+use crate::partition::Replicated;
 
 /// First Produce version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
@@ -173,42 +174,31 @@ async fn wait_for_replication(
 ) -> Result<(), ApiError> {
     let partition = &appended.partition;
     let target = appended.last_offset + 1;
-    let mut hw = partition.watch_high_watermark();
-    let lost_leadership = || {
-        let replica = partition.replica();
-        !replica.is_leader() || replica.leader_epoch != appended.leader_epoch
-    };
-    let waited = tokio::time::timeout(timeout, async {
-        loop {
-            if *hw.borrow_and_update() >= target || lost_leadership() {
-                return;
-            }
-            // Leadership changes publish the high watermark too, so this wakes for both.
-            if hw.changed().await.is_err() {
-                return;
-            }
+    match partition
+        .wait_for_high_watermark(target, appended.leader_epoch, timeout)
+        .await
+    {
+        Replicated::Yes => {}
+        Replicated::LostLeadership => {
+            return Err(ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "Leadership of {}-{} moved before the records were replicated",
+                    topic.meta.name, partition.index
+                ),
+            ));
         }
-    })
-    .await;
-    if lost_leadership() {
-        return Err(ApiError::new(
-            ResponseError::NotLeaderOrFollower,
-            format!(
-                "Leadership of {}-{} moved before the records were replicated",
-                topic.meta.name, partition.index
-            ),
-        ));
-    }
-    if waited.is_err() && partition.log.high_watermark() < target {
-        return Err(ApiError::new(
-            ResponseError::RequestTimedOut,
-            format!(
-                "Records of {}-{} were not replicated to the ISR within {} ms",
-                topic.meta.name,
-                partition.index,
-                timeout.as_millis()
-            ),
-        ));
+        Replicated::TimedOut => {
+            return Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                format!(
+                    "Records of {}-{} were not replicated to the ISR within {} ms",
+                    topic.meta.name,
+                    partition.index,
+                    timeout.as_millis()
+                ),
+            ));
+        }
     }
     let min_isr = effective_topic_config(&topic.meta.configs, &broker.config).min_insync_replicas;
     let isr = partition.replica().isr.len() as i32;

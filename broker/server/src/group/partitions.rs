@@ -8,7 +8,7 @@
 //!
 //! On a single node every group is this broker's and nothing here applies.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,10 +19,11 @@ use tracing::{info, warn};
 
 use super::OFFSETS_TOPIC;
 use super::records::partition_for;
-use super::store::load_partition;
+use super::store::{load_partition, offsets_topic_configs};
 use crate::broker::{Broker, Partition, Topic};
 use crate::cluster::ClusterNode;
 use crate::errors::ApiError;
+use crate::partition::Replicated;
 
 /// How long FindCoordinator waits for a freshly created offsets topic to reach this broker.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
@@ -134,14 +135,7 @@ pub async fn ensure_topic(broker: &Broker, node: &ClusterNode) -> Result<(), Api
     if node.image().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        (
-            "segment.bytes".to_string(),
-            broker.config.offsets_topic_segment_bytes.to_string(),
-        ),
-        ("compression.type".to_string(), "producer".to_string()),
-    ]);
+    let configs = offsets_topic_configs(broker);
     let answer = node
         .call(ControllerRequest::CreateTopics {
             topics: vec![NewTopic {
@@ -209,35 +203,23 @@ async fn wait_partition(
 ) -> Result<(), ApiError> {
     let target = partition.log.log_end_offset();
     let epoch = partition.replica().leader_epoch;
-    let mut hw = partition.watch_high_watermark();
-    let lost = || {
-        let replica = partition.replica();
-        !replica.is_leader() || replica.leader_epoch != epoch
-    };
-    let waited = tokio::time::timeout(timeout, async {
-        loop {
-            if *hw.borrow_and_update() >= target || lost() {
-                return;
-            }
-            if hw.changed().await.is_err() {
-                return;
-            }
+    match partition
+        .wait_for_high_watermark(target, epoch, timeout)
+        .await
+    {
+        Replicated::Yes => {}
+        Replicated::LostLeadership => return Err(not_coordinator(group)),
+        Replicated::TimedOut => {
+            return Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                format!(
+                    "the commit to {}-{} was not replicated within {} ms",
+                    topic.meta.name,
+                    partition.index,
+                    timeout.as_millis()
+                ),
+            ));
         }
-    })
-    .await;
-    if lost() {
-        return Err(not_coordinator(group));
-    }
-    if waited.is_err() && partition.log.high_watermark() < target {
-        return Err(ApiError::new(
-            ResponseError::RequestTimedOut,
-            format!(
-                "the commit to {}-{} was not replicated within {} ms",
-                topic.meta.name,
-                partition.index,
-                timeout.as_millis()
-            ),
-        ));
     }
     Ok(())
 }

@@ -121,19 +121,24 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
     }
 }
 
-/// Creates `__consumer_offsets` on first use, as Kafka does when the first group appears.
-pub fn ensure_topic(broker: &Broker) -> Result<std::sync::Arc<crate::broker::Topic>, ApiError> {
-    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
-        return Ok(t);
-    }
-    let configs = BTreeMap::from([
+/// The config overrides `__consumer_offsets` is created with (Kafka's).
+pub fn offsets_topic_configs(broker: &Broker) -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
             "segment.bytes".to_string(),
             broker.config.offsets_topic_segment_bytes.to_string(),
         ),
         ("compression.type".to_string(), "producer".to_string()),
-    ]);
+    ])
+}
+
+/// Creates `__consumer_offsets` on first use, as Kafka does when the first group appears.
+pub fn ensure_topic(broker: &Broker) -> Result<std::sync::Arc<crate::broker::Topic>, ApiError> {
+    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
+        return Ok(t);
+    }
+    let configs = offsets_topic_configs(broker);
     match broker.create_topic(
         OFFSETS_TOPIC,
         broker.config.offsets_topic_num_partitions,
