@@ -9,10 +9,11 @@ use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, AlterPartitionReassignmentsRequest,
     AlterPartitionReassignmentsResponse, AlterUserScramCredentialsRequest,
-    AlterUserScramCredentialsResponse, ApiKey, BrokerId, CreateAclsRequest, CreateAclsResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeAclsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    AlterUserScramCredentialsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
+    CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
     MetadataResponse, RequestHeader, ResponseHeader, TopicName,
@@ -31,6 +32,10 @@ pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Kafka's `RESOURCE_NOT_FOUND` (for example no SCRAM credential to delete).
 pub const RESOURCE_NOT_FOUND: i16 = 91;
+/// Kafka's `UNSUPPORTED_VERSION`.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+/// The KRaft metadata log's topic; DescribeQuorum describes its partition 0.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// Errors of admin calls.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +215,58 @@ pub trait KafkaAdmin: Send + Sync {
         &self,
         acls: &[AclBinding],
     ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// Node id of the active controller (the KRaft metadata quorum's leader), from
+    /// DescribeQuorum; `None` when the cluster cannot say: DescribeQuorum missing from
+    /// ApiVersions, answered with UNSUPPORTED_VERSION, or no leader at the moment.
+    fn active_controller(&self) -> impl Future<Output = Result<Option<i32>, AdminError>> + Send;
+}
+
+/// The DescribeQuorum version to use with a broker that answered `versions`: the highest both
+/// speak (this client: 0 to 2), `None` when the broker does not list the API or shares no
+/// version.
+pub fn describe_quorum_version(versions: &ApiVersionsResponse) -> Option<i16> {
+    let api = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::DescribeQuorum as i16)?;
+    let version = api.max_version.min(DESCRIBE_QUORUM_MAX_V);
+    (version >= api.min_version.max(0)).then_some(version)
+}
+
+/// The quorum leader a DescribeQuorum response names for `__cluster_metadata`-0: `None` for
+/// UNSUPPORTED_VERSION, a missing partition or no leader (`leader_id` -1), an error for any
+/// other error code.
+pub fn quorum_leader(resp: &DescribeQuorumResponse) -> Result<Option<i32>, AdminError> {
+    if resp.error_code == UNSUPPORTED_VERSION {
+        return Ok(None);
+    }
+    check(
+        "DescribeQuorum",
+        METADATA_TOPIC,
+        resp.error_code,
+        resp.error_message.as_ref(),
+        &[],
+    )?;
+    let Some(partition) = resp
+        .topics
+        .iter()
+        .filter(|t| t.topic_name.0.as_str() == METADATA_TOPIC)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == 0)
+    else {
+        return Ok(None);
+    };
+    if partition.error_code == UNSUPPORTED_VERSION {
+        return Ok(None);
+    }
+    check(
+        "DescribeQuorum",
+        METADATA_TOPIC,
+        partition.error_code,
+        partition.error_message.as_ref(),
+        &[],
+    )?;
+    Ok((partition.leader_id.0 >= 0).then_some(partition.leader_id.0))
 }
 
 /// Versions this client speaks (Kafka 3.x brokers and Strait serve them).
@@ -226,6 +283,9 @@ const CREATE_ACLS_V: i16 = 3;
 const DELETE_ACLS_V: i16 = 3;
 const DESCRIBE_ACLS_V: i16 = 3;
 const ALTER_QUOTAS_V: i16 = 1;
+const API_VERSIONS_V: i16 = 3;
+/// Highest DescribeQuorum version this client speaks (v2 only adds the voters' endpoints).
+const DESCRIBE_QUORUM_MAX_V: i16 = 2;
 /// Kafka's resource type code for topics in config APIs.
 const CONFIG_RESOURCE_TOPIC: i8 = 2;
 /// SCRAM-SHA-512 mechanism code.
@@ -893,6 +953,29 @@ impl KafkaAdmin for WireAdmin {
         }
         Ok(())
     }
+
+    async fn active_controller(&self) -> Result<Option<i32>, AdminError> {
+        // Asking first: a broker without the API may drop the connection on an unknown key.
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(sb("strait-operator"))
+            .with_client_software_version(sb(env!("CARGO_PKG_VERSION")));
+        let versions: ApiVersionsResponse = self
+            .call(ApiKey::ApiVersions, API_VERSIONS_V, &request)
+            .await?;
+        check("ApiVersions", "cluster", versions.error_code, None, &[])?;
+        let Some(version) = describe_quorum_version(&versions) else {
+            return Ok(None);
+        };
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            TopicData::default()
+                .with_topic_name(topic_name(METADATA_TOPIC))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+        ]);
+        let resp: DescribeQuorumResponse =
+            self.call(ApiKey::DescribeQuorum, version, &request).await?;
+        quorum_leader(&resp)
+    }
 }
 
 #[cfg(test)]
@@ -939,6 +1022,178 @@ mod tests {
             }
         ));
         assert!(decode_response::<CreateTopicsResponse>(&buf[..3], CREATE_TOPICS_V).is_err());
+    }
+
+    fn versions(keys: &[(ApiKey, i16, i16)]) -> ApiVersionsResponse {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        ApiVersionsResponse::default().with_api_keys(
+            keys.iter()
+                .map(|(k, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn describe_quorum_version_is_the_highest_both_speak() {
+        assert_eq!(
+            describe_quorum_version(&versions(&[(ApiKey::DescribeQuorum, 0, 2)])),
+            Some(2)
+        );
+        assert_eq!(
+            describe_quorum_version(&versions(&[(ApiKey::DescribeQuorum, 0, 5)])),
+            Some(2)
+        );
+        assert_eq!(
+            describe_quorum_version(&versions(&[(ApiKey::DescribeQuorum, 0, 1)])),
+            Some(1)
+        );
+        // Missing, or only newer versions than this client speaks.
+        assert_eq!(
+            describe_quorum_version(&versions(&[(ApiKey::Metadata, 0, 12)])),
+            None
+        );
+        assert_eq!(
+            describe_quorum_version(&versions(&[(ApiKey::DescribeQuorum, 3, 4)])),
+            None
+        );
+    }
+
+    fn quorum(top: i16, partition: Option<(i16, i32)>) -> DescribeQuorumResponse {
+        use kafka_protocol::messages::describe_quorum_response::{PartitionData, TopicData};
+        DescribeQuorumResponse::default()
+            .with_error_code(top)
+            .with_topics(
+                partition
+                    .map(|(code, leader)| {
+                        TopicData::default()
+                            .with_topic_name(topic_name(METADATA_TOPIC))
+                            .with_partitions(vec![
+                                PartitionData::default()
+                                    .with_partition_index(0)
+                                    .with_error_code(code)
+                                    .with_leader_id(BrokerId(leader)),
+                            ])
+                    })
+                    .into_iter()
+                    .collect(),
+            )
+    }
+
+    #[test]
+    fn quorum_leader_or_none_when_the_cluster_cannot_say() {
+        assert_eq!(
+            quorum_leader(&quorum(0, Some((0, 1000)))).ok(),
+            Some(Some(1000))
+        );
+        assert_eq!(quorum_leader(&quorum(0, Some((0, -1)))).ok(), Some(None));
+        assert_eq!(quorum_leader(&quorum(0, None)).ok(), Some(None));
+        assert_eq!(
+            quorum_leader(&quorum(UNSUPPORTED_VERSION, None)).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            quorum_leader(&quorum(0, Some((UNSUPPORTED_VERSION, -1)))).ok(),
+            Some(None)
+        );
+        // Any other error is an error (INVALID_REQUEST: a broker that runs alone).
+        assert!(matches!(
+            quorum_leader(&quorum(42, None)),
+            Err(AdminError::Kafka { code: 42, .. })
+        ));
+        assert!(matches!(
+            quorum_leader(&quorum(0, Some((3, -1)))),
+            Err(AdminError::Kafka { code: 3, .. })
+        ));
+    }
+
+    /// A one-connection-per-request fake broker answering each request with the next of
+    /// `answers` (encoded at the version the request asked for); returns its address and
+    /// the api keys and versions it was asked.
+    async fn fake_broker(
+        answers: Vec<Box<dyn Fn(i16) -> BytesMut + Send>>,
+    ) -> (String, tokio::task::JoinHandle<Vec<(i16, i16)>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let mut asked = Vec::new();
+            for answer in answers {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    break;
+                };
+                let len = stream.read_i32().await.expect("len");
+                let mut body = vec![0u8; usize::try_from(len).expect("len")];
+                stream.read_exact(&mut body).await.expect("body");
+                let key = i16::from_be_bytes([body[0], body[1]]);
+                let version = i16::from_be_bytes([body[2], body[3]]);
+                asked.push((key, version));
+                let payload = answer(version);
+                let mut frame = (i32::try_from(payload.len()).expect("len"))
+                    .to_be_bytes()
+                    .to_vec();
+                frame.extend_from_slice(&payload);
+                stream.write_all(&frame).await.expect("write");
+            }
+            asked
+        });
+        (address, server)
+    }
+
+    fn encoded<R: Encodable + HeaderVersion + Send + 'static>(
+        resp: R,
+    ) -> Box<dyn Fn(i16) -> BytesMut + Send> {
+        Box::new(move |version| {
+            let mut buf = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(1)
+                .encode(&mut buf, R::header_version(version))
+                .expect("header");
+            resp.encode(&mut buf, version).expect("body");
+            buf
+        })
+    }
+
+    #[tokio::test]
+    async fn active_controller_over_the_wire() {
+        // DescribeQuorum v1 at most: the client asks v1 and reads the leader.
+        let (address, server) = fake_broker(vec![
+            encoded(versions(&[(ApiKey::DescribeQuorum, 0, 1)])),
+            encoded(quorum(0, Some((0, 2000)))),
+        ])
+        .await;
+        let leader = WireAdmin::new(&address).active_controller().await;
+        assert_eq!(leader.ok(), Some(Some(2000)));
+        assert_eq!(
+            server.await.expect("server"),
+            [
+                (ApiKey::ApiVersions as i16, 3),
+                (ApiKey::DescribeQuorum as i16, 1)
+            ]
+        );
+        // Not in ApiVersions: never asked.
+        let (address, server) =
+            fake_broker(vec![encoded(versions(&[(ApiKey::Metadata, 0, 12)]))]).await;
+        let leader = WireAdmin::new(&address).active_controller().await;
+        assert_eq!(leader.ok(), Some(None));
+        assert_eq!(server.await.expect("server").len(), 1);
+        // Listed, but answered UNSUPPORTED_VERSION.
+        let (address, server) = fake_broker(vec![
+            encoded(versions(&[(ApiKey::DescribeQuorum, 0, 2)])),
+            encoded(quorum(UNSUPPORTED_VERSION, None)),
+        ])
+        .await;
+        let leader = WireAdmin::new(&address).active_controller().await;
+        assert_eq!(leader.ok(), Some(None));
+        assert_eq!(
+            server.await.expect("server")[1],
+            (ApiKey::DescribeQuorum as i16, 2)
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The wire admin client against a real Strait broker process (the e2e harness starts it on a
 //! free 127.0.0.1 port): create, describe, grow, configure and delete a topic, and the Topic
 //! plan computed from what the broker reports; and partition reassignment against a two-node
-//! cluster.
+//! cluster; and the active controller (DescribeQuorum) of a three-voter cluster.
 
 use std::collections::BTreeMap;
 
@@ -185,6 +185,55 @@ async fn reassignments_are_issued_and_listed_over_the_wire() {
             "move not done: {ongoing:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap_or_else(|e| panic!("join: {e}"));
+}
+
+/// The active controller over the wire against a real three-voter Strait cluster: ApiVersions
+/// lists DescribeQuorum, which names the quorum leader; once that node is killed, another voter
+/// is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn active_controller_is_the_quorum_leader_over_the_wire() {
+    use strait_e2e::cluster::{Cluster, ClusterSpec};
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = Cluster::start(ClusterSpec::combined(&["a", "b", "c"]))?;
+        cluster.wait_all_ready(std::time::Duration::from_secs(30))?;
+        Ok::<_, strait_e2e::error::HarnessError>(cluster)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("join: {e}"))
+    .unwrap_or_else(|e| panic!("start cluster: {e}"));
+    let leader = WireAdmin::new(&cluster.bootstrap())
+        .active_controller()
+        .await
+        .unwrap_or_else(|e| panic!("active controller: {e}"))
+        .unwrap_or_else(|| panic!("no active controller named"));
+    assert!((1..=3).contains(&leader), "{leader}");
+    let id = u32::try_from(leader).unwrap_or_else(|e| panic!("{e}"));
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill(id).map(|()| cluster)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("join: {e}"))
+    .unwrap_or_else(|e| panic!("kill {id}: {e}"));
+    let admin = WireAdmin::new(&cluster.live_bootstrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = admin.active_controller().await;
+        if let Ok(Some(new)) = now
+            && new != leader
+        {
+            assert!((1..=3).contains(&new), "{new}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader after killing {leader}: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tokio::task::spawn_blocking(move || drop(cluster))
         .await

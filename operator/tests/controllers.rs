@@ -672,6 +672,37 @@ async fn eviction_refused_by_the_disruption_budget_waits() {
 }
 
 #[tokio::test]
+async fn the_active_controller_restarts_last() {
+    // Three voters on an old revision; voter 0 leads the quorum, so 1000 goes first.
+    let mut running = Running::new(vec![1, 1, 1], 1);
+    running.update_revision = "rev2";
+    let (client, log, server) = mock_client(json_of(&cluster(3)), running.script());
+    let admin = FakeAdmin::default();
+    admin.with(|k| k.active_controller = Some(0));
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(evictions(&seen), ["kafka-z1-1000"]);
+    assert!(admin.calls().contains(&"active_controller".to_owned()));
+
+    // A non-voter to restart first: the quorum is not even asked.
+    let mut running = Running::new(vec![2, 2, 2], 2);
+    running.update_revision = "rev2";
+    let (client, log, server) = mock_client(json_of(&cluster(6)), running.script());
+    let admin = FakeAdmin::default();
+    admin.with(|k| k.active_controller = Some(0));
+    let ctx = context(client, admin.clone());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(evictions(&seen), ["kafka-z0-1"]);
+    assert!(!admin.calls().contains(&"active_controller".to_owned()));
+}
+
+#[tokio::test]
 async fn up_to_date_cluster_restarts_nothing() {
     let (client, log, server) = mock_client(json_of(&cluster(6)), statefulsets(vec![2, 2, 2], 2));
     let ctx = context(client, FakeAdmin::default());

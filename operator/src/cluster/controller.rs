@@ -358,9 +358,20 @@ async fn roll_brokers<F: AdminFactory>(
         .iter()
         .filter_map(|p| roll::broker_pod(c.name, p))
         .collect();
-    // Strait's brokers do not tell which voter leads the quorum (no DescribeQuorum), so the
-    // voters restart by ordinal, after every other broker.
-    let plan = roll::next_restart(&pods, sets, voters, None);
+    // Voters restart after every other broker and the active controller last (one controller
+    // failover per roll). Which voter leads matters only once a voter is next, so only then is
+    // the cluster asked (DescribeQuorum); when it cannot say, voters go by ordinal.
+    let mut plan = roll::next_restart(&pods, sets, voters, None);
+    if let RollStep::Restart { node_id, .. } = plan.step
+        && voters.contains(&node_id)
+    {
+        let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+        match admin.active_controller().await {
+            Ok(Some(active)) => plan = roll::next_restart(&pods, sets, voters, Some(active)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot tell the active controller"),
+        }
+    }
     let left = plan.outdated.len();
     let cond = match &plan.step {
         RollStep::Restart { pod, node_id } => {
