@@ -97,6 +97,7 @@ impl Controller {
                 ControllerResponse::Heartbeat {
                     fenced,
                     should_shutdown,
+                    metadata_offset: image.offset,
                 }
             }
             ControllerRequest::AlterPartition {

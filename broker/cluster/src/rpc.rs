@@ -121,6 +121,10 @@ pub enum ControllerResponse {
         fenced: bool,
         /// Controlled shutdown finished: the broker leads nothing and may exit.
         should_shutdown: bool,
+        /// The controller's metadata offset when it answered: a broker whose image is older is
+        /// not caught up (its view of ISRs and leaders may be stale) and does not report ready.
+        #[serde(default)]
+        metadata_offset: u64,
     },
     /// The partition's state after the change.
     AlterPartition(PartitionState),

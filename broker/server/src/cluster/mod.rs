@@ -43,6 +43,9 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`: after this long without an answered heartbeat the controller
+    /// has fenced this broker, whatever the last answer said.
+    pub session_timeout: Duration,
     pub replica_lag: Duration,
     pub fetch_max_bytes: i32,
     pub fetch_response_max_bytes: i32,
@@ -73,6 +76,8 @@ pub struct ClusterNode {
     /// -1 until registered.
     broker_epoch: AtomicI64,
     fenced: AtomicBool,
+    /// When the controller last answered a heartbeat, and its metadata offset then.
+    last_heartbeat: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
     incarnation: Uuid,
     rack: Option<String>,
     endpoints: Vec<Endpoint>,
@@ -161,6 +166,7 @@ impl ClusterNode {
             node_id: config.node_id,
             settings: ClusterSettings {
                 heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+                session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
                 replica_lag: Duration::from_millis(config.replica_lag_time_max_ms),
                 fetch_max_bytes: i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX),
                 fetch_response_max_bytes: i32::try_from(config.replica_fetch_response_max_bytes)
@@ -176,6 +182,7 @@ impl ClusterNode {
             follower: std::sync::Mutex::new(follower),
             broker_epoch: AtomicI64::new(-1),
             fenced: AtomicBool::new(true),
+            last_heartbeat: std::sync::Mutex::new(None),
             incarnation: Uuid::new_v4(),
             rack: config.broker_rack.clone(),
             endpoints,
@@ -281,7 +288,13 @@ impl ClusterNode {
                 Ok(ControllerResponse::Heartbeat {
                     fenced,
                     should_shutdown,
+                    metadata_offset,
                 }) => {
+                    *self
+                        .last_heartbeat
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Some((std::time::Instant::now(), metadata_offset));
                     let was = self.fenced.swap(fenced, Ordering::SeqCst);
                     if was != fenced {
                         info!(node_id = self.node_id, fenced, "broker fencing changed");
@@ -384,8 +397,9 @@ impl ClusterNode {
         self.node_id
     }
 
-    /// Ready when registered, unfenced, in the ISR of every partition hosted here, and no
-    /// partition in the cluster is without a leader.
+    /// Ready when registered, unfenced (by the last heartbeat answer, answered within the
+    /// session timeout), with a metadata image as new as the controller's at that answer, in the
+    /// ISR of every partition hosted here, and no partition in the cluster is without a leader.
     pub fn readiness(&self, broker: &Broker) -> Result<(), String> {
         if self.broker_epoch() < 0 {
             return Err("not registered with the controller yet".into());
@@ -393,7 +407,29 @@ impl ClusterNode {
         if self.is_fenced() {
             return Err("fenced by the controller".into());
         }
+        // Cut off from the controller (a network partition), the last answer is stale and so is
+        // the image: the controller fenced this broker by now.
+        let last = *self
+            .last_heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((at, _)) = last
+            && at.elapsed() > self.settings.session_timeout
+        {
+            return Err(format!(
+                "no heartbeat answered for {} ms: presumed fenced",
+                at.elapsed().as_millis()
+            ));
+        }
         let image = self.image();
+        if let Some((_, controller_offset)) = last
+            && image.offset < controller_offset
+        {
+            return Err(format!(
+                "metadata image at offset {} behind the controller's {controller_offset}",
+                image.offset
+            ));
+        }
         for (topic, partition, state) in image.partitions() {
             if state.leader == NO_LEADER {
                 return Err(format!("partition {topic}-{partition} is offline"));
