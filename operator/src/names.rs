@@ -9,6 +9,15 @@ pub const CLUSTER_LABEL: &str = "strait.dev/cluster";
 pub const ZONE_LABEL: &str = "strait.dev/zone";
 /// Label marking broker pods.
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Label on the Services of an external listener (its bootstrap and per-broker Services) with
+/// the listener's name, so that those of a removed listener can be found.
+pub const LISTENER_LABEL: &str = "strait.dev/listener";
+/// Label on a per-broker Service with the broker's node id.
+pub const NODE_ID_LABEL: &str = "strait.dev/node-id";
+/// Label the operator puts on every object it creates (`app.kubernetes.io/managed-by`).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Name of the brokers' data volume claim template (claims are `data-<pod>`).
+pub const DATA_VOLUME: &str = "data";
 /// Pod-template annotation with the hash of the rendered configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "strait.dev/config-hash";
 /// Field manager for server-side apply.
@@ -31,11 +40,29 @@ pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
 /// Labels on every object of a cluster.
 pub fn labels(cluster: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(cluster);
-    l.insert(
-        "app.kubernetes.io/managed-by".to_owned(),
-        MANAGER.to_owned(),
-    );
+    l.insert(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned());
     l
+}
+
+/// Labels of an external listener's Services: [`labels`] plus the listener and, for a
+/// per-broker Service, the node id.
+pub fn listener_service_labels(
+    cluster: &str,
+    listener: &str,
+    node_id: Option<i32>,
+) -> BTreeMap<String, String> {
+    let mut l = labels(cluster);
+    l.insert(LISTENER_LABEL.to_owned(), listener.to_owned());
+    if let Some(id) = node_id {
+        l.insert(NODE_ID_LABEL.to_owned(), id.to_string());
+    }
+    l
+}
+
+/// Label selector of the Services of a cluster's external listeners (bootstrap and per-broker):
+/// this cluster's, created by the operator, carrying a listener.
+pub fn listener_services_selector(cluster: &str) -> String {
+    format!("{CLUSTER_LABEL}={cluster},{MANAGED_BY_LABEL}={MANAGER},{LISTENER_LABEL}")
 }
 
 /// `key=value,...` of the selector labels (the scale subresource's selector).
@@ -78,6 +105,11 @@ pub fn statefulset(cluster: &str, zone_index: usize) -> String {
 /// Pod name of a broker (StatefulSet name plus ordinal, which is the node id).
 pub fn pod(cluster: &str, zone_index: usize, node_id: i32) -> String {
     format!("{}-{node_id}", statefulset(cluster, zone_index))
+}
+
+/// PersistentVolumeClaim of a broker's data volume, as the StatefulSet controller names it.
+pub fn claim(cluster: &str, zone_index: usize, node_id: i32) -> String {
+    format!("{DATA_VOLUME}-{}", pod(cluster, zone_index, node_id))
 }
 
 /// ServiceAccount of the broker pods.

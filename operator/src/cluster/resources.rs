@@ -67,10 +67,14 @@ impl<'a> ClusterRef<'a> {
     }
 
     fn meta(&self, name: String) -> ObjectMeta {
+        self.meta_labelled(name, names::labels(self.name))
+    }
+
+    fn meta_labelled(&self, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
         ObjectMeta {
             name: Some(name),
             namespace: Some(self.namespace.to_owned()),
-            labels: Some(names::labels(self.name)),
+            labels: Some(labels),
             owner_references: self.owner.clone().map(|o| vec![o]),
             ..ObjectMeta::default()
         }
@@ -149,7 +153,10 @@ pub fn bootstrap_services(c: &ClusterRef) -> Vec<Service> {
         .filter(|l| l.kind != ListenerType::Internal)
     {
         out.push(Service {
-            metadata: c.meta(names::bootstrap_service(c.name, Some(&l.name))),
+            metadata: c.meta_labelled(
+                names::bootstrap_service(c.name, Some(&l.name)),
+                names::listener_service_labels(c.name, &l.name, None),
+            ),
             spec: Some(ServiceSpec {
                 type_: Some(service_type(l.kind).to_owned()),
                 selector: Some(names::selector_labels(c.name)),
@@ -220,7 +227,10 @@ pub fn broker_services(c: &ClusterRef, replicas: &[i32]) -> Vec<Service> {
                 names::pod(c.name, zone_of(node_id), node_id),
             );
             out.push(Service {
-                metadata: c.meta(names::broker_service(c.name, &l.name, node_id)),
+                metadata: c.meta_labelled(
+                    names::broker_service(c.name, &l.name, node_id),
+                    names::listener_service_labels(c.name, &l.name, Some(node_id)),
+                ),
                 spec: Some(ServiceSpec {
                     type_: Some(service_type(l.kind).to_owned()),
                     selector: Some(selector),
@@ -340,7 +350,7 @@ pub fn statefulset(
         }),
         volume_mounts: Some(vec![
             VolumeMount {
-                name: "data".to_owned(),
+                name: names::DATA_VOLUME.to_owned(),
                 mount_path: names::DATA_DIR.to_owned(),
                 ..VolumeMount::default()
             },
@@ -423,7 +433,7 @@ pub fn statefulset(
             },
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
-                    name: Some("data".to_owned()),
+                    name: Some(names::DATA_VOLUME.to_owned()),
                     labels: Some(names::selector_labels(c.name)),
                     ..ObjectMeta::default()
                 },
@@ -910,6 +920,28 @@ pub(crate) mod tests {
                 .map(String::as_str),
             Some("kafka-z1-1000")
         );
+        // Labels that let the operator find them again, exactly, to delete them once unused.
+        let label = |svc: &Service, key: &str| {
+            svc.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(key).cloned())
+        };
+        assert_eq!(
+            label(&per_broker[2], names::LISTENER_LABEL).as_deref(),
+            Some("ext")
+        );
+        assert_eq!(
+            label(&per_broker[2], names::NODE_ID_LABEL).as_deref(),
+            Some("1000")
+        );
+        assert_eq!(
+            label(&boot[1], names::LISTENER_LABEL).as_deref(),
+            Some("ext")
+        );
+        assert_eq!(label(&boot[1], names::NODE_ID_LABEL), None);
+        assert_eq!(label(&boot[0], names::LISTENER_LABEL), None);
+        assert_eq!(label(&headless, names::LISTENER_LABEL), None);
         assert!(broker_services(&cref(&spec(3, &["a"])), &[3]).is_empty());
         // Brokers held while partitions move off them keep their Service.
         let held: Vec<_> = broker_services(&c, &[3, 1])
