@@ -991,3 +991,226 @@ async fn node_ports_are_advertised_on_the_pods_node() {
         "{status}"
     );
 }
+
+/// `script`, except that the label-selected lists of Services and of PersistentVolumeClaims
+/// hold `services` and `claims`, and deletes succeed.
+fn with_listed(
+    script: fixtures::Script,
+    services: Vec<Value>,
+    claims: Vec<Value>,
+) -> fixtures::Script {
+    let list = |items: &Vec<Value>| json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items});
+    Box::new(move |seen| {
+        if seen.method == "GET" && seen.query.contains("labelSelector") {
+            if seen.path.ends_with("/services") {
+                return Some((StatusCode::OK, list(&services)));
+            }
+            if seen.path.ends_with("/persistentvolumeclaims") {
+                return Some((StatusCode::OK, list(&claims)));
+            }
+        }
+        if seen.method == "DELETE" {
+            return Some((
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+            ));
+        }
+        script(seen)
+    })
+}
+
+/// A Service of listener `ext` as the operator created it: per broker `node_id`, or the
+/// listener's bootstrap Service.
+fn ext_service(node_id: Option<i32>) -> Value {
+    let name = node_id.map_or_else(
+        || "kafka-ext-bootstrap".to_owned(),
+        |id| format!("kafka-ext-{id}"),
+    );
+    let mut labels = json!({
+        "app.kubernetes.io/name": "strait", "app.kubernetes.io/instance": "kafka",
+        "app.kubernetes.io/component": "broker", "app.kubernetes.io/managed-by": "strait-operator",
+        "strait.dev/cluster": "kafka", "strait.dev/listener": "ext"
+    });
+    if let Some(id) = node_id {
+        labels["strait.dev/node-id"] = json!(id.to_string());
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": name, "namespace": "ns", "uid": format!("svc-uid-{name}"), "labels": labels,
+            "ownerReferences": [{"apiVersion": "strait.dev/v1alpha1", "kind": "Cluster",
+                                 "name": "kafka", "uid": "u-1", "controller": true}]
+        },
+        "spec": {"type": "NodePort", "ports": [{"name": "ext", "port": 9094, "nodePort": 31000}]}
+    })
+}
+
+fn data_claim(node_id: i32) -> Value {
+    let name = format!("data-kafka-z{}-{node_id}", node_id / 1000);
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": name, "namespace": "ns", "uid": format!("pvc-uid-{name}"),
+            "labels": {"app.kubernetes.io/name": "strait", "app.kubernetes.io/instance": "kafka",
+                       "app.kubernetes.io/component": "broker", "strait.dev/cluster": "kafka"}
+        },
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}
+    })
+}
+
+/// `(path, uid precondition)` of every DELETE.
+fn deletes(seen: &[Seen]) -> Vec<(String, String)> {
+    seen.iter()
+        .filter(|s| s.method == "DELETE")
+        .map(|s| {
+            (
+                s.path
+                    .trim_start_matches("/api/v1/namespaces/ns/")
+                    .to_owned(),
+                s.body["preconditions"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A four-broker nodeport cluster scaled to three: broker 1 (zone 0) leaves. `running` is what
+/// the StatefulSets and pods look like now; the fake cluster holds no partitions on broker 1.
+async fn scale_down_4_to_3(running: Vec<i32>, delete_claim: bool) -> Vec<Seen> {
+    let mut c = external_cluster(3, "nodeport");
+    c.spec.storage.delete_claim = delete_claim;
+    let services = [Some(0), Some(1), Some(1000), Some(2000), None]
+        .into_iter()
+        .map(ext_service)
+        .collect();
+    let claims = [0, 1, 1000, 2000].into_iter().map(data_claim).collect();
+    let script = with_listed(
+        with_services(
+            statefulsets(running, 1),
+            vec![
+                ("kafka-ext-0", Some(31000), json!({})),
+                ("kafka-ext-1000", Some(31001), json!({})),
+                ("kafka-ext-2000", Some(31002), json!({})),
+                ("kafka-ext-bootstrap", Some(31999), json!({})),
+            ],
+        ),
+        services,
+        claims,
+    );
+    let (client, log, server) = mock_client(json_of(&c), script);
+    let admin = FakeAdmin::default();
+    admin.with(|k| {
+        k.partitions = BTreeMap::from([(("t".to_owned(), 0), vec![0, 1000, 2000])]);
+    });
+    let ctx = context(client, admin);
+    let action = strait_operator::cluster::controller::reconcile(Arc::new(c), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    finish(ctx, log, server).await
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_while_the_leaving_brokers_pod_exists() {
+    // The StatefulSet of zone 0 shrinks now, but kafka-z0-1 is still running (terminating).
+    let seen = scale_down_4_to_3(vec![2, 1, 1], true).await;
+    assert_eq!(sts_replicas(&seen), [1, 1, 1]);
+    assert_eq!(deletes(&seen), Vec::<(String, String)>::new());
+    // The Services were looked for, by the exact selector.
+    let query = seen
+        .iter()
+        .find(|s| s.method == "GET" && s.path.ends_with("/services"))
+        .map(|s| {
+            s.query
+                .replace("%2F", "/")
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+        })
+        .unwrap_or_default();
+    assert!(
+        query.contains(
+            "labelSelector=strait.dev/cluster=kafka,app.kubernetes.io/managed-by=strait-operator,\
+             strait.dev/listener"
+        ),
+        "{query}"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_brokers_service_and_claim_go_once_its_pod_is_gone() {
+    // The StatefulSets have shrunk and kafka-z0-1 is gone.
+    let seen = scale_down_4_to_3(vec![1, 1, 1], true).await;
+    assert_eq!(
+        deletes(&seen),
+        [
+            (
+                "services/kafka-ext-1".to_owned(),
+                "svc-uid-kafka-ext-1".to_owned()
+            ),
+            (
+                "persistentvolumeclaims/data-kafka-z0-1".to_owned(),
+                "pvc-uid-data-kafka-z0-1".to_owned()
+            ),
+        ]
+    );
+    // The deletes come after the StatefulSets were applied.
+    let last_sts = seen
+        .iter()
+        .rposition(|s| s.method == "PATCH" && s.path.contains("/statefulsets/"));
+    let first_delete = seen.iter().position(|s| s.method == "DELETE");
+    assert!(last_sts < first_delete, "{last_sts:?} {first_delete:?}");
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(
+        condition(&status, "Degraded")["status"],
+        "False",
+        "{status}"
+    );
+
+    // Without deleteClaim the claim stays (Strimzi's semantics).
+    let seen = scale_down_4_to_3(vec![1, 1, 1], false).await;
+    assert_eq!(
+        deletes(&seen),
+        [(
+            "services/kafka-ext-1".to_owned(),
+            "svc-uid-kafka-ext-1".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_listener_made_internal_loses_its_services_once_brokers_restarted() {
+    let services: Vec<Value> = [Some(0), Some(1000), Some(2000), None]
+        .into_iter()
+        .map(ext_service)
+        .collect();
+    // `ext` is gone from the spec. The brokers still run the old template: nothing goes.
+    let mut running = Running::new(vec![1, 1, 1], 1);
+    running.update_revision = "rev2";
+    let script = with_listed(running.script(), services.clone(), Vec::new());
+    let (client, log, server) = mock_client(json_of(&cluster(3)), script);
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert_eq!(deletes(&seen), Vec::<(String, String)>::new());
+
+    // Every broker restarted on the template without it: its Services go, bootstrap included.
+    let script = with_listed(statefulsets(vec![1, 1, 1], 1), services, Vec::new());
+    let (client, log, server) = mock_client(json_of(&cluster(3)), script);
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let deleted: Vec<String> = deletes(&seen).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        deleted,
+        [
+            "services/kafka-ext-0",
+            "services/kafka-ext-1000",
+            "services/kafka-ext-2000",
+            "services/kafka-ext-bootstrap"
+        ]
+    );
+}

@@ -33,11 +33,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["clusters/status", "topics/status", "users/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: [""]
-  resources: ["configmaps", "services", "serviceaccounts", "secrets"]
+  resources: ["configmaps", "serviceaccounts", "secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+{{- /* Services: delete for the per-broker and bootstrap Services of removed brokers and
+listeners (the operator picks only its own, by labels, name and owner reference). */}}
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- /* Claims: patch to grow them; delete for removed brokers' claims with storage.deleteClaim. */}}
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["get", "list", "patch"]
+  verbs: ["get", "list", "patch", "delete"]
 {{- /* Rolling restarts: the operator lists broker pods and evicts one at a time (an eviction
 honours the PodDisruptionBudget); it never deletes pods directly. */}}
 - apiGroups: [""]

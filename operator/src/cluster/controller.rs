@@ -2,7 +2,9 @@
 //! first move partitions off the leaving brokers through the Kafka admin API and are refused,
 //! with a condition, when the remaining brokers cannot hold them; a scale that would change the
 //! controller quorum's voters of a running cluster is refused too. Brokers restart for a new
-//! configuration one at a time across zones, only while every broker is Ready (`roll`).
+//! configuration one at a time across zones, only while every broker is Ready (`roll`). Once no
+//! broker uses them, external listeners' Services of removed brokers or listeners, and with
+//! `storage.deleteClaim` removed brokers' claims, are deleted (`prune`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,8 +14,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::{Resource, api::ObjectList};
 use strait_crds::cluster::{ListenerStatus, ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterStatus};
 
@@ -24,7 +27,7 @@ use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{
     check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
 };
-use crate::cluster::{config, external, quorum, validate};
+use crate::cluster::{config, external, prune, quorum, validate};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -208,6 +211,32 @@ async fn reconcile_inner<F: AdminFactory>(
     let roll_pending = roll.rolling() || matches!(roll.step, RollStep::Wait(_));
     let mut conditions = decision.conditions;
     conditions.push(rolling_cond.clone());
+    let desired_services: BTreeSet<String> =
+        bootstrap.keys().chain(per_broker.keys()).cloned().collect();
+    match prune_unused(&c, &pods, &sets, &desired_services, ctx).await {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(cluster = c.name, ?deleted, "deleted unused objects");
+            event(
+                &ctx.recorder,
+                cluster,
+                false,
+                "DeletedUnused",
+                format!("deleted {}", deleted.join(", ")),
+            )
+            .await;
+        }
+        Ok(_) => {}
+        // Clean-up is not on the brokers' path: a failure is reported, the reconcile goes on.
+        Err(e) => {
+            tracing::warn!(cluster = c.name, error = %e, "cannot delete unused objects");
+            conditions.push(Cond::new(
+                "Degraded",
+                true,
+                "CleanupFailed",
+                format!("cannot delete unused objects: {e}"),
+            ));
+        }
+    }
     if let Some(sm) = resources::service_monitor(&c)
         && let Err(e) =
             apply_dynamic(&ctx.client, &sm, &resources::service_monitor_resource()).await
@@ -586,6 +615,79 @@ async fn rebalance_new_brokers<F: AdminFactory>(
             "RebalanceFailed",
             e.to_string(),
         )),
+    }
+}
+
+/// Deletes what no broker uses any more, as [`prune`] selects it from fresh lists: the
+/// external listeners' Services that the builders no longer produce (`desired` names those just
+/// applied), and with `storage.deleteClaim` the claims of removed brokers. Runs after the
+/// StatefulSets were applied and the pods listed (`pods`, `sets`), so a leaving broker keeps
+/// its address until its pod is gone. Returns `Kind name` of each object deleted.
+async fn prune_unused<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    pods: &[Pod],
+    sets: &BTreeMap<usize, ZoneSet>,
+    desired: &BTreeSet<String>,
+    ctx: &Context<F>,
+) -> Result<Vec<String>, Error> {
+    let broker_pods: Vec<roll::BrokerPod> = pods
+        .iter()
+        .filter_map(|p| roll::broker_pod(c.name, p))
+        .collect();
+    let brokers = prune::Brokers {
+        pods: &broker_pods,
+        sets,
+    };
+    let mut deleted = Vec::new();
+    // Without the Cluster's uid no Service can be proven ours.
+    if let Some(owner) = &c.owner {
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), c.namespace);
+        let listed = api
+            .list(&ListParams::default().labels(&names::listener_services_selector(c.name)))
+            .await?;
+        for name in prune::services_to_delete(c.name, &owner.uid, &listed.items, desired, &brokers)
+        {
+            if delete_listed(&api, &listed, &name).await? {
+                deleted.push(format!("Service {name}"));
+            }
+        }
+    }
+    if c.spec.storage.delete_claim {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), c.namespace);
+        let listed = api
+            .list(&ListParams::default().labels(&names::selector_string(c.name)))
+            .await?;
+        for name in prune::claims_to_delete(c.name, true, &listed.items, &brokers) {
+            if delete_listed(&api, &listed, &name).await? {
+                deleted.push(format!("PersistentVolumeClaim {name}"));
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes `name` only if it is still the object listed (uid precondition); `false` when it is
+/// already gone or was replaced since.
+async fn delete_listed<K>(api: &Api<K>, listed: &ObjectList<K>, name: &str) -> Result<bool, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let uid = listed
+        .items
+        .iter()
+        .find(|o| o.meta().name.as_deref() == Some(name))
+        .and_then(|o| o.meta().uid.clone());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
