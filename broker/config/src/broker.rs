@@ -253,6 +253,21 @@ impl BrokerConfig {
         check_distinct_ports("listeners", &listeners)?;
         let advertised_listeners =
             advertised_listeners(&r, &listeners, &protocol_map, &controller_listener_names)?;
+        // A listener declared SSL or SASL must never quietly serve plaintext.
+        if let Some(l) = listeners
+            .iter()
+            .find(|l| l.security_protocol != "PLAINTEXT")
+        {
+            return Err(ConfigError::invalid(
+                "listeners",
+                format!(
+                    "listener {} uses security protocol {}, which this Strait version does not \
+                     serve yet (TLS and SASL come in a later release); it will not be served as \
+                     plaintext",
+                    l.name, l.security_protocol
+                ),
+            ));
+        }
 
         let log_dirs = log_dirs(&r, is_set("log.dirs"))?;
 

@@ -39,6 +39,15 @@ pub fn validate(spec: &ClusterSpec) -> Vec<String> {
                 l.name
             ));
         }
+        // The broker refuses SSL/SASL listeners until it serves them (never plaintext in their
+        // place): refuse here, with the reason, rather than deploy pods that cannot start.
+        if l.tls || l.authentication.is_some() {
+            problems.push(format!(
+                "listener `{}`: TLS and SCRAM authentication are not served by this broker \
+                 version yet; use a plaintext listener until they are",
+                l.name
+            ));
+        }
         if l.port == CONTROLLER_PORT {
             problems.push(format!(
                 "listener `{}`: port {CONTROLLER_PORT} is reserved for the controller quorum",
@@ -144,6 +153,19 @@ mod tests {
             validate(&s),
             ["config key `controller.listener.names` is set by the operator"]
         );
+    }
+
+    #[test]
+    fn tls_and_scram_listeners_are_refused_until_the_broker_serves_them() {
+        let mut s = spec(3, &["a"]);
+        s.listeners[0].tls = true;
+        assert_eq!(
+            validate(&s).len(),
+            1,
+            "the TLS listener is refused: {:?}",
+            validate(&s)
+        );
+        assert!(validate(&s)[0].contains("not served by this broker"));
     }
 
     #[test]

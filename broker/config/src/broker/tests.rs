@@ -294,6 +294,7 @@ fn invalid_values_name_their_key() {
             "nonroutable",
         ),
         ("advertised.listeners", "SSL://h:9093", "subset"),
+        ("listeners", "SSL://h:9093", "does not serve yet"),
         ("inter.broker.listener.name", "NOPE", "advertised.listeners"),
     ];
     for (key, value, fragment) in cases {
