@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::ClusterNode;
+use super::replica::PendingIsr;
 use crate::broker::{Broker, Partition};
 
 pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
@@ -37,8 +38,8 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
     let hw = partition.log.high_watermark();
     let (wanted, leader_epoch, partition_epoch) = {
         let mut replica = partition.replica();
-        let wanted = match &replica.pending_isr {
-            Some(pending) if replica.pending_resend && replica.is_leader() => pending.clone(),
+        let wanted = match &replica.pending {
+            Some(pending) if pending.resend && replica.is_leader() => pending.isr.clone(),
             Some(_) => return,
             None => {
                 let Some(wanted) =
@@ -49,8 +50,10 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
                 wanted
             }
         };
-        replica.pending_isr = Some(wanted.clone());
-        replica.pending_resend = false;
+        replica.pending = Some(PendingIsr {
+            isr: wanted.clone(),
+            resend: false,
+        });
         (wanted, replica.leader_epoch, replica.partition_epoch)
     };
     info!(topic, partition = partition.index, isr = ?wanted, "asking the controller to change the ISR");
@@ -69,7 +72,7 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
         let mut replica = partition.replica();
         let sent_epochs = (leader_epoch, partition_epoch);
         // The image may have resolved the proposal while it was in flight.
-        let still_pending = replica.pending_isr.is_some()
+        let still_pending = replica.pending.is_some()
             && (replica.leader_epoch, replica.partition_epoch) == sent_epochs;
         match answer {
             Ok(ControllerResponse::AlterPartition(state)) => {
@@ -77,7 +80,7 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
                     // Take the accepted state now; the image brings the same state shortly.
                     replica.isr = state.isr.clone();
                     replica.partition_epoch = state.partition_epoch;
-                    replica.pending_isr = None;
+                    replica.pending = None;
                 }
                 // Otherwise leadership moved with this change (a reassignment completed): the
                 // proposal stays in the maximal ISR until the image makes this broker a follower.
@@ -89,14 +92,16 @@ async fn check(node: &ClusterNode, topic: &str, partition: &Arc<Partition>) {
                     match e {
                         // No definite answer: the change may or may not have been committed.
                         ControllerError::Unavailable(_) | ControllerError::NotController { .. } => {
-                            replica.pending_resend = true;
+                            if let Some(pending) = &mut replica.pending {
+                                pending.resend = true;
+                            }
                         }
                         // The controller's state moved past ours (perhaps through an earlier
                         // attempt of this very proposal): the image will tell.
                         ControllerError::FencedLeaderEpoch(_)
                         | ControllerError::InvalidUpdateVersion(_) => {}
                         // Refused outright: nothing changed.
-                        _ => replica.pending_isr = None,
+                        _ => replica.pending = None,
                     }
                 }
             }

@@ -7,9 +7,10 @@
 //! unconfirmed AlterPartition proposed to add (KIP-497). The controller may already have
 //! committed that expansion — and, when it completes a reassignment, made the new member leader —
 //! before this leader hears back; counting the member keeps the high watermark below what it has,
-//! so no acknowledged record can be missing from a leader the controller elects. A follower counts as caught up at the time of a fetch whose
-//! offset reached the leader's log end as of that fetch or the previous one (Kafka's
-//! `lastCaughtUpTimeMs`), which is what `replica.lag.time.max.ms` is measured against.
+//! so no acknowledged record can be missing from a leader the controller elects. A follower
+//! counts as caught up at the time of a fetch whose offset reached the leader's log end as of
+//! that fetch or the previous one (Kafka's `lastCaughtUpTimeMs`), which is what
+//! `replica.lag.time.max.ms` is measured against.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,6 +38,14 @@ pub struct Progress {
     leader_end_at_last_fetch: i64,
 }
 
+/// An ISR change sent to the controller and not confirmed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingIsr {
+    pub isr: Vec<i32>,
+    /// It got no definite answer and should be sent again.
+    pub resend: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReplicaState {
     pub node_id: i32,
@@ -50,12 +59,10 @@ pub struct ReplicaState {
     /// Leader only: offset where this leader's epoch starts (its log end when it took over);
     /// a follower joins the ISR only once it has reached it.
     pub epoch_start_offset: i64,
-    /// Leader only: the ISR of an AlterPartition not yet confirmed (sent, lost, or answered with
-    /// a state this broker has not applied yet). No other ISR change until it resolves; its
-    /// members count for the high watermark.
-    pub pending_isr: Option<Vec<i32>>,
-    /// Leader only: the pending AlterPartition got no definite answer and should be sent again.
-    pub pending_resend: bool,
+    /// Leader only: an AlterPartition not yet confirmed (sent, lost, or answered with a state
+    /// this broker has not applied yet). No other ISR change until it resolves; its members
+    /// count for the high watermark.
+    pub pending: Option<PendingIsr>,
     /// Follower only: a new leader epoch began; the log must be reconciled with the leader's
     /// (OffsetForLeaderEpoch, KIP-101) before fetching.
     pub truncate_pending: bool,
@@ -73,8 +80,7 @@ impl ReplicaState {
             isr: vec![node_id],
             followers: HashMap::new(),
             epoch_start_offset: 0,
-            pending_isr: None,
-            pending_resend: false,
+            pending: None,
             truncate_pending: false,
         }
     }
@@ -131,8 +137,7 @@ impl ReplicaState {
         let new_epoch = self.role != Role::Leader || self.leader_epoch != leader_epoch;
         if new_epoch || partition_epoch != self.partition_epoch {
             // The image now says what the controller decided; nothing is pending any more.
-            self.pending_isr = None;
-            self.pending_resend = false;
+            self.pending = None;
         }
         self.role = Role::Leader;
         self.leader_epoch = leader_epoch;
@@ -173,8 +178,7 @@ impl ReplicaState {
         self.replicas = replicas;
         self.isr = isr;
         self.followers.clear();
-        self.pending_isr = None;
-        self.pending_resend = false;
+        self.pending = None;
     }
 
     /// Records a follower fetch at `fetch_offset` (everything below it is on the follower) when
@@ -201,7 +205,7 @@ impl ReplicaState {
 
     /// The committed ISR plus the members a pending AlterPartition would add.
     pub fn maximal_isr(&self) -> impl Iterator<Item = i32> + '_ {
-        let pending = self.pending_isr.iter().flatten();
+        let pending = self.pending.iter().flat_map(|p| &p.isr);
         self.isr
             .iter()
             .chain(pending.filter(|m| !self.isr.contains(m)))
@@ -233,7 +237,7 @@ impl ReplicaState {
         max_lag: Duration,
         now: Instant,
     ) -> Option<Vec<i32>> {
-        if !self.is_leader() || self.pending_isr.is_some() {
+        if !self.is_leader() || self.pending.is_some() {
             return None;
         }
         let mut isr: Vec<i32> =
@@ -319,7 +323,10 @@ mod tests {
         }
         let wanted = s.wanted_isr(10, Duration::from_secs(10), now).unwrap();
         assert_eq!(wanted, vec![1, 2, 3, 4]);
-        s.pending_isr = Some(wanted);
+        s.pending = Some(PendingIsr {
+            isr: wanted,
+            resend: false,
+        });
         // The controller may have made 4 leader already: it stops fetching from us at 10.
         s.record_fetch(2, 30, 30, now);
         s.record_fetch(3, 30, 30, now);
@@ -327,7 +334,7 @@ mod tests {
         assert_eq!(s.wanted_isr(10, Duration::from_secs(10), now), None);
         // The image brings the decision: the pending proposal is resolved.
         s.become_leader(1, 2, vec![1, 2, 3], vec![1, 2, 3], 30, now);
-        assert!(s.pending_isr.is_none());
+        assert!(s.pending.is_none());
         assert_eq!(s.isr_high_watermark(30), Some(30));
     }
 
