@@ -468,36 +468,12 @@ fn container_port(name: &str, port: i32) -> ContainerPort {
 
 fn env(c: &ClusterRef, zone: &str) -> Vec<EnvVar> {
     let mut env = vec![
-        EnvVar {
-            name: "STRAIT_ZONE".to_owned(),
-            value: Some(zone.to_owned()),
-            ..EnvVar::default()
-        },
-        EnvVar {
-            name: "POD_NAME".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
+        plain("STRAIT_ZONE", zone),
+        from_pod("POD_NAME", "metadata.name"),
     ];
     if config::has_nodeport(c.spec) {
         // NodePort listeners advertise the node the pod runs on.
-        env.push(EnvVar {
-            name: "HOST_IP".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.hostIP".to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+        env.push(from_pod("HOST_IP", "status.hostIP"));
     }
     if let Some(tiered) = &c.spec.tiered_storage {
         // object_store's S3 builder reads these names.
@@ -520,6 +496,21 @@ fn plain(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+/// An env var from the pod's own fields (the downward API).
+fn from_pod(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
         ..EnvVar::default()
     }
 }
