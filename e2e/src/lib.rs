@@ -14,6 +14,7 @@ pub mod group_member;
 pub mod group_wire;
 pub mod http;
 pub mod kafka;
+pub mod kcat;
 pub mod load;
 pub mod netns;
 pub mod prometheus;

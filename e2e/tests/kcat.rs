@@ -1,47 +1,10 @@
 //! kcat (Debian's kafkacat, librdkafka 2.0) against the broker started without a config file:
 //! produce, consume and `-L` metadata.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use strait_e2e::{Broker, wait_for};
-
-fn kcat_binary() -> Option<PathBuf> {
-    ["/usr/bin/kcat", "/usr/bin/kafkacat", "/usr/local/bin/kcat"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-/// Runs kcat with `args` and `stdin`, killing it if it does not finish within `timeout`.
-fn kcat(args: &[&str], stdin: &[u8], timeout: Duration) -> Output {
-    let binary = kcat_binary().expect("kcat is installed (run e2e/setup.sh)");
-    let mut child = Command::new(binary)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kcat");
-    let mut pipe = child.stdin.take().expect("kcat stdin");
-    pipe.write_all(stdin).expect("write kcat stdin");
-    drop(pipe);
-    let pid = child.id();
-    let finished = wait_for(timeout, "kcat to finish", || {
-        child.try_wait().ok().flatten()
-    });
-    if finished.is_err() {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("collect kcat output");
-    assert!(
-        finished.is_ok(),
-        "kcat {args:?} (pid {pid}) timed out: {output:?}"
-    );
-    output
-}
+use strait_e2e::Broker;
+use strait_e2e::kcat::kcat;
 
 fn start_without_config() -> Broker {
     // Only port, data dir and metrics listener, all through --override (the harness default).

@@ -15,6 +15,7 @@ use crate::listener::{
 };
 use crate::properties::parse_properties_from;
 use crate::schema::{Value, split_list};
+use crate::ssl::{Lookup, SslSettings, listener_ssl_key, ssl_settings};
 
 /// Typed broker config. Build it with [`BrokerConfig::from_pairs`] or [`BrokerConfig::load`].
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +120,8 @@ pub struct BrokerConfig {
     pub metadata_log_max_record_bytes_between_snapshots: u64,
     /// `metadata.max.idle.interval.ms` (500; 0 disables the no-op records).
     pub metadata_max_idle_interval_ms: u64,
+    /// TLS settings of each SSL listener, by upper-cased listener name.
+    pub ssl: BTreeMap<String, SslSettings>,
     /// Resolved by [`BrokerConfig::inter_broker_listener`].
     inter_broker_listener: Listener,
     /// Every known key set explicitly (file or override), mapped to the value that won, trimmed.
@@ -175,10 +178,16 @@ impl BrokerConfig {
         let mut explicit = BTreeMap::new();
         let mut warnings = Vec::new();
         let mut warned = BTreeSet::new();
+        let mut listener_ssl: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
         for (key, value) in pairs {
             let key = key.trim();
             if broker_def(key).is_some() {
                 explicit.insert(key.to_string(), value.trim().to_string());
+            } else if let Some((listener, ssl_key)) = listener_ssl_key(key) {
+                listener_ssl
+                    .entry(listener)
+                    .or_default()
+                    .insert(ssl_key, value.trim().to_string());
             } else if !is_ignored(key) && warned.insert(key) {
                 warnings.push(format!("unknown config key '{key}' ignored"));
             }
@@ -253,21 +262,13 @@ impl BrokerConfig {
         check_distinct_ports("listeners", &listeners)?;
         let advertised_listeners =
             advertised_listeners(&r, &listeners, &protocol_map, &controller_listener_names)?;
-        // A listener declared SSL or SASL must never quietly serve plaintext.
-        if let Some(l) = listeners
-            .iter()
-            .find(|l| l.security_protocol != "PLAINTEXT")
-        {
-            return Err(ConfigError::invalid(
-                "listeners",
-                format!(
-                    "listener {} uses security protocol {}, which this Strait version does not \
-                     serve yet (TLS and SASL come in a later release); it will not be served as \
-                     plaintext",
-                    l.name, l.security_protocol
-                ),
-            ));
-        }
+        let ssl = ssl_listeners(
+            &r,
+            &listeners,
+            &controller_listener_names,
+            &listener_ssl,
+            &mut warnings,
+        )?;
 
         let log_dirs = log_dirs(&r, is_set("log.dirs"))?;
 
@@ -315,6 +316,20 @@ impl BrokerConfig {
             &controller_listener_names,
             kraft.as_ref().map(|k| k.roles.broker),
         )?;
+        // A single node has no inter-broker traffic, so there any listener may be SSL.
+        if kraft.as_ref().is_some_and(|k| k.roles.broker)
+            && inter_broker_listener.security_protocol != "PLAINTEXT"
+        {
+            return Err(ConfigError::invalid(
+                "inter.broker.listener.name",
+                format!(
+                    "inter-broker listener {} uses {}; brokers replicate over plaintext only in \
+                     this Strait version, so name a PLAINTEXT listener reachable only inside the \
+                     cluster",
+                    inter_broker_listener.name, inter_broker_listener.security_protocol
+                ),
+            ));
+        }
         let replica_lag_time_max_ms = convert(
             "replica.lag.time.max.ms",
             r.required_int("replica.lag.time.max.ms")?,
@@ -511,6 +526,7 @@ impl BrokerConfig {
                 r.required_int("metadata.max.idle.interval.ms")?,
             )?,
             inter_broker_listener,
+            ssl,
             explicit,
         };
         Ok((config, warnings))
@@ -560,6 +576,73 @@ impl BrokerConfig {
             None => def.default.map(str::to_string),
         }
     }
+}
+
+/// The TLS settings of every SSL listener. A listener declared SASL must never quietly serve
+/// plaintext, and the controller quorum speaks plaintext gRPC, so both are refused.
+fn ssl_listeners(
+    r: &Resolved,
+    listeners: &[Listener],
+    controller_names: &[String],
+    listener_ssl: &BTreeMap<String, BTreeMap<&'static str, String>>,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, SslSettings>, ConfigError> {
+    for (name, keys) in listener_ssl {
+        if !listeners.iter().any(|l| &l.name == name) {
+            for key in keys.keys() {
+                warnings.push(format!(
+                    "config key 'listener.name.{}.{key}' names no listener; ignored",
+                    name.to_ascii_lowercase()
+                ));
+            }
+        }
+        for (key, value) in keys {
+            let def = broker_def(key).expect("listener_ssl_key returns known keys");
+            def.check(value).map_err(|rej| {
+                ConfigError::invalid(
+                    &format!("listener.name.{}.{key}", name.to_ascii_lowercase()),
+                    format!("invalid value '{}': {}", rej.value, rej.detail),
+                )
+            })?;
+        }
+    }
+    let global = |key: &str| r.string(key);
+    let mut ssl = BTreeMap::new();
+    for l in listeners {
+        match l.security_protocol.as_str() {
+            "PLAINTEXT" => {}
+            "SSL" if controller_names.contains(&l.name) => {
+                return Err(ConfigError::invalid(
+                    "listener.security.protocol.map",
+                    format!(
+                        "controller listener {} must be PLAINTEXT: the metadata quorum does not \
+                         speak TLS yet",
+                        l.name
+                    ),
+                ));
+            }
+            "SSL" => {
+                let settings = ssl_settings(&Lookup {
+                    listener: &l.name,
+                    overrides: listener_ssl.get(&l.name),
+                    global: &global,
+                })?;
+                ssl.insert(l.name.clone(), settings);
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    "listeners",
+                    format!(
+                        "listener {} uses security protocol {other}, which this Strait version \
+                         does not serve yet (SASL comes in a later release); it will not be \
+                         served as plaintext",
+                        l.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(ssl)
 }
 
 /// `advertised.listeners`, or `listeners` without the controller listeners (Kafka's rule); the

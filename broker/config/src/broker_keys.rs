@@ -4,7 +4,7 @@
 use crate::schema::{ConfigDef, ConfigType, LONG_MAX, Validator};
 use crate::topic::{CLEANUP_POLICIES, COMPRESSION_TYPES, TIMESTAMP_TYPES};
 
-use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
+use ConfigType::{Boolean, Double, Int, List, Long, Password, String as Str};
 use Validator::{Any, AtLeast, Between, DoubleBetween, GzipLevel, ListOf, OneOf};
 
 const fn key(
@@ -30,6 +30,9 @@ pub(crate) const DEFAULT_PROTOCOL_MAP: &str =
 pub(crate) const DEFAULT_LOG_DIR: &str = "./strait-data";
 pub(crate) const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9404";
 pub(crate) const PROCESS_ROLES: &[&str] = &["broker", "controller"];
+pub(crate) const SSL_CLIENT_AUTH: &[&str] = &["required", "requested", "none"];
+/// rustls speaks TLS 1.2 and 1.3 only; older versions are refused by the validator.
+pub(crate) const SSL_PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
 
 /// Every broker key Strait knows, sorted by name (the order DescribeConfigs returns them in).
 #[rustfmt::skip]
@@ -208,6 +211,30 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "A follower that has not caught up with the leader for this long leaves the ISR."),
     key("socket.request.max.bytes", Int, Some("104857600"), AtLeast(1),
         "Largest request the broker accepts."),
+    key("ssl.client.auth", Str, Some("none"), OneOf(SSL_CLIENT_AUTH),
+        "Whether SSL listeners ask clients for a certificate: required, requested or none."),
+    key("ssl.enabled.protocols", List, Some("TLSv1.2,TLSv1.3"), ListOf(SSL_PROTOCOLS),
+        "TLS versions SSL listeners accept."),
+    key("ssl.key.password", Password, None, Any,
+        "Password of an encrypted private key; not supported (use an unencrypted PEM key)."),
+    key("ssl.keystore.certificate.chain", Password, None, Any,
+        "Certificate chain in PEM, leaf first, when ssl.keystore.type is PEM and no location is set."),
+    key("ssl.keystore.key", Password, None, Any,
+        "Unencrypted private key in PEM, when ssl.keystore.type is PEM and no location is set."),
+    key("ssl.keystore.location", Str, None, Any,
+        "Keystore file: with type PEM, the private key and the certificate chain (leaf first)."),
+    key("ssl.keystore.password", Password, None, Any,
+        "Keystore password (JKS and PKCS12 keystores, which Strait does not read)."),
+    key("ssl.keystore.type", Str, Some("JKS"), Any,
+        "Keystore format; Strait reads PEM."),
+    key("ssl.truststore.certificates", Password, None, Any,
+        "Trusted CA certificates in PEM for client authentication, when no location is set."),
+    key("ssl.truststore.location", Str, None, Any,
+        "Truststore file: with type PEM, the CA certificates client certificates must chain to."),
+    key("ssl.truststore.password", Password, None, Any,
+        "Truststore password (JKS and PKCS12 truststores, which Strait does not read)."),
+    key("ssl.truststore.type", Str, Some("JKS"), Any,
+        "Truststore format; Strait reads PEM."),
     key("unclean.leader.election.enable", Boolean, Some("false"), Any,
         "Default unclean.leader.election.enable for topics."),
 ];

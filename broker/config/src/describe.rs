@@ -86,17 +86,24 @@ impl BrokerConfig {
                     .skip_while(|s| s.name != def.name)
                     .collect();
                 let source = synonyms.first().map_or(ConfigSource::Default, |s| s.source);
-                let value = match def.name {
+                let mut value = match def.name {
                     "node.id" | "broker.id" => Some(self.node_id.to_string()),
                     name => self.raw_value(name),
                 };
+                // Kafka never returns a password's value, not even through a synonym.
+                let sensitive = def.ty == ConfigType::Password;
+                let mut synonyms = synonyms;
+                if sensitive {
+                    value = None;
+                    synonyms.iter_mut().for_each(|s| s.value = None);
+                }
                 ConfigEntry {
                     name: def.name.to_string(),
                     value,
                     source,
                     read_only: true,
                     is_default: source == ConfigSource::Default,
-                    sensitive: false,
+                    sensitive,
                     config_type: def.ty,
                     documentation: Some(def.doc.to_string()),
                     synonyms,

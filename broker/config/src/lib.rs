@@ -11,6 +11,7 @@ mod kraft;
 mod listener;
 mod properties;
 mod schema;
+mod ssl;
 mod topic;
 
 pub use alter::{OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, apply_incremental};
@@ -21,6 +22,7 @@ pub use kraft::{KraftSettings, ProcessRoles, parse_bootstrap_servers, parse_vote
 pub use listener::{Listener, parse_listeners, parse_security_protocol_map};
 pub use properties::parse_properties;
 pub use schema::ConfigType;
+pub use ssl::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
 pub use topic::{
     EffectiveTopicConfig, TopicConfigs, effective_topic_config, validate_topic_configs,
 };

@@ -294,7 +294,7 @@ fn invalid_values_name_their_key() {
             "nonroutable",
         ),
         ("advertised.listeners", "SSL://h:9093", "subset"),
-        ("listeners", "SSL://h:9093", "does not serve yet"),
+        ("listeners", "SASL_SSL://h:9093", "does not serve yet"),
         ("inter.broker.listener.name", "NOPE", "advertised.listeners"),
     ];
     for (key, value, fragment) in cases {
@@ -431,4 +431,92 @@ fn raw_value_reports_explicit_or_default() {
     assert_eq!(c.raw_value("log.retention.hours").as_deref(), Some("168"));
     assert_eq!(c.raw_value("log.retention.ms"), None);
     assert_eq!(c.raw_value("no.such.key"), None);
+}
+
+#[test]
+fn an_ssl_listener_without_a_keystore_is_refused() {
+    let (key, reason) = rejection(&[("listeners", "SSL://h:9093")]);
+    assert_eq!(key, "ssl.keystore.location");
+    assert!(reason.contains("has no keystore"), "{reason}");
+}
+
+#[test]
+fn ssl_listeners_resolve_per_listener_keys() {
+    use crate::ssl::{ClientAuth, KeySource};
+    let (c, warnings) = build(&[
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,EXTERNAL://127.0.0.1:9094",
+        ),
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,EXTERNAL:SSL",
+        ),
+        ("ssl.keystore.type", "PEM"),
+        (
+            "listener.name.external.ssl.keystore.location",
+            "/tls/keystore.pem",
+        ),
+        ("listener.name.other.ssl.keystore.location", "/x.pem"),
+        ("ssl.keystore.password", "hunter2"),
+    ]);
+    let ssl = &c.ssl["EXTERNAL"];
+    assert_eq!(ssl.key, KeySource::File("/tls/keystore.pem".into()));
+    assert_eq!(ssl.client_auth, ClientAuth::None);
+    assert_eq!(c.ssl.len(), 1, "PLAINTEXT has no TLS settings");
+    assert_eq!(
+        warnings,
+        vec!["config key 'listener.name.other.ssl.keystore.location' names no listener; ignored"]
+    );
+    // Passwords are never described with their value.
+    let described = c.describe();
+    let password = described
+        .iter()
+        .find(|e| e.name == "ssl.keystore.password")
+        .unwrap();
+    assert!(password.sensitive && password.value.is_none());
+    assert!(password.synonyms.iter().all(|s| s.value.is_none()));
+
+    let (key, reason) = rejection(&[
+        ("listeners", "EXTERNAL://127.0.0.1:9094"),
+        ("listener.security.protocol.map", "EXTERNAL:SSL"),
+        ("listener.name.external.ssl.client.auth", "sometimes"),
+    ]);
+    assert_eq!(key, "listener.name.external.ssl.client.auth");
+    assert!(reason.contains("sometimes"), "{reason}");
+}
+
+#[test]
+fn cluster_brokers_replicate_over_plaintext_only() {
+    let (key, reason) = rejection(&[
+        ("process.roles", "broker,controller"),
+        ("controller.quorum.voters", "1@127.0.0.1:9093"),
+        ("controller.listener.names", "CONTROLLER"),
+        (
+            "listeners",
+            "EXTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093",
+        ),
+        ("listener.security.protocol.map", "EXTERNAL:SSL"),
+        ("ssl.keystore.type", "PEM"),
+        ("ssl.keystore.location", "/k.pem"),
+    ]);
+    assert_eq!(key, "inter.broker.listener.name");
+    assert!(reason.contains("plaintext"), "{reason}");
+    let (key, reason) = rejection(&[
+        ("process.roles", "broker,controller"),
+        ("controller.quorum.voters", "1@127.0.0.1:9093"),
+        ("controller.listener.names", "CONTROLLER"),
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        ),
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        ),
+        ("ssl.keystore.type", "PEM"),
+        ("ssl.keystore.location", "/k.pem"),
+    ]);
+    assert_eq!(key, "listener.security.protocol.map");
+    assert!(reason.contains("must be PLAINTEXT"), "{reason}");
 }

@@ -65,7 +65,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &[u8],
 ) -> std::io::Result<()> {
-    writer.write_all(frame).await
+    writer.write_all(frame).await?;
+    // A no-op on TCP; TLS holds encrypted records back until flushed.
+    writer.flush().await
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::frame::{FrameError, read_frame, write_frame};
@@ -21,13 +22,18 @@ use crate::broker::Broker;
 /// capped and return early when their connection is told to stop).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 64 * 1024;
+/// A client that opens a TLS connection and stalls must not hold a task forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct BoundListener {
     pub name: String,
     pub listener: TcpListener,
+    /// Set for SSL listeners.
+    pub tls: Option<TlsAcceptor>,
 }
 
-/// Binds every configured listener, failing with the address in the message.
+/// Binds every configured listener, failing with the address in the message. SSL listeners load
+/// their key and trust stores here, so a bad certificate stops the start.
 pub async fn bind(broker: &Broker) -> anyhow::Result<Vec<BoundListener>> {
     let mut bound = Vec::new();
     for l in &broker.config.listeners {
@@ -35,6 +41,10 @@ pub async fn bind(broker: &Broker) -> anyhow::Result<Vec<BoundListener>> {
         if broker.config.controller_listener_names.contains(&l.name) {
             continue;
         }
+        let tls = match broker.config.ssl.get(&l.name) {
+            Some(settings) => Some(super::tls::acceptor(&l.name, settings)?),
+            None => None,
+        };
         let addr = format!("{}:{}", l.host, l.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -42,6 +52,7 @@ pub async fn bind(broker: &Broker) -> anyhow::Result<Vec<BoundListener>> {
         bound.push(BoundListener {
             name: l.name.clone(),
             listener,
+            tls,
         });
     }
     Ok(bound)
@@ -57,14 +68,15 @@ pub async fn serve(
     let mut accepts = JoinSet::new();
     let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
     let (accepted_tx, mut accepted_rx) =
-        tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, String)>(64);
+        tokio::sync::mpsc::channel::<(TcpStream, SocketAddr, String, Option<TlsAcceptor>)>(64);
     for l in listeners {
         let tx = accepted_tx.clone();
         accepts.spawn(async move {
             loop {
                 match l.listener.accept().await {
                     Ok((stream, peer)) => {
-                        if tx.send((stream, peer, l.name.clone())).await.is_err() {
+                        let accepted = (stream, peer, l.name.clone(), l.tls.clone());
+                        if tx.send(accepted).await.is_err() {
                             return;
                         }
                     }
@@ -85,11 +97,11 @@ pub async fn serve(
                     break;
                 }
             }
-            Some((stream, peer, listener)) = accepted_rx.recv() => {
+            Some((stream, peer, listener, tls)) = accepted_rx.recv() => {
                 let broker = broker.clone();
                 let stop = conn_stop_rx.clone();
                 connections.spawn(async move {
-                    handle_connection(broker, stream, peer, listener, stop).await;
+                    handle_connection(broker, stream, peer, listener, tls, stop).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -119,10 +131,10 @@ async fn handle_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     listener: String,
-    mut stop: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let origin = api::Origin::new(&listener, Some(peer));
     let metrics = &broker.metrics;
     metrics
         .connections_accepted
@@ -133,10 +145,55 @@ async fn handle_connection(
     let closed_on_error = metrics
         .connections_closed_on_error
         .with_label_values(&[listener.as_str()]);
-    let max = broker.config.socket_request_max_bytes;
-    let (rd, mut wr) = stream.split();
-    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     debug!(%peer, "connection opened");
+    match tls {
+        None => {
+            let (rd, wr) = stream.split();
+            serve_requests(&broker, rd, wr, peer, &listener, stop).await;
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let (rd, wr) = tokio::io::split(tls);
+                    serve_requests(&broker, rd, wr, peer, &listener, stop).await;
+                }
+                // Usually a plaintext client on an SSL port, or a client that does not trust
+                // the broker's certificate.
+                Ok(Err(e)) => {
+                    warn!(%peer, %listener, error = %e, "TLS handshake failed");
+                    closed_on_error.inc();
+                }
+                Err(_) => {
+                    warn!(%peer, %listener, "TLS handshake timed out");
+                    closed_on_error.inc();
+                }
+            }
+        }
+    }
+    open.dec();
+    debug!(%peer, "connection closed");
+}
+
+/// Reads requests and writes responses in order until the peer leaves, a frame is bad, or the
+/// broker stops.
+async fn serve_requests<R, W>(
+    broker: &Arc<Broker>,
+    rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    listener: &str,
+    mut stop: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let origin = api::Origin::new(listener, Some(peer));
+    let closed_on_error = broker
+        .metrics
+        .connections_closed_on_error
+        .with_label_values(&[listener]);
+    let max = broker.config.socket_request_max_bytes;
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     loop {
         let frame = tokio::select! {
             _ = stop.changed() => break,
@@ -155,7 +212,7 @@ async fn handle_connection(
                 break;
             }
         };
-        match api::handle_frame(&broker, frame, &origin).await {
+        match api::handle_frame(broker, frame, &origin).await {
             Outcome::Respond(bytes) => {
                 if let Err(e) = write_frame(&mut wr, &bytes).await {
                     debug!(%peer, error = %e, "write failed");
@@ -173,6 +230,4 @@ async fn handle_connection(
             break;
         }
     }
-    open.dec();
-    debug!(%peer, "connection closed");
 }

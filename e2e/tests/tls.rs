@@ -1,0 +1,270 @@
+//! SSL listeners with a real client: kcat (librdkafka, OpenSSL) produces and consumes over TLS,
+//! verifying the broker's certificate and host name, and presents a client certificate where the
+//! listener requires one. Clients that do not trust the broker, that bring no certificate to a
+//! `ssl.client.auth=required` listener, or that speak plaintext to a TLS port are refused, and the
+//! broker goes on serving everyone else.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use strait_e2e::kcat::kcat;
+use strait_e2e::{Broker, BrokerOptions, free_port};
+
+/// A CA, a broker certificate for 127.0.0.1/localhost signed by it, and a client certificate.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn generate() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "strait e2e ca");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+
+        // rcgen turns "127.0.0.1" into an IP address SAN, which librdkafka checks.
+        let broker_key = KeyPair::generate().unwrap();
+        let broker = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&broker_key, &issuer)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client.distinguished_name.push(DnType::CommonName, "app");
+        let client = client.signed_by(&client_key, &issuer).unwrap();
+
+        // What the operator mounts: one PEM file with the key and the chain.
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "keystore.pem",
+            format!("{}{}", broker_key.serialize_pem(), broker.pem()),
+        );
+        write("ca.pem", ca_cert.pem());
+        write("client.pem", client.pem());
+        write("client.key", client_key.serialize_pem());
+        // A CA the broker's certificate does not chain to.
+        let other_key = KeyPair::generate().unwrap();
+        let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        write("other-ca.pem", other.self_signed(&other_key).unwrap().pem());
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn args(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A broker with a PLAINTEXT listener (the harness's port), an SSL listener, and an SSL listener
+/// that requires client certificates.
+fn start(pki: &Pki) -> (Broker, u16, u16) {
+    let plain = free_port().unwrap();
+    let tls = free_port().unwrap();
+    let mtls = free_port().unwrap();
+    let keystore = path_str(&pki.path("keystore.pem"));
+    let ca = path_str(&pki.path("ca.pem"));
+    let listeners =
+        format!("PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{tls},MTLS://127.0.0.1:{mtls}");
+    let overrides = [
+        ("listeners", listeners.as_str()),
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL",
+        ),
+        // Global keys for both listeners, a per-listener key on top for the second.
+        ("ssl.keystore.type", "PEM"),
+        ("ssl.keystore.location", keystore.as_str()),
+        ("listener.name.mtls.ssl.client.auth", "required"),
+        ("listener.name.mtls.ssl.truststore.type", "PEM"),
+        ("listener.name.mtls.ssl.truststore.location", ca.as_str()),
+    ];
+    let mut options = BrokerOptions::with_overrides(&overrides);
+    options.port = Some(plain);
+    let broker = Broker::start_with(options).expect("start broker with SSL listeners");
+    (broker, tls, mtls)
+}
+
+fn tls_args(port: u16, ca: &Path) -> Vec<String> {
+    args(&[
+        "-b",
+        &format!("127.0.0.1:{port}"),
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={}", path_str(ca)),
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ])
+}
+
+#[test]
+fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
+    let pki = Pki::generate();
+    let (mut broker, tls, mtls) = start(&pki);
+    let ca = pki.path("ca.pem");
+
+    let lines: Vec<String> = (0..300).map(|i| format!("k{i}:tls value {i}")).collect();
+    let input = lines.join("\n") + "\n";
+    let mut produce = tls_args(tls, &ca);
+    produce.extend(args(&["-P", "-t", "tls-topic", "-K:", "-X", "acks=all"]));
+    let produced = kcat(&produce, input.as_bytes(), Duration::from_secs(60));
+    assert!(produced.status.success(), "kcat -P over TLS: {produced:?}");
+
+    let mut consume = tls_args(tls, &ca);
+    consume.extend(args(&[
+        "-C",
+        "-t",
+        "tls-topic",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%k:%s\n",
+    ]));
+    let consumed = kcat(&consume, b"", Duration::from_secs(60));
+    assert!(consumed.status.success(), "kcat -C over TLS: {consumed:?}");
+    let got: Vec<String> = String::from_utf8_lossy(&consumed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, lines, "every record comes back over TLS, in order");
+
+    // Metadata over TLS advertises the TLS listener, so the client stays on TLS.
+    let mut list = tls_args(tls, &ca);
+    list.extend(args(&["-L", "-t", "tls-topic"]));
+    let listed = kcat(&list, b"", Duration::from_secs(30));
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && listing.contains(&format!("127.0.0.1:{tls}")),
+        "kcat -L over TLS: {listed:?}"
+    );
+
+    // A client that does not trust the broker's CA.
+    let mut untrusted = tls_args(tls, &pki.path("other-ca.pem"));
+    untrusted.extend(args(&["-L", "-m", "5"]));
+    let refused = kcat(&untrusted, b"", Duration::from_secs(30));
+    assert!(
+        !refused.status.success(),
+        "a client that does not trust the CA must fail: {refused:?}"
+    );
+
+    // Plaintext spoken to the TLS port: the handshake fails, only that connection goes.
+    let plain_to_tls = kcat(
+        &args(&["-b", &format!("127.0.0.1:{tls}"), "-L", "-m", "5"]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(!plain_to_tls.status.success(), "{plain_to_tls:?}");
+
+    // The mutual-TLS listener wants a client certificate...
+    let mut anonymous = tls_args(mtls, &ca);
+    anonymous.extend(args(&["-L", "-m", "5"]));
+    let anonymous = kcat(&anonymous, b"", Duration::from_secs(30));
+    assert!(
+        !anonymous.status.success(),
+        "a client without a certificate must be refused: {anonymous:?}"
+    );
+    // ...and serves a client that shows one signed by the trusted CA.
+    let mut with_cert = tls_args(mtls, &ca);
+    with_cert.extend(args(&[
+        "-X",
+        &format!(
+            "ssl.certificate.location={}",
+            path_str(&pki.path("client.pem"))
+        ),
+        "-X",
+        &format!("ssl.key.location={}", path_str(&pki.path("client.key"))),
+        "-C",
+        "-t",
+        "tls-topic",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%k:%s\n",
+    ]));
+    let mutual = kcat(&with_cert, b"", Duration::from_secs(60));
+    assert!(mutual.status.success(), "kcat over mutual TLS: {mutual:?}");
+    assert_eq!(String::from_utf8_lossy(&mutual.stdout).lines().count(), 300);
+
+    // Refused handshakes cost the broker nothing: it is alive and the plaintext port serves.
+    broker.assert_alive().unwrap();
+    let stderr = broker.stderr();
+    assert!(stderr.contains("TLS handshake failed"), "{stderr}");
+    let plain = kcat(
+        &args(&["-b", &broker.bootstrap(), "-L", "-t", "tls-topic"]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(plain.status.success(), "{plain:?}");
+}
+
+#[test]
+fn a_bad_keystore_stops_the_start_with_the_file_named() {
+    let pki = Pki::generate();
+    let port = free_port().unwrap();
+    let tls = free_port().unwrap();
+    // A certificate file with no key in it.
+    let ca = path_str(&pki.path("ca.pem"));
+    let listeners = format!("PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{tls}");
+    let binary = strait_e2e::broker_binary().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(binary)
+        .args([
+            "--override",
+            &format!("listeners={listeners}"),
+            "--override",
+            &format!("log.dirs={}", path_str(data.path())),
+            "--override",
+            "metrics.listener=",
+            "--override",
+            "ssl.keystore.type=PEM",
+            "--override",
+            &format!("ssl.keystore.location={ca}"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&ca) && stderr.contains("private key"),
+        "the error names the file and what is missing: {stderr}"
+    );
+
+    // A JKS keystore is refused by name before anything is read.
+    let output = Command::new(strait_e2e::broker_binary().unwrap())
+        .args([
+            "--override",
+            &format!("listeners={listeners}"),
+            "--override",
+            &format!("log.dirs={}", path_str(data.path())),
+            "--override",
+            "metrics.listener=",
+            "--override",
+            "ssl.keystore.location=/etc/kafka/keystore.jks",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ssl.keystore.type") && stderr.contains("PEM"),
+        "{stderr}"
+    );
+}
