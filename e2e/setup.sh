@@ -38,6 +38,15 @@ else
     as_root apt-get install -y --no-install-recommends iproute2 </dev/null
 fi
 
+# The TLS tests make their certificates with the openssl command line.
+if command -v openssl >/dev/null 2>&1; then
+    echo "setup.sh: openssl present"
+else
+    echo "setup.sh: installing openssl from Debian"
+    as_root apt-get update </dev/null
+    as_root apt-get install -y --no-install-recommends openssl </dev/null
+fi
+
 # Checks that python module $1 is importable at version $2.
 py_has() {
     python3 - "$1" "$2" <<'PY' >/dev/null 2>&1

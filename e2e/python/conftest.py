@@ -29,19 +29,25 @@ def free_port() -> int:
 
 
 class BrokerProcess:
-    def __init__(self, workdir: pathlib.Path):
+    """`extra_listeners` (e.g. `,SSL://127.0.0.1:PORT`) are appended to the PLAINTEXT listener the
+    harness waits on; `overrides` are further `key=value` pairs."""
+
+    def __init__(self, workdir: pathlib.Path, extra_listeners: str = "", overrides=()):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.stderr_path = workdir / "broker.stderr"
         self._stderr = open(self.stderr_path, "wb")
+        args = [
+            str(broker_binary()),
+            "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}{extra_listeners}",
+            "--override", f"log.dirs={workdir / 'data'}",
+            "--override", "metrics.listener=",
+            "--override", "num.partitions=1",
+        ]
+        for pair in overrides:
+            args += ["--override", pair]
         self.proc = subprocess.Popen(
-            [
-                str(broker_binary()),
-                "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "--override", f"log.dirs={workdir / 'data'}",
-                "--override", "metrics.listener=",
-                "--override", "num.partitions=1",
-            ],
+            args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
