@@ -159,7 +159,8 @@ pub struct Listener {
     /// How clients reach the listener.
     #[serde(rename = "type")]
     pub kind: ListenerType,
-    /// Serve TLS on this listener.
+    /// Serve TLS on this listener, with a certificate per broker signed by the cluster CA
+    /// (Secret `<cluster>-cluster-ca-cert`, key `ca.crt`).
     #[serde(default)]
     pub tls: bool,
     /// Client authentication on this listener.
@@ -339,6 +340,10 @@ pub struct ListenerStatus {
     /// addresses (node IPs with the bootstrap nodePort, or the bootstrap load balancer) once
     /// known, until then the bootstrap Service's in-cluster name.
     pub bootstrap_servers: String,
+    /// For a TLS listener: the Secret holding the cluster CA certificate (key `ca.crt`) that
+    /// signs the brokers' certificates, for clients to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<String>,
 }
 
 impl ClusterSpec {

@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// The cluster CA or a broker certificate could not be made or read.
+    #[error("certificates: {0}")]
+    Certificate(#[from] crate::cluster::certs::CertError),
     /// Adding or removing a finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -39,6 +42,7 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Serialize(_) => "serialize",
             Error::Secret { .. } => "secret",
+            Error::Certificate(_) => "certificate",
             Error::Finalizer(_) => "finalizer",
         }
     }

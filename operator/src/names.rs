@@ -20,12 +20,18 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const DATA_VOLUME: &str = "data";
 /// Pod-template annotation with the hash of the rendered configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "strait.dev/config-hash";
+/// Pod-template annotation with the generation of the zone's broker certificates (raised when
+/// a running broker's certificate is replaced, so that the brokers restart onto it).
+pub const CERT_GENERATION_ANNOTATION: &str = "strait.dev/certificate-generation";
 /// Field manager for server-side apply.
 pub const MANAGER: &str = "strait-operator";
 /// Mount path of the data volume.
 pub const DATA_DIR: &str = "/var/lib/strait";
 /// Mount path of the configuration.
 pub const CONFIG_DIR: &str = "/etc/strait";
+/// Mount path of the brokers' certificates (`<pod>.pem` each); not under [`CONFIG_DIR`], a
+/// read-only ConfigMap volume in which no mount point can be made.
+pub const TLS_DIR: &str = "/etc/strait-tls";
 
 /// Labels selecting every broker pod of a cluster.
 pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
@@ -115,4 +121,19 @@ pub fn claim(cluster: &str, zone_index: usize, node_id: i32) -> String {
 /// ServiceAccount of the broker pods.
 pub fn service_account(cluster: &str) -> String {
     format!("{cluster}-broker")
+}
+
+/// Secret with the cluster CA's certificate and private key (`ca.crt`, `ca.key`).
+pub fn cluster_ca(cluster: &str) -> String {
+    format!("{cluster}-cluster-ca")
+}
+
+/// Secret with only the cluster CA's certificate (`ca.crt`), for clients to mount and trust.
+pub fn cluster_ca_cert(cluster: &str) -> String {
+    format!("{cluster}-cluster-ca-cert")
+}
+
+/// Secret with every broker's key and certificate chain, `<pod>.pem` each.
+pub fn broker_certs(cluster: &str) -> String {
+    format!("{cluster}-broker-certs")
 }

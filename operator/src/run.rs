@@ -43,6 +43,8 @@ pub fn controllers<F: AdminFactory>(
         .owns(api::<StatefulSet>(&client, namespace), cfg())
         .owns(api::<Service>(&client, namespace), cfg())
         .owns(api::<ConfigMap>(&client, namespace), cfg())
+        // The cluster CA and certificate Secrets: one deleted or changed is made right at once.
+        .owns(api::<Secret>(&client, namespace), cfg())
         .graceful_shutdown_on(shutdown())
         .run(
             cluster::controller::reconcile,

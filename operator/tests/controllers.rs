@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use fixtures::{FakeAdmin, Seen, context, finish, mock_client};
 use http::StatusCode;
+use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
 use strait_crds::{Cluster, Topic, User};
 use strait_operator::admin::{OngoingReassignment, TopicDescription};
+use strait_operator::cluster::{certs, tls};
 
 fn cluster(replicas: i32) -> Cluster {
     serde_json::from_value(json!({
@@ -1213,4 +1215,247 @@ async fn a_listener_made_internal_loses_its_services_once_brokers_restarted() {
             "services/kafka-ext-bootstrap"
         ]
     );
+}
+
+/// `cluster(replicas)` with its `plain` listener serving TLS.
+fn tls_cluster(replicas: i32) -> Cluster {
+    let mut c = cluster(replicas);
+    c.spec.listeners[0].tls = true;
+    c
+}
+
+/// The Secret a request carried (create or apply), decoded.
+fn secret_sent(seen: &[Seen], method: &str, name: &str) -> Option<Secret> {
+    seen.iter()
+        .rev()
+        .find(|s| {
+            s.method == method && s.path.contains("/secrets") && s.body["metadata"]["name"] == name
+        })
+        .map(|s| serde_json::from_value(s.body.clone()).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+fn ca_of(secret: &Secret) -> certs::Ca {
+    let data = secret_data(secret);
+    certs::Ca {
+        cert_pem: data["ca.crt"].clone(),
+        key_pem: data["ca.key"].clone(),
+    }
+}
+
+/// `script`, except that GETs of the Secrets in `secrets` return them.
+fn with_secrets(script: fixtures::Script, secrets: Vec<Secret>) -> fixtures::Script {
+    Box::new(move |seen| {
+        if seen.method == "GET" {
+            let name = seen.path.rsplit('/').next().unwrap_or_default();
+            if seen.path.contains("/secrets/")
+                && let Some(s) = secrets
+                    .iter()
+                    .find(|s| s.metadata.name.as_deref() == Some(name))
+            {
+                return Some((StatusCode::OK, json_of(s)));
+            }
+        }
+        script(seen)
+    })
+}
+
+fn generation_of(seen: &[Seen], zone: usize) -> Value {
+    applied(seen, "statefulsets")
+        .iter()
+        .find(|s| s.path.ends_with(&format!("/statefulsets/kafka-z{zone}")))
+        .map(|s| {
+            s.body["spec"]["template"]["metadata"]["annotations"]
+                ["strait.dev/certificate-generation"]
+                .clone()
+        })
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn tls_cluster_gets_a_ca_and_a_certificate_per_broker_before_its_brokers() {
+    let (client, log, server) = mock_client(json_of(&tls_cluster(3)), Box::new(|_| None));
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
+            .await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(condition(&status, "Ready")["reason"], "BrokersNotReady");
+    assert_eq!(status["listeners"][0]["caSecret"], "kafka-cluster-ca-cert");
+
+    // The CA is created (never applied over), its certificate published for clients.
+    let created = secret_sent(&seen, "POST", "kafka-cluster-ca").expect("CA created");
+    assert!(
+        created
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o[0].uid == "u-1"),
+        "owned by the Cluster"
+    );
+    let ca = ca_of(&created);
+    let public = secret_sent(&seen, "PATCH", "kafka-cluster-ca-cert").expect("CA cert applied");
+    assert_eq!(
+        secret_data(&public),
+        BTreeMap::from([("ca.crt".to_owned(), ca.cert_pem.clone())])
+    );
+
+    // One keystore per broker, signed by that CA, naming the broker's pod.
+    let brokers = secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("certificates applied");
+    let keystores = secret_data(&brokers);
+    assert_eq!(
+        keystores.keys().collect::<Vec<_>>(),
+        ["kafka-z0-0.pem", "kafka-z1-1000.pem", "kafka-z2-2000.pem"]
+    );
+    let signer = certs::Signer::new(&ca).unwrap_or_else(|e| panic!("{e}"));
+    for (key, pem) in &keystores {
+        let pod = key.trim_end_matches(".pem");
+        match signer.inspect(pem) {
+            tls::Existing::Issued {
+                sans,
+                by_current_ca,
+                ..
+            } => {
+                assert!(by_current_ca, "{key}");
+                assert!(sans.contains(&tls::San::Dns(format!("{pod}.kafka-brokers.ns.svc"))));
+                assert!(sans.contains(&tls::San::Dns("kafka-bootstrap.ns.svc".into())));
+            }
+            tls::Existing::Unreadable => panic!("{key} unreadable"),
+        }
+    }
+
+    // Secrets exist before the StatefulSets that mount them; the pods carry generation 0.
+    let position = |pred: &dyn Fn(&Seen) -> bool| seen.iter().position(pred).unwrap_or(usize::MAX);
+    let certs_at = position(&|s| s.path.ends_with("/secrets/kafka-broker-certs"));
+    let sts_at = position(&|s| s.method == "PATCH" && s.path.contains("/statefulsets/"));
+    assert!(certs_at < sts_at, "{certs_at} < {sts_at}");
+    for zone in 0..3 {
+        assert_eq!(generation_of(&seen, zone), "0");
+    }
+    let config = applied(&seen, "configmaps")[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        config.contains("\nlistener.name.plain.ssl.keystore.type=PEM\n"),
+        "{config}"
+    );
+    assert!(config.contains("PLAIN:SSL"), "{config}");
+}
+
+/// The Secrets the operator wrote in `seen`, as the API server would now return them.
+fn stored_secrets(seen: &[Seen]) -> Vec<Secret> {
+    let mut out = Vec::new();
+    if let Some(ca) = secret_sent(seen, "POST", "kafka-cluster-ca") {
+        out.push(ca);
+    }
+    out.extend(secret_sent(seen, "PATCH", "kafka-broker-certs"));
+    out
+}
+
+#[tokio::test]
+async fn an_existing_ca_and_current_certificates_are_kept() {
+    // First reconcile: everything is made.
+    let (client, log, server) = mock_client(json_of(&tls_cluster(3)), Box::new(|_| None));
+    let ctx = context(client, FakeAdmin::default());
+    let first =
+        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
+            .await;
+    assert!(first.is_ok(), "{first:?}");
+    let made = finish(ctx, log, server).await;
+    let stored = stored_secrets(&made);
+    assert_eq!(stored.len(), 2);
+
+    // Second reconcile against what was stored: nothing is created or reissued.
+    let (client, log, server) = mock_client(
+        json_of(&tls_cluster(3)),
+        with_secrets(statefulsets(vec![1, 1, 1], 1), stored.clone()),
+    );
+    let ctx = context(client, FakeAdmin::default());
+    let again =
+        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
+            .await;
+    assert!(again.is_ok(), "{again:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "POST" && s.path.contains("/secrets")),
+        "the CA is reused"
+    );
+    let public = secret_sent(&seen, "PATCH", "kafka-cluster-ca-cert").expect("CA cert applied");
+    assert_eq!(secret_data(&public)["ca.crt"], ca_of(&stored[0]).cert_pem);
+    let kept = secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("certificates applied");
+    assert_eq!(
+        secret_data(&kept),
+        secret_data(&stored[1]),
+        "no certificate reissued"
+    );
+    assert_eq!(generation_of(&seen, 1), "0", "no restart");
+    assert_eq!(
+        condition(&status_patch(&seen, "/clusters/kafka"), "Ready")["status"],
+        "True"
+    );
+}
+
+#[tokio::test]
+async fn certificates_from_another_ca_are_reissued_and_restart_the_brokers() {
+    let (client, log, server) = mock_client(json_of(&tls_cluster(3)), Box::new(|_| None));
+    let ctx = context(client, FakeAdmin::default());
+    let first =
+        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
+            .await;
+    assert!(first.is_ok(), "{first:?}");
+    let mut stored = stored_secrets(&finish(ctx, log, server).await);
+    // The CA Secret was replaced (deleted and made anew): the brokers' certificates are not
+    // its own.
+    let other = certs::generate_ca("kafka", "ns", std::time::SystemTime::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    stored[0].data = Some(BTreeMap::from([
+        (
+            "ca.crt".to_owned(),
+            k8s_openapi::ByteString(other.cert_pem.clone().into_bytes()),
+        ),
+        (
+            "ca.key".to_owned(),
+            k8s_openapi::ByteString(other.key_pem.clone().into_bytes()),
+        ),
+    ]));
+    let old = secret_data(&stored[1]);
+    let (client, log, server) = mock_client(
+        json_of(&tls_cluster(3)),
+        with_secrets(statefulsets(vec![1, 1, 1], 1), stored),
+    );
+    let ctx = context(client, FakeAdmin::default());
+    let again =
+        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
+            .await;
+    assert!(again.is_ok(), "{again:?}");
+    let seen = finish(ctx, log, server).await;
+    let reissued =
+        secret_data(&secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("applied"));
+    let signer = certs::Signer::new(&other).unwrap_or_else(|e| panic!("{e}"));
+    for (key, pem) in &reissued {
+        assert_ne!(Some(pem), old.get(key), "{key} reissued");
+        assert!(matches!(
+            signer.inspect(pem),
+            tls::Existing::Issued {
+                by_current_ca: true,
+                ..
+            }
+        ));
+    }
+    for zone in 0..3 {
+        assert_eq!(generation_of(&seen, zone), "1", "zone {zone} restarts");
+    }
 }

@@ -32,6 +32,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["strait.dev"]
   resources: ["clusters/status", "topics/status", "users/status"]
   verbs: ["get", "patch", "update"]
+{{- /* Secrets: Users' generated passwords; a TLS Cluster's CA (created once, then read), its
+public certificate and the brokers' certificates (applied). */}}
 - apiGroups: [""]
   resources: ["configmaps", "serviceaccounts", "secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]

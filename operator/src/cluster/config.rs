@@ -1,7 +1,7 @@
 //! Renders a Cluster's broker configuration: the shared `server.properties` (Kafka key names,
 //! including the KRaft quorum), the per-broker `--override` arguments (node id, rack, advertised
-//! listeners with each broker's external addresses, and the process roles decided from the pod
-//! ordinal at start), plus the hash that triggers a rolling restart when the configuration
+//! listeners with each broker's external addresses, each TLS listener's keystore, and the process
+//! roles decided from the pod ordinal at start), plus the hash that triggers a rolling restart when the configuration
 //! changes.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
 
 use crate::cluster::external::{self, ExternalAddresses};
 use crate::cluster::quorum::{self, CONTROLLER_LISTENER, CONTROLLER_PORT};
+use crate::cluster::tls;
 use crate::names;
 
 /// Kafka listener name of the inter-broker listener.
@@ -91,6 +92,13 @@ pub fn server_properties(
         "metrics.listener".into(),
         format!("0.0.0.0:{}", spec.metrics_port()),
     );
+    // TLS listeners read a PEM keystore: each broker's own file (see `broker_overrides`).
+    for l in tls::tls_listeners(spec) {
+        keys.insert(
+            format!("{}ssl.keystore.type", tls::listener_prefix(&l.name)),
+            "PEM".into(),
+        );
+    }
     if let Some(auth) = &spec.authorization {
         let users: Vec<String> = auth
             .super_users
@@ -166,7 +174,8 @@ pub fn advertised_listeners(
 }
 
 /// The `--override` arguments every broker in zone `zone` shares, as a shell fragment: node id
-/// from the pod ordinal (`${HOSTNAME##*-}`), rack, and, without external listeners, the
+/// from the pod ordinal (`${HOSTNAME##*-}`), rack, each TLS listener's keystore (the pod's own
+/// `<pod>.pem` in the mounted certificates Secret), and, without external listeners, the
 /// advertised listeners on stable DNS names (with them, the start command picks the advertised
 /// listeners per ordinal).
 pub fn broker_overrides(
@@ -181,6 +190,15 @@ pub fn broker_overrides(
         "--override".into(),
         format!("broker.rack={zone}"),
     ];
+    for l in tls::tls_listeners(spec) {
+        out.push("--override".into());
+        out.push(format!(
+            "{}ssl.keystore.location={}/{}",
+            tls::listener_prefix(&l.name),
+            names::TLS_DIR,
+            tls::keystore_key("${HOSTNAME}")
+        ));
+    }
     if !has_external(spec) {
         out.push("--override".into());
         out.push(format!(
@@ -605,6 +623,51 @@ mod tests {
         assert!(
             advertised(&odd).ends_with(",NP://$(id) `id`:31000"),
             "{odd:?}"
+        );
+    }
+
+    #[test]
+    fn tls_listeners_get_a_pem_keystore_per_broker() {
+        let mut s = spec(3, &["a"]);
+        s.listeners.push(strait_crds::cluster::Listener {
+            name: "secure".into(),
+            port: 9094,
+            kind: ListenerType::Internal,
+            tls: true,
+            authentication: None,
+        });
+        let p = properties(&s);
+        assert!(
+            p.contains(
+                "\nlistener.security.protocol.map=REPLICATION:PLAINTEXT,PLAIN:PLAINTEXT,\
+                 SECURE:SSL,CONTROLLER:PLAINTEXT\n"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("\nlistener.name.secure.ssl.keystore.type=PEM\n"));
+        // Only the TLS listener, never a key password, never inline key material.
+        assert!(!p.contains("listener.name.plain."));
+        assert!(!p.contains("ssl.key.password"));
+        assert!(!p.contains("ssl.keystore.key"));
+        let args = run_as(
+            "kafka-z0-2",
+            &start_command("kafka", "ns", &s, "a", &[0], &none()),
+        );
+        let locations: Vec<&String> = args
+            .iter()
+            .filter(|a| a.contains("ssl.keystore.location"))
+            .collect();
+        assert_eq!(
+            locations,
+            ["listener.name.secure.ssl.keystore.location=/etc/strait-tls/kafka-z0-2.pem"]
+        );
+        // Without TLS listeners, nothing of it.
+        let plain = properties(&spec(3, &["a"]));
+        assert!(!plain.contains("ssl."));
+        assert!(
+            !broker_overrides("kafka", "ns", &spec(3, &["a"]), "a")
+                .iter()
+                .any(|a| a.contains("ssl."))
         );
     }
 

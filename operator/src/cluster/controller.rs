@@ -4,14 +4,16 @@
 //! controller quorum's voters of a running cluster is refused too. Brokers restart for a new
 //! configuration one at a time across zones, only while every broker is Ready (`roll`). Once no
 //! broker uses them, external listeners' Services of removed brokers or listeners, and with
-//! `storage.deleteClaim` removed brokers' claims, are deleted (`prune`).
+//! `storage.deleteClaim` removed brokers' claims, are deleted (`prune`). With TLS listeners the
+//! cluster CA is created once and the brokers' certificates (re)issued as `tls` decides, before
+//! the StatefulSets that mount them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
@@ -27,7 +29,7 @@ use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{
     check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
 };
-use crate::cluster::{config, external, prune, quorum, validate};
+use crate::cluster::{certs, config, external, prune, quorum, tls, validate};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -51,7 +53,7 @@ pub fn admin_bootstrap(name: &str, namespace: &str) -> String {
 /// Client bootstrap addresses per listener, for status: external listeners' external addresses
 /// once known (see [`external::bootstrap_servers`]; `bootstrap` holds the bootstrap Services as
 /// applied, `host_ips` the nodes of the broker pods), else the bootstrap Service's in-cluster
-/// name.
+/// name; TLS listeners name the Secret with the CA certificate to trust.
 pub fn listener_status(
     cluster: &ClusterRef,
     bootstrap: &BTreeMap<String, Service>,
@@ -72,6 +74,7 @@ pub fn listener_status(
             ListenerStatus {
                 name: l.name.clone(),
                 bootstrap_servers,
+                ca_secret: l.tls.then(|| names::cluster_ca_cert(cluster.name)),
             }
         })
         .collect()
@@ -180,11 +183,26 @@ async fn reconcile_inner<F: AdminFactory>(
         let applied = apply(&ctx.client, &svc).await?;
         per_broker.insert(applied.name_any(), applied);
     }
-    let external = external::addresses(
-        &c,
-        &resources::held_node_ids(&decision.replicas),
-        &per_broker,
-    );
+    let held = resources::held_node_ids(&decision.replicas);
+    let external = external::addresses(&c, &held, &per_broker);
+    // Listed before the StatefulSets are applied: the nodes of the broker pods go into the
+    // certificates of nodeport TLS listeners, and the roll and the clean-up below use the same
+    // list (a pod that leaves is thus kept in mind one reconcile longer, never shorter).
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), c.namespace)
+        .list(&ListParams::default().labels(&names::selector_string(c.name)))
+        .await?
+        .items;
+    let host_ips = host_ips(c.name, &pods);
+    let cert_generations = if tls::has_tls(c.spec) {
+        let known = tls::KnownAddresses {
+            external: &external,
+            bootstrap: &bootstrap,
+            host_ips: &host_ips,
+        };
+        ensure_certificates(&c, &held, &known, ctx).await?
+    } else {
+        BTreeMap::new()
+    };
     for name in &migrate {
         // Before the new template lands, so that it cannot roll every zone at once.
         let params = PatchParams {
@@ -195,18 +213,21 @@ async fn reconcile_inner<F: AdminFactory>(
         sts_api.patch(name, &params, &Patch::Merge(&patch)).await?;
     }
     let mut sets = BTreeMap::new();
-    for (i, sts) in resources::statefulsets(&c, &decision.replicas, &voters, &hash, &external)
-        .iter()
-        .enumerate()
+    for (i, sts) in resources::statefulsets(
+        &c,
+        &decision.replicas,
+        &voters,
+        &hash,
+        &cert_generations,
+        &external,
+    )
+    .iter()
+    .enumerate()
     {
         let applied = apply(&ctx.client, sts).await?;
         sets.insert(i, roll::zone_set(&applied));
     }
     apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
-    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), c.namespace)
-        .list(&ListParams::default().labels(&names::selector_string(c.name)))
-        .await?
-        .items;
     let (roll, rolling_cond) = roll_brokers(&c, cluster, &pods, &sets, &voters, ctx).await?;
     let roll_pending = roll.rolling() || matches!(roll.step, RollStep::Wait(_));
     let mut conditions = decision.conditions;
@@ -347,7 +368,7 @@ async fn reconcile_inner<F: AdminFactory>(
         replicas: existing.max(decision.replicas.iter().sum()),
         ready_replicas: ready,
         selector: Some(names::selector_string(c.name)),
-        listeners: listener_status(&c, &bootstrap, &host_ips(c.name, &pods)),
+        listeners: listener_status(&c, &bootstrap, &host_ips),
         cluster_id,
         config_hash: Some(hash),
     };
@@ -360,6 +381,115 @@ async fn reconcile_inner<F: AdminFactory>(
     } else {
         BUSY_REQUEUE
     }))
+}
+
+/// The cluster CA and the brokers' certificates (brokers `node_ids`, the StatefulSets' as
+/// applied): creates the CA Secret when missing (an existing one is only read), applies the
+/// CA certificate Secret for clients, and issues the certificates [`tls::plan`] asks for into the
+/// broker certificates Secret. Returns each zone's certificate generation for the pod templates.
+async fn ensure_certificates<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    node_ids: &[i32],
+    known: &tls::KnownAddresses<'_>,
+    ctx: &Context<F>,
+) -> Result<BTreeMap<usize, u64>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let now = SystemTime::now();
+    let ca_name = names::cluster_ca(c.name);
+    let ca = match api.get_opt(&ca_name).await? {
+        Some(secret) => certs::Ca {
+            cert_pem: secret_text(&secret, &ca_name, certs::CA_CERT_KEY)?,
+            key_pem: secret_text(&secret, &ca_name, certs::CA_KEY_KEY)?,
+        },
+        None => {
+            let ca = certs::generate_ca(c.name, c.namespace, now)?;
+            // Create, never apply: should another writer have made one meanwhile, this fails
+            // (and the next reconcile reads theirs) rather than replacing a CA in use.
+            api.create(
+                &PostParams::default(),
+                &resources::cluster_ca_secret(c, &ca),
+            )
+            .await?;
+            tracing::info!(cluster = c.name, secret = ca_name, "created the cluster CA");
+            ca
+        }
+    };
+    apply(&ctx.client, &resources::cluster_ca_cert_secret(c, &ca)).await?;
+    let signer = certs::Signer::new(&ca)?;
+    let stored = api.get_opt(&names::broker_certs(c.name)).await?;
+    let previous: BTreeMap<String, String> = stored
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), String::from_utf8(v.0.clone()).ok()?)))
+        .collect();
+    let existing = node_ids
+        .iter()
+        .filter_map(|id| {
+            let pod = names::pod(c.name, quorum::zone_of(*id), *id);
+            let inspected = previous
+                .get(&tls::keystore_key(&pod))
+                .map(|pem| signer.inspect(pem))?;
+            Some((pod, inspected))
+        })
+        .collect();
+    let desired = node_ids
+        .iter()
+        .map(|id| (*id, tls::broker_sans(c, *id, known)))
+        .collect();
+    let plan = tls::plan(
+        c.name,
+        &desired,
+        &existing,
+        tls::has_nodeport_tls(c.spec),
+        certs::unix_secs(now),
+    );
+    let mut keystores = BTreeMap::new();
+    for id in node_ids {
+        let pod = names::pod(c.name, quorum::zone_of(*id), *id);
+        let key = tls::keystore_key(&pod);
+        let pem = match plan.issue.get(&pod) {
+            Some((sans, reason)) => {
+                tracing::info!(
+                    cluster = c.name,
+                    pod,
+                    ?reason,
+                    "issuing a broker certificate"
+                );
+                signer.issue(&pod, sans, now)?
+            }
+            None => previous.get(&key).cloned().unwrap_or_default(),
+        };
+        keystores.insert(key, pem);
+    }
+    let annotations = stored
+        .as_ref()
+        .and_then(|s| s.metadata.annotations.clone())
+        .unwrap_or_default();
+    let generations = tls::next_generations(&tls::generations(&annotations), &plan.replaced_zones);
+    apply(
+        &ctx.client,
+        &resources::broker_certs_secret(c, keystores, &generations),
+    )
+    .await?;
+    Ok(generations)
+}
+
+/// The UTF-8 text under `key` in `secret` (named `name`).
+fn secret_text(secret: &Secret, name: &str, key: &str) -> Result<String, Error> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| Error::Secret {
+            secret: name.to_owned(),
+            problem: format!("has no key {key}"),
+        })?;
+    String::from_utf8(bytes.0.clone()).map_err(|_| Error::Secret {
+        secret: name.to_owned(),
+        problem: format!("key {key} is not UTF-8"),
+    })
 }
 
 /// The IPs of the nodes running broker pods of `cluster`.

@@ -1,7 +1,9 @@
 //! The `Cluster` kind: validation, the controller quorum layout, the desired Kubernetes objects,
+//! the TLS certificates (which are needed, `tls`; making them, `certs`),
 //! the brokers' external addresses, scale planning, rolling restarts, what to delete once unused
 //! and the controller that applies them.
 
+pub mod certs;
 pub mod config;
 pub mod controller;
 pub mod external;
@@ -10,4 +12,5 @@ pub mod quorum;
 pub mod resources;
 pub mod roll;
 pub mod scale;
+pub mod tls;
 pub mod validate;

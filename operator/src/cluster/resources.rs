@@ -1,9 +1,11 @@
 //! Builds the desired Kubernetes objects of a Cluster, as pure functions of the resource: the
-//! ConfigMap, Services, one StatefulSet per zone, the PodDisruptionBudget, the ServiceAccount and
-//! the optional ServiceMonitor. Nothing here talks to the API server.
+//! ConfigMap, Services, one StatefulSet per zone, the PodDisruptionBudget, the ServiceAccount,
+//! the optional ServiceMonitor and, with TLS listeners, the certificate Secrets (from keys made
+//! in `certs`). Nothing here talks to the API server.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy,
     StatefulSetSpec, StatefulSetUpdateStrategy,
@@ -12,9 +14,9 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service,
-    ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
+    SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -25,9 +27,11 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterSpec};
 
+use crate::cluster::certs::{self, Ca};
 use crate::cluster::config;
 use crate::cluster::external::ExternalAddresses;
 use crate::cluster::quorum::{CONTROLLER_PORT, zone_of};
+use crate::cluster::tls;
 use crate::names;
 
 /// Image used when `spec.image` is unset.
@@ -246,12 +250,14 @@ pub fn broker_services(c: &ClusterRef, replicas: &[i32]) -> Vec<Service> {
 
 /// The StatefulSets, one per zone, with `replicas[i]` brokers in zone `i` (the controller may
 /// hold a zone at its current size while partitions move off leaving brokers); `voters` are the
-/// node ids that run the controller role, `external` the brokers' known external addresses.
+/// node ids that run the controller role, `external` the brokers' known external addresses,
+/// `cert_generations` each zone's broker certificate generation (with TLS listeners).
 pub fn statefulsets(
     c: &ClusterRef,
     replicas: &[i32],
     voters: &[i32],
     config_hash: &str,
+    cert_generations: &BTreeMap<usize, u64>,
     external: &ExternalAddresses,
 ) -> Vec<StatefulSet> {
     c.spec
@@ -266,6 +272,7 @@ pub fn statefulsets(
                 replicas.get(i).copied().unwrap_or(0),
                 voters,
                 config_hash,
+                cert_generations.get(&i).copied().unwrap_or(0),
                 &external.in_zone(i),
             )
         })
@@ -273,7 +280,10 @@ pub fn statefulsets(
 }
 
 /// The StatefulSet of the zone at `index`; `external` holds the external addresses of (at
-/// least) this zone's brokers, rendered into the start command.
+/// least) this zone's brokers, rendered into the start command. With TLS listeners the pods
+/// mount the broker certificates Secret and carry `cert_generation`, so that replaced
+/// certificates restart the zone's brokers like a new configuration does.
+#[allow(clippy::too_many_arguments)]
 pub fn statefulset(
     c: &ClusterRef,
     index: usize,
@@ -281,6 +291,7 @@ pub fn statefulset(
     replicas: i32,
     voters: &[i32],
     config_hash: &str,
+    cert_generation: u64,
     external: &ExternalAddresses,
 ) -> StatefulSet {
     let spec = c.spec;
@@ -294,6 +305,13 @@ pub fn statefulset(
         names::CONFIG_HASH_ANNOTATION.to_owned(),
         config_hash.to_owned(),
     );
+    let tls = tls::has_tls(spec);
+    if tls {
+        annotations.insert(
+            names::CERT_GENERATION_ANNOTATION.to_owned(),
+            cert_generation.to_string(),
+        );
+    }
     let metrics_port = spec.metrics_port();
     if spec.metrics.as_ref().is_none_or(|m| m.enabled) {
         annotations.insert("prometheus.io/scrape".to_owned(), "true".to_owned());
@@ -348,19 +366,7 @@ pub fn statefulset(
             failure_threshold: Some(6),
             ..Probe::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: names::DATA_VOLUME.to_owned(),
-                mount_path: names::DATA_DIR.to_owned(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".to_owned(),
-                mount_path: names::CONFIG_DIR.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts(tls)),
         ..Container::default()
     };
     let retention = if spec.storage.delete_claim {
@@ -414,14 +420,7 @@ pub fn statefulset(
                     // Room for the controlled shutdown SIGTERM starts (leaderships move away).
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "config".to_owned(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: names::config_map(c.name),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes(c, tls)),
                     affinity: Some(affinity(c, zone, template.affinity.clone())),
                     tolerations: (!template.tolerations.is_empty())
                         .then(|| template.tolerations.clone()),
@@ -455,6 +454,107 @@ pub fn statefulset(
         },
         ..StatefulSet::default()
     }
+}
+
+/// Name of the pods' volume with the broker certificates.
+const TLS_VOLUME: &str = "tls";
+
+/// The broker container's mounts: data, configuration, and with `tls` the certificates.
+fn volume_mounts(tls: bool) -> Vec<VolumeMount> {
+    let mut mounts = vec![
+        VolumeMount {
+            name: names::DATA_VOLUME.to_owned(),
+            mount_path: names::DATA_DIR.to_owned(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".to_owned(),
+            mount_path: names::CONFIG_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    if tls {
+        mounts.push(VolumeMount {
+            name: TLS_VOLUME.to_owned(),
+            mount_path: names::TLS_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
+}
+
+/// The pod's volumes besides the data claim: the configuration, and with `tls` the broker
+/// certificates Secret (readable by the broker's group only, which `fsGroup` makes its own).
+fn volumes(c: &ClusterRef, tls: bool) -> Vec<Volume> {
+    let mut volumes = vec![Volume {
+        name: "config".to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map(c.name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    if tls {
+        volumes.push(Volume {
+            name: TLS_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names::broker_certs(c.name)),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
+}
+
+fn secret_object(c: &ClusterRef, name: String, data: BTreeMap<String, String>) -> Secret {
+    Secret {
+        metadata: c.meta(name),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// The cluster CA Secret: certificate and private key. Created once, then only read.
+pub fn cluster_ca_secret(c: &ClusterRef, ca: &Ca) -> Secret {
+    secret_object(
+        c,
+        names::cluster_ca(c.name),
+        BTreeMap::from([
+            (certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone()),
+            (certs::CA_KEY_KEY.to_owned(), ca.key_pem.clone()),
+        ]),
+    )
+}
+
+/// The Secret with only the CA certificate, for clients to trust.
+pub fn cluster_ca_cert_secret(c: &ClusterRef, ca: &Ca) -> Secret {
+    secret_object(
+        c,
+        names::cluster_ca_cert(c.name),
+        BTreeMap::from([(certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone())]),
+    )
+}
+
+/// The broker certificates Secret: `keystores` by key (`<pod>.pem`), annotated with each zone's
+/// certificate generation. One Secret for all brokers because a zone's pods share one pod
+/// template, so they can only mount the same Secret.
+pub fn broker_certs_secret(
+    c: &ClusterRef,
+    keystores: BTreeMap<String, String>,
+    generations: &BTreeMap<usize, u64>,
+) -> Secret {
+    let mut secret = secret_object(c, names::broker_certs(c.name), keystores);
+    secret.metadata.annotations = Some(tls::generation_annotations(generations));
+    secret
 }
 
 fn container_port(name: &str, port: i32) -> ContainerPort {
@@ -687,6 +787,7 @@ pub(crate) mod tests {
             &[2, 2, 1],
             &[0, 1000, 2000],
             "h",
+            &BTreeMap::new(),
             &ExternalAddresses::default(),
         );
         assert_eq!(sets.len(), 3);
@@ -770,7 +871,14 @@ pub(crate) mod tests {
         let c = cref(&s);
         let voters = crate::cluster::quorum::desired_voters(&s);
         assert_eq!(voters, [0, 1000, 1]);
-        let sets = statefulsets(&c, &[2, 2], &voters, "h", &ExternalAddresses::default());
+        let sets = statefulsets(
+            &c,
+            &[2, 2],
+            &voters,
+            "h",
+            &BTreeMap::new(),
+            &ExternalAddresses::default(),
+        );
         for set in &sets {
             let pod = set.spec.template.spec.as_ref().expect("pod");
             assert!(pod.termination_grace_period_seconds >= Some(60));
@@ -844,6 +952,7 @@ pub(crate) mod tests {
             1,
             &[0],
             "h",
+            0,
             &ExternalAddresses::default(),
         );
         let pod = set.spec.template.spec.expect("pod");
@@ -951,6 +1060,112 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn tls_listeners_mount_the_certificates_and_carry_their_generation() {
+        let plain = spec(3, &["a", "b"]);
+        let mut s = spec(3, &["a", "b"]);
+        s.listeners[0].tls = true;
+        let generations = BTreeMap::from([(1, 4)]);
+        let pod_of = |s: &ClusterSpec| {
+            statefulsets(
+                &cref(s),
+                &[2, 1],
+                &[0],
+                "h",
+                &generations,
+                &ExternalAddresses::default(),
+            )
+            .into_iter()
+            .map(|set| set.spec.template)
+            .collect::<Vec<_>>()
+        };
+        let annotation = |t: &PodTemplateSpec| {
+            t.metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(names::CERT_GENERATION_ANNOTATION).cloned())
+        };
+        let tls_pods = pod_of(&s);
+        assert_eq!(annotation(&tls_pods[0]).as_deref(), Some("0"));
+        assert_eq!(annotation(&tls_pods[1]).as_deref(), Some("4"));
+        let pod = tls_pods[1].spec.as_ref().expect("pod");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "tls")
+            .and_then(|v| v.secret.as_ref())
+            .expect("tls volume");
+        assert_eq!(volume.secret_name.as_deref(), Some("kafka-broker-certs"));
+        assert_eq!(volume.default_mode, Some(0o440));
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "tls")
+            .expect("tls mount");
+        assert_eq!(mount.mount_path, "/etc/strait-tls");
+        assert_eq!(mount.read_only, Some(true));
+        // The keystore location the broker is given lies in that mount.
+        assert!(
+            pod.containers[0].args.as_ref().expect("args")[0]
+                .contains("ssl.keystore.location=/etc/strait-tls/"),
+        );
+        // Plaintext clusters keep their pod template as it was (no restart on upgrade).
+        for t in pod_of(&plain) {
+            assert_eq!(annotation(&t), None);
+            let pod = t.spec.expect("pod");
+            assert!(pod.volumes.iter().flatten().all(|v| v.name != "tls"));
+            assert!(
+                pod.containers[0]
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .all(|m| m.name != "tls")
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_secrets() {
+        let s = spec(3, &["a"]);
+        let ca = Ca {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        let full = cluster_ca_secret(&cref(&s), &ca);
+        assert_eq!(full.metadata.name.as_deref(), Some("kafka-cluster-ca"));
+        let keys: Vec<&String> = full.data.iter().flatten().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["ca.crt", "ca.key"]);
+        let public = cluster_ca_cert_secret(&cref(&s), &ca);
+        assert_eq!(
+            public.metadata.name.as_deref(),
+            Some("kafka-cluster-ca-cert")
+        );
+        assert_eq!(
+            public.data,
+            Some(BTreeMap::from([(
+                "ca.crt".to_owned(),
+                ByteString(b"CERT".to_vec())
+            )]))
+        );
+        let brokers = broker_certs_secret(
+            &cref(&s),
+            BTreeMap::from([("kafka-z0-0.pem".to_owned(), "PEM".to_owned())]),
+            &BTreeMap::from([(0, 2)]),
+        );
+        assert_eq!(brokers.metadata.name.as_deref(), Some("kafka-broker-certs"));
+        assert_eq!(
+            brokers
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("strait.dev/certificate-generation-z0"))
+                .map(String::as_str),
+            Some("2")
+        );
+    }
+
+    #[test]
     fn pdb_allows_one_broker_down() {
         let s = spec(3, &["a"]);
         let pdb = pod_disruption_budget(&cref(&s));
@@ -1009,6 +1224,7 @@ pub(crate) mod tests {
             1,
             &[0],
             "h",
+            0,
             &ExternalAddresses::default(),
         )
         .spec;

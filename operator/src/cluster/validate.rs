@@ -1,5 +1,6 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
-//! owns, listeners clashing with the controller quorum's, and storage that may only grow.
+//! owns, listeners clashing with the controller quorum's or asking for authentication the
+//! broker does not serve yet, and storage that may only grow.
 
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::REPLICATION_PORT;
@@ -39,12 +40,12 @@ pub fn validate(spec: &ClusterSpec) -> Vec<String> {
                 l.name
             ));
         }
-        // The broker refuses SSL/SASL listeners until it serves them (never plaintext in their
+        // The broker refuses SASL listeners until it serves them (never plaintext in their
         // place): refuse here, with the reason, rather than deploy pods that cannot start.
-        if l.tls || l.authentication.is_some() {
+        if l.authentication.is_some() {
             problems.push(format!(
-                "listener `{}`: TLS and SCRAM authentication are not served by this broker \
-                 version yet; use a plaintext listener until they are",
+                "listener `{}`: SCRAM authentication is not served by this broker version yet; \
+                 remove `authentication` until it is (TLS alone is served)",
                 l.name
             ));
         }
@@ -156,16 +157,35 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_scram_listeners_are_refused_until_the_broker_serves_them() {
+    fn scram_listeners_are_refused_until_the_broker_serves_them_tls_is_not() {
         let mut s = spec(3, &["a"]);
         s.listeners[0].tls = true;
-        assert_eq!(
-            validate(&s).len(),
-            1,
-            "the TLS listener is refused: {:?}",
-            validate(&s)
+        assert!(validate(&s).is_empty(), "{:?}", validate(&s));
+        for tls in [true, false] {
+            s.listeners[0].tls = tls;
+            s.listeners[0].authentication = Some(strait_crds::cluster::ListenerAuthentication {
+                kind: strait_crds::common::ScramMechanism::ScramSha512,
+            });
+            assert_eq!(
+                validate(&s),
+                [
+                    "listener `plain`: SCRAM authentication is not served by this broker version \
+                  yet; remove `authentication` until it is (TLS alone is served)"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_cluster_is_accepted() {
+        let example: strait_crds::Cluster =
+            serde_saphyr::from_str(include_str!("../../../docs/examples/cluster.yaml"))
+                .unwrap_or_else(|e| panic!("docs/examples/cluster.yaml: {e}"));
+        assert!(
+            example.spec.listeners.iter().any(|l| l.tls),
+            "it shows a TLS listener"
         );
-        assert!(validate(&s)[0].contains("not served by this broker"));
+        assert_eq!(validate(&example.spec), Vec::<String>::new());
     }
 
     #[test]
