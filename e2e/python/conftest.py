@@ -22,10 +22,27 @@ def broker_binary() -> pathlib.Path:
     return path
 
 
+_HANDED_OUT = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now and never handed out before in this session: the kernel may
+    offer a just-released port again, and two listeners of one test must not get the same one."""
+    held = []
+    try:
+        for _ in range(64):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                s.close()
+                _HANDED_OUT.add(port)
+                return port
+            held.append(s)
+    finally:
+        for s in held:
+            s.close()
+    raise RuntimeError("no loopback port that this session has not used already")
 
 
 class BrokerProcess:

@@ -181,12 +181,7 @@ impl Broker {
 
     /// The last `STDERR_TAIL_BYTES` of the current run's stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
-        let text = self.stderr();
-        let mut start = text.len().saturating_sub(STDERR_TAIL_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text[start..].to_string()
+        tail(&self.stderr(), STDERR_TAIL_BYTES)
     }
 
     /// The `broker ready` line of the current run, once logged.
@@ -363,6 +358,15 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// The last `bytes` bytes of `text` (fewer when that would split a character).
+pub(crate) fn tail(text: &str, bytes: usize) -> String {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
 }
 
 /// Removes ANSI escape sequences (`ESC [ ... letter`), so log lines can be matched as text even

@@ -240,12 +240,7 @@ impl Node {
 
     /// The end of the current run's stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
-        let text = self.stderr();
-        let mut start = text.len().saturating_sub(STDERR_TAIL_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text[start..].to_string()
+        crate::broker::tail(&self.stderr(), STDERR_TAIL_BYTES)
     }
 
     /// `GET /ready` status, `None` when the listener does not answer.

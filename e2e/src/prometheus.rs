@@ -162,11 +162,7 @@ impl PrometheusServer {
         let text = std::fs::read(&self.stderr_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
-        let mut start = text.len().saturating_sub(STDERR_TAIL_BYTES);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text[start..].to_string()
+        crate::broker::tail(&text, STDERR_TAIL_BYTES)
     }
 
     fn wait_ready(&mut self) -> Result<()> {
