@@ -3,8 +3,9 @@
 //! `sh`, as the pod runs it, with the ordinal taken from `HOSTNAME`) start a Strait KRaft node
 //! that is its own controller quorum, turns ready on `/ready`, and stops on SIGTERM well inside
 //! the pod's termination grace period; with external listeners, each listener's Metadata names
-//! the broker by the external address the command picked. Addresses are moved to 127.0.0.1
-//! and free ports.
+//! the broker by the external address the command picked; with a TLS listener, the broker
+//! serves the certificate the operator issued, which a client trusting only the cluster CA
+//! accepts for the pod's DNS name. Addresses are moved to 127.0.0.1 and free ports.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,6 +35,7 @@ fn spec() -> ClusterSpec {
 /// Moves the pod's addresses and paths to this machine.
 fn localise(text: &str, ports: &[(u16, u16)], data: &str, config_dir: &str) -> String {
     let mut out = text
+        .replace("/etc/strait-tls", &format!("{config_dir}/tls"))
         .replace("kafka-z0-0.kafka-brokers.ns.svc", "127.0.0.1")
         .replace("0.0.0.0", "127.0.0.1")
         .replace("/var/lib/strait/data", data)
@@ -130,8 +132,122 @@ fn rendered_pod_command_with_external_addresses_starts_a_ready_broker() {
     });
 }
 
+#[test]
+fn rendered_tls_listener_serves_the_operators_certificate() {
+    use strait_operator::cluster::certs::{Signer, generate_ca};
+    use strait_operator::cluster::resources::ClusterRef;
+    use strait_operator::cluster::tls::{KnownAddresses, broker_sans};
+
+    let mut spec = spec();
+    spec.listeners.push(
+        serde_json::from_value(serde_json::json!(
+            {"name": "secure", "port": 9094, "type": "internal", "tls": true}
+        ))
+        .unwrap_or_else(|e| panic!("listener: {e}")),
+    );
+    let now = std::time::SystemTime::now();
+    let ca = generate_ca("kafka", "ns", now).unwrap_or_else(|e| panic!("ca: {e}"));
+    let c = ClusterRef {
+        name: "kafka",
+        namespace: "ns",
+        owner: None,
+        spec: &spec,
+    };
+    let (external, bootstrap, host_ips) = Default::default();
+    let sans = broker_sans(
+        &c,
+        0,
+        &KnownAddresses {
+            external: &external,
+            bootstrap: &bootstrap,
+            host_ips: &host_ips,
+        },
+    );
+    let keystore = Signer::new(&ca)
+        .and_then(|s| s.issue("kafka-z0-0", &sans, now))
+        .unwrap_or_else(|e| panic!("issue: {e}"));
+    let other = generate_ca("kafka", "ns", now).unwrap_or_else(|e| panic!("ca: {e}"));
+    start_ready_and_stop_with(
+        &spec,
+        &ExternalAddresses::default(),
+        &[9094],
+        |dir| {
+            let tls = dir.join("tls");
+            std::fs::create_dir_all(&tls).unwrap_or_else(|e| panic!("mkdir: {e}"));
+            std::fs::write(tls.join("kafka-z0-0.pem"), &keystore)
+                .unwrap_or_else(|e| panic!("write: {e}"));
+        },
+        |ports| {
+            let port = ports
+                .iter()
+                .find(|(from, _)| *from == 9094)
+                .map_or(0, |m| m.1);
+            // A client trusting the cluster CA talks Kafka over TLS to the pod's DNS name and to
+            // the bootstrap Service's.
+            for name in ["kafka-z0-0.kafka-brokers.ns.svc", "kafka-bootstrap.ns.svc"] {
+                let endpoint = tls_broker_endpoint(port, &ca.cert_pem, name)
+                    .unwrap_or_else(|e| panic!("TLS to {name}: {e}"));
+                assert_eq!(endpoint.0, "kafka-z0-0.kafka-brokers.ns.svc");
+            }
+            // Not for a name the certificate lacks, nor for a client trusting another CA.
+            assert!(
+                tls_broker_endpoint(port, &ca.cert_pem, "kafka-z0-1.kafka-brokers.ns.svc").is_err()
+            );
+            assert!(tls_broker_endpoint(port, &other.cert_pem, "kafka-bootstrap.ns.svc").is_err());
+        },
+    );
+}
+
+/// [`broker_endpoint`] over TLS, trusting only the CA in `ca_pem` and checking the broker's
+/// certificate for `server_name`.
+fn tls_broker_endpoint(
+    port: u16,
+    ca_pem: &str,
+    server_name: &str,
+) -> Result<(String, i32), String> {
+    use std::sync::Arc;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let der = x509_pem_der(ca_pem);
+    roots.add(der.into()).map_err(|e| e.to_string())?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    metadata_endpoint(&mut stream)
+}
+
+/// The DER of the first certificate in `pem`.
+fn x509_pem_der(pem: &str) -> Vec<u8> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+        .unwrap_or_default()
+}
+
 /// The (host, port) of broker 0 in a Metadata response from the listener on `port`.
 fn broker_endpoint(port: u16) -> (String, i32) {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_else(|e| panic!("timeout: {e}"));
+    metadata_endpoint(&mut stream).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Asks `stream` for Metadata; the (host, port) of broker 0.
+fn metadata_endpoint(stream: &mut (impl Read + Write)) -> Result<(String, i32), String> {
     use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
     const VERSION: i16 = 12;
     let frame = encode_frame(
@@ -140,31 +256,26 @@ fn broker_endpoint(port: u16) -> (String, i32) {
         "test",
         &MetadataRequest::default(),
     )
-    .unwrap_or_else(|e| panic!("encode: {e}"));
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap_or_else(|e| panic!("timeout: {e}"));
+    .map_err(|e| format!("encode: {e}"))?;
     stream
         .write_all(&frame)
-        .unwrap_or_else(|e| panic!("write: {e}"));
+        .map_err(|e| format!("write: {e}"))?;
     let mut len = [0u8; 4];
     stream
         .read_exact(&mut len)
-        .unwrap_or_else(|e| panic!("read: {e}"));
+        .map_err(|e| format!("read: {e}"))?;
     let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap_or(0)];
     stream
         .read_exact(&mut body)
-        .unwrap_or_else(|e| panic!("read: {e}"));
+        .map_err(|e| format!("read: {e}"))?;
     let resp: MetadataResponse =
-        decode_response(&body, VERSION).unwrap_or_else(|e| panic!("decode: {e}"));
+        decode_response(&body, VERSION).map_err(|e| format!("decode: {e}"))?;
     let broker = resp
         .brokers
         .iter()
         .find(|b| b.node_id.0 == 0)
-        .unwrap_or_else(|| panic!("no broker 0 in {resp:?}"));
-    (broker.host.to_string(), broker.port)
+        .ok_or_else(|| format!("no broker 0 in {resp:?}"))?;
+    Ok((broker.host.to_string(), broker.port))
 }
 
 /// Starts the rendered pod command of broker 0 (on node IP 127.0.0.1) with its listener ports
@@ -174,6 +285,18 @@ fn start_ready_and_stop(
     spec: &ClusterSpec,
     external: &ExternalAddresses,
     more_ports: &[u16],
+    check: impl FnOnce(&[(u16, u16)]),
+) {
+    start_ready_and_stop_with(spec, external, more_ports, |_| {}, check);
+}
+
+/// [`start_ready_and_stop`], with `prepare` given the directory standing for the pod's
+/// `/etc/strait` (mounted Secrets go under it) before the broker starts.
+fn start_ready_and_stop_with(
+    spec: &ClusterSpec,
+    external: &ExternalAddresses,
+    more_ports: &[u16],
+    prepare: impl FnOnce(&std::path::Path),
     check: impl FnOnce(&[(u16, u16)]),
 ) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -198,6 +321,7 @@ fn start_ready_and_stop(
     assert!(!properties.contains("0.0.0.0"), "{properties}");
     std::fs::write(dir.path().join("server.properties"), &properties)
         .unwrap_or_else(|e| panic!("write: {e}"));
+    prepare(dir.path());
     let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
     let command = localise(
         &start_command("kafka", "ns", spec, "a", &voters, external),
