@@ -71,19 +71,23 @@ pub async fn commit(
         Err(e) => vec![e.error; commit.partitions.len()],
         Ok(()) => {
             let b = broker.clone();
-            let mut errors = tokio::task::spawn_blocking(move || {
+            let (mut errors, pending) = tokio::task::spawn_blocking(move || {
                 b.groups
-                    .commit(&BrokerOffsetsLog(&b), commit, Instant::now(), now_ms())
+                    .commit_pending(&BrokerOffsetsLog(&b), commit, Instant::now(), now_ms())
             })
             .await
             .unwrap_or_default();
-            // Answered only once the commit is on the offsets partition's ISR (Kafka's acks=all
-            // append of the coordinator), so the group's next coordinator has it.
-            if errors.iter().any(|e| *e == no_error())
-                && let Err(e) = partitions::wait_durable(broker, &group, COMMIT_TIMEOUT).await
-            {
-                for slot in errors.iter_mut().filter(|e| **e == no_error()) {
-                    *slot = e.error;
+            // Answered, and visible to OffsetFetch, only once the commit is on the offsets
+            // partition's ISR (Kafka's acks=all append of the coordinator), so the group's next
+            // coordinator has it and nobody reads an offset a failover would lose.
+            if let Some(pending) = pending {
+                match partitions::wait_durable(broker, &group, COMMIT_TIMEOUT).await {
+                    Ok(()) => broker.groups.apply_commit(pending),
+                    Err(e) => {
+                        for slot in errors.iter_mut().filter(|e| **e == no_error()) {
+                            *slot = e.error;
+                        }
+                    }
                 }
             }
             errors

@@ -229,6 +229,20 @@ impl Member {
     }
 }
 
+static NEXT_INCARNATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Offsets appended to the offsets topic but not yet visible: in a cluster a commit becomes
+/// visible (to OffsetFetch, lag, expiry) only once the offsets partition's high watermark
+/// covers it, as in Kafka, so no client can read an offset that a coordinator failover loses.
+#[derive(Debug)]
+#[must_use = "apply it once durable, or drop it"]
+pub struct PendingCommit {
+    group: String,
+    incarnation: u64,
+    seq: u64,
+    offsets: Vec<((String, i32), OffsetValue)>,
+}
+
 struct Group {
     state: GroupState,
     protocol_type: Option<String>,
@@ -242,6 +256,12 @@ struct Group {
     initial_delay_until: Option<Instant>,
     sync_deadline: Option<Instant>,
     offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Append order of the commit each offset came from, so commits that become durable out of
+    /// order still leave the newest one visible. Offsets replayed from the log have none.
+    offset_seqs: HashMap<(String, i32), u64>,
+    /// Unique per in-memory group: a commit pending while its group is deleted and created
+    /// again must not land in the new one.
+    incarnation: u64,
     /// Wall-clock ms of the last state change (Kafka's currentStateTimestamp), for expiry.
     state_timestamp_ms: i64,
     /// Set when the group runs the KIP-848 protocol (a group id is one kind at a time).
@@ -262,6 +282,8 @@ impl Group {
             initial_delay_until: None,
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            offset_seqs: HashMap::new(),
+            incarnation: NEXT_INCARNATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             state_timestamp_ms: now_ms,
             consumer: None,
         }
@@ -1121,7 +1143,7 @@ impl Coordinator {
         expired_total
     }
 
-    /// OffsetCommit: returns one error per partition, in request order.
+    /// OffsetCommit, visible at once: returns one error per partition, in request order.
     pub fn commit(
         &self,
         log: &dyn OffsetsLog,
@@ -1129,7 +1151,46 @@ impl Coordinator {
         now: Instant,
         now_ms: i64,
     ) -> Vec<ResponseError> {
-        let all = |e: ResponseError| vec![e; req.partitions.len()];
+        let (errors, pending) = self.commit_pending(log, req, now, now_ms);
+        if let Some(p) = pending {
+            self.apply_commit(p);
+        }
+        errors
+    }
+
+    /// Makes a commit from [`Coordinator::commit_pending`] visible, unless a newer commit of
+    /// the same partition already is or the group it was made in is gone.
+    pub fn apply_commit(&self, pending: PendingCommit) {
+        let mut groups = self.lock();
+        let Some(group) = groups
+            .get_mut(&pending.group)
+            .filter(|g| g.incarnation == pending.incarnation)
+        else {
+            return;
+        };
+        for (key, value) in pending.offsets {
+            if group
+                .offset_seqs
+                .get(&key)
+                .is_none_or(|seq| *seq < pending.seq)
+            {
+                group.offset_seqs.insert(key.clone(), pending.seq);
+                group.offsets.insert(key, value);
+            }
+        }
+    }
+
+    /// OffsetCommit's first half: validates and appends to the offsets log, returning one error
+    /// per partition in request order and the accepted offsets, which stay invisible until
+    /// [`Coordinator::apply_commit`].
+    pub fn commit_pending(
+        &self,
+        log: &dyn OffsetsLog,
+        req: CommitRequest,
+        now: Instant,
+        now_ms: i64,
+    ) -> (Vec<ResponseError>, Option<PendingCommit>) {
+        let all = |e: ResponseError| (vec![e; req.partitions.len()], None);
         if req.group_id.is_empty() {
             return all(ResponseError::InvalidGroupId);
         }
@@ -1208,12 +1269,17 @@ impl Coordinator {
             };
             results.push(error);
         }
+        let mut pending = None;
         if !records.is_empty() {
             match log.append(&req.group_id, records) {
                 Ok(()) => {
-                    for (key, value, _) in accepted {
-                        group.offsets.insert(key, value);
-                    }
+                    // Taken under the groups lock, like the append, so seq order is log order.
+                    pending = Some(PendingCommit {
+                        group: req.group_id.clone(),
+                        incarnation: group.incarnation,
+                        seq: self.next_seq(),
+                        offsets: accepted.into_iter().map(|(k, v, _)| (k, v)).collect(),
+                    });
                 }
                 Err(e) => {
                     for (_, _, index) in accepted {
@@ -1222,7 +1288,7 @@ impl Coordinator {
                 }
             }
         }
-        results
+        (results, pending)
     }
 
     /// OffsetFetch: `None` topics means every committed offset of the group.
@@ -1624,6 +1690,63 @@ mod tests {
                 .collect(),
             require_known_member_id: false,
         }
+    }
+
+    /// A simple (group-less) commit of `offset` to `t` partition 0 of group `g`.
+    fn simple_commit(offset: i64) -> CommitRequest {
+        CommitRequest {
+            group_id: "g".into(),
+            generation: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            partitions: vec![CommitPartition {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        }
+    }
+
+    fn fetched_offset(c: &Coordinator) -> Option<i64> {
+        let fetched = c.fetch_offsets("g", Some(vec![("t".into(), vec![0])]));
+        fetched[0].1[0].1.as_ref().map(|c| c.offset)
+    }
+
+    #[test]
+    fn a_pending_commit_is_invisible_until_applied_and_never_beats_a_newer_one() {
+        let c = coordinator();
+        let log = MemLog::default();
+        let t0 = Instant::now();
+        let (errors, first) = c.commit_pending(&log, simple_commit(10), t0, 0);
+        assert_eq!(errors, vec![no_error()]);
+        assert_eq!(log.written.borrow().len(), 1, "appended at once");
+        assert_eq!(fetched_offset(&c), None, "not visible before it is durable");
+
+        // A second commit is appended after the first but becomes durable first.
+        let (_, second) = c.commit_pending(&log, simple_commit(20), t0, 0);
+        c.apply_commit(second.unwrap());
+        assert_eq!(fetched_offset(&c), Some(20));
+        c.apply_commit(first.unwrap());
+        assert_eq!(
+            fetched_offset(&c),
+            Some(20),
+            "the older commit does not win"
+        );
+
+        // A commit pending while its group is deleted does not bring the group back.
+        let (_, orphan) = c.commit_pending(&log, simple_commit(30), t0, 0);
+        assert_eq!(c.delete_group(&log, "g"), no_error());
+        c.apply_commit(orphan.unwrap());
+        assert_eq!(fetched_offset(&c), None);
+        assert!(c.describe("g").is_none(), "the group stays deleted");
+
+        // A failed append leaves nothing pending.
+        log.fail.set(true);
+        let (errors, none) = c.commit_pending(&log, simple_commit(40), t0, 0);
+        assert_eq!(errors, vec![ResponseError::CoordinatorNotAvailable]);
+        assert!(none.is_none());
     }
 
     fn now_join(c: &Coordinator, log: &MemLog, req: JoinRequest, now: Instant) -> JoinOutcome {
