@@ -1459,3 +1459,126 @@ async fn certificates_from_another_ca_are_reissued_and_restart_the_brokers() {
         assert_eq!(generation_of(&seen, zone), "1", "zone {zone} restarts");
     }
 }
+
+/// A zone StatefulSet of Cluster `kafka` as listed: zone `zone` at `index` with `replicas`.
+fn zone_statefulset(index: usize, zone: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns", "uid": format!("sts-{index}"),
+                     "labels": {"strait.dev/cluster": "kafka"},
+                     "ownerReferences": [{"apiVersion": "strait.dev/v1alpha1", "kind": "Cluster",
+                                          "name": "kafka", "uid": "u-1", "controller": true}]},
+        "spec": {"replicas": replicas, "serviceName": "kafka-brokers", "template": {},
+                 "selector": {"matchLabels": {"strait.dev/cluster": "kafka", "strait.dev/zone": zone}}},
+        "status": {"replicas": replicas}
+    })
+}
+
+/// `script`, except that the label-selected StatefulSet list holds `sets` and deletes succeed.
+fn with_zone_sets(script: fixtures::Script, sets: Vec<Value>) -> fixtures::Script {
+    Box::new(move |seen| {
+        if seen.method == "GET"
+            && seen.path.ends_with("/statefulsets")
+            && seen.query.contains("labelSelector")
+        {
+            return Some((
+                StatusCode::OK,
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSetList", "metadata": {"resourceVersion": "1"}, "items": sets}),
+            ));
+        }
+        if seen.method == "DELETE" {
+            return Some((
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+            ));
+        }
+        script(seen)
+    })
+}
+
+/// `cluster(replicas)` over zones a and b only (zone c removed).
+fn two_zone_cluster(replicas: i32) -> Cluster {
+    let mut c = cluster(replicas);
+    c.spec.zones.pop();
+    c
+}
+
+#[tokio::test]
+async fn removing_a_zone_that_still_has_brokers_is_refused_and_nothing_changes() {
+    let sets = vec![
+        zone_statefulset(0, "a", 1),
+        zone_statefulset(1, "b", 1),
+        zone_statefulset(2, "c", 1),
+    ];
+    let (client, log, server) = mock_client(
+        json_of(&two_zone_cluster(2)),
+        with_zone_sets(statefulsets(vec![1, 1, 1], 1), sets),
+    );
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(two_zone_cluster(2)), ctx.clone())
+            .await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    assert!(
+        !seen.iter().any(|s| s.method == "DELETE"
+            || (s.method == "PATCH"
+                && !s.path.ends_with("/status")
+                && !s.path.contains("/events"))),
+        "nothing applied or deleted: {:?}",
+        seen.iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect::<Vec<_>>()
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(condition(&status, "Ready")["reason"], "ZoneRemovalRefused");
+    let blocked = condition(&status, "ScaleDownBlocked");
+    assert_eq!(blocked["status"], "True");
+    assert!(
+        blocked["message"].as_str().is_some_and(|m| m.contains(
+            "zone `c` (kafka-z2, position 2) was removed from spec.zones but still has 1 broker(s)"
+        )),
+        "{blocked}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.path.contains("/events") && s.body["reason"] == "ZoneRemovalRefused")
+    );
+}
+
+#[tokio::test]
+async fn an_empty_removed_zone_loses_its_statefulset() {
+    let sets = vec![
+        zone_statefulset(0, "a", 1),
+        zone_statefulset(1, "b", 1),
+        zone_statefulset(2, "c", 0),
+    ];
+    let (client, log, server) = mock_client(
+        json_of(&two_zone_cluster(2)),
+        with_zone_sets(statefulsets(vec![1, 1, 0], 1), sets),
+    );
+    let ctx = context(client, FakeAdmin::default());
+    let action =
+        strait_operator::cluster::controller::reconcile(Arc::new(two_zone_cluster(2)), ctx.clone())
+            .await;
+    assert!(action.is_ok(), "{action:?}");
+    let seen = finish(ctx, log, server).await;
+    let deleted: Vec<(&str, &Value)> = seen
+        .iter()
+        .filter(|s| s.method == "DELETE")
+        .map(|s| (s.path.as_str(), &s.body["preconditions"]["uid"]))
+        .collect();
+    assert_eq!(
+        deleted,
+        [(
+            "/apis/apps/v1/namespaces/ns/statefulsets/kafka-z2",
+            &json!("sts-2")
+        )]
+    );
+    // The remaining zones are reconciled as usual.
+    assert_eq!(sts_replicas(&seen), [1, 1]);
+    assert_eq!(
+        condition(&status_patch(&seen, "/clusters/kafka"), "Ready")["status"],
+        "True"
+    );
+}

@@ -54,9 +54,11 @@ honours the PodDisruptionBudget); it never deletes pods directly. */}}
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
+{{- /* StatefulSets: delete for the empty StatefulSet of a zone removed from spec.zones (only the
+Cluster's own, by labels, name and owner reference). */}}
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]

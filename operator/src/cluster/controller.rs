@@ -4,7 +4,9 @@
 //! controller quorum's voters of a running cluster is refused too. Brokers restart for a new
 //! configuration one at a time across zones, only while every broker is Ready (`roll`). Once no
 //! broker uses them, external listeners' Services of removed brokers or listeners, and with
-//! `storage.deleteClaim` removed brokers' claims, are deleted (`prune`). With TLS listeners the
+//! `storage.deleteClaim` removed brokers' claims, are deleted (`prune`). A zone removed from
+//! `spec.zones` whose StatefulSet still has brokers refuses the change; an empty one is deleted
+//! (`zones`). With TLS listeners the
 //! cluster CA is created once and the brokers' certificates (re)issued as `tls` decides, before
 //! the StatefulSets that mount them.
 
@@ -29,7 +31,7 @@ use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{
     check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
 };
-use crate::cluster::{certs, config, external, prune, quorum, tls, validate};
+use crate::cluster::{certs, config, external, prune, quorum, tls, validate, zones};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -130,6 +132,59 @@ async fn reconcile_inner<F: AdminFactory>(
 
     // Read: the StatefulSets as they are.
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), c.namespace);
+    // Zones that left their position in spec.zones: refuse while they have brokers, else delete
+    // their StatefulSets (see `zones`).
+    let zone_sets = sts_api
+        .list(&ListParams::default().labels(&names::selector_string(c.name)))
+        .await?;
+    let zone_check = zones::check(c.spec, &existing_zone_sets(&c, &zone_sets.items));
+    if !zone_check.refused.is_empty() {
+        let message = zone_check.refused.join("; ");
+        event(
+            &ctx.recorder,
+            cluster,
+            true,
+            "ZoneRemovalRefused",
+            message.clone(),
+        )
+        .await;
+        let status = ClusterStatus {
+            conditions: merge(
+                &previous.conditions,
+                &[
+                    Cond::new("Ready", false, "ZoneRemovalRefused", message.clone()),
+                    Cond::new("ScaleDownBlocked", true, "ZoneRemovalRefused", message),
+                ],
+                generation,
+                Timestamp::now(),
+            ),
+            observed_generation: generation,
+            ..previous.clone()
+        };
+        patch_status(&api, c.name, status).await?;
+        return Ok(Action::requeue(BUSY_REQUEUE));
+    }
+    for name in &zone_check.delete {
+        if delete_listed(&sts_api, &zone_sets, name).await? {
+            tracing::info!(
+                cluster = c.name,
+                statefulset = name,
+                "deleted an empty removed zone"
+            );
+            event(
+                &ctx.recorder,
+                cluster,
+                false,
+                "DeletedUnused",
+                format!("deleted StatefulSet {name} of a zone no longer in spec.zones"),
+            )
+            .await;
+        }
+    }
+    if zone_check.wait {
+        // Its replacement for the zone now at that position is applied once it is gone.
+        return Ok(Action::requeue(BUSY_REQUEUE));
+    }
     let mut current = Vec::new();
     let mut ready = 0;
     let mut migrate = Vec::new();
@@ -490,6 +545,42 @@ fn secret_text(secret: &Secret, name: &str, key: &str) -> Result<String, Error> 
         secret: name.to_owned(),
         problem: format!("key {key} is not UTF-8"),
     })
+}
+
+/// The zone StatefulSets of `c` among `listed`: named `<cluster>-z<index>` and owned by this
+/// Cluster (without its uid none can be proven ours).
+fn existing_zone_sets(c: &ClusterRef<'_>, listed: &[StatefulSet]) -> Vec<zones::ExistingZoneSet> {
+    let Some(owner) = &c.owner else {
+        return Vec::new();
+    };
+    listed
+        .iter()
+        .filter(|s| {
+            s.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == owner.uid)
+        })
+        .filter_map(|s| {
+            let name = s.metadata.name.clone()?;
+            let index = zones::index_of(c.name, &name)?;
+            let zone = s
+                .spec
+                .selector
+                .match_labels
+                .as_ref()
+                .and_then(|l| l.get(names::ZONE_LABEL).cloned());
+            let wanted = s.spec.replicas.unwrap_or(0);
+            let have = s.status.as_ref().map_or(0, |s| s.replicas);
+            Some(zones::ExistingZoneSet {
+                name,
+                index,
+                zone,
+                brokers: wanted.max(have),
+            })
+        })
+        .collect()
 }
 
 /// The IPs of the nodes running broker pods of `cluster`.

@@ -1,7 +1,7 @@
 //! The `Cluster` kind: validation, the controller quorum layout, the desired Kubernetes objects,
 //! the TLS certificates (which are needed, `tls`; making them, `certs`),
-//! the brokers' external addresses, scale planning, rolling restarts, what to delete once unused
-//! and the controller that applies them.
+//! the brokers' external addresses, scale planning, zones leaving `spec.zones`, rolling restarts,
+//! what to delete once unused and the controller that applies them.
 
 pub mod certs;
 pub mod config;
@@ -14,3 +14,4 @@ pub mod roll;
 pub mod scale;
 pub mod tls;
 pub mod validate;
+pub mod zones;
