@@ -5,9 +5,8 @@
 mod fixtures;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use fixtures::{FakeAdmin, Seen, context, finish, mock_client};
+use fixtures::{FakeAdmin, Seen, reconcile_ok, reconcile_once};
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
@@ -173,13 +172,14 @@ fn sts_replicas(seen: &[Seen]) -> Vec<i64> {
 
 #[tokio::test]
 async fn cluster_create_path_applies_in_order_and_patches_status() {
-    let (client, log, server) = mock_client(json_of(&cluster(3)), Box::new(|_| None));
     let admin = FakeAdmin::default();
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let order: Vec<&str> = seen
         .iter()
         .filter(|s| s.method == "PATCH" && !s.path.ends_with("/status"))
@@ -221,12 +221,13 @@ async fn cluster_create_path_applies_in_order_and_patches_status() {
 
 #[tokio::test]
 async fn ready_brokers_make_the_cluster_ready() {
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![1, 1, 1], 1));
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![1, 1, 1], 1),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let status = status_patch(&seen, "/clusters/kafka");
     assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
     assert_eq!(status["readyReplicas"], 3);
@@ -242,18 +243,19 @@ async fn ready_brokers_make_the_cluster_ready() {
 #[tokio::test]
 async fn scale_down_refused_when_replicas_do_not_fit() {
     // 5 brokers (2+2+1) down to 3; a partition with 4 replicas cannot fit on 3 brokers.
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
     let admin = FakeAdmin::default();
     admin
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .partitions = BTreeMap::from([(("t".to_owned(), 0), vec![0, 1, 1000, 1001])]);
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![2, 2, 1], 2),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(sts_replicas(&seen), [2, 2, 1], "nothing is removed");
     let status = status_patch(&seen, "/clusters/kafka");
     let blocked = condition(&status, "ScaleDownBlocked");
@@ -273,18 +275,19 @@ async fn scale_down_refused_when_replicas_do_not_fit() {
 
 #[tokio::test]
 async fn scale_down_moves_partitions_before_removing_brokers() {
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
     let admin = FakeAdmin::default();
     admin
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .partitions = BTreeMap::from([(("t".to_owned(), 0), vec![1, 1000, 2000])]);
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![2, 2, 1], 2),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(
         sts_replicas(&seen),
         [2, 2, 1],
@@ -306,24 +309,24 @@ async fn scale_down_moves_partitions_before_removing_brokers() {
 
 #[tokio::test]
 async fn scale_down_shrinks_once_leaving_brokers_are_empty() {
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
     let admin = FakeAdmin::default();
     admin
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .partitions = BTreeMap::from([(("t".to_owned(), 0), vec![0, 1000, 2000])]);
-    let ctx = context(client, admin);
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![2, 2, 1], 2),
+        admin,
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(sts_replicas(&seen), [1, 1, 1]);
 }
 
 #[tokio::test]
 async fn scale_up_rebalances_onto_new_brokers_once_ready() {
-    let (client, log, server) = mock_client(json_of(&cluster(5)), statefulsets(vec![2, 2, 1], 2));
     let admin = FakeAdmin::default();
     admin
         .0
@@ -332,11 +335,13 @@ async fn scale_up_rebalances_onto_new_brokers_once_ready() {
         .partitions = (0..6)
         .map(|p| (("t".to_owned(), p), vec![0, 1000, 2000]))
         .collect();
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(5)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(5),
+        statefulsets(vec![2, 2, 1], 2),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(sts_replicas(&seen), [2, 2, 1]);
     let moved = admin
         .0
@@ -370,12 +375,14 @@ fn topic(partitions: i32, finalizer: bool, deleting: bool) -> Topic {
 #[tokio::test]
 async fn topic_finalizer_is_added_first() {
     let t = topic(3, false, false);
-    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
     let admin = FakeAdmin::default();
-    let ctx = context(client, admin.clone());
-    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        t,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
     let patch = seen
         .iter()
         .find(|s| s.path.ends_with("/topics/orders"))
@@ -391,12 +398,14 @@ async fn topic_finalizer_is_added_first() {
 #[tokio::test]
 async fn topic_is_created_and_status_reports_it() {
     let t = topic(3, true, false);
-    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
     let admin = FakeAdmin::default();
-    let ctx = context(client, admin.clone());
-    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        t,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
     assert!(
         admin
             .calls()
@@ -417,7 +426,6 @@ async fn topic_is_created_and_status_reports_it() {
 #[tokio::test]
 async fn topic_partition_decrease_is_refused() {
     let t = topic(3, true, false);
-    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
     let admin = FakeAdmin::default();
     admin
         .0
@@ -432,10 +440,13 @@ async fn topic_partition_decrease_is_refused() {
                 config: BTreeMap::from([("retention.ms".into(), "1000".into())]),
             },
         );
-    let ctx = context(client, admin.clone());
-    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        t,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
     assert!(
         !admin
             .calls()
@@ -452,12 +463,14 @@ async fn topic_partition_decrease_is_refused() {
 #[tokio::test]
 async fn deleted_topic_is_removed_from_kafka_then_finalizer_dropped() {
     let t = topic(3, true, true);
-    let (client, log, server) = mock_client(json_of(&t), Box::new(|_| None));
     let admin = FakeAdmin::default();
-    let ctx = context(client, admin.clone());
-    let action = strait_operator::topic::controller::reconcile(Arc::new(t), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        t,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
     assert!(admin.calls().contains(&"delete_topic orders".to_owned()));
     let patch = seen
         .iter()
@@ -481,12 +494,14 @@ async fn user_gets_generated_secret_scram_and_acls() {
         }
     }))
     .unwrap_or_else(|e| panic!("user: {e}"));
-    let (client, log, server) = mock_client(json_of(&u), Box::new(|_| None));
     let admin = FakeAdmin::default();
-    let ctx = context(client, admin.clone());
-    let action = strait_operator::user::controller::reconcile(Arc::new(u), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        u,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
     let secret = seen
         .iter()
         .find(|s| s.method == "PATCH" && s.path.ends_with("/secrets/app"))
@@ -503,12 +518,13 @@ async fn user_gets_generated_secret_scram_and_acls() {
 
 #[tokio::test]
 async fn created_cluster_renders_its_controller_quorum() {
-    let (client, log, server) = mock_client(json_of(&cluster(3)), Box::new(|_| None));
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let config = applied(&seen, "configmaps");
     let properties = config[0].body["data"]["server.properties"]
         .as_str()
@@ -535,13 +551,14 @@ async fn created_cluster_renders_its_controller_quorum() {
 #[tokio::test]
 async fn scale_across_three_brokers_is_refused_to_keep_the_voters() {
     // A running one-broker cluster asked for three: its quorum formed with voter 0 alone.
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![1, 0, 0], 1));
     let admin = FakeAdmin::default();
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![1, 0, 0], 1),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(sts_replicas(&seen), [1, 0, 0], "the cluster keeps its size");
     let config = applied(&seen, "configmaps");
     let properties = config[0].body["data"]["server.properties"]
@@ -577,12 +594,13 @@ async fn config_change_restarts_exactly_one_broker_across_all_zones() {
     // StatefulSet to revision 2.
     let mut running = Running::new(vec![2, 2, 2], 2);
     running.update_revision = "rev2";
-    let (client, log, server) = mock_client(json_of(&cluster(6)), running.script());
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(6),
+        running.script(),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     // One broker, a non-voter (voters are 0, 1000, 2000), is restarted; nothing else.
     assert_eq!(evictions(&seen), ["kafka-z0-1"]);
     assert!(!deletes_pods(&seen));
@@ -621,12 +639,13 @@ async fn no_broker_restarts_while_another_is_not_ready() {
     let mut running = Running::new(vec![2, 2, 2], 2);
     running.update_revision = "rev2";
     running.unready = vec!["kafka-z2-2001"];
-    let (client, log, server) = mock_client(json_of(&cluster(6)), running.script());
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(6),
+        running.script(),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert!(evictions(&seen).is_empty(), "{:?}", evictions(&seen));
     assert!(!deletes_pods(&seen));
     let status = status_patch(&seen, "/clusters/kafka");
@@ -646,15 +665,17 @@ async fn eviction_refused_by_the_disruption_budget_waits() {
     let mut running = Running::new(vec![1, 1, 1], 1);
     running.update_revision = "rev2";
     running.eviction = StatusCode::TOO_MANY_REQUESTS;
-    let (client, log, server) = mock_client(json_of(&cluster(3)), running.script());
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
+    let (action, seen) = reconcile_once(
+        cluster(3),
+        running.script(),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert!(
         action.is_ok(),
         "a refused eviction is not an error: {action:?}"
     );
-    let seen = finish(ctx, log, server).await;
     // All three are voters: the lowest ordinal goes first.
     assert_eq!(evictions(&seen), ["kafka-z0-0"]);
     let status = status_patch(&seen, "/clusters/kafka");
@@ -678,40 +699,43 @@ async fn the_active_controller_restarts_last() {
     // Three voters on an old revision; voter 0 leads the quorum, so 1000 goes first.
     let mut running = Running::new(vec![1, 1, 1], 1);
     running.update_revision = "rev2";
-    let (client, log, server) = mock_client(json_of(&cluster(3)), running.script());
     let admin = FakeAdmin::default();
     admin.with(|k| k.active_controller = Some(0));
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        running.script(),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(evictions(&seen), ["kafka-z1-1000"]);
     assert!(admin.calls().contains(&"active_controller".to_owned()));
 
     // A non-voter to restart first: the quorum is not even asked.
     let mut running = Running::new(vec![2, 2, 2], 2);
     running.update_revision = "rev2";
-    let (client, log, server) = mock_client(json_of(&cluster(6)), running.script());
     let admin = FakeAdmin::default();
     admin.with(|k| k.active_controller = Some(0));
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(6),
+        running.script(),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(evictions(&seen), ["kafka-z0-1"]);
     assert!(!admin.calls().contains(&"active_controller".to_owned()));
 }
 
 #[tokio::test]
 async fn up_to_date_cluster_restarts_nothing() {
-    let (client, log, server) = mock_client(json_of(&cluster(6)), statefulsets(vec![2, 2, 2], 2));
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(6)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(6),
+        statefulsets(vec![2, 2, 2], 2),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert!(evictions(&seen).is_empty());
     let status = status_patch(&seen, "/clusters/kafka");
     assert_eq!(condition(&status, "Rolling")["status"], "False");
@@ -723,12 +747,13 @@ async fn rolling_update_statefulsets_switch_to_on_delete_before_the_new_template
     // StatefulSets created by an older operator, with the defaulted RollingUpdate strategy.
     let mut running = Running::new(vec![1, 1, 1], 1);
     running.strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
-    let (client, log, server) = mock_client(json_of(&cluster(3)), running.script());
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        running.script(),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let sts: Vec<&Seen> = applied(&seen, "statefulsets");
     for zone in 0..3 {
         let path = format!("/statefulsets/kafka-z{zone}");
@@ -760,7 +785,6 @@ fn moving(replicas: &[i32], adding: &[i32], removing: &[i32]) -> OngoingReassign
 async fn scale_down_waits_for_moves_in_progress_without_reissuing_them() {
     // 5 brokers down to 3: t-0 is already moving off broker 1 (Metadata shows the union of
     // old and new replicas), t-1 still has a replica on leaving broker 1001 and no move.
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
     let admin = FakeAdmin::default();
     admin.with(|k| {
         k.partitions = BTreeMap::from([
@@ -770,11 +794,13 @@ async fn scale_down_waits_for_moves_in_progress_without_reissuing_them() {
         k.ongoing =
             BTreeMap::from([(("t".to_owned(), 0), moving(&[0, 1000, 2000, 1], &[0], &[1]))]);
     });
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![2, 2, 1], 2),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(sts_replicas(&seen), [2, 2, 1], "nothing is removed yet");
     assert!(admin.calls().contains(&"list_reassignments".to_owned()));
     // Only t-1 is reassigned; t-0's move is left alone.
@@ -792,7 +818,6 @@ async fn scale_down_waits_for_moves_in_progress_without_reissuing_them() {
     );
 
     // The next reconcile, with both moves running: nothing is issued at all.
-    let (client, log, server) = mock_client(json_of(&cluster(3)), statefulsets(vec![2, 2, 1], 2));
     admin.with(|k| {
         k.calls.clear();
         k.reassigned.clear();
@@ -803,11 +828,13 @@ async fn scale_down_waits_for_moves_in_progress_without_reissuing_them() {
             moving(&[1000, 0, 2000, 1001], &[1000], &[1001]),
         );
     });
-    let ctx = context(client, admin.clone());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![2, 2, 1], 2),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert!(
         !admin.calls().iter().any(|c| c.starts_with("reassign")),
         "{:?}",
@@ -887,10 +914,13 @@ async fn load_balancer_ingress_becomes_the_advertised_address() {
             ),
         ],
     );
-    let c = external_cluster(3, "loadbalancer");
-    let (client, log, server) = mock_client(json_of(&c), script);
-    let ctx = context(client, FakeAdmin::default());
-    let action = strait_operator::cluster::controller::reconcile(Arc::new(c), ctx.clone()).await;
+    let (action, seen) = reconcile_once(
+        external_cluster(3, "loadbalancer"),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(
         action.ok(),
         Some(kube::runtime::controller::Action::requeue(
@@ -898,7 +928,6 @@ async fn load_balancer_ingress_becomes_the_advertised_address() {
         )),
         "pending addresses requeue soon"
     );
-    let seen = finish(ctx, log, server).await;
     let z0 = start_command_of(&seen, 0);
     assert!(
         z0.contains(
@@ -961,11 +990,13 @@ async fn node_ports_are_advertised_on_the_pods_node() {
         ],
     );
     let c = external_cluster(3, "nodeport");
-    let (client, log, server) = mock_client(json_of(&c), script);
-    let ctx = context(client, FakeAdmin::default());
-    let action = strait_operator::cluster::controller::reconcile(Arc::new(c), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        c,
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     for (zone, id, port) in [(0, 0, 31000), (1, 1000, 31001), (2, 2000, 31002)] {
         let cmd = start_command_of(&seen, zone);
         assert!(
@@ -1101,15 +1132,17 @@ async fn scale_down_4_to_3(running: Vec<i32>, delete_claim: bool) -> Vec<Seen> {
         services,
         claims,
     );
-    let (client, log, server) = mock_client(json_of(&c), script);
     let admin = FakeAdmin::default();
     admin.with(|k| {
         k.partitions = BTreeMap::from([(("t".to_owned(), 0), vec![0, 1000, 2000])]);
     });
-    let ctx = context(client, admin);
-    let action = strait_operator::cluster::controller::reconcile(Arc::new(c), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    finish(ctx, log, server).await
+    reconcile_ok(
+        c,
+        script,
+        admin,
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -1189,22 +1222,24 @@ async fn a_listener_made_internal_loses_its_services_once_brokers_restarted() {
     let mut running = Running::new(vec![1, 1, 1], 1);
     running.update_revision = "rev2";
     let script = with_listed(running.script(), services.clone(), Vec::new());
-    let (client, log, server) = mock_client(json_of(&cluster(3)), script);
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert_eq!(deletes(&seen), Vec::<(String, String)>::new());
 
     // Every broker restarted on the template without it: its Services go, bootstrap included.
     let script = with_listed(statefulsets(vec![1, 1, 1], 1), services, Vec::new());
-    let (client, log, server) = mock_client(json_of(&cluster(3)), script);
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(cluster(3)), ctx.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        cluster(3),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let deleted: Vec<String> = deletes(&seen).into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         deleted,
@@ -1282,13 +1317,13 @@ fn generation_of(seen: &[Seen], zone: usize) -> Value {
 
 #[tokio::test]
 async fn tls_cluster_gets_a_ca_and_a_certificate_per_broker_before_its_brokers() {
-    let (client, log, server) = mock_client(json_of(&tls_cluster(3)), Box::new(|_| None));
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
-            .await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+    let seen = reconcile_ok(
+        tls_cluster(3),
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let status = status_patch(&seen, "/clusters/kafka");
     assert_eq!(condition(&status, "Ready")["reason"], "BrokersNotReady");
     assert_eq!(status["listeners"][0]["caSecret"], "kafka-cluster-ca-cert");
@@ -1366,27 +1401,24 @@ fn stored_secrets(seen: &[Seen]) -> Vec<Secret> {
 #[tokio::test]
 async fn an_existing_ca_and_current_certificates_are_kept() {
     // First reconcile: everything is made.
-    let (client, log, server) = mock_client(json_of(&tls_cluster(3)), Box::new(|_| None));
-    let ctx = context(client, FakeAdmin::default());
-    let first =
-        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
-            .await;
-    assert!(first.is_ok(), "{first:?}");
-    let made = finish(ctx, log, server).await;
+    let made = reconcile_ok(
+        tls_cluster(3),
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let stored = stored_secrets(&made);
     assert_eq!(stored.len(), 2);
 
     // Second reconcile against what was stored: nothing is created or reissued.
-    let (client, log, server) = mock_client(
-        json_of(&tls_cluster(3)),
+    let seen = reconcile_ok(
+        tls_cluster(3),
         with_secrets(statefulsets(vec![1, 1, 1], 1), stored.clone()),
-    );
-    let ctx = context(client, FakeAdmin::default());
-    let again =
-        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
-            .await;
-    assert!(again.is_ok(), "{again:?}");
-    let seen = finish(ctx, log, server).await;
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert!(
         !seen
             .iter()
@@ -1410,13 +1442,14 @@ async fn an_existing_ca_and_current_certificates_are_kept() {
 
 #[tokio::test]
 async fn certificates_from_another_ca_are_reissued_and_restart_the_brokers() {
-    let (client, log, server) = mock_client(json_of(&tls_cluster(3)), Box::new(|_| None));
-    let ctx = context(client, FakeAdmin::default());
-    let first =
-        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
-            .await;
-    assert!(first.is_ok(), "{first:?}");
-    let mut stored = stored_secrets(&finish(ctx, log, server).await);
+    let first = reconcile_ok(
+        tls_cluster(3),
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let mut stored = stored_secrets(&first);
     // The CA Secret was replaced (deleted and made anew): the brokers' certificates are not
     // its own.
     let other = certs::generate_ca("kafka", "ns", std::time::SystemTime::now())
@@ -1432,16 +1465,13 @@ async fn certificates_from_another_ca_are_reissued_and_restart_the_brokers() {
         ),
     ]));
     let old = secret_data(&stored[1]);
-    let (client, log, server) = mock_client(
-        json_of(&tls_cluster(3)),
+    let seen = reconcile_ok(
+        tls_cluster(3),
         with_secrets(statefulsets(vec![1, 1, 1], 1), stored),
-    );
-    let ctx = context(client, FakeAdmin::default());
-    let again =
-        strait_operator::cluster::controller::reconcile(Arc::new(tls_cluster(3)), ctx.clone())
-            .await;
-    assert!(again.is_ok(), "{again:?}");
-    let seen = finish(ctx, log, server).await;
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let reissued =
         secret_data(&secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("applied"));
     let signer = certs::Signer::new(&other).unwrap_or_else(|e| panic!("{e}"));
@@ -1510,16 +1540,13 @@ async fn removing_a_zone_that_still_has_brokers_is_refused_and_nothing_changes()
         zone_statefulset(1, "b", 1),
         zone_statefulset(2, "c", 1),
     ];
-    let (client, log, server) = mock_client(
-        json_of(&two_zone_cluster(2)),
+    let seen = reconcile_ok(
+        two_zone_cluster(2),
         with_zone_sets(statefulsets(vec![1, 1, 1], 1), sets),
-    );
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(two_zone_cluster(2)), ctx.clone())
-            .await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     assert!(
         !seen.iter().any(|s| s.method == "DELETE"
             || (s.method == "PATCH"
@@ -1553,16 +1580,13 @@ async fn an_empty_removed_zone_loses_its_statefulset() {
         zone_statefulset(1, "b", 1),
         zone_statefulset(2, "c", 0),
     ];
-    let (client, log, server) = mock_client(
-        json_of(&two_zone_cluster(2)),
+    let seen = reconcile_ok(
+        two_zone_cluster(2),
         with_zone_sets(statefulsets(vec![1, 1, 0], 1), sets),
-    );
-    let ctx = context(client, FakeAdmin::default());
-    let action =
-        strait_operator::cluster::controller::reconcile(Arc::new(two_zone_cluster(2)), ctx.clone())
-            .await;
-    assert!(action.is_ok(), "{action:?}");
-    let seen = finish(ctx, log, server).await;
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
     let deleted: Vec<(&str, &Value)> = seen
         .iter()
         .filter(|s| s.method == "DELETE")
