@@ -122,6 +122,7 @@ async fn reassignments_are_issued_and_listed_over_the_wire() {
     let spec = ClusterSpec {
         nodes: vec![NodeSpec::combined(1, "a"), NodeSpec::broker(2, "b")],
         overrides: fast_overrides(),
+        ..ClusterSpec::default()
     };
     let cluster = tokio::task::spawn_blocking(move || {
         let mut cluster = Cluster::start(spec)?;
