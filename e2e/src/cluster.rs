@@ -48,6 +48,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const STDERR_TAIL_BYTES: usize = 3000;
 /// Fixed ports inside a lab, where every node has its own address.
 const LAB_PORTS: (u16, u16, u16) = (9092, 9093, 9404);
+const LAB_REPLICATION_PORT: u16 = 9091;
 
 /// One node of a cluster spec.
 #[derive(Debug, Clone)]
@@ -99,6 +100,9 @@ pub struct ClusterSpec {
     pub nodes: Vec<NodeSpec>,
     /// `--override`s given to every node; they replace the harness's settings of the same key.
     pub overrides: Vec<(String, String)>,
+    /// When set, brokers replicate over a separate `REPLICATION` listener with this security
+    /// protocol (its `ssl.*` keys come through `overrides`); clients keep the PLAINTEXT one.
+    pub replication_protocol: Option<String>,
 }
 
 impl ClusterSpec {
@@ -112,6 +116,7 @@ impl ClusterSpec {
                 .map(|(i, rack)| NodeSpec::combined(i as u32 + 1, rack))
                 .collect(),
             overrides: fast_overrides(),
+            replication_protocol: None,
         }
     }
 }
@@ -179,6 +184,7 @@ pub struct Node {
     host: String,
     broker_port: u16,
     controller_port: Option<u16>,
+    replication_port: Option<u16>,
     metrics_port: u16,
     log_dir: PathBuf,
     exec_prefix: Vec<String>,
@@ -291,6 +297,7 @@ fn parse_addr(host: &str, port: u16) -> Result<SocketAddr> {
 pub struct Cluster {
     binary: PathBuf,
     overrides: Vec<(String, String)>,
+    replication_protocol: Option<String>,
     voters: String,
     nodes: Vec<Node>,
     lab: Option<Arc<NetLab>>,
@@ -323,6 +330,7 @@ impl Cluster {
         let mut cluster = Cluster {
             binary: broker_binary()?,
             overrides: spec.overrides,
+            replication_protocol: spec.replication_protocol,
             voters: String::new(),
             nodes: Vec::new(),
             lab,
@@ -383,8 +391,14 @@ impl Cluster {
                 Vec::new(),
             ),
         };
+        let replication_port = match (&self.replication_protocol, &self.lab) {
+            (None, _) => None,
+            (Some(_), Some(_)) => Some(LAB_REPLICATION_PORT),
+            (Some(_), None) => Some(free_port()?),
+        };
         let log_dir = self.work.path().join(format!("node-{}", spec.id));
         Ok(Node {
+            replication_port,
             stderr_path: self
                 .work
                 .path()
@@ -409,6 +423,16 @@ impl Cluster {
             "broker"
         };
         let mut listeners = format!("PLAINTEXT://{}:{}", node.host, node.broker_port);
+        let mut advertised = listeners.clone();
+        let mut protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_string();
+        let mut inter_broker = "PLAINTEXT";
+        if let (Some(port), Some(protocol)) = (node.replication_port, &self.replication_protocol) {
+            let replication = format!(",REPLICATION://{}:{port}", node.host);
+            listeners.push_str(&replication);
+            advertised.push_str(&replication);
+            protocols.push_str(&format!(",REPLICATION:{protocol}"));
+            inter_broker = "REPLICATION";
+        }
         if let Some(port) = node.controller_port {
             listeners.push_str(&format!(",CONTROLLER://{}:{port}", node.host));
         }
@@ -430,17 +454,11 @@ impl Cluster {
             ("node.id".into(), node.spec.id.to_string()),
             quorum,
             ("listeners".into(), listeners),
-            (
-                "advertised.listeners".into(),
-                format!("PLAINTEXT://{}:{}", node.host, node.broker_port),
-            ),
+            ("advertised.listeners".into(), advertised),
             ("controller.listener.names".into(), "CONTROLLER".into()),
             // As in Kafka's KRaft quickstart: the controller listener's protocol is explicit.
-            (
-                "listener.security.protocol.map".into(),
-                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
-            ),
-            ("inter.broker.listener.name".into(), "PLAINTEXT".into()),
+            ("listener.security.protocol.map".into(), protocols),
+            ("inter.broker.listener.name".into(), inter_broker.into()),
             ("log.dirs".into(), node.log_dir.display().to_string()),
             (
                 "metrics.listener".into(),

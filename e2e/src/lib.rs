@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod kcat;
 pub mod load;
 pub mod netns;
+pub mod pki;
 pub mod prometheus;
 pub mod segments;
 pub mod wait;

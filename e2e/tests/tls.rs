@@ -4,62 +4,13 @@
 //! `ssl.client.auth=required` listener, or that speak plaintext to a TLS port are refused, and the
 //! broker goes on serving everyone else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use strait_e2e::kcat::kcat;
+use strait_e2e::pki::Pki;
 use strait_e2e::{Broker, BrokerOptions, free_port};
-
-/// A CA, a broker certificate for 127.0.0.1/localhost signed by it, and a client certificate.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn generate() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "strait e2e ca");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-
-        // rcgen turns "127.0.0.1" into an IP address SAN, which librdkafka checks.
-        let broker_key = KeyPair::generate().unwrap();
-        let broker = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap()
-            .signed_by(&broker_key, &issuer)
-            .unwrap();
-        let client_key = KeyPair::generate().unwrap();
-        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
-        client.distinguished_name.push(DnType::CommonName, "app");
-        let client = client.signed_by(&client_key, &issuer).unwrap();
-
-        // What the operator mounts: one PEM file with the key and the chain.
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        write(
-            "keystore.pem",
-            format!("{}{}", broker_key.serialize_pem(), broker.pem()),
-        );
-        write("ca.pem", ca_cert.pem());
-        write("client.pem", client.pem());
-        write("client.key", client_key.serialize_pem());
-        // A CA the broker's certificate does not chain to.
-        let other_key = KeyPair::generate().unwrap();
-        let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
-        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        write("other-ca.pem", other.self_signed(&other_key).unwrap().pem());
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 fn path_str(p: &Path) -> String {
     p.to_str().unwrap().to_string()
@@ -113,7 +64,7 @@ fn tls_args(port: u16, ca: &Path) -> Vec<String> {
 
 #[test]
 fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
-    let pki = Pki::generate();
+    let pki = Pki::generate().expect("test PKI");
     let (mut broker, tls, mtls) = start(&pki);
     let ca = pki.path("ca.pem");
 
@@ -215,7 +166,7 @@ fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
 
 #[test]
 fn a_bad_keystore_stops_the_start_with_the_file_named() {
-    let pki = Pki::generate();
+    let pki = Pki::generate().expect("test PKI");
     let port = free_port().unwrap();
     let tls = free_port().unwrap();
     // A certificate file with no key in it.

@@ -316,17 +316,21 @@ impl BrokerConfig {
             &controller_listener_names,
             kraft.as_ref().map(|k| k.roles.broker),
         )?;
-        // A single node has no inter-broker traffic, so there any listener may be SSL.
+        // Brokers connecting to each other over SSL verify each other: as clients they need the
+        // CAs the peer's certificate chains to (Kafka uses the inter-broker listener's
+        // truststore). A single node has no inter-broker traffic.
         if kraft.as_ref().is_some_and(|k| k.roles.broker)
-            && inter_broker_listener.security_protocol != "PLAINTEXT"
+            && let Some(tls) = ssl.get(&inter_broker_listener.name)
+            && tls.trust.is_none()
         {
             return Err(ConfigError::invalid(
-                "inter.broker.listener.name",
+                "ssl.truststore.location",
                 format!(
-                    "inter-broker listener {} uses {}; brokers replicate over plaintext only in \
-                     this Strait version, so name a PLAINTEXT listener reachable only inside the \
-                     cluster",
-                    inter_broker_listener.name, inter_broker_listener.security_protocol
+                    "inter-broker listener {} uses SSL: brokers verify each other's certificates, \
+                     so set ssl.truststore.type=PEM and ssl.truststore.location (or \
+                     listener.name.{}.ssl.truststore.location) to the CA that signed them",
+                    inter_broker_listener.name,
+                    inter_broker_listener.name.to_ascii_lowercase()
                 ),
             ));
         }

@@ -30,6 +30,7 @@ pub(crate) const DEFAULT_PROTOCOL_MAP: &str =
 pub(crate) const DEFAULT_LOG_DIR: &str = "./strait-data";
 pub(crate) const DEFAULT_METRICS_LISTENER: &str = "127.0.0.1:9404";
 pub(crate) const PROCESS_ROLES: &[&str] = &["broker", "controller"];
+pub(crate) const SSL_ENDPOINT_IDENTIFICATION: &[&str] = &["https", ""];
 pub(crate) const SSL_CLIENT_AUTH: &[&str] = &["required", "requested", "none"];
 /// rustls speaks TLS 1.2 and 1.3 only; older versions are refused by the validator.
 pub(crate) const SSL_PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
@@ -215,6 +216,8 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Whether SSL listeners ask clients for a certificate: required, requested or none."),
     key("ssl.enabled.protocols", List, Some("TLSv1.2,TLSv1.3"), ListOf(SSL_PROTOCOLS),
         "TLS versions SSL listeners accept."),
+    key("ssl.endpoint.identification.algorithm", Str, Some("https"), OneOf(SSL_ENDPOINT_IDENTIFICATION),
+        "https checks a peer broker's host name against its certificate; empty checks only the chain."),
     key("ssl.key.password", Password, None, Any,
         "Password of an encrypted private key; not supported (use an unencrypted PEM key)."),
     key("ssl.keystore.certificate.chain", Password, None, Any,

@@ -19,7 +19,7 @@ pub use broker::BrokerConfig;
 pub use describe::{ConfigEntry, ConfigSource, ConfigSynonym, describe_topic};
 pub use error::ConfigError;
 pub use kraft::{KraftSettings, ProcessRoles, parse_bootstrap_servers, parse_voters};
-pub use listener::{Listener, parse_listeners, parse_security_protocol_map};
+pub use listener::{Listener, join_host_port, parse_listeners, parse_security_protocol_map};
 pub use properties::parse_properties;
 pub use schema::ConfigType;
 pub use ssl::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};

@@ -28,7 +28,8 @@ impl std::fmt::Display for Listener {
     }
 }
 
-pub(crate) fn join_host_port(host: &str, port: u16) -> String {
+/// `host:port`, with an IPv6 host in brackets.
+pub fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

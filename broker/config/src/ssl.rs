@@ -65,6 +65,9 @@ pub struct SslSettings {
     pub trust: Option<TrustSource>,
     pub client_auth: ClientAuth,
     pub protocols: Vec<TlsVersion>,
+    /// `ssl.endpoint.identification.algorithm=https`: as a client (to other brokers), check the
+    /// peer's host name against its certificate.
+    pub verify_hostname: bool,
 }
 
 /// Splits `listener.name.<name>.<ssl key>` into the upper-cased listener name and the `ssl.*` key
@@ -259,11 +262,16 @@ pub(crate) fn ssl_settings(l: &Lookup<'_>) -> Result<SslSettings, ConfigError> {
     }
     protocols.sort();
 
+    let verify_hostname = l
+        .get("ssl.endpoint.identification.algorithm")
+        .is_none_or(|(_, v)| v.trim().eq_ignore_ascii_case("https"));
+
     Ok(SslSettings {
         key,
         trust,
         client_auth,
         protocols,
+        verify_hostname,
     })
 }
 

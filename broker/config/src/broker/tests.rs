@@ -487,7 +487,7 @@ fn ssl_listeners_resolve_per_listener_keys() {
 }
 
 #[test]
-fn cluster_brokers_replicate_over_plaintext_only() {
+fn ssl_between_brokers_needs_a_truststore_and_controllers_stay_plaintext() {
     let (key, reason) = rejection(&[
         ("process.roles", "broker,controller"),
         ("controller.quorum.voters", "1@127.0.0.1:9093"),
@@ -500,8 +500,28 @@ fn cluster_brokers_replicate_over_plaintext_only() {
         ("ssl.keystore.type", "PEM"),
         ("ssl.keystore.location", "/k.pem"),
     ]);
-    assert_eq!(key, "inter.broker.listener.name");
-    assert!(reason.contains("plaintext"), "{reason}");
+    assert_eq!(key, "ssl.truststore.location");
+    assert!(reason.contains("verify each other"), "{reason}");
+    let (c, _) = build(&[
+        ("process.roles", "broker,controller"),
+        ("controller.quorum.voters", "1@127.0.0.1:9093"),
+        ("controller.listener.names", "CONTROLLER"),
+        (
+            "listeners",
+            "EXTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093",
+        ),
+        ("listener.security.protocol.map", "EXTERNAL:SSL"),
+        ("ssl.keystore.type", "PEM"),
+        ("ssl.keystore.location", "/k.pem"),
+        ("ssl.truststore.type", "PEM"),
+        ("ssl.truststore.location", "/ca.pem"),
+        (
+            "listener.name.external.ssl.endpoint.identification.algorithm",
+            "",
+        ),
+    ]);
+    assert_eq!(c.inter_broker_listener().name, "EXTERNAL");
+    assert!(!c.ssl["EXTERNAL"].verify_hostname);
     let (key, reason) = rejection(&[
         ("process.roles", "broker,controller"),
         ("controller.quorum.voters", "1@127.0.0.1:9093"),

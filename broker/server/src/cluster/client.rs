@@ -1,14 +1,17 @@
 //! A minimal Kafka-protocol client for broker-to-broker traffic (follower fetches and
-//! OffsetForLeaderEpoch): one TCP connection, one request in flight, typed requests and responses
-//! through `kafka-protocol`, every step under a deadline.
+//! OffsetForLeaderEpoch): one TCP (or TLS, when the inter-broker listener is SSL) connection, one
+//! request in flight, typed requests and responses through `kafka-protocol`, every step under a
+//! deadline.
 
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::RequestHeader;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// Largest response accepted from another broker (a fetch response is bounded by
 /// `replica.fetch.response.max.bytes`; this is a sanity cap against a corrupt length).
@@ -26,35 +29,76 @@ pub enum ClientError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0} timed out")]
     Timeout(String),
     #[error("protocol error from {addr}: {reason}")]
     Protocol { addr: String, reason: String },
 }
 
+/// The TLS client for an SSL inter-broker listener (see `net::tls::connector`).
+#[derive(Clone)]
+pub struct PeerTls(pub TlsConnector);
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 pub struct BrokerConnection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     client_id: String,
     next_correlation: i32,
 }
 
 impl BrokerConnection {
+    /// Connects to `host:port`, over TLS when `tls` is set (the host is the name checked
+    /// against the peer's certificate).
     pub async fn connect(
-        addr: &str,
+        host: &str,
+        port: u16,
         client_id: &str,
         timeout: Duration,
+        tls: Option<&PeerTls>,
     ) -> Result<BrokerConnection, ClientError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        let addr = strait_config::join_host_port(host, port);
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(&addr))
             .await
             .map_err(|_| ClientError::Timeout(format!("connect to {addr}")))?
             .map_err(|source| ClientError::Connect {
-                addr: addr.to_string(),
+                addr: addr.clone(),
                 source,
             })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(PeerTls(connector)) => {
+                let name =
+                    ServerName::try_from(host.to_string()).map_err(|e| ClientError::Tls {
+                        addr: addr.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                    })?;
+                let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ClientError::Timeout(format!("TLS handshake with {addr}")))?
+                    .map_err(|source| ClientError::Tls {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                Box::new(tls)
+            }
+        };
         Ok(BrokerConnection {
-            addr: addr.to_string(),
+            addr,
             stream,
             client_id: client_id.to_string(),
             next_correlation: 0,
@@ -100,6 +144,7 @@ impl BrokerConnection {
         };
         let exchange = async {
             self.stream.write_all(&frame).await.map_err(io)?;
+            self.stream.flush().await.map_err(io)?;
             let len = self.stream.read_u32().await.map_err(io)? as usize;
             if !(4..=MAX_RESPONSE).contains(&len) {
                 return Err(ClientError::Protocol {

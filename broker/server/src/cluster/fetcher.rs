@@ -168,9 +168,15 @@ async fn connect(node: &ClusterNode, leader: i32) -> Result<BrokerConnection, Fe
         .get(&leader)
         .and_then(|b| b.endpoint(&node.settings.inter_broker_listener))
         .ok_or(FetchError::NoEndpoint)?;
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
     let client_id = format!("strait-replica-fetcher-{}", node.node_id);
-    Ok(BrokerConnection::connect(&addr, &client_id, CONNECT_TIMEOUT).await?)
+    Ok(BrokerConnection::connect(
+        &endpoint.host,
+        endpoint.port,
+        &client_id,
+        CONNECT_TIMEOUT,
+        node.settings.inter_broker_tls.as_ref(),
+    )
+    .await?)
 }
 
 /// KIP-101/KIP-279: asks the leader where this follower's latest epoch ends in its log, and

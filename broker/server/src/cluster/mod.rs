@@ -53,6 +53,8 @@ pub struct ClusterSettings {
     pub fetch_backoff: Duration,
     /// Listener name other brokers are reached on.
     pub inter_broker_listener: String,
+    /// Set when that listener is SSL.
+    pub inter_broker_tls: Option<client::PeerTls>,
     pub controlled_shutdown: bool,
 }
 
@@ -152,6 +154,15 @@ impl ClusterNode {
             (None, Some(follower), image)
         };
         let inter_broker = config.inter_broker_listener().name.clone();
+        // Only a broker fetches from other brokers.
+        let peer_ssl = config.ssl.get(&inter_broker).filter(|_| kraft.roles.broker);
+        let inter_broker_tls = match peer_ssl {
+            Some(settings) => Some(client::PeerTls(crate::net::tls::connector(
+                &inter_broker,
+                settings,
+            )?)),
+            None => None,
+        };
         let endpoints = config
             .advertised_listeners
             .iter()
@@ -174,6 +185,7 @@ impl ClusterNode {
                 fetch_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
                 fetch_backoff: Duration::from_millis(config.replica_fetch_backoff_ms),
                 inter_broker_listener: inter_broker,
+                inter_broker_tls,
                 controlled_shutdown: config.controlled_shutdown_enable,
             },
             client,

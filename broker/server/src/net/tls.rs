@@ -1,5 +1,6 @@
 //! TLS for SSL listeners: a rustls acceptor built from a listener's [`SslSettings`] (PEM key
-//! store, optional PEM trust store for client certificates, enabled TLS versions). Everything is
+//! store, optional PEM trust store for client certificates, enabled TLS versions), and the
+//! matching connector for reaching other brokers on an SSL inter-broker listener. Everything is
 //! read and checked once, when the listener is bound, so a wrong path, a key that does not match
 //! its certificate or an empty trust store stops the broker with a message naming the listener
 //! and file instead of failing every handshake later.
@@ -7,12 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore};
 use strait_config::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[derive(thiserror::Error, Debug)]
 pub enum TlsError {
@@ -46,17 +49,9 @@ pub fn acceptor(listener: &str, settings: &SslSettings) -> Result<TlsAcceptor, T
     // An explicit provider, not the process default: the binary must not depend on which
     // crypto features other crates happen to enable.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = settings
-        .protocols
-        .iter()
-        .map(|v| match v {
-            TlsVersion::Tls12 => &rustls::version::TLS12,
-            TlsVersion::Tls13 => &rustls::version::TLS13,
-        })
-        .collect();
     let (chain, key, key_what) = load_key(listener, &settings.key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
+        .with_protocol_versions(&versions(settings))
         .map_err(|e| invalid("ssl.enabled.protocols", e.to_string()))?;
     let builder = match (&settings.trust, settings.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
@@ -81,6 +76,109 @@ pub fn acceptor(listener: &str, settings: &SslSettings) -> Result<TlsAcceptor, T
     // Kafka clients do not negotiate ALPN; the protocol is fixed by the port.
     config.alpn_protocols.clear();
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TLS client for connections to other brokers' SSL inter-broker listener (Kafka uses that
+/// listener's settings on both sides): it trusts the listener's truststore, shows the listener's
+/// certificate in case the peer asks for one, and checks the peer's host name unless
+/// `ssl.endpoint.identification.algorithm` is empty.
+pub fn connector(listener: &str, settings: &SslSettings) -> Result<TlsConnector, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let trust = settings.trust.as_ref().ok_or_else(|| TlsError::Missing {
+        listener: listener.to_string(),
+        what: "the truststore".to_string(),
+        expected: "CA certificate to verify other brokers with",
+    })?;
+    let roots = load_roots(listener, trust)?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Invalid {
+            listener: listener.to_string(),
+            what: "truststore".to_string(),
+            detail: e.to_string(),
+        })?;
+    let verifier: Arc<dyn ServerCertVerifier> = if settings.verify_hostname {
+        webpki
+    } else {
+        Arc::new(ChainOnly(webpki))
+    };
+    let (chain, key, what) = load_key(listener, &settings.key)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions(settings))
+        .map_err(|e| TlsError::Invalid {
+            listener: listener.to_string(),
+            what: "ssl.enabled.protocols".to_string(),
+            detail: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::Invalid {
+            listener: listener.to_string(),
+            what,
+            detail: e.to_string(),
+        })?;
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// `ssl.endpoint.identification.algorithm=` (empty): the peer's chain must verify against the
+/// truststore, but its certificate need not name the host dialled, as in Kafka.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+fn versions(settings: &SslSettings) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    settings
+        .protocols
+        .iter()
+        .map(|v| match v {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect()
 }
 
 type KeyPair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String);
@@ -218,6 +316,7 @@ mod tests {
             trust: (auth != ClientAuth::None).then(|| TrustSource::Inline(pki.ca_pem.clone())),
             client_auth: auth,
             protocols: vec![TlsVersion::Tls12, TlsVersion::Tls13],
+            verify_hostname: true,
         }
     }
 
@@ -285,6 +384,69 @@ mod tests {
 
         let requested = acceptor("EXTERNAL", &settings(&pki, ClientAuth::Requested)).unwrap();
         assert_eq!(round_trip(requested, &pki, false).await.unwrap(), b"hello");
+    }
+
+    /// Connects with `connector()` to an acceptor serving the "localhost" certificate, dialling
+    /// the peer as `host`.
+    async fn peer_handshake(pki: &Pki, client: &SslSettings, host: &str) -> std::io::Result<()> {
+        let acceptor = acceptor("REPLICATION", &settings(pki, ClientAuth::Required)).unwrap();
+        let connector = connector("REPLICATION", client).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await?;
+            tls.write_all(b"ok").await?;
+            tls.flush().await
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+        let result = async {
+            let mut tls = connector.connect(name, tcp).await?;
+            let mut buf = [0u8; 2];
+            tls.read_exact(&mut buf).await?;
+            Ok(())
+        }
+        .await;
+        let _ = server.await;
+        result
+    }
+
+    #[tokio::test]
+    async fn brokers_verify_each_other_and_check_host_names_unless_told_not_to() {
+        let pki = pki();
+        // Brokers show their own certificate to a peer that requires one.
+        let strict = settings(&pki, ClientAuth::Required);
+        peer_handshake(&pki, &strict, "localhost").await.unwrap();
+        assert!(
+            peer_handshake(&pki, &strict, "127.0.0.1").await.is_err(),
+            "the certificate does not name 127.0.0.1"
+        );
+        let chain_only = SslSettings {
+            verify_hostname: false,
+            ..strict.clone()
+        };
+        peer_handshake(&pki, &chain_only, "127.0.0.1")
+            .await
+            .unwrap();
+        // A peer whose certificate does not chain to the truststore is refused either way.
+        let stranger = other_ca();
+        let untrusting = SslSettings {
+            trust: Some(TrustSource::Inline(stranger)),
+            ..chain_only
+        };
+        assert!(
+            peer_handshake(&pki, &untrusting, "localhost")
+                .await
+                .is_err()
+        );
+    }
+
+    fn other_ca() -> String {
+        let key = RcKeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.self_signed(&key).unwrap().pem()
     }
 
     #[test]
