@@ -1,6 +1,7 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
-//! owns, listeners clashing with the controller quorum's or asking for authentication the
-//! broker does not serve yet, and storage that may only grow.
+//! owns, listeners clashing with the controller quorum's, features the broker does not serve
+//! yet (SCRAM authentication, ACL authorization, tiered storage), and storage that may only
+//! grow.
 
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::REPLICATION_PORT;
@@ -55,6 +56,23 @@ pub fn validate(spec: &ClusterSpec) -> Vec<String> {
                 l.name
             ));
         }
+    }
+    // Features the CRD carries but this broker does not enforce yet are refused, never
+    // deployed as if they worked: brokers without ACLs, or keeping everything on local disk,
+    // when the user asked for authorization or offloading.
+    if spec.authorization.is_some() {
+        problems.push(
+            "`authorization`: ACLs are not enforced by this broker version yet; remove \
+             `authorization` until they are (the cluster would otherwise allow every client)"
+                .to_owned(),
+        );
+    }
+    if spec.tiered_storage.is_some() {
+        problems.push(
+            "`tieredStorage`: this broker version does not offload segments yet; remove \
+             `tieredStorage` until it does (data would otherwise stay on local disk only)"
+                .to_owned(),
+        );
     }
     let metrics = spec.metrics_port();
     if metrics == CONTROLLER_PORT || metrics == REPLICATION_PORT {
@@ -174,6 +192,23 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn authorization_and_tiered_storage_are_refused_until_the_broker_serves_them() {
+        let mut s = spec(3, &["a"]);
+        s.authorization = Some(
+            serde_json::from_value(serde_json::json!({"type": "simple", "superUsers": ["admin"]}))
+                .unwrap(),
+        );
+        s.tiered_storage = Some(
+            serde_json::from_value(serde_json::json!({"bucket": "b", "region": "eu-west-1"}))
+                .unwrap(),
+        );
+        let problems = validate(&s);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("`authorization`"), "{problems:?}");
+        assert!(problems[1].starts_with("`tieredStorage`"), "{problems:?}");
     }
 
     #[test]
