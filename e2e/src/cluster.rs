@@ -103,6 +103,9 @@ pub struct ClusterSpec {
     /// When set, brokers replicate over a separate `REPLICATION` listener with this security
     /// protocol (its `ssl.*` keys come through `overrides`); clients keep the PLAINTEXT one.
     pub replication_protocol: Option<String>,
+    /// Security protocol of the CONTROLLER listener (PLAINTEXT when `None`); its `ssl.*` keys
+    /// come through `overrides`.
+    pub controller_protocol: Option<String>,
 }
 
 impl ClusterSpec {
@@ -117,6 +120,7 @@ impl ClusterSpec {
                 .collect(),
             overrides: fast_overrides(),
             replication_protocol: None,
+            controller_protocol: None,
         }
     }
 }
@@ -298,6 +302,7 @@ pub struct Cluster {
     binary: PathBuf,
     overrides: Vec<(String, String)>,
     replication_protocol: Option<String>,
+    controller_protocol: Option<String>,
     voters: String,
     nodes: Vec<Node>,
     lab: Option<Arc<NetLab>>,
@@ -331,6 +336,7 @@ impl Cluster {
             binary: broker_binary()?,
             overrides: spec.overrides,
             replication_protocol: spec.replication_protocol,
+            controller_protocol: spec.controller_protocol,
             voters: String::new(),
             nodes: Vec::new(),
             lab,
@@ -424,7 +430,10 @@ impl Cluster {
         };
         let mut listeners = format!("PLAINTEXT://{}:{}", node.host, node.broker_port);
         let mut advertised = listeners.clone();
-        let mut protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_string();
+        let mut protocols = format!(
+            "CONTROLLER:{},PLAINTEXT:PLAINTEXT",
+            self.controller_protocol.as_deref().unwrap_or("PLAINTEXT")
+        );
         let mut inter_broker = "PLAINTEXT";
         if let (Some(port), Some(protocol)) = (node.replication_port, &self.replication_protocol) {
             let replication = format!(",REPLICATION://{}:{port}", node.host);

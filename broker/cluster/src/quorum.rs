@@ -23,6 +23,7 @@ mod service;
 mod state_machine;
 #[cfg(test)]
 mod storage_tests;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{self, Cursor};
@@ -40,6 +41,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use client::ControllerClient;
 pub use follower::MetadataFollower;
+pub use tls::QuorumTls;
 
 use crate::controller::ControllerSettings;
 use crate::image::Image;
@@ -98,6 +100,8 @@ pub struct QuorumConfig {
     pub settings: ControllerSettings,
     /// Log entries between snapshots; the log is purged up to each snapshot.
     pub snapshot_every: u64,
+    /// Plaintext or TLS, for the server and for connections to the other voters.
+    pub tls: QuorumTls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +197,15 @@ impl Quorum {
             })?;
 
         let raft_config = Arc::new(raft_config(config.snapshot_every)?);
-        let raft = Raft::new(node_id, raft_config, Network, log_store, state_machine)
+        // Built before anything runs, so a TLS problem stops the start with its cause.
+        let server = match config.tls.server_config() {
+            Some(tls) => tonic::transport::Server::builder()
+                .tls_config(tls)
+                .map_err(|e| QuorumError::Config(format!("controller listener TLS: {e}")))?,
+            None => tonic::transport::Server::builder(),
+        };
+        let network = Network(config.tls.clone());
+        let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let active = Arc::new(ActiveController::new(
@@ -209,7 +221,7 @@ impl Quorum {
             active: active.clone(),
             stopping: stopping_rx.clone(),
         };
-        let server = tokio::spawn(serve(listener, service, stopping_rx.clone()));
+        let server = tokio::spawn(serve(server, listener, service, stopping_rx.clone()));
         let ticker = tokio::spawn(tick_loop(active.clone(), raft.clone(), stopping_rx));
 
         let quorum = Quorum {
@@ -297,6 +309,7 @@ impl Quorum {
 }
 
 async fn serve(
+    mut server: tonic::transport::Server,
     listener: tokio::net::TcpListener,
     service: QuorumService,
     mut stopping: watch::Receiver<bool>,
@@ -308,7 +321,7 @@ async fn serve(
     let stop = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    if let Err(e) = tonic::transport::Server::builder()
+    if let Err(e) = server
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop)
         .await

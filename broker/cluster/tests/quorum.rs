@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use strait_cluster::controller::{Controller, ControllerSettings};
 use strait_cluster::image::Image;
 use strait_cluster::quorum::{
-    ControllerClient, MetadataFollower, Quorum, QuorumConfig, QuorumError,
+    ControllerClient, MetadataFollower, Quorum, QuorumConfig, QuorumError, QuorumTls,
 };
 use strait_cluster::record::MetadataRecord;
 use strait_cluster::rpc::{ControllerError, ControllerRequest};
@@ -103,6 +103,7 @@ impl Cluster {
             dir: self.root.path().join(format!("controller-{id}")),
             settings: settings(),
             snapshot_every: self.snapshot_every,
+            tls: QuorumTls::default(),
         }
     }
 
@@ -308,7 +309,7 @@ async fn brokers_reach_the_controller_and_follow_the_image() {
     let dead = free_ports(1)[0];
     let mut voters = cluster.voters.clone();
     voters.insert(0, format!("127.0.0.1:{dead}"));
-    let client = ControllerClient::new(voters);
+    let client = ControllerClient::new(voters, QuorumTls::default());
     // The answer is the leader's controller's decision, the same a local controller makes on
     // the same image; when it decides records they are committed before the answer.
     let request = ControllerRequest::RegisterBroker {
@@ -355,10 +356,10 @@ async fn brokers_reach_the_controller_and_follow_the_image() {
         .keys()
         .find(|id| **id != leader)
         .expect("a follower");
-    let direct = ControllerClient::new(BTreeMap::from([(
-        follower,
-        cluster.voters[&follower].clone(),
-    )]));
+    let direct = ControllerClient::new(
+        BTreeMap::from([(follower, cluster.voters[&follower].clone())]),
+        QuorumTls::default(),
+    );
     match direct
         .call(request.clone(), Duration::from_millis(500))
         .await
@@ -368,7 +369,10 @@ async fn brokers_reach_the_controller_and_follow_the_image() {
     }
 
     // No voter reachable: Unavailable, within the deadline.
-    let nowhere = ControllerClient::new(BTreeMap::from([(9, format!("127.0.0.1:{dead}"))]));
+    let nowhere = ControllerClient::new(
+        BTreeMap::from([(9, format!("127.0.0.1:{dead}"))]),
+        QuorumTls::default(),
+    );
     let started = Instant::now();
     let answer = nowhere.call(request, Duration::from_millis(700)).await;
     assert!(
@@ -378,7 +382,8 @@ async fn brokers_reach_the_controller_and_follow_the_image() {
     assert!(started.elapsed() < Duration::from_secs(2));
 
     // A broker-only node's image follows the quorum, also across a leader change.
-    let (image, follower_handle) = MetadataFollower::start(cluster.voters.clone());
+    let (image, follower_handle) =
+        MetadataFollower::start(cluster.voters.clone(), QuorumTls::default());
     let index = cluster.propose_all(0..3).await;
     let expected = cluster.converged(index).await;
     wait_for("the follower's image", WAIT, || {

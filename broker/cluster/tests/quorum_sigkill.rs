@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use strait_cluster::controller::ControllerSettings;
 use strait_cluster::image::Image;
 use strait_cluster::quorum::{
-    ControllerClient, MetadataFollower, Quorum, QuorumConfig, QuorumError,
+    ControllerClient, MetadataFollower, Quorum, QuorumConfig, QuorumError, QuorumTls,
 };
 use strait_cluster::record::MetadataRecord;
 use strait_cluster::rpc::{ControllerError, ControllerRequest};
@@ -68,6 +68,7 @@ async fn voter_process() {
             producer_id_block: 1000,
         },
         snapshot_every: 20,
+        tls: QuorumTls::default(),
     })
     .await
     .expect("voter starts");
@@ -134,7 +135,7 @@ async fn wait_image(
 
 /// The voter that answers controller requests.
 async fn find_leader(voters: &BTreeMap<i32, String>) -> i32 {
-    let client = ControllerClient::new(voters.clone());
+    let client = ControllerClient::new(voters.clone(), QuorumTls::default());
     let answer = client
         .call(
             ControllerRequest::ListReassignments { partitions: None },
@@ -173,7 +174,7 @@ async fn killed_voters_rejoin_with_their_data() {
         .map(|id| (*id, spawn_voter(*id, &voters, root.path())))
         .collect();
 
-    let (image, follower) = MetadataFollower::start(voters.clone());
+    let (image, follower) = MetadataFollower::start(voters.clone(), QuorumTls::default());
     wait_image("the first commits", &image, |i| i.next_producer_id >= 50).await;
 
     // SIGKILL the leader: the others elect a new one and keep committing.
@@ -190,8 +191,10 @@ async fn killed_voters_rejoin_with_their_data() {
     // The killed voter restarts on its directory and serves the quorum's data again.
     processes.insert(leader, spawn_voter(leader, &voters, root.path()));
     let target = image.borrow().clone();
-    let (restarted, restarted_follower) =
-        MetadataFollower::start(BTreeMap::from([(leader, voters[&leader].clone())]));
+    let (restarted, restarted_follower) = MetadataFollower::start(
+        BTreeMap::from([(leader, voters[&leader].clone())]),
+        QuorumTls::default(),
+    );
     let seen = wait_image("the restarted voter's image", &restarted, |i| {
         i.offset >= target.offset
     })

@@ -265,6 +265,7 @@ impl BrokerConfig {
         let ssl = ssl_listeners(
             &r,
             &listeners,
+            &protocol_map,
             &controller_listener_names,
             &listener_ssl,
             &mut warnings,
@@ -582,11 +583,13 @@ impl BrokerConfig {
     }
 }
 
-/// The TLS settings of every SSL listener. A listener declared SASL must never quietly serve
-/// plaintext, and the controller quorum speaks plaintext gRPC, so both are refused.
+/// The TLS settings of every SSL listener, and of an SSL controller listener this node only
+/// dials (a broker-only node). A listener declared SASL must never quietly serve plaintext, so it
+/// is refused.
 fn ssl_listeners(
     r: &Resolved,
     listeners: &[Listener],
+    protocol_map: &BTreeMap<String, String>,
     controller_names: &[String],
     listener_ssl: &BTreeMap<String, BTreeMap<&'static str, String>>,
     warnings: &mut Vec<String>,
@@ -612,26 +615,18 @@ fn ssl_listeners(
     }
     let global = |key: &str| r.string(key);
     let mut ssl = BTreeMap::new();
+    let resolve = |name: &String| {
+        ssl_settings(&Lookup {
+            listener: name,
+            overrides: listener_ssl.get(name),
+            global: &global,
+        })
+    };
     for l in listeners {
         match l.security_protocol.as_str() {
             "PLAINTEXT" => {}
-            "SSL" if controller_names.contains(&l.name) => {
-                return Err(ConfigError::invalid(
-                    "listener.security.protocol.map",
-                    format!(
-                        "controller listener {} must be PLAINTEXT: the metadata quorum does not \
-                         speak TLS yet",
-                        l.name
-                    ),
-                ));
-            }
             "SSL" => {
-                let settings = ssl_settings(&Lookup {
-                    listener: &l.name,
-                    overrides: listener_ssl.get(&l.name),
-                    global: &global,
-                })?;
-                ssl.insert(l.name.clone(), settings);
+                ssl.insert(l.name.clone(), resolve(&l.name)?);
             }
             other => {
                 return Err(ConfigError::invalid(
@@ -644,6 +639,34 @@ fn ssl_listeners(
                     ),
                 ));
             }
+        }
+    }
+    for name in controller_names {
+        if protocol_map.get(name).map(String::as_str) != Some("SSL") {
+            continue;
+        }
+        if !ssl.contains_key(name) {
+            ssl.insert(name.clone(), resolve(name)?);
+        }
+        // Controllers verify each other and are verified by brokers; the quorum's gRPC client
+        // always checks host names.
+        let settings = &ssl[name];
+        let prefixed = format!("listener.name.{}.", name.to_ascii_lowercase());
+        if settings.trust.is_none() {
+            return Err(ConfigError::invalid(
+                "ssl.truststore.location",
+                format!(
+                    "controller listener {name} uses SSL: nodes verify the controllers' \
+                     certificates, so set {prefixed}ssl.truststore.type=PEM and \
+                     {prefixed}ssl.truststore.location"
+                ),
+            ));
+        }
+        if !settings.verify_hostname {
+            return Err(ConfigError::invalid(
+                &format!("{prefixed}ssl.endpoint.identification.algorithm"),
+                "the controller quorum always checks host names; leave it at https",
+            ));
         }
     }
     Ok(ssl)

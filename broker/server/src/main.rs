@@ -54,6 +54,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // tonic's TLS (the controller quorum) uses rustls's process-wide provider; make it the one
+    // the Kafka listeners name explicitly, whatever other crates enable.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     if let Some(Command::Dev {
         brokers,

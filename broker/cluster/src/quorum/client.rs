@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use super::proto::{self, QuorumClient};
+use super::proto::QuorumClient;
+use super::tls::QuorumTls;
 use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 
 /// Longest wait for one voter's answer, so that a hung voter leaves time for the others.
@@ -39,12 +40,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct ControllerClient {
     inner: Arc<Inner>,
+    tls: QuorumTls,
 }
 
 impl ControllerClient {
-    /// `voters`: `controller.quorum.voters`, id -> `host:port`. Connections are made lazily.
-    pub fn new(voters: BTreeMap<i32, String>) -> ControllerClient {
+    /// `voters`: `controller.quorum.voters`, id -> `host:port`. Connections are made lazily,
+    /// plaintext or TLS as `tls` says.
+    pub fn new(voters: BTreeMap<i32, String>, tls: QuorumTls) -> ControllerClient {
         ControllerClient {
+            tls,
             inner: Arc::new(Inner {
                 voters: voters
                     .into_iter()
@@ -149,7 +153,9 @@ impl ControllerClient {
         if let Some(client) = cached.as_ref() {
             return Ok(client.clone());
         }
-        let client = proto::client(&voter.addr)
+        let client = self
+            .tls
+            .client(&voter.addr)
             .map_err(|e| format!("voter {} address '{}': {e}", voter.id, voter.addr))?;
         *cached = Some(client.clone());
         Ok(client)

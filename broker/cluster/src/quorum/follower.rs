@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::proto::{self, FetchMetadataRequest};
+use super::proto::FetchMetadataRequest;
 use super::service::FETCH_WAIT;
+use super::tls::QuorumTls;
 use crate::image::Image;
 
 /// Pause after a failed poll before the next voter is asked.
@@ -26,10 +27,13 @@ pub struct MetadataFollower {
 impl MetadataFollower {
     /// Starts polling `voters` (id -> `host:port`). The receiver holds `Image::default()` until
     /// the first image arrives.
-    pub fn start(voters: BTreeMap<i32, String>) -> (watch::Receiver<Arc<Image>>, MetadataFollower) {
+    pub fn start(
+        voters: BTreeMap<i32, String>,
+        tls: QuorumTls,
+    ) -> (watch::Receiver<Arc<Image>>, MetadataFollower) {
         let (image_tx, image_rx) = watch::channel(Arc::new(Image::default()));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(follow(voters.into_iter().collect(), image_tx, stop_rx));
+        let task = tokio::spawn(follow(voters.into_iter().collect(), tls, image_tx, stop_rx));
         (
             image_rx,
             MetadataFollower {
@@ -58,6 +62,7 @@ impl Drop for MetadataFollower {
 
 async fn follow(
     voters: Vec<(i32, String)>,
+    tls: QuorumTls,
     image_tx: watch::Sender<Arc<Image>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -72,7 +77,7 @@ async fn follow(
         let (id, addr) = &voters[index];
         let client = match clients.get(id) {
             Some(client) => Ok(Clone::clone(client)),
-            None => proto::client(addr).inspect(|c| {
+            None => tls.client(addr).inspect(|c| {
                 clients.insert(*id, c.clone());
             }),
         };

@@ -14,14 +14,15 @@ use openraft::raft::{
 };
 use tonic::transport::Channel;
 
-use super::proto::{self, AppendEntriesRequest, QuorumClient};
+use super::proto::{AppendEntriesRequest, QuorumClient};
+use super::tls::QuorumTls;
 use super::{NodeId, TypeConfig};
 
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 /// Creates one [`Peer`] per voter openraft replicates to.
-pub struct Network;
+pub struct Network(pub QuorumTls);
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -29,7 +30,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
             target,
-            client: proto::client(&node.addr).map_err(|e| e.to_string()),
+            client: self.0.client(&node.addr).map_err(|e| e.to_string()),
         }
     }
 }

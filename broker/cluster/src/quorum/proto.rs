@@ -2,11 +2,8 @@
 //! types, carried as JSON by [`JsonCodec`](super::codec::JsonCodec)) and the client and server
 //! code `build.rs` generates for them.
 
-use std::time::Duration;
-
 use openraft::error::{InstallSnapshotError, RaftError};
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
 
 use super::{NodeId, TypeConfig};
 use crate::image::Image;
@@ -51,14 +48,3 @@ pub use generated::quorum_server::{Quorum as QuorumRpc, QuorumServer};
 /// Largest quorum message accepted or sent: images and snapshot chunks are JSON and can exceed
 /// tonic's 4 MiB default on big clusters.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
-
-/// A lazily connecting client for the voter at `addr` (`host:port`).
-pub fn client(addr: &str) -> Result<QuorumClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy();
-    Ok(QuorumClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
-}

@@ -487,7 +487,7 @@ fn ssl_listeners_resolve_per_listener_keys() {
 }
 
 #[test]
-fn ssl_between_brokers_needs_a_truststore_and_controllers_stay_plaintext() {
+fn ssl_between_nodes_needs_a_truststore_on_both_listeners() {
     let (key, reason) = rejection(&[
         ("process.roles", "broker,controller"),
         ("controller.quorum.voters", "1@127.0.0.1:9093"),
@@ -537,6 +537,29 @@ fn ssl_between_brokers_needs_a_truststore_and_controllers_stay_plaintext() {
         ("ssl.keystore.type", "PEM"),
         ("ssl.keystore.location", "/k.pem"),
     ]);
-    assert_eq!(key, "listener.security.protocol.map");
-    assert!(reason.contains("must be PLAINTEXT"), "{reason}");
+    assert_eq!(key, "ssl.truststore.location");
+    assert!(
+        reason.contains("controller listener CONTROLLER"),
+        "{reason}"
+    );
+    // A broker-only node dials SSL controllers with the controller listener's settings.
+    let (c, _) = build(&[
+        ("process.roles", "broker"),
+        ("node.id", "4"),
+        ("controller.quorum.voters", "1@127.0.0.1:9093"),
+        ("controller.listener.names", "CONTROLLER"),
+        ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+        (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        ),
+        ("listener.name.controller.ssl.keystore.type", "PEM"),
+        ("listener.name.controller.ssl.keystore.location", "/k.pem"),
+        ("listener.name.controller.ssl.truststore.type", "PEM"),
+        (
+            "listener.name.controller.ssl.truststore.location",
+            "/ca.pem",
+        ),
+    ]);
+    assert!(c.ssl.contains_key("CONTROLLER") && !c.ssl.contains_key("PLAINTEXT"));
 }

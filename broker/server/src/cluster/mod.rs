@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use strait_cluster::controller::ControllerSettings;
 use strait_cluster::image::{Endpoint, Image, NO_LEADER};
-use strait_cluster::quorum::{ControllerClient, MetadataFollower, Quorum, QuorumConfig};
+use strait_cluster::quorum::{ControllerClient, MetadataFollower, Quorum, QuorumConfig, QuorumTls};
 use strait_cluster::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 use strait_config::BrokerConfig;
 use tokio::sync::{Mutex, Notify, watch};
@@ -89,6 +89,21 @@ pub struct ClusterNode {
     heartbeat_now: Notify,
 }
 
+/// Plaintext, or TLS when the (first) controller listener is SSL: the same settings serve this
+/// node's controller listener and its connections to the controllers, as in Kafka.
+fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<QuorumTls> {
+    let Some((name, settings)) = config
+        .controller_listener_names
+        .first()
+        .and_then(|name| config.ssl.get(name).map(|s| (name, s)))
+    else {
+        return Ok(QuorumTls::default());
+    };
+    let (identity, ca) = crate::net::tls::pem_material(name, settings)?;
+    let require = settings.client_auth == strait_config::ClientAuth::Required;
+    Ok(QuorumTls::new(&identity, &ca, require))
+}
+
 /// Where this node reaches the quorum: `controller.quorum.voters` (id -> `host:port`), or for a
 /// broker-only node given only `controller.quorum.bootstrap.servers`, those addresses under
 /// placeholder ids (-1, -2, ...). Voters' leader hints name real ids, which a placeholder never
@@ -115,7 +130,8 @@ impl ClusterNode {
     pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<ClusterNode>> {
         let kraft = config.kraft.as_ref().context("process.roles is not set")?;
         let voters = quorum_contacts(kraft);
-        let client = ControllerClient::new(voters.clone());
+        let quorum_tls = quorum_tls(config)?;
+        let client = ControllerClient::new(voters.clone(), quorum_tls.clone());
         let (quorum, follower, image) = if kraft.roles.controller {
             let listener = kraft
                 .controller_listener
@@ -144,13 +160,14 @@ impl ClusterNode {
                     producer_id_block: 1000,
                 },
                 snapshot_every: 1000,
+                tls: quorum_tls.clone(),
             })
             .await
             .context("cannot start the metadata quorum")?;
             let image = quorum.image();
             (Some(quorum), None, image)
         } else {
-            let (image, follower) = MetadataFollower::start(voters.clone());
+            let (image, follower) = MetadataFollower::start(voters.clone(), quorum_tls);
             (None, Some(follower), image)
         };
         let inter_broker = config.inter_broker_listener().name.clone();

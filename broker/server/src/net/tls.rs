@@ -121,6 +121,36 @@ pub fn connector(listener: &str, settings: &SslSettings) -> Result<TlsConnector,
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// The PEM text of a listener's key store (key and chain) and trust store, for TLS stacks that
+/// take PEM (the quorum's gRPC). Both are checked first by building the acceptor and connector
+/// from them, so what is handed on is known to load.
+pub fn pem_material(
+    listener: &str,
+    settings: &SslSettings,
+) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    acceptor(listener, settings)?;
+    connector(listener, settings)?;
+    let identity = match &settings.key {
+        KeySource::File(path) => read(listener, path)?,
+        KeySource::Inline {
+            certificate_chain,
+            key,
+        } => format!("{key}\n{certificate_chain}").into_bytes(),
+    };
+    let ca = match &settings.trust {
+        Some(TrustSource::File(path)) => read(listener, path)?,
+        Some(TrustSource::Inline(pem)) => pem.clone().into_bytes(),
+        None => {
+            return Err(TlsError::Missing {
+                listener: listener.to_string(),
+                what: "the truststore".to_string(),
+                expected: "CA certificate",
+            });
+        }
+    };
+    Ok((identity, ca))
+}
+
 /// `ssl.endpoint.identification.algorithm=` (empty): the peer's chain must verify against the
 /// truststore, but its certificate need not name the host dialled, as in Kafka.
 #[derive(Debug)]
