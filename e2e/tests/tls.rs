@@ -12,6 +12,18 @@ use strait_e2e::kcat::kcat;
 use strait_e2e::pki::Pki;
 use strait_e2e::{Broker, BrokerOptions, free_port};
 
+/// kcat arguments that read all of `tls-topic` as `key:value` lines and exit.
+const CONSUME_ALL: &[&str] = &[
+    "-C",
+    "-t",
+    "tls-topic",
+    "-o",
+    "beginning",
+    "-e",
+    "-f",
+    "%k:%s\n",
+];
+
 fn path_str(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
@@ -76,16 +88,7 @@ fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
     assert!(produced.status.success(), "kcat -P over TLS: {produced:?}");
 
     let mut consume = tls_args(tls, &ca);
-    consume.extend(args(&[
-        "-C",
-        "-t",
-        "tls-topic",
-        "-o",
-        "beginning",
-        "-e",
-        "-f",
-        "%k:%s\n",
-    ]));
+    consume.extend(args(CONSUME_ALL));
     let consumed = kcat(&consume, b"", Duration::from_secs(60));
     assert!(consumed.status.success(), "kcat -C over TLS: {consumed:?}");
     let got: Vec<String> = String::from_utf8_lossy(&consumed.stdout)
@@ -139,15 +142,8 @@ fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
         ),
         "-X",
         &format!("ssl.key.location={}", path_str(&pki.path("client.key"))),
-        "-C",
-        "-t",
-        "tls-topic",
-        "-o",
-        "beginning",
-        "-e",
-        "-f",
-        "%k:%s\n",
     ]));
+    with_cert.extend(args(CONSUME_ALL));
     let mutual = kcat(&with_cert, b"", Duration::from_secs(60));
     assert!(mutual.status.success(), "kcat over mutual TLS: {mutual:?}");
     assert_eq!(String::from_utf8_lossy(&mutual.stdout).lines().count(), 300);
@@ -164,56 +160,42 @@ fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
     assert!(plain.status.success(), "{plain:?}");
 }
 
-#[test]
-fn a_bad_keystore_stops_the_start_with_the_file_named() {
-    let pki = Pki::generate().expect("test PKI");
+/// Runs the broker with SSL listener `overrides` that must stop it at start; returns its stderr.
+fn refused_start(overrides: &[String]) -> String {
     let port = free_port().unwrap();
     let tls = free_port().unwrap();
-    // A certificate file with no key in it.
-    let ca = path_str(&pki.path("ca.pem"));
-    let listeners = format!("PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{tls}");
-    let binary = strait_e2e::broker_binary().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let output = Command::new(binary)
-        .args([
-            "--override",
-            &format!("listeners={listeners}"),
-            "--override",
-            &format!("log.dirs={}", path_str(data.path())),
-            "--override",
-            "metrics.listener=",
-            "--override",
-            "ssl.keystore.type=PEM",
-            "--override",
-            &format!("ssl.keystore.location={ca}"),
-        ])
+    let mut args = vec![
+        format!("listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{tls}"),
+        format!("log.dirs={}", path_str(data.path())),
+        "metrics.listener=".to_string(),
+    ];
+    args.extend_from_slice(overrides);
+    let output = Command::new(strait_e2e::broker_binary().unwrap())
+        .args(args.iter().flat_map(|a| ["--override", a.as_str()]))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the start must fail: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_keystore_stops_the_start_with_the_file_named() {
+    let pki = Pki::generate().expect("test PKI");
+    // A certificate file with no key in it.
+    let ca = pki.path_str("ca.pem");
+    let stderr = refused_start(&[
+        "ssl.keystore.type=PEM".to_string(),
+        format!("ssl.keystore.location={ca}"),
+    ]);
     assert!(
         stderr.contains(&ca) && stderr.contains("private key"),
         "the error names the file and what is missing: {stderr}"
     );
 
     // A JKS keystore is refused by name before anything is read.
-    let output = Command::new(strait_e2e::broker_binary().unwrap())
-        .args([
-            "--override",
-            &format!("listeners={listeners}"),
-            "--override",
-            &format!("log.dirs={}", path_str(data.path())),
-            "--override",
-            "metrics.listener=",
-            "--override",
-            "ssl.keystore.location=/etc/kafka/keystore.jks",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&["ssl.keystore.location=/etc/kafka/keystore.jks".to_string()]);
     assert!(
         stderr.contains("ssl.keystore.type") && stderr.contains("PEM"),
         "{stderr}"

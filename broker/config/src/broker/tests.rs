@@ -488,7 +488,7 @@ fn ssl_listeners_resolve_per_listener_keys() {
 
 #[test]
 fn ssl_between_nodes_needs_a_truststore_on_both_listeners() {
-    let (key, reason) = rejection(&[
+    let ssl_inter_broker = [
         ("process.roles", "broker,controller"),
         ("controller.quorum.voters", "1@127.0.0.1:9093"),
         ("controller.listener.names", "CONTROLLER"),
@@ -499,20 +499,12 @@ fn ssl_between_nodes_needs_a_truststore_on_both_listeners() {
         ("listener.security.protocol.map", "EXTERNAL:SSL"),
         ("ssl.keystore.type", "PEM"),
         ("ssl.keystore.location", "/k.pem"),
-    ]);
+    ];
+    let (key, reason) = rejection(&ssl_inter_broker);
     assert_eq!(key, "ssl.truststore.location");
     assert!(reason.contains("verify each other"), "{reason}");
-    let (c, _) = build(&[
-        ("process.roles", "broker,controller"),
-        ("controller.quorum.voters", "1@127.0.0.1:9093"),
-        ("controller.listener.names", "CONTROLLER"),
-        (
-            "listeners",
-            "EXTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093",
-        ),
-        ("listener.security.protocol.map", "EXTERNAL:SSL"),
-        ("ssl.keystore.type", "PEM"),
-        ("ssl.keystore.location", "/k.pem"),
+    let mut with_truststore = ssl_inter_broker.to_vec();
+    with_truststore.extend([
         ("ssl.truststore.type", "PEM"),
         ("ssl.truststore.location", "/ca.pem"),
         (
@@ -520,6 +512,7 @@ fn ssl_between_nodes_needs_a_truststore_on_both_listeners() {
             "",
         ),
     ]);
+    let (c, _) = build(&with_truststore);
     assert_eq!(c.inter_broker_listener().name, "EXTERNAL");
     assert!(!c.ssl["EXTERNAL"].verify_hostname);
     let (key, reason) = rejection(&[

@@ -2098,29 +2098,9 @@ mod tests {
     fn failed_persistence_is_reported_not_acknowledged() {
         let (c, log, t0) = (coordinator(), MemLog::default(), Instant::now());
         log.fail.set(true);
-        let errors = c.commit(
-            &log,
-            CommitRequest {
-                group_id: "simple".into(),
-                generation: -1,
-                member_id: String::new(),
-                group_instance_id: None,
-                partitions: vec![CommitPartition {
-                    topic: "t".into(),
-                    partition: 0,
-                    offset: 5,
-                    leader_epoch: -1,
-                    metadata: None,
-                }],
-            },
-            t0,
-            0,
-        );
+        let errors = c.commit(&log, simple_commit(5), t0, 0);
         assert_eq!(errors, vec![ResponseError::CoordinatorNotAvailable]);
-        assert_eq!(
-            c.fetch_offsets("simple", Some(vec![("t".into(), vec![0])]))[0].1[0].1,
-            None
-        );
+        assert_eq!(fetched_offset(&c), None);
     }
 
     #[test]
