@@ -1,8 +1,11 @@
 //! A small async Kafka admin client over the wire protocol (`kafka-protocol`): the operations the
 //! operator needs from any Kafka-compatible cluster, behind the [`KafkaAdmin`] trait so that
-//! controllers can be tested without a broker.
+//! controllers can be tested without a broker. It speaks plaintext, or TLS ([`tls_config`]:
+//! rustls on aws-lc-rs, trusting only the given CA, host names checked, with a client
+//! certificate) as a Strait Cluster's replication listener requires.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -19,7 +22,9 @@ use kafka_protocol::messages::{
     MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest response frame accepted.
@@ -48,6 +53,9 @@ pub enum AdminError {
         /// Cause.
         reason: String,
     },
+    /// TLS settings that cannot be used (bad PEM, a key that does not fit).
+    #[error("TLS settings: {0}")]
+    Tls(String),
     /// Socket I/O failed or timed out.
     #[error("i/o with the cluster: {0}")]
     Io(String),
@@ -291,17 +299,85 @@ const CONFIG_RESOURCE_TOPIC: i8 = 2;
 /// SCRAM-SHA-512 mechanism code.
 const SCRAM_SHA_512: i8 = 2;
 
+/// TLS settings of an admin client (see [`tls_config`]).
+pub type TlsConfig = Arc<rustls::ClientConfig>;
+
+/// A TLS client configuration (TLS 1.2 and 1.3, aws-lc-rs) trusting only the CA certificates
+/// in `ca_pem`, showing the key and certificate chain in `keystore_pem` (a PEM keystore: key,
+/// then the chain, leaf first). Server host names are checked against the certificates.
+pub fn tls_config(ca_pem: &str, keystore_pem: &str) -> Result<TlsConfig, AdminError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| AdminError::Tls(format!("{what}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| bad("CA certificate", &e))?)
+            .map_err(|e| bad("CA certificate", &e))?;
+    }
+    if roots.is_empty() {
+        return Err(AdminError::Tls("no CA certificate".into()));
+    }
+    let chain = CertificateDer::pem_slice_iter(keystore_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("client certificate", &e))?;
+    if chain.is_empty() {
+        return Err(AdminError::Tls("no client certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(keystore_pem.as_bytes())
+        .map_err(|e| bad("client key", &e))?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("protocol versions", &e))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| bad("client certificate", &e))?;
+    Ok(Arc::new(config))
+}
+
+/// The host of `host:port` (without the brackets of an IPv6 literal).
+fn host_of(address: &str) -> &str {
+    address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
+/// A connection, plaintext or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// The admin client: one short-lived connection per call to the first reachable bootstrap
-/// server (Strait's single controller answers every admin request).
-#[derive(Clone, Debug)]
+/// server (Strait's single controller answers every admin request), plaintext or TLS.
+#[derive(Clone)]
 pub struct WireAdmin {
     bootstrap: Vec<String>,
     client_id: String,
+    tls: Option<TlsConfig>,
+    /// Where to dial a bootstrap address instead (see [`WireAdmin::connect_via`]).
+    via: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for WireAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireAdmin")
+            .field("bootstrap", &self.bootstrap)
+            .field("tls", &self.tls.is_some())
+            .field("via", &self.via)
+            .finish()
+    }
 }
 
 impl WireAdmin {
-    /// A client for `bootstrap` (`host:port,host:port`).
+    /// A plaintext client for `bootstrap` (`host:port,host:port`).
     pub fn new(bootstrap: &str) -> Self {
+        Self::with_tls(bootstrap, None)
+    }
+
+    /// A client for `bootstrap` (`host:port,host:port`), over TLS with `tls` (then each
+    /// server's certificate must name the host it is dialled by).
+    pub fn with_tls(bootstrap: &str, tls: Option<TlsConfig>) -> Self {
         WireAdmin {
             bootstrap: bootstrap
                 .split(',')
@@ -310,21 +386,48 @@ impl WireAdmin {
                 .map(str::to_owned)
                 .collect(),
             client_id: "strait-operator".to_owned(),
+            tls,
+            via: BTreeMap::new(),
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, AdminError> {
+    /// Dials `to` (`host:port`) whenever bootstrap address `address` is used, still checking
+    /// the TLS server certificate for `address`'s host: a port-forward, or a test broker on a
+    /// loopback port standing for a cluster's Service name.
+    #[must_use]
+    pub fn connect_via(mut self, address: &str, to: &str) -> Self {
+        self.via.insert(address.to_owned(), to.to_owned());
+        self
+    }
+
+    /// A connection to `address`, TLS handshake done when TLS is configured.
+    async fn connect_to(&self, address: &str) -> Result<Box<dyn Io>, String> {
+        let dial = self.via.get(address).map_or(address, String::as_str);
+        let tcp = TcpStream::connect(dial).await.map_err(|e| e.to_string())?;
+        let Some(config) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let name = ServerName::try_from(host_of(address).to_owned())
+            .map_err(|e| format!("bad host name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        Ok(Box::new(tls))
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, AdminError> {
         let mut last = AdminError::Connect {
             address: "(no bootstrap servers)".to_owned(),
             reason: "empty list".to_owned(),
         };
         for address in &self.bootstrap {
-            match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address)).await {
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.connect_to(address)).await {
                 Ok(Ok(s)) => return Ok(s),
-                Ok(Err(e)) => {
+                Ok(Err(reason)) => {
                     last = AdminError::Connect {
                         address: address.clone(),
-                        reason: e.to_string(),
+                        reason,
                     }
                 }
                 Err(_) => {
@@ -352,6 +455,7 @@ impl WireAdmin {
         let exchange = async {
             let mut stream = self.connect().await?;
             stream.write_all(&frame).await.map_err(io)?;
+            stream.flush().await.map_err(io)?;
             let len = stream.read_i32().await.map_err(io)?;
             let len = usize::try_from(len)
                 .ok()

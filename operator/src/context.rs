@@ -6,15 +6,15 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::admin::{KafkaAdmin, WireAdmin};
+use crate::admin::{KafkaAdmin, TlsConfig, WireAdmin};
 use crate::metrics::Metrics;
 
 /// Makes admin clients for a bootstrap address.
 pub trait AdminFactory: Send + Sync + 'static {
     /// The client type.
     type Admin: KafkaAdmin;
-    /// A client for `bootstrap` (`host:port,...`).
-    fn admin(&self, bootstrap: &str) -> Self::Admin;
+    /// A client for `bootstrap` (`host:port,...`), over TLS with `tls`.
+    fn admin(&self, bootstrap: &str, tls: Option<&TlsConfig>) -> Self::Admin;
 }
 
 /// Real clients over the wire.
@@ -23,8 +23,8 @@ pub struct WireAdminFactory;
 
 impl AdminFactory for WireAdminFactory {
     type Admin = WireAdmin;
-    fn admin(&self, bootstrap: &str) -> WireAdmin {
-        WireAdmin::new(bootstrap)
+    fn admin(&self, bootstrap: &str, tls: Option<&TlsConfig>) -> WireAdmin {
+        WireAdmin::with_tls(bootstrap, tls.cloned())
     }
 }
 

@@ -137,3 +137,8 @@ pub fn cluster_ca_cert(cluster: &str) -> String {
 pub fn broker_certs(cluster: &str) -> String {
     format!("{cluster}-broker-certs")
 }
+
+/// The Secret with the operator's client certificate for a Cluster's replication listener.
+pub fn operator_certs(cluster: &str) -> String {
+    format!("{cluster}-operator-certs")
+}

@@ -1,9 +1,64 @@
 //! Resolves a `ClusterReference` (of a Topic or User) to the bootstrap address the admin
-//! client connects to.
+//! client connects to, and to its TLS settings: a Cluster named by `cluster.name` is reached on
+//! its replication listener, with the operator's client certificate when it replicates over
+//! mutual TLS.
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use strait_crds::ClusterReference;
 
+use crate::admin::{TlsConfig, tls_config};
+use crate::cluster::certs;
 use crate::cluster::controller::admin_bootstrap;
+use crate::context::{AdminFactory, Context};
+use crate::error::Error;
+use crate::names;
+
+/// The admin client for `reference` in `namespace` at `bootstrap` (see [`bootstrap`]). For a
+/// Cluster named by `cluster.name`: TLS with the operator's client certificate and the CA in
+/// `<cluster>-operator-certs`, which the Cluster controller writes for every Cluster
+/// replicating over mutual TLS before its brokers exist; without that Secret (a Cluster still
+/// replicating in plaintext) plaintext, as for `bootstrapServers`.
+pub async fn admin<F: AdminFactory>(
+    ctx: &Context<F>,
+    reference: &ClusterReference,
+    namespace: &str,
+    bootstrap: &str,
+) -> Result<F::Admin, Error> {
+    let tls = match &reference.name {
+        Some(cluster) => operator_tls(ctx, cluster, namespace).await?,
+        None => None,
+    };
+    Ok(ctx.admins.admin(bootstrap, tls.as_ref()))
+}
+
+/// The operator's TLS settings for Cluster `cluster`, `None` when it has no operator
+/// certificates Secret.
+async fn operator_tls<F: AdminFactory>(
+    ctx: &Context<F>,
+    cluster: &str,
+    namespace: &str,
+) -> Result<Option<TlsConfig>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = names::operator_certs(cluster);
+    let Some(secret) = api.get_opt(&name).await? else {
+        return Ok(None);
+    };
+    let text = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .ok_or_else(|| Error::Secret {
+                secret: name.clone(),
+                problem: format!("has no UTF-8 key {key}"),
+            })
+    };
+    let ca = text(certs::CA_CERT_KEY)?;
+    let keystore = text(certs::OPERATOR_KEYSTORE_KEY)?;
+    Ok(Some(tls_config(&ca, &keystore)?))
+}
 
 /// The bootstrap address, or why there is none. SASL credentials for external clusters are not
 /// yet supported by the admin client, which is reported rather than ignored.

@@ -5,7 +5,11 @@
 //! the pod's termination grace period; with external listeners, each listener's Metadata names
 //! the broker by the external address the command picked; with a TLS listener, the broker
 //! serves the certificate the operator issued, which a client trusting only the cluster CA
-//! accepts for the pod's DNS name. Addresses are moved to 127.0.0.1 and free ports.
+//! accepts for the pod's DNS name; the replication listener serves mutual TLS with the
+//! operator-issued certificates (the files of the broker certificates Secret as mounted), which
+//! the operator's admin client passes with its own certificate while clients without one, with
+//! another CA's, or in plaintext are refused. Clusters still replicating in plaintext (started
+//! by an earlier operator version) start too. Addresses are moved to 127.0.0.1 and free ports.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,11 +19,19 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use strait_crds::ClusterSpec;
-use strait_operator::admin::{decode_response, encode_frame};
+use strait_operator::admin::{
+    AdminError, KafkaAdmin, WireAdmin, decode_response, encode_frame, tls_config,
+};
+use strait_operator::cluster::certs::{self, Ca, Signer, generate_ca};
 use strait_operator::cluster::config::{server_properties, start_command};
 use strait_operator::cluster::external::{ExternalAddress, ExternalAddresses};
 use strait_operator::cluster::quorum::desired_voters;
-use strait_operator::cluster::resources::TERMINATION_GRACE_SECONDS;
+use strait_operator::cluster::resources::{
+    ClusterRef, TERMINATION_GRACE_SECONDS, broker_certs_secret, operator_certs_secret,
+};
+use strait_operator::cluster::tls::{
+    KnownAddresses, Replication, broker_sans, keystore_key, replication_of,
+};
 
 fn spec() -> ClusterSpec {
     serde_json::from_value(serde_json::json!({
@@ -78,9 +90,135 @@ impl Drop for Guard {
     }
 }
 
+fn new_ca() -> Ca {
+    generate_ca("kafka", "ns", std::time::SystemTime::now()).unwrap_or_else(|e| panic!("ca: {e}"))
+}
+
 #[test]
 fn rendered_pod_command_starts_a_ready_kraft_voter() {
-    start_ready_and_stop(&spec(), &ExternalAddresses::default(), &[], |_| {});
+    start_ready_and_stop(
+        &spec(),
+        &ExternalAddresses::default(),
+        &[],
+        Some(&new_ca()),
+        |_| {},
+    );
+}
+
+#[test]
+fn rendered_pod_command_with_plaintext_replication_starts_a_ready_kraft_voter() {
+    // A Cluster whose brokers an earlier operator version started keeps plaintext replication.
+    let no_statefulsets: [k8s_openapi::api::apps::v1::StatefulSet; 0] = [];
+    assert_eq!(replication_of(&no_statefulsets), Replication::MutualTls);
+    start_ready_and_stop(&spec(), &ExternalAddresses::default(), &[], None, |ports| {
+        let replication = ports
+            .iter()
+            .find(|(from, _)| *from == 9091)
+            .map_or(0, |m| m.1);
+        // Served in plaintext, advertised on the pod's stable name.
+        assert_eq!(
+            broker_endpoint(replication),
+            (
+                "kafka-z0-0.kafka-brokers.ns.svc".to_owned(),
+                i32::from(replication)
+            )
+        );
+    });
+}
+
+/// The operator's admin client for the Cluster's bootstrap Service on the replication port,
+/// dialling `port` on this machine, with TLS settings made as the operator makes them: its
+/// client certificate from `signer`, stored in the operator certificates Secret, read back.
+fn operator_admin(
+    ca: &Ca,
+    signer: &Signer,
+    spec: &ClusterSpec,
+    name: &str,
+    port: u16,
+) -> WireAdmin {
+    let c = ClusterRef {
+        name: "kafka",
+        namespace: "ns",
+        owner: None,
+        spec,
+        replication: Replication::MutualTls,
+    };
+    let keystore = signer
+        .issue_operator(std::time::SystemTime::now())
+        .unwrap_or_else(|e| panic!("issue: {e}"));
+    let secret = operator_certs_secret(&c, ca, keystore);
+    let text = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default()
+    };
+    let tls = tls_config(
+        &text(certs::CA_CERT_KEY),
+        &text(certs::OPERATOR_KEYSTORE_KEY),
+    )
+    .unwrap_or_else(|e| panic!("tls: {e}"));
+    let address = format!("{name}:9091");
+    WireAdmin::with_tls(&address, Some(tls)).connect_via(&address, &format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn rendered_replication_listener_serves_mutual_tls_to_the_operator_only() {
+    let ca = new_ca();
+    let other = new_ca();
+    let s = spec();
+    start_ready_and_stop(&s, &ExternalAddresses::default(), &[], Some(&ca), |ports| {
+        let port = ports
+            .iter()
+            .find(|(from, _)| *from == 9091)
+            .map_or(0, |m| m.1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        let signer = Signer::new(&ca).unwrap_or_else(|e| panic!("signer: {e}"));
+        // The operator's admin client (the real code path: its certificate, the CA it
+        // trusts, host name checked) reaches the broker through the bootstrap Service's name.
+        let admin = operator_admin(&ca, &signer, &s, "kafka-bootstrap.ns.svc", port);
+        runtime.block_on(async {
+            let id = admin.cluster_id().await;
+            assert!(matches!(id, Ok(Some(_))), "{id:?}");
+            let leader = admin.active_controller().await;
+            assert!(matches!(leader, Ok(Some(0))), "{leader:?}");
+            admin
+                .create_topic("over-tls", 2, 1, &BTreeMap::new())
+                .await
+                .unwrap_or_else(|e| panic!("create over TLS: {e}"));
+            let described = admin.describe_topic("over-tls").await;
+            assert!(
+                matches!(&described, Ok(Some(t)) if t.partitions.len() == 2),
+                "{described:?}"
+            );
+        });
+        // A name the broker's certificate lacks is refused by the client.
+        let wrong = operator_admin(&ca, &signer, &s, "kafka-other.ns.svc", port);
+        let refused = runtime.block_on(wrong.cluster_id());
+        assert!(
+            matches!(refused, Err(AdminError::Connect { .. })),
+            "{refused:?}"
+        );
+        // A client certificate of another CA is refused by the broker.
+        let other_signer = Signer::new(&other).unwrap_or_else(|e| panic!("signer: {e}"));
+        let foreign = operator_admin(&ca, &other_signer, &s, "kafka-bootstrap.ns.svc", port);
+        let refused = runtime.block_on(foreign.cluster_id());
+        assert!(refused.is_err(), "{refused:?}");
+        // So is a client trusting the CA but showing no certificate, and a plaintext one.
+        let no_cert = tls_broker_endpoint(port, &ca.cert_pem, "kafka-bootstrap.ns.svc");
+        assert!(no_cert.is_err(), "{no_cert:?}");
+        let plaintext = TcpStream::connect(("127.0.0.1", port)).and_then(|tcp| {
+            tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok(tcp)
+        });
+        let mut plaintext = plaintext.unwrap_or_else(|e| panic!("connect: {e}"));
+        assert!(metadata_endpoint(&mut plaintext).is_err());
+    });
 }
 
 #[test]
@@ -110,7 +248,7 @@ fn rendered_pod_command_with_external_addresses_starts_a_ready_broker() {
         ]),
         pending: Vec::new(),
     };
-    start_ready_and_stop(&spec, &external, &[9094, 9095], |ports| {
+    start_ready_and_stop(&spec, &external, &[9094, 9095], Some(&new_ca()), |ports| {
         let local = |p: u16| ports.iter().find(|(from, _)| *from == p).map_or(0, |m| m.1);
         // Metadata on each external listener names the broker by its external address.
         assert_eq!(
@@ -134,10 +272,6 @@ fn rendered_pod_command_with_external_addresses_starts_a_ready_broker() {
 
 #[test]
 fn rendered_tls_listener_serves_the_operators_certificate() {
-    use strait_operator::cluster::certs::{Signer, generate_ca};
-    use strait_operator::cluster::resources::ClusterRef;
-    use strait_operator::cluster::tls::{KnownAddresses, broker_sans};
-
     let mut spec = spec();
     spec.listeners.push(
         serde_json::from_value(serde_json::json!(
@@ -145,38 +279,13 @@ fn rendered_tls_listener_serves_the_operators_certificate() {
         ))
         .unwrap_or_else(|e| panic!("listener: {e}")),
     );
-    let now = std::time::SystemTime::now();
-    let ca = generate_ca("kafka", "ns", now).unwrap_or_else(|e| panic!("ca: {e}"));
-    let c = ClusterRef {
-        name: "kafka",
-        namespace: "ns",
-        owner: None,
-        spec: &spec,
-    };
-    let (external, bootstrap, host_ips) = Default::default();
-    let sans = broker_sans(
-        &c,
-        0,
-        &KnownAddresses {
-            external: &external,
-            bootstrap: &bootstrap,
-            host_ips: &host_ips,
-        },
-    );
-    let keystore = Signer::new(&ca)
-        .and_then(|s| s.issue("kafka-z0-0", &sans, now))
-        .unwrap_or_else(|e| panic!("issue: {e}"));
-    let other = generate_ca("kafka", "ns", now).unwrap_or_else(|e| panic!("ca: {e}"));
-    start_ready_and_stop_with(
+    let ca = new_ca();
+    let other = new_ca();
+    start_ready_and_stop(
         &spec,
         &ExternalAddresses::default(),
         &[9094],
-        |dir| {
-            let tls = dir.join("tls");
-            std::fs::create_dir_all(&tls).unwrap_or_else(|e| panic!("mkdir: {e}"));
-            std::fs::write(tls.join("kafka-z0-0.pem"), &keystore)
-                .unwrap_or_else(|e| panic!("write: {e}"));
-        },
+        Some(&ca),
         |ports| {
             let port = ports
                 .iter()
@@ -278,27 +387,60 @@ fn metadata_endpoint(stream: &mut (impl Read + Write)) -> Result<(String, i32), 
     Ok((broker.host.to_string(), broker.port))
 }
 
+/// Writes the broker certificates Secret as the operator makes it for broker 0 of `spec` (its
+/// certificate from `ca` for the names [`broker_sans`] gives, the CA certificate) into `dir`,
+/// file per key, as the pod mounts it.
+fn mount_broker_certs(dir: &std::path::Path, spec: &ClusterSpec, ca: &Ca) {
+    let c = ClusterRef {
+        name: "kafka",
+        namespace: "ns",
+        owner: None,
+        spec,
+        replication: Replication::MutualTls,
+    };
+    let (external, bootstrap, host_ips) = Default::default();
+    let known = KnownAddresses {
+        external: &external,
+        bootstrap: &bootstrap,
+        host_ips: &host_ips,
+    };
+    let keystore = Signer::new(ca)
+        .and_then(|s| {
+            s.issue(
+                &certs::broker_common_name("kafka"),
+                &broker_sans(&c, 0, &known),
+                std::time::SystemTime::now(),
+            )
+        })
+        .unwrap_or_else(|e| panic!("issue: {e}"));
+    let secret = broker_certs_secret(
+        &c,
+        ca,
+        BTreeMap::from([(keystore_key("kafka-z0-0"), keystore)]),
+        &BTreeMap::new(),
+    );
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    for (key, value) in secret.data.unwrap_or_default() {
+        std::fs::write(dir.join(key), value.0).unwrap_or_else(|e| panic!("write: {e}"));
+    }
+}
+
 /// Starts the rendered pod command of broker 0 (on node IP 127.0.0.1) with its listener ports
 /// plus `more_ports` moved to free ones (`check` gets the mapping once the broker is ready),
-/// and stops it with SIGTERM.
+/// and stops it with SIGTERM. With `ca` the Cluster replicates over mutual TLS and the broker
+/// certificates Secret made with that CA is mounted; without, replication is plaintext.
 fn start_ready_and_stop(
     spec: &ClusterSpec,
     external: &ExternalAddresses,
     more_ports: &[u16],
+    ca: Option<&Ca>,
     check: impl FnOnce(&[(u16, u16)]),
 ) {
-    start_ready_and_stop_with(spec, external, more_ports, |_| {}, check);
-}
-
-/// [`start_ready_and_stop`], with `prepare` given the directory standing for the pod's
-/// `/etc/strait` (mounted Secrets go under it) before the broker starts.
-fn start_ready_and_stop_with(
-    spec: &ClusterSpec,
-    external: &ExternalAddresses,
-    more_ports: &[u16],
-    prepare: impl FnOnce(&std::path::Path),
-    check: impl FnOnce(&[(u16, u16)]),
-) {
+    let replication = if ca.is_some() {
+        Replication::MutualTls
+    } else {
+        Replication::Plaintext
+    };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let free = || strait_e2e::free_port().unwrap_or_else(|e| panic!("port: {e}"));
     // Replication, plain, controller, metrics.
@@ -313,7 +455,7 @@ fn start_ready_and_stop_with(
     let voters = desired_voters(spec);
     assert_eq!(voters, [0]);
     let properties = localise(
-        &server_properties("kafka", "ns", spec, &voters),
+        &server_properties("kafka", "ns", spec, &voters, replication),
         &ports,
         &data,
         &config_dir,
@@ -321,10 +463,12 @@ fn start_ready_and_stop_with(
     assert!(!properties.contains("0.0.0.0"), "{properties}");
     std::fs::write(dir.path().join("server.properties"), &properties)
         .unwrap_or_else(|e| panic!("write: {e}"));
-    prepare(dir.path());
+    if let Some(ca) = ca {
+        mount_broker_certs(&dir.path().join("tls"), spec, ca);
+    }
     let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
     let command = localise(
-        &start_command("kafka", "ns", spec, "a", &voters, external),
+        &start_command("kafka", "ns", spec, "a", &voters, external, replication),
         &ports,
         &data,
         &config_dir,

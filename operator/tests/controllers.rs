@@ -69,6 +69,9 @@ struct Running {
     unready: Vec<&'static str>,
     strategy: Value,
     eviction: StatusCode,
+    /// The StatefulSets were made by an operator version replicating in plaintext (their
+    /// template lacks the replication annotation).
+    legacy: bool,
 }
 
 impl Running {
@@ -81,6 +84,7 @@ impl Running {
             unready: Vec::new(),
             strategy: json!({"type": "OnDelete"}),
             eviction: StatusCode::CREATED,
+            legacy: false,
         }
     }
 
@@ -126,13 +130,18 @@ impl Running {
             }
             let index: usize = seen.path.rsplit("-z").next()?.parse().ok()?;
             let r = *self.replicas.get(index)?;
+            let template = if self.legacy {
+                json!({})
+            } else {
+                json!({"metadata": {"annotations": {"strait.dev/replication": "mutual-tls"}}})
+            };
             match seen.method.as_str() {
                 "GET" => Some((
                     StatusCode::OK,
                     json!({
                         "apiVersion": "apps/v1", "kind": "StatefulSet",
                         "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns", "generation": 1},
-                        "spec": {"replicas": r, "serviceName": "kafka-brokers", "selector": {}, "template": {},
+                        "spec": {"replicas": r, "serviceName": "kafka-brokers", "selector": {}, "template": template,
                                  "updateStrategy": self.strategy},
                         "status": {"replicas": r, "readyReplicas": r.min(self.ready), "observedGeneration": 1,
                                    "updateRevision": format!("kafka-z{index}-{}", self.pod_revision)}
@@ -185,13 +194,19 @@ async fn cluster_create_path_applies_in_order_and_patches_status() {
         .filter(|s| s.method == "PATCH" && !s.path.ends_with("/status"))
         .filter_map(|s| s.path.split('/').rev().nth(1))
         .collect();
+    // The CA's public Secret and the operator's certificate first (the operator may talk to
+    // the brokers before anything else is applied), the brokers' certificates before the
+    // StatefulSets mounting them.
     assert_eq!(
         order,
         [
+            "secrets",
+            "secrets",
             "serviceaccounts",
             "configmaps",
             "services",
             "services",
+            "secrets",
             "statefulsets",
             "statefulsets",
             "statefulsets",
@@ -217,6 +232,87 @@ async fn cluster_create_path_applies_in_order_and_patches_status() {
         admin.calls().is_empty(),
         "no admin calls without a scale-down"
     );
+    // Replication over mutual TLS though no listener serves TLS: a CA, a certificate per
+    // broker, the operator's own client certificate, and the rendered SSL listener.
+    assert_eq!(condition(&status, "ReplicationTLS")["status"], "True");
+    let ca = ca_of(&secret_sent(&seen, "POST", "kafka-cluster-ca").expect("CA created"));
+    let signer = certs::Signer::new(&ca).unwrap_or_else(|e| panic!("{e}"));
+    let operator =
+        secret_data(&secret_sent(&seen, "PATCH", "kafka-operator-certs").expect("applied"));
+    assert_eq!(operator["ca.crt"], ca.cert_pem);
+    assert!(matches!(
+        signer.inspect(&operator["operator.pem"]),
+        tls::Existing::Issued { by_current_ca: true, ref sans, .. } if sans.is_empty()
+    ));
+    let brokers = secret_data(&secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("applied"));
+    assert_eq!(brokers["ca.crt"], ca.cert_pem);
+    assert_eq!(brokers.len(), 4, "{:?}", brokers.keys());
+    let config = applied(&seen, "configmaps")[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(config.contains("REPLICATION:SSL"), "{config}");
+    assert!(config.contains("\nlistener.name.replication.ssl.client.auth=required\n"));
+    for sts in applied(&seen, "statefulsets") {
+        let template = &sts.body["spec"]["template"];
+        assert_eq!(
+            template["metadata"]["annotations"]["strait.dev/replication"],
+            "mutual-tls"
+        );
+        assert!(template["spec"]["volumes"].as_array().is_some_and(|v| {
+            v.iter()
+                .any(|v| v["secret"]["secretName"] == "kafka-broker-certs")
+        }));
+    }
+}
+
+#[tokio::test]
+async fn an_earlier_versions_plaintext_cluster_keeps_plaintext_replication() {
+    let admin = FakeAdmin::default();
+    let mut running = Running::new(vec![2, 2, 2], 2);
+    running.legacy = true;
+    // A scale-down, so the operator talks to the brokers.
+    running.replicas = vec![2, 2, 2];
+    admin.with(|k| {
+        k.partitions
+            .insert(("t".to_owned(), 0), vec![0, 1000, 2000]);
+    });
+    let seen = reconcile_ok(
+        cluster(5),
+        running.script(),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let status = status_patch(&seen, "/clusters/kafka");
+    let replication = condition(&status, "ReplicationTLS");
+    assert_eq!(replication["status"], "False");
+    assert_eq!(replication["reason"], "PlaintextBrokers");
+    // Nothing of TLS: no Secrets, the same plaintext configuration and pod template.
+    assert!(
+        seen.iter().all(|s| !s.path.contains("/secrets")),
+        "{:?}",
+        seen.iter()
+            .filter(|s| s.path.contains("/secrets"))
+            .collect::<Vec<_>>()
+    );
+    let config = applied(&seen, "configmaps")[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(config.contains("REPLICATION:PLAINTEXT"), "{config}");
+    assert!(!config.contains("ssl."), "{config}");
+    for sts in applied(&seen, "statefulsets") {
+        let template = &sts.body["spec"]["template"];
+        assert!(template["metadata"]["annotations"]["strait.dev/replication"].is_null());
+    }
+    // The admin client stays plaintext for it.
+    let calls = admin.calls();
+    assert!(
+        calls.contains(&"connect kafka-bootstrap.ns.svc:9091".to_owned()),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.ends_with(" tls")), "{calls:?}");
 }
 
 #[tokio::test]
@@ -1347,7 +1443,8 @@ async fn tls_cluster_gets_a_ca_and_a_certificate_per_broker_before_its_brokers()
 
     // One keystore per broker, signed by that CA, naming the broker's pod.
     let brokers = secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("certificates applied");
-    let keystores = secret_data(&brokers);
+    let mut keystores = secret_data(&brokers);
+    assert_eq!(keystores.remove("ca.crt"), Some(ca.cert_pem.clone()));
     assert_eq!(
         keystores.keys().collect::<Vec<_>>(),
         ["kafka-z0-0.pem", "kafka-z1-1000.pem", "kafka-z2-2000.pem"]
@@ -1395,6 +1492,7 @@ fn stored_secrets(seen: &[Seen]) -> Vec<Secret> {
         out.push(ca);
     }
     out.extend(secret_sent(seen, "PATCH", "kafka-broker-certs"));
+    out.extend(secret_sent(seen, "PATCH", "kafka-operator-certs"));
     out
 }
 
@@ -1409,7 +1507,7 @@ async fn an_existing_ca_and_current_certificates_are_kept() {
     )
     .await;
     let stored = stored_secrets(&made);
-    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.len(), 3);
 
     // Second reconcile against what was stored: nothing is created or reissued.
     let seen = reconcile_ok(
@@ -1433,11 +1531,42 @@ async fn an_existing_ca_and_current_certificates_are_kept() {
         secret_data(&stored[1]),
         "no certificate reissued"
     );
+    assert!(
+        secret_sent(&seen, "PATCH", "kafka-operator-certs").is_none(),
+        "the operator's certificate is kept, not rewritten"
+    );
     assert_eq!(generation_of(&seen, 1), "0", "no restart");
     assert_eq!(
         condition(&status_patch(&seen, "/clusters/kafka"), "Ready")["status"],
         "True"
     );
+}
+
+#[tokio::test]
+async fn topics_of_a_mutual_tls_cluster_are_managed_over_tls() {
+    // The operator's certificate as the Cluster controller stored it.
+    let made = reconcile_ok(
+        cluster(3),
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let operator = secret_sent(&made, "PATCH", "kafka-operator-certs").expect("applied");
+    let admin = FakeAdmin::default();
+    reconcile_ok(
+        topic(3, true, false),
+        with_secrets(Box::new(|_| None), vec![operator]),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(
+        calls.contains(&"connect kafka-bootstrap.ns.svc:9091 tls".to_owned()),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"create_topic orders 3 1".to_owned()));
 }
 
 #[tokio::test]
@@ -1475,7 +1604,8 @@ async fn certificates_from_another_ca_are_reissued_and_restart_the_brokers() {
     let reissued =
         secret_data(&secret_sent(&seen, "PATCH", "kafka-broker-certs").expect("applied"));
     let signer = certs::Signer::new(&other).unwrap_or_else(|e| panic!("{e}"));
-    for (key, pem) in &reissued {
+    assert_eq!(reissued["ca.crt"], other.cert_pem);
+    for (key, pem) in reissued.iter().filter(|(k, _)| k.ends_with(".pem")) {
         assert_ne!(Some(pem), old.get(key), "{key} reissued");
         assert!(matches!(
             signer.inspect(pem),

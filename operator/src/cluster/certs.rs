@@ -25,6 +25,24 @@ use crate::cluster::tls::{self, Existing, San, Sans};
 pub const CA_CERT_KEY: &str = "ca.crt";
 /// Key of the CA private key in the CA Secret.
 pub const CA_KEY_KEY: &str = "ca.key";
+/// Key of the operator's keystore (key, certificate, CA certificate) in its Secret.
+pub const OPERATOR_KEYSTORE_KEY: &str = "operator.pem";
+/// Common name of the operator's client certificate.
+pub const OPERATOR_COMMON_NAME: &str = "strait-operator";
+/// Organization of every certificate the operator issues.
+const ORGANIZATION: &str = "strait.dev";
+
+/// Kafka's principal of a certificate subject `O=strait.dev, CN=<cn>` (the RFC 2253 form Kafka's
+/// default SSL principal builder gives, most specific first).
+pub fn principal(common_name: &str) -> String {
+    format!("User:CN={common_name},O={ORGANIZATION}")
+}
+
+/// Common name of the brokers' certificates: one for all brokers of a Cluster, so that one
+/// principal (in `super.users`) covers every broker, present and future, as with Strimzi.
+pub fn broker_common_name(cluster: &str) -> String {
+    format!("{cluster}-broker")
+}
 
 /// Certificates could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +75,7 @@ fn validity(params: &mut CertificateParams, now: SystemTime, secs: i64) {
 /// The distinguished name of the CA of Cluster `namespace/cluster`.
 fn ca_name(cluster: &str, namespace: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "strait.dev");
+    dn.push(DnType::OrganizationName, ORGANIZATION);
     // At most 64 characters: namespace and name are each at most 63 (DNS labels).
     let cn: String = format!("{namespace}/{cluster} cluster CA")
         .chars()
@@ -84,6 +102,17 @@ pub fn generate_ca(cluster: &str, namespace: &str, now: SystemTime) -> Result<Ca
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// The subject `O=strait.dev, CN=<common_name>` (at most 64 characters).
+fn subject(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, ORGANIZATION);
+    dn.push(
+        DnType::CommonName,
+        common_name.chars().take(64).collect::<String>(),
+    );
+    dn
 }
 
 /// The first certificate in a PEM buffer, DER.
@@ -129,16 +158,19 @@ impl Signer {
         })
     }
 
-    /// A new key and certificate for broker pod `pod` with names `sans`, valid
-    /// [`tls::BROKER_VALIDITY_SECS`] from `now`: the PEM keystore (key, certificate, CA
-    /// certificate).
-    pub fn issue(&self, pod: &str, sans: &Sans, now: SystemTime) -> Result<String, CertError> {
+    /// A new key and certificate for a broker, subject `O=strait.dev, CN=<common_name>`, with
+    /// names `sans`, valid [`tls::BROKER_VALIDITY_SECS`] from `now`, for server and client
+    /// authentication (brokers present it to each other on the replication listener): the PEM
+    /// keystore (key, certificate, CA certificate).
+    pub fn issue(
+        &self,
+        common_name: &str,
+        sans: &Sans,
+        now: SystemTime,
+    ) -> Result<String, CertError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "strait.dev");
-        dn.push(DnType::CommonName, pod);
-        params.distinguished_name = dn;
+        params.distinguished_name = subject(common_name);
         params.subject_alt_names = sans
             .iter()
             .map(|s| match s {
@@ -150,19 +182,47 @@ impl Signer {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        // Client auth too: the same certificate may later serve inter-broker mTLS.
+        // Client auth too: brokers show it to each other for inter-broker mutual TLS.
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        params.use_authority_key_identifier_extension = true;
         validity(&mut params, now, tls::BROKER_VALIDITY_SECS);
-        let cert = params.signed_by(&key, &self.issuer)?;
+        self.sign(params, &key)
+    }
+
+    /// A new client-only key and certificate for the operator's admin client (subject
+    /// `O=strait.dev, CN=strait-operator`, no names), valid [`tls::OPERATOR_VALIDITY_SECS`]
+    /// from `now`: the PEM keystore (key, certificate, CA certificate).
+    pub fn issue_operator(&self, now: SystemTime) -> Result<String, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject(OPERATOR_COMMON_NAME);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params, now, tls::OPERATOR_VALIDITY_SECS);
+        self.sign(params, &key)
+    }
+
+    /// Signs `params` for `key`: the keystore (key, leaf, CA certificate).
+    fn sign(&self, mut params: CertificateParams, key: &KeyPair) -> Result<String, CertError> {
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(key, &self.issuer)?;
+        Ok(format!(
+            "{}{}{}",
+            key.serialize_pem(),
+            cert.pem(),
+            self.ca_pem()
+        ))
+    }
+
+    /// The CA certificate, PEM, ending with a line break.
+    pub fn ca_pem(&self) -> String {
         let mut ca = self.ca_pem.clone();
         if !ca.ends_with('\n') {
             ca.push('\n');
         }
-        Ok(format!("{}{}{ca}", key.serialize_pem(), cert.pem()))
+        ca
     }
 
     /// What the stored keystore `pem` holds: its leaf certificate's names, expiry and whether

@@ -1,22 +1,40 @@
 //! Renders a Cluster's broker configuration: the shared `server.properties` (Kafka key names,
-//! including the KRaft quorum), the per-broker `--override` arguments (node id, rack, advertised
-//! listeners with each broker's external addresses, each TLS listener's keystore, and the process
-//! roles decided from the pod ordinal at start), plus the hash that triggers a rolling restart when the configuration
-//! changes.
+//! including the KRaft quorum, the replication listener's mutual TLS, SASL mechanisms of
+//! authenticated listeners and the ACL authorizer with its super users), the per-broker
+//! `--override` arguments (node id, rack, advertised listeners with each broker's external
+//! addresses, the keystore of the replication and each TLS listener, and the process roles
+//! decided from the pod ordinal at start), plus the hash that triggers a rolling restart when
+//! the configuration changes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use strait_crds::ClusterSpec;
-use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
+use strait_crds::cluster::{AuthorizationType, ListenerType, REPLICATION_PORT};
+use strait_crds::common::ScramMechanism;
 
+use crate::cluster::certs;
 use crate::cluster::external::{self, ExternalAddresses};
 use crate::cluster::quorum::{self, CONTROLLER_LISTENER, CONTROLLER_PORT};
-use crate::cluster::tls;
+use crate::cluster::tls::{self, Replication};
 use crate::names;
 
 /// Kafka listener name of the inter-broker listener.
 pub const REPLICATION_LISTENER: &str = "REPLICATION";
+/// Kafka's authorizer of ACLs kept in the KRaft metadata log.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+/// Kafka's name of a SCRAM mechanism.
+fn sasl_mechanism(mechanism: ScramMechanism) -> &'static str {
+    match mechanism {
+        ScramMechanism::ScramSha512 => "SCRAM-SHA-512",
+    }
+}
+
+/// The keystore file of the pod (its own entry of the mounted broker certificates Secret).
+fn keystore_location() -> String {
+    format!("{}/{}", names::TLS_DIR, tls::keystore_key("${HOSTNAME}"))
+}
 
 /// Kafka listener name of a Cluster listener.
 pub fn listener_name(name: &str) -> String {
@@ -49,12 +67,15 @@ pub fn listeners(spec: &ClusterSpec, voter: bool) -> String {
 
 /// The shared `server.properties`: the user's keys, then the operator's (which win). `voters`
 /// are the node ids of the controller quorum (see [`quorum::choose_voters`]); `listeners` here
-/// is the broker-only set, which voters override at start.
+/// is the broker-only set, which voters override at start. With [`Replication::MutualTls`] the
+/// replication listener is SSL with the pod's PEM keystore (its location comes per pod, see
+/// [`broker_overrides`]), the CA certificate as truststore and client certificates required.
 pub fn server_properties(
     cluster: &str,
     namespace: &str,
     spec: &ClusterSpec,
     voters: &[i32],
+    replication: Replication,
 ) -> String {
     let mut keys: BTreeMap<String, String> = spec.config.clone();
     let rf = spec.replicas.clamp(1, 3);
@@ -64,7 +85,11 @@ pub fn server_properties(
         .or_insert_with(|| rf.to_string());
     keys.entry("min.insync.replicas".into())
         .or_insert_with(|| (rf - 1).max(1).to_string());
-    let mut protocols = vec![format!("{REPLICATION_LISTENER}:PLAINTEXT")];
+    let replication_protocol = match replication {
+        Replication::MutualTls => "SSL",
+        Replication::Plaintext => "PLAINTEXT",
+    };
+    let mut protocols = vec![format!("{REPLICATION_LISTENER}:{replication_protocol}")];
     for l in &spec.listeners {
         protocols.push(format!(
             "{}:{}",
@@ -92,6 +117,17 @@ pub fn server_properties(
         "metrics.listener".into(),
         format!("0.0.0.0:{}", spec.metrics_port()),
     );
+    if replication == Replication::MutualTls {
+        // Brokers verify each other (and the operator) against the cluster CA only.
+        let p = tls::listener_prefix(REPLICATION_LISTENER);
+        keys.insert(format!("{p}ssl.keystore.type"), "PEM".into());
+        keys.insert(format!("{p}ssl.truststore.type"), "PEM".into());
+        keys.insert(
+            format!("{p}ssl.truststore.location"),
+            format!("{}/{}", names::TLS_DIR, tls::TRUSTSTORE_KEY),
+        );
+        keys.insert(format!("{p}ssl.client.auth"), "required".into());
+    }
     // TLS listeners read a PEM keystore: each broker's own file (see `broker_overrides`).
     for l in tls::tls_listeners(spec) {
         keys.insert(
@@ -99,20 +135,47 @@ pub fn server_properties(
             "PEM".into(),
         );
     }
-    if let Some(auth) = &spec.authorization {
-        let users: Vec<String> = auth
-            .super_users
-            .iter()
-            .map(|u| format!("User:{u}"))
-            .collect();
-        if !users.is_empty() {
-            keys.insert("super.users".into(), users.join(";"));
+    for l in &spec.listeners {
+        if let Some(auth) = &l.authentication {
+            keys.insert(
+                format!("{}sasl.enabled.mechanisms", tls::listener_prefix(&l.name)),
+                sasl_mechanism(auth.kind).into(),
+            );
         }
+    }
+    if let Some(auth) = &spec.authorization {
+        match auth.kind {
+            AuthorizationType::Simple => {
+                keys.insert("authorizer.class.name".into(), STANDARD_AUTHORIZER.into());
+            }
+        }
+        keys.insert(
+            "super.users".into(),
+            super_users(cluster, &auth.super_users, replication).join(";"),
+        );
     }
     let mut out =
         String::from("# Rendered by strait-operator; per-broker keys come as --override.\n");
     for (k, v) in &keys {
         let _ = writeln!(out, "{k}={}", escape(v));
+    }
+    out
+}
+
+/// `super.users` with ACLs: the principals the replication listener's mutual TLS gives the
+/// operator's admin client and the brokers (so neither loses its rights when ACLs are
+/// enforced), then the user's. Plaintext replication identifies nobody, so then only the user's.
+pub fn super_users(cluster: &str, users: &[String], replication: Replication) -> Vec<String> {
+    let mut out = Vec::new();
+    if replication == Replication::MutualTls {
+        out.push(certs::principal(certs::OPERATOR_COMMON_NAME));
+        out.push(certs::principal(&certs::broker_common_name(cluster)));
+    }
+    for u in users {
+        let principal = format!("User:{u}");
+        if !out.contains(&principal) {
+            out.push(principal);
+        }
     }
     out
 }
@@ -174,15 +237,16 @@ pub fn advertised_listeners(
 }
 
 /// The `--override` arguments every broker in zone `zone` shares, as a shell fragment: node id
-/// from the pod ordinal (`${HOSTNAME##*-}`), rack, each TLS listener's keystore (the pod's own
-/// `<pod>.pem` in the mounted certificates Secret), and, without external listeners, the
-/// advertised listeners on stable DNS names (with them, the start command picks the advertised
-/// listeners per ordinal).
+/// from the pod ordinal (`${HOSTNAME##*-}`), rack, the keystore (the pod's own `<pod>.pem` in
+/// the mounted certificates Secret) of the replication listener with mutual TLS and of each
+/// TLS listener, and, without external listeners, the advertised listeners on stable DNS names
+/// (with them, the start command picks the advertised listeners per ordinal).
 pub fn broker_overrides(
     cluster: &str,
     namespace: &str,
     spec: &ClusterSpec,
     zone: &str,
+    replication: Replication,
 ) -> Vec<String> {
     let mut out = vec![
         "--override".into(),
@@ -190,13 +254,16 @@ pub fn broker_overrides(
         "--override".into(),
         format!("broker.rack={zone}"),
     ];
-    for l in tls::tls_listeners(spec) {
+    let replication_tls = (replication == Replication::MutualTls).then_some(REPLICATION_LISTENER);
+    for listener in replication_tls
+        .into_iter()
+        .chain(tls::tls_listeners(spec).map(|l| l.name.as_str()))
+    {
         out.push("--override".into());
         out.push(format!(
-            "{}ssl.keystore.location={}/{}",
-            tls::listener_prefix(&l.name),
-            names::TLS_DIR,
-            tls::keystore_key("${HOSTNAME}")
+            "{}ssl.keystore.location={}",
+            tls::listener_prefix(listener),
+            keystore_location()
         ));
     }
     if !has_external(spec) {
@@ -238,6 +305,7 @@ pub fn start_command(
     zone: &str,
     voters: &[i32],
     external: &ExternalAddresses,
+    replication: Replication,
 ) -> String {
     let words = |args: &[String]| {
         args.iter()
@@ -284,7 +352,13 @@ pub fn start_command(
         cmd,
         "exec strait-broker --config {} {} \"$@\"",
         shell_word(&format!("{}/server.properties", names::CONFIG_DIR)),
-        words(&broker_overrides(cluster, namespace, spec, zone)),
+        words(&broker_overrides(
+            cluster,
+            namespace,
+            spec,
+            zone,
+            replication
+        )),
     );
     cmd
 }
@@ -341,7 +415,7 @@ mod tests {
     }
 
     fn properties(s: &ClusterSpec) -> String {
-        server_properties("kafka", "ns", s, &desired_voters(s))
+        server_properties("kafka", "ns", s, &desired_voters(s), Replication::Plaintext)
     }
 
     #[test]
@@ -392,7 +466,13 @@ mod tests {
 
     #[test]
     fn overrides_carry_node_id_rack_and_advertised_names() {
-        let o = broker_overrides("kafka", "ns", &spec(3, &["a"]), "eu-1a");
+        let o = broker_overrides(
+            "kafka",
+            "ns",
+            &spec(3, &["a"]),
+            "eu-1a",
+            Replication::Plaintext,
+        );
         assert_eq!(o[1], "node.id=${HOSTNAME##*-}");
         assert_eq!(o[3], "broker.rack=eu-1a");
         assert_eq!(
@@ -428,7 +508,15 @@ mod tests {
     #[test]
     fn start_command_picks_the_role_from_the_ordinal() {
         let s = spec(6, &["a", "b", "c"]);
-        let cmd = start_command("kafka", "ns", &s, "b", &desired_voters(&s), &none());
+        let cmd = start_command(
+            "kafka",
+            "ns",
+            &s,
+            "b",
+            &desired_voters(&s),
+            &none(),
+            Replication::Plaintext,
+        );
         assert_eq!(
             cmd,
             "case \"${HOSTNAME##*-}\" in \
@@ -472,7 +560,15 @@ mod tests {
         let voters = desired_voters(&s);
         let voter = run_as(
             "kafka-z1-1000",
-            &start_command("kafka", "ns", &s, "b", &voters, &none()),
+            &start_command(
+                "kafka",
+                "ns",
+                &s,
+                "b",
+                &voters,
+                &none(),
+                Replication::Plaintext,
+            ),
         );
         assert_eq!(
             voter,
@@ -493,7 +589,15 @@ mod tests {
         );
         let broker = run_as(
             "kafka-z1-1001",
-            &start_command("kafka", "ns", &s, "b", &voters, &none()),
+            &start_command(
+                "kafka",
+                "ns",
+                &s,
+                "b",
+                &voters,
+                &none(),
+                Replication::Plaintext,
+            ),
         );
         assert_eq!(broker[3], "node.id=1001");
         assert_eq!(
@@ -508,7 +612,15 @@ mod tests {
         // 10000 is not voter 1000 (whole-word case patterns).
         let far = run_as(
             "kafka-z10-10000",
-            &start_command("kafka", "ns", &s, "b", &voters, &none()),
+            &start_command(
+                "kafka",
+                "ns",
+                &s,
+                "b",
+                &voters,
+                &none(),
+                Replication::Plaintext,
+            ),
         );
         assert_eq!(far[9], "process.roles=broker");
     }
@@ -519,7 +631,15 @@ mod tests {
         let zone = "it's $(touch /tmp/x) `id` \"q\" ${HOME} \\";
         let args = run_as(
             "kafka-z0-0",
-            &start_command("kafka", "ns", &s, zone, &[0], &none()),
+            &start_command(
+                "kafka",
+                "ns",
+                &s,
+                zone,
+                &[0],
+                &none(),
+                Replication::Plaintext,
+            ),
         );
         assert_eq!(args[5], format!("broker.rack={zone}"));
         assert_eq!(shell_word(""), "''");
@@ -563,7 +683,7 @@ mod tests {
     fn external_listeners_advertise_each_brokers_external_address() {
         let s = external_spec();
         // The shared overrides no longer carry the advertised listeners.
-        let o = broker_overrides("kafka", "ns", &s, "a");
+        let o = broker_overrides("kafka", "ns", &s, "a", Replication::Plaintext);
         assert_eq!(o.len(), 4);
         let a = zone_a_addresses();
         assert_eq!(
@@ -588,7 +708,15 @@ mod tests {
     fn start_command_picks_the_external_address_from_the_ordinal() {
         let s = external_spec();
         let voters = desired_voters(&s);
-        let cmd = start_command("kafka", "ns", &s, "a", &voters, &zone_a_addresses());
+        let cmd = start_command(
+            "kafka",
+            "ns",
+            &s,
+            "a",
+            &voters,
+            &zone_a_addresses(),
+            Replication::Plaintext,
+        );
         let advertised = |args: &[String]| {
             args.iter()
                 .find(|a| a.starts_with("advertised.listeners="))
@@ -651,7 +779,15 @@ mod tests {
         assert!(!p.contains("ssl.keystore.key"));
         let args = run_as(
             "kafka-z0-2",
-            &start_command("kafka", "ns", &s, "a", &[0], &none()),
+            &start_command(
+                "kafka",
+                "ns",
+                &s,
+                "a",
+                &[0],
+                &none(),
+                Replication::Plaintext,
+            ),
         );
         let locations: Vec<&String> = args
             .iter()
@@ -665,10 +801,153 @@ mod tests {
         let plain = properties(&spec(3, &["a"]));
         assert!(!plain.contains("ssl."));
         assert!(
-            !broker_overrides("kafka", "ns", &spec(3, &["a"]), "a")
+            !broker_overrides("kafka", "ns", &spec(3, &["a"]), "a", Replication::Plaintext)
                 .iter()
                 .any(|a| a.contains("ssl."))
         );
+    }
+
+    #[test]
+    fn replication_with_mutual_tls_requires_client_certificates() {
+        let s = spec(3, &["a"]);
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
+        assert!(
+            p.contains(
+                "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("\ninter.broker.listener.name=REPLICATION\n"));
+        let replication: Vec<&str> = p
+            .lines()
+            .filter(|l| l.starts_with("listener.name.replication."))
+            .collect();
+        assert_eq!(
+            replication,
+            [
+                "listener.name.replication.ssl.client.auth=required",
+                "listener.name.replication.ssl.keystore.type=PEM",
+                "listener.name.replication.ssl.truststore.location=/etc/strait-tls/ca.crt",
+                "listener.name.replication.ssl.truststore.type=PEM",
+            ]
+        );
+        // The controller listener stays plaintext, the user's plaintext listener untouched.
+        assert!(!p.contains("listener.name.controller."));
+        assert!(!p.contains("listener.name.plain."));
+        assert!(!p.contains("ssl.key.password"));
+        // Each pod reads its own keystore, for the replication listener and TLS listeners alike.
+        let mut s = s;
+        s.listeners.push(strait_crds::cluster::Listener {
+            name: "secure".into(),
+            port: 9094,
+            kind: ListenerType::Internal,
+            tls: true,
+            authentication: None,
+        });
+        let args = run_as(
+            "kafka-z0-1",
+            &start_command(
+                "kafka",
+                "ns",
+                &s,
+                "a",
+                &[0],
+                &none(),
+                Replication::MutualTls,
+            ),
+        );
+        let locations: Vec<&String> = args
+            .iter()
+            .filter(|a| a.contains("ssl.keystore.location"))
+            .collect();
+        assert_eq!(
+            locations,
+            [
+                "listener.name.replication.ssl.keystore.location=/etc/strait-tls/kafka-z0-1.pem",
+                "listener.name.secure.ssl.keystore.location=/etc/strait-tls/kafka-z0-1.pem"
+            ]
+        );
+        // Changing how a cluster replicates changes its configuration hash (its brokers roll).
+        assert_ne!(
+            config_hash(&p),
+            config_hash(&server_properties(
+                "kafka",
+                "ns",
+                &spec(3, &["a"]),
+                &[0],
+                Replication::Plaintext
+            ))
+        );
+    }
+
+    #[test]
+    fn scram_listeners_name_their_mechanism() {
+        let mut s = spec(3, &["a"]);
+        let scram = Some(strait_crds::cluster::ListenerAuthentication {
+            kind: ScramMechanism::ScramSha512,
+        });
+        s.listeners[0].authentication = scram.clone();
+        s.listeners.push(strait_crds::cluster::Listener {
+            name: "secure".into(),
+            port: 9094,
+            kind: ListenerType::Internal,
+            tls: true,
+            authentication: scram,
+        });
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
+        assert!(
+            p.contains(
+                "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:SASL_PLAINTEXT,\
+                 SECURE:SASL_SSL,CONTROLLER:PLAINTEXT\n"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("\nlistener.name.plain.sasl.enabled.mechanisms=SCRAM-SHA-512\n"));
+        assert!(p.contains("\nlistener.name.secure.sasl.enabled.mechanisms=SCRAM-SHA-512\n"));
+        assert!(p.contains("\nlistener.name.secure.ssl.keystore.type=PEM\n"));
+        // Not on the replication listener, whose clients authenticate with certificates.
+        assert!(!p.contains("listener.name.replication.sasl"));
+        assert!(!p.contains("authorizer.class.name"));
+        assert!(!p.contains("super.users"));
+    }
+
+    #[test]
+    fn simple_authorization_keeps_the_operator_and_brokers_super_users() {
+        let mut s = spec(3, &["a"]);
+        s.authorization = Some(strait_crds::cluster::Authorization {
+            kind: AuthorizationType::Simple,
+            super_users: vec!["admin".into(), "CN=strait-operator,O=strait.dev".into()],
+        });
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
+        assert!(
+            p.contains(
+                "\nauthorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+            ),
+            "{p}"
+        );
+        // The operator's client certificate and the brokers' certificates, then the user's
+        // (each once).
+        assert!(
+            p.contains(
+                "\nsuper.users=User:CN=strait-operator,O=strait.dev;\
+                 User:CN=kafka-broker,O=strait.dev;User:admin\n"
+            ),
+            "{p}"
+        );
+        // Plaintext replication identifies nobody: only the user's super users.
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::Plaintext);
+        assert!(
+            p.contains("\nsuper.users=User:admin;User:CN=strait-operator,O=strait.dev\n"),
+            "{p}"
+        );
+        s.authorization = Some(strait_crds::cluster::Authorization {
+            kind: AuthorizationType::Simple,
+            super_users: Vec::new(),
+        });
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
+        assert!(p.contains(
+            "\nsuper.users=User:CN=strait-operator,O=strait.dev;User:CN=kafka-broker,O=strait.dev\n"
+        ));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! broker uses them, external listeners' Services of removed brokers or listeners, and with
 //! `storage.deleteClaim` removed brokers' claims, are deleted (`prune`). A zone removed from
 //! `spec.zones` whose StatefulSet still has brokers refuses the change; an empty one is deleted
-//! (`zones`). With TLS listeners the
-//! cluster CA is created once and the brokers' certificates (re)issued as `tls` decides, before
-//! the StatefulSets that mount them.
+//! (`zones`). The cluster CA is created once and the brokers' certificates (re)issued as `tls`
+//! decides, before the StatefulSets that mount them: every Cluster replicates over mutual TLS
+//! (and the operator's admin client connects with its own client certificate) except one whose
+//! brokers an earlier, plaintext-replicating operator version started, which keeps plaintext
+//! replication with a `ReplicationTLS=False` condition; TLS listeners need the certificates too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use kube::{Resource, api::ObjectList};
 use strait_crds::cluster::{ListenerStatus, ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterStatus};
 
-use crate::admin::KafkaAdmin;
+use crate::admin::{self, KafkaAdmin, TlsConfig};
 use crate::apply::{apply, apply_dynamic, event, patch_status};
 use crate::cluster::resources::{self, ClusterRef};
 use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
@@ -50,6 +52,36 @@ pub fn admin_bootstrap(name: &str, namespace: &str) -> String {
         "{}.{namespace}.svc:{REPLICATION_PORT}",
         names::bootstrap_service(name, None)
     )
+}
+
+/// The admin client of Cluster `c` (its replication listener, over TLS with `tls`).
+fn admin_of<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    ctx: &Context<F>,
+    tls: Option<&TlsConfig>,
+) -> F::Admin {
+    ctx.admins.admin(&admin_bootstrap(c.name, c.namespace), tls)
+}
+
+/// The `ReplicationTLS` condition of a Cluster replicating as `replication`.
+pub fn replication_condition(replication: tls::Replication) -> Cond {
+    match replication {
+        tls::Replication::MutualTls => Cond::new(
+            "ReplicationTLS",
+            true,
+            "MutualTLS",
+            "brokers replicate, and the operator connects, over mutual TLS with certificates \
+             of the cluster CA",
+        ),
+        tls::Replication::Plaintext => Cond::new(
+            "ReplicationTLS",
+            false,
+            "PlaintextBrokers",
+            "the brokers were started by an operator version that replicated in plaintext; \
+             switching the inter-broker listener to TLS in one rolling restart would split the \
+             cluster, so replication stays plaintext (no automatic migration yet)",
+        ),
+    }
 }
 
 /// Client bootstrap addresses per listener, for status: external listeners' external addresses
@@ -107,7 +139,7 @@ async fn reconcile_inner<F: AdminFactory>(
     cluster: &Cluster,
     ctx: &Context<F>,
 ) -> Result<Action, Error> {
-    let c = ClusterRef::of(cluster).ok_or(Error::MissingField("metadata.name/namespace"))?;
+    let mut c = ClusterRef::of(cluster).ok_or(Error::MissingField("metadata.name/namespace"))?;
     let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), c.namespace);
     let previous = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation;
@@ -188,6 +220,7 @@ async fn reconcile_inner<F: AdminFactory>(
     let mut current = Vec::new();
     let mut ready = 0;
     let mut migrate = Vec::new();
+    let mut found = Vec::new();
     for i in 0..c.spec.zones.len() {
         let existing = sts_api.get_opt(&names::statefulset(c.name, i)).await?;
         if existing
@@ -198,11 +231,25 @@ async fn reconcile_inner<F: AdminFactory>(
         }
         current.push(existing.as_ref().and_then(|s| s.spec.replicas));
         ready += existing
-            .and_then(|s| s.status)
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
+        found.extend(existing);
     }
-    let decision = decide_scale(&c, &current, ctx).await?;
+    // Brokers of an earlier version keep replicating in plaintext (see `tls::replication_of`).
+    c.replication = tls::replication_of(&found);
+    // With mutual TLS the operator needs the CA and its own certificate before it talks to the
+    // brokers (the scale step below may).
+    let (ca, admin_tls) = if c.replication == tls::Replication::MutualTls {
+        let ca = ensure_ca(&c, ctx).await?;
+        let tls = ensure_operator_certificate(&c, &ca, ctx).await?;
+        (Some(ca), Some(tls))
+    } else {
+        (None, None)
+    };
+    let admin_tls = admin_tls.as_ref();
+    let decision = decide_scale(&c, &current, admin_tls, ctx).await?;
     for cond in decision
         .conditions
         .iter()
@@ -221,7 +268,7 @@ async fn reconcile_inner<F: AdminFactory>(
     // Build and apply, in dependency order. The voters follow the brokers actually kept, which
     // have the same voters as the spec unless a quorum change was refused.
     let voters = quorum::choose_voters(&decision.replicas);
-    let properties = config::server_properties(c.name, c.namespace, c.spec, &voters);
+    let properties = config::server_properties(c.name, c.namespace, c.spec, &voters, c.replication);
     let hash = config::config_hash(&properties);
     apply(&ctx.client, &resources::service_account(&c)).await?;
     apply(&ctx.client, &resources::config_map(&c, &voters)).await?;
@@ -248,13 +295,17 @@ async fn reconcile_inner<F: AdminFactory>(
         .await?
         .items;
     let host_ips = host_ips(c.name, &pods);
-    let cert_generations = if tls::has_tls(c.spec) {
+    let cert_generations = if tls::needs_certificates(c.spec, c.replication) {
         let known = tls::KnownAddresses {
             external: &external,
             bootstrap: &bootstrap,
             host_ips: &host_ips,
         };
-        ensure_certificates(&c, &held, &known, ctx).await?
+        let ca = match ca {
+            Some(ca) => ca,
+            None => ensure_ca(&c, ctx).await?,
+        };
+        ensure_broker_certificates(&c, &ca, &held, &known, ctx).await?
     } else {
         BTreeMap::new()
     };
@@ -283,10 +334,12 @@ async fn reconcile_inner<F: AdminFactory>(
         sets.insert(i, roll::zone_set(&applied));
     }
     apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
-    let (roll, rolling_cond) = roll_brokers(&c, cluster, &pods, &sets, &voters, ctx).await?;
+    let (roll, rolling_cond) =
+        roll_brokers(&c, cluster, &pods, &sets, &voters, admin_tls, ctx).await?;
     let roll_pending = roll.rolling() || matches!(roll.step, RollStep::Wait(_));
     let mut conditions = decision.conditions;
     conditions.push(rolling_cond.clone());
+    conditions.push(replication_condition(c.replication));
     let desired_services: BTreeSet<String> =
         bootstrap.keys().chain(per_broker.keys()).cloned().collect();
     match prune_unused(&c, &pods, &sets, &desired_services, ctx).await {
@@ -334,9 +387,9 @@ async fn reconcile_inner<F: AdminFactory>(
     let is_ready = ready >= desired && !decision.busy && existing == desired && !roll_pending;
     let mut cluster_id = previous.cluster_id.clone();
     if is_ready {
-        conditions.extend(rebalance_new_brokers(&c, ctx).await);
+        conditions.extend(rebalance_new_brokers(&c, admin_tls, ctx).await);
         if cluster_id.is_none() {
-            let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+            let admin = admin_of(&c, ctx, admin_tls);
             match admin.cluster_id().await {
                 Ok(id) => cluster_id = id,
                 Err(e) => tracing::warn!(error = %e, "cannot read the cluster id"),
@@ -438,16 +491,12 @@ async fn reconcile_inner<F: AdminFactory>(
     }))
 }
 
-/// The cluster CA and the brokers' certificates (brokers `node_ids`, the StatefulSets' as
-/// applied): creates the CA Secret when missing (an existing one is only read), applies the
-/// CA certificate Secret for clients, and issues the certificates [`tls::plan`] asks for into the
-/// broker certificates Secret. Returns each zone's certificate generation for the pod templates.
-async fn ensure_certificates<F: AdminFactory>(
+/// The cluster CA: creates the CA Secret when missing (an existing one is only read) and
+/// applies the CA certificate Secret for clients.
+async fn ensure_ca<F: AdminFactory>(
     c: &ClusterRef<'_>,
-    node_ids: &[i32],
-    known: &tls::KnownAddresses<'_>,
     ctx: &Context<F>,
-) -> Result<BTreeMap<usize, u64>, Error> {
+) -> Result<certs::Ca, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), c.namespace);
     let now = SystemTime::now();
     let ca_name = names::cluster_ca(c.name);
@@ -470,7 +519,62 @@ async fn ensure_certificates<F: AdminFactory>(
         }
     };
     apply(&ctx.client, &resources::cluster_ca_cert_secret(c, &ca)).await?;
-    let signer = certs::Signer::new(&ca)?;
+    Ok(ca)
+}
+
+/// The operator's client certificate for the replication listener of `c`, kept in the
+/// operator certificates Secret: issued when missing, unreadable, signed by another CA or
+/// expiring (the rules of the brokers' certificates, with no names). Returns the admin
+/// client's TLS settings: that certificate, trusting only the cluster CA.
+async fn ensure_operator_certificate<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    ca: &certs::Ca,
+    ctx: &Context<F>,
+) -> Result<TlsConfig, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let now = SystemTime::now();
+    let signer = certs::Signer::new(ca)?;
+    let name = names::operator_certs(c.name);
+    let stored = api
+        .get_opt(&name)
+        .await?
+        .and_then(|s| secret_text(&s, &name, certs::OPERATOR_KEYSTORE_KEY).ok());
+    let existing = stored.as_deref().map(|pem| signer.inspect(pem));
+    let keystore =
+        match tls::reissue_reason(existing.as_ref(), &tls::Sans::new(), certs::unix_secs(now)) {
+            None => stored.unwrap_or_default(),
+            Some(reason) => {
+                tracing::info!(
+                    cluster = c.name,
+                    ?reason,
+                    "issuing the operator's client certificate"
+                );
+                let keystore = signer.issue_operator(now)?;
+                apply(
+                    &ctx.client,
+                    &resources::operator_certs_secret(c, ca, keystore.clone()),
+                )
+                .await?;
+                keystore
+            }
+        };
+    Ok(admin::tls_config(&ca.cert_pem, &keystore)?)
+}
+
+/// The brokers' certificates (brokers `node_ids`, the StatefulSets' as applied): issues the
+/// certificates [`tls::plan`] asks for into the broker certificates Secret, with the CA
+/// certificate as the brokers' truststore. Returns each zone's certificate generation for the
+/// pod templates.
+async fn ensure_broker_certificates<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    ca: &certs::Ca,
+    node_ids: &[i32],
+    known: &tls::KnownAddresses<'_>,
+    ctx: &Context<F>,
+) -> Result<BTreeMap<usize, u64>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let now = SystemTime::now();
+    let signer = certs::Signer::new(ca)?;
     let stored = api.get_opt(&names::broker_certs(c.name)).await?;
     let previous: BTreeMap<String, String> = stored
         .as_ref()
@@ -512,7 +616,7 @@ async fn ensure_certificates<F: AdminFactory>(
                     ?reason,
                     "issuing a broker certificate"
                 );
-                signer.issue(&pod, sans, now)?
+                signer.issue(&certs::broker_common_name(c.name), sans, now)?
             }
             None => previous.get(&key).cloned().unwrap_or_default(),
         };
@@ -525,7 +629,7 @@ async fn ensure_certificates<F: AdminFactory>(
     let generations = tls::next_generations(&tls::generations(&annotations), &plan.replaced_zones);
     apply(
         &ctx.client,
-        &resources::broker_certs_secret(c, keystores, &generations),
+        &resources::broker_certs_secret(c, ca, keystores, &generations),
     )
     .await?;
     Ok(generations)
@@ -601,6 +705,7 @@ async fn roll_brokers<F: AdminFactory>(
     listed: &[Pod],
     sets: &BTreeMap<usize, ZoneSet>,
     voters: &[i32],
+    admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
 ) -> Result<(RollPlan, Cond), Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), c.namespace);
@@ -615,7 +720,7 @@ async fn roll_brokers<F: AdminFactory>(
     if let RollStep::Restart { node_id, .. } = plan.step
         && voters.contains(&node_id)
     {
-        let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+        let admin = admin_of(c, ctx, admin_tls);
         match admin.active_controller().await {
             Ok(Some(active)) => plan = roll::next_restart(&pods, sets, voters, Some(active)),
             Ok(None) => {}
@@ -687,6 +792,7 @@ async fn roll_brokers<F: AdminFactory>(
 async fn decide_scale<F: AdminFactory>(
     c: &ClusterRef<'_>,
     current: &[Option<i32>],
+    admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
 ) -> Result<ScaleDecision, Error> {
     let desired = quorum::desired_zone_sizes(c.spec);
@@ -732,7 +838,7 @@ async fn decide_scale<F: AdminFactory>(
         .zip(current)
         .map(|(d, c)| (*d).max(c.unwrap_or(0)))
         .collect();
-    let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+    let admin = admin_of(c, ctx, admin_tls);
     let partitions = admin.all_partitions().await?;
     if partitions_on(&partitions, &leaving).is_empty() {
         return Ok(ScaleDecision {
@@ -788,10 +894,11 @@ async fn decide_scale<F: AdminFactory>(
 /// rest of the status still gets written.
 async fn rebalance_new_brokers<F: AdminFactory>(
     c: &ClusterRef<'_>,
+    admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
 ) -> Option<Cond> {
     let brokers = resources::desired_node_ids(c.spec);
-    let admin = ctx.admins.admin(&admin_bootstrap(c.name, c.namespace));
+    let admin = admin_of(c, ctx, admin_tls);
     let partitions = match admin.all_partitions().await {
         Ok(p) => p,
         Err(e) => {

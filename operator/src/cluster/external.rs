@@ -288,6 +288,7 @@ mod tests {
             namespace: "ns",
             owner: None,
             spec: &s,
+            replication: crate::cluster::tls::Replication::MutualTls,
         };
         let services = BTreeMap::from([
             (

@@ -31,7 +31,7 @@ use crate::cluster::certs::{self, Ca};
 use crate::cluster::config;
 use crate::cluster::external::ExternalAddresses;
 use crate::cluster::quorum::{CONTROLLER_PORT, zone_of};
-use crate::cluster::tls;
+use crate::cluster::tls::{self, Replication};
 use crate::names;
 
 /// Image used when `spec.image` is unset.
@@ -57,6 +57,9 @@ pub struct ClusterRef<'a> {
     pub owner: Option<OwnerReference>,
     /// Spec.
     pub spec: &'a ClusterSpec,
+    /// How its brokers replicate (decided by the controller from the StatefulSets, see
+    /// [`tls::replication_of`]; mutual TLS unless told otherwise).
+    pub replication: Replication,
 }
 
 impl<'a> ClusterRef<'a> {
@@ -67,6 +70,7 @@ impl<'a> ClusterRef<'a> {
             namespace: cluster.metadata.namespace.as_deref()?,
             owner: cluster.controller_owner_ref(&()),
             spec: &cluster.spec,
+            replication: Replication::default(),
         })
     }
 
@@ -91,7 +95,7 @@ pub fn config_map(c: &ClusterRef, voters: &[i32]) -> ConfigMap {
         metadata: c.meta(names::config_map(c.name)),
         data: Some(BTreeMap::from([(
             "server.properties".to_owned(),
-            config::server_properties(c.name, c.namespace, c.spec, voters),
+            config::server_properties(c.name, c.namespace, c.spec, voters, c.replication),
         )])),
         ..ConfigMap::default()
     }
@@ -305,11 +309,18 @@ pub fn statefulset(
         names::CONFIG_HASH_ANNOTATION.to_owned(),
         config_hash.to_owned(),
     );
-    let tls = tls::has_tls(spec);
+    let tls = tls::needs_certificates(spec, c.replication);
     if tls {
         annotations.insert(
             names::CERT_GENERATION_ANNOTATION.to_owned(),
             cert_generation.to_string(),
+        );
+    }
+    if c.replication == Replication::MutualTls {
+        // How the controller tells these brokers from an earlier version's plaintext ones.
+        annotations.insert(
+            tls::REPLICATION_ANNOTATION.to_owned(),
+            tls::REPLICATION_MUTUAL_TLS.to_owned(),
         );
     }
     let metrics_port = spec.metrics_port();
@@ -342,6 +353,7 @@ pub fn statefulset(
             zone,
             voters,
             external,
+            c.replication,
         )]),
         env: Some(env(c, zone)),
         ports: Some(ports),
@@ -544,17 +556,34 @@ pub fn cluster_ca_cert_secret(c: &ClusterRef, ca: &Ca) -> Secret {
     )
 }
 
-/// The broker certificates Secret: `keystores` by key (`<pod>.pem`), annotated with each zone's
-/// certificate generation. One Secret for all brokers because a zone's pods share one pod
-/// template, so they can only mount the same Secret.
+/// The broker certificates Secret: `keystores` by key (`<pod>.pem`) and the CA certificate
+/// (`ca.crt`, the brokers' truststore), annotated with each zone's certificate generation. One
+/// Secret for all brokers because a zone's pods share one pod template, so they can only mount
+/// the same Secret.
 pub fn broker_certs_secret(
     c: &ClusterRef,
-    keystores: BTreeMap<String, String>,
+    ca: &Ca,
+    mut keystores: BTreeMap<String, String>,
     generations: &BTreeMap<usize, u64>,
 ) -> Secret {
+    keystores.insert(tls::TRUSTSTORE_KEY.to_owned(), ca.cert_pem.clone());
     let mut secret = secret_object(c, names::broker_certs(c.name), keystores);
     secret.metadata.annotations = Some(tls::generation_annotations(generations));
     secret
+}
+
+/// The operator's own Secret for a Cluster: its client keystore (`operator.pem`: key,
+/// certificate, CA certificate) for the replication listener's mutual TLS, and the CA
+/// certificate to trust (`ca.crt`).
+pub fn operator_certs_secret(c: &ClusterRef, ca: &Ca, keystore: String) -> Secret {
+    secret_object(
+        c,
+        names::operator_certs(c.name),
+        BTreeMap::from([
+            (certs::OPERATOR_KEYSTORE_KEY.to_owned(), keystore),
+            (certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone()),
+        ]),
+    )
 }
 
 fn container_port(name: &str, port: i32) -> ContainerPort {
@@ -775,6 +804,7 @@ pub(crate) mod tests {
             namespace: "ns",
             owner: None,
             spec,
+            replication: crate::cluster::tls::Replication::MutualTls,
         }
     }
 
@@ -1065,9 +1095,14 @@ pub(crate) mod tests {
         let mut s = spec(3, &["a", "b"]);
         s.listeners[0].tls = true;
         let generations = BTreeMap::from([(1, 4)]);
+        // A Cluster still replicating in plaintext (an earlier version's brokers).
         let pod_of = |s: &ClusterSpec| {
+            let c = ClusterRef {
+                replication: Replication::Plaintext,
+                ..cref(s)
+            };
             statefulsets(
-                &cref(s),
+                &c,
                 &[2, 1],
                 &[0],
                 "h",
@@ -1110,7 +1145,8 @@ pub(crate) mod tests {
             pod.containers[0].args.as_ref().expect("args")[0]
                 .contains("ssl.keystore.location=/etc/strait-tls/"),
         );
-        // Plaintext clusters keep their pod template as it was (no restart on upgrade).
+        // Plaintext clusters replicating in plaintext keep their pod template as it was (no
+        // restart on upgrade).
         for t in pod_of(&plain) {
             assert_eq!(annotation(&t), None);
             let pod = t.spec.expect("pod");
@@ -1123,6 +1159,65 @@ pub(crate) mod tests {
                     .all(|m| m.name != "tls")
             );
         }
+    }
+
+    #[test]
+    fn mutual_tls_replication_mounts_the_certificates_of_plaintext_clusters_too() {
+        let s = spec(3, &["a", "b"]);
+        let legacy = ClusterRef {
+            replication: Replication::Plaintext,
+            ..cref(&s)
+        };
+        let sets = |c: &ClusterRef| {
+            statefulsets(
+                c,
+                &[2, 1],
+                &[0],
+                "h",
+                &BTreeMap::from([(0, 1)]),
+                &ExternalAddresses::default(),
+            )
+        };
+        let tls_sets = sets(&cref(&s));
+        for set in &tls_sets {
+            let t = &set.spec.template;
+            let annotations = t
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default();
+            assert_eq!(
+                annotations
+                    .get(tls::REPLICATION_ANNOTATION)
+                    .map(String::as_str),
+                Some("mutual-tls")
+            );
+            assert!(annotations.contains_key(names::CERT_GENERATION_ANNOTATION));
+            let pod = t.spec.as_ref().expect("pod");
+            assert!(pod.volumes.iter().flatten().any(|v| v.name == "tls"));
+            let args = &pod.containers[0].args.as_ref().expect("args")[0];
+            assert!(
+                args.contains("listener.name.replication.ssl.keystore.location=/etc/strait-tls/")
+            );
+        }
+        // What the controller reads back: these StatefulSets replicate over mutual TLS; one of
+        // an earlier version (no annotation) among them makes the cluster plaintext.
+        assert_eq!(tls::replication_of(&tls_sets), Replication::MutualTls);
+        let legacy_sets = sets(&legacy);
+        assert_eq!(tls::replication_of(&legacy_sets), Replication::Plaintext);
+        assert_eq!(
+            tls::replication_of([&tls_sets[0], &legacy_sets[1]]),
+            Replication::Plaintext
+        );
+        for set in &legacy_sets {
+            let pod = set.spec.template.spec.as_ref().expect("pod");
+            assert!(pod.volumes.iter().flatten().all(|v| v.name != "tls"));
+            assert!(!pod.containers[0].args.as_ref().expect("args")[0].contains("ssl."));
+        }
+        let props =
+            |c: &ClusterRef| config_map(c, &[0]).data.expect("data")["server.properties"].clone();
+        assert!(props(&cref(&s)).contains("REPLICATION:SSL"));
+        assert!(props(&legacy).contains("REPLICATION:PLAINTEXT"));
     }
 
     #[test]
@@ -1150,10 +1245,32 @@ pub(crate) mod tests {
         );
         let brokers = broker_certs_secret(
             &cref(&s),
+            &ca,
             BTreeMap::from([("kafka-z0-0.pem".to_owned(), "PEM".to_owned())]),
             &BTreeMap::from([(0, 2)]),
         );
         assert_eq!(brokers.metadata.name.as_deref(), Some("kafka-broker-certs"));
+        // Each broker's keystore, and the CA certificate as the brokers' truststore.
+        assert_eq!(
+            brokers.data,
+            Some(BTreeMap::from([
+                ("ca.crt".to_owned(), ByteString(b"CERT".to_vec())),
+                ("kafka-z0-0.pem".to_owned(), ByteString(b"PEM".to_vec())),
+            ]))
+        );
+        let operator = operator_certs_secret(&cref(&s), &ca, "KEYSTORE".into());
+        assert_eq!(
+            operator.metadata.name.as_deref(),
+            Some("kafka-operator-certs")
+        );
+        assert_eq!(
+            operator.data,
+            Some(BTreeMap::from([
+                ("ca.crt".to_owned(), ByteString(b"CERT".to_vec())),
+                ("operator.pem".to_owned(), ByteString(b"KEYSTORE".to_vec())),
+            ]))
+        );
+        assert!(operator.metadata.owner_references.is_some() == cref(&s).owner.is_some());
         assert_eq!(
             brokers
                 .metadata

@@ -1,9 +1,18 @@
-//! Which certificates the brokers of a Cluster need for its TLS listeners, as pure decisions;
-//! keys and signatures are made in [`crate::cluster::certs`].
+//! Which certificates the brokers of a Cluster need, for mutual TLS on the replication listener
+//! and for its TLS listeners, as pure decisions; keys and signatures are made in
+//! [`crate::cluster::certs`].
+//!
+//! How a Cluster replicates ([`Replication`]) is decided from its StatefulSets
+//! ([`replication_of`]): a Cluster whose brokers an earlier operator version started (their pod
+//! templates lack [`REPLICATION_ANNOTATION`]) keeps plaintext replication, since switching the
+//! inter-broker listener's protocol in one roll would split the cluster; every other Cluster
+//! replicates over mutual TLS.
 //!
 //! Each broker gets one certificate, signed by the cluster CA, whose subject alternative names
-//! cover every name a client may reach it by on any TLS listener (one certificate serves them
-//! all): its pod's DNS names behind the headless Service; each TLS listener's bootstrap Service
+//! cover every name a peer or client may reach it by on the replication listener or any TLS
+//! listener (one certificate serves them all): its pod's DNS names behind the headless Service
+//! (which brokers advertise on REPLICATION and dial each other by); the internal bootstrap
+//! Service (the operator's admin client dials REPLICATION through it); each TLS listener's bootstrap Service
 //! (a bootstrap connection lands on any broker); for external listeners its per-broker Service's
 //! in-cluster names (advertised until the external address is known) and, once known, the
 //! external addresses: its own load balancer's and the bootstrap load balancer's ingress host
@@ -24,6 +33,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::{Listener, ListenerType};
@@ -37,6 +47,9 @@ use crate::names;
 pub const RENEW_BEFORE_SECS: i64 = 30 * 24 * 3600;
 /// Validity of a broker certificate (one year).
 pub const BROKER_VALIDITY_SECS: i64 = 365 * 24 * 3600;
+/// Validity of the operator's client certificate (90 days; renewed [`RENEW_BEFORE_SECS`] before
+/// it ends, so it is replaced about every two months).
+pub const OPERATOR_VALIDITY_SECS: i64 = 90 * 24 * 3600;
 /// Validity of the cluster CA (five years).
 pub const CA_VALIDITY_SECS: i64 = 5 * 365 * 24 * 3600;
 /// The cluster DNS domain the long Service names use.
@@ -66,6 +79,46 @@ impl San {
 /// The names of one certificate.
 pub type Sans = BTreeSet<San>;
 
+/// Pod template annotation of the brokers of a Cluster replicating over mutual TLS.
+pub const REPLICATION_ANNOTATION: &str = "strait.dev/replication";
+/// Its value.
+pub const REPLICATION_MUTUAL_TLS: &str = "mutual-tls";
+/// Key of the CA certificate in the broker certificates Secret (the brokers' truststore).
+pub const TRUSTSTORE_KEY: &str = "ca.crt";
+
+/// How the brokers of a Cluster talk to each other, and the operator to them, on the
+/// replication listener.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replication {
+    /// `REPLICATION:SSL`, client certificates required (every Cluster made by this version).
+    #[default]
+    MutualTls,
+    /// `REPLICATION:PLAINTEXT`: a Cluster whose brokers an earlier operator version started.
+    Plaintext,
+}
+
+/// How a Cluster replicates, from its zones' StatefulSets as they exist: plaintext as soon as
+/// one was made without [`REPLICATION_ANNOTATION`] (by an earlier operator version, whose
+/// brokers replicate in plaintext), mutual TLS otherwise (a new Cluster, or one whose
+/// StatefulSets all carry it).
+pub fn replication_of<'a>(existing: impl IntoIterator<Item = &'a StatefulSet>) -> Replication {
+    let legacy = existing.into_iter().any(|sts| {
+        let marked = sts
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(REPLICATION_ANNOTATION));
+        marked.map(String::as_str) != Some(REPLICATION_MUTUAL_TLS)
+    });
+    if legacy {
+        Replication::Plaintext
+    } else {
+        Replication::MutualTls
+    }
+}
+
 /// The Cluster's TLS listeners.
 pub fn tls_listeners(spec: &ClusterSpec) -> impl Iterator<Item = &Listener> {
     spec.listeners.iter().filter(|l| l.tls)
@@ -74,6 +127,11 @@ pub fn tls_listeners(spec: &ClusterSpec) -> impl Iterator<Item = &Listener> {
 /// Whether any listener serves TLS (then the brokers need certificates).
 pub fn has_tls(spec: &ClusterSpec) -> bool {
     tls_listeners(spec).next().is_some()
+}
+
+/// Whether the brokers need certificates: for mutual TLS replication or a TLS listener.
+pub fn needs_certificates(spec: &ClusterSpec, replication: Replication) -> bool {
+    replication == Replication::MutualTls || has_tls(spec)
 }
 
 /// Whether a `nodeport` listener serves TLS (then node IPs are in the certificates).
@@ -104,10 +162,10 @@ fn service_names(sans: &mut Sans, service: &str, namespace: &str) {
     }
 }
 
-/// The names broker `node_id`'s certificate must hold (empty without TLS listeners).
+/// The names broker `node_id`'s certificate must hold (empty when it needs none).
 pub fn broker_sans(c: &ClusterRef, node_id: i32, known: &KnownAddresses) -> Sans {
     let mut sans = Sans::new();
-    if !has_tls(c.spec) {
+    if !needs_certificates(c.spec, c.replication) {
         return sans;
     }
     let pod = names::pod(c.name, zone_of(node_id), node_id);
@@ -117,6 +175,13 @@ pub fn broker_sans(c: &ClusterRef, node_id: i32, known: &KnownAddresses) -> Sans
         "{pod}.{headless}.{}.svc.{CLUSTER_DOMAIN}",
         c.namespace
     )));
+    if c.replication == Replication::MutualTls {
+        service_names(
+            &mut sans,
+            &names::bootstrap_service(c.name, None),
+            c.namespace,
+        );
+    }
     for l in tls_listeners(c.spec) {
         if l.kind == ListenerType::Internal {
             service_names(
@@ -315,6 +380,7 @@ mod tests {
             namespace: "ns",
             owner: None,
             spec,
+            replication: crate::cluster::tls::Replication::MutualTls,
         }
     }
 
@@ -347,11 +413,58 @@ mod tests {
         });
     }
 
+    fn plaintext_replication(spec: &ClusterSpec) -> ClusterRef<'_> {
+        ClusterRef {
+            replication: Replication::Plaintext,
+            ..cref(spec)
+        }
+    }
+
     #[test]
-    fn no_tls_listener_no_names() {
+    fn plaintext_replication_and_no_tls_listener_no_names() {
         let s = spec(3, &["a", "b"]);
         assert!(!has_tls(&s));
-        assert!(nothing_known(|k| broker_sans(&cref(&s), 1000, k)).is_empty());
+        assert!(!needs_certificates(&s, Replication::Plaintext));
+        assert!(nothing_known(|k| broker_sans(&plaintext_replication(&s), 1000, k)).is_empty());
+    }
+
+    #[test]
+    fn mutual_tls_replication_covers_the_pod_and_the_admin_bootstrap_name() {
+        // Brokers dial each other by the pod names they advertise on REPLICATION; the
+        // operator's admin client dials the internal bootstrap Service.
+        let s = spec(3, &["a", "b"]);
+        assert!(needs_certificates(&s, Replication::MutualTls));
+        let sans = nothing_known(|k| broker_sans(&cref(&s), 1000, k));
+        let want: Sans = [
+            "kafka-z1-1000.kafka-brokers.ns.svc",
+            "kafka-z1-1000.kafka-brokers.ns.svc.cluster.local",
+            "kafka-bootstrap",
+            "kafka-bootstrap.ns",
+            "kafka-bootstrap.ns.svc",
+            "kafka-bootstrap.ns.svc.cluster.local",
+        ]
+        .into_iter()
+        .map(dns)
+        .collect();
+        assert_eq!(sans, want);
+        // The advertised REPLICATION host of every broker is in its certificate.
+        for id in [0, 1, 1000] {
+            let advertised = crate::cluster::config::advertised_listeners(
+                "kafka",
+                "ns",
+                &s,
+                &ExternalAddresses::default(),
+                Some(id),
+            )
+            .replace("${HOSTNAME}", &names::pod("kafka", zone_of(id), id));
+            let host = advertised
+                .strip_prefix("REPLICATION://")
+                .and_then(|a| a.split(':').next())
+                .unwrap_or_default()
+                .to_owned();
+            let sans = nothing_known(|k| broker_sans(&cref(&s), id, k));
+            assert!(sans.contains(&San::Dns(host.clone())), "{host}");
+        }
     }
 
     #[test]
@@ -402,8 +515,9 @@ mod tests {
     fn loadbalancer_tls_listener_adds_service_names_then_known_ingresses() {
         let mut s = spec(3, &["a"]);
         with(&mut s, "ext", 9094, ListenerType::Loadbalancer, true);
-        // The plaintext internal listener adds nothing of its own.
-        let pending = nothing_known(|k| broker_sans(&cref(&s), 1, k));
+        // The plaintext internal listener adds nothing of its own (here with plaintext
+        // replication, which adds nothing either).
+        let pending = nothing_known(|k| broker_sans(&plaintext_replication(&s), 1, k));
         assert!(pending.contains(&dns("kafka-ext-1.ns.svc")));
         assert!(pending.contains(&dns("kafka-ext-bootstrap.ns.svc.cluster.local")));
         assert!(pending.contains(&dns("kafka-z0-1.kafka-brokers.ns.svc")));
@@ -434,12 +548,12 @@ mod tests {
             bootstrap: &bootstrap,
             host_ips: &host_ips,
         };
-        let b1 = broker_sans(&cref(&s), 1, &known);
+        let b1 = broker_sans(&plaintext_replication(&s), 1, &known);
         assert_eq!(
             b1.difference(&pending).cloned().collect::<Vec<_>>(),
             [dns("b1.example.com"), ip("2001:db8::1")]
         );
-        let b2 = broker_sans(&cref(&s), 2, &known);
+        let b2 = broker_sans(&plaintext_replication(&s), 2, &known);
         assert!(b2.contains(&ip("203.0.113.2")));
         assert!(!b2.contains(&dns("b1.example.com")));
         // Node IPs matter to nodeport listeners only.

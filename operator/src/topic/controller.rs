@@ -81,7 +81,7 @@ async fn apply_topic<F: AdminFactory>(
             return Ok(Action::await_change());
         }
     };
-    let admin = ctx.admins.admin(&bootstrap);
+    let admin = target_cluster::admin(ctx, &topic.spec.cluster, &namespace, &bootstrap).await?;
     let observed = admin.describe_topic(&kafka_name).await?;
     let plan = plan(&topic.spec, observed.as_ref());
     if plan.create {
@@ -168,8 +168,8 @@ async fn cleanup<F: AdminFactory>(topic: &Topic, ctx: &Context<F>) -> Result<Act
     let Ok(bootstrap) = target_cluster::bootstrap(&topic.spec.cluster, &namespace) else {
         return Ok(Action::await_change());
     };
-    ctx.admins
-        .admin(&bootstrap)
+    target_cluster::admin(ctx, &topic.spec.cluster, &namespace, &bootstrap)
+        .await?
         .delete_topic(kafka_name)
         .await?;
     event(

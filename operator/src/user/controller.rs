@@ -179,7 +179,7 @@ async fn apply_user<F: AdminFactory>(
             return Ok(Action::await_change());
         }
     };
-    let admin = ctx.admins.admin(&bootstrap);
+    let admin = target_cluster::admin(ctx, &user.spec.cluster, &namespace, &bootstrap).await?;
     let mut secret = None;
     if user.spec.authentication.is_some() {
         let (secret_name, pw) = password(user, ctx, &namespace).await?;
@@ -238,7 +238,7 @@ async fn cleanup<F: AdminFactory>(user: &User, ctx: &Context<F>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let name = user.name_any();
-    let admin = ctx.admins.admin(&bootstrap);
+    let admin = target_cluster::admin(ctx, &user.spec.cluster, &namespace, &bootstrap).await?;
     admin.delete_scram(&name).await?;
     let current = admin.describe_acls_of(&principal(&name)).await?;
     admin.delete_acls(&current).await?;
