@@ -136,13 +136,7 @@ fn operator_admin(
     name: &str,
     port: u16,
 ) -> WireAdmin {
-    let c = ClusterRef {
-        name: "kafka",
-        namespace: "ns",
-        owner: None,
-        spec,
-        replication: Replication::MutualTls,
-    };
+    let c = cluster_ref(spec);
     let keystore = signer
         .issue_operator(std::time::SystemTime::now())
         .unwrap_or_else(|e| panic!("issue: {e}"));
@@ -387,17 +381,22 @@ fn metadata_endpoint(stream: &mut (impl Read + Write)) -> Result<(String, i32), 
     Ok((broker.host.to_string(), broker.port))
 }
 
-/// Writes the broker certificates Secret as the operator makes it for broker 0 of `spec` (its
-/// certificate from `ca` for the names [`broker_sans`] gives, the CA certificate) into `dir`,
-/// file per key, as the pod mounts it.
-fn mount_broker_certs(dir: &std::path::Path, spec: &ClusterSpec, ca: &Ca) {
-    let c = ClusterRef {
+/// Cluster `kafka` in namespace `ns`, replicating over mutual TLS.
+fn cluster_ref(spec: &ClusterSpec) -> ClusterRef<'_> {
+    ClusterRef {
         name: "kafka",
         namespace: "ns",
         owner: None,
         spec,
         replication: Replication::MutualTls,
-    };
+    }
+}
+
+/// Writes the broker certificates Secret as the operator makes it for broker 0 of `spec` (its
+/// certificate from `ca` for the names [`broker_sans`] gives, the CA certificate) into `dir`,
+/// file per key, as the pod mounts it.
+fn mount_broker_certs(dir: &std::path::Path, spec: &ClusterSpec, ca: &Ca) {
+    let c = cluster_ref(spec);
     let (external, bootstrap, host_ips) = Default::default();
     let known = KnownAddresses {
         external: &external,

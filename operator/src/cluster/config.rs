@@ -533,6 +533,19 @@ mod tests {
 
     /// Runs `cmd` under `sh` as pod `hostname`, with `exec strait-broker` replaced by a printer
     /// of its arguments, one per line.
+    /// The keystore locations pod `hostname` (zone a, one voter) passes at start.
+    fn keystore_locations(
+        hostname: &str,
+        s: &ClusterSpec,
+        replication: Replication,
+    ) -> Vec<String> {
+        let command = start_command("kafka", "ns", s, "a", &[0], &none(), replication);
+        run_as(hostname, &command)
+            .into_iter()
+            .filter(|a| a.contains("ssl.keystore.location"))
+            .collect()
+    }
+
     fn run_as(hostname: &str, cmd: &str) -> Vec<String> {
         run_on(hostname, "", cmd)
     }
@@ -777,22 +790,7 @@ mod tests {
         assert!(!p.contains("listener.name.plain."));
         assert!(!p.contains("ssl.key.password"));
         assert!(!p.contains("ssl.keystore.key"));
-        let args = run_as(
-            "kafka-z0-2",
-            &start_command(
-                "kafka",
-                "ns",
-                &s,
-                "a",
-                &[0],
-                &none(),
-                Replication::Plaintext,
-            ),
-        );
-        let locations: Vec<&String> = args
-            .iter()
-            .filter(|a| a.contains("ssl.keystore.location"))
-            .collect();
+        let locations = keystore_locations("kafka-z0-2", &s, Replication::Plaintext);
         assert_eq!(
             locations,
             ["listener.name.secure.ssl.keystore.location=/etc/strait-tls/kafka-z0-2.pem"]
@@ -844,22 +842,7 @@ mod tests {
             tls: true,
             authentication: None,
         });
-        let args = run_as(
-            "kafka-z0-1",
-            &start_command(
-                "kafka",
-                "ns",
-                &s,
-                "a",
-                &[0],
-                &none(),
-                Replication::MutualTls,
-            ),
-        );
-        let locations: Vec<&String> = args
-            .iter()
-            .filter(|a| a.contains("ssl.keystore.location"))
-            .collect();
+        let locations = keystore_locations("kafka-z0-1", &s, Replication::MutualTls);
         assert_eq!(
             locations,
             [

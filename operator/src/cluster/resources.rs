@@ -798,7 +798,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn cref(spec: &ClusterSpec) -> ClusterRef<'_> {
+    pub(crate) fn cref(spec: &ClusterSpec) -> ClusterRef<'_> {
         ClusterRef {
             name: "kafka",
             namespace: "ns",

@@ -368,21 +368,11 @@ pub fn listener_prefix(listener: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::tests::spec;
+    use crate::cluster::resources::tests::{cref, spec};
     use k8s_openapi::api::core::v1::{
         LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceSpec, ServiceStatus,
     };
     use strait_crds::cluster::Listener;
-
-    fn cref(spec: &ClusterSpec) -> ClusterRef<'_> {
-        ClusterRef {
-            name: "kafka",
-            namespace: "ns",
-            owner: None,
-            spec,
-            replication: crate::cluster::tls::Replication::MutualTls,
-        }
-    }
 
     fn dns(name: &str) -> San {
         San::Dns(name.to_owned())
@@ -435,18 +425,7 @@ mod tests {
         let s = spec(3, &["a", "b"]);
         assert!(needs_certificates(&s, Replication::MutualTls));
         let sans = nothing_known(|k| broker_sans(&cref(&s), 1000, k));
-        let want: Sans = [
-            "kafka-z1-1000.kafka-brokers.ns.svc",
-            "kafka-z1-1000.kafka-brokers.ns.svc.cluster.local",
-            "kafka-bootstrap",
-            "kafka-bootstrap.ns",
-            "kafka-bootstrap.ns.svc",
-            "kafka-bootstrap.ns.svc.cluster.local",
-        ]
-        .into_iter()
-        .map(dns)
-        .collect();
-        assert_eq!(sans, want);
+        assert_eq!(sans, pod_and_bootstrap_names_of_broker_1000());
         // The advertised REPLICATION host of every broker is in its certificate.
         for id in [0, 1, 1000] {
             let advertised = crate::cluster::config::advertised_listeners(
@@ -472,7 +451,12 @@ mod tests {
         let mut s = spec(3, &["a", "b"]);
         s.listeners[0].tls = true;
         let sans = nothing_known(|k| broker_sans(&cref(&s), 1000, k));
-        let want: Sans = [
+        assert_eq!(sans, pod_and_bootstrap_names_of_broker_1000());
+    }
+
+    /// Broker 1000's pod names and the internal bootstrap Service in all its forms.
+    fn pod_and_bootstrap_names_of_broker_1000() -> Sans {
+        [
             "kafka-z1-1000.kafka-brokers.ns.svc",
             "kafka-z1-1000.kafka-brokers.ns.svc.cluster.local",
             "kafka-bootstrap",
@@ -482,8 +466,7 @@ mod tests {
         ]
         .into_iter()
         .map(dns)
-        .collect();
-        assert_eq!(sans, want);
+        .collect()
     }
 
     fn lb_service(host: Option<&str>, ip_addr: Option<&str>) -> Service {
