@@ -149,13 +149,13 @@ async fn handle_connection(
     match tls {
         None => {
             let (rd, wr) = stream.split();
-            serve_requests(&broker, rd, wr, peer, &listener, stop).await;
+            serve_requests(&broker, rd, wr, peer, &listener, &closed_on_error, stop).await;
         }
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let (rd, wr) = tokio::io::split(tls);
-                    serve_requests(&broker, rd, wr, peer, &listener, stop).await;
+                    serve_requests(&broker, rd, wr, peer, &listener, &closed_on_error, stop).await;
                 }
                 // Usually a plaintext client on an SSL port, or a client that does not trust
                 // the broker's certificate.
@@ -182,16 +182,13 @@ async fn serve_requests<R, W>(
     mut wr: W,
     peer: SocketAddr,
     listener: &str,
+    closed_on_error: &prometheus::IntCounter,
     mut stop: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let origin = api::Origin::new(listener, Some(peer));
-    let closed_on_error = broker
-        .metrics
-        .connections_closed_on_error
-        .with_label_values(&[listener]);
     let max = broker.config.socket_request_max_bytes;
     let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     loop {
