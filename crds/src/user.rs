@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ClusterReference, ScramMechanism, SecretKeyRef};
+use crate::common::{ClusterReference, DeletionPolicy, ScramMechanism, SecretKeyRef};
 
 /// A Kafka user. The user name is `metadata.name`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -65,6 +65,10 @@ pub struct UserSpec {
     /// Client quotas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<Quotas>,
+    /// Remove the user's credentials, ACLs and quotas from the cluster when this resource is
+    /// deleted (`delete`, the default), or keep them (`retain`).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
 }
 
 /// SCRAM credentials: a generated password written into a Secret named like the user, or a

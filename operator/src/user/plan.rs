@@ -169,6 +169,7 @@ mod tests {
                 acls: rules,
             }),
             quotas: None,
+            deletion_policy: Default::default(),
         }
     }
 
