@@ -92,10 +92,16 @@ pub struct ClusterSpec {
     /// Number of brokers, spread round-robin over `zones`.
     #[schemars(range(min = 1))]
     pub replicas: i32,
-    /// Zones (values of the rack topology key) to spread brokers over; one StatefulSet each.
+    /// Zones (values of the rack topology key, at most 63 characters) to spread brokers over;
+    /// one StatefulSet each.
+    // Both bounds keep the uniqueness rule within the API server's CEL cost budget
+    // (`crate::cel_cost` checks it).
     #[schemars(
         length(min = 1, max = 8),
-        inner(regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"))
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+        )
     )]
     pub zones: Vec<String>,
     /// Node label whose value is the zone (default `topology.kubernetes.io/zone`).
@@ -151,7 +157,7 @@ pub struct Listener {
     /// Listener name (upper-cased as the Kafka listener name); at most 15 characters, as it
     /// also names Service and container ports. `replication`, `metrics` and `controller` are
     /// reserved.
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,14}$"))]
+    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-z][a-z0-9]{0,14}$"))]
     pub name: String,
     /// Container port; 9091 (inter-broker) and 9093 (controller quorum) are reserved.
     #[schemars(range(min = 1024, max = 65535))]

@@ -19,6 +19,8 @@ pub struct SecretKeyRef {
 
 /// Which Kafka cluster a Topic or User belongs to: a Strait `Cluster` in the same namespace,
 /// or any Kafka-compatible cluster by its bootstrap servers.
+// Every string below is bounded: the `cluster == oldSelf.cluster` rules compare the whole object,
+// and the API server's CEL cost estimate takes unbounded strings as 3 MiB long.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.name) != has(self.bootstrapServers)").message("set exactly one of name and bootstrapServers"))]
 #[serde(rename_all = "camelCase")]
@@ -27,9 +29,13 @@ pub struct ClusterReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub name: Option<String>,
-    /// Bootstrap servers (`host:port,host:port`) of any Kafka-compatible cluster.
+    /// Bootstrap servers (`host:port,host:port`) of any Kafka-compatible cluster, at most 2048
+    /// characters (seven entries with 253-character host names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[^,:\s]+:[0-9]{1,5}(,[^,:\s]+:[0-9]{1,5})*$"))]
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^[^,:\s]+:[0-9]{1,5}(,[^,:\s]+:[0-9]{1,5})*$")
+    )]
     pub bootstrap_servers: Option<String>,
     /// Credentials the operator uses for the admin API of that cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,8 +49,8 @@ pub struct ClientAuthentication {
     /// SASL mechanism.
     #[serde(rename = "type")]
     pub kind: ScramMechanism,
-    /// SASL user name.
-    #[schemars(length(min = 1))]
+    /// SASL user name; at most 253 characters, as a `User` is named by its resource name.
+    #[schemars(length(min = 1, max = 253))]
     pub username: String,
     /// Secret key holding the password.
     pub password_secret: SecretKeyRef,

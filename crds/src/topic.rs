@@ -62,7 +62,10 @@ pub struct TopicSpec {
     pub cluster: ClusterReference,
     /// Kafka topic name; defaults to `metadata.name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    #[schemars(
+        length(min = 1, max = 249),
+        regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$")
+    )]
     pub topic_name: Option<String>,
     /// Number of partitions; may grow, never shrink.
     #[schemars(range(min = 1, max = 100000))]
