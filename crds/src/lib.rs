@@ -6,6 +6,7 @@
 // attributes.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod cel_cost;
 pub mod cluster;
 pub mod common;
 pub mod generate;
