@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Kubernetes end-to-end suite for a real cluster (kind, or whatever KUBECONFIG points at):
-# installs the chart, applies a 3-broker Cluster, produces and consumes through the bootstrap
-# Service, rolls a config change one broker at a time, scales 3 -> 5 -> 3, applies a Topic and
-# a User, and cleans up.
+# installs the CRDs (server-side apply, field manager strait-crds, as docs/install.md says) and
+# the chart, applies a 3-broker Cluster, produces and consumes through the bootstrap Service,
+# rolls a config change one broker at a time, scales 3 -> 5 -> 3, applies a Topic and a User,
+# deletes a Topic and a User whose Cluster does not exist, and cleans up without leaving a
+# finalizer behind (Topics and Users go first, while the operator and their Cluster still run;
+# one that does not go fails the suite).
 # With no reachable cluster it prints "no Kubernetes cluster available, skipped" and exits 0.
 #
 # Images: STRAIT_OPERATOR_IMAGE and STRAIT_BROKER_IMAGE (repository:tag) must be pullable by the
 # cluster, or, on kind, are built from operator/images/*.Dockerfile and loaded when unset.
-# STRAIT_E2E_NAMESPACE (default strait-e2e) is created and deleted by the suite.
+# STRAIT_E2E_NAMESPACE (default strait-e2e) is created and deleted by the suite. Resources are
+# named in full (clusters.strait.dev): a bare `cluster` may be another API group's kind.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 NS="${STRAIT_E2E_NAMESPACE:-strait-e2e}"
 OPERATOR_NS="$NS-operator"
 WAIT="${STRAIT_E2E_TIMEOUT:-600s}"
+CLEANUP_SECONDS="${STRAIT_E2E_CLEANUP_TIMEOUT:-300}"
 BIN="$(bash charts/tools.sh 2>/dev/null)" || BIN=""
 KUBECTL="$(command -v kubectl || echo "$BIN/kubectl")"
 HELM="$BIN/helm"
@@ -27,11 +32,45 @@ echo "e2e/k8s: using context $("$KUBECTL" config current-context 2>/dev/null || 
 
 step() { echo; echo "==> $*"; }
 
+# Polls (bounded by $CLEANUP_SECONDS) until `kubectl get $2` in namespace $1 lists nothing.
+wait_gone() {
+    local deadline=$((SECONDS + CLEANUP_SECONDS))
+    while [ -n "$("$KUBECTL" -n "$1" get "$2" -o name --ignore-not-found 2>/dev/null)" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 2
+    done
+}
+
+# Deletes in the order that leaves no finalizer behind: Topics and Users first, while the
+# operator and their Cluster still run to clean up in Kafka, then the Cluster, the namespace,
+# the chart. A Topic or User that outlives the wait is a bug: the suite fails, after dropping the
+# finalizers so that the namespace can still go. The CRDs stay (deleting them would delete every
+# Strait object in the cluster).
 cleanup() {
+    local status=$? failed=0 objects
+    set +e
     step "cleanup"
-    "$KUBECTL" delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-    "$HELM" uninstall strait --namespace "$OPERATOR_NS" >/dev/null 2>&1 || true
-    "$KUBECTL" delete namespace "$OPERATOR_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    if "$KUBECTL" get namespace "$NS" >/dev/null 2>&1; then
+        "$KUBECTL" -n "$NS" delete topics.strait.dev,users.strait.dev --all --wait=false
+        if ! wait_gone "$NS" topics.strait.dev,users.strait.dev; then
+            echo "e2e/k8s: FAIL: Topics/Users still there after ${CLEANUP_SECONDS}s (finalizers):" >&2
+            "$KUBECTL" -n "$NS" get topics.strait.dev,users.strait.dev -o yaml >&2
+            objects="$("$KUBECTL" -n "$NS" get topics.strait.dev,users.strait.dev -o name)"
+            for obj in $objects; do
+                "$KUBECTL" -n "$NS" patch "$obj" --type merge -p '{"metadata":{"finalizers":null}}'
+            done
+            failed=1
+        fi
+        "$KUBECTL" -n "$NS" delete clusters.strait.dev --all --wait=false
+        wait_gone "$NS" clusters.strait.dev || { echo "e2e/k8s: FAIL: Cluster not deleted" >&2; failed=1; }
+        "$KUBECTL" delete namespace "$NS" --wait=false
+        wait_gone default "namespace/$NS" || { echo "e2e/k8s: FAIL: namespace $NS still there" >&2; failed=1; }
+    fi
+    "$HELM" uninstall strait --namespace "$OPERATOR_NS" --wait >/dev/null 2>&1
+    "$KUBECTL" delete namespace "$OPERATOR_NS" --ignore-not-found --wait=false >/dev/null 2>&1
+    if [ "$failed" -ne 0 ] && [ "$status" -eq 0 ]; then
+        exit 1
+    fi
 }
 trap cleanup EXIT
 
@@ -74,13 +113,19 @@ zone_list="$(printf '"%s",' "${zones[@]}")"
 zone_list="[${zone_list%,}]"
 echo "zones: $zone_list"
 
-step "install the chart"
+step "install the CRDs (one field manager, docs/install.md) and the chart"
+# The API server refuses a CRD here whose CEL rules exceed its cost budget.
+"$KUBECTL" apply --server-side --field-manager=strait-crds --force-conflicts -f crds/
+"$KUBECTL" wait --for=condition=Established crd/clusters.strait.dev crd/topics.strait.dev crd/users.strait.dev --timeout=60s
+# The documented upgrade command for a packaged chart (CRDs taken from the chart) applies too.
+"$HELM" show crds charts/strait |
+    "$KUBECTL" apply --server-side --field-manager=strait-crds --force-conflicts --dry-run=server -f -
 "$KUBECTL" create namespace "$OPERATOR_NS" --dry-run=client -o yaml | "$KUBECTL" apply -f -
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f -
 "$HELM" upgrade --install strait charts/strait --namespace "$OPERATOR_NS" --wait --timeout "$WAIT" \
+    --skip-crds \
     --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
     --set image.pullPolicy=IfNotPresent --set "watchNamespaces={$NS}"
-"$KUBECTL" wait --for=condition=Established crd/clusters.strait.dev crd/topics.strait.dev crd/users.strait.dev --timeout=60s
 
 step "apply a 3-broker Cluster"
 "$KUBECTL" -n "$NS" apply -f - <<YAML
@@ -105,9 +150,9 @@ spec:
       port: 9094
       type: nodeport
 YAML
-wait_for cluster/e2e '{.status.readyReplicas}' 3
-"$KUBECTL" -n "$NS" wait cluster/e2e --for=condition=Ready --timeout="$WAIT"
-"$KUBECTL" -n "$NS" get cluster,statefulsets,pods -o wide
+wait_for clusters.strait.dev/e2e '{.status.readyReplicas}' 3
+"$KUBECTL" -n "$NS" wait clusters.strait.dev/e2e --for=condition=Ready --timeout="$WAIT"
+"$KUBECTL" -n "$NS" get clusters.strait.dev,statefulsets,pods -o wide
 
 step "produce and consume through the bootstrap Service"
 BOOTSTRAP="e2e-bootstrap.$NS.svc:9092"
@@ -120,7 +165,7 @@ got="$("$KUBECTL" -n "$NS" run kcat-consume --rm -i --restart=Never --image=eden
 echo "consumed 100 of 100 messages"
 
 step "the nodeport listener advertises node IPs and nodePorts, and they carry traffic"
-EXTERNAL="$("$KUBECTL" -n "$NS" get cluster e2e -o jsonpath='{.status.listeners[?(@.name=="ext")].bootstrapServers}')"
+EXTERNAL="$("$KUBECTL" -n "$NS" get clusters.strait.dev e2e -o jsonpath='{.status.listeners[?(@.name=="ext")].bootstrapServers}')"
 case "$EXTERNAL" in
     "" | *.svc*) echo "no external bootstrap addresses in status: '$EXTERNAL'" >&2; exit 1 ;;
 esac
@@ -139,13 +184,13 @@ got="$("$KUBECTL" -n "$NS" run kcat-external --rm -i --restart=Never --image=ede
 step "a config change restarts one broker at a time across the zones"
 BROKERS="strait.dev/cluster=e2e"
 mapfile -t before < <("$KUBECTL" -n "$NS" get pods -l "$BROKERS" -o name)
-"$KUBECTL" -n "$NS" patch cluster e2e --type merge -p '{"spec":{"config":{"log.retention.ms":"86400000"}}}'
+"$KUBECTL" -n "$NS" patch clusters.strait.dev e2e --type merge -p '{"spec":{"config":{"log.retention.ms":"86400000"}}}'
 # `kubectl wait --for=delete` also ends when the name comes back with a new uid.
 for pod in "${before[@]}"; do
     "$KUBECTL" -n "$NS" wait "$pod" --for=delete --timeout="$WAIT"
 done
 "$KUBECTL" -n "$NS" wait pods -l "$BROKERS" --for=condition=Ready --timeout="$WAIT"
-"$KUBECTL" -n "$NS" wait cluster/e2e --for=condition=Ready --timeout="$WAIT"
+"$KUBECTL" -n "$NS" wait clusters.strait.dev/e2e --for=condition=Ready --timeout="$WAIT"
 # One at a time: each recreated pod was created after the one before it became Ready.
 "$KUBECTL" -n "$NS" get pods -l "$BROKERS" -o json | python3 -c '
 import json, sys
@@ -162,15 +207,15 @@ print("restart order:", " ".join(r[2] for r in rows))
 '
 
 step "scale 3 -> 5"
-"$KUBECTL" -n "$NS" scale cluster/e2e --replicas=5
-wait_for cluster/e2e '{.status.readyReplicas}' 5
-"$KUBECTL" -n "$NS" wait cluster/e2e --for=condition=Ready --timeout="$WAIT"
+"$KUBECTL" -n "$NS" scale clusters.strait.dev/e2e --replicas=5
+wait_for clusters.strait.dev/e2e '{.status.readyReplicas}' 5
+"$KUBECTL" -n "$NS" wait clusters.strait.dev/e2e --for=condition=Ready --timeout="$WAIT"
 
 step "scale 5 -> 3 (partitions move off the leaving brokers first)"
-"$KUBECTL" -n "$NS" scale cluster/e2e --replicas=3
-wait_for cluster/e2e '{.status.replicas}' 3
-"$KUBECTL" -n "$NS" wait cluster/e2e --for=condition=Ready --timeout="$WAIT"
-"$KUBECTL" -n "$NS" get cluster e2e -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}{"\n"}{end}'
+"$KUBECTL" -n "$NS" scale clusters.strait.dev/e2e --replicas=3
+wait_for clusters.strait.dev/e2e '{.status.replicas}' 3
+"$KUBECTL" -n "$NS" wait clusters.strait.dev/e2e --for=condition=Ready --timeout="$WAIT"
+"$KUBECTL" -n "$NS" get clusters.strait.dev e2e -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}{"\n"}{end}'
 
 step "apply a Topic"
 "$KUBECTL" -n "$NS" apply -f - <<'YAML'
@@ -185,8 +230,8 @@ spec:
   config:
     retention.ms: "3600000"
 YAML
-"$KUBECTL" -n "$NS" wait topic/orders --for=condition=Ready --timeout="$WAIT"
-wait_for topic/orders '{.status.partitions}' 6
+"$KUBECTL" -n "$NS" wait topics.strait.dev/orders --for=condition=Ready --timeout="$WAIT"
+wait_for topics.strait.dev/orders '{.status.partitions}' 6
 
 step "apply a User"
 "$KUBECTL" -n "$NS" apply -f - <<'YAML'
@@ -203,12 +248,32 @@ spec:
       - resource: {type: topic, name: orders}
         operations: [Read, Write, Describe]
 YAML
-"$KUBECTL" -n "$NS" wait user/orders-app --for=condition=Ready --timeout="$WAIT"
+"$KUBECTL" -n "$NS" wait users.strait.dev/orders-app --for=condition=Ready --timeout="$WAIT"
 "$KUBECTL" -n "$NS" get secret orders-app -o jsonpath='{.data.password}' | grep -q . ||
     { echo "no generated password Secret" >&2; exit 1; }
 
 step "delete the Topic (the finalizer deletes it in Kafka)"
-"$KUBECTL" -n "$NS" delete topic orders --timeout="$WAIT"
+"$KUBECTL" -n "$NS" delete topics.strait.dev orders --timeout="$WAIT"
+
+step "a Topic and a User of a Cluster that does not exist go when deleted (nothing to clean)"
+"$KUBECTL" -n "$NS" apply -f - <<'YAML'
+apiVersion: strait.dev/v1alpha1
+kind: Topic
+metadata:
+  name: orphan
+spec:
+  cluster: {name: nope}
+  partitions: 1
+  replicas: 1
+---
+apiVersion: strait.dev/v1alpha1
+kind: User
+metadata:
+  name: orphan
+spec:
+  cluster: {name: nope}
+YAML
+"$KUBECTL" -n "$NS" delete topics.strait.dev/orphan users.strait.dev/orphan --timeout="$WAIT"
 
 echo
 echo "e2e/k8s: all steps passed"
