@@ -227,7 +227,64 @@ pub trait KafkaAdmin: Send + Sync {
     /// DescribeQuorum; `None` when the cluster cannot say: DescribeQuorum missing from
     /// ApiVersions, answered with UNSUPPORTED_VERSION, or no leader at the moment.
     fn active_controller(&self) -> impl Future<Output = Result<Option<i32>, AdminError>> + Send;
+    /// The APIs and versions the cluster advertises (ApiVersions). Asked before calls a
+    /// cluster may not implement: a broker drops the connection on an API it does not know.
+    fn supported_apis(&self) -> impl Future<Output = Result<SupportedApis, AdminError>> + Send;
 }
+
+/// The APIs a cluster advertises in ApiVersions, with their version ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SupportedApis(BTreeMap<i16, (i16, i16)>);
+
+impl SupportedApis {
+    /// From `(api, min version, max version)` triples.
+    pub fn new(ranges: impl IntoIterator<Item = (ApiKey, i16, i16)>) -> Self {
+        SupportedApis(
+            ranges
+                .into_iter()
+                .map(|(key, min, max)| (key as i16, (min, max)))
+                .collect(),
+        )
+    }
+
+    /// What an ApiVersions response lists.
+    pub fn from_response(versions: &ApiVersionsResponse) -> Self {
+        SupportedApis(
+            versions
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, (k.min_version, k.max_version)))
+                .collect(),
+        )
+    }
+
+    /// Whether the cluster serves `key` at `version`.
+    pub fn speaks(&self, key: ApiKey, version: i16) -> bool {
+        self.0
+            .get(&(key as i16))
+            .is_some_and(|(min, max)| (*min..=*max).contains(&version))
+    }
+
+    /// Those of `needed` (APIs at the versions this client sends) the cluster does not serve.
+    pub fn missing(&self, needed: &[(ApiKey, i16)]) -> Vec<(ApiKey, i16)> {
+        needed
+            .iter()
+            .filter(|(key, version)| !self.speaks(*key, *version))
+            .copied()
+            .collect()
+    }
+}
+
+/// What [`KafkaAdmin::upsert_scram`] and [`KafkaAdmin::delete_scram`] send.
+pub const SCRAM_APIS: &[(ApiKey, i16)] = &[(ApiKey::AlterUserScramCredentials, ALTER_SCRAM_V)];
+/// What the ACL calls send ([`KafkaAdmin::describe_acls_of`], `create_acls`, `delete_acls`).
+pub const ACL_APIS: &[(ApiKey, i16)] = &[
+    (ApiKey::DescribeAcls, DESCRIBE_ACLS_V),
+    (ApiKey::CreateAcls, CREATE_ACLS_V),
+    (ApiKey::DeleteAcls, DELETE_ACLS_V),
+];
+/// What [`KafkaAdmin::alter_user_quotas`] sends.
+pub const QUOTA_APIS: &[(ApiKey, i16)] = &[(ApiKey::AlterClientQuotas, ALTER_QUOTAS_V)];
 
 /// The DescribeQuorum version to use with a broker that answered `versions`: the highest both
 /// speak (this client: 0 to 2), `None` when the broker does not list the API or shares no
@@ -469,6 +526,18 @@ impl WireAdmin {
             .await
             .map_err(|_| AdminError::Io(format!("{key:?} timed out")))??;
         decode_response(&body, version)
+    }
+
+    /// The cluster's ApiVersions answer.
+    async fn api_versions(&self) -> Result<ApiVersionsResponse, AdminError> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(sb("strait-operator"))
+            .with_client_software_version(sb(env!("CARGO_PKG_VERSION")));
+        let versions: ApiVersionsResponse = self
+            .call(ApiKey::ApiVersions, API_VERSIONS_V, &request)
+            .await?;
+        check("ApiVersions", "cluster", versions.error_code, None, &[])?;
+        Ok(versions)
     }
 }
 
@@ -1060,13 +1129,7 @@ impl KafkaAdmin for WireAdmin {
 
     async fn active_controller(&self) -> Result<Option<i32>, AdminError> {
         // Asking first: a broker without the API may drop the connection on an unknown key.
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(sb("strait-operator"))
-            .with_client_software_version(sb(env!("CARGO_PKG_VERSION")));
-        let versions: ApiVersionsResponse = self
-            .call(ApiKey::ApiVersions, API_VERSIONS_V, &request)
-            .await?;
-        check("ApiVersions", "cluster", versions.error_code, None, &[])?;
+        let versions = self.api_versions().await?;
         let Some(version) = describe_quorum_version(&versions) else {
             return Ok(None);
         };
@@ -1079,6 +1142,10 @@ impl KafkaAdmin for WireAdmin {
         let resp: DescribeQuorumResponse =
             self.call(ApiKey::DescribeQuorum, version, &request).await?;
         quorum_leader(&resp)
+    }
+
+    async fn supported_apis(&self) -> Result<SupportedApis, AdminError> {
+        Ok(SupportedApis::from_response(&self.api_versions().await?))
     }
 }
 
@@ -1297,6 +1364,45 @@ mod tests {
         assert_eq!(
             server.await.expect("server")[1],
             (ApiKey::DescribeQuorum as i16, 2)
+        );
+    }
+
+    #[test]
+    fn missing_apis_are_those_absent_or_not_at_the_version_sent() {
+        // Strait's broker today: topics and configs, no SCRAM, ACL or quota APIs.
+        let strait = SupportedApis::from_response(&versions(&[
+            (ApiKey::CreateTopics, 2, 7),
+            (ApiKey::DescribeConfigs, 1, 4),
+        ]));
+        assert!(strait.speaks(ApiKey::CreateTopics, CREATE_TOPICS_V));
+        assert_eq!(strait.missing(SCRAM_APIS), SCRAM_APIS);
+        assert_eq!(strait.missing(ACL_APIS), ACL_APIS);
+        // Listed, but only older versions than this client sends.
+        let old = SupportedApis::new([
+            (ApiKey::DescribeAcls, 0, 3),
+            (ApiKey::CreateAcls, 0, 1),
+            (ApiKey::DeleteAcls, 0, 3),
+        ]);
+        assert_eq!(old.missing(ACL_APIS), [(ApiKey::CreateAcls, CREATE_ACLS_V)]);
+        assert!(SupportedApis::default().missing(&[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn supported_apis_over_the_wire() {
+        let (address, server) = fake_broker(vec![encoded(versions(&[
+            (ApiKey::Metadata, 0, 12),
+            (ApiKey::AlterUserScramCredentials, 0, 0),
+        ]))])
+        .await;
+        let apis = WireAdmin::new(&address)
+            .supported_apis()
+            .await
+            .expect("apis");
+        assert!(apis.speaks(ApiKey::AlterUserScramCredentials, 0));
+        assert!(!apis.speaks(ApiKey::CreateAcls, CREATE_ACLS_V));
+        assert_eq!(
+            server.await.expect("server"),
+            [(ApiKey::ApiVersions as i16, API_VERSIONS_V)]
         );
     }
 
