@@ -1,15 +1,18 @@
 //! Resolves a `ClusterReference` (of a Topic or User) to the bootstrap address the admin
 //! client connects to, and to its TLS settings: a Cluster named by `cluster.name` is reached on
 //! its replication listener, with the operator's client certificate when it replicates over
-//! mutual TLS.
+//! mutual TLS. [`deletion`] decides what a Topic or User being deleted still owes that cluster.
+
+pub mod deletion;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use strait_crds::ClusterReference;
 
-use crate::admin::{TlsConfig, tls_config};
+use crate::admin::{AdminError, TlsConfig, tls_config};
 use crate::cluster::certs;
 use crate::cluster::controller::admin_bootstrap;
+use crate::conditions::Cond;
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
 use crate::names;
@@ -73,9 +76,52 @@ pub fn bootstrap(reference: &ClusterReference, namespace: &str) -> Result<String
     }
 }
 
+/// `Ready=False` and `Reconciling=True` for a pass that failed with `error` talking to the
+/// cluster (it is retried with backoff): the reason names the kind of failure, the message is
+/// the cluster's error.
+pub fn failed(error: &Error) -> [Cond; 2] {
+    let reason = match error {
+        Error::Admin(AdminError::Connect { .. }) => "ClusterUnreachable",
+        Error::Admin(_) => "AdminCallFailed",
+        Error::Secret { .. } => "SecretInvalid",
+        Error::Kube(_) => "KubernetesApiFailed",
+        _ => "ReconcileFailed",
+    };
+    [
+        Cond::new("Ready", false, reason, error.to_string()),
+        Cond::new(
+            "Reconciling",
+            true,
+            "RetryingAfterError",
+            format!("retrying after: {error}"),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_name_their_kind_and_keep_the_message() {
+        let unreachable = Error::Admin(AdminError::Connect {
+            address: "kafka-bootstrap.ns.svc:9091".into(),
+            reason: "connection refused".into(),
+        });
+        let [ready, reconciling] = failed(&unreachable);
+        assert_eq!((ready.status, ready.reason), (false, "ClusterUnreachable"));
+        assert!(
+            ready.message.contains("connection refused"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            (reconciling.kind, reconciling.status),
+            ("Reconciling", true)
+        );
+        let closed = Error::Admin(AdminError::Io("peer closed connection".into()));
+        assert_eq!(failed(&closed)[0].reason, "AdminCallFailed");
+    }
 
     #[test]
     fn named_clusters_use_their_bootstrap_service() {
