@@ -1,5 +1,7 @@
 //! The Topic controller: finalizer, then plan and apply through the Kafka admin API, and
-//! status with the topic id, observed partitions and config; periodic drift correction.
+//! status on every pass (the conditions `Ready` and `Reconciling`, the topic id, observed
+//! partitions and config), also when the cluster fails; periodic drift correction. Deletion
+//! goes through [`deletion::finish`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,15 +11,15 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use strait_crds::{DeletionPolicy, Topic, TopicStatus};
+use strait_crds::Topic;
 
 use crate::admin::KafkaAdmin;
 use crate::apply::{event, patch_status};
-use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
-use crate::target_cluster;
+use crate::target_cluster::{self, deletion};
 use crate::topic::plan::plan;
+use crate::topic::status::{Pass, Synced, status};
 
 /// Finalizer that deletes the Kafka topic before the resource goes.
 pub const FINALIZER: &str = "strait.dev/topic";
@@ -49,12 +51,12 @@ pub async fn reconcile<F: AdminFactory>(
     result
 }
 
+/// One pass: resolve the cluster, sync the topic, write the status whatever happened.
 async fn apply_topic<F: AdminFactory>(
     topic: &Topic,
     api: &Api<Topic>,
     ctx: &Context<F>,
 ) -> Result<Action, Error> {
-    let name = topic.name_any();
     let namespace = topic
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -62,125 +64,91 @@ async fn apply_topic<F: AdminFactory>(
         .kafka_name()
         .ok_or(Error::MissingField("metadata.name"))?
         .to_owned();
+    let name = topic.name_any();
     let previous = topic.status.clone().unwrap_or_default();
-    let generation = topic.metadata.generation;
+    let write = |pass| {
+        let s = status(
+            &previous,
+            topic.metadata.generation,
+            &kafka_name,
+            pass,
+            Timestamp::now(),
+        );
+        patch_status(api, &name, s)
+    };
     let bootstrap = match target_cluster::bootstrap(&topic.spec.cluster, &namespace) {
         Ok(b) => b,
         Err(problem) => {
-            let status = TopicStatus {
-                conditions: merge(
-                    &previous.conditions,
-                    &[Cond::new("Ready", false, "InvalidSpec", problem)],
-                    generation,
-                    Timestamp::now(),
-                ),
-                observed_generation: generation,
-                ..previous
-            };
-            patch_status(api, &name, status).await?;
+            write(Pass::Invalid(&problem)).await?;
             return Ok(Action::await_change());
         }
     };
-    let admin = target_cluster::admin(ctx, &topic.spec.cluster, &namespace, &bootstrap).await?;
-    let observed = admin.describe_topic(&kafka_name).await?;
+    match sync(topic, ctx, &namespace, &bootstrap, &kafka_name).await {
+        Ok(synced) => {
+            write(Pass::Synced(&synced)).await?;
+            Ok(Action::requeue(RESYNC))
+        }
+        Err(error) => {
+            let [ready, _] = target_cluster::failed(&error);
+            event(&ctx.recorder, topic, true, ready.reason, ready.message).await;
+            write(Pass::Failed(&error)).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Makes the topic match the spec as far as Kafka allows, and describes it afterwards.
+async fn sync<F: AdminFactory>(
+    topic: &Topic,
+    ctx: &Context<F>,
+    namespace: &str,
+    bootstrap: &str,
+    kafka_name: &str,
+) -> Result<Synced, Error> {
+    let admin = target_cluster::admin(ctx, &topic.spec.cluster, namespace, bootstrap).await?;
+    let observed = admin.describe_topic(kafka_name).await?;
     let plan = plan(&topic.spec, observed.as_ref());
     if plan.create {
         let rf = i16::try_from(topic.spec.replicas).unwrap_or(i16::MAX);
         admin
-            .create_topic(&kafka_name, topic.spec.partitions, rf, &topic.spec.config)
+            .create_topic(kafka_name, topic.spec.partitions, rf, &topic.spec.config)
             .await?;
-        event(
-            &ctx.recorder,
-            topic,
-            false,
-            "Created",
-            format!("created topic {kafka_name}"),
-        )
-        .await;
+        let note = format!("created topic {kafka_name}");
+        event(&ctx.recorder, topic, false, "Created", note).await;
     }
     if let Some(count) = plan.grow_partitions {
-        admin.create_partitions(&kafka_name, count).await?;
-        event(
-            &ctx.recorder,
-            topic,
-            false,
-            "PartitionsAdded",
-            format!("{kafka_name} now has {count} partitions"),
-        )
-        .await;
+        admin.create_partitions(kafka_name, count).await?;
+        let note = format!("{kafka_name} now has {count} partitions");
+        event(&ctx.recorder, topic, false, "PartitionsAdded", note).await;
     }
     admin
-        .alter_topic_config(&kafka_name, &plan.config_changes)
+        .alter_topic_config(kafka_name, &plan.config_changes)
         .await?;
-    let mut conditions: Vec<Cond> = Vec::new();
     for (reason, message) in &plan.refused {
         event(&ctx.recorder, topic, true, reason, message.clone()).await;
     }
-    if plan.refused.is_empty() {
-        conditions.push(Cond::new(
-            "Ready",
-            true,
-            "TopicReady",
-            format!("topic {kafka_name} matches the spec"),
-        ));
-    } else {
-        let (reason, _) = plan.refused[0];
-        let message = plan
-            .refused
-            .iter()
-            .map(|(_, m)| m.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        conditions.push(Cond::new("Ready", false, reason, message));
-    }
-    let now = admin.describe_topic(&kafka_name).await?;
-    let status = TopicStatus {
-        conditions: merge(
-            &previous.conditions,
-            &conditions,
-            generation,
-            Timestamp::now(),
-        ),
-        observed_generation: generation,
-        topic_name: Some(kafka_name),
-        topic_id: now.as_ref().map(|d| d.topic_id.clone()),
-        partitions: now
-            .as_ref()
-            .and_then(|d| i32::try_from(d.partitions.len()).ok()),
-        replicas: now.as_ref().map(|d| d.replication_factor()),
-        config: now.map(|d| d.config).unwrap_or_default(),
-    };
-    patch_status(api, &name, status).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Synced {
+        refused: plan.refused,
+        observed: admin.describe_topic(kafka_name).await?,
+    })
 }
 
+/// Deletes the Kafka topic unless retained or gone with its Cluster (see [`deletion`]).
 async fn cleanup<F: AdminFactory>(topic: &Topic, ctx: &Context<F>) -> Result<Action, Error> {
-    let namespace = topic
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    if topic.spec.deletion_policy == DeletionPolicy::Retain {
-        return Ok(Action::await_change());
-    }
     let Some(kafka_name) = topic.kafka_name() else {
         return Ok(Action::await_change());
     };
-    // A reference that never resolved cannot have created a topic.
-    let Ok(bootstrap) = target_cluster::bootstrap(&topic.spec.cluster, &namespace) else {
-        return Ok(Action::await_change());
+    let deleting = deletion::Deleting {
+        obj: topic,
+        reference: &topic.spec.cluster,
+        policy: topic.spec.deletion_policy,
+        conditions: topic.status.as_ref().map_or(&[], |s| &s.conditions),
+        what: format!("topic {kafka_name}"),
     };
-    target_cluster::admin(ctx, &topic.spec.cluster, &namespace, &bootstrap)
-        .await?
-        .delete_topic(kafka_name)
-        .await?;
-    event(
-        &ctx.recorder,
-        topic,
-        false,
-        "Deleted",
-        format!("deleted topic {kafka_name}"),
-    )
-    .await;
-    Ok(Action::await_change())
+    deletion::finish(ctx, deleting, |admin| async move {
+        Ok(admin.delete_topic(kafka_name).await?)
+    })
+    .await
 }
 
 /// Backoff after a failed reconcile.

@@ -1,5 +1,8 @@
-//! The User controller: finalizer; the password Secret (generated, or referenced); the SCRAM
-//! credential, ACLs and quotas through the Kafka admin API; status. Cleanup removes them.
+//! The User controller: finalizer; the cluster's ApiVersions first (a User whose spec needs
+//! APIs the cluster lacks is refused with `UnsupportedByCluster`, and nothing is called); the
+//! password Secret (generated, or referenced); the SCRAM credential, ACLs and quotas through
+//! the Kafka admin API; status on every pass, also when the cluster fails. Deletion goes through
+//! [`deletion::finish`] and removes only what the cluster's APIs could have set.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,20 +12,23 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
+use kafka_protocol::messages::ApiKey;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
-use strait_crds::user::Quotas;
-use strait_crds::{User, UserStatus};
+use strait_crds::User;
 
 use crate::admin::KafkaAdmin;
 use crate::apply::{apply, event, patch_status};
-use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
-use crate::target_cluster;
-use crate::user::plan::{acl_diff, desired_acls, generate_password, principal, scram_credential};
+use crate::target_cluster::{self, deletion};
+use crate::user::plan::{
+    UserSteps, acl_diff, desired_acls, generate_password, principal, quota_ops, scram_credential,
+    user_steps,
+};
+use crate::user::status::{Pass, status, unsupported};
 
 /// Finalizer that removes credentials and ACLs before the resource goes.
 pub const FINALIZER: &str = "strait.dev/user";
@@ -53,32 +59,6 @@ pub async fn reconcile<F: AdminFactory>(
         ctx.metrics.failed("User", e.metric_label());
     }
     result
-}
-
-/// Kafka quota keys and values of `quotas` (all four keys, `None` to remove).
-pub fn quota_ops(quotas: Option<&Quotas>) -> BTreeMap<String, Option<f64>> {
-    let q = quotas.cloned().unwrap_or_default();
-    // Byte rates are far below 2^53, so f64 holds them exactly.
-    #[allow(clippy::cast_precision_loss)]
-    let as_f64 = |v: Option<i64>| v.map(|v| v as f64);
-    BTreeMap::from([
-        (
-            "producer_byte_rate".to_owned(),
-            as_f64(q.producer_byte_rate),
-        ),
-        (
-            "consumer_byte_rate".to_owned(),
-            as_f64(q.consumer_byte_rate),
-        ),
-        (
-            "request_percentage".to_owned(),
-            q.request_percentage.map(f64::from),
-        ),
-        (
-            "controller_mutation_rate".to_owned(),
-            q.controller_mutation_rate,
-        ),
-    ])
 }
 
 async fn password(
@@ -151,6 +131,15 @@ fn jaas(user: &str, password: &str) -> String {
     )
 }
 
+/// What a pass that reached the cluster did.
+enum Synced {
+    /// Everything set; the password Secret, if any.
+    Done { secret: Option<String> },
+    /// Refused: the cluster lacks these APIs.
+    Unsupported(Vec<(ApiKey, i16)>),
+}
+
+/// One pass: resolve the cluster, sync the user, write the status whatever happened.
 async fn apply_user<F: AdminFactory>(
     user: &User,
     api: &Api<User>,
@@ -161,89 +150,118 @@ async fn apply_user<F: AdminFactory>(
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let previous = user.status.clone().unwrap_or_default();
-    let generation = user.metadata.generation;
+    let write = |pass| {
+        let s = status(
+            &previous,
+            user.metadata.generation,
+            &name,
+            pass,
+            Timestamp::now(),
+        );
+        patch_status(api, &name, s)
+    };
     let bootstrap = match target_cluster::bootstrap(&user.spec.cluster, &namespace) {
         Ok(b) => b,
         Err(problem) => {
-            let status = UserStatus {
-                conditions: merge(
-                    &previous.conditions,
-                    &[Cond::new("Ready", false, "InvalidSpec", problem)],
-                    generation,
-                    Timestamp::now(),
-                ),
-                observed_generation: generation,
-                ..previous
-            };
-            patch_status(api, &name, status).await?;
+            write(Pass::Invalid(&problem)).await?;
             return Ok(Action::await_change());
         }
     };
-    let admin = target_cluster::admin(ctx, &user.spec.cluster, &namespace, &bootstrap).await?;
+    match sync(user, ctx, &namespace, &bootstrap).await {
+        Ok(Synced::Done { secret }) => {
+            write(Pass::Synced {
+                secret: secret.as_deref(),
+            })
+            .await?;
+            Ok(Action::requeue(RESYNC))
+        }
+        Ok(Synced::Unsupported(missing)) => {
+            let note = unsupported(&missing);
+            event(&ctx.recorder, user, true, "UnsupportedByCluster", note).await;
+            write(Pass::Unsupported(&missing)).await?;
+            // The cluster may serve the APIs after an upgrade: asked again at the next resync.
+            Ok(Action::requeue(RESYNC))
+        }
+        Err(error) => {
+            let [ready, _] = target_cluster::failed(&error);
+            event(&ctx.recorder, user, true, ready.reason, ready.message).await;
+            write(Pass::Failed(&error)).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Sets the credential, ACLs and quotas the spec asks for, once the cluster's ApiVersions show
+/// it serves them; a step the spec does not use is skipped where the cluster lacks its API.
+async fn sync<F: AdminFactory>(
+    user: &User,
+    ctx: &Context<F>,
+    namespace: &str,
+    bootstrap: &str,
+) -> Result<Synced, Error> {
+    let name = user.name_any();
+    let admin = target_cluster::admin(ctx, &user.spec.cluster, namespace, bootstrap).await?;
+    let steps = match user_steps(&user.spec, &admin.supported_apis().await?) {
+        Ok(steps) => steps,
+        Err(missing) => return Ok(Synced::Unsupported(missing)),
+    };
     let mut secret = None;
     if user.spec.authentication.is_some() {
-        let (secret_name, pw) = password(user, ctx, &namespace).await?;
+        let (secret_name, pw) = password(user, ctx, namespace).await?;
         let credential = scram_credential(&name, &pw).map_err(|e| Error::Secret {
             secret: secret_name.clone(),
             problem: e.to_string(),
         })?;
         admin.upsert_scram(&credential).await?;
         secret = Some(secret_name);
-    } else {
+    } else if steps.scram {
         admin.delete_scram(&name).await?;
     }
-    let desired = desired_acls(&name, &user.spec);
-    let current = admin.describe_acls_of(&principal(&name)).await?;
-    let (create, delete) = acl_diff(&current, &desired);
-    admin.create_acls(&create).await?;
-    admin.delete_acls(&delete).await?;
-    admin
-        .alter_user_quotas(&name, &quota_ops(user.spec.quotas.as_ref()))
-        .await?;
-    if !create.is_empty() || !delete.is_empty() {
-        event(
-            &ctx.recorder,
-            user,
-            false,
-            "AclsUpdated",
-            format!("{} ACLs added, {} removed", create.len(), delete.len()),
-        )
-        .await;
+    if steps.acls {
+        let desired = desired_acls(&name, &user.spec);
+        let current = admin.describe_acls_of(&principal(&name)).await?;
+        let (create, delete) = acl_diff(&current, &desired);
+        admin.create_acls(&create).await?;
+        admin.delete_acls(&delete).await?;
+        if !create.is_empty() || !delete.is_empty() {
+            let note = format!("{} ACLs added, {} removed", create.len(), delete.len());
+            event(&ctx.recorder, user, false, "AclsUpdated", note).await;
+        }
     }
-    let status = UserStatus {
-        conditions: merge(
-            &previous.conditions,
-            &[Cond::new(
-                "Ready",
-                true,
-                "UserReady",
-                format!("user {name} matches the spec"),
-            )],
-            generation,
-            Timestamp::now(),
-        ),
-        observed_generation: generation,
-        username: Some(name.clone()),
-        secret,
-    };
-    patch_status(api, &name, status).await?;
-    Ok(Action::requeue(RESYNC))
+    if steps.quotas {
+        admin
+            .alter_user_quotas(&name, &quota_ops(user.spec.quotas.as_ref()))
+            .await?;
+    }
+    Ok(Synced::Done { secret })
 }
 
+/// Removes the credential, ACLs and quotas unless retained or gone with the Cluster (see
+/// [`deletion`]); only through APIs the cluster serves, as nothing was set through others.
 async fn cleanup<F: AdminFactory>(user: &User, ctx: &Context<F>) -> Result<Action, Error> {
-    let namespace = user
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let Ok(bootstrap) = target_cluster::bootstrap(&user.spec.cluster, &namespace) else {
-        return Ok(Action::await_change());
-    };
     let name = user.name_any();
-    let admin = target_cluster::admin(ctx, &user.spec.cluster, &namespace, &bootstrap).await?;
-    admin.delete_scram(&name).await?;
-    let current = admin.describe_acls_of(&principal(&name)).await?;
-    admin.delete_acls(&current).await?;
-    admin.alter_user_quotas(&name, &quota_ops(None)).await?;
-    Ok(Action::await_change())
+    let deleting = deletion::Deleting {
+        obj: user,
+        reference: &user.spec.cluster,
+        policy: user.spec.deletion_policy,
+        conditions: user.status.as_ref().map_or(&[], |s| &s.conditions),
+        what: format!("the SCRAM credential, ACLs and quotas of user {name}"),
+    };
+    deletion::finish(ctx, deleting, |admin| async move {
+        let steps = UserSteps::supported(&admin.supported_apis().await?);
+        if steps.scram {
+            admin.delete_scram(&name).await?;
+        }
+        if steps.acls {
+            let current = admin.describe_acls_of(&principal(&name)).await?;
+            admin.delete_acls(&current).await?;
+        }
+        if steps.quotas {
+            admin.alter_user_quotas(&name, &quota_ops(None)).await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Backoff after a failed reconcile.
@@ -254,23 +272,4 @@ pub fn error_policy<F: AdminFactory>(
 ) -> Action {
     tracing::warn!(%error, "user reconcile failed");
     Action::requeue(Duration::from_secs(30))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotas_map_to_kafka_keys_and_unset_ones_are_removed() {
-        let q = Quotas {
-            producer_byte_rate: Some(1024),
-            request_percentage: Some(50),
-            ..Quotas::default()
-        };
-        let ops = quota_ops(Some(&q));
-        assert_eq!(ops["producer_byte_rate"], Some(1024.0));
-        assert_eq!(ops["request_percentage"], Some(50.0));
-        assert_eq!(ops["consumer_byte_rate"], None);
-        assert!(quota_ops(None).values().all(Option::is_none));
-    }
 }

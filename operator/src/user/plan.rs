@@ -1,12 +1,94 @@
-//! Pure parts of the User reconcile: the ACL bindings a spec asks for (in Kafka's codes), the
-//! difference to what the cluster holds, generated passwords and SCRAM-SHA-512 credentials.
+//! Pure parts of the User reconcile: which admin steps the cluster's APIs allow, the ACL
+//! bindings a spec asks for (in Kafka's codes), the difference to what the cluster holds,
+//! quotas, generated passwords and SCRAM-SHA-512 credentials.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lc_rs::rand::SecureRandom;
-use strait_crds::user::{AclOperation, AclPatternType, AclResourceType, AclType, UserSpec};
+use kafka_protocol::messages::ApiKey;
+use strait_crds::user::{AclOperation, AclPatternType, AclResourceType, AclType, Quotas, UserSpec};
 
-use crate::admin::{AclBinding, ScramCredential};
+use crate::admin::{ACL_APIS, AclBinding, QUOTA_APIS, SCRAM_APIS, ScramCredential, SupportedApis};
+
+/// The admin steps of a User pass: each sets (or, for a spec without it, clears) one part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserSteps {
+    /// The SCRAM credential (AlterUserScramCredentials).
+    pub scram: bool,
+    /// The ACLs (DescribeAcls, CreateAcls, DeleteAcls).
+    pub acls: bool,
+    /// The quotas (AlterClientQuotas).
+    pub quotas: bool,
+}
+
+impl UserSteps {
+    /// Every step `apis` allows: what cleanup can remove. Through an API the cluster lacks
+    /// nothing was set, so there is nothing to remove either.
+    pub fn supported(apis: &SupportedApis) -> Self {
+        UserSteps {
+            scram: apis.missing(SCRAM_APIS).is_empty(),
+            acls: apis.missing(ACL_APIS).is_empty(),
+            quotas: apis.missing(QUOTA_APIS).is_empty(),
+        }
+    }
+}
+
+/// The steps for `spec` on a cluster serving `apis`, or the APIs (with the versions this client
+/// sends) it lacks for what the spec asks: then nothing is called at all, rather than a
+/// half-configured user or a call the broker answers by closing the connection.
+pub fn user_steps(spec: &UserSpec, apis: &SupportedApis) -> Result<UserSteps, Vec<(ApiKey, i16)>> {
+    let asks = [
+        (spec.authentication.is_some(), SCRAM_APIS),
+        (
+            spec.authorization
+                .as_ref()
+                .is_some_and(|a| !a.acls.is_empty()),
+            ACL_APIS,
+        ),
+        (
+            quota_ops(spec.quotas.as_ref())
+                .values()
+                .any(Option::is_some),
+            QUOTA_APIS,
+        ),
+    ];
+    let missing: Vec<(ApiKey, i16)> = asks
+        .iter()
+        .filter(|(asked, _)| *asked)
+        .flat_map(|(_, needed)| apis.missing(needed))
+        .collect();
+    if missing.is_empty() {
+        Ok(UserSteps::supported(apis))
+    } else {
+        Err(missing)
+    }
+}
+
+/// Kafka quota keys and values of `quotas` (all four keys, `None` to remove).
+pub fn quota_ops(quotas: Option<&Quotas>) -> BTreeMap<String, Option<f64>> {
+    let q = quotas.cloned().unwrap_or_default();
+    // Byte rates are far below 2^53, so f64 holds them exactly.
+    #[allow(clippy::cast_precision_loss)]
+    let as_f64 = |v: Option<i64>| v.map(|v| v as f64);
+    BTreeMap::from([
+        (
+            "producer_byte_rate".to_owned(),
+            as_f64(q.producer_byte_rate),
+        ),
+        (
+            "consumer_byte_rate".to_owned(),
+            as_f64(q.consumer_byte_rate),
+        ),
+        (
+            "request_percentage".to_owned(),
+            q.request_percentage.map(f64::from),
+        ),
+        (
+            "controller_mutation_rate".to_owned(),
+            q.controller_mutation_rate,
+        ),
+    ])
+}
 
 /// PBKDF2 iterations of generated credentials (Kafka's minimum is 4096).
 pub const SCRAM_ITERATIONS: u32 = 4096;
@@ -239,6 +321,74 @@ mod tests {
                 operation: 6,
                 ..desired[0].clone()
             }]
+        );
+    }
+
+    #[test]
+    fn quotas_map_to_kafka_keys_and_unset_ones_are_removed() {
+        let q = Quotas {
+            producer_byte_rate: Some(1024),
+            request_percentage: Some(50),
+            ..Quotas::default()
+        };
+        let ops = quota_ops(Some(&q));
+        assert_eq!(ops["producer_byte_rate"], Some(1024.0));
+        assert_eq!(ops["request_percentage"], Some(50.0));
+        assert_eq!(ops["consumer_byte_rate"], None);
+        assert!(quota_ops(None).values().all(Option::is_none));
+    }
+
+    /// Every API but `without`, at every version.
+    fn apis_without(without: &[ApiKey]) -> SupportedApis {
+        SupportedApis::new(
+            ApiKey::iter()
+                .filter(|k| !without.contains(k))
+                .map(|k| (k, 0, i16::MAX)),
+        )
+    }
+
+    #[test]
+    fn steps_need_the_apis_of_what_the_spec_asks() {
+        let mut s = spec(vec![rule(
+            AclResourceType::Topic,
+            Some("a"),
+            &[AclOperation::Read],
+        )]);
+        let everything = UserSteps {
+            scram: true,
+            acls: true,
+            quotas: true,
+        };
+        assert_eq!(user_steps(&s, &apis_without(&[])), Ok(everything));
+        // Strait's broker today: none of the security APIs. ACLs asked: refused, naming them.
+        let strait = apis_without(&[
+            ApiKey::AlterUserScramCredentials,
+            ApiKey::DescribeAcls,
+            ApiKey::CreateAcls,
+            ApiKey::DeleteAcls,
+            ApiKey::AlterClientQuotas,
+        ]);
+        let missing = user_steps(&s, &strait).expect_err("refused");
+        assert_eq!(
+            missing.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls]
+        );
+        // Nothing asked: nothing to set, and nothing could have been set there to clear.
+        s.authorization = None;
+        assert_eq!(user_steps(&s, &strait), Ok(UserSteps::default()));
+        // Asked for quotas only, on a cluster without ACLs: the quota step alone.
+        s.quotas = Some(Quotas {
+            producer_byte_rate: Some(1),
+            ..Quotas::default()
+        });
+        let no_acls = apis_without(&[ApiKey::CreateAcls]);
+        assert_eq!(
+            user_steps(&s, &no_acls),
+            Ok(UserSteps {
+                scram: true,
+                acls: false,
+                quotas: true,
+            })
         );
     }
 

@@ -1,0 +1,470 @@
+//! Topic and User reconciles against the mocked API server in `fixtures/` when things go wrong:
+//! an unreachable cluster shows in the status and as an Event, finalizers are released once the
+//! Cluster is gone or being deleted (or after a bounded wait while it is unreachable),
+//! `deletionPolicy: retain` on User, and Users refused by a cluster without the APIs they need.
+
+mod fixtures;
+
+use std::time::Duration;
+
+use fixtures::{FakeAdmin, Seen, reconcile_ok, reconcile_once};
+use http::StatusCode;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kafka_protocol::messages::ApiKey;
+use serde_json::{Value, json};
+use strait_crds::{Topic, User};
+use strait_operator::admin::TopicDescription;
+use strait_operator::target_cluster::deletion::CLEANUP_WAIT;
+
+/// How the Topic or User names its cluster.
+#[derive(Clone, Copy)]
+enum Target {
+    /// `cluster.name: kafka`.
+    Named,
+    /// `cluster.bootstrapServers` of an external cluster.
+    External,
+}
+
+impl Target {
+    fn reference(self) -> Value {
+        match self {
+            Target::Named => json!({"name": "kafka"}),
+            Target::External => json!({"bootstrapServers": "kafka.example:9092"}),
+        }
+    }
+}
+
+/// Metadata of a reconciled object: finalizer present, deleted `deleted_ago` ago if set.
+fn meta(name: &str, finalizer: &str, deleted_ago: Option<Duration>) -> Value {
+    let mut meta = json!({"name": name, "namespace": "ns", "uid": "u-9", "generation": 4,
+                          "resourceVersion": "1", "finalizers": [finalizer]});
+    if let Some(ago) = deleted_ago {
+        let at = Timestamp::now() - SignedDuration::try_from(ago).unwrap_or_default();
+        meta["deletionTimestamp"] = json!(at.to_string());
+    }
+    meta
+}
+
+fn topic(target: Target, deleted_ago: Option<Duration>) -> Topic {
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "Topic",
+        "metadata": meta("orders", "strait.dev/topic", deleted_ago),
+        "spec": {"cluster": target.reference(), "partitions": 3, "replicas": 1}
+    }))
+    .unwrap_or_else(|e| panic!("topic: {e}"))
+}
+
+fn user(target: Target, deleted_ago: Option<Duration>, retain: bool) -> User {
+    let mut spec = json!({
+        "cluster": target.reference(),
+        "authentication": {"type": "scram-sha-512"},
+        "authorization": {"type": "simple", "acls": [
+            {"resource": {"type": "topic", "name": "orders"}, "operations": ["Read"]}
+        ]}
+    });
+    if retain {
+        spec["deletionPolicy"] = json!("retain");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "User",
+        "metadata": meta("app", "strait.dev/user", deleted_ago),
+        "spec": spec
+    }))
+    .unwrap_or_else(|e| panic!("user: {e}"))
+}
+
+/// The referenced Cluster `kafka`: absent (`None`, the mock's 404), present, or being deleted.
+fn cluster_is(state: Option<bool>) -> fixtures::Script {
+    Box::new(move |seen| {
+        let deleting = state?;
+        if seen.method != "GET" || !seen.path.ends_with("/clusters/kafka") {
+            return None;
+        }
+        let mut meta = json!({"name": "kafka", "namespace": "ns", "uid": "c-1", "generation": 1});
+        if deleting {
+            meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            meta["finalizers"] = json!(["example.com/keep"]);
+        }
+        Some((
+            StatusCode::OK,
+            json!({
+                "apiVersion": "strait.dev/v1alpha1", "kind": "Cluster", "metadata": meta,
+                "spec": {"replicas": 3, "zones": ["a", "b", "c"], "storage": {"size": "10Gi"},
+                         "listeners": [{"name": "plain", "port": 9092, "type": "internal"}]}
+            }),
+        ))
+    })
+}
+
+const PRESENT: Option<bool> = Some(false);
+const DELETING: Option<bool> = Some(true);
+const MISSING: Option<bool> = None;
+
+fn unreachable() -> FakeAdmin {
+    let admin = FakeAdmin::default();
+    admin.with(|k| k.unreachable = true);
+    admin
+}
+
+fn status_patch(seen: &[Seen], resource: &str) -> Value {
+    seen.iter()
+        .rev()
+        .find(|s| s.method == "PATCH" && s.path.ends_with(&format!("{resource}/status")))
+        .map(|s| s.body["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+/// `(reason, note)` of every Warning Event published.
+fn warnings(seen: &[Seen]) -> Vec<(String, String)> {
+    seen.iter()
+        .filter(|s| s.path.contains("/events") && s.body["type"] == "Warning")
+        .map(|s| {
+            (
+                s.body["reason"].as_str().unwrap_or_default().to_owned(),
+                s.body["note"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Reasons of every Event published.
+fn events(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.path.contains("/events"))
+        .map(|s| s.body["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Whether the finalizer was removed from the object at `resource` (kube's finalizer helper
+/// sends a JSON patch removing it).
+fn finalizer_removed(seen: &[Seen], resource: &str) -> bool {
+    seen.iter().any(|s| {
+        s.method == "PATCH" && s.path.ends_with(resource) && s.body.to_string().contains("remove")
+    })
+}
+
+#[tokio::test]
+async fn unreachable_cluster_shows_in_topic_status_and_events() {
+    let (result, seen) = reconcile_once(
+        topic(Target::Named, None),
+        Box::new(|_| None),
+        unreachable(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_err(), "retried with backoff: {result:?}");
+    let status = status_patch(&seen, "/topics/orders");
+    assert_eq!(status["observedGeneration"], 4, "{status}");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "ClusterUnreachable");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("connection refused")),
+        "{ready}"
+    );
+    assert_eq!(condition(&status, "Reconciling")["status"], "True");
+    let warned = warnings(&seen);
+    assert!(
+        warned
+            .iter()
+            .any(|(r, n)| r == "ClusterUnreachable" && n.contains("connection refused")),
+        "{warned:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_cluster_shows_in_user_status_and_events() {
+    let (result, seen) = reconcile_once(
+        user(Target::Named, None, false),
+        Box::new(|_| None),
+        unreachable(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_err(), "retried with backoff: {result:?}");
+    let status = status_patch(&seen, "/users/app");
+    assert_eq!(status["observedGeneration"], 4, "{status}");
+    assert_eq!(condition(&status, "Ready")["reason"], "ClusterUnreachable");
+    assert_eq!(condition(&status, "Reconciling")["status"], "True");
+    assert!(
+        warnings(&seen)
+            .iter()
+            .any(|(r, _)| r == "ClusterUnreachable")
+    );
+}
+
+#[tokio::test]
+async fn a_reachable_topic_reports_reconciled() {
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        topic(Target::Named, None),
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    assert!(
+        admin
+            .calls()
+            .contains(&"create_topic orders 3 1".to_owned())
+    );
+    let status = status_patch(&seen, "/topics/orders");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    assert_eq!(condition(&status, "Reconciling")["status"], "False");
+    assert_eq!(status["observedGeneration"], 4);
+}
+
+#[tokio::test]
+async fn topic_of_a_missing_cluster_is_released_without_admin_calls() {
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        topic(Target::Named, Some(Duration::from_secs(1))),
+        cluster_is(MISSING),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+    assert!(finalizer_removed(&seen, "/topics/orders"));
+    assert_eq!(events(&seen), ["ClusterGone"]);
+}
+
+#[tokio::test]
+async fn topic_of_a_cluster_being_deleted_is_released() {
+    let admin = unreachable();
+    let seen = reconcile_ok(
+        topic(Target::Named, Some(Duration::from_secs(1))),
+        cluster_is(DELETING),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+    assert!(finalizer_removed(&seen, "/topics/orders"));
+    assert_eq!(events(&seen), ["ClusterDeleting"]);
+}
+
+#[tokio::test]
+async fn topic_of_a_reachable_cluster_is_deleted_then_released() {
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        topic(Target::Named, Some(Duration::from_secs(1))),
+        cluster_is(PRESENT),
+        admin.clone(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    assert!(admin.calls().contains(&"delete_topic orders".to_owned()));
+    assert!(finalizer_removed(&seen, "/topics/orders"));
+    assert_eq!(events(&seen), ["Deleted"]);
+}
+
+#[tokio::test]
+async fn topic_of_an_unreachable_cluster_waits_visibly_within_the_bound() {
+    for target in [Target::Named, Target::External] {
+        let (result, seen) = reconcile_once(
+            topic(target, Some(Duration::from_secs(60))),
+            cluster_is(PRESENT),
+            unreachable(),
+            strait_operator::topic::controller::reconcile,
+        )
+        .await;
+        assert!(result.is_err(), "the finalizer stays: {result:?}");
+        assert!(!finalizer_removed(&seen, "/topics/orders"));
+        let status = status_patch(&seen, "/topics/orders");
+        let ready = condition(&status, "Ready");
+        assert_eq!(ready["reason"], "WaitingForCluster", "{status}");
+        let message = ready["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("connection refused") && message.contains("until"),
+            "{message}"
+        );
+        assert!(
+            warnings(&seen)
+                .iter()
+                .any(|(r, _)| r == "WaitingForCluster")
+        );
+    }
+}
+
+#[tokio::test]
+async fn topic_of_an_unreachable_cluster_is_released_past_the_bound() {
+    for target in [Target::Named, Target::External] {
+        let (result, seen) = reconcile_once(
+            topic(target, Some(CLEANUP_WAIT + Duration::from_secs(60))),
+            cluster_is(PRESENT),
+            unreachable(),
+            strait_operator::topic::controller::reconcile,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(finalizer_removed(&seen, "/topics/orders"));
+        let warned = warnings(&seen);
+        assert!(
+            warned
+                .iter()
+                .any(|(r, n)| r == "LeftInCluster" && n.contains("topic orders")),
+            "{warned:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retained_user_keeps_its_credentials_and_acls() {
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        user(Target::Named, Some(Duration::from_secs(1)), true),
+        cluster_is(PRESENT),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("delete_scram") || c.starts_with("delete_acls")),
+        "{calls:?}"
+    );
+    assert!(finalizer_removed(&seen, "/users/app"));
+    assert_eq!(events(&seen), ["Retained"]);
+}
+
+#[tokio::test]
+async fn deleted_user_is_removed_from_a_reachable_cluster() {
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        user(Target::Named, Some(Duration::from_secs(1)), false),
+        cluster_is(PRESENT),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"delete_scram app".to_owned()), "{calls:?}");
+    assert!(calls.contains(&"quotas app".to_owned()), "{calls:?}");
+    assert!(finalizer_removed(&seen, "/users/app"));
+}
+
+#[tokio::test]
+async fn user_of_a_missing_cluster_is_released_without_admin_calls() {
+    let admin = unreachable();
+    let seen = reconcile_ok(
+        user(Target::Named, Some(Duration::from_secs(1)), false),
+        cluster_is(MISSING),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+    assert!(finalizer_removed(&seen, "/users/app"));
+}
+
+/// What Strait's broker advertises today: none of the SCRAM, ACL and quota APIs.
+fn strait_broker() -> FakeAdmin {
+    let admin = FakeAdmin::default();
+    admin.with(|k| {
+        k.unsupported = vec![
+            ApiKey::AlterUserScramCredentials,
+            ApiKey::DescribeAcls,
+            ApiKey::CreateAcls,
+            ApiKey::DeleteAcls,
+            ApiKey::AlterClientQuotas,
+        ];
+    });
+    admin
+}
+
+#[tokio::test]
+async fn user_is_refused_by_a_cluster_without_the_apis() {
+    let admin = strait_broker();
+    let seen = reconcile_ok(
+        user(Target::Named, None, false),
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("upsert_scram")
+            || c.contains("acls")
+            || c.starts_with("quotas")),
+        "{calls:?}"
+    );
+    let status = status_patch(&seen, "/users/app");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "UnsupportedByCluster");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("AlterUserScramCredentials") && message.contains("CreateAcls"),
+        "{message}"
+    );
+    assert!(
+        warnings(&seen)
+            .iter()
+            .any(|(r, _)| r == "UnsupportedByCluster")
+    );
+}
+
+#[tokio::test]
+async fn user_deletion_makes_no_call_the_cluster_cannot_answer() {
+    let admin = strait_broker();
+    let seen = reconcile_ok(
+        user(Target::Named, Some(Duration::from_secs(1)), false),
+        cluster_is(PRESENT),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("scram") || c.contains("acls") || c.starts_with("quotas")),
+        "{calls:?}"
+    );
+    assert!(finalizer_removed(&seen, "/users/app"));
+}
+
+#[tokio::test]
+async fn a_topic_still_in_kafka_keeps_its_status_while_unreachable() {
+    // The previous status (topic id, partitions) stays; only the conditions change.
+    let mut t = topic(Target::Named, None);
+    t.status = Some(strait_crds::TopicStatus {
+        topic_id: Some("id-1".into()),
+        partitions: Some(3),
+        ..Default::default()
+    });
+    let admin = unreachable();
+    admin.with(|k| {
+        k.topics.insert(
+            "orders".into(),
+            TopicDescription {
+                topic_id: "id-1".into(),
+                partitions: (0..3).map(|p| (p, vec![0])).collect(),
+                config: Default::default(),
+            },
+        );
+    });
+    let (_, seen) = reconcile_once(
+        t,
+        Box::new(|_| None),
+        admin,
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    let status = status_patch(&seen, "/topics/orders");
+    assert_eq!(condition(&status, "Ready")["status"], "False", "{status}");
+    assert_eq!(status["topicId"], "id-1");
+}
