@@ -1,8 +1,8 @@
 //! Server-side apply of desired objects, and small helpers shared by the controllers (events,
-//! status patches).
+//! status patches, the write parameters naming the operator as field manager).
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -10,6 +10,23 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::names::MANAGER;
+
+/// Parameters of every non-apply patch the operator makes: its field manager, so that
+/// managedFields name the operator rather than `unknown`.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
+/// Parameters of every create and replace the operator makes (see [`patch_params`]).
+pub fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PostParams::default()
+    }
+}
 
 /// Applies `obj` with server-side apply (forced: the operator owns these fields).
 pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, Error>
@@ -71,7 +88,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let body = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+    api.patch_status(name, &patch_params(), &Patch::Merge(&body))
         .await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that only one of several operator
-//! replicas reconciles: acquire when the lease is free or expired, renew while held, and report
-//! loss so the process can stop.
+//! replicas reconciles: acquire when the lease is free or expired, renew while held, report loss
+//! so the process can stop, and release it on shutdown so that another replica takes over at once.
 
 use std::time::Duration;
 
@@ -8,8 +8,9 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
+use crate::apply::post_params;
 use crate::error::Error;
 
 /// How long a lease lasts without renewal.
@@ -55,7 +56,22 @@ pub fn held_by(previous: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseS
     }
 }
 
+/// The lease spec after its holder lets it go: no holder and a one-second duration (as
+/// client-go's `ReleaseOnCancel` writes it), so any candidate may take it at once, whichever of
+/// the two fields it checks; the transition count is kept.
+pub fn released(previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        acquire_time: Some(MicroTime(now)),
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: previous.and_then(|s| s.lease_transitions),
+        ..LeaseSpec::default()
+    }
+}
+
 /// A Lease-based elector.
+#[derive(Clone)]
 pub struct Elector {
     api: Api<Lease>,
     name: String,
@@ -92,13 +108,36 @@ impl Elector {
             spec: Some(held_by(spec, &self.me, now)),
         };
         let result = if existing.is_some() {
-            self.api
-                .replace(&self.name, &PostParams::default(), &lease)
-                .await
+            self.api.replace(&self.name, &post_params(), &lease).await
         } else {
-            self.api.create(&PostParams::default(), &lease).await
+            self.api.create(&post_params(), &lease).await
         };
         match result {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lets the lease go on shutdown, only while `me` still holds it (the replace carries the
+    /// read resourceVersion, so a takeover in between wins). `Ok(true)` when released.
+    pub async fn release(&self) -> Result<bool, Error> {
+        let Some(existing) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let spec = existing.spec.as_ref();
+        if spec.and_then(|s| s.holder_identity.as_deref()) != Some(self.me.as_str()) {
+            return Ok(false);
+        }
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                resource_version: existing.metadata.resource_version.clone(),
+                ..ObjectMeta::default()
+            },
+            spec: Some(released(spec, Timestamp::now())),
+        };
+        match self.api.replace(&self.name, &post_params(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e.into()),
@@ -134,5 +173,23 @@ mod tests {
         let taken = held_by(Some(&renewed), "b", t(130));
         assert_eq!(taken.lease_transitions, Some(2));
         assert_eq!(taken.acquire_time, Some(MicroTime(t(130))));
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once_for_anyone() {
+        let held = held_by(None, "a", t(100));
+        let free = released(Some(&held), t(101));
+        assert_eq!(free.holder_identity, None);
+        assert_eq!(free.lease_transitions, held.lease_transitions);
+        // Another candidate may take it immediately, not only after LEASE_DURATION.
+        assert!(may_hold(Some(&free), "b", t(101)));
+        // A candidate that ignores an empty holder still sees it expired within a second.
+        let named = LeaseSpec {
+            holder_identity: Some("a".into()),
+            ..free.clone()
+        };
+        assert!(may_hold(Some(&named), "b", t(103)));
+        let taken = held_by(Some(&free), "b", t(101));
+        assert_eq!(taken.lease_transitions, Some(2));
     }
 }

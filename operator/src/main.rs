@@ -89,6 +89,7 @@ async fn operate() -> anyhow::Result<()> {
 
     // Renew; on loss stop everything (another replica takes over).
     let renew = tokio::spawn({
+        let elector = elector.clone();
         let stop_tx = stop_tx.clone();
         let mut stop = stop_rx.clone();
         async move {
@@ -131,6 +132,16 @@ async fn operate() -> anyhow::Result<()> {
     futures::future::join_all(all).await;
     let _ = stop_tx.send(true);
     let lost = renew.await.unwrap_or(false);
+    // The controllers and the renewals have stopped: hand the lease over now rather than let a
+    // waiting replica sit out its duration.
+    if !lost {
+        match tokio::time::timeout(Duration::from_secs(5), elector.release()).await {
+            Ok(Ok(true)) => tracing::info!("released the leader lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the leader lease"),
+            Err(_) => tracing::warn!("releasing the leader lease timed out"),
+        }
+    }
     signals.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     if lost {
