@@ -63,6 +63,18 @@ pub fn merge(
         .collect()
 }
 
+/// `written` plus each condition of `previous` whose type `written` lacks, unchanged: what a
+/// failed pass did not get to evaluate stays as last observed.
+pub fn keep_unset(previous: &[Condition], mut written: Vec<Condition>) -> Vec<Condition> {
+    let kept: Vec<Condition> = previous
+        .iter()
+        .filter(|p| !written.iter().any(|w| w.type_ == p.type_))
+        .cloned()
+        .collect();
+    written.extend(kept);
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +100,29 @@ mod tests {
         let flipped = merge(&same, &[Cond::new("Ready", true, "Ready", "")], Some(2), t1);
         assert_eq!(flipped[0].last_transition_time, Time(t1));
         assert_eq!(flipped[0].status, "True");
+    }
+
+    #[test]
+    fn conditions_not_written_are_kept_as_they_were() {
+        let t0 = Timestamp::from_second(1_000).expect("t0");
+        let before = merge(
+            &[],
+            &[
+                Cond::new("Ready", true, "AllBrokersReady", "3/3"),
+                Cond::new("Rolling", false, "UpToDate", ""),
+            ],
+            Some(1),
+            t0,
+        );
+        let now = merge(
+            &before,
+            &[Cond::new("Ready", false, "ReconcileFailed", "x")],
+            Some(2),
+            t0,
+        );
+        let kept = keep_unset(&before, now);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].reason, "ReconcileFailed");
+        assert_eq!(kept[1], before[1]);
     }
 }

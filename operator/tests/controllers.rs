@@ -72,6 +72,13 @@ struct Running {
     /// The StatefulSets were made by an operator version replicating in plaintext (their
     /// template lacks the replication annotation).
     legacy: bool,
+    /// The StatefulSets' data claim template: size and StorageClass.
+    claim_size: &'static str,
+    claim_class: Option<&'static str>,
+    /// Zones whose StatefulSet is gone (deleted orphaning its pods, which still run).
+    missing: Vec<usize>,
+    /// A zone whose StatefulSet's status reports `ReplicaFailure` with this message.
+    replica_failure: Option<(usize, &'static str)>,
 }
 
 impl Running {
@@ -85,7 +92,30 @@ impl Running {
             strategy: json!({"type": "OnDelete"}),
             eviction: StatusCode::CREATED,
             legacy: false,
+            claim_size: "10Gi",
+            claim_class: None,
+            missing: Vec::new(),
+            replica_failure: None,
         }
+    }
+
+    /// `status.conditions` of zone `index`'s StatefulSet.
+    fn sts_conditions(&self, index: usize) -> Value {
+        match self.replica_failure {
+            Some((zone, message)) if zone == index => json!([{
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message
+            }]),
+            _ => json!([]),
+        }
+    }
+
+    /// The stored StatefulSets' `volumeClaimTemplates`.
+    fn claim_templates(&self) -> Value {
+        let mut spec = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": self.claim_size}}});
+        if let Some(class) = self.claim_class {
+            spec["storageClassName"] = json!(class);
+        }
+        json!([{"metadata": {"name": "data"}, "spec": spec}])
     }
 
     fn pods(&self) -> Vec<Value> {
@@ -95,10 +125,17 @@ impl Running {
                 let id = i32::try_from(zone).unwrap_or(0) * 1000 + k;
                 let name = format!("kafka-z{zone}-{id}");
                 let ready = k < self.ready && !self.unready.contains(&name.as_str());
+                // Pods carry their template's annotations.
+                let annotations = if self.legacy {
+                    json!({})
+                } else {
+                    json!({"strait.dev/replication": "mutual-tls"})
+                };
                 pods.push(json!({
                     "metadata": {
                         "name": name, "namespace": "ns", "uid": format!("uid-{id}"),
-                        "labels": {"controller-revision-hash": format!("kafka-z{zone}-{}", self.pod_revision)}
+                        "labels": {"controller-revision-hash": format!("kafka-z{zone}-{}", self.pod_revision)},
+                        "annotations": annotations
                     },
                     "status": {"hostIP": format!("10.0.0.{}", zone + 1),
                                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
@@ -135,18 +172,38 @@ impl Running {
             } else {
                 json!({"metadata": {"annotations": {"strait.dev/replication": "mutual-tls"}}})
             };
+            let exists = !self.missing.contains(&index);
             match seen.method.as_str() {
+                "GET" if !exists => None,
                 "GET" => Some((
                     StatusCode::OK,
                     json!({
                         "apiVersion": "apps/v1", "kind": "StatefulSet",
-                        "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns", "generation": 1},
+                        "metadata": {"name": format!("kafka-z{index}"), "namespace": "ns", "generation": 1,
+                                     "uid": format!("sts-uid-{index}")},
                         "spec": {"replicas": r, "serviceName": "kafka-brokers", "selector": {}, "template": template,
-                                 "updateStrategy": self.strategy},
+                                 "updateStrategy": self.strategy, "volumeClaimTemplates": self.claim_templates()},
                         "status": {"replicas": r, "readyReplicas": r.min(self.ready), "observedGeneration": 1,
-                                   "updateRevision": format!("kafka-z{index}-{}", self.pod_revision)}
+                                   "updateRevision": format!("kafka-z{index}-{}", self.pod_revision),
+                                   "conditions": self.sts_conditions(index)}
                     }),
                 )),
+                "DELETE" => Some((
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+                )),
+                // The real API server's rule the mock used to lack: an existing StatefulSet's
+                // volumeClaimTemplates are immutable.
+                "PATCH"
+                    if exists
+                        && seen.body["spec"].get("volumeClaimTemplates").is_some()
+                        && claim_templates_differ(
+                            &seen.body["spec"]["volumeClaimTemplates"],
+                            &self.claim_templates(),
+                        ) =>
+                {
+                    Some(statefulset_spec_forbidden(index))
+                }
                 // An apply: the server's answer carries the status the StatefulSet controller
                 // wrote for that spec.
                 "PATCH"
@@ -164,6 +221,41 @@ impl Running {
             }
         })
     }
+}
+
+/// Whether two `volumeClaimTemplates` lists differ in what the API server compares: names,
+/// requested storage and StorageClass.
+fn claim_templates_differ(sent: &Value, stored: &Value) -> bool {
+    let key = |list: &Value| -> Vec<(Value, Value, Value)> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t["metadata"]["name"].clone(),
+                    t["spec"]["resources"]["requests"]["storage"].clone(),
+                    t["spec"]["storageClassName"].clone(),
+                )
+            })
+            .collect()
+    };
+    key(sent) != key(stored)
+}
+
+/// The API server's answer to a StatefulSet update that changes an immutable field.
+fn statefulset_spec_forbidden(index: usize) -> (StatusCode, Value) {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": format!(
+                "StatefulSet.apps \"kafka-z{index}\" is invalid: spec: Forbidden: updates to \
+                 statefulset spec for fields other than 'replicas', 'ordinals', 'template', \
+                 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' \
+                 are forbidden"
+            )
+        }),
+    )
 }
 
 /// Answers for a running cluster with `replicas[i]` pods in zone `i`, `ready` of them ready,
@@ -1735,4 +1827,592 @@ async fn an_empty_removed_zone_loses_its_statefulset() {
         condition(&status_patch(&seen, "/clusters/kafka"), "Ready")["status"],
         "True"
     );
+}
+
+/// `(path, body)` of every StatefulSet DELETE.
+fn statefulset_deletes(seen: &[Seen]) -> Vec<(String, Value)> {
+    seen.iter()
+        .filter(|s| s.method == "DELETE" && s.path.contains("/statefulsets/"))
+        .map(|s| {
+            (
+                s.path.rsplit('/').next().unwrap_or_default().to_owned(),
+                s.body.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The data claim template of zone `zone`'s applied StatefulSet: `(size, class)`.
+fn applied_claim_template(seen: &[Seen], zone: usize) -> Option<(Value, Value)> {
+    applied(seen, "statefulsets")
+        .iter()
+        .rev()
+        .find(|s| {
+            s.path.ends_with(&format!("/statefulsets/kafka-z{zone}"))
+                && s.body.get("kind").is_some()
+        })
+        .map(|s| {
+            let t = &s.body["spec"]["volumeClaimTemplates"][0]["spec"];
+            (
+                t["resources"]["requests"]["storage"].clone(),
+                t["storageClassName"].clone(),
+            )
+        })
+}
+
+/// `(claim, requested size)` of every PersistentVolumeClaim patch.
+fn claim_patches(seen: &[Seen]) -> Vec<(String, Value)> {
+    seen.iter()
+        .filter(|s| s.method == "PATCH" && s.path.contains("/persistentvolumeclaims/"))
+        .map(|s| {
+            (
+                s.path.rsplit('/').next().unwrap_or_default().to_owned(),
+                s.body["spec"]["resources"]["requests"]["storage"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A data claim of broker `node_id` of `size` in StorageClass `class`.
+fn sized_claim(node_id: i32, size: &str, class: Option<&str>) -> Value {
+    let mut claim = data_claim(node_id);
+    claim["spec"]["resources"]["requests"]["storage"] = json!(size);
+    if let Some(class) = class {
+        claim["spec"]["storageClassName"] = json!(class);
+    }
+    claim
+}
+
+/// `cluster(replicas)` asking for `size` in StorageClass `class`.
+fn storage_cluster(replicas: i32, size: &str, class: Option<&str>) -> Cluster {
+    let mut c = cluster(replicas);
+    c.spec.storage.size = size.to_owned();
+    c.spec.storage.storage_class = class.map(str::to_owned);
+    c
+}
+
+#[tokio::test]
+async fn a_larger_size_grows_the_claims_and_recreates_a_statefulset_never_patching_its_template() {
+    // Three running brokers on 10Gi claims; the spec now asks for 20Gi. The mock refuses any
+    // change to an existing StatefulSet's volumeClaimTemplates, as the API server does.
+    let claims = [0, 1000, 2000]
+        .into_iter()
+        .map(|id| sized_claim(id, "10Gi", None))
+        .collect();
+    let script = with_listed(statefulsets(vec![1, 1, 1], 1), Vec::new(), claims);
+    let (result, seen) = reconcile_once(
+        storage_cluster(3, "20Gi", None),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    // Every existing claim grows in place.
+    assert_eq!(
+        claim_patches(&seen),
+        [
+            ("data-kafka-z0-0".to_owned(), json!("20Gi")),
+            ("data-kafka-z1-1000".to_owned(), json!("20Gi")),
+            ("data-kafka-z2-2000".to_owned(), json!("20Gi")),
+        ]
+    );
+    // One zone's StatefulSet is deleted, orphaning its pods (they keep running), to be
+    // recreated with the new template; the others keep theirs until their turn.
+    let deleted = statefulset_deletes(&seen);
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0].0, "kafka-z0");
+    assert_eq!(deleted[0].1["propagationPolicy"], "Orphan");
+    assert_eq!(deleted[0].1["preconditions"]["uid"], "sts-uid-0");
+    assert_eq!(
+        applied_claim_template(&seen, 0),
+        None,
+        "not applied meanwhile"
+    );
+    for zone in [1, 2] {
+        assert_eq!(
+            applied_claim_template(&seen, zone),
+            Some((json!("10Gi"), Value::Null))
+        );
+    }
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(status["observedGeneration"], 2);
+    let storage = condition(&status, "StorageChangeBlocked");
+    assert_eq!(storage["status"], "False", "{status}");
+    assert_eq!(storage["reason"], "Resized");
+    let reconciling = condition(&status, "Reconciling");
+    assert_eq!(reconciling["reason"], "RecreatingStatefulSet", "{status}");
+    assert!(
+        reconciling["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("kafka-z0") && m.contains("kafka-z1")),
+        "{reconciling}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.path.contains("/events") && s.body["reason"] == "RecreatingStatefulSet")
+    );
+}
+
+#[tokio::test]
+async fn a_recreated_zone_statefulset_keeps_every_orphaned_broker() {
+    // Zone 0's StatefulSet was deleted orphaning its two pods; zones 1 and 2 still have theirs
+    // with the old template.
+    let mut running = Running::new(vec![2, 2, 2], 2);
+    running.missing = vec![0];
+    let (result, seen) = reconcile_once(
+        storage_cluster(6, "20Gi", None),
+        running.script(),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    // Made again with both brokers (one with fewer would delete the others' pods), and the
+    // new template; the others wait for their turn.
+    assert_eq!(sts_replicas(&seen), [2, 2, 2]);
+    assert_eq!(
+        applied_claim_template(&seen, 0),
+        Some((json!("20Gi"), Value::Null))
+    );
+    assert_eq!(
+        applied_claim_template(&seen, 1),
+        Some((json!("10Gi"), Value::Null))
+    );
+    assert!(statefulset_deletes(&seen).is_empty());
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(
+        condition(&status, "ScaleDownBlocked")["status"],
+        "False",
+        "{status}"
+    );
+    assert_eq!(status["readyReplicas"], 6);
+    // The orphaned pods tell how the zone replicates (here over mutual TLS).
+    assert_eq!(condition(&status, "ReplicationTLS")["status"], "True");
+}
+
+#[tokio::test]
+async fn a_smaller_size_is_refused_and_nothing_the_api_server_refuses_is_applied() {
+    let claims = [0, 1000, 2000]
+        .into_iter()
+        .map(|id| sized_claim(id, "10Gi", None))
+        .collect();
+    let script = with_listed(statefulsets(vec![1, 1, 1], 1), Vec::new(), claims);
+    let (result, seen) = reconcile_once(
+        storage_cluster(3, "5Gi", None),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(claim_patches(&seen).is_empty());
+    assert!(statefulset_deletes(&seen).is_empty());
+    for zone in 0..3 {
+        assert_eq!(
+            applied_claim_template(&seen, zone),
+            Some((json!("10Gi"), Value::Null)),
+            "zone {zone} keeps its size"
+        );
+    }
+    let status = status_patch(&seen, "/clusters/kafka");
+    let storage = condition(&status, "StorageChangeBlocked");
+    assert_eq!(storage["status"], "True", "{status}");
+    assert_eq!(storage["reason"], "StorageShrinkRefused");
+    assert_eq!(
+        storage["message"],
+        "storage cannot shrink from 10Gi to 5Gi: claims and StatefulSets keep 10Gi"
+    );
+    // The brokers serve as before.
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+}
+
+#[tokio::test]
+async fn a_new_storage_class_is_for_new_brokers_existing_claims_keep_theirs() {
+    let claims = [0, 1000, 2000]
+        .into_iter()
+        .map(|id| sized_claim(id, "10Gi", Some("standard")))
+        .collect();
+    let mut running = Running::new(vec![1, 1, 1], 1);
+    running.claim_class = Some("standard");
+    let script = with_listed(running.script(), Vec::new(), claims);
+    let (result, seen) = reconcile_once(
+        storage_cluster(3, "10Gi", Some("fast")),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        claim_patches(&seen).is_empty(),
+        "a claim's class cannot change"
+    );
+    let deleted = statefulset_deletes(&seen);
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0].1["propagationPolicy"], "Orphan");
+    assert_eq!(
+        applied_claim_template(&seen, 1),
+        Some((json!("10Gi"), json!("standard")))
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    let storage = condition(&status, "StorageChangeBlocked");
+    assert_eq!(storage["status"], "True", "{status}");
+    assert_eq!(storage["reason"], "StorageClassKept");
+    assert_eq!(
+        storage["message"],
+        "existing claims data-kafka-z0-0, data-kafka-z1-1000, data-kafka-z2-2000 keep \
+         StorageClass standard (a claim's class cannot change); new brokers get fast"
+    );
+}
+
+#[tokio::test]
+async fn claims_whose_storage_class_cannot_expand_are_reported_not_patched() {
+    // Broker 0's class says so; broker 1000's class cannot be read and the API server refuses
+    // the patch; broker 2000's grows.
+    let claims = vec![
+        sized_claim(0, "10Gi", Some("fixed")),
+        sized_claim(1000, "10Gi", Some("hidden")),
+        sized_claim(2000, "10Gi", Some("fast")),
+    ];
+    let listed = with_listed(statefulsets(vec![1, 1, 1], 1), Vec::new(), claims);
+    let script: fixtures::Script = Box::new(move |seen| {
+        let class = |name: &str, expand: bool| {
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                   "metadata": {"name": name}, "provisioner": "x", "allowVolumeExpansion": expand})
+        };
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/storage.k8s.io/v1/storageclasses/fixed") => {
+                Some((StatusCode::OK, class("fixed", false)))
+            }
+            ("GET", "/apis/storage.k8s.io/v1/storageclasses/fast") => {
+                Some((StatusCode::OK, class("fast", true)))
+            }
+            ("GET", "/apis/storage.k8s.io/v1/storageclasses/hidden") => Some((
+                StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                       "code": 403, "message": "storageclasses.storage.k8s.io \"hidden\" is forbidden"}),
+            )),
+            ("PATCH", "/api/v1/namespaces/ns/persistentvolumeclaims/data-kafka-z1-1000") => Some((
+                StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                       "message": "persistentvolumeclaims \"data-kafka-z1-1000\" is forbidden: only dynamically \
+                                   provisioned pvc can be resized and the storageclass that provisions the pvc \
+                                   must support resize"}),
+            )),
+            _ => listed(seen),
+        }
+    });
+    let (result, seen) = reconcile_once(
+        storage_cluster(3, "20Gi", None),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        claim_patches(&seen),
+        [
+            ("data-kafka-z1-1000".to_owned(), json!("20Gi")),
+            ("data-kafka-z2-2000".to_owned(), json!("20Gi")),
+        ],
+        "never the claim whose class does not expand"
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    let storage = condition(&status, "StorageChangeBlocked");
+    assert_eq!(storage["status"], "True", "{status}");
+    assert_eq!(storage["reason"], "ExpansionNotSupported");
+    let message = storage["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("data-kafka-z0-0 cannot grow to 20Gi: StorageClass fixed does not allow volume expansion")
+            && message.contains("data-kafka-z1-1000 cannot grow to 20Gi: persistentvolumeclaims")
+            && !message.contains("data-kafka-z2-2000"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_scale_down_while_the_brokers_do_not_answer_still_applies_the_rest() {
+    // Five brokers to three, with a config change, while the admin API is unreachable.
+    let mut c = cluster(3);
+    c.spec
+        .config
+        .insert("num.partitions".to_owned(), "7".to_owned());
+    let admin = FakeAdmin::default();
+    admin.with(|k| k.unreachable = true);
+    let (result, seen) = reconcile_once(
+        c,
+        statefulsets(vec![2, 2, 1], 2),
+        admin,
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(sts_replicas(&seen), [2, 2, 1], "the brokers are kept");
+    let config = applied(&seen, "configmaps")[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(config.contains("\nnum.partitions=7\n"), "{config}");
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(status["observedGeneration"], 2);
+    let blocked = condition(&status, "ScaleDownBlocked");
+    assert_eq!(blocked["status"], "True", "{status}");
+    assert_eq!(blocked["reason"], "AdminUnavailable");
+    assert!(
+        blocked["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[1, 1001]") && m.contains("connection refused")),
+        "{blocked}"
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "AdminUnavailable");
+    assert_eq!(condition(&status, "Degraded")["reason"], "AdminUnavailable");
+}
+
+#[tokio::test]
+async fn a_failed_step_is_written_into_the_status_before_the_retry() {
+    // The PodDisruptionBudget cannot be applied (say, a chart without the right).
+    let running = statefulsets(vec![1, 1, 1], 1);
+    let script: fixtures::Script = Box::new(move |seen| {
+        if seen.method == "PATCH" && seen.path.contains("/poddisruptionbudgets/") {
+            return Some((
+                StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                       "code": 403, "message": "poddisruptionbudgets.policy \"kafka\" is forbidden"}),
+            ));
+        }
+        running(seen)
+    });
+    let (result, seen) = reconcile_once(
+        cluster(3),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_err(), "the failure still backs off");
+    // What came before the failure was applied, and the status says what failed.
+    assert_eq!(sts_replicas(&seen), [1, 1, 1]);
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_eq!(status["observedGeneration"], 2, "{status}");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ReconcileFailed");
+    assert!(
+        ready["message"].as_str().is_some_and(
+            |m| m.contains("applying the PodDisruptionBudget") && m.contains("forbidden")
+        ),
+        "{ready}"
+    );
+    assert_eq!(condition(&status, "Degraded")["reason"], "ReconcileFailed");
+    assert_eq!(status["readyReplicas"], 3);
+}
+
+#[tokio::test]
+async fn ready_brokers_behind_an_unreachable_admin_api_are_not_ready() {
+    let admin = FakeAdmin::default();
+    admin.with(|k| k.unreachable = true);
+    let seen = reconcile_ok(
+        cluster(3),
+        statefulsets(vec![1, 1, 1], 1),
+        admin,
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let status = status_patch(&seen, "/clusters/kafka");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "AdminUnavailable");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("3/3 brokers ready") && m.contains("connection refused")),
+        "{ready}"
+    );
+    assert_eq!(condition(&status, "Degraded")["reason"], "AdminUnavailable");
+    assert_eq!(status["readyReplicas"], 3);
+}
+
+#[tokio::test]
+async fn pods_that_cannot_be_created_say_why_in_ready() {
+    // No pod can be made: zone 0's StatefulSet reports it in its status, zone 1's only in an
+    // Event.
+    let mut running = Running::new(vec![1, 1, 1], 0);
+    running.replica_failure = Some((
+        0,
+        "pods \"kafka-z0-0\" is forbidden: no PriorityClass with name gold was found",
+    ));
+    let running = running.script();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let script: fixtures::Script = Box::new(move |seen| {
+        if seen.method == "GET" && seen.path == "/api/v1/namespaces/ns/events" {
+            return Some((
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": "1"}, "items": [{
+                    "metadata": {"name": "kafka-z1.1", "namespace": "ns"},
+                    "involvedObject": {"kind": "StatefulSet", "name": "kafka-z1", "namespace": "ns"},
+                    "reason": "FailedCreate", "type": "Warning", "lastTimestamp": now,
+                    "message": "create Pod kafka-z1-1000 in StatefulSet kafka-z1 failed error: exceeded quota"
+                }]}),
+            ));
+        }
+        running(seen)
+    });
+    let seen = reconcile_ok(
+        cluster(3),
+        script,
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let listed = seen
+        .iter()
+        .find(|s| s.method == "GET" && s.path == "/api/v1/namespaces/ns/events")
+        .map(|s| s.query.replace("%3D", "=").replace("%2C", ","))
+        .unwrap_or_default();
+    assert!(
+        listed.contains("fieldSelector=involvedObject.kind=StatefulSet,reason=FailedCreate"),
+        "{listed}"
+    );
+    let status = status_patch(&seen, "/clusters/kafka");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "FailedCreate", "{status}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("0/3 brokers ready; pods cannot be created: ")
+            && message.contains("no PriorityClass with name gold")
+            && message.contains("exceeded quota"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_lease_is_released_on_shutdown_only_while_held() {
+    let lease = |holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "strait-operator", "namespace": "ops", "resourceVersion": "7"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 3,
+                        "renewTime": "2026-01-01T00:00:00.000000Z"}})
+    };
+    for (holder, released) in [("me", true), ("other", false)] {
+        let stored = lease(holder);
+        let (client, log, server) = fixtures::mock_client(
+            Value::Null,
+            Box::new(move |seen| {
+                (seen.method == "GET" && seen.path.ends_with("/leases/strait-operator"))
+                    .then(|| (StatusCode::OK, stored.clone()))
+            }),
+        );
+        let elector = strait_operator::leader::Elector::new(client, "ops", "strait-operator", "me");
+        let result = elector.release().await;
+        assert_eq!(result.ok(), Some(released), "held by {holder}");
+        drop(elector);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), server).await;
+        let seen = log.lock().map(|l| l.clone()).unwrap_or_default();
+        let puts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
+        if !released {
+            assert!(puts.is_empty(), "another holder's lease is left alone");
+            continue;
+        }
+        assert_eq!(puts.len(), 1, "{seen:?}");
+        let body = &puts[0].body;
+        assert!(body["spec"]["holderIdentity"].is_null(), "{body}");
+        assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
+        assert_eq!(body["spec"]["leaseTransitions"], 3);
+        assert_eq!(
+            body["metadata"]["resourceVersion"], "7",
+            "a takeover since the read wins"
+        );
+        assert!(puts[0].query.contains("fieldManager=strait-operator"));
+    }
+}
+
+/// Writes (every request but reads and deletes, which take no field manager) that do not name
+/// the operator as field manager; Events are written by kube's `Recorder`, which sets none.
+fn writes_without_field_manager(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method != "GET" && s.method != "DELETE" && !s.path.contains("/events"))
+        .filter(|s| !s.query.contains("fieldManager=strait-operator"))
+        .map(|s| format!("{} {}?{}", s.method, s.path, s.query))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_write_names_the_operator_as_field_manager() {
+    let mut all = Vec::new();
+    // A new TLS cluster: the CA is created (POST), everything else applied, status patched.
+    all.extend(
+        reconcile_ok(
+            tls_cluster(3),
+            Box::new(|_| None),
+            FakeAdmin::default(),
+            strait_operator::cluster::controller::reconcile,
+        )
+        .await,
+    );
+    // A roll (an eviction) of StatefulSets still on RollingUpdate (merge patches).
+    let mut running = Running::new(vec![2, 2, 2], 2);
+    running.update_revision = "rev2";
+    running.strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+    all.extend(
+        reconcile_ok(
+            cluster(6),
+            running.script(),
+            FakeAdmin::default(),
+            strait_operator::cluster::controller::reconcile,
+        )
+        .await,
+    );
+    // Claims grown (PVC patches), a StatefulSet recreated.
+    let claims = [0, 1000, 2000]
+        .into_iter()
+        .map(|id| sized_claim(id, "10Gi", None))
+        .collect();
+    all.extend(
+        reconcile_ok(
+            storage_cluster(3, "20Gi", None),
+            with_listed(statefulsets(vec![1, 1, 1], 1), Vec::new(), claims),
+            FakeAdmin::default(),
+            strait_operator::cluster::controller::reconcile,
+        )
+        .await,
+    );
+    // A refused scale-down and an invalid spec: their own status writes.
+    let admin = FakeAdmin::default();
+    admin.with(|k| k.unreachable = true);
+    all.extend(
+        reconcile_ok(
+            cluster(3),
+            statefulsets(vec![2, 2, 1], 2),
+            admin,
+            strait_operator::cluster::controller::reconcile,
+        )
+        .await,
+    );
+    let mut invalid = cluster(3);
+    invalid.spec.replicas = 0;
+    all.extend(
+        reconcile_ok(
+            invalid,
+            Box::new(|_| None),
+            FakeAdmin::default(),
+            strait_operator::cluster::controller::reconcile,
+        )
+        .await,
+    );
+    for needed in ["POST", "PATCH"] {
+        assert!(all.iter().any(|s| s.method == needed), "{needed} exercised");
+    }
+    assert!(
+        all.iter()
+            .any(|s| s.method == "PATCH" && s.path.contains("/persistentvolumeclaims/")),
+        "claim patches exercised"
+    );
+    assert!(
+        all.iter().any(|s| s.path.ends_with("/eviction")),
+        "evictions exercised"
+    );
+    assert_eq!(writes_without_field_manager(&all), Vec::<String>::new());
 }

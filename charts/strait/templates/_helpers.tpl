@@ -42,7 +42,8 @@ listeners (the operator picks only its own, by labels, name and owner reference)
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-{{- /* Claims: patch to grow them; delete for removed brokers' claims with storage.deleteClaim. */}}
+{{- /* Claims: patch to grow them in place; delete for removed brokers' claims with
+storage.deleteClaim. */}}
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "patch", "delete"]
@@ -55,7 +56,8 @@ honours the PodDisruptionBudget); it never deletes pods directly. */}}
   resources: ["pods/eviction"]
   verbs: ["create"]
 {{- /* StatefulSets: delete for the empty StatefulSet of a zone removed from spec.zones (only the
-Cluster's own, by labels, name and owner reference). */}}
+Cluster's own, by labels, name and owner reference), and to recreate a zone's StatefulSet with a
+new volume claim template (orphaning its pods, which keep running). */}}
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -68,4 +70,9 @@ Cluster's own, by labels, name and owner reference). */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- /* Core Events, read only: the StatefulSets' FailedCreate events say in the Cluster's Ready
+condition why broker pods cannot be created. */}}
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 {{- end -}}

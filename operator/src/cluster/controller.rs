@@ -11,30 +11,37 @@
 //! (and the operator's admin client connects with its own client certificate) except one whose
 //! brokers an earlier, plaintext-replicating operator version started, which keeps plaintext
 //! replication with a `ReplicationTLS=False` condition; TLS listeners need the certificates too.
+//! Claims grow in place and a StatefulSet whose claim template must change is recreated with
+//! its pods orphaned (`storage`). The status is computed from what the pass observed and did
+//! (`status`) and written on every pass, a failed one included.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, Preconditions, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::{Resource, api::ObjectList};
 use strait_crds::cluster::{ListenerStatus, ListenerType, REPLICATION_PORT};
 use strait_crds::{Cluster, ClusterStatus};
 
-use crate::admin::{self, KafkaAdmin, TlsConfig};
-use crate::apply::{apply, apply_dynamic, event, patch_status};
+use crate::admin::{self, AdminError, KafkaAdmin, TlsConfig};
+use crate::apply::{apply, apply_dynamic, event, patch_params, patch_status, post_params};
 use crate::cluster::resources::{self, ClusterRef};
 use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{
     check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
 };
-use crate::cluster::{certs, config, external, prune, quorum, tls, validate, zones};
-use crate::conditions::{Cond, merge};
+use crate::cluster::status::AdminReach;
+use crate::cluster::{
+    certs, config, external, prune, quorum, status, storage, tls, validate, zones,
+};
+use crate::conditions::{Cond, keep_unset, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
 use crate::names;
@@ -121,6 +128,32 @@ struct ScaleDecision {
     busy: bool,
 }
 
+/// How far [`converge`] went.
+enum Flow {
+    /// Every step ran.
+    Done,
+    /// A zone removed from `spec.zones` still has brokers (why): nothing was applied.
+    ZoneRemovalRefused(String),
+    /// An empty removed zone's StatefulSet is being deleted; the StatefulSet of the zone now at
+    /// its position is applied once it is gone.
+    ZoneDeletionPending,
+}
+
+/// What one reconcile observed and did, filled in step by step; the status is computed from
+/// it (see [`status`]), also when a step failed.
+#[derive(Default)]
+struct Pass {
+    /// The step under way (names a failure).
+    step: &'static str,
+    observed: status::Observed,
+    outcome: status::Outcome,
+    listeners: Option<Vec<ListenerStatus>>,
+    config_hash: Option<String>,
+    cluster_id: Option<String>,
+    /// Brokers the StatefulSets hold as applied.
+    held: i32,
+}
+
 /// Reconciles one Cluster.
 pub async fn reconcile<F: AdminFactory>(
     cluster: Arc<Cluster>,
@@ -162,40 +195,140 @@ async fn reconcile_inner<F: AdminFactory>(
         return Ok(Action::await_change());
     }
 
-    // Read: the StatefulSets as they are.
+    let mut pass = Pass {
+        observed: status::Observed {
+            desired: c.spec.replicas,
+            ..status::Observed::default()
+        },
+        cluster_id: previous.cluster_id.clone(),
+        ..Pass::default()
+    };
+    let result = converge(&mut c, cluster, ctx, &mut pass).await;
+    match &result {
+        Ok(Flow::Done) => {}
+        Ok(Flow::ZoneRemovalRefused(message)) => {
+            event(
+                &ctx.recorder,
+                cluster,
+                true,
+                "ZoneRemovalRefused",
+                message.clone(),
+            )
+            .await;
+            let status = ClusterStatus {
+                conditions: merge(
+                    &previous.conditions,
+                    &[
+                        Cond::new("Ready", false, "ZoneRemovalRefused", message.clone()),
+                        Cond::new(
+                            "ScaleDownBlocked",
+                            true,
+                            "ZoneRemovalRefused",
+                            message.clone(),
+                        ),
+                    ],
+                    generation,
+                    Timestamp::now(),
+                ),
+                observed_generation: generation,
+                ..previous.clone()
+            };
+            patch_status(&api, c.name, status).await?;
+            return Ok(Action::requeue(BUSY_REQUEUE));
+        }
+        Ok(Flow::ZoneDeletionPending) => return Ok(Action::requeue(BUSY_REQUEUE)),
+        Err(e) => {
+            tracing::warn!(cluster = c.name, step = pass.step, error = %e, "reconcile step failed");
+            pass.outcome.failure = Some(format!("{}: {e}", pass.step));
+        }
+    }
+
+    // Status, from what was observed and done: on every pass, a failed one included.
+    let conditions = status::conditions(&pass.observed, &pass.outcome);
+    let is_ready = status::ready(&pass.observed, &pass.outcome);
+    let was_ready = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if is_ready && !was_ready {
+        event(
+            &ctx.recorder,
+            cluster,
+            false,
+            "Ready",
+            format!("{} brokers ready", c.spec.replicas),
+        )
+        .await;
+    }
+    let mut written = merge(
+        &previous.conditions,
+        &conditions,
+        generation,
+        Timestamp::now(),
+    );
+    if result.is_err() {
+        // What the failed pass did not get to stays as last observed.
+        written = keep_unset(&previous.conditions, written);
+    }
+    let brokers = pass.observed.brokers;
+    let status = ClusterStatus {
+        conditions: written,
+        observed_generation: generation,
+        replicas: brokers.map_or(previous.replicas, |b| b.existing.max(pass.held)),
+        ready_replicas: brokers.map_or(previous.ready_replicas, |b| b.ready),
+        selector: Some(names::selector_string(c.name)),
+        listeners: pass
+            .listeners
+            .take()
+            .unwrap_or_else(|| previous.listeners.clone()),
+        cluster_id: pass.cluster_id.take(),
+        config_hash: pass.config_hash.take().or(previous.config_hash.clone()),
+    };
+    let written = patch_status(&api, c.name, status).await;
+    if let Err(e) = result {
+        if let Err(w) = written {
+            tracing::warn!(cluster = c.name, error = %w, "cannot write the status");
+        }
+        return Err(e);
+    }
+    written?;
+    let ready = brokers.map_or(0, |b| b.ready);
+    tracing::debug!(cluster = %cluster.name_any(), ready, desired = c.spec.replicas, "reconciled");
+    let roll_pending = pass.outcome.roll.as_ref().is_some_and(|r| r.pending);
+    Ok(Action::requeue(
+        if is_ready && pass.outcome.external_pending.is_empty() && pass.outcome.recreating.is_none()
+        {
+            IDLE_REQUEUE
+        } else if roll_pending {
+            ROLL_REQUEUE
+        } else {
+            BUSY_REQUEUE
+        },
+    ))
+}
+
+/// The steps after validation, in order: read (zone StatefulSets, pods), certificates, scale,
+/// apply (fixed order), roll, clean-up, storage, admin. Each records in `pass` what it saw and
+/// did; a step whose failure need not stop the others records a condition instead of failing
+/// (the scale step's admin calls, clean-up, the ServiceMonitor, claim growth, the rebalance).
+async fn converge<F: AdminFactory>(
+    c: &mut ClusterRef<'_>,
+    cluster: &Cluster,
+    ctx: &Context<F>,
+    pass: &mut Pass,
+) -> Result<Flow, Error> {
+    pass.step = "reading the zone StatefulSets";
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), c.namespace);
     // Zones that left their position in spec.zones: refuse while they have brokers, else delete
     // their StatefulSets (see `zones`).
     let zone_sets = sts_api
         .list(&ListParams::default().labels(&names::selector_string(c.name)))
         .await?;
-    let zone_check = zones::check(c.spec, &existing_zone_sets(&c, &zone_sets.items));
+    let zone_check = zones::check(c.spec, &existing_zone_sets(c, &zone_sets.items));
     if !zone_check.refused.is_empty() {
-        let message = zone_check.refused.join("; ");
-        event(
-            &ctx.recorder,
-            cluster,
-            true,
-            "ZoneRemovalRefused",
-            message.clone(),
-        )
-        .await;
-        let status = ClusterStatus {
-            conditions: merge(
-                &previous.conditions,
-                &[
-                    Cond::new("Ready", false, "ZoneRemovalRefused", message.clone()),
-                    Cond::new("ScaleDownBlocked", true, "ZoneRemovalRefused", message),
-                ],
-                generation,
-                Timestamp::now(),
-            ),
-            observed_generation: generation,
-            ..previous.clone()
-        };
-        patch_status(&api, c.name, status).await?;
-        return Ok(Action::requeue(BUSY_REQUEUE));
+        return Ok(Flow::ZoneRemovalRefused(zone_check.refused.join("; ")));
     }
+    pass.step = "deleting the StatefulSet of a removed zone";
     for name in &zone_check.delete {
         if delete_listed(&sts_api, &zone_sets, name).await? {
             tracing::info!(
@@ -214,42 +347,93 @@ async fn reconcile_inner<F: AdminFactory>(
         }
     }
     if zone_check.wait {
-        // Its replacement for the zone now at that position is applied once it is gone.
-        return Ok(Action::requeue(BUSY_REQUEUE));
+        return Ok(Flow::ZoneDeletionPending);
     }
+
+    // Read: the broker pods and each zone's StatefulSet. A zone whose StatefulSet is gone or
+    // going (recreated for a new claim template, see `storage`) counts the brokers its
+    // orphaned pods are, so that nothing takes it for an empty zone.
+    pass.step = "reading the brokers";
+    // Listed before anything is applied: the nodes of the broker pods go into the
+    // certificates of nodeport TLS listeners, and the roll and the clean-up below use the same
+    // list (a pod that leaves is thus kept in mind one reconcile longer, never shorter).
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), c.namespace)
+        .list(&ListParams::default().labels(&names::selector_string(c.name)))
+        .await?
+        .items;
+    let broker_pods: Vec<roll::BrokerPod> = pods
+        .iter()
+        .filter_map(|p| roll::broker_pod(c.name, p))
+        .collect();
     let mut current = Vec::new();
     let mut ready = 0;
     let mut migrate = Vec::new();
-    let mut found = Vec::new();
+    let mut live = BTreeMap::new();
+    let mut zone_states = Vec::new();
+    let mut orphans_plaintext = false;
     for i in 0..c.spec.zones.len() {
-        let existing = sts_api.get_opt(&names::statefulset(c.name, i)).await?;
-        if existing
-            .as_ref()
-            .is_some_and(roll::needs_strategy_migration)
-        {
-            migrate.push(names::statefulset(c.name, i));
+        let name = names::statefulset(c.name, i);
+        match sts_api.get_opt(&name).await? {
+            Some(s) if s.metadata.deletion_timestamp.is_none() => {
+                if roll::needs_strategy_migration(&s) {
+                    migrate.push(name);
+                }
+                current.push(s.spec.replicas);
+                ready += s
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
+                zone_states.push(storage::ZoneState::Live(storage::ClaimTemplate::of(&s)));
+                live.insert(i, s);
+            }
+            terminating => {
+                let orphans = storage::orphaned_brokers(&broker_pods, i);
+                current.push(orphans.brokers);
+                ready += orphans.ready;
+                orphans_plaintext |= pods
+                    .iter()
+                    .filter(|p| roll::broker_pod(c.name, p).is_some_and(|b| b.zone == i))
+                    .any(tls::plaintext_pod);
+                zone_states.push(if terminating.is_some() {
+                    storage::ZoneState::Terminating
+                } else {
+                    storage::ZoneState::Absent
+                });
+            }
         }
-        current.push(existing.as_ref().and_then(|s| s.spec.replicas));
-        ready += existing
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-        found.extend(existing);
     }
-    // Brokers of an earlier version keep replicating in plaintext (see `tls::replication_of`).
-    c.replication = tls::replication_of(&found);
+    let existing: i32 = current.iter().map(|r| r.unwrap_or(0)).sum();
+    pass.observed.brokers = Some(status::BrokerCount { existing, ready });
+    if ready < c.spec.replicas {
+        let events = failed_create_events(c, ctx).await;
+        pass.observed.pod_failures = status::creation_failures(
+            &live.values().cloned().collect::<Vec<_>>(),
+            &events,
+            Timestamp::now(),
+        );
+    }
+    // Brokers of an earlier version keep replicating in plaintext (see `tls::replication_of`);
+    // orphaned pods tell for a zone whose StatefulSet is being recreated.
+    c.replication = if orphans_plaintext {
+        tls::Replication::Plaintext
+    } else {
+        tls::replication_of(live.values())
+    };
+    pass.outcome.replication = Some(replication_condition(c.replication));
+
     // With mutual TLS the operator needs the CA and its own certificate before it talks to the
     // brokers (the scale step below may).
+    pass.step = "ensuring the cluster CA and the operator's certificate";
     let (ca, admin_tls) = if c.replication == tls::Replication::MutualTls {
-        let ca = ensure_ca(&c, ctx).await?;
-        let tls = ensure_operator_certificate(&c, &ca, ctx).await?;
+        let ca = ensure_ca(c, ctx).await?;
+        let tls = ensure_operator_certificate(c, &ca, ctx).await?;
         (Some(ca), Some(tls))
     } else {
         (None, None)
     };
     let admin_tls = admin_tls.as_ref();
-    let decision = decide_scale(&c, &current, admin_tls, ctx).await?;
+    let decision = decide_scale(c, &current, admin_tls, ctx, &mut pass.observed.admin).await;
     for cond in decision
         .conditions
         .iter()
@@ -264,37 +448,43 @@ async fn reconcile_inner<F: AdminFactory>(
         )
         .await;
     }
+    pass.outcome.scale = Some(status::ScaleOutcome {
+        conditions: decision.conditions.clone(),
+        busy: decision.busy,
+    });
+    pass.held = decision.replicas.iter().sum();
+    let templates = storage::plan_templates(&zone_states, &c.spec.storage);
 
     // Build and apply, in dependency order. The voters follow the brokers actually kept, which
     // have the same voters as the spec unless a quorum change was refused.
     let voters = quorum::choose_voters(&decision.replicas);
     let properties = config::server_properties(c.name, c.namespace, c.spec, &voters, c.replication);
     let hash = config::config_hash(&properties);
-    apply(&ctx.client, &resources::service_account(&c)).await?;
-    apply(&ctx.client, &resources::config_map(&c, &voters)).await?;
-    apply(&ctx.client, &resources::headless_service(&c)).await?;
+    pass.step = "applying the ServiceAccount";
+    apply(&ctx.client, &resources::service_account(c)).await?;
+    pass.step = "applying the ConfigMap";
+    apply(&ctx.client, &resources::config_map(c, &voters)).await?;
+    pass.config_hash = Some(hash.clone());
+    pass.step = "applying the Services";
+    apply(&ctx.client, &resources::headless_service(c)).await?;
     // The applied Services come back with their allocated nodePorts and load balancer ingress:
     // the external addresses the brokers advertise and status reports.
     let mut bootstrap = BTreeMap::new();
-    for svc in resources::bootstrap_services(&c) {
+    for svc in resources::bootstrap_services(c) {
         let applied = apply(&ctx.client, &svc).await?;
         bootstrap.insert(applied.name_any(), applied);
     }
     let mut per_broker = BTreeMap::new();
-    for svc in resources::broker_services(&c, &decision.replicas) {
+    for svc in resources::broker_services(c, &decision.replicas) {
         let applied = apply(&ctx.client, &svc).await?;
         per_broker.insert(applied.name_any(), applied);
     }
     let held = resources::held_node_ids(&decision.replicas);
-    let external = external::addresses(&c, &held, &per_broker);
-    // Listed before the StatefulSets are applied: the nodes of the broker pods go into the
-    // certificates of nodeport TLS listeners, and the roll and the clean-up below use the same
-    // list (a pod that leaves is thus kept in mind one reconcile longer, never shorter).
-    let pods: Vec<Pod> = Api::<Pod>::namespaced(ctx.client.clone(), c.namespace)
-        .list(&ListParams::default().labels(&names::selector_string(c.name)))
-        .await?
-        .items;
+    let external = external::addresses(c, &held, &per_broker);
+    pass.outcome.external_pending = external.pending.clone();
     let host_ips = host_ips(c.name, &pods);
+    pass.listeners = Some(listener_status(c, &bootstrap, &host_ips));
+    pass.step = "issuing the broker certificates";
     let cert_generations = if tls::needs_certificates(c.spec, c.replication) {
         let known = tls::KnownAddresses {
             external: &external,
@@ -303,46 +493,67 @@ async fn reconcile_inner<F: AdminFactory>(
         };
         let ca = match ca {
             Some(ca) => ca,
-            None => ensure_ca(&c, ctx).await?,
+            None => ensure_ca(c, ctx).await?,
         };
-        ensure_broker_certificates(&c, &ca, &held, &known, ctx).await?
+        ensure_broker_certificates(c, &ca, &held, &known, ctx).await?
     } else {
         BTreeMap::new()
     };
+    pass.step = "applying the StatefulSets";
     for name in &migrate {
         // Before the new template lands, so that it cannot roll every zone at once.
-        let params = PatchParams {
-            field_manager: Some(names::MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
         let patch = roll::strategy_migration_patch();
-        sts_api.patch(name, &params, &Patch::Merge(&patch)).await?;
+        sts_api
+            .patch(name, &patch_params(), &Patch::Merge(&patch))
+            .await?;
     }
     let mut sets = BTreeMap::new();
-    for (i, sts) in resources::statefulsets(
-        &c,
+    let built = resources::statefulsets(
+        c,
         &decision.replicas,
         &voters,
         &hash,
         &cert_generations,
         &external,
-    )
-    .iter()
-    .enumerate()
-    {
-        let applied = apply(&ctx.client, sts).await?;
+    );
+    for (i, mut sts) in built.into_iter().enumerate() {
+        if templates.recreate == Some(i) {
+            let uid = live.get(&i).and_then(|s| s.metadata.uid.clone());
+            recreate_statefulset(c, cluster, &sts_api, &sts.name_any(), uid, ctx).await?;
+            continue;
+        }
+        if zone_states.get(i) == Some(&storage::ZoneState::Terminating) {
+            continue;
+        }
+        // Never a claim template change in place: the API server refuses it (see `storage`).
+        storage::set_template(&mut sts, &templates.templates[i]);
+        let applied = apply(&ctx.client, &sts).await?;
         sets.insert(i, roll::zone_set(&applied));
     }
-    apply(&ctx.client, &resources::pod_disruption_budget(&c)).await?;
-    let (roll, rolling_cond) =
-        roll_brokers(&c, cluster, &pods, &sets, &voters, admin_tls, ctx).await?;
-    let roll_pending = roll.rolling() || matches!(roll.step, RollStep::Wait(_));
-    let mut conditions = decision.conditions;
-    conditions.push(rolling_cond.clone());
-    conditions.push(replication_condition(c.replication));
+    pass.outcome.recreating = storage::recreation_message(c.name, &templates);
+    pass.step = "applying the PodDisruptionBudget";
+    apply(&ctx.client, &resources::pod_disruption_budget(c)).await?;
+    pass.step = "rolling restart";
+    let (roll, rolling_cond) = roll_brokers(
+        c,
+        cluster,
+        &pods,
+        &sets,
+        &voters,
+        admin_tls,
+        ctx,
+        &mut pass.observed.admin,
+    )
+    .await?;
+    pass.outcome.roll = Some(status::RollOutcome {
+        condition: rolling_cond,
+        rolling: roll.rolling(),
+        pending: roll.rolling() || matches!(roll.step, RollStep::Wait(_)),
+    });
+    pass.step = "deleting unused objects";
     let desired_services: BTreeSet<String> =
         bootstrap.keys().chain(per_broker.keys()).cloned().collect();
-    match prune_unused(&c, &pods, &sets, &desired_services, ctx).await {
+    match prune_unused(c, &pods, &sets, &desired_services, ctx).await {
         Ok(deleted) if !deleted.is_empty() => {
             tracing::info!(cluster = c.name, ?deleted, "deleted unused objects");
             event(
@@ -358,7 +569,7 @@ async fn reconcile_inner<F: AdminFactory>(
         // Clean-up is not on the brokers' path: a failure is reported, the reconcile goes on.
         Err(e) => {
             tracing::warn!(cluster = c.name, error = %e, "cannot delete unused objects");
-            conditions.push(Cond::new(
+            pass.outcome.degraded.push(Cond::new(
                 "Degraded",
                 true,
                 "CleanupFailed",
@@ -366,129 +577,108 @@ async fn reconcile_inner<F: AdminFactory>(
             ));
         }
     }
-    if let Some(sm) = resources::service_monitor(&c)
+    pass.step = "applying the ServiceMonitor";
+    if let Some(sm) = resources::service_monitor(c)
         && let Err(e) =
             apply_dynamic(&ctx.client, &sm, &resources::service_monitor_resource()).await
     {
-        conditions.push(Cond::new(
+        pass.outcome.degraded.push(Cond::new(
             "Degraded",
             true,
             "ServiceMonitorFailed",
             e.to_string(),
         ));
     }
-    if let Some(problem) = grow_claims(&c, ctx).await? {
-        conditions.push(Cond::new("Degraded", true, "StorageShrinkRefused", problem));
-    }
+    pass.step = "growing the data claims";
+    let (grown, mut problems) = grow_claims(c, ctx).await?;
+    problems.extend(templates.problems.iter().cloned());
+    pass.outcome.storage = Some(storage::condition(&problems, &grown, &c.spec.storage));
 
-    // Status.
-    let desired = c.spec.replicas;
-    let existing: i32 = current.iter().map(|r| r.unwrap_or(0)).sum();
-    let is_ready = ready >= desired && !decision.busy && existing == desired && !roll_pending;
-    let mut cluster_id = previous.cluster_id.clone();
-    if is_ready {
-        conditions.extend(rebalance_new_brokers(&c, admin_tls, ctx).await);
-        if cluster_id.is_none() {
-            let admin = admin_of(&c, ctx, admin_tls);
-            match admin.cluster_id().await {
-                Ok(id) => cluster_id = id,
+    // Serving means the admin API answers too: asked once every broker is ready.
+    pass.step = "asking the cluster";
+    if status::brokers_ready(&pass.observed, &pass.outcome) {
+        pass.outcome
+            .degraded
+            .extend(rebalance_new_brokers(c, admin_tls, ctx, &mut pass.observed.admin).await);
+        if pass.cluster_id.is_none() {
+            let id = admin_of(c, ctx, admin_tls).cluster_id().await;
+            pass.observed.admin.record(&answered(&id));
+            match id {
+                Ok(id) => pass.cluster_id = id,
                 Err(e) => tracing::warn!(error = %e, "cannot read the cluster id"),
             }
         }
     }
-    conditions.push(if is_ready {
-        Cond::new(
-            "Ready",
-            true,
-            "AllBrokersReady",
-            format!("{ready}/{desired} brokers ready"),
-        )
-    } else if conditions
-        .iter()
-        .any(|c| c.kind == "ScaleDownBlocked" && c.status)
-    {
-        Cond::new(
-            "Ready",
-            false,
-            "ScaleDownRefused",
-            format!("{ready}/{desired} brokers ready; scale-down refused"),
-        )
-    } else if roll.rolling() {
-        Cond::new(
-            "Ready",
-            false,
-            "Rolling",
-            format!("{ready}/{desired} brokers ready; {}", rolling_cond.message),
-        )
-    } else {
-        Cond::new(
-            "Ready",
-            false,
-            "BrokersNotReady",
-            format!("{ready}/{desired} brokers ready"),
-        )
-    });
-    // Brokers serve every listener meanwhile (external ones on in-cluster names), so pending
-    // external addresses keep the reconcile going without making the cluster unready.
-    let addresses_pending = !external.pending.is_empty();
-    conditions.push(match (is_ready, addresses_pending) {
-        (_, true) => Cond::new(
-            "Reconciling",
-            true,
-            "ExternalAddressesPending",
-            format!(
-                "no external address yet for {} (brokers advertise the in-cluster name meanwhile \
-                 and restart one at a time once it is known)",
-                external.pending.join(", ")
-            ),
-        ),
-        (true, false) => Cond::new("Reconciling", false, "Idle", ""),
-        (false, false) => Cond::new("Reconciling", true, "InProgress", ""),
-    });
-    if !conditions.iter().any(|c| c.kind == "ScaleDownBlocked") {
-        conditions.push(Cond::new("ScaleDownBlocked", false, "NotBlocked", ""));
+    Ok(Flow::Done)
+}
+
+/// The result of an admin call as reachability: a Kafka error code is an answer.
+fn answered<T>(result: &Result<T, AdminError>) -> Result<(), &AdminError> {
+    match result {
+        Ok(_) | Err(AdminError::Kafka { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
-    if !conditions.iter().any(|c| c.kind == "Degraded") {
-        conditions.push(Cond::new("Degraded", false, "Healthy", ""));
+}
+
+/// The recent `FailedCreate` Events of the namespace's StatefulSets (why pods cannot be made);
+/// best effort: none when they cannot be listed.
+async fn failed_create_events<F: AdminFactory>(c: &ClusterRef<'_>, ctx: &Context<F>) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let params =
+        ListParams::default().fields("involvedObject.kind=StatefulSet,reason=FailedCreate");
+    match api.list(&params).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::debug!(cluster = c.name, error = %e, "cannot list FailedCreate events");
+            Vec::new()
+        }
     }
-    let was_ready = previous
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    if is_ready && !was_ready {
-        event(
-            &ctx.recorder,
-            cluster,
-            false,
-            "Ready",
-            format!("{desired} brokers ready"),
-        )
-        .await;
-    }
-    let status = ClusterStatus {
-        conditions: merge(
-            &previous.conditions,
-            &conditions,
-            generation,
-            Timestamp::now(),
-        ),
-        observed_generation: generation,
-        replicas: existing.max(decision.replicas.iter().sum()),
-        ready_replicas: ready,
-        selector: Some(names::selector_string(c.name)),
-        listeners: listener_status(&c, &bootstrap, &host_ips),
-        cluster_id,
-        config_hash: Some(hash),
+}
+
+/// Deletes zone StatefulSet `name` (only if it still has `uid`) orphaning its pods, which keep
+/// running; the next reconcile recreates it with its new claim template and it adopts them.
+async fn recreate_statefulset<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    cluster: &Cluster,
+    api: &Api<StatefulSet>,
+    name: &str,
+    uid: Option<String>,
+    ctx: &Context<F>,
+) -> Result<(), Error> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
     };
-    patch_status(&api, c.name, status).await?;
-    tracing::debug!(cluster = %cluster.name_any(), ready, desired, "reconciled");
-    Ok(Action::requeue(if is_ready && !addresses_pending {
-        IDLE_REQUEUE
-    } else if roll_pending {
-        ROLL_REQUEUE
-    } else {
-        BUSY_REQUEUE
-    }))
+    match api.delete(name, &params).await {
+        Ok(_) => {
+            tracing::info!(
+                cluster = c.name,
+                statefulset = name,
+                "recreating for a new claim template"
+            );
+            event(
+                &ctx.recorder,
+                cluster,
+                false,
+                "RecreatingStatefulSet",
+                format!(
+                    "deleted StatefulSet {name} orphaning its pods, to recreate it with the new \
+                     volume claim template (size {}, StorageClass {})",
+                    c.spec.storage.size,
+                    c.spec.storage.storage_class.as_deref().unwrap_or("default")
+                ),
+            )
+            .await;
+            Ok(())
+        }
+        // Gone or replaced since it was read: the next reconcile sees what is there.
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The cluster CA: creates the CA Secret when missing (an existing one is only read) and
@@ -509,11 +699,8 @@ async fn ensure_ca<F: AdminFactory>(
             let ca = certs::generate_ca(c.name, c.namespace, now)?;
             // Create, never apply: should another writer have made one meanwhile, this fails
             // (and the next reconcile reads theirs) rather than replacing a CA in use.
-            api.create(
-                &PostParams::default(),
-                &resources::cluster_ca_secret(c, &ca),
-            )
-            .await?;
+            api.create(&post_params(), &resources::cluster_ca_secret(c, &ca))
+                .await?;
             tracing::info!(cluster = c.name, secret = ca_name, "created the cluster CA");
             ca
         }
@@ -699,6 +886,7 @@ fn host_ips(cluster: &str, pods: &[Pod]) -> BTreeSet<String> {
 /// The rolling-restart step: given the broker pods, asks [`roll::next_restart`] which one may
 /// restart now and evicts it (an eviction is a delete that honours the PodDisruptionBudget, so a concurrent node
 /// drain cannot take a second broker down). Returns the plan and the `Rolling` condition.
+#[allow(clippy::too_many_arguments)]
 async fn roll_brokers<F: AdminFactory>(
     c: &ClusterRef<'_>,
     cluster: &Cluster,
@@ -707,6 +895,7 @@ async fn roll_brokers<F: AdminFactory>(
     voters: &[i32],
     admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
+    reach: &mut AdminReach,
 ) -> Result<(RollPlan, Cond), Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), c.namespace);
     let pods: Vec<roll::BrokerPod> = listed
@@ -721,7 +910,9 @@ async fn roll_brokers<F: AdminFactory>(
         && voters.contains(&node_id)
     {
         let admin = admin_of(c, ctx, admin_tls);
-        match admin.active_controller().await {
+        let active = admin.active_controller().await;
+        reach.record(&answered(&active));
+        match active {
             Ok(Some(active)) => plan = roll::next_restart(&pods, sets, voters, Some(active)),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot tell the active controller"),
@@ -736,7 +927,7 @@ async fn roll_brokers<F: AdminFactory>(
                 .and_then(|p| p.metadata.uid.clone());
             let eviction = eviction(pod, c.namespace, uid);
             let created: Result<serde_json::Value, kube::Error> = api
-                .create_subresource("eviction", pod, &PostParams::default(), &eviction)
+                .create_subresource("eviction", pod, &post_params(), &eviction)
                 .await;
             match created {
                 Ok(_) => {
@@ -788,19 +979,22 @@ async fn roll_brokers<F: AdminFactory>(
 /// Per-zone replica counts to apply. A zone shrinks only once no partition has a replica on its
 /// leaving brokers; until then partitions are reassigned (each move issued once: moves still in
 /// progress are listed and left to finish) and the zone keeps its size. A running
-/// cluster keeps its size when the new size would change the controller voters.
+/// cluster keeps its size when the new size would change the controller voters. When the admin
+/// API fails, the zones keep their brokers and `ScaleDownBlocked` says why (`AdminUnavailable`):
+/// the rest of the reconcile goes on.
 async fn decide_scale<F: AdminFactory>(
     c: &ClusterRef<'_>,
     current: &[Option<i32>],
     admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
-) -> Result<ScaleDecision, Error> {
+    reach: &mut AdminReach,
+) -> ScaleDecision {
     let desired = quorum::desired_zone_sizes(c.spec);
     let now: Vec<i32> = (0..desired.len())
         .map(|i| current.get(i).copied().flatten().unwrap_or(0))
         .collect();
     if let Err(refused) = check_quorum_change(&now, &desired) {
-        return Ok(ScaleDecision {
+        return ScaleDecision {
             replicas: now,
             conditions: vec![Cond::new(
                 "ScaleDownBlocked",
@@ -809,7 +1003,7 @@ async fn decide_scale<F: AdminFactory>(
                 format!("cannot scale to {} brokers: {refused}", c.spec.replicas),
             )],
             busy: true,
-        });
+        };
     }
     let mut leaving = Vec::new();
     let mut remaining = Vec::new();
@@ -827,21 +1021,37 @@ async fn decide_scale<F: AdminFactory>(
         }
     }
     if leaving.is_empty() {
-        return Ok(ScaleDecision {
+        return ScaleDecision {
             replicas: desired,
             conditions: Vec::new(),
             busy: false,
-        });
+        };
     }
     let held: Vec<i32> = desired
         .iter()
         .zip(current)
         .map(|(d, c)| (*d).max(c.unwrap_or(0)))
         .collect();
-    let admin = admin_of(c, ctx, admin_tls);
-    let partitions = admin.all_partitions().await?;
-    if partitions_on(&partitions, &leaving).is_empty() {
-        return Ok(ScaleDecision {
+    let voters = quorum::choose_voters(&now);
+    match scale_down_step(
+        c, admin_tls, ctx, reach, &leaving, &remaining, &racks, &voters,
+    )
+    .await
+    {
+        Err(e) => ScaleDecision {
+            replicas: held,
+            conditions: vec![Cond::new(
+                "ScaleDownBlocked",
+                true,
+                "AdminUnavailable",
+                format!(
+                    "cannot remove brokers {leaving:?} while the Kafka admin API fails (they \
+                     are kept): {e}"
+                ),
+            )],
+            busy: true,
+        },
+        Ok(None) => ScaleDecision {
             replicas: desired,
             conditions: vec![Cond::new(
                 "ScaleDownBlocked",
@@ -850,12 +1060,8 @@ async fn decide_scale<F: AdminFactory>(
                 format!("brokers {leaving:?} hold no partitions"),
             )],
             busy: false,
-        });
-    }
-    let voters = quorum::choose_voters(&now);
-    let ongoing = admin.ongoing_reassignments().await?;
-    match plan_scale_down_step(&partitions, &ongoing, &remaining, &racks, &voters) {
-        Err(refused) => Ok(ScaleDecision {
+        },
+        Ok(Some(Err(refused))) => ScaleDecision {
             replicas: held,
             conditions: vec![Cond::new(
                 "ScaleDownBlocked",
@@ -864,52 +1070,76 @@ async fn decide_scale<F: AdminFactory>(
                 format!("cannot remove brokers {leaving:?}: {refused}"),
             )],
             busy: true,
-        }),
-        Ok(step) => {
-            if !step.issue.is_empty() {
-                admin.reassign_partitions(&step.issue).await?;
-            }
-            let still = partitions_on(&partitions, &leaving).len();
-            Ok(ScaleDecision {
-                replicas: held,
-                conditions: vec![Cond::new(
-                    "ScaleDownBlocked",
-                    false,
-                    "MovingPartitions",
-                    format!(
-                        "{still} partitions still have a replica on brokers {leaving:?}: {} \
-                         moves in progress, {} issued now",
-                        step.in_progress.len(),
-                        step.issue.len()
-                    ),
-                )],
-                busy: true,
-            })
-        }
+        },
+        Ok(Some(Ok(message))) => ScaleDecision {
+            replicas: held,
+            conditions: vec![Cond::new(
+                "ScaleDownBlocked",
+                false,
+                "MovingPartitions",
+                message,
+            )],
+            busy: true,
+        },
     }
 }
 
+/// The admin side of a scale-down: `None` when the leaving brokers hold no partition; else the
+/// planner's refusal, or the progress message after issuing this pass's moves. Every call's
+/// outcome goes into `reach`.
+#[allow(clippy::too_many_arguments)]
+async fn scale_down_step<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    admin_tls: Option<&TlsConfig>,
+    ctx: &Context<F>,
+    reach: &mut AdminReach,
+    leaving: &[i32],
+    remaining: &[i32],
+    racks: &BTreeMap<i32, String>,
+    voters: &[i32],
+) -> Result<Option<Result<String, String>>, AdminError> {
+    let admin = admin_of(c, ctx, admin_tls);
+    let partitions = admin.all_partitions().await;
+    reach.record(&answered(&partitions));
+    let partitions = partitions?;
+    if partitions_on(&partitions, leaving).is_empty() {
+        return Ok(None);
+    }
+    let ongoing = admin.ongoing_reassignments().await;
+    reach.record(&answered(&ongoing));
+    let step = match plan_scale_down_step(&partitions, &ongoing?, remaining, racks, voters) {
+        Err(refused) => return Ok(Some(Err(refused.to_string()))),
+        Ok(step) => step,
+    };
+    if !step.issue.is_empty() {
+        let issued = admin.reassign_partitions(&step.issue).await;
+        reach.record(&answered(&issued));
+        issued?;
+    }
+    let still = partitions_on(&partitions, leaving).len();
+    Ok(Some(Ok(format!(
+        "{still} partitions still have a replica on brokers {leaving:?}: {} moves in progress, \
+         {} issued now",
+        step.in_progress.len(),
+        step.issue.len()
+    ))))
+}
+
 /// After a scale-up, once every broker is ready: when a broker holds no replica at all, spreads
-/// replicas onto it. Failures are reported as a condition, not as a failed reconcile, so the
-/// rest of the status still gets written.
+/// replicas onto it. Also the admin probe of every ready pass (its reading of the partitions
+/// goes into `reach`, which `Ready` needs). A failed move is a `Degraded` condition, not a
+/// failed reconcile, so the rest of the status still gets written.
 async fn rebalance_new_brokers<F: AdminFactory>(
     c: &ClusterRef<'_>,
     admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
+    reach: &mut AdminReach,
 ) -> Option<Cond> {
     let brokers = resources::desired_node_ids(c.spec);
     let admin = admin_of(c, ctx, admin_tls);
-    let partitions = match admin.all_partitions().await {
-        Ok(p) => p,
-        Err(e) => {
-            return Some(Cond::new(
-                "Degraded",
-                true,
-                "AdminUnavailable",
-                e.to_string(),
-            ));
-        }
-    };
+    let partitions = admin.all_partitions().await;
+    reach.record(&answered(&partitions));
+    let partitions = partitions.ok()?;
     let slots: usize = partitions.values().map(Vec::len).sum();
     let empty = brokers
         .iter()
@@ -1019,41 +1249,53 @@ where
     }
 }
 
-/// Grows the brokers' claims when `spec.storage.size` grew; returns a problem when it shrank.
+/// Grows the brokers' claims to `spec.storage.size` in place (a PVC patch) where their
+/// StorageClass allows expansion: read from the StorageClass when the operator may (it needs
+/// cluster-wide read access), else the API server's refusal of the patch tells. Returns the
+/// claims grown and what cannot be done (see [`storage::plan_claims`]).
 async fn grow_claims<F: AdminFactory>(
     c: &ClusterRef<'_>,
     ctx: &Context<F>,
-) -> Result<Option<String>, Error> {
+) -> Result<(Vec<String>, Vec<storage::Problem>), Error> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), c.namespace);
     let claims = api
         .list(&ListParams::default().labels(&names::selector_string(c.name)))
-        .await?;
-    let wanted = &c.spec.storage.size;
-    for claim in claims {
-        let current = claim
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("storage"))
-            .map(|q| q.0.clone());
-        let Some(current) = current else { continue };
-        match validate::storage_change(&current, wanted) {
-            Ok(true) => {
-                let patch =
-                    serde_json::json!({"spec": {"resources": {"requests": {"storage": wanted}}}});
-                api.patch(
-                    &claim.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+        .await?
+        .items;
+    let classes: Api<StorageClass> = Api::all(ctx.client.clone());
+    let mut expandable = BTreeMap::new();
+    for class in storage::classes_to_check(&claims, &c.spec.storage) {
+        match classes.get_opt(&class).await {
+            Ok(Some(sc)) => {
+                expandable.insert(class, sc.allow_volume_expansion == Some(true));
             }
-            Ok(false) => {}
-            Err(problem) => return Ok(Some(problem)),
+            // Unknown: the claim's patch is tried and the API server's answer tells.
+            Ok(None) => {}
+            Err(e) => tracing::debug!(class, error = %e, "cannot read the StorageClass"),
         }
     }
-    Ok(None)
+    let plan = storage::plan_claims(&claims, &c.spec.storage, &expandable);
+    let mut problems = plan.problems;
+    let mut grown = Vec::new();
+    let patch =
+        serde_json::json!({"spec": {"resources": {"requests": {"storage": c.spec.storage.size}}}});
+    for name in plan.grow {
+        match api
+            .patch(&name, &patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => grown.push(name),
+            Err(kube::Error::Api(status)) => {
+                problems.push(storage::patch_problem(
+                    &name,
+                    Some(status.code),
+                    status.message,
+                ));
+            }
+            Err(e) => problems.push(storage::patch_problem(&name, None, e.to_string())),
+        }
+    }
+    Ok((grown, problems))
 }
 
 /// The policy/v1 Eviction of `pod`, only if it still has `uid` (never a pod recreated since it

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::{Listener, ListenerType};
 
@@ -117,6 +117,18 @@ pub fn replication_of<'a>(existing: impl IntoIterator<Item = &'a StatefulSet>) -
     } else {
         Replication::MutualTls
     }
+}
+
+/// Whether a broker pod was made from a template without [`REPLICATION_ANNOTATION`] (by an
+/// earlier, plaintext-replicating version): what tells how a zone replicates while its
+/// StatefulSet is being recreated (see `storage`) and so cannot.
+pub fn plaintext_pod(pod: &Pod) -> bool {
+    let marked = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REPLICATION_ANNOTATION));
+    marked.map(String::as_str) != Some(REPLICATION_MUTUAL_TLS)
 }
 
 /// The Cluster's TLS listeners.
@@ -408,6 +420,17 @@ mod tests {
             replication: Replication::Plaintext,
             ..cref(spec)
         }
+    }
+
+    #[test]
+    fn pods_without_the_replication_annotation_are_plaintext_brokers() {
+        let mut pod = Pod::default();
+        assert!(plaintext_pod(&pod));
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            REPLICATION_ANNOTATION.to_owned(),
+            REPLICATION_MUTUAL_TLS.to_owned(),
+        )]));
+        assert!(!plaintext_pod(&pod));
     }
 
     #[test]
