@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod finalizer;
 pub mod http;
 pub mod leader;
 pub mod metrics;

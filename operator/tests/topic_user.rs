@@ -142,7 +142,7 @@ fn events(seen: &[Seen]) -> Vec<String> {
         .collect()
 }
 
-/// Whether the finalizer was removed from the object at `resource` (kube's finalizer helper
+/// Whether the finalizer was removed from the object at `resource` (`strait_operator::finalizer`
 /// sends a JSON patch removing it).
 fn finalizer_removed(seen: &[Seen], resource: &str) -> bool {
     seen.iter().any(|s| {
@@ -467,4 +467,105 @@ async fn a_topic_still_in_kafka_keeps_its_status_while_unreachable() {
     let status = status_patch(&seen, "/topics/orders");
     assert_eq!(condition(&status, "Ready")["status"], "False", "{status}");
     assert_eq!(status["topicId"], "id-1");
+}
+
+/// Writes that do not name the operator as field manager (`unknown` in managedFields on a real
+/// API server). Events are left out: kube's `Recorder` cannot be given one. DELETE takes none.
+fn writes_without_field_manager(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method != "GET" && s.method != "DELETE" && !s.path.contains("/events"))
+        .filter(|s| !s.query.contains("fieldManager=strait-operator"))
+        .map(|s| format!("{} {}?{}", s.method, s.path, s.query))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_topic_and_user_write_names_the_operator_as_field_manager() {
+    let mut all = Vec::new();
+    // Created: the finalizer is added, first to no finalizers, then next to another one.
+    for others in [None, Some(vec!["example.com/keep".to_owned()])] {
+        let mut t = topic(Target::Named, None);
+        t.metadata.finalizers.clone_from(&others);
+        all.extend(
+            reconcile_ok(
+                t,
+                Box::new(|_| None),
+                FakeAdmin::default(),
+                strait_operator::topic::controller::reconcile,
+            )
+            .await,
+        );
+        let mut u = user(Target::Named, None, false);
+        u.metadata.finalizers = others;
+        all.extend(
+            reconcile_ok(
+                u,
+                Box::new(|_| None),
+                FakeAdmin::default(),
+                strait_operator::user::controller::reconcile,
+            )
+            .await,
+        );
+    }
+    // Updated: the topic created, the password Secret applied, statuses written.
+    all.extend(
+        reconcile_ok(
+            topic(Target::Named, None),
+            Box::new(|_| None),
+            FakeAdmin::default(),
+            strait_operator::topic::controller::reconcile,
+        )
+        .await,
+    );
+    all.extend(
+        reconcile_ok(
+            user(Target::Named, None, false),
+            Box::new(|_| None),
+            FakeAdmin::default(),
+            strait_operator::user::controller::reconcile,
+        )
+        .await,
+    );
+    // Deleted: cleaned up and the finalizer removed, or a visible wait (status written).
+    let deleted = Some(Duration::from_secs(1));
+    all.extend(
+        reconcile_ok(
+            topic(Target::Named, deleted),
+            cluster_is(PRESENT),
+            FakeAdmin::default(),
+            strait_operator::topic::controller::reconcile,
+        )
+        .await,
+    );
+    all.extend(
+        reconcile_ok(
+            user(Target::Named, deleted, false),
+            cluster_is(PRESENT),
+            FakeAdmin::default(),
+            strait_operator::user::controller::reconcile,
+        )
+        .await,
+    );
+    let (_, waiting) = reconcile_once(
+        topic(Target::Named, Some(Duration::from_secs(60))),
+        cluster_is(PRESENT),
+        unreachable(),
+        strait_operator::topic::controller::reconcile,
+    )
+    .await;
+    all.extend(waiting);
+    let finalizer_patches = all
+        .iter()
+        .filter(|s| s.method == "PATCH" && s.body.to_string().contains("/metadata/finalizers"))
+        .count();
+    assert!(
+        finalizer_patches >= 6,
+        "finalizer adds and removes exercised"
+    );
+    assert!(
+        all.iter()
+            .any(|s| s.method == "PATCH" && s.path.ends_with("/secrets/app")),
+        "the Secret apply exercised"
+    );
+    assert_eq!(writes_without_field_manager(&all), Vec::<String>::new());
 }

@@ -10,13 +10,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use strait_crds::Topic;
 
 use crate::admin::KafkaAdmin;
 use crate::apply::{event, patch_status};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
+use crate::finalizer::{Event as Finalizer, finalizer};
 use crate::target_cluster::{self, deletion};
 use crate::topic::plan::plan;
 use crate::topic::status::{Pass, Synced, status};
@@ -42,8 +42,7 @@ pub async fn reconcile<F: AdminFactory>(
             Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()));
+    .await;
     ctx.metrics.reconciled("Topic", start.elapsed());
     if let Err(e) = &result {
         ctx.metrics.failed("Topic", e.metric_label());

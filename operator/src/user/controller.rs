@@ -15,7 +15,6 @@ use k8s_openapi::jiff::Timestamp;
 use kafka_protocol::messages::ApiKey;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use strait_crds::User;
 
@@ -23,6 +22,7 @@ use crate::admin::KafkaAdmin;
 use crate::apply::{apply, event, patch_status};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
+use crate::finalizer::{Event as Finalizer, finalizer};
 use crate::target_cluster::{self, deletion};
 use crate::user::plan::{
     UserSteps, acl_diff, desired_acls, generate_password, principal, quota_ops, scram_credential,
@@ -52,8 +52,7 @@ pub async fn reconcile<F: AdminFactory>(
             Finalizer::Cleanup(u) => cleanup(&u, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer(e.to_string()));
+    .await;
     ctx.metrics.reconciled("User", start.elapsed());
     if let Err(e) = &result {
         ctx.metrics.failed("User", e.metric_label());
