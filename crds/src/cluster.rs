@@ -310,7 +310,11 @@ pub struct PodTemplate {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
-    /// `Ready`, `Reconciling`, `Degraded`, `ScaleDownBlocked`, with reasons and messages.
+    /// With reasons and messages: `Ready` (brokers ready and the admin API answering),
+    /// `Reconciling`, `Degraded`, `ScaleDownBlocked`, `Rolling` (a restart for a new
+    /// configuration), `ReplicationTLS` (mutual TLS between brokers, or plaintext kept) and
+    /// `StorageChangeBlocked` (a storage change Kubernetes cannot make: a shrink, a class change,
+    /// a StorageClass without volume expansion).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation the status describes.
