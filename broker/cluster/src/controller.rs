@@ -8,6 +8,8 @@ mod reassignment;
 mod staged;
 mod topics;
 
+pub use topics::MAX_PARTITIONS_PER_TOPIC;
+
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,7 @@
 //! from it, and the controller decides the next records from it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -106,7 +107,9 @@ pub struct Image {
     /// Index of the last applied metadata log entry (0: nothing applied).
     pub offset: u64,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
-    pub topics: BTreeMap<String, TopicImage>,
+    /// Shared with earlier images: a new image per applied entry copies only the topics the
+    /// entry changed, so a cluster with many partitions does not copy them all on every change.
+    pub topics: BTreeMap<String, Arc<TopicImage>>,
     /// The next producer id the controller hands out.
     pub next_producer_id: i64,
 }
@@ -145,12 +148,12 @@ impl Image {
             } => {
                 self.topics.insert(
                     name.clone(),
-                    TopicImage {
+                    Arc::new(TopicImage {
                         name: name.clone(),
                         id: *id,
                         configs: configs.clone(),
                         partitions: partitions.clone(),
-                    },
+                    }),
                 );
             }
             MetadataRecord::DeleteTopic { name } => {
@@ -158,12 +161,14 @@ impl Image {
             }
             MetadataRecord::AddPartitions { topic, partitions } => {
                 if let Some(t) = self.topics.get_mut(topic) {
-                    t.partitions.extend(partitions.iter().cloned());
+                    Arc::make_mut(t)
+                        .partitions
+                        .extend(partitions.iter().cloned());
                 }
             }
             MetadataRecord::SetTopicConfigs { topic, configs } => {
                 if let Some(t) = self.topics.get_mut(topic) {
-                    t.configs = configs.clone();
+                    Arc::make_mut(t).configs = configs.clone();
                 }
             }
             MetadataRecord::ChangePartition {
@@ -171,11 +176,11 @@ impl Image {
                 partition,
                 state,
             } => {
-                if let Some(p) = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
-                {
+                if let Some(p) = self.topics.get_mut(topic).and_then(|t| {
+                    Arc::make_mut(t)
+                        .partitions
+                        .get_mut(usize::try_from(*partition).ok()?)
+                }) {
                     *p = state.clone();
                 }
             }
@@ -190,11 +195,11 @@ impl Image {
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
-        self.topics.get(name)
+        self.topics.get(name).map(|t| &**t)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
-        self.topics.values().find(|t| t.id == *id)
+        self.topics.values().find(|t| t.id == *id).map(|t| &**t)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {

@@ -48,6 +48,7 @@ use crate::image::Image;
 use crate::record::MetadataRecord;
 use crate::rpc::ControllerError;
 use active::ActiveController;
+use durable::Reserve;
 use log_store::LogStore;
 use network::Network;
 use proto::{MAX_MESSAGE_BYTES, QuorumServer};
@@ -93,7 +94,9 @@ pub struct QuorumConfig {
     pub node_id: i32,
     /// `controller.quorum.voters`: id -> `host:port` of each voter's controller listener.
     pub voters: BTreeMap<i32, String>,
-    /// Address the quorum gRPC service listens on (this controller's CONTROLLER listener).
+    /// Address the quorum gRPC service listens on (this controller's CONTROLLER listener). Port 0
+    /// picks a free port, allowed only for a quorum of this voter alone (nobody else has to
+    /// reach it): its address in `voters` is then replaced by the one bound.
     pub bind: SocketAddr,
     /// Metadata log directory; created if missing.
     pub dir: PathBuf,
@@ -123,6 +126,8 @@ pub enum QuorumError {
 /// A running voter of the metadata quorum: Raft, its gRPC server and the active controller.
 pub struct Quorum {
     node_id: i32,
+    /// Where the gRPC service listens (the bound port when `bind` asked for a free one).
+    local_addr: SocketAddr,
     raft: Raft<TypeConfig>,
     image: watch::Receiver<Arc<Image>>,
     active: Arc<ActiveController>,
@@ -139,6 +144,11 @@ fn validate(config: &QuorumConfig) -> Result<(NodeId, BTreeMap<NodeId, BasicNode
             "node.id {} is not among controller.quorum.voters",
             config.node_id
         )));
+    }
+    if config.bind.port() == 0 && config.voters.len() > 1 {
+        return Err(QuorumError::Config(
+            "only a single-voter quorum may listen on a free port".into(),
+        ));
     }
     if config.snapshot_every == 0 {
         return Err(QuorumError::Config(
@@ -179,22 +189,31 @@ impl Quorum {
     /// this at its first start: openraft allows initialisation with the same membership by any
     /// number of voters, all of them write the same first entry.
     pub async fn start(config: QuorumConfig) -> Result<Quorum, QuorumError> {
-        let (node_id, members) = validate(&config)?;
+        let (node_id, mut members) = validate(&config)?;
         let storage_error = |source| QuorumError::Storage {
             dir: config.dir.clone(),
             source,
         };
         std::fs::create_dir_all(&config.dir).map_err(storage_error)?;
         let (image_tx, image_rx) = watch::channel(Arc::new(Image::default()));
-        let log_store = LogStore::open(&config.dir).map_err(storage_error)?;
+        let reserve = Arc::new(Reserve::open(&config.dir, durable::RESERVE_BYTES));
+        let log_store = LogStore::open(&config.dir, reserve.clone()).map_err(storage_error)?;
         let state_machine =
-            StateMachine::open(&config.dir, Arc::new(image_tx)).map_err(storage_error)?;
+            StateMachine::open(&config.dir, Arc::new(image_tx), reserve).map_err(storage_error)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| QuorumError::Bind {
                 addr: config.bind,
                 source,
             })?;
+        let local_addr = listener.local_addr().map_err(|source| QuorumError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        if config.bind.port() == 0 {
+            members.insert(node_id, BasicNode::new(local_addr));
+        }
+        let alone = members.len() == 1;
 
         let raft_config = Arc::new(raft_config(config.snapshot_every)?);
         // Built before anything runs, so a TLS problem stops the start with its cause.
@@ -226,6 +245,7 @@ impl Quorum {
 
         let quorum = Quorum {
             node_id: config.node_id,
+            local_addr,
             raft,
             image: image_rx,
             active,
@@ -237,7 +257,20 @@ impl Quorum {
             quorum.shutdown().await;
             return Err(e);
         }
+        if alone {
+            // A lone voter needs no election timeout to learn that nobody else leads: elect now,
+            // so that a single node serves within moments of starting.
+            if let Err(e) = quorum.raft.trigger().elect().await {
+                quorum.shutdown().await;
+                return Err(QuorumError::Raft(e.to_string()));
+            }
+        }
         Ok(quorum)
+    }
+
+    /// The address the quorum's gRPC service listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<(), QuorumError> {

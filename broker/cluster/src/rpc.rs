@@ -166,6 +166,8 @@ pub enum ControllerError {
     TopicExists(String),
     #[error("unknown topic or partition: {0}")]
     UnknownTopicOrPartition(String),
+    #[error("{0}")]
+    InvalidTopic(String),
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
     #[error("invalid partitions: {0}")]
@@ -199,6 +201,7 @@ impl ControllerError {
             ControllerError::StaleBrokerEpoch { .. } => 77,
             ControllerError::TopicExists(_) => 36,
             ControllerError::UnknownTopicOrPartition(_) => 3,
+            ControllerError::InvalidTopic(_) => 17,
             ControllerError::InvalidReplicationFactor(_) => 38,
             ControllerError::InvalidPartitions(_) => 37,
             ControllerError::InvalidReplicaAssignment(_) => 39,

@@ -428,10 +428,19 @@ impl BrokerConfig {
                 "offsets.topic.num.partitions",
                 r.required_int("offsets.topic.num.partitions")?,
             )?,
-            offsets_topic_replication_factor: convert(
-                "offsets.topic.replication.factor",
-                r.required_int("offsets.topic.replication.factor")?,
-            )?,
+            // A single node (no process.roles) is the whole cluster: Kafka's default of 3 would
+            // leave it without consumer groups for good, so its default is 1 (what Kafka's own
+            // single-node configs set).
+            offsets_topic_replication_factor: if process_roles.is_empty()
+                && !is_set("offsets.topic.replication.factor")
+            {
+                1
+            } else {
+                convert(
+                    "offsets.topic.replication.factor",
+                    r.required_int("offsets.topic.replication.factor")?,
+                )?
+            },
             offsets_topic_segment_bytes: convert(
                 "offsets.topic.segment.bytes",
                 r.required_int("offsets.topic.segment.bytes")?,

@@ -1,31 +1,38 @@
-//! The broker's shared state and its topic lifecycle: the config, the log manager, the topic
-//! catalogue and, per partition, the log plus the signal that wakes long-polling fetches. Admin
-//! operations (create, delete, add partitions, change configs) live here because they must change
-//! the catalogue and the logs together; request handlers only translate to and from the protocol.
+//! The broker's shared state: the config, the log manager, the metadata node (quorum member or
+//! follower, whose image says which topics exist) and the table of the partitions hosted here,
+//! each with its log and the signal that wakes long-polling fetches. Topics change only through
+//! the controller; the cluster applier installs what the image gives this broker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use kafka_protocol::ResponseError;
-use strait_config::{BrokerConfig, effective_topic_config, validate_topic_configs};
-use strait_storage::{LogConfig, LogManager, PartitionLog, TimestampType, TopicPartition};
-use tracing::{info, warn};
+use strait_config::{BrokerConfig, effective_topic_config};
+use strait_storage::{LogConfig, LogManager, TimestampType};
 use uuid::Uuid;
 
-use crate::cluster::replica::ReplicaState;
+use crate::cluster::ClusterNode;
 use crate::errors::ApiError;
 use crate::group::Coordinator;
 use crate::group::coordinator::Limits;
-use crate::identity;
-use crate::metadata::{MetadataStore, TopicMeta};
 
 /// Kafka's limit on topic names (so that `<topic>-<partition>` directory names stay legal).
 const MAX_TOPIC_NAME_LEN: usize = 249;
-/// Upper bound on partitions per topic. Kafka has no hard limit, but one request for two billion
-/// partitions must fail cleanly instead of exhausting file descriptors and disk; 10,000 is far
-/// beyond what one topic on one broker is ever given.
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Upper bound on partitions per topic (the controller enforces it; checked here too so that
+/// requests beyond it are answered without a controller round trip).
+pub use strait_cluster::controller::MAX_PARTITIONS_PER_TOPIC;
+
+/// A topic as the metadata image describes it, as far as the broker's table needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Topic-level config overrides (Kafka key names); defaults come from the broker config.
+    pub configs: BTreeMap<String, String>,
+}
 
 pub use crate::partition::Partition;
 
@@ -53,8 +60,8 @@ struct Topics {
 
 pub struct Broker {
     pub config: BrokerConfig,
-    /// The consumer group coordinator: every group on a single node, the groups of the offsets
-    /// partitions this broker leads in a cluster (`coordinated`).
+    /// The consumer group coordinator: the groups of the offsets partitions this broker leads
+    /// (`coordinated`).
     pub groups: Coordinator,
     pub coordinated: crate::group::partitions::Coordinated,
     pub metrics: crate::metrics::Metrics,
@@ -63,13 +70,11 @@ pub struct Broker {
     pub logs: LogManager,
     /// Whether the log manager trusted a clean shutdown (no recovery scan).
     pub clean_start: bool,
-    metadata: MetadataStore,
     topics: RwLock<Topics>,
-    /// Serialises admin operations so check-then-act on the catalogue is atomic.
-    admin: Mutex<()>,
-    /// Set once at start-up in KRaft mode (`process.roles` set): the cluster membership, the
-    /// metadata image and the controller client. `None` on a single node.
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
+    /// This node's part in the metadata quorum (a voter, or a follower of it): the cluster
+    /// membership, the metadata image and the controller client. A single node is a quorum of
+    /// one voter, so there is no other metadata path.
+    node: Arc<ClusterNode>,
 }
 
 pub fn log_config(overrides: &BTreeMap<String, String>, config: &BrokerConfig) -> LogConfig {
@@ -101,29 +106,24 @@ pub fn log_config(overrides: &BTreeMap<String, String>, config: &BrokerConfig) -
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error(transparent)]
-    Identity(#[from] identity::IdentityError),
-    #[error(transparent)]
-    Metadata(#[from] crate::metadata::MetadataError),
     #[error("log dirs: {0}")]
     Log(#[from] strait_storage::LogError),
 }
 
 impl Broker {
-    /// Opens (or formats) the log dirs, recovers the logs and loads the topic catalogue.
-    pub fn open(config: BrokerConfig) -> Result<Broker, StartError> {
+    /// Opens the log dirs (already formatted with `cluster_id`) and recovers the logs. Topics are
+    /// installed by the cluster applier from `node`'s metadata image; logs already open take
+    /// their topic's configuration from the image as it is now (the applier keeps it current).
+    pub fn open(
+        config: BrokerConfig,
+        cluster_id: String,
+        node: Arc<ClusterNode>,
+    ) -> Result<Broker, StartError> {
         let dirs: Vec<PathBuf> = config.log_dirs.clone();
-        let cluster_id =
-            identity::load_or_format(&dirs, config.node_id, config.cluster_id.as_deref())?;
-        let (metadata, catalogue_existed) = MetadataStore::open(&dirs[0])?;
-        let known: HashMap<String, TopicMeta> = metadata
-            .topics()
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
+        let image = node.image();
         let logs = LogManager::open(&dirs, &|topic: &str| {
-            let overrides = known
-                .get(topic)
+            let overrides = image
+                .topic(topic)
                 .map(|t| t.configs.clone())
                 .unwrap_or_default();
             log_config(&overrides, &config)
@@ -156,201 +156,97 @@ impl Broker {
             cluster_id,
             logs,
             clean_start,
-            metadata,
             topics: RwLock::new(Topics::default()),
-            admin: Mutex::new(()),
-            cluster: std::sync::OnceLock::new(),
+            node,
         };
         if !broker.clean_start {
             broker.metrics.recovery_runs.inc();
         }
-        broker.load_topics(catalogue_existed)?;
-        crate::group::store::load(&broker)?;
         Ok(broker)
     }
 
-    /// Builds the in-memory topic table from the catalogue, creating logs the catalogue names but
-    /// the disk lacks (a crash between the two writes of a create) and deleting logs of topics the
-    /// catalogue no longer has (a crash during a delete). A data dir without a catalogue (copied
-    /// from elsewhere) is adopted rather than wiped.
-    fn load_topics(&self, catalogue_existed: bool) -> Result<(), StartError> {
-        // In a cluster the metadata image owns every topic (`__consumer_offsets` included); the
-        // cluster applier reconciles them once the image arrives.
-        let local_only = |_: &str| self.config.kraft.is_none();
-        let mut on_disk: BTreeMap<String, Vec<Arc<PartitionLog>>> = BTreeMap::new();
-        for log in self.logs.all() {
-            if !local_only(&log.topic_partition().topic) {
-                continue;
-            }
-            on_disk
-                .entry(log.topic_partition().topic.clone())
-                .or_default()
-                .push(log);
-        }
-        let mut catalogue: BTreeMap<String, TopicMeta> = self
-            .metadata
-            .topics()
-            .into_iter()
-            .filter(|t| local_only(&t.name))
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        for (name, logs) in &on_disk {
-            if catalogue.contains_key(name) {
-                continue;
-            }
-            if catalogue_existed {
-                warn!(topic = %name, "deleting logs of a topic that is not in the catalogue");
-                for log in logs {
-                    self.logs.delete(log.topic_partition())?;
-                }
-            } else {
-                let partitions = logs
-                    .iter()
-                    .map(|l| l.topic_partition().partition + 1)
-                    .max()
-                    .unwrap_or(1);
-                let id = logs
-                    .iter()
-                    .find_map(|l| l.topic_id())
-                    .and_then(|s| Uuid::parse_str(&s).ok())
-                    .unwrap_or_else(Uuid::new_v4);
-                warn!(topic = %name, partitions, "adopting logs found without a catalogue");
-                let meta = TopicMeta {
-                    name: name.clone(),
-                    id,
-                    partitions,
-                    replication_factor: 1,
-                    configs: BTreeMap::new(),
-                };
-                self.metadata.put_topic(meta.clone())?;
-                catalogue.insert(name.clone(), meta);
-            }
-        }
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        for meta in catalogue.into_values() {
-            let partitions = self.open_partitions(&meta, 0)?;
-            topics.by_id.insert(meta.id, meta.name.clone());
-            topics
-                .by_name
-                .insert(meta.name.clone(), Arc::new(Topic { meta, partitions }));
-        }
-        info!(topics = topics.by_name.len(), "topic catalogue loaded");
-        Ok(())
-    }
-
-    fn open_partitions(
-        &self,
-        meta: &TopicMeta,
-        from: i32,
-    ) -> Result<Vec<Arc<Partition>>, strait_storage::LogError> {
-        let config = log_config(&meta.configs, &self.config);
-        let id = meta.id.to_string();
-        (from..meta.partitions)
-            .map(|index| {
-                let tp = TopicPartition {
-                    topic: meta.name.clone(),
-                    partition: index,
-                };
-                let log = self.logs.get_or_create(&tp, config.clone())?;
-                if log.topic_id().as_deref() != Some(id.as_str()) {
-                    log.set_topic_id(&id)?;
-                }
-                // The only in-sync replica is this one, so everything it has is committed: the
-                // high watermark is the log end (the checkpoint may lag it after a crash).
-                log.set_high_watermark(log.log_end_offset());
-                Ok(Arc::new(Partition::new(
-                    index,
-                    log,
-                    ReplicaState::single(self.config.node_id, 0),
-                )))
-            })
-            .collect()
-    }
-
     /// Whether this broker is fully caught up: in the ISR of every partition it hosts, with no
-    /// offline partition in the cluster. A single node leads every partition and is its whole
-    /// ISR, so once the logs are open (this object exists) it is ready. `Err` says why not.
+    /// offline partition in the cluster. `Err` says why not.
     pub fn readiness(&self) -> Result<(), String> {
-        match self.cluster() {
-            Some(node) => node.readiness(self),
-            None => Ok(()),
-        }
+        self.node.readiness(self)
     }
 
-    /// A fresh producer id for InitProducerId, from a durably reserved block.
-    pub fn next_producer_id(&self) -> Result<i64, ApiError> {
-        const BLOCK: i64 = 1000;
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.is_empty()
-            && let Some(node) = self.cluster()
-        {
-            // Cluster-wide unique ids come in blocks from the controller.
-            let answer = tokio::runtime::Handle::current().block_on(node.call(
+    /// A fresh producer id for InitProducerId, from a block the controller reserved durably for
+    /// this broker (cluster-wide unique; a crash can only skip ids, never hand one out twice).
+    pub async fn next_producer_id(&self) -> Result<i64, ApiError> {
+        if let Some(id) = self.take_producer_id() {
+            return Ok(id);
+        }
+        let answer = self
+            .node
+            .call(
                 strait_cluster::rpc::ControllerRequest::AllocateProducerIds {
                     broker: self.config.node_id,
-                    broker_epoch: node.broker_epoch(),
+                    broker_epoch: self.node.broker_epoch(),
                 },
-            ));
-            match answer {
-                Ok(strait_cluster::rpc::ControllerResponse::ProducerIds { first, count }) => {
-                    *ids = first..first + count;
-                }
-                Ok(other) => {
-                    return Err(ApiError::new(
-                        ResponseError::UnknownServerError,
-                        format!("unexpected controller answer {other:?}"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(ApiError::new(
-                        ResponseError::CoordinatorNotAvailable,
-                        format!("cannot allocate producer ids: {e}"),
-                    ));
-                }
+            )
+            .await;
+        match answer {
+            Ok(strait_cluster::rpc::ControllerResponse::ProducerIds { first, count }) => {
+                let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+                // Another request may have refilled the block meanwhile; the newer block wins
+                // and the rest of the older one is skipped, never reused.
+                *ids = first..first + count;
+                let id = ids.start;
+                ids.start += 1;
+                Ok(id)
             }
+            Ok(other) => Err(ApiError::new(
+                ResponseError::UnknownServerError,
+                format!("unexpected controller answer {other:?}"),
+            )),
+            Err(e) => Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                format!("cannot allocate producer ids: {e}"),
+            )),
         }
+    }
+
+    fn take_producer_id(&self) -> Option<i64> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
         if ids.is_empty() {
-            let start = self
-                .metadata
-                .allocate_producer_ids(BLOCK)
-                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-            *ids = start..start + BLOCK;
+            return None;
         }
         let id = ids.start;
         ids.start += 1;
-        Ok(id)
+        Some(id)
     }
 
-    /// The cluster node in KRaft mode.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::ClusterNode>> {
-        self.cluster.get()
+    /// This node's part in the metadata quorum.
+    pub fn node(&self) -> &Arc<ClusterNode> {
+        &self.node
     }
 
     /// The error for a topic this broker does not host: in a cluster, a topic that exists on
     /// other brokers gets NOT_LEADER_OR_FOLLOWER so the client refreshes its metadata.
     pub fn missing_topic_error(&self, name: &str) -> ApiError {
-        match self.cluster() {
-            Some(c) if c.image().topic(name).is_some() => ApiError::new(
+        match self.node.image().topic(name) {
+            Some(_) => ApiError::new(
                 ResponseError::NotLeaderOrFollower,
                 format!("This broker hosts no replica of topic {name}"),
             ),
-            _ => unknown_topic(name),
+            None => unknown_topic(name),
         }
     }
 
     pub fn missing_topic_error_by_id(&self, id: &Uuid) -> ApiError {
-        match self.cluster() {
-            Some(c) if c.image().topic_by_id(id).is_some() => ApiError::new(
+        match self.node.image().topic_by_id(id) {
+            Some(_) => ApiError::new(
                 ResponseError::NotLeaderOrFollower,
                 format!("This broker hosts no replica of topic {id}"),
             ),
-            _ => ApiError::new(ResponseError::UnknownTopicId, "unknown topic id"),
+            None => ApiError::new(ResponseError::UnknownTopicId, "unknown topic id"),
         }
     }
 
     /// The error for a partition of a hosted topic that is not here.
     pub fn missing_partition_error(&self, topic: &Topic, index: i32) -> ApiError {
-        if self.cluster().is_some() && (0..topic.meta.partitions).contains(&index) {
+        if (0..topic.meta.partitions).contains(&index) {
             return ApiError::new(
                 ResponseError::NotLeaderOrFollower,
                 format!(
@@ -409,239 +305,12 @@ impl Broker {
         self.topics.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, ApiError> {
-        validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        let replication_factor = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
-        };
-        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "Number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, got {partitions}."
-                ),
-            ));
-        }
-        if replication_factor < 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicationFactor,
-                "Replication factor must be larger than 0.",
-            ));
-        }
-        let brokers = 1;
-        if replication_factor > brokers {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {brokers} broker(s) are registered."
-                ),
-            ));
-        }
-        validate_topic_configs(&configs)?;
-        let _guard = self.admin_lock();
-        {
-            let topics = self.read_topics();
-            if topics.by_name.contains_key(name) {
-                return Err(ApiError::new(
-                    ResponseError::TopicAlreadyExists,
-                    format!("Topic '{name}' already exists."),
-                ));
-            }
-            let folded = fold_topic_name(name);
-            if let Some(other) = topics.by_name.keys().find(|t| fold_topic_name(t) == folded) {
-                return Err(ApiError::new(
-                    ResponseError::InvalidTopicException,
-                    format!("Topic '{name}' collides with existing topic: {other}"),
-                ));
-            }
-        }
-        let meta = TopicMeta {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            replication_factor,
-            configs,
-        };
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                meta,
-                partitions: Vec::new(),
-            }));
-        }
-        self.metadata
-            .put_topic(meta.clone())
-            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        let partitions = match self.open_partitions(&meta, 0) {
-            Ok(p) => p,
-            Err(e) => {
-                // Leave nothing half-created: the catalogue entry goes, and so do any new logs.
-                let _ = self.metadata.remove_topic(name);
-                for index in 0..meta.partitions {
-                    let _ = self.logs.delete(&TopicPartition {
-                        topic: name.to_string(),
-                        partition: index,
-                    });
-                }
-                return Err(e.into());
-            }
-        };
-        let topic = Arc::new(Topic { meta, partitions });
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        topics.by_id.insert(topic.meta.id, name.to_string());
-        topics.by_name.insert(name.to_string(), topic.clone());
-        info!(topic = %name, partitions = topic.meta.partitions, "created topic");
-        Ok(topic)
-    }
-
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, ApiError> {
-        if !self.config.delete_topic_enable {
-            return Err(ApiError::new(
-                ResponseError::TopicDeletionDisabled,
-                "Topic deletion is disabled (delete.topic.enable=false).",
-            ));
-        }
-        let _guard = self.admin_lock();
-        let Some(topic) = self.topic(name) else {
-            return Err(unknown_topic(name));
-        };
-        self.metadata
-            .remove_topic(name)
-            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        {
-            let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            topics.by_name.remove(name);
-            topics.by_id.remove(&topic.meta.id);
-        }
-        for p in &topic.partitions {
-            // Waiting fetches re-check and find the topic gone.
-            p.appended.notify_waiters();
-            if let Err(e) = self.logs.delete(p.log.topic_partition()) {
-                // The catalogue no longer has the topic, so the next start removes the stray log.
-                warn!(topic = %name, partition = p.index, error = %e, "could not delete log");
-            }
-        }
-        info!(topic = %name, "deleted topic");
-        Ok(topic.meta.clone())
-    }
-
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        let _guard = self.admin_lock();
-        let Some(topic) = self.topic(name) else {
-            return Err(unknown_topic(name));
-        };
-        let current = topic.meta.partitions;
-        if count < current {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "Topic currently has {current} partitions, which is higher than the requested {count}."
-                ),
-            ));
-        }
-        if count == current {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("Topic already has {current} partitions."),
-            ));
-        }
-        if count > MAX_PARTITIONS_PER_TOPIC {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "Number of partitions must be at most {MAX_PARTITIONS_PER_TOPIC}, got {count}."
-                ),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let mut meta = topic.meta.clone();
-        meta.partitions = count;
-        self.metadata
-            .put_topic(meta.clone())
-            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        let mut partitions = topic.partitions.clone();
-        partitions.extend(self.open_partitions(&meta, current)?);
-        self.replace_topic(Topic { meta, partitions });
-        info!(topic = %name, from = current, to = count, "added partitions");
-        Ok(())
-    }
-
-    /// A topic's config overrides: from the metadata image in a cluster (the topic may have no
-    /// replica here), else from the local catalogue.
+    /// A topic's config overrides, from the metadata image (the topic may have no replica here).
     pub fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
-        match self.cluster() {
-            Some(c) => c.image().topic(name).map(|t| t.configs.clone()),
-            None => self.topic(name).map(|t| t.meta.configs.clone()),
-        }
+        self.node.image().topic(name).map(|t| t.configs.clone())
     }
 
-    /// Replaces a topic's config overrides (already validated by the caller's rules). In a
-    /// cluster the controller does it; call from a blocking context (`block_in_place`).
-    pub fn set_topic_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        validate_topic_configs(&configs)?;
-        if let Some(node) = self.cluster() {
-            if validate_only {
-                return Ok(());
-            }
-            return tokio::runtime::Handle::current().block_on(
-                crate::api::cluster_admin::set_topic_configs(node, name, configs),
-            );
-        }
-        let _guard = self.admin_lock();
-        let Some(topic) = self.topic(name) else {
-            return Err(unknown_topic(name));
-        };
-        if validate_only {
-            return Ok(());
-        }
-        let mut meta = topic.meta.clone();
-        meta.configs = configs;
-        self.metadata
-            .put_topic(meta.clone())
-            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        let log_config = log_config(&meta.configs, &self.config);
-        for p in &topic.partitions {
-            p.log.update_config(log_config.clone());
-        }
-        self.replace_topic(Topic {
-            meta,
-            partitions: topic.partitions.clone(),
-        });
-        info!(topic = %name, "updated topic configs");
-        Ok(())
-    }
-
-    /// Cluster mode: puts a topic (as the metadata image describes it) into the table.
+    /// Puts a topic (as the metadata image describes it) into the table.
     pub(crate) fn install_topic(&self, topic: Topic) -> Arc<Topic> {
         let topic = Arc::new(topic);
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
@@ -652,19 +321,12 @@ impl Broker {
         topic
     }
 
-    /// Cluster mode: removes a topic from the table (its logs are the caller's business).
+    /// Removes a topic from the table (its logs are the caller's business).
     pub(crate) fn uninstall_topic(&self, name: &str) -> Option<Arc<Topic>> {
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         let topic = topics.by_name.remove(name)?;
         topics.by_id.remove(&topic.meta.id);
         Some(topic)
-    }
-
-    fn replace_topic(&self, topic: Topic) {
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        topics
-            .by_name
-            .insert(topic.meta.name.clone(), Arc::new(topic));
     }
 }
 
@@ -698,11 +360,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// Metric names fold '.' into '_', so Kafka forbids topics that differ only there.
-fn fold_topic_name(name: &str) -> String {
-    name.replace('.', "_")
 }
 
 #[cfg(test)]

@@ -60,3 +60,21 @@ impl From<ConfigError> for ApiError {
         ApiError::new(ResponseError::InvalidConfig, e.to_string())
     }
 }
+
+impl From<&strait_cluster::rpc::ControllerError> for ApiError {
+    fn from(e: &strait_cluster::rpc::ControllerError) -> Self {
+        let code =
+            ResponseError::try_from_code(e.code()).unwrap_or(ResponseError::UnknownServerError);
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl ApiError {
+    /// A controller answer of the wrong kind for the request (a bug, not the client's fault).
+    pub fn unexpected_answer(answer: &strait_cluster::rpc::ControllerResponse) -> Self {
+        ApiError::new(
+            ResponseError::UnknownServerError,
+            format!("unexpected controller answer {answer:?}"),
+        )
+    }
+}

@@ -2,18 +2,21 @@
 //!
 //! Layers, outside in: `net` (framing, listeners, connections) hands request frames to `api`
 //! (one module per Kafka API, translating protocol messages), which works on `broker` (shared
-//! state and topic lifecycle) backed by `strait_storage` (the logs) and `metadata` (the topic
-//! catalogue). `tasks` runs background maintenance; `run` wires it all together.
+//! state: the hosted partitions) backed by `strait_storage` (the logs) and `cluster` (this
+//! node's part in the metadata quorum; a single node is a quorum of one voter). `migrate`
+//! adopts the topic catalogue of older single-node data dirs. `tasks` runs background
+//! maintenance; `run` wires it all together.
 
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod cluster;
 pub mod dev;
 pub mod errors;
 pub mod group;
 pub mod identity;
-pub mod metadata;
 pub mod metrics;
+pub mod migrate;
 pub mod net;
 pub mod partition;
 pub mod tasks;
@@ -28,25 +31,101 @@ use tracing::info;
 
 use crate::broker::Broker;
 
-/// Opens the data, binds the listeners and serves until `shutdown` turns true; then drains
-/// connections and shuts the logs down cleanly (flush, checkpoints, clean-shutdown marker).
-pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let kraft = config.kraft.is_some();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .context("start-up task failed")?
-        .context("cannot open the log dirs")?;
-    let broker = Arc::new(broker);
-    let node = if kraft {
-        let node = cluster::ClusterNode::start(&broker.config).await?;
-        let _ = broker.cluster.set(node.clone());
-        Some(node)
-    } else {
-        None
+/// How long a single node waits to become ready before it serves anyway (it normally takes a
+/// few milliseconds: elect itself, register, unfence, lead its partitions).
+const LONE_VOTER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until `broker.readiness()` holds, up to `timeout`; the last reason otherwise.
+async fn wait_until_ready(broker: &Broker, timeout: std::time::Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let why = match broker.readiness() {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(why);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A broker opened and taking part in its metadata quorum (cluster tasks running; a single node
+/// already ready), not yet serving its Kafka listeners.
+pub struct Started {
+    pub broker: Arc<Broker>,
+    /// Registration/heartbeats, the image applier, the replica fetchers and the ISR task; they
+    /// end when the `shutdown` given to [`start`] turns true.
+    pub cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Checks the data dirs' identity, joins (or, alone, forms) the metadata quorum, opens the logs,
+/// adopts an earlier single node's topic catalogue, and starts the cluster tasks.
+pub async fn start(
+    config: BrokerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Started> {
+    // The identity first: a data dir of another node or cluster must stop the start before the
+    // metadata log is opened in it.
+    let (dirs, node_id, configured_id) = (
+        config.log_dirs.clone(),
+        config.node_id,
+        config.cluster_id.clone(),
+    );
+    let cluster_id = tokio::task::spawn_blocking(move || {
+        identity::load_or_format(&dirs, node_id, configured_id.as_deref())
+    })
+    .await
+    .context("start-up task failed")?
+    .context("cannot open the log dirs")?;
+    let legacy = migrate::legacy_catalogue(&config.log_dirs[0])?;
+    let node = cluster::ClusterNode::start(&config).await?;
+    let opened = {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || Broker::open(config, cluster_id, node)).await
     };
-    // In a cluster a SIGTERM first hands this broker's leaderships over (controlled shutdown),
-    // then stops serving; `stopping` is what the rest of the broker sees.
+    let broker = match opened {
+        Ok(Ok(broker)) => Arc::new(broker),
+        Ok(Err(e)) => {
+            node.stop().await;
+            return Err(anyhow::Error::new(e).context("cannot open the log dirs"));
+        }
+        Err(e) => {
+            node.stop().await;
+            return Err(anyhow::Error::new(e).context("start-up task failed"));
+        }
+    };
+    // Before the applier runs: it deletes logs of topics the image does not name.
+    if let Err(e) = migrate::adopt(&broker, &node, legacy).await {
+        node.stop().await;
+        return Err(e);
+    }
+    let cluster_tasks = node.spawn_tasks(&broker, shutdown);
+    if node.is_lone_voter() {
+        // Nobody else can make it ready: serve once registered and leading every partition, so
+        // that a single node is usable the moment it says it is ready.
+        let waited = wait_until_ready(&broker, LONE_VOTER_READY_TIMEOUT).await;
+        if let Err(why) = waited {
+            tracing::warn!(%why, "not ready yet; serving anyway");
+        }
+    }
+    Ok(Started {
+        broker,
+        cluster_tasks,
+    })
+}
+
+/// Starts the broker ([`start`]), binds the listeners and serves until `shutdown` turns true; then
+/// drains connections and shuts the logs down cleanly (flush, checkpoints, clean-shutdown marker).
+pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let (stop_tx, stopping) = watch::channel(false);
+    let Started {
+        broker,
+        cluster_tasks,
+    } = start(config, stopping.clone()).await?;
+    let node = broker.node().clone();
+    // A SIGTERM first hands this broker's leaderships over (controlled shutdown), then stops
+    // serving; `stopping` is what the rest of the broker sees.
     let drain = {
         let node = node.clone();
         let mut shutdown = shutdown.clone();
@@ -56,9 +135,7 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
                     break;
                 }
             }
-            if let Some(node) = node {
-                node.controlled_shutdown().await;
-            }
+            node.controlled_shutdown().await;
             let _ = stop_tx.send(true);
         })
     };
@@ -99,19 +176,13 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
     let http = metrics_listener
         .map(|l| tokio::spawn(net::http::serve(broker.clone(), l, shutdown.clone())));
     let maintenance = tokio::spawn(tasks::run(broker.clone(), shutdown.clone()));
-    let cluster_tasks = node
-        .as_ref()
-        .map(|n| n.spawn_tasks(&broker, shutdown.clone()))
-        .unwrap_or_default();
     net::server::serve(broker.clone(), listeners, shutdown).await;
     let _ = maintenance.await;
     let _ = drain.await;
     for task in cluster_tasks {
         let _ = task.await;
     }
-    if let Some(node) = &node {
-        node.stop().await;
-    }
+    node.stop().await;
     if let Some(h) = http {
         let _ = h.await;
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::now_ms;
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::group::store::BrokerOffsetsLog;
 
 const TICK: Duration = Duration::from_secs(1);

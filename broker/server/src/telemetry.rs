@@ -1,7 +1,8 @@
 //! Logging and tracing set-up. Structured logs go to stderr (filter with `RUST_LOG`, default
-//! `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, request spans are also exported with
-//! OpenTelemetry over OTLP/HTTP (the exporter reads the standard `OTEL_EXPORTER_OTLP_*` and
-//! `OTEL_BSP_*` variables); when it is not set nothing is exported and no exporter exists.
+//! `info`, with openraft's per-election chatter at `warn`). When `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! is set, request spans are also exported with OpenTelemetry over OTLP/HTTP (the exporter reads
+//! the standard `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variables); when it is not set nothing is
+//! exported and no exporter exists.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
@@ -21,7 +22,8 @@ impl Telemetry {
     /// Installs the global subscriber. Returns an error message if OTLP was asked for but its
     /// exporter cannot be built (logging still works then).
     pub fn init(ansi: bool) -> (Telemetry, Option<String>) {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi);

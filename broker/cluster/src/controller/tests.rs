@@ -1035,6 +1035,14 @@ fn delete_topics_and_configs() {
 fn create_partitions_continues_the_topic() {
     let mut c = Cluster::new();
     c.start(&[1, 2, 3]);
+    let huge = c.call(ControllerRequest::CreateTopics {
+        topics: vec![new_topic("huge", super::MAX_PARTITIONS_PER_TOPIC + 1, 1)],
+        validate_only: false,
+    });
+    assert!(
+        matches!(huge, Ok(ControllerResponse::CreateTopics(ref r)) if matches!(r[0], Err(ControllerError::InvalidPartitions(_)))),
+        "{huge:?}"
+    );
     c.call(ControllerRequest::CreateTopics {
         topics: vec![new_topic("t", 2, 2)],
         validate_only: false,
@@ -1053,6 +1061,15 @@ fn create_partitions_continues_the_topic() {
     ));
     assert!(matches!(
         c.call(grow(2, None)),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    // Billions of partitions would exhaust the controller's memory: refused, nothing staged.
+    assert!(matches!(
+        c.call(grow(i32::MAX, None)),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    assert!(matches!(
+        c.call(grow(super::MAX_PARTITIONS_PER_TOPIC + 1, None)),
         Err(ControllerError::InvalidPartitions(_))
     ));
     assert!(matches!(

@@ -11,6 +11,10 @@ use crate::placement::{self, PlacementError};
 use crate::record::MetadataRecord;
 use crate::rpc::{ControllerError, CreatedTopic, NewTopic};
 
+/// Upper bound on partitions per topic. Kafka has no hard limit, but one request for two billion
+/// partitions must fail cleanly; 10,000 is far beyond what one topic is ever given.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
 fn placement_error(e: PlacementError) -> ControllerError {
     match e {
         PlacementError::InvalidPartitions => ControllerError::InvalidPartitions(e.to_string()),
@@ -74,6 +78,17 @@ fn assign(
     replication_factor: i16,
     start: i32,
 ) -> Result<Vec<Vec<i32>>, ControllerError> {
+    let total = match &explicit {
+        Some(a) => i64::from(start) + a.len() as i64,
+        None => i64::from(start) + i64::from(count),
+    };
+    // Every partition is a record in the metadata log and a log on some broker: a request for
+    // billions (a typo, or a hostile client) must fail, not exhaust the controller's memory.
+    if total > i64::from(MAX_PARTITIONS_PER_TOPIC) {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "Number of partitions must be at most {MAX_PARTITIONS_PER_TOPIC}, got {total}."
+        )));
+    }
     if let Some(assignment) = explicit {
         placement::validate_assignment(&assignment, &registered(staged))
             .map_err(placement_error)?;
@@ -137,6 +152,19 @@ fn create_one(
     }
     if staged.image.topic(&topic.name).is_some() {
         return Err(ControllerError::TopicExists(topic.name));
+    }
+    // Metric names fold '.' into '_', so Kafka refuses topics that differ only there.
+    let folded = topic.name.replace('.', "_");
+    if let Some(other) = staged
+        .image
+        .topics
+        .values()
+        .find(|t| t.name.replace('.', "_") == folded)
+    {
+        return Err(ControllerError::InvalidTopic(format!(
+            "Topic '{}' collides with existing topic: {}",
+            topic.name, other.name
+        )));
     }
     let assignment = assign(
         staged,

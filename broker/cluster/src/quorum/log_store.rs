@@ -27,7 +27,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::durable::{read_optional, replace_file, sync_dir};
+use super::durable::{Reserve, read_optional, replace_file, sync_dir};
 use super::{NodeId, TypeConfig};
 
 const LOG_FILE: &str = "raft-log";
@@ -44,6 +44,8 @@ enum Frame {
 
 struct Inner {
     dir: PathBuf,
+    /// Every write here goes through it: a full disk must not stop the quorum.
+    reserve: Arc<Reserve>,
     /// Append handle on `raft-log`.
     file: File,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
@@ -110,7 +112,7 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn tail.
-    pub fn open(dir: &Path) -> io::Result<LogStore> {
+    pub fn open(dir: &Path, reserve: Arc<Reserve>) -> io::Result<LogStore> {
         let path = dir.join(LOG_FILE);
         let data = read_optional(dir, LOG_FILE)?.unwrap_or_default();
         let (frames, valid) = decode_frames(&data)?;
@@ -148,6 +150,7 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
+                reserve,
                 file,
                 entries,
                 last_purged,
@@ -175,7 +178,8 @@ impl Inner {
         for entry in self.entries.values() {
             encode_frame(&mut buf, &Frame::Entry(entry.clone()))?;
         }
-        replace_file(&self.dir, LOG_FILE, &buf, true)?;
+        self.reserve
+            .write(|| replace_file(&self.dir, LOG_FILE, &buf, true))?;
         self.file = open_append(&self.dir.join(LOG_FILE))?;
         Ok(())
     }
@@ -185,8 +189,16 @@ impl Inner {
         for entry in &entries {
             encode_frame(&mut buf, &Frame::Entry(entry.clone()))?;
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()?;
+        let file = &mut self.file;
+        self.reserve.write(|| {
+            let len = file.metadata()?.len();
+            let written = file.write_all(&buf).and_then(|()| file.sync_data());
+            if written.is_err() {
+                // No torn frame may stay for the retry (or the next append) to follow.
+                let _ = file.set_len(len);
+            }
+            written
+        })?;
         for entry in entries {
             self.entries.insert(entry.log_id.index, entry);
         }
@@ -223,7 +235,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock()?;
         let data = serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(&e))?;
-        replace_file(&inner.dir, VOTE_FILE, &data, true)
+        inner
+            .reserve
+            .write(|| replace_file(&inner.dir, VOTE_FILE, &data, true))
             .map_err(|e| StorageIOError::write_vote(&e))?;
         inner.vote = Some(*vote);
         Ok(())
@@ -239,7 +253,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.lock()?;
         let data = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
-        replace_file(&inner.dir, COMMITTED_FILE, &data, false)
+        inner
+            .reserve
+            .write(|| replace_file(&inner.dir, COMMITTED_FILE, &data, false))
             .map_err(|e| StorageIOError::write(&e))?;
         inner.committed = committed;
         Ok(())
@@ -296,6 +312,7 @@ mod tests {
 
     use super::*;
     use crate::quorum::MetadataBatch;
+    use crate::quorum::durable::test_reserve;
 
     fn entry(index: u64) -> Entry<TypeConfig> {
         Entry {
@@ -335,7 +352,7 @@ mod tests {
         }
         buf.extend_from_slice(&[7, 0, 0]);
         std::fs::write(dir.path().join(LOG_FILE), &buf)?;
-        let store = LogStore::open(dir.path())?;
+        let store = LogStore::open(dir.path(), test_reserve(dir.path()))?;
         let indexes: Vec<u64> = store
             .lock()
             .map_err(|_| io::Error::other("poisoned"))?

@@ -18,7 +18,7 @@ use openraft::{
 };
 use tokio::sync::watch;
 
-use super::durable::{read_optional, replace_file};
+use super::durable::{Reserve, read_optional, replace_file};
 use super::{NodeId, TypeConfig};
 use crate::image::Image;
 
@@ -34,6 +34,7 @@ struct CurrentSnapshot {
 
 struct Inner {
     dir: PathBuf,
+    reserve: Arc<Reserve>,
     image: Image,
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, BasicNode>,
@@ -60,9 +61,14 @@ impl From<Poisoned> for StorageError<NodeId> {
 
 impl StateMachine {
     /// Loads the last snapshot of `dir` (if any) and publishes its image on `image_tx`.
-    pub fn open(dir: &Path, image_tx: Arc<watch::Sender<Arc<Image>>>) -> io::Result<StateMachine> {
+    pub fn open(
+        dir: &Path,
+        image_tx: Arc<watch::Sender<Arc<Image>>>,
+        reserve: Arc<Reserve>,
+    ) -> io::Result<StateMachine> {
         let mut inner = Inner {
             dir: dir.to_path_buf(),
+            reserve,
             image: Image::default(),
             last_applied: None,
             last_membership: StoredMembership::default(),
@@ -113,7 +119,8 @@ impl Inner {
         let mut file = serde_json::to_vec(&snapshot.meta)?;
         file.push(b'\n');
         file.extend_from_slice(&snapshot.data);
-        replace_file(&self.dir, SNAPSHOT_FILE, &file, true)
+        self.reserve
+            .write(|| replace_file(&self.dir, SNAPSHOT_FILE, &file, true))
     }
 }
 

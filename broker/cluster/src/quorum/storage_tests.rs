@@ -7,6 +7,7 @@ use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use tokio::sync::watch;
 
+use super::durable::test_reserve;
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::{NodeId, TypeConfig};
@@ -20,9 +21,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Dis
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let io = |e: std::io::Error| StorageError::from(openraft::StorageIOError::write(&e));
         let dir = tempfile::tempdir().map_err(io)?;
-        let log = LogStore::open(dir.path()).map_err(io)?;
+        let log = LogStore::open(dir.path(), test_reserve(dir.path())).map_err(io)?;
         let (tx, _rx) = watch::channel(Arc::new(Image::default()));
-        let sm = StateMachine::open(dir.path(), Arc::new(tx)).map_err(io)?;
+        let sm =
+            StateMachine::open(dir.path(), Arc::new(tx), test_reserve(dir.path())).map_err(io)?;
         Ok((dir, log, sm))
     }
 }

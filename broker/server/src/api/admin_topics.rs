@@ -1,9 +1,12 @@
-//! CreateTopics, DeleteTopics and CreatePartitions: validate each topic independently (one bad
-//! topic never fails the others), apply through the broker's topic lifecycle, and answer per topic
-//! with Kafka's error codes and messages.
+//! CreateTopics, DeleteTopics, CreatePartitions, topic config changes and auto-creation: each
+//! topic is checked here as far as this broker can (names, config values; one bad topic never
+//! fails the others), the rest is forwarded to the active controller, and the answer is given
+//! once the change has reached this broker's metadata image, so that a Metadata request that
+//! follows sees it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -16,14 +19,18 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
-use strait_config::describe_topic;
+use strait_cluster::rpc::{ControllerRequest, ControllerResponse, NewTopic};
+use strait_config::{describe_topic, validate_topic_configs};
 use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
-use crate::broker::{Broker, Topic};
+use crate::broker::{Broker, validate_topic_name};
+use crate::cluster::ClusterNode;
 use crate::errors::ApiError;
 
-/// First DeleteTopics version that names topics through `topics` (name or id) instead of
+/// How long an admin answer waits for its change to reach this broker's image.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// First DeleteTopics version naming topics through `topics` (name or id) instead of
 /// `topic_names`.
 const DELETE_BY_ID_VERSION: i16 = 6;
 
@@ -32,49 +39,98 @@ pub async fn create_topics(
     req: CreateTopicsRequest,
     _ctx: &RequestContext,
 ) -> CreateTopicsResponse {
-    if let Some(node) = broker.cluster() {
-        return super::cluster_admin::create_topics(broker, node, req).await;
-    }
+    let node = broker.node();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
-    let validate_only = req.validate_only;
-    let results = tokio::task::block_in_place(|| {
-        req.topics
-            .into_iter()
-            .map(|t| {
-                let name = t.name.0.to_string();
-                let outcome = if seen.get(&name).copied().unwrap_or(0) > 1 {
-                    Err(ApiError::new(
-                        ResponseError::InvalidRequest,
-                        format!(
-                            "Create topics request from client contains a duplicate topic: {name}"
-                        ),
-                    ))
-                } else {
-                    create_one(broker, &t, validate_only)
-                };
-                let result = CreatableTopicResult::default().with_name(t.name);
-                match outcome {
-                    Ok(topic) => result
-                        .with_topic_id(if validate_only {
-                            Uuid::nil()
-                        } else {
-                            topic.meta.id
-                        })
-                        .with_num_partitions(topic.meta.partitions)
-                        .with_replication_factor(topic.meta.replication_factor)
-                        .with_configs(Some(created_configs(broker, &topic.meta.configs))),
-                    Err(e) => result
-                        .with_error_code(e.code())
-                        .with_error_message(Some(str_bytes(e.message)))
-                        .with_num_partitions(-1)
-                        .with_replication_factor(-1),
-                }
+    // Local checks first; only the topics that pass go to the controller.
+    let checked: Vec<Result<NewTopic, ApiError>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            if seen.get(t.name.0.as_str()).copied().unwrap_or(0) > 1 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "Create topics request from client contains a duplicate topic: {}",
+                        t.name.0.as_str()
+                    ),
+                ));
+            }
+            new_topic(broker, t)
+        })
+        .collect();
+    let to_send: Vec<NewTopic> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok().cloned())
+        .collect();
+    let mut answers = if to_send.is_empty() {
+        Vec::new()
+    } else {
+        match node
+            .call(ControllerRequest::CreateTopics {
+                topics: to_send.clone(),
+                validate_only: req.validate_only,
             })
-            .collect()
-    });
+            .await
+        {
+            Ok(ControllerResponse::CreateTopics(results)) => results
+                .into_iter()
+                .map(|r| r.map_err(|e| ApiError::from(&e)))
+                .collect(),
+            Ok(other) => vec![Err(ApiError::unexpected_answer(&other)); to_send.len()],
+            Err(e) => vec![Err(ApiError::from(&e)); to_send.len()],
+        }
+    }
+    .into_iter();
+    if !req.validate_only {
+        let created: Vec<Uuid> = answers.clone().flatten().map(|t| t.id).collect();
+        node.wait_for_image(PROPAGATION_TIMEOUT, |image| {
+            created.iter().all(|id| image.topic_by_id(id).is_some())
+        })
+        .await;
+    }
+    let results = req
+        .topics
+        .into_iter()
+        .zip(checked)
+        .map(|(t, local)| {
+            let outcome = local.and_then(|sent| {
+                answers
+                    .next()
+                    .unwrap_or_else(|| {
+                        Err(ApiError::new(
+                            ResponseError::UnknownServerError,
+                            "no answer",
+                        ))
+                    })
+                    .map(|created| (sent, created))
+            });
+            let result = CreatableTopicResult::default().with_name(t.name);
+            match outcome {
+                Ok((sent, created)) => result
+                    .with_topic_id(if req.validate_only {
+                        Uuid::nil()
+                    } else {
+                        created.id
+                    })
+                    .with_num_partitions(created.partitions.len() as i32)
+                    .with_replication_factor(
+                        created
+                            .partitions
+                            .first()
+                            .map_or(sent.replication_factor, |p| p.replicas.len() as i16),
+                    )
+                    .with_configs(Some(created_configs(broker, &sent.configs))),
+                Err(e) => result
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message)))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1),
+            }
+        })
+        .collect();
     CreateTopicsResponse::default().with_topics(results)
 }
 
@@ -96,14 +152,16 @@ pub(crate) fn requested_configs(t: &CreatableTopic) -> Result<BTreeMap<String, S
     Ok(configs)
 }
 
-fn create_one(
+fn new_topic(
     broker: &Broker,
-    t: &CreatableTopic,
-    validate_only: bool,
-) -> Result<Arc<Topic>, ApiError> {
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<NewTopic, ApiError> {
+    let name = t.name.0.to_string();
+    validate_topic_name(&name)?;
     let configs = requested_configs(t)?;
-    let (partitions, replication_factor) = if t.assignments.is_empty() {
-        (t.num_partitions, t.replication_factor)
+    validate_topic_configs(&configs)?;
+    let assignments = if t.assignments.is_empty() {
+        None
     } else {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(ApiError::new(
@@ -111,63 +169,50 @@ fn create_one(
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
             ));
         }
-        let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
-        indexes.sort_unstable();
-        if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+        let mut sorted: Vec<_> = t.assignments.iter().collect();
+        sorted.sort_by_key(|a| a.partition_index);
+        if sorted
+            .iter()
+            .enumerate()
+            .any(|(i, a)| a.partition_index != i as i32)
+        {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicaAssignment,
                 "Partitions should be a consecutive 0-based integer sequence",
             ));
         }
-        let rf = t.assignments[0].broker_ids.len();
-        for a in &t.assignments {
-            check_assignment(
-                broker,
-                &a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>(),
-            )?;
-            if a.broker_ids.len() != rf {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    "All partitions should have the same number of replicas",
-                ));
-            }
-        }
-        (t.assignments.len() as i32, rf as i16)
+        Some(
+            sorted
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        )
     };
-    broker.create_topic(
-        t.name.0.as_str(),
+    let partitions = match t.num_partitions {
+        -1 => broker.config.num_partitions,
+        n => n,
+    };
+    let replication_factor = match t.replication_factor {
+        -1 => broker.config.default_replication_factor,
+        n => n,
+    };
+    if assignments.is_none() && !(1..=crate::broker::MAX_PARTITIONS_PER_TOPIC).contains(&partitions)
+    {
+        return Err(ApiError::new(
+            ResponseError::InvalidPartitions,
+            format!(
+                "Number of partitions must be between 1 and {}, got {partitions}.",
+                crate::broker::MAX_PARTITIONS_PER_TOPIC
+            ),
+        ));
+    }
+    Ok(NewTopic {
+        name,
         partitions,
         replication_factor,
+        assignments,
         configs,
-        validate_only,
-    )
-}
-
-/// A single node can only place replicas on itself, once.
-fn check_assignment(broker: &Broker, replicas: &[i32]) -> Result<(), ApiError> {
-    let node = broker.config.node_id;
-    if replicas.is_empty() {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            "Replica assignment must not be empty",
-        ));
-    }
-    let mut sorted = replicas.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.len() != replicas.len() {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            format!("Duplicate brokers not allowed in replica assignment: {replicas:?}"),
-        ));
-    }
-    if let Some(unknown) = replicas.iter().find(|b| **b != node) {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            format!("Unknown broker {unknown} in replica assignment (live brokers: [{node}])"),
-        ));
-    }
-    Ok(())
+    })
 }
 
 pub(crate) fn created_configs(
@@ -187,15 +232,41 @@ pub(crate) fn created_configs(
         .collect()
 }
 
+/// Topics named in Metadata requests that do not exist yet, created with the broker defaults.
+pub async fn auto_create(broker: &Broker, node: &ClusterNode, names: &[String]) {
+    let topics = names
+        .iter()
+        .map(|name| NewTopic {
+            name: name.clone(),
+            partitions: broker.config.num_partitions,
+            replication_factor: broker.config.default_replication_factor,
+            assignments: None,
+            configs: BTreeMap::new(),
+        })
+        .collect();
+    let answer = node
+        .call(ControllerRequest::CreateTopics {
+            topics,
+            validate_only: false,
+        })
+        .await;
+    if let Ok(ControllerResponse::CreateTopics(results)) = answer {
+        let created: Vec<Uuid> = results.iter().flatten().map(|t| t.id).collect();
+        node.wait_for_image(PROPAGATION_TIMEOUT, |image| {
+            created.iter().all(|id| image.topic_by_id(id).is_some())
+        })
+        .await;
+    }
+}
+
 pub async fn delete_topics(
     broker: &Arc<Broker>,
     req: DeleteTopicsRequest,
     ctx: &RequestContext,
 ) -> DeleteTopicsResponse {
-    if let Some(node) = broker.cluster() {
-        return super::cluster_admin::delete_topics(broker, node, req, ctx).await;
-    }
+    let node = broker.node();
     let by_id_version = ctx.api_version >= DELETE_BY_ID_VERSION;
+    let image = node.image();
     let targets: Vec<(Option<TopicName>, Uuid)> = if by_id_version {
         req.topics
             .into_iter()
@@ -207,41 +278,63 @@ pub async fn delete_topics(
             .map(|n| (Some(n), Uuid::nil()))
             .collect()
     };
-    let responses = tokio::task::block_in_place(|| {
-        targets
-            .into_iter()
-            .map(|(name, id)| {
-                let resolved = match &name {
-                    Some(n) => Ok(n.0.to_string()),
-                    None => broker
-                        .topic_by_id(&id)
-                        .map(|t| t.meta.name.clone())
-                        .ok_or_else(|| {
-                            ApiError::new(
-                                ResponseError::UnknownTopicId,
-                                format!("Topic id {id} does not exist"),
-                            )
-                        }),
-                };
-                let result = resolved.and_then(|n| broker.delete_topic(&n));
-                let mut r = DeletableTopicResult::default().with_name(name);
-                match result {
-                    Ok(meta) => {
-                        if by_id_version {
-                            r.topic_id = meta.id;
-                            r.name = Some(TopicName(str_bytes(meta.name)));
-                        }
-                    }
-                    Err(e) => {
-                        r.topic_id = id;
-                        r.error_code = e.code();
-                        r.error_message = Some(str_bytes(e.message));
-                    }
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let resolved: Result<String, ApiError> = if !broker.config.delete_topic_enable {
+            Err(ApiError::new(
+                ResponseError::TopicDeletionDisabled,
+                "Topic deletion is disabled (delete.topic.enable=false).",
+            ))
+        } else {
+            match &name {
+                Some(n) => Ok(n.0.to_string()),
+                None => image
+                    .topic_by_id(&id)
+                    .map(|t| t.name.clone())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::UnknownTopicId,
+                            format!("Topic id {id} does not exist"),
+                        )
+                    }),
+            }
+        };
+        let outcome = match resolved {
+            Ok(n) => match node
+                .call(ControllerRequest::DeleteTopics {
+                    names: vec![n.clone()],
+                })
+                .await
+            {
+                Ok(ControllerResponse::DeleteTopics(mut r)) if r.len() == 1 => r
+                    .remove(0)
+                    .map(|id| (n, id))
+                    .map_err(|e| ApiError::from(&e)),
+                Ok(other) => Err(ApiError::unexpected_answer(&other)),
+                Err(e) => Err(ApiError::from(&e)),
+            },
+            Err(e) => Err(e),
+        };
+        let mut r = DeletableTopicResult::default().with_name(name);
+        match outcome {
+            Ok((deleted, deleted_id)) => {
+                node.wait_for_image(PROPAGATION_TIMEOUT, |image| {
+                    image.topic_by_id(&deleted_id).is_none()
+                })
+                .await;
+                if by_id_version {
+                    r.topic_id = deleted_id;
+                    r.name = Some(TopicName(str_bytes(deleted)));
                 }
-                r
-            })
-            .collect()
-    });
+            }
+            Err(e) => {
+                r.topic_id = id;
+                r.error_code = e.code();
+                r.error_message = Some(str_bytes(e.message));
+            }
+        }
+        responses.push(r);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
@@ -250,43 +343,81 @@ pub async fn create_partitions(
     req: CreatePartitionsRequest,
     _ctx: &RequestContext,
 ) -> CreatePartitionsResponse {
-    if let Some(node) = broker.cluster() {
-        return super::cluster_admin::create_partitions(node, req).await;
-    }
-    let validate_only = req.validate_only;
-    let results = tokio::task::block_in_place(|| {
-        req.topics
-            .into_iter()
-            .map(|t| {
-                let name = t.name.0.to_string();
-                let outcome = (|| {
-                    if let Some(assignments) = &t.assignments {
-                        let current = broker.topic(&name).map(|t| t.meta.partitions).unwrap_or(0);
-                        if assignments.len() as i64 != i64::from(t.count) - i64::from(current) {
-                            return Err(ApiError::new(
-                                ResponseError::InvalidReplicaAssignment,
-                                format!(
-                                    "Increasing the number of partitions by {} but {} assignments provided.",
-                                    i64::from(t.count) - i64::from(current),
-                                    assignments.len()
-                                ),
-                            ));
-                        }
-                        for a in assignments {
-                            check_assignment(broker, &a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>())?;
-                        }
-                    }
-                    broker.create_partitions(&name, t.count, validate_only)
-                })();
-                let r = CreatePartitionsTopicResult::default().with_name(t.name);
-                match outcome {
-                    Ok(()) => r,
-                    Err(e) => r
-                        .with_error_code(e.code())
-                        .with_error_message(Some(str_bytes(e.message))),
-                }
+    let node = broker.node();
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let assignments = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let outcome = if t.count > crate::broker::MAX_PARTITIONS_PER_TOPIC {
+            Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "Number of partitions must be at most {}, got {}.",
+                    crate::broker::MAX_PARTITIONS_PER_TOPIC,
+                    t.count
+                ),
+            ))
+        } else {
+            match node
+                .call(ControllerRequest::CreatePartitions {
+                    topic: name.clone(),
+                    count: t.count,
+                    assignments,
+                    validate_only: req.validate_only,
+                })
+                .await
+            {
+                Ok(ControllerResponse::Done) => Ok(()),
+                Ok(other) => Err(ApiError::unexpected_answer(&other)),
+                Err(e) => Err(ApiError::from(&e)),
+            }
+        };
+        if outcome.is_ok() && !req.validate_only {
+            let count = t.count as usize;
+            node.wait_for_image(PROPAGATION_TIMEOUT, |image| {
+                image
+                    .topic(&name)
+                    .is_some_and(|x| x.partitions.len() >= count)
             })
-            .collect()
-    });
+            .await;
+        }
+        let r = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match outcome {
+            Ok(()) => r,
+            Err(e) => r
+                .with_error_code(e.code())
+                .with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Replaces a topic's config overrides through the controller (AlterConfigs and
+/// IncrementalAlterConfigs in KRaft mode), then waits until the image has them.
+pub async fn set_topic_configs(
+    node: &ClusterNode,
+    topic: &str,
+    configs: BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    validate_topic_configs(&configs)?;
+    match node
+        .call(ControllerRequest::SetTopicConfigs {
+            topic: topic.to_string(),
+            configs: configs.clone(),
+        })
+        .await
+    {
+        Ok(ControllerResponse::Done) => {}
+        Ok(other) => return Err(ApiError::unexpected_answer(&other)),
+        Err(e) => return Err(ApiError::from(&e)),
+    }
+    node.wait_for_image(PROPAGATION_TIMEOUT, |image| {
+        image.topic(topic).is_some_and(|t| t.configs == configs)
+    })
+    .await;
+    Ok(())
 }

@@ -31,7 +31,7 @@ pub async fn describe(
             )))
             .with_controller_id(BrokerId(-1));
     }
-    let brokers = metadata::brokers(broker, &ctx.listener)
+    let brokers = metadata::live_brokers(&broker.node().image(), &ctx.listener)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()
@@ -41,6 +41,6 @@ pub async fn describe(
                 .with_rack(b.rack)
         })
         .collect();
-    resp.with_controller_id(BrokerId(broker.config.node_id))
+    resp.with_controller_id(BrokerId(broker.node().controller_id_for_clients()))
         .with_brokers(brokers)
 }

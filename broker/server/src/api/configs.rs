@@ -1,5 +1,5 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and this broker. Topic
-//! overrides are stored in the topic catalogue and take effect on the logs at once. The broker's
+//! overrides go to the controller and take effect on the logs as the image reaches each broker. The broker's
 //! own configs are static (from `server.properties` and `--override`); changing them at run time
 //! (Kafka's dynamic broker configs) is refused with a clear message.
 
@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
-use strait_config::{ConfigEntry, apply_incremental, describe_topic};
+use strait_config::{ConfigEntry, apply_incremental, describe_topic, validate_topic_configs};
 
 use super::{RequestContext, str_bytes};
 use crate::broker::{Broker, unknown_topic};
@@ -153,48 +153,47 @@ pub async fn alter(
     _ctx: &RequestContext,
 ) -> AlterConfigsResponse {
     let validate_only = req.validate_only;
-    let responses = tokio::task::block_in_place(|| {
-        req.resources
-            .into_iter()
-            .map(|r| {
-                let pairs: Vec<(StrBytes, Option<StrBytes>)> =
-                    r.configs.into_iter().map(|c| (c.name, c.value)).collect();
-                let outcome = alter_resource(
-                    broker,
-                    r.resource_type,
-                    r.resource_name.as_str(),
-                    || {
-                        let mut configs = BTreeMap::new();
-                        for (name, value) in &pairs {
-                            let Some(value) = value else {
-                                return Err(ApiError::new(
-                                    ResponseError::InvalidRequest,
-                                    format!("Null value not supported for: {}", name.as_str()),
-                                ));
-                            };
-                            if configs
-                                .insert(name.to_string(), value.to_string())
-                                .is_some()
-                            {
-                                return Err(duplicate_key(name.as_str()));
-                            }
+    let mut responses = Vec::with_capacity(req.resources.len());
+    {
+        for r in req.resources {
+            let pairs: Vec<(StrBytes, Option<StrBytes>)> =
+                r.configs.into_iter().map(|c| (c.name, c.value)).collect();
+            let outcome = alter_resource(
+                broker,
+                r.resource_type,
+                r.resource_name.as_str(),
+                || {
+                    let mut configs = BTreeMap::new();
+                    for (name, value) in &pairs {
+                        let Some(value) = value else {
+                            return Err(ApiError::new(
+                                ResponseError::InvalidRequest,
+                                format!("Null value not supported for: {}", name.as_str()),
+                            ));
+                        };
+                        if configs
+                            .insert(name.to_string(), value.to_string())
+                            .is_some()
+                        {
+                            return Err(duplicate_key(name.as_str()));
                         }
-                        Ok(configs)
-                    },
-                    validate_only,
-                );
-                let resp = alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name);
-                match outcome {
-                    Ok(()) => resp,
-                    Err(e) => resp
-                        .with_error_code(e.code())
-                        .with_error_message(Some(str_bytes(e.message))),
-                }
-            })
-            .collect()
-    });
+                    }
+                    Ok(configs)
+                },
+                validate_only,
+            )
+            .await;
+            let resp = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            responses.push(match outcome {
+                Ok(()) => resp,
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message))),
+            });
+        }
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -205,53 +204,50 @@ pub async fn incremental_alter(
     _ctx: &RequestContext,
 ) -> IncrementalAlterConfigsResponse {
     let validate_only = req.validate_only;
-    let responses = tokio::task::block_in_place(|| {
-        req.resources
-            .into_iter()
-            .map(|r| {
-                let ops: Vec<(String, i8, Option<String>)> = r
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name.to_string(),
-                            c.config_operation,
-                            c.value.as_ref().map(|v| v.to_string()),
-                        )
-                    })
-                    .collect();
-                let name = r.resource_name.to_string();
-                let outcome = alter_resource(
-                    broker,
-                    r.resource_type,
-                    &name,
-                    || {
-                        let mut keys = HashSet::new();
-                        if let Some((dup, _, _)) =
-                            ops.iter().find(|(k, _, _)| !keys.insert(k.clone()))
-                        {
-                            return Err(duplicate_key(dup));
-                        }
-                        let current = broker
-                            .topic_configs(&name)
-                            .ok_or_else(|| unknown_topic(&name))?;
-                        Ok(apply_incremental(&current, &ops)?)
-                    },
-                    validate_only,
-                );
-                let resp =
-                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name);
-                match outcome {
-                    Ok(()) => resp,
-                    Err(e) => resp
-                        .with_error_code(e.code())
-                        .with_error_message(Some(str_bytes(e.message))),
-                }
-            })
-            .collect()
-    });
+    let mut responses = Vec::with_capacity(req.resources.len());
+    {
+        for r in req.resources {
+            let ops: Vec<(String, i8, Option<String>)> = r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            let name = r.resource_name.to_string();
+            let outcome = alter_resource(
+                broker,
+                r.resource_type,
+                &name,
+                || {
+                    let mut keys = HashSet::new();
+                    if let Some((dup, _, _)) = ops.iter().find(|(k, _, _)| !keys.insert(k.clone()))
+                    {
+                        return Err(duplicate_key(dup));
+                    }
+                    let current = broker
+                        .topic_configs(&name)
+                        .ok_or_else(|| unknown_topic(&name))?;
+                    Ok(apply_incremental(&current, &ops)?)
+                },
+                validate_only,
+            )
+            .await;
+            let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            responses.push(match outcome {
+                Ok(()) => resp,
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message))),
+            });
+        }
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -263,7 +259,7 @@ fn duplicate_key(key: &str) -> ApiError {
 }
 
 /// Shared by both alter APIs: `new_configs` computes the topic's complete new override set.
-fn alter_resource(
+async fn alter_resource(
     broker: &Broker,
     resource_type: i8,
     name: &str,
@@ -276,7 +272,11 @@ fn alter_resource(
                 return Err(unknown_topic(name));
             }
             let configs = new_configs()?;
-            broker.set_topic_configs(name, configs, validate_only)
+            validate_topic_configs(&configs)?;
+            if validate_only {
+                return Ok(());
+            }
+            super::admin_topics::set_topic_configs(broker.node(), name, configs).await
         }
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;

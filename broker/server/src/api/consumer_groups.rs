@@ -16,8 +16,9 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatResponse, TopicName,
 };
 
-use super::{RequestContext, now_ms, str_bytes};
+use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::group::assignor::Tp;
 use crate::group::consumer::Heartbeat;
 use crate::group::store::BrokerOffsetsLog;

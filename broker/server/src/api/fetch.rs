@@ -207,14 +207,17 @@ pub async fn handle(
         );
         if leader_moved && version >= LEADER_HINT_VERSION {
             let t = &topics[slot.topic_index];
-            if let Some(hint) = broker.cluster().and_then(|c| {
-                let name = if version >= TOPIC_ID_VERSION {
-                    c.image().topic_by_id(&t.topic_id)?.name.clone()
-                } else {
-                    t.topic.0.to_string()
-                };
-                c.leader_hint(&name, slot.partition_index, &ctx.listener)
-            }) {
+            let node = broker.node();
+            let name = if version >= TOPIC_ID_VERSION {
+                node.image()
+                    .topic_by_id(&t.topic_id)
+                    .map(|t| t.name.clone())
+            } else {
+                Some(t.topic.0.to_string())
+            };
+            if let Some(hint) =
+                name.and_then(|n| node.leader_hint(&n, slot.partition_index, &ctx.listener))
+            {
                 pd.current_leader = LeaderIdAndEpoch::default()
                     .with_leader_id(BrokerId(hint.id))
                     .with_leader_epoch(hint.epoch);

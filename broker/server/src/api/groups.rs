@@ -21,12 +21,13 @@ use kafka_protocol::messages::{
 };
 use tokio::sync::oneshot;
 
-use super::{RequestContext, now_ms, str_bytes};
+use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::group::coordinator::{JoinOutcome, JoinRequest, Reply, SyncOutcome, SyncRequest};
 use crate::group::partitions;
-use crate::group::store::{BrokerOffsetsLog, ensure_topic};
+use crate::group::store::BrokerOffsetsLog;
 
 const KEY_TYPE_GROUP: i8 = 0;
 /// First FindCoordinator version that batches keys (KIP-699).
@@ -59,7 +60,8 @@ pub async fn find_coordinator(
             "Transactions are not supported yet: no transaction coordinator",
         );
         keys.iter().map(|_| Err(e.clone())).collect()
-    } else if let Some(node) = broker.cluster() {
+    } else {
+        let node = broker.node();
         // The group's coordinator is the leader of its __consumer_offsets partition.
         match partitions::ensure_topic(broker, node).await {
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
@@ -88,23 +90,6 @@ pub async fn find_coordinator(
                     .collect()
             }
         }
-    } else {
-        let b = broker.clone();
-        let ready = tokio::task::spawn_blocking(move || ensure_topic(&b).map(|_| ()))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ApiError::new(
-                    ResponseError::CoordinatorNotAvailable,
-                    "internal error",
-                ))
-            });
-        let me = super::metadata::brokers(broker, &ctx.listener)
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::new(ResponseError::CoordinatorNotAvailable, "no endpoint"));
-        keys.iter()
-            .map(|_| ready.clone().and_then(|()| me.clone()))
-            .collect()
     };
     let answer = |(key, found): (String, Result<MetadataResponseBroker, ApiError>)| match found {
         Ok(b) => CoordinatorEntry::default()

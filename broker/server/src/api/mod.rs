@@ -4,7 +4,6 @@
 
 pub mod admin_topics;
 pub mod cluster;
-pub mod cluster_admin;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
@@ -17,6 +16,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producer_id;
 pub mod quorum;
+pub mod reassignments;
 pub mod versions;
 
 use std::sync::Arc;
@@ -230,9 +230,9 @@ async fn route(
         ConsumerGroupHeartbeat => messages::ConsumerGroupHeartbeatRequest => consumer_groups::heartbeat,
         ConsumerGroupDescribe => messages::ConsumerGroupDescribeRequest => consumer_groups::describe,
         OffsetForLeaderEpoch => messages::OffsetForLeaderEpochRequest => leader_epoch::handle,
-        ElectLeaders => messages::ElectLeadersRequest => cluster_admin::elect_leaders,
-        AlterPartitionReassignments => messages::AlterPartitionReassignmentsRequest => cluster_admin::alter_reassignments,
-        ListPartitionReassignments => messages::ListPartitionReassignmentsRequest => cluster_admin::list_reassignments,
+        ElectLeaders => messages::ElectLeadersRequest => reassignments::elect_leaders,
+        AlterPartitionReassignments => messages::AlterPartitionReassignmentsRequest => reassignments::alter_reassignments,
+        ListPartitionReassignments => messages::ListPartitionReassignmentsRequest => reassignments::list_reassignments,
         DescribeQuorum => messages::DescribeQuorumRequest => quorum::describe,
     })
 }
@@ -253,12 +253,4 @@ pub fn error_name(e: kafka_protocol::ResponseError) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
-}
-
-/// Current time in milliseconds since the epoch, as Kafka timestamps are.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

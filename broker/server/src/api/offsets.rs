@@ -24,8 +24,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 
-use super::{RequestContext, now_ms, str_bytes};
+use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::group::coordinator::no_error;
 use crate::group::coordinator::{CommitPartition, CommitRequest, Committed};
 use crate::group::partitions;

@@ -19,8 +19,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strait_config::effective_topic_config;
 use tracing::warn;
 
-use super::{RequestContext, error_name, now_ms, str_bytes};
+use super::{RequestContext, error_name, str_bytes};
 use crate::broker::{Broker, Partition, Topic};
+use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::partition::Replicated;
 
@@ -112,15 +113,15 @@ pub async fn handle(
                 let topic_name = match &topic {
                     Some(t) => Some(t.meta.name.clone()),
                     None if version >= TOPIC_ID_VERSION => broker
-                        .cluster()
-                        .and_then(|c| c.image().topic_by_id(&topic_id).map(|t| t.name.clone())),
+                        .node()
+                        .image()
+                        .topic_by_id(&topic_id)
+                        .map(|t| t.name.clone()),
                     None => Some(name.0.to_string()),
                 };
-                if let Some(hint) = topic_name.and_then(|t| {
-                    broker
-                        .cluster()
-                        .and_then(|c| c.leader_hint(&t, index, &ctx.listener))
-                }) {
+                if let Some(hint) =
+                    topic_name.and_then(|t| broker.node().leader_hint(&t, index, &ctx.listener))
+                {
                     resp.current_leader = LeaderIdAndEpoch::default()
                         .with_leader_id(BrokerId(hint.id))
                         .with_leader_epoch(hint.epoch);

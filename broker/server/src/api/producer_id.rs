@@ -26,17 +26,15 @@ pub async fn init(
         warn!("InitProducerId with a transactional id refused: transactions are not supported yet");
         return failed(ResponseError::UnsupportedVersion);
     }
-    let b = broker.clone();
-    match tokio::task::spawn_blocking(move || b.next_producer_id()).await {
+    match broker.next_producer_id().await {
         // A non-transactional producer (first start or KIP-360 epoch bump after an error) always
         // gets a new id: its old sequence state cannot be trusted.
-        Ok(Ok(id)) => InitProducerIdResponse::default()
+        Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Ok(Err(e)) => {
+        Err(e) => {
             warn!(error = %e, "cannot allocate a producer id");
             failed(ResponseError::CoordinatorNotAvailable)
         }
-        Err(_) => failed(ResponseError::CoordinatorNotAvailable),
     }
 }

@@ -27,13 +27,7 @@ pub async fn describe(
     req: DescribeQuorumRequest,
     ctx: &RequestContext,
 ) -> DescribeQuorumResponse {
-    let Some(node) = broker.cluster() else {
-        return DescribeQuorumResponse::default()
-            .with_error_code(ResponseError::InvalidRequest.code())
-            .with_error_message(Some(str_bytes(
-                "this broker runs alone (no process.roles): there is no metadata quorum",
-            )));
-    };
+    let node = broker.node();
     let wanted = |name: &str, partition: i32| name == METADATA_TOPIC && partition == 0;
     let asks_metadata_log = req.topics.len() == 1
         && req.topics[0].partitions.len() == 1

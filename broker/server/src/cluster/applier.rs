@@ -16,20 +16,21 @@ use tracing::{info, warn};
 
 use super::ClusterNode;
 use super::replica::{ReplicaState, Role};
-use crate::broker::{Broker, Partition, Topic, log_config};
+use crate::broker::{Broker, Partition, Topic, TopicMeta, log_config};
 use crate::group::OFFSETS_TOPIC;
 use crate::group::partitions as coordination;
-use crate::metadata::TopicMeta;
 
 pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
     let mut images = node.watch_image();
     loop {
         let image = images.borrow_and_update().clone();
+        let offset = image.offset;
         let b = broker.clone();
         let n = node.clone();
         let applied = tokio::task::spawn_blocking(move || apply(&b, &n, &image)).await;
-        if let Err(e) = applied {
-            warn!(error = %e, "applying the metadata image failed");
+        match applied {
+            Ok(()) => node.mark_applied(offset),
+            Err(e) => warn!(error = %e, "applying the metadata image failed"),
         }
         tokio::select! {
             changed = images.changed() => if changed.is_err() { return; },
@@ -143,6 +144,8 @@ fn apply_topic(
                     partition: index,
                 };
                 let log = broker.logs.get_or_create(&tp, config.clone())?;
+                // A log opened at start-up may predate the image's view of its topic's configs.
+                log.update_config(config.clone());
                 let id = topic.id.to_string();
                 if log.topic_id().as_deref() != Some(id.as_str()) {
                     log.set_topic_id(&id)?;

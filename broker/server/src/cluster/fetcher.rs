@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 use super::ClusterNode;
 use super::client::{BrokerConnection, ClientError};
 use super::replica::Role;
-use crate::api::now_ms;
 use crate::broker::{Broker, Partition};
+use crate::clock::now_ms;
 
 const FETCH_VERSION: i16 = 12;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;

@@ -17,6 +17,7 @@ pub mod isr;
 pub mod replica;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use strait_cluster::controller::ControllerSettings;
 use strait_cluster::image::{Endpoint, Image, NO_LEADER};
 use strait_cluster::quorum::{ControllerClient, MetadataFollower, Quorum, QuorumConfig, QuorumTls};
 use strait_cluster::rpc::{ControllerError, ControllerRequest, ControllerResponse};
-use strait_config::BrokerConfig;
+use strait_config::{BrokerConfig, KraftSettings, ProcessRoles};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -70,9 +71,13 @@ pub struct LeaderHint {
 
 pub struct ClusterNode {
     pub node_id: i32,
+    /// This node is the quorum's only voter (a single node): nothing outside it decides.
+    lone_voter: bool,
     pub settings: ClusterSettings,
     client: ControllerClient,
     image: watch::Receiver<Arc<Image>>,
+    /// Offset of the last image the applier has applied.
+    applied: watch::Sender<u64>,
     quorum: Mutex<Option<Quorum>>,
     follower: std::sync::Mutex<Option<MetadataFollower>>,
     /// -1 until registered.
@@ -104,6 +109,25 @@ fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<QuorumTls> {
     Ok(QuorumTls::new(&identity, &ca, require))
 }
 
+/// The quorum this node takes part in: as `process.roles` and the controller keys say, or, when
+/// `process.roles` is empty (the embedded default and every single-node config), Kafka's combined
+/// mode with this node as the only voter, so that one node runs the same metadata path as a
+/// cluster. That quorum listens on a free loopback port (no controller listener to configure).
+fn quorum_settings(config: &BrokerConfig) -> KraftSettings {
+    match &config.kraft {
+        Some(kraft) => kraft.clone(),
+        None => KraftSettings {
+            roles: ProcessRoles {
+                broker: true,
+                controller: true,
+            },
+            voters: BTreeMap::from([(config.node_id, ("127.0.0.1".to_string(), 0))]),
+            bootstrap_servers: Vec::new(),
+            controller_listener: None,
+        },
+    }
+}
+
 /// Where this node reaches the quorum: `controller.quorum.voters` (id -> `host:port`), or for a
 /// broker-only node given only `controller.quorum.bootstrap.servers`, those addresses under
 /// placeholder ids (-1, -2, ...). Voters' leader hints name real ids, which a placeholder never
@@ -128,18 +152,20 @@ fn quorum_contacts(kraft: &strait_config::KraftSettings) -> BTreeMap<i32, String
 impl ClusterNode {
     /// Starts the metadata quorum member (controller role) or the metadata follower.
     pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<ClusterNode>> {
-        let kraft = config.kraft.as_ref().context("process.roles is not set")?;
-        let voters = quorum_contacts(kraft);
+        let kraft = quorum_settings(config);
+        let mut voters = quorum_contacts(&kraft);
         let quorum_tls = quorum_tls(config)?;
-        let client = ControllerClient::new(voters.clone(), quorum_tls.clone());
         let (quorum, follower, image) = if kraft.roles.controller {
-            let listener = kraft
-                .controller_listener
-                .as_ref()
-                .context("a controller needs a listener named in controller.listener.names")?;
-            let bind = format!("{}:{}", listener.host, listener.port)
-                .parse()
-                .with_context(|| format!("controller listener {}", listener.address()))?;
+            let bind = match &kraft.controller_listener {
+                Some(listener) => format!("{}:{}", listener.host, listener.port)
+                    .parse()
+                    .with_context(|| format!("controller listener {}", listener.address()))?,
+                // A lone voter's quorum is reached by this process only.
+                None if config.kraft.is_none() => SocketAddr::from(([127, 0, 0, 1], 0)),
+                None => anyhow::bail!(
+                    "a controller needs a listener named in controller.listener.names"
+                ),
+            };
             let dir = config
                 .metadata_log_dir
                 .clone()
@@ -164,12 +190,17 @@ impl ClusterNode {
             })
             .await
             .context("cannot start the metadata quorum")?;
+            if bind.port() == 0 {
+                voters.insert(config.node_id, quorum.local_addr().to_string());
+            }
             let image = quorum.image();
             (Some(quorum), None, image)
         } else {
-            let (image, follower) = MetadataFollower::start(voters.clone(), quorum_tls);
+            let (image, follower) = MetadataFollower::start(voters.clone(), quorum_tls.clone());
             (None, Some(follower), image)
         };
+        let lone_voter = kraft.roles.controller && voters.len() == 1;
+        let client = ControllerClient::new(voters, quorum_tls);
         let inter_broker = config.inter_broker_listener().name.clone();
         // Only a broker fetches from other brokers.
         let peer_ssl = config.ssl.get(&inter_broker).filter(|_| kraft.roles.broker);
@@ -192,6 +223,7 @@ impl ClusterNode {
             .collect();
         Ok(Arc::new(ClusterNode {
             node_id: config.node_id,
+            lone_voter,
             settings: ClusterSettings {
                 heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
                 session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
@@ -207,6 +239,7 @@ impl ClusterNode {
             },
             client,
             image,
+            applied: watch::Sender::new(0),
             quorum: Mutex::new(quorum),
             follower: std::sync::Mutex::new(follower),
             broker_epoch: AtomicI64::new(-1),
@@ -219,6 +252,24 @@ impl ClusterNode {
             shutdown_granted: AtomicBool::new(false),
             heartbeat_now: Notify::new(),
         }))
+    }
+
+    /// Whether this node is the quorum's only voter.
+    pub fn is_lone_voter(&self) -> bool {
+        self.lone_voter
+    }
+
+    /// Commits `records` through this node's quorum member (it must lead the quorum), for
+    /// metadata decided outside the controller's requests (adopting an older data dir).
+    pub async fn propose(
+        &self,
+        records: Vec<strait_cluster::record::MetadataRecord>,
+    ) -> anyhow::Result<u64> {
+        let quorum = self.quorum.lock().await;
+        let quorum = quorum
+            .as_ref()
+            .context("this node is not a voter of the metadata quorum")?;
+        Ok(quorum.propose(records).await?)
     }
 
     /// The latest metadata image this node has applied.
@@ -247,21 +298,39 @@ impl ClusterNode {
     }
 
     /// Waits until the local image satisfies `done` (a change this broker asked the controller
-    /// for has reached it), up to `timeout`. Returns whether it did.
+    /// for has reached it) and this broker's applier has applied that image (so its partitions
+    /// match: a produce right after a CreateTopics finds the partition), up to `timeout`.
+    /// Returns whether both happened.
     pub async fn wait_for_image(&self, timeout: Duration, done: impl Fn(&Image) -> bool) -> bool {
         let mut rx = self.image.clone();
+        let mut applied = self.applied.subscribe();
         tokio::time::timeout(timeout, async {
-            loop {
-                if done(&rx.borrow_and_update()) {
-                    return true;
+            let offset = loop {
+                {
+                    let image = rx.borrow_and_update();
+                    if done(&image) {
+                        break image.offset;
+                    }
                 }
                 if rx.changed().await.is_err() {
                     return false;
                 }
-            }
+            };
+            applied.wait_for(|a| *a >= offset).await.is_ok()
         })
         .await
         .unwrap_or(false)
+    }
+
+    /// The applier has made this broker's partitions match the image at `offset`.
+    pub fn mark_applied(&self, offset: u64) {
+        self.applied.send_if_modified(|a| {
+            let newer = offset > *a;
+            if newer {
+                *a = offset;
+            }
+            newer
+        });
     }
 
     /// Starts registration/heartbeats, the image applier, the replica fetchers and the ISR task.

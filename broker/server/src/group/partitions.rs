@@ -82,11 +82,8 @@ pub fn unload_all(broker: &Broker, partitions: i32) {
     }
 }
 
-/// Whether this broker coordinates `group` now. Always on a single node.
+/// Whether this broker coordinates `group` now.
 pub fn check(broker: &Broker, group: &str) -> Result<(), ApiError> {
-    if broker.cluster().is_none() {
-        return Ok(());
-    }
     let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
         return Err(not_coordinator(group));
     };
@@ -179,11 +176,8 @@ pub async fn ensure_topic(broker: &Broker, node: &ClusterNode) -> Result<(), Api
 
 /// OffsetCommit's durability: waits until the high watermark of `group`'s offsets partition
 /// covers everything appended to it so far (the commit just made included), failing when
-/// leadership moves or `timeout` passes. Immediate on a single node.
+/// leadership moves or `timeout` passes.
 pub async fn wait_durable(broker: &Broker, group: &str, timeout: Duration) -> Result<(), ApiError> {
-    if broker.cluster().is_none() {
-        return Ok(());
-    }
     let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
         return Err(not_coordinator(group));
     };

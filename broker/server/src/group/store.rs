@@ -1,6 +1,7 @@
 //! The coordinator's durable side: `__consumer_offsets`, a compacted topic of Kafka-format
 //! records, one partition per group (Kafka's hashing). Appends go through the ordinary log
-//! engine; at start-up every partition is read back and replayed into the coordinator.
+//! engine; a partition is read back and replayed into the coordinator when this broker becomes
+//! its leader (`partitions`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use kafka_protocol::records::{
     Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType,
 };
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::OFFSETS_TOPIC;
 use super::coordinator::{OffsetsLog, Record};
@@ -19,8 +20,8 @@ use super::records::{
     RecordKey, decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
     partition_for,
 };
-use crate::api::now_ms;
 use crate::broker::{Broker, Partition};
+use crate::clock::now_ms;
 use crate::errors::ApiError;
 
 /// Read the topic back in chunks of this size at start-up.
@@ -36,7 +37,12 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
         records: Vec<(RecordKey, Option<Record>)>,
     ) -> Result<(), ApiError> {
         let broker = self.0;
-        let topic = ensure_topic(broker)?;
+        let topic = broker.topic(OFFSETS_TOPIC).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC} is not hosted here"),
+            )
+        })?;
         let index = partition_for(group, topic.meta.partitions);
         let Some(partition) = topic.partition(index) else {
             return Err(ApiError::new(
@@ -83,7 +89,7 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
             )
         })?;
         // Only the partition's leader writes, at its leader epoch (so followers reconcile their
-        // logs with KIP-101 like any topic's). A single node always leads at epoch 0.
+        // logs with KIP-101 like any topic's).
         let leader_epoch = {
             let replica = partition.replica();
             if !replica.is_leader() {
@@ -99,8 +105,8 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
             // Kafka answers storage trouble on the offsets topic with a retriable code.
             ApiError::new(ResponseError::CoordinatorNotAvailable, e.to_string())
         })?;
-        // Alone in the ISR (a single node) this commits at once; in a cluster the high watermark
-        // moves as followers fetch, and OffsetCommit waits for it (`partitions::wait_durable`).
+        // Alone in the ISR this commits at once; otherwise the high watermark moves as followers
+        // fetch, and OffsetCommit waits for it (`partitions::wait_durable`).
         partition.advance_high_watermark();
         partition.appended.notify_waiters();
         Ok(())
@@ -131,54 +137,6 @@ pub fn offsets_topic_configs(broker: &Broker) -> BTreeMap<String, String> {
         ),
         ("compression.type".to_string(), "producer".to_string()),
     ])
-}
-
-/// Creates `__consumer_offsets` on first use, as Kafka does when the first group appears.
-pub fn ensure_topic(broker: &Broker) -> Result<std::sync::Arc<crate::broker::Topic>, ApiError> {
-    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
-        return Ok(t);
-    }
-    let configs = offsets_topic_configs(broker);
-    match broker.create_topic(
-        OFFSETS_TOPIC,
-        broker.config.offsets_topic_num_partitions,
-        1,
-        configs,
-        false,
-    ) {
-        Ok(t) => Ok(t),
-        Err(e) if e.error == ResponseError::TopicAlreadyExists => {
-            broker.topic(OFFSETS_TOPIC).ok_or_else(|| {
-                ApiError::new(
-                    ResponseError::CoordinatorNotAvailable,
-                    "offsets topic vanished",
-                )
-            })
-        }
-        Err(e) => Err(ApiError::new(
-            ResponseError::CoordinatorNotAvailable,
-            e.message,
-        )),
-    }
-}
-
-/// Replays every partition of `__consumer_offsets` into the coordinator (a single node, at
-/// start-up; in a cluster each partition is loaded when this broker becomes its leader).
-pub fn load(broker: &Broker) -> Result<(), strait_storage::LogError> {
-    let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
-        return Ok(());
-    };
-    let started = Instant::now();
-    let mut records = 0usize;
-    for partition in &topic.partitions {
-        records += load_partition(broker, partition)?;
-    }
-    info!(
-        records,
-        took_ms = started.elapsed().as_millis() as u64,
-        "consumer group state loaded"
-    );
-    Ok(())
 }
 
 /// Replays one partition of `__consumer_offsets` into the coordinator, up to its log end.
