@@ -652,9 +652,14 @@ async fn topic_partition_decrease_is_refused() {
 async fn deleted_topic_is_removed_from_kafka_then_finalizer_dropped() {
     let t = topic(3, true, true);
     let admin = FakeAdmin::default();
+    // Its Cluster exists: the topic is deleted from Kafka before the finalizer goes (a missing
+    // Cluster releases it with no admin call, see tests/topic_user.rs).
     let seen = reconcile_ok(
         t,
-        Box::new(|_| None),
+        Box::new(|s| {
+            (s.method == "GET" && s.path.ends_with("/clusters/kafka"))
+                .then(|| (StatusCode::OK, json_of(&cluster(3))))
+        }),
         admin.clone(),
         strait_operator::topic::controller::reconcile,
     )
