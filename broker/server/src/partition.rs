@@ -51,22 +51,30 @@ impl Partition {
     /// Leader: moves the high watermark up to what the ISR allows (never down). Returns the
     /// high watermark after the call.
     pub fn advance_high_watermark(&self) -> i64 {
+        if let Some(hw) = self.wanted_high_watermark() {
+            self.raise_high_watermark(hw);
+        }
+        self.log.high_watermark()
+    }
+
+    /// Leader: the high watermark the ISR members' progress allows now (`None` when this broker
+    /// does not lead or a member's progress is unknown).
+    fn wanted_high_watermark(&self) -> Option<i64> {
         let leader_end = self.log.log_end_offset();
-        let wanted = {
-            let replica = self.replica();
-            if !replica.is_leader() {
-                return self.log.high_watermark();
-            }
-            replica.isr_high_watermark(leader_end)
-        };
-        let current = self.log.high_watermark();
-        match wanted {
-            Some(hw) if hw > current => {
-                self.log.set_high_watermark(hw);
-                self.publish_high_watermark();
-                self.log.high_watermark()
-            }
-            _ => current,
+        let replica = self.replica();
+        if !replica.is_leader() {
+            return None;
+        }
+        replica.isr_high_watermark(leader_end)
+    }
+
+    /// Raises the high watermark to `hw` and wakes its waiters if it moved. Advances race (an
+    /// append and follower fetches each compute a target from what they saw): a stale, lower
+    /// target must never undo a higher one, or an acks=all produce already covered waits for the
+    /// next follower fetch — a parked one times out only after `replica.fetch.wait.max.ms`.
+    fn raise_high_watermark(&self, hw: i64) {
+        if self.log.raise_high_watermark(hw) {
+            self.publish_high_watermark();
         }
     }
 
@@ -130,5 +138,108 @@ impl Partition {
         } else {
             Replicated::Yes
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use strait_storage::{LogConfig, LogManager, TopicPartition};
+
+    use super::*;
+
+    /// One batch of `n` small records.
+    fn batch(n: i64) -> Vec<u8> {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 0,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode");
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_stale_advance_never_lowers_the_high_watermark_a_produce_waits_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let logs = LogManager::open(&[dir.path().to_path_buf()], &|_: &str| LogConfig::default())
+            .expect("logs");
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let log = logs.get_or_create(&tp, LogConfig::default()).expect("log");
+        let p = Partition::new(0, log, ReplicaState::follower_of(1, -1));
+        let now = Instant::now();
+        p.replica()
+            .become_leader(0, 0, vec![1, 2], vec![1, 2], 0, now);
+        p.log.append(&batch(10), 0, 0).expect("append");
+
+        // An advance computes its target from what it sees: follower 2 has 4 of the 10 records.
+        p.record_follower_fetch(2, 4, now);
+        assert_eq!(p.log.high_watermark(), 4);
+        let stale = p.wanted_high_watermark().expect("leader");
+        // Meanwhile the follower fetches again and the high watermark covers everything.
+        let hw = p.watch_high_watermark();
+        p.record_follower_fetch(2, 10, now);
+        assert_eq!(p.log.high_watermark(), 10);
+        // The stale advance lands last: it must not take the high watermark back to 4, where an
+        // acks=all produce of offset 9 would wait for a follower fetch that is not coming.
+        p.raise_high_watermark(stale);
+        assert_eq!(p.log.high_watermark(), 10);
+        assert_eq!(*hw.borrow(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_produce_is_released_by_the_follower_fetch_that_covers_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let logs = LogManager::open(&[dir.path().to_path_buf()], &|_: &str| LogConfig::default())
+            .expect("logs");
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let log = logs.get_or_create(&tp, LogConfig::default()).expect("log");
+        let p = Arc::new(Partition::new(0, log, ReplicaState::follower_of(1, -1)));
+        let now = Instant::now();
+        p.replica()
+            .become_leader(0, 0, vec![1, 2], vec![1, 2], 0, now);
+        p.log.append(&batch(3), 0, 0).expect("append");
+        p.record_follower_fetch(2, 0, now);
+        let waiter = {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.wait_for_high_watermark(3, 0, Duration::from_secs(30))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        p.record_follower_fetch(2, 3, now);
+        let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert_eq!(
+            done.expect("released without waiting for a timeout")
+                .expect("task"),
+            Replicated::Yes
+        );
     }
 }

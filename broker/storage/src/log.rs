@@ -691,6 +691,21 @@ impl PartitionLog {
         st.high_watermark = hw.clamp(st.log_start_offset, leo);
     }
 
+    /// Moves the high watermark up to `hw` (clamped to the log end), never down; returns whether
+    /// it moved. The check and the move are one step under the log's lock, so a leader's
+    /// concurrent advances (an append and a follower fetch each computing a target from what they
+    /// saw) cannot let a stale, lower target undo a higher one.
+    pub fn raise_high_watermark(&self, hw: i64) -> bool {
+        let mut st = self.state.lock();
+        let target = hw.min(st.log_end_offset());
+        if target > st.high_watermark {
+            st.high_watermark = target;
+            true
+        } else {
+            false
+        }
+    }
+
     /// The first record whose timestamp is >= `ts` (exact record offset), found with the time
     /// index and a scan, decompressing the one batch that holds it.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampLookup>, LogError> {
