@@ -35,18 +35,24 @@ fn read_all(broker: &Broker) -> Vec<(i32, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn a_single_node_data_dir_with_a_json_catalogue_is_adopted_on_first_start() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let data = work.path().join("data");
-    let mut broker = Broker::start_with(BrokerOptions {
-        log_dir: Some(data.clone()),
+/// A broker on data dir `data` holding topic `TOPIC` with `partitions` and `configs`.
+fn broker_with_topic(data: &Path, partitions: i32, configs: &[(&str, &str)]) -> Broker {
+    let broker = Broker::start_with(BrokerOptions {
+        log_dir: Some(data.to_path_buf()),
         ..BrokerOptions::default()
     })
     .expect("start");
     Admin::new(&broker.bootstrap())
-        .and_then(|a| a.create_topic(TOPIC, PARTITIONS, &[("retention.ms", "86400000")]))
+        .and_then(|a| a.create_topic(TOPIC, partitions, configs))
         .expect("create topic");
+    broker
+}
+
+#[test]
+fn a_single_node_data_dir_with_a_json_catalogue_is_adopted_on_first_start() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path().join("data");
+    let mut broker = broker_with_topic(&data, PARTITIONS, &[("retention.ms", "86400000")]);
     let sent: Vec<TestMessage> = (0..60)
         .map(|i| TestMessage {
             value: Some(format!("message-{i}").into_bytes()),
@@ -100,14 +106,7 @@ fn a_single_node_data_dir_with_a_json_catalogue_is_adopted_on_first_start() {
 fn an_unreadable_catalogue_stops_the_start_and_deletes_nothing() {
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path().join("data");
-    let mut broker = Broker::start_with(BrokerOptions {
-        log_dir: Some(data.clone()),
-        ..BrokerOptions::default()
-    })
-    .expect("start");
-    Admin::new(&broker.bootstrap())
-        .and_then(|a| a.create_topic(TOPIC, 1, &[]))
-        .expect("create topic");
+    let mut broker = broker_with_topic(&data, 1, &[]);
     broker.stop().expect("stop");
     std::fs::remove_dir_all(data.join("__cluster_metadata-0")).expect("remove metadata log");
     std::fs::write(data.join("__strait_metadata.json"), b"{not json").expect("write");

@@ -196,10 +196,7 @@ impl Broker {
                 ids.start += 1;
                 Ok(id)
             }
-            Ok(other) => Err(ApiError::new(
-                ResponseError::UnknownServerError,
-                format!("unexpected controller answer {other:?}"),
-            )),
+            Ok(other) => Err(ApiError::unexpected_answer(&other)),
             Err(e) => Err(ApiError::new(
                 ResponseError::CoordinatorNotAvailable,
                 format!("cannot allocate producer ids: {e}"),

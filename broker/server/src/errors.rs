@@ -22,6 +22,14 @@ impl ApiError {
     pub fn code(&self) -> i16 {
         self.error.code()
     }
+
+    /// A controller answer of the wrong kind for the request (a bug, not the client's fault).
+    pub fn unexpected_answer(answer: &strait_cluster::rpc::ControllerResponse) -> Self {
+        ApiError::new(
+            ResponseError::UnknownServerError,
+            format!("unexpected controller answer {answer:?}"),
+        )
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -66,15 +74,5 @@ impl From<&strait_cluster::rpc::ControllerError> for ApiError {
         let code =
             ResponseError::try_from_code(e.code()).unwrap_or(ResponseError::UnknownServerError);
         ApiError::new(code, e.to_string())
-    }
-}
-
-impl ApiError {
-    /// A controller answer of the wrong kind for the request (a bug, not the client's fault).
-    pub fn unexpected_answer(answer: &strait_cluster::rpc::ControllerResponse) -> Self {
-        ApiError::new(
-            ResponseError::UnknownServerError,
-            format!("unexpected controller answer {answer:?}"),
-        )
     }
 }

@@ -179,11 +179,11 @@ mod tests {
         buf.to_vec()
     }
 
-    #[test]
-    fn a_stale_advance_never_lowers_the_high_watermark_a_produce_waits_on() {
-        let dir = tempfile::tempdir().expect("dir");
-        let logs = LogManager::open(&[dir.path().to_path_buf()], &|_: &str| LogConfig::default())
-            .expect("logs");
+    /// Node 1 leading partition 0 of `t` (in `dir`) at epoch 0 with follower 2 in the ISR, its
+    /// log holding `records` records.
+    fn leader_with(dir: &std::path::Path, records: i64) -> (Partition, Instant) {
+        let logs =
+            LogManager::open(&[dir.to_path_buf()], &|_: &str| LogConfig::default()).expect("logs");
         let tp = TopicPartition {
             topic: "t".into(),
             partition: 0,
@@ -193,7 +193,14 @@ mod tests {
         let now = Instant::now();
         p.replica()
             .become_leader(0, 0, vec![1, 2], vec![1, 2], 0, now);
-        p.log.append(&batch(10), 0, 0).expect("append");
+        p.log.append(&batch(records), 0, 0).expect("append");
+        (p, now)
+    }
+
+    #[test]
+    fn a_stale_advance_never_lowers_the_high_watermark_a_produce_waits_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (p, now) = leader_with(dir.path(), 10);
 
         // An advance computes its target from what it sees: follower 2 has 4 of the 10 records.
         p.record_follower_fetch(2, 4, now);
@@ -213,18 +220,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_produce_is_released_by_the_follower_fetch_that_covers_it() {
         let dir = tempfile::tempdir().expect("dir");
-        let logs = LogManager::open(&[dir.path().to_path_buf()], &|_: &str| LogConfig::default())
-            .expect("logs");
-        let tp = TopicPartition {
-            topic: "t".into(),
-            partition: 0,
-        };
-        let log = logs.get_or_create(&tp, LogConfig::default()).expect("log");
-        let p = Arc::new(Partition::new(0, log, ReplicaState::follower_of(1, -1)));
-        let now = Instant::now();
-        p.replica()
-            .become_leader(0, 0, vec![1, 2], vec![1, 2], 0, now);
-        p.log.append(&batch(3), 0, 0).expect("append");
+        let (p, now) = leader_with(dir.path(), 3);
+        let p = Arc::new(p);
         p.record_follower_fetch(2, 0, now);
         let waiter = {
             let p = p.clone();
