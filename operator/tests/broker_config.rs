@@ -22,13 +22,13 @@ use strait_crds::ClusterSpec;
 use strait_operator::admin::{
     AdminError, KafkaAdmin, WireAdmin, decode_response, encode_frame, tls_config,
 };
+use strait_operator::cluster::build::certificates::{broker_certs_secret, operator_certs_secret};
+use strait_operator::cluster::build::statefulset::TERMINATION_GRACE_SECONDS;
 use strait_operator::cluster::certs::{self, Ca, Signer, generate_ca};
 use strait_operator::cluster::config::{server_properties, start_command};
 use strait_operator::cluster::external::{ExternalAddress, ExternalAddresses};
+use strait_operator::cluster::identity::ClusterRef;
 use strait_operator::cluster::quorum::desired_voters;
-use strait_operator::cluster::resources::{
-    ClusterRef, TERMINATION_GRACE_SECONDS, broker_certs_secret, operator_certs_secret,
-};
 use strait_operator::cluster::tls::{
     KnownAddresses, Replication, broker_sans, keystore_key, replication_of,
 };

@@ -408,7 +408,7 @@ pub fn config_hash(properties: &str) -> String {
 mod tests {
     use super::*;
     use crate::cluster::quorum::desired_voters;
-    use crate::cluster::resources::tests::spec;
+    use crate::cluster::identity::tests::spec;
 
     fn none() -> ExternalAddresses {
         ExternalAddresses::default()

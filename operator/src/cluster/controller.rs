@@ -32,7 +32,8 @@ use strait_crds::{Cluster, ClusterStatus};
 
 use crate::admin::{self, AdminError, KafkaAdmin, TlsConfig};
 use crate::apply::{apply, apply_dynamic, event, patch_params, patch_status, post_params};
-use crate::cluster::resources::{self, ClusterRef};
+use crate::cluster::build;
+use crate::cluster::identity::{self, ClusterRef};
 use crate::cluster::roll::{self, RollPlan, RollStep, ZoneSet};
 use crate::cluster::scale::{
     check_quorum_change, partitions_on, plan_rebalance, plan_scale_down_step,
@@ -461,25 +462,25 @@ async fn converge<F: AdminFactory>(
     let properties = config::server_properties(c.name, c.namespace, c.spec, &voters, c.replication);
     let hash = config::config_hash(&properties);
     pass.step = "applying the ServiceAccount";
-    apply(&ctx.client, &resources::service_account(c)).await?;
+    apply(&ctx.client, &build::rbac::service_account(c)).await?;
     pass.step = "applying the ConfigMap";
-    apply(&ctx.client, &resources::config_map(c, &voters)).await?;
+    apply(&ctx.client, &build::configmap::config_map(c, &voters)).await?;
     pass.config_hash = Some(hash.clone());
     pass.step = "applying the Services";
-    apply(&ctx.client, &resources::headless_service(c)).await?;
+    apply(&ctx.client, &build::services::headless_service(c)).await?;
     // The applied Services come back with their allocated nodePorts and load balancer ingress:
     // the external addresses the brokers advertise and status reports.
     let mut bootstrap = BTreeMap::new();
-    for svc in resources::bootstrap_services(c) {
+    for svc in build::services::bootstrap_services(c) {
         let applied = apply(&ctx.client, &svc).await?;
         bootstrap.insert(applied.name_any(), applied);
     }
     let mut per_broker = BTreeMap::new();
-    for svc in resources::broker_services(c, &decision.replicas) {
+    for svc in build::services::broker_services(c, &decision.replicas) {
         let applied = apply(&ctx.client, &svc).await?;
         per_broker.insert(applied.name_any(), applied);
     }
-    let held = resources::held_node_ids(&decision.replicas);
+    let held = identity::held_node_ids(&decision.replicas);
     let external = external::addresses(c, &held, &per_broker);
     pass.outcome.external_pending = external.pending.clone();
     let host_ips = host_ips(c.name, &pods);
@@ -508,7 +509,7 @@ async fn converge<F: AdminFactory>(
             .await?;
     }
     let mut sets = BTreeMap::new();
-    let built = resources::statefulsets(
+    let built = build::statefulset::statefulsets(
         c,
         &decision.replicas,
         &voters,
@@ -532,7 +533,7 @@ async fn converge<F: AdminFactory>(
     }
     pass.outcome.recreating = storage::recreation_message(c.name, &templates);
     pass.step = "applying the PodDisruptionBudget";
-    apply(&ctx.client, &resources::pod_disruption_budget(c)).await?;
+    apply(&ctx.client, &build::pdb::pod_disruption_budget(c)).await?;
     pass.step = "rolling restart";
     let (roll, rolling_cond) = roll_brokers(
         c,
@@ -578,9 +579,13 @@ async fn converge<F: AdminFactory>(
         }
     }
     pass.step = "applying the ServiceMonitor";
-    if let Some(sm) = resources::service_monitor(c)
-        && let Err(e) =
-            apply_dynamic(&ctx.client, &sm, &resources::service_monitor_resource()).await
+    if let Some(sm) = build::monitoring::service_monitor(c)
+        && let Err(e) = apply_dynamic(
+            &ctx.client,
+            &sm,
+            &build::monitoring::service_monitor_resource(),
+        )
+        .await
     {
         pass.outcome.degraded.push(Cond::new(
             "Degraded",
@@ -699,13 +704,20 @@ async fn ensure_ca<F: AdminFactory>(
             let ca = certs::generate_ca(c.name, c.namespace, now)?;
             // Create, never apply: should another writer have made one meanwhile, this fails
             // (and the next reconcile reads theirs) rather than replacing a CA in use.
-            api.create(&post_params(), &resources::cluster_ca_secret(c, &ca))
-                .await?;
+            api.create(
+                &post_params(),
+                &build::certificates::cluster_ca_secret(c, &ca),
+            )
+            .await?;
             tracing::info!(cluster = c.name, secret = ca_name, "created the cluster CA");
             ca
         }
     };
-    apply(&ctx.client, &resources::cluster_ca_cert_secret(c, &ca)).await?;
+    apply(
+        &ctx.client,
+        &build::certificates::cluster_ca_cert_secret(c, &ca),
+    )
+    .await?;
     Ok(ca)
 }
 
@@ -739,7 +751,7 @@ async fn ensure_operator_certificate<F: AdminFactory>(
                 let keystore = signer.issue_operator(now)?;
                 apply(
                     &ctx.client,
-                    &resources::operator_certs_secret(c, ca, keystore.clone()),
+                    &build::certificates::operator_certs_secret(c, ca, keystore.clone()),
                 )
                 .await?;
                 keystore
@@ -816,7 +828,7 @@ async fn ensure_broker_certificates<F: AdminFactory>(
     let generations = tls::next_generations(&tls::generations(&annotations), &plan.replaced_zones);
     apply(
         &ctx.client,
-        &resources::broker_certs_secret(c, ca, keystores, &generations),
+        &build::certificates::broker_certs_secret(c, ca, keystores, &generations),
     )
     .await?;
     Ok(generations)
@@ -1009,7 +1021,7 @@ async fn decide_scale<F: AdminFactory>(
     let mut remaining = Vec::new();
     let mut racks = BTreeMap::new();
     for (i, zone) in c.spec.zones.iter().enumerate() {
-        let start = resources::ordinal_start(i);
+        let start = identity::ordinal_start(i);
         let have = current.get(i).copied().flatten().unwrap_or(0);
         for k in 0..have.max(desired[i]) {
             racks.insert(start + k, zone.clone());
@@ -1135,7 +1147,7 @@ async fn rebalance_new_brokers<F: AdminFactory>(
     ctx: &Context<F>,
     reach: &mut AdminReach,
 ) -> Option<Cond> {
-    let brokers = resources::desired_node_ids(c.spec);
+    let brokers = identity::desired_node_ids(c.spec);
     let admin = admin_of(c, ctx, admin_tls);
     let partitions = admin.all_partitions().await;
     reach.record(&answered(&partitions));
@@ -1150,7 +1162,7 @@ async fn rebalance_new_brokers<F: AdminFactory>(
     }
     let mut racks = BTreeMap::new();
     for (i, zone) in c.spec.zones.iter().enumerate() {
-        for id in resources::zone_node_ids(c.spec, i) {
+        for id in identity::zone_node_ids(c.spec, i) {
             racks.insert(id, zone.clone());
         }
     }

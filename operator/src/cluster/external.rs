@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Service;
 use strait_crds::cluster::{Listener, ListenerType};
 
 use crate::cluster::quorum::zone_of;
-use crate::cluster::resources::ClusterRef;
+use crate::cluster::identity::ClusterRef;
 use crate::names;
 
 /// Shell expansion of the pod's node IP (bracketed when IPv6) in the start command.
@@ -182,7 +182,7 @@ pub fn bootstrap_servers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::tests::spec;
+    use crate::cluster::identity::tests::spec;
     use k8s_openapi::api::core::v1::{
         LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceSpec, ServiceStatus,
     };

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cluster::quorum::zone_of;
-use crate::cluster::resources::ordinal_start;
+use crate::cluster::identity::ordinal_start;
 use crate::cluster::roll::{BrokerPod, ZoneSet};
 use crate::names;
 

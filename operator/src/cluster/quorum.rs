@@ -9,7 +9,7 @@
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::NODE_IDS_PER_ZONE;
 
-use crate::cluster::resources::ordinal_start;
+use crate::cluster::identity::ordinal_start;
 use crate::names;
 
 /// Port of the CONTROLLER listener on voters (Kafka's usual controller port).
@@ -82,7 +82,7 @@ pub fn quorum_voters(cluster: &str, namespace: &str, voters: &[i32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::tests::spec;
+    use crate::cluster::identity::tests::spec;
 
     fn voters_of(replicas: i32, zones: &[&str]) -> Vec<i32> {
         desired_voters(&spec(replicas, zones))
@@ -133,7 +133,7 @@ mod tests {
                     "{zones:?} x {replicas}"
                 );
                 // Every voter is a broker that stays when scaling down to three.
-                let remaining = crate::cluster::resources::desired_node_ids(&spec(3, zones));
+                let remaining = crate::cluster::identity::desired_node_ids(&spec(3, zones));
                 assert!(at_three.iter().all(|v| remaining.contains(v)));
             }
         }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use strait_crds::cluster::Storage;
 
-use crate::cluster::resources::ordinal_start;
+use crate::cluster::identity::ordinal_start;
 use crate::cluster::roll::BrokerPod;
 use crate::cluster::validate::parse_quantity;
 use crate::conditions::Cond;

@@ -1,6 +1,6 @@
 //! Which certificates the brokers of a Cluster need, for mutual TLS on the replication listener
 //! and for its TLS listeners, as pure decisions; keys and signatures are made in
-//! [`crate::cluster::certs`].
+//! `certs`.
 //!
 //! How a Cluster replicates ([`Replication`]) is decided from its StatefulSets
 //! ([`replication_of`]): a Cluster whose brokers an earlier operator version started (their pod
@@ -39,8 +39,8 @@ use strait_crds::ClusterSpec;
 use strait_crds::cluster::{Listener, ListenerType};
 
 use crate::cluster::external::{self, ExternalAddress, ExternalAddresses};
+use crate::cluster::identity::ClusterRef;
 use crate::cluster::quorum::zone_of;
-use crate::cluster::resources::ClusterRef;
 use crate::names;
 
 /// A broker certificate is renewed once it expires within this many seconds (30 days).
@@ -86,16 +86,7 @@ pub const REPLICATION_MUTUAL_TLS: &str = "mutual-tls";
 /// Key of the CA certificate in the broker certificates Secret (the brokers' truststore).
 pub const TRUSTSTORE_KEY: &str = "ca.crt";
 
-/// How the brokers of a Cluster talk to each other, and the operator to them, on the
-/// replication listener.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Replication {
-    /// `REPLICATION:SSL`, client certificates required (every Cluster made by this version).
-    #[default]
-    MutualTls,
-    /// `REPLICATION:PLAINTEXT`: a Cluster whose brokers an earlier operator version started.
-    Plaintext,
-}
+pub use crate::cluster::identity::Replication;
 
 /// How a Cluster replicates, from its zones' StatefulSets as they exist: plaintext as soon as
 /// one was made without [`REPLICATION_ANNOTATION`] (by an earlier operator version, whose
@@ -380,7 +371,7 @@ pub fn listener_prefix(listener: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::tests::{cref, spec};
+    use crate::cluster::identity::tests::{cref, spec};
     use k8s_openapi::api::core::v1::{
         LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceSpec, ServiceStatus,
     };

@@ -153,7 +153,7 @@ pub fn storage_change(current: &str, wanted: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::tests::spec;
+    use crate::cluster::identity::tests::spec;
 
     #[test]
     fn reserved_keys_are_refused() {

@@ -83,7 +83,7 @@ pub fn check(spec: &ClusterSpec, existing: &[ExistingZoneSet]) -> ZoneCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::tests::spec;
+    use crate::cluster::identity::tests::spec;
 
     fn set(index: usize, zone: &str, brokers: i32) -> ExistingZoneSet {
         ExistingZoneSet {

@@ -1,37 +1,29 @@
-//! Builds the desired Kubernetes objects of a Cluster, as pure functions of the resource: the
-//! ConfigMap, Services, one StatefulSet per zone, the PodDisruptionBudget, the ServiceAccount,
-//! the optional ServiceMonitor and, with TLS listeners, the certificate Secrets (from keys made
-//! in `certs`). Nothing here talks to the API server.
+//! One StatefulSet per zone: the broker pods (start command, probes, affinity to the zone,
+//! certificates mounted when needed, the configuration hash that rolls them) and their claims.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy,
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
-    SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, TCPSocketAction, Volume,
     VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::Resource;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use strait_crds::cluster::{ListenerType, REPLICATION_PORT};
-use strait_crds::{Cluster, ClusterSpec};
+use strait_crds::cluster::REPLICATION_PORT;
 
-use crate::cluster::certs::{self, Ca};
 use crate::cluster::config;
 use crate::cluster::external::ExternalAddresses;
-use crate::cluster::quorum::{CONTROLLER_PORT, zone_of};
-use crate::cluster::tls::{self, Replication};
+use crate::cluster::identity::{ClusterRef, Replication, ordinal_start};
+use crate::cluster::quorum::CONTROLLER_PORT;
+use crate::cluster::tls;
 use crate::names;
 
 /// Image used when `spec.image` is unset.
@@ -45,212 +37,6 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 120;
 
 /// User and group id of the broker process (see operator/images/broker.Dockerfile).
 pub const BROKER_UID: i64 = 65532;
-
-/// Identity of a Cluster the builders need.
-#[derive(Clone, Debug)]
-pub struct ClusterRef<'a> {
-    /// Name.
-    pub name: &'a str,
-    /// Namespace.
-    pub namespace: &'a str,
-    /// Owner reference every child carries (so deleting the Cluster deletes them).
-    pub owner: Option<OwnerReference>,
-    /// Spec.
-    pub spec: &'a ClusterSpec,
-    /// How its brokers replicate (decided by the controller from the StatefulSets, see
-    /// [`tls::replication_of`]; mutual TLS unless told otherwise).
-    pub replication: Replication,
-}
-
-impl<'a> ClusterRef<'a> {
-    /// From a Cluster object; `None` without name or namespace.
-    pub fn of(cluster: &'a Cluster) -> Option<Self> {
-        Some(ClusterRef {
-            name: cluster.metadata.name.as_deref()?,
-            namespace: cluster.metadata.namespace.as_deref()?,
-            owner: cluster.controller_owner_ref(&()),
-            spec: &cluster.spec,
-            replication: Replication::default(),
-        })
-    }
-
-    fn meta(&self, name: String) -> ObjectMeta {
-        self.meta_labelled(name, names::labels(self.name))
-    }
-
-    fn meta_labelled(&self, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
-        ObjectMeta {
-            name: Some(name),
-            namespace: Some(self.namespace.to_owned()),
-            labels: Some(labels),
-            owner_references: self.owner.clone().map(|o| vec![o]),
-            ..ObjectMeta::default()
-        }
-    }
-}
-
-/// The ConfigMap holding `server.properties`, naming `voters` as the controller quorum.
-pub fn config_map(c: &ClusterRef, voters: &[i32]) -> ConfigMap {
-    ConfigMap {
-        metadata: c.meta(names::config_map(c.name)),
-        data: Some(BTreeMap::from([(
-            "server.properties".to_owned(),
-            config::server_properties(c.name, c.namespace, c.spec, voters, c.replication),
-        )])),
-        ..ConfigMap::default()
-    }
-}
-
-fn port(name: &str, port: i32) -> ServicePort {
-    ServicePort {
-        name: Some(name.to_owned()),
-        port,
-        target_port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".to_owned()),
-        ..ServicePort::default()
-    }
-}
-
-/// Headless Service: stable per-broker DNS names, published before brokers are ready so that
-/// brokers can find each other while starting; it carries the controller quorum's port too.
-pub fn headless_service(c: &ClusterRef) -> Service {
-    let mut ports = vec![
-        port("replication", REPLICATION_PORT),
-        port("controller", CONTROLLER_PORT),
-        port("metrics", c.spec.metrics_port()),
-    ];
-    ports.extend(c.spec.listeners.iter().map(|l| port(&l.name, l.port)));
-    Service {
-        metadata: c.meta(names::headless_service(c.name)),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_owned()),
-            publish_not_ready_addresses: Some(true),
-            selector: Some(names::selector_labels(c.name)),
-            ports: Some(ports),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-/// Bootstrap Services: one ClusterIP Service for the replication port and the internal
-/// listeners, and one per external listener of its type (NodePort or LoadBalancer).
-pub fn bootstrap_services(c: &ClusterRef) -> Vec<Service> {
-    let mut internal = vec![port("replication", REPLICATION_PORT)];
-    internal.extend(
-        c.spec
-            .listeners
-            .iter()
-            .filter(|l| l.kind == ListenerType::Internal)
-            .map(|l| port(&l.name, l.port)),
-    );
-    let mut out = vec![Service {
-        metadata: c.meta(names::bootstrap_service(c.name, None)),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
-            selector: Some(names::selector_labels(c.name)),
-            ports: Some(internal),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }];
-    for l in c
-        .spec
-        .listeners
-        .iter()
-        .filter(|l| l.kind != ListenerType::Internal)
-    {
-        out.push(Service {
-            metadata: c.meta_labelled(
-                names::bootstrap_service(c.name, Some(&l.name)),
-                names::listener_service_labels(c.name, &l.name, None),
-            ),
-            spec: Some(ServiceSpec {
-                type_: Some(service_type(l.kind).to_owned()),
-                selector: Some(names::selector_labels(c.name)),
-                ports: Some(vec![port(&l.name, l.port)]),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        });
-    }
-    out
-}
-
-fn service_type(kind: ListenerType) -> &'static str {
-    match kind {
-        ListenerType::Internal => "ClusterIP",
-        ListenerType::Nodeport => "NodePort",
-        ListenerType::Loadbalancer => "LoadBalancer",
-    }
-}
-
-/// Node ids of the brokers of zone `index`: the StatefulSet ordinals starting at
-/// `index * NODE_IDS_PER_ZONE`.
-pub fn zone_node_ids(spec: &ClusterSpec, index: usize) -> Vec<i32> {
-    let start = ordinal_start(index);
-    (0..spec.replicas_in_zone(index))
-        .map(|i| start + i)
-        .collect()
-}
-
-/// First ordinal (node id) of zone `index`.
-pub fn ordinal_start(index: usize) -> i32 {
-    i32::try_from(index)
-        .unwrap_or(0)
-        .saturating_mul(strait_crds::cluster::NODE_IDS_PER_ZONE)
-}
-
-/// Every desired node id, all zones.
-pub fn desired_node_ids(spec: &ClusterSpec) -> Vec<i32> {
-    (0..spec.zones.len())
-        .flat_map(|i| zone_node_ids(spec, i))
-        .collect()
-}
-
-/// Node ids of `replicas[i]` brokers in zone `i` (the sizes the StatefulSets get).
-pub fn held_node_ids(replicas: &[i32]) -> Vec<i32> {
-    replicas
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| (0..*r).map(move |k| ordinal_start(i) + k))
-        .collect()
-}
-
-/// Per-broker Services of the external listeners: one per listener and broker of the
-/// StatefulSets (`replicas[i]` brokers in zone `i`, so brokers held while partitions move off
-/// them keep theirs).
-pub fn broker_services(c: &ClusterRef, replicas: &[i32]) -> Vec<Service> {
-    let mut out = Vec::new();
-    for l in c
-        .spec
-        .listeners
-        .iter()
-        .filter(|l| l.kind != ListenerType::Internal)
-    {
-        for node_id in held_node_ids(replicas) {
-            let mut selector = names::selector_labels(c.name);
-            selector.insert(
-                "statefulset.kubernetes.io/pod-name".to_owned(),
-                names::pod(c.name, zone_of(node_id), node_id),
-            );
-            out.push(Service {
-                metadata: c.meta_labelled(
-                    names::broker_service(c.name, &l.name, node_id),
-                    names::listener_service_labels(c.name, &l.name, Some(node_id)),
-                ),
-                spec: Some(ServiceSpec {
-                    type_: Some(service_type(l.kind).to_owned()),
-                    selector: Some(selector),
-                    ports: Some(vec![port(&l.name, l.port)]),
-                    ..ServiceSpec::default()
-                }),
-                ..Service::default()
-            });
-        }
-    }
-    out
-}
 
 /// The StatefulSets, one per zone, with `replicas[i]` brokers in zone `i` (the controller may
 /// hold a zone at its current size while partitions move off leaving brokers); `voters` are the
@@ -522,70 +308,6 @@ fn volumes(c: &ClusterRef, tls: bool) -> Vec<Volume> {
     volumes
 }
 
-fn secret_object(c: &ClusterRef, name: String, data: BTreeMap<String, String>) -> Secret {
-    Secret {
-        metadata: c.meta(name),
-        data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k, ByteString(v.into_bytes())))
-                .collect(),
-        ),
-        type_: Some("Opaque".to_owned()),
-        ..Secret::default()
-    }
-}
-
-/// The cluster CA Secret: certificate and private key. Created once, then only read.
-pub fn cluster_ca_secret(c: &ClusterRef, ca: &Ca) -> Secret {
-    secret_object(
-        c,
-        names::cluster_ca(c.name),
-        BTreeMap::from([
-            (certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone()),
-            (certs::CA_KEY_KEY.to_owned(), ca.key_pem.clone()),
-        ]),
-    )
-}
-
-/// The Secret with only the CA certificate, for clients to trust.
-pub fn cluster_ca_cert_secret(c: &ClusterRef, ca: &Ca) -> Secret {
-    secret_object(
-        c,
-        names::cluster_ca_cert(c.name),
-        BTreeMap::from([(certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone())]),
-    )
-}
-
-/// The broker certificates Secret: `keystores` by key (`<pod>.pem`) and the CA certificate
-/// (`ca.crt`, the brokers' truststore), annotated with each zone's certificate generation. One
-/// Secret for all brokers because a zone's pods share one pod template, so they can only mount
-/// the same Secret.
-pub fn broker_certs_secret(
-    c: &ClusterRef,
-    ca: &Ca,
-    mut keystores: BTreeMap<String, String>,
-    generations: &BTreeMap<usize, u64>,
-) -> Secret {
-    keystores.insert(tls::TRUSTSTORE_KEY.to_owned(), ca.cert_pem.clone());
-    let mut secret = secret_object(c, names::broker_certs(c.name), keystores);
-    secret.metadata.annotations = Some(tls::generation_annotations(generations));
-    secret
-}
-
-/// The operator's own Secret for a Cluster: its client keystore (`operator.pem`: key,
-/// certificate, CA certificate) for the replication listener's mutual TLS, and the CA
-/// certificate to trust (`ca.crt`).
-pub fn operator_certs_secret(c: &ClusterRef, ca: &Ca, keystore: String) -> Secret {
-    secret_object(
-        c,
-        names::operator_certs(c.name),
-        BTreeMap::from([
-            (certs::OPERATOR_KEYSTORE_KEY.to_owned(), keystore),
-            (certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone()),
-        ]),
-    )
-}
-
 fn container_port(name: &str, port: i32) -> ContainerPort {
     ContainerPort {
         name: Some(name.chars().take(15).collect()),
@@ -706,107 +428,14 @@ fn affinity(c: &ClusterRef, zone: &str, user: Option<Affinity>) -> Affinity {
     affinity
 }
 
-/// PodDisruptionBudget: at most one broker down at a time, across zones.
-pub fn pod_disruption_budget(c: &ClusterRef) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: c.meta(c.name.to_owned()),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(names::selector_labels(c.name)),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
-}
-
-/// ServiceAccount of the brokers; they need no API access, so no Role is bound and no token
-/// is mounted.
-pub fn service_account(c: &ClusterRef) -> ServiceAccount {
-    ServiceAccount {
-        metadata: c.meta(names::service_account(c.name)),
-        automount_service_account_token: Some(false),
-        ..ServiceAccount::default()
-    }
-}
-
-/// The prometheus-operator ServiceMonitor kind.
-pub fn service_monitor_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "monitoring.coreos.com",
-        "v1",
-        "ServiceMonitor",
-    ))
-}
-
-/// ServiceMonitor scraping every broker through the headless Service, when asked for.
-pub fn service_monitor(c: &ClusterRef) -> Option<DynamicObject> {
-    let metrics = c.spec.metrics.as_ref().filter(|m| m.enabled)?;
-    let sm = metrics.service_monitor.as_ref().filter(|s| s.enabled)?;
-    let mut meta = c.meta(c.name.to_owned());
-    let mut labels = meta.labels.take().unwrap_or_default();
-    labels.extend(sm.labels.clone());
-    meta.labels = Some(labels);
-    let mut endpoint = serde_json::json!({"port": "metrics", "path": "/metrics"});
-    if let Some(interval) = &sm.interval {
-        endpoint["interval"] = serde_json::Value::String(interval.clone());
-    }
-    let mut obj = DynamicObject::new(c.name, &service_monitor_resource()).within(c.namespace);
-    obj.metadata = meta;
-    obj.data = serde_json::json!({
-        "spec": {
-            "selector": {"matchLabels": names::labels(c.name)},
-            "endpoints": [endpoint],
-        }
-    });
-    Some(obj)
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use strait_crds::cluster::{Listener, Metrics, ServiceMonitorSpec, Storage};
-
-    /// A minimal spec with one internal listener `plain` on 9092.
-    pub(crate) fn spec(replicas: i32, zones: &[&str]) -> ClusterSpec {
-        ClusterSpec {
-            image: None,
-            version: None,
-            replicas,
-            zones: zones.iter().map(|z| (*z).to_owned()).collect(),
-            rack_topology_key: None,
-            storage: Storage {
-                size: "10Gi".into(),
-                storage_class: None,
-                delete_claim: false,
-            },
-            resources: None,
-            config: BTreeMap::new(),
-            listeners: vec![Listener {
-                name: "plain".into(),
-                port: 9092,
-                kind: ListenerType::Internal,
-                tls: false,
-                authentication: None,
-            }],
-            authorization: None,
-            tiered_storage: None,
-            metrics: None,
-            template: None,
-        }
-    }
-
-    pub(crate) fn cref(spec: &ClusterSpec) -> ClusterRef<'_> {
-        ClusterRef {
-            name: "kafka",
-            namespace: "ns",
-            owner: None,
-            spec,
-            replication: crate::cluster::tls::Replication::MutualTls,
-        }
-    }
+    use crate::cluster::build::configmap::config_map;
+    use crate::cluster::build::services::{bootstrap_services, headless_service};
+    use crate::cluster::identity::desired_node_ids;
+    use crate::cluster::identity::tests::{cref, spec};
+    use strait_crds::ClusterSpec;
 
     #[test]
     fn one_statefulset_per_zone_with_affinity_rack_and_disjoint_node_ids() {
@@ -1001,95 +630,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn services_per_listener_type() {
-        let mut s = spec(3, &["a", "b"]);
-        s.listeners.push(Listener {
-            name: "ext".into(),
-            port: 9094,
-            kind: ListenerType::Loadbalancer,
-            tls: true,
-            authentication: None,
-        });
-        let c = cref(&s);
-        let headless = headless_service(&c);
-        let hs = headless.spec.as_ref().expect("spec");
-        assert_eq!(hs.cluster_ip.as_deref(), Some("None"));
-        assert_eq!(hs.publish_not_ready_addresses, Some(true));
-        let boot = bootstrap_services(&c);
-        let names: Vec<_> = boot
-            .iter()
-            .filter_map(|s| s.metadata.name.clone())
-            .collect();
-        assert_eq!(names, ["kafka-bootstrap", "kafka-ext-bootstrap"]);
-        assert_eq!(
-            boot[1].spec.as_ref().and_then(|s| s.type_.as_deref()),
-            Some("LoadBalancer")
-        );
-        let internal_ports: Vec<i32> = boot[0]
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.clone())
-            .unwrap_or_default()
-            .iter()
-            .map(|p| p.port)
-            .collect();
-        assert_eq!(internal_ports, [9091, 9092]);
-        let per_broker = broker_services(&c, &[2, 1]);
-        let names: Vec<_> = per_broker
-            .iter()
-            .filter_map(|s| s.metadata.name.clone())
-            .collect();
-        assert_eq!(names, ["kafka-ext-0", "kafka-ext-1", "kafka-ext-1000"]);
-        let sel = per_broker[2]
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .expect("selector");
-        assert_eq!(
-            sel.get("statefulset.kubernetes.io/pod-name")
-                .map(String::as_str),
-            Some("kafka-z1-1000")
-        );
-        // Labels that let the operator find them again, exactly, to delete them once unused.
-        let label = |svc: &Service, key: &str| {
-            svc.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(key).cloned())
-        };
-        assert_eq!(
-            label(&per_broker[2], names::LISTENER_LABEL).as_deref(),
-            Some("ext")
-        );
-        assert_eq!(
-            label(&per_broker[2], names::NODE_ID_LABEL).as_deref(),
-            Some("1000")
-        );
-        assert_eq!(
-            label(&boot[1], names::LISTENER_LABEL).as_deref(),
-            Some("ext")
-        );
-        assert_eq!(label(&boot[1], names::NODE_ID_LABEL), None);
-        assert_eq!(label(&boot[0], names::LISTENER_LABEL), None);
-        assert_eq!(label(&headless, names::LISTENER_LABEL), None);
-        assert!(broker_services(&cref(&spec(3, &["a"])), &[3]).is_empty());
-        // Brokers held while partitions move off them keep their Service.
-        let held: Vec<_> = broker_services(&c, &[3, 1])
-            .iter()
-            .filter_map(|s| s.metadata.name.clone())
-            .collect();
-        assert_eq!(
-            held,
-            [
-                "kafka-ext-0",
-                "kafka-ext-1",
-                "kafka-ext-2",
-                "kafka-ext-1000"
-            ]
-        );
-    }
-
-    #[test]
     fn tls_listeners_mount_the_certificates_and_carry_their_generation() {
         let plain = spec(3, &["a", "b"]);
         let mut s = spec(3, &["a", "b"]);
@@ -1218,115 +758,6 @@ pub(crate) mod tests {
             |c: &ClusterRef| config_map(c, &[0]).data.expect("data")["server.properties"].clone();
         assert!(props(&cref(&s)).contains("REPLICATION:SSL"));
         assert!(props(&legacy).contains("REPLICATION:PLAINTEXT"));
-    }
-
-    #[test]
-    fn certificate_secrets() {
-        let s = spec(3, &["a"]);
-        let ca = Ca {
-            cert_pem: "CERT".into(),
-            key_pem: "KEY".into(),
-        };
-        let full = cluster_ca_secret(&cref(&s), &ca);
-        assert_eq!(full.metadata.name.as_deref(), Some("kafka-cluster-ca"));
-        let keys: Vec<&String> = full.data.iter().flatten().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["ca.crt", "ca.key"]);
-        let public = cluster_ca_cert_secret(&cref(&s), &ca);
-        assert_eq!(
-            public.metadata.name.as_deref(),
-            Some("kafka-cluster-ca-cert")
-        );
-        assert_eq!(
-            public.data,
-            Some(BTreeMap::from([(
-                "ca.crt".to_owned(),
-                ByteString(b"CERT".to_vec())
-            )]))
-        );
-        let brokers = broker_certs_secret(
-            &cref(&s),
-            &ca,
-            BTreeMap::from([("kafka-z0-0.pem".to_owned(), "PEM".to_owned())]),
-            &BTreeMap::from([(0, 2)]),
-        );
-        assert_eq!(brokers.metadata.name.as_deref(), Some("kafka-broker-certs"));
-        // Each broker's keystore, and the CA certificate as the brokers' truststore.
-        assert_eq!(
-            brokers.data,
-            Some(BTreeMap::from([
-                ("ca.crt".to_owned(), ByteString(b"CERT".to_vec())),
-                ("kafka-z0-0.pem".to_owned(), ByteString(b"PEM".to_vec())),
-            ]))
-        );
-        let operator = operator_certs_secret(&cref(&s), &ca, "KEYSTORE".into());
-        assert_eq!(
-            operator.metadata.name.as_deref(),
-            Some("kafka-operator-certs")
-        );
-        assert_eq!(
-            operator.data,
-            Some(BTreeMap::from([
-                ("ca.crt".to_owned(), ByteString(b"CERT".to_vec())),
-                ("operator.pem".to_owned(), ByteString(b"KEYSTORE".to_vec())),
-            ]))
-        );
-        assert!(operator.metadata.owner_references.is_some() == cref(&s).owner.is_some());
-        assert_eq!(
-            brokers
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("strait.dev/certificate-generation-z0"))
-                .map(String::as_str),
-            Some("2")
-        );
-    }
-
-    #[test]
-    fn pdb_allows_one_broker_down() {
-        let s = spec(3, &["a"]);
-        let pdb = pod_disruption_budget(&cref(&s));
-        let spec = pdb.spec.expect("spec");
-        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
-        assert_eq!(
-            spec.selector.and_then(|s| s.match_labels),
-            Some(names::selector_labels("kafka"))
-        );
-    }
-
-    #[test]
-    fn config_map_and_service_account() {
-        let s = spec(3, &["a"]);
-        let cm = config_map(&cref(&s), &[0, 1, 2]);
-        let props = &cm.data.expect("data")["server.properties"];
-        assert!(props.contains("listeners="));
-        assert!(props.contains("controller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093,"));
-        assert_eq!(
-            service_account(&cref(&s)).automount_service_account_token,
-            Some(false)
-        );
-    }
-
-    #[test]
-    fn service_monitor_only_when_enabled() {
-        let mut s = spec(3, &["a"]);
-        assert!(service_monitor(&cref(&s)).is_none());
-        s.metrics = Some(Metrics {
-            enabled: true,
-            port: None,
-            service_monitor: Some(ServiceMonitorSpec {
-                enabled: true,
-                interval: Some("15s".into()),
-                labels: BTreeMap::from([("release".into(), "prom".into())]),
-            }),
-        });
-        let sm = service_monitor(&cref(&s)).expect("service monitor");
-        assert_eq!(
-            sm.types.as_ref().map(|t| t.kind.as_str()),
-            Some("ServiceMonitor")
-        );
-        assert_eq!(sm.data["spec"]["endpoints"][0]["interval"], "15s");
-        assert_eq!(sm.metadata.labels.expect("labels")["release"], "prom");
     }
 
     #[test]
