@@ -1,21 +1,26 @@
-//! The broker's shared state: the config, the log manager, the metadata node (quorum member or
-//! follower, whose image says which topics exist) and the table of the partitions hosted here,
-//! each with its log and the signal that wakes long-polling fetches. Topics change only through
-//! the controller; the cluster applier installs what the image gives this broker.
+//! The broker's shared state: one of each owner the request handlers call — the config, the
+//! hosted partitions (`replica_manager`), the group coordinator, the metrics, and this node's
+//! part in the metadata quorum (whose image says which topics exist). Topics change only through
+//! the controller; the cluster applier installs what the image gives this broker and reports the
+//! partitions' roles here, for the group coordinator.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::ResponseError;
 use strait_config::{BrokerConfig, effective_topic_config};
-use strait_storage::{LogConfig, LogManager, TimestampType};
-use uuid::Uuid;
+use strait_storage::LogManager;
 
 use crate::cluster::ClusterNode;
+use crate::cluster::applier::RoleListener;
 use crate::errors::ApiError;
-use crate::group::Coordinator;
 use crate::group::coordinator::Limits;
+use crate::group::partitions::{self as coordination, Coordinated};
+use crate::group::store::OffsetsTopicLog;
+use crate::group::{Coordinator, OFFSETS_TOPIC};
+use crate::metrics::Metrics;
+use crate::replica_manager::{Partition, ReplicaManager, log_config};
 
 /// Kafka's limit on topic names (so that `<topic>-<partition>` directory names stay legal).
 const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -23,85 +28,23 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 /// requests beyond it are answered without a controller round trip).
 pub use strait_cluster::controller::MAX_PARTITIONS_PER_TOPIC;
 
-/// A topic as the metadata image describes it, as far as the broker's table needs it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TopicMeta {
-    pub name: String,
-    pub id: Uuid,
-    pub partitions: i32,
-    pub replication_factor: i16,
-    /// Topic-level config overrides (Kafka key names); defaults come from the broker config.
-    pub configs: BTreeMap<String, String>,
-}
-
-pub use crate::partition::Partition;
-
-pub struct Topic {
-    pub meta: TopicMeta,
-    /// The partitions hosted here, by index. A single node hosts all of them; in a cluster only
-    /// those this broker is a replica of (`meta.partitions` is the topic's partition count).
-    pub partitions: Vec<Arc<Partition>>,
-}
-
-impl Topic {
-    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        self.partitions
-            .binary_search_by_key(&index, |p| p.index)
-            .ok()
-            .map(|i| &self.partitions[i])
-    }
-}
-
-#[derive(Default)]
-struct Topics {
-    by_name: HashMap<String, Arc<Topic>>,
-    by_id: HashMap<Uuid, String>,
-}
-
 pub struct Broker {
-    pub config: BrokerConfig,
+    pub config: Arc<BrokerConfig>,
+    /// The hosted partitions and the one leader append path.
+    pub replicas: Arc<ReplicaManager>,
     /// The consumer group coordinator: the groups of the offsets partitions this broker leads
     /// (`coordinated`).
     pub groups: Coordinator,
-    pub coordinated: crate::group::partitions::Coordinated,
-    pub metrics: crate::metrics::Metrics,
+    pub coordinated: Coordinated,
+    pub metrics: Metrics,
     producer_ids: Mutex<std::ops::Range<i64>>,
     pub cluster_id: String,
-    pub logs: LogManager,
     /// Whether the log manager trusted a clean shutdown (no recovery scan).
     pub clean_start: bool,
-    topics: RwLock<Topics>,
     /// This node's part in the metadata quorum (a voter, or a follower of it): the cluster
     /// membership, the metadata image and the controller client. A single node is a quorum of
     /// one voter, so there is no other metadata path.
     node: Arc<ClusterNode>,
-}
-
-pub fn log_config(overrides: &BTreeMap<String, String>, config: &BrokerConfig) -> LogConfig {
-    let eff = effective_topic_config(overrides, config);
-    LogConfig {
-        segment_bytes: eff.segment_bytes,
-        segment_ms: eff.segment_ms,
-        segment_index_bytes: eff.segment_index_bytes,
-        index_interval_bytes: eff.index_interval_bytes,
-        retention_ms: eff.retention_ms,
-        retention_bytes: eff.retention_bytes,
-        flush_messages: eff.flush_messages,
-        flush_ms: eff.flush_ms,
-        max_message_bytes: eff.max_message_bytes,
-        timestamp_type: if eff.timestamp_type_log_append {
-            TimestampType::LogAppendTime
-        } else {
-            TimestampType::CreateTime
-        },
-        producer_id_expiration_ms: config.producer_id_expiration_ms,
-        cleanup_compact: eff.cleanup_policy.iter().any(|p| p == "compact"),
-        cleanup_delete: eff.cleanup_policy.iter().any(|p| p == "delete"),
-        min_cleanable_dirty_ratio: eff.min_cleanable_dirty_ratio,
-        min_compaction_lag_ms: eff.min_compaction_lag_ms,
-        max_compaction_lag_ms: eff.max_compaction_lag_ms,
-        delete_retention_ms: eff.delete_retention_ms,
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +69,7 @@ impl Broker {
                 .topic(topic)
                 .map(|t| t.configs.clone())
                 .unwrap_or_default();
-            log_config(&overrides, &config)
+            log_config(&effective_topic_config(&overrides, &config), &config)
         })?;
         let clean_start = !logs.recovered_on_open();
         let groups = Coordinator::new(Limits {
@@ -147,16 +90,21 @@ impl Broker {
                 ),
             },
         });
+        let config = Arc::new(config);
+        let replicas = Arc::new(ReplicaManager::new(
+            config.clone(),
+            logs,
+            node.watch_image(),
+        ));
         let broker = Broker {
             config,
+            replicas,
             groups,
             coordinated: Default::default(),
-            metrics: crate::metrics::Metrics::new(),
+            metrics: Metrics::new(),
             producer_ids: Mutex::new(0..0),
             cluster_id,
-            logs,
             clean_start,
-            topics: RwLock::new(Topics::default()),
             node,
         };
         if !broker.clean_start {
@@ -168,7 +116,18 @@ impl Broker {
     /// Whether this broker is fully caught up: in the ISR of every partition it hosts, with no
     /// offline partition in the cluster. `Err` says why not.
     pub fn readiness(&self) -> Result<(), String> {
-        self.node.readiness(self)
+        self.node.readiness(&self.replicas)
+    }
+
+    /// The metrics page, its state gauges refreshed from this broker.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .render(&self.cluster_id, &self.config, &self.replicas, &self.groups)
+    }
+
+    /// The group coordinator's durable side over this broker's `__consumer_offsets`.
+    pub fn offsets_log(&self) -> OffsetsTopicLog<'_> {
+        OffsetsTopicLog(&self.replicas)
     }
 
     /// A fresh producer id for InitProducerId, from a block the controller reserved durably for
@@ -219,119 +178,26 @@ impl Broker {
         &self.node
     }
 
-    /// The error for a topic this broker does not host: in a cluster, a topic that exists on
-    /// other brokers gets NOT_LEADER_OR_FOLLOWER so the client refreshes its metadata.
-    pub fn missing_topic_error(&self, name: &str) -> ApiError {
-        match self.node.image().topic(name) {
-            Some(_) => ApiError::new(
-                ResponseError::NotLeaderOrFollower,
-                format!("This broker hosts no replica of topic {name}"),
-            ),
-            None => unknown_topic(name),
-        }
-    }
-
-    pub fn missing_topic_error_by_id(&self, id: &Uuid) -> ApiError {
-        match self.node.image().topic_by_id(id) {
-            Some(_) => ApiError::new(
-                ResponseError::NotLeaderOrFollower,
-                format!("This broker hosts no replica of topic {id}"),
-            ),
-            None => ApiError::new(ResponseError::UnknownTopicId, "unknown topic id"),
-        }
-    }
-
-    /// The error for a partition of a hosted topic that is not here.
-    pub fn missing_partition_error(&self, topic: &Topic, index: i32) -> ApiError {
-        if (0..topic.meta.partitions).contains(&index) {
-            return ApiError::new(
-                ResponseError::NotLeaderOrFollower,
-                format!(
-                    "This broker hosts no replica of {}-{index}",
-                    topic.meta.name
-                ),
-            );
-        }
-        ApiError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!(
-                "Partition {index} of topic {} does not exist",
-                topic.meta.name
-            ),
-        )
-    }
-
-    /// Partition `index` of topic `name` (already looked up as `topic`) if hosted here, else
-    /// the error code the request gets (see `missing_topic_error`/`missing_partition_error`).
-    pub fn hosted_partition(
-        &self,
-        name: &str,
-        topic: Option<&Arc<Topic>>,
-        index: i32,
-    ) -> Result<Arc<Partition>, ResponseError> {
-        match topic {
-            None => Err(self.missing_topic_error(name).error),
-            Some(topic) => topic
-                .partition(index)
-                .cloned()
-                .ok_or_else(|| self.missing_partition_error(topic, index).error),
-        }
-    }
-
-    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.read_topics().by_name.get(name).cloned()
-    }
-
-    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
-        let topics = self.read_topics();
-        topics
-            .by_id
-            .get(id)
-            .and_then(|name| topics.by_name.get(name))
-            .cloned()
-    }
-
-    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self.read_topics().by_name.values().cloned().collect();
-        all.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-        all
-    }
-
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
-        // Writers replace whole map entries, so a poisoned lock still holds a consistent table.
-        self.topics.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A topic's config overrides, from the metadata image (the topic may have no replica here).
     pub fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
         self.node.image().topic(name).map(|t| t.configs.clone())
     }
-
-    /// Puts a topic (as the metadata image describes it) into the table.
-    pub(crate) fn install_topic(&self, topic: Topic) -> Arc<Topic> {
-        let topic = Arc::new(topic);
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        topics.by_id.insert(topic.meta.id, topic.meta.name.clone());
-        topics
-            .by_name
-            .insert(topic.meta.name.clone(), topic.clone());
-        topic
-    }
-
-    /// Removes a topic from the table (its logs are the caller's business).
-    pub(crate) fn uninstall_topic(&self, name: &str) -> Option<Arc<Topic>> {
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        let topic = topics.by_name.remove(name)?;
-        topics.by_id.remove(&topic.meta.id);
-        Some(topic)
-    }
 }
 
-pub fn unknown_topic(name: &str) -> ApiError {
-    ApiError::new(
-        ResponseError::UnknownTopicOrPartition,
-        format!("This server does not host this topic: {name}"),
-    )
+/// The group coordinator follows the roles of `__consumer_offsets`' partitions: it loads the
+/// groups of those it leads and unloads those it stopped leading.
+impl RoleListener for Broker {
+    fn role_applied(&self, topic: &str, partitions: i32, partition: &Partition) {
+        if topic == OFFSETS_TOPIC {
+            coordination::sync_role(&self.groups, &self.coordinated, partitions, partition);
+        }
+    }
+
+    fn topic_removed(&self, topic: &str, partitions: i32) {
+        if topic == OFFSETS_TOPIC {
+            coordination::unload_all(&self.groups, &self.coordinated, partitions);
+        }
+    }
 }
 
 /// Kafka's topic name rules.

@@ -2,8 +2,10 @@
 //!
 //! Layers, outside in: `net` (framing, listeners, connections) hands request frames to `api`
 //! (one module per Kafka API, translating protocol messages), which works on `broker` (shared
-//! state: the hosted partitions) backed by `strait_storage` (the logs) and `cluster` (this
-//! node's part in the metadata quorum; a single node is a quorum of one voter). `migrate`
+//! state: one of each owner) — `replica_manager` (the hosted partitions, the one leader append;
+//! `partition` below it) over `strait_storage` (the logs), `group` (the group coordinator), and
+//! `cluster` (this node's part in the metadata quorum, applying its image to the replica
+//! manager; a single node is a quorum of one voter). `migrate`
 //! adopts the topic catalogue of older single-node data dirs. `tasks` runs background
 //! maintenance; `run` wires it all together.
 
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod net;
 pub mod partition;
+pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;
 
@@ -100,7 +103,7 @@ pub async fn start(
         node.stop().await;
         return Err(e);
     }
-    let cluster_tasks = node.spawn_tasks(&broker, shutdown);
+    let cluster_tasks = node.spawn_tasks(&broker.replicas, broker.clone(), shutdown);
     if node.is_lone_voter() {
         // Nobody else can make it ready: serve once registered and leading every partition, so
         // that a single node is usable the moment it says it is ready.
@@ -187,7 +190,7 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
         let _ = h.await;
     }
     let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.logs.shutdown())
+    tokio::task::spawn_blocking(move || b.replicas.logs.shutdown())
         .await
         .context("shutdown task failed")?
         .context("clean shutdown of the logs failed")?;

@@ -8,7 +8,10 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::broker::Broker;
+use strait_config::BrokerConfig;
+
+use crate::group::Coordinator;
+use crate::replica_manager::ReplicaManager;
 
 /// Request latency buckets (seconds): sub-millisecond produce up to long-polling fetches.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -300,21 +303,34 @@ impl Metrics {
         }
     }
 
-    /// Refreshes the state gauges from the broker and renders the text exposition format.
-    pub fn render(&self, broker: &Broker) -> String {
-        self.refresh(broker);
+    /// Refreshes the state gauges from the hosted partitions and groups and renders the text
+    /// exposition format.
+    pub fn render(
+        &self,
+        cluster_id: &str,
+        config: &BrokerConfig,
+        replicas: &ReplicaManager,
+        groups: &Coordinator,
+    ) -> String {
+        self.refresh(cluster_id, config, replicas, groups);
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families; an error yields a partial page.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn refresh(&self, broker: &Broker) {
+    fn refresh(
+        &self,
+        cluster_id: &str,
+        config: &BrokerConfig,
+        replicas: &ReplicaManager,
+        groups: &Coordinator,
+    ) {
         self.info
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
-                broker.cluster_id.as_str(),
-                &broker.config.node_id.to_string(),
+                cluster_id,
+                &config.node_id.to_string(),
             ])
             .set(1);
         // Single node: this broker is the active controller and leads every partition.
@@ -335,7 +351,7 @@ impl Metrics {
             // Deleted topics and groups must disappear, not linger at their last value.
             g.reset();
         }
-        let topics = broker.all_topics();
+        let topics = replicas.all_topics();
         let mut partitions = 0i64;
         let mut high_watermarks = std::collections::HashMap::new();
         for t in &topics {
@@ -370,7 +386,7 @@ impl Metrics {
         self.leader_count.set(partitions);
         self.topic_count.set(topics.len() as i64);
         self.global_partition_count.set(partitions);
-        for (group, members, offsets) in broker.groups.lag_view() {
+        for (group, members, offsets) in groups.lag_view() {
             self.group_members
                 .with_label_values(&[group.as_str()])
                 .set(members as i64);
@@ -385,7 +401,7 @@ impl Metrics {
                 }
             }
         }
-        for dir in &broker.config.log_dirs {
+        for dir in &config.log_dirs {
             let name = dir.display().to_string();
             if let (Ok(free), Ok(total)) = (fs4::available_space(dir), fs4::total_space(dir)) {
                 self.dir_free

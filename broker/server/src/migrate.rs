@@ -114,7 +114,7 @@ pub fn adoption_records(
 /// catalogue: partitions up to the highest index found, the id the logs carry.
 fn topics_on_disk(broker: &Broker) -> Vec<LegacyTopic> {
     let mut found: BTreeMap<String, LegacyTopic> = BTreeMap::new();
-    for log in broker.logs.all() {
+    for log in broker.replicas.logs.all() {
         let tp = log.topic_partition();
         let topic = found
             .entry(tp.topic.clone())
@@ -194,6 +194,7 @@ pub async fn adopt(
     };
     let records = adoption_records(node.node_id, &topics, next_producer_id, |topic, p| {
         broker
+            .replicas
             .logs
             .get(&TopicPartition {
                 topic: topic.to_string(),

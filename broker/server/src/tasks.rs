@@ -15,7 +15,6 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::group::store::BrokerOffsetsLog;
 
 const TICK: Duration = Duration::from_secs(1);
 /// Kafka checkpoints high watermarks every 5 s (replica.high.watermark.checkpoint.interval.ms).
@@ -59,14 +58,14 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 blocking(&broker, "flush/roll", |b| {
                     let now = now_ms();
-                    b.logs.flush_due(now)?;
-                    b.logs.roll_due(now)?;
+                    b.replicas.logs.flush_due(now)?;
+                    b.replicas.logs.roll_due(now)?;
                     Ok(())
                 }).await;
             }
             _ = retention.tick() => {
                 blocking(&broker, "retention", |b| {
-                    let deleted = b.logs.enforce_retention(now_ms())?;
+                    let deleted = b.replicas.logs.enforce_retention(now_ms())?;
                     if deleted > 0 {
                         info!(segments = deleted, "retention deleted segments");
                     }
@@ -74,17 +73,17 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 }).await;
             }
             _ = checkpoint.tick() => {
-                blocking(&broker, "checkpoint", |b| b.logs.checkpoint()).await;
+                blocking(&broker, "checkpoint", |b| b.replicas.logs.checkpoint()).await;
             }
             _ = group_tick.tick() => {
                 blocking(&broker, "group timeouts", |b| {
-                    b.groups.tick(&BrokerOffsetsLog(b), std::time::Instant::now(), now_ms());
+                    b.groups.tick(&b.offsets_log(), std::time::Instant::now(), now_ms());
                     Ok(())
                 }).await;
             }
             _ = cleaner.tick() => {
                 blocking(&broker, "log cleaner", |b| {
-                    let stats = b.logs.clean(now_ms())?;
+                    let stats = b.replicas.logs.clean(now_ms())?;
                     if stats.logs_cleaned > 0 {
                         b.metrics.cleaner_runs.inc();
                         b.metrics
@@ -102,13 +101,13 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             }
             _ = producer_expiry.tick() => {
                 blocking(&broker, "producer expiry", |b| {
-                    b.logs.expire_producers(now_ms());
+                    b.replicas.logs.expire_producers(now_ms());
                     Ok(())
                 }).await;
             }
             _ = offsets_expiry.tick() => {
                 blocking(&broker, "offset expiry", |b| {
-                    let expired = b.groups.expire_offsets(&BrokerOffsetsLog(b), now_ms());
+                    let expired = b.groups.expire_offsets(&b.offsets_log(), now_ms());
                     if expired > 0 {
                         info!(offsets = expired, "expired committed offsets");
                     }

@@ -19,8 +19,9 @@ use kafka_protocol::protocol::StrBytes;
 use strait_config::{ConfigEntry, apply_incremental, describe_topic, validate_topic_configs};
 
 use super::{RequestContext, str_bytes};
-use crate::broker::{Broker, unknown_topic};
+use crate::broker::Broker;
 use crate::errors::ApiError;
+use crate::replica_manager::unknown_topic;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

@@ -21,7 +21,6 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::group::assignor::Tp;
 use crate::group::consumer::Heartbeat;
-use crate::group::store::BrokerOffsetsLog;
 
 /// "Authorized operations" value meaning "not requested".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -44,7 +43,11 @@ pub async fn heartbeat(
     req: ConsumerGroupHeartbeatRequest,
     ctx: &RequestContext,
 ) -> ConsumerGroupHeartbeatResponse {
-    if let Err(e) = crate::group::partitions::check(broker, req.group_id.0.as_str()) {
+    if let Err(e) = crate::group::partitions::check(
+        &broker.replicas,
+        &broker.coordinated,
+        req.group_id.0.as_str(),
+    ) {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message)));
@@ -76,7 +79,7 @@ pub async fn heartbeat(
     let req_group = req.group_id.0.to_string();
     let req_group = req_group.as_str();
     let result = broker.groups.consumer_heartbeat(
-        &BrokerOffsetsLog(broker),
+        &broker.offsets_log(),
         req_group,
         hb,
         Instant::now(),
@@ -117,6 +120,7 @@ pub async fn describe(
 ) -> ConsumerGroupDescribeResponse {
     let name_of = |id: uuid::Uuid| {
         broker
+            .replicas
             .topic_by_id(&id)
             .map(|t| t.meta.name.clone())
             .unwrap_or_default()
@@ -141,7 +145,11 @@ pub async fn describe(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-            if let Err(e) = crate::group::partitions::check(broker, id.0.as_str()) {
+            if let Err(e) = crate::group::partitions::check(
+                &broker.replicas,
+                &broker.coordinated,
+                id.0.as_str(),
+            ) {
                 return base
                     .with_error_code(e.code())
                     .with_error_message(Some(str_bytes(e.message)));

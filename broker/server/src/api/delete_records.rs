@@ -25,14 +25,14 @@ pub async fn handle(
         req.topics
             .into_iter()
             .map(|t| {
-                let topic = broker.topic(t.name.0.as_str());
+                let topic = broker.replicas.topic(t.name.0.as_str());
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
-                        let found = broker.hosted_partition(
+                        let found = broker.replicas.hosted_partition(
                             t.name.0.as_str(),
                             topic.as_ref(),
                             p.partition_index,

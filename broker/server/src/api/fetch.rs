@@ -26,7 +26,8 @@ use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::{RequestContext, error_name, str_bytes};
-use crate::broker::{Broker, Partition};
+use crate::broker::Broker;
+use crate::replica_manager::Partition;
 
 /// First Fetch version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
@@ -89,20 +90,26 @@ pub async fn handle(
     let mut slots: Vec<Slot> = Vec::new();
     for (topic_index, t) in req.topics.into_iter().enumerate() {
         let topic = if version >= TOPIC_ID_VERSION {
-            broker.topic_by_id(&t.topic_id)
+            broker.replicas.topic_by_id(&t.topic_id)
         } else {
-            broker.topic(t.topic.0.as_str())
+            broker.replicas.topic(t.topic.0.as_str())
         };
         let missing = if version >= TOPIC_ID_VERSION {
-            broker.missing_topic_error_by_id(&t.topic_id).error
+            broker.replicas.missing_topic_error_by_id(&t.topic_id).error
         } else {
-            broker.missing_topic_error(t.topic.0.as_str()).error
+            broker
+                .replicas
+                .missing_topic_error(t.topic.0.as_str())
+                .error
         };
         for p in &t.partitions {
             let target = match &topic {
                 None => Err(missing),
                 Some(topic) => match topic.partition(p.partition) {
-                    None => Err(broker.missing_partition_error(topic, p.partition).error),
+                    None => Err(broker
+                        .replicas
+                        .missing_partition_error(topic, p.partition)
+                        .error),
                     Some(partition) => {
                         let asked = if version >= LEADER_EPOCH_VERSION {
                             p.current_leader_epoch

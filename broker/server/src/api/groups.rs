@@ -27,7 +27,6 @@ use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::group::coordinator::{JoinOutcome, JoinRequest, Reply, SyncOutcome, SyncRequest};
 use crate::group::partitions;
-use crate::group::store::BrokerOffsetsLog;
 
 const KEY_TYPE_GROUP: i8 = 0;
 /// First FindCoordinator version that batches keys (KIP-699).
@@ -63,7 +62,7 @@ pub async fn find_coordinator(
     } else {
         let node = broker.node();
         // The group's coordinator is the leader of its __consumer_offsets partition.
-        match partitions::ensure_topic(broker, node).await {
+        match partitions::ensure_topic(&broker.config, node).await {
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
             Ok(()) => {
                 let image = node.image();
@@ -138,7 +137,11 @@ pub async fn join_group(
         req.session_timeout_ms
     };
     let member_id = req.member_id.to_string();
-    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+    if let Err(e) = partitions::check(
+        &broker.replicas,
+        &broker.coordinated,
+        req.group_id.0.as_str(),
+    ) {
         return JoinGroupResponse::default()
             .with_error_code(e.code())
             .with_generation_id(-1)
@@ -161,22 +164,21 @@ pub async fn join_group(
         require_known_member_id: ctx.api_version >= MEMBER_ID_REQUIRED_VERSION,
     };
     let limit = Duration::from_millis(rebalance_timeout_ms.max(0) as u64) + WAIT_MARGIN;
-    let outcome =
-        match broker
-            .groups
-            .join(&BrokerOffsetsLog(broker), join, Instant::now(), now_ms())
-        {
-            Reply::Now(o) => o,
-            Reply::Wait(rx) => {
-                let lost = JoinOutcome {
-                    error: ResponseError::UnknownMemberId.code(),
-                    generation: -1,
-                    member_id: member_id.clone(),
-                    ..Default::default()
-                };
-                wait(rx, limit, lost).await
-            }
-        };
+    let outcome = match broker
+        .groups
+        .join(&broker.offsets_log(), join, Instant::now(), now_ms())
+    {
+        Reply::Now(o) => o,
+        Reply::Wait(rx) => {
+            let lost = JoinOutcome {
+                error: ResponseError::UnknownMemberId.code(),
+                generation: -1,
+                member_id: member_id.clone(),
+                ..Default::default()
+            };
+            wait(rx, limit, lost).await
+        }
+    };
     JoinGroupResponse::default()
         .with_error_code(outcome.error)
         .with_generation_id(outcome.generation)
@@ -203,7 +205,11 @@ pub async fn sync_group(
     req: SyncGroupRequest,
     _ctx: &RequestContext,
 ) -> SyncGroupResponse {
-    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+    if let Err(e) = partitions::check(
+        &broker.replicas,
+        &broker.coordinated,
+        req.group_id.0.as_str(),
+    ) {
         return SyncGroupResponse::default().with_error_code(e.code());
     }
     let sync = SyncRequest {
@@ -219,22 +225,21 @@ pub async fn sync_group(
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let outcome =
-        match broker
-            .groups
-            .sync(&BrokerOffsetsLog(broker), sync, Instant::now(), now_ms())
-        {
-            Reply::Now(o) => o,
-            Reply::Wait(rx) => {
-                let lost = SyncOutcome {
-                    error: ResponseError::RebalanceInProgress.code(),
-                    ..Default::default()
-                };
-                // The coordinator's sync deadline (rebalance timeout) ends every wait; the cap here is
-                // only a safety net.
-                wait(rx, Duration::from_secs(30 * 60), lost).await
-            }
-        };
+    let outcome = match broker
+        .groups
+        .sync(&broker.offsets_log(), sync, Instant::now(), now_ms())
+    {
+        Reply::Now(o) => o,
+        Reply::Wait(rx) => {
+            let lost = SyncOutcome {
+                error: ResponseError::RebalanceInProgress.code(),
+                ..Default::default()
+            };
+            // The coordinator's sync deadline (rebalance timeout) ends every wait; the cap here is
+            // only a safety net.
+            wait(rx, Duration::from_secs(30 * 60), lost).await
+        }
+    };
     SyncGroupResponse::default()
         .with_error_code(outcome.error)
         .with_protocol_type(outcome.protocol_type.map(str_bytes))
@@ -247,7 +252,11 @@ pub async fn heartbeat(
     req: HeartbeatRequest,
     _ctx: &RequestContext,
 ) -> HeartbeatResponse {
-    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+    if let Err(e) = partitions::check(
+        &broker.replicas,
+        &broker.coordinated,
+        req.group_id.0.as_str(),
+    ) {
         return HeartbeatResponse::default().with_error_code(e.code());
     }
     let error = broker.groups.heartbeat(
@@ -265,7 +274,11 @@ pub async fn leave_group(
     req: LeaveGroupRequest,
     ctx: &RequestContext,
 ) -> LeaveGroupResponse {
-    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+    if let Err(e) = partitions::check(
+        &broker.replicas,
+        &broker.coordinated,
+        req.group_id.0.as_str(),
+    ) {
         return LeaveGroupResponse::default().with_error_code(e.code());
     }
     let batched = ctx.api_version >= BATCHED_LEAVE_VERSION;
@@ -286,13 +299,8 @@ pub async fn leave_group(
     let group_id = req.group_id.0.to_string();
     let l = leaving.clone();
     let result = tokio::task::spawn_blocking(move || {
-        b.groups.leave(
-            &BrokerOffsetsLog(&b),
-            &group_id,
-            &l,
-            Instant::now(),
-            now_ms(),
-        )
+        b.groups
+            .leave(&b.offsets_log(), &group_id, &l, Instant::now(), now_ms())
     })
     .await
     .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
@@ -351,7 +359,8 @@ pub async fn describe_groups(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-            if let Err(e) = partitions::check(broker, id.0.as_str()) {
+            if let Err(e) = partitions::check(&broker.replicas, &broker.coordinated, id.0.as_str())
+            {
                 return base.with_error_code(e.code());
             }
             if broker.groups.is_consumer_group(id.0.as_str()) {
@@ -397,8 +406,8 @@ pub async fn delete_groups(
         req.groups_names
             .into_iter()
             .map(|id| {
-                let e = match partitions::check(&b, id.0.as_str()) {
-                    Ok(()) => b.groups.delete_group(&BrokerOffsetsLog(&b), id.0.as_str()),
+                let e = match partitions::check(&b.replicas, &b.coordinated, id.0.as_str()) {
+                    Ok(()) => b.groups.delete_group(&b.offsets_log(), id.0.as_str()),
                     Err(e) => e.error,
                 };
                 DeletableGroupResult::default()

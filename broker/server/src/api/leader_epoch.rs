@@ -22,7 +22,7 @@ pub async fn handle(
         .topics
         .into_iter()
         .map(|t| {
-            let topic = broker.topic(t.topic.0.as_str());
+            let topic = broker.replicas.topic(t.topic.0.as_str());
             let partitions = t
                 .partitions
                 .iter()
@@ -31,8 +31,11 @@ pub async fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let found =
-                        broker.hosted_partition(t.topic.0.as_str(), topic.as_ref(), p.partition);
+                    let found = broker.replicas.hosted_partition(
+                        t.topic.0.as_str(),
+                        topic.as_ref(),
+                        p.partition,
+                    );
                     let partition = match found {
                         Ok(partition) => partition,
                         Err(e) => return base.with_error_code(e.code()),

@@ -11,7 +11,8 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::RequestContext;
-use crate::broker::{Broker, Partition};
+use crate::broker::Broker;
+use crate::replica_manager::Partition;
 
 /// First version whose response carries the leader epoch (KIP-320).
 const LEADER_EPOCH_VERSION: i16 = 4;
@@ -31,14 +32,14 @@ pub async fn handle(
         req.topics
             .into_iter()
             .map(|t| {
-                let topic = broker.topic(t.name.0.as_str());
+                let topic = broker.replicas.topic(t.name.0.as_str());
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let base = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        let found = broker.hosted_partition(
+                        let found = broker.replicas.hosted_partition(
                             t.name.0.as_str(),
                             topic.as_ref(),
                             p.partition_index,

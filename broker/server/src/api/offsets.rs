@@ -30,7 +30,6 @@ use crate::clock::now_ms;
 use crate::group::coordinator::no_error;
 use crate::group::coordinator::{CommitPartition, CommitRequest, Committed};
 use crate::group::partitions;
-use crate::group::store::BrokerOffsetsLog;
 
 /// How long an offset commit waits for the offsets partition's ISR (Kafka's
 /// `offsets.commit.timeout.ms` default).
@@ -68,13 +67,13 @@ pub async fn commit(
         partitions,
     };
     let group = commit.group_id.clone();
-    let errors = match partitions::check(broker, &group) {
+    let errors = match partitions::check(&broker.replicas, &broker.coordinated, &group) {
         Err(e) => vec![e.error; commit.partitions.len()],
         Ok(()) => {
             let b = broker.clone();
             let (mut errors, pending) = tokio::task::spawn_blocking(move || {
                 b.groups
-                    .commit_pending(&BrokerOffsetsLog(&b), commit, Instant::now(), now_ms())
+                    .commit_pending(&b.offsets_log(), commit, Instant::now(), now_ms())
             })
             .await
             .unwrap_or_default();
@@ -82,7 +81,7 @@ pub async fn commit(
             // partition's ISR (Kafka's acks=all append of the coordinator), so the group's next
             // coordinator has it and nobody reads an offset a failover would lose.
             if let Some(pending) = pending {
-                match partitions::wait_durable(broker, &group, COMMIT_TIMEOUT).await {
+                match partitions::wait_durable(&broker.replicas, &group, COMMIT_TIMEOUT).await {
                     Ok(()) => broker.groups.apply_commit(pending),
                     Err(e) => {
                         for slot in errors.iter_mut().filter(|e| **e == no_error()) {
@@ -136,7 +135,9 @@ pub async fn fetch(
             .groups
             .into_iter()
             .map(|g| {
-                if let Err(e) = partitions::check(broker, g.group_id.0.as_str()) {
+                if let Err(e) =
+                    partitions::check(&broker.replicas, &broker.coordinated, g.group_id.0.as_str())
+                {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_error_code(e.code());
@@ -180,7 +181,11 @@ pub async fn fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    if let Err(e) = partitions::check(broker, req.group_id.0.as_str()) {
+    if let Err(e) = partitions::check(
+        &broker.replicas,
+        &broker.coordinated,
+        req.group_id.0.as_str(),
+    ) {
         return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let with_epoch = ctx.api_version >= 5;
@@ -246,12 +251,12 @@ pub async fn delete(
         .collect();
     let b = broker.clone();
     let group = req.group_id.0.to_string();
-    if let Err(e) = partitions::check(broker, &group) {
+    if let Err(e) = partitions::check(&broker.replicas, &broker.coordinated, &group) {
         return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     let result = tokio::task::spawn_blocking(move || {
         b.groups
-            .delete_offsets(&BrokerOffsetsLog(&b), &group, &flat, subscribed_topics)
+            .delete_offsets(&b.offsets_log(), &group, &flat, subscribed_topics)
     })
     .await
     .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));

@@ -1,6 +1,6 @@
 //! Produce: the partition leader appends each partition's record batches to its log as received
-//! (the log engine checks and stamps them with the leader epoch), then answers with the assigned
-//! base offset. acks=0 gets no response at all, as in Kafka; acks=1 is answered after the local
+//! (through the replica manager's leader append; the log engine checks and stamps them with the
+//! leader epoch), then answers with the assigned base offset. acks=0 gets no response at all, as in Kafka; acks=1 is answered after the local
 //! append; acks=all requires `min.insync.replicas` in-sync replicas before appending
 //! (NOT_ENOUGH_REPLICAS) and waits until the high watermark passes the appended records, failing
 //! with NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum meanwhile, or
@@ -16,14 +16,14 @@ use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use strait_config::effective_topic_config;
 use tracing::warn;
 
 use super::{RequestContext, error_name, str_bytes};
-use crate::broker::{Broker, Partition, Topic};
+use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::partition::Replicated;
+use crate::replica_manager::{AppendError, Partition, RequiredAcks, Topic};
 
 /// First Produce version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
@@ -48,12 +48,22 @@ pub async fn handle(
         for topic_data in req.topic_data {
             let topic = if version >= TOPIC_ID_VERSION {
                 broker
+                    .replicas
                     .topic_by_id(&topic_data.topic_id)
-                    .ok_or_else(|| broker.missing_topic_error_by_id(&topic_data.topic_id))
+                    .ok_or_else(|| {
+                        broker
+                            .replicas
+                            .missing_topic_error_by_id(&topic_data.topic_id)
+                    })
             } else {
                 broker
+                    .replicas
                     .topic(topic_data.name.0.as_str())
-                    .ok_or_else(|| broker.missing_topic_error(topic_data.name.0.as_str()))
+                    .ok_or_else(|| {
+                        broker
+                            .replicas
+                            .missing_topic_error(topic_data.name.0.as_str())
+                    })
             };
             let results: Vec<(i32, Result<Appended, ApiError>)> = topic_data
                 .partition_data
@@ -101,7 +111,7 @@ pub async fn handle(
         let mut partition_responses = Vec::with_capacity(results.len());
         for (index, mut result) in results {
             if let (Ok(appended), -1, Some(topic)) = (&result, acks, &topic)
-                && let Err(e) = wait_for_replication(broker, topic, appended, timeout).await
+                && let Err(e) = wait_for_replication(topic, appended, timeout).await
             {
                 record_failure(broker, &topic.meta.name, &e);
                 result = Err(e);
@@ -168,7 +178,6 @@ fn record_failure(broker: &Broker, topic: &str, e: &ApiError) {
 /// acks=all: waits until the high watermark covers the appended records while this broker still
 /// leads in the same epoch; then the ISR must still meet `min.insync.replicas`.
 async fn wait_for_replication(
-    broker: &Broker,
     topic: &Topic,
     appended: &Appended,
     timeout: Duration,
@@ -201,7 +210,7 @@ async fn wait_for_replication(
             ));
         }
     }
-    let min_isr = effective_topic_config(&topic.meta.configs, &broker.config).min_insync_replicas;
+    let min_isr = topic.config.min_insync_replicas;
     let isr = partition.replica().isr.len() as i32;
     if isr < min_isr {
         return Err(ApiError::new(
@@ -233,56 +242,37 @@ fn append(
     acks: i16,
     now: i64,
 ) -> Result<Appended, ApiError> {
-    let Some(partition) = topic.partition(data.index) else {
-        return Err(broker.missing_partition_error(topic, data.index));
-    };
-    let (leader_epoch, isr) = {
-        let replica = partition.replica();
-        if !replica.is_leader() {
-            return Err(ApiError::new(
-                ResponseError::NotLeaderOrFollower,
-                format!(
-                    "This broker is not the leader of {}-{} (leader: {})",
-                    topic.meta.name,
-                    data.index,
-                    replica.leader_id()
-                ),
-            ));
-        }
-        (replica.leader_epoch, replica.isr.len() as i32)
-    };
+    let index = data.index;
     let records = data.records.unwrap_or_default();
-    if records.is_empty() {
-        return Err(ApiError::new(
-            ResponseError::InvalidRecord,
-            "Produce request has no record batches",
-        ));
-    }
-    if acks == -1 {
-        let min_isr =
-            effective_topic_config(&topic.meta.configs, &broker.config).min_insync_replicas;
-        if isr < min_isr {
-            return Err(ApiError::new(
-                ResponseError::NotEnoughReplicas,
-                format!(
-                    "The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}-{}",
-                    topic.meta.name, data.index
-                ),
-            ));
-        }
-    }
-    let info = partition.log.append(&records, leader_epoch, now).map_err(|e| {
-        let e = ApiError::from(e);
-        if e.error == ResponseError::KafkaStorageError {
-            warn!(topic = %topic.meta.name, partition = data.index, error = %e.message, "append failed");
-        }
-        e
-    })?;
-    partition.appended.notify_waiters();
-    partition.advance_high_watermark();
+    let required = if acks == -1 {
+        RequiredAcks::All
+    } else {
+        RequiredAcks::Leader
+    };
+    let appended = broker
+        .replicas
+        .append_as_leader(topic, index, &records, required, now)
+        .map_err(|e| match e {
+            AppendError::NotHosted { .. } => broker.replicas.missing_partition_error(topic, index),
+            AppendError::NotLeader { .. } => {
+                ApiError::new(ResponseError::NotLeaderOrFollower, e.to_string())
+            }
+            AppendError::NoRecords => ApiError::new(ResponseError::InvalidRecord, e.to_string()),
+            AppendError::NotEnoughReplicas { .. } => {
+                ApiError::new(ResponseError::NotEnoughReplicas, e.to_string())
+            }
+            AppendError::Log(e) => {
+                let e = ApiError::from(e);
+                if e.error == ResponseError::KafkaStorageError {
+                    warn!(topic = %topic.meta.name, partition = index, error = %e.message, "append failed");
+                }
+                e
+            }
+        })?;
+    let info = appended.info;
     Ok(Appended {
-        partition: partition.clone(),
-        leader_epoch,
+        partition: appended.partition,
+        leader_epoch: appended.leader_epoch,
         last_offset: info.last_offset,
         base_offset: info.first_offset,
         log_append_time: info.log_append_time,

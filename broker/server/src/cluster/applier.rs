@@ -3,7 +3,8 @@
 //! away, applies topic config changes, and puts every hosted partition in the role the image
 //! gives it (leader or follower at the image's leader epoch, with its replicas and ISR).
 //! `__consumer_offsets` is replicated like any topic; its partitions' roles also decide which
-//! groups this broker coordinates (`group::partitions`).
+//! groups this broker coordinates, which the applier reports to a [`RoleListener`] rather than
+//! knowing the group coordinator (Kafka's metadata publisher calls `onElection`/`onResignation`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,19 +16,32 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::ClusterNode;
-use super::replica::{ReplicaState, Role};
-use crate::broker::{Broker, Partition, Topic, TopicMeta, log_config};
-use crate::group::OFFSETS_TOPIC;
-use crate::group::partitions as coordination;
+use crate::partition::replica::{ReplicaState, Role};
+use crate::replica_manager::{Partition, ReplicaManager, Topic, TopicMeta, log_config};
 
-pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
+/// Told what the applier did to hosted partitions' roles, on its blocking thread.
+pub trait RoleListener: Send + Sync {
+    /// After `partition` of `topic` (of `partitions` partitions) was put in the image's role, or
+    /// made a follower of nobody because its replica moved away.
+    fn role_applied(&self, topic: &str, partitions: i32, partition: &Partition);
+    /// `topic` (of `partitions` partitions) was removed, before its partitions step down.
+    fn topic_removed(&self, topic: &str, partitions: i32);
+}
+
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    roles: Arc<dyn RoleListener>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut images = node.watch_image();
     loop {
         let image = images.borrow_and_update().clone();
         let offset = image.offset;
-        let b = broker.clone();
+        let r = replicas.clone();
+        let l = roles.clone();
         let n = node.clone();
-        let applied = tokio::task::spawn_blocking(move || apply(&b, &n, &image)).await;
+        let applied = tokio::task::spawn_blocking(move || apply(&r, &*l, &n, &image)).await;
         match applied {
             Ok(()) => node.mark_applied(offset),
             Err(e) => warn!(error = %e, "applying the metadata image failed"),
@@ -40,13 +54,18 @@ pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watc
 }
 
 /// One reconciliation pass. Idempotent: applying the same image twice changes nothing.
-pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
+pub fn apply(
+    replicas: &ReplicaManager,
+    roles: &dyn RoleListener,
+    node: &ClusterNode,
+    image: &Image,
+) {
     let me = node.node_id;
     let now = Instant::now();
     // Deletions are only safe once the image is at least as new as our registration: before
     // that, a topic missing from the image may simply not have been replicated to us yet.
     let current = node.broker_epoch() >= 0 && image.offset >= node.broker_epoch() as u64;
-    for topic in broker.all_topics() {
+    for topic in replicas.all_topics() {
         let name = topic.meta.name.clone();
         let gone = match image.topic(&name) {
             None => true,
@@ -54,16 +73,14 @@ pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
         };
         if gone
             && current
-            && let Some(old) = broker.uninstall_topic(&name)
+            && let Some(old) = replicas.uninstall_topic(&name)
         {
-            if name == OFFSETS_TOPIC {
-                coordination::unload_all(broker, old.meta.partitions);
-            }
+            roles.topic_removed(&name, old.meta.partitions);
             for p in &old.partitions {
                 p.replica()
                     .become_follower(NO_LEADER, -1, -1, Vec::new(), Vec::new());
                 p.publish_high_watermark();
-                if let Err(e) = broker.logs.delete(p.log.topic_partition()) {
+                if let Err(e) = replicas.logs.delete(p.log.topic_partition()) {
                     warn!(topic = %name, partition = p.index, error = %e, "cannot delete log");
                 }
             }
@@ -71,24 +88,27 @@ pub fn apply(broker: &Broker, node: &ClusterNode, image: &Image) {
         }
     }
     for topic in image.topics.values() {
-        if let Err(e) = apply_topic(broker, me, image, topic, current, now) {
+        if let Err(e) = apply_topic(replicas, roles, me, image, topic, current, now) {
             warn!(topic = %topic.name, error = %e, "cannot apply topic metadata");
         }
     }
     if current {
-        delete_strays(broker, image);
+        delete_strays(replicas, image);
     }
 }
 
 fn apply_topic(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    roles: &dyn RoleListener,
     me: i32,
     image: &Image,
     topic: &TopicImage,
     current: bool,
     now: Instant,
 ) -> Result<(), strait_storage::LogError> {
-    let existing = broker.topic(&topic.name).filter(|t| t.meta.id == topic.id);
+    let existing = replicas
+        .topic(&topic.name)
+        .filter(|t| t.meta.id == topic.id);
     let meta = TopicMeta {
         name: topic.name.clone(),
         id: topic.id,
@@ -99,12 +119,17 @@ fn apply_topic(
             .map_or(1, |p| (p.replicas.len() - p.adding.len()) as i16),
         configs: topic.configs.clone(),
     };
-    let config = log_config(&meta.configs, &broker.config);
     let configs_changed = existing
         .as_ref()
         .is_some_and(|t| t.meta.configs != meta.configs);
     let mut partitions: Vec<Arc<Partition>> = Vec::new();
     let mut changed = existing.is_none() || configs_changed;
+    // Parsed once per pass; the installed `Topic` keeps it for the request path.
+    let effective = match &existing {
+        Some(t) if !configs_changed => t.config.clone(),
+        _ => strait_config::effective_topic_config(&meta.configs, replicas.config()),
+    };
+    let config = log_config(&effective, replicas.config());
     for (index, state) in topic.partitions.iter().enumerate() {
         let index = index as i32;
         let local = existing.as_ref().and_then(|t| t.partition(index).cloned());
@@ -119,12 +144,10 @@ fn apply_topic(
                     state.replicas.clone(),
                     state.isr.clone(),
                 );
-                if topic.name == OFFSETS_TOPIC {
-                    coordination::sync_role(broker, topic.partitions.len() as i32, &p);
-                }
+                roles.role_applied(&topic.name, topic.partitions.len() as i32, &p);
                 if current {
                     p.publish_high_watermark();
-                    broker.logs.delete(p.log.topic_partition())?;
+                    replicas.logs.delete(p.log.topic_partition())?;
                     info!(topic = %topic.name, partition = index, "replica moved away; log deleted");
                 }
             }
@@ -143,7 +166,7 @@ fn apply_topic(
                     topic: topic.name.clone(),
                     partition: index,
                 };
-                let log = broker.logs.get_or_create(&tp, config.clone())?;
+                let log = replicas.logs.get_or_create(&tp, config.clone())?;
                 // A log opened at start-up may predate the image's view of its topic's configs.
                 log.update_config(config.clone());
                 let id = topic.id.to_string();
@@ -158,13 +181,15 @@ fn apply_topic(
             }
         };
         apply_role(&partition, me, image, state, now);
-        if topic.name == OFFSETS_TOPIC {
-            coordination::sync_role(broker, topic.partitions.len() as i32, &partition);
-        }
+        roles.role_applied(&topic.name, topic.partitions.len() as i32, &partition);
         partitions.push(partition);
     }
     if changed {
-        broker.install_topic(Topic { meta, partitions });
+        replicas.install_topic(Topic {
+            meta,
+            config: effective,
+            partitions,
+        });
     }
     Ok(())
 }
@@ -234,19 +259,19 @@ fn apply_role(
 
 /// Deletes logs on disk that belong to no topic of the image (topics deleted while this broker
 /// was down).
-fn delete_strays(broker: &Broker, image: &Image) {
+fn delete_strays(replicas: &ReplicaManager, image: &Image) {
     let mut hosted: BTreeMap<String, ()> = BTreeMap::new();
-    for t in broker.all_topics() {
+    for t in replicas.all_topics() {
         hosted.insert(t.meta.name.clone(), ());
     }
-    for log in broker.logs.all() {
+    for log in replicas.logs.all() {
         let tp = log.topic_partition().clone();
         if hosted.contains_key(&tp.topic) {
             continue;
         }
         if image.topic(&tp.topic).is_none() {
             warn!(partition = %tp, "deleting the log of a topic the cluster no longer has");
-            if let Err(e) = broker.logs.delete(&tp) {
+            if let Err(e) = replicas.logs.delete(&tp) {
                 warn!(partition = %tp, error = %e, "cannot delete stray log");
             }
         }

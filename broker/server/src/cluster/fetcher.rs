@@ -24,9 +24,9 @@ use tracing::{debug, info, warn};
 
 use super::ClusterNode;
 use super::client::{BrokerConnection, ClientError};
-use super::replica::Role;
-use crate::broker::{Broker, Partition};
 use crate::clock::now_ms;
+use crate::partition::replica::Role;
+use crate::replica_manager::{Partition, ReplicaManager};
 
 const FETCH_VERSION: i16 = 12;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
@@ -35,16 +35,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MANAGER_PERIOD: Duration = Duration::from_millis(500);
 
 /// Starts and retires per-leader fetchers as the partitions this broker follows change.
-pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
     let mut images = node.watch_image();
     loop {
         fetchers.retain(|_, h| !h.is_finished());
-        for leader in followed_leaders(&broker) {
+        for leader in followed_leaders(&replicas) {
             if let std::collections::hash_map::Entry::Vacant(slot) = fetchers.entry(leader) {
                 debug!(leader, "starting replica fetcher");
                 slot.insert(tokio::spawn(fetch_from(
-                    broker.clone(),
+                    replicas.clone(),
                     node.clone(),
                     leader,
                     shutdown.clone(),
@@ -62,9 +66,9 @@ pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watc
     }
 }
 
-fn followed_leaders(broker: &Broker) -> HashSet<i32> {
+fn followed_leaders(replicas: &ReplicaManager) -> HashSet<i32> {
     let mut leaders = HashSet::new();
-    for topic in broker.all_topics() {
+    for topic in replicas.all_topics() {
         for p in &topic.partitions {
             if let Role::Follower { leader } = p.replica().role
                 && leader != NO_LEADER
@@ -84,9 +88,9 @@ struct Followed {
     truncate: bool,
 }
 
-fn partitions_of(broker: &Broker, leader: i32) -> Vec<Followed> {
+fn partitions_of(replicas: &ReplicaManager, leader: i32) -> Vec<Followed> {
     let mut out = Vec::new();
-    for topic in broker.all_topics() {
+    for topic in replicas.all_topics() {
         for p in &topic.partitions {
             let replica = p.replica();
             if replica.role == (Role::Follower { leader }) {
@@ -103,7 +107,7 @@ fn partitions_of(broker: &Broker, leader: i32) -> Vec<Followed> {
 }
 
 async fn fetch_from(
-    broker: Arc<Broker>,
+    replicas: Arc<ReplicaManager>,
     node: Arc<ClusterNode>,
     leader: i32,
     mut shutdown: watch::Receiver<bool>,
@@ -113,7 +117,7 @@ async fn fetch_from(
         if *shutdown.borrow() {
             return;
         }
-        let followed = partitions_of(&broker, leader);
+        let followed = partitions_of(&replicas, leader);
         if followed.is_empty() {
             debug!(leader, "replica fetcher has nothing left to follow");
             return;

@@ -13,10 +13,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::ClusterNode;
-use super::replica::PendingIsr;
-use crate::broker::{Broker, Partition};
+use crate::partition::replica::PendingIsr;
+use crate::replica_manager::{Partition, ReplicaManager};
 
-pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let period =
         (node.settings.replica_lag / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
@@ -24,7 +28,7 @@ pub async fn run(broker: Arc<Broker>, node: Arc<ClusterNode>, mut shutdown: watc
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.changed() => return,
         }
-        for topic in broker.all_topics() {
+        for topic in replicas.all_topics() {
             for partition in &topic.partitions {
                 check(&node, &topic.meta.name, partition).await;
             }

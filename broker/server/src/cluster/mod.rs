@@ -8,13 +8,14 @@
 //! - `fetcher`: follower fetches from partition leaders (Fetch with the replica id) with
 //!   OffsetForLeaderEpoch truncation;
 //! - `isr`: the leader's ISR shrink/expand through AlterPartition;
-//! - `replica`: the per-partition replication bookkeeping; `client`: the broker-to-broker wire.
+//! - `client`: the broker-to-broker wire.
+//!
+//! The tasks work on the hosted partitions (`replica_manager`), never on the broker above them.
 
 pub mod applier;
 pub mod client;
 pub mod fetcher;
 pub mod isr;
-pub mod replica;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::broker::Broker;
+use crate::replica_manager::ReplicaManager;
 
 /// Timeout of one controller RPC, retries included.
 const CONTROLLER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -334,16 +335,27 @@ impl ClusterNode {
     }
 
     /// Starts registration/heartbeats, the image applier, the replica fetchers and the ISR task.
+    /// `roles` hears of the partitions' roles the applier sets.
     pub fn spawn_tasks(
         self: &Arc<Self>,
-        broker: &Arc<Broker>,
+        replicas: &Arc<ReplicaManager>,
+        roles: Arc<dyn applier::RoleListener>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
         vec![
             tokio::spawn(self.clone().heartbeats(shutdown.clone())),
-            tokio::spawn(applier::run(broker.clone(), self.clone(), shutdown.clone())),
-            tokio::spawn(fetcher::run(broker.clone(), self.clone(), shutdown.clone())),
-            tokio::spawn(isr::run(broker.clone(), self.clone(), shutdown)),
+            tokio::spawn(applier::run(
+                replicas.clone(),
+                roles,
+                self.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(fetcher::run(
+                replicas.clone(),
+                self.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(isr::run(replicas.clone(), self.clone(), shutdown)),
         ]
     }
 
@@ -498,7 +510,7 @@ impl ClusterNode {
     /// Ready when registered, unfenced (by the last heartbeat answer, answered within the
     /// session timeout), with a metadata image as new as the controller's at that answer, in the
     /// ISR of every partition hosted here, and no partition in the cluster is without a leader.
-    pub fn readiness(&self, broker: &Broker) -> Result<(), String> {
+    pub fn readiness(&self, replicas: &ReplicaManager) -> Result<(), String> {
         if self.broker_epoch() < 0 {
             return Err("not registered with the controller yet".into());
         }
@@ -537,7 +549,7 @@ impl ClusterNode {
             }
         }
         // The image may be ahead of the local logs for a moment.
-        for topic in broker.all_topics() {
+        for topic in replicas.all_topics() {
             if image.topic(&topic.meta.name).is_none() && !topic.meta.name.starts_with("__") {
                 return Err(format!("topic {} not reconciled yet", topic.meta.name));
             }

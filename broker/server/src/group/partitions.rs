@@ -17,13 +17,15 @@ use strait_cluster::image::Image;
 use strait_cluster::rpc::{ControllerRequest, ControllerResponse, NewTopic};
 use tracing::{info, warn};
 
-use super::OFFSETS_TOPIC;
+use strait_config::BrokerConfig;
+
 use super::records::partition_for;
 use super::store::{load_partition, offsets_topic_configs};
-use crate::broker::{Broker, Partition, Topic};
+use super::{Coordinator, OFFSETS_TOPIC};
 use crate::cluster::ClusterNode;
 use crate::errors::ApiError;
 use crate::partition::Replicated;
+use crate::replica_manager::{Partition, ReplicaManager, Topic};
 
 /// How long FindCoordinator waits for a freshly created offsets topic to reach this broker.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
@@ -44,13 +46,18 @@ impl Coordinated {
 
 /// After the applier set `partition`'s role: loads its groups when this broker leads it and has
 /// not loaded them, unloads them when it stopped leading. Runs on the applier's blocking thread.
-pub fn sync_role(broker: &Broker, partitions: i32, partition: &Partition) {
+pub fn sync_role(
+    groups: &Coordinator,
+    coordinated: &Coordinated,
+    partitions: i32,
+    partition: &Partition,
+) {
     let leading = partition.replica().is_leader();
-    let loaded = broker.coordinated.contains(partition.index);
+    let loaded = coordinated.contains(partition.index);
     if leading && !loaded {
-        match load_partition(broker, partition) {
+        match load_partition(groups, partition) {
             Ok(records) => {
-                broker.coordinated.lock().insert(partition.index);
+                coordinated.lock().insert(partition.index);
                 info!(
                     partition = partition.index,
                     records, "coordinating the groups of this offsets partition"
@@ -63,8 +70,8 @@ pub fn sync_role(broker: &Broker, partitions: i32, partition: &Partition) {
             }
         }
     } else if !leading && loaded {
-        broker.coordinated.lock().remove(&partition.index);
-        let groups = broker.groups.unload_partition(partition.index, partitions);
+        coordinated.lock().remove(&partition.index);
+        let groups = groups.unload_partition(partition.index, partitions);
         info!(
             partition = partition.index,
             groups, "no longer coordinating the groups of this offsets partition"
@@ -73,22 +80,26 @@ pub fn sync_role(broker: &Broker, partitions: i32, partition: &Partition) {
 }
 
 /// The offsets topic was deleted or this broker no longer hosts it: forget its groups.
-pub fn unload_all(broker: &Broker, partitions: i32) {
-    let owned: Vec<i32> = std::mem::take(&mut *broker.coordinated.lock())
+pub fn unload_all(groups: &Coordinator, coordinated: &Coordinated, partitions: i32) {
+    let owned: Vec<i32> = std::mem::take(&mut *coordinated.lock())
         .into_iter()
         .collect();
     for p in owned {
-        broker.groups.unload_partition(p, partitions);
+        groups.unload_partition(p, partitions);
     }
 }
 
 /// Whether this broker coordinates `group` now.
-pub fn check(broker: &Broker, group: &str) -> Result<(), ApiError> {
-    let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
+pub fn check(
+    replicas: &ReplicaManager,
+    coordinated: &Coordinated,
+    group: &str,
+) -> Result<(), ApiError> {
+    let Some(topic) = replicas.topic(OFFSETS_TOPIC) else {
         return Err(not_coordinator(group));
     };
     let index = partition_for(group, topic.meta.partitions);
-    if broker.coordinated.contains(index) {
+    if coordinated.contains(index) {
         return Ok(());
     }
     match topic.partition(index) {
@@ -128,17 +139,17 @@ pub fn coordinator_in(image: &Image, group: &str) -> Result<i32, ApiError> {
 /// Creates `__consumer_offsets` through the controller when the cluster does not have it yet
 /// (Kafka does so on the first FindCoordinator), with `offsets.topic.replication.factor`
 /// replicas: until that many brokers have registered, groups are unavailable, as in Kafka.
-pub async fn ensure_topic(broker: &Broker, node: &ClusterNode) -> Result<(), ApiError> {
+pub async fn ensure_topic(config: &BrokerConfig, node: &ClusterNode) -> Result<(), ApiError> {
     if node.image().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
-    let configs = offsets_topic_configs(broker);
+    let configs = offsets_topic_configs(config);
     let answer = node
         .call(ControllerRequest::CreateTopics {
             topics: vec![NewTopic {
                 name: OFFSETS_TOPIC.to_string(),
-                partitions: broker.config.offsets_topic_num_partitions,
-                replication_factor: broker.config.offsets_topic_replication_factor,
+                partitions: config.offsets_topic_num_partitions,
+                replication_factor: config.offsets_topic_replication_factor,
                 assignments: None,
                 configs,
             }],
@@ -177,8 +188,12 @@ pub async fn ensure_topic(broker: &Broker, node: &ClusterNode) -> Result<(), Api
 /// OffsetCommit's durability: waits until the high watermark of `group`'s offsets partition
 /// covers everything appended to it so far (the commit just made included), failing when
 /// leadership moves or `timeout` passes.
-pub async fn wait_durable(broker: &Broker, group: &str, timeout: Duration) -> Result<(), ApiError> {
-    let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
+pub async fn wait_durable(
+    replicas: &ReplicaManager,
+    group: &str,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let Some(topic) = replicas.topic(OFFSETS_TOPIC) else {
         return Err(not_coordinator(group));
     };
     let partition: Arc<Partition> =

@@ -1,7 +1,7 @@
 //! The coordinator's durable side: `__consumer_offsets`, a compacted topic of Kafka-format
-//! records, one partition per group (Kafka's hashing). Appends go through the ordinary log
-//! engine; a partition is read back and replayed into the coordinator when this broker becomes
-//! its leader (`partitions`).
+//! records, one partition per group (Kafka's hashing). Appends go through the replica manager's
+//! leader append like any produce; a partition is read back and replayed into the coordinator
+//! when this broker becomes its leader (`partitions`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,44 +12,46 @@ use kafka_protocol::records::{
     Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType,
 };
+use strait_config::BrokerConfig;
 use tracing::warn;
 
+use super::Coordinator;
 use super::OFFSETS_TOPIC;
 use super::coordinator::{OffsetsLog, Record};
 use super::records::{
     RecordKey, decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
     partition_for,
 };
-use crate::broker::{Broker, Partition};
 use crate::clock::now_ms;
 use crate::errors::ApiError;
+use crate::replica_manager::{AppendError, Partition, ReplicaManager, RequiredAcks};
 
 /// Read the topic back in chunks of this size at start-up.
 const LOAD_CHUNK: u64 = 8 << 20;
 
-/// [`OffsetsLog`] over the broker's `__consumer_offsets` topic.
-pub struct BrokerOffsetsLog<'a>(pub &'a Broker);
+/// [`OffsetsLog`] over the hosted partitions of `__consumer_offsets`.
+pub struct OffsetsTopicLog<'a>(pub &'a ReplicaManager);
 
-impl OffsetsLog for BrokerOffsetsLog<'_> {
+impl OffsetsLog for OffsetsTopicLog<'_> {
     fn append(
         &self,
         group: &str,
         records: Vec<(RecordKey, Option<Record>)>,
     ) -> Result<(), ApiError> {
-        let broker = self.0;
-        let topic = broker.topic(OFFSETS_TOPIC).ok_or_else(|| {
+        let replicas = self.0;
+        let topic = replicas.topic(OFFSETS_TOPIC).ok_or_else(|| {
             ApiError::new(
                 ResponseError::CoordinatorNotAvailable,
                 format!("{OFFSETS_TOPIC} is not hosted here"),
             )
         })?;
         let index = partition_for(group, topic.meta.partitions);
-        let Some(partition) = topic.partition(index) else {
+        if topic.partition(index).is_none() {
             return Err(ApiError::new(
                 ResponseError::CoordinatorNotAvailable,
                 "offsets partition missing",
             ));
-        };
+        }
         let now = now_ms();
         let krecords: Vec<KRecord> = records
             .into_iter()
@@ -89,27 +91,32 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
             )
         })?;
         // Only the partition's leader writes, at its leader epoch (so followers reconcile their
-        // logs with KIP-101 like any topic's).
-        let leader_epoch = {
-            let replica = partition.replica();
-            if !replica.is_leader() {
-                return Err(ApiError::new(
-                    ResponseError::NotCoordinator,
-                    format!("this broker no longer leads {OFFSETS_TOPIC}-{index}"),
-                ));
+        // logs with KIP-101 like any topic's). No min.insync.replicas check: alone in the ISR
+        // this commits at once; otherwise the high watermark moves as followers fetch, and
+        // OffsetCommit waits for it (`partitions::wait_durable`).
+        match replicas.append_as_leader(&topic, index, &buf, RequiredAcks::Leader, now) {
+            Ok(_) => Ok(()),
+            Err(AppendError::Log(e)) => {
+                warn!(group, error = %e, "cannot persist group state");
+                // Kafka answers storage trouble on the offsets topic with a retriable code.
+                Err(ApiError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    e.to_string(),
+                ))
             }
-            replica.leader_epoch
-        };
-        partition.log.append(&buf, leader_epoch, now).map_err(|e| {
-            warn!(group, error = %e, "cannot persist group state");
-            // Kafka answers storage trouble on the offsets topic with a retriable code.
-            ApiError::new(ResponseError::CoordinatorNotAvailable, e.to_string())
-        })?;
-        // Alone in the ISR this commits at once; otherwise the high watermark moves as followers
-        // fetch, and OffsetCommit waits for it (`partitions::wait_durable`).
-        partition.advance_high_watermark();
-        partition.appended.notify_waiters();
-        Ok(())
+            Err(AppendError::NotHosted { .. }) => Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "offsets partition missing",
+            )),
+            Err(AppendError::NotLeader { .. }) => Err(ApiError::new(
+                ResponseError::NotCoordinator,
+                format!("this broker no longer leads {OFFSETS_TOPIC}-{index}"),
+            )),
+            // Neither happens: the batch always has a header, and only the leader must ack.
+            Err(e @ (AppendError::NoRecords | AppendError::NotEnoughReplicas { .. })) => Err(
+                ApiError::new(ResponseError::UnknownServerError, e.to_string()),
+            ),
+        }
     }
 
     fn partition_exists(&self, topic: &str, partition: i32) -> bool {
@@ -128,12 +135,12 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
 }
 
 /// The config overrides `__consumer_offsets` is created with (Kafka's).
-pub fn offsets_topic_configs(broker: &Broker) -> BTreeMap<String, String> {
+pub fn offsets_topic_configs(config: &BrokerConfig) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
             "segment.bytes".to_string(),
-            broker.config.offsets_topic_segment_bytes.to_string(),
+            config.offsets_topic_segment_bytes.to_string(),
         ),
         ("compression.type".to_string(), "producer".to_string()),
     ])
@@ -142,7 +149,7 @@ pub fn offsets_topic_configs(broker: &Broker) -> BTreeMap<String, String> {
 /// Replays one partition of `__consumer_offsets` into the coordinator, up to its log end.
 /// Returns the number of records applied.
 pub fn load_partition(
-    broker: &Broker,
+    groups: &Coordinator,
     partition: &Partition,
 ) -> Result<usize, strait_storage::LogError> {
     let now = Instant::now();
@@ -189,7 +196,7 @@ pub fn load_partition(
                         None => continue,
                     },
                 };
-                broker.groups.load_record(key, value, now, wall);
+                groups.load_record(key, value, now, wall);
                 records += 1;
             }
         }

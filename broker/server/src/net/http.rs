@@ -34,7 +34,7 @@ async fn route(
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let b = broker.clone();
-            let text = tokio::task::spawn_blocking(move || b.metrics.render(&b))
+            let text = tokio::task::spawn_blocking(move || b.render_metrics())
                 .await
                 .unwrap_or_default();
             reply(

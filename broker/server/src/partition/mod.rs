@@ -1,7 +1,10 @@
 //! A partition this broker hosts: its log, its replication state, and the signals that wake
 //! waiting requests — fetches long-polling for data (`appended`) and acks=all produces waiting
 //! for the high watermark (`high_watermark`). The leader advances the high watermark here, from
-//! the ISR members' progress; a follower takes it from its leader's fetch responses.
+//! the ISR members' progress; a follower takes it from its leader's fetch responses. `replica`
+//! holds the replication bookkeeping (role, ISR, followers' progress).
+
+pub mod replica;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -9,7 +12,7 @@ use std::time::{Duration, Instant};
 use strait_storage::PartitionLog;
 use tokio::sync::{Notify, watch};
 
-use crate::cluster::replica::ReplicaState;
+use self::replica::ReplicaState;
 
 /// How a wait for the high watermark ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,433 @@
+//! The partitions this broker hosts, as Kafka's `ReplicaManager`: the table the metadata applier
+//! fills from the image, each topic with its effective config parsed once, and the only way to
+//! append as a partition's leader. Produce and the group coordinator's offsets (and later
+//! transactions) all append through [`ReplicaManager::append_as_leader`], so leadership, the
+//! `min.insync.replicas` check, the high-watermark advance and the wake-ups happen in one order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use kafka_protocol::ResponseError;
+use strait_cluster::image::Image;
+use strait_config::{BrokerConfig, EffectiveTopicConfig};
+use strait_storage::{AppendInfo, LogConfig, LogError, LogManager, TimestampType};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::errors::ApiError;
+pub use crate::partition::Partition;
+
+/// A topic as the metadata image describes it, as far as the broker's table needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Topic-level config overrides (Kafka key names); defaults come from the broker config.
+    pub configs: BTreeMap<String, String>,
+}
+
+pub struct Topic {
+    pub meta: TopicMeta,
+    /// `meta.configs` over the broker's defaults. The applier installs a new `Topic` whenever the
+    /// image changes its configs, so this is never stale and the request path never re-parses.
+    pub config: EffectiveTopicConfig,
+    /// The partitions hosted here, by index: those this broker is a replica of
+    /// (`meta.partitions` is the topic's partition count).
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        self.partitions
+            .binary_search_by_key(&index, |p| p.index)
+            .ok()
+            .map(|i| &self.partitions[i])
+    }
+}
+
+/// The log engine's settings for a topic with effective config `eff`.
+pub fn log_config(eff: &EffectiveTopicConfig, config: &BrokerConfig) -> LogConfig {
+    LogConfig {
+        segment_bytes: eff.segment_bytes,
+        segment_ms: eff.segment_ms,
+        segment_index_bytes: eff.segment_index_bytes,
+        index_interval_bytes: eff.index_interval_bytes,
+        retention_ms: eff.retention_ms,
+        retention_bytes: eff.retention_bytes,
+        flush_messages: eff.flush_messages,
+        flush_ms: eff.flush_ms,
+        max_message_bytes: eff.max_message_bytes,
+        timestamp_type: if eff.timestamp_type_log_append {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        },
+        producer_id_expiration_ms: config.producer_id_expiration_ms,
+        cleanup_compact: eff.cleanup_policy.iter().any(|p| p == "compact"),
+        cleanup_delete: eff.cleanup_policy.iter().any(|p| p == "delete"),
+        min_cleanable_dirty_ratio: eff.min_cleanable_dirty_ratio,
+        min_compaction_lag_ms: eff.min_compaction_lag_ms,
+        max_compaction_lag_ms: eff.max_compaction_lag_ms,
+        delete_retention_ms: eff.delete_retention_ms,
+    }
+}
+
+/// What a leader append waits for, as Kafka's `acks`: 0 and 1 need only the leader; -1 (all)
+/// needs `min.insync.replicas` in-sync replicas before the append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequiredAcks {
+    Leader,
+    All,
+}
+
+/// A leader append that reached the log.
+pub struct LeaderAppend {
+    pub partition: Arc<Partition>,
+    /// The epoch the records were stamped with; an acks=all wait fails if it changes.
+    pub leader_epoch: i32,
+    pub info: AppendInfo,
+}
+
+/// Why a leader append did not happen; each caller answers it with its own protocol code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("Partition {partition} of {topic} is not hosted here")]
+    NotHosted { topic: String, partition: i32 },
+    #[error("This broker is not the leader of {topic}-{partition} (leader: {leader})")]
+    NotLeader {
+        topic: String,
+        partition: i32,
+        leader: i32,
+    },
+    #[error("Produce request has no record batches")]
+    NoRecords,
+    #[error(
+        "The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {topic}-{partition}"
+    )]
+    NotEnoughReplicas {
+        topic: String,
+        partition: i32,
+        isr: i32,
+        min_isr: i32,
+    },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[derive(Default)]
+struct Topics {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, String>,
+}
+
+pub struct ReplicaManager {
+    /// The broker-level defaults under every topic's overrides.
+    config: Arc<BrokerConfig>,
+    pub logs: LogManager,
+    topics: RwLock<Topics>,
+    /// The metadata image, to tell a topic that exists elsewhere from one that does not.
+    image: watch::Receiver<Arc<Image>>,
+}
+
+impl ReplicaManager {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        logs: LogManager,
+        image: watch::Receiver<Arc<Image>>,
+    ) -> ReplicaManager {
+        ReplicaManager {
+            config,
+            logs,
+            topics: RwLock::new(Topics::default()),
+            image,
+        }
+    }
+
+    /// The broker-level defaults of topic configs.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Appends `records` to partition `index` of `topic` as its leader: leader check,
+    /// `min.insync.replicas` (acks=all), append at the leader epoch, high-watermark advance (at
+    /// once when the leader is alone in the ISR), then wakes the fetches waiting for data.
+    pub fn append_as_leader(
+        &self,
+        topic: &Topic,
+        index: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, AppendError> {
+        let Some(partition) = topic.partition(index) else {
+            return Err(AppendError::NotHosted {
+                topic: topic.meta.name.clone(),
+                partition: index,
+            });
+        };
+        // Epoch and ISR under one lock, so the check and the stamp agree.
+        let (leader_epoch, isr) = {
+            let replica = partition.replica();
+            if !replica.is_leader() {
+                return Err(AppendError::NotLeader {
+                    topic: topic.meta.name.clone(),
+                    partition: index,
+                    leader: replica.leader_id(),
+                });
+            }
+            (replica.leader_epoch, replica.isr.len() as i32)
+        };
+        if records.is_empty() {
+            return Err(AppendError::NoRecords);
+        }
+        if acks == RequiredAcks::All {
+            let min_isr = topic.config.min_insync_replicas;
+            if isr < min_isr {
+                return Err(AppendError::NotEnoughReplicas {
+                    topic: topic.meta.name.clone(),
+                    partition: index,
+                    isr,
+                    min_isr,
+                });
+            }
+        }
+        let info = partition.log.append(records, leader_epoch, now_ms)?;
+        partition.advance_high_watermark();
+        partition.appended.notify_waiters();
+        Ok(LeaderAppend {
+            partition: partition.clone(),
+            leader_epoch,
+            info,
+        })
+    }
+
+    /// The error for a topic this broker does not host: a topic that exists on other brokers gets
+    /// NOT_LEADER_OR_FOLLOWER so the client refreshes its metadata.
+    pub fn missing_topic_error(&self, name: &str) -> ApiError {
+        let image = self.image.borrow().clone();
+        match image.topic(name) {
+            Some(_) => ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("This broker hosts no replica of topic {name}"),
+            ),
+            None => unknown_topic(name),
+        }
+    }
+
+    pub fn missing_topic_error_by_id(&self, id: &Uuid) -> ApiError {
+        let image = self.image.borrow().clone();
+        match image.topic_by_id(id) {
+            Some(_) => ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("This broker hosts no replica of topic {id}"),
+            ),
+            None => ApiError::new(ResponseError::UnknownTopicId, "unknown topic id"),
+        }
+    }
+
+    /// The error for a partition of a hosted topic that is not here.
+    pub fn missing_partition_error(&self, topic: &Topic, index: i32) -> ApiError {
+        if (0..topic.meta.partitions).contains(&index) {
+            return ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "This broker hosts no replica of {}-{index}",
+                    topic.meta.name
+                ),
+            );
+        }
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!(
+                "Partition {index} of topic {} does not exist",
+                topic.meta.name
+            ),
+        )
+    }
+
+    /// Partition `index` of topic `name` (already looked up as `topic`) if hosted here, else
+    /// the error code the request gets (see `missing_topic_error`/`missing_partition_error`).
+    pub fn hosted_partition(
+        &self,
+        name: &str,
+        topic: Option<&Arc<Topic>>,
+        index: i32,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        match topic {
+            None => Err(self.missing_topic_error(name).error),
+            Some(topic) => topic
+                .partition(index)
+                .cloned()
+                .ok_or_else(|| self.missing_partition_error(topic, index).error),
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_topics().by_name.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        let topics = self.read_topics();
+        topics
+            .by_id
+            .get(id)
+            .and_then(|name| topics.by_name.get(name))
+            .cloned()
+    }
+
+    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.read_topics().by_name.values().cloned().collect();
+        all.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        all
+    }
+
+    fn read_topics(&self) -> RwLockReadGuard<'_, Topics> {
+        // Writers replace whole map entries, so a poisoned lock still holds a consistent table.
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts a topic (as the metadata image describes it) into the table.
+    pub(crate) fn install_topic(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        topics.by_id.insert(topic.meta.id, topic.meta.name.clone());
+        topics
+            .by_name
+            .insert(topic.meta.name.clone(), topic.clone());
+        topic
+    }
+
+    /// Removes a topic from the table (its logs are the caller's business).
+    pub(crate) fn uninstall_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let topic = topics.by_name.remove(name)?;
+        topics.by_id.remove(&topic.meta.id);
+        Some(topic)
+    }
+}
+
+pub fn unknown_topic(name: &str) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("This server does not host this topic: {name}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType as RecordTimestampType,
+    };
+    use strait_config::effective_topic_config;
+    use strait_storage::TopicPartition;
+
+    use super::*;
+    use crate::partition::replica::ReplicaState;
+
+    /// One batch of one small record.
+    fn batch() -> Vec<u8> {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: RecordTimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 0,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &[record], &options).expect("encode");
+        buf.to_vec()
+    }
+
+    /// Node 1 hosting partition 0 of topic `t` (`min.insync.replicas=2`), leading it at epoch 3
+    /// with ISR `isr` when `leader`, else following node 2.
+    fn hosting(dir: &std::path::Path, leader: bool, isr: Vec<i32>) -> (ReplicaManager, Arc<Topic>) {
+        let config = Arc::new(BrokerConfig::from_pairs(&[]).expect("defaults").0);
+        let logs =
+            LogManager::open(&[dir.to_path_buf()], &|_: &str| LogConfig::default()).expect("logs");
+        let log = logs
+            .get_or_create(
+                &TopicPartition {
+                    topic: "t".into(),
+                    partition: 0,
+                },
+                LogConfig::default(),
+            )
+            .expect("log");
+        let (_, image) = watch::channel(Arc::new(Image::default()));
+        let replicas = ReplicaManager::new(config.clone(), logs, image);
+        let partition = Partition::new(0, log, ReplicaState::follower_of(1, 2));
+        if leader {
+            partition
+                .replica()
+                .become_leader(3, 0, vec![1, 2], isr, 0, std::time::Instant::now());
+        }
+        let meta = TopicMeta {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            replication_factor: 2,
+            configs: BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
+        };
+        let topic = replicas.install_topic(Topic {
+            config: effective_topic_config(&meta.configs, &config),
+            meta,
+            partitions: vec![Arc::new(partition)],
+        });
+        (replicas, topic)
+    }
+
+    #[test]
+    fn a_follower_appends_nothing_as_leader() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (replicas, topic) = hosting(dir.path(), false, vec![1, 2]);
+        let refused = replicas.append_as_leader(&topic, 0, &batch(), RequiredAcks::Leader, 0);
+        assert!(matches!(
+            refused,
+            Err(AppendError::NotLeader { leader: 2, .. })
+        ));
+        assert_eq!(topic.partitions[0].log.log_end_offset(), 0);
+        let missing = replicas.append_as_leader(&topic, 1, &batch(), RequiredAcks::Leader, 0);
+        assert!(matches!(missing, Err(AppendError::NotHosted { .. })));
+    }
+
+    #[test]
+    fn acks_all_needs_min_insync_replicas_before_appending() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (replicas, topic) = hosting(dir.path(), true, vec![1]);
+        let refused = replicas.append_as_leader(&topic, 0, &batch(), RequiredAcks::All, 0);
+        assert!(matches!(
+            refused,
+            Err(AppendError::NotEnoughReplicas {
+                isr: 1,
+                min_isr: 2,
+                ..
+            })
+        ));
+        assert_eq!(topic.partitions[0].log.log_end_offset(), 0);
+        // Leader acks need no quorum; alone in the ISR the append is committed at once.
+        let appended = replicas
+            .append_as_leader(&topic, 0, &batch(), RequiredAcks::Leader, 0)
+            .expect("append");
+        assert_eq!(appended.leader_epoch, 3);
+        assert_eq!(appended.info.last_offset, 0);
+        assert_eq!(appended.partition.log.high_watermark(), 1);
+        let empty = replicas.append_as_leader(&topic, 0, &[], RequiredAcks::Leader, 0);
+        assert!(matches!(empty, Err(AppendError::NoRecords)));
+    }
+}
