@@ -19,7 +19,7 @@ use kafka_protocol::messages::elect_leaders_request;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
-    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, ListPartitionReassignmentsRequest,
     ListPartitionReassignmentsResponse, MetadataRequest, MetadataResponse, ProduceResponse,
     TopicName,
@@ -164,6 +164,8 @@ pub struct QuorumView {
 /// One node's Metadata response, reduced to what tests compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataView {
+    /// The cluster id the node reports.
+    pub cluster_id: Option<String>,
     pub controller_id: i32,
     /// Node id -> (host, port, rack).
     pub brokers: BTreeMap<i32, (String, i32, Option<String>)>,
@@ -754,10 +756,28 @@ impl Cluster {
             })
             .collect();
         Ok(MetadataView {
+            cluster_id: response.cluster_id.as_ref().map(|id| id.to_string()),
             controller_id: response.controller_id.0,
             brokers,
             topics,
         })
+    }
+
+    /// The cluster id node `via` answers to DescribeCluster.
+    pub fn described_cluster_id(&self, via: u32) -> Result<String> {
+        let (mut client, version) = self.connect(via, ApiKey::DescribeCluster, 1)?;
+        let response: DescribeClusterResponse = client.call(
+            ApiKey::DescribeCluster,
+            version,
+            &DescribeClusterRequest::default(),
+        )?;
+        if response.error_code != 0 {
+            return Err(HarnessError::Protocol(format!(
+                "DescribeCluster from node {via}: error {}",
+                response.error_code
+            )));
+        }
+        Ok(response.cluster_id.to_string())
     }
 
     /// The metadata quorum's leader (the active controller) by DescribeQuorum through node `via`.

@@ -212,12 +212,47 @@ pub fn read_partition(
     partition: i32,
     timeout: Duration,
 ) -> Result<Vec<ConsumedMessage>> {
-    let (low, high) = watermarks(bootstrap, topic, partition)?;
-    read_range(bootstrap, topic, partition, low, high, timeout)
+    let deadline = Instant::now() + timeout;
+    let (low, high) = loop {
+        match watermarks(bootstrap, topic, partition) {
+            Ok(marks) => break marks,
+            Err(HarnessError::Kafka { source, .. })
+                if is_transient(&source) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    read_range(bootstrap, topic, partition, low, high, left)
 }
 
-/// Reads offsets `[from, until)` of a partition with an assign()-ed consumer. Any consumer error
-/// (a CRC failure included) fails the read.
+/// Consumer errors librdkafka recovers from on its own (a connection dropped by a broker that was
+/// killed or restarted, a leader that moved): reported to the application, then retried.
+pub fn is_transient(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::NetworkException
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::NotCoordinator
+                | Code::CoordinatorNotAvailable
+                | Code::FencedLeaderEpoch
+                | Code::UnknownLeaderEpoch
+        )
+    )
+}
+
+/// Reads offsets `[from, until)` of a partition with an assign()-ed consumer. An error librdkafka
+/// recovers from ([`is_transient`]) is waited out until `timeout`; any other consumer error (a
+/// CRC failure included) fails the read.
 pub fn read_range(
     bootstrap: &str,
     topic: &str,
@@ -249,8 +284,17 @@ pub fn read_range(
         let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let message =
-            polled.map_err(|e| HarnessError::kafka(format!("consume {topic}-{partition}"), e))?;
+        let message = match polled {
+            Ok(message) => message,
+            // librdkafka reconnects and retries these itself; only the deadline fails the read.
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => {
+                return Err(HarnessError::kafka(
+                    format!("consume {topic}-{partition}"),
+                    e,
+                ));
+            }
+        };
         let headers = message
             .headers()
             .map(|h| {

@@ -36,6 +36,9 @@ pub struct ControllerSettings {
     pub imbalance_check_interval: Duration,
     /// Producer ids handed out per AllocateProducerIds.
     pub producer_id_block: i64,
+    /// The id this controller writes as the cluster's when the metadata log has none yet: its
+    /// node's configured or formatted `cluster.id`, or a new one.
+    pub cluster_id: String,
 }
 
 /// What the controller decided for one request: records to commit (in order, atomically from the
@@ -203,6 +206,12 @@ impl Controller {
     /// for leaderless partitions, finish reassignments whose new replicas are in sync, and move
     /// leadership back to preferred replicas when `auto_leader_rebalance` is on.
     pub fn tick(&mut self, image: &Image, now: Instant) -> Vec<MetadataRecord> {
+        if image.cluster_id.is_none() {
+            // Alone in its batch so that nothing else waits on it; the next tick sees it applied.
+            return vec![MetadataRecord::SetClusterId {
+                id: self.settings.cluster_id.clone(),
+            }];
+        }
         let mut staged = Staged::new(image, &self.settings);
         let mut expired = Vec::new();
         for broker in image.brokers.values() {

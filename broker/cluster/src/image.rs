@@ -112,6 +112,10 @@ pub struct Image {
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     /// The next producer id the controller hands out.
     pub next_producer_id: i64,
+    /// The cluster id every node reports (`None` until the first controller wrote it; metadata
+    /// logs from before it existed gain one on their next controller activation).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
 impl Image {
@@ -186,6 +190,12 @@ impl Image {
             }
             MetadataRecord::AllocateProducerIds { first, count, .. } => {
                 self.next_producer_id = self.next_producer_id.max(first + count);
+            }
+            MetadataRecord::SetClusterId { id } => {
+                // First wins: an id once reported must never change under the clients.
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(id.clone());
+                }
             }
         }
     }

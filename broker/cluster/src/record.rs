@@ -52,4 +52,8 @@ pub enum MetadataRecord {
     },
     /// Producer ids `[first, first + count)` now belong to `broker`.
     AllocateProducerIds { broker: i32, first: i64, count: i64 },
+    /// The cluster's id, written once by the first active controller (its own configured or
+    /// formatted id, or a new one): every node adopts it, and a node whose log dirs name another
+    /// cluster refuses to start. Later records of this kind are ignored.
+    SetClusterId { id: String },
 }

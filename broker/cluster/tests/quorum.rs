@@ -36,6 +36,7 @@ fn settings() -> ControllerSettings {
         auto_leader_rebalance: false,
         imbalance_check_interval: Duration::from_secs(300),
         producer_id_block: 1000,
+        cluster_id: "quorum-test".into(),
     }
 }
 

@@ -66,6 +66,7 @@ async fn voter_process() {
             auto_leader_rebalance: false,
             imbalance_check_interval: Duration::from_secs(300),
             producer_id_block: 1000,
+            cluster_id: "quorum-test".into(),
         },
         snapshot_every: 20,
         tls: QuorumTls::default(),

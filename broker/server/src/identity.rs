@@ -1,7 +1,8 @@
 //! The node's identity on disk: Kafka's `meta.properties` in every log dir (cluster id, node id,
 //! directory id). Kafka requires `kafka-storage format` first; Strait formats empty dirs on first
-//! start so the embedded broker needs no setup, but refuses to start on dirs that belong to another
-//! node or cluster, which is how Kafka keeps a mis-mounted volume from mixing data.
+//! start, with the cluster id the metadata quorum holds, so the embedded broker needs no setup and
+//! every node of a cluster reports one id; it refuses to start on dirs that belong to another node
+//! or cluster, which is how Kafka keeps a mis-mounted volume from mixing data.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,6 +23,12 @@ pub enum IdentityError {
     },
     #[error("{path}: {reason}")]
     Mismatch { path: PathBuf, reason: String },
+    #[error(
+        "the log dirs (or cluster.id) name cluster {local}, but the metadata quorum this node \
+         joined is cluster {quorum}: refusing to mix two clusters' data (point the node at its \
+         own cluster's quorum or data dirs; see docs/operations.md, \"Cluster id\")"
+    )]
+    OtherCluster { local: String, quorum: String },
 }
 
 /// Kafka's cluster/directory id format: a random UUID in URL-safe base64 without padding.
@@ -29,23 +36,22 @@ pub fn random_kafka_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes())
 }
 
-/// Reads or writes `meta.properties` in every dir and returns the cluster id they agree on.
-pub fn load_or_format(
+/// Reads `meta.properties` in every dir that has one and returns the cluster id they (and the
+/// configured `cluster.id`) agree on, or `None` for a new node with no id configured: that one
+/// learns the id from the metadata quorum. A dir of another node, or dirs that disagree, refuse.
+pub fn read(
     dirs: &[PathBuf],
     node_id: i32,
     configured_cluster_id: Option<&str>,
-) -> Result<String, IdentityError> {
-    let mut found: Vec<(PathBuf, BTreeMap<String, String>)> = Vec::new();
+) -> Result<Option<String>, IdentityError> {
+    let mut cluster_id = configured_cluster_id.map(str::to_string);
     for dir in dirs {
         let path = dir.join(FILE_NAME);
-        match fs::read_to_string(&path) {
-            Ok(text) => found.push((path, parse(&text))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let props = match fs::read_to_string(&path) {
+            Ok(text) => parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(IdentityError::Io { path, source }),
-        }
-    }
-    let mut cluster_id = configured_cluster_id.map(str::to_string);
-    for (path, props) in &found {
+        };
         let mismatch = |reason: String| IdentityError::Mismatch {
             path: path.clone(),
             reason,
@@ -72,10 +78,19 @@ pub fn load_or_format(
             None => cluster_id = Some(id.clone()),
         }
     }
-    let cluster_id = cluster_id.unwrap_or_else(random_kafka_id);
+    Ok(cluster_id)
+}
+
+/// Writes `meta.properties` into every dir that has none yet (a new node, or a dir added to
+/// `log.dirs`), naming `cluster_id`.
+pub fn format_new_dirs(
+    dirs: &[PathBuf],
+    node_id: i32,
+    cluster_id: &str,
+) -> Result<(), IdentityError> {
     for dir in dirs {
         let path = dir.join(FILE_NAME);
-        if found.iter().any(|(p, _)| *p == path) {
+        if path.exists() {
             continue;
         }
         let text = format!(
@@ -89,7 +104,19 @@ pub fn load_or_format(
                 source,
             })?;
     }
-    Ok(cluster_id)
+    Ok(())
+}
+
+/// The metadata quorum's id must be the one the dirs name: a volume of another cluster mounted
+/// here, or a node pointed at another cluster's quorum, would otherwise mix two clusters' data.
+pub fn check_against_quorum(local: Option<&str>, quorum: &str) -> Result<(), IdentityError> {
+    match local {
+        Some(local) if local != quorum => Err(IdentityError::OtherCluster {
+            local: local.to_string(),
+            quorum: quorum.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn parse(text: &str) -> BTreeMap<String, String> {
@@ -126,16 +153,32 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-        let id = load_or_format(&dirs, 1, None).unwrap();
+        assert_eq!(read(&dirs, 1, None).unwrap(), None);
+        let id = random_kafka_id();
         assert_eq!(id.len(), 22);
-        assert_eq!(load_or_format(&dirs, 1, None).unwrap(), id);
+        format_new_dirs(&dirs, 1, &id).unwrap();
+        assert_eq!(read(&dirs, 1, None).unwrap(), Some(id.clone()));
+        format_new_dirs(&dirs, 1, "ignored").unwrap();
+        assert_eq!(read(&dirs, 1, None).unwrap(), Some(id.clone()));
         assert!(matches!(
-            load_or_format(&dirs, 2, None),
+            read(&dirs, 2, None),
             Err(IdentityError::Mismatch { .. })
         ));
         assert!(matches!(
-            load_or_format(&dirs, 1, Some("other")),
+            read(&dirs, 1, Some("other")),
             Err(IdentityError::Mismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_quorum_of_another_cluster_is_refused_naming_both_ids() {
+        assert!(check_against_quorum(None, "q").is_ok());
+        assert!(check_against_quorum(Some("q"), "q").is_ok());
+        let refused = check_against_quorum(Some("mine"), "theirs").unwrap_err();
+        let message = refused.to_string();
+        assert!(
+            message.contains("mine") && message.contains("theirs"),
+            "{message}"
+        );
     }
 }

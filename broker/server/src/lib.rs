@@ -37,6 +37,8 @@ use crate::broker::Broker;
 /// How long a single node waits to become ready before it serves anyway (it normally takes a
 /// few milliseconds: elect itself, register, unfence, lead its partitions).
 const LONE_VOTER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// After this long without a cluster id from the quorum, say what the start is waiting for.
+const CLUSTER_ID_NOTICE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Waits until `broker.readiness()` holds, up to `timeout`; the last reason otherwise.
 async fn wait_until_ready(broker: &Broker, timeout: std::time::Duration) -> Result<(), String> {
@@ -75,14 +77,33 @@ pub async fn start(
         config.node_id,
         config.cluster_id.clone(),
     );
-    let cluster_id = tokio::task::spawn_blocking(move || {
-        identity::load_or_format(&dirs, node_id, configured_id.as_deref())
+    let local_id = tokio::task::spawn_blocking(move || {
+        identity::read(&dirs, node_id, configured_id.as_deref())
     })
     .await
     .context("start-up task failed")?
     .context("cannot open the log dirs")?;
     let legacy = migrate::legacy_catalogue(&config.log_dirs[0])?;
-    let node = cluster::ClusterNode::start(&config).await?;
+    let candidate = local_id.clone().unwrap_or_else(identity::random_kafka_id);
+    let node = cluster::ClusterNode::start(&config, &candidate).await?;
+    let cluster_id = match agree_cluster_id(&node, local_id.as_deref(), shutdown.clone()).await {
+        Ok(id) => id,
+        Err(e) => {
+            node.stop().await;
+            return Err(e);
+        }
+    };
+    let formatted = {
+        let (dirs, node_id, id) = (config.log_dirs.clone(), config.node_id, cluster_id.clone());
+        tokio::task::spawn_blocking(move || identity::format_new_dirs(&dirs, node_id, &id)).await
+    };
+    if let Err(e) = formatted
+        .context("start-up task failed")
+        .and_then(|r| r.context("cannot format the log dirs"))
+    {
+        node.stop().await;
+        return Err(e);
+    }
     let opened = {
         let node = node.clone();
         tokio::task::spawn_blocking(move || Broker::open(config, cluster_id, node)).await
@@ -118,19 +139,44 @@ pub async fn start(
     })
 }
 
+/// The cluster id every node of this cluster reports: the one in the metadata log, written by
+/// the first active controller. Waits for it (a new node of a cluster whose quorum has not
+/// formed yet cannot know it) and refuses when the log dirs or `cluster.id` name another.
+async fn agree_cluster_id(
+    node: &cluster::ClusterNode,
+    local: Option<&str>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<String> {
+    let mut image = node.watch_image();
+    let notice_at = tokio::time::Instant::now() + CLUSTER_ID_NOTICE;
+    let mut told = false;
+    let quorum = loop {
+        if let Some(id) = image.borrow_and_update().cluster_id.clone() {
+            break id;
+        }
+        tokio::select! {
+            changed = image.changed() => changed.context("the metadata quorum stopped")?,
+            _ = shutdown.wait_for(|stop| *stop) => anyhow::bail!("stopped before the metadata quorum answered"),
+            _ = tokio::time::sleep_until(notice_at), if !told => {
+                told = true;
+                tracing::info!("waiting for the metadata quorum to form (it names the cluster id)");
+            }
+        }
+    };
+    identity::check_against_quorum(local, &quorum)?;
+    Ok(quorum)
+}
+
 /// Starts the broker ([`start`]), binds the listeners and serves until `shutdown` turns true; then
 /// drains connections and shuts the logs down cleanly (flush, checkpoints, clean-shutdown marker).
 pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let (stop_tx, stopping) = watch::channel(false);
-    let Started {
-        broker,
-        cluster_tasks,
-    } = start(config, stopping.clone()).await?;
-    let node = broker.node().clone();
     // A SIGTERM first hands this broker's leaderships over (controlled shutdown), then stops
-    // serving; `stopping` is what the rest of the broker sees.
+    // serving; `stopping` is what the rest of the broker sees. Watching from before the start
+    // lets a SIGTERM also end a start that waits for a quorum that never forms.
+    let started_node: Arc<std::sync::OnceLock<Arc<cluster::ClusterNode>>> = Arc::default();
     let drain = {
-        let node = node.clone();
+        let started_node = started_node.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             while !*shutdown.borrow_and_update() {
@@ -138,10 +184,27 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
                     break;
                 }
             }
-            node.controlled_shutdown().await;
+            if let Some(node) = started_node.get() {
+                node.controlled_shutdown().await;
+            }
             let _ = stop_tx.send(true);
         })
     };
+    let Started {
+        broker,
+        cluster_tasks,
+    } = match start(config, stopping.clone()).await {
+        Ok(started) => started,
+        // Asked to stop while still starting (e.g. waiting for the quorum): nothing was served,
+        // nothing is lost, and the stop was what the operator wanted.
+        Err(e) if *stopping.borrow() => {
+            info!(reason = %format!("{e:#}"), "stopped during start-up");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let node = broker.node().clone();
+    let _ = started_node.set(node.clone());
     let shutdown = stopping;
     let listeners = net::server::bind(&broker).await?;
     let addresses: Vec<String> = broker

@@ -180,6 +180,10 @@ impl LogManager {
             if clean {
                 tracing::info!(dir = %path.display(), partitions = count,
                     "log dir was shut down cleanly; skipped recovery");
+            } else if count == 0 {
+                // A new (or emptied) dir has no clean-shutdown marker but nothing to recover:
+                // saying "recovery" there alarms for nothing.
+                tracing::info!(dir = %path.display(), "log dir holds no partition logs yet");
             } else {
                 tracing::info!(dir = %path.display(), partitions = count, recovered = dir_recovered,
                     "log dir was not shut down cleanly; ran recovery");

@@ -72,7 +72,8 @@ impl<'a> Staged<'a> {
             | MetadataRecord::DeleteTopic { .. }
             | MetadataRecord::AddPartitions { .. }
             | MetadataRecord::SetTopicConfigs { .. }
-            | MetadataRecord::AllocateProducerIds { .. } => {}
+            | MetadataRecord::AllocateProducerIds { .. }
+            | MetadataRecord::SetClusterId { .. } => {}
         }
         self.records.push(record);
     }

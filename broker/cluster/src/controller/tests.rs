@@ -21,6 +21,7 @@ fn settings() -> ControllerSettings {
         auto_leader_rebalance: true,
         imbalance_check_interval: REBALANCE,
         producer_id_block: 1000,
+        cluster_id: "test-cluster".into(),
     }
 }
 
@@ -38,7 +39,11 @@ impl Cluster {
 
     fn with(settings: ControllerSettings) -> Cluster {
         let now = Instant::now();
-        let image = Image::default();
+        // A metadata log whose cluster id is written, as after the first controller's first tick.
+        let image = Image {
+            cluster_id: Some("test-cluster".into()),
+            ..Image::default()
+        };
         let mut ctl = Controller::new(settings);
         ctl.activate(&image, now);
         Cluster {
@@ -1229,4 +1234,25 @@ fn a_reassignment_waits_for_a_target_replica_that_can_lead() {
         (vec![2], vec![2], 2)
     );
     assert!(!p.is_reassigning());
+}
+
+#[test]
+fn the_first_tick_writes_the_cluster_id_once_and_first_wins() {
+    let now = Instant::now();
+    let mut image = Image::default();
+    let mut ctl = Controller::new(settings());
+    ctl.activate(&image, now);
+    let records = ctl.tick(&image, now);
+    assert_eq!(
+        records,
+        vec![MetadataRecord::SetClusterId {
+            id: "test-cluster".into()
+        }]
+    );
+    image.apply(1, &records[0]);
+    assert_eq!(image.cluster_id.as_deref(), Some("test-cluster"));
+    // Another controller's candidate (a racing or later one) never replaces it.
+    image.apply(2, &MetadataRecord::SetClusterId { id: "other".into() });
+    assert_eq!(image.cluster_id.as_deref(), Some("test-cluster"));
+    assert!(ctl.tick(&image, now).is_empty());
 }

@@ -152,7 +152,12 @@ fn quorum_contacts(kraft: &strait_config::KraftSettings) -> BTreeMap<i32, String
 
 impl ClusterNode {
     /// Starts the metadata quorum member (controller role) or the metadata follower.
-    pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<ClusterNode>> {
+    /// `cluster_id` is the id this node writes into the metadata log should it become the first
+    /// active controller of a log that has none.
+    pub async fn start(
+        config: &BrokerConfig,
+        cluster_id: &str,
+    ) -> anyhow::Result<Arc<ClusterNode>> {
         let kraft = quorum_settings(config);
         let mut voters = quorum_contacts(&kraft);
         let quorum_tls = quorum_tls(config)?;
@@ -185,6 +190,7 @@ impl ClusterNode {
                         config.leader_imbalance_check_interval_seconds,
                     ),
                     producer_id_block: 1000,
+                    cluster_id: cluster_id.to_string(),
                 },
                 snapshot_every: 1000,
                 tls: quorum_tls.clone(),
@@ -434,16 +440,34 @@ impl ClusterNode {
     }
 
     /// Kafka's controlled shutdown: ask the controller to move this broker's leaderships away
-    /// and wait (bounded) until it says the broker may go.
+    /// and wait (bounded) until it says the broker may go. Gives up, so that a SIGTERM always
+    /// ends, when no other broker is alive to take the leaderships, when no controller has
+    /// answered for a broker session timeout (the controller fences this broker by then anyway),
+    /// or after [`CONTROLLED_SHUTDOWN_TIMEOUT`].
     pub async fn controlled_shutdown(&self) {
         if !self.settings.controlled_shutdown || self.broker_epoch() < 0 {
             return;
         }
+        if !self.image().live_brokers().any(|b| b.id != self.node_id) {
+            info!("no other live broker to hand leaderships to; skipping controlled shutdown");
+            return;
+        }
         self.shutting_down.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        let started = tokio::time::Instant::now();
+        let deadline = started + CONTROLLED_SHUTDOWN_TIMEOUT;
+        let mut last_answer = started;
         while !self.shutdown_granted.load(Ordering::SeqCst) {
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 warn!("controlled shutdown not acknowledged in time; shutting down anyway");
+                return;
+            }
+            if now.duration_since(last_answer) >= self.settings.session_timeout {
+                warn!(
+                    waited_ms = now.duration_since(started).as_millis() as u64,
+                    "no active controller answered for a broker session timeout; shutting down \
+                     without handing leaderships over"
+                );
                 return;
             }
             let request = ControllerRequest::Heartbeat {
@@ -452,13 +476,17 @@ impl ClusterNode {
                 metadata_offset: self.image.borrow().offset,
                 want_shutdown: true,
             };
-            let answer = self.client.call(request, Duration::from_secs(5)).await;
+            let left = deadline.min(last_answer + self.settings.session_timeout) - now;
+            let answer = self
+                .client
+                .call(request, left.min(Duration::from_secs(5)))
+                .await;
             match answer {
                 Ok(ControllerResponse::Heartbeat {
                     should_shutdown: true,
                     ..
                 }) => break,
-                Ok(_) => {}
+                Ok(_) => last_answer = tokio::time::Instant::now(),
                 Err(e) => {
                     warn!(error = %e, "controlled shutdown request failed");
                 }
