@@ -13,6 +13,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod reconcile;
 pub mod run;
 pub mod target_cluster;
 pub mod topic;

@@ -15,6 +15,7 @@ use strait_crds::{Cluster, Topic, User};
 use tokio::sync::watch;
 
 use crate::context::{AdminFactory, Context};
+use crate::reconcile::error_policy;
 use crate::{cluster, topic, user};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -46,28 +47,16 @@ pub fn controllers<F: AdminFactory>(
         // The cluster CA and certificate Secrets: one deleted or changed is made right at once.
         .owns(api::<Secret>(&client, namespace), cfg())
         .graceful_shutdown_on(shutdown())
-        .run(
-            cluster::controller::reconcile,
-            cluster::controller::error_policy,
-            ctx.clone(),
-        )
+        .run(cluster::controller::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move { log("Cluster", r.err()) });
     let topics = Controller::new(api::<Topic>(&client, namespace), cfg())
         .graceful_shutdown_on(shutdown())
-        .run(
-            topic::controller::reconcile,
-            topic::controller::error_policy,
-            ctx.clone(),
-        )
+        .run(topic::controller::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move { log("Topic", r.err()) });
     let users = Controller::new(api::<User>(&client, namespace), cfg())
         .owns(api::<Secret>(&client, namespace), cfg())
         .graceful_shutdown_on(shutdown())
-        .run(
-            user::controller::reconcile,
-            user::controller::error_policy,
-            ctx,
-        )
+        .run(user::controller::reconcile, error_policy, ctx)
         .for_each(|r| async move { log("User", r.err()) });
     vec![Box::pin(clusters), Box::pin(topics), Box::pin(users)]
 }

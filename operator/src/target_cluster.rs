@@ -11,7 +11,7 @@ use strait_crds::ClusterReference;
 
 use crate::admin::{AdminError, TlsConfig, tls_config};
 use crate::cluster::certs;
-use crate::cluster::controller::admin_bootstrap;
+use crate::cluster::identity::admin_bootstrap;
 use crate::conditions::Cond;
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;

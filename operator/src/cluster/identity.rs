@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
+use strait_crds::cluster::REPLICATION_PORT;
 use strait_crds::{Cluster, ClusterSpec};
 
 use crate::names;
@@ -99,6 +100,14 @@ pub fn held_node_ids(replicas: &[i32]) -> Vec<i32> {
         .enumerate()
         .flat_map(|(i, r)| (0..*r).map(move |k| ordinal_start(i) + k))
         .collect()
+}
+
+/// The admin bootstrap address of a Cluster: its bootstrap Service on the replication port.
+pub fn admin_bootstrap(name: &str, namespace: &str) -> String {
+    format!(
+        "{}.{namespace}.svc:{REPLICATION_PORT}",
+        names::bootstrap_service(name, None)
+    )
 }
 
 #[cfg(test)]

@@ -1,17 +1,25 @@
-//! The `Cluster` kind: its identity (`identity`), validation, the controller quorum layout, the
-//! desired Kubernetes objects (`build`, one file per kind), the TLS certificates (which are needed, `tls`; making them, `certs`),
-//! the brokers' external addresses, scale planning, zones leaving `spec.zones`, rolling restarts,
-//! storage changes, what to delete once unused, the status conditions and the controller that
-//! applies them.
+//! The `Cluster` kind. `controller` runs each pass as a pipeline: `validate` → `observe` →
+//! `plan` → `apply` → `status`, with the steps that cannot be planned up front in their own
+//! modules (`issue`: certificates; `drain`: the scale step's admin work). The pure decisions
+//! behind them: `identity` (who the Cluster is, node ids), `build` (the desired objects, one
+//! file per kind), `config` (`server.properties`), `quorum`, `scale`, `roll`, `storage`,
+//! `prune`, `zones`, `external` (advertised addresses), `tls` (which certificates) and `certs`
+//! (making them); `reach` holds the admin client of a Cluster.
 
+pub mod apply;
 pub mod build;
 pub mod certs;
 pub mod config;
 pub mod controller;
+pub mod drain;
 pub mod external;
 pub mod identity;
+pub mod issue;
+pub mod observe;
+pub mod plan;
 pub mod prune;
 pub mod quorum;
+pub mod reach;
 pub mod roll;
 pub mod scale;
 pub mod status;

@@ -4,14 +4,19 @@
 //! single steps. The controller writes them on every pass, a failed one included, so a failing
 //! step shows up as a condition instead of hiding the rest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Service};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use strait_crds::ClusterStatus;
+use strait_crds::cluster::{ListenerStatus, ListenerType};
 
-use crate::conditions::Cond;
+use crate::cluster::external;
+use crate::cluster::identity::{ClusterRef, Replication};
+use crate::conditions::{Cond, keep_unset, merge};
+use crate::names;
 
 /// How recent a `FailedCreate` Event must be to explain brokers that are not there.
 pub const FAILED_CREATE_WINDOW: SignedDuration = SignedDuration::from_mins(10);
@@ -103,6 +108,111 @@ pub struct Outcome {
     pub degraded: Vec<Cond>,
     /// The step that failed and its error; the reconcile stopped there.
     pub failure: Option<String>,
+}
+
+/// What one reconcile observed and did, filled in stage by stage; the status is computed from
+/// it (see [`cluster_status`]), also when a stage failed.
+#[derive(Default)]
+pub struct Pass {
+    /// The step under way (names a failure).
+    pub step: &'static str,
+    /// What the status needs of the observation.
+    pub observed: Observed,
+    /// What the steps did.
+    pub outcome: Outcome,
+    /// Listener addresses, once the bootstrap Services were applied.
+    pub listeners: Option<Vec<ListenerStatus>>,
+    /// Hash of the configuration applied.
+    pub config_hash: Option<String>,
+    /// The Kafka cluster id, once known.
+    pub cluster_id: Option<String>,
+    /// Brokers the StatefulSets hold as applied.
+    pub held: i32,
+}
+
+/// The status to write after a pass of Cluster `name` at `generation`: the conditions of
+/// `pass` merged into the `previous` ones (a `failed` pass leaves what it did not get to as
+/// last observed), the broker counts, listeners and configuration hash as observed, else as
+/// before.
+pub fn cluster_status(
+    previous: &ClusterStatus,
+    pass: Pass,
+    name: &str,
+    generation: Option<i64>,
+    failed: bool,
+    now: Timestamp,
+) -> ClusterStatus {
+    let mut written = merge(
+        &previous.conditions,
+        &conditions(&pass.observed, &pass.outcome),
+        generation,
+        now,
+    );
+    if failed {
+        written = keep_unset(&previous.conditions, written);
+    }
+    let brokers = pass.observed.brokers;
+    ClusterStatus {
+        conditions: written,
+        observed_generation: generation,
+        replicas: brokers.map_or(previous.replicas, |b| b.existing.max(pass.held)),
+        ready_replicas: brokers.map_or(previous.ready_replicas, |b| b.ready),
+        selector: Some(names::selector_string(name)),
+        listeners: pass.listeners.unwrap_or_else(|| previous.listeners.clone()),
+        cluster_id: pass.cluster_id,
+        config_hash: pass.config_hash.or(previous.config_hash.clone()),
+    }
+}
+
+/// The `ReplicationTLS` condition of a Cluster replicating as `replication`.
+pub fn replication_condition(replication: Replication) -> Cond {
+    match replication {
+        Replication::MutualTls => Cond::new(
+            "ReplicationTLS",
+            true,
+            "MutualTLS",
+            "brokers replicate, and the operator connects, over mutual TLS with certificates \
+             of the cluster CA",
+        ),
+        Replication::Plaintext => Cond::new(
+            "ReplicationTLS",
+            false,
+            "PlaintextBrokers",
+            "the brokers were started by an operator version that replicated in plaintext; \
+             switching the inter-broker listener to TLS in one rolling restart would split the \
+             cluster, so replication stays plaintext (no automatic migration yet)",
+        ),
+    }
+}
+
+/// Client bootstrap addresses per listener, for status: external listeners' external addresses
+/// once known (see [`external::bootstrap_servers`]; `bootstrap` holds the bootstrap Services as
+/// applied, `host_ips` the nodes of the broker pods), else the bootstrap Service's in-cluster
+/// name; TLS listeners name the Secret with the CA certificate to trust.
+pub fn listener_status(
+    cluster: &ClusterRef,
+    bootstrap: &BTreeMap<String, Service>,
+    host_ips: &BTreeSet<String>,
+) -> Vec<ListenerStatus> {
+    cluster
+        .spec
+        .listeners
+        .iter()
+        .map(|l| {
+            let service = match l.kind {
+                ListenerType::Internal => names::bootstrap_service(cluster.name, None),
+                _ => names::bootstrap_service(cluster.name, Some(&l.name)),
+            };
+            let bootstrap_servers =
+                external::bootstrap_servers(l, bootstrap.get(&service), host_ips)
+                    .unwrap_or_else(|| format!("{service}.{}.svc:{}", cluster.namespace, l.port));
+            ListenerStatus {
+                name: l.name.clone(),
+                bootstrap_servers,
+                ca_secret: l.tls.then(|| names::cluster_ca_cert(cluster.name)),
+            }
+        })
+        .collect()
 }
 
 /// Every broker is there and ready, nothing is being moved, held or restarted: the condition

@@ -26,73 +26,104 @@ pub const RESERVED_KEYS: [&str; 14] = [
     "controller.listener.names",
 ];
 
-/// Problems that stop a reconcile; each is shown in the `Ready` condition.
-pub fn validate(spec: &ClusterSpec) -> Vec<String> {
+/// One problem of a spec that stops a reconcile; its text is what the `Ready` condition and
+/// the `InvalidSpec` Event show.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A broker key the operator sets itself (see [`RESERVED_KEYS`]).
+    #[error("config key `{0}` is set by the operator")]
+    ReservedKey(String),
+    /// A listener named like the controller quorum's.
+    #[error("listener name `{0}` is reserved for the controller quorum")]
+    ReservedListenerName(String),
+    /// SASL on a listener: the broker refuses it until it serves it (never plaintext in its
+    /// place), so the pods could not start.
+    #[error(
+        "listener `{0}`: SCRAM authentication is not served by this broker version yet; \
+         remove `authentication` until it is (TLS alone is served)"
+    )]
+    AuthenticationNotServed(String),
+    /// A listener on the controller quorum's port.
+    #[error("listener `{0}`: port {CONTROLLER_PORT} is reserved for the controller quorum")]
+    ReservedListenerPort(String),
+    /// `authorization`, which the broker does not enforce yet.
+    #[error(
+        "`authorization`: ACLs are not enforced by this broker version yet; remove \
+         `authorization` until they are (the cluster would otherwise allow every client)"
+    )]
+    AuthorizationNotServed,
+    /// `tieredStorage`, which the broker does not offload to yet.
+    #[error(
+        "`tieredStorage`: this broker version does not offload segments yet; remove \
+         `tieredStorage` until it does (data would otherwise stay on local disk only)"
+    )]
+    TieredStorageNotServed,
+    /// A metrics port taken by the quorum or by replication.
+    #[error("metrics port {0} is reserved for the controller quorum or inter-broker traffic")]
+    ReservedMetricsPort(i32),
+    /// `replicas` below 1.
+    #[error("replicas must be at least 1")]
+    NoReplicas,
+    /// No zone.
+    #[error("at least one zone is needed")]
+    NoZones,
+    /// A storage size that is not a Kubernetes quantity.
+    #[error("storage size `{0}` is not a quantity")]
+    StorageSize(String),
+}
+
+/// Every problem of a spec, in the order they are checked; shown joined by `; `.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidSpec(pub Vec<SpecError>);
+
+/// The spec as the operator can serve it, or every reason it cannot.
+pub fn validate(spec: &ClusterSpec) -> Result<(), InvalidSpec> {
     let mut problems = Vec::new();
     for key in spec.config.keys() {
         if RESERVED_KEYS.contains(&key.as_str()) {
-            problems.push(format!("config key `{key}` is set by the operator"));
+            problems.push(SpecError::ReservedKey(key.clone()));
         }
     }
     for l in &spec.listeners {
         if l.name.eq_ignore_ascii_case(CONTROLLER_LISTENER) {
-            problems.push(format!(
-                "listener name `{}` is reserved for the controller quorum",
-                l.name
-            ));
+            problems.push(SpecError::ReservedListenerName(l.name.clone()));
         }
-        // The broker refuses SASL listeners until it serves them (never plaintext in their
-        // place): refuse here, with the reason, rather than deploy pods that cannot start.
+        // Refused here, with the reason, rather than deploying pods that cannot start.
         if l.authentication.is_some() {
-            problems.push(format!(
-                "listener `{}`: SCRAM authentication is not served by this broker version yet; \
-                 remove `authentication` until it is (TLS alone is served)",
-                l.name
-            ));
+            problems.push(SpecError::AuthenticationNotServed(l.name.clone()));
         }
         if l.port == CONTROLLER_PORT {
-            problems.push(format!(
-                "listener `{}`: port {CONTROLLER_PORT} is reserved for the controller quorum",
-                l.name
-            ));
+            problems.push(SpecError::ReservedListenerPort(l.name.clone()));
         }
     }
     // Features the CRD carries but this broker does not enforce yet are refused, never
     // deployed as if they worked: brokers without ACLs, or keeping everything on local disk,
     // when the user asked for authorization or offloading.
     if spec.authorization.is_some() {
-        problems.push(
-            "`authorization`: ACLs are not enforced by this broker version yet; remove \
-             `authorization` until they are (the cluster would otherwise allow every client)"
-                .to_owned(),
-        );
+        problems.push(SpecError::AuthorizationNotServed);
     }
     if spec.tiered_storage.is_some() {
-        problems.push(
-            "`tieredStorage`: this broker version does not offload segments yet; remove \
-             `tieredStorage` until it does (data would otherwise stay on local disk only)"
-                .to_owned(),
-        );
+        problems.push(SpecError::TieredStorageNotServed);
     }
     let metrics = spec.metrics_port();
     if metrics == CONTROLLER_PORT || metrics == REPLICATION_PORT {
-        problems.push(format!(
-            "metrics port {metrics} is reserved for the controller quorum or inter-broker traffic"
-        ));
+        problems.push(SpecError::ReservedMetricsPort(metrics));
     }
     if spec.replicas < 1 {
-        problems.push("replicas must be at least 1".to_owned());
+        problems.push(SpecError::NoReplicas);
     }
     if spec.zones.is_empty() {
-        problems.push("at least one zone is needed".to_owned());
+        problems.push(SpecError::NoZones);
     }
     if parse_quantity(&spec.storage.size).is_none() {
-        problems.push(format!(
-            "storage size `{}` is not a quantity",
-            spec.storage.size
-        ));
+        problems.push(SpecError::StorageSize(spec.storage.size.clone()));
     }
-    problems
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidSpec(problems))
+    }
 }
 
 /// Bytes of a Kubernetes quantity such as `10Gi` or `500M`; `None` when it does not parse.
@@ -154,6 +185,26 @@ pub fn storage_change(current: &str, wanted: &str) -> Result<bool, String> {
 mod tests {
     use super::*;
     use crate::cluster::identity::tests::spec;
+
+    /// The messages [`super::validate`] reports, as the `Ready` condition shows them.
+    fn validate(spec: &ClusterSpec) -> Vec<String> {
+        match super::validate(spec) {
+            Ok(()) => Vec::new(),
+            Err(InvalidSpec(problems)) => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_problems_are_joined_into_one_message() {
+        let mut s = spec(0, &[]);
+        s.config.insert("node.id".into(), "7".into());
+        let invalid = super::validate(&s).expect_err("invalid");
+        assert_eq!(
+            invalid.to_string(),
+            "config key `node.id` is set by the operator; replicas must be at least 1; \
+             at least one zone is needed"
+        );
+    }
 
     #[test]
     fn reserved_keys_are_refused() {

@@ -4,7 +4,7 @@
 //! goes through [`deletion::finish`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -17,6 +17,7 @@ use crate::apply::{event, patch_status};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
 use crate::finalizer::{Event as Finalizer, finalizer};
+use crate::reconcile::instrumented;
 use crate::target_cluster::{self, deletion};
 use crate::topic::plan::plan;
 use crate::topic::status::{Pass, Synced, status};
@@ -31,23 +32,26 @@ pub async fn reconcile<F: AdminFactory>(
     topic: Arc<Topic>,
     ctx: Arc<Context<F>>,
 ) -> Result<Action, Error> {
-    let start = Instant::now();
+    let pass = reconcile_pass(topic.clone(), &ctx);
+    instrumented(topic.as_ref(), &ctx, pass).await
+}
+
+/// One pass: the finalizer first, then the sync or the cleanup.
+async fn reconcile_pass<F: AdminFactory>(
+    topic: Arc<Topic>,
+    ctx: &Context<F>,
+) -> Result<Action, Error> {
     let namespace = topic
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, topic, |event| async {
+    finalizer(&api, FINALIZER, topic, |event| async {
         match event {
-            Finalizer::Apply(t) => apply_topic(&t, &api, &ctx).await,
-            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+            Finalizer::Apply(t) => apply_topic(&t, &api, ctx).await,
+            Finalizer::Cleanup(t) => cleanup(&t, ctx).await,
         }
     })
-    .await;
-    ctx.metrics.reconciled("Topic", start.elapsed());
-    if let Err(e) = &result {
-        ctx.metrics.failed("Topic", e.metric_label());
-    }
-    result
+    .await
 }
 
 /// One pass: resolve the cluster, sync the topic, write the status whatever happened.
@@ -148,14 +152,4 @@ async fn cleanup<F: AdminFactory>(topic: &Topic, ctx: &Context<F>) -> Result<Act
         Ok(admin.delete_topic(kafka_name).await?)
     })
     .await
-}
-
-/// Backoff after a failed reconcile.
-pub fn error_policy<F: AdminFactory>(
-    _topic: Arc<Topic>,
-    error: &Error,
-    _ctx: Arc<Context<F>>,
-) -> Action {
-    tracing::warn!(%error, "topic reconcile failed");
-    Action::requeue(Duration::from_secs(30))
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -23,6 +23,7 @@ use crate::apply::{apply, event, patch_status};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
 use crate::finalizer::{Event as Finalizer, finalizer};
+use crate::reconcile::instrumented;
 use crate::target_cluster::{self, deletion};
 use crate::user::plan::{
     UserSteps, acl_diff, desired_acls, generate_password, principal, quota_ops, scram_credential,
@@ -41,23 +42,26 @@ pub async fn reconcile<F: AdminFactory>(
     user: Arc<User>,
     ctx: Arc<Context<F>>,
 ) -> Result<Action, Error> {
-    let start = Instant::now();
+    let pass = reconcile_pass(user.clone(), &ctx);
+    instrumented(user.as_ref(), &ctx, pass).await
+}
+
+/// One pass: the finalizer first, then the sync or the cleanup.
+async fn reconcile_pass<F: AdminFactory>(
+    user: Arc<User>,
+    ctx: &Context<F>,
+) -> Result<Action, Error> {
     let namespace = user
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<User> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, user, |event| async {
+    finalizer(&api, FINALIZER, user, |event| async {
         match event {
-            Finalizer::Apply(u) => apply_user(&u, &api, &ctx).await,
-            Finalizer::Cleanup(u) => cleanup(&u, &ctx).await,
+            Finalizer::Apply(u) => apply_user(&u, &api, ctx).await,
+            Finalizer::Cleanup(u) => cleanup(&u, ctx).await,
         }
     })
-    .await;
-    ctx.metrics.reconciled("User", start.elapsed());
-    if let Err(e) = &result {
-        ctx.metrics.failed("User", e.metric_label());
-    }
-    result
+    .await
 }
 
 async fn password(
@@ -261,14 +265,4 @@ async fn cleanup<F: AdminFactory>(user: &User, ctx: &Context<F>) -> Result<Actio
         Ok(())
     })
     .await
-}
-
-/// Backoff after a failed reconcile.
-pub fn error_policy<F: AdminFactory>(
-    _user: Arc<User>,
-    error: &Error,
-    _ctx: Arc<Context<F>>,
-) -> Action {
-    tracing::warn!(%error, "user reconcile failed");
-    Action::requeue(Duration::from_secs(30))
 }

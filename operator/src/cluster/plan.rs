@@ -1,0 +1,210 @@
+//! The plan stage of a Cluster reconcile, pure functions of the spec and the observation:
+//! what to do about zones that left `spec.zones`, the scale step's admin work, and the desired
+//! objects with the decisions that go with them (voters, configuration hash, claim templates,
+//! strategy migrations). The apply stage carries the plan out in a fixed order.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::DynamicObject;
+
+use crate::cluster::build::{configmap, monitoring, pdb, rbac, services};
+use crate::cluster::identity::{self, ClusterRef};
+use crate::cluster::observe::Observed;
+use crate::cluster::scale::check_quorum_change;
+use crate::cluster::{config, quorum, storage, tls, zones};
+use crate::conditions::Cond;
+use crate::names;
+
+/// What to do about StatefulSets whose zone left its position in `spec.zones` (see `zones`).
+pub fn zones(c: &ClusterRef<'_>, observed: &Observed) -> zones::ZoneCheck {
+    zones::check(c.spec, &existing_zone_sets(c, &observed.zone_sets.items))
+}
+
+/// What the scale step must do, from the spec and the brokers each zone has.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScalePlan {
+    /// A running cluster keeps its size (`now`) when the new size would change the controller
+    /// voters; `condition` says why.
+    QuorumChangeRefused {
+        /// Brokers each zone has.
+        now: Vec<i32>,
+        /// The `ScaleDownBlocked` condition.
+        condition: Cond,
+    },
+    /// No broker leaves: each zone gets its desired size.
+    Resize(Vec<i32>),
+    /// Brokers leave: partitions move off them first (admin calls), and until none is left
+    /// there the zones keep their brokers.
+    Drain(Drain),
+}
+
+/// A scale-down's brokers and racks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drain {
+    /// Each zone's desired size.
+    pub desired: Vec<i32>,
+    /// Each zone's size while partitions move: the larger of desired and current.
+    pub held: Vec<i32>,
+    /// Node ids of the leaving brokers.
+    pub leaving: Vec<i32>,
+    /// Node ids of the brokers that stay.
+    pub remaining: Vec<i32>,
+    /// Each broker's rack (zone).
+    pub racks: BTreeMap<i32, String>,
+    /// The controller voters of the brokers as they are.
+    pub voters: Vec<i32>,
+}
+
+/// Plans the scale step from `current`, the brokers each zone has: a zone shrinks only once no
+/// partition has a replica on its leaving brokers, and a running cluster keeps its size when
+/// the new size would change the controller voters.
+pub fn scale(c: &ClusterRef<'_>, current: &[Option<i32>]) -> ScalePlan {
+    let desired = quorum::desired_zone_sizes(c.spec);
+    let now: Vec<i32> = (0..desired.len())
+        .map(|i| current.get(i).copied().flatten().unwrap_or(0))
+        .collect();
+    if let Err(refused) = check_quorum_change(&now, &desired) {
+        return ScalePlan::QuorumChangeRefused {
+            now,
+            condition: Cond::new(
+                "ScaleDownBlocked",
+                true,
+                "QuorumChangeRefused",
+                format!("cannot scale to {} brokers: {refused}", c.spec.replicas),
+            ),
+        };
+    }
+    let mut leaving = Vec::new();
+    let mut remaining = Vec::new();
+    let mut racks = BTreeMap::new();
+    for (i, zone) in c.spec.zones.iter().enumerate() {
+        let start = identity::ordinal_start(i);
+        let have = current.get(i).copied().flatten().unwrap_or(0);
+        for k in 0..have.max(desired[i]) {
+            racks.insert(start + k, zone.clone());
+            if k < desired[i] {
+                remaining.push(start + k);
+            } else {
+                leaving.push(start + k);
+            }
+        }
+    }
+    if leaving.is_empty() {
+        return ScalePlan::Resize(desired);
+    }
+    let held: Vec<i32> = desired
+        .iter()
+        .zip(current)
+        .map(|(d, c)| (*d).max(c.unwrap_or(0)))
+        .collect();
+    let voters = quorum::choose_voters(&now);
+    ScalePlan::Drain(Drain {
+        desired,
+        held,
+        leaving,
+        remaining,
+        racks,
+        voters,
+    })
+}
+
+/// The desired objects of a Cluster and the decisions that go with them, once the scale step
+/// has decided each zone's size. The StatefulSets are built at apply time, from these and
+/// what applying the Services and certificates returned (external addresses, certificate
+/// generations).
+pub struct Plan {
+    /// Brokers each zone's StatefulSet gets.
+    pub replicas: Vec<i32>,
+    /// Node ids of those brokers.
+    pub held: Vec<i32>,
+    /// The controller voters: those of the brokers actually kept, which are the spec's unless
+    /// a quorum change was refused.
+    pub voters: Vec<i32>,
+    /// Hash of `server.properties`, which rolls the brokers when it changes.
+    pub config_hash: String,
+    /// The brokers' ServiceAccount.
+    pub service_account: ServiceAccount,
+    /// `server.properties`.
+    pub config_map: ConfigMap,
+    /// The headless Service.
+    pub headless: Service,
+    /// The bootstrap Services.
+    pub bootstrap: Vec<Service>,
+    /// The per-broker Services of external listeners.
+    pub per_broker: Vec<Service>,
+    /// Whether the brokers need certificates (mutual TLS replication or TLS listeners).
+    pub broker_certificates: bool,
+    /// StatefulSets to switch to `OnDelete` before their new template lands, so that it cannot
+    /// roll every zone at once.
+    pub migrate: Vec<String>,
+    /// Each zone's claim template and the StatefulSet to recreate for a new one.
+    pub templates: storage::TemplatePlan,
+    /// The PodDisruptionBudget.
+    pub pdb: PodDisruptionBudget,
+    /// The ServiceMonitor, when asked for.
+    pub service_monitor: Option<DynamicObject>,
+}
+
+/// Plans the objects of Cluster `c` for zone sizes `replicas` (the scale step's decision).
+pub fn plan(c: &ClusterRef<'_>, observed: &Observed, replicas: Vec<i32>) -> Plan {
+    let voters = quorum::choose_voters(&replicas);
+    let properties = config::server_properties(c.name, c.namespace, c.spec, &voters, c.replication);
+    Plan {
+        held: identity::held_node_ids(&replicas),
+        config_hash: config::config_hash(&properties),
+        service_account: rbac::service_account(c),
+        config_map: configmap::config_map(c, &voters),
+        headless: services::headless_service(c),
+        bootstrap: services::bootstrap_services(c),
+        per_broker: services::broker_services(c, &replicas),
+        broker_certificates: tls::needs_certificates(c.spec, c.replication),
+        migrate: observed.migrate.clone(),
+        templates: storage::plan_templates(&observed.zone_states, &c.spec.storage),
+        pdb: pdb::pod_disruption_budget(c),
+        service_monitor: monitoring::service_monitor(c),
+        voters,
+        replicas,
+    }
+}
+
+/// The zone StatefulSets of `c` among `listed`: named `<cluster>-z<index>` and owned by this
+/// Cluster (without its uid none can be proven ours).
+pub fn existing_zone_sets(
+    c: &ClusterRef<'_>,
+    listed: &[StatefulSet],
+) -> Vec<zones::ExistingZoneSet> {
+    let Some(owner) = &c.owner else {
+        return Vec::new();
+    };
+    listed
+        .iter()
+        .filter(|s| {
+            s.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == owner.uid)
+        })
+        .filter_map(|s| {
+            let name = s.metadata.name.clone()?;
+            let index = zones::index_of(c.name, &name)?;
+            let zone = s
+                .spec
+                .selector
+                .match_labels
+                .as_ref()
+                .and_then(|l| l.get(names::ZONE_LABEL).cloned());
+            let wanted = s.spec.replicas.unwrap_or(0);
+            let have = s.status.as_ref().map_or(0, |s| s.replicas);
+            Some(zones::ExistingZoneSet {
+                name,
+                index,
+                zone,
+                brokers: wanted.max(have),
+            })
+        })
+        .collect()
+}
