@@ -1,5 +1,6 @@
-//! Raw Kafka wire protocol over a blocking `TcpStream`: frames (i32 BE length + request header
-//! + body) built with `kafka-protocol` types, for tests that send valid, broken or hostile bytes.
+//! Raw Kafka wire protocol over a blocking `TcpStream`, for tests that send valid, broken or
+//! hostile bytes: valid frames are encoded and decoded by `strait_client::frame` (the framing
+//! every Strait client uses), and anything else can be written as it is.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -9,26 +10,27 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use strait_client::frame as framing;
 
 use crate::error::{HarnessError, Result};
 
 /// Read timeout of a wire connection: a broker that answers nothing fails the test, not hangs it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response frame the client accepts.
-const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+const MAX_RESPONSE: usize = framing::DEFAULT_MAX_RESPONSE;
 
 fn protocol(context: &str, e: impl std::fmt::Display) -> HarnessError {
     HarnessError::Protocol(format!("{context}: {e:#}"))
 }
 
-/// Encodes a complete request frame: length prefix, request header, body.
+/// Encodes a complete request frame: length prefix, request header claiming `(api_key,
+/// version)`, body encoded at `body_version` (the header at the header version that implies).
 pub fn encode_request<R: Encodable + HeaderVersion>(
     api_key: i16,
     version: i16,
@@ -36,27 +38,19 @@ pub fn encode_request<R: Encodable + HeaderVersion>(
     request: &R,
     body_version: i16,
 ) -> Result<Vec<u8>> {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("strait-e2e")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, R::header_version(body_version))
-        .map_err(|e| protocol("encode request header", e))?;
-    request
-        .encode(&mut buf, body_version)
-        .map_err(|e| protocol("encode request body", e))?;
-    Ok(frame(&buf))
+    let header = framing::request_header(api_key, version, correlation_id, Some("strait-e2e"));
+    framing::encode_frame(
+        &header,
+        R::header_version(body_version),
+        request,
+        body_version,
+    )
+    .map_err(|e| protocol("encode request", e))
 }
 
 /// Prefixes `payload` with its i32 big-endian length.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 4);
-    out.extend_from_slice(&(payload.len() as i32).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
+    framing::with_length(payload)
 }
 
 /// Encodes `values` as one uncompressed RecordBatch v2 (base offset 0, create time now).
@@ -185,11 +179,8 @@ impl WireClient {
             ReadOutcome::Closed => return Ok(None),
             ReadOutcome::Filled => {}
         }
-        let len = i32::from_be_bytes(len);
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|l| *l <= MAX_RESPONSE)
-            .ok_or_else(|| HarnessError::Protocol(format!("bad response length {len}")))?;
+        let len = framing::response_length(len, MAX_RESPONSE)
+            .map_err(|e| protocol("read response", e))?;
         let mut body = vec![0u8; len];
         match read_exact_or_eof(&mut self.stream, &mut body)? {
             ReadOutcome::Closed => Err(HarnessError::Protocol(
@@ -216,20 +207,13 @@ impl WireClient {
         header_version: i16,
         body_version: i16,
     ) -> Result<Resp> {
-        let mut frame = self.read_frame()?.ok_or_else(|| {
+        let response = self.read_frame()?.ok_or_else(|| {
             HarnessError::Protocol(format!(
                 "connection closed before response {correlation_id}"
             ))
         })?;
-        let header = ResponseHeader::decode(&mut frame, header_version)
-            .map_err(|e| protocol("decode response header", e))?;
-        if header.correlation_id != correlation_id {
-            return Err(HarnessError::Protocol(format!(
-                "correlation id {} != {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        Resp::decode(&mut frame, body_version).map_err(|e| protocol("decode response body", e))
+        framing::decode_response_as(response, correlation_id, header_version, body_version)
+            .map_err(|e| protocol("read response", e))
     }
 
     /// ApiVersions v0: api key -> (min, max) version the broker supports.

@@ -15,15 +15,17 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
+use strait_client::{ClientError, ConnectOptions, Connection, KafkaError};
 use strait_cluster::image::NO_LEADER;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::ClusterNode;
-use super::client::{BrokerConnection, ClientError};
 use crate::clock::now_ms;
 use crate::partition::replica::Role;
 use crate::replica_manager::{Partition, ReplicaManager};
@@ -31,6 +33,9 @@ use crate::replica_manager::{Partition, ReplicaManager};
 const FETCH_VERSION: i16 = 12;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest response accepted from a leader (a fetch response is bounded by
+/// `replica.fetch.response.max.bytes`; this is a sanity cap against a corrupt length).
+const MAX_RESPONSE: usize = 512 * 1024 * 1024;
 /// How often the manager looks for leaders to follow (also woken by image changes).
 const MANAGER_PERIOD: Duration = Duration::from_millis(500);
 
@@ -112,7 +117,7 @@ async fn fetch_from(
     leader: i32,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut connection: Option<BrokerConnection> = None;
+    let mut connection: Option<Connection> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -165,29 +170,30 @@ enum FetchError {
     Storage(#[from] strait_storage::LogError),
 }
 
-async fn connect(node: &ClusterNode, leader: i32) -> Result<BrokerConnection, FetchError> {
+async fn connect(node: &ClusterNode, leader: i32) -> Result<Connection, FetchError> {
     let image = node.image();
     let endpoint = image
         .brokers
         .get(&leader)
         .and_then(|b| b.endpoint(&node.settings.inter_broker_listener))
         .ok_or(FetchError::NoEndpoint)?;
-    let client_id = format!("strait-replica-fetcher-{}", node.node_id);
-    Ok(BrokerConnection::connect(
-        &endpoint.host,
-        endpoint.port,
-        &client_id,
-        CONNECT_TIMEOUT,
-        node.settings.inter_broker_tls.as_ref(),
-    )
-    .await?)
+    let options = ConnectOptions {
+        connect_timeout: CONNECT_TIMEOUT,
+        // A fetch waits up to `replica.fetch.wait.max.ms` on the leader before answering.
+        request_timeout: node.settings.fetch_wait + Duration::from_secs(10),
+        max_response: MAX_RESPONSE,
+        tls: node.settings.inter_broker_tls.clone(),
+        ..ConnectOptions::new(&format!("strait-replica-fetcher-{}", node.node_id))
+    };
+    let address = strait_config::join_host_port(&endpoint.host, endpoint.port);
+    Ok(Connection::connect(&address, &options).await?)
 }
 
 /// KIP-101/KIP-279: asks the leader where this follower's latest epoch ends in its log, and
 /// truncates to the smaller of that and where the same epoch ends here.
 async fn reconcile(
     node: &ClusterNode,
-    conn: &mut BrokerConnection,
+    conn: &mut Connection,
     pending: &[&Followed],
 ) -> Result<(), FetchError> {
     let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
@@ -215,8 +221,7 @@ async fn reconcile(
         let request = OffsetForLeaderEpochRequest::default()
             .with_replica_id(BrokerId(node.node_id))
             .with_topics(topics);
-        let timeout = node.settings.fetch_wait + Duration::from_secs(10);
-        conn.call(&request, OFFSET_FOR_LEADER_EPOCH_VERSION, timeout)
+        conn.call(OFFSET_FOR_LEADER_EPOCH_VERSION, &request)
             .await?
             .topics
     };
@@ -271,7 +276,7 @@ fn finish_reconcile(f: &Followed) {
 
 async fn fetch_once(
     node: &ClusterNode,
-    conn: &mut BrokerConnection,
+    conn: &mut Connection,
     ready: &[&Followed],
 ) -> Result<(), FetchError> {
     let mut topics: Vec<FetchTopic> = Vec::new();
@@ -301,14 +306,9 @@ async fn fetch_once(
         .with_session_id(0)
         .with_session_epoch(-1)
         .with_topics(topics);
-    let timeout = node.settings.fetch_wait + Duration::from_secs(10);
-    let response = conn.call(&request, FETCH_VERSION, timeout).await?;
-    if response.error_code != 0 {
-        return Err(FetchError::Client(ClientError::Protocol {
-            addr: conn.addr().to_string(),
-            reason: format!("fetch error code {}", response.error_code),
-        }));
-    }
+    let response = conn.call(FETCH_VERSION, &request).await?;
+    // Partition errors are handled one by one below; a top-level one fails the whole fetch.
+    KafkaError::check(ApiKey::Fetch, None, response.error_code, None).map_err(ClientError::from)?;
     let now = now_ms();
     for topic in response.responses {
         for pd in topic.partitions {

@@ -6,14 +6,12 @@
 //! - `applier`: makes the local partitions match the metadata image (create/delete logs, become
 //!   leader or follower at the image's leader epoch);
 //! - `fetcher`: follower fetches from partition leaders (Fetch with the replica id) with
-//!   OffsetForLeaderEpoch truncation;
-//! - `isr`: the leader's ISR shrink/expand through AlterPartition;
-//! - `client`: the broker-to-broker wire.
+//!   OffsetForLeaderEpoch truncation, over `strait_client` connections;
+//! - `isr`: the leader's ISR shrink/expand through AlterPartition.
 //!
 //! The tasks work on the hosted partitions (`replica_manager`), never on the broker above them.
 
 pub mod applier;
-pub mod client;
 pub mod fetcher;
 pub mod isr;
 
@@ -56,7 +54,7 @@ pub struct ClusterSettings {
     /// Listener name other brokers are reached on.
     pub inter_broker_listener: String,
     /// Set when that listener is SSL.
-    pub inter_broker_tls: Option<client::PeerTls>,
+    pub inter_broker_tls: Option<strait_client::ClientTls>,
     pub controlled_shutdown: bool,
 }
 
@@ -212,10 +210,7 @@ impl ClusterNode {
         // Only a broker fetches from other brokers.
         let peer_ssl = config.ssl.get(&inter_broker).filter(|_| kraft.roles.broker);
         let inter_broker_tls = match peer_ssl {
-            Some(settings) => Some(client::PeerTls(crate::net::tls::connector(
-                &inter_broker,
-                settings,
-            )?)),
+            Some(settings) => Some(crate::net::tls::connector(&inter_broker, settings)?),
             None => None,
         };
         let endpoints = config

@@ -8,14 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, RootCertStore};
+use strait_client::ClientTls;
+use strait_client::tls::{TlsOptions, TlsPart};
 use strait_config::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 #[derive(thiserror::Error, Debug)]
 pub enum TlsError {
@@ -78,47 +78,36 @@ pub fn acceptor(listener: &str, settings: &SslSettings) -> Result<TlsAcceptor, T
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A TLS client for connections to other brokers' SSL inter-broker listener (Kafka uses that
+/// The TLS client for connections to other brokers' SSL inter-broker listener (Kafka uses that
 /// listener's settings on both sides): it trusts the listener's truststore, shows the listener's
 /// certificate in case the peer asks for one, and checks the peer's host name unless
 /// `ssl.endpoint.identification.algorithm` is empty.
-pub fn connector(listener: &str, settings: &SslSettings) -> Result<TlsConnector, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+pub fn connector(listener: &str, settings: &SslSettings) -> Result<ClientTls, TlsError> {
     let trust = settings.trust.as_ref().ok_or_else(|| TlsError::Missing {
         listener: listener.to_string(),
         what: "the truststore".to_string(),
         expected: "CA certificate to verify other brokers with",
     })?;
     let roots = load_roots(listener, trust)?;
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| TlsError::Invalid {
-            listener: listener.to_string(),
-            what: "truststore".to_string(),
-            detail: e.to_string(),
-        })?;
-    let verifier: Arc<dyn ServerCertVerifier> = if settings.verify_hostname {
-        webpki
-    } else {
-        Arc::new(ChainOnly(webpki))
-    };
-    let (chain, key, what) = load_key(listener, &settings.key)?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions(settings))
-        .map_err(|e| TlsError::Invalid {
-            listener: listener.to_string(),
-            what: "ssl.enabled.protocols".to_string(),
-            detail: e.to_string(),
-        })?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| TlsError::Invalid {
-            listener: listener.to_string(),
-            what,
-            detail: e.to_string(),
-        })?;
-    Ok(TlsConnector::from(Arc::new(config)))
+    let (chain, key, key_what) = load_key(listener, &settings.key)?;
+    ClientTls::build(TlsOptions {
+        roots,
+        check_host: settings.verify_hostname,
+        identity: Some((chain, key)),
+        versions: versions(settings),
+    })
+    .map_err(|e| TlsError::Invalid {
+        listener: listener.to_string(),
+        what: match e.part() {
+            TlsPart::ProtocolVersions => "ssl.enabled.protocols".to_string(),
+            TlsPart::CaCertificate => "truststore".to_string(),
+            TlsPart::ClientCertificate | TlsPart::ClientKey => key_what,
+        },
+        detail: match e {
+            strait_client::TlsError::Invalid { detail, .. } => detail,
+            missing => missing.to_string(),
+        },
+    })
 }
 
 /// The PEM text of a listener's key store (key and chain) and trust store, for TLS stacks that
@@ -149,55 +138,6 @@ pub fn pem_material(
         }
     };
     Ok((identity, ca))
-}
-
-/// `ssl.endpoint.identification.algorithm=` (empty): the peer's chain must verify against the
-/// truststore, but its certificate need not name the host dialled, as in Kafka.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 fn versions(settings: &SslSettings) -> Vec<&'static rustls::SupportedProtocolVersion> {
@@ -420,7 +360,7 @@ mod tests {
     /// the peer as `host`.
     async fn peer_handshake(pki: &Pki, client: &SslSettings, host: &str) -> std::io::Result<()> {
         let acceptor = acceptor("REPLICATION", &settings(pki, ClientAuth::Required)).unwrap();
-        let connector = connector("REPLICATION", client).unwrap();
+        let connector = connector("REPLICATION", client).unwrap().connector();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
