@@ -63,3 +63,62 @@ where
     );
     Action::requeue(ERROR_REQUEUE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::WireAdminFactory;
+    use crate::metrics::Metrics;
+    use strait_crds::Topic;
+
+    /// A context whose client is never called.
+    fn context() -> Arc<Context<WireAdminFactory>> {
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+        Context::new(
+            kube::Client::new(service, "default"),
+            metrics,
+            WireAdminFactory,
+        )
+    }
+
+    fn topic() -> Arc<Topic> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "strait.dev/v1alpha1", "kind": "Topic",
+                "metadata": {"name": "orders", "namespace": "ns"},
+                "spec": {"cluster": {"name": "kafka"}, "partitions": 1, "replicas": 1}
+            }))
+            .unwrap_or_else(|e| panic!("topic: {e}")),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pass_is_counted_and_a_failure_recorded_by_the_error_policy() {
+        let ctx = context();
+        let t = topic();
+        let result = instrumented(t.as_ref(), &ctx, async {
+            Err(Error::MissingField("metadata.namespace"))
+        })
+        .await;
+        let error = result.expect_err("the pass fails");
+        assert_eq!(
+            error_policy(t, &error, ctx.clone()),
+            Action::requeue(ERROR_REQUEUE)
+        );
+        let text = ctx.metrics.render();
+        assert!(
+            text.contains("strait_operator_reconciles_total{kind=\"Topic\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "strait_operator_reconcile_errors_total{error=\"missing_field\",kind=\"Topic\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}
