@@ -47,6 +47,16 @@ else
     as_root apt-get install -y --no-install-recommends openssl </dev/null
 fi
 
+# The C-client bench (e2e/bench/c-client.sh) compiles librdkafka's rdkafka_performance: a C
+# compiler, make and zlib headers.
+if dpkg -s build-essential zlib1g-dev >/dev/null 2>&1; then
+    echo "setup.sh: build-essential and zlib1g-dev present"
+else
+    echo "setup.sh: installing build-essential and zlib1g-dev from Debian"
+    as_root apt-get update </dev/null
+    as_root apt-get install -y --no-install-recommends build-essential zlib1g-dev </dev/null
+fi
+
 # Checks that python module $1 is importable at version $2.
 py_has() {
     python3 - "$1" "$2" <<'PY' >/dev/null 2>&1
