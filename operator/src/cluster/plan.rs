@@ -208,3 +208,77 @@ pub fn existing_zone_sets(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::identity::tests::{cref, spec};
+
+    #[test]
+    fn a_scale_down_drains_the_last_brokers_of_each_zone_and_holds_the_zones() {
+        let s = spec(3, &["a", "b", "c"]);
+        let ScalePlan::Drain(drain) = scale(&cref(&s), &[Some(2), Some(2), Some(1)]) else {
+            panic!("a scale-down drains");
+        };
+        assert_eq!(drain.desired, [1, 1, 1]);
+        assert_eq!(drain.held, [2, 2, 1]);
+        assert_eq!(drain.leaving, [1, 1001]);
+        assert_eq!(drain.remaining, [0, 1000, 2000]);
+        assert_eq!(drain.racks[&1001], "b");
+        assert_eq!(drain.voters, [0, 1000, 2000]);
+    }
+
+    #[test]
+    fn growing_or_creating_is_a_resize() {
+        let s = spec(5, &["a", "b", "c"]);
+        assert_eq!(
+            scale(&cref(&s), &[Some(1), Some(1), Some(1)]),
+            ScalePlan::Resize(vec![2, 2, 1])
+        );
+        assert_eq!(
+            scale(&cref(&s), &[None, None, None]),
+            ScalePlan::Resize(vec![2, 2, 1])
+        );
+    }
+
+    #[test]
+    fn a_scale_that_changes_the_voters_of_a_running_cluster_is_refused() {
+        let s = spec(3, &["a", "b", "c"]);
+        match scale(&cref(&s), &[Some(1), Some(0), Some(0)]) {
+            ScalePlan::QuorumChangeRefused { now, condition } => {
+                assert_eq!(now, [1, 0, 0]);
+                assert_eq!(condition.reason, "QuorumChangeRefused");
+                assert!(condition.status);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_objects_follow_the_zone_sizes_decided() {
+        let s = spec(5, &["a", "b", "c"]);
+        let c = cref(&s);
+        let observed = Observed {
+            zone_sets: kube::api::ObjectList {
+                types: Default::default(),
+                metadata: Default::default(),
+                items: Vec::new(),
+            },
+            pods: Vec::new(),
+            live: BTreeMap::new(),
+            zone_states: vec![storage::ZoneState::Absent; 3],
+            current: vec![None; 3],
+            ready: 0,
+            migrate: Vec::new(),
+            replication: identity::Replication::MutualTls,
+            pod_failures: Vec::new(),
+        };
+        // Held at 2-2-1 while partitions move off brokers 1 and 1001.
+        let plan = plan(&c, &observed, vec![2, 2, 1]);
+        assert_eq!(plan.held, [0, 1, 1000, 1001, 2000]);
+        assert_eq!(plan.voters, [0, 1000, 2000]);
+        assert!(plan.broker_certificates, "mutual TLS replication");
+        assert_eq!(plan.templates.templates.len(), 3);
+        assert!(plan.service_monitor.is_none());
+    }
+}
