@@ -4,9 +4,8 @@
 //! leader loads the partition's groups from the log; losing leadership unloads them. Group APIs
 //! check ownership here first (NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS send clients back
 //! to FindCoordinator), and an offset commit is answered only once the offsets partition's high
-//! watermark covers it, so an acknowledged commit survives the loss of the coordinator.
-//!
-//! On a single node every group is this broker's and nothing here applies.
+//! watermark covers it, so an acknowledged commit survives the loss of the coordinator. A
+//! single node is a cluster of one: it leads every offsets partition, so every group is its own.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
