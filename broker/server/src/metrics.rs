@@ -31,6 +31,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub request_duration: HistogramVec,
     pub connections: IntGaugeVec,
+    /// Requests parked until a condition or their timeout (Kafka's purgatories).
+    purgatory: IntGaugeVec,
     pub connections_accepted: IntCounterVec,
     pub connections_closed_on_error: IntCounterVec,
     pub isr_shrinks: IntCounter,
@@ -90,6 +92,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one parked request of kind `operation` ("Fetch", "Produce") until the returned
+    /// guard drops, however the wait ends (answer, timeout, closed connection).
+    pub fn delayed(&self, operation: &str) -> Delayed {
+        let gauge = self.purgatory.with_label_values(&[operation]);
+        gauge.inc();
+        Delayed(gauge)
+    }
+
     /// Builds the registry. Metric definitions are static, so the `expect`s cannot fire at run
     /// time unless this function itself is wrong (covered by the unit test below).
     pub fn new() -> Self {
@@ -169,6 +179,12 @@ impl Metrics {
                 &["request", "error"],
             ),
             request_duration,
+            purgatory: gauge_vec(
+                &r,
+                "kafka_server_delayedoperationpurgatory_purgatorysize",
+                "Requests parked until they can complete or time out: Fetch waiting for data, Produce (acks=all) waiting for replication.",
+                &["delayedoperation"],
+            ),
             connections: gauge_vec(
                 &r,
                 "strait_connections_open",
@@ -431,5 +447,14 @@ mod tests {
         assert!(
             text.contains("kafka_server_brokertopicmetrics_messagesin_total{topic=\"orders\"} 3")
         );
+    }
+}
+
+/// One request in a purgatory; see [`Metrics::delayed`].
+pub struct Delayed(IntGauge);
+
+impl Drop for Delayed {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -165,6 +165,7 @@ pub async fn handle(
         if available >= min_bytes || any_error || wakeups.is_empty() || Instant::now() >= deadline {
             break planned;
         }
+        let _parked = broker.metrics.delayed("Fetch");
         let woke = tokio::time::timeout_at(deadline, futures::future::select_all(wakeups)).await;
         if woke.is_err() {
             // Timed out: answer with whatever is there now.

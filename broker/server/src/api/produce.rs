@@ -107,11 +107,20 @@ pub async fn handle(
     }
     let mut responses = Vec::with_capacity(topics.len());
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    // One deadline for the whole request, as Kafka's DelayedProduce: partitions waited for one
+    // after another must not each get the full timeout.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let _parked = (acks == -1).then(|| broker.metrics.delayed("Produce"));
     for (name, topic_id, topic, results) in topics {
         let mut partition_responses = Vec::with_capacity(results.len());
         for (index, mut result) in results {
             if let (Ok(appended), -1, Some(topic)) = (&result, acks, &topic)
-                && let Err(e) = wait_for_replication(topic, appended, timeout).await
+                && let Err(e) = wait_for_replication(
+                    topic,
+                    appended,
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                )
+                .await
             {
                 record_failure(broker, &topic.meta.name, &e);
                 result = Err(e);
