@@ -12,8 +12,8 @@ use kafka_protocol::ResponseError;
 use strait_config::{BrokerConfig, effective_topic_config};
 use strait_storage::LogManager;
 
-use crate::cluster::ClusterNode;
-use crate::cluster::applier::RoleListener;
+use crate::node::ClusterNode;
+use crate::node::applier::RoleListener;
 use crate::errors::ApiError;
 use crate::group::coordinator::Limits;
 use crate::group::partitions::{self as coordination, Coordinated};

@@ -4,15 +4,15 @@
 //! (one module per Kafka API, translating protocol messages), which works on `broker` (shared
 //! state: one of each owner) — `replica_manager` (the hosted partitions, the one leader append;
 //! `partition` below it) over `strait_storage` (the logs), `group` (the group coordinator), and
-//! `cluster` (this node's part in the metadata quorum, applying its image to the replica
-//! manager; a single node is a quorum of one voter). `migrate`
+//! `node` (this node's part in the cluster: joining the metadata quorum, registration and
+//! heartbeats, applying the metadata image to the replica manager, the replica fetchers and the
+//! ISR task; a single node is a quorum of one voter). `migrate`
 //! adopts the topic catalogue of older single-node data dirs. `tasks` runs background
 //! maintenance; `run` wires it all together.
 
 pub mod api;
 pub mod broker;
 pub mod clock;
-pub mod cluster;
 pub mod dev;
 pub mod errors;
 pub mod group;
@@ -20,6 +20,7 @@ pub mod identity;
 pub mod metrics;
 pub mod migrate;
 pub mod net;
+pub mod node;
 pub mod partition;
 pub mod replica_manager;
 pub mod tasks;
@@ -85,7 +86,7 @@ pub async fn start(
     .context("cannot open the log dirs")?;
     let legacy = migrate::legacy_catalogue(&config.log_dirs[0])?;
     let candidate = local_id.clone().unwrap_or_else(identity::random_kafka_id);
-    let node = cluster::ClusterNode::start(&config, &candidate).await?;
+    let node = node::ClusterNode::start(&config, &candidate).await?;
     let cluster_id = match agree_cluster_id(&node, local_id.as_deref(), shutdown.clone()).await {
         Ok(id) => id,
         Err(e) => {
@@ -143,7 +144,7 @@ pub async fn start(
 /// the first active controller. Waits for it (a new node of a cluster whose quorum has not
 /// formed yet cannot know it) and refuses when the log dirs or `cluster.id` name another.
 async fn agree_cluster_id(
-    node: &cluster::ClusterNode,
+    node: &node::ClusterNode,
     local: Option<&str>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<String> {
@@ -174,7 +175,7 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
     // A SIGTERM first hands this broker's leaderships over (controlled shutdown), then stops
     // serving; `stopping` is what the rest of the broker sees. Watching from before the start
     // lets a SIGTERM also end a start that waits for a quorum that never forms.
-    let started_node: Arc<std::sync::OnceLock<Arc<cluster::ClusterNode>>> = Arc::default();
+    let started_node: Arc<std::sync::OnceLock<Arc<node::ClusterNode>>> = Arc::default();
     let drain = {
         let started_node = started_node.clone();
         let mut shutdown = shutdown.clone();

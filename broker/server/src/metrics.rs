@@ -431,6 +431,15 @@ impl Metrics {
     }
 }
 
+/// One request in a purgatory; see [`Metrics::delayed`].
+pub struct Delayed(IntGauge);
+
+impl Drop for Delayed {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,14 +456,5 @@ mod tests {
         assert!(
             text.contains("kafka_server_brokertopicmetrics_messagesin_total{topic=\"orders\"} 3")
         );
-    }
-}
-
-/// One request in a purgatory; see [`Metrics::delayed`].
-pub struct Delayed(IntGauge);
-
-impl Drop for Delayed {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

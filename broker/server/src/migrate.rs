@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::cluster::ClusterNode;
+use crate::node::ClusterNode;
 
 /// The catalogue file of the earlier single-node format.
 const LEGACY_FILE: &str = "__strait_metadata.json";

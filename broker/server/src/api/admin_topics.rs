@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
 use crate::broker::{Broker, validate_topic_name};
-use crate::cluster::ClusterNode;
+use crate::node::ClusterNode;
 use crate::errors::ApiError;
 
 /// How long an admin answer waits for its change to reach this broker's image.

@@ -3,10 +3,10 @@
 //! and encodes the response frame. Anything that cannot be parsed closes only its own connection.
 
 pub mod admin_topics;
-pub mod cluster;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
+pub mod describe_cluster;
 pub mod fetch;
 pub mod groups;
 pub mod leader_epoch;
@@ -214,7 +214,7 @@ async fn route(
         AlterConfigs => messages::AlterConfigsRequest => configs::alter,
         IncrementalAlterConfigs => messages::IncrementalAlterConfigsRequest => configs::incremental_alter,
         DeleteRecords => messages::DeleteRecordsRequest => delete_records::handle,
-        DescribeCluster => messages::DescribeClusterRequest => cluster::describe,
+        DescribeCluster => messages::DescribeClusterRequest => describe_cluster::describe,
         FindCoordinator => messages::FindCoordinatorRequest => groups::find_coordinator,
         JoinGroup => messages::JoinGroupRequest => groups::join_group,
         SyncGroup => messages::SyncGroupRequest => groups::sync_group,
