@@ -12,14 +12,14 @@ use kafka_protocol::ResponseError;
 use strait_config::{BrokerConfig, effective_topic_config};
 use strait_storage::LogManager;
 
-use crate::node::ClusterNode;
-use crate::node::applier::RoleListener;
 use crate::errors::ApiError;
 use crate::group::coordinator::Limits;
 use crate::group::partitions::{self as coordination, Coordinated};
 use crate::group::store::OffsetsTopicLog;
 use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
+use crate::node::ClusterNode;
+use crate::node::applier::RoleListener;
 use crate::replica_manager::{Partition, ReplicaManager, log_config};
 
 /// Kafka's limit on topic names (so that `<topic>-<partition>` directory names stay legal).

@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
 use crate::broker::{Broker, validate_topic_name};
-use crate::node::ClusterNode;
 use crate::errors::ApiError;
+use crate::node::ClusterNode;
 
 /// How long an admin answer waits for its change to reach this broker's image.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);

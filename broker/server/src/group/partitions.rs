@@ -21,8 +21,8 @@ use strait_config::BrokerConfig;
 use super::records::partition_for;
 use super::store::{load_partition, offsets_topic_configs};
 use super::{Coordinator, OFFSETS_TOPIC};
-use crate::node::ClusterNode;
 use crate::errors::ApiError;
+use crate::node::ClusterNode;
 use crate::partition::Replicated;
 use crate::replica_manager::{Partition, ReplicaManager, Topic};
 
