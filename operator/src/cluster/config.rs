@@ -407,8 +407,8 @@ pub fn config_hash(properties: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::quorum::desired_voters;
     use crate::cluster::identity::tests::spec;
+    use crate::cluster::quorum::desired_voters;
 
     fn none() -> ExternalAddresses {
         ExternalAddresses::default()

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Service;
 use strait_crds::cluster::{Listener, ListenerType};
 
-use crate::cluster::quorum::zone_of;
 use crate::cluster::identity::ClusterRef;
+use crate::cluster::quorum::zone_of;
 use crate::names;
 
 /// Shell expansion of the pod's node IP (bracketed when IPv6) in the start command.

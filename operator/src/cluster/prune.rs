@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::cluster::quorum::zone_of;
 use crate::cluster::identity::ordinal_start;
+use crate::cluster::quorum::zone_of;
 use crate::cluster::roll::{BrokerPod, ZoneSet};
 use crate::names;
 
