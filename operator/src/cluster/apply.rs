@@ -191,13 +191,14 @@ pub async fn apply_plan<F: AdminFactory>(
         pass.outcome.degraded.extend(
             drain::rebalance_new_brokers(c, admin_tls, ctx, &mut pass.observed.admin).await,
         );
-        if pass.cluster_id.is_none() {
-            let id = admin_of(c, ctx, admin_tls).cluster_id().await;
-            pass.observed.admin.record(&answered(&id));
-            match id {
-                Ok(id) => pass.cluster_id = id,
-                Err(e) => tracing::warn!(error = %e, "cannot read the cluster id"),
-            }
+        // Every pass, not once: the status follows the id the metadata quorum holds (clusters
+        // formatted before the shared id reported one per broker until their upgrade).
+        let id = admin_of(c, ctx, admin_tls).cluster_id().await;
+        pass.observed.admin.record(&answered(&id));
+        match id {
+            Ok(Some(id)) => pass.cluster_id = Some(id),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the cluster id"),
         }
     }
     Ok(())
