@@ -15,6 +15,7 @@ pub mod broker;
 pub mod clock;
 pub mod dev;
 pub mod errors;
+pub mod frame;
 pub mod group;
 pub mod identity;
 pub mod metrics;
@@ -25,6 +26,7 @@ pub mod partition;
 pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -28,7 +28,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::{Instrument, error};
 
 use crate::broker::Broker;
-use crate::net::frame::{finish_frame, start_frame};
+use crate::frame::{finish_frame, start_frame};
 
 /// What the connection does after a request.
 #[derive(Debug)]

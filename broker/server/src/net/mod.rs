@@ -1,8 +1,7 @@
-//! Networking: Kafka framing, TLS for SSL listeners and the listener/connection loops (nothing
-//! here knows what a request means; it hands frames to `api` and writes back what it returns),
-//! and the HTTP listener for metrics and health.
+//! Networking: the listener/connection loops (nothing here knows what a request means; it hands
+//! frames to `api` and writes back what it returns) and the HTTP listener for metrics and health.
+//! Framing (`crate::frame`) and TLS material (`crate::tls`) are leaves below it, shared with
+//! `api` (response frames) and `node` (peer and quorum TLS).
 
-pub mod frame;
 pub mod http;
 pub mod server;
-pub mod tls;

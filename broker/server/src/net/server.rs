@@ -14,9 +14,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::frame::{FrameError, read_frame, write_frame};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
+use crate::frame::{FrameError, read_frame, write_frame};
 
 /// How long shutdown waits for in-flight requests (long-polling fetches end sooner: they are
 /// capped and return early when their connection is told to stop).
@@ -42,7 +42,7 @@ pub async fn bind(broker: &Broker) -> anyhow::Result<Vec<BoundListener>> {
             continue;
         }
         let tls = match broker.config.ssl.get(&l.name) {
-            Some(settings) => Some(super::tls::acceptor(&l.name, settings)?),
+            Some(settings) => Some(crate::tls::acceptor(&l.name, settings)?),
             None => None,
         };
         let addr = format!("{}:{}", l.host, l.port);

@@ -103,7 +103,7 @@ fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<QuorumTls> {
     else {
         return Ok(QuorumTls::default());
     };
-    let (identity, ca) = crate::net::tls::pem_material(name, settings)?;
+    let (identity, ca) = crate::tls::pem_material(name, settings)?;
     let require = settings.client_auth == strait_config::ClientAuth::Required;
     Ok(QuorumTls::new(&identity, &ca, require))
 }
@@ -210,7 +210,7 @@ impl ClusterNode {
         // Only a broker fetches from other brokers.
         let peer_ssl = config.ssl.get(&inter_broker).filter(|_| kraft.roles.broker);
         let inter_broker_tls = match peer_ssl {
-            Some(settings) => Some(crate::net::tls::connector(&inter_broker, settings)?),
+            Some(settings) => Some(crate::tls::connector(&inter_broker, settings)?),
             None => None,
         };
         let endpoints = config
