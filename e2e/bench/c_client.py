@@ -88,6 +88,14 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def system_busy_seconds() -> float:
+    """CPU time spent by the whole machine (all CPUs, everything but idle and iowait)."""
+    fields = [int(x) for x in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    # guest time is already counted in user; only the first 8 fields are summed
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 def children_of(ppid: int):
     out = []
     for d in pathlib.Path("/proc").iterdir():
@@ -322,6 +330,9 @@ class Runner:
         self.tmp = tmp
         self.rows = []
         self.seq = 0
+        self.collecting = False
+        self.pending = {}
+        self.other_cpu = 0.0
 
     def perf(self, target: Target, argv, timeout_s, case):
         """One rdkafka_performance run: returns (stdout, broker CPU s, client CPU s, wall s)."""
@@ -331,6 +342,7 @@ class Runner:
             print("  $", " ".join(cmd), flush=True)
         before_broker = target.cpu_seconds()
         before_client = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before_system = system_busy_seconds()
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True)
@@ -352,6 +364,7 @@ class Runner:
         wall = time.monotonic() - start
         after_client = resource.getrusage(resource.RUSAGE_CHILDREN)
         broker_cpu = target.cpu_seconds() - before_broker
+        system_cpu = system_busy_seconds() - before_system
         client_cpu = ((after_client.ru_utime + after_client.ru_stime)
                       - (before_client.ru_utime + before_client.ru_stime))
         if self.args.verbose:
@@ -360,6 +373,8 @@ class Runner:
         if proc.returncode not in (0, None) and "timed out" not in out:
             print(f"  {case}: rdkafka_performance exited {proc.returncode}:\n{out[-1500:]}",
                   flush=True)
+        # Whatever else ran on the machine meanwhile (other builds, this script): its cores.
+        self.other_cpu = max(0.0, system_cpu - broker_cpu - client_cpu)
         return out, broker_cpu, client_cpu, wall
 
     def topic(self, target, label):
@@ -371,11 +386,36 @@ class Runner:
     def record(self, system, case, kind, mbps, msgs, nbytes, broker_cpu, client_cpu, wall, lat=None,
                offered=None, note=""):
         row = {"system": system, "case": case, "kind": kind, "mbps": mbps, "msgs": msgs,
+               "other_cpu": self.other_cpu,
                "bytes": nbytes, "broker_cpu": broker_cpu, "client_cpu": client_cpu, "wall": wall,
                "lat": lat, "offered": offered, "note": note}
+        if self.collecting:
+            self.pending.setdefault((system, case), []).append(row)
+            return row
         self.rows.append(row)
         print(format_row(row), flush=True)
         return row
+
+    def flush(self):
+        """One row per repeated case: the run with the median MB/s, with the range in its note."""
+        for runs in self.pending.values():
+            runs_sorted = sorted(runs, key=lambda r: r["mbps"] or 0.0)
+            row = dict(runs_sorted[(len(runs_sorted) - 1) // 2])
+            if len(runs) > 1:
+                lo, hi = runs_sorted[0]["mbps"], runs_sorted[-1]["mbps"]
+                spread = f"median of {len(runs)}, {fmt(lo, '.0f')}-{fmt(hi, '.0f')} MB/s"
+                row["note"] = spread + (f"; {row['note']}" if row["note"] else "")
+            self.rows.append(row)
+            print(format_row(row), flush=True)
+        self.pending = {}
+
+    def delete(self, target, topic):
+        """Frees the disk a case used (a full run would otherwise keep tens of GB)."""
+        admin = admin_for(target.bootstrap)  # kept alive until the answer arrives
+        try:
+            admin.delete_topics([topic], request_timeout=30)[topic].result(timeout=60)
+        except Exception as e:  # noqa: BLE001 - a peer without DeleteTopics keeps its data
+            print(f"  (could not delete {topic}: {e})", flush=True)
 
     def produce(self, target, system, size, acks, idempotent, count, label):
         topic = self.topic(target, label)
@@ -463,30 +503,39 @@ class Runner:
     def single_matrix(self, target, system):
         a = self.args
         self.warm_up(target)
-        topics = {}
-        for size, count in ((100, a.count_100), (1024, a.count_1k)):
-            sz = "100B" if size == 100 else "1KiB"
-            for acks in ("1", "all"):
-                label = f"produce {sz} acks={acks} RF=1"
-                topics[(size, acks)] = self.produce(target, system, size, acks, False, count,
-                                                    label)
-        for size in (100, 1024):
-            sz = "100B" if size == 100 else "1KiB"
-            topic, n = topics[(size, "1")]
-            self.consume(target, system, topic, n, size, f"consume {sz} from start RF=1")
+        self.collecting = True
+        for _ in range(a.repeat):
+            for size, count in ((100, a.count_100), (1024, a.count_1k)):
+                sz = "100B" if size == 100 else "1KiB"
+                topic, n = self.produce(target, system, size, "1", False, count,
+                                        f"produce {sz} acks=1 RF=1")
+                self.consume(target, system, topic, n, size, f"consume {sz} from start RF=1")
+                self.delete(target, topic)
+                topic, _ = self.produce(target, system, size, "all", False, count,
+                                        f"produce {sz} acks=all RF=1")
+                self.delete(target, topic)
+        self.collecting = False
+        self.flush()
         for load in LOADS_MB:
             self.latency(target, system, load, False, f"latency 1KiB acks=all RF=1 @{load}MB/s")
 
     def cluster_matrix(self, target, system):
         a = self.args
         self.warm_up(target)
-        self.produce(target, system, 1024, "1", False, a.count_1k_rf3,
-                     "produce 1KiB acks=1 RF=3")
-        topic, n = self.produce(target, system, 1024, "all", True, a.count_1k_rf3,
-                                "produce 1KiB acks=all idem RF=3")
-        self.produce(target, system, 100, "all", True, a.count_100_rf3,
-                     "produce 100B acks=all idem RF=3")
-        self.consume(target, system, topic, n, 1024, "consume 1KiB from start RF=3")
+        self.collecting = True
+        for _ in range(a.repeat):
+            topic, _ = self.produce(target, system, 1024, "1", False, a.count_1k_rf3,
+                                    "produce 1KiB acks=1 RF=3")
+            self.delete(target, topic)
+            topic, n = self.produce(target, system, 1024, "all", True, a.count_1k_rf3,
+                                    "produce 1KiB acks=all idem RF=3")
+            self.consume(target, system, topic, n, 1024, "consume 1KiB from start RF=3")
+            self.delete(target, topic)
+            topic, _ = self.produce(target, system, 100, "all", True, a.count_100_rf3,
+                                    "produce 100B acks=all idem RF=3")
+            self.delete(target, topic)
+        self.collecting = False
+        self.flush()
         for load in LOADS_MB:
             self.latency(target, system, load, True,
                          f"latency 1KiB acks=all idem RF=3 @{load}MB/s")
@@ -506,7 +555,8 @@ def format_row(r):
     return (f"{r['system']:<15} {r['case']:<38} {fmt(r['mbps'], '8.1f')} {fmt(r['msgs'], '9d')} "
             f"{fmt(lat[0], '7.2f')} {fmt(lat[1], '7.2f')} {fmt(lat[2], '7.2f')} "
             f"{fmt(lat[3], '7.2f')} {fmt(per_gb, '8.2f')} {fmt(cores(r, 'broker_cpu'), '9.2f')} "
-            f"{fmt(cores(r, 'client_cpu'), '9.2f')}  {r['note']}")
+            f"{fmt(cores(r, 'client_cpu'), '9.2f')} {fmt(cores(r, 'other_cpu'), '9.2f')}  "
+            f"{r['note']}")
 
 
 def cores(r, key):
@@ -516,8 +566,8 @@ def cores(r, key):
 
 def markdown(rows):
     lines = ["| system | case | MB/s | msgs/s | p50 ms | p99 ms | p99.9 ms | max ms | "
-             "broker CPU s/GB | broker cores | client cores |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "broker CPU s/GB | broker cores | client cores | other cores |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lat = r["lat"] or (None, None, None, None)
         per_gb = r["broker_cpu"] / (r["bytes"] / 1e9) if r["bytes"] else None
@@ -526,7 +576,8 @@ def markdown(rows):
                      f"{fmt(r['msgs'], ',d')} | {fmt(lat[0], '.2f')} | {fmt(lat[1], '.2f')} | "
                      f"{fmt(lat[2], '.2f')} | {fmt(lat[3], '.2f')} | {fmt(per_gb, '.2f')} | "
                      f"{fmt(cores(r, 'broker_cpu'), '.2f')} | "
-                     f"{fmt(cores(r, 'client_cpu'), '.2f')} |")
+                     f"{fmt(cores(r, 'client_cpu'), '.2f')} | "
+                     f"{fmt(cores(r, 'other_cpu'), '.2f')} |")
     return "\n".join(lines)
 
 
@@ -602,8 +653,15 @@ def machine():
             lines.append("cpu: " + model[0].split(":", 1)[1].strip())
     except OSError:
         pass
-    lines.append("load average before the run: " + " ".join(os.getloadavg().__repr__()
-                                                           .strip("()").split(", ")))
+    try:
+        mem = {l.split(":")[0]: l.split(":")[1].strip()
+               for l in pathlib.Path("/proc/meminfo").read_text().splitlines()}
+        lines.append(f"memory: {mem.get('MemTotal')} total, {mem.get('MemAvailable')} available, "
+                     f"{mem.get('Dirty')} dirty (data is written through the page cache; "
+                     f"nothing is fsynced per request, as in Kafka's defaults)")
+    except OSError:
+        pass
+    lines.append("load average before the run: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return lines
 
 
@@ -618,6 +676,8 @@ def main():
                     help="a tansu binary: run the single-node matrix against it too "
                          "(memory storage) and print ratios")
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run (~1-2 min)")
+    ap.add_argument("--repeat", type=int, metavar="N",
+                    help="runs of each throughput case; the median is reported [3; --quick 1]")
     ap.add_argument("--no-cluster", action="store_true", help="skip the 3-node cluster")
     ap.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     ap.add_argument("-v", "--verbose", action="store_true", help="print commands and output")
@@ -627,10 +687,13 @@ def main():
         args.count_100, args.count_1k = 500_000, 100_000
         args.count_100_rf3, args.count_1k_rf3 = 200_000, 50_000
         args.latency_seconds, args.case_timeout = 4, 30
+        args.repeat = args.repeat or 1
     else:
-        args.count_100, args.count_1k = 10_000_000, 3_000_000
+        args.count_100, args.count_1k = 10_000_000, 2_000_000
         args.count_100_rf3, args.count_1k_rf3 = 3_000_000, 1_000_000
-        args.latency_seconds, args.case_timeout = 15, 60
+        args.latency_seconds, args.case_timeout = 20, 60
+        args.repeat = args.repeat or 3
+    args.repeat = max(1, args.repeat)
 
     for path in (args.perf, args.broker) + ((args.peer_tansu,) if args.peer_tansu else ()):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -642,15 +705,17 @@ def main():
     for line in machine():
         print(line)
     print(f"client: rdkafka_performance, librdkafka {args.librdkafka} ({args.perf})")
-    print(f"broker: {args.broker}")
-    print(f"mode: {'quick' if args.quick else 'full'}; latency cases {args.latency_seconds}s each, "
+    print(f"broker: {args.broker} (built "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(os.path.getmtime(args.broker)))})")
+    print(f"mode: {'quick' if args.quick else 'full'}; throughput cases run {args.repeat}x "
+          f"(median reported); latency cases {args.latency_seconds}s each, "
           f"first {WARMUP_S:g}s of samples dropped; throughput producer -X "
           f"{' -X '.join(THROUGHPUT_CONF)}; latency producer -X {' -X '.join(LATENCY_CONF)}")
     print()
     print(HEADER, flush=True)
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="strait-c-bench-"))
-    need_gb = 3 if args.quick else 15
+    need_gb = 3 if args.quick else 10
     free_gb = shutil.disk_usage(tmp).free / 1e9
     if free_gb < need_gb:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -695,6 +760,7 @@ def main():
     print("\ntargets (issue 17; on this machine, client and brokers sharing its CPUs):")
     for line in check_targets(runner.rows):
         print(line)
+    print("\nload average after the run: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     if args.peer_tansu:
         print("\nratios (strait 1 node / tansu memory; MB/s above 1 and p99 below 1 favour "
               "strait):")
