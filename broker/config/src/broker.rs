@@ -100,6 +100,8 @@ pub struct BrokerConfig {
     pub replica_fetch_backoff_ms: u64,
     /// `replica.fetch.response.max.bytes` (10485760).
     pub replica_fetch_response_max_bytes: u64,
+    /// `max.incremental.fetch.session.cache.slots` (1000): fetch sessions kept (KIP-227).
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// `broker.heartbeat.interval.ms` (2000).
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms` (9000).
@@ -507,6 +509,10 @@ impl BrokerConfig {
             replica_fetch_response_max_bytes: convert(
                 "replica.fetch.response.max.bytes",
                 r.required_int("replica.fetch.response.max.bytes")?,
+            )?,
+            max_incremental_fetch_session_cache_slots: convert(
+                "max.incremental.fetch.session.cache.slots",
+                r.required_int("max.incremental.fetch.session.cache.slots")?,
             )?,
             broker_heartbeat_interval_ms: convert(
                 "broker.heartbeat.interval.ms",

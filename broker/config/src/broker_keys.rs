@@ -163,6 +163,8 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Default segment.bytes for topics."),
     key("log.segment.delete.delay.ms", Long, Some("60000"), AtLeast(0),
         "Default file.delete.delay.ms for topics."),
+    key("max.incremental.fetch.session.cache.slots", Int, Some("1000"), AtLeast(0),
+        "Incremental fetch sessions (KIP-227) the broker keeps; 0 turns them off."),
     key("message.max.bytes", Int, Some("1048588"), AtLeast(0),
         "Default max.message.bytes for topics."),
     key("metadata.log.dir", Str, None, Any,

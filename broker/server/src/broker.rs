@@ -13,6 +13,7 @@ use strait_config::{BrokerConfig, effective_topic_config};
 use strait_storage::LogManager;
 
 use crate::errors::ApiError;
+use crate::fetch_session::FetchSessionCache;
 use crate::group::coordinator::Limits;
 use crate::group::partitions::{self as coordination, Coordinated};
 use crate::group::store::OffsetsTopicLog;
@@ -37,6 +38,8 @@ pub struct Broker {
     pub groups: Coordinator,
     pub coordinated: Coordinated,
     pub metrics: Metrics,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessionCache,
     producer_ids: Mutex<std::ops::Range<i64>>,
     pub cluster_id: String,
     /// Whether the log manager trusted a clean shutdown (no recovery scan).
@@ -96,12 +99,15 @@ impl Broker {
             logs,
             node.watch_image(),
         ));
+        let fetch_sessions =
+            FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
         let broker = Broker {
             config,
             replicas,
             groups,
             coordinated: Default::default(),
             metrics: Metrics::new(),
+            fetch_sessions,
             producer_ids: Mutex::new(0..0),
             cluster_id,
             clean_start,

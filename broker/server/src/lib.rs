@@ -15,6 +15,7 @@ pub mod broker;
 pub mod clock;
 pub mod dev;
 pub mod errors;
+pub mod fetch_session;
 pub mod frame;
 pub mod group;
 pub mod identity;

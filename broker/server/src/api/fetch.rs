@@ -2,8 +2,9 @@
 //! fetch offset, bounded by the high watermark, `partition_max_bytes` and the response's
 //! `max_bytes` (the first batch is always returned whole, KIP-74). When less than `min_bytes` is
 //! available it long-polls until an append to one of the partitions or `max_wait_ms`. The
-//! expensive part, reading the bytes, happens once, after the wait. Fetch sessions (KIP-227) are
-//! not kept: every response carries session id 0, which clients treat as "send full requests".
+//! expensive part, reading the bytes, happens once, after the wait. Incremental fetch sessions
+//! (KIP-227, `crate::fetch_session`) let a client send only what changed and get back only the
+//! partitions with something new.
 //!
 //! Only the partition leader serves fetches. A fetch with a replica id is a follower's: it records
 //! the follower's progress (which may move the high watermark) and reads up to the log end rather
@@ -17,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::BrokerId;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
@@ -27,6 +29,7 @@ use tokio::time::Instant;
 
 use super::{RequestContext, error_name, str_bytes};
 use crate::broker::Broker;
+use crate::fetch_session::{PartitionAnswer, PartitionKey, Plan, SessionPartition, TopicKey};
 use crate::replica_manager::Partition;
 
 /// First Fetch version that names topics by id (KIP-516).
@@ -64,16 +67,18 @@ struct Planned {
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    req: FetchRequest,
+    mut req: FetchRequest,
     ctx: &RequestContext,
 ) -> FetchResponse {
     let version = ctx.api_version;
-    if req.session_id != 0 {
-        // We never hand out session ids, so an incremental fetch names a session we do not have.
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-            .with_session_id(0);
-    }
+    let (session_id, incremental) = match begin_session(broker, &mut req, version) {
+        Ok(session) => session,
+        Err(e) => {
+            return FetchResponse::default()
+                .with_error_code(e.code())
+                .with_session_id(0);
+        }
+    };
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as u64;
@@ -248,12 +253,122 @@ pub async fn handle(
             // No transactions yet, so nothing was aborted; READ_COMMITTED expects a list.
             pd.aborted_transactions = Some(Vec::new());
         }
-        topics[slot.topic_index].partitions.push(pd);
+        let key = (
+            topic_key(
+                version,
+                &topics[slot.topic_index].topic,
+                topics[slot.topic_index].topic_id,
+            ),
+            slot.partition_index,
+        );
+        let answered = broker.fetch_sessions.answer(
+            session_id,
+            incremental,
+            &key,
+            &PartitionAnswer {
+                has_records: pd.records.as_ref().is_some_and(|r| !r.is_empty()),
+                error: pd.error_code != 0,
+                high_watermark: pd.high_watermark,
+                log_start_offset: pd.log_start_offset,
+            },
+        );
+        if answered {
+            topics[slot.topic_index].partitions.push(pd);
+        }
+    }
+    if incremental {
+        topics.retain(|t| !t.partitions.is_empty());
     }
     FetchResponse::default()
-        .with_session_id(0)
+        .with_session_id(session_id)
         .with_responses(topics)
         .with_node_endpoints(endpoints)
+}
+
+fn topic_key(version: i16, name: &kafka_protocol::messages::TopicName, id: uuid::Uuid) -> TopicKey {
+    if version >= TOPIC_ID_VERSION {
+        TopicKey::Id(id)
+    } else {
+        TopicKey::Name(name.0.to_string())
+    }
+}
+
+/// Applies the request to the session cache (KIP-227): returns the response's session id and
+/// whether it is incremental; for an incremental fetch, `req.topics` becomes the session's whole
+/// partition list so the rest of the handler reads them all.
+fn begin_session(
+    broker: &Broker,
+    req: &mut FetchRequest,
+    version: i16,
+) -> Result<(i32, bool), ResponseError> {
+    let requested: Vec<(PartitionKey, SessionPartition)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(version, &t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| {
+                (
+                    (topic.clone(), p.partition),
+                    SessionPartition::new(
+                        p.fetch_offset,
+                        p.partition_max_bytes,
+                        p.current_leader_epoch,
+                        p.log_start_offset,
+                    ),
+                )
+            })
+        })
+        .collect();
+    let forgotten: Vec<PartitionKey> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(version, &t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| (topic.clone(), *p))
+        })
+        .collect();
+    let plan = broker.fetch_sessions.begin(
+        req.session_id,
+        req.session_epoch,
+        requested,
+        &forgotten,
+        std::time::Instant::now(),
+    )?;
+    match plan {
+        Plan::Full { session_id } => Ok((session_id, false)),
+        Plan::Incremental {
+            session_id,
+            partitions,
+        } => {
+            let mut topics: Vec<FetchTopic> = Vec::new();
+            for ((topic, index), p) in partitions {
+                let partition = FetchPartition::default()
+                    .with_partition(index)
+                    .with_fetch_offset(p.fetch_offset)
+                    .with_partition_max_bytes(p.max_bytes)
+                    .with_current_leader_epoch(p.current_leader_epoch)
+                    .with_log_start_offset(p.log_start_offset);
+                let same = |t: &FetchTopic| match &topic {
+                    TopicKey::Id(id) => t.topic_id == *id,
+                    TopicKey::Name(name) => t.topic.0.as_str() == name,
+                };
+                match topics.last_mut().filter(|t| same(t)) {
+                    Some(t) => t.partitions.push(partition),
+                    None => {
+                        let t = match &topic {
+                            TopicKey::Id(id) => FetchTopic::default().with_topic_id(*id),
+                            TopicKey::Name(name) => FetchTopic::default().with_topic(
+                                kafka_protocol::messages::TopicName(str_bytes(name.clone())),
+                            ),
+                        };
+                        topics.push(t.with_partitions(vec![partition]));
+                    }
+                }
+            }
+            req.topics = topics;
+            Ok((session_id, true))
+        }
+    }
 }
 
 /// Computes the regions every partition would return now, in request order, splitting the
