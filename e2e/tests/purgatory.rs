@@ -19,14 +19,19 @@ use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch
 use strait_e2e::{http, wait_until};
 
 const PURGATORY: &str = "kafka_server_delayedoperationpurgatory_purgatorysize";
+const SESSIONS: &str = "kafka_server_fetchsessioncache_numincrementalfetchsessions";
 /// The parked fetch's own wait: far beyond what the test allows for its answer.
 const FETCH_MAX_WAIT_MS: i32 = 25_000;
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-fn parked_fetches(metrics: SocketAddr) -> f64 {
+fn scrape(metrics: SocketAddr) -> Option<Scrape> {
     http::get(metrics, "/metrics", Duration::from_secs(2))
         .ok()
         .and_then(|r| Scrape::parse(&String::from_utf8_lossy(&r.body)).ok())
+}
+
+fn parked_fetches(metrics: SocketAddr) -> f64 {
+    scrape(metrics)
         .and_then(|s| s.sum(PURGATORY, &[("delayedoperation", "Fetch")]))
         .unwrap_or(0.0)
 }
@@ -61,6 +66,17 @@ fn a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout() {
     let leader_metrics = cluster.node(leader).unwrap().metrics_addr().unwrap();
     // The followers' own fetches park at the leader too (up to replica.fetch.wait.max.ms each).
     let followers_parked = 2.0;
+    // ... each in an incremental fetch session (KIP-227) with the leader.
+    wait_until(
+        Duration::from_secs(10),
+        "both followers in fetch sessions",
+        || {
+            scrape(leader_metrics)
+                .and_then(|s| s.sum(SESSIONS, &[]))
+                .is_some_and(|n| n >= 2.0)
+        },
+    )
+    .expect("the followers fetch in sessions");
 
     let (answered, answer) = mpsc::channel();
     let fetcher = std::thread::spawn(move || {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     /// Requests parked until a condition or their timeout (Kafka's purgatories).
     purgatory: IntGaugeVec,
+    /// Incremental fetch sessions held (KIP-227).
+    pub fetch_sessions: IntGauge,
     pub connections_accepted: IntCounterVec,
     pub connections_closed_on_error: IntCounterVec,
     pub isr_shrinks: IntCounter,
@@ -179,6 +181,11 @@ impl Metrics {
                 &["request", "error"],
             ),
             request_duration,
+            fetch_sessions: gauge(
+                &r,
+                "kafka_server_fetchsessioncache_numincrementalfetchsessions",
+                "Incremental fetch sessions (KIP-227) the broker holds, followers' included.",
+            ),
             purgatory: gauge_vec(
                 &r,
                 "kafka_server_delayedoperationpurgatory_purgatorysize",

@@ -333,7 +333,12 @@ fn begin_session(
         requested,
         &forgotten,
         std::time::Instant::now(),
-    )?;
+    );
+    broker
+        .metrics
+        .fetch_sessions
+        .set(broker.fetch_sessions.len() as i64);
+    let plan = plan?;
     match plan {
         Plan::Full { session_id } => Ok((session_id, false)),
         Plan::Incremental {

@@ -3,7 +3,9 @@
 //! OffsetForLeaderEpoch with the follower's latest epoch, then truncation to where its log and the
 //! leader's diverge (KIP-101/KIP-279; never to the local high watermark) — then sends one Fetch
 //! with this broker's replica id for all its partitions, appends what comes back verbatim and
-//! takes the leader's high watermark.
+//! takes the leader's high watermark. The fetch runs in an incremental fetch session (KIP-227)
+//! with the leader when it offers one: after the first full request only partitions whose fetch
+//! position changed are sent, and only partitions with news come back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -118,6 +120,7 @@ async fn fetch_from(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connection: Option<Connection> = None;
+    let mut session = Session::default();
     loop {
         if *shutdown.borrow() {
             return;
@@ -130,6 +133,8 @@ async fn fetch_from(
         let outcome = async {
             if connection.is_none() {
                 connection = Some(connect(&node, leader).await?);
+                // A reconnect usually follows a leader restart or an error: start afresh.
+                session = Session::default();
             }
             let conn = connection.as_mut().ok_or(FetchError::NoEndpoint)?;
             let pending: Vec<&Followed> = followed.iter().filter(|f| f.truncate).collect();
@@ -138,7 +143,7 @@ async fn fetch_from(
             }
             let ready: Vec<&Followed> = followed.iter().filter(|f| !f.truncate).collect();
             if !ready.is_empty() {
-                fetch_once(&node, conn, &ready).await?;
+                fetch_once(&node, conn, &ready, &mut session).await?;
             }
             Ok::<bool, FetchError>(!ready.is_empty())
         };
@@ -274,41 +279,125 @@ fn finish_reconcile(f: &Followed) {
     }
 }
 
+/// This fetcher's incremental fetch session with its leader (KIP-227): id 0 means none yet (the
+/// next fetch is a full one asking for a session), and what each partition last sent.
+#[derive(Debug, Default)]
+struct Session {
+    id: i32,
+    epoch: i32,
+    sent: HashMap<(String, i32), Position>,
+}
+
+/// What a follower tells the leader about one partition; a partition is re-sent when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    fetch_offset: i64,
+    leader_epoch: i32,
+    last_fetched_epoch: i32,
+    log_start_offset: i64,
+}
+
+fn topic_entry<'a>(topics: &'a mut Vec<FetchTopic>, topic: &str) -> &'a mut FetchTopic {
+    match topics.iter().position(|t| t.topic.0.as_str() == topic) {
+        Some(i) => &mut topics[i],
+        None => {
+            topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string()))),
+            );
+            topics.last_mut().expect("just pushed")
+        }
+    }
+}
+
 async fn fetch_once(
     node: &ClusterNode,
     conn: &mut Connection,
     ready: &[&Followed],
+    session: &mut Session,
 ) -> Result<(), FetchError> {
+    let incremental = session.id != 0;
+    let mut wanted: HashMap<(String, i32), Position> = HashMap::with_capacity(ready.len());
     let mut topics: Vec<FetchTopic> = Vec::new();
     for f in ready {
         let log = &f.partition.log;
+        let position = Position {
+            fetch_offset: log.log_end_offset(),
+            leader_epoch: f.leader_epoch,
+            last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
+            log_start_offset: log.log_start_offset(),
+        };
+        let key = (f.topic.clone(), f.partition.index);
+        let unchanged = session.sent.get(&key) == Some(&position);
+        wanted.insert(key, position);
+        if incremental && unchanged {
+            continue;
+        }
         let entry = FetchPartition::default()
             .with_partition(f.partition.index)
-            .with_current_leader_epoch(f.leader_epoch)
-            .with_fetch_offset(log.log_end_offset())
-            .with_last_fetched_epoch(log.latest_epoch().unwrap_or(-1))
-            .with_log_start_offset(log.log_start_offset())
+            .with_current_leader_epoch(position.leader_epoch)
+            .with_fetch_offset(position.fetch_offset)
+            .with_last_fetched_epoch(position.last_fetched_epoch)
+            .with_log_start_offset(position.log_start_offset)
             .with_partition_max_bytes(node.settings.fetch_max_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.topic) {
-            Some(t) => t.partitions.push(entry),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(f.topic.clone())))
-                    .with_partitions(vec![entry]),
-            ),
+        topic_entry(&mut topics, &f.topic).partitions.push(entry);
+    }
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    if incremental {
+        for (topic, index) in session.sent.keys().filter(|k| !wanted.contains_key(*k)) {
+            match forgotten.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+                Some(t) => t.partitions.push(*index),
+                None => forgotten.push(
+                    ForgottenTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![*index]),
+                ),
+            }
         }
     }
+    let (session_id, epoch) = if incremental {
+        (session.id, session.epoch)
+    } else {
+        (0, 0)
+    };
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(node.node_id))
         .with_max_wait_ms(node.settings.fetch_wait.as_millis() as i32)
         .with_min_bytes(1)
         .with_max_bytes(node.settings.fetch_response_max_bytes)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(topics);
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten);
     let response = conn.call(FETCH_VERSION, &request).await?;
+    let lost_session = [
+        ResponseError::FetchSessionIdNotFound,
+        ResponseError::InvalidFetchSessionEpoch,
+    ]
+    .iter()
+    .any(|e| e.code() == response.error_code);
+    if lost_session {
+        // Evicted, or the leader restarted: the next fetch is a full one.
+        debug!(
+            session = session.id,
+            "fetch session lost; sending a full fetch"
+        );
+        *session = Session::default();
+        return Ok(());
+    }
     // Partition errors are handled one by one below; a top-level one fails the whole fetch.
     KafkaError::check(ApiKey::Fetch, None, response.error_code, None).map_err(ClientError::from)?;
+    if response.session_id == 0 {
+        *session = Session::default();
+    } else {
+        session.epoch = if incremental && response.session_id == session.id {
+            session.epoch.checked_add(1).unwrap_or(1)
+        } else {
+            1
+        };
+        session.id = response.session_id;
+        session.sent = wanted;
+    }
     let now = now_ms();
     for topic in response.responses {
         for pd in topic.partitions {
