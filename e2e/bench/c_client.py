@@ -675,7 +675,7 @@ def main():
     ap.add_argument("--peer-tansu", metavar="PATH",
                     help="a tansu binary: run the single-node matrix against it too "
                          "(memory storage) and print ratios")
-    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run (~1-2 min)")
+    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run (about a minute)")
     ap.add_argument("--repeat", type=int, metavar="N",
                     help="runs of each throughput case; the median is reported [3; --quick 1]")
     ap.add_argument("--no-cluster", action="store_true", help="skip the 3-node cluster")
@@ -738,6 +738,8 @@ def main():
                 target.announce()
                 matrix(target, system)
             finally:
+                runner.collecting = False
+                runner.flush()  # what an interrupted phase measured is still printed
                 for t in STARTED:
                     t.stop()
                 # Free the disk between phases (a full run writes several GB).
