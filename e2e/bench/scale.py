@@ -777,6 +777,8 @@ def main():
     ap.add_argument("--no-single", action="store_true", help="skip the 1-node phase")
     ap.add_argument("--no-cluster", action="store_true", help="skip the 3-node phases")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency phase")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only the latency phase, on a new 3-node cluster without the scale topics")
     ap.add_argument("--loads", default="5,20", help="offered MB/s of the latency cases [5,20]")
     ap.add_argument("--producers", type=int, default=16, help="producer processes [16]")
     ap.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
@@ -825,7 +827,7 @@ def main():
     t_run = time.monotonic()
     status = 0
     try:
-        if not args.no_single:
+        if not args.no_single and not args.latency_only:
             target = Single(args.broker, tmp)
             try:
                 scale_phase(target, args)
@@ -837,7 +839,12 @@ def main():
         if not args.no_cluster:
             target = Cluster(args.broker, tmp)
             try:
-                scale_phase(target, args)
+                if args.latency_only:
+                    args.keep_scale_topics_for_latency = False
+                    target.start()
+                    add_row(target.name, "start, empty", wait_ready(target, 120))
+                else:
+                    scale_phase(target, args)
                 if not args.no_latency:
                     latency_phase(target, args, tmp)
             finally:
