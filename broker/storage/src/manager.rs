@@ -415,9 +415,7 @@ impl LogManager {
 
     /// Flushes everything, writes checkpoints and the clean-shutdown marker.
     pub fn shutdown(&self) -> Result<(), LogError> {
-        for log in self.all() {
-            log.close()?;
-        }
+        close_all(&self.all())?;
         self.checkpoint()?;
         self.write_cleaner_checkpoints()?;
         for dir in &self.dirs {
@@ -429,5 +427,33 @@ impl LogManager {
         }
         tracing::info!("log manager shut down cleanly");
         Ok(())
+    }
+}
+
+/// Threads closing logs at shutdown. Closing is a few fsyncs per partition; done one at a time
+/// they add up to tens of seconds for thousands of partitions (a SIGTERM must end well inside a
+/// pod's grace period), while in flight together the disk and journal batch them.
+const CLOSE_THREADS: usize = 8;
+
+/// Closes every log, [`CLOSE_THREADS`] at a time; the first error is returned once all are done.
+fn close_all(logs: &[Arc<PartitionLog>]) -> Result<(), LogError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error: Mutex<Option<LogError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..CLOSE_THREADS.min(logs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(log) = logs.get(i) else { return };
+                    if let Err(e) = log.close() {
+                        first_error.lock().get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
