@@ -130,6 +130,24 @@ def http_ok(url: str) -> bool:
 STARTED = []  # every Target this run started, stopped on the way out whatever happens
 
 
+def terminate(procs, grace=70):
+    """SIGTERM every process of `procs` (Popen objects this run started) still running, then wait
+    for them all; one still running after `grace` seconds is SIGKILLed."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 class Target:
     """A broker (or cluster) this run started: its processes and bootstrap address."""
 
@@ -166,19 +184,7 @@ class Target:
         if self.stopped:
             return
         nodes = [pid for pid in self.node_pids if pid not in {p.pid for p in self.procs}]
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 70
-        for p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(self.procs)
         # Nodes of the dev launcher: it SIGTERMs and reaps them itself; anything left is ours.
         for pid in nodes:
             if alive(pid):

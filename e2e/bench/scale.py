@@ -44,7 +44,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from c_client import (CLK_TCK, MB, QUIET, REPO, Stop, alive, children_of,  # noqa: E402
                       cpu_ticks, free_port, http_ok, machine, on_signal, percentile, ports_free,
-                      system_busy_seconds)
+                      system_busy_seconds, terminate)
 
 VALUE_SIZE = 1024
 WARMUP_S = 1.0
@@ -88,19 +88,7 @@ def is_our_node(pid, data_dir):
 
 def cleanup():
     """SIGTERM what we started, SIGKILL after a grace period; dev nodes left behind by PID."""
-    for p in PROCS:
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 70
-    for p in PROCS:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    terminate(PROCS)
     for pid, data_dir in NODE_PIDS.items():
         if is_our_node(pid, data_dir):
             try:
