@@ -1,10 +1,17 @@
 //! Parked requests complete on the event they wait for, not on their timeout (Kafka's
-//! DelayedFetch / DelayedProduce semantics): a consumer fetch parked at a partition's leader is
-//! completed once an acks=all produce's records are replicated and the high watermark moves, and
-//! the `kafka_server_delayedoperationpurgatory_purgatorysize` gauge shows the parked fetch.
+//! DelayedFetch / DelayedProduce semantics), and do not hold up their connection:
 //!
-//! The fetch asks for up to 25 s of waiting and the harness gives it 10 s to answer: a fetch
-//! woken only by its timeout fails the test whatever the machine's speed.
+//! - a consumer fetch parked at a partition's leader is completed once an acks=all produce's
+//!   records are replicated and the high watermark moves, and the
+//!   `kafka_server_delayedoperationpurgatory_purgatorysize` gauge shows the parked fetch. The
+//!   fetch asks for up to 25 s of waiting and the harness gives it 10 s to answer: a fetch woken
+//!   only by its timeout fails the test whatever the machine's speed;
+//! - an acks=all produce waiting for a paused follower does not stop the leader from reading and
+//!   appending the next produce on the same connection (librdkafka sends one partition per
+//!   request, so a connection that waited would give one replication round trip per partition),
+//!   and the responses still come back in request order.
+//!
+//! Both run on one three-node cluster, one after the other.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -12,6 +19,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProduceResponse, TopicName};
+use kafka_protocol::protocol::HeaderVersion;
 use kafka_protocol::protocol::StrBytes;
 use strait_e2e::cluster::{Cluster, ClusterSpec};
 use strait_e2e::exposition::Scrape;
@@ -20,6 +28,7 @@ use strait_e2e::{http, wait_until};
 
 const PURGATORY: &str = "kafka_server_delayedoperationpurgatory_purgatorysize";
 const SESSIONS: &str = "kafka_server_fetchsessioncache_numincrementalfetchsessions";
+const MESSAGES_IN: &str = "kafka_server_brokertopicmetrics_messagesin_total";
 /// The parked fetch's own wait: far beyond what the test allows for its answer.
 const FETCH_MAX_WAIT_MS: i32 = 25_000;
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -55,8 +64,22 @@ fn fetch_from_start(topic: &str) -> FetchRequest {
 }
 
 #[test]
-fn a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout() {
-    let mut cluster = Cluster::start(ClusterSpec::combined(&["a", "b", "c"])).expect("cluster");
+fn parked_requests_complete_on_their_event_and_do_not_hold_up_the_connection() {
+    let mut spec = ClusterSpec::combined(&["a", "b", "c"]);
+    // The paused follower must stay in the ISR (and registered) well beyond the checks' time.
+    spec.overrides.extend(
+        [
+            ("replica.lag.time.max.ms", "15000"),
+            ("broker.session.timeout.ms", "15000"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let mut cluster = Cluster::start(spec).expect("cluster");
+    a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout(&mut cluster);
+    an_acks_all_produce_waiting_for_its_isr_does_not_hold_up_the_connection(&mut cluster);
+}
+
+fn a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout(cluster: &mut Cluster) {
     let topic = "parked";
     let partitions = cluster
         .create_topic(topic, 1, 3, &[("min.insync.replicas", "2")])
@@ -123,4 +146,96 @@ fn a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout() {
         parked_fetches(leader_metrics) <= followers_parked
     })
     .expect("the completed fetch left the purgatory");
+}
+
+fn messages_in(metrics: SocketAddr, topic: &str) -> f64 {
+    scrape(metrics)
+        .and_then(|s| s.sum(MESSAGES_IN, &[("topic", topic)]))
+        .unwrap_or(0.0)
+}
+
+fn an_acks_all_produce_waiting_for_its_isr_does_not_hold_up_the_connection(cluster: &mut Cluster) {
+    let topic = "pipelined";
+    let partitions = cluster
+        .create_topic(topic, 1, 3, &[("min.insync.replicas", "2")])
+        .expect("topic");
+    let leader = u32::try_from(partitions[0].leader).expect("a leader");
+    let follower = partitions[0]
+        .replicas
+        .iter()
+        .map(|r| u32::try_from(*r).expect("replica id"))
+        .find(|r| *r != leader)
+        .expect("a follower");
+    let leader_addr = cluster.node(leader).unwrap().addr().unwrap();
+    let leader_metrics = cluster.node(leader).unwrap().metrics_addr().unwrap();
+    wait_until(Duration::from_secs(15), "a full ISR", || {
+        cluster
+            .partition_info_from(leader, topic)
+            .is_ok_and(|p| p[0].isr.len() == 3)
+    })
+    .expect("every replica in sync");
+
+    let mut client = WireClient::connect(leader_addr).expect("connect to the leader");
+    let versions = client.api_versions().expect("api versions");
+    let version = versions[&(ApiKey::Produce as i16)].1.min(9);
+    // With a follower stopped and still in the ISR, an acks=all produce cannot complete.
+    cluster.pause(follower).expect("pause a follower");
+    let waiting = produce_request(
+        topic,
+        0,
+        -1,
+        record_batch(&[b"waits for the ISR".as_slice()]).unwrap(),
+    )
+    .with_timeout_ms(60_000);
+    let first = client
+        .send_request(ApiKey::Produce as i16, version, &waiting, version)
+        .expect("send the acks=all produce");
+    let next = produce_request(
+        topic,
+        0,
+        1,
+        record_batch(&[b"sent behind it".as_slice()]).unwrap(),
+    );
+    let second = client
+        .send_request(ApiKey::Produce as i16, version, &next, version)
+        .expect("send the acks=1 produce");
+
+    let (answered, answers) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let frame = client.read_frame();
+            if answered.send(frame).is_err() {
+                return;
+            }
+        }
+    });
+    // The leader read the second request and appended it while the first still waits.
+    wait_until(
+        Duration::from_secs(10),
+        "both produces appended at the leader",
+        || messages_in(leader_metrics, topic) >= 2.0,
+    )
+    .expect("the produce behind a waiting acks=all produce is appended");
+    assert!(
+        answers.try_recv().is_err(),
+        "a response arrived while the acks=all produce could not be complete"
+    );
+
+    cluster.resume(follower).expect("resume the follower");
+    let header = ProduceResponse::header_version(version);
+    let read = |correlation_id: i32| -> ProduceResponse {
+        let frame = answers
+            .recv_timeout(ANSWER_WITHIN)
+            .expect("answered once the follower caught up")
+            .expect("read a response")
+            .expect("the connection stays open");
+        // The correlation id check fails if the responses come out of order.
+        strait_client::frame::decode_response_as(frame, correlation_id, header, version)
+            .expect("the responses come back in request order")
+    };
+    let acks_all = read(first);
+    let acks_one = read(second);
+    reader.join().unwrap();
+    assert_eq!(produce_result(&acks_all).unwrap(), (0, 0));
+    assert_eq!(produce_result(&acks_one).unwrap(), (0, 1));
 }

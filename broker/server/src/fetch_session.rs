@@ -29,7 +29,8 @@ const FINAL_EPOCH: i32 = -1;
 /// A topic as the request names it: by name before Fetch v13, by id from v13 (KIP-516).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TopicKey {
-    Name(String),
+    /// Shared, so the per-partition keys of a request cost no string copies.
+    Name(std::sync::Arc<str>),
     Id(uuid::Uuid),
 }
 
@@ -181,31 +182,35 @@ impl FetchSessionCache {
         }
     }
 
-    /// After the read: whether partition `key` goes into the response, remembering what it is
+    /// After the read: whether each partition goes into the response, remembering what it is
     /// told. A full fetch answers every partition; an incremental one only those with records,
-    /// an error, or a high watermark or log start the client has not heard yet.
-    pub fn answer(
+    /// an error, or a high watermark or log start the client has not heard yet. One lock for the
+    /// whole response.
+    pub fn answer<'a>(
         &self,
         session_id: i32,
         incremental: bool,
-        key: &PartitionKey,
-        answer: &PartitionAnswer,
-    ) -> bool {
+        answers: impl IntoIterator<Item = (&'a PartitionKey, PartitionAnswer)>,
+    ) -> Vec<bool> {
+        let answers = answers.into_iter();
         if session_id == 0 {
-            return true;
+            return answers.map(|_| true).collect();
         }
         let mut inner = self.lock();
-        let Some(partition) = inner
-            .sessions
-            .get_mut(&session_id)
-            .and_then(|s| s.partitions.get_mut(key))
-        else {
-            return true;
+        let Some(session) = inner.sessions.get_mut(&session_id) else {
+            return answers.map(|_| true).collect();
         };
-        let now = Some((answer.high_watermark, answer.log_start_offset));
-        let changed = partition.sent != now;
-        partition.sent = now;
-        !incremental || answer.has_records || answer.error || changed
+        answers
+            .map(|(key, answer)| {
+                let Some(partition) = session.partitions.get_mut(key) else {
+                    return true;
+                };
+                let now = Some((answer.high_watermark, answer.log_start_offset));
+                let changed = partition.sent != now;
+                partition.sent = now;
+                !incremental || answer.has_records || answer.error || changed
+            })
+            .collect()
     }
 }
 
@@ -264,6 +269,16 @@ mod tests {
         (TopicKey::Name(t.into()), p)
     }
 
+    fn answer_one(
+        cache: &FetchSessionCache,
+        session_id: i32,
+        incremental: bool,
+        key: &PartitionKey,
+        answer: PartitionAnswer,
+    ) -> bool {
+        cache.answer(session_id, incremental, [(key, answer)])[0]
+    }
+
     fn said(
         has_records: bool,
         error: bool,
@@ -300,8 +315,20 @@ mod tests {
         };
         assert_ne!(session_id, 0);
         // The full answer names both and is remembered.
-        assert!(cache.answer(session_id, false, &key("a", 0), &said(false, false, 5, 0)));
-        assert!(cache.answer(session_id, false, &key("a", 1), &said(false, false, 0, 0)));
+        assert!(answer_one(
+            &cache,
+            session_id,
+            false,
+            &key("a", 0),
+            said(false, false, 5, 0)
+        ));
+        assert!(answer_one(
+            &cache,
+            session_id,
+            false,
+            &key("a", 1),
+            said(false, false, 0, 0)
+        ));
 
         // Incremental: only a-0 moves on; a-1 is still in the session with its old offset.
         let plan = cache
@@ -314,10 +341,34 @@ mod tests {
         assert_eq!(partitions[0].1.fetch_offset, 5);
         assert_eq!(partitions[1].1.fetch_offset, 0);
         // Nothing new for a-0 (same HW): left out; a-1's HW moved: answered.
-        assert!(!cache.answer(session_id, true, &key("a", 0), &said(false, false, 5, 0)));
-        assert!(cache.answer(session_id, true, &key("a", 1), &said(false, false, 3, 0)));
-        assert!(!cache.answer(session_id, true, &key("a", 1), &said(false, false, 3, 0)));
-        assert!(cache.answer(session_id, true, &key("a", 1), &said(true, false, 3, 0)));
+        assert!(!answer_one(
+            &cache,
+            session_id,
+            true,
+            &key("a", 0),
+            said(false, false, 5, 0)
+        ));
+        assert!(answer_one(
+            &cache,
+            session_id,
+            true,
+            &key("a", 1),
+            said(false, false, 3, 0)
+        ));
+        assert!(!answer_one(
+            &cache,
+            session_id,
+            true,
+            &key("a", 1),
+            said(false, false, 3, 0)
+        ));
+        assert!(answer_one(
+            &cache,
+            session_id,
+            true,
+            &key("a", 1),
+            said(true, false, 3, 0)
+        ));
 
         // Forgetting a partition drops it from the session.
         let plan = cache

@@ -5,6 +5,7 @@
 //! `min.insync.replicas` check, the high-watermark advance and the wake-ups happen in one order.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use kafka_protocol::ResponseError;
@@ -36,14 +37,40 @@ pub struct Topic {
     /// The partitions hosted here, by index: those this broker is a replica of
     /// (`meta.partitions` is the topic's partition count).
     pub partitions: Vec<Arc<Partition>>,
+    /// Partition index -> position in `partitions` (`u32::MAX`: not hosted). Every request
+    /// looks partitions up, thousands per follower fetch; a search through `partitions` would
+    /// touch one `Partition` per step.
+    by_index: Vec<u32>,
 }
 
 impl Topic {
+    pub fn new(
+        meta: TopicMeta,
+        config: EffectiveTopicConfig,
+        partitions: Vec<Arc<Partition>>,
+    ) -> Topic {
+        let size = partitions
+            .iter()
+            .map(|p| p.index.max(0) as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut by_index = vec![u32::MAX; size];
+        for (at, p) in partitions.iter().enumerate() {
+            if let Ok(index) = usize::try_from(p.index) {
+                by_index[index] = at as u32;
+            }
+        }
+        Topic {
+            meta,
+            config,
+            partitions,
+            by_index,
+        }
+    }
+
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        self.partitions
-            .binary_search_by_key(&index, |p| p.index)
-            .ok()
-            .map(|i| &self.partitions[i])
+        let at = *self.by_index.get(usize::try_from(index).ok()?)?;
+        self.partitions.get(at as usize)
     }
 }
 
@@ -129,6 +156,10 @@ pub struct ReplicaManager {
     topics: RwLock<Topics>,
     /// The metadata image, to tell a topic that exists elsewhere from one that does not.
     image: watch::Receiver<Arc<Image>>,
+    /// Bumped after anything that may change which partitions this broker follows and at which
+    /// leader epoch (a metadata pass, a topic installed or removed), so replica fetchers rebuild
+    /// their partition lists only then instead of scanning every partition on every fetch.
+    generation: AtomicU64,
 }
 
 impl ReplicaManager {
@@ -142,7 +173,17 @@ impl ReplicaManager {
             logs,
             topics: RwLock::new(Topics::default()),
             image,
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// See `generation`: read it before reading the partitions' roles.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The broker-level defaults of topic configs.
@@ -296,6 +337,8 @@ impl ReplicaManager {
         topics
             .by_name
             .insert(topic.meta.name.clone(), topic.clone());
+        drop(topics);
+        self.bump_generation();
         topic
     }
 
@@ -304,6 +347,8 @@ impl ReplicaManager {
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         let topic = topics.by_name.remove(name)?;
         topics.by_id.remove(&topic.meta.id);
+        drop(topics);
+        self.bump_generation();
         Some(topic)
     }
 }
@@ -384,11 +429,11 @@ mod tests {
             replication_factor: 2,
             configs: BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]),
         };
-        let topic = replicas.install_topic(Topic {
-            config: effective_topic_config(&meta.configs, &config),
-            meta,
-            partitions: vec![Arc::new(partition)],
-        });
+        let topic = replicas.install_topic(Topic::new(
+            meta.clone(),
+            effective_topic_config(&meta.configs, &config),
+            vec![Arc::new(partition)],
+        ));
         (replicas, topic)
     }
 

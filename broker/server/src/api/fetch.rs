@@ -45,6 +45,8 @@ const REPLICA_STATE_VERSION: i16 = 15;
 /// Upper bound on a long poll, whatever the client asks (Kafka caps it by the request timeout).
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 const READ_COMMITTED: i8 = 1;
+/// Largest read done on the async worker itself.
+const INLINE_READ_MAX: u64 = 1024 * 1024;
 
 /// One requested partition, resolved once per request.
 struct Slot {
@@ -55,6 +57,15 @@ struct Slot {
     target: Result<Arc<Partition>, ResponseError>,
     /// A follower's fetch reads up to the log end; a consumer's up to the high watermark.
     follower: bool,
+}
+
+/// One topic's share of a fetch, for its metrics.
+#[derive(Default)]
+struct TopicCounts {
+    partition: Option<Arc<Partition>>,
+    fetches: u64,
+    bytes: u64,
+    failed: u64,
 }
 
 /// What a pass over the partitions found, before any bytes are read.
@@ -92,6 +103,7 @@ pub async fn handle(
     let received = std::time::Instant::now();
 
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topic_keys: Vec<TopicKey> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
     for (topic_index, t) in req.topics.into_iter().enumerate() {
         let topic = if version >= TOPIC_ID_VERSION {
@@ -141,6 +153,7 @@ pub async fn handle(
                 follower,
             });
         }
+        topic_keys.push(topic_key(version, &t.topic, t.topic_id));
         let mut resp = FetchableTopicResponse::default();
         if version >= TOPIC_ID_VERSION {
             resp.topic_id = t.topic_id;
@@ -179,23 +192,34 @@ pub async fn handle(
     };
 
     let read_committed = req.isolation_level == READ_COMMITTED;
-    let data = tokio::task::block_in_place(|| read_all(&planned));
+    let total: u64 = planned
+        .iter()
+        .flat_map(|p| &p.regions)
+        .map(|r| u64::from(r.len))
+        .sum();
+    // Recent data is in the page cache and copies in microseconds, less than handing the worker
+    // thread off (`block_in_place`) costs; a big read may touch the disk, and then it is worth it.
+    let data = if total > INLINE_READ_MAX {
+        tokio::task::block_in_place(|| read_all(&planned))
+    } else {
+        read_all(&planned)
+    };
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut answers: Vec<(PartitionKey, usize, PartitionData)> = Vec::with_capacity(slots.len());
+    // Per-topic metrics are added once per topic, not per partition: a follower's fetch names
+    // thousands of partitions and each label lookup hashes the topic name.
+    let mut counts: Vec<TopicCounts> = (0..topics.len()).map(|_| TopicCounts::default()).collect();
     for ((slot, plan), records) in slots.iter().zip(planned).zip(data) {
         let (error, records) = match records {
             Ok(r) => (plan.error, r),
             Err(_) => (ResponseError::KafkaStorageError, Bytes::new()),
         };
         if let Ok(p) = &slot.target {
-            let m = &broker.metrics;
-            let name = [p.log.topic_partition().topic.as_str()];
-            m.fetch_requests.with_label_values(&name).inc();
-            m.bytes_out
-                .with_label_values(&name)
-                .inc_by(records.len() as u64);
-            if error.code() != 0 {
-                m.failed_fetch_requests.with_label_values(&name).inc();
-            }
+            let c = &mut counts[slot.topic_index];
+            c.partition.get_or_insert_with(|| p.clone());
+            c.fetches += 1;
+            c.bytes += records.len() as u64;
+            c.failed += u64::from(error.code() != 0);
         }
         if error.code() != 0 {
             broker
@@ -253,27 +277,42 @@ pub async fn handle(
             // No transactions yet, so nothing was aborted; READ_COMMITTED expects a list.
             pd.aborted_transactions = Some(Vec::new());
         }
-        let key = (
-            topic_key(
-                version,
-                &topics[slot.topic_index].topic,
-                topics[slot.topic_index].topic_id,
-            ),
-            slot.partition_index,
-        );
-        let answered = broker.fetch_sessions.answer(
-            session_id,
-            incremental,
-            &key,
-            &PartitionAnswer {
-                has_records: pd.records.as_ref().is_some_and(|r| !r.is_empty()),
-                error: pd.error_code != 0,
-                high_watermark: pd.high_watermark,
-                log_start_offset: pd.log_start_offset,
-            },
-        );
+        answers.push((
+            (topic_keys[slot.topic_index].clone(), slot.partition_index),
+            slot.topic_index,
+            pd,
+        ));
+    }
+    for c in counts {
+        let Some(p) = c.partition else { continue };
+        let m = &broker.metrics;
+        let name = [p.log.topic_partition().topic.as_str()];
+        m.fetch_requests.with_label_values(&name).inc_by(c.fetches);
+        m.bytes_out.with_label_values(&name).inc_by(c.bytes);
+        if c.failed > 0 {
+            m.failed_fetch_requests
+                .with_label_values(&name)
+                .inc_by(c.failed);
+        }
+    }
+    let answered = broker.fetch_sessions.answer(
+        session_id,
+        incremental,
+        answers.iter().map(|(key, _, pd)| {
+            (
+                key,
+                PartitionAnswer {
+                    has_records: pd.records.as_ref().is_some_and(|r| !r.is_empty()),
+                    error: pd.error_code != 0,
+                    high_watermark: pd.high_watermark,
+                    log_start_offset: pd.log_start_offset,
+                },
+            )
+        }),
+    );
+    for ((_, topic_index, pd), answered) in answers.into_iter().zip(answered) {
         if answered {
-            topics[slot.topic_index].partitions.push(pd);
+            topics[topic_index].partitions.push(pd);
         }
     }
     if incremental {
@@ -289,7 +328,7 @@ fn topic_key(version: i16, name: &kafka_protocol::messages::TopicName, id: uuid:
     if version >= TOPIC_ID_VERSION {
         TopicKey::Id(id)
     } else {
-        TopicKey::Name(name.0.to_string())
+        TopicKey::Name(std::sync::Arc::from(name.0.as_str()))
     }
 }
 
@@ -355,7 +394,7 @@ fn begin_session(
                     .with_log_start_offset(p.log_start_offset);
                 let same = |t: &FetchTopic| match &topic {
                     TopicKey::Id(id) => t.topic_id == *id,
-                    TopicKey::Name(name) => t.topic.0.as_str() == name,
+                    TopicKey::Name(name) => t.topic.0.as_str() == &**name,
                 };
                 match topics.last_mut().filter(|t| same(t)) {
                     Some(t) => t.partitions.push(partition),
@@ -363,7 +402,7 @@ fn begin_session(
                         let t = match &topic {
                             TopicKey::Id(id) => FetchTopic::default().with_topic_id(*id),
                             TopicKey::Name(name) => FetchTopic::default().with_topic(
-                                kafka_protocol::messages::TopicName(str_bytes(name.clone())),
+                                kafka_protocol::messages::TopicName(str_bytes(name.to_string())),
                             ),
                         };
                         topics.push(t.with_partitions(vec![partition]));

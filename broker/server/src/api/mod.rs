@@ -31,7 +31,6 @@ use crate::broker::Broker;
 use crate::frame::{finish_frame, start_frame};
 
 /// What the connection does after a request.
-#[derive(Debug)]
 pub enum Outcome {
     /// Send this complete frame (length prefix included).
     Respond(Bytes),
@@ -39,6 +38,23 @@ pub enum Outcome {
     NoResponse,
     /// Close the connection; the reason is logged by the caller.
     Close(String),
+    /// The request's effects are done (an acks=all produce appended its records); its response
+    /// comes when this resolves. The connection reads on meanwhile and answers in order.
+    Deferred(Pending),
+}
+
+/// The rest of a deferred request.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'static>>;
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Respond(b) => f.debug_tuple("Respond").field(&b.len()).finish(),
+            Outcome::NoResponse => f.write_str("NoResponse"),
+            Outcome::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
+            Outcome::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
 }
 
 /// Per-request facts handlers may need.
@@ -117,30 +133,48 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         kafka.client_id = ctx.client_id.as_deref().unwrap_or(""),
         kafka.correlation_id = correlation_id,
     );
-    // A panic in a handler is a Strait bug; it must cost one connection, never the broker.
-    let outcome =
-        match std::panic::AssertUnwindSafe(route(broker, api_key, buf, &ctx).instrument(span))
-            .catch_unwind()
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                error!(api = ?api_key, version, "request handler panicked; closing the connection");
-                Outcome::Close(format!("internal error handling {api_key:?} v{version}"))
-            }
-        };
+    let outcome = guarded(
+        route(broker, api_key, buf, &ctx).instrument(span.clone()),
+        api_key,
+        version,
+    )
+    .await;
     let name = format!("{api_key:?}");
     broker
         .metrics
         .requests
         .with_label_values(&[name.as_str()])
         .inc();
-    broker
+    let duration = broker
         .metrics
         .request_duration
-        .with_label_values(&[name.as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    outcome
+        .with_label_values(&[name.as_str()]);
+    match outcome {
+        Outcome::Deferred(rest) => Outcome::Deferred(Box::pin(async move {
+            let outcome = guarded(rest.instrument(span), api_key, version).await;
+            duration.observe(started.elapsed().as_secs_f64());
+            outcome
+        })),
+        outcome => {
+            duration.observe(started.elapsed().as_secs_f64());
+            outcome
+        }
+    }
+}
+
+/// A panic in a handler is a Strait bug; it must cost one connection, never the broker.
+async fn guarded(
+    handler: impl std::future::Future<Output = Outcome>,
+    api_key: ApiKey,
+    version: i16,
+) -> Outcome {
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            error!(api = ?api_key, version, "request handler panicked; closing the connection");
+            Outcome::Close(format!("internal error handling {api_key:?} v{version}"))
+        }
+    }
 }
 
 fn decode<T: Decodable>(buf: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, Outcome> {
@@ -186,9 +220,21 @@ macro_rules! dispatch {
                     Ok(r) => r,
                     Err(outcome) => return outcome,
                 };
-                match produce::handle($broker, req, $ctx).await {
-                    Some(resp) => encode($ctx.correlation_id, $ctx.api_version, &resp),
-                    None => Outcome::NoResponse,
+                let staged = produce::stage($broker, req, $ctx);
+                if !staged.wants_response() {
+                    Outcome::NoResponse
+                } else if staged.is_complete() {
+                    let resp = produce::complete($broker, staged, $ctx).await;
+                    encode($ctx.correlation_id, $ctx.api_version, &resp)
+                } else {
+                    // acks=all: the records are appended; the wait for the ISR must not hold up
+                    // the client's next requests (librdkafka sends one partition per request).
+                    let broker = $broker.clone();
+                    let ctx = $ctx.clone();
+                    Outcome::Deferred(Box::pin(async move {
+                        let resp = produce::complete(&broker, staged, &ctx).await;
+                        encode(ctx.correlation_id, ctx.api_version, &resp)
+                    }))
                 }
             }
             other => Outcome::Close(format!("API {other:?} is not implemented")),

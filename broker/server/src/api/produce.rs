@@ -32,20 +32,51 @@ const LEADER_HINT_VERSION: i16 = 10;
 /// Bound on an acks=all wait whatever the request asks.
 const MAX_ACK_WAIT: Duration = Duration::from_secs(300);
 
-pub async fn handle(
-    broker: &Arc<Broker>,
-    req: ProduceRequest,
-    ctx: &RequestContext,
-) -> Option<ProduceResponse> {
+/// A produce request whose appends are done: what is left is the acks=all wait and the response.
+/// Staging happens in request order on the connection; the wait does not block the connection
+/// (see `crate::net::server`), so a client's next requests are appended while this one waits.
+pub struct Staged {
+    acks: i16,
+    /// One deadline for the whole request, as Kafka's DelayedProduce: partitions waited for one
+    /// after another must not each get the full timeout.
+    deadline: tokio::time::Instant,
+    topics: Vec<StagedTopic>,
+}
+
+struct StagedTopic {
+    name: kafka_protocol::messages::TopicName,
+    topic_id: uuid::Uuid,
+    topic: Option<Arc<Topic>>,
+    results: Vec<(i32, Result<Appended, ApiError>)>,
+}
+
+impl Staged {
+    /// Whether the response needs nothing more than the appends: acks=0/1, or acks=all with no
+    /// partition appended.
+    pub fn is_complete(&self) -> bool {
+        self.acks != -1
+            || self
+                .topics
+                .iter()
+                .all(|t| t.results.iter().all(|(_, r)| r.is_err()))
+    }
+
+    /// acks=0 gets no response at all, as in Kafka.
+    pub fn wants_response(&self) -> bool {
+        self.acks != 0
+    }
+}
+
+/// Appends every partition's records as leader, in request order.
+pub fn stage(broker: &Arc<Broker>, req: ProduceRequest, ctx: &RequestContext) -> Staged {
     let version = ctx.api_version;
     let acks = req.acks;
     let now = now_ms();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_ACK_WAIT);
-    let mut topics = Vec::with_capacity(req.topic_data.len());
-    // Appends touch the disk (and fsync under flush.messages); keep them off the async workers'
-    // hot path without a thread hop per partition.
-    tokio::task::block_in_place(|| {
-        for topic_data in req.topic_data {
+    let resolved: Vec<_> = req
+        .topic_data
+        .into_iter()
+        .map(|topic_data| {
             let topic = if version >= TOPIC_ID_VERSION {
                 broker
                     .replicas
@@ -65,53 +96,91 @@ pub async fn handle(
                             .missing_topic_error(topic_data.name.0.as_str())
                     })
             };
-            let results: Vec<(i32, Result<Appended, ApiError>)> = topic_data
-                .partition_data
-                .into_iter()
-                .map(|data| {
-                    let index = data.index;
-                    let records_len = data.records.as_ref().map(|r| r.len()).unwrap_or(0);
-                    let result = match &topic {
-                        Ok(_) if acks != 0 && acks != 1 && acks != -1 => Err(ApiError::new(
-                            ResponseError::InvalidRequiredAcks,
-                            format!("acks must be -1, 0 or 1, got {acks}"),
-                        )),
-                        Ok(topic) => append(broker, topic, data, acks, now),
-                        Err(e) => Err(e.clone()),
-                    };
-                    if let Ok(topic) = &topic {
-                        let m = &broker.metrics;
-                        let name = [topic.meta.name.as_str()];
-                        m.produce_requests.with_label_values(&name).inc();
-                        match &result {
-                            Ok(a) if !a.duplicate => {
-                                m.messages_in
-                                    .with_label_values(&name)
-                                    .inc_by(a.record_count);
-                                m.bytes_in
-                                    .with_label_values(&name)
-                                    .inc_by(records_len as u64);
-                            }
-                            Ok(_) => {}
-                            Err(e) => record_failure(broker, &topic.meta.name, e),
+            (topic_data, topic)
+        })
+        .collect();
+    // An append writes to the page cache, which takes microseconds; handing the worker thread
+    // off (`block_in_place`) costs more than that on every request. Only a topic that fsyncs
+    // on append (`flush.messages`) may block long enough to need it.
+    let may_fsync = resolved
+        .iter()
+        .any(|(_, t)| matches!(t, Ok(t) if t.config.flush_messages.is_some()));
+    let append_all = || {
+        resolved
+            .into_iter()
+            .map(|(topic_data, topic)| {
+                let results = topic_data
+                    .partition_data
+                    .into_iter()
+                    .map(|data| {
+                        let index = data.index;
+                        let records_len = data.records.as_ref().map(|r| r.len()).unwrap_or(0);
+                        let result = match &topic {
+                            Ok(_) if acks != 0 && acks != 1 && acks != -1 => Err(ApiError::new(
+                                ResponseError::InvalidRequiredAcks,
+                                format!("acks must be -1, 0 or 1, got {acks}"),
+                            )),
+                            Ok(topic) => append(broker, topic, data, acks, now),
+                            Err(e) => Err(e.clone()),
+                        };
+                        if let Ok(topic) = &topic {
+                            count(broker, topic, &result, records_len);
                         }
-                    }
-                    (index, result)
-                })
-                .collect();
-            topics.push((topic_data.name, topic_data.topic_id, topic.ok(), results));
-        }
-    });
-    if acks == 0 {
-        return None;
+                        (index, result)
+                    })
+                    .collect();
+                StagedTopic {
+                    name: topic_data.name,
+                    topic_id: topic_data.topic_id,
+                    topic: topic.ok(),
+                    results,
+                }
+            })
+            .collect()
+    };
+    let topics = if may_fsync {
+        tokio::task::block_in_place(append_all)
+    } else {
+        append_all()
+    };
+    Staged {
+        acks,
+        deadline: tokio::time::Instant::now() + timeout,
+        topics,
     }
-    let mut responses = Vec::with_capacity(topics.len());
+}
+
+fn count(broker: &Broker, topic: &Topic, result: &Result<Appended, ApiError>, bytes: usize) {
+    let m = &broker.metrics;
+    let name = [topic.meta.name.as_str()];
+    m.produce_requests.with_label_values(&name).inc();
+    match result {
+        Ok(a) if !a.duplicate => {
+            m.messages_in
+                .with_label_values(&name)
+                .inc_by(a.record_count);
+            m.bytes_in.with_label_values(&name).inc_by(bytes as u64);
+        }
+        Ok(_) => {}
+        Err(e) => record_failure(broker, &topic.meta.name, e),
+    }
+}
+
+/// Waits for replication (acks=all) and builds the response.
+pub async fn complete(broker: &Broker, staged: Staged, ctx: &RequestContext) -> ProduceResponse {
+    let version = ctx.api_version;
+    let acks = staged.acks;
+    let deadline = staged.deadline;
+    let mut responses = Vec::with_capacity(staged.topics.len());
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
-    // One deadline for the whole request, as Kafka's DelayedProduce: partitions waited for one
-    // after another must not each get the full timeout.
-    let deadline = tokio::time::Instant::now() + timeout;
     let _parked = (acks == -1).then(|| broker.metrics.delayed("Produce"));
-    for (name, topic_id, topic, results) in topics {
+    for StagedTopic {
+        name,
+        topic_id,
+        topic,
+        results,
+    } in staged.topics
+    {
         let mut partition_responses = Vec::with_capacity(results.len());
         for (index, mut result) in results {
             if let (Ok(appended), -1, Some(topic)) = (&result, acks, &topic)
@@ -169,11 +238,9 @@ pub async fn handle(
         }
         responses.push(resp);
     }
-    Some(
-        ProduceResponse::default()
-            .with_responses(responses)
-            .with_node_endpoints(endpoints),
-    )
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(endpoints)
 }
 
 fn record_failure(broker: &Broker, topic: &str, e: &ApiError) {

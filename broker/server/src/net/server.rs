@@ -1,5 +1,9 @@
 //! Listeners and connections. Like Kafka's SocketServer, a connection handles one request at a
-//! time and answers in order (clients pipeline, so the next request is already buffered). A bad
+//! time and answers in order (clients pipeline, so the next request is already buffered). Unlike
+//! Kafka, an acks=all produce does not hold the connection while its ISR catches up: its records
+//! are appended in order, and the wait runs beside the next requests (as Redpanda does), because
+//! librdkafka-based clients send one partition per Produce request and would otherwise get one
+//! replication round trip per partition per connection. A bad
 //! frame costs only its own connection. Shutdown stops accepting, lets every connection finish the
 //! request it is handling, then returns so the caller can flush and checkpoint the logs.
 
@@ -7,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -24,6 +30,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 64 * 1024;
 /// A client that opens a TLS connection and stalls must not hold a task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deferred responses (acks=all produces waiting for their ISR) one connection may have at once
+/// before it stops reading: above any client's `max.in.flight.requests.per.connection` for
+/// idempotent producers (5), and a bound on what a client that pipelines without limit costs.
+const MAX_DEFERRED: usize = 16;
 
 pub struct BoundListener {
     pub name: String,
@@ -175,7 +185,9 @@ async fn handle_connection(
 }
 
 /// Reads requests and writes responses in order until the peer leaves, a frame is bad, or the
-/// broker stops.
+/// broker stops. Requests are handled one at a time, in order; only the tail of a deferred one
+/// (an acks=all produce waiting for its ISR) runs while the next requests are read and handled,
+/// up to `MAX_DEFERRED` of them. Their responses, and any response behind them, wait their turn.
 async fn serve_requests<R, W>(
     broker: &Arc<Broker>,
     rd: R,
@@ -185,16 +197,55 @@ async fn serve_requests<R, W>(
     closed_on_error: &prometheus::IntCounter,
     mut stop: watch::Receiver<bool>,
 ) where
-    R: AsyncRead + Unpin,
+    R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin,
 {
     let origin = api::Origin::new(listener, Some(peer));
     let max = broker.config.socket_request_max_bytes;
-    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
+    // The read in progress owns the reader and hands it back with the frame, so waiting for a
+    // deferred response and for the next frame at once never drops a half-read frame.
+    let read_next = move |mut rd: BufReader<R>| async move {
+        let frame = read_frame(&mut rd, max).await;
+        (rd, frame)
+    };
+    let mut reading = Some(Box::pin(read_next(BufReader::with_capacity(
+        READ_BUFFER,
+        rd,
+    ))));
+    let mut idle_reader = None;
+    let mut pending: FuturesOrdered<api::Pending> = FuturesOrdered::new();
+    let mut stopping = false;
     loop {
+        if reading.is_none()
+            && !stopping
+            && pending.len() < MAX_DEFERRED
+            && let Some(rd) = idle_reader.take()
+        {
+            reading = Some(Box::pin(read_next(rd)));
+        }
+        if reading.is_none() && pending.is_empty() {
+            break;
+        }
         let frame = tokio::select! {
-            _ = stop.changed() => break,
-            f = read_frame(&mut rd, max) => f,
+            biased;
+            Some(outcome) = pending.next(), if !pending.is_empty() => {
+                if !respond(outcome, &mut wr, peer, closed_on_error).await {
+                    break;
+                }
+                continue;
+            }
+            read = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                reading = None;
+                let (rd, frame) = read;
+                idle_reader = Some(rd);
+                frame
+            }
+            _ = stop.changed(), if !stopping => {
+                // Finish what is in flight, read nothing more.
+                stopping = true;
+                reading = None;
+                continue;
+            }
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -210,21 +261,46 @@ async fn serve_requests<R, W>(
             }
         };
         match api::handle_frame(broker, frame, &origin).await {
-            Outcome::Respond(bytes) => {
-                if let Err(e) = write_frame(&mut wr, &bytes).await {
-                    debug!(%peer, error = %e, "write failed");
+            Outcome::Deferred(rest) => pending.push_back(rest),
+            // Behind deferred responses, an answer waits its turn.
+            outcome if !pending.is_empty() => pending.push_back(Box::pin(async { outcome })),
+            outcome => {
+                if !respond(outcome, &mut wr, peer, closed_on_error).await {
                     break;
                 }
             }
-            Outcome::NoResponse => {}
-            Outcome::Close(reason) => {
-                warn!(%peer, %reason, "closing connection");
-                closed_on_error.inc();
-                break;
-            }
         }
         if *stop.borrow() {
-            break;
+            stopping = true;
+        }
+    }
+}
+
+/// Writes one request's outcome; false when the connection must end.
+async fn respond<W: AsyncWrite + Unpin>(
+    outcome: Outcome,
+    wr: &mut W,
+    peer: SocketAddr,
+    closed_on_error: &prometheus::IntCounter,
+) -> bool {
+    match outcome {
+        Outcome::Respond(bytes) => {
+            if let Err(e) = write_frame(wr, &bytes).await {
+                debug!(%peer, error = %e, "write failed");
+                return false;
+            }
+            true
+        }
+        Outcome::NoResponse => true,
+        Outcome::Close(reason) => {
+            warn!(%peer, %reason, "closing connection");
+            closed_on_error.inc();
+            false
+        }
+        // `handle_frame` resolves a deferred outcome to one of the others.
+        Outcome::Deferred(_) => {
+            warn!(%peer, "closing connection: nested deferred response");
+            false
         }
     }
 }

@@ -95,6 +95,8 @@ pub fn apply(
     if current {
         delete_strays(replicas, image);
     }
+    // Roles and leader epochs may have changed: replica fetchers rebuild what they follow.
+    replicas.bump_generation();
 }
 
 fn apply_topic(
@@ -185,11 +187,7 @@ fn apply_topic(
         partitions.push(partition);
     }
     if changed {
-        replicas.install_topic(Topic {
-            meta,
-            config: effective,
-            partitions,
-        });
+        replicas.install_topic(Topic::new(meta, effective, partitions));
     }
     Ok(())
 }

@@ -87,30 +87,60 @@ fn followed_leaders(replicas: &ReplicaManager) -> HashSet<i32> {
     leaders
 }
 
-/// One followed partition in this fetch round.
+/// One followed partition.
 struct Followed {
-    topic: String,
+    topic: Arc<str>,
     partition: Arc<Partition>,
     leader_epoch: i32,
     truncate: bool,
 }
 
-fn partitions_of(replicas: &ReplicaManager, leader: i32) -> Vec<Followed> {
-    let mut out = Vec::new();
-    for topic in replicas.all_topics() {
-        for p in &topic.partitions {
-            let replica = p.replica();
-            if replica.role == (Role::Follower { leader }) {
-                out.push(Followed {
-                    topic: topic.meta.name.clone(),
-                    partition: p.clone(),
-                    leader_epoch: replica.leader_epoch,
-                    truncate: replica.truncate_pending,
-                });
+/// The partitions this fetcher follows, rebuilt only when the replica manager's generation moves
+/// (a metadata pass) or a reconciliation changed a partition's state — not on every fetch, which
+/// with thousands of partitions would cost more than the fetch itself.
+struct FollowedSet {
+    generation: u64,
+    list: Vec<Followed>,
+    /// topic -> partition index -> position in `list`, to place response partitions.
+    index: HashMap<Arc<str>, HashMap<i32, usize>>,
+}
+
+impl FollowedSet {
+    fn build(replicas: &ReplicaManager, leader: i32) -> FollowedSet {
+        // Read before the roles: a pass that lands meanwhile bumps it again.
+        let generation = replicas.generation();
+        let mut list = Vec::new();
+        for topic in replicas.all_topics() {
+            let name: Arc<str> = Arc::from(topic.meta.name.as_str());
+            for p in &topic.partitions {
+                let replica = p.replica();
+                if replica.role == (Role::Follower { leader }) {
+                    list.push(Followed {
+                        topic: name.clone(),
+                        partition: p.clone(),
+                        leader_epoch: replica.leader_epoch,
+                        truncate: replica.truncate_pending,
+                    });
+                }
             }
         }
+        let mut index: HashMap<Arc<str>, HashMap<i32, usize>> = HashMap::new();
+        for (i, f) in list.iter().enumerate() {
+            index
+                .entry(f.topic.clone())
+                .or_default()
+                .insert(f.partition.index, i);
+        }
+        FollowedSet {
+            generation,
+            list,
+            index,
+        }
     }
-    out
+
+    fn position_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.index.get(topic)?.get(&partition).copied()
+    }
 }
 
 async fn fetch_from(
@@ -121,12 +151,24 @@ async fn fetch_from(
 ) {
     let mut connection: Option<Connection> = None;
     let mut session = Session::default();
+    let mut followed: Option<FollowedSet> = None;
+    let mut rebuild = true;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let followed = partitions_of(&replicas, leader);
-        if followed.is_empty() {
+        let stale = rebuild
+            || followed
+                .as_ref()
+                .is_none_or(|f| f.generation != replicas.generation());
+        if stale {
+            rebuild = false;
+            let set = FollowedSet::build(&replicas, leader);
+            session.follow(followed.as_ref(), &set);
+            followed = Some(set);
+        }
+        let set = followed.as_ref().expect("just built");
+        if set.list.is_empty() {
             debug!(leader, "replica fetcher has nothing left to follow");
             return;
         }
@@ -137,19 +179,23 @@ async fn fetch_from(
                 session = Session::default();
             }
             let conn = connection.as_mut().ok_or(FetchError::NoEndpoint)?;
-            let pending: Vec<&Followed> = followed.iter().filter(|f| f.truncate).collect();
+            let pending: Vec<&Followed> = set.list.iter().filter(|f| f.truncate).collect();
             if !pending.is_empty() {
                 reconcile(&node, conn, &pending).await?;
             }
-            let ready: Vec<&Followed> = followed.iter().filter(|f| !f.truncate).collect();
-            if !ready.is_empty() {
-                fetch_once(&node, conn, &ready, &mut session).await?;
+            let ready = set.list.iter().any(|f| !f.truncate);
+            let mut changed = !pending.is_empty();
+            if ready {
+                changed |= fetch_once(&node, conn, set, &mut session).await?;
             }
-            Ok::<bool, FetchError>(!ready.is_empty())
+            Ok::<(bool, bool), FetchError>((ready, changed))
         };
         let pause = match outcome.await {
-            Ok(true) => None,
-            Ok(false) => Some(Duration::from_millis(50)),
+            Ok((ready, changed)) => {
+                // Reconciled or marked for reconciliation: take the new states.
+                rebuild |= changed;
+                (!ready).then_some(Duration::from_millis(50))
+            }
             Err(e) => {
                 debug!(leader, error = %e, "replica fetch failed");
                 connection = None;
@@ -211,11 +257,11 @@ async fn reconcile(
             .with_partition(f.partition.index)
             .with_current_leader_epoch(f.leader_epoch)
             .with_leader_epoch(epoch);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.topic) {
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == &*f.topic) {
             Some(t) => t.partitions.push(entry),
             None => topics.push(
                 OffsetForLeaderTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(f.topic.clone())))
+                    .with_topic(TopicName(StrBytes::from_string(f.topic.to_string())))
                     .with_partitions(vec![entry]),
             ),
         }
@@ -239,7 +285,7 @@ async fn reconcile(
         };
         let answer = answers
             .iter()
-            .filter(|t| t.topic.0.as_str() == f.topic)
+            .filter(|t| t.topic.0.as_str() == &*f.topic)
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition == f.partition.index);
         let Some(answer) = answer else { continue };
@@ -280,12 +326,32 @@ fn finish_reconcile(f: &Followed) {
 }
 
 /// This fetcher's incremental fetch session with its leader (KIP-227): id 0 means none yet (the
-/// next fetch is a full one asking for a session), and what each partition last sent.
+/// next fetch is a full one asking for a session), and what each followed partition last sent
+/// (aligned with the `FollowedSet`'s list).
 #[derive(Debug, Default)]
 struct Session {
     id: i32,
     epoch: i32,
-    sent: HashMap<(String, i32), Position>,
+    sent: Vec<Option<Position>>,
+    /// Partitions the session holds that are no longer followed: the next fetch forgets them.
+    forget: Vec<(Arc<str>, i32)>,
+}
+
+impl Session {
+    /// Carries what was sent over to a rebuilt partition list; what left the list is forgotten.
+    fn follow(&mut self, old: Option<&FollowedSet>, new: &FollowedSet) {
+        let mut sent = vec![None; new.list.len()];
+        if let Some(old) = old {
+            for (f, position) in old.list.iter().zip(&self.sent) {
+                let Some(position) = position else { continue };
+                match new.position_of(&f.topic, f.partition.index) {
+                    Some(i) => sent[i] = Some(*position),
+                    None => self.forget.push((f.topic.clone(), f.partition.index)),
+                }
+            }
+        }
+        self.sent = sent;
+    }
 }
 
 /// What a follower tells the leader about one partition; a partition is re-sent when it changes.
@@ -298,7 +364,8 @@ struct Position {
 }
 
 fn topic_entry<'a>(topics: &'a mut Vec<FetchTopic>, topic: &str) -> &'a mut FetchTopic {
-    match topics.iter().position(|t| t.topic.0.as_str() == topic) {
+    // Partitions come grouped by topic, so the match is nearly always the last entry.
+    match topics.iter().rposition(|t| t.topic.0.as_str() == topic) {
         Some(i) => &mut topics[i],
         None => {
             topics.push(
@@ -310,27 +377,46 @@ fn topic_entry<'a>(topics: &'a mut Vec<FetchTopic>, topic: &str) -> &'a mut Fetc
     }
 }
 
+/// One Fetch for every followed partition not waiting for reconciliation; appends what comes
+/// back. Returns whether a partition was marked for reconciliation (the list must be rebuilt).
 async fn fetch_once(
     node: &ClusterNode,
     conn: &mut Connection,
-    ready: &[&Followed],
+    set: &FollowedSet,
     session: &mut Session,
-) -> Result<(), FetchError> {
+) -> Result<bool, FetchError> {
     let incremental = session.id != 0;
-    let mut wanted: HashMap<(String, i32), Position> = HashMap::with_capacity(ready.len());
+    let mut wanted: Vec<Option<Position>> = vec![None; set.list.len()];
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for f in ready {
-        let log = &f.partition.log;
-        let position = Position {
-            fetch_offset: log.log_end_offset(),
-            leader_epoch: f.leader_epoch,
-            last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
-            log_start_offset: log.log_start_offset(),
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    let mut forget =
+        |topic: &str, index: i32| match forgotten.iter_mut().rfind(|t| t.topic.0.as_str() == topic)
+        {
+            Some(t) => t.partitions.push(index),
+            None => forgotten.push(
+                ForgottenTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![index]),
+            ),
         };
-        let key = (f.topic.clone(), f.partition.index);
-        let unchanged = session.sent.get(&key) == Some(&position);
-        wanted.insert(key, position);
-        if incremental && unchanged {
+    for (i, f) in set.list.iter().enumerate() {
+        let sent = session.sent.get(i).copied().flatten();
+        if f.truncate {
+            // Out of the session until reconciled.
+            if incremental && sent.is_some() {
+                forget(&f.topic, f.partition.index);
+            }
+            continue;
+        }
+        let (fetch_offset, last_fetched_epoch, log_start_offset) = f.partition.log.fetch_position();
+        let position = Position {
+            fetch_offset,
+            leader_epoch: f.leader_epoch,
+            last_fetched_epoch,
+            log_start_offset,
+        };
+        wanted[i] = Some(position);
+        if incremental && sent == Some(position) {
             continue;
         }
         let entry = FetchPartition::default()
@@ -342,17 +428,9 @@ async fn fetch_once(
             .with_partition_max_bytes(node.settings.fetch_max_bytes);
         topic_entry(&mut topics, &f.topic).partitions.push(entry);
     }
-    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
     if incremental {
-        for (topic, index) in session.sent.keys().filter(|k| !wanted.contains_key(*k)) {
-            match forgotten.iter_mut().find(|t| t.topic.0.as_str() == topic) {
-                Some(t) => t.partitions.push(*index),
-                None => forgotten.push(
-                    ForgottenTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.clone())))
-                        .with_partitions(vec![*index]),
-                ),
-            }
+        for (topic, index) in &session.forget {
+            forget(topic, *index);
         }
     }
     let (session_id, epoch) = if incremental {
@@ -383,7 +461,7 @@ async fn fetch_once(
             "fetch session lost; sending a full fetch"
         );
         *session = Session::default();
-        return Ok(());
+        return Ok(false);
     }
     // Partition errors are handled one by one below; a top-level one fails the whole fetch.
     KafkaError::check(ApiKey::Fetch, None, response.error_code, None).map_err(ClientError::from)?;
@@ -397,15 +475,16 @@ async fn fetch_once(
         };
         session.id = response.session_id;
         session.sent = wanted;
+        session.forget.clear();
     }
     let now = now_ms();
+    let mut reconcile = false;
     for topic in response.responses {
         for pd in topic.partitions {
-            let Some(f) = ready.iter().find(|f| {
-                f.topic == topic.topic.0.as_str() && f.partition.index == pd.partition_index
-            }) else {
+            let Some(i) = set.position_of(topic.topic.0.as_str(), pd.partition_index) else {
                 continue;
             };
+            let f = &set.list[i];
             let partition = &f.partition;
             if pd.error_code != 0 {
                 let error = ResponseError::try_from_code(pd.error_code);
@@ -423,6 +502,7 @@ async fn fetch_once(
                         warn!(topic = %f.topic, partition = partition.index,
                             "fetch offset out of range on the leader; reconciling");
                         partition.replica().truncate_pending = true;
+                        reconcile = true;
                     }
                 } else {
                     debug!(topic = %f.topic, partition = partition.index, code = pd.error_code,
@@ -451,7 +531,7 @@ async fn fetch_once(
             }
         }
     }
-    Ok(())
+    Ok(reconcile)
 }
 
 /// Cuts a trailing partial batch (Kafka may end a fetch response mid-batch).

@@ -99,9 +99,20 @@ impl Partition {
     /// Leader: a follower fetched at `fetch_offset`; its progress may move the high watermark.
     pub fn record_follower_fetch(&self, follower: i32, fetch_offset: i64, now: Instant) {
         let leader_end = self.log.log_end_offset();
-        self.replica()
-            .record_fetch(follower, fetch_offset, leader_end, now);
-        self.advance_high_watermark();
+        // One lock for the record and the target: this runs for every partition of every
+        // follower fetch, thousands of times per round on a broker with many partitions.
+        let wanted = {
+            let mut replica = self.replica();
+            replica.record_fetch(follower, fetch_offset, leader_end, now);
+            if replica.is_leader() {
+                replica.isr_high_watermark(leader_end)
+            } else {
+                None
+            }
+        };
+        if let Some(hw) = wanted {
+            self.raise_high_watermark(hw);
+        }
     }
 
     /// Watches the high watermark (acks=all waits until it passes its last offset).

@@ -340,6 +340,17 @@ impl PartitionLog {
         self.state.lock().log_start_offset
     }
 
+    /// What a follower tells its leader in a fetch, read under one lock: the log end (its fetch
+    /// offset), the latest leader epoch (`last_fetched_epoch`, -1 when none) and the log start.
+    pub fn fetch_position(&self) -> (i64, i32, i64) {
+        let st = self.state.lock();
+        (
+            st.log_end_offset(),
+            st.epochs.latest_epoch().unwrap_or(-1),
+            st.log_start_offset,
+        )
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.state.lock().log_end_offset()
     }
