@@ -2,15 +2,21 @@
 //! verifying the broker's certificate and host name, and presents a client certificate where the
 //! listener requires one. Clients that do not trust the broker, that bring no certificate to a
 //! `ssl.client.auth=required` listener, or that speak plaintext to a TLS port are refused, and the
-//! broker goes on serving everyone else.
+//! broker goes on serving everyone else. Fetches over TLS copy record data; the plaintext listener
+//! sends the same records from the segment files with sendfile.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use strait_e2e::exposition::Scrape;
+use strait_e2e::http;
 use strait_e2e::kcat::kcat;
 use strait_e2e::pki::Pki;
 use strait_e2e::{Broker, BrokerOptions, free_port};
+
+const ZERO_COPY: &str = "strait_fetch_zero_copy_bytes_total";
 
 /// kcat arguments that read all of `tls-topic` as `key:value` lines and exit.
 const CONSUME_ALL: &[&str] = &[
@@ -34,10 +40,14 @@ fn args(items: &[&str]) -> Vec<String> {
 
 /// A broker with a PLAINTEXT listener (the harness's port), an SSL listener, and an SSL listener
 /// that requires client certificates.
-fn start(pki: &Pki) -> (Broker, u16, u16) {
+fn start(pki: &Pki) -> (Broker, u16, u16, SocketAddr) {
     let plain = free_port().unwrap();
     let tls = free_port().unwrap();
     let mtls = free_port().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let metrics_listener = metrics.to_string();
     let keystore = path_str(&pki.path("keystore.pem"));
     let ca = path_str(&pki.path("ca.pem"));
     let listeners =
@@ -54,11 +64,21 @@ fn start(pki: &Pki) -> (Broker, u16, u16) {
         ("listener.name.mtls.ssl.client.auth", "required"),
         ("listener.name.mtls.ssl.truststore.type", "PEM"),
         ("listener.name.mtls.ssl.truststore.location", ca.as_str()),
+        ("metrics.listener", metrics_listener.as_str()),
     ];
     let mut options = BrokerOptions::with_overrides(&overrides);
     options.port = Some(plain);
     let broker = Broker::start_with(options).expect("start broker with SSL listeners");
-    (broker, tls, mtls)
+    (broker, tls, mtls, metrics)
+}
+
+/// Record bytes the broker sent from files with sendfile so far.
+fn zero_copy_bytes(metrics: SocketAddr) -> f64 {
+    let scraped = http::get(metrics, "/metrics", Duration::from_secs(5)).expect("scrape");
+    Scrape::parse(&String::from_utf8_lossy(&scraped.body))
+        .expect("exposition")
+        .sum(ZERO_COPY, &[])
+        .expect("the zero-copy counter is exported")
 }
 
 fn tls_args(port: u16, ca: &Path) -> Vec<String> {
@@ -77,7 +97,7 @@ fn tls_args(port: u16, ca: &Path) -> Vec<String> {
 #[test]
 fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
     let pki = Pki::generate().expect("test PKI");
-    let (mut broker, tls, mtls) = start(&pki);
+    let (mut broker, tls, mtls, metrics) = start(&pki);
     let ca = pki.path("ca.pem");
 
     let lines: Vec<String> = (0..300).map(|i| format!("k{i}:tls value {i}")).collect();
@@ -148,6 +168,13 @@ fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
     assert!(mutual.status.success(), "kcat over mutual TLS: {mutual:?}");
     assert_eq!(String::from_utf8_lossy(&mutual.stdout).lines().count(), 300);
 
+    // TLS encrypts in user space: every record so far was read into memory and copied.
+    assert_eq!(
+        zero_copy_bytes(metrics),
+        0.0,
+        "no sendfile on TLS listeners"
+    );
+
     // Refused handshakes cost the broker nothing: it is alive and the plaintext port serves.
     broker.assert_alive().unwrap();
     let stderr = broker.stderr();
@@ -158,6 +185,28 @@ fn kcat_produces_and_consumes_over_tls_and_untrusted_clients_are_refused() {
         Duration::from_secs(30),
     );
     assert!(plain.status.success(), "{plain:?}");
+
+    // On the plaintext listener the same records come back byte for byte, sent from the segment
+    // file with sendfile (zero copy).
+    let mut plain_consume = args(&["-b", &broker.bootstrap()]);
+    plain_consume.extend(args(CONSUME_ALL));
+    let consumed = kcat(&plain_consume, b"", Duration::from_secs(60));
+    assert!(
+        consumed.status.success(),
+        "kcat -C over plaintext: {consumed:?}"
+    );
+    let got: Vec<String> = String::from_utf8_lossy(&consumed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        got, lines,
+        "every record comes back over plaintext, in order"
+    );
+    assert!(
+        zero_copy_bytes(metrics) > 0.0,
+        "plaintext fetches send record data with sendfile"
+    );
 }
 
 /// Runs the broker with SSL listener `overrides` that must stop it at start; returns its stderr.

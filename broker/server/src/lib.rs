@@ -28,6 +28,7 @@ pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod zero_copy;
 
 use std::sync::Arc;
 

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub connections_accepted: IntCounterVec,
     pub connections_closed_on_error: IntCounterVec,
     pub isr_shrinks: IntCounter,
+    /// Record bytes Fetch responses sent from segment files with sendfile (plaintext listeners).
+    pub fetch_zero_copy_bytes: IntCounter,
     pub isr_expands: IntCounter,
     pub cleaner_runs: IntCounter,
     pub cleaner_segments_rewritten: IntCounter,
@@ -209,6 +211,11 @@ impl Metrics {
                 "strait_connections_closed_on_error_total",
                 "Connections closed for bad input.",
                 &["listener"],
+            ),
+            fetch_zero_copy_bytes: plain_counter(
+                &r,
+                "strait_fetch_zero_copy_bytes_total",
+                "Record bytes Fetch responses sent from segment files with sendfile (plaintext listeners; TLS copies).",
             ),
             isr_shrinks: plain_counter(
                 &r,

@@ -31,6 +31,7 @@ use super::{RequestContext, error_name, str_bytes};
 use crate::broker::Broker;
 use crate::fetch_session::{PartitionAnswer, PartitionKey, Plan, SessionPartition, TopicKey};
 use crate::replica_manager::Partition;
+use crate::zero_copy::Splices;
 
 /// First Fetch version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
@@ -76,18 +77,21 @@ struct Planned {
     regions: Vec<FileRegion>,
 }
 
+/// The response, and the file regions its records come from when they go out by `sendfile`
+/// (empty when the records are in the response).
 pub async fn handle(
     broker: &Arc<Broker>,
     mut req: FetchRequest,
     ctx: &RequestContext,
-) -> FetchResponse {
+) -> (FetchResponse, Splices) {
     let version = ctx.api_version;
     let (session_id, incremental) = match begin_session(broker, &mut req, version) {
         Ok(session) => session,
         Err(e) => {
-            return FetchResponse::default()
+            let response = FetchResponse::default()
                 .with_error_code(e.code())
                 .with_session_id(0);
+            return (response, Splices::default());
         }
     };
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -199,7 +203,14 @@ pub async fn handle(
         .sum();
     // Recent data is in the page cache and copies in microseconds, less than handing the worker
     // thread off (`block_in_place`) costs; a big read may touch the disk, and then it is worth it.
-    let data = if total > INLINE_READ_MAX {
+    let mut splices = Splices::default();
+    let data = if ctx.zero_copy {
+        // The bytes go from the files to the socket when the response is written.
+        planned
+            .iter()
+            .map(|p| splices.records(p.regions.clone()))
+            .collect()
+    } else if total > INLINE_READ_MAX {
         tokio::task::block_in_place(|| read_all(&planned))
     } else {
         read_all(&planned)
@@ -318,10 +329,11 @@ pub async fn handle(
     if incremental {
         topics.retain(|t| !t.partitions.is_empty());
     }
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(topics)
-        .with_node_endpoints(endpoints)
+        .with_node_endpoints(endpoints);
+    (response, splices)
 }
 
 fn topic_key(version: i16, name: &kafka_protocol::messages::TopicName, id: uuid::Uuid) -> TopicKey {

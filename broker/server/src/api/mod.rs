@@ -21,7 +21,7 @@ pub mod versions;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::{self, ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
@@ -29,11 +29,14 @@ use tracing::{Instrument, error};
 
 use crate::broker::Broker;
 use crate::frame::{finish_frame, start_frame};
+use crate::zero_copy::{ResponsePart, SpliceBuf, Splices};
 
 /// What the connection does after a request.
 pub enum Outcome {
     /// Send this complete frame (length prefix included).
     Respond(Bytes),
+    /// Send this frame, given as memory and file regions (a zero-copy Fetch response).
+    RespondParts(Vec<ResponsePart>),
     /// Send nothing (Produce with acks=0).
     NoResponse,
     /// Close the connection; the reason is logged by the caller.
@@ -50,6 +53,7 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Respond(b) => f.debug_tuple("Respond").field(&b.len()).finish(),
+            Outcome::RespondParts(p) => f.debug_tuple("RespondParts").field(&p.len()).finish(),
             Outcome::NoResponse => f.write_str("NoResponse"),
             Outcome::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
             Outcome::Deferred(_) => f.write_str("Deferred"),
@@ -67,6 +71,8 @@ pub struct RequestContext {
     pub listener: String,
     /// The client's address as Kafka shows it in group descriptions ("/127.0.0.1").
     pub client_host: String,
+    /// Whether record data may go to the socket straight from the files (plaintext listeners).
+    pub zero_copy: bool,
 }
 
 /// Where a request came from.
@@ -74,13 +80,16 @@ pub struct RequestContext {
 pub struct Origin {
     pub listener: String,
     pub client_host: String,
+    /// See `RequestContext::zero_copy`.
+    pub zero_copy: bool,
 }
 
 impl Origin {
-    pub fn new(listener: &str, peer: Option<std::net::SocketAddr>) -> Self {
+    pub fn new(listener: &str, peer: Option<std::net::SocketAddr>, zero_copy: bool) -> Self {
         Origin {
             listener: listener.to_string(),
             client_host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
+            zero_copy,
         }
     }
 }
@@ -123,6 +132,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
         listener: origin.listener.clone(),
         client_host: origin.client_host.clone(),
+        zero_copy: origin.zero_copy,
     };
     // One span per request: exported over OTLP when configured (see `telemetry`).
     let span = tracing::info_span!(
@@ -204,6 +214,30 @@ pub fn encode<R: Encodable + HeaderVersion>(
     Outcome::Respond(buf.freeze())
 }
 
+/// As `encode`, for a response whose record data stays in files (see `crate::zero_copy`).
+fn encode_spliced<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+    splices: Splices,
+) -> Outcome {
+    let mut buf = SpliceBuf::new(1024, splices);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let result = header
+        .encode(&mut buf, R::header_version(version))
+        .and_then(|_| body.encode(&mut buf, version));
+    if let Err(e) = result {
+        error!(version, error = %e, "failed to encode a response");
+        return Outcome::Close(format!("could not encode response: {e:#}"));
+    }
+    let Ok(len) = i32::try_from(buf.frame_len() - 4) else {
+        return Outcome::Close("response larger than a frame can say".into());
+    };
+    buf.patch(0..4, &len.to_be_bytes());
+    Outcome::RespondParts(buf.into_parts())
+}
+
 macro_rules! dispatch {
     ($broker:expr, $api_key:expr, $buf:expr, $ctx:expr, { $($key:ident => $req:ty => $handler:path),* $(,)? }) => {
         match $api_key {
@@ -215,6 +249,19 @@ macro_rules! dispatch {
                 let resp = $handler($broker, req, $ctx).await;
                 encode($ctx.correlation_id, $ctx.api_version, &resp)
             })*
+            ApiKey::Fetch => {
+                let req: messages::FetchRequest = match decode(&mut $buf, $api_key, $ctx.api_version) {
+                    Ok(r) => r,
+                    Err(outcome) => return outcome,
+                };
+                let (resp, splices) = fetch::handle($broker, req, $ctx).await;
+                if splices.is_empty() {
+                    encode($ctx.correlation_id, $ctx.api_version, &resp)
+                } else {
+                    $broker.metrics.fetch_zero_copy_bytes.inc_by(splices.bytes());
+                    encode_spliced($ctx.correlation_id, $ctx.api_version, &resp, splices)
+                }
+            }
             ApiKey::Produce => {
                 let req: messages::ProduceRequest = match decode(&mut $buf, $api_key, $ctx.api_version) {
                     Ok(r) => r,
@@ -251,7 +298,6 @@ async fn route(
     dispatch!(broker, api_key, buf, ctx, {
         ApiVersions => messages::ApiVersionsRequest => versions::handle,
         Metadata => messages::MetadataRequest => metadata::handle,
-        Fetch => messages::FetchRequest => fetch::handle,
         ListOffsets => messages::ListOffsetsRequest => list_offsets::handle,
         CreateTopics => messages::CreateTopicsRequest => admin_topics::create_topics,
         DeleteTopics => messages::DeleteTopicsRequest => admin_topics::delete_topics,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
 use crate::frame::{FrameError, read_frame, write_frame};
+use crate::zero_copy::{RegionSink, write_parts};
 
 /// How long shutdown waits for in-flight requests (long-polling fetches end sooner: they are
 /// capped and return early when their connection is told to stop).
@@ -159,13 +160,15 @@ async fn handle_connection(
     match tls {
         None => {
             let (rd, wr) = stream.split();
-            serve_requests(&broker, rd, wr, peer, &listener, &closed_on_error, stop).await;
+            let origin = api::Origin::new(&listener, Some(peer), true);
+            serve_requests(&broker, rd, wr, peer, &origin, &closed_on_error, stop).await;
         }
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let (rd, wr) = tokio::io::split(tls);
-                    serve_requests(&broker, rd, wr, peer, &listener, &closed_on_error, stop).await;
+                    let origin = api::Origin::new(&listener, Some(peer), false);
+                    serve_requests(&broker, rd, wr, peer, &origin, &closed_on_error, stop).await;
                 }
                 // Usually a plaintext client on an SSL port, or a client that does not trust
                 // the broker's certificate.
@@ -193,14 +196,13 @@ async fn serve_requests<R, W>(
     rd: R,
     mut wr: W,
     peer: SocketAddr,
-    listener: &str,
+    origin: &api::Origin,
     closed_on_error: &prometheus::IntCounter,
     mut stop: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin,
+    W: RegionSink,
 {
-    let origin = api::Origin::new(listener, Some(peer));
     let max = broker.config.socket_request_max_bytes;
     // The read in progress owns the reader and hands it back with the frame, so waiting for a
     // deferred response and for the next frame at once never drops a half-read frame.
@@ -260,7 +262,7 @@ async fn serve_requests<R, W>(
                 break;
             }
         };
-        match api::handle_frame(broker, frame, &origin).await {
+        match api::handle_frame(broker, frame, origin).await {
             Outcome::Deferred(rest) => pending.push_back(rest),
             // Behind deferred responses, an answer waits its turn.
             outcome if !pending.is_empty() => pending.push_back(Box::pin(async { outcome })),
@@ -277,7 +279,7 @@ async fn serve_requests<R, W>(
 }
 
 /// Writes one request's outcome; false when the connection must end.
-async fn respond<W: AsyncWrite + Unpin>(
+async fn respond<W: RegionSink>(
     outcome: Outcome,
     wr: &mut W,
     peer: SocketAddr,
@@ -286,6 +288,13 @@ async fn respond<W: AsyncWrite + Unpin>(
     match outcome {
         Outcome::Respond(bytes) => {
             if let Err(e) = write_frame(wr, &bytes).await {
+                debug!(%peer, error = %e, "write failed");
+                return false;
+            }
+            true
+        }
+        Outcome::RespondParts(parts) => {
+            if let Err(e) = write_parts(wr, &parts).await {
                 debug!(%peer, error = %e, "write failed");
                 return false;
             }
