@@ -125,6 +125,29 @@ impl Controller {
                     isr,
                 },
             )?),
+            ControllerRequest::AlterPartitions {
+                broker,
+                broker_epoch,
+                changes,
+            } => ControllerResponse::AlterPartitions(
+                changes
+                    .into_iter()
+                    .map(|c| {
+                        reassignment::alter_partition(
+                            &mut staged,
+                            reassignment::AlterIsr {
+                                broker,
+                                broker_epoch,
+                                topic: &c.topic,
+                                partition: c.partition,
+                                leader_epoch: c.leader_epoch,
+                                partition_epoch: c.partition_epoch,
+                                isr: c.isr,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
             ControllerRequest::CreateTopics {
                 topics,
                 validate_only,

@@ -176,6 +176,11 @@ fn raft_config(snapshot_every: u64) -> Result<Config, QuorumError> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
         // Lagging voters get the snapshot instead of old entries.
         max_in_snapshot_log_to_keep: 0,
+        // An AppendEntries must be decoded and appended within openraft's deadline (the
+        // heartbeat interval). Entries can carry hundreds of records (a batch of ISR changes, a
+        // CreateTopics of many partitions): 300 of them (openraft's default) made a voter that
+        // fell behind time out on every attempt and never catch up.
+        max_payload_entries: 32,
         purge_batch_size: 1,
         ..Config::default()
     }

@@ -9,6 +9,16 @@ use uuid::Uuid;
 
 use crate::image::{Endpoint, PartitionState};
 
+/// One partition's proposed ISR in an `AlterPartitions` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
     /// A broker process starts (or restarts): it gets a new broker epoch and starts fenced.
@@ -37,6 +47,15 @@ pub enum ControllerRequest {
         leader_epoch: i32,
         partition_epoch: i32,
         isr: Vec<i32>,
+    },
+    /// Many ISR changes of one leader in one request and one metadata commit, as Kafka's
+    /// AlterPartition carries many partitions: after a restart a leader of thousands of
+    /// partitions re-admits their followers in a few commits instead of one commit each. Each
+    /// change is decided as `AlterPartition` would decide it alone.
+    AlterPartitions {
+        broker: i32,
+        broker_epoch: i64,
+        changes: Vec<IsrChange>,
     },
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -128,6 +147,8 @@ pub enum ControllerResponse {
     },
     /// The partition's state after the change.
     AlterPartition(PartitionState),
+    /// Per change of an `AlterPartitions`, in request order.
+    AlterPartitions(Vec<Result<PartitionState, ControllerError>>),
     /// Per topic, in request order.
     CreateTopics(Vec<Result<CreatedTopic, ControllerError>>),
     DeleteTopics(Vec<Result<Uuid, ControllerError>>),

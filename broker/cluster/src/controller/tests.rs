@@ -1256,3 +1256,60 @@ fn the_first_tick_writes_the_cluster_id_once_and_first_wins() {
     assert_eq!(image.cluster_id.as_deref(), Some("test-cluster"));
     assert!(ctl.tick(&image, now).is_empty());
 }
+
+#[test]
+fn alter_partitions_decides_each_change_and_commits_them_together() {
+    let mut c = Cluster::new();
+    c.start(&[1, 2, 3]);
+    c.create("t", vec![vec![1, 2, 3], vec![1, 3, 2], vec![2, 1, 3]]);
+    let change = |partition: i32, leader_epoch: i32, isr: Vec<i32>| crate::rpc::IsrChange {
+        topic: "t".into(),
+        partition,
+        leader_epoch,
+        partition_epoch: 0,
+        isr,
+    };
+    let (records, response) = c.decide(ControllerRequest::AlterPartitions {
+        broker: 1,
+        broker_epoch: c.epochs[&1],
+        changes: vec![
+            change(0, 0, vec![1, 2]),
+            // Broker 1 does not lead partition 2: refused alone, the others still go through.
+            change(2, 0, vec![2, 1]),
+            change(1, 0, vec![1, 3]),
+            change(9, 0, vec![1]),
+        ],
+    });
+    let ControllerResponse::AlterPartitions(results) = response else {
+        panic!("unexpected {response:?}");
+    };
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().expect("accepted").isr, vec![1, 2]);
+    assert!(matches!(
+        results[1],
+        Err(ControllerError::FencedLeaderEpoch(_))
+    ));
+    assert_eq!(results[2].as_ref().expect("accepted").isr, vec![1, 3]);
+    assert!(matches!(
+        results[3],
+        Err(ControllerError::UnknownTopicOrPartition(_))
+    ));
+    // One decision, one log entry, holding both accepted changes.
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(c.part("t", 0).isr, vec![1, 2]);
+    assert_eq!(c.part("t", 1).isr, vec![1, 3]);
+    assert_eq!(c.part("t", 2).isr, vec![2, 1, 3]);
+    // A stale broker epoch refuses every change.
+    let (_, response) = c.decide(ControllerRequest::AlterPartitions {
+        broker: 1,
+        broker_epoch: c.epochs[&1] - 1,
+        changes: vec![change(0, 0, vec![1, 2, 3])],
+    });
+    let ControllerResponse::AlterPartitions(results) = response else {
+        panic!("unexpected {response:?}");
+    };
+    assert!(matches!(
+        results[0],
+        Err(ControllerError::StaleBrokerEpoch { .. })
+    ));
+}
