@@ -11,7 +11,10 @@
 //!   request, so a connection that waited would give one replication round trip per partition),
 //!   and the responses still come back in request order.
 //!
-//! Both run on one three-node cluster, one after the other.
+//! - with `num.replica.fetchers=2`, followers fetch over two sessions per leader and acks=all
+//!   completes on every partition.
+//!
+//! All run on one three-node cluster, one after the other.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -71,12 +74,54 @@ fn parked_requests_complete_on_their_event_and_do_not_hold_up_the_connection() {
         [
             ("replica.lag.time.max.ms", "15000"),
             ("broker.session.timeout.ms", "15000"),
+            // Two fetchers (connections, fetch sessions) per followed leader.
+            ("num.replica.fetchers", "2"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let mut cluster = Cluster::start(spec).expect("cluster");
     a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout(&mut cluster);
     an_acks_all_produce_waiting_for_its_isr_does_not_hold_up_the_connection(&mut cluster);
+    partitions_spread_over_num_replica_fetchers(&mut cluster);
+}
+
+/// With `num.replica.fetchers=2` a follower fetches a leader's partitions over two connections,
+/// each in its own fetch session, and acks=all still completes on every partition.
+fn partitions_spread_over_num_replica_fetchers(cluster: &mut Cluster) {
+    let topic = "spread";
+    let partitions = cluster
+        .create_topic(topic, 24, 3, &[("min.insync.replicas", "3")])
+        .expect("topic");
+    for p in &partitions {
+        let leader = u32::try_from(p.leader).expect("a leader");
+        let produced = cluster
+            .produce_raw(
+                leader,
+                topic,
+                p.partition,
+                -1,
+                30_000,
+                &[b"to all replicas"],
+            )
+            .expect("produce");
+        assert_eq!(produced, (0, 0), "partition {}", p.partition);
+    }
+    // One fetcher per (leader, follower) pair would hold 6 sessions in the cluster; with two,
+    // the pairs whose partitions hash to both fetchers hold two.
+    let ids = cluster.ids();
+    wait_until(
+        Duration::from_secs(10),
+        "followers fetching in more than one session per leader",
+        || {
+            let total: f64 = ids
+                .iter()
+                .filter_map(|id| cluster.node(*id).ok()?.metrics_addr().ok())
+                .filter_map(|m| scrape(m)?.sum(SESSIONS, &[]))
+                .sum();
+            total > 6.0
+        },
+    )
+    .expect("several replica fetchers per leader");
 }
 
 fn a_parked_consumer_fetch_is_completed_by_replication_not_by_its_timeout(cluster: &mut Cluster) {

@@ -100,6 +100,8 @@ pub struct BrokerConfig {
     pub replica_fetch_backoff_ms: u64,
     /// `replica.fetch.response.max.bytes` (10485760).
     pub replica_fetch_response_max_bytes: u64,
+    /// `num.replica.fetchers` (1): fetchers per followed broker.
+    pub num_replica_fetchers: usize,
     /// `max.incremental.fetch.session.cache.slots` (1000): fetch sessions kept (KIP-227).
     pub max_incremental_fetch_session_cache_slots: usize,
     /// `broker.heartbeat.interval.ms` (2000).
@@ -509,6 +511,10 @@ impl BrokerConfig {
             replica_fetch_response_max_bytes: convert(
                 "replica.fetch.response.max.bytes",
                 r.required_int("replica.fetch.response.max.bytes")?,
+            )?,
+            num_replica_fetchers: convert(
+                "num.replica.fetchers",
+                r.required_int("num.replica.fetchers")?,
             )?,
             max_incremental_fetch_session_cache_slots: convert(
                 "max.incremental.fetch.session.cache.slots",

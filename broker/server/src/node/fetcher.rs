@@ -1,5 +1,6 @@
-//! Replica fetchers (Kafka's `ReplicaFetcherThread`): one task per leader this broker follows
-//! partitions of. Each loop it first reconciles partitions that entered a new leader epoch —
+//! Replica fetchers (Kafka's `ReplicaFetcherThread`): `num.replica.fetchers` tasks per leader
+//! this broker follows partitions of, each with its own connection and its share of the
+//! partitions (by hash). Each loop it first reconciles partitions that entered a new leader epoch —
 //! OffsetForLeaderEpoch with the follower's latest epoch, then truncation to where its log and the
 //! leader's diverge (KIP-101/KIP-279; never to the local high watermark) — then sends one Fetch
 //! with this broker's replica id for all its partitions, appends what comes back verbatim and
@@ -47,17 +48,22 @@ pub async fn run(
     node: Arc<ClusterNode>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    let mut fetchers: HashMap<FetcherId, JoinHandle<()>> = HashMap::new();
     let mut images = node.watch_image();
+    let count = node.settings.replica_fetchers.max(1);
     loop {
         fetchers.retain(|_, h| !h.is_finished());
-        for leader in followed_leaders(&replicas) {
-            if let std::collections::hash_map::Entry::Vacant(slot) = fetchers.entry(leader) {
-                debug!(leader, "starting replica fetcher");
+        for id in needed_fetchers(&replicas, count) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = fetchers.entry(id) {
+                debug!(
+                    leader = id.leader,
+                    index = id.index,
+                    "starting replica fetcher"
+                );
                 slot.insert(tokio::spawn(fetch_from(
                     replicas.clone(),
                     node.clone(),
-                    leader,
+                    id,
                     shutdown.clone(),
                 )));
             }
@@ -73,18 +79,51 @@ pub async fn run(
     }
 }
 
-fn followed_leaders(replicas: &ReplicaManager) -> HashSet<i32> {
-    let mut leaders = HashSet::new();
+/// The fetchers that have partitions to follow: (leader, index) of each followed partition.
+fn needed_fetchers(replicas: &ReplicaManager, count: usize) -> HashSet<FetcherId> {
+    let mut needed = HashSet::new();
     for topic in replicas.all_topics() {
         for p in &topic.partitions {
             if let Role::Follower { leader } = p.replica().role
                 && leader != NO_LEADER
             {
-                leaders.insert(leader);
+                needed.insert(FetcherId {
+                    leader,
+                    index: fetcher_index(&topic.meta.name, p.index, count),
+                    count,
+                });
             }
         }
     }
-    leaders
+    needed
+}
+
+/// Which of a leader's `count` fetchers follows a partition: a stable hash of topic and
+/// partition (Kafka: `abs(31 * topic.hashCode + partition) % count`).
+fn fetcher_index(topic: &str, partition: i32, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes().chain(partition.to_be_bytes()) {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % count as u64) as usize
+}
+
+/// One fetcher: `index` of the `count` (`num.replica.fetchers`) that follow `leader`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FetcherId {
+    leader: i32,
+    index: usize,
+    count: usize,
+}
+
+impl FetcherId {
+    /// Whether this fetcher follows the partition (when it follows its leader).
+    fn takes(&self, topic: &str, partition: i32) -> bool {
+        fetcher_index(topic, partition, self.count) == self.index
+    }
 }
 
 /// One followed partition.
@@ -106,13 +145,17 @@ struct FollowedSet {
 }
 
 impl FollowedSet {
-    fn build(replicas: &ReplicaManager, leader: i32) -> FollowedSet {
+    fn build(replicas: &ReplicaManager, fetcher: FetcherId) -> FollowedSet {
         // Read before the roles: a pass that lands meanwhile bumps it again.
         let generation = replicas.generation();
+        let leader = fetcher.leader;
         let mut list = Vec::new();
         for topic in replicas.all_topics() {
             let name: Arc<str> = Arc::from(topic.meta.name.as_str());
             for p in &topic.partitions {
+                if !fetcher.takes(&name, p.index) {
+                    continue;
+                }
                 let replica = p.replica();
                 if replica.role == (Role::Follower { leader }) {
                     list.push(Followed {
@@ -146,9 +189,10 @@ impl FollowedSet {
 async fn fetch_from(
     replicas: Arc<ReplicaManager>,
     node: Arc<ClusterNode>,
-    leader: i32,
+    fetcher: FetcherId,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let leader = fetcher.leader;
     let mut connection: Option<Connection> = None;
     let mut session = Session::default();
     let mut followed: Option<FollowedSet> = None;
@@ -163,7 +207,7 @@ async fn fetch_from(
                 .is_none_or(|f| f.generation != replicas.generation());
         if stale {
             rebuild = false;
-            let set = FollowedSet::build(&replicas, leader);
+            let set = FollowedSet::build(&replicas, fetcher);
             session.follow(followed.as_ref(), &set);
             followed = Some(set);
         }
@@ -557,6 +601,37 @@ fn whole_batches(records: Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_partition_has_exactly_one_fetcher() {
+        for count in 1..=4usize {
+            for partition in 0..50 {
+                let takers = (0..count)
+                    .filter(|&index| {
+                        FetcherId {
+                            leader: 1,
+                            index,
+                            count,
+                        }
+                        .takes("orders", partition)
+                    })
+                    .count();
+                assert_eq!(takers, 1, "{count} fetchers, partition {partition}");
+            }
+        }
+        // Spread: with 2 fetchers, 50 partitions do not all land on one.
+        let first = (0..50)
+            .filter(|&p| {
+                FetcherId {
+                    leader: 1,
+                    index: 0,
+                    count: 2,
+                }
+                .takes("orders", p)
+            })
+            .count();
+        assert!((10..=40).contains(&first), "{first} of 50 on fetcher 0");
+    }
 
     #[test]
     fn trailing_partial_batch_is_cut() {

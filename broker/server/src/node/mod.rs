@@ -51,6 +51,8 @@ pub struct ClusterSettings {
     pub fetch_response_max_bytes: i32,
     pub fetch_wait: Duration,
     pub fetch_backoff: Duration,
+    /// `num.replica.fetchers`: fetchers (connections) per followed leader.
+    pub replica_fetchers: usize,
     /// Listener name other brokers are reached on.
     pub inter_broker_listener: String,
     /// Set when that listener is SSL.
@@ -235,6 +237,7 @@ impl ClusterNode {
                     .unwrap_or(i32::MAX),
                 fetch_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
                 fetch_backoff: Duration::from_millis(config.replica_fetch_backoff_ms),
+                replica_fetchers: config.num_replica_fetchers.max(1),
                 inter_broker_listener: inter_broker,
                 inter_broker_tls,
                 controlled_shutdown: config.controlled_shutdown_enable,
