@@ -24,6 +24,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::{self, ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::{Instrument, error};
 
@@ -202,13 +203,8 @@ pub fn encode<R: Encodable + HeaderVersion>(
     let size = body.compute_size(version).unwrap_or(0);
     let mut buf = BytesMut::with_capacity(size + 16);
     let at = start_frame(&mut buf);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let result = header
-        .encode(&mut buf, R::header_version(version))
-        .and_then(|_| body.encode(&mut buf, version));
-    if let Err(e) = result {
-        error!(version, error = %e, "failed to encode a response");
-        return Outcome::Close(format!("could not encode response: {e:#}"));
+    if let Err(outcome) = encode_message(&mut buf, correlation_id, version, body) {
+        return outcome;
     }
     finish_frame(&mut buf, at);
     Outcome::Respond(buf.freeze())
@@ -223,19 +219,31 @@ fn encode_spliced<R: Encodable + HeaderVersion>(
 ) -> Outcome {
     let mut buf = SpliceBuf::new(1024, splices);
     buf.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let result = header
-        .encode(&mut buf, R::header_version(version))
-        .and_then(|_| body.encode(&mut buf, version));
-    if let Err(e) = result {
-        error!(version, error = %e, "failed to encode a response");
-        return Outcome::Close(format!("could not encode response: {e:#}"));
+    if let Err(outcome) = encode_message(&mut buf, correlation_id, version, body) {
+        return outcome;
     }
     let Ok(len) = i32::try_from(buf.frame_len() - 4) else {
         return Outcome::Close("response larger than a frame can say".into());
     };
     buf.patch(0..4, &len.to_be_bytes());
     Outcome::RespondParts(buf.into_parts())
+}
+
+/// Response header and body into `buf`; an encoding failure closes the connection.
+fn encode_message<R: Encodable + HeaderVersion, B: ByteBufMut>(
+    buf: &mut B,
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+) -> Result<(), Outcome> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header
+        .encode(buf, R::header_version(version))
+        .and_then(|_| body.encode(buf, version))
+        .map_err(|e| {
+            error!(version, error = %e, "failed to encode a response");
+            Outcome::Close(format!("could not encode response: {e:#}"))
+        })
 }
 
 macro_rules! dispatch {
