@@ -167,7 +167,7 @@ pub async fn handle(
         topics.push(resp);
     }
 
-    let planned = loop {
+    let mut planned = loop {
         // Register interest before looking, so an append that lands between the look and the wait
         // still wakes us.
         let mut wakeups: Vec<Pin<Box<Notified<'_>>>> = slots
@@ -179,10 +179,7 @@ pub async fn handle(
             w.as_mut().enable();
         }
         let planned = plan(&slots, response_max);
-        let available: u64 = planned
-            .iter()
-            .map(|p| p.regions.iter().map(|r| u64::from(r.len)).sum::<u64>())
-            .sum();
+        let available = planned_bytes(&planned);
         let any_error = planned.iter().any(|p| p.error.code() != 0);
         if available >= min_bytes || any_error || wakeups.is_empty() || Instant::now() >= deadline {
             break planned;
@@ -196,21 +193,16 @@ pub async fn handle(
     };
 
     let read_committed = req.isolation_level == READ_COMMITTED;
-    let total: u64 = planned
-        .iter()
-        .flat_map(|p| &p.regions)
-        .map(|r| u64::from(r.len))
-        .sum();
     // Recent data is in the page cache and copies in microseconds, less than handing the worker
     // thread off (`block_in_place`) costs; a big read may touch the disk, and then it is worth it.
     let mut splices = Splices::default();
     let data = if ctx.zero_copy {
         // The bytes go from the files to the socket when the response is written.
         planned
-            .iter()
-            .map(|p| splices.records(p.regions.clone()))
+            .iter_mut()
+            .map(|p| splices.records(std::mem::take(&mut p.regions)))
             .collect()
-    } else if total > INLINE_READ_MAX {
+    } else if planned_bytes(&planned) > INLINE_READ_MAX {
         tokio::task::block_in_place(|| read_all(&planned))
     } else {
         read_all(&planned)
@@ -479,6 +471,15 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
             }
         })
         .collect()
+}
+
+/// Record bytes the planned regions hold.
+fn planned_bytes(planned: &[Planned]) -> u64 {
+    planned
+        .iter()
+        .flat_map(|p| &p.regions)
+        .map(|r| u64::from(r.len))
+        .sum()
 }
 
 /// `ResponseError` has no "none" variant; code 0 is represented by this sentinel.

@@ -3,7 +3,8 @@
 //! watermark (and this leader epoch's start) rejoin it. Changes go to the controller as
 //! AlterPartition (KIP-497) and take effect when it accepts them; one change per partition at a
 //! time, all the partitions' changes of a pass in one request (as Kafka's AlterPartition carries
-//! many partitions), so they cost one metadata commit rather than one each. Until a change is confirmed, its members count for the high watermark (the maximal ISR,
+//! many partitions), so they cost one metadata commit rather than one each. Until a change is
+//! confirmed, its members count for the high watermark (the maximal ISR,
 //! see `replica`); a change that got no definite answer is sent again.
 
 use std::sync::Arc;
