@@ -340,9 +340,7 @@ impl Connection {
                 addr: addr.clone(),
                 source,
             })?;
-            let mut buf = vec![0u8; len];
-            stream.read_exact(&mut buf).await.map_err(io)?;
-            Ok::<_, ClientError>(Bytes::from(buf))
+            crate::read::read_body(stream, len).await.map_err(io)
         };
         let response = tokio::time::timeout(timeout, exchange)
             .await

@@ -18,6 +18,7 @@ pub mod codes;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod read;
 pub mod tls;
 pub mod versions;
 

@@ -40,9 +40,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max,
         });
     }
-    let mut buf = BytesMut::zeroed(size as usize);
-    match reader.read_exact(&mut buf).await {
-        Ok(_) => Ok(Some(buf.freeze())),
+    match strait_client::read::read_body(reader, size as usize).await {
+        Ok(body) => Ok(Some(body)),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated),
         Err(e) => Err(e.into()),
     }
