@@ -3,6 +3,7 @@
 //! memory (like Kafka's KRaft controller, heartbeats are not logged; fencing is).
 
 mod brokers;
+mod credentials;
 mod elections;
 mod reassignment;
 mod staged;
@@ -39,6 +40,9 @@ pub struct ControllerSettings {
     /// The id this controller writes as the cluster's when the metadata log has none yet: its
     /// node's configured or formatted `cluster.id`, or a new one.
     pub cluster_id: String,
+    /// SCRAM credentials to create with the cluster id (`--add-scram`): written once, when the
+    /// metadata log is new, as `kafka-storage format --add-scram` does.
+    pub bootstrap_scram: Vec<(String, i8, crate::image::StoredScram)>,
 }
 
 /// What the controller decided for one request: records to commit (in order, atomically from the
@@ -67,6 +71,13 @@ impl Controller {
     /// This node just became the active controller: every registered broker gets a full session
     /// from `now` before it can be fenced (the previous controller's clock is lost).
     pub fn activate(&mut self, image: &Image, now: Instant) {
+        if image.cluster_id.is_some() && !self.settings.bootstrap_scram.is_empty() {
+            tracing::info!(
+                credentials = self.settings.bootstrap_scram.len(),
+                "--add-scram ignored: the metadata log already exists (credentials are created \
+                 only with a new cluster; use AlterUserScramCredentials)"
+            );
+        }
         self.last_heartbeat = image.brokers.keys().map(|id| (*id, now)).collect();
         self.last_rebalance_check = Some(now);
     }
@@ -218,6 +229,15 @@ impl Controller {
             ControllerRequest::ListReassignments { partitions } => {
                 ControllerResponse::Reassignments(reassignment::list(image, partitions))
             }
+            ControllerRequest::AlterScramCredentials {
+                deletions,
+                upsertions,
+            } => ControllerResponse::AlterScramCredentials(credentials::alter(
+                &mut staged,
+                image,
+                deletions,
+                upsertions,
+            )),
         };
         Ok(Decision {
             records: staged.records,
@@ -230,10 +250,13 @@ impl Controller {
     /// leadership back to preferred replicas when `auto_leader_rebalance` is on.
     pub fn tick(&mut self, image: &Image, now: Instant) -> Vec<MetadataRecord> {
         if image.cluster_id.is_none() {
-            // Alone in its batch so that nothing else waits on it; the next tick sees it applied.
-            return vec![MetadataRecord::SetClusterId {
+            // Alone in its batch (with the bootstrap credentials that belong to a new log) so that
+            // nothing else waits on it; the next tick sees it applied.
+            let mut records = vec![MetadataRecord::SetClusterId {
                 id: self.settings.cluster_id.clone(),
             }];
+            records.extend(credentials::bootstrap(&self.settings.bootstrap_scram));
+            return records;
         }
         let mut staged = Staged::new(image, &self.settings);
         let mut expired = Vec::new();

@@ -116,6 +116,28 @@ pub struct Image {
     /// logs from before it existed gain one on their next controller activation).
     #[serde(default)]
     pub cluster_id: Option<String>,
+    /// SCRAM credentials: user -> Kafka mechanism type id -> credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<i8, StoredScram>>,
+}
+
+/// A SCRAM credential as Kafka stores it (RFC 5802's StoredKey and ServerKey with the salt and
+/// iteration count they were derived with): enough to verify a client, useless to impersonate one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredScram {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: u32,
+}
+
+impl std::fmt::Debug for StoredScram {
+    // Keys stay out of logs: a stored key is what an offline dictionary attack starts from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredScram")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Image {
@@ -190,6 +212,24 @@ impl Image {
             }
             MetadataRecord::AllocateProducerIds { first, count, .. } => {
                 self.next_producer_id = self.next_producer_id.max(first + count);
+            }
+            MetadataRecord::SetScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                if let Some(mechanisms) = self.scram.get_mut(user) {
+                    mechanisms.remove(mechanism);
+                    if mechanisms.is_empty() {
+                        self.scram.remove(user);
+                    }
+                }
             }
             MetadataRecord::SetClusterId { id } => {
                 // First wins: an id once reported must never change under the clients.

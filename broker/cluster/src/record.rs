@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::image::{BrokerRegistration, PartitionState};
+use crate::image::{BrokerRegistration, PartitionState, StoredScram};
 
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,4 +56,14 @@ pub enum MetadataRecord {
     /// formatted id, or a new one): every node adopts it, and a node whose log dirs name another
     /// cluster refuses to start. Later records of this kind are ignored.
     SetClusterId { id: String },
+    /// A user's SCRAM credential for one mechanism (Kafka's UserScramCredentialRecord; the
+    /// mechanism is Kafka's type id, 1 = SHA-256, 2 = SHA-512): salted keys, never a password.
+    /// Replaces the user's earlier credential for that mechanism.
+    SetScramCredential {
+        user: String,
+        mechanism: i8,
+        credential: StoredScram,
+    },
+    /// Kafka's RemoveUserScramCredentialRecord.
+    RemoveScramCredential { user: String, mechanism: i8 },
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::image::{Endpoint, PartitionState};
+use crate::image::{Endpoint, PartitionState, StoredScram};
 
 /// One partition's proposed ISR in an `AlterPartitions` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,12 @@ pub enum ControllerRequest {
     /// Kafka's DescribeQuorum: answered by the Raft leader from its replication state, not by
     /// the controller's decisions.
     DescribeQuorum,
+    /// Kafka's AlterUserScramCredentials, checked by the broker (mechanism, iterations, one
+    /// change per user): the deletions and upsertions of one request, committed together.
+    AlterScramCredentials {
+        deletions: Vec<(String, i8)>,
+        upsertions: Vec<(String, i8, StoredScram)>,
+    },
 }
 
 /// The metadata quorum as its leader sees it (DescribeQuorum). Offsets are Raft log indexes,
@@ -162,6 +168,8 @@ pub enum ControllerResponse {
     AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
     Reassignments(Vec<OngoingReassignment>),
     Quorum(QuorumStatus),
+    /// Per user named in an `AlterScramCredentials`, in request order.
+    AlterScramCredentials(Vec<(String, Result<(), ControllerError>)>),
 }
 
 /// An ongoing reassignment: (topic, partition, replicas, adding, removing).
@@ -211,6 +219,8 @@ pub enum ControllerError {
     NoReassignmentInProgress,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    ResourceNotFound(String),
 }
 
 impl ControllerError {
@@ -234,6 +244,7 @@ impl ControllerError {
             ControllerError::EligibleLeadersNotAvailable => 83,
             ControllerError::NoReassignmentInProgress => 85,
             ControllerError::InvalidRequest(_) => 42,
+            ControllerError::ResourceNotFound(_) => 91,
         }
     }
 }

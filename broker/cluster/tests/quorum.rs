@@ -37,6 +37,7 @@ fn settings() -> ControllerSettings {
         imbalance_check_interval: Duration::from_secs(300),
         producer_id_block: 1000,
         cluster_id: "quorum-test".into(),
+        bootstrap_scram: Vec::new(),
     }
 }
 

@@ -67,6 +67,7 @@ async fn voter_process() {
             imbalance_check_interval: Duration::from_secs(300),
             producer_id_block: 1000,
             cluster_id: "quorum-test".into(),
+            bootstrap_scram: Vec::new(),
         },
         snapshot_every: 20,
         tls: QuorumTls::default(),

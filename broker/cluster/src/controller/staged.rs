@@ -73,7 +73,9 @@ impl<'a> Staged<'a> {
             | MetadataRecord::AddPartitions { .. }
             | MetadataRecord::SetTopicConfigs { .. }
             | MetadataRecord::AllocateProducerIds { .. }
-            | MetadataRecord::SetClusterId { .. } => {}
+            | MetadataRecord::SetClusterId { .. }
+            | MetadataRecord::SetScramCredential { .. }
+            | MetadataRecord::RemoveScramCredential { .. } => {}
         }
         self.records.push(record);
     }

@@ -22,6 +22,7 @@ fn settings() -> ControllerSettings {
         imbalance_check_interval: REBALANCE,
         producer_id_block: 1000,
         cluster_id: "test-cluster".into(),
+        bootstrap_scram: Vec::new(),
     }
 }
 
@@ -1312,4 +1313,81 @@ fn alter_partitions_decides_each_change_and_commits_them_together() {
         results[0],
         Err(ControllerError::StaleBrokerEpoch { .. })
     ));
+}
+
+fn scram(seed: u8) -> crate::image::StoredScram {
+    crate::image::StoredScram {
+        salt: vec![seed; 16],
+        stored_key: vec![seed; 32],
+        server_key: vec![seed.wrapping_add(1); 32],
+        iterations: 4096,
+    }
+}
+
+#[test]
+fn scram_credentials_are_upserted_and_deleted_per_user() {
+    let mut c = Cluster::new();
+    let response = c
+        .call(ControllerRequest::AlterScramCredentials {
+            deletions: vec![],
+            upsertions: vec![("alice".into(), 1, scram(1)), ("bob".into(), 2, scram(2))],
+        })
+        .unwrap();
+    assert_eq!(
+        response,
+        ControllerResponse::AlterScramCredentials(vec![
+            ("alice".into(), Ok(())),
+            ("bob".into(), Ok(())),
+        ])
+    );
+    assert_eq!(c.image.scram["alice"][&1], scram(1));
+    // Replacing, and deleting what does not exist: that user's whole part is refused.
+    let response = c
+        .call(ControllerRequest::AlterScramCredentials {
+            deletions: vec![("bob".into(), 1), ("alice".into(), 1)],
+            upsertions: vec![("bob".into(), 2, scram(9))],
+        })
+        .unwrap();
+    let ControllerResponse::AlterScramCredentials(results) = response else {
+        panic!("wrong response");
+    };
+    assert_eq!(results[0].0, "bob");
+    assert_eq!(results[0].1.as_ref().unwrap_err().code(), 91);
+    assert_eq!(results[1], ("alice".into(), Ok(())));
+    assert_eq!(
+        c.image.scram["bob"][&2],
+        scram(2),
+        "bob's upsert was refused with his deletion"
+    );
+    assert!(
+        !c.image.scram.contains_key("alice"),
+        "a user without credentials is gone"
+    );
+}
+
+#[test]
+fn add_scram_credentials_come_with_a_new_log_only() {
+    let mut with = settings();
+    with.bootstrap_scram = vec![("admin".into(), 2, scram(5))];
+    // A new log: the first tick writes the cluster id and the credentials together.
+    let mut ctl = Controller::new(with.clone());
+    let mut image = Image::default();
+    let now = Instant::now();
+    ctl.activate(&image, now);
+    let records = ctl.tick(&image, now);
+    assert!(matches!(records[0], MetadataRecord::SetClusterId { .. }));
+    for r in &records {
+        image.apply(1, r);
+    }
+    assert_eq!(image.scram["admin"][&2], scram(5));
+    // A log that already has its cluster id: nothing is added.
+    let mut c = Cluster::with(with);
+    c.now += Duration::from_millis(100);
+    let records = c.ctl.tick(&c.image, c.now);
+    assert!(
+        !records
+            .iter()
+            .any(|r| matches!(r, MetadataRecord::SetScramCredential { .. })),
+        "{records:?}"
+    );
 }

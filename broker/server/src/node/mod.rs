@@ -191,6 +191,7 @@ impl ClusterNode {
                     ),
                     producer_id_block: 1000,
                     cluster_id: cluster_id.to_string(),
+                    bootstrap_scram: Vec::new(),
                 },
                 snapshot_every: 1000,
                 tls: quorum_tls.clone(),
