@@ -47,9 +47,11 @@ def free_port() -> int:
 
 class BrokerProcess:
     """`extra_listeners` (e.g. `,SSL://127.0.0.1:PORT`) are appended to the PLAINTEXT listener the
-    harness waits on; `overrides` are further `key=value` pairs."""
+    harness waits on; `overrides` are further `key=value` pairs; `extra_args` other command-line
+    arguments (`--add-scram ...`)."""
 
-    def __init__(self, workdir: pathlib.Path, extra_listeners: str = "", overrides=()):
+    def __init__(self, workdir: pathlib.Path, extra_listeners: str = "", overrides=(),
+                 extra_args=()):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.stderr_path = workdir / "broker.stderr"
@@ -63,6 +65,7 @@ class BrokerProcess:
         ]
         for pair in overrides:
             args += ["--override", pair]
+        args += list(extra_args)
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

@@ -6,7 +6,7 @@
 //! connection [`ClientError::Broken`]: dial again.
 
 use std::ops::RangeInclusive;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
@@ -18,6 +18,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use crate::codes::ResponseErrors;
 use crate::error::{ClientError, KafkaError, Step};
 use crate::frame::{self, FrameError};
+use crate::sasl::{self, SaslLogin};
 use crate::tls::ClientTls;
 use crate::versions::{API_VERSIONS_MAX, SupportedApis, UNSUPPORTED_VERSION, our_range};
 
@@ -36,6 +37,8 @@ pub struct ConnectOptions {
     /// TLS over the TCP connection, when set; the host dialled is the name the server's
     /// certificate is checked against.
     pub tls: Option<ClientTls>,
+    /// SASL login after TCP/TLS (SASL_PLAINTEXT / SASL_SSL listeners), when set.
+    pub sasl: Option<SaslLogin>,
 }
 
 impl ConnectOptions {
@@ -47,6 +50,7 @@ impl ConnectOptions {
             request_timeout: Duration::from_secs(30),
             max_response: frame::DEFAULT_MAX_RESPONSE,
             tls: None,
+            sasl: None,
         }
     }
 }
@@ -64,6 +68,9 @@ pub struct Connection {
     next_correlation: i32,
     apis: Option<SupportedApis>,
     broken: bool,
+    sasl: Option<SaslLogin>,
+    /// When the SASL session must be renewed (KIP-368).
+    renew_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -144,9 +151,7 @@ impl Connection {
                 Box::new(stream)
             }
         };
-        // Authentication (SASL, later work) belongs here: after TLS, before any other request,
-        // as its own module driven by a field of `ConnectOptions`.
-        Ok(Connection {
+        let mut conn = Connection {
             addr,
             stream,
             client_id: options.client_id.clone(),
@@ -155,7 +160,14 @@ impl Connection {
             next_correlation: 1,
             apis: None,
             broken: false,
-        })
+            sasl: options.sasl.clone(),
+            renew_at: None,
+        };
+        // SASL after TLS, before any other request.
+        if let Some(login) = options.sasl.as_ref() {
+            conn.renew_at = sasl::login(&mut conn, login).await?;
+        }
+        Ok(conn)
     }
 
     /// The broker's address (as named, not as dialled).
@@ -175,6 +187,30 @@ impl Connection {
 
     /// [`Connection::call`] within `timeout` (a long-polling Fetch waits longer than most).
     pub async fn call_within<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response, ClientError> {
+        if let (Some(at), Some(login)) = (self.renew_at, self.sasl.clone())
+            && Instant::now() >= at
+        {
+            self.renew_at = sasl::login(self, &login).await?;
+        }
+        self.exchange_within(version, request, timeout).await
+    }
+
+    /// One request and its response, without the SASL renewal check (the login's own requests).
+    pub(crate) async fn exchange<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, ClientError> {
+        self.exchange_within(version, request, self.request_timeout)
+            .await
+    }
+
+    async fn exchange_within<R: Request>(
         &mut self,
         version: i16,
         request: &R,

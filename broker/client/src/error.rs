@@ -106,6 +106,14 @@ pub enum ClientError {
     /// The broker answered with an error code.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// SASL authentication failed on this side (the broker's own refusals are `Kafka`).
+    #[error("SASL authentication with {addr}: {reason}")]
+    Authentication {
+        /// Peer address.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
     /// An empty bootstrap list.
     #[error("no bootstrap servers")]
     NoBootstrap,

@@ -7,11 +7,10 @@
 //! - [`versions`]: what a broker serves (ApiVersions) and the version both sides speak;
 //! - [`codes`]: the error codes each response carries, checked in one call;
 //! - [`tls`]: client TLS settings (trusted CAs, host name check, client certificate);
+//! - [`sasl`]: the SASL login (SCRAM, PLAIN) after TCP/TLS, renewed before the session ends;
+//! - [`read`]: reading a response body off the stream;
 //! - [`client`]: a bootstrap list, and the connection to a broker of it or to a given node;
 //! - [`error`]: [`ClientError`] and [`KafkaError`], a broker's error code made typed.
-//!
-//! Authentication (SASL) is not here yet; it belongs between the TLS handshake and the first
-//! request, see [`Connection::connect_via`].
 
 pub mod client;
 pub mod codes;
@@ -19,6 +18,7 @@ pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod read;
+pub mod sasl;
 pub mod tls;
 pub mod versions;
 
@@ -27,6 +27,7 @@ pub use codes::ResponseErrors;
 pub use connection::{ConnectOptions, Connection};
 pub use error::{ClientError, KafkaError, Step};
 pub use frame::FrameError;
+pub use sasl::SaslLogin;
 pub use tls::{ClientTls, TlsError};
 pub use versions::SupportedApis;
 

@@ -14,6 +14,7 @@ use crate::listener::{
     Listener, check_distinct_ports, parse_listeners, parse_security_protocol_map, split_host_port,
 };
 use crate::properties::parse_properties_from;
+use crate::sasl::{Globals, SaslSettings, listener_sasl_key, sasl_settings, split_mechanisms};
 use crate::schema::{Value, split_list};
 use crate::ssl::{Lookup, SslSettings, listener_ssl_key, ssl_settings};
 
@@ -124,8 +125,13 @@ pub struct BrokerConfig {
     pub metadata_log_max_record_bytes_between_snapshots: u64,
     /// `metadata.max.idle.interval.ms` (500; 0 disables the no-op records).
     pub metadata_max_idle_interval_ms: u64,
-    /// TLS settings of each SSL listener, by upper-cased listener name.
+    /// TLS settings of each SSL (and SASL_SSL) listener, by upper-cased listener name.
     pub ssl: BTreeMap<String, SslSettings>,
+    /// SASL settings of the SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: SaslSettings,
+    /// SCRAM credentials to create with a new metadata log (`strait-broker --add-scram`, like
+    /// `kafka-storage format --add-scram`); not a config key.
+    pub bootstrap_scram: Vec<strait_auth::add_scram::AddScram>,
     /// Resolved by [`BrokerConfig::inter_broker_listener`].
     inter_broker_listener: Listener,
     /// Every known key set explicitly (file or override), mapped to the value that won, trimmed.
@@ -183,6 +189,7 @@ impl BrokerConfig {
         let mut warnings = Vec::new();
         let mut warned = BTreeSet::new();
         let mut listener_ssl: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
+        let mut listener_sasl: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (key, value) in pairs {
             let key = key.trim();
             if broker_def(key).is_some() {
@@ -192,6 +199,11 @@ impl BrokerConfig {
                     .entry(listener)
                     .or_default()
                     .insert(ssl_key, value.trim().to_string());
+            } else if let Some((listener, sasl_key)) = listener_sasl_key(key) {
+                listener_sasl
+                    .entry(listener)
+                    .or_default()
+                    .insert(sasl_key, value.trim().to_string());
             } else if !is_ignored(key) && warned.insert(key) {
                 warnings.push(format!("unknown config key '{key}' ignored"));
             }
@@ -339,6 +351,30 @@ impl BrokerConfig {
                 ),
             ));
         }
+        let multi_node = kraft.as_ref().is_some_and(|k| k.roles.broker);
+        let sasl = sasl_settings(
+            &listeners,
+            &listener_sasl,
+            Globals {
+                mechanisms: split_mechanisms(
+                    &r.string("sasl.enabled.mechanisms").unwrap_or_default(),
+                ),
+                inter_broker_mechanism: r
+                    .string("sasl.mechanism.inter.broker.protocol")
+                    .unwrap_or_default(),
+                max_reauth_ms: convert(
+                    "connections.max.reauth.ms",
+                    r.required_int("connections.max.reauth.ms")?,
+                )?,
+                failed_authentication_delay_ms: convert(
+                    "connection.failed.authentication.delay.ms",
+                    r.required_int("connection.failed.authentication.delay.ms")?,
+                )?,
+            },
+            // Only brokers of a cluster dial each other.
+            multi_node.then_some(&inter_broker_listener),
+            &mut warnings,
+        )?;
         let replica_lag_time_max_ms = convert(
             "replica.lag.time.max.ms",
             r.required_int("replica.lag.time.max.ms")?,
@@ -553,6 +589,8 @@ impl BrokerConfig {
             )?,
             inter_broker_listener,
             ssl,
+            sasl,
+            bootstrap_scram: Vec::new(),
             explicit,
         };
         Ok((config, warnings))
@@ -604,9 +642,8 @@ impl BrokerConfig {
     }
 }
 
-/// The TLS settings of every SSL listener, and of an SSL controller listener this node only
-/// dials (a broker-only node). A listener declared SASL must never quietly serve plaintext, so it
-/// is refused.
+/// The TLS settings of every SSL and SASL_SSL listener, and of an SSL controller listener this
+/// node only dials (a broker-only node).
 fn ssl_listeners(
     r: &Resolved,
     listeners: &[Listener],
@@ -644,20 +681,26 @@ fn ssl_listeners(
         })
     };
     for l in listeners {
+        // The metadata quorum speaks gRPC, secured by mutual TLS; SASL is Kafka-protocol only.
+        if controller_names.contains(&l.name) && l.security_protocol.starts_with("SASL_") {
+            return Err(ConfigError::invalid(
+                "listener.security.protocol.map",
+                format!(
+                    "controller listener {} uses {}: the metadata quorum authenticates with \
+                     mutual TLS (map it to SSL with ssl.client.auth=required), not SASL",
+                    l.name, l.security_protocol
+                ),
+            ));
+        }
         match l.security_protocol.as_str() {
-            "PLAINTEXT" => {}
-            "SSL" => {
+            "PLAINTEXT" | "SASL_PLAINTEXT" => {}
+            "SSL" | "SASL_SSL" => {
                 ssl.insert(l.name.clone(), resolve(&l.name)?);
             }
             other => {
                 return Err(ConfigError::invalid(
                     "listeners",
-                    format!(
-                        "listener {} uses security protocol {other}, which this Strait version \
-                         does not serve yet (SASL comes in a later release); it will not be \
-                         served as plaintext",
-                        l.name
-                    ),
+                    format!("listener {} uses unknown security protocol {other}", l.name),
                 ));
             }
         }

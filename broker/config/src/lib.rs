@@ -10,6 +10,7 @@ mod error;
 mod kraft;
 mod listener;
 mod properties;
+mod sasl;
 mod schema;
 mod ssl;
 mod topic;
@@ -21,6 +22,7 @@ pub use error::ConfigError;
 pub use kraft::{KraftSettings, ProcessRoles, parse_bootstrap_servers, parse_voters};
 pub use listener::{Listener, join_host_port, parse_listeners, parse_security_protocol_map};
 pub use properties::parse_properties;
+pub use sasl::{SUPPORTED_MECHANISMS, SaslListener, SaslSettings};
 pub use schema::ConfigType;
 pub use ssl::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
 pub use topic::{

@@ -184,6 +184,47 @@ impl Broker {
         &self.node
     }
 
+    /// `user`'s SCRAM credential for `mechanism`, from the metadata image.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: strait_auth::scram::ScramMechanism,
+    ) -> Option<strait_auth::scram::ScramCredential> {
+        let image = self.node.image();
+        let stored = image.scram.get(user)?.get(&mechanism.kafka_type())?;
+        Some(strait_auth::scram::ScramCredential {
+            salt: stored.salt.clone(),
+            stored_key: stored.stored_key.clone(),
+            server_key: stored.server_key.clone(),
+            iterations: stored.iterations,
+        })
+    }
+
+    /// PLAIN without a user list of its own checks the password against the user's SCRAM
+    /// credentials (either mechanism), as Strait keeps no plaintext passwords.
+    pub fn plain_against_scram(&self, user: &str, password: &str) -> bool {
+        use strait_auth::scram::{ScramCredential, ScramMechanism};
+        let mut known = false;
+        let mut ok = false;
+        for m in ScramMechanism::ALL {
+            if let Some(c) = self.scram_credential(user, m) {
+                known = true;
+                ok |= c.verify_password(m, password);
+            }
+        }
+        if !known {
+            // The same slow hash for an unknown user, so timing does not tell which users exist.
+            static DUMMY: std::sync::OnceLock<Option<ScramCredential>> = std::sync::OnceLock::new();
+            let m = ScramMechanism::Sha512;
+            if let Some(c) = DUMMY.get_or_init(|| {
+                ScramCredential::from_password(m, "", b"strait-dummy-salt", m.min_iterations()).ok()
+            }) {
+                let _ = c.verify_password(m, password);
+            }
+        }
+        ok
+    }
+
     /// A topic's config overrides, from the metadata image (the topic may have no replica here).
     pub fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
         self.node.image().topic(name).map(|t| t.configs.clone())

@@ -30,6 +30,11 @@ struct Cli {
     /// Set one config key, overriding the file (repeatable), e.g. --override log.dirs=/data.
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// A SCRAM credential to create with a new cluster (repeatable), in the syntax of
+    /// `kafka-storage format --add-scram`, e.g. 'SCRAM-SHA-512=[name=admin,password=secret]'.
+    /// Applied once, when the metadata log is created; ignored (logged) afterwards.
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
+    add_scram: Vec<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -86,13 +91,22 @@ fn main() -> ExitCode {
         tracing::info!("exporting request spans over OTLP");
     }
     let file = cli.config.or(cli.positional_config);
-    let (config, warnings) = match BrokerConfig::load(file.as_deref(), &cli.overrides) {
+    let (mut config, warnings) = match BrokerConfig::load(file.as_deref(), &cli.overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("strait-broker: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    for arg in &cli.add_scram {
+        match strait_auth::add_scram::parse(arg) {
+            Ok(credential) => config.bootstrap_scram.push(credential),
+            Err(e) => {
+                eprintln!("strait-broker: --add-scram: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     for w in warnings {
         warn!("{w}");
     }

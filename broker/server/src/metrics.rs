@@ -37,6 +37,8 @@ pub struct Metrics {
     pub fetch_sessions: IntGauge,
     pub connections_accepted: IntCounterVec,
     pub connections_closed_on_error: IntCounterVec,
+    /// SASL authentications by listener, mechanism and result (`success` / `failure`).
+    pub authentications: IntCounterVec,
     pub isr_shrinks: IntCounter,
     /// Record bytes Fetch responses sent from segment files with sendfile (plaintext listeners).
     pub fetch_zero_copy_bytes: IntCounter,
@@ -211,6 +213,12 @@ impl Metrics {
                 "strait_connections_closed_on_error_total",
                 "Connections closed for bad input.",
                 &["listener"],
+            ),
+            authentications: counter(
+                &r,
+                "strait_sasl_authentications_total",
+                "SASL authentications (and KIP-368 re-authentications) by result: success or failure.",
+                &["listener", "mechanism", "result"],
             ),
             fetch_zero_copy_bytes: plain_counter(
                 &r,

@@ -294,7 +294,6 @@ fn invalid_values_name_their_key() {
             "nonroutable",
         ),
         ("advertised.listeners", "SSL://h:9093", "subset"),
-        ("listeners", "SASL_SSL://h:9093", "does not serve yet"),
         ("inter.broker.listener.name", "NOPE", "advertised.listeners"),
     ];
     for (key, value, fragment) in cases {
@@ -555,4 +554,61 @@ fn ssl_between_nodes_needs_a_truststore_on_both_listeners() {
         ),
     ]);
     assert!(c.ssl.contains_key("CONTROLLER") && !c.ssl.contains_key("PLAINTEXT"));
+}
+
+#[test]
+fn sasl_listeners_take_kafka_keys() {
+    let jaas = r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";"#;
+    let (c, warnings) = build(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        (
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms",
+            "SCRAM-SHA-512,plain",
+        ),
+        ("listener.name.sasl_plaintext.plain.sasl.jaas.config", jaas),
+        ("connections.max.reauth.ms", "60000"),
+    ]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let l = &c.sasl.listeners["SASL_PLAINTEXT"];
+    assert_eq!(l.mechanisms, ["SCRAM-SHA-512", "PLAIN"]);
+    assert_eq!(l.plain_users().unwrap()["alice"], "alice-secret");
+    assert_eq!(c.sasl.max_reauth_ms, 60_000);
+    assert_eq!(c.sasl.failed_authentication_delay_ms, 100);
+    assert!(c.ssl.is_empty());
+}
+
+#[test]
+fn sasl_listeners_refuse_what_cannot_authenticate() {
+    // Kafka's default mechanism is Kerberos, which Strait does not serve.
+    let (key, reason) = rejection(&[("listeners", "SASL_PLAINTEXT://127.0.0.1:9092")]);
+    assert_eq!(key, "sasl.enabled.mechanisms");
+    assert!(
+        reason.contains("GSSAPI") && reason.contains("Kerberos"),
+        "{reason}"
+    );
+    let (key, reason) = rejection(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        (
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms",
+            "SCRAM-SHA-1",
+        ),
+    ]);
+    assert_eq!(key, "listener.name.sasl_plaintext.sasl.enabled.mechanisms");
+    assert!(reason.contains("SCRAM-SHA-1"), "{reason}");
+    let (key, reason) = rejection(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+        (
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config",
+            "PlainLoginModule required user_a=\"x\"",
+        ),
+    ]);
+    assert_eq!(key, "listener.name.sasl_plaintext.plain.sasl.jaas.config");
+    assert!(!reason.is_empty());
+    // SASL_SSL is TLS first: it needs a key like SSL.
+    let (key, _) = rejection(&[
+        ("listeners", "SASL_SSL://127.0.0.1:9093"),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+    ]);
+    assert!(key.contains("ssl.keystore"), "{key}");
 }

@@ -432,3 +432,53 @@ fn single_node_mode_is_unchanged() {
     assert_eq!(c.controller_quorum_voters, VOTERS);
     assert_eq!(c.inter_broker_listener(), &listener("PLAINTEXT", 9092));
 }
+
+#[test]
+fn a_sasl_inter_broker_listener_needs_the_brokers_own_login() {
+    let sasl = [
+        (
+            "listeners",
+            "SASL_PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+        ),
+        (
+            "listener.security.protocol.map",
+            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ),
+        ("sasl.enabled.mechanisms", "SCRAM-SHA-512"),
+        ("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"),
+    ];
+    match BrokerConfig::from_pairs(&combined(&sasl)) {
+        Err(ConfigError::InvalidValue { key, reason }) => {
+            assert_eq!(
+                key,
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"
+            );
+            assert!(reason.contains("username and password"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut with_login = sasl.to_vec();
+    with_login.push((
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config",
+        r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="b-secret";"#,
+    ));
+    let c = build(&combined(&with_login));
+    assert_eq!(
+        c.sasl.client_login("SASL_PLAINTEXT"),
+        Some(("SCRAM-SHA-512".into(), "broker".into(), "b-secret".into()))
+    );
+    // The quorum is gRPC over (m)TLS: a SASL controller listener is refused.
+    let mut sasl_controller = with_login.clone();
+    sasl_controller.retain(|(k, _)| *k != "listener.security.protocol.map");
+    sasl_controller.push((
+        "listener.security.protocol.map",
+        "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+    ));
+    match BrokerConfig::from_pairs(&combined(&sasl_controller)) {
+        Err(ConfigError::InvalidValue { key, reason }) => {
+            assert_eq!(key, "listener.security.protocol.map");
+            assert!(reason.contains("mutual TLS"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

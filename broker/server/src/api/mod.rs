@@ -17,6 +17,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod quorum;
 pub mod reassignments;
+pub mod scram_credentials;
 pub mod versions;
 
 use std::sync::Arc;
@@ -74,7 +75,13 @@ pub struct RequestContext {
     pub client_host: String,
     /// Whether record data may go to the socket straight from the files (plaintext listeners).
     pub zero_copy: bool,
+    /// Kafka's principal of the connection: `User:<name>` once authenticated, else
+    /// `User:ANONYMOUS`.
+    pub principal: String,
 }
+
+/// Kafka's principal of an unauthenticated connection.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// Where a request came from.
 #[derive(Debug, Clone)]
@@ -83,6 +90,8 @@ pub struct Origin {
     pub client_host: String,
     /// See `RequestContext::zero_copy`.
     pub zero_copy: bool,
+    /// See `RequestContext::principal`.
+    pub principal: String,
 }
 
 impl Origin {
@@ -91,6 +100,14 @@ impl Origin {
             listener: listener.to_string(),
             client_host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
             zero_copy,
+            principal: ANONYMOUS.to_string(),
+        }
+    }
+
+    /// The connection authenticated as `user`.
+    pub fn set_user(&mut self, user: &str) {
+        if self.principal.strip_prefix("User:") != Some(user) {
+            self.principal = format!("User:{user}");
         }
     }
 }
@@ -134,6 +151,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         listener: origin.listener.clone(),
         client_host: origin.client_host.clone(),
         zero_copy: origin.zero_copy,
+        principal: origin.principal.clone(),
     };
     // One span per request: exported over OTLP when configured (see `telemetry`).
     let span = tracing::info_span!(
@@ -334,6 +352,10 @@ async fn route(
         AlterPartitionReassignments => messages::AlterPartitionReassignmentsRequest => reassignments::alter_reassignments,
         ListPartitionReassignments => messages::ListPartitionReassignmentsRequest => reassignments::list_reassignments,
         DescribeQuorum => messages::DescribeQuorumRequest => quorum::describe,
+        SaslHandshake => messages::SaslHandshakeRequest => scram_credentials::handshake,
+        SaslAuthenticate => messages::SaslAuthenticateRequest => scram_credentials::authenticate,
+        DescribeUserScramCredentials => messages::DescribeUserScramCredentialsRequest => scram_credentials::describe,
+        AlterUserScramCredentials => messages::AlterUserScramCredentialsRequest => scram_credentials::alter,
     })
 }
 

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::sasl::{Authenticator, Verdict};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
 use crate::frame::{FrameError, read_frame, write_frame};
@@ -157,18 +158,20 @@ async fn handle_connection(
         .connections_closed_on_error
         .with_label_values(&[listener.as_str()]);
     debug!(%peer, "connection opened");
+    let auth = Authenticator::for_listener(&broker, &listener, peer.to_string());
     match tls {
         None => {
             let (rd, wr) = stream.split();
             let origin = api::Origin::new(&listener, Some(peer), true);
-            serve_requests(&broker, rd, wr, peer, &origin, &closed_on_error, stop).await;
+            serve_requests(&broker, rd, wr, peer, origin, auth, &closed_on_error, stop).await;
         }
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let (rd, wr) = tokio::io::split(tls);
                     let origin = api::Origin::new(&listener, Some(peer), false);
-                    serve_requests(&broker, rd, wr, peer, &origin, &closed_on_error, stop).await;
+                    serve_requests(&broker, rd, wr, peer, origin, auth, &closed_on_error, stop)
+                        .await;
                 }
                 // Usually a plaintext client on an SSL port, or a client that does not trust
                 // the broker's certificate.
@@ -191,12 +194,15 @@ async fn handle_connection(
 /// broker stops. Requests are handled one at a time, in order; only the tail of a deferred one
 /// (an acks=all produce waiting for its ISR) runs while the next requests are read and handled,
 /// up to `MAX_DEFERRED` of them. Their responses, and any response behind them, wait their turn.
+/// On a SASL listener every frame passes the connection's `Authenticator` first.
+#[allow(clippy::too_many_arguments)]
 async fn serve_requests<R, W>(
     broker: &Arc<Broker>,
     rd: R,
     mut wr: W,
     peer: SocketAddr,
-    origin: &api::Origin,
+    mut origin: api::Origin,
+    mut auth: Option<Authenticator>,
     closed_on_error: &prometheus::IntCounter,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -204,16 +210,17 @@ async fn serve_requests<R, W>(
     W: RegionSink,
 {
     let max = broker.config.socket_request_max_bytes;
+    let limit = |auth: &Option<Authenticator>| auth.as_ref().map_or(max, |a| a.frame_limit(max));
     // The read in progress owns the reader and hands it back with the frame, so waiting for a
     // deferred response and for the next frame at once never drops a half-read frame.
-    let read_next = move |mut rd: BufReader<R>| async move {
+    let read_next = move |mut rd: BufReader<R>, max: u32| async move {
         let frame = read_frame(&mut rd, max).await;
         (rd, frame)
     };
-    let mut reading = Some(Box::pin(read_next(BufReader::with_capacity(
-        READ_BUFFER,
-        rd,
-    ))));
+    let mut reading = Some(Box::pin(read_next(
+        BufReader::with_capacity(READ_BUFFER, rd),
+        limit(&auth),
+    )));
     let mut idle_reader = None;
     let mut pending: FuturesOrdered<api::Pending> = FuturesOrdered::new();
     let mut stopping = false;
@@ -223,7 +230,7 @@ async fn serve_requests<R, W>(
             && pending.len() < MAX_DEFERRED
             && let Some(rd) = idle_reader.take()
         {
-            reading = Some(Box::pin(read_next(rd)));
+            reading = Some(Box::pin(read_next(rd, limit(&auth))));
         }
         if reading.is_none() && pending.is_empty() {
             break;
@@ -262,7 +269,42 @@ async fn serve_requests<R, W>(
                 break;
             }
         };
-        match api::handle_frame(broker, frame, origin).await {
+        let frame = match auth.as_mut() {
+            None => frame,
+            Some(auth) => match auth.on_frame(frame).await {
+                Verdict::Pass(frame) => {
+                    if let Some(user) = auth.principal() {
+                        origin.set_user(user);
+                    }
+                    frame
+                }
+                Verdict::Answer(outcome) => {
+                    if !pending.is_empty() {
+                        pending.push_back(Box::pin(async { outcome }));
+                    } else if !respond(outcome, &mut wr, peer, closed_on_error).await {
+                        break;
+                    }
+                    continue;
+                }
+                Verdict::AnswerThenClose(outcome, reason) => {
+                    // What was asked before goes out first, then this answer, then the close.
+                    while let Some(earlier) = pending.next().await {
+                        if !respond(earlier, &mut wr, peer, closed_on_error).await {
+                            break;
+                        }
+                    }
+                    respond(outcome, &mut wr, peer, closed_on_error).await;
+                    debug!(%peer, %reason, "closing connection");
+                    break;
+                }
+                Verdict::Close(reason) => {
+                    warn!(%peer, %reason, "closing connection");
+                    closed_on_error.inc();
+                    break;
+                }
+            },
+        };
+        match api::handle_frame(broker, frame, &origin).await {
             Outcome::Deferred(rest) => pending.push_back(rest),
             // Behind deferred responses, an answer waits its turn.
             outcome if !pending.is_empty() => pending.push_back(Box::pin(async { outcome })),

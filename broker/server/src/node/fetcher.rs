@@ -278,6 +278,7 @@ async fn connect(node: &ClusterNode, leader: i32) -> Result<Connection, FetchErr
         request_timeout: node.settings.fetch_wait + Duration::from_secs(10),
         max_response: MAX_RESPONSE,
         tls: node.settings.inter_broker_tls.clone(),
+        sasl: node.settings.inter_broker_sasl.clone(),
         ..ConnectOptions::new(&format!("strait-replica-fetcher-{}", node.node_id))
     };
     let address = strait_config::join_host_port(&endpoint.host, endpoint.port);

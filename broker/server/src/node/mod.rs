@@ -57,6 +57,8 @@ pub struct ClusterSettings {
     pub inter_broker_listener: String,
     /// Set when that listener is SSL.
     pub inter_broker_tls: Option<strait_client::ClientTls>,
+    /// Set when that listener is SASL: this broker's own login there.
+    pub inter_broker_sasl: Option<strait_client::SaslLogin>,
     pub controlled_shutdown: bool,
 }
 
@@ -191,7 +193,20 @@ impl ClusterNode {
                     ),
                     producer_id_block: 1000,
                     cluster_id: cluster_id.to_string(),
-                    bootstrap_scram: Vec::new(),
+                    bootstrap_scram: config
+                        .bootstrap_scram
+                        .iter()
+                        .map(|a| {
+                            let c = &a.credential;
+                            let stored = strait_cluster::image::StoredScram {
+                                salt: c.salt.clone(),
+                                stored_key: c.stored_key.clone(),
+                                server_key: c.server_key.clone(),
+                                iterations: c.iterations,
+                            };
+                            (a.name.clone(), a.mechanism.kafka_type(), stored)
+                        })
+                        .collect(),
                 },
                 snapshot_every: 1000,
                 tls: quorum_tls.clone(),
@@ -216,6 +231,15 @@ impl ClusterNode {
             Some(settings) => Some(crate::tls::connector(&inter_broker, settings)?),
             None => None,
         };
+        let inter_broker_sasl = config
+            .sasl
+            .client_login(&inter_broker)
+            .filter(|_| kraft.roles.broker)
+            .map(|(mechanism, username, password)| strait_client::SaslLogin {
+                mechanism,
+                username,
+                password,
+            });
         let endpoints = config
             .advertised_listeners
             .iter()
@@ -241,6 +265,7 @@ impl ClusterNode {
                 replica_fetchers: config.num_replica_fetchers.max(1),
                 inter_broker_listener: inter_broker,
                 inter_broker_tls,
+                inter_broker_sasl,
                 controlled_shutdown: config.controlled_shutdown_enable,
             },
             client,
