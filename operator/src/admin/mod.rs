@@ -59,6 +59,9 @@ pub enum AdminError {
     /// Bytes that do not decode, or an encoding failure.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The SASL login failed on the client's side (the broker's refusals are `Kafka`).
+    #[error("{0}")]
+    Authentication(String),
     /// The broker answered with an error code.
     #[error("{operation} on {resource}: Kafka error {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
     Kafka {
@@ -105,6 +108,7 @@ impl AdminError {
                 reason: "empty list".to_owned(),
             },
             ClientError::TlsConfig(e) => AdminError::Tls(e.to_string()),
+            e @ ClientError::Authentication { .. } => AdminError::Authentication(e.to_string()),
             e @ (ClientError::Io { .. }
             | ClientError::Timeout { .. }
             | ClientError::Broken { .. }) => AdminError::Io(e.to_string()),
