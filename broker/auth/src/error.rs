@@ -20,6 +20,11 @@ pub enum AuthError {
     /// A step called after the exchange finished or failed.
     #[error("{0}")]
     IllegalState(String),
+    /// An OAUTHBEARER access token that failed validation, with what was wrong (expired, wrong
+    /// audience, unknown kid, bad signature, ...). The token was presented by the client, so
+    /// telling it why is no disclosure.
+    #[error("Invalid OAUTHBEARER token: {0}")]
+    InvalidToken(String),
 }
 
 impl AuthError {
@@ -34,6 +39,10 @@ impl AuthError {
             mechanism: mechanism.to_owned(),
             detail: detail.into(),
         }
+    }
+
+    pub(crate) fn invalid_token(detail: impl Into<String>) -> Self {
+        Self::InvalidToken(detail.into())
     }
 }
 

@@ -1,11 +1,13 @@
 //! Authentication mechanics, free of sockets and of the broker: the SASL mechanisms' message
-//! exchanges, Kafka's SCRAM credential format, and the parsers for the config syntaxes Kafka users
-//! already write (JAAS options, `--add-scram`). The broker's connection layer drives these; the
-//! client crate uses the client halves for inter-broker authentication.
+//! exchanges (SCRAM, PLAIN, and OAUTHBEARER with its JWT validation), Kafka's SCRAM credential
+//! format, and the parsers for the config syntaxes Kafka users already write (JAAS options,
+//! `--add-scram`). The broker's connection layer drives these; the client crate uses the client
+//! halves for inter-broker authentication.
 
 pub mod add_scram;
 pub mod error;
 pub mod jaas;
+pub mod oauth;
 pub mod plain;
 pub mod scram;
 
