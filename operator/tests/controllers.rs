@@ -710,6 +710,65 @@ async fn user_gets_generated_secret_scram_and_acls() {
 }
 
 #[tokio::test]
+async fn scram_listeners_are_deployed_and_authorization_is_still_refused() {
+    // SCRAM-SHA-512 on a plaintext and a TLS listener: SASL_PLAINTEXT and SASL_SSL, each
+    // naming its mechanism (the broker refuses a SASL listener left at Kafka's GSSAPI).
+    let mut c = cluster(3);
+    c.spec.listeners = serde_json::from_value(json!([
+        {"name": "plain", "port": 9092, "type": "internal",
+         "authentication": {"type": "scram-sha-512"}},
+        {"name": "secure", "port": 9094, "type": "internal", "tls": true,
+         "authentication": {"type": "scram-sha-512"}}
+    ]))
+    .unwrap_or_else(|e| panic!("listeners: {e}"));
+    let seen = reconcile_ok(
+        c.clone(),
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let config = applied(&seen, "configmaps");
+    let properties = config[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default();
+    for line in [
+        "listener.security.protocol.map=REPLICATION:SSL,PLAIN:SASL_PLAINTEXT,SECURE:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "listener.name.plain.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.secure.sasl.enabled.mechanisms=SCRAM-SHA-512",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    assert_eq!(applied(&seen, "statefulsets").len(), 3);
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_ne!(
+        condition(&status, "Ready")["reason"],
+        "InvalidSpec",
+        "{status}"
+    );
+
+    // ACLs are not enforced by the broker yet: refused, nothing applied.
+    c.spec.authorization = Some(
+        serde_json::from_value(json!({"type": "simple"}))
+            .unwrap_or_else(|e| panic!("authorization: {e}")),
+    );
+    let seen = reconcile_ok(
+        c,
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(applied(&seen, "configmaps").is_empty());
+    assert!(applied(&seen, "statefulsets").is_empty());
+    let status = status_patch(&seen, "/clusters/kafka");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "InvalidSpec", "{status}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("`authorization`"), "{message}");
+}
+
+#[tokio::test]
 async fn created_cluster_renders_its_controller_quorum() {
     let seen = reconcile_ok(
         cluster(3),

@@ -1,7 +1,7 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
 //! owns, listeners clashing with the controller quorum's, features the broker does not serve
-//! yet (SCRAM authentication, ACL authorization, tiered storage), and storage that may only
-//! grow.
+//! yet (ACL authorization, tiered storage), and storage that may only grow. Listener
+//! `authentication` (SCRAM-SHA-512, the only type the CRD has) is served and accepted.
 
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::REPLICATION_PORT;
@@ -36,13 +36,6 @@ pub enum SpecError {
     /// A listener named like the controller quorum's.
     #[error("listener name `{0}` is reserved for the controller quorum")]
     ReservedListenerName(String),
-    /// SASL on a listener: the broker refuses it until it serves it (never plaintext in its
-    /// place), so the pods could not start.
-    #[error(
-        "listener `{0}`: SCRAM authentication is not served by this broker version yet; \
-         remove `authentication` until it is (TLS alone is served)"
-    )]
-    AuthenticationNotServed(String),
     /// A listener on the controller quorum's port.
     #[error("listener `{0}`: port {CONTROLLER_PORT} is reserved for the controller quorum")]
     ReservedListenerPort(String),
@@ -88,10 +81,6 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), InvalidSpec> {
     for l in &spec.listeners {
         if l.name.eq_ignore_ascii_case(CONTROLLER_LISTENER) {
             problems.push(SpecError::ReservedListenerName(l.name.clone()));
-        }
-        // Refused here, with the reason, rather than deploying pods that cannot start.
-        if l.authentication.is_some() {
-            problems.push(SpecError::AuthenticationNotServed(l.name.clone()));
         }
         if l.port == CONTROLLER_PORT {
             problems.push(SpecError::ReservedListenerPort(l.name.clone()));
@@ -226,22 +215,15 @@ mod tests {
     }
 
     #[test]
-    fn scram_listeners_are_refused_until_the_broker_serves_them_tls_is_not() {
+    fn scram_listeners_are_accepted_with_and_without_tls() {
+        // The broker serves SCRAM-SHA-512 on SASL_PLAINTEXT and SASL_SSL listeners.
         let mut s = spec(3, &["a"]);
-        s.listeners[0].tls = true;
-        assert!(validate(&s).is_empty(), "{:?}", validate(&s));
         for tls in [true, false] {
             s.listeners[0].tls = tls;
             s.listeners[0].authentication = Some(strait_crds::cluster::ListenerAuthentication {
                 kind: strait_crds::common::ScramMechanism::ScramSha512,
             });
-            assert_eq!(
-                validate(&s),
-                [
-                    "listener `plain`: SCRAM authentication is not served by this broker version \
-                  yet; remove `authentication` until it is (TLS alone is served)"
-                ]
-            );
+            assert_eq!(validate(&s), Vec::<String>::new());
         }
     }
 
