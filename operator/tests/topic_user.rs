@@ -1,7 +1,9 @@
 //! Topic and User reconciles against the mocked API server in `fixtures/` when things go wrong:
 //! an unreachable cluster shows in the status and as an Event, finalizers are released once the
 //! Cluster is gone or being deleted (or after a bounded wait while it is unreachable),
-//! `deletionPolicy: retain` on User, and Users refused by a cluster without the APIs they need.
+//! `deletionPolicy: retain` on User, Users refused by a cluster without the APIs they need, and
+//! SCRAM Users reconciled on a cluster serving what Strait's broker serves (SCRAM, no ACLs or
+//! quotas).
 
 mod fixtures;
 
@@ -369,23 +371,37 @@ async fn user_of_a_missing_cluster_is_released_without_admin_calls() {
     assert!(finalizer_removed(&seen, "/users/app"));
 }
 
-/// What Strait's broker advertises today: none of the SCRAM, ACL and quota APIs.
-fn strait_broker() -> FakeAdmin {
+/// A cluster whose ApiVersions leave out `apis`.
+fn without(apis: &[ApiKey]) -> FakeAdmin {
     let admin = FakeAdmin::default();
-    admin.with(|k| {
-        k.unsupported = vec![
-            ApiKey::AlterUserScramCredentials,
-            ApiKey::DescribeAcls,
-            ApiKey::CreateAcls,
-            ApiKey::DeleteAcls,
-            ApiKey::AlterClientQuotas,
-        ];
-    });
+    admin.with(|k| k.unsupported = apis.to_vec());
     admin
+}
+
+/// The ACL and quota APIs, which Strait's broker does not serve yet.
+const ACLS_AND_QUOTAS: [ApiKey; 4] = [
+    ApiKey::DescribeAcls,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
+    ApiKey::AlterClientQuotas,
+];
+
+/// What Strait's broker advertises today: SCRAM credentials, no ACL or quota APIs.
+fn strait_broker() -> FakeAdmin {
+    without(&ACLS_AND_QUOTAS)
+}
+
+/// A broker serving none of the security APIs (Strait before SASL).
+fn no_security_apis() -> FakeAdmin {
+    let mut apis = ACLS_AND_QUOTAS.to_vec();
+    apis.push(ApiKey::AlterUserScramCredentials);
+    without(&apis)
 }
 
 #[tokio::test]
 async fn user_is_refused_by_a_cluster_without_the_apis() {
+    // Strait's broker serves the SCRAM credential but not the ACLs: the whole User is refused,
+    // naming only what is missing.
     let admin = strait_broker();
     let seen = reconcile_ok(
         user(Target::Named, None, false),
@@ -401,13 +417,20 @@ async fn user_is_refused_by_a_cluster_without_the_apis() {
             || c.starts_with("quotas")),
         "{calls:?}"
     );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "PATCH" && s.path.ends_with("/secrets/app")),
+        "no password Secret for a refused User"
+    );
     let status = status_patch(&seen, "/users/app");
     let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False", "{status}");
     assert_eq!(ready["reason"], "UnsupportedByCluster");
     let message = ready["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("AlterUserScramCredentials") && message.contains("CreateAcls"),
+        message.contains("DescribeAcls v3, CreateAcls v3, DeleteAcls v3")
+            && !message.contains("AlterUserScramCredentials"),
         "{message}"
     );
     assert!(
@@ -418,8 +441,60 @@ async fn user_is_refused_by_a_cluster_without_the_apis() {
 }
 
 #[tokio::test]
-async fn user_deletion_makes_no_call_the_cluster_cannot_answer() {
+async fn scram_user_is_reconciled_by_strait_broker() {
+    let mut u = user(Target::Named, None, false);
+    u.spec.authorization = None;
     let admin = strait_broker();
+    let seen = reconcile_ok(
+        u,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert_eq!(
+        admin.calls(),
+        [
+            "connect kafka-bootstrap.ns.svc:9091",
+            "supported_apis",
+            "upsert_scram app"
+        ]
+    );
+    let secret = seen
+        .iter()
+        .find(|s| s.method == "PATCH" && s.path.ends_with("/secrets/app"))
+        .map(|s| s.body.clone())
+        .unwrap_or(Value::Null);
+    assert!(secret["data"]["password"].is_string(), "{secret}");
+    assert!(secret["data"]["sasl.jaas.config"].is_string(), "{secret}");
+    let status = status_patch(&seen, "/users/app");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    assert_eq!(status["username"], "app");
+    assert_eq!(status["secret"], "app");
+}
+
+#[tokio::test]
+async fn user_deletion_makes_no_call_the_cluster_cannot_answer() {
+    // Strait's broker: the credential is removed, ACLs and quotas are not asked for.
+    let admin = strait_broker();
+    let seen = reconcile_ok(
+        user(Target::Named, Some(Duration::from_secs(1)), false),
+        cluster_is(PRESENT),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"delete_scram app".to_owned()), "{calls:?}");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("acls") || c.starts_with("quotas")),
+        "{calls:?}"
+    );
+    assert!(finalizer_removed(&seen, "/users/app"));
+    // A broker without any security API: nothing to remove, no call.
+    let admin = no_security_apis();
     let seen = reconcile_ok(
         user(Target::Named, Some(Duration::from_secs(1)), false),
         cluster_is(PRESENT),

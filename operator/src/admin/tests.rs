@@ -82,15 +82,21 @@ fn quorum_leader_or_none_when_the_cluster_cannot_say() {
 
 #[test]
 fn missing_apis_are_those_absent_or_not_at_the_version_sent() {
-    // Strait's broker today: topics and configs, no SCRAM, ACL or quota APIs.
+    // Strait's broker today (in part): topics, configs and SCRAM credentials, no ACL or quota
+    // APIs.
     let strait = SupportedApis::from_response(&versions(&[
         (ApiKey::CreateTopics, 2, 7),
         (ApiKey::DescribeConfigs, 1, 4),
+        (ApiKey::DescribeUserScramCredentials, 0, 0),
+        (ApiKey::AlterUserScramCredentials, 0, 0),
     ]));
     assert!(strait.speaks(ApiKey::CreateTopics, 7));
-    assert_eq!(strait.missing(SCRAM_APIS), SCRAM_APIS);
+    assert!(strait.missing(SCRAM_APIS).is_empty());
     assert_eq!(strait.missing(ACL_APIS), ACL_APIS);
     assert_eq!(strait.missing(QUOTA_APIS), QUOTA_APIS);
+    // Before SASL it served no SCRAM API either.
+    let before = SupportedApis::from_response(&versions(&[(ApiKey::CreateTopics, 2, 7)]));
+    assert_eq!(before.missing(SCRAM_APIS), SCRAM_APIS);
     // Listed, but only older versions than this client sends.
     let old = SupportedApis::new([
         (ApiKey::DescribeAcls, 0, 3),

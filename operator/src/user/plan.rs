@@ -237,7 +237,8 @@ mod tests {
     use super::*;
     use strait_crds::ClusterReference;
     use strait_crds::cluster::AuthorizationType;
-    use strait_crds::user::{AclResource, AclRule, UserAuthorization};
+    use strait_crds::common::ScramMechanism;
+    use strait_crds::user::{AclResource, AclRule, UserAuthentication, UserAuthorization};
 
     fn spec(rules: Vec<AclRule>) -> UserSpec {
         UserSpec {
@@ -360,23 +361,65 @@ mod tests {
             quotas: true,
         };
         assert_eq!(user_steps(&s, &apis_without(&[])), Ok(everything));
-        // Strait's broker today: none of the security APIs. ACLs asked: refused, naming them.
+        // Strait's broker today: SCRAM credentials, no ACL or quota APIs. ACLs asked: refused,
+        // naming them.
         let strait = apis_without(&[
+            ApiKey::DescribeAcls,
+            ApiKey::CreateAcls,
+            ApiKey::DeleteAcls,
+            ApiKey::AlterClientQuotas,
+        ]);
+        let scram_only = UserSteps {
+            scram: true,
+            acls: false,
+            quotas: false,
+        };
+        let missing = user_steps(&s, &strait).expect_err("refused");
+        assert_eq!(
+            missing.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls]
+        );
+        // A SCRAM user without ACLs or quotas: the credential step alone.
+        s.authorization = None;
+        s.authentication = Some(UserAuthentication {
+            kind: ScramMechanism::ScramSha512,
+            password: None,
+        });
+        assert_eq!(user_steps(&s, &strait), Ok(scram_only));
+        // Quotas asked as well: refused, naming AlterClientQuotas only.
+        s.quotas = Some(Quotas {
+            producer_byte_rate: Some(1),
+            ..Quotas::default()
+        });
+        assert_eq!(
+            user_steps(&s, &strait),
+            Err(vec![(ApiKey::AlterClientQuotas, 1)])
+        );
+        // Nothing asked: the credential step still runs, to remove one set before.
+        s.authentication = None;
+        s.quotas = None;
+        assert_eq!(user_steps(&s, &strait), Ok(scram_only));
+        // A broker without any of the security APIs (Strait before SASL): a SCRAM user is
+        // refused; with nothing asked there is nothing to set, and nothing could have been set
+        // there to clear.
+        let none = apis_without(&[
             ApiKey::AlterUserScramCredentials,
             ApiKey::DescribeAcls,
             ApiKey::CreateAcls,
             ApiKey::DeleteAcls,
             ApiKey::AlterClientQuotas,
         ]);
-        let missing = user_steps(&s, &strait).expect_err("refused");
+        assert_eq!(user_steps(&s, &none), Ok(UserSteps::default()));
+        s.authentication = Some(UserAuthentication {
+            kind: ScramMechanism::ScramSha512,
+            password: None,
+        });
         assert_eq!(
-            missing.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            [ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls]
+            user_steps(&s, &none),
+            Err(vec![(ApiKey::AlterUserScramCredentials, 0)])
         );
-        // Nothing asked: nothing to set, and nothing could have been set there to clear.
-        s.authorization = None;
-        assert_eq!(user_steps(&s, &strait), Ok(UserSteps::default()));
         // Asked for quotas only, on a cluster without ACLs: the quota step alone.
+        s.authentication = None;
         s.quotas = Some(Quotas {
             producer_byte_rate: Some(1),
             ..Quotas::default()
