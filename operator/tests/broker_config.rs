@@ -9,7 +9,15 @@
 //! operator-issued certificates (the files of the broker certificates Secret as mounted), which
 //! the operator's admin client passes with its own certificate while clients without one, with
 //! another CA's, or in plaintext are refused. Clusters still replicating in plaintext (started
-//! by an earlier operator version) start too. Addresses are moved to 127.0.0.1 and free ports.
+//! by an earlier operator version) start too. With SCRAM-SHA-512 listeners (SASL_PLAINTEXT and
+//! SASL_SSL), the User controller's pass (against a mocked API server, its admin calls over
+//! the replication listener's mutual TLS to the real broker) sets credentials clients log in
+//! with, refuses what the broker lacks the APIs for, and removes the credential on deletion.
+//! Addresses are moved to 127.0.0.1 and free ports.
+
+// Only the mocked API server of the fixtures is used here.
+#[allow(dead_code)]
+mod fixtures;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,10 +25,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use strait_crds::ClusterSpec;
+use fixtures::Seen;
+use http::StatusCode;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use strait_client::kafka_protocol::messages::MetadataRequest;
+use strait_client::{ClientError, ClientTls, ConnectOptions, Connection, SaslLogin};
+use strait_crds::{ClusterSpec, User};
 use strait_operator::admin::{
-    AdminError, KafkaAdmin, WireAdmin, decode_response, encode_frame, tls_config,
+    AdminError, KafkaAdmin, QUOTA_APIS, SCRAM_APIS, TlsConfig, WireAdmin, decode_response,
+    encode_frame, tls_config,
 };
 use strait_operator::cluster::build::certificates::{broker_certs_secret, operator_certs_secret};
 use strait_operator::cluster::build::statefulset::TERMINATION_GRACE_SECONDS;
@@ -32,6 +50,10 @@ use strait_operator::cluster::quorum::desired_voters;
 use strait_operator::cluster::tls::{
     KnownAddresses, Replication, broker_sans, keystore_key, replication_of,
 };
+use strait_operator::context::{AdminFactory, Context};
+use strait_operator::error::Error;
+use strait_operator::metrics::Metrics;
+use strait_operator::names;
 
 fn spec() -> ClusterSpec {
     serde_json::from_value(serde_json::json!({
@@ -297,6 +319,363 @@ fn rendered_tls_listener_serves_the_operators_certificate() {
                 tls_broker_endpoint(port, &ca.cert_pem, "kafka-z0-1.kafka-brokers.ns.svc").is_err()
             );
             assert!(tls_broker_endpoint(port, &other.cert_pem, "kafka-bootstrap.ns.svc").is_err());
+        },
+    );
+}
+
+/// The operator's admin clients as the controllers get them (`WireAdmin`, TLS settings from
+/// the operator certificates Secret), dialling the test broker's replication listener on
+/// this machine whatever bootstrap address they are given.
+struct LocalAdmins {
+    replication: u16,
+}
+
+impl AdminFactory for LocalAdmins {
+    type Admin = WireAdmin;
+    fn admin(&self, bootstrap: &str, tls: Option<&TlsConfig>) -> WireAdmin {
+        WireAdmin::with_tls(bootstrap, tls.cloned())
+            .connect_via(bootstrap, &format!("127.0.0.1:{}", self.replication))
+    }
+}
+
+/// Kafka's `SASL_AUTHENTICATION_FAILED`.
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+
+/// User `name` of Cluster `kafka` with `spec` (the cluster reference is added), carrying the
+/// controller's finalizer, deleted a second ago when `deleted`.
+fn user(name: &str, spec: Value, deleted: bool) -> User {
+    let mut spec = spec;
+    spec["cluster"] = json!({"name": "kafka"});
+    let mut meta = json!({"name": name, "namespace": "ns", "uid": format!("u-{name}"),
+                          "generation": 1, "resourceVersion": "1",
+                          "finalizers": ["strait.dev/user"]});
+    if deleted {
+        let at =
+            k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(1);
+        meta["deletionTimestamp"] = json!(at.to_string());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "User", "metadata": meta, "spec": spec
+    }))
+    .unwrap_or_else(|e| panic!("user: {e}"))
+}
+
+/// A Secret `name` holding `key` = `value`, as the API server returns it.
+fn secret_json(name: &str, key: &str, value: &str) -> Value {
+    let secret = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some("ns".to_owned()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            key.to_owned(),
+            ByteString(value.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    serde_json::to_value(&secret).unwrap_or(Value::Null)
+}
+
+/// The API server of the User tests: the operator certificates Secret of Cluster `kafka` (as the
+/// Cluster controller writes it), the Cluster itself, and `more` Secrets; the fixtures'
+/// defaults (404 for other objects, writes echoed) for the rest.
+fn user_api(operator_certs: Value, more: Vec<Value>) -> fixtures::Script {
+    Box::new(move |seen| {
+        if seen.method != "GET" {
+            return None;
+        }
+        if seen.path.ends_with("/clusters/kafka") {
+            return Some((
+                StatusCode::OK,
+                json!({
+                    "apiVersion": "strait.dev/v1alpha1", "kind": "Cluster",
+                    "metadata": {"name": "kafka", "namespace": "ns", "uid": "c-1", "generation": 1},
+                    "spec": spec()
+                }),
+            ));
+        }
+        std::iter::once(&operator_certs)
+            .chain(&more)
+            .find(|s| {
+                let name = s["metadata"]["name"].as_str().unwrap_or_default();
+                seen.path.ends_with(&format!("/secrets/{name}"))
+            })
+            .map(|s| (StatusCode::OK, s.clone()))
+    })
+}
+
+/// One User controller pass over `u` against the API server `api`, with the operator's admin
+/// clients reaching the broker's replication listener on `replication`: its result and the
+/// requests made to the API server.
+async fn user_pass(
+    u: &User,
+    api: fixtures::Script,
+    replication: u16,
+) -> (Result<Action, Error>, Vec<Seen>) {
+    let primary = serde_json::to_value(u).unwrap_or(Value::Null);
+    let (client, log, server) = fixtures::mock_client(primary, api);
+    let metrics = Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+    let ctx = Context::new(client, metrics, LocalAdmins { replication });
+    let result =
+        strait_operator::user::controller::reconcile(Arc::new(u.clone()), ctx.clone()).await;
+    (result, fixtures::finish(ctx, log, server).await)
+}
+
+/// The body of the last PATCH of a path ending in `suffix`.
+fn patched(seen: &[Seen], suffix: &str) -> Option<Value> {
+    seen.iter()
+        .rev()
+        .find(|s| s.method == "PATCH" && s.path.ends_with(suffix))
+        .map(|s| s.body.clone())
+}
+
+/// `(status, reason, message)` of the `Ready` condition the pass wrote into the User's status.
+fn ready_of(seen: &[Seen], user: &str) -> (String, String, String) {
+    let status = patched(seen, &format!("/users/{user}/status")).unwrap_or(Value::Null);
+    let ready = status["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&ready["status"]),
+        text(&ready["reason"]),
+        text(&ready["message"]),
+    )
+}
+
+/// Logs `username` in with SCRAM-SHA-512 on the listener at local `port` (over TLS trusting
+/// `ca_pem` for the bootstrap Service's name when given), then asks for Metadata, which a
+/// SASL listener serves only after the login.
+async fn scram_login(
+    port: u16,
+    ca_pem: Option<&str>,
+    username: &str,
+    password: &str,
+) -> Result<(), ClientError> {
+    let options = ConnectOptions {
+        tls: ca_pem
+            .map(|pem| ClientTls::from_pem(pem, None))
+            .transpose()?,
+        sasl: Some(SaslLogin {
+            mechanism: "SCRAM-SHA-512".to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }),
+        ..ConnectOptions::new("scram-test")
+    };
+    let mut conn = Connection::connect_via(
+        "kafka-bootstrap.ns.svc:9092",
+        &format!("127.0.0.1:{port}"),
+        &options,
+    )
+    .await?;
+    conn.call(12, &MetadataRequest::default()).await?;
+    Ok(())
+}
+
+/// Whether `result` is the broker's refusal of a login.
+fn refused_login(result: &Result<(), ClientError>) -> bool {
+    matches!(result, Err(ClientError::Kafka(k)) if k.code == SASL_AUTHENTICATION_FAILED)
+}
+
+#[test]
+fn rendered_scram_listeners_log_in_the_users_the_user_controller_makes() {
+    // `plain` becomes SASL_PLAINTEXT, `secure` SASL_SSL; replication stays mutual TLS.
+    let mut spec = spec();
+    spec.listeners[0] = serde_json::from_value(json!(
+        {"name": "plain", "port": 9092, "type": "internal",
+         "authentication": {"type": "scram-sha-512"}}
+    ))
+    .unwrap_or_else(|e| panic!("listener: {e}"));
+    spec.listeners.push(
+        serde_json::from_value(json!(
+            {"name": "secure", "port": 9094, "type": "internal", "tls": true,
+             "authentication": {"type": "scram-sha-512"}}
+        ))
+        .unwrap_or_else(|e| panic!("listener: {e}")),
+    );
+    assert!(strait_operator::cluster::validate::validate(&spec).is_ok());
+    let properties = server_properties("kafka", "ns", &spec, &[0], Replication::MutualTls);
+    for line in [
+        "listener.name.plain.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.secure.sasl.enabled.mechanisms=SCRAM-SHA-512",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    let ca = new_ca();
+    start_ready_and_stop(
+        &spec,
+        &ExternalAddresses::default(),
+        &[9094],
+        Some(&ca),
+        |ports| {
+            let local = |p: u16| ports.iter().find(|(from, _)| *from == p).map_or(0, |m| m.1);
+            let (replication, plain, secure) = (local(9091), local(9092), local(9094));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}"));
+            let signer = Signer::new(&ca).unwrap_or_else(|e| panic!("signer: {e}"));
+            let keystore = signer
+                .issue_operator(std::time::SystemTime::now())
+                .unwrap_or_else(|e| panic!("issue: {e}"));
+            let operator_certs =
+                serde_json::to_value(operator_certs_secret(&cluster_ref(&spec), &ca, keystore))
+                    .unwrap_or(Value::Null);
+            assert_eq!(
+                operator_certs["metadata"]["name"],
+                names::operator_certs("kafka")
+            );
+            let admin = operator_admin(&ca, &signer, &spec, "kafka-bootstrap.ns.svc", replication);
+            runtime.block_on(async {
+                let apis = admin
+                    .supported_apis()
+                    .await
+                    .unwrap_or_else(|e| panic!("ApiVersions: {e}"));
+                assert!(
+                    apis.missing(SCRAM_APIS).is_empty(),
+                    "the broker serves SCRAM"
+                );
+
+                // A generated password: the Secret `app` holds it, the credential is set.
+                let app = user(
+                    "app",
+                    json!({"authentication": {"type": "scram-sha-512"}}),
+                    false,
+                );
+                let (result, seen) =
+                    user_pass(&app, user_api(operator_certs.clone(), vec![]), replication).await;
+                assert!(result.is_ok(), "{result:?}");
+                assert_eq!(
+                    ready_of(&seen, "app").0,
+                    "True",
+                    "{:?}",
+                    ready_of(&seen, "app")
+                );
+                let status = patched(&seen, "/users/app/status").unwrap_or(Value::Null);
+                assert_eq!(status["status"]["username"], "app");
+                assert_eq!(status["status"]["secret"], "app");
+                let secret: Secret = patched(&seen, "/secrets/app")
+                    .and_then(|b| serde_json::from_value(b).ok())
+                    .unwrap_or_else(|| panic!("no Secret applied: {seen:?}"));
+                let data = secret.data.unwrap_or_default();
+                let text = |key: &str| {
+                    data.get(key)
+                        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                        .unwrap_or_default()
+                };
+                let password = text("password");
+                assert_eq!(password.len(), strait_operator::user::plan::PASSWORD_LEN);
+                assert!(
+                    text("sasl.jaas.config")
+                        .contains(&format!("username=\"app\" password=\"{password}\"")),
+                    "{}",
+                    text("sasl.jaas.config")
+                );
+                for (port, tls) in [(plain, None), (secure, Some(ca.cert_pem.as_str()))] {
+                    let ok = scram_login(port, tls, "app", &password).await;
+                    assert!(ok.is_ok(), "app on {port}: {ok:?}");
+                    // A wrong password and an unknown user are refused alike.
+                    let wrong = scram_login(port, tls, "app", "not-the-password").await;
+                    assert!(refused_login(&wrong), "{wrong:?}");
+                    let unknown = scram_login(port, tls, "nobody", &password).await;
+                    assert!(refused_login(&unknown), "{unknown:?}");
+                }
+                // A client that does not log in gets nothing but the SASL exchange.
+                let anonymous = async {
+                    let mut conn = Connection::connect(
+                        &format!("127.0.0.1:{plain}"),
+                        &ConnectOptions::new("anonymous"),
+                    )
+                    .await?;
+                    conn.call(12, &MetadataRequest::default()).await
+                }
+                .await;
+                assert!(anonymous.is_err(), "{anonymous:?}");
+
+                // A password from the user's own Secret, rotated by changing that Secret.
+                let bob_spec = json!({"authentication": {"type": "scram-sha-512", "password":
+                    {"valueFrom": {"secretKeyRef": {"name": "bob-password", "key": "pw"}}}}});
+                let bob = user("bob", bob_spec, false);
+                for (pw, old) in [
+                    ("bob-first-password", None),
+                    ("bob-second-password", Some("bob-first-password")),
+                ] {
+                    let api = user_api(
+                        operator_certs.clone(),
+                        vec![secret_json("bob-password", "pw", pw)],
+                    );
+                    let (result, seen) = user_pass(&bob, api, replication).await;
+                    assert!(result.is_ok(), "{result:?}");
+                    let status = patched(&seen, "/users/bob/status").unwrap_or(Value::Null);
+                    assert_eq!(status["status"]["secret"], "bob-password");
+                    assert!(
+                        patched(&seen, "/secrets/bob-password").is_none(),
+                        "the user's Secret is not written"
+                    );
+                    let ok = scram_login(plain, None, "bob", pw).await;
+                    assert!(ok.is_ok(), "bob: {ok:?}");
+                    if let Some(old) = old {
+                        let stale = scram_login(plain, None, "bob", old).await;
+                        assert!(refused_login(&stale), "{stale:?}");
+                    }
+                }
+
+                // Quotas need AlterClientQuotas: without it the User is refused, naming what is
+                // missing, and nothing is set (not even its credential).
+                let carol = user(
+                    "carol",
+                    json!({"authentication": {"type": "scram-sha-512"},
+                           "quotas": {"producerByteRate": 1048576}}),
+                    false,
+                );
+                let missing = apis.missing(QUOTA_APIS);
+                let (result, seen) = user_pass(
+                    &carol,
+                    user_api(operator_certs.clone(), vec![]),
+                    replication,
+                )
+                .await;
+                assert!(result.is_ok(), "{result:?}");
+                let (ready, reason, message) = ready_of(&seen, "carol");
+                if missing.is_empty() {
+                    // A broker serving quotas: the User is reconciled.
+                    assert_eq!(ready, "True", "{message}");
+                } else {
+                    assert_eq!(
+                        (ready.as_str(), reason.as_str()),
+                        ("False", "UnsupportedByCluster"),
+                        "{message}"
+                    );
+                    for (key, version) in &missing {
+                        assert!(
+                            message.contains(&format!("{key:?} v{version}")),
+                            "{message}"
+                        );
+                    }
+                    let generated = patched(&seen, "/secrets/carol");
+                    assert!(generated.is_none(), "{generated:?}");
+                    let no_credential = scram_login(plain, None, "carol", "any").await;
+                    assert!(refused_login(&no_credential), "{no_credential:?}");
+                }
+
+                // Deleting `app` removes its credential: its password no longer logs in.
+                let gone = user(
+                    "app",
+                    json!({"authentication": {"type": "scram-sha-512"}}),
+                    true,
+                );
+                let (result, seen) =
+                    user_pass(&gone, user_api(operator_certs.clone(), vec![]), replication).await;
+                assert!(result.is_ok(), "{result:?}");
+                let finalizer = patched(&seen, "/users/app").unwrap_or(Value::Null);
+                assert!(finalizer.to_string().contains("remove"), "{finalizer}");
+                let after = scram_login(plain, None, "app", &password).await;
+                assert!(refused_login(&after), "{after:?}");
+            });
         },
     );
 }
