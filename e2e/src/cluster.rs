@@ -106,6 +106,8 @@ pub struct ClusterSpec {
     /// Security protocol of the CONTROLLER listener (PLAINTEXT when `None`); its `ssl.*` keys
     /// come through `overrides`.
     pub controller_protocol: Option<String>,
+    /// Further command-line arguments of every node (e.g. `--add-scram ...`).
+    pub extra_args: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -121,6 +123,7 @@ impl ClusterSpec {
             overrides: fast_overrides(),
             replication_protocol: None,
             controller_protocol: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -305,6 +308,7 @@ pub struct Cluster {
     overrides: Vec<(String, String)>,
     replication_protocol: Option<String>,
     controller_protocol: Option<String>,
+    extra_args: Vec<String>,
     voters: String,
     nodes: Vec<Node>,
     lab: Option<Arc<NetLab>>,
@@ -339,6 +343,7 @@ impl Cluster {
             overrides: spec.overrides,
             replication_protocol: spec.replication_protocol,
             controller_protocol: spec.controller_protocol,
+            extra_args: spec.extra_args,
             voters: String::new(),
             nodes: Vec::new(),
             lab,
@@ -488,6 +493,7 @@ impl Cluster {
         settings
             .into_iter()
             .flat_map(|(k, v)| ["--override".to_string(), format!("{k}={v}")])
+            .chain(self.extra_args.iter().cloned())
             .collect()
     }
 

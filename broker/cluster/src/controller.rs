@@ -2,6 +2,7 @@
 //! metadata records, against the current image. Pure apart from the heartbeat clock it keeps in
 //! memory (like Kafka's KRaft controller, heartbeats are not logged; fencing is).
 
+mod acls;
 mod brokers;
 mod credentials;
 mod elections;
@@ -238,6 +239,12 @@ impl Controller {
                 deletions,
                 upsertions,
             )),
+            ControllerRequest::CreateAcls { bindings } => {
+                ControllerResponse::CreateAcls(acls::create(&mut staged, image, bindings))
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                ControllerResponse::DeleteAcls(acls::delete(&mut staged, image, filters))
+            }
         };
         Ok(Decision {
             records: staged.records,

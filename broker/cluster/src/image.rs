@@ -119,6 +119,9 @@ pub struct Image {
     /// SCRAM credentials: user -> Kafka mechanism type id -> credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<i8, StoredScram>>,
+    /// ACL bindings by id (StandardAuthorizer's).
+    #[serde(default)]
+    pub acls: BTreeMap<Uuid, crate::acl::AclBinding>,
 }
 
 /// A SCRAM credential as Kafka stores it (RFC 5802's StoredKey and ServerKey with the salt and
@@ -230,6 +233,12 @@ impl Image {
                         self.scram.remove(user);
                     }
                 }
+            }
+            MetadataRecord::CreateAcl { id, binding } => {
+                self.acls.insert(*id, binding.clone());
+            }
+            MetadataRecord::RemoveAcl { id } => {
+                self.acls.remove(id);
             }
             MetadataRecord::SetClusterId { id } => {
                 // First wins: an id once reported must never change under the clients.

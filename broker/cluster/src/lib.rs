@@ -1,14 +1,16 @@
 //! Strait's cluster layer, below the Kafka protocol and above nothing but Raft and the network.
 //!
 //! - `image` is the cluster metadata every broker works from (brokers, topics, partitions with
-//!   replicas/ISR/leader/epochs, topic configs, producer-id blocks) and `record` the changes that
+//!   replicas/ISR/leader/epochs, topic configs, producer-id blocks, SCRAM credentials, ACLs) and `record` the changes that
 //!   build it. The image is a pure fold of records: the Raft state machine applies them in log
 //!   order on every node, so every node holds the same image at the same log index.
 //! - `placement` is Kafka's rack-aware replica assignment (pure).
+//! - `acl` is the ACL model and StandardAuthorizer's decision over the image's bindings (pure).
 //! - `controller` turns broker and admin requests into records, on the quorum leader only.
 //! - `quorum` runs the replicated metadata log (openraft over tonic gRPC) and serves the
 //!   controller RPCs brokers call.
 
+pub mod acl;
 pub mod controller;
 pub mod image;
 pub mod placement;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
 use crate::image::{BrokerRegistration, PartitionState, StoredScram};
 
 /// One entry of the metadata log.
@@ -66,4 +67,8 @@ pub enum MetadataRecord {
     },
     /// Kafka's RemoveUserScramCredentialRecord.
     RemoveScramCredential { user: String, mechanism: i8 },
+    /// Kafka's AccessControlEntryRecord: an ACL binding under its id.
+    CreateAcl { id: Uuid, binding: AclBinding },
+    /// Kafka's RemoveAccessControlEntryRecord.
+    RemoveAcl { id: Uuid },
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::{AclBinding, AclFilter};
 use crate::image::{Endpoint, PartitionState, StoredScram};
 
 /// One partition's proposed ISR in an `AlterPartitions` request.
@@ -103,6 +104,14 @@ pub enum ControllerRequest {
         deletions: Vec<(String, i8)>,
         upsertions: Vec<(String, i8, StoredScram)>,
     },
+    /// Kafka's CreateAcls: bindings to add (one that exists already is a success).
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Kafka's DeleteAcls: every binding matching each filter is removed.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// The metadata quorum as its leader sees it (DescribeQuorum). Offsets are Raft log indexes,
@@ -170,6 +179,10 @@ pub enum ControllerResponse {
     Quorum(QuorumStatus),
     /// Per user named in an `AlterScramCredentials`, in request order.
     AlterScramCredentials(Vec<(String, Result<(), ControllerError>)>),
+    /// Per binding of a `CreateAcls`, in request order.
+    CreateAcls(Vec<Result<(), ControllerError>>),
+    /// Per filter of a `DeleteAcls`: the bindings it removed.
+    DeleteAcls(Vec<Result<Vec<AclBinding>, ControllerError>>),
 }
 
 /// An ongoing reassignment: (topic, partition, replicas, adding, removing).

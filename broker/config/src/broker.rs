@@ -129,6 +129,8 @@ pub struct BrokerConfig {
     pub ssl: BTreeMap<String, SslSettings>,
     /// SASL settings of the SASL_PLAINTEXT and SASL_SSL listeners.
     pub sasl: SaslSettings,
+    /// `authorizer.class.name=...StandardAuthorizer`: ACLs are enforced with these settings.
+    pub authorizer: Option<AuthorizerConfig>,
     /// SCRAM credentials to create with a new metadata log (`strait-broker --add-scram`, like
     /// `kafka-storage format --add-scram`); not a config key.
     pub bootstrap_scram: Vec<strait_auth::add_scram::AddScram>,
@@ -375,6 +377,7 @@ impl BrokerConfig {
             multi_node.then_some(&inter_broker_listener),
             &mut warnings,
         )?;
+        let authorizer = authorizer(&r)?;
         let replica_lag_time_max_ms = convert(
             "replica.lag.time.max.ms",
             r.required_int("replica.lag.time.max.ms")?,
@@ -590,6 +593,7 @@ impl BrokerConfig {
             inter_broker_listener,
             ssl,
             sasl,
+            authorizer,
             bootstrap_scram: Vec::new(),
             explicit,
         };
@@ -639,6 +643,52 @@ impl BrokerConfig {
             Some(value) => Some(value.clone()),
             None => def.default.map(str::to_string),
         }
+    }
+}
+
+/// Kafka's authorizer for ACLs kept in the KRaft metadata log.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+/// What the authorizer needs from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerConfig {
+    /// `super.users`, `User:<name>` principals.
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found`.
+    pub allow_everyone_if_no_acl_found: bool,
+}
+
+fn authorizer(r: &Resolved) -> Result<Option<AuthorizerConfig>, ConfigError> {
+    let class = r.string("authorizer.class.name").unwrap_or_default();
+    match class.trim() {
+        "" => Ok(None),
+        STANDARD_AUTHORIZER => {
+            let super_users: Vec<String> = r
+                .string("super.users")
+                .unwrap_or_default()
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+            if let Some(bad) = super_users.iter().find(|p| !p.contains(':')) {
+                return Err(ConfigError::invalid(
+                    "super.users",
+                    format!("{bad:?} is not a principal like User:admin"),
+                ));
+            }
+            Ok(Some(AuthorizerConfig {
+                super_users,
+                allow_everyone_if_no_acl_found: r.boolean("allow.everyone.if.no.acl.found")?,
+            }))
+        }
+        other => Err(ConfigError::invalid(
+            "authorizer.class.name",
+            format!(
+                "{other} is not served; Strait's authorizer is Kafka's \
+                 {STANDARD_AUTHORIZER} (ACLs in the metadata log)"
+            ),
+        )),
     }
 }
 

@@ -41,6 +41,10 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
     key("advertised.listeners", Str, None, Any,
         "Listeners published to clients, if different from listeners."),
 
+    key("allow.everyone.if.no.acl.found", Boolean, Some("false"), Any,
+        "With an authorizer, whether a resource without any ACL is open to everyone."),
+    key("authorizer.class.name", Str, Some(""), Any,
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer turns on ACLs kept in the metadata log; empty: no authorization."),
     key("auto.create.topics.enable", Boolean, Some("true"), Any,
         "Create a topic automatically when a client asks for metadata of an unknown topic."),
     key("auto.leader.rebalance.enable", Boolean, Some("true"), Any,
@@ -250,6 +254,8 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Truststore password (JKS and PKCS12 truststores, which Strait does not read)."),
     key("ssl.truststore.type", Str, Some("JKS"), Any,
         "Truststore format; Strait reads PEM."),
+    key("super.users", Str, Some(""), Any,
+        "Principals allowed everything, separated by semicolons, e.g. User:admin;User:broker."),
     key("unclean.leader.election.enable", Boolean, Some("false"), Any,
         "Default unclean.leader.election.enable for topics."),
 ];

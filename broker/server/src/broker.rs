@@ -44,6 +44,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Whether the log manager trusted a clean shutdown (no recovery scan).
     pub clean_start: bool,
+    /// Set when `authorizer.class.name` names the StandardAuthorizer: ACLs are enforced.
+    pub authorizer: Option<strait_cluster::acl::AuthorizerSettings>,
     /// This node's part in the metadata quorum (a voter, or a follower of it): the cluster
     /// membership, the metadata image and the controller client. A single node is a quorum of
     /// one voter, so there is no other metadata path.
@@ -101,7 +103,16 @@ impl Broker {
         ));
         let fetch_sessions =
             FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
+        let authorizer =
+            config
+                .authorizer
+                .as_ref()
+                .map(|a| strait_cluster::acl::AuthorizerSettings {
+                    super_users: a.super_users.clone(),
+                    allow_if_no_acl: a.allow_everyone_if_no_acl_found,
+                });
         let broker = Broker {
+            authorizer,
             config,
             replicas,
             groups,

@@ -75,7 +75,9 @@ impl<'a> Staged<'a> {
             | MetadataRecord::AllocateProducerIds { .. }
             | MetadataRecord::SetClusterId { .. }
             | MetadataRecord::SetScramCredential { .. }
-            | MetadataRecord::RemoveScramCredential { .. } => {}
+            | MetadataRecord::RemoveScramCredential { .. }
+            | MetadataRecord::CreateAcl { .. }
+            | MetadataRecord::RemoveAcl { .. } => {}
         }
         self.records.push(record);
     }

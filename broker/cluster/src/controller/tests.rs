@@ -1391,3 +1391,63 @@ fn add_scram_credentials_come_with_a_new_log_only() {
         "{records:?}"
     );
 }
+
+#[test]
+fn acls_are_created_once_and_deleted_by_filter() {
+    use crate::acl::{AclBinding, AclFilter, op, pattern, permission, resource};
+    let binding = |name: &str| AclBinding {
+        resource_type: resource::TOPIC,
+        resource_name: name.into(),
+        pattern_type: pattern::PREFIXED,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: op::WRITE,
+        permission: permission::ALLOW,
+    };
+    let mut c = Cluster::new();
+    let invalid = AclBinding {
+        pattern_type: pattern::MATCH,
+        ..binding("x")
+    };
+    let response = c
+        .call(ControllerRequest::CreateAcls {
+            bindings: vec![
+                binding("orders-"),
+                binding("orders-"),
+                invalid,
+                binding("logs-"),
+            ],
+        })
+        .unwrap();
+    let ControllerResponse::CreateAcls(results) = response else {
+        panic!("wrong response");
+    };
+    assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
+    assert_eq!(results[2].as_ref().unwrap_err().code(), 42);
+    assert_eq!(c.image.acls.len(), 2, "the duplicate is one binding");
+    // Creating it again is a success without a new record.
+    let (records, _) = c.decide(ControllerRequest::CreateAcls {
+        bindings: vec![binding("orders-")],
+    });
+    assert!(records.is_empty());
+    let filter = AclFilter {
+        resource_type: resource::TOPIC,
+        resource_name: Some("orders-".into()),
+        pattern_type: pattern::PREFIXED,
+        principal: None,
+        host: None,
+        operation: op::ANY,
+        permission: permission::ANY,
+    };
+    let response = c
+        .call(ControllerRequest::DeleteAcls {
+            filters: vec![filter.clone(), filter],
+        })
+        .unwrap();
+    let ControllerResponse::DeleteAcls(results) = response else {
+        panic!("wrong response");
+    };
+    assert_eq!(results[0].as_ref().unwrap(), &vec![binding("orders-")]);
+    assert_eq!(c.image.acls.len(), 1);
+    assert_eq!(c.image.acls.values().next().unwrap(), &binding("logs-"));
+}

@@ -23,6 +23,7 @@ use strait_cluster::rpc::{ControllerRequest, ControllerResponse, NewTopic};
 use strait_config::{describe_topic, validate_topic_configs};
 use uuid::Uuid;
 
+use super::authz::{Authz, op, topic_denied};
 use super::{RequestContext, str_bytes};
 use crate::broker::{Broker, validate_topic_name};
 use crate::errors::ApiError;
@@ -37,9 +38,11 @@ const DELETE_BY_ID_VERSION: i16 = 6;
 pub async fn create_topics(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> CreateTopicsResponse {
     let node = broker.node();
+    let authz = Authz::new(broker, ctx);
+    let may_create = authz.cluster(op::CREATE);
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
@@ -57,6 +60,10 @@ pub async fn create_topics(
                         t.name.0.as_str()
                     ),
                 ));
+            }
+            // CREATE on the cluster, or on the topic (Kafka's rule).
+            if !may_create && !authz.topic(op::CREATE, t.name.0.as_str()) {
+                return Err(topic_denied(t.name.0.as_str()));
             }
             new_topic(broker, t)
         })
@@ -279,6 +286,7 @@ pub async fn delete_topics(
             .collect()
     };
     let mut responses = Vec::with_capacity(targets.len());
+    let authz = Authz::new(broker, ctx);
     for (name, id) in targets {
         let resolved: Result<String, ApiError> = if !broker.config.delete_topic_enable {
             Err(ApiError::new(
@@ -299,6 +307,13 @@ pub async fn delete_topics(
                     }),
             }
         };
+        let resolved = resolved.and_then(|n| {
+            if authz.topic(op::DELETE, &n) {
+                Ok(n)
+            } else {
+                Err(topic_denied(&n))
+            }
+        });
         let outcome = match resolved {
             Ok(n) => match node
                 .call(ControllerRequest::DeleteTopics {
@@ -341,12 +356,23 @@ pub async fn delete_topics(
 pub async fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> CreatePartitionsResponse {
     let node = broker.node();
     let mut results = Vec::with_capacity(req.topics.len());
+    let authz = Authz::new(broker, ctx);
     for t in req.topics {
         let name = t.name.0.to_string();
+        if !authz.topic(op::ALTER, &name) {
+            let e = topic_denied(&name);
+            results.push(
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message))),
+            );
+            continue;
+        }
         let assignments = t.assignments.as_ref().map(|a| {
             a.iter()
                 .map(|x| x.broker_ids.iter().map(|b| b.0).collect())

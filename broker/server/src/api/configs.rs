@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strait_config::{ConfigEntry, apply_incremental, describe_topic, validate_topic_configs};
 
+use super::authz::{Authz, cluster_denied, op, topic_denied};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::errors::ApiError;
@@ -34,6 +35,7 @@ pub async fn describe(
     ctx: &RequestContext,
 ) -> DescribeConfigsResponse {
     let with_types = ctx.api_version >= TYPES_VERSION;
+    let authz = Authz::new(broker, ctx);
     let results = req
         .resources
         .into_iter()
@@ -41,7 +43,14 @@ pub async fn describe(
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            match entries(broker, r.resource_type, r.resource_name.as_str()) {
+            let allowed = config_access(
+                &authz,
+                op::DESCRIBE_CONFIGS,
+                r.resource_type,
+                r.resource_name.as_str(),
+            );
+            match allowed.and_then(|()| entries(broker, r.resource_type, r.resource_name.as_str()))
+            {
                 Ok(entries) => {
                     let wanted: Option<HashSet<String>> = r
                         .configuration_keys
@@ -151,38 +160,49 @@ fn to_result(
 pub async fn alter(
     broker: &Arc<Broker>,
     req: AlterConfigsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> AlterConfigsResponse {
     let validate_only = req.validate_only;
+    let authz = Authz::new(broker, ctx);
     let mut responses = Vec::with_capacity(req.resources.len());
     {
         for r in req.resources {
             let pairs: Vec<(StrBytes, Option<StrBytes>)> =
                 r.configs.into_iter().map(|c| (c.name, c.value)).collect();
-            let outcome = alter_resource(
-                broker,
+            let allowed = config_access(
+                &authz,
+                op::ALTER_CONFIGS,
                 r.resource_type,
                 r.resource_name.as_str(),
-                || {
-                    let mut configs = BTreeMap::new();
-                    for (name, value) in &pairs {
-                        let Some(value) = value else {
-                            return Err(ApiError::new(
-                                ResponseError::InvalidRequest,
-                                format!("Null value not supported for: {}", name.as_str()),
-                            ));
-                        };
-                        if configs
-                            .insert(name.to_string(), value.to_string())
-                            .is_some()
-                        {
-                            return Err(duplicate_key(name.as_str()));
+            );
+            let outcome = async {
+                allowed?;
+                alter_resource(
+                    broker,
+                    r.resource_type,
+                    r.resource_name.as_str(),
+                    || {
+                        let mut configs = BTreeMap::new();
+                        for (name, value) in &pairs {
+                            let Some(value) = value else {
+                                return Err(ApiError::new(
+                                    ResponseError::InvalidRequest,
+                                    format!("Null value not supported for: {}", name.as_str()),
+                                ));
+                            };
+                            if configs
+                                .insert(name.to_string(), value.to_string())
+                                .is_some()
+                            {
+                                return Err(duplicate_key(name.as_str()));
+                            }
                         }
-                    }
-                    Ok(configs)
-                },
-                validate_only,
-            )
+                        Ok(configs)
+                    },
+                    validate_only,
+                )
+                .await
+            }
             .await;
             let resp = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
@@ -202,9 +222,10 @@ pub async fn alter(
 pub async fn incremental_alter(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> IncrementalAlterConfigsResponse {
     let validate_only = req.validate_only;
+    let authz = Authz::new(broker, ctx);
     let mut responses = Vec::with_capacity(req.resources.len());
     {
         for r in req.resources {
@@ -220,23 +241,29 @@ pub async fn incremental_alter(
                 })
                 .collect();
             let name = r.resource_name.to_string();
-            let outcome = alter_resource(
-                broker,
-                r.resource_type,
-                &name,
-                || {
-                    let mut keys = HashSet::new();
-                    if let Some((dup, _, _)) = ops.iter().find(|(k, _, _)| !keys.insert(k.clone()))
-                    {
-                        return Err(duplicate_key(dup));
-                    }
-                    let current = broker
-                        .topic_configs(&name)
-                        .ok_or_else(|| unknown_topic(&name))?;
-                    Ok(apply_incremental(&current, &ops)?)
-                },
-                validate_only,
-            )
+            let allowed = config_access(&authz, op::ALTER_CONFIGS, r.resource_type, &name);
+            let outcome = async {
+                allowed?;
+                alter_resource(
+                    broker,
+                    r.resource_type,
+                    &name,
+                    || {
+                        let mut keys = HashSet::new();
+                        if let Some((dup, _, _)) =
+                            ops.iter().find(|(k, _, _)| !keys.insert(k.clone()))
+                        {
+                            return Err(duplicate_key(dup));
+                        }
+                        let current = broker
+                            .topic_configs(&name)
+                            .ok_or_else(|| unknown_topic(&name))?;
+                        Ok(apply_incremental(&current, &ops)?)
+                    },
+                    validate_only,
+                )
+                .await
+            }
             .await;
             let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
@@ -250,6 +277,23 @@ pub async fn incremental_alter(
         }
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Kafka's rule: a topic's configs need the operation on the topic; a broker's (and the
+/// broker loggers') on the cluster.
+fn config_access(
+    authz: &Authz<'_>,
+    operation: i8,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), ApiError> {
+    const TOPIC: i8 = 2;
+    match resource_type {
+        TOPIC if authz.topic(operation, name) => Ok(()),
+        TOPIC => Err(topic_denied(name)),
+        _ if authz.cluster(operation) => Ok(()),
+        _ => Err(cluster_denied()),
+    }
 }
 
 fn duplicate_key(key: &str) -> ApiError {

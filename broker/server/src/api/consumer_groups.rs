@@ -16,11 +16,13 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatResponse, TopicName,
 };
 
+use super::authz::{Authz, group_denied, op, topic_denied};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::group::assignor::Tp;
 use crate::group::consumer::Heartbeat;
+use strait_cluster::acl::resource;
 
 /// "Authorized operations" value meaning "not requested".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -43,6 +45,26 @@ pub async fn heartbeat(
     req: ConsumerGroupHeartbeatRequest,
     ctx: &RequestContext,
 ) -> ConsumerGroupHeartbeatResponse {
+    let authz = Authz::new(broker, ctx);
+    // READ on the group, then (as Kafka) DESCRIBE on every subscribed topic name. A subscription
+    // regex is not checked here: it is resolved against all topics, authorized or not.
+    let denied = if !authz.group(op::READ, req.group_id.0.as_str()) {
+        Some(group_denied(req.group_id.0.as_str()))
+    } else {
+        let unauthorized: Vec<&str> = req
+            .subscribed_topic_names
+            .iter()
+            .flatten()
+            .map(|t| t.0.as_str())
+            .filter(|t| !authz.topic(op::DESCRIBE, t))
+            .collect();
+        (!unauthorized.is_empty()).then(|| topic_denied(&unauthorized.join(", ")))
+    };
+    if let Some(e) = denied {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message)));
+    }
     if let Err(e) = crate::group::partitions::check(
         &broker.replicas,
         &broker.coordinated,
@@ -116,8 +138,9 @@ pub async fn heartbeat(
 pub async fn describe(
     broker: &Arc<Broker>,
     req: ConsumerGroupDescribeRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> ConsumerGroupDescribeResponse {
+    let authz = Authz::new(broker, ctx);
     let name_of = |id: uuid::Uuid| {
         broker
             .replicas
@@ -145,6 +168,12 @@ pub async fn describe(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if !authz.group(op::DESCRIBE, id.0.as_str()) {
+                let e = group_denied(id.0.as_str());
+                return base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message)));
+            }
             if let Err(e) = crate::group::partitions::check(
                 &broker.replicas,
                 &broker.coordinated,
@@ -162,6 +191,11 @@ pub async fn describe(
                         id.0.as_str()
                     )))),
                 Some((epoch, assignment_epoch, state, assignor, members)) => base
+                    .with_authorized_operations(if req.include_authorized_operations {
+                        authz.operations(resource::GROUP, id.0.as_str())
+                    } else {
+                        AUTHORIZED_OPERATIONS_OMITTED
+                    })
                     .with_group_state(str_bytes(state))
                     .with_group_epoch(epoch)
                     .with_assignment_epoch(assignment_epoch)

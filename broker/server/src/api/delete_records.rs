@@ -11,6 +11,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::RequestContext;
+use super::authz::{Authz, op};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 
@@ -19,24 +20,30 @@ const HIGH_WATERMARK: i64 = -1;
 pub async fn handle(
     broker: &Arc<Broker>,
     req: DeleteRecordsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> DeleteRecordsResponse {
+    let authz = Authz::new(broker, ctx);
     let topics = tokio::task::block_in_place(|| {
         req.topics
             .into_iter()
             .map(|t| {
                 let topic = broker.replicas.topic(t.name.0.as_str());
+                let allowed = authz.topic(op::DELETE, t.name.0.as_str());
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
-                        let found = broker.replicas.hosted_partition(
-                            t.name.0.as_str(),
-                            topic.as_ref(),
-                            p.partition_index,
-                        );
+                        let found = if allowed {
+                            broker.replicas.hosted_partition(
+                                t.name.0.as_str(),
+                                topic.as_ref(),
+                                p.partition_index,
+                            )
+                        } else {
+                            Err(ResponseError::TopicAuthorizationFailed)
+                        };
                         let partition = match found {
                             Ok(partition) => partition,
                             Err(e) => {

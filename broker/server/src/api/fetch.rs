@@ -27,6 +27,7 @@ use strait_storage::{FileRegion, LogError};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
+use super::authz::{Authz, op};
 use super::{RequestContext, error_name, str_bytes};
 use crate::broker::Broker;
 use crate::fetch_session::{PartitionAnswer, PartitionKey, Plan, SessionPartition, TopicKey};
@@ -105,6 +106,9 @@ pub async fn handle(
     };
     let follower = replica_id >= 0;
     let received = std::time::Instant::now();
+    // A follower's fetch needs CLUSTER_ACTION; a consumer's, READ on each topic.
+    let authz = Authz::new(broker, ctx);
+    let follower_allowed = !follower || authz.cluster(op::CLUSTER_ACTION);
 
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut topic_keys: Vec<TopicKey> = Vec::new();
@@ -123,8 +127,15 @@ pub async fn handle(
                 .missing_topic_error(t.topic.0.as_str())
                 .error
         };
+        let allowed = match &topic {
+            _ if follower => follower_allowed,
+            Some(topic) => authz.topic(op::READ, &topic.meta.name),
+            None if version < TOPIC_ID_VERSION => authz.topic(op::READ, t.topic.0.as_str()),
+            None => true,
+        };
         for p in &t.partitions {
             let target = match &topic {
+                _ if !allowed => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(missing),
                 Some(topic) => match topic.partition(p.partition) {
                     None => Err(broker

@@ -21,14 +21,17 @@ use kafka_protocol::messages::{
 };
 use tokio::sync::oneshot;
 
+use super::authz::{Authz, group_denied, op};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::group::coordinator::{JoinOutcome, JoinRequest, Reply, SyncOutcome, SyncRequest};
 use crate::group::partitions;
+use strait_cluster::acl::resource;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// First FindCoordinator version that batches keys (KIP-699).
 const BATCHED_FIND_VERSION: i16 = 4;
 /// First JoinGroup version that hands out member ids before joining (KIP-394).
@@ -51,6 +54,21 @@ pub async fn find_coordinator(
     } else {
         vec![req.key.to_string()]
     };
+    let authz = Authz::new(broker, ctx);
+    let denials: Vec<Option<ApiError>> = keys
+        .iter()
+        .map(|key| match req.key_type {
+            KEY_TYPE_GROUP => (!authz.group(op::DESCRIBE, key)).then(|| group_denied(key)),
+            KEY_TYPE_TRANSACTION => (!authz.allows(op::DESCRIBE, resource::TRANSACTIONAL_ID, key))
+                .then(|| {
+                    ApiError::new(
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        format!("not authorized to access transactional id {key}"),
+                    )
+                }),
+            _ => None,
+        })
+        .collect();
     let coordinators: Vec<Result<MetadataResponseBroker, ApiError>> = if req.key_type
         != KEY_TYPE_GROUP
     {
@@ -61,8 +79,14 @@ pub async fn find_coordinator(
         keys.iter().map(|_| Err(e.clone())).collect()
     } else {
         let node = broker.node();
-        // The group's coordinator is the leader of its __consumer_offsets partition.
-        match partitions::ensure_topic(&broker.config, node).await {
+        // The group's coordinator is the leader of its __consumer_offsets partition, created on
+        // first use unless no key is authorized (as Kafka, which only looks up authorized keys).
+        let ensured = if denials.iter().any(Option::is_none) {
+            partitions::ensure_topic(&broker.config, node).await
+        } else {
+            Ok(())
+        };
+        match ensured {
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
             Ok(()) => {
                 let image = node.image();
@@ -103,7 +127,11 @@ pub async fn find_coordinator(
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message.clone()))),
     };
-    let keys: Vec<_> = keys.into_iter().zip(coordinators).collect();
+    let keys: Vec<_> = keys
+        .into_iter()
+        .zip(coordinators.into_iter().zip(denials))
+        .map(|(key, (found, denied))| (key, denied.map_or(found, Err)))
+        .collect();
     if ctx.api_version >= BATCHED_FIND_VERSION {
         FindCoordinatorResponse::default().with_coordinators(keys.into_iter().map(answer).collect())
     } else {
@@ -137,6 +165,12 @@ pub async fn join_group(
         req.session_timeout_ms
     };
     let member_id = req.member_id.to_string();
+    if !Authz::new(broker, ctx).group(op::READ, req.group_id.0.as_str()) {
+        // Kafka's error response: unknown (empty) member id.
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1);
+    }
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
@@ -203,8 +237,12 @@ pub async fn join_group(
 pub async fn sync_group(
     broker: &Arc<Broker>,
     req: SyncGroupRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> SyncGroupResponse {
+    if !Authz::new(broker, ctx).group(op::READ, req.group_id.0.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
@@ -250,8 +288,12 @@ pub async fn sync_group(
 pub async fn heartbeat(
     broker: &Arc<Broker>,
     req: HeartbeatRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> HeartbeatResponse {
+    if !Authz::new(broker, ctx).group(op::READ, req.group_id.0.as_str()) {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
@@ -274,6 +316,10 @@ pub async fn leave_group(
     req: LeaveGroupRequest,
     ctx: &RequestContext,
 ) -> LeaveGroupResponse {
+    if !Authz::new(broker, ctx).group(op::READ, req.group_id.0.as_str()) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
@@ -326,8 +372,11 @@ pub async fn leave_group(
 pub async fn list_groups(
     broker: &Arc<Broker>,
     req: ListGroupsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> ListGroupsResponse {
+    // DESCRIBE on the cluster lists every group; otherwise only the groups one may describe.
+    let authz = Authz::new(broker, ctx);
+    let all = authz.cluster(op::DESCRIBE);
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let groups = broker
@@ -336,6 +385,7 @@ pub async fn list_groups(
         .into_iter()
         .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
         .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .filter(|(id, _, _, _)| all || authz.group(op::DESCRIBE, id))
         .map(|(id, protocol_type, state, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(id)))
@@ -350,8 +400,9 @@ pub async fn list_groups(
 pub async fn describe_groups(
     broker: &Arc<Broker>,
     req: DescribeGroupsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> DescribeGroupsResponse {
+    let authz = Authz::new(broker, ctx);
     let groups = req
         .groups
         .into_iter()
@@ -359,6 +410,14 @@ pub async fn describe_groups(
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+            if !authz.group(op::DESCRIBE, id.0.as_str()) {
+                return base.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let base = if req.include_authorized_operations {
+                base.with_authorized_operations(authz.operations(resource::GROUP, id.0.as_str()))
+            } else {
+                base
+            };
             if let Err(e) = partitions::check(&broker.replicas, &broker.coordinated, id.0.as_str())
             {
                 return base.with_error_code(e.code());
@@ -399,16 +458,27 @@ pub async fn describe_groups(
 pub async fn delete_groups(
     broker: &Arc<Broker>,
     req: DeleteGroupsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> DeleteGroupsResponse {
+    let authz = Authz::new(broker, ctx);
+    let allowed: Vec<bool> = req
+        .groups_names
+        .iter()
+        .map(|id| authz.group(op::DELETE, id.0.as_str()))
+        .collect();
     let b = broker.clone();
     let results = tokio::task::spawn_blocking(move || {
         req.groups_names
             .into_iter()
-            .map(|id| {
-                let e = match partitions::check(&b.replicas, &b.coordinated, id.0.as_str()) {
-                    Ok(()) => b.groups.delete_group(&b.offsets_log(), id.0.as_str()),
-                    Err(e) => e.error,
+            .zip(allowed)
+            .map(|(id, allowed)| {
+                let e = if !allowed {
+                    ResponseError::GroupAuthorizationFailed
+                } else {
+                    match partitions::check(&b.replicas, &b.coordinated, id.0.as_str()) {
+                        Ok(()) => b.groups.delete_group(&b.offsets_log(), id.0.as_str()),
+                        Err(e) => e.error,
+                    }
                 };
                 DeletableGroupResult::default()
                     .with_group_id(id)

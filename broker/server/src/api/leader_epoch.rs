@@ -5,24 +5,35 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::RequestContext;
+use super::authz::{Authz, op};
 use crate::broker::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
     req: OffsetForLeaderEpochRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> OffsetForLeaderEpochResponse {
+    // Followers need CLUSTER_ACTION; consumers (KIP-320) DESCRIBE on the topic.
+    let authz = Authz::new(broker, ctx);
+    let follower = req.replica_id.0 >= 0;
+    let follower_allowed = !follower || authz.cluster(op::CLUSTER_ACTION);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.replicas.topic(t.topic.0.as_str());
+            let allowed = if follower {
+                follower_allowed
+            } else {
+                authz.topic(op::DESCRIBE, t.topic.0.as_str())
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -31,6 +42,10 @@ pub async fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !allowed {
+                        return base
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let found = broker.replicas.hosted_partition(
                         t.topic.0.as_str(),
                         topic.as_ref(),

@@ -11,6 +11,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::RequestContext;
+use super::authz::{Authz, op};
 use crate::broker::Broker;
 use crate::replica_manager::Partition;
 
@@ -28,22 +29,28 @@ pub async fn handle(
     ctx: &RequestContext,
 ) -> ListOffsetsResponse {
     let with_epoch = ctx.api_version >= LEADER_EPOCH_VERSION;
+    let authz = Authz::new(broker, ctx);
     let topics = tokio::task::block_in_place(|| {
         req.topics
             .into_iter()
             .map(|t| {
                 let topic = broker.replicas.topic(t.name.0.as_str());
+                let allowed = authz.topic(op::DESCRIBE, t.name.0.as_str());
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let base = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        let found = broker.replicas.hosted_partition(
-                            t.name.0.as_str(),
-                            topic.as_ref(),
-                            p.partition_index,
-                        );
+                        let found = if allowed {
+                            broker.replicas.hosted_partition(
+                                t.name.0.as_str(),
+                                topic.as_ref(),
+                                p.partition_index,
+                            )
+                        } else {
+                            Err(ResponseError::TopicAuthorizationFailed)
+                        };
                         let partition = match found {
                             Ok(partition) => partition,
                             Err(e) => {

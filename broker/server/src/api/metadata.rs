@@ -11,8 +11,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
+use super::authz::{Authz, op};
 use super::{RequestContext, str_bytes};
 use crate::broker::{Broker, validate_topic_name};
+use strait_cluster::acl::{CLUSTER_NAME, resource};
 use strait_cluster::image::{Image, NO_LEADER, TopicImage};
 
 /// "Authorized operations" bitfield value meaning "not requested" in Kafka's protocol.
@@ -57,11 +59,16 @@ pub async fn handle(
                 .collect(),
         ),
     };
+    // Kafka: topics without DESCRIBE are left out of "all topics" and answered
+    // TOPIC_AUTHORIZATION_FAILED when named; auto-creation needs CREATE on the cluster or topic.
+    let authz = Authz::new(broker, ctx);
+    let may_create = |n: &str| authz.cluster(op::CREATE) || authz.topic(op::CREATE, n);
     if let (Some(list), true) = (&requested, allow_create) {
         let missing: Vec<String> = list
             .iter()
             .filter_map(|(name, _)| name.clone())
             .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+            .filter(|n| authz.topic(op::DESCRIBE, n) && may_create(n))
             .collect();
         if !missing.is_empty() {
             super::admin_topics::auto_create(broker, node, &missing).await;
@@ -72,6 +79,7 @@ pub async fn handle(
         None => image
             .topics
             .values()
+            .filter(|t| authz.topic(op::DESCRIBE, &t.name))
             .map(|t| cluster_topic(&image, t))
             .collect(),
         Some(list) => list
@@ -81,12 +89,26 @@ pub async fn handle(
                     Some(n) => image.topic(n),
                     None => image.topic_by_id(&id),
                 };
+                let visible = match (found, &name) {
+                    (Some(t), _) => authz.topic(op::DESCRIBE, &t.name),
+                    (None, Some(n)) => authz.topic(op::DESCRIBE, n),
+                    (None, None) => true,
+                };
+                if !visible {
+                    return MetadataResponseTopic::default()
+                        .with_name(name.map(|n| TopicName(str_bytes(n))))
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+                }
                 match (found, name) {
                     (Some(t), _) => cluster_topic(&image, t),
                     (None, Some(n)) => {
                         let code = match validate_topic_name(&n) {
                             Err(e) => e.error.code(),
-                            Ok(()) if allow_create => ResponseError::LeaderNotAvailable.code(),
+                            Ok(()) if allow_create && may_create(&n) => {
+                                ResponseError::LeaderNotAvailable.code()
+                            }
                             Ok(()) => ResponseError::UnknownTopicOrPartition.code(),
                         };
                         MetadataResponseTopic::default()
@@ -102,6 +124,14 @@ pub async fn handle(
             })
             .collect(),
     };
+    let mut topics = topics;
+    if version >= 8 && req.include_topic_authorized_operations {
+        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations = authz.operations(resource::TOPIC, name.0.as_str());
+            }
+        }
+    }
     let brokers = live_brokers(&image, &ctx.listener);
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers)
@@ -109,7 +139,11 @@ pub async fn handle(
         .with_controller_id(BrokerId(node.controller_id_for_clients()))
         .with_topics(topics);
     if (8..=10).contains(&version) {
-        resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+        resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+            authz.operations(resource::CLUSTER, CLUSTER_NAME)
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     }
     resp
 }

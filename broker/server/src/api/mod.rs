@@ -2,7 +2,9 @@
 //! Strait implements, decodes the body with `kafka-protocol`, routes it to the handler of that API
 //! and encodes the response frame. Anything that cannot be parsed closes only its own connection.
 
+pub mod acls;
 pub mod admin_topics;
+pub mod authz;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
@@ -356,6 +358,9 @@ async fn route(
         SaslAuthenticate => messages::SaslAuthenticateRequest => scram_credentials::authenticate,
         DescribeUserScramCredentials => messages::DescribeUserScramCredentialsRequest => scram_credentials::describe,
         AlterUserScramCredentials => messages::AlterUserScramCredentialsRequest => scram_credentials::alter,
+        CreateAcls => messages::CreateAclsRequest => acls::create,
+        DescribeAcls => messages::DescribeAclsRequest => acls::describe,
+        DeleteAcls => messages::DeleteAclsRequest => acls::delete,
     })
 }
 

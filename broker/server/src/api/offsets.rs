@@ -24,11 +24,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 
+use super::authz::{Authz, op};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::group::coordinator::no_error;
-use crate::group::coordinator::{CommitPartition, CommitRequest, Committed};
+use crate::group::coordinator::{CommitPartition, CommitRequest, Committed, FetchedOffsets};
 use crate::group::partitions;
 
 /// How long an offset commit waits for the offsets partition's ISR (Kafka's
@@ -40,15 +41,23 @@ const BATCHED_FETCH_VERSION: i16 = 8;
 pub async fn commit(
     broker: &Arc<Broker>,
     req: OffsetCommitRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> OffsetCommitResponse {
-    let mut layout: Vec<(TopicName, Vec<i32>)> = Vec::new();
+    let authz = Authz::new(broker, ctx);
+    let group_allowed = authz.group(op::READ, req.group_id.0.as_str());
+    // Per topic: its partitions and whether READ on it is allowed (else they are not committed).
+    let mut layout: Vec<(TopicName, Vec<i32>, bool)> = Vec::new();
     let mut partitions = Vec::new();
     for t in req.topics {
+        let allowed = authz.topic(op::READ, t.name.0.as_str());
         layout.push((
             t.name.clone(),
             t.partitions.iter().map(|p| p.partition_index).collect(),
+            allowed,
         ));
+        if !group_allowed || !allowed {
+            continue;
+        }
         for p in t.partitions {
             partitions.push(CommitPartition {
                 topic: t.name.0.to_string(),
@@ -67,7 +76,10 @@ pub async fn commit(
         partitions,
     };
     let group = commit.group_id.clone();
+    let any_denied = layout.iter().any(|(_, _, allowed)| !allowed);
     let errors = match partitions::check(&broker.replicas, &broker.coordinated, &group) {
+        // Refused without touching the group (Kafka answers these without the coordinator).
+        _ if !group_allowed || (any_denied && commit.partitions.is_empty()) => Vec::new(),
         Err(e) => vec![e.error; commit.partitions.len()],
         Ok(()) => {
             let b = broker.clone();
@@ -96,16 +108,22 @@ pub async fn commit(
     let mut errors = errors.into_iter();
     let topics = layout
         .into_iter()
-        .map(|(name, parts)| {
+        .map(|(name, parts, allowed)| {
             OffsetCommitResponseTopic::default()
                 .with_name(name)
                 .with_partitions(
                     parts
                         .into_iter()
                         .map(|p| {
-                            let e = errors
-                                .next()
-                                .unwrap_or(ResponseError::CoordinatorNotAvailable);
+                            let e = if !group_allowed {
+                                ResponseError::GroupAuthorizationFailed
+                            } else if !allowed {
+                                ResponseError::TopicAuthorizationFailed
+                            } else {
+                                errors
+                                    .next()
+                                    .unwrap_or(ResponseError::CoordinatorNotAvailable)
+                            };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_error_code(e.code())
@@ -115,6 +133,46 @@ pub async fn commit(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Per topic, per partition: the committed offset if any and the partition's error code.
+type AuthorizedOffsets = Vec<(String, Vec<(i32, Option<Committed>, i16)>)>;
+
+/// The group's committed offsets of the topics the principal may DESCRIBE. As Kafka, explicitly
+/// requested topics it may not describe answer TOPIC_AUTHORIZATION_FAILED per partition (the
+/// error code beside each partition), and a request for all topics silently leaves them out.
+fn authorized_offsets(
+    broker: &Broker,
+    authz: &Authz,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> AuthorizedOffsets {
+    let with_code = |fetched: FetchedOffsets, code: i16| {
+        fetched
+            .into_iter()
+            .map(|(t, ps)| (t, ps.into_iter().map(|(p, c)| (p, c, code)).collect()))
+            .collect::<Vec<_>>()
+    };
+    match wanted {
+        None => {
+            let mut all = broker.groups.fetch_offsets(group, None);
+            all.retain(|(topic, _)| authz.topic(op::DESCRIBE, topic));
+            with_code(all, 0)
+        }
+        Some(wanted) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) = wanted
+                .into_iter()
+                .partition(|(topic, _)| authz.topic(op::DESCRIBE, topic));
+            let mut out = with_code(broker.groups.fetch_offsets(group, Some(allowed)), 0);
+            let refused = ResponseError::TopicAuthorizationFailed.code();
+            out.extend(
+                denied.into_iter().map(|(topic, ps)| {
+                    (topic, ps.into_iter().map(|p| (p, None, refused)).collect())
+                }),
+            );
+            out
+        }
+    }
 }
 
 fn unpack(c: Option<Committed>) -> (i64, i32, String) {
@@ -130,11 +188,17 @@ pub async fn fetch(
     req: OffsetFetchRequest,
     ctx: &RequestContext,
 ) -> OffsetFetchResponse {
+    let authz = Authz::new(broker, ctx);
     if ctx.api_version >= BATCHED_FETCH_VERSION {
         let groups = req
             .groups
             .into_iter()
             .map(|g| {
+                if !authz.group(op::DESCRIBE, g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                }
                 if let Err(e) =
                     partitions::check(&broker.replicas, &broker.coordinated, g.group_id.0.as_str())
                 {
@@ -147,9 +211,7 @@ pub async fn fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let topics = broker
-                    .groups
-                    .fetch_offsets(g.group_id.0.as_str(), wanted)
+                let topics = authorized_offsets(broker, &authz, g.group_id.0.as_str(), wanted)
                     .into_iter()
                     .map(|(topic, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -157,10 +219,11 @@ pub async fn fetch(
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, c)| {
+                                    .map(|(p, c, code)| {
                                         let (offset, epoch, metadata) = unpack(c);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
+                                            .with_error_code(code)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(str_bytes(metadata)))
@@ -176,11 +239,40 @@ pub async fn fetch(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
+    if !authz.group(op::DESCRIBE, req.group_id.0.as_str()) {
+        let refused = ResponseError::GroupAuthorizationFailed.code();
+        // v0-v1 have no top-level error code: Kafka repeats it on every requested partition.
+        let topics = (ctx.api_version < 2)
+            .then_some(wanted)
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(topic, ps)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(str_bytes(topic)))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_committed_leader_epoch(-1)
+                                    .with_metadata(Some(str_bytes(String::new())))
+                                    .with_error_code(refused)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default()
+            .with_error_code(refused)
+            .with_topics(topics);
+    }
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
@@ -189,9 +281,7 @@ pub async fn fetch(
         return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let with_epoch = ctx.api_version >= 5;
-    let topics = broker
-        .groups
-        .fetch_offsets(req.group_id.0.as_str(), wanted)
+    let topics = authorized_offsets(broker, &authz, req.group_id.0.as_str(), wanted)
         .into_iter()
         .map(|(topic, parts)| {
             OffsetFetchResponseTopic::default()
@@ -199,10 +289,11 @@ pub async fn fetch(
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, c)| {
+                        .map(|(p, c, code)| {
                             let (offset, epoch, metadata) = unpack(c);
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(code)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(if with_epoch { epoch } else { -1 })
                                 .with_metadata(Some(str_bytes(metadata)))
@@ -233,21 +324,29 @@ fn subscribed_topics(subscriptions: &[Bytes]) -> HashSet<String> {
 pub async fn delete(
     broker: &Arc<Broker>,
     req: OffsetDeleteRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> OffsetDeleteResponse {
-    let layout: Vec<(TopicName, Vec<i32>)> = req
+    let authz = Authz::new(broker, ctx);
+    if !authz.group(op::DELETE, req.group_id.0.as_str()) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    // Per topic: its partitions and whether READ on it is allowed (else they are left alone).
+    let layout: Vec<(TopicName, Vec<i32>, bool)> = req
         .topics
         .iter()
         .map(|t| {
             (
                 t.name.clone(),
                 t.partitions.iter().map(|p| p.partition_index).collect(),
+                authz.topic(op::READ, t.name.0.as_str()),
             )
         })
         .collect();
     let flat: Vec<(String, i32)> = layout
         .iter()
-        .flat_map(|(t, ps)| ps.iter().map(move |p| (t.0.to_string(), *p)))
+        .filter(|(_, _, allowed)| *allowed)
+        .flat_map(|(t, ps, _)| ps.iter().map(move |p| (t.0.to_string(), *p)))
         .collect();
     let b = broker.clone();
     let group = req.group_id.0.to_string();
@@ -266,18 +365,21 @@ pub async fn delete(
             let mut errors = errors.into_iter();
             let topics = layout
                 .into_iter()
-                .map(|(name, parts)| {
+                .map(|(name, parts, allowed)| {
                     OffsetDeleteResponseTopic::default()
                         .with_name(name)
                         .with_partitions(
                             parts
                                 .into_iter()
                                 .map(|p| {
+                                    let code = if allowed {
+                                        errors.next().map(|e| e.code()).unwrap_or(0)
+                                    } else {
+                                        ResponseError::TopicAuthorizationFailed.code()
+                                    };
                                     OffsetDeleteResponsePartition::default()
                                         .with_partition_index(p)
-                                        .with_error_code(
-                                            errors.next().map(|e| e.code()).unwrap_or(0),
-                                        )
+                                        .with_error_code(code)
                                 })
                                 .collect(),
                         )

@@ -18,6 +18,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::warn;
 
+use super::authz::{Authz, op, topic_denied};
 use super::{RequestContext, error_name, str_bytes};
 use crate::broker::Broker;
 use crate::clock::now_ms;
@@ -73,10 +74,17 @@ pub fn stage(broker: &Arc<Broker>, req: ProduceRequest, ctx: &RequestContext) ->
     let acks = req.acks;
     let now = now_ms();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_ACK_WAIT);
+    let authz = Authz::new(broker, ctx);
     let resolved: Vec<_> = req
         .topic_data
         .into_iter()
         .map(|topic_data| {
+            // Kafka checks WRITE before existence: no answer tells an unauthorized client
+            // whether a topic exists.
+            if version < TOPIC_ID_VERSION && !authz.topic(op::WRITE, topic_data.name.0.as_str()) {
+                let denied = Err(topic_denied(topic_data.name.0.as_str()));
+                return (topic_data, denied);
+            }
             let topic = if version >= TOPIC_ID_VERSION {
                 broker
                     .replicas
@@ -95,6 +103,10 @@ pub fn stage(broker: &Arc<Broker>, req: ProduceRequest, ctx: &RequestContext) ->
                             .replicas
                             .missing_topic_error(topic_data.name.0.as_str())
                     })
+            };
+            let topic = match topic {
+                Ok(t) if !authz.topic(op::WRITE, &t.meta.name) => Err(topic_denied(&t.meta.name)),
+                other => other,
             };
             (topic_data, topic)
         })

@@ -8,13 +8,16 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::warn;
 
+use strait_cluster::acl::resource;
+
 use super::RequestContext;
+use super::authz::{Authz, op};
 use crate::broker::Broker;
 
 pub async fn init(
     broker: &Arc<Broker>,
     req: InitProducerIdRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> InitProducerIdResponse {
     let failed = |e: ResponseError| {
         InitProducerIdResponse::default()
@@ -22,6 +25,27 @@ pub async fn init(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
+    let authz = Authz::new(broker, ctx);
+    match &req.transactional_id {
+        Some(id) if !authz.allows(op::WRITE, resource::TRANSACTIONAL_ID, id.as_str()) => {
+            return failed(ResponseError::TransactionalIdAuthorizationFailed);
+        }
+        Some(_) => {}
+        // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or (KIP-679) WRITE on some
+        // topic. Kafka asks whether any ACL could allow WRITE on any topic; here an existing topic
+        // must be writable.
+        None if !authz.cluster(op::IDEMPOTENT_WRITE)
+            && !broker
+                .node()
+                .image()
+                .topics
+                .keys()
+                .any(|t| authz.topic(op::WRITE, t)) =>
+        {
+            return failed(ResponseError::ClusterAuthorizationFailed);
+        }
+        None => {}
+    }
     if req.transactional_id.is_some() {
         warn!("InitProducerId with a transactional id refused: transactions are not supported yet");
         return failed(ResponseError::UnsupportedVersion);

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 };
 use strait_cluster::rpc::{ControllerResponse, QuorumStatus};
 
+use super::authz::{Authz, cluster_denied, op};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 
@@ -27,6 +28,12 @@ pub async fn describe(
     req: DescribeQuorumRequest,
     ctx: &RequestContext,
 ) -> DescribeQuorumResponse {
+    if !Authz::new(broker, ctx).cluster(op::DESCRIBE) {
+        let e = cluster_denied();
+        return DescribeQuorumResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message)));
+    }
     let node = broker.node();
     let wanted = |name: &str, partition: i32| name == METADATA_TOPIC && partition == 0;
     let asks_metadata_log = req.topics.len() == 1

@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 };
 use strait_cluster::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 
+use super::authz::{Authz, cluster_denied, op};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::errors::ApiError;
@@ -57,6 +58,10 @@ pub async fn elect_leaders(
         }
         resp
     };
+    if !Authz::new(broker, ctx).cluster(op::ALTER) {
+        let e = cluster_denied();
+        return failed(e.code(), e.message);
+    }
     let node = broker.node();
     let answer = node
         .call(ControllerRequest::ElectLeaders {
@@ -107,8 +112,14 @@ fn election_response(results: Vec<ElectionResult>) -> ElectLeadersResponse {
 pub async fn alter_reassignments(
     broker: &Arc<Broker>,
     req: AlterPartitionReassignmentsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> AlterPartitionReassignmentsResponse {
+    if !Authz::new(broker, ctx).cluster(op::ALTER) {
+        let e = cluster_denied();
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message)));
+    }
     let node = broker.node();
     let changes: Vec<(String, i32, Option<Vec<i32>>)> = req
         .topics
@@ -163,8 +174,14 @@ pub async fn alter_reassignments(
 pub async fn list_reassignments(
     broker: &Arc<Broker>,
     req: ListPartitionReassignmentsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> ListPartitionReassignmentsResponse {
+    if !Authz::new(broker, ctx).cluster(op::DESCRIBE) {
+        let e = cluster_denied();
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message)));
+    }
     let node = broker.node();
     let partitions = req.topics.map(|topics| {
         topics

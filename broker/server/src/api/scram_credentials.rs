@@ -23,6 +23,7 @@ use strait_auth::scram::{ScramCredential, ScramMechanism};
 use strait_cluster::image::StoredScram;
 use strait_cluster::rpc::{ControllerRequest, ControllerResponse};
 
+use super::authz::{Authz, cluster_denied, op};
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::errors::ApiError;
@@ -34,8 +35,14 @@ const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn describe(
     broker: &Arc<Broker>,
     req: DescribeUserScramCredentialsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> DescribeUserScramCredentialsResponse {
+    if !Authz::new(broker, ctx).cluster(op::DESCRIBE) {
+        let e = cluster_denied();
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.message)));
+    }
     let image = broker.node().image();
     let info = |mechanisms: &BTreeMap<i8, StoredScram>| -> Vec<CredentialInfo> {
         mechanisms
@@ -108,8 +115,32 @@ fn err_result(user: &str, e: ResponseError, message: &str) -> DescribeUserScramC
 pub async fn alter(
     broker: &Arc<Broker>,
     req: AlterUserScramCredentialsRequest,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
 ) -> AlterUserScramCredentialsResponse {
+    if !Authz::new(broker, ctx).cluster(op::ALTER) {
+        let e = cluster_denied();
+        let mut users: Vec<String> = Vec::new();
+        for u in req
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+        {
+            if !users.contains(&u) {
+                users.push(u);
+            }
+        }
+        let results = users
+            .into_iter()
+            .map(|u| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str_bytes(u))
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(e.message.clone())))
+            })
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(results);
+    }
     // (user, mechanism) pairs named more than once, across deletions and upsertions.
     let mut count: BTreeMap<(String, i8), usize> = BTreeMap::new();
     for (user, m) in req
