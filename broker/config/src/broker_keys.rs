@@ -246,6 +246,8 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Keystore password (JKS and PKCS12 keystores, which Strait does not read)."),
     key("ssl.keystore.type", Str, Some("JKS"), Any,
         "Keystore format; Strait reads PEM."),
+    key("ssl.principal.mapping.rules", Str, Some("DEFAULT"), Any,
+        "How a client certificate's subject becomes the principal name: RULE:<regex>/<replacement>/[LU] entries, then DEFAULT (the whole subject)."),
     key("ssl.truststore.certificates", Password, None, Any,
         "Trusted CA certificates in PEM for client authentication, when no location is set."),
     key("ssl.truststore.location", Str, None, Any,
