@@ -206,3 +206,52 @@ def test_acls_survive_a_restart():
             assert found == [binding], found
         finally:
             assert second.stop() == 0
+
+
+def test_client_certificates_name_the_principal():
+    """On a mutual-TLS listener the principal comes from the client certificate's subject,
+    mapped by ssl.principal.mapping.rules (here `CN=client` becomes `User:client`)."""
+    from test_tls import make_pki
+    with tempfile.TemporaryDirectory(prefix="strait-pytest-acl-mtls-") as workdir:
+        work = pathlib.Path(workdir)
+        pki = work / "pki"
+        pki.mkdir()
+        make_pki(pki)
+        mtls = free_port()
+        process = BrokerProcess(
+            work,
+            extra_listeners=f",MTLS://127.0.0.1:{mtls}",
+            overrides=[
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,MTLS:SSL",
+                "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={pki / 'keystore.pem'}",
+                "listener.name.mtls.ssl.client.auth=required",
+                "listener.name.mtls.ssl.truststore.type=PEM",
+                f"listener.name.mtls.ssl.truststore.location={pki / 'ca.pem'}",
+                "ssl.principal.mapping.rules=RULE:^CN=([^,]*)$/$1/L,DEFAULT",
+                f"authorizer.class.name={AUTHORIZER}",
+                # The harness's PLAINTEXT client administers.
+                "super.users=User:ANONYMOUS",
+                "auto.create.topics.enable=false",
+            ],
+        )
+        try:
+            admin = AdminClient({"bootstrap.servers": process.bootstrap})
+            for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("mtls-a", "other")]).values():
+                f.result(TIMEOUT)
+            grant = acl(ResourceType.TOPIC, "mtls-", ResourcePatternType.PREFIXED, "User:client",
+                        AclOperation.WRITE, AclPermissionType.ALLOW)
+            for f in admin.create_acls([grant]).values():
+                f.result(TIMEOUT)
+            conf = {
+                "bootstrap.servers": f"127.0.0.1:{mtls}",
+                "security.protocol": "ssl",
+                "ssl.ca.location": str(pki / "ca.pem"),
+                "ssl.certificate.location": str(pki / "client.pem"),
+                "ssl.key.location": str(pki / "client.key"),
+            }
+            assert produce_error(conf, "mtls-a") is None
+            denied = produce_error(conf, "other")
+            assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        finally:
+            assert process.stop() == 0

@@ -14,6 +14,7 @@ use crate::listener::{
     Listener, check_distinct_ports, parse_listeners, parse_security_protocol_map, split_host_port,
 };
 use crate::properties::parse_properties_from;
+use crate::principal::PrincipalMapper;
 use crate::sasl::{Globals, SaslSettings, listener_sasl_key, sasl_settings, split_mechanisms};
 use crate::schema::{Value, split_list};
 use crate::ssl::{Lookup, SslSettings, listener_ssl_key, ssl_settings};
@@ -129,6 +130,8 @@ pub struct BrokerConfig {
     pub ssl: BTreeMap<String, SslSettings>,
     /// SASL settings of the SASL_PLAINTEXT and SASL_SSL listeners.
     pub sasl: SaslSettings,
+    /// `ssl.principal.mapping.rules`: a client certificate's subject to a principal name.
+    pub ssl_principal_mapper: PrincipalMapper,
     /// `authorizer.class.name=...StandardAuthorizer`: ACLs are enforced with these settings.
     pub authorizer: Option<AuthorizerConfig>,
     /// SCRAM credentials to create with a new metadata log (`strait-broker --add-scram`, like
@@ -378,6 +381,10 @@ impl BrokerConfig {
             &mut warnings,
         )?;
         let authorizer = authorizer(&r)?;
+        let ssl_principal_mapper = PrincipalMapper::parse(
+            &r.string("ssl.principal.mapping.rules")
+                .unwrap_or_else(|| "DEFAULT".into()),
+        )?;
         let replica_lag_time_max_ms = convert(
             "replica.lag.time.max.ms",
             r.required_int("replica.lag.time.max.ms")?,
@@ -593,6 +600,7 @@ impl BrokerConfig {
             inter_broker_listener,
             ssl,
             sasl,
+            ssl_principal_mapper,
             authorizer,
             bootstrap_scram: Vec::new(),
             explicit,

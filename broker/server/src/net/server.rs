@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::peer::principal_name;
 use super::sasl::{Authenticator, Verdict};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
@@ -168,10 +169,41 @@ async fn handle_connection(
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let (rd, wr) = tokio::io::split(tls);
-                    let origin = api::Origin::new(&listener, Some(peer), false);
-                    serve_requests(&broker, rd, wr, peer, origin, auth, &closed_on_error, stop)
-                        .await;
+                    // A client certificate names the principal (SASL, when the listener has
+                    // it, names it again after the login).
+                    let certificate = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|c| c.as_ref().to_vec());
+                    let mut origin = api::Origin::new(&listener, Some(peer), false);
+                    match principal_name(
+                        certificate.as_deref(),
+                        &broker.config.ssl_principal_mapper,
+                    ) {
+                        Ok(name) => {
+                            if let Some(name) = name {
+                                origin.set_user(&name);
+                            }
+                            let (rd, wr) = tokio::io::split(tls);
+                            serve_requests(
+                                &broker,
+                                rd,
+                                wr,
+                                peer,
+                                origin,
+                                auth,
+                                &closed_on_error,
+                                stop,
+                            )
+                            .await;
+                        }
+                        Err(e) => {
+                            warn!(%peer, %listener, error = %e, "client certificate refused");
+                            closed_on_error.inc();
+                        }
+                    }
                 }
                 // Usually a plaintext client on an SSL port, or a client that does not trust
                 // the broker's certificate.
