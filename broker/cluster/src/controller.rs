@@ -245,6 +245,19 @@ impl Controller {
             ControllerRequest::DeleteAcls { filters } => {
                 ControllerResponse::DeleteAcls(acls::delete(&mut staged, image, filters))
             }
+            ControllerRequest::AlterClientQuotas { entries } => {
+                for (entity, ops) in entries {
+                    let entity = crate::quota::normalize(entity);
+                    for (key, value) in ops {
+                        staged.push(MetadataRecord::SetClientQuota {
+                            entity: entity.clone(),
+                            key,
+                            value,
+                        });
+                    }
+                }
+                ControllerResponse::Done
+            }
         };
         Ok(Decision {
             records: staged.records,

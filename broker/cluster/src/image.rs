@@ -122,6 +122,9 @@ pub struct Image {
     /// ACL bindings by id (StandardAuthorizer's).
     #[serde(default)]
     pub acls: BTreeMap<Uuid, crate::acl::AclBinding>,
+    /// Client quotas by entity key (see `quota::entity_key`).
+    #[serde(default)]
+    pub quotas: BTreeMap<String, crate::quota::ClientQuota>,
 }
 
 /// A SCRAM credential as Kafka stores it (RFC 5802's StoredKey and ServerKey with the salt and
@@ -239,6 +242,29 @@ impl Image {
             }
             MetadataRecord::RemoveAcl { id } => {
                 self.acls.remove(id);
+            }
+            MetadataRecord::SetClientQuota { entity, key, value } => {
+                let name = crate::quota::entity_key(entity);
+                match value {
+                    Some(v) => {
+                        self.quotas
+                            .entry(name)
+                            .or_insert_with(|| crate::quota::ClientQuota {
+                                entity: entity.clone(),
+                                values: BTreeMap::new(),
+                            })
+                            .values
+                            .insert(key.clone(), *v);
+                    }
+                    None => {
+                        if let Some(q) = self.quotas.get_mut(&name) {
+                            q.values.remove(key);
+                            if q.values.is_empty() {
+                                self.quotas.remove(&name);
+                            }
+                        }
+                    }
+                }
             }
             MetadataRecord::SetClusterId { id } => {
                 // First wins: an id once reported must never change under the clients.

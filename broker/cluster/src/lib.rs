@@ -5,6 +5,7 @@
 //!   build it. The image is a pure fold of records: the Raft state machine applies them in log
 //!   order on every node, so every node holds the same image at the same log index.
 //! - `placement` is Kafka's rack-aware replica assignment (pure).
+//! - `quota` is client quotas by user and client id, with Kafka's precedence (pure).
 //! - `acl` is the ACL model and StandardAuthorizer's decision over the image's bindings (pure).
 //! - `controller` turns broker and admin requests into records, on the quorum leader only.
 //! - `quorum` runs the replicated metadata log (openraft over tonic gRPC) and serves the
@@ -15,5 +16,6 @@ pub mod controller;
 pub mod image;
 pub mod placement;
 pub mod quorum;
+pub mod quota;
 pub mod record;
 pub mod rpc;

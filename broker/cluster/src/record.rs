@@ -71,4 +71,10 @@ pub enum MetadataRecord {
     CreateAcl { id: Uuid, binding: AclBinding },
     /// Kafka's RemoveAccessControlEntryRecord.
     RemoveAcl { id: Uuid },
+    /// Kafka's ClientQuotaRecord: one quota key of one entity set (`Some`) or removed.
+    SetClientQuota {
+        entity: crate::quota::Entity,
+        key: String,
+        value: Option<crate::quota::QuotaValue>,
+    },
 }

@@ -112,6 +112,13 @@ pub enum ControllerRequest {
     DeleteAcls {
         filters: Vec<AclFilter>,
     },
+    /// Kafka's AlterClientQuotas, checked by the broker: per entity, keys to set or remove.
+    AlterClientQuotas {
+        entries: Vec<(
+            crate::quota::Entity,
+            Vec<(String, Option<crate::quota::QuotaValue>)>,
+        )>,
+    },
 }
 
 /// The metadata quorum as its leader sees it (DescribeQuorum). Offsets are Raft log indexes,

@@ -187,7 +187,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            m.map("CN=kafka-server1,OU=ServiceUsers,O=org,C=US").as_deref(),
+            m.map("CN=kafka-server1,OU=ServiceUsers,O=org,C=US")
+                .as_deref(),
             Some("kafka-server1")
         );
         assert_eq!(

@@ -44,6 +44,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Whether the log manager trusted a clean shutdown (no recovery scan).
     pub clean_start: bool,
+    /// The rates of client quotas (quota values are in the metadata image).
+    pub quotas: crate::quota::Quotas,
     /// Set when `authorizer.class.name` names the StandardAuthorizer: ACLs are enforced.
     pub authorizer: Option<strait_cluster::acl::AuthorizerSettings>,
     /// This node's part in the metadata quorum (a voter, or a follower of it): the cluster
@@ -112,6 +114,7 @@ impl Broker {
                     allow_if_no_acl: a.allow_everyone_if_no_acl_found,
                 });
         let broker = Broker {
+            quotas: Default::default(),
             authorizer,
             config,
             replicas,

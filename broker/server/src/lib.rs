@@ -24,6 +24,7 @@ pub mod migrate;
 pub mod net;
 pub mod node;
 pub mod partition;
+pub mod quota;
 pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub connections_closed_on_error: IntCounterVec,
     /// SASL authentications by listener, mechanism and result (`success` / `failure`).
     pub authentications: IntCounterVec,
+    quota_throttled: IntCounterVec,
+    quota_throttle_seconds: prometheus::CounterVec,
     pub isr_shrinks: IntCounter,
     /// Record bytes Fetch responses sent from segment files with sendfile (plaintext listeners).
     pub fetch_zero_copy_bytes: IntCounter,
@@ -98,6 +100,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One request throttled for `wait` by a quota of `kind`.
+    pub fn throttled(&self, kind: &str, wait: std::time::Duration) {
+        self.quota_throttled.with_label_values(&[kind]).inc();
+        self.quota_throttle_seconds
+            .with_label_values(&[kind])
+            .inc_by(wait.as_secs_f64());
+    }
+
     /// Counts one parked request of kind `operation` ("Fetch", "Produce") until the returned
     /// guard drops, however the wait ends (answer, timeout, closed connection).
     pub fn delayed(&self, operation: &str) -> Delayed {
@@ -214,6 +224,24 @@ impl Metrics {
                 "Connections closed for bad input.",
                 &["listener"],
             ),
+            quota_throttled: counter(
+                &r,
+                "strait_quota_throttled_requests_total",
+                "Requests answered with a quota throttle (the connection muted meanwhile), by quota type.",
+                &["type"],
+            ),
+            quota_throttle_seconds: {
+                let c = prometheus::CounterVec::new(
+                    Opts::new(
+                        "strait_quota_throttle_seconds_total",
+                        "Throttle time handed to clients over their quota, by quota type.",
+                    ),
+                    &["type"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(c.clone())).expect("unique metric name");
+                c
+            },
             authentications: counter(
                 &r,
                 "strait_sasl_authentications_total",

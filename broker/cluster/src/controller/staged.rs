@@ -77,7 +77,8 @@ impl<'a> Staged<'a> {
             | MetadataRecord::SetScramCredential { .. }
             | MetadataRecord::RemoveScramCredential { .. }
             | MetadataRecord::CreateAcl { .. }
-            | MetadataRecord::RemoveAcl { .. } => {}
+            | MetadataRecord::RemoveAcl { .. }
+            | MetadataRecord::SetClientQuota { .. } => {}
         }
         self.records.push(record);
     }

@@ -68,6 +68,16 @@ pub async fn create_topics(
             new_topic(broker, t)
         })
         .collect();
+    // controller_mutation_rate (KIP-599): over the quota, v6+ clients are refused with
+    // THROTTLING_QUOTA_EXCEEDED and retry after the throttle; older ones are let through.
+    let over_quota = mutation_pending(broker, ctx, !req.validate_only && ctx.api_version >= 6);
+    let checked: Vec<Result<NewTopic, ApiError>> = checked
+        .into_iter()
+        .map(|c| match (c, &over_quota) {
+            (Ok(_), Some(e)) => Err(e.clone()),
+            (c, _) => c,
+        })
+        .collect();
     let to_send: Vec<NewTopic> = checked
         .iter()
         .filter_map(|c| c.as_ref().ok().cloned())
@@ -91,7 +101,16 @@ pub async fn create_topics(
         }
     }
     .into_iter();
+    let mut throttle = crate::quota::Throttle::NONE;
     if !req.validate_only {
+        let partitions: usize = answers.clone().flatten().map(|t| t.partitions.len()).sum();
+        if partitions > 0 {
+            throttle = ctx.record_quota(
+                broker,
+                crate::quota::Kind::ControllerMutation,
+                partitions as f64,
+            );
+        }
         let created: Vec<Uuid> = answers.clone().flatten().map(|t| t.id).collect();
         node.wait_for_image(PROPAGATION_TIMEOUT, |image| {
             created.iter().all(|id| image.topic_by_id(id).is_some())
@@ -138,7 +157,34 @@ pub async fn create_topics(
             }
         })
         .collect();
-    CreateTopicsResponse::default().with_topics(results)
+    let throttle_ms = over_quota
+        .as_ref()
+        .map_or(throttle.ms(), |_| mutation_wait(broker, ctx).ms());
+    CreateTopicsResponse::default()
+        .with_throttle_time_ms(throttle_ms)
+        .with_topics(results)
+}
+
+/// The refusal of a topic mutation while the client is over its `controller_mutation_rate`,
+/// when the request's version lets Kafka refuse (`strict`).
+fn mutation_pending(broker: &Broker, ctx: &RequestContext, strict: bool) -> Option<ApiError> {
+    if !strict || !mutation_wait(broker, ctx).is_throttled() {
+        return None;
+    }
+    Some(ApiError::new(
+        ResponseError::ThrottlingQuotaExceeded,
+        "The throttling quota has been exceeded.",
+    ))
+}
+
+fn mutation_wait(broker: &Broker, ctx: &RequestContext) -> crate::quota::Throttle {
+    let image = broker.node().image();
+    broker.quotas.pending(
+        &image,
+        crate::quota::Kind::ControllerMutation,
+        ctx.quota_user(),
+        ctx.quota_client(),
+    )
 }
 
 /// The config overrides a CreateTopics entry asks for (null values refused, as Kafka does).
@@ -314,6 +360,16 @@ pub async fn delete_topics(
                 Err(topic_denied(&n))
             }
         });
+        let over_quota = mutation_pending(broker, ctx, ctx.api_version >= 5);
+        let resolved = match over_quota {
+            Some(e) => Err(e),
+            None => resolved,
+        };
+        let partitions = resolved
+            .as_ref()
+            .ok()
+            .and_then(|n| image.topic(n))
+            .map_or(0, |x| x.partitions.len());
         let outcome = match resolved {
             Ok(n) => match node
                 .call(ControllerRequest::DeleteTopics {
@@ -337,6 +393,11 @@ pub async fn delete_topics(
                     image.topic_by_id(&deleted_id).is_none()
                 })
                 .await;
+                ctx.record_quota(
+                    broker,
+                    crate::quota::Kind::ControllerMutation,
+                    partitions as f64,
+                );
                 if by_id_version {
                     r.topic_id = deleted_id;
                     r.name = Some(TopicName(str_bytes(deleted)));
@@ -378,7 +439,11 @@ pub async fn create_partitions(
                 .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = if t.count > crate::broker::MAX_PARTITIONS_PER_TOPIC {
+        let before = node.image().topic(&name).map_or(0, |x| x.partitions.len());
+        let over_quota = mutation_pending(broker, ctx, !req.validate_only && ctx.api_version >= 3);
+        let outcome = if let Some(e) = over_quota {
+            Err(e)
+        } else if t.count > crate::broker::MAX_PARTITIONS_PER_TOPIC {
             Err(ApiError::new(
                 ResponseError::InvalidPartitions,
                 format!(
@@ -410,6 +475,8 @@ pub async fn create_partitions(
                     .is_some_and(|x| x.partitions.len() >= count)
             })
             .await;
+            let added = count.saturating_sub(before);
+            ctx.record_quota(broker, crate::quota::Kind::ControllerMutation, added as f64);
         }
         let r = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {

@@ -80,6 +80,24 @@ struct Planned {
 
 /// The response, and the file regions its records come from when they go out by `sendfile`
 /// (empty when the records are in the response).
+/// The fetching replica's id (-1 for a consumer): in `replica_state` from v15.
+pub fn replica_id(req: &FetchRequest, version: i16) -> i32 {
+    if version >= REPLICA_STATE_VERSION {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    }
+}
+
+/// Record bytes a response carries in memory (zero-copy regions are counted separately).
+pub fn inline_record_bytes(resp: &FetchResponse) -> u64 {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum()
+}
+
 pub async fn handle(
     broker: &Arc<Broker>,
     mut req: FetchRequest,
@@ -99,11 +117,7 @@ pub async fn handle(
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as u64;
     let response_max = req.max_bytes.max(0) as u64;
-    let replica_id = if version >= REPLICA_STATE_VERSION {
-        req.replica_state.replica_id.0
-    } else {
-        req.replica_id.0
-    };
+    let replica_id = replica_id(&req, version);
     let follower = replica_id >= 0;
     let received = std::time::Instant::now();
     // A follower's fetch needs CLUSTER_ACTION; a consumer's, READ on each topic.

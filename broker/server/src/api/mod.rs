@@ -5,6 +5,7 @@
 pub mod acls;
 pub mod admin_topics;
 pub mod authz;
+pub mod client_quotas;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
@@ -80,6 +81,71 @@ pub struct RequestContext {
     /// Kafka's principal of the connection: `User:<name>` once authenticated, else
     /// `User:ANONYMOUS`.
     pub principal: String,
+    /// The connection's mute (quota throttling): no request is read before this instant.
+    pub mute: Mute,
+}
+
+/// When a connection may read its next request (KIP-219: a throttled client's channel is muted
+/// for its throttle time).
+#[derive(Debug, Clone, Default)]
+pub struct Mute(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl Mute {
+    /// Mutes for `throttle` from now (a longer mute already set stays).
+    pub fn apply(&self, throttle: crate::quota::Throttle) {
+        if !throttle.is_throttled() {
+            return;
+        }
+        let until = std::time::Instant::now() + throttle.0;
+        let mut slot = self.0.lock().expect("mute");
+        if slot.is_none_or(|t| t < until) {
+            *slot = Some(until);
+        }
+    }
+
+    /// The instant reading may resume, if it is still ahead.
+    pub fn until(&self) -> Option<std::time::Instant> {
+        let mut slot = self.0.lock().expect("mute");
+        match *slot {
+            Some(t) if t > std::time::Instant::now() => Some(t),
+            _ => {
+                *slot = None;
+                None
+            }
+        }
+    }
+}
+
+impl RequestContext {
+    /// The user name quotas are kept for (the principal's name).
+    pub fn quota_user(&self) -> &str {
+        self.principal
+            .split_once(':')
+            .map_or(self.principal.as_str(), |(_, n)| n)
+    }
+
+    pub fn quota_client(&self) -> &str {
+        self.client_id.as_deref().unwrap_or("")
+    }
+
+    /// Records `amount` against this client's `kind` quota; mutes the connection when throttled.
+    pub fn record_quota(
+        &self,
+        broker: &Broker,
+        kind: crate::quota::Kind,
+        amount: f64,
+    ) -> crate::quota::Throttle {
+        let image = broker.node().image();
+        let throttle =
+            broker
+                .quotas
+                .record(&image, kind, self.quota_user(), self.quota_client(), amount);
+        if throttle.is_throttled() {
+            broker.metrics.throttled(kind.label(), throttle.0);
+            self.mute.apply(throttle);
+        }
+        throttle
+    }
 }
 
 /// Kafka's principal of an unauthenticated connection.
@@ -94,6 +160,8 @@ pub struct Origin {
     pub zero_copy: bool,
     /// See `RequestContext::principal`.
     pub principal: String,
+    /// See `RequestContext::mute`.
+    pub mute: Mute,
 }
 
 impl Origin {
@@ -103,6 +171,7 @@ impl Origin {
             client_host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
             zero_copy,
             principal: ANONYMOUS.to_string(),
+            mute: Mute::default(),
         }
     }
 
@@ -154,6 +223,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         client_host: origin.client_host.clone(),
         zero_copy: origin.zero_copy,
         principal: origin.principal.clone(),
+        mute: origin.mute.clone(),
     };
     // One span per request: exported over OTLP when configured (see `telemetry`).
     let span = tracing::info_span!(
@@ -170,6 +240,19 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, origin: &Origin) -
         version,
     )
     .await;
+    // request_percentage: handling time in percent of one thread. Kafka exempts the requests
+    // that must get through to be throttled at all, and brokers' own.
+    let exempt = matches!(
+        api_key,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    );
+    if !exempt {
+        ctx.record_quota(
+            broker,
+            crate::quota::Kind::Request,
+            started.elapsed().as_secs_f64() * 100.0,
+        );
+    }
     let name = format!("{api_key:?}");
     broker
         .metrics
@@ -282,7 +365,32 @@ macro_rules! dispatch {
                     Ok(r) => r,
                     Err(outcome) => return outcome,
                 };
-                let (resp, splices) = fetch::handle($broker, req, $ctx).await;
+                let consumer = fetch::replica_id(&req, $ctx.api_version) < 0;
+                if consumer {
+                    // Over its consumer_byte_rate: an empty answer with the wait (Kafka's
+                    // throttled fetch response), and the connection muted meanwhile.
+                    let image = $broker.node().image();
+                    let pending = $broker.quotas.pending(
+                        &image,
+                        crate::quota::Kind::Fetch,
+                        $ctx.quota_user(),
+                        $ctx.quota_client(),
+                    );
+                    if pending.is_throttled() {
+                        $broker.metrics.throttled("fetch", pending.0);
+                        $ctx.mute.apply(pending);
+                        let resp = messages::FetchResponse::default()
+                            .with_throttle_time_ms(pending.ms())
+                            .with_session_id(req.session_id);
+                        return encode($ctx.correlation_id, $ctx.api_version, &resp);
+                    }
+                }
+                let (mut resp, splices) = fetch::handle($broker, req, $ctx).await;
+                if consumer {
+                    let bytes = splices.bytes() + fetch::inline_record_bytes(&resp);
+                    let throttle = $ctx.record_quota($broker, crate::quota::Kind::Fetch, bytes as f64);
+                    resp.throttle_time_ms = resp.throttle_time_ms.max(throttle.ms());
+                }
                 if splices.is_empty() {
                     encode($ctx.correlation_id, $ctx.api_version, &resp)
                 } else {
@@ -295,11 +403,19 @@ macro_rules! dispatch {
                     Ok(r) => r,
                     Err(outcome) => return outcome,
                 };
+                let bytes: usize = req
+                    .topic_data
+                    .iter()
+                    .flat_map(|t| t.partition_data.iter())
+                    .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                    .sum();
                 let staged = produce::stage($broker, req, $ctx);
+                let throttle = $ctx.record_quota($broker, crate::quota::Kind::Produce, bytes as f64);
                 if !staged.wants_response() {
                     Outcome::NoResponse
                 } else if staged.is_complete() {
-                    let resp = produce::complete($broker, staged, $ctx).await;
+                    let mut resp = produce::complete($broker, staged, $ctx).await;
+                    resp.throttle_time_ms = resp.throttle_time_ms.max(throttle.ms());
                     encode($ctx.correlation_id, $ctx.api_version, &resp)
                 } else {
                     // acks=all: the records are appended; the wait for the ISR must not hold up
@@ -307,7 +423,8 @@ macro_rules! dispatch {
                     let broker = $broker.clone();
                     let ctx = $ctx.clone();
                     Outcome::Deferred(Box::pin(async move {
-                        let resp = produce::complete(&broker, staged, &ctx).await;
+                        let mut resp = produce::complete(&broker, staged, &ctx).await;
+                        resp.throttle_time_ms = resp.throttle_time_ms.max(throttle.ms());
                         encode(ctx.correlation_id, ctx.api_version, &resp)
                     }))
                 }
@@ -361,6 +478,8 @@ async fn route(
         CreateAcls => messages::CreateAclsRequest => acls::create,
         DescribeAcls => messages::DescribeAclsRequest => acls::describe,
         DeleteAcls => messages::DeleteAclsRequest => acls::delete,
+        AlterClientQuotas => messages::AlterClientQuotasRequest => client_quotas::alter,
+        DescribeClientQuotas => messages::DescribeClientQuotasRequest => client_quotas::describe,
     })
 }
 

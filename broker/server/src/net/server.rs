@@ -245,13 +245,19 @@ async fn serve_requests<R, W>(
     let limit = |auth: &Option<Authenticator>| auth.as_ref().map_or(max, |a| a.frame_limit(max));
     // The read in progress owns the reader and hands it back with the frame, so waiting for a
     // deferred response and for the next frame at once never drops a half-read frame.
-    let read_next = move |mut rd: BufReader<R>, max: u32| async move {
+    // A connection muted by a quota throttle reads nothing until the mute ends (KIP-219);
+    // responses already due are still written meanwhile.
+    let read_next = move |mut rd: BufReader<R>, max: u32, muted: Option<std::time::Instant>| async move {
+        if let Some(until) = muted {
+            tokio::time::sleep_until(until.into()).await;
+        }
         let frame = read_frame(&mut rd, max).await;
         (rd, frame)
     };
     let mut reading = Some(Box::pin(read_next(
         BufReader::with_capacity(READ_BUFFER, rd),
         limit(&auth),
+        None,
     )));
     let mut idle_reader = None;
     let mut pending: FuturesOrdered<api::Pending> = FuturesOrdered::new();
@@ -262,7 +268,7 @@ async fn serve_requests<R, W>(
             && pending.len() < MAX_DEFERRED
             && let Some(rd) = idle_reader.take()
         {
-            reading = Some(Box::pin(read_next(rd, limit(&auth))));
+            reading = Some(Box::pin(read_next(rd, limit(&auth), origin.mute.until())));
         }
         if reading.is_none() && pending.is_empty() {
             break;
