@@ -7,6 +7,8 @@ set -euo pipefail
 CONFLUENT_KAFKA_VERSION="2.16.1"
 KAFKA_PYTHON_VERSION="3.0.12"
 PYTEST_VERSION="9.0.3"
+# The OAUTHBEARER tests generate RSA keys and sign JWTs with it.
+CRYPTOGRAPHY_VERSION="48.0.0"
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -70,6 +72,7 @@ missing=()
 py_has confluent-kafka "$CONFLUENT_KAFKA_VERSION" || missing+=("confluent-kafka==$CONFLUENT_KAFKA_VERSION")
 py_has kafka-python "$KAFKA_PYTHON_VERSION" || missing+=("kafka-python==$KAFKA_PYTHON_VERSION")
 py_has pytest "$PYTEST_VERSION" || missing+=("pytest==$PYTEST_VERSION")
+py_has cryptography "$CRYPTOGRAPHY_VERSION" || missing+=("cryptography==$CRYPTOGRAPHY_VERSION")
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup.sh: pip installing ${missing[*]}"
@@ -111,7 +114,7 @@ command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || {
     echo "setup.sh: kcat is still missing" >&2
     exit 1
 }
-python3 -c "import confluent_kafka, kafka, pytest" || {
+python3 -c "import confluent_kafka, cryptography, kafka, pytest" || {
     echo "setup.sh: python packages failed to import" >&2
     exit 1
 }

@@ -13,8 +13,8 @@ use crate::kraft::{
 use crate::listener::{
     Listener, check_distinct_ports, parse_listeners, parse_security_protocol_map, split_host_port,
 };
-use crate::properties::parse_properties_from;
 use crate::principal::PrincipalMapper;
+use crate::properties::parse_properties_from;
 use crate::sasl::{Globals, SaslSettings, listener_sasl_key, sasl_settings, split_mechanisms};
 use crate::schema::{Value, split_list};
 use crate::ssl::{Lookup, SslSettings, listener_ssl_key, ssl_settings};
@@ -375,6 +375,7 @@ impl BrokerConfig {
                     "connection.failed.authentication.delay.ms",
                     r.required_int("connection.failed.authentication.delay.ms")?,
                 )?,
+                oauth: oauth_globals(&r)?,
             },
             // Only brokers of a cluster dial each other.
             multi_node.then_some(&inter_broker_listener),
@@ -664,6 +665,35 @@ pub struct AuthorizerConfig {
     pub super_users: Vec<String>,
     /// `allow.everyone.if.no.acl.found`.
     pub allow_everyone_if_no_acl_found: bool,
+}
+
+/// The `sasl.oauthbearer.*` keys; checked further only when a listener enables OAUTHBEARER.
+fn oauth_globals(r: &Resolved) -> Result<crate::sasl::OAuthGlobals, ConfigError> {
+    let defaults = strait_auth::oauth::Validation::default();
+    Ok(crate::sasl::OAuthGlobals {
+        jwks_url: r.non_empty_string("sasl.oauthbearer.jwks.endpoint.url"),
+        refresh_ms: convert(
+            "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+            r.required_int("sasl.oauthbearer.jwks.endpoint.refresh.ms")?,
+        )?,
+        validation: strait_auth::oauth::Validation {
+            expected_audience: match r.get("sasl.oauthbearer.expected.audience") {
+                Some(Value::List(audiences)) => audiences.clone(),
+                _ => Vec::new(),
+            },
+            expected_issuer: r.non_empty_string("sasl.oauthbearer.expected.issuer"),
+            sub_claim: r
+                .string("sasl.oauthbearer.sub.claim.name")
+                .unwrap_or(defaults.sub_claim),
+            scope_claim: r
+                .string("sasl.oauthbearer.scope.claim.name")
+                .unwrap_or(defaults.scope_claim),
+            clock_skew_seconds: convert(
+                "sasl.oauthbearer.clock.skew.seconds",
+                r.required_int("sasl.oauthbearer.clock.skew.seconds")?,
+            )?,
+        },
+    })
 }
 
 fn authorizer(r: &Resolved) -> Result<Option<AuthorizerConfig>, ConfigError> {

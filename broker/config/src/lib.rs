@@ -24,7 +24,7 @@ pub use kraft::{KraftSettings, ProcessRoles, parse_bootstrap_servers, parse_vote
 pub use listener::{Listener, join_host_port, parse_listeners, parse_security_protocol_map};
 pub use principal::PrincipalMapper;
 pub use properties::parse_properties;
-pub use sasl::{SUPPORTED_MECHANISMS, SaslListener, SaslSettings};
+pub use sasl::{OAuthSettings, SUPPORTED_MECHANISMS, SaslListener, SaslSettings};
 pub use schema::ConfigType;
 pub use ssl::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
 pub use topic::{

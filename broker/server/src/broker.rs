@@ -48,6 +48,8 @@ pub struct Broker {
     pub quotas: crate::quota::Quotas,
     /// Set when `authorizer.class.name` names the StandardAuthorizer: ACLs are enforced.
     pub authorizer: Option<strait_cluster::acl::AuthorizerSettings>,
+    /// OAUTHBEARER's key set, when a SASL listener enables the mechanism.
+    pub oauth_keys: Option<Arc<crate::oauth_keys::OAuthKeys>>,
     /// This node's part in the metadata quorum (a voter, or a follower of it): the cluster
     /// membership, the metadata image and the controller client. A single node is a quorum of
     /// one voter, so there is no other metadata path.
@@ -68,6 +70,7 @@ impl Broker {
         config: BrokerConfig,
         cluster_id: String,
         node: Arc<ClusterNode>,
+        oauth_keys: Option<Arc<crate::oauth_keys::OAuthKeys>>,
     ) -> Result<Broker, StartError> {
         let dirs: Vec<PathBuf> = config.log_dirs.clone();
         let image = node.image();
@@ -116,6 +119,7 @@ impl Broker {
         let broker = Broker {
             quotas: Default::default(),
             authorizer,
+            oauth_keys,
             config,
             replicas,
             groups,

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod net;
 pub mod node;
+pub mod oauth_keys;
 pub mod partition;
 pub mod quota;
 pub mod replica_manager;
@@ -76,6 +77,12 @@ pub async fn start(
     config: BrokerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Started> {
+    // OAUTHBEARER's key set before anything else: a broker that cannot verify tokens must not
+    // start serving (nor join the quorum).
+    let oauth_keys = match &config.sasl.oauth {
+        Some(settings) => Some(Arc::new(oauth_keys::OAuthKeys::load(settings)?)),
+        None => None,
+    };
     // The identity first: a data dir of another node or cluster must stop the start before the
     // metadata log is opened in it.
     let (dirs, node_id, configured_id) = (
@@ -112,7 +119,8 @@ pub async fn start(
     }
     let opened = {
         let node = node.clone();
-        tokio::task::spawn_blocking(move || Broker::open(config, cluster_id, node)).await
+        tokio::task::spawn_blocking(move || Broker::open(config, cluster_id, node, oauth_keys))
+            .await
     };
     let broker = match opened {
         Ok(Ok(broker)) => Arc::new(broker),

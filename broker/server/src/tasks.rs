@@ -3,8 +3,9 @@
 //! recovery-point / high-watermark / log-start checkpoints every few seconds (so a crash rescans
 //! only a little), the group coordinator's timeouts every 100 ms, offset expiry every
 //! `offsets.retention.check.interval.ms`, the log cleaner (compaction) every
-//! `log.cleaner.backoff.ms` and producer-id expiry every
-//! `producer.id.expiration.check.interval.ms`. Each pass runs on the blocking pool; errors are
+//! `log.cleaner.backoff.ms`, producer-id expiry every
+//! `producer.id.expiration.check.interval.ms`, and OAUTHBEARER's key set file is read again every
+//! `sasl.oauthbearer.jwks.endpoint.refresh.ms`. Each pass runs on the blocking pool; errors are
 //! logged, never fatal.
 
 use std::sync::Arc;
@@ -41,8 +42,16 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             .producer_id_expiration_check_interval_ms
             .max(1),
     ));
+    // The first refresh is one period after the load at start.
+    let oauth_every = broker
+        .oauth_keys
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |k| k.refresh_interval());
+    let mut oauth_refresh =
+        tokio::time::interval_at(tokio::time::Instant::now() + oauth_every, oauth_every);
     for i in [
         &mut tick,
+        &mut oauth_refresh,
         &mut retention,
         &mut checkpoint,
         &mut group_tick,
@@ -102,6 +111,14 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = producer_expiry.tick() => {
                 blocking(&broker, "producer expiry", |b| {
                     b.replicas.logs.expire_producers(now_ms());
+                    Ok(())
+                }).await;
+            }
+            _ = oauth_refresh.tick(), if broker.oauth_keys.is_some() => {
+                blocking(&broker, "OAUTHBEARER key set refresh", |b| {
+                    if let Some(keys) = &b.oauth_keys {
+                        keys.refresh();
+                    }
                     Ok(())
                 }).await;
             }

@@ -612,3 +612,164 @@ fn sasl_listeners_refuse_what_cannot_authenticate() {
     ]);
     assert!(key.contains("ssl.keystore"), "{key}");
 }
+
+const JWKS_URL: &str = "sasl.oauthbearer.jwks.endpoint.url";
+const VALIDATOR: &str =
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
+
+#[test]
+fn oauthbearer_takes_kip768_keys() {
+    let (c, warnings) = build(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        ("sasl.enabled.mechanisms", "OAUTHBEARER,SCRAM-SHA-512"),
+        (JWKS_URL, "file:///etc/strait/jwks.json"),
+        ("sasl.oauthbearer.expected.audience", "kafka, strait"),
+        (
+            "sasl.oauthbearer.expected.issuer",
+            "https://idp.example.com",
+        ),
+        ("sasl.oauthbearer.sub.claim.name", "client_id"),
+        ("sasl.oauthbearer.scope.claim.name", "scp"),
+        ("sasl.oauthbearer.clock.skew.seconds", "5"),
+        ("sasl.oauthbearer.jwks.endpoint.refresh.ms", "60000"),
+        // Tune an HTTP fetch Strait does not make: accepted silently.
+        ("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", "100"),
+        (
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+            "10000",
+        ),
+        (
+            "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class",
+            VALIDATOR,
+        ),
+        (
+            "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config",
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
+        ),
+    ]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        c.sasl.listeners["SASL_PLAINTEXT"].mechanisms,
+        ["OAUTHBEARER", "SCRAM-SHA-512"]
+    );
+    let oauth = c.sasl.oauth.expect("OAUTHBEARER settings");
+    assert_eq!(oauth.jwks_path, PathBuf::from("/etc/strait/jwks.json"));
+    assert_eq!(oauth.refresh_ms, 60_000);
+    let v = &oauth.validation;
+    assert_eq!(v.expected_audience, ["kafka", "strait"]);
+    assert_eq!(
+        v.expected_issuer.as_deref(),
+        Some("https://idp.example.com")
+    );
+    assert_eq!(
+        (v.sub_claim.as_str(), v.scope_claim.as_str()),
+        ("client_id", "scp")
+    );
+    assert_eq!(v.clock_skew_seconds, 5);
+}
+
+#[test]
+fn oauthbearer_defaults_and_settings_only_when_enabled() {
+    let (c, warnings) = build(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        ("sasl.enabled.mechanisms", "OAUTHBEARER"),
+        (JWKS_URL, "/etc/jwks.json"),
+    ]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let oauth = c.sasl.oauth.expect("OAUTHBEARER settings");
+    assert_eq!(oauth.jwks_path, PathBuf::from("/etc/jwks.json"));
+    assert_eq!(oauth.refresh_ms, 3_600_000);
+    assert_eq!(oauth.validation, strait_auth::oauth::Validation::default());
+    // No listener enables OAUTHBEARER: its keys are not needed, nor checked.
+    let (c, _) = build(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+        (JWKS_URL, "https://idp.example.com/keys"),
+    ]);
+    assert_eq!(c.sasl.oauth, None);
+    // The callback key on a listener that does not enable OAUTHBEARER is a warning.
+    let (c, warnings) = build(&[
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        ("sasl.enabled.mechanisms", "PLAIN"),
+        (
+            "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class",
+            VALIDATOR,
+        ),
+    ]);
+    assert_eq!(c.sasl.oauth, None);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("does not enable"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn oauthbearer_refuses_what_it_cannot_validate() {
+    let base = [
+        ("listeners", "SASL_PLAINTEXT://127.0.0.1:9092"),
+        (
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms",
+            "OAUTHBEARER",
+        ),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut items = base.to_vec();
+        items.extend_from_slice(extra);
+        rejection(&items)
+    };
+    // No key set to verify tokens against.
+    let (key, reason) = with(&[]);
+    assert_eq!(key, JWKS_URL);
+    assert!(
+        reason.contains("SASL_PLAINTEXT") && reason.contains(JWKS_URL),
+        "{reason}"
+    );
+    // HTTP(S) is not fetched (yet).
+    let (key, reason) = with(&[(JWKS_URL, "https://idp.example.com/.well-known/jwks.json")]);
+    assert_eq!(key, JWKS_URL);
+    assert!(reason.contains("only file URLs"), "{reason}");
+    let (key, reason) = with(&[(JWKS_URL, "file://idp/jwks.json")]);
+    assert_eq!(key, JWKS_URL);
+    assert!(reason.contains("host idp"), "{reason}");
+    // Kafka's unsecured validator, or any other callback handler, is refused.
+    let callback = "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class";
+    let (key, reason) = with(&[
+        (JWKS_URL, "/etc/jwks.json"),
+        (
+            callback,
+            "org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler",
+        ),
+    ]);
+    assert_eq!(key, callback);
+    assert!(
+        reason.contains("validates OAUTHBEARER JWTs itself") && reason.contains(VALIDATOR),
+        "{reason}"
+    );
+    let (key, _) = with(&[
+        (JWKS_URL, "/etc/jwks.json"),
+        ("sasl.oauthbearer.sub.claim.name", " "),
+    ]);
+    assert_eq!(key, "sasl.oauthbearer.sub.claim.name");
+    let (key, _) = with(&[
+        (JWKS_URL, "/etc/jwks.json"),
+        ("sasl.oauthbearer.jwks.endpoint.refresh.ms", "0"),
+    ]);
+    assert_eq!(key, "sasl.oauthbearer.jwks.endpoint.refresh.ms");
+    let (key, _) = with(&[
+        (JWKS_URL, "/etc/jwks.json"),
+        ("sasl.oauthbearer.clock.skew.seconds", "-1"),
+    ]);
+    assert_eq!(key, "sasl.oauthbearer.clock.skew.seconds");
+    // Kafka's pre-3.4 name of the validator class carries over too.
+    let mut items = base.to_vec();
+    items.push((JWKS_URL, "/etc/jwks.json"));
+    items.push((
+        callback,
+        "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler",
+    ));
+    let (c, warnings) = build(&items);
+    assert!(
+        warnings.is_empty() && c.sasl.oauth.is_some(),
+        "{warnings:?}"
+    );
+}

@@ -482,3 +482,27 @@ fn a_sasl_inter_broker_listener_needs_the_brokers_own_login() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[test]
+fn brokers_do_not_log_in_to_each_other_with_oauthbearer() {
+    let sasl = [
+        (
+            "listeners",
+            "SASL_PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+        ),
+        (
+            "listener.security.protocol.map",
+            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ),
+        ("sasl.enabled.mechanisms", "OAUTHBEARER,SCRAM-SHA-512"),
+        ("sasl.oauthbearer.jwks.endpoint.url", "/etc/jwks.json"),
+        ("sasl.mechanism.inter.broker.protocol", "OAUTHBEARER"),
+    ];
+    match BrokerConfig::from_pairs(&combined(&sasl)) {
+        Err(ConfigError::InvalidValue { key, reason }) => {
+            assert_eq!(key, "sasl.mechanism.inter.broker.protocol");
+            assert!(reason.contains("clients only"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -7,6 +7,11 @@
 //! KIP-368: with `connections.max.reauth.ms` the session has a lifetime; the client
 //! re-authenticates (same principal) on the same connection before it ends, or the connection
 //! is closed at its next request.
+//! OAUTHBEARER (KIP-255, with KIP-768's JWT validation) checks the client's token against the
+//! broker's key set ([`crate::oauth_keys`]); the principal is the token's subject claim, and, as
+//! in Kafka, the session ends when the token expires (or earlier with
+//! `connections.max.reauth.ms`). A token that fails validation gets RFC 7628's error challenge;
+//! after the client's `\x01` the failure is answered with the validation reason.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,11 +25,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 use strait_auth::AuthError;
+use strait_auth::oauth::{MECHANISM as OAUTHBEARER, OAuthServer};
 use strait_auth::scram::{ScramMechanism, ScramServer, ServerStep};
 use tracing::{info, warn};
 
 use crate::api::{self, Outcome, str_bytes};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 
 /// Kafka's `sasl.server.max.receive.size` default: the largest frame read before a client has
 /// authenticated, so an anonymous peer cannot make the broker buffer a large request.
@@ -34,6 +41,9 @@ pub const MAX_UNAUTHENTICATED_FRAME: u32 = 524_288;
 enum Exchange {
     Scram(ScramServer),
     Plain,
+    /// Created with the client's first message, so the token is validated at that time with
+    /// the key set then in use.
+    OAuth(Option<Box<OAuthServer>>),
 }
 
 enum State {
@@ -49,7 +59,8 @@ enum State {
         mechanism: String,
         exchange: Exchange,
     },
-    /// Requests pass. `expires` is the KIP-368 session end.
+    /// Requests pass. `expires` is the KIP-368 session end (`connections.max.reauth.ms`, or an
+    /// OAUTHBEARER token's expiry).
     Authenticated { expires: Option<Instant> },
     /// Answered with a failure: the connection ends after this response.
     Failed,
@@ -129,8 +140,8 @@ impl Authenticator {
             (State::Authenticated { expires }, _) => {
                 if expires.is_some_and(|at| Instant::now() >= at) {
                     return Verdict::Close(format!(
-                        "SASL session of {} expired (connections.max.reauth.ms) without \
-                         re-authentication",
+                        "SASL session of {} expired (connections.max.reauth.ms, or the \
+                         OAUTHBEARER token's expiry) without re-authentication",
                         self.principal.as_deref().unwrap_or("?")
                     ));
                 }
@@ -178,6 +189,7 @@ impl Authenticator {
         }
         let exchange = match ScramMechanism::from_name(&mechanism) {
             Some(m) => Exchange::Scram(ScramServer::new(m)),
+            None if mechanism == OAUTHBEARER => Exchange::OAuth(None),
             None => Exchange::Plain,
         };
         self.state = if version == 0 {
@@ -280,6 +292,18 @@ impl Authenticator {
                     message: Vec::new(),
                 })
             }
+            Exchange::OAuth(server) => match (server, &self.broker.oauth_keys) {
+                (Some(server), _) => server.step(token),
+                (server @ None, Some(keys)) => server.insert(Box::new(keys.server())).step(token),
+                (None, None) => Err(AuthError::IllegalState(
+                    "OAUTHBEARER is enabled but the broker has no key set".into(),
+                )),
+            },
+        };
+        // An OAUTHBEARER session may not outlive its token.
+        let credential_expires_at_ms = match exchange {
+            Exchange::OAuth(Some(server)) => server.expires_at_ms(),
+            _ => None,
         };
         match result {
             Ok(ServerStep::Challenge(challenge)) => Ok(Step::Continue(challenge)),
@@ -295,9 +319,15 @@ impl Authenticator {
                         "re-authentication changed the principal");
                     return Err(e);
                 }
-                let lifetime = self.broker.config.sasl.max_reauth_ms;
+                let lifetime = session_lifetime_ms(
+                    self.broker.config.sasl.max_reauth_ms,
+                    credential_expires_at_ms,
+                    now_ms(),
+                );
+                // A lifetime past what an Instant can hold (a token expiring in a billion
+                // years) is no expiry, not an overflow.
                 let expires =
-                    (lifetime > 0).then(|| Instant::now() + Duration::from_millis(lifetime));
+                    lifetime.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
                 let first = self.principal.is_none();
                 if first {
                     info!(peer = %self.peer, listener = %self.listener, %mechanism,
@@ -309,7 +339,7 @@ impl Authenticator {
                 self.count(&mechanism, true);
                 Ok(Step::Done(
                     message,
-                    i64::try_from(lifetime).unwrap_or(i64::MAX),
+                    lifetime.map_or(0, |ms| i64::try_from(ms).unwrap_or(i64::MAX)),
                 ))
             }
             Err(e) => {
@@ -354,6 +384,25 @@ enum Step {
     Done(Vec<u8>, i64),
 }
 
+/// The session lifetime of a new authentication, as Kafka's SaslServerAuthenticator computes it:
+/// `connections.max.reauth.ms` when positive, the time left until the credential expires (an
+/// OAUTHBEARER token's `exp`, even when `connections.max.reauth.ms` is 0), the smaller of the two
+/// when both apply, never negative; `None` when neither applies (the session never expires).
+fn session_lifetime_ms(
+    max_reauth_ms: u64,
+    credential_expires_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<u64> {
+    let credential =
+        credential_expires_at_ms.map(|exp| u64::try_from(exp.saturating_sub(now_ms)).unwrap_or(0));
+    match (credential, max_reauth_ms > 0) {
+        (None, false) => None,
+        (None, true) => Some(max_reauth_ms),
+        (Some(left), false) => Some(left),
+        (Some(left), true) => Some(left.min(max_reauth_ms)),
+    }
+}
+
 /// Decodes a request of this module's two APIs: (correlation id, body), or why not.
 fn decode<T: Decodable>(frame: Bytes, version: i16) -> Result<(i32, T), String> {
     let api = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]]))
@@ -380,4 +429,35 @@ fn bare_frame(token: &[u8]) -> Bytes {
     out.put_u32(token.len() as u32);
     out.put_slice(token);
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_lifetime_ms;
+
+    #[test]
+    fn sessions_end_at_max_reauth_or_token_expiry_whichever_is_first() {
+        let now = 1_700_000_000_000;
+        // SCRAM and PLAIN: connections.max.reauth.ms alone.
+        assert_eq!(session_lifetime_ms(0, None, now), None);
+        assert_eq!(session_lifetime_ms(60_000, None, now), Some(60_000));
+        // OAUTHBEARER: the token's expiry, also without connections.max.reauth.ms (Kafka's
+        // calcCompletionTimesAndReturnSessionLifetimeMs).
+        assert_eq!(session_lifetime_ms(0, Some(now + 5_000), now), Some(5_000));
+        assert_eq!(
+            session_lifetime_ms(60_000, Some(now + 5_000), now),
+            Some(5_000)
+        );
+        assert_eq!(
+            session_lifetime_ms(60_000, Some(now + 3_600_000), now),
+            Some(60_000)
+        );
+        // A token accepted within the clock skew after its exp: the session is already over.
+        assert_eq!(session_lifetime_ms(0, Some(now - 1_000), now), Some(0));
+        assert_eq!(session_lifetime_ms(0, Some(i64::MIN), now), Some(0));
+        assert_eq!(
+            session_lifetime_ms(0, Some(i64::MAX), now),
+            Some((i64::MAX - now) as u64)
+        );
+    }
 }
