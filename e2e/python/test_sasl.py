@@ -335,3 +335,33 @@ def test_add_scram_applies_only_to_a_new_cluster():
             assert "--add-scram ignored" in second.stderr()
         finally:
             assert second.stop() == 0
+
+
+def kcat(args, stdin=b""):
+    import shutil
+    import subprocess
+    binary = shutil.which("kcat") or shutil.which("kafkacat")
+    assert binary, "kcat is installed by e2e/setup.sh"
+    return subprocess.run([binary, *args], input=stdin, capture_output=True, timeout=60)
+
+
+def test_kcat_over_sasl_plaintext_and_sasl_ssl(sasl_broker):
+    """kcat (Debian's librdkafka, built with Cyrus SASL and OpenSSL) with SCRAM-SHA-512."""
+    _, sasl, secure, pki = sasl_broker
+    topic = f"kcat-sasl-{uuid.uuid4().hex[:8]}"
+    login = ["-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=admin",
+             "-X", f"sasl.password={ADMIN_PASSWORD}"]
+    plain = ["-b", sasl, "-X", "security.protocol=SASL_PLAINTEXT", *login]
+    lines = b"".join(b"line %d\n" % i for i in range(20))
+    produced = kcat([*plain, "-P", "-t", topic], lines)
+    assert produced.returncode == 0, produced.stderr
+    secure_args = ["-b", secure, "-X", "security.protocol=SASL_SSL",
+                   "-X", f"ssl.ca.location={pki / 'ca.pem'}", *login]
+    consumed = kcat([*secure_args, "-C", "-t", topic, "-o", "beginning", "-e", "-q"])
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.splitlines() == lines.splitlines()
+    wrong = kcat(["-b", sasl, "-X", "security.protocol=SASL_PLAINTEXT",
+                  "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=admin",
+                  "-X", "sasl.password=wrong", "-L", "-m", "5"])
+    assert wrong.returncode != 0
+    assert b"Authentication failed" in wrong.stderr or b"authentication" in wrong.stderr.lower()
