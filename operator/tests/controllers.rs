@@ -710,7 +710,7 @@ async fn user_gets_generated_secret_scram_and_acls() {
 }
 
 #[tokio::test]
-async fn scram_listeners_are_deployed_and_authorization_is_still_refused() {
+async fn scram_listeners_and_authorization_are_deployed() {
     // SCRAM-SHA-512 on a plaintext and a TLS listener: SASL_PLAINTEXT and SASL_SSL, each
     // naming its mechanism (the broker refuses a SASL listener left at Kafka's GSSAPI).
     let mut c = cluster(3);
@@ -747,9 +747,15 @@ async fn scram_listeners_are_deployed_and_authorization_is_still_refused() {
         "{status}"
     );
 
-    // ACLs are not enforced by the broker yet: refused, nothing applied.
+    assert!(
+        !properties.contains("authorizer.class.name"),
+        "{properties}"
+    );
+
+    // With `authorization`: Kafka's StandardAuthorizer, the operator's and the brokers'
+    // certificate principals as super users before the user's, and the brokers deployed.
     c.spec.authorization = Some(
-        serde_json::from_value(json!({"type": "simple"}))
+        serde_json::from_value(json!({"type": "simple", "superUsers": ["admin"]}))
             .unwrap_or_else(|e| panic!("authorization: {e}")),
     );
     let seen = reconcile_ok(
@@ -759,13 +765,69 @@ async fn scram_listeners_are_deployed_and_authorization_is_still_refused() {
         strait_operator::cluster::controller::reconcile,
     )
     .await;
+    let config = applied(&seen, "configmaps");
+    let properties = config[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default();
+    for line in [
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:CN=strait-operator,O=strait.dev;User:CN=kafka-broker,O=strait.dev;User:admin",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    assert_eq!(applied(&seen, "statefulsets").len(), 3);
+    let status = status_patch(&seen, "/clusters/kafka");
+    assert_ne!(
+        condition(&status, "Ready")["reason"],
+        "InvalidSpec",
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn authorization_is_refused_for_brokers_replicating_in_plaintext() {
+    // Brokers an earlier operator version started replicate in plaintext: there the brokers
+    // and the operator are User:ANONYMOUS, which ACLs would cut off. Refused, nothing applied.
+    let mut c = cluster(3);
+    c.spec.listeners = serde_json::from_value(json!([
+        {"name": "plain", "port": 9092, "type": "internal",
+         "authentication": {"type": "scram-sha-512"}}
+    ]))
+    .unwrap_or_else(|e| panic!("listeners: {e}"));
+    c.spec.authorization = Some(
+        serde_json::from_value(json!({"type": "simple"}))
+            .unwrap_or_else(|e| panic!("authorization: {e}")),
+    );
+    let mut running = Running::new(vec![1, 1, 1], 1);
+    running.legacy = true;
+    let admin = FakeAdmin::default();
+    let (result, seen) = reconcile_once(
+        c,
+        running.script(),
+        admin.clone(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
     assert!(applied(&seen, "configmaps").is_empty());
     assert!(applied(&seen, "statefulsets").is_empty());
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
     let status = status_patch(&seen, "/clusters/kafka");
     let ready = condition(&status, "Ready");
-    assert_eq!(ready["reason"], "InvalidSpec", "{status}");
-    let message = ready["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("`authorization`"), "{message}");
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "AuthorizationNeedsMutualTLS", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mutual TLS") && m.contains("User:ANONYMOUS")),
+        "{ready}"
+    );
+    assert!(
+        seen.iter().any(|s| s.path.contains("/events")
+            && s.body["type"] == "Warning"
+            && s.body["reason"] == "AuthorizationNeedsMutualTLS"),
+        "a Warning Event"
+    );
 }
 
 #[tokio::test]

@@ -32,10 +32,18 @@ pub const OPERATOR_COMMON_NAME: &str = "strait-operator";
 /// Organization of every certificate the operator issues.
 const ORGANIZATION: &str = "strait.dev";
 
-/// Kafka's principal of a certificate subject `O=strait.dev, CN=<cn>` (the RFC 2253 form Kafka's
-/// default SSL principal builder gives, most specific first).
+/// Kafka's principal of a certificate [`subject`] `O=strait.dev, CN=<cn>`: the RFC 2253 name
+/// Kafka's default SSL principal builder (and Strait's broker, under the default
+/// `ssl.principal.mapping.rules=DEFAULT`) gives, the RDNs in reverse order of their encoding, so
+/// most specific first. The common names the operator uses (`strait-operator`,
+/// `<cluster>-broker`) have no character RFC 2253 escapes.
 pub fn principal(common_name: &str) -> String {
-    format!("User:CN={common_name},O={ORGANIZATION}")
+    format!("User:CN={},O={ORGANIZATION}", common_name_of(common_name))
+}
+
+/// The common name as a certificate holds it (at most 64 characters).
+fn common_name_of(common_name: &str) -> String {
+    common_name.chars().take(64).collect()
 }
 
 /// Common name of the brokers' certificates: one for all brokers of a Cluster, so that one
@@ -108,10 +116,7 @@ pub fn generate_ca(cluster: &str, namespace: &str, now: SystemTime) -> Result<Ca
 fn subject(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, ORGANIZATION);
-    dn.push(
-        DnType::CommonName,
-        common_name.chars().take(64).collect::<String>(),
-    );
+    dn.push(DnType::CommonName, common_name_of(common_name));
     dn
 }
 

@@ -164,7 +164,8 @@ pub fn server_properties(
 
 /// `super.users` with ACLs: the principals the replication listener's mutual TLS gives the
 /// operator's admin client and the brokers (so neither loses its rights when ACLs are
-/// enforced), then the user's. Plaintext replication identifies nobody, so then only the user's.
+/// enforced), then the user's. Plaintext replication identifies nobody, so then only the user's
+/// (the Cluster controller refuses `authorization` for such a Cluster).
 pub fn super_users(cluster: &str, users: &[String], replication: Replication) -> Vec<String> {
     let mut out = Vec::new();
     if replication == Replication::MutualTls {

@@ -7,7 +7,8 @@
 //! ensured before the operator talks to the brokers (`issue`); and the scale step moves
 //! partitions off leaving brokers through the Kafka admin API before their zones may shrink
 //! (`drain`), which decides the sizes the objects are planned for. Rolling restarts, claim
-//! changes and clean-up are apply steps (`roll`, `storage`, `prune`).
+//! changes and clean-up are apply steps (`roll`, `storage`, `prune`). `authorization` is
+//! refused after the observation when the brokers replicate in plaintext (nothing applied).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use strait_crds::{Cluster, ClusterStatus};
 
 use crate::apply::{event, patch_status};
 use crate::cluster::apply::{apply_plan, delete_listed};
-use crate::cluster::identity::ClusterRef;
+use crate::cluster::identity::{ClusterRef, Replication};
 use crate::cluster::observe::{Observed, observe};
 use crate::cluster::status::{self, Pass};
 use crate::cluster::validate::{InvalidSpec, validate};
@@ -46,7 +47,17 @@ enum Flow {
     /// An empty removed zone's StatefulSet is being deleted; the StatefulSet of the zone now at
     /// its position is applied once it is gone.
     ZoneDeletionPending,
+    /// `authorization` on brokers replicating in plaintext: nothing was applied (see
+    /// [`AUTHORIZATION_NEEDS_MUTUAL_TLS`]).
+    AuthorizationRefused,
 }
+
+/// Why `authorization` is refused for a Cluster replicating in plaintext.
+pub const AUTHORIZATION_NEEDS_MUTUAL_TLS: &str = "`authorization` needs the brokers to replicate \
+     over mutual TLS: over plaintext replication the brokers and the operator are all \
+     User:ANONYMOUS, which ACLs would cut off from replicating and from the admin API (and \
+     making it a super user would make every anonymous client one); these brokers were started \
+     by an operator version that replicated in plaintext (no automatic migration yet)";
 
 /// Reconciles one Cluster.
 pub async fn reconcile<F: AdminFactory>(
@@ -112,6 +123,34 @@ async fn reconcile_cluster<F: AdminFactory>(
             return Ok(Action::requeue(BUSY_REQUEUE));
         }
         Ok(Flow::ZoneDeletionPending) => return Ok(Action::requeue(BUSY_REQUEUE)),
+        Ok(Flow::AuthorizationRefused) => {
+            let message = AUTHORIZATION_NEEDS_MUTUAL_TLS.to_owned();
+            event(
+                &ctx.recorder,
+                cluster,
+                true,
+                "AuthorizationNeedsMutualTLS",
+                message.clone(),
+            )
+            .await;
+            let status = ClusterStatus {
+                conditions: merge(
+                    &previous.conditions,
+                    &[Cond::new(
+                        "Ready",
+                        false,
+                        "AuthorizationNeedsMutualTLS",
+                        message,
+                    )],
+                    generation,
+                    Timestamp::now(),
+                ),
+                observed_generation: generation,
+                ..previous.clone()
+            };
+            patch_status(&api, c.name, status).await?;
+            return Ok(Action::await_change());
+        }
         Err(e) => {
             tracing::warn!(cluster = c.name, step = pass.step, error = %e, "reconcile step failed");
             pass.outcome.failure = Some(format!("{}: {e}", pass.step));
@@ -221,6 +260,9 @@ async fn converge<F: AdminFactory>(
 
     record_observation(&observed, pass);
     c.replication = observed.replication;
+    if c.spec.authorization.is_some() && c.replication == Replication::Plaintext {
+        return Ok(Flow::AuthorizationRefused);
+    }
 
     // With mutual TLS the operator needs the CA and its own certificate before it talks to the
     // brokers (the scale step below may).

@@ -1,7 +1,8 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
-//! owns, listeners clashing with the controller quorum's, features the broker does not serve
-//! yet (ACL authorization, tiered storage), and storage that may only grow. Listener
-//! `authentication` (SCRAM-SHA-512, the only type the CRD has) is served and accepted.
+//! owns (those of `authorization` included), listeners clashing with the controller quorum's,
+//! what the broker does not serve yet (tiered storage), and storage that may only grow.
+//! Listener `authentication` (SCRAM-SHA-512, the only type the CRD has) and `authorization`
+//! (Kafka's StandardAuthorizer) are served and accepted.
 
 use strait_crds::ClusterSpec;
 use strait_crds::cluster::REPLICATION_PORT;
@@ -26,6 +27,15 @@ pub const RESERVED_KEYS: [&str; 14] = [
     "controller.listener.names",
 ];
 
+/// Authorizer keys the operator sets from `authorization`: the authorizer, its super users (which
+/// always hold the operator's and the brokers' certificate principals), and the certificate
+/// principal mapping those principals are written for (Kafka's `DEFAULT`).
+pub const AUTHORIZATION_KEYS: [&str; 3] = [
+    "authorizer.class.name",
+    "super.users",
+    "ssl.principal.mapping.rules",
+];
+
 /// One problem of a spec that stops a reconcile; its text is what the `Ready` condition and
 /// the `InvalidSpec` Event show.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,12 +49,12 @@ pub enum SpecError {
     /// A listener on the controller quorum's port.
     #[error("listener `{0}`: port {CONTROLLER_PORT} is reserved for the controller quorum")]
     ReservedListenerPort(String),
-    /// `authorization`, which the broker does not enforce yet.
+    /// An authorizer key (see [`AUTHORIZATION_KEYS`]).
     #[error(
-        "`authorization`: ACLs are not enforced by this broker version yet; remove \
-         `authorization` until they are (the cluster would otherwise allow every client)"
+        "config key `{0}` is set by the operator from `authorization` (super users go in \
+         `authorization.superUsers`)"
     )]
-    AuthorizationNotServed,
+    AuthorizationKey(String),
     /// `tieredStorage`, which the broker does not offload to yet.
     #[error(
         "`tieredStorage`: this broker version does not offload segments yet; remove \
@@ -77,6 +87,9 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), InvalidSpec> {
         if RESERVED_KEYS.contains(&key.as_str()) {
             problems.push(SpecError::ReservedKey(key.clone()));
         }
+        if AUTHORIZATION_KEYS.contains(&key.as_str()) {
+            problems.push(SpecError::AuthorizationKey(key.clone()));
+        }
     }
     for l in &spec.listeners {
         if l.name.eq_ignore_ascii_case(CONTROLLER_LISTENER) {
@@ -86,12 +99,8 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), InvalidSpec> {
             problems.push(SpecError::ReservedListenerPort(l.name.clone()));
         }
     }
-    // Features the CRD carries but this broker does not enforce yet are refused, never
-    // deployed as if they worked: brokers without ACLs, or keeping everything on local disk,
-    // when the user asked for authorization or offloading.
-    if spec.authorization.is_some() {
-        problems.push(SpecError::AuthorizationNotServed);
-    }
+    // What the CRD carries but this broker does not serve yet is refused, never deployed as if
+    // it worked: keeping everything on local disk when the user asked for offloading.
     if spec.tiered_storage.is_some() {
         problems.push(SpecError::TieredStorageNotServed);
     }
@@ -228,20 +237,41 @@ mod tests {
     }
 
     #[test]
-    fn authorization_and_tiered_storage_are_refused_until_the_broker_serves_them() {
+    fn authorization_is_accepted_and_tiered_storage_refused_until_the_broker_serves_it() {
         let mut s = spec(3, &["a"]);
         s.authorization = Some(
             serde_json::from_value(serde_json::json!({"type": "simple", "superUsers": ["admin"]}))
                 .unwrap(),
         );
+        assert_eq!(validate(&s), Vec::<String>::new());
         s.tiered_storage = Some(
             serde_json::from_value(serde_json::json!({"bucket": "b", "region": "eu-west-1"}))
                 .unwrap(),
         );
         let problems = validate(&s);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("`authorization`"), "{problems:?}");
-        assert!(problems[1].starts_with("`tieredStorage`"), "{problems:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("`tieredStorage`"), "{problems:?}");
+    }
+
+    #[test]
+    fn authorizer_keys_come_from_authorization_only() {
+        // Set by hand they would drop the operator's and the brokers' super users (or change
+        // the principals their certificates give), with or without `authorization`.
+        for key in AUTHORIZATION_KEYS {
+            let mut s = spec(3, &["a"]);
+            s.config.insert(key.into(), "x".into());
+            assert_eq!(
+                validate(&s),
+                [format!(
+                    "config key `{key}` is set by the operator from `authorization` (super \
+                     users go in `authorization.superUsers`)"
+                )]
+            );
+        }
+        let mut s = spec(3, &["a"]);
+        s.config
+            .insert("allow.everyone.if.no.acl.found".into(), "true".into());
+        assert_eq!(validate(&s), Vec::<String>::new());
     }
 
     #[test]
