@@ -1,9 +1,10 @@
 //! Topic and User reconciles against the mocked API server in `fixtures/` when things go wrong:
 //! an unreachable cluster shows in the status and as an Event, finalizers are released once the
 //! Cluster is gone or being deleted (or after a bounded wait while it is unreachable),
-//! `deletionPolicy: retain` on User, Users refused by a cluster without the APIs they need, and
-//! SCRAM Users reconciled on a cluster serving what Strait's broker serves (SCRAM, no ACLs or
-//! quotas).
+//! `deletionPolicy: retain` on User, Users refused by a cluster without the APIs they need,
+//! SCRAM Users reconciled on a cluster serving what Strait's broker serves (SCRAM and ACLs, no
+//! quotas), and Users with ACLs refused by a cluster that enforces none (a Cluster without
+//! `spec.authorization`, or an external cluster answering SECURITY_DISABLED).
 
 mod fixtures;
 
@@ -75,8 +76,18 @@ fn user(target: Target, deleted_ago: Option<Duration>, retain: bool) -> User {
     .unwrap_or_else(|e| panic!("user: {e}"))
 }
 
-/// The referenced Cluster `kafka`: absent (`None`, the mock's 404), present, or being deleted.
+/// The referenced Cluster `kafka`: absent (`None`, the mock's 404), present, or being deleted;
+/// without `spec.authorization`.
 fn cluster_is(state: Option<bool>) -> fixtures::Script {
+    cluster_script(state, false)
+}
+
+/// The Cluster `kafka` present, with `spec.authorization` (ACLs enforced) when `authorization`.
+fn cluster_authorizing(authorization: bool) -> fixtures::Script {
+    cluster_script(PRESENT, authorization)
+}
+
+fn cluster_script(state: Option<bool>, authorization: bool) -> fixtures::Script {
     Box::new(move |seen| {
         let deleting = state?;
         if seen.method != "GET" || !seen.path.ends_with("/clusters/kafka") {
@@ -87,12 +98,17 @@ fn cluster_is(state: Option<bool>) -> fixtures::Script {
             meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
             meta["finalizers"] = json!(["example.com/keep"]);
         }
+        let mut spec = json!({"replicas": 3, "zones": ["a", "b", "c"], "storage": {"size": "10Gi"},
+                              "listeners": [{"name": "plain", "port": 9092, "type": "internal",
+                                             "authentication": {"type": "scram-sha-512"}}]});
+        if authorization {
+            spec["authorization"] = json!({"type": "simple"});
+        }
         Some((
             StatusCode::OK,
             json!({
                 "apiVersion": "strait.dev/v1alpha1", "kind": "Cluster", "metadata": meta,
-                "spec": {"replicas": 3, "zones": ["a", "b", "c"], "storage": {"size": "10Gi"},
-                         "listeners": [{"name": "plain", "port": 9092, "type": "internal"}]}
+                "spec": spec
             }),
         ))
     })
@@ -378,7 +394,7 @@ fn without(apis: &[ApiKey]) -> FakeAdmin {
     admin
 }
 
-/// The ACL and quota APIs, which Strait's broker does not serve yet.
+/// The ACL and quota APIs, which Strait's broker did not serve before its ACLs.
 const ACLS_AND_QUOTAS: [ApiKey; 4] = [
     ApiKey::DescribeAcls,
     ApiKey::CreateAcls,
@@ -386,8 +402,13 @@ const ACLS_AND_QUOTAS: [ApiKey; 4] = [
     ApiKey::AlterClientQuotas,
 ];
 
-/// What Strait's broker advertises today: SCRAM credentials, no ACL or quota APIs.
+/// What Strait's broker advertises today: SCRAM credentials and ACLs, no quota API.
 fn strait_broker() -> FakeAdmin {
+    without(&[ApiKey::AlterClientQuotas])
+}
+
+/// Strait's broker before its ACLs: SCRAM credentials, no ACL or quota APIs.
+fn strait_before_acls() -> FakeAdmin {
     without(&ACLS_AND_QUOTAS)
 }
 
@@ -400,9 +421,9 @@ fn no_security_apis() -> FakeAdmin {
 
 #[tokio::test]
 async fn user_is_refused_by_a_cluster_without_the_apis() {
-    // Strait's broker serves the SCRAM credential but not the ACLs: the whole User is refused,
-    // naming only what is missing.
-    let admin = strait_broker();
+    // A broker serving the SCRAM credential but not the ACLs (Strait before ACLs): the whole
+    // User is refused, naming only what is missing.
+    let admin = strait_before_acls();
     let seen = reconcile_ok(
         user(Target::Named, None, false),
         Box::new(|_| None),
@@ -452,12 +473,15 @@ async fn scram_user_is_reconciled_by_strait_broker() {
         strait_operator::user::controller::reconcile,
     )
     .await;
+    // The ACL step runs too, with nothing to add or remove.
     assert_eq!(
         admin.calls(),
         [
             "connect kafka-bootstrap.ns.svc:9091",
             "supported_apis",
-            "upsert_scram app"
+            "upsert_scram app",
+            "create_acls 0",
+            "delete_acls 0"
         ]
     );
     let secret = seen
@@ -475,8 +499,29 @@ async fn scram_user_is_reconciled_by_strait_broker() {
 
 #[tokio::test]
 async fn user_deletion_makes_no_call_the_cluster_cannot_answer() {
-    // Strait's broker: the credential is removed, ACLs and quotas are not asked for.
+    // Strait's broker: the credential and the ACLs are removed, quotas are not asked for.
     let admin = strait_broker();
+    admin.with(|k| {
+        k.acls = strait_operator::user::plan::desired_acls(
+            "app",
+            &user(Target::Named, None, false).spec,
+        );
+    });
+    let seen = reconcile_ok(
+        user(Target::Named, Some(Duration::from_secs(1)), false),
+        cluster_is(PRESENT),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"delete_scram app".to_owned()), "{calls:?}");
+    assert!(calls.contains(&"delete_acls 1".to_owned()), "{calls:?}");
+    assert!(admin.with(|k| k.acls.is_empty()));
+    assert!(!calls.iter().any(|c| c.starts_with("quotas")), "{calls:?}");
+    assert!(finalizer_removed(&seen, "/users/app"));
+    // Strait before ACLs: the credential alone.
+    let admin = strait_before_acls();
     let seen = reconcile_ok(
         user(Target::Named, Some(Duration::from_secs(1)), false),
         cluster_is(PRESENT),
@@ -510,6 +555,173 @@ async fn user_deletion_makes_no_call_the_cluster_cannot_answer() {
         "{calls:?}"
     );
     assert!(finalizer_removed(&seen, "/users/app"));
+}
+
+#[tokio::test]
+async fn user_with_acls_is_refused_by_a_cluster_without_authorization() {
+    // The Cluster has no `spec.authorization`: its brokers enforce no ACL, so the User's would
+    // only look enforced. Refused before the cluster is contacted: no credential, no ACL, no
+    // password Secret.
+    let admin = strait_broker();
+    let (result, seen) = reconcile_once(
+        user(Target::Named, None, false),
+        cluster_authorizing(false),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "requeued, not retried: {result:?}");
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "PATCH" && s.path.ends_with("/secrets/app")),
+        "no password Secret for a refused User"
+    );
+    let status = status_patch(&seen, "/users/app");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "AuthorizationNotEnabled");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Cluster kafka has no `spec.authorization`"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&status, "Reconciling")["reason"],
+        "AuthorizationNotEnabled"
+    );
+    assert!(
+        warnings(&seen)
+            .iter()
+            .any(|(r, n)| r == "AuthorizationNotEnabled" && n.contains("Cluster kafka")),
+        "{:?}",
+        warnings(&seen)
+    );
+
+    // The same User once the Cluster has `authorization`: credential and ACLs set.
+    let admin = strait_broker();
+    let seen = reconcile_ok(
+        user(Target::Named, None, false),
+        cluster_authorizing(true),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"upsert_scram app".to_owned()), "{calls:?}");
+    assert!(calls.contains(&"create_acls 1".to_owned()), "{calls:?}");
+    let status = status_patch(&seen, "/users/app");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+
+    // A User without ACLs needs no authorizer: its credential is set.
+    let mut u = user(Target::Named, None, false);
+    u.spec.authorization = None;
+    let admin = strait_broker();
+    let seen = reconcile_ok(
+        u,
+        cluster_authorizing(false),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert!(
+        admin.calls().contains(&"upsert_scram app".to_owned()),
+        "{:?}",
+        admin.calls()
+    );
+    let status = status_patch(&seen, "/users/app");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+}
+
+#[tokio::test]
+async fn user_with_acls_is_refused_by_an_external_cluster_without_an_authorizer() {
+    // Kafka answers the ACL APIs with SECURITY_DISABLED when no authorizer is configured: the
+    // User with ACLs is refused before its credential is set.
+    let disabled = || {
+        let admin = strait_broker();
+        admin.with(|k| k.security_disabled = true);
+        admin
+    };
+    let admin = disabled();
+    let (result, seen) = reconcile_once(
+        user(Target::External, None, false),
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    let calls = admin.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("upsert_scram") || c.contains("acls")),
+        "{calls:?}"
+    );
+    let status = status_patch(&seen, "/users/app");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "AuthorizationNotEnabled", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SECURITY_DISABLED")),
+        "{ready}"
+    );
+    // Without ACLs in the spec there is nothing to enforce: the credential is set, no ACL call.
+    let mut u = user(Target::External, None, false);
+    u.spec.authorization = None;
+    let admin = disabled();
+    let seen = reconcile_ok(
+        u,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"upsert_scram app".to_owned()), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.contains("acls")), "{calls:?}");
+    let status = status_patch(&seen, "/users/app");
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    // Deleted: the credential goes; no binding to remove.
+    let admin = disabled();
+    let seen = reconcile_ok(
+        user(Target::External, Some(Duration::from_secs(1)), false),
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"delete_scram app".to_owned()), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.contains("acls")), "{calls:?}");
+    assert!(finalizer_removed(&seen, "/users/app"));
+}
+
+#[tokio::test]
+async fn acls_changed_by_hand_are_put_back_and_removed_ones_deleted() {
+    // The cluster holds a binding the spec does not ask for (added by hand, or left from an
+    // earlier spec) and lacks the one it asks for (deleted by hand): one pass corrects both.
+    let u = user(Target::Named, None, false);
+    let wanted = strait_operator::user::plan::desired_acls("app", &u.spec);
+    let stale = strait_operator::admin::AclBinding {
+        operation: 4,
+        ..wanted[0].clone()
+    };
+    let admin = strait_broker();
+    admin.with(|k| k.acls = vec![stale.clone()]);
+    reconcile_ok(
+        u,
+        cluster_authorizing(true),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let calls = admin.calls();
+    assert!(calls.contains(&"create_acls 1".to_owned()), "{calls:?}");
+    assert!(calls.contains(&"delete_acls 1".to_owned()), "{calls:?}");
+    assert_eq!(admin.with(|k| k.acls.clone()), wanted);
 }
 
 #[tokio::test]

@@ -38,6 +38,8 @@ pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const RESOURCE_NOT_FOUND: i16 = 91;
 /// Kafka's `UNSUPPORTED_VERSION`.
 pub const UNSUPPORTED_VERSION: i16 = 35;
+/// Kafka's `SECURITY_DISABLED`: Kafka's answer to the ACL APIs when no authorizer is configured.
+pub const SECURITY_DISABLED: i16 = 54;
 
 /// Errors of admin calls.
 #[derive(Debug, thiserror::Error)]

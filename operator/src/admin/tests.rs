@@ -82,18 +82,27 @@ fn quorum_leader_or_none_when_the_cluster_cannot_say() {
 
 #[test]
 fn missing_apis_are_those_absent_or_not_at_the_version_sent() {
-    // Strait's broker today (in part): topics, configs and SCRAM credentials, no ACL or quota
-    // APIs.
+    // Strait's broker today (in part): topics, configs, SCRAM credentials and ACLs (v1-3), no
+    // quota API.
     let strait = SupportedApis::from_response(&versions(&[
         (ApiKey::CreateTopics, 2, 7),
         (ApiKey::DescribeConfigs, 1, 4),
         (ApiKey::DescribeUserScramCredentials, 0, 0),
         (ApiKey::AlterUserScramCredentials, 0, 0),
+        (ApiKey::DescribeAcls, 1, 3),
+        (ApiKey::CreateAcls, 1, 3),
+        (ApiKey::DeleteAcls, 1, 3),
     ]));
     assert!(strait.speaks(ApiKey::CreateTopics, 7));
     assert!(strait.missing(SCRAM_APIS).is_empty());
-    assert_eq!(strait.missing(ACL_APIS), ACL_APIS);
+    assert!(strait.missing(ACL_APIS).is_empty());
     assert_eq!(strait.missing(QUOTA_APIS), QUOTA_APIS);
+    // Before ACLs it served none of the ACL APIs.
+    let before_acls = SupportedApis::from_response(&versions(&[
+        (ApiKey::CreateTopics, 2, 7),
+        (ApiKey::AlterUserScramCredentials, 0, 0),
+    ]));
+    assert_eq!(before_acls.missing(ACL_APIS), ACL_APIS);
     // Before SASL it served no SCRAM API either.
     let before = SupportedApis::from_response(&versions(&[(ApiKey::CreateTopics, 2, 7)]));
     assert_eq!(before.missing(SCRAM_APIS), SCRAM_APIS);

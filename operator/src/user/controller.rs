@@ -1,8 +1,12 @@
-//! The User controller: finalizer; the cluster's ApiVersions first (a User whose spec needs
-//! APIs the cluster lacks is refused with `UnsupportedByCluster`, and nothing is called); the
-//! password Secret (generated, or referenced); the SCRAM credential, ACLs and quotas through
-//! the Kafka admin API; status on every pass, also when the cluster fails. Deletion goes through
-//! [`deletion::finish`] and removes only what the cluster's APIs could have set.
+//! The User controller: finalizer; a User with ACLs whose cluster enforces none (a Cluster
+//! without `spec.authorization`, or a cluster answering the ACL APIs with `SECURITY_DISABLED`)
+//! is refused with `AuthorizationNotEnabled`, as Strimzi's User operator refuses one, and
+//! nothing is changed; the cluster's ApiVersions (a User whose spec needs APIs the cluster lacks
+//! is refused with `UnsupportedByCluster`, and nothing is called); the password Secret
+//! (generated, or referenced); the SCRAM credential, ACLs (hand-made changes to the user's
+//! bindings are undone) and quotas through the Kafka admin API; status on every pass, also when
+//! the cluster fails. Deletion goes through [`deletion::finish`] and removes only what the
+//! cluster's APIs could have set.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +20,9 @@ use kafka_protocol::messages::ApiKey;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use strait_crds::User;
+use strait_crds::{Cluster, User};
 
-use crate::admin::KafkaAdmin;
+use crate::admin::{AdminError, KafkaAdmin, SECURITY_DISABLED};
 use crate::apply::{apply, event, patch_status};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -26,8 +30,8 @@ use crate::finalizer::{Event as Finalizer, finalizer};
 use crate::reconcile::instrumented;
 use crate::target_cluster::{self, deletion};
 use crate::user::plan::{
-    UserSteps, acl_diff, desired_acls, generate_password, principal, quota_ops, scram_credential,
-    user_steps,
+    UserSteps, acl_diff, asks_acls, authorization_not_enabled, desired_acls, generate_password,
+    principal, quota_ops, scram_credential, user_steps,
 };
 use crate::user::status::{Pass, status, unsupported};
 
@@ -140,6 +144,8 @@ enum Synced {
     Done { secret: Option<String> },
     /// Refused: the cluster lacks these APIs.
     Unsupported(Vec<(ApiKey, i16)>),
+    /// Refused: the User has ACLs, the cluster enforces none (why).
+    AuthorizationNotEnabled(String),
 }
 
 /// One pass: resolve the cluster, sync the user, write the status whatever happened.
@@ -178,6 +184,19 @@ async fn apply_user<F: AdminFactory>(
             .await?;
             Ok(Action::requeue(RESYNC))
         }
+        Ok(Synced::AuthorizationNotEnabled(why)) => {
+            event(
+                &ctx.recorder,
+                user,
+                true,
+                "AuthorizationNotEnabled",
+                why.clone(),
+            )
+            .await;
+            write(Pass::AuthorizationNotEnabled(&why)).await?;
+            // The Cluster may get `authorization`: looked at again at the next resync.
+            Ok(Action::requeue(RESYNC))
+        }
         Ok(Synced::Unsupported(missing)) => {
             let note = unsupported(&missing);
             event(&ctx.recorder, user, true, "UnsupportedByCluster", note).await;
@@ -194,8 +213,28 @@ async fn apply_user<F: AdminFactory>(
     }
 }
 
+/// Whether Cluster `name` in `namespace` has `spec.authorization`; `true` when there is no such
+/// Cluster (the admin client then reports the cluster as unreachable).
+async fn cluster_authorizes<F: AdminFactory>(
+    ctx: &Context<F>,
+    name: &str,
+    namespace: &str,
+) -> Result<bool, Error> {
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(clusters
+        .get_opt(name)
+        .await?
+        .is_none_or(|c| c.spec.authorization.is_some()))
+}
+
+/// Kafka's answer to the ACL APIs of a broker without an authorizer.
+fn security_disabled(error: &AdminError) -> bool {
+    matches!(error, AdminError::Kafka { code, .. } if *code == SECURITY_DISABLED)
+}
+
 /// Sets the credential, ACLs and quotas the spec asks for, once the cluster's ApiVersions show
-/// it serves them; a step the spec does not use is skipped where the cluster lacks its API.
+/// it serves them and, for ACLs, that it enforces them; a step the spec does not use is skipped
+/// where the cluster lacks its API.
 async fn sync<F: AdminFactory>(
     user: &User,
     ctx: &Context<F>,
@@ -203,10 +242,36 @@ async fn sync<F: AdminFactory>(
     bootstrap: &str,
 ) -> Result<Synced, Error> {
     let name = user.name_any();
+    let acls_asked = asks_acls(&user.spec);
+    if acls_asked
+        && let Some(cluster) = &user.spec.cluster.name
+        && !cluster_authorizes(ctx, cluster, namespace).await?
+    {
+        return Ok(Synced::AuthorizationNotEnabled(authorization_not_enabled(
+            Some(cluster),
+        )));
+    }
     let admin = target_cluster::admin(ctx, &user.spec.cluster, namespace, bootstrap).await?;
     let steps = match user_steps(&user.spec, &admin.supported_apis().await?) {
         Ok(steps) => steps,
         Err(missing) => return Ok(Synced::Unsupported(missing)),
+    };
+    // The user's bindings as the cluster holds them, read before anything is changed: a cluster
+    // without an authorizer (Kafka answers SECURITY_DISABLED) holds none and refuses a User with
+    // ACLs before its credential is set.
+    let current_acls = if steps.acls {
+        match admin.describe_acls_of(&principal(&name)).await {
+            Ok(current) => Some(current),
+            Err(e) if security_disabled(&e) && acls_asked => {
+                return Ok(Synced::AuthorizationNotEnabled(authorization_not_enabled(
+                    None,
+                )));
+            }
+            Err(e) if security_disabled(&e) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
     };
     let mut secret = None;
     if user.spec.authentication.is_some() {
@@ -220,9 +285,8 @@ async fn sync<F: AdminFactory>(
     } else if steps.scram {
         admin.delete_scram(&name).await?;
     }
-    if steps.acls {
+    if let Some(current) = current_acls {
         let desired = desired_acls(&name, &user.spec);
-        let current = admin.describe_acls_of(&principal(&name)).await?;
         let (create, delete) = acl_diff(&current, &desired);
         admin.create_acls(&create).await?;
         admin.delete_acls(&delete).await?;
@@ -256,8 +320,12 @@ async fn cleanup<F: AdminFactory>(user: &User, ctx: &Context<F>) -> Result<Actio
             admin.delete_scram(&name).await?;
         }
         if steps.acls {
-            let current = admin.describe_acls_of(&principal(&name)).await?;
-            admin.delete_acls(&current).await?;
+            match admin.describe_acls_of(&principal(&name)).await {
+                Ok(current) => admin.delete_acls(&current).await?,
+                // No authorizer, no bindings.
+                Err(e) if security_disabled(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         if steps.quotas {
             admin.alter_user_quotas(&name, &quota_ops(None)).await?;

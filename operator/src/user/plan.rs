@@ -1,6 +1,6 @@
-//! Pure parts of the User reconcile: which admin steps the cluster's APIs allow, the ACL
-//! bindings a spec asks for (in Kafka's codes), the difference to what the cluster holds,
-//! quotas, generated passwords and SCRAM-SHA-512 credentials.
+//! Pure parts of the User reconcile: which admin steps the cluster's APIs allow, whether ACLs
+//! would be enforced there, the ACL bindings a spec asks for (in Kafka's codes), the difference
+//! to what the cluster holds, quotas, generated passwords and SCRAM-SHA-512 credentials.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,18 +33,35 @@ impl UserSteps {
     }
 }
 
+/// Whether `spec` asks for ACLs.
+pub fn asks_acls(spec: &UserSpec) -> bool {
+    spec.authorization
+        .as_ref()
+        .is_some_and(|a| !a.acls.is_empty())
+}
+
+/// Why a User with ACLs is refused by a cluster that enforces none (as Strimzi's User operator
+/// refuses simple-authorization users of a cluster without it): Cluster `cluster` has no
+/// `spec.authorization`, or (`None`) the cluster answered the ACL APIs with `SECURITY_DISABLED`.
+pub fn authorization_not_enabled(cluster: Option<&str>) -> String {
+    let why = match cluster {
+        Some(name) => format!("Cluster {name} has no `spec.authorization`"),
+        None => "the cluster has no authorizer (its ACL APIs answer SECURITY_DISABLED)".to_owned(),
+    };
+    format!(
+        "the User has ACLs but {why}: its brokers enforce no ACL, every client may do everything; \
+         nothing was changed in the cluster (enable authorization on the cluster, or remove the \
+         User's `authorization`)"
+    )
+}
+
 /// The steps for `spec` on a cluster serving `apis`, or the APIs (with the versions this client
 /// sends) it lacks for what the spec asks: then nothing is called at all, rather than a
 /// half-configured user or a call the broker answers by closing the connection.
 pub fn user_steps(spec: &UserSpec, apis: &SupportedApis) -> Result<UserSteps, Vec<(ApiKey, i16)>> {
     let asks = [
         (spec.authentication.is_some(), SCRAM_APIS),
-        (
-            spec.authorization
-                .as_ref()
-                .is_some_and(|a| !a.acls.is_empty()),
-            ACL_APIS,
-        ),
+        (asks_acls(spec), ACL_APIS),
         (
             quota_ops(spec.quotas.as_ref())
                 .values()
@@ -361,9 +378,17 @@ mod tests {
             quotas: true,
         };
         assert_eq!(user_steps(&s, &apis_without(&[])), Ok(everything));
-        // Strait's broker today: SCRAM credentials, no ACL or quota APIs. ACLs asked: refused,
-        // naming them.
-        let strait = apis_without(&[
+        // Strait's broker today: SCRAM credentials and ACLs, no quota API. ACLs asked: the
+        // credential and ACL steps (the credential step clears one set before).
+        let strait = apis_without(&[ApiKey::AlterClientQuotas]);
+        let scram_and_acls = UserSteps {
+            scram: true,
+            acls: true,
+            quotas: false,
+        };
+        assert_eq!(user_steps(&s, &strait), Ok(scram_and_acls));
+        // Strait before ACLs: ACLs asked are refused, naming the ACL APIs.
+        let before_acls = apis_without(&[
             ApiKey::DescribeAcls,
             ApiKey::CreateAcls,
             ApiKey::DeleteAcls,
@@ -374,18 +399,20 @@ mod tests {
             acls: false,
             quotas: false,
         };
-        let missing = user_steps(&s, &strait).expect_err("refused");
+        let missing = user_steps(&s, &before_acls).expect_err("refused");
         assert_eq!(
             missing.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             [ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls]
         );
-        // A SCRAM user without ACLs or quotas: the credential step alone.
+        // A SCRAM user without ACLs or quotas: the credential step alone there; with the ACL
+        // APIs served, the ACL step too (to remove bindings set before).
         s.authorization = None;
         s.authentication = Some(UserAuthentication {
             kind: ScramMechanism::ScramSha512,
             password: None,
         });
-        assert_eq!(user_steps(&s, &strait), Ok(scram_only));
+        assert_eq!(user_steps(&s, &before_acls), Ok(scram_only));
+        assert_eq!(user_steps(&s, &strait), Ok(scram_and_acls));
         // Quotas asked as well: refused, naming AlterClientQuotas only.
         s.quotas = Some(Quotas {
             producer_byte_rate: Some(1),
@@ -398,7 +425,7 @@ mod tests {
         // Nothing asked: the credential step still runs, to remove one set before.
         s.authentication = None;
         s.quotas = None;
-        assert_eq!(user_steps(&s, &strait), Ok(scram_only));
+        assert_eq!(user_steps(&s, &before_acls), Ok(scram_only));
         // A broker without any of the security APIs (Strait before SASL): a SCRAM user is
         // refused; with nothing asked there is nothing to set, and nothing could have been set
         // there to clear.
@@ -433,6 +460,31 @@ mod tests {
                 quotas: true,
             })
         );
+    }
+
+    #[test]
+    fn acls_asked_and_why_they_are_refused_without_an_authorizer() {
+        let mut s = spec(vec![rule(
+            AclResourceType::Topic,
+            Some("a"),
+            &[AclOperation::Read],
+        )]);
+        assert!(asks_acls(&s));
+        s.authorization = Some(UserAuthorization {
+            kind: AuthorizationType::Simple,
+            acls: Vec::new(),
+        });
+        assert!(!asks_acls(&s));
+        s.authorization = None;
+        assert!(!asks_acls(&s));
+        let named = authorization_not_enabled(Some("kafka"));
+        assert!(
+            named.contains("Cluster kafka has no `spec.authorization`")
+                && named.contains("nothing was changed"),
+            "{named}"
+        );
+        let external = authorization_not_enabled(None);
+        assert!(external.contains("SECURITY_DISABLED"), "{external}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum Pass<'a> {
     },
     /// The cluster lacks these APIs (at the versions the operator sends); nothing was called.
     Unsupported(&'a [(ApiKey, i16)]),
+    /// The User has ACLs but the cluster enforces none (why); nothing was changed.
+    AuthorizationNotEnabled(&'a str),
     /// Talking to the cluster failed; the pass is retried.
     Failed(&'a Error),
 }
@@ -62,6 +64,16 @@ pub fn status(
                 false,
                 "UnsupportedByCluster",
                 "waiting for the cluster to serve the APIs",
+            ),
+        ],
+        Pass::AuthorizationNotEnabled(why) => vec![
+            Cond::new("Ready", false, "AuthorizationNotEnabled", why),
+            Cond::new(
+                "Reconciling",
+                false,
+                "AuthorizationNotEnabled",
+                "waiting for the cluster to enforce ACLs (checked again every 5 minutes) or \
+                 for a spec change",
             ),
         ],
         Pass::Failed(error) => target_cluster::failed(error).into(),
@@ -147,6 +159,35 @@ mod tests {
             message.contains("AlterUserScramCredentials v0, CreateAcls v3"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn acls_without_authorization_are_not_ready_and_keep_the_secret() {
+        let previous = UserStatus {
+            secret: Some("app".into()),
+            ..UserStatus::default()
+        };
+        let why = crate::user::plan::authorization_not_enabled(Some("kafka"));
+        let s = status(
+            &previous,
+            Some(2),
+            "app",
+            Pass::AuthorizationNotEnabled(&why),
+            t0(),
+        );
+        assert_eq!(kind(&s, "Ready"), ("False", "AuthorizationNotEnabled"));
+        assert_eq!(
+            kind(&s, "Reconciling"),
+            ("False", "AuthorizationNotEnabled")
+        );
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready");
+        assert!(
+            ready.is_some_and(|c| c
+                .message
+                .contains("Cluster kafka has no `spec.authorization`")),
+            "{ready:?}"
+        );
+        assert_eq!(s.secret.as_deref(), Some("app"));
     }
 
     #[test]
