@@ -13,6 +13,13 @@
 //! SASL_SSL), the User controller's pass (against a mocked API server, its admin calls over
 //! the replication listener's mutual TLS to the real broker) sets credentials clients log in
 //! with, refuses what the broker lacks the APIs for, and removes the credential on deletion.
+//! With `authorization`, the broker enforces ACLs with the super users the operator renders:
+//! the operator's and the brokers' certificate principals may do everything over the
+//! replication listener, another certificate of the cluster CA may not; the ACLs the User
+//! controller sets let a SCRAM user write where they allow and nowhere else, anonymous clients
+//! get nothing, bindings deleted by hand come back on the next pass, bindings dropped from the
+//! spec go, and deleting the User removes its credential and bindings; a User with ACLs on a
+//! Cluster without `authorization` is refused and nothing is set.
 //! Addresses are moved to 127.0.0.1 and free ports.
 
 // Only the mocked API server of the fixtures is used here.
@@ -37,8 +44,8 @@ use strait_client::kafka_protocol::messages::MetadataRequest;
 use strait_client::{ClientError, ClientTls, ConnectOptions, Connection, SaslLogin};
 use strait_crds::{ClusterSpec, User};
 use strait_operator::admin::{
-    AdminError, KafkaAdmin, QUOTA_APIS, SCRAM_APIS, TlsConfig, WireAdmin, decode_response,
-    encode_frame, tls_config,
+    ACL_APIS, AdminError, KafkaAdmin, QUOTA_APIS, SCRAM_APIS, TlsConfig, WireAdmin,
+    decode_response, encode_frame, tls_config,
 };
 use strait_operator::cluster::build::certificates::{broker_certs_secret, operator_certs_secret};
 use strait_operator::cluster::build::statefulset::TERMINATION_GRACE_SECONDS;
@@ -378,9 +385,10 @@ fn secret_json(name: &str, key: &str, value: &str) -> Value {
 }
 
 /// The API server of the User tests: the operator certificates Secret of Cluster `kafka` (as the
-/// Cluster controller writes it), the Cluster itself, and `more` Secrets; the fixtures'
-/// defaults (404 for other objects, writes echoed) for the rest.
-fn user_api(operator_certs: Value, more: Vec<Value>) -> fixtures::Script {
+/// Cluster controller writes it), the Cluster itself with `cluster` as its spec, and `more`
+/// Secrets; the fixtures' defaults (404 for other objects, writes echoed) for the rest.
+fn user_api(cluster: &ClusterSpec, operator_certs: Value, more: Vec<Value>) -> fixtures::Script {
+    let cluster = serde_json::to_value(cluster).unwrap_or(Value::Null);
     Box::new(move |seen| {
         if seen.method != "GET" {
             return None;
@@ -391,7 +399,7 @@ fn user_api(operator_certs: Value, more: Vec<Value>) -> fixtures::Script {
                 json!({
                     "apiVersion": "strait.dev/v1alpha1", "kind": "Cluster",
                     "metadata": {"name": "kafka", "namespace": "ns", "uid": "c-1", "generation": 1},
-                    "spec": spec()
+                    "spec": cluster
                 }),
             ));
         }
@@ -546,8 +554,12 @@ fn rendered_scram_listeners_log_in_the_users_the_user_controller_makes() {
                     json!({"authentication": {"type": "scram-sha-512"}}),
                     false,
                 );
-                let (result, seen) =
-                    user_pass(&app, user_api(operator_certs.clone(), vec![]), replication).await;
+                let (result, seen) = user_pass(
+                    &app,
+                    user_api(&spec, operator_certs.clone(), vec![]),
+                    replication,
+                )
+                .await;
                 assert!(result.is_ok(), "{result:?}");
                 assert_eq!(
                     ready_of(&seen, "app").0,
@@ -605,6 +617,7 @@ fn rendered_scram_listeners_log_in_the_users_the_user_controller_makes() {
                     ("bob-second-password", Some("bob-first-password")),
                 ] {
                     let api = user_api(
+                        &spec,
                         operator_certs.clone(),
                         vec![secret_json("bob-password", "pw", pw)],
                     );
@@ -635,7 +648,7 @@ fn rendered_scram_listeners_log_in_the_users_the_user_controller_makes() {
                 let missing = apis.missing(QUOTA_APIS);
                 let (result, seen) = user_pass(
                     &carol,
-                    user_api(operator_certs.clone(), vec![]),
+                    user_api(&spec, operator_certs.clone(), vec![]),
                     replication,
                 )
                 .await;
@@ -668,12 +681,312 @@ fn rendered_scram_listeners_log_in_the_users_the_user_controller_makes() {
                     json!({"authentication": {"type": "scram-sha-512"}}),
                     true,
                 );
-                let (result, seen) =
-                    user_pass(&gone, user_api(operator_certs.clone(), vec![]), replication).await;
+                let (result, seen) = user_pass(
+                    &gone,
+                    user_api(&spec, operator_certs.clone(), vec![]),
+                    replication,
+                )
+                .await;
                 assert!(result.is_ok(), "{result:?}");
                 let finalizer = patched(&seen, "/users/app").unwrap_or(Value::Null);
                 assert!(finalizer.to_string().contains("remove"), "{finalizer}");
                 let after = scram_login(plain, None, "app", &password).await;
+                assert!(refused_login(&after), "{after:?}");
+            });
+        },
+    );
+}
+
+/// Kafka's `TOPIC_AUTHORIZATION_FAILED`.
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+/// Kafka's `CLUSTER_AUTHORIZATION_FAILED`.
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+/// Produces one record to partition 0 of `topic` through the listener at local `port`, logged
+/// in with SCRAM-SHA-512 as `login` (user, password) or anonymous: the partition's error code.
+async fn produce(port: u16, login: Option<(&str, &str)>, topic: &str) -> Result<i16, String> {
+    let options = ConnectOptions {
+        sasl: login.map(|(username, password)| SaslLogin {
+            mechanism: "SCRAM-SHA-512".to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }),
+        ..ConnectOptions::new("acl-test")
+    };
+    let mut conn = Connection::connect_via(
+        "kafka-bootstrap.ns.svc:9092",
+        &format!("127.0.0.1:{port}"),
+        &options,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let batch = strait_e2e::wire::record_batch(&[b"hello"]).map_err(|e| e.to_string())?;
+    let response = conn
+        .call(9, &strait_e2e::wire::produce_request(topic, 0, -1, batch))
+        .await
+        .map_err(|e| e.to_string())?;
+    strait_e2e::wire::produce_result(&response)
+        .map(|(code, _)| code)
+        .map_err(|e| e.to_string())
+}
+
+/// The topics a Metadata request for all topics lists through the listener at local `port`,
+/// logged in as `login` or anonymous (Kafka lists only those the principal may describe).
+async fn listed_topics(port: u16, login: Option<(&str, &str)>) -> Result<Vec<String>, String> {
+    let options = ConnectOptions {
+        sasl: login.map(|(username, password)| SaslLogin {
+            mechanism: "SCRAM-SHA-512".to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }),
+        ..ConnectOptions::new("acl-test")
+    };
+    let mut conn = Connection::connect_via(
+        "kafka-bootstrap.ns.svc:9092",
+        &format!("127.0.0.1:{port}"),
+        &options,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let response = conn
+        .call(12, &MetadataRequest::default().with_topics(None))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut topics: Vec<String> = response
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    topics.sort();
+    Ok(topics)
+}
+
+/// Whether `result` is the broker's refusal of an operation with Kafka error `code`.
+fn refused_with<T: std::fmt::Debug>(result: &Result<T, AdminError>, code: i16) -> bool {
+    matches!(result, Err(AdminError::Kafka { code: c, .. }) if *c == code)
+}
+
+#[test]
+fn rendered_authorization_enforces_the_acls_the_user_controller_sets() {
+    // `plain` is SASL_PLAINTEXT (SCRAM users), `open` has no authentication (its clients are
+    // User:ANONYMOUS); replication stays mutual TLS; ACLs are enforced.
+    let mut spec = spec();
+    spec.listeners[0] = serde_json::from_value(json!(
+        {"name": "plain", "port": 9092, "type": "internal",
+         "authentication": {"type": "scram-sha-512"}}
+    ))
+    .unwrap_or_else(|e| panic!("listener: {e}"));
+    spec.listeners.push(
+        serde_json::from_value(json!({"name": "open", "port": 9095, "type": "internal"}))
+            .unwrap_or_else(|e| panic!("listener: {e}")),
+    );
+    spec.authorization = Some(
+        serde_json::from_value(json!({"type": "simple", "superUsers": ["admin"]}))
+            .unwrap_or_else(|e| panic!("authorization: {e}")),
+    );
+    assert!(strait_operator::cluster::validate::validate(&spec).is_ok());
+    let properties = server_properties("kafka", "ns", &spec, &[0], Replication::MutualTls);
+    for line in [
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:CN=strait-operator,O=strait.dev;User:CN=kafka-broker,O=strait.dev;\
+         User:admin",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    // The same Cluster without `authorization`, as the User tests' API server shows it.
+    let mut unauthorized = spec.clone();
+    unauthorized.authorization = None;
+    let ca = new_ca();
+    start_ready_and_stop(
+        &spec,
+        &ExternalAddresses::default(),
+        &[9095],
+        Some(&ca),
+        |ports| {
+            let local = |p: u16| ports.iter().find(|(from, _)| *from == p).map_or(0, |m| m.1);
+            let (replication, plain, open) = (local(9091), local(9092), local(9095));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}"));
+            let signer = Signer::new(&ca).unwrap_or_else(|e| panic!("signer: {e}"));
+            let keystore = signer
+                .issue_operator(std::time::SystemTime::now())
+                .unwrap_or_else(|e| panic!("issue: {e}"));
+            let operator_certs =
+                serde_json::to_value(operator_certs_secret(&cluster_ref(&spec), &ca, keystore))
+                    .unwrap_or(Value::Null);
+            let admin = operator_admin(&ca, &signer, &spec, "kafka-bootstrap.ns.svc", replication);
+            // An admin client showing a certificate of the cluster CA with common name `cn`
+            // (subject `O=strait.dev, CN=<cn>`, as the operator issues them).
+            let client_with = |cn: &str| {
+                let keystore = signer
+                    .issue(cn, &Default::default(), std::time::SystemTime::now())
+                    .unwrap_or_else(|e| panic!("issue: {e}"));
+                let tls = tls_config(&ca.cert_pem, &keystore).unwrap_or_else(|e| panic!("{e}"));
+                let address = "kafka-bootstrap.ns.svc:9091";
+                WireAdmin::with_tls(address, Some(tls))
+                    .connect_via(address, &format!("127.0.0.1:{replication}"))
+            };
+            runtime.block_on(async {
+                let apis = admin
+                    .supported_apis()
+                    .await
+                    .unwrap_or_else(|e| panic!("ApiVersions: {e}"));
+                assert!(apis.missing(ACL_APIS).is_empty(), "the broker serves ACLs");
+
+                // The operator's principal is a super user: its admin calls pass with no ACL.
+                for topic in ["orders-1", "payments"] {
+                    admin
+                        .create_topic(topic, 1, 1, &BTreeMap::new())
+                        .await
+                        .unwrap_or_else(|e| panic!("create {topic} as the operator: {e}"));
+                }
+                let id = admin.cluster_id().await;
+                assert!(matches!(id, Ok(Some(_))), "{id:?}");
+                // So is the brokers' (what a follower's fetch needs, CLUSTER_ACTION included).
+                let broker = client_with(&certs::broker_common_name("kafka"));
+                let created = broker
+                    .create_topic("by-broker", 1, 1, &BTreeMap::new())
+                    .await;
+                assert!(created.is_ok(), "{created:?}");
+                let described = broker.describe_acls_of("User:anyone").await;
+                assert!(described.is_ok(), "{described:?}");
+                // Another certificate of the same CA is no super user.
+                let other = client_with("someone-else");
+                let created = other.create_topic("by-other", 1, 1, &BTreeMap::new()).await;
+                assert!(
+                    refused_with(&created, TOPIC_AUTHORIZATION_FAILED),
+                    "{created:?}"
+                );
+                let described = other.describe_acls_of("User:anyone").await;
+                assert!(
+                    refused_with(&described, CLUSTER_AUTHORIZATION_FAILED),
+                    "{described:?}"
+                );
+
+                // A SCRAM user allowed to write to topics `orders-*` and to read group
+                // `writers`, reconciled by the User controller.
+                let write_orders = json!({"resource": {"type": "topic", "name": "orders-",
+                                                       "patternType": "prefix"},
+                                          "operations": ["Write"]});
+                let read_group = json!({"resource": {"type": "group", "name": "writers"},
+                                        "operations": ["Read"]});
+                let writer_with = |acls: Value| {
+                    user(
+                        "writer",
+                        json!({"authentication": {"type": "scram-sha-512"},
+                               "authorization": {"type": "simple", "acls": acls}}),
+                        false,
+                    )
+                };
+                let writer = writer_with(json!([write_orders, read_group]));
+                // A pass of the User controller; `password` is the generated Secret's, once made.
+                let pass = |u: User, password: Option<&str>| {
+                    let secrets = password
+                        .map(|p| vec![secret_json("writer", "password", p)])
+                        .unwrap_or_default();
+                    let api = user_api(&spec, operator_certs.clone(), secrets);
+                    async move { user_pass(&u, api, replication).await }
+                };
+                let (result, seen) = pass(writer.clone(), None).await;
+                assert!(result.is_ok(), "{result:?}");
+                let (ready, _, message) = ready_of(&seen, "writer");
+                assert_eq!(ready, "True", "{message}");
+                let password = patched(&seen, "/secrets/writer")
+                    .and_then(|b| serde_json::from_value::<Secret>(b).ok())
+                    .and_then(|s| s.data)
+                    .and_then(|d| d.get("password").cloned())
+                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                    .unwrap_or_else(|| panic!("no generated password: {seen:?}"));
+                let bindings = || admin.describe_acls_of("User:writer");
+                let wanted = strait_operator::user::plan::desired_acls("writer", &writer.spec);
+                assert_eq!(bindings().await.ok(), Some(wanted.clone()));
+                let login = Some(("writer", password.as_str()));
+
+                // It writes where its ACLs allow, and sees only those topics.
+                assert_eq!(produce(plain, login, "orders-1").await, Ok(0));
+                assert_eq!(
+                    produce(plain, login, "payments").await,
+                    Ok(TOPIC_AUTHORIZATION_FAILED)
+                );
+                assert_eq!(
+                    listed_topics(plain, login).await,
+                    Ok(vec!["orders-1".to_owned()])
+                );
+                // An anonymous client sees and writes nothing.
+                assert_eq!(
+                    produce(open, None, "orders-1").await,
+                    Ok(TOPIC_AUTHORIZATION_FAILED)
+                );
+                assert_eq!(listed_topics(open, None).await, Ok(Vec::new()));
+
+                // Bindings deleted by hand come back on the next pass.
+                let current = bindings().await.unwrap_or_default();
+                admin
+                    .delete_acls(&current)
+                    .await
+                    .unwrap_or_else(|e| panic!("DeleteAcls: {e}"));
+                assert_eq!(bindings().await.ok(), Some(Vec::new()));
+                assert_eq!(
+                    produce(plain, login, "orders-1").await,
+                    Ok(TOPIC_AUTHORIZATION_FAILED)
+                );
+                let (result, seen) = pass(writer.clone(), Some(&password)).await;
+                assert!(result.is_ok(), "{result:?}");
+                assert_eq!(ready_of(&seen, "writer").0, "True");
+                assert_eq!(bindings().await.ok(), Some(wanted));
+                assert_eq!(produce(plain, login, "orders-1").await, Ok(0));
+
+                // A rule dropped from the spec goes from the cluster.
+                let reader = writer_with(json!([read_group]));
+                let (result, seen) = pass(reader.clone(), Some(&password)).await;
+                assert!(result.is_ok(), "{result:?}");
+                assert_eq!(ready_of(&seen, "writer").0, "True");
+                let wanted = strait_operator::user::plan::desired_acls("writer", &reader.spec);
+                assert_eq!(wanted.len(), 1);
+                assert_eq!(bindings().await.ok(), Some(wanted));
+                assert_eq!(
+                    produce(plain, login, "orders-1").await,
+                    Ok(TOPIC_AUTHORIZATION_FAILED)
+                );
+
+                // On a Cluster without `authorization` a User with ACLs is refused: no
+                // credential, no binding.
+                let loner = user(
+                    "loner",
+                    json!({"authentication": {"type": "scram-sha-512"},
+                           "authorization": {"type": "simple", "acls": [write_orders]}}),
+                    false,
+                );
+                let api = user_api(&unauthorized, operator_certs.clone(), vec![]);
+                let (result, seen) = user_pass(&loner, api, replication).await;
+                assert!(result.is_ok(), "{result:?}");
+                let (ready, reason, message) = ready_of(&seen, "loner");
+                assert_eq!(
+                    (ready.as_str(), reason.as_str()),
+                    ("False", "AuthorizationNotEnabled"),
+                    "{message}"
+                );
+                assert!(patched(&seen, "/secrets/loner").is_none());
+                let loner_bindings = admin.describe_acls_of("User:loner").await;
+                assert_eq!(loner_bindings.ok(), Some(Vec::new()));
+
+                // Deleting the User removes its credential and its bindings.
+                let (result, seen) = pass(
+                    user(
+                        "writer",
+                        json!({"authentication": {"type": "scram-sha-512"}}),
+                        true,
+                    ),
+                    Some(&password),
+                )
+                .await;
+                assert!(result.is_ok(), "{result:?}");
+                let finalizer = patched(&seen, "/users/writer").unwrap_or(Value::Null);
+                assert!(finalizer.to_string().contains("remove"), "{finalizer}");
+                assert_eq!(bindings().await.ok(), Some(Vec::new()));
+                let after = scram_login(plain, None, "writer", &password).await;
                 assert!(refused_login(&after), "{after:?}");
             });
         },
