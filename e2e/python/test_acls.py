@@ -255,3 +255,15 @@ def test_client_certificates_name_the_principal():
             assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
         finally:
             assert process.stop() == 0
+
+
+def test_acl_apis_without_an_authorizer_answer_security_disabled(broker):
+    """Kafka refuses the ACL APIs when no authorizer is configured, so that bindings are never
+    stored looking enforced."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    binding = acl(ResourceType.TOPIC, "x", ResourcePatternType.LITERAL, "User:a",
+                  AclOperation.READ, AclPermissionType.ALLOW)
+    with pytest.raises(Exception) as e:
+        for f in admin.create_acls([binding]).values():
+            f.result(TIMEOUT)
+    assert "SECURITY_DISABLED" in str(e.value), e.value

@@ -24,6 +24,9 @@ pub const KEYS: [&str; 4] = [
 /// (entity type, name); `None` is the type's default entity. Sorted by type, one per type.
 pub type Entity = Vec<(String, Option<String>)>;
 
+/// Quota keys to set (`Some`) or remove (`None`) on one entity.
+pub type QuotaOps = Vec<(String, Option<QuotaValue>)>;
+
 /// A quota value; compared by bits so that the image stays `Eq`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -163,5 +166,11 @@ mod tests {
             resolve(&only_clients, "x", "y", CONSUMER_BYTE_RATE),
             Some(5.0)
         );
+        // Rates: a user's quota is shared by the user's clients; a default one is per client.
+        let key = |q, u, c| resolve_with_key(q, u, c, PRODUCER_BYTE_RATE).unwrap().0;
+        assert_eq!(key(&quotas, "alice", "x"), key(&quotas, "alice", "y"));
+        assert_ne!(key(&quotas, "bob", "x"), key(&quotas, "carol", "x"));
+        let clients = only_clients_producing();
+        assert_ne!(key(&clients, "u", "a"), key(&clients, "u", "b"));
     }
 }

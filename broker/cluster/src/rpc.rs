@@ -114,10 +114,7 @@ pub enum ControllerRequest {
     },
     /// Kafka's AlterClientQuotas, checked by the broker: per entity, keys to set or remove.
     AlterClientQuotas {
-        entries: Vec<(
-            crate::quota::Entity,
-            Vec<(String, Option<crate::quota::QuotaValue>)>,
-        )>,
+        entries: Vec<(crate::quota::Entity, crate::quota::QuotaOps)>,
     },
 }
 

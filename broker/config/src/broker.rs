@@ -78,6 +78,10 @@ pub struct BrokerConfig {
     pub group_consumer_session_timeout_ms: u64,
     pub producer_id_expiration_ms: i64,
     pub producer_id_expiration_check_interval_ms: u64,
+    /// `quota.window.num` (11).
+    pub quota_window_num: u32,
+    /// `quota.window.size.seconds` (1).
+    pub quota_window_size_seconds: u64,
     pub log_cleaner_backoff_ms: u64,
     /// `process.roles`: each `broker` or `controller`, no duplicates.
     pub process_roles: Vec<String>,
@@ -530,6 +534,11 @@ impl BrokerConfig {
             producer_id_expiration_check_interval_ms: convert(
                 "producer.id.expiration.check.interval.ms",
                 r.required_int("producer.id.expiration.check.interval.ms")?,
+            )?,
+            quota_window_num: convert("quota.window.num", r.required_int("quota.window.num")?)?,
+            quota_window_size_seconds: convert(
+                "quota.window.size.seconds",
+                r.required_int("quota.window.size.seconds")?,
             )?,
             log_cleaner_backoff_ms: convert(
                 "log.cleaner.backoff.ms",

@@ -117,7 +117,10 @@ impl Broker {
                     allow_if_no_acl: a.allow_everyone_if_no_acl_found,
                 });
         let broker = Broker {
-            quotas: Default::default(),
+            quotas: crate::quota::Quotas::new(
+                config.quota_window_num,
+                std::time::Duration::from_secs(config.quota_window_size_seconds),
+            ),
             authorizer,
             oauth_keys,
             config,

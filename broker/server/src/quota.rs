@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 use strait_cluster::image::Image;
 use strait_cluster::quota::{self as model};
 
-/// Kafka's `quota.window.num` and `quota.window.size.seconds` defaults.
-const WINDOWS: u32 = 11;
-const WINDOW: Duration = Duration::from_secs(1);
 /// Sensors unused this long are dropped (Kafka expires them after an hour).
 const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
 
@@ -58,8 +55,8 @@ struct Sensor {
 }
 
 impl Sensor {
-    fn rate(&mut self, now: Instant) -> (f64, Duration) {
-        let span = WINDOW * WINDOWS;
+    fn rate(&mut self, now: Instant, window: Duration, windows: u32) -> (f64, Duration) {
+        let span = window * windows;
         while self
             .samples
             .front()
@@ -73,13 +70,13 @@ impl Sensor {
         // client send ten seconds' worth at once and then stalls it for as long; one window
         // keeps the rate within a window of the quota from the start.)
         let oldest = self.samples.front().map_or(now, |(s, _)| *s);
-        let elapsed = now.saturating_duration_since(oldest).max(WINDOW);
+        let elapsed = now.saturating_duration_since(oldest).max(window);
         (total / elapsed.as_secs_f64(), elapsed)
     }
 
-    fn record(&mut self, amount: f64, now: Instant) {
+    fn record(&mut self, amount: f64, now: Instant, window: Duration) {
         match self.samples.back_mut() {
-            Some((start, total)) if now.saturating_duration_since(*start) < WINDOW => {
+            Some((start, total)) if now.saturating_duration_since(*start) < window => {
                 *total += amount;
             }
             _ => self.samples.push_back((now, amount)),
@@ -89,9 +86,18 @@ impl Sensor {
 }
 
 /// The rates of every quota entity with traffic on this broker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Quotas {
     sensors: Mutex<HashMap<(Kind, String), Sensor>>,
+    window: Duration,
+    windows: u32,
+}
+
+impl Default for Quotas {
+    /// Kafka's defaults: 11 samples of 1 s.
+    fn default() -> Self {
+        Quotas::new(11, Duration::from_secs(1))
+    }
 }
 
 /// What one recording decided.
@@ -111,6 +117,15 @@ impl Throttle {
 }
 
 impl Quotas {
+    /// `quota.window.num` samples of `quota.window.size.seconds`.
+    pub fn new(windows: u32, window: Duration) -> Quotas {
+        Quotas {
+            sensors: Mutex::default(),
+            window: window.max(Duration::from_millis(1)),
+            windows: windows.max(1),
+        }
+    }
+
     /// Adds `amount` to the rate of the quota that applies to `user`/`client_id` for `kind` and
     /// returns how long the client must wait (zero when under quota or without a quota).
     pub fn record(
@@ -156,18 +171,19 @@ impl Quotas {
             last_used: now,
         });
         if let Some(amount) = amount {
-            sensor.record(amount, now);
+            sensor.record(amount, now, self.window);
         }
-        let (rate, elapsed) = sensor.rate(now);
+        let (rate, elapsed) = sensor.rate(now, self.window, self.windows);
+        let longest = self.window * self.windows;
         if bound <= 0.0 {
             // A zero quota blocks: the longest wait.
-            return Throttle(WINDOW * WINDOWS);
+            return Throttle(longest);
         }
         if rate <= bound {
             return Throttle::NONE;
         }
         let wait = elapsed.mul_f64((rate - bound) / bound);
-        Throttle(wait.min(WINDOW * WINDOWS))
+        Throttle(wait.min(longest))
     }
 }
 

@@ -1,6 +1,7 @@
 //! CreateAcls, DescribeAcls and DeleteAcls (v1–3): ACL bindings in the metadata log, decided by
 //! the controller and read from the image. Creating or deleting needs ALTER on the cluster,
-//! describing DESCRIBE, as in Kafka. Answers wait until the change is in this broker's image, so
+//! describing DESCRIBE, as in Kafka; without an authorizer they are refused with
+//! SECURITY_DISABLED, as Kafka does. Answers wait until the change is in this broker's image, so
 //! the next request here is checked against it.
 
 use std::collections::BTreeMap;
@@ -38,11 +39,13 @@ pub async fn create(
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message))),
     };
-    if !Authz::new(broker, ctx).cluster(op::ALTER) {
+    let refusal = security_disabled(broker)
+        .or_else(|| (!Authz::new(broker, ctx).cluster(op::ALTER)).then(cluster_denied));
+    if let Some(e) = refusal {
         let results = req
             .creations
             .iter()
-            .map(|_| answer(Err(cluster_denied())))
+            .map(|_| answer(Err(e.clone())))
             .collect();
         return CreateAclsResponse::default().with_results(results);
     }
@@ -89,6 +92,17 @@ pub async fn create(
     CreateAclsResponse::default().with_results(results.into_iter().map(answer).collect())
 }
 
+/// Kafka answers the ACL APIs with SECURITY_DISABLED when no authorizer is configured: ACLs
+/// stored there would look enforced and not be.
+fn security_disabled(broker: &Broker) -> Option<ApiError> {
+    broker.authorizer.is_none().then(|| {
+        ApiError::new(
+            ResponseError::SecurityDisabled,
+            "No Authorizer is configured on the broker",
+        )
+    })
+}
+
 fn filter_of(
     resource_type: i8,
     resource_name: Option<&kafka_protocol::protocol::StrBytes>,
@@ -119,6 +133,9 @@ pub async fn describe(
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message)))
     };
+    if let Some(e) = security_disabled(broker) {
+        return error(e);
+    }
     if !Authz::new(broker, ctx).cluster(op::DESCRIBE) {
         return error(cluster_denied());
     }
@@ -173,8 +190,9 @@ pub async fn delete(
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message.clone())))
     };
-    if !Authz::new(broker, ctx).cluster(op::ALTER) {
-        let e = cluster_denied();
+    let refusal = security_disabled(broker)
+        .or_else(|| (!Authz::new(broker, ctx).cluster(op::ALTER)).then(cluster_denied));
+    if let Some(e) = refusal {
         let results = req.filters.iter().map(|_| failed(&e)).collect();
         return DeleteAclsResponse::default().with_filter_results(results);
     }
