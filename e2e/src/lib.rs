@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod dashboards;
 pub mod error;
 pub mod exposition;
+pub mod failover;
 pub mod group_member;
 pub mod group_wire;
 pub mod http;

@@ -11,11 +11,9 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::{CreateAclsRequest, DescribeAclsRequest};
 use kafka_protocol::protocol::StrBytes;
 use strait_client::{ConnectOptions, Connection};
-use strait_e2e::checker::{read_topic, verify};
 use strait_e2e::cluster::{Cluster, ClusterSpec};
-use strait_e2e::load::{BackgroundProducer, LoadPlan};
+use strait_e2e::failover::kill_leader_under_load;
 use strait_e2e::pki::Pki;
-use strait_e2e::{producer_config, wait_until};
 
 const PARTITIONS: i32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,61 +76,21 @@ fn brokers_replicate_over_sasl_ssl_with_acls_and_fail_over() {
         .create_topic(topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
         .expect("create RF=3 topic");
 
-    let mut config = producer_config(&cluster.bootstrap());
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .set("request.timeout.ms", "5000");
-    let total = 40_000;
-    let producer = BackgroundProducer::start(
-        config,
+    let leader = kill_leader_under_load(
+        &mut cluster,
         topic,
-        LoadPlan {
-            partitions: PARTITIONS,
-            limit: Some(total),
-            rate: Some(10_000),
-            max_duration: Duration::from_secs(120),
-        },
-    )
-    .expect("start producer");
-    wait_until(TIMEOUT, "15k acks=all writes", || {
-        producer.acked() >= 15_000
-    })
-    .unwrap_or_else(|e| panic!("{e}: {} acked", producer.acked()));
-    let infos = cluster.partition_info(topic).expect("metadata");
-    assert!(
-        infos.iter().all(|p| p.isr.len() == 3),
-        "followers log in and fetch over SASL_SSL: {infos:?}"
+        PARTITIONS,
+        40_000,
+        15_000,
+        "followers log in and fetch over SASL_SSL",
     );
-    for id in cluster.ids() {
+    for id in cluster.ids().into_iter().filter(|id| *id != leader) {
         let stderr = cluster.node(id).expect("node").stderr();
         assert!(
             !stderr.contains("SASL authentication failed"),
             "node {id} refused a broker login:\n{stderr}"
         );
     }
-
-    let leader = cluster
-        .wait_for_leader(topic, 0, TIMEOUT, |p| p.leader > 0)
-        .expect("a leader")
-        .leader as u32;
-    cluster.kill(leader).expect("SIGKILL the leader");
-    cluster
-        .wait_for_leader(topic, 0, TIMEOUT, |p| {
-            p.leader > 0 && p.leader as u32 != leader
-        })
-        .expect("a new leader");
-    wait_until(Duration::from_secs(120), "the producer to finish", || {
-        producer.finished()
-    })
-    .expect("production completes");
-    let acked = producer.stop().expect("stop producer");
-    let content =
-        read_topic(&cluster.live_bootstrap(), topic, Duration::from_secs(90)).expect("read back");
-    let report = verify(&acked, &content);
-    report.check().expect("nothing acknowledged is lost");
-    assert_eq!(report.acked as u64, total);
 
     // An ACL created through one live broker is described identically by every live broker.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

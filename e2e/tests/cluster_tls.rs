@@ -8,9 +8,8 @@
 
 use std::time::Duration;
 
-use strait_e2e::checker::{read_topic, verify};
 use strait_e2e::cluster::{Cluster, ClusterSpec, NodeSpec, READY_TIMEOUT};
-use strait_e2e::load::{BackgroundProducer, LoadPlan};
+use strait_e2e::failover::kill_leader_under_load;
 use strait_e2e::pki::Pki;
 use strait_e2e::{TestMessage, produce_all, producer_config, read_partition, wait_until};
 
@@ -29,55 +28,14 @@ fn brokers_replicate_over_mutual_tls_and_fail_over() {
         .create_topic(topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
         .expect("create RF=3 topic");
 
-    let mut config = producer_config(&cluster.bootstrap());
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .set("request.timeout.ms", "5000");
-    let total = 60_000;
-    let producer = BackgroundProducer::start(
-        config,
+    let leader = kill_leader_under_load(
+        &mut cluster,
         topic,
-        LoadPlan {
-            partitions: PARTITIONS,
-            limit: Some(total),
-            rate: Some(10_000),
-            max_duration: Duration::from_secs(120),
-        },
-    )
-    .expect("start producer");
-    wait_until(TIMEOUT, "20k acks=all writes", || {
-        producer.acked() >= 20_000
-    })
-    .unwrap_or_else(|e| panic!("{e}: {} acked", producer.acked()));
-    // Followers keep up over TLS: every ISR is whole.
-    let infos = cluster.partition_info(topic).expect("metadata");
-    assert!(
-        infos.iter().all(|p| p.isr.len() == 3),
-        "followers fetch over TLS: {infos:?}"
+        PARTITIONS,
+        60_000,
+        20_000,
+        "followers fetch over TLS",
     );
-
-    let leader = cluster
-        .wait_for_leader(topic, 0, TIMEOUT, |p| p.leader > 0)
-        .expect("a leader")
-        .leader as u32;
-    cluster.kill(leader).expect("SIGKILL the leader");
-    cluster
-        .wait_for_leader(topic, 0, TIMEOUT, |p| {
-            p.leader > 0 && p.leader as u32 != leader
-        })
-        .expect("a new leader");
-    wait_until(Duration::from_secs(120), "the producer to finish", || {
-        producer.finished()
-    })
-    .expect("production completes");
-    let acked = producer.stop().expect("stop producer");
-    let content =
-        read_topic(&cluster.live_bootstrap(), topic, Duration::from_secs(90)).expect("read back");
-    let report = verify(&acked, &content);
-    report.check().expect("nothing acknowledged is lost");
-    assert_eq!(report.acked as u64, total);
 
     // The killed broker catches up over TLS again.
     cluster.restart(leader).expect("restart");
