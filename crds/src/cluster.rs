@@ -151,7 +151,8 @@ pub struct Storage {
 }
 
 /// A client listener.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.authentication) || self.authentication.type != 'tls' || self.tls").message("tls authentication needs tls: true"))]
 #[serde(rename_all = "camelCase")]
 pub struct Listener {
     /// Listener name (upper-cased as the Kafka listener name); at most 15 characters, as it
@@ -193,7 +194,19 @@ pub enum ListenerType {
 pub struct ListenerAuthentication {
     /// Mechanism.
     #[serde(rename = "type")]
-    pub kind: crate::common::ScramMechanism,
+    pub kind: ListenerAuthenticationType,
+}
+
+/// How clients of a listener authenticate.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ListenerAuthenticationType {
+    /// SASL SCRAM-SHA-512 (the credentials of `scram-sha-512` Users).
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// Client certificates signed by the Cluster's clients CA (those of `tls` Users), required;
+    /// needs `tls: true`.
+    #[serde(rename = "tls")]
+    Tls,
 }
 
 /// Simple ACL authorization.

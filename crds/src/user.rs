@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ClusterReference, DeletionPolicy, ScramMechanism, SecretKeyRef};
+use crate::common::{ClusterReference, DeletionPolicy, SecretKeyRef};
 
 /// A Kafka user. The user name is `metadata.name`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -71,17 +71,32 @@ pub struct UserSpec {
     pub deletion_policy: DeletionPolicy,
 }
 
-/// SCRAM credentials: a generated password written into a Secret named like the user, or a
-/// password taken from an existing Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// How a user authenticates: SCRAM credentials (a generated password written into a Secret
+/// named like the user, or a password taken from an existing Secret), or a client certificate
+/// (`tls`) with subject `CN=<user name>` signed by the Cluster's clients CA, written into a
+/// Secret named like the user (`user.crt`, `user.key`, `ca.crt`, as Strimzi does).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.type == 'scram-sha-512' || !has(self.password)").message("password is only for scram-sha-512"))]
 #[serde(rename_all = "camelCase")]
 pub struct UserAuthentication {
     /// Mechanism.
     #[serde(rename = "type")]
-    pub kind: ScramMechanism,
+    pub kind: UserAuthenticationType,
     /// Take the password from this Secret key instead of generating one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<PasswordSource>,
+}
+
+/// How a user authenticates.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum UserAuthenticationType {
+    /// SCRAM-SHA-512 credentials; the principal is `User:<user name>`.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// A client certificate from the Cluster's clients CA; the principal is
+    /// `User:CN=<user name>`.
+    #[serde(rename = "tls")]
+    Tls,
 }
 
 /// Where a password comes from.

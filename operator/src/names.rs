@@ -32,6 +32,9 @@ pub const CONFIG_DIR: &str = "/etc/strait";
 /// Mount path of the brokers' certificates (`<pod>.pem` each); not under [`CONFIG_DIR`], a
 /// read-only ConfigMap volume in which no mount point can be made.
 pub const TLS_DIR: &str = "/etc/strait-tls";
+/// Where brokers mount the clients CA certificate (`ca.crt`), the truststore of listeners with
+/// `tls` authentication.
+pub const CLIENTS_CA_DIR: &str = "/etc/strait-clients-ca";
 
 /// Labels selecting every broker pod of a cluster.
 pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
@@ -131,6 +134,18 @@ pub fn cluster_ca(cluster: &str) -> String {
 /// Secret with only the cluster CA's certificate (`ca.crt`), for clients to mount and trust.
 pub fn cluster_ca_cert(cluster: &str) -> String {
     format!("{cluster}-cluster-ca-cert")
+}
+
+/// Secret with the clients CA's certificate and private key (`ca.crt`, `ca.key`): it signs
+/// `tls` Users' certificates.
+pub fn clients_ca(cluster: &str) -> String {
+    format!("{cluster}-clients-ca")
+}
+
+/// Secret with only the clients CA's certificate (`ca.crt`): the truststore of listeners with
+/// `tls` authentication.
+pub fn clients_ca_cert(cluster: &str) -> String {
+    format!("{cluster}-clients-ca-cert")
 }
 
 /// Secret with every broker's key and certificate chain, `<pod>.pem` each.

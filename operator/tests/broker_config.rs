@@ -19,7 +19,10 @@
 //! controller sets let a SCRAM user write where they allow and nowhere else, anonymous clients
 //! get nothing, bindings deleted by hand come back on the next pass, bindings dropped from the
 //! spec go, and deleting the User removes its credential and bindings; a User with ACLs on a
-//! Cluster without `authorization` is refused and nothing is set.
+//! Cluster without `authorization` is refused and nothing is set. A `tls` listener (mutual TLS
+//! against the clients CA as mounted) lets in the certificate the User controller issues for a
+//! `tls` User, whose ACLs (for `User:CN=<name>`, the principal the broker derives) apply; a
+//! certificate of another CA for the same name, or none, is refused.
 //! Addresses are moved to 127.0.0.1 and free ports.
 
 // Only the mocked API server of the fixtures is used here.
@@ -47,7 +50,9 @@ use strait_operator::admin::{
     ACL_APIS, AdminError, KafkaAdmin, QUOTA_APIS, SCRAM_APIS, TlsConfig, WireAdmin,
     decode_response, encode_frame, tls_config,
 };
-use strait_operator::cluster::build::certificates::{broker_certs_secret, operator_certs_secret};
+use strait_operator::cluster::build::certificates::{
+    broker_certs_secret, clients_ca_cert_secret, clients_ca_secret, operator_certs_secret,
+};
 use strait_operator::cluster::build::statefulset::TERMINATION_GRACE_SECONDS;
 use strait_operator::cluster::certs::{self, Ca, Signer, generate_ca};
 use strait_operator::cluster::config::{server_properties, start_command};
@@ -77,6 +82,10 @@ fn spec() -> ClusterSpec {
 fn localise(text: &str, ports: &[(u16, u16)], data: &str, config_dir: &str) -> String {
     let mut out = text
         .replace("/etc/strait-tls", &format!("{config_dir}/tls"))
+        .replace(
+            "/etc/strait-clients-ca",
+            &format!("{config_dir}/clients-ca"),
+        )
         .replace("kafka-z0-0.kafka-brokers.ns.svc", "127.0.0.1")
         .replace("0.0.0.0", "127.0.0.1")
         .replace("/var/lib/strait/data", data)
@@ -713,10 +722,29 @@ async fn produce(port: u16, login: Option<(&str, &str)>, topic: &str) -> Result<
         }),
         ..ConnectOptions::new("acl-test")
     };
+    produce_with(port, &options, topic).await
+}
+
+/// [`produce`] over TLS to the bootstrap Service's name trusting `ca_pem`, showing the key and
+/// certificate in `keystore` when given.
+async fn produce_tls(
+    port: u16,
+    ca_pem: &str,
+    keystore: Option<&str>,
+    topic: &str,
+) -> Result<i16, String> {
+    let options = ConnectOptions {
+        tls: Some(ClientTls::from_pem(ca_pem, keystore).map_err(|e| e.to_string())?),
+        ..ConnectOptions::new("mtls-test")
+    };
+    produce_with(port, &options, topic).await
+}
+
+async fn produce_with(port: u16, options: &ConnectOptions, topic: &str) -> Result<i16, String> {
     let mut conn = Connection::connect_via(
         "kafka-bootstrap.ns.svc:9092",
         &format!("127.0.0.1:{port}"),
-        &options,
+        options,
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -993,6 +1021,132 @@ fn rendered_authorization_enforces_the_acls_the_user_controller_sets() {
     );
 }
 
+#[test]
+fn rendered_tls_authentication_lets_in_the_certificates_the_user_controller_issues() {
+    // `mtls` is SSL with client certificates of the clients CA required; ACLs are enforced.
+    let mut spec = spec();
+    spec.listeners[0] = serde_json::from_value(json!(
+        {"name": "mtls", "port": 9092, "type": "internal", "tls": true,
+         "authentication": {"type": "tls"}}
+    ))
+    .unwrap_or_else(|e| panic!("listener: {e}"));
+    spec.authorization = Some(
+        serde_json::from_value(json!({"type": "simple"}))
+            .unwrap_or_else(|e| panic!("authorization: {e}")),
+    );
+    assert!(strait_operator::cluster::validate::validate(&spec).is_ok());
+    let properties = server_properties("kafka", "ns", &spec, &[0], Replication::MutualTls);
+    for line in [
+        "listener.name.mtls.ssl.client.auth=required",
+        "listener.name.mtls.ssl.truststore.location=/etc/strait-clients-ca/ca.crt",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    let ca = new_ca();
+    let now = std::time::SystemTime::now();
+    let clients_ca = certs::generate_clients_ca("kafka", "ns", now)
+        .unwrap_or_else(|e| panic!("clients CA: {e}"));
+    start_ready_and_stop_with(
+        &spec,
+        &ExternalAddresses::default(),
+        &[],
+        Some(&ca),
+        Some(&clients_ca),
+        |ports| {
+            let local = |p: u16| ports.iter().find(|(from, _)| *from == p).map_or(0, |m| m.1);
+            let (replication, mtls) = (local(9091), local(9092));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}"));
+            let signer = Signer::new(&ca).unwrap_or_else(|e| panic!("signer: {e}"));
+            let keystore = signer
+                .issue_operator(now)
+                .unwrap_or_else(|e| panic!("issue: {e}"));
+            let operator_certs =
+                serde_json::to_value(operator_certs_secret(&cluster_ref(&spec), &ca, keystore))
+                    .unwrap_or(Value::Null);
+            let clients_ca_stored =
+                serde_json::to_value(clients_ca_secret(&cluster_ref(&spec), &clients_ca))
+                    .unwrap_or(Value::Null);
+            let admin = operator_admin(&ca, &signer, &spec, "kafka-bootstrap.ns.svc", replication);
+            runtime.block_on(async {
+                for topic in ["orders", "payments"] {
+                    admin
+                        .create_topic(topic, 1, 1, &BTreeMap::new())
+                        .await
+                        .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+                }
+                // A tls User allowed to write to `orders`, reconciled by the User controller.
+                let alice_spec = json!({"authentication": {"type": "tls"},
+                    "authorization": {"type": "simple", "acls": [
+                        {"resource": {"type": "topic", "name": "orders"},
+                         "operations": ["Write"]}]}});
+                let alice = user("alice", alice_spec.clone(), false);
+                let api = user_api(
+                    &spec,
+                    operator_certs.clone(),
+                    vec![clients_ca_stored.clone()],
+                );
+                let (result, seen) = user_pass(&alice, api, replication).await;
+                assert!(result.is_ok(), "{result:?}");
+                let (ready, _, message) = ready_of(&seen, "alice");
+                assert_eq!(ready, "True", "{message}");
+                let status = patched(&seen, "/users/alice/status").unwrap_or(Value::Null);
+                assert_eq!(status["status"]["username"], "CN=alice");
+                let data: BTreeMap<String, String> = patched(&seen, "/secrets/alice")
+                    .and_then(|b| serde_json::from_value::<Secret>(b).ok())
+                    .and_then(|s| s.data)
+                    .unwrap_or_else(|| panic!("no user Secret: {seen:?}"))
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect();
+                assert_eq!(data["ca.crt"], clients_ca.cert_pem);
+                let user_keystore = format!("{}{}", data["user.key"], data["user.crt"]);
+                // Its bindings name the principal the broker derives from the certificate.
+                let wanted = strait_operator::user::plan::desired_acls("alice", &alice.spec);
+                assert_eq!(wanted[0].principal, "User:CN=alice");
+                let bindings = || admin.describe_acls_of("User:CN=alice");
+                assert_eq!(bindings().await.ok(), Some(wanted));
+                // Its certificate logs in; its ACLs let it write to `orders` and nowhere else.
+                assert_eq!(
+                    produce_tls(mtls, &ca.cert_pem, Some(&user_keystore), "orders").await,
+                    Ok(0)
+                );
+                assert_eq!(
+                    produce_tls(mtls, &ca.cert_pem, Some(&user_keystore), "payments").await,
+                    Ok(TOPIC_AUTHORIZATION_FAILED)
+                );
+                // A certificate for the same name from another CA is refused, as is a client
+                // without one.
+                let other = certs::generate_clients_ca("kafka", "ns", now)
+                    .unwrap_or_else(|e| panic!("other CA: {e}"));
+                let (key, cert) = Signer::new(&other)
+                    .and_then(|s| s.issue_user("alice", now))
+                    .unwrap_or_else(|e| panic!("issue: {e}"));
+                let forged = format!("{key}{cert}");
+                let refused = produce_tls(mtls, &ca.cert_pem, Some(&forged), "orders").await;
+                assert!(refused.is_err(), "{refused:?}");
+                let anonymous = produce_tls(mtls, &ca.cert_pem, None, "orders").await;
+                assert!(anonymous.is_err(), "{anonymous:?}");
+
+                // Deleting the User removes its bindings (its Secret goes by owner reference).
+                let api = user_api(&spec, operator_certs.clone(), vec![clients_ca_stored]);
+                let (result, seen) =
+                    user_pass(&user("alice", alice_spec, true), api, replication).await;
+                assert!(result.is_ok(), "{result:?}");
+                let finalizer = patched(&seen, "/users/alice").unwrap_or(Value::Null);
+                assert!(finalizer.to_string().contains("remove"), "{finalizer}");
+                assert_eq!(bindings().await.ok(), Some(Vec::new()));
+                assert_eq!(
+                    produce_tls(mtls, &ca.cert_pem, Some(&user_keystore), "orders").await,
+                    Ok(TOPIC_AUTHORIZATION_FAILED)
+                );
+            });
+        },
+    );
+}
+
 /// [`broker_endpoint`] over TLS, trusting only the CA in `ca_pem` and checking the broker's
 /// certificate for `server_name`.
 fn tls_broker_endpoint(
@@ -1127,6 +1281,19 @@ fn start_ready_and_stop(
     ca: Option<&Ca>,
     check: impl FnOnce(&[(u16, u16)]),
 ) {
+    start_ready_and_stop_with(spec, external, more_ports, ca, None, check);
+}
+
+/// [`start_ready_and_stop`], with the clients CA certificate Secret made from `clients_ca`
+/// mounted as the pod mounts it (the truststore of `tls` listeners).
+fn start_ready_and_stop_with(
+    spec: &ClusterSpec,
+    external: &ExternalAddresses,
+    more_ports: &[u16],
+    ca: Option<&Ca>,
+    clients_ca: Option<&Ca>,
+    check: impl FnOnce(&[(u16, u16)]),
+) {
     let replication = if ca.is_some() {
         Replication::MutualTls
     } else {
@@ -1156,6 +1323,14 @@ fn start_ready_and_stop(
         .unwrap_or_else(|e| panic!("write: {e}"));
     if let Some(ca) = ca {
         mount_broker_certs(&dir.path().join("tls"), spec, ca);
+    }
+    if let Some(clients_ca) = clients_ca {
+        let secret = clients_ca_cert_secret(&cluster_ref(spec), clients_ca);
+        let mount = dir.path().join("clients-ca");
+        std::fs::create_dir_all(&mount).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        for (key, value) in secret.data.unwrap_or_default() {
+            std::fs::write(mount.join(key), value.0).unwrap_or_else(|e| panic!("write: {e}"));
+        }
     }
     let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
     let command = localise(

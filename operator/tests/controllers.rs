@@ -2542,3 +2542,236 @@ async fn every_write_names_the_operator_as_field_manager() {
     );
     assert_eq!(writes_without_field_manager(&all), Vec::<String>::new());
 }
+
+fn tls_user(deleting: bool) -> User {
+    let mut meta = json!({"name": "alice", "namespace": "ns", "uid": "u-7", "generation": 1,
+                          "finalizers": ["strait.dev/user"]});
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "User",
+        "metadata": meta,
+        "spec": {
+            "cluster": {"name": "kafka"},
+            "authentication": {"type": "tls"},
+            "authorization": {"type": "simple", "acls": [
+                {"resource": {"type": "topic", "name": "orders"}, "operations": ["Write"]}
+            ]}
+        }
+    }))
+    .unwrap_or_else(|e| panic!("user: {e}"))
+}
+
+/// `script`, except that the Cluster `kafka` (with authorization) exists.
+fn with_authorizing_cluster(script: fixtures::Script) -> fixtures::Script {
+    let mut c = cluster(3);
+    c.spec.authorization = serde_json::from_value(json!({"type": "simple"}))
+        .unwrap_or_else(|e| panic!("authorization: {e}"));
+    let c = json_of(&c);
+    Box::new(move |s| {
+        if s.method == "GET" && s.path.ends_with("/clusters/kafka") {
+            return Some((StatusCode::OK, c.clone()));
+        }
+        script(s)
+    })
+}
+
+/// Whether the User Secret `data` holds a certificate for `CN=alice` by `ca`, with its key.
+fn issued_by(data: &BTreeMap<String, String>, ca: &certs::Ca) -> bool {
+    let signer = certs::Signer::new(ca).unwrap_or_else(|e| panic!("signer: {e}"));
+    matches!(
+        signer.inspect(&format!("{}{}", data["user.key"], data["user.crt"])),
+        tls::Existing::Issued {
+            by_current_ca: true,
+            ..
+        }
+    )
+}
+
+#[tokio::test]
+async fn tls_user_gets_a_certificate_from_the_clients_ca_acls_for_its_subject_and_no_scram() {
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        tls_user(false),
+        with_authorizing_cluster(Box::new(|_| None)),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    // The clients CA is created (never applied) and its certificate published for the brokers.
+    let ca = ca_of(
+        &secret_sent(&seen, "POST", "kafka-clients-ca").unwrap_or_else(|| panic!("no clients CA")),
+    );
+    let ca_cert = secret_sent(&seen, "PATCH", "kafka-clients-ca-cert")
+        .unwrap_or_else(|| panic!("no clients CA cert"));
+    assert_eq!(secret_data(&ca_cert)["ca.crt"], ca.cert_pem);
+    // The user's Secret: Strimzi's keys, owned by the User (deleting the User deletes it).
+    let secret = secret_sent(&seen, "PATCH", "alice").unwrap_or_else(|| panic!("no user Secret"));
+    let data = secret_data(&secret);
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ca.crt", "user.crt", "user.key"]
+    );
+    assert_eq!(data["ca.crt"], ca.cert_pem);
+    assert!(issued_by(&data, &ca));
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].uid.as_str()),
+        ("User", "u-7")
+    );
+    // No SCRAM credential (one left from a SCRAM past is removed); ACLs name the subject.
+    let calls = admin.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("upsert_scram")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"delete_scram alice".to_owned()),
+        "{calls:?}"
+    );
+    let acls = admin.with(|k| k.acls.clone());
+    assert_eq!(acls.len(), 1);
+    assert_eq!(acls[0].principal, "User:CN=alice");
+    let status = status_patch(&seen, "/users/alice");
+    assert_eq!(status["username"], "CN=alice");
+    assert_eq!(status["secret"], "alice");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+
+    // Next pass: the stored CA and certificate are kept; a certificate of another CA is not.
+    let stored = vec![
+        secret_sent(&seen, "POST", "kafka-clients-ca").unwrap_or_default(),
+        secret.clone(),
+    ];
+    let again = reconcile_ok(
+        tls_user(false),
+        with_authorizing_cluster(with_secrets(Box::new(|_| None), stored)),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    assert!(secret_sent(&again, "POST", "kafka-clients-ca").is_none());
+    assert!(secret_sent(&again, "PATCH", "alice").is_none());
+    let other = certs::generate_clients_ca("kafka", "ns", std::time::SystemTime::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = [
+        secret_sent(&seen, "POST", "kafka-clients-ca").unwrap_or_default(),
+        secret.clone(),
+    ];
+    let mut foreign_ca = stored[0].clone();
+    foreign_ca.data = Some(BTreeMap::from([
+        (
+            "ca.crt".to_owned(),
+            k8s_openapi::ByteString(other.cert_pem.clone().into_bytes()),
+        ),
+        (
+            "ca.key".to_owned(),
+            k8s_openapi::ByteString(other.key_pem.clone().into_bytes()),
+        ),
+    ]));
+    let renewed = reconcile_ok(
+        tls_user(false),
+        with_authorizing_cluster(with_secrets(
+            Box::new(|_| None),
+            vec![foreign_ca, stored[1].clone()],
+        )),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let data = secret_data(
+        &secret_sent(&renewed, "PATCH", "alice").unwrap_or_else(|| panic!("not reissued")),
+    );
+    assert!(issued_by(&data, &other));
+    assert_eq!(data["ca.crt"], other.cert_pem);
+}
+
+#[tokio::test]
+async fn deleting_a_tls_user_removes_the_acls_of_its_subject_only() {
+    let admin = FakeAdmin::default();
+    let binding = |principal: &str| strait_operator::admin::AclBinding {
+        resource_type: 2,
+        resource_name: "orders".into(),
+        pattern_type: 3,
+        principal: principal.into(),
+        host: "*".into(),
+        operation: 4,
+        permission: 3,
+    };
+    admin.with(|k| {
+        k.acls = vec![binding("User:CN=alice"), binding("User:bob")];
+    });
+    reconcile_ok(
+        tls_user(true),
+        with_authorizing_cluster(Box::new(|_| None)),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let acls = admin.with(|k| k.acls.clone());
+    assert_eq!(acls, [binding("User:bob")]);
+}
+
+#[tokio::test]
+async fn a_tls_user_of_an_external_cluster_is_refused() {
+    let mut u = tls_user(false);
+    u.spec.cluster = serde_json::from_value(json!({"bootstrapServers": "kafka:9092"}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        u,
+        Box::new(|_| None),
+        admin.clone(),
+        strait_operator::user::controller::reconcile,
+    )
+    .await;
+    let status = status_patch(&seen, "/users/alice");
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(secret_sent(&seen, "PATCH", "alice").is_none());
+    assert!(!admin.calls().iter().any(|c| c.contains("acls")));
+}
+
+#[tokio::test]
+async fn tls_listeners_trust_the_clients_ca_which_brokers_mount() {
+    let mut c = cluster(3);
+    c.spec.listeners = serde_json::from_value(json!([
+        {"name": "mtls", "port": 9094, "type": "internal", "tls": true,
+         "authentication": {"type": "tls"}}
+    ]))
+    .unwrap_or_else(|e| panic!("listeners: {e}"));
+    let seen = reconcile_ok(
+        c,
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let properties = applied(&seen, "configmaps")[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for line in [
+        "listener.name.mtls.ssl.client.auth=required",
+        "listener.name.mtls.ssl.truststore.location=/etc/strait-clients-ca/ca.crt",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    assert!(properties.contains("MTLS:SSL"), "{properties}");
+    // The clients CA exists before the StatefulSets that mount its certificate.
+    let position = |pred: &dyn Fn(&Seen) -> bool| seen.iter().position(pred);
+    let ca_cert =
+        position(&|s| s.method == "PATCH" && s.path.ends_with("/secrets/kafka-clients-ca-cert"));
+    let sts = position(&|s| s.method == "PATCH" && s.path.contains("/statefulsets/"));
+    assert!(secret_sent(&seen, "POST", "kafka-clients-ca").is_some());
+    assert!(ca_cert.is_some() && ca_cert < sts, "{ca_cert:?} {sts:?}");
+    let template = &applied(&seen, "statefulsets")[0].body["spec"]["template"]["spec"];
+    let volumes = template["volumes"].to_string();
+    assert!(
+        volumes.contains("\"secretName\":\"kafka-clients-ca-cert\""),
+        "{volumes}"
+    );
+    let mounts = template["containers"][0]["volumeMounts"].to_string();
+    assert!(mounts.contains("/etc/strait-clients-ca"), "{mounts}");
+}

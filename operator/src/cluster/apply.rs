@@ -89,6 +89,10 @@ pub async fn apply_plan<F: AdminFactory>(
     } else {
         BTreeMap::new()
     };
+    if crate::cluster::config::needs_clients_ca(c.spec) {
+        // The truststore of `tls` listeners, mounted by the brokers.
+        issue::ensure_clients_ca(c, ctx).await?;
+    }
     pass.step = "applying the StatefulSets";
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), c.namespace);
     for name in &plan.migrate {

@@ -80,12 +80,13 @@ fn validity(params: &mut CertificateParams, now: SystemTime, secs: i64) {
     params.not_after = now + time::Duration::seconds(secs);
 }
 
-/// The distinguished name of the CA of Cluster `namespace/cluster`.
-fn ca_name(cluster: &str, namespace: &str) -> DistinguishedName {
+/// The distinguished name of the `what` CA (`cluster`, `clients`) of Cluster
+/// `namespace/cluster`.
+fn ca_name(cluster: &str, namespace: &str, what: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, ORGANIZATION);
     // At most 64 characters: namespace and name are each at most 63 (DNS labels).
-    let cn: String = format!("{namespace}/{cluster} cluster CA")
+    let cn: String = format!("{namespace}/{cluster} {what} CA")
         .chars()
         .take(64)
         .collect();
@@ -95,9 +96,29 @@ fn ca_name(cluster: &str, namespace: &str) -> DistinguishedName {
 
 /// A new self-signed CA for Cluster `namespace/cluster`, valid [`tls::CA_VALIDITY_SECS`].
 pub fn generate_ca(cluster: &str, namespace: &str, now: SystemTime) -> Result<Ca, CertError> {
+    generate_named_ca(cluster, namespace, "cluster", now)
+}
+
+/// A new self-signed clients CA for Cluster `namespace/cluster` (it signs the certificates of
+/// `tls` Users, which listeners with `tls` authentication trust), valid
+/// [`tls::CA_VALIDITY_SECS`].
+pub fn generate_clients_ca(
+    cluster: &str,
+    namespace: &str,
+    now: SystemTime,
+) -> Result<Ca, CertError> {
+    generate_named_ca(cluster, namespace, "clients", now)
+}
+
+fn generate_named_ca(
+    cluster: &str,
+    namespace: &str,
+    what: &str,
+    now: SystemTime,
+) -> Result<Ca, CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = ca_name(cluster, namespace);
+    params.distinguished_name = ca_name(cluster, namespace, what);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -207,6 +228,24 @@ impl Signer {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         validity(&mut params, now, tls::OPERATOR_VALIDITY_SECS);
         self.sign(params, &key)
+    }
+
+    /// A new client-only key and certificate for `tls` User `user` (subject `CN=<user>` alone,
+    /// so that the broker's principal is `User:CN=<user>`, as with Strimzi), valid
+    /// [`tls::USER_VALIDITY_SECS`] from `now`: the key and the certificate, PEM. `user` must
+    /// fit a common name (64 characters).
+    pub fn issue_user(&self, user: &str, now: SystemTime) -> Result<(String, String), CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, user);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, now, tls::USER_VALIDITY_SECS);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((key.serialize_pem(), cert.pem()))
     }
 
     /// Signs `params` for `key`: the keystore (key, leaf, CA certificate).
@@ -391,6 +430,50 @@ mod tests {
             .map(|(_, rest)| rest.to_owned())
             .unwrap_or_default();
         assert_eq!(signer.inspect(&no_key), Existing::Unreadable);
+    }
+
+    #[test]
+    fn user_certificates_name_the_user_alone_and_chain_to_the_clients_ca() {
+        let now = SystemTime::now();
+        let ca = generate_clients_ca("kafka", "ns", now).unwrap_or_else(|e| panic!("ca: {e}"));
+        let ca_der = first_certificate(&ca.cert_pem).unwrap_or_default();
+        let parsed_ca = parse(&ca_der).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            parsed_ca.subject().to_string(),
+            "O=strait.dev, CN=ns/kafka clients CA"
+        );
+        let signer = Signer::new(&ca).unwrap_or_else(|e| panic!("signer: {e}"));
+        let (key, cert) = signer
+            .issue_user("alice", now)
+            .unwrap_or_else(|e| panic!("issue: {e}"));
+        let der = first_certificate(&cert).unwrap_or_default();
+        let leaf = parse(&der).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(leaf.subject().to_string(), "CN=alice");
+        match signer.inspect(&format!("{key}{cert}")) {
+            Existing::Issued {
+                sans,
+                not_after,
+                by_current_ca,
+            } => {
+                assert!(sans.is_empty());
+                assert!(by_current_ca);
+                let left = not_after - unix_secs(now);
+                assert!(
+                    (tls::USER_VALIDITY_SECS - 60..=tls::USER_VALIDITY_SECS).contains(&left),
+                    "{left}"
+                );
+            }
+            Existing::Unreadable => panic!("unreadable"),
+        }
+        let cluster_ca = generate_ca("kafka", "ns", now).unwrap_or_else(|e| panic!("ca: {e}"));
+        let other = Signer::new(&cluster_ca).unwrap_or_else(|e| panic!("signer: {e}"));
+        assert!(matches!(
+            other.inspect(&format!("{key}{cert}")),
+            Existing::Issued {
+                by_current_ca: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use strait_crds::ClusterSpec;
-use strait_crds::cluster::{AuthorizationType, ListenerType, REPLICATION_PORT};
-use strait_crds::common::ScramMechanism;
+use strait_crds::cluster::{
+    AuthorizationType, Listener, ListenerAuthenticationType, ListenerType, REPLICATION_PORT,
+};
 
 use crate::cluster::certs;
 use crate::cluster::external::{self, ExternalAddresses};
@@ -24,11 +25,35 @@ pub const REPLICATION_LISTENER: &str = "REPLICATION";
 /// Kafka's authorizer of ACLs kept in the KRaft metadata log.
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
-/// Kafka's name of a SCRAM mechanism.
-fn sasl_mechanism(mechanism: ScramMechanism) -> &'static str {
-    match mechanism {
-        ScramMechanism::ScramSha512 => "SCRAM-SHA-512",
+/// Kafka's SASL mechanism of a listener's authentication; `None` for certificates.
+fn sasl_mechanism(kind: ListenerAuthenticationType) -> Option<&'static str> {
+    match kind {
+        ListenerAuthenticationType::ScramSha512 => Some("SCRAM-SHA-512"),
+        ListenerAuthenticationType::Tls => None,
     }
+}
+
+/// Whether `listener` authenticates clients with SASL.
+fn is_sasl(listener: &Listener) -> bool {
+    listener
+        .authentication
+        .as_ref()
+        .and_then(|a| sasl_mechanism(a.kind))
+        .is_some()
+}
+
+/// Whether `listener` requires client certificates from the clients CA.
+pub fn is_mutual_tls(listener: &Listener) -> bool {
+    listener
+        .authentication
+        .as_ref()
+        .is_some_and(|a| a.kind == ListenerAuthenticationType::Tls)
+}
+
+/// Whether any listener of `spec` requires client certificates: then the brokers mount the
+/// clients CA certificate (see [`names::CLIENTS_CA_DIR`]).
+pub fn needs_clients_ca(spec: &ClusterSpec) -> bool {
+    spec.listeners.iter().any(is_mutual_tls)
 }
 
 /// The keystore file of the pod (its own entry of the mounted broker certificates Secret).
@@ -94,7 +119,7 @@ pub fn server_properties(
         protocols.push(format!(
             "{}:{}",
             listener_name(&l.name),
-            security_protocol(l.tls, l.authentication.is_some())
+            security_protocol(l.tls, is_sasl(l))
         ));
     }
     protocols.push(format!("{CONTROLLER_LISTENER}:PLAINTEXT"));
@@ -136,10 +161,22 @@ pub fn server_properties(
         );
     }
     for l in &spec.listeners {
-        if let Some(auth) = &l.authentication {
+        let p = tls::listener_prefix(&l.name);
+        if let Some(mechanism) = l
+            .authentication
+            .as_ref()
+            .and_then(|a| sasl_mechanism(a.kind))
+        {
+            keys.insert(format!("{p}sasl.enabled.mechanisms"), mechanism.into());
+        }
+        if is_mutual_tls(l) {
+            // Clients show a certificate of the clients CA (a `tls` User's); the principal is
+            // its subject, `User:CN=<user>`.
+            keys.insert(format!("{p}ssl.client.auth"), "required".into());
+            keys.insert(format!("{p}ssl.truststore.type"), "PEM".into());
             keys.insert(
-                format!("{}sasl.enabled.mechanisms", tls::listener_prefix(&l.name)),
-                sasl_mechanism(auth.kind).into(),
+                format!("{p}ssl.truststore.location"),
+                format!("{}/{}", names::CLIENTS_CA_DIR, tls::TRUSTSTORE_KEY),
             );
         }
     }
@@ -868,7 +905,7 @@ mod tests {
     fn scram_listeners_name_their_mechanism() {
         let mut s = spec(3, &["a"]);
         let scram = Some(strait_crds::cluster::ListenerAuthentication {
-            kind: ScramMechanism::ScramSha512,
+            kind: ListenerAuthenticationType::ScramSha512,
         });
         s.listeners[0].authentication = scram.clone();
         s.listeners.push(strait_crds::cluster::Listener {
@@ -893,6 +930,41 @@ mod tests {
         assert!(!p.contains("listener.name.replication.sasl"));
         assert!(!p.contains("authorizer.class.name"));
         assert!(!p.contains("super.users"));
+    }
+
+    #[test]
+    fn tls_authentication_requires_certificates_of_the_clients_ca() {
+        let mut s = spec(3, &["a"]);
+        assert!(!needs_clients_ca(&s));
+        s.listeners.push(strait_crds::cluster::Listener {
+            name: "mtls".into(),
+            port: 9094,
+            kind: ListenerType::Internal,
+            tls: true,
+            authentication: Some(strait_crds::cluster::ListenerAuthentication {
+                kind: ListenerAuthenticationType::Tls,
+            }),
+        });
+        assert!(needs_clients_ca(&s));
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
+        assert!(
+            p.contains(
+                "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:PLAINTEXT,MTLS:SSL,\
+                 CONTROLLER:PLAINTEXT\n"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("\nlistener.name.mtls.ssl.client.auth=required\n"));
+        assert!(p.contains("\nlistener.name.mtls.ssl.truststore.type=PEM\n"));
+        assert!(p.contains(
+            "\nlistener.name.mtls.ssl.truststore.location=/etc/strait-clients-ca/ca.crt\n"
+        ));
+        assert!(p.contains("\nlistener.name.mtls.ssl.keystore.type=PEM\n"));
+        assert!(!p.contains("listener.name.mtls.sasl"), "{p}");
+        // The replication listener keeps the cluster CA.
+        assert!(p.contains(
+            "\nlistener.name.replication.ssl.truststore.location=/etc/strait-tls/ca.crt\n"
+        ));
     }
 
     #[test]

@@ -81,6 +81,40 @@ pub(crate) async fn ensure_ca<F: AdminFactory>(
     Ok(ca)
 }
 
+/// The clients CA of Cluster `c` (it signs `tls` Users' certificates; `tls` listeners trust
+/// it): creates the clients CA Secret when missing (an existing one is only read) and applies
+/// the Secret with its certificate alone, which brokers mount.
+pub async fn ensure_clients_ca<F: AdminFactory>(
+    c: &ClusterRef<'_>,
+    ctx: &Context<F>,
+) -> Result<certs::Ca, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), c.namespace);
+    let ca_name = names::clients_ca(c.name);
+    let ca = match api.get_opt(&ca_name).await? {
+        Some(secret) => certs::Ca {
+            cert_pem: secret_text(&secret, &ca_name, certs::CA_CERT_KEY)?,
+            key_pem: secret_text(&secret, &ca_name, certs::CA_KEY_KEY)?,
+        },
+        None => {
+            let ca = certs::generate_clients_ca(c.name, c.namespace, SystemTime::now())?;
+            // Create, never apply, as for the cluster CA: a CA in use is never replaced.
+            api.create(
+                &post_params(),
+                &build::certificates::clients_ca_secret(c, &ca),
+            )
+            .await?;
+            tracing::info!(cluster = c.name, secret = ca_name, "created the clients CA");
+            ca
+        }
+    };
+    apply(
+        &ctx.client,
+        &build::certificates::clients_ca_cert_secret(c, &ca),
+    )
+    .await?;
+    Ok(ca)
+}
+
 /// The operator's client certificate for the replication listener of `c`, kept in the
 /// operator certificates Secret: issued when missing, unreadable, signed by another CA or
 /// expiring (the rules of the brokers' certificates, with no names). Returns the admin

@@ -50,6 +50,9 @@ pub const BROKER_VALIDITY_SECS: i64 = 365 * 24 * 3600;
 /// Validity of the operator's client certificate (90 days; renewed [`RENEW_BEFORE_SECS`] before
 /// it ends, so it is replaced about every two months).
 pub const OPERATOR_VALIDITY_SECS: i64 = 90 * 24 * 3600;
+/// Validity of a `tls` User's certificate (Strimzi's default, renewed
+/// [`RENEW_BEFORE_SECS`] before it ends).
+pub const USER_VALIDITY_SECS: i64 = 365 * 24 * 3600;
 /// Validity of the cluster CA (five years).
 pub const CA_VALIDITY_SECS: i64 = 5 * 365 * 24 * 3600;
 /// The cluster DNS domain the long Service names use.

@@ -1,7 +1,7 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
 //! owns (those of `authorization` included), listeners clashing with the controller quorum's,
 //! what the broker does not serve yet (tiered storage), and storage that may only grow.
-//! Listener `authentication` (SCRAM-SHA-512, the only type the CRD has) and `authorization`
+//! Listener `authentication` (SCRAM-SHA-512, and `tls` client certificates) and `authorization`
 //! (Kafka's StandardAuthorizer) are served and accepted.
 
 use strait_crds::ClusterSpec;
@@ -230,7 +230,7 @@ mod tests {
         for tls in [true, false] {
             s.listeners[0].tls = tls;
             s.listeners[0].authentication = Some(strait_crds::cluster::ListenerAuthentication {
-                kind: strait_crds::common::ScramMechanism::ScramSha512,
+                kind: strait_crds::cluster::ListenerAuthenticationType::ScramSha512,
             });
             assert_eq!(validate(&s), Vec::<String>::new());
         }

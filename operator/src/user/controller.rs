@@ -24,14 +24,18 @@ use strait_crds::{Cluster, User};
 
 use crate::admin::{AdminError, KafkaAdmin, SECURITY_DISABLED};
 use crate::apply::{apply, event, patch_status};
+use crate::cluster::identity::ClusterRef;
+use crate::cluster::{certs, issue, tls};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
 use crate::finalizer::{Event as Finalizer, finalizer};
+use crate::names;
 use crate::reconcile::instrumented;
 use crate::target_cluster::{self, deletion};
 use crate::user::plan::{
-    UserSteps, acl_diff, asks_acls, authorization_not_enabled, desired_acls, generate_password,
-    principal, quota_ops, scram_credential, user_steps,
+    TLS_USERNAME_MAX, UserSteps, acl_diff, asks_acls, authorization_not_enabled, desired_acls,
+    generate_password, is_scram, is_tls, quota_ops, scram_credential, user_principal, user_steps,
+    username,
 };
 use crate::user::status::{Pass, status, unsupported};
 
@@ -39,6 +43,10 @@ use crate::user::status::{Pass, status, unsupported};
 pub const FINALIZER: &str = "strait.dev/user";
 /// Key of the password in a generated Secret.
 pub const PASSWORD_KEY: &str = "password";
+/// Key of a `tls` User's certificate in its Secret (Strimzi's name).
+pub const USER_CERT_KEY: &str = "user.crt";
+/// Key of a `tls` User's private key (PKCS#8 PEM) in its Secret (Strimzi's name).
+pub const USER_KEY_KEY: &str = "user.key";
 const RESYNC: Duration = Duration::from_secs(300);
 
 /// Reconciles one User.
@@ -138,6 +146,93 @@ fn jaas(user: &str, password: &str) -> String {
     )
 }
 
+/// The client certificate of `tls` User `user` of Cluster `cluster`, in the Secret named like
+/// the user (`user.crt`, `user.key`, `ca.crt`): issued by the Cluster's clients CA (created
+/// when missing) when the Secret has none, an unreadable one, one from another CA, or one
+/// expiring within [`tls::RENEW_BEFORE_SECS`]; the Secret is owned by the User, so it goes with
+/// it. Returns the Secret's name.
+async fn certificate<F: AdminFactory>(
+    user: &User,
+    ctx: &Context<F>,
+    namespace: &str,
+    cluster: &Cluster,
+) -> Result<String, Error> {
+    let c = ClusterRef::of(cluster).ok_or(Error::MissingField("Cluster metadata.name"))?;
+    let ca = issue::ensure_clients_ca(&c, ctx).await?;
+    let signer = certs::Signer::new(&ca)?;
+    let name = user.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let stored = secrets.get_opt(&name).await?;
+    let text = |key: &str| {
+        stored
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(key))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let now = std::time::SystemTime::now();
+    let current = match (text(USER_KEY_KEY), text(USER_CERT_KEY)) {
+        (Some(key), Some(cert)) => Some((key, cert)),
+        _ => None,
+    };
+    let existing = current
+        .as_ref()
+        .map(|(key, cert)| signer.inspect(&format!("{key}{cert}")));
+    let reason = tls::reissue_reason(existing.as_ref(), &tls::Sans::new(), certs::unix_secs(now));
+    let (key, cert) = match (reason, current) {
+        (None, Some(current)) => {
+            if text(certs::CA_CERT_KEY).as_deref() == Some(ca.cert_pem.as_str()) {
+                return Ok(name);
+            }
+            current
+        }
+        (reason, _) => {
+            tracing::info!(
+                user = name,
+                ?reason,
+                "issuing the user's client certificate"
+            );
+            let issued = signer.issue_user(&name, now)?;
+            event(
+                &ctx.recorder,
+                user,
+                false,
+                "CertificateIssued",
+                format!(
+                    "client certificate CN={name} issued by the clients CA of {}",
+                    c.name
+                ),
+            )
+            .await;
+            issued
+        }
+    };
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_owned()),
+            owner_references: user.controller_owner_ref(&()).map(|o| vec![o]),
+            labels: Some(BTreeMap::from([
+                ("strait.dev/user".to_owned(), name.clone()),
+                (names::CLUSTER_LABEL.to_owned(), c.name.to_owned()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (USER_CERT_KEY.to_owned(), ByteString(cert.into_bytes())),
+            (USER_KEY_KEY.to_owned(), ByteString(key.into_bytes())),
+            (
+                certs::CA_CERT_KEY.to_owned(),
+                ByteString(ca.cert_pem.clone().into_bytes()),
+            ),
+        ])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    apply(&ctx.client, &secret).await?;
+    Ok(name)
+}
+
 /// What a pass that reached the cluster did.
 enum Synced {
     /// Everything set; the password Secret, if any.
@@ -146,6 +241,8 @@ enum Synced {
     Unsupported(Vec<(ApiKey, i16)>),
     /// Refused: the User has ACLs, the cluster enforces none (why).
     AuthorizationNotEnabled(String),
+    /// Refused: the spec cannot be served (why).
+    Invalid(String),
 }
 
 /// One pass: resolve the cluster, sync the user, write the status whatever happened.
@@ -160,13 +257,15 @@ async fn apply_user<F: AdminFactory>(
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let previous = user.status.clone().unwrap_or_default();
     let write = |pass| {
-        let s = status(
+        let mut s = status(
             &previous,
             user.metadata.generation,
             &name,
             pass,
             Timestamp::now(),
         );
+        // The name the brokers see (`CN=<name>` for a certificate user).
+        s.username = Some(username(&name, &user.spec));
         patch_status(api, &name, s)
     };
     let bootstrap = match target_cluster::bootstrap(&user.spec.cluster, &namespace) {
@@ -183,6 +282,11 @@ async fn apply_user<F: AdminFactory>(
             })
             .await?;
             Ok(Action::requeue(RESYNC))
+        }
+        Ok(Synced::Invalid(problem)) => {
+            event(&ctx.recorder, user, true, "InvalidSpec", problem.clone()).await;
+            write(Pass::Invalid(&problem)).await?;
+            Ok(Action::await_change())
         }
         Ok(Synced::AuthorizationNotEnabled(why)) => {
             event(
@@ -242,6 +346,30 @@ async fn sync<F: AdminFactory>(
     bootstrap: &str,
 ) -> Result<Synced, Error> {
     let name = user.name_any();
+    // A certificate user's Cluster, whose clients CA signs its certificate.
+    let tls_cluster = if is_tls(&user.spec) {
+        if name.chars().count() > TLS_USERNAME_MAX {
+            return Ok(Synced::Invalid(format!(
+                "a tls User's name is its certificate's common name, at most {TLS_USERNAME_MAX} characters"
+            )));
+        }
+        let Some(cluster) = &user.spec.cluster.name else {
+            return Ok(Synced::Invalid(
+                "tls authentication needs cluster.name: the certificate is signed by that Cluster's clients CA".to_owned(),
+            ));
+        };
+        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), namespace);
+        match clusters.get_opt(cluster).await? {
+            Some(c) => Some(c),
+            None => {
+                return Ok(Synced::Invalid(format!(
+                    "Cluster {cluster} does not exist: its clients CA signs the certificate"
+                )));
+            }
+        }
+    } else {
+        None
+    };
     let acls_asked = asks_acls(&user.spec);
     if acls_asked
         && let Some(cluster) = &user.spec.cluster.name
@@ -260,7 +388,10 @@ async fn sync<F: AdminFactory>(
     // without an authorizer (Kafka answers SECURITY_DISABLED) holds none and refuses a User with
     // ACLs before its credential is set.
     let current_acls = if steps.acls {
-        match admin.describe_acls_of(&principal(&name)).await {
+        match admin
+            .describe_acls_of(&user_principal(&name, &user.spec))
+            .await
+        {
             Ok(current) => Some(current),
             Err(e) if security_disabled(&e) && acls_asked => {
                 return Ok(Synced::AuthorizationNotEnabled(authorization_not_enabled(
@@ -274,7 +405,13 @@ async fn sync<F: AdminFactory>(
         None
     };
     let mut secret = None;
-    if user.spec.authentication.is_some() {
+    if let Some(cluster) = &tls_cluster {
+        secret = Some(certificate(user, ctx, namespace, cluster).await?);
+        // No SCRAM credential for a certificate user (one set while it was a SCRAM user goes).
+        if steps.scram {
+            admin.delete_scram(&name).await?;
+        }
+    } else if is_scram(&user.spec) {
         let (secret_name, pw) = password(user, ctx, namespace).await?;
         let credential = scram_credential(&name, &pw).map_err(|e| Error::Secret {
             secret: secret_name.clone(),
@@ -307,6 +444,7 @@ async fn sync<F: AdminFactory>(
 /// [`deletion`]); only through APIs the cluster serves, as nothing was set through others.
 async fn cleanup<F: AdminFactory>(user: &User, ctx: &Context<F>) -> Result<Action, Error> {
     let name = user.name_any();
+    let acl_principal = user_principal(&name, &user.spec);
     let deleting = deletion::Deleting {
         obj: user,
         reference: &user.spec.cluster,
@@ -320,7 +458,7 @@ async fn cleanup<F: AdminFactory>(user: &User, ctx: &Context<F>) -> Result<Actio
             admin.delete_scram(&name).await?;
         }
         if steps.acls {
-            match admin.describe_acls_of(&principal(&name)).await {
+            match admin.describe_acls_of(&acl_principal).await {
                 Ok(current) => admin.delete_acls(&current).await?,
                 // No authorizer, no bindings.
                 Err(e) if security_disabled(&e) => {}

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lc_rs::rand::SecureRandom;
 use kafka_protocol::messages::ApiKey;
-use strait_crds::user::{AclOperation, AclPatternType, AclResourceType, AclType, Quotas, UserSpec};
+use strait_crds::user::{
+    AclOperation, AclPatternType, AclResourceType, AclType, Quotas, UserAuthenticationType,
+    UserSpec,
+};
 
 use crate::admin::{ACL_APIS, AclBinding, QUOTA_APIS, SCRAM_APIS, ScramCredential, SupportedApis};
 
@@ -60,7 +63,7 @@ pub fn authorization_not_enabled(cluster: Option<&str>) -> String {
 /// half-configured user or a call the broker answers by closing the connection.
 pub fn user_steps(spec: &UserSpec, apis: &SupportedApis) -> Result<UserSteps, Vec<(ApiKey, i16)>> {
     let asks = [
-        (spec.authentication.is_some(), SCRAM_APIS),
+        (is_scram(spec), SCRAM_APIS),
         (asks_acls(spec), ACL_APIS),
         (
             quota_ops(spec.quotas.as_ref())
@@ -112,10 +115,43 @@ pub const SCRAM_ITERATIONS: u32 = 4096;
 /// Length of generated passwords.
 pub const PASSWORD_LEN: usize = 32;
 
-/// Kafka's principal of a user.
+/// Kafka's principal of a SCRAM user (or one without authentication).
 pub fn principal(user: &str) -> String {
     format!("User:{user}")
 }
+
+/// Whether `spec` asks for SCRAM credentials.
+pub fn is_scram(spec: &UserSpec) -> bool {
+    spec.authentication
+        .as_ref()
+        .is_some_and(|a| a.kind == UserAuthenticationType::ScramSha512)
+}
+
+/// Whether `spec` asks for a client certificate.
+pub fn is_tls(spec: &UserSpec) -> bool {
+    spec.authentication
+        .as_ref()
+        .is_some_and(|a| a.kind == UserAuthenticationType::Tls)
+}
+
+/// The user name the brokers see: `CN=<user>` for a certificate user (the RFC 2253 subject of
+/// its certificate, which has the common name only, under the default
+/// `ssl.principal.mapping.rules`), else the user name.
+pub fn username(user: &str, spec: &UserSpec) -> String {
+    if is_tls(spec) {
+        format!("CN={user}")
+    } else {
+        user.to_owned()
+    }
+}
+
+/// Kafka's principal of user `user` with `spec`: what its ACLs name.
+pub fn user_principal(user: &str, spec: &UserSpec) -> String {
+    principal(&username(user, spec))
+}
+
+/// Longest user name a certificate user may have (a common name holds at most 64 characters).
+pub const TLS_USERNAME_MAX: usize = 64;
 
 fn resource_type(t: AclResourceType) -> i8 {
     match t {
@@ -161,7 +197,7 @@ pub fn desired_acls(user: &str, spec: &UserSpec) -> Vec<AclBinding> {
                     AclPatternType::Literal => 3,
                     AclPatternType::Prefix => 4,
                 },
-                principal: principal(user),
+                principal: user_principal(user, spec),
                 host: rule.host.clone(),
                 operation: operation(*op),
                 permission: match rule.kind {
@@ -254,8 +290,10 @@ mod tests {
     use super::*;
     use strait_crds::ClusterReference;
     use strait_crds::cluster::AuthorizationType;
-    use strait_crds::common::ScramMechanism;
-    use strait_crds::user::{AclResource, AclRule, UserAuthentication, UserAuthorization};
+    use strait_crds::user::{
+        AclResource, AclRule, UserAuthentication, UserAuthenticationType as ScramMechanism,
+        UserAuthorization,
+    };
 
     fn spec(rules: Vec<AclRule>) -> UserSpec {
         UserSpec {
@@ -284,6 +322,46 @@ mod tests {
             kind: AclType::Allow,
             host: "*".into(),
         }
+    }
+
+    #[test]
+    fn certificate_users_are_named_by_their_subject_and_get_no_scram_credential() {
+        let mut s = spec(vec![AclRule {
+            resource: AclResource {
+                kind: AclResourceType::Topic,
+                name: Some("orders".into()),
+                pattern_type: AclPatternType::Literal,
+            },
+            operations: vec![AclOperation::Write],
+            kind: AclType::Allow,
+            host: "*".into(),
+        }]);
+        s.authentication = Some(UserAuthentication {
+            kind: ScramMechanism::Tls,
+            password: None,
+        });
+        assert!(is_tls(&s) && !is_scram(&s));
+        assert_eq!(username("alice", &s), "CN=alice");
+        assert_eq!(user_principal("alice", &s), "User:CN=alice");
+        let acls = desired_acls("alice", &s);
+        assert_eq!(acls.len(), 1);
+        assert_eq!(acls[0].principal, "User:CN=alice");
+        // A broker without the SCRAM API can hold a certificate user with ACLs.
+        let no_scram = apis_without(&[ApiKey::AlterUserScramCredentials]);
+        assert_eq!(
+            user_steps(&s, &no_scram),
+            Ok(UserSteps {
+                scram: false,
+                acls: true,
+                quotas: true
+            })
+        );
+        s.authentication = Some(UserAuthentication {
+            kind: ScramMechanism::ScramSha512,
+            password: None,
+        });
+        assert_eq!(user_principal("alice", &s), "User:alice");
+        assert_eq!(username("alice", &s), "alice");
     }
 
     #[test]

@@ -45,6 +45,27 @@ pub fn cluster_ca_cert_secret(c: &ClusterRef, ca: &Ca) -> Secret {
     )
 }
 
+/// The clients CA Secret: certificate and private key. Created once, then only read.
+pub fn clients_ca_secret(c: &ClusterRef, ca: &Ca) -> Secret {
+    secret_object(
+        c,
+        names::clients_ca(c.name),
+        BTreeMap::from([
+            (certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone()),
+            (certs::CA_KEY_KEY.to_owned(), ca.key_pem.clone()),
+        ]),
+    )
+}
+
+/// The Secret with only the clients CA certificate: the truststore of `tls` listeners.
+pub fn clients_ca_cert_secret(c: &ClusterRef, ca: &Ca) -> Secret {
+    secret_object(
+        c,
+        names::clients_ca_cert(c.name),
+        BTreeMap::from([(certs::CA_CERT_KEY.to_owned(), ca.cert_pem.clone())]),
+    )
+}
+
 /// The broker certificates Secret: `keystores` by key (`<pod>.pem`) and the CA certificate
 /// (`ca.crt`, the brokers' truststore), annotated with each zone's certificate generation. One
 /// Secret for all brokers because a zone's pods share one pod template, so they can only mount

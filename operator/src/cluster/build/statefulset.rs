@@ -164,7 +164,7 @@ pub fn statefulset(
             failure_threshold: Some(6),
             ..Probe::default()
         }),
-        volume_mounts: Some(volume_mounts(tls)),
+        volume_mounts: Some(volume_mounts(tls, config::needs_clients_ca(c.spec))),
         ..Container::default()
     };
     let retention = if spec.storage.delete_claim {
@@ -257,8 +257,12 @@ pub fn statefulset(
 /// Name of the pods' volume with the broker certificates.
 const TLS_VOLUME: &str = "tls";
 
-/// The broker container's mounts: data, configuration, and with `tls` the certificates.
-fn volume_mounts(tls: bool) -> Vec<VolumeMount> {
+/// Name of the pods' volume with the clients CA certificate.
+const CLIENTS_CA_VOLUME: &str = "clients-ca";
+
+/// The broker container's mounts: data, configuration, with `tls` the certificates and with
+/// `clients_ca` the clients CA certificate.
+fn volume_mounts(tls: bool, clients_ca: bool) -> Vec<VolumeMount> {
     let mut mounts = vec![
         VolumeMount {
             name: names::DATA_VOLUME.to_owned(),
@@ -276,6 +280,14 @@ fn volume_mounts(tls: bool) -> Vec<VolumeMount> {
         mounts.push(VolumeMount {
             name: TLS_VOLUME.to_owned(),
             mount_path: names::TLS_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if clients_ca {
+        mounts.push(VolumeMount {
+            name: CLIENTS_CA_VOLUME.to_owned(),
+            mount_path: names::CLIENTS_CA_DIR.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -300,6 +312,17 @@ fn volumes(c: &ClusterRef, tls: bool) -> Vec<Volume> {
             secret: Some(SecretVolumeSource {
                 secret_name: Some(names::broker_certs(c.name)),
                 default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    if config::needs_clients_ca(c.spec) {
+        volumes.push(Volume {
+            name: CLIENTS_CA_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names::clients_ca_cert(c.name)),
+                default_mode: Some(0o444),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
