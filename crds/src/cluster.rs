@@ -81,6 +81,7 @@ pub const DEFAULT_METRICS_PORT: i32 = 9404;
 #[x_kube(validation = Rule::new("self.listeners.all(l, self.listeners.exists_one(m, m.port == l.port))").message("listener ports must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.metrics) || !has(self.metrics.port) || self.listeners.all(l, l.port != self.metrics.port)").message("the metrics port must differ from every listener port"))]
 #[x_kube(validation = Rule::new("!has(self.authorization) || self.listeners.exists(l, has(l.authentication))").message("authorization needs at least one listener with authentication"))]
+#[x_kube(validation = Rule::new("self.listeners.filter(l, has(l.authentication) && l.authentication.type == 'oauth').size() <= 1").message("at most one listener with oauth authentication (the broker's sasl.oauthbearer.* keys are global)"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// Broker container image; defaults to the operator's own release of the broker.
@@ -190,11 +191,40 @@ pub enum ListenerType {
 }
 
 /// Authentication of a listener.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.type == 'oauth' ? has(self.jwks) : (!has(self.jwks) && !has(self.validAudience) && !has(self.validIssuerUri))").message("oauth needs jwks; jwks, validAudience and validIssuerUri are only for oauth"))]
+#[serde(rename_all = "camelCase")]
 pub struct ListenerAuthentication {
     /// Mechanism.
     #[serde(rename = "type")]
     pub kind: ListenerAuthenticationType,
+    /// `oauth`: the JSON Web Key Set tokens are verified against, from a ConfigMap or Secret key
+    /// (mounted as a file, re-read by the broker; copy the identity provider's `jwks_uri` there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwksSource>,
+    /// `oauth`: the audience a token's `aud` must contain (Kafka's
+    /// `sasl.oauthbearer.expected.audience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub valid_audience: Option<String>,
+    /// `oauth`: the issuer a token's `iss` must equal (Kafka's
+    /// `sasl.oauthbearer.expected.issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub valid_issuer_uri: Option<String>,
+}
+
+/// Where a JSON Web Key Set comes from: exactly one of a ConfigMap key and a Secret key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.configMapKeyRef) != has(self.secretKeyRef)").message("set exactly one of configMapKeyRef and secretKeyRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct JwksSource {
+    /// A key of a ConfigMap in the Cluster's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<SecretKeyRef>,
+    /// A key of a Secret in the Cluster's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
 }
 
 /// How clients of a listener authenticate.
@@ -207,6 +237,10 @@ pub enum ListenerAuthenticationType {
     /// needs `tls: true`.
     #[serde(rename = "tls")]
     Tls,
+    /// SASL OAUTHBEARER: JWTs validated by the broker against `jwks` (principal
+    /// `User:<sub>`).
+    #[serde(rename = "oauth")]
+    Oauth,
 }
 
 /// Simple ACL authorization.

@@ -35,6 +35,10 @@ pub const TLS_DIR: &str = "/etc/strait-tls";
 /// Where brokers mount the clients CA certificate (`ca.crt`), the truststore of listeners with
 /// `tls` authentication.
 pub const CLIENTS_CA_DIR: &str = "/etc/strait-clients-ca";
+/// Where brokers mount the JSON Web Key Set of an `oauth` listener.
+pub const OAUTH_DIR: &str = "/etc/strait-oauth";
+/// File name of the mounted JSON Web Key Set.
+pub const JWKS_FILE: &str = "jwks.json";
 
 /// Labels selecting every broker pod of a cluster.
 pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {

@@ -1052,6 +1052,7 @@ fn rendered_tls_authentication_lets_in_the_certificates_the_user_controller_issu
         &[],
         Some(&ca),
         Some(&clients_ca),
+        &[],
         |ports| {
             let local = |p: u16| ports.iter().find(|(from, _)| *from == p).map_or(0, |m| m.1);
             let (replication, mtls) = (local(9091), local(9092));
@@ -1143,6 +1144,81 @@ fn rendered_tls_authentication_lets_in_the_certificates_the_user_controller_issu
                     Ok(TOPIC_AUTHORIZATION_FAILED)
                 );
             });
+        },
+    );
+}
+
+/// The mechanisms a SaslHandshake v1 for `mechanism` on the listener at local `port` is answered
+/// with, and its error code.
+fn sasl_handshake(port: u16, mechanism: &str) -> Result<(i16, Vec<String>), String> {
+    use kafka_protocol::messages::{ApiKey, SaslHandshakeRequest, SaslHandshakeResponse};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let request = SaslHandshakeRequest::default().with_mechanism(mechanism.to_owned().into());
+    let frame = encode_frame(ApiKey::SaslHandshake, 1, "test", &request)
+        .map_err(|e| format!("encode: {e}"))?;
+    stream.write_all(&frame).map_err(|e| e.to_string())?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap_or(0)];
+    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let resp: SaslHandshakeResponse =
+        decode_response(&body, 1).map_err(|e| format!("decode: {e}"))?;
+    Ok((
+        resp.error_code,
+        resp.mechanisms.iter().map(|m| m.to_string()).collect(),
+    ))
+}
+
+#[test]
+fn rendered_oauth_listener_starts_with_the_mounted_key_set() {
+    // `plain` is SASL_PLAINTEXT with OAUTHBEARER, its key set from a ConfigMap key.
+    let mut spec = spec();
+    spec.listeners[0] = serde_json::from_value(json!(
+        {"name": "plain", "port": 9092, "type": "internal",
+         "authentication": {"type": "oauth",
+                            "jwks": {"configMapKeyRef": {"name": "idp", "key": "keys.json"}},
+                            "validAudience": "kafka",
+                            "validIssuerUri": "https://idp.example.com/realms/kafka"}}
+    ))
+    .unwrap_or_else(|e| panic!("listener: {e}"));
+    assert!(strait_operator::cluster::validate::validate(&spec).is_ok());
+    let properties = server_properties("kafka", "ns", &spec, &[0], Replication::MutualTls);
+    for line in [
+        "listener.name.plain.sasl.enabled.mechanisms=OAUTHBEARER",
+        "sasl.oauthbearer.jwks.endpoint.url=file:///etc/strait-oauth/jwks.json",
+        "sasl.oauthbearer.expected.audience=kafka",
+        "sasl.oauthbearer.expected.issuer=https://idp.example.com/realms/kafka",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    // The pod mounts the ConfigMap key as `jwks.json` (see the StatefulSet builder); the key is
+    // RFC 7517's example P-256 key. The broker does not start without a usable key set.
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"1",
+        "x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+        "y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#;
+    let ca = new_ca();
+    start_ready_and_stop_with(
+        &spec,
+        &ExternalAddresses::default(),
+        &[],
+        Some(&ca),
+        None,
+        &[("/etc/strait-oauth/jwks.json", jwks)],
+        |ports| {
+            let plain = ports
+                .iter()
+                .find(|(from, _)| *from == 9092)
+                .map_or(0, |m| m.1);
+            // The listener offers OAUTHBEARER only.
+            assert_eq!(
+                sasl_handshake(plain, "OAUTHBEARER"),
+                Ok((0, vec!["OAUTHBEARER".to_owned()]))
+            );
+            let scram = sasl_handshake(plain, "SCRAM-SHA-512");
+            assert!(matches!(scram, Ok((33, _))), "{scram:?}");
         },
     );
 }
@@ -1281,17 +1357,19 @@ fn start_ready_and_stop(
     ca: Option<&Ca>,
     check: impl FnOnce(&[(u16, u16)]),
 ) {
-    start_ready_and_stop_with(spec, external, more_ports, ca, None, check);
+    start_ready_and_stop_with(spec, external, more_ports, ca, None, &[], check);
 }
 
 /// [`start_ready_and_stop`], with the clients CA certificate Secret made from `clients_ca`
-/// mounted as the pod mounts it (the truststore of `tls` listeners).
+/// mounted as the pod mounts it (the truststore of `tls` listeners) and `files` (pod path,
+/// content) written where the localised paths point.
 fn start_ready_and_stop_with(
     spec: &ClusterSpec,
     external: &ExternalAddresses,
     more_ports: &[u16],
     ca: Option<&Ca>,
     clients_ca: Option<&Ca>,
+    files: &[(&str, &str)],
     check: impl FnOnce(&[(u16, u16)]),
 ) {
     let replication = if ca.is_some() {
@@ -1323,6 +1401,13 @@ fn start_ready_and_stop_with(
         .unwrap_or_else(|e| panic!("write: {e}"));
     if let Some(ca) = ca {
         mount_broker_certs(&dir.path().join("tls"), spec, ca);
+    }
+    for (path, content) in files {
+        let local = std::path::PathBuf::from(localise(path, &[], &data, &config_dir));
+        if let Some(parent) = local.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        }
+        std::fs::write(&local, content).unwrap_or_else(|e| panic!("write: {e}"));
     }
     if let Some(clients_ca) = clients_ca {
         let secret = clients_ca_cert_secret(&cluster_ref(spec), clients_ca);

@@ -2775,3 +2775,47 @@ async fn tls_listeners_trust_the_clients_ca_which_brokers_mount() {
     let mounts = template["containers"][0]["volumeMounts"].to_string();
     assert!(mounts.contains("/etc/strait-clients-ca"), "{mounts}");
 }
+
+#[tokio::test]
+async fn oauth_listeners_mount_their_key_set() {
+    let mut c = cluster(3);
+    c.spec.listeners = serde_json::from_value(json!([
+        {"name": "plain", "port": 9092, "type": "internal",
+         "authentication": {"type": "oauth",
+                            "jwks": {"secretKeyRef": {"name": "idp-keys", "key": "jwks"}},
+                            "validIssuerUri": "https://idp.example.com"}}
+    ]))
+    .unwrap_or_else(|e| panic!("listeners: {e}"));
+    let seen = reconcile_ok(
+        c,
+        Box::new(|_| None),
+        FakeAdmin::default(),
+        strait_operator::cluster::controller::reconcile,
+    )
+    .await;
+    let properties = applied(&seen, "configmaps")[0].body["data"]["server.properties"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for line in [
+        "listener.name.plain.sasl.enabled.mechanisms=OAUTHBEARER",
+        "sasl.oauthbearer.jwks.endpoint.url=file:///etc/strait-oauth/jwks.json",
+        "sasl.oauthbearer.expected.issuer=https://idp.example.com",
+    ] {
+        assert!(properties.contains(&format!("\n{line}\n")), "{properties}");
+    }
+    let template = &applied(&seen, "statefulsets")[0].body["spec"]["template"]["spec"];
+    let volume = template["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "oauth-jwks"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        volume["secret"],
+        json!({"secretName": "idp-keys", "items": [{"key": "jwks", "path": "jwks.json"}]})
+    );
+    let mounts = template["containers"][0]["volumeMounts"].to_string();
+    assert!(mounts.contains("/etc/strait-oauth"), "{mounts}");
+    // No clients CA without a tls listener.
+    assert!(secret_sent(&seen, "POST", "kafka-clients-ca").is_none());
+}

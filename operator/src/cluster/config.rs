@@ -30,7 +30,18 @@ fn sasl_mechanism(kind: ListenerAuthenticationType) -> Option<&'static str> {
     match kind {
         ListenerAuthenticationType::ScramSha512 => Some("SCRAM-SHA-512"),
         ListenerAuthenticationType::Tls => None,
+        ListenerAuthenticationType::Oauth => Some("OAUTHBEARER"),
     }
+}
+
+/// The listener with `oauth` authentication (the CRD allows one: the broker's
+/// `sasl.oauthbearer.*` keys are global).
+pub fn oauth_listener(spec: &ClusterSpec) -> Option<&Listener> {
+    spec.listeners.iter().find(|l| {
+        l.authentication
+            .as_ref()
+            .is_some_and(|a| a.kind == ListenerAuthenticationType::Oauth)
+    })
 }
 
 /// Whether `listener` authenticates clients with SASL.
@@ -178,6 +189,22 @@ pub fn server_properties(
                 format!("{p}ssl.truststore.location"),
                 format!("{}/{}", names::CLIENTS_CA_DIR, tls::TRUSTSTORE_KEY),
             );
+        }
+    }
+    if let Some(auth) = oauth_listener(spec).and_then(|l| l.authentication.as_ref()) {
+        // KIP-768 validation against the mounted key set (see `names::OAUTH_DIR`).
+        keys.insert(
+            "sasl.oauthbearer.jwks.endpoint.url".into(),
+            format!("file://{}/{}", names::OAUTH_DIR, names::JWKS_FILE),
+        );
+        for (key, value) in [
+            ("sasl.oauthbearer.expected.audience", &auth.valid_audience),
+            ("sasl.oauthbearer.expected.issuer", &auth.valid_issuer_uri),
+        ] {
+            match value {
+                Some(v) => keys.insert(key.into(), v.clone()),
+                None => keys.remove(key),
+            };
         }
     }
     if let Some(auth) = &spec.authorization {
@@ -906,6 +933,9 @@ mod tests {
         let mut s = spec(3, &["a"]);
         let scram = Some(strait_crds::cluster::ListenerAuthentication {
             kind: ListenerAuthenticationType::ScramSha512,
+            jwks: None,
+            valid_audience: None,
+            valid_issuer_uri: None,
         });
         s.listeners[0].authentication = scram.clone();
         s.listeners.push(strait_crds::cluster::Listener {
@@ -943,6 +973,9 @@ mod tests {
             tls: true,
             authentication: Some(strait_crds::cluster::ListenerAuthentication {
                 kind: ListenerAuthenticationType::Tls,
+                jwks: None,
+                valid_audience: None,
+                valid_issuer_uri: None,
             }),
         });
         assert!(needs_clients_ca(&s));
@@ -965,6 +998,31 @@ mod tests {
         assert!(p.contains(
             "\nlistener.name.replication.ssl.truststore.location=/etc/strait-tls/ca.crt\n"
         ));
+    }
+
+    #[test]
+    fn oauth_listeners_validate_tokens_against_the_mounted_key_set() {
+        let mut s = spec(3, &["a"]);
+        s.config
+            .insert("sasl.oauthbearer.expected.issuer".into(), "stale".into());
+        s.listeners[0] = serde_json::from_value(serde_json::json!({
+            "name": "plain", "port": 9092, "type": "internal",
+            "authentication": {"type": "oauth",
+                               "jwks": {"configMapKeyRef": {"name": "idp", "key": "keys.json"}},
+                               "validAudience": "kafka"}
+        }))
+        .unwrap_or_else(|e| panic!("listener: {e}"));
+        let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
+        for line in [
+            "listener.security.protocol.map=REPLICATION:SSL,PLAIN:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.name.plain.sasl.enabled.mechanisms=OAUTHBEARER",
+            "sasl.oauthbearer.jwks.endpoint.url=file:///etc/strait-oauth/jwks.json",
+            "sasl.oauthbearer.expected.audience=kafka",
+        ] {
+            assert!(p.contains(&format!("\n{line}\n")), "{line}\n{p}");
+        }
+        // The spec's issuer is the only one: a stale one in `config` does not stay.
+        assert!(!p.contains("sasl.oauthbearer.expected.issuer"), "{p}");
     }
 
     #[test]

@@ -231,6 +231,9 @@ mod tests {
             s.listeners[0].tls = tls;
             s.listeners[0].authentication = Some(strait_crds::cluster::ListenerAuthentication {
                 kind: strait_crds::cluster::ListenerAuthenticationType::ScramSha512,
+                jwks: None,
+                valid_audience: None,
+                valid_issuer_uri: None,
             });
             assert_eq!(validate(&s), Vec::<String>::new());
         }

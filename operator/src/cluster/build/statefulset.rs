@@ -9,10 +9,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource, TCPSocketAction, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    KeyToPath, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -164,7 +164,11 @@ pub fn statefulset(
             failure_threshold: Some(6),
             ..Probe::default()
         }),
-        volume_mounts: Some(volume_mounts(tls, config::needs_clients_ca(c.spec))),
+        volume_mounts: Some(volume_mounts(
+            tls,
+            config::needs_clients_ca(c.spec),
+            jwks_volume(c.spec).is_some(),
+        )),
         ..Container::default()
     };
     let retention = if spec.storage.delete_claim {
@@ -259,10 +263,49 @@ const TLS_VOLUME: &str = "tls";
 
 /// Name of the pods' volume with the clients CA certificate.
 const CLIENTS_CA_VOLUME: &str = "clients-ca";
+/// Name of the pods' volume with the JSON Web Key Set of an `oauth` listener.
+const OAUTH_VOLUME: &str = "oauth-jwks";
+
+/// The volume with the `oauth` listener's key set (its ConfigMap or Secret key as
+/// [`names::JWKS_FILE`]), if there is such a listener.
+fn jwks_volume(spec: &strait_crds::ClusterSpec) -> Option<Volume> {
+    let jwks = config::oauth_listener(spec)?
+        .authentication
+        .as_ref()?
+        .jwks
+        .as_ref()?;
+    let item = |key: &str| {
+        vec![KeyToPath {
+            key: key.to_owned(),
+            path: names::JWKS_FILE.to_owned(),
+            ..KeyToPath::default()
+        }]
+    };
+    let mut volume = Volume {
+        name: OAUTH_VOLUME.to_owned(),
+        ..Volume::default()
+    };
+    if let Some(r) = &jwks.config_map_key_ref {
+        volume.config_map = Some(ConfigMapVolumeSource {
+            name: r.name.clone(),
+            items: Some(item(&r.key)),
+            ..ConfigMapVolumeSource::default()
+        });
+    } else if let Some(r) = &jwks.secret_key_ref {
+        volume.secret = Some(SecretVolumeSource {
+            secret_name: Some(r.name.clone()),
+            items: Some(item(&r.key)),
+            ..SecretVolumeSource::default()
+        });
+    } else {
+        return None;
+    }
+    Some(volume)
+}
 
 /// The broker container's mounts: data, configuration, with `tls` the certificates and with
-/// `clients_ca` the clients CA certificate.
-fn volume_mounts(tls: bool, clients_ca: bool) -> Vec<VolumeMount> {
+/// `clients_ca` the clients CA certificate, with `oauth` the JSON Web Key Set.
+fn volume_mounts(tls: bool, clients_ca: bool, oauth: bool) -> Vec<VolumeMount> {
     let mut mounts = vec![
         VolumeMount {
             name: names::DATA_VOLUME.to_owned(),
@@ -292,6 +335,14 @@ fn volume_mounts(tls: bool, clients_ca: bool) -> Vec<VolumeMount> {
             ..VolumeMount::default()
         });
     }
+    if oauth {
+        mounts.push(VolumeMount {
+            name: OAUTH_VOLUME.to_owned(),
+            mount_path: names::OAUTH_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
     mounts
 }
 
@@ -317,6 +368,7 @@ fn volumes(c: &ClusterRef, tls: bool) -> Vec<Volume> {
             ..Volume::default()
         });
     }
+    volumes.extend(jwks_volume(c.spec));
     if config::needs_clients_ca(c.spec) {
         volumes.push(Volume {
             name: CLIENTS_CA_VOLUME.to_owned(),
