@@ -549,9 +549,25 @@ fn metrics_dashboards_and_alerts_against_real_prometheus() {
             .unwrap_or(false)
     })
     .expect("alert rules healthy in prometheus");
-    // A healthy single broker with a small lag has no alert pending or firing.
+    // A healthy single broker with a small lag has no alert pending or firing — except the
+    // log-dir alert when the machine's disk really is under 10 % free: it then reports the
+    // filesystem truthfully and says nothing about the broker.
     let alerts_now = prometheus.query("ALERTS").expect("ALERTS");
-    assert!(alerts_now.is_empty(), "alerts: {:?}", alerts_now.result);
+    let unexpected: Vec<&serde_json::Value> = alerts_now
+        .result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            let metric = &a["metric"];
+            let disk = metric["alertname"] == "StraitLogDirAlmostFull"
+                && metric["dir"]
+                    .as_str()
+                    .is_some_and(|dir| free_fraction(dir).is_some_and(|f| f < 0.1));
+            !disk
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "alerts: {unexpected:?}");
 
     // promtool lints the text of a scrape taken after the whole workload (every series exists).
     let mut metrics_check = Command::new(&promtool)
@@ -574,4 +590,10 @@ fn metrics_dashboards_and_alerts_against_real_prometheus() {
         String::from_utf8_lossy(&metrics_output.stdout),
         String::from_utf8_lossy(&metrics_output.stderr)
     );
+}
+
+/// The share of the filesystem holding `dir` that is free for use.
+fn free_fraction(dir: &str) -> Option<f64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    (st.f_blocks > 0).then(|| st.f_bavail as f64 / st.f_blocks as f64)
 }
