@@ -564,7 +564,11 @@ impl Pipeline {
     }
 
     fn wait_progress(&mut self, at: u64, what: &str) {
-        wait_until(PIPE_TIMEOUT, what, || {
+        self.wait_progress_for(PIPE_TIMEOUT, at, what);
+    }
+
+    fn wait_progress_for(&mut self, timeout: Duration, at: u64, what: &str) {
+        wait_until(timeout, what, || {
             self.supervise();
             self.progress() >= at
         })
@@ -615,7 +619,7 @@ fn pipeline_phase(cluster: &mut Cluster, _lab: Option<&NetLab>) {
     assert_eq!(input_ends.iter().sum::<i64>() as u64, PIPE_RECORDS);
 
     let mut pipeline = Pipeline::start(&cluster.bootstrap());
-    pipeline.wait_progress(1, "the pipeline's first commit");
+    pipeline.wait_progress_for(FAULT_TIMEOUT, 1, "the pipeline's first commit");
     check_coordinator_is_partition_leader(cluster, PIPE_TXN_ID);
 
     pipeline.wait_progress(PIPE_RECORDS / 5, "20% through the pipeline");
