@@ -19,7 +19,8 @@ const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const CONTROL_BIT: i16 = 1 << 5;
+pub(crate) const TRANSACTIONAL_BIT: i16 = 1 << 4;
+pub(crate) const CONTROL_BIT: i16 = 1 << 5;
 pub(crate) const COMPRESSION_MASK: i16 = 0x7;
 const MAX_COMPRESSION_CODEC: i16 = 4;
 
@@ -122,6 +123,11 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
+    }
+
+    /// Part of a transaction (data, or the COMMIT/ABORT marker that ends one).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
     }
 
     pub fn has_producer_id(&self) -> bool {

@@ -2,6 +2,11 @@
 //! maps every key of the dirty part to its latest offset, rewrites the segments keeping only the
 //! latest record per key (tombstones until delete.retention.ms), and swaps the results in with
 //! Kafka's crash-safe `.cleaned` -> `.swap` -> `.log` sequence. Offsets never change.
+//!
+//! Transactions, as in Kafka: nothing at or after the first unstable offset is cleaned (an open
+//! transaction's outcome is unknown); records of aborted transactions (found through the
+//! transaction indexes) neither supersede other records nor survive cleaning; markers are kept,
+//! so each segment keeps its `.txnindex` as it is.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -16,7 +21,8 @@ use crate::compression::compress;
 use crate::log::{LogState, PartitionLog};
 use crate::reader::{BATCH_CHUNK, SegmentReader, Step};
 use crate::records::{RawRecord, batch_records, encode_record, parse_records};
-use crate::segment::{LogSegment, file_name, parse_log_file_name, remove_if_exists};
+use crate::segment::{LogSegment, TXN_INDEX_EXT, file_name, parse_log_file_name, remove_if_exists};
+use crate::txn_index::TxnIndex;
 use crate::{LogConfig, LogError};
 
 const CLEANED: &str = "log.cleaned";
@@ -64,6 +70,21 @@ struct Plan {
     generation: u64,
     /// Producer id -> last offset: the batch holding it is kept even if emptied.
     producer_last: BTreeMap<i64, i64>,
+    /// Producer id -> (first offset, marker offset) of its aborted transactions that may have
+    /// batches in the cleaned range.
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl Plan {
+    /// A data batch of an aborted transaction.
+    fn is_aborted(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.aborted.get(&h.producer_id).is_some_and(|txns| {
+                txns.iter()
+                    .any(|&(first, last)| (first..=last).contains(&h.base_offset))
+            })
+    }
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -74,12 +95,18 @@ fn millis(t: SystemTime) -> i64 {
 /// Kafka's cleanable range and dirty ratio check (`LogCleanerManager.grabFilthiestCompactedLog`).
 fn plan(st: &LogState, config: &LogConfig, now_ms: i64) -> Result<Option<Plan>, LogError> {
     let active_base = st.active().base_offset;
+    // Kafka's firstUncleanableOffset also stops at the first unstable offset.
+    let unstable = st.first_unstable_offset().unwrap_or(i64::MAX);
     let mut cleanable = Vec::new();
     let mut end = active_base;
     for seg in st.segments.values() {
         let too_new = config.min_compaction_lag_ms > 0
             && seg.max_timestamp > now_ms.saturating_sub(config.min_compaction_lag_ms);
-        if seg.base_offset >= active_base || seg.next_offset > st.high_watermark || too_new {
+        if seg.base_offset >= active_base
+            || seg.next_offset > st.high_watermark
+            || seg.next_offset > unstable
+            || too_new
+        {
             end = seg.base_offset;
             break;
         }
@@ -119,12 +146,26 @@ fn plan(st: &LogState, config: &LogConfig, now_ms: i64) -> Result<Option<Plan>, 
             modified: seg.file.metadata()?.modified()?,
         });
     }
+    // Every transaction with data below `end` has ended (`end` is at most the first unstable
+    // offset); an aborted one is indexed with its marker, which may lie in any later segment.
+    let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for seg in st.segments.values() {
+        for t in seg.txn_index.entries() {
+            if t.first_offset < end {
+                aborted
+                    .entry(t.producer_id)
+                    .or_default()
+                    .push((t.first_offset, t.last_offset));
+            }
+        }
+    }
     Ok(Some(Plan {
         first_dirty,
         end,
         segments,
         generation: st.generation,
         producer_last: st.producers.last_offsets(),
+        aborted,
     }))
 }
 
@@ -160,7 +201,8 @@ fn build_offset_map(plan: &Plan) -> Result<HashMap<Vec<u8>, i64>, LogError> {
         .filter(|s| s.next_offset > plan.first_dirty)
     {
         for_each_batch(seg, |h, bytes| {
-            if h.is_control() || h.last_offset() < plan.first_dirty {
+            // An aborted record must not make a committed one of the same key go.
+            if h.is_control() || h.last_offset() < plan.first_dirty || plan.is_aborted(h) {
                 return Ok(());
             }
             let data = batch_records(bytes, h)?;
@@ -266,8 +308,12 @@ fn clean_segment(
         }
         let data = batch_records(bytes, h)?;
         let records = parse_records(&data, h.record_count)?;
+        let aborted = plan.is_aborted(h);
         let kept: Vec<usize> = (0..records.len())
             .filter(|&i| {
+                if aborted {
+                    return false;
+                }
                 let r = &records[i];
                 let Some(key) = r.key else { return false };
                 let offset = h.base_offset + r.offset_delta;
@@ -339,6 +385,9 @@ pub(crate) fn complete_swaps(dir: &Path) -> io::Result<Vec<(i64, bool)>> {
         let log = dir.join(file_name(base, "log"));
         let empty = std::fs::metadata(&swap)?.len() == 0;
         if empty && base != first_log {
+            // Markers are never cleaned away, so an emptied segment had no aborts to index; a
+            // replaced one keeps its transaction index as it is.
+            remove_if_exists(&dir.join(file_name(base, TXN_INDEX_EXT)))?;
             remove_if_exists(&log)?;
             remove_if_exists(&swap)?;
             done.push((base, false));
@@ -429,6 +478,10 @@ impl PartitionLog {
                     let mut segment = LogSegment::open(&dir, base)?;
                     if let Some(problem) = segment.rebuild(&config, now_ms)? {
                         return Err(LogError::CorruptMessage(problem));
+                    }
+                    // Same markers, same aborts: the file was left in place.
+                    if let Some(old) = st.segments.get_mut(&base) {
+                        segment.txn_index = std::mem::replace(&mut old.txn_index, TxnIndex::new());
                     }
                     segment.seal();
                     segment.write_indexes(true)?;

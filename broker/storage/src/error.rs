@@ -43,6 +43,20 @@ pub enum LogError {
     /// Kafka OUT_OF_ORDER_SEQUENCE_NUMBER (45).
     #[error("out of order sequence for producer {producer_id}: {detail}")]
     OutOfOrderSequence { producer_id: i64, detail: String },
+    /// Kafka INVALID_TXN_STATE (48): a batch that does not fit the producer's transaction state
+    /// (a non-transactional batch while its transaction is ongoing).
+    #[error("invalid transaction state for producer {producer_id}: {detail}")]
+    InvalidTxnState { producer_id: i64, detail: String },
+    /// Kafka TRANSACTION_COORDINATOR_FENCED (52): a marker from a coordinator epoch older than the
+    /// last one this partition saw for the producer (a zombie coordinator).
+    #[error(
+        "marker for producer {producer_id} has coordinator epoch {coordinator_epoch}, older than {current}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     /// Kafka UNKNOWN_PRODUCER_ID (59): no state for the producer and a non-zero sequence.
     #[error("unknown producer {producer_id} with sequence {sequence}")]
     UnknownProducerId { producer_id: i64, sequence: i32 },

@@ -1,6 +1,6 @@
-//! The file side of Kafka's sparse indexes (`.index`, `.timeindex`): fixed-size big-endian entries
-//! kept in memory and written to the file incrementally (only entries not yet there), with the
-//! file trimmed to what memory holds after a truncation. Both index types share it.
+//! The file side of Kafka's index files (`.index`, `.timeindex`, `.txnindex`): fixed-size
+//! big-endian entries kept in memory and written to the file incrementally (only entries not yet
+//! there), with the file trimmed to what memory holds after a truncation. All three share it.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -35,6 +35,11 @@ impl IndexFile {
     /// The in-memory index was cut to `keep` entries.
     pub(crate) fn truncated(&mut self, keep: usize) {
         self.persisted = self.persisted.min(keep);
+    }
+
+    /// Whether the file already holds exactly `len` entries (nothing to write).
+    pub(crate) fn is_current(&self, len: usize) -> bool {
+        self.persisted == len && self.file_entries == len
     }
 
     /// Writes entries not yet in the file (each `entry_len` bytes, produced by `encode`) and trims

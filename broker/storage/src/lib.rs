@@ -1,6 +1,7 @@
 //! Strait's log engine: Kafka's on-disk log format (segments of RecordBatch v2 bytes as received,
 //! sparse offset and time indexes, checkpoint files, leader epoch cache), crash recovery,
-//! retention and flushing. It knows nothing of sockets, async runtimes or Kafka request types.
+//! retention and flushing, and the partition side of transactions (markers, last stable offset,
+//! transaction indexes). It knows nothing of sockets, async runtimes or Kafka request types.
 
 mod batch;
 mod checkpoint;
@@ -22,6 +23,8 @@ mod retention;
 mod segment;
 mod time_index;
 mod topic_partition;
+mod transaction;
+mod txn_index;
 
 pub use cleaner::CleanStats;
 pub use config::{LogConfig, TimestampType};
@@ -30,3 +33,5 @@ pub use log::{AppendInfo, PartitionLog, ReadResult, TimestampLookup};
 pub use manager::{LogManager, METADATA_LOG_DIR};
 pub use region::FileRegion;
 pub use topic_partition::TopicPartition;
+pub use transaction::{ControlType, ProducerInfo};
+pub use txn_index::AbortedTxn;

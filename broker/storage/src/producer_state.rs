@@ -1,14 +1,18 @@
-//! Idempotent producer state (Kafka's `ProducerStateManager`): per producer id, the epoch and the
-//! metadata of its last five batches, used to reject fenced epochs and sequence gaps and to answer
-//! retried batches with their original offsets; persisted as Kafka-format `.snapshot` files.
+//! Idempotent and transactional producer state (Kafka's `ProducerStateManager`): per producer id,
+//! the epoch and the metadata of its last five batches, used to reject fenced epochs and sequence
+//! gaps and to answer retried batches with their original offsets, plus the coordinator epoch of
+//! its last transaction marker and its ongoing transaction. The ongoing transactions, and those
+//! ended by a marker the high watermark has not passed yet, are kept ordered by first offset: the
+//! oldest is the partition's first unstable offset. Persisted as Kafka-format `.snapshot` files.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use crate::LogError;
 use crate::batch::{BatchHeader, increment_sequence};
 use crate::checkpoint::write_atomic;
 use crate::segment::{file_name, remove_if_exists};
+use crate::transaction::TxnMarker;
+use crate::{AbortedTxn, ControlType, LogError};
 
 /// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`.
 const BATCHES_TO_RETAIN: usize = 5;
@@ -35,12 +39,34 @@ pub(crate) struct BatchMetadata {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ProducerEntry {
     pub epoch: i16,
-    /// Oldest first, at most [`BATCHES_TO_RETAIN`].
+    /// Oldest first, at most [`BATCHES_TO_RETAIN`]; empty after a marker bumped the epoch.
     pub batches: VecDeque<BatchMetadata>,
     pub last_timestamp: i64,
+    /// Of the last transaction marker, -1 before any: markers from older coordinators are fenced.
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's ongoing transaction in this partition.
+    pub current_txn_first_offset: Option<i64>,
 }
 
 impl ProducerEntry {
+    fn new(epoch: i16, timestamp: i64) -> ProducerEntry {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            last_timestamp: timestamp,
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+        }
+    }
+
+    /// Kafka's `maybeUpdateProducerEpoch`: the cached batches belong to the old epoch.
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            self.batches.clear();
+            self.epoch = epoch;
+        }
+    }
+
     fn last(&self) -> Option<&BatchMetadata> {
         self.batches.back()
     }
@@ -54,15 +80,46 @@ impl ProducerEntry {
     }
 
     fn push(&mut self, epoch: i16, batch: BatchMetadata) {
-        if epoch != self.epoch {
-            self.batches.clear();
-            self.epoch = epoch;
-        }
+        self.set_epoch(epoch);
         if self.batches.len() == BATCHES_TO_RETAIN {
             self.batches.pop_front();
         }
         self.batches.push_back(batch);
         self.last_timestamp = self.last_timestamp.max(batch.timestamp);
+    }
+
+    /// The transaction side of Kafka's `appendDataBatch`: a transactional batch starts a
+    /// transaction unless one is ongoing. `Err(detail)` for a non-transactional batch amid one.
+    fn track_txn(&mut self, b: &ProducerBatch) -> Result<(), String> {
+        match (self.current_txn_first_offset, b.transactional) {
+            (Some(first), false) => Err(format!(
+                "non-transactional batch at offset {} while its transaction from offset {first} \
+                 is ongoing",
+                b.first_offset
+            )),
+            (None, true) => {
+                self.current_txn_first_offset = Some(b.first_offset);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Kafka's `appendEndTxnMarker` once checked: ends the ongoing transaction (if any), takes
+    /// the marker's epoch (never a lower one: replayed data is not checked) and coordinator epoch.
+    fn end_txn(&mut self, producer_id: i64, m: &MarkerBatch) -> Option<TxnEnd> {
+        let ended = self.current_txn_first_offset.take().map(|first| TxnEnd {
+            producer_id,
+            first_offset: first,
+            last_offset: m.offset,
+            aborted: m.marker.control == ControlType::Abort,
+        });
+        if m.epoch > self.epoch {
+            self.set_epoch(m.epoch);
+        }
+        self.coordinator_epoch = m.marker.coordinator_epoch;
+        self.last_timestamp = self.last_timestamp.max(m.timestamp);
+        ended
     }
 
     fn find_duplicate(&self, epoch: i16, first_seq: i32, last_seq: i32) -> Option<&BatchMetadata> {
@@ -85,6 +142,7 @@ pub(crate) struct ProducerBatch {
     pub first_offset: i64,
     pub last_offset: i64,
     pub timestamp: i64,
+    pub transactional: bool,
 }
 
 impl ProducerBatch {
@@ -98,6 +156,7 @@ impl ProducerBatch {
             first_offset: h.base_offset,
             last_offset: h.last_offset(),
             timestamp,
+            transactional: h.is_transactional(),
         })
     }
 
@@ -112,11 +171,86 @@ impl ProducerBatch {
     }
 }
 
+/// A COMMIT/ABORT marker batch of a producer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarkerBatch {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub marker: TxnMarker,
+}
+
+/// A batch read back from the log (loading, or a follower copying its leader), as it touches
+/// producer state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Replayed {
+    Data(ProducerBatch),
+    Marker(MarkerBatch),
+}
+
+impl Replayed {
+    /// None for batches without a producer id and for control batches without a marker (emptied
+    /// by the cleaner, or another control type): as in Kafka, those change nothing.
+    pub fn new(h: &BatchHeader, marker: Option<TxnMarker>) -> Option<Replayed> {
+        if !h.has_producer_id() {
+            return None;
+        }
+        if h.is_control() {
+            return marker.map(|marker| {
+                Replayed::Marker(MarkerBatch {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    offset: h.base_offset,
+                    timestamp: h.max_timestamp,
+                    marker,
+                })
+            });
+        }
+        ProducerBatch::from_header(h, h.max_timestamp).map(Replayed::Data)
+    }
+}
+
+/// A transaction a marker ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TxnEnd {
+    producer_id: i64,
+    first_offset: i64,
+    last_offset: i64,
+    aborted: bool,
+}
+
+/// A transaction ended by a marker (Kafka's `CompletedTxn`), with the last stable offset right
+/// after it (Kafka's `lastStableOffset(completedTxn)`): the first offset of the oldest transaction
+/// still ongoing, else the offset after the marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub aborted: bool,
+    pub last_stable_offset: i64,
+}
+
+impl CompletedTxn {
+    /// The transaction index entry, for an aborted transaction.
+    pub fn aborted_entry(&self) -> Option<AbortedTxn> {
+        self.aborted.then_some(AbortedTxn {
+            producer_id: self.producer_id,
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            last_stable_offset: self.last_stable_offset,
+        })
+    }
+}
+
 /// Validated changes of one append, applied with [`ProducerStateManager::commit`] once the data is
 /// written.
 #[derive(Debug, Default)]
 pub(crate) struct PendingUpdate {
     entries: BTreeMap<i64, ProducerEntry>,
+    /// The transaction a marker ends.
+    ended: Option<TxnEnd>,
 }
 
 /// Kafka's `inSequence`.
@@ -128,6 +262,12 @@ fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
 pub(crate) struct ProducerStateManager {
     dir: PathBuf,
     producers: BTreeMap<i64, ProducerEntry>,
+    /// First offset -> producer id of every ongoing transaction (Kafka's `ongoingTxns`).
+    ongoing: BTreeMap<i64, i64>,
+    /// First offset -> (producer id, marker offset) of transactions whose marker the high
+    /// watermark has not passed yet (Kafka's `unreplicatedTxns`): still unstable, so that a
+    /// `read_committed` reader does not get their records before it can get their marker.
+    unreplicated: BTreeMap<i64, (i64, i64)>,
 }
 
 impl ProducerStateManager {
@@ -135,6 +275,36 @@ impl ProducerStateManager {
         ProducerStateManager {
             dir: dir.to_path_buf(),
             producers: BTreeMap::new(),
+            ongoing: BTreeMap::new(),
+            unreplicated: BTreeMap::new(),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&pid, e)| (pid, e))
+    }
+
+    /// (first offset, producer id) of every ongoing transaction, oldest first.
+    pub fn ongoing(&self) -> impl Iterator<Item = (i64, i64)> {
+        self.ongoing.iter().map(|(&first, &pid)| (first, pid))
+    }
+
+    /// Kafka's `firstUnstableOffset`: the first offset of the oldest transaction that is ongoing
+    /// or whose marker is not below the high watermark yet.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        let ongoing = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Kafka's `onHighWatermarkUpdated`: ended transactions whose marker lies below `hw` are
+    /// stable.
+    pub fn on_high_watermark(&mut self, hw: i64) {
+        if !self.unreplicated.is_empty() {
+            self.unreplicated.retain(|_, &mut (_, last)| last >= hw);
         }
     }
 
@@ -221,53 +391,130 @@ impl ProducerStateManager {
                     }
                 }
             }
-            let mut entry = current.cloned().unwrap_or(ProducerEntry {
-                epoch: b.epoch,
-                batches: VecDeque::new(),
-                last_timestamp: b.timestamp,
-            });
+            let mut entry = current
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(b.epoch, b.timestamp));
             entry.push(b.epoch, b.metadata());
+            entry
+                .track_txn(b)
+                .map_err(|detail| LogError::InvalidTxnState {
+                    producer_id: b.producer_id,
+                    detail,
+                })?;
             update.entries.insert(b.producer_id, entry);
         }
         Ok(update)
     }
 
-    pub fn commit(&mut self, update: PendingUpdate) {
-        self.producers.extend(update.entries);
+    /// Validates a leader's marker (Kafka's `appendEndTxnMarker` for a coordinator's write): its
+    /// producer epoch must not be older than the producer's, nor its coordinator epoch older than
+    /// the last marker's. A producer without state gets an entry, as in Kafka.
+    pub fn prepare_marker(&self, m: &MarkerBatch) -> Result<PendingUpdate, LogError> {
+        let mut entry = self
+            .producers
+            .get(&m.producer_id)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(m.epoch, m.timestamp));
+        if m.epoch < entry.epoch {
+            return Err(LogError::InvalidProducerEpoch {
+                producer_id: m.producer_id,
+                epoch: m.epoch,
+                current: entry.epoch,
+            });
+        }
+        if m.marker.coordinator_epoch < entry.coordinator_epoch {
+            return Err(LogError::TransactionCoordinatorFenced {
+                producer_id: m.producer_id,
+                coordinator_epoch: m.marker.coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        let ended = entry.end_txn(m.producer_id, m);
+        let mut update = PendingUpdate {
+            ended,
+            ..PendingUpdate::default()
+        };
+        update.entries.insert(m.producer_id, entry);
+        Ok(update)
     }
 
-    /// Applies a batch read back from the log (loading): no sequence checks, as Kafka does for
-    /// data that is already in the log; batches of fenced epochs are ignored.
-    pub fn replay(&mut self, b: &ProducerBatch) {
-        let entry = self
-            .producers
-            .entry(b.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: b.epoch,
-                batches: VecDeque::new(),
-                last_timestamp: b.timestamp,
-            });
-        if b.epoch >= entry.epoch {
-            entry.push(b.epoch, b.metadata());
+    /// Applies a validated update; returns the transaction it ended, if any.
+    pub fn commit(&mut self, update: PendingUpdate) -> Option<CompletedTxn> {
+        for (pid, entry) in update.entries {
+            if let Some(first) = entry.current_txn_first_offset {
+                self.ongoing.insert(first, pid);
+            }
+            self.producers.insert(pid, entry);
+        }
+        update.ended.map(|end| self.complete(end))
+    }
+
+    /// Kafka's `completeTxn`: the transaction is no longer ongoing but stays unstable until the
+    /// high watermark passes its marker.
+    fn complete(&mut self, end: TxnEnd) -> CompletedTxn {
+        if self.ongoing.get(&end.first_offset) == Some(&end.producer_id) {
+            self.ongoing.remove(&end.first_offset);
+        }
+        // A producer has one transaction at a time, so every one left is another producer's.
+        let last_stable_offset = self
+            .ongoing
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(end.last_offset + 1);
+        self.unreplicated
+            .insert(end.first_offset, (end.producer_id, end.last_offset));
+        CompletedTxn {
+            producer_id: end.producer_id,
+            first_offset: end.first_offset,
+            last_offset: end.last_offset,
+            aborted: end.aborted,
+            last_stable_offset,
         }
     }
 
-    /// Applies batch headers taken from the log as written (loading a log, or a follower copying
-    /// its leader's batches): the batch's max timestamp stands for its time and nothing is
-    /// rejected, since the data is already accepted by a leader.
-    pub fn replay_headers<'a>(&mut self, headers: impl IntoIterator<Item = &'a BatchHeader>) {
-        for h in headers {
-            if let Some(b) = ProducerBatch::from_header(h, h.max_timestamp) {
-                self.replay(&b);
+    /// Applies a batch read back from the log (loading, or a follower copying its leader's
+    /// batches): no checks, as Kafka does for data a leader already accepted; data of fenced
+    /// epochs is ignored. Returns the transaction a marker ended.
+    pub fn replay(&mut self, r: &Replayed) -> Option<CompletedTxn> {
+        match r {
+            Replayed::Data(b) => {
+                let entry = self
+                    .producers
+                    .entry(b.producer_id)
+                    .or_insert_with(|| ProducerEntry::new(b.epoch, b.timestamp));
+                if b.epoch >= entry.epoch {
+                    entry.push(b.epoch, b.metadata());
+                    let before = entry.current_txn_first_offset;
+                    // A leader never accepts what this refuses; the transaction carries on.
+                    let _ = entry.track_txn(b);
+                    if before.is_none()
+                        && let Some(first) = entry.current_txn_first_offset
+                    {
+                        self.ongoing.insert(first, b.producer_id);
+                    }
+                }
+                None
+            }
+            Replayed::Marker(m) => {
+                let end = self
+                    .producers
+                    .entry(m.producer_id)
+                    .or_insert_with(|| ProducerEntry::new(m.epoch, m.timestamp))
+                    .end_txn(m.producer_id, m)?;
+                Some(self.complete(end))
             }
         }
     }
 
-    /// Drops producers silent for at least `expiration_ms`; returns how many.
+    /// Drops producers silent for at least `expiration_ms`, except those with an ongoing
+    /// transaction (Kafka's `isProducerExpired`); returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -314,6 +561,8 @@ impl ProducerStateManager {
         expiration_ms: i64,
     ) -> Result<Option<i64>, LogError> {
         self.producers.clear();
+        self.ongoing.clear();
+        self.unreplicated.clear();
         for offset in list_snapshots(&self.dir)?.into_iter().rev() {
             if offset > max_offset {
                 continue;
@@ -322,6 +571,10 @@ impl ProducerStateManager {
             let bytes = std::fs::read(&path)?;
             match decode_snapshot(&bytes) {
                 Ok(producers) => {
+                    self.ongoing = producers
+                        .iter()
+                        .filter_map(|(&pid, e)| e.current_txn_first_offset.map(|f| (f, pid)))
+                        .collect();
                     self.producers = producers;
                     self.expire(now_ms, expiration_ms);
                     return Ok(Some(offset));
@@ -356,26 +609,30 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
 }
 
 /// Kafka's ProducerSnapshot v1: version i16, crc u32 (CRC-32C of the rest), count i32, entries.
-/// Like Kafka, only each producer's last batch is stored.
+/// Like Kafka, only each producer's last batch is stored (last sequence and offset -1 for a
+/// producer whose batches a marker's epoch bump cleared).
 pub(crate) fn encode_snapshot(producers: &BTreeMap<i64, ProducerEntry>) -> Vec<u8> {
-    let entries: Vec<(i64, &ProducerEntry, &BatchMetadata)> = producers
-        .iter()
-        .filter_map(|(&pid, e)| e.last().map(|b| (pid, e, b)))
-        .collect();
-    let mut out = Vec::with_capacity(SNAPSHOT_HEADER + entries.len() * SNAPSHOT_ENTRY);
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER + producers.len() * SNAPSHOT_ENTRY);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(entries.len() as i32).to_be_bytes());
-    for (pid, e, b) in entries {
+    out.extend_from_slice(&(producers.len() as i32).to_be_bytes());
+    for (pid, e) in producers {
+        let (last_seq, last_offset, delta) = match e.last() {
+            Some(b) => (
+                b.last_seq,
+                b.last_offset,
+                (b.last_offset - b.first_offset).clamp(0, i64::from(i32::MAX)) as i32,
+            ),
+            None => (-1, -1, 0),
+        };
         out.extend_from_slice(&pid.to_be_bytes());
         out.extend_from_slice(&e.epoch.to_be_bytes());
-        out.extend_from_slice(&b.last_seq.to_be_bytes());
-        out.extend_from_slice(&b.last_offset.to_be_bytes());
-        let delta = (b.last_offset - b.first_offset).clamp(0, i64::from(i32::MAX)) as i32;
+        out.extend_from_slice(&last_seq.to_be_bytes());
+        out.extend_from_slice(&last_offset.to_be_bytes());
         out.extend_from_slice(&delta.to_be_bytes());
         out.extend_from_slice(&e.last_timestamp.to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        out.extend_from_slice(&(-1i64).to_be_bytes());
+        out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+        out.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
     }
     let crc = crc32c::crc32c(&out[6..]);
     out[2..6].copy_from_slice(&crc.to_be_bytes());
@@ -408,20 +665,26 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<BTreeMap<i64, ProducerEntr
         let last_offset = r.i64();
         let delta = r.i32();
         let timestamp = r.i64();
-        let first_seq = last_seq.saturating_sub(delta).max(0);
-        let batch = BatchMetadata {
-            first_seq,
-            last_seq,
-            first_offset: last_offset - i64::from(delta),
-            last_offset,
-            timestamp,
-        };
+        let coordinator_epoch = r.i32();
+        let txn_first_offset = r.i64();
+        let mut batches = VecDeque::new();
+        if last_offset >= 0 {
+            batches.push_back(BatchMetadata {
+                first_seq: last_seq.saturating_sub(delta).max(0),
+                last_seq,
+                first_offset: last_offset - i64::from(delta),
+                last_offset,
+                timestamp,
+            });
+        }
         out.insert(
             pid,
             ProducerEntry {
                 epoch,
-                batches: VecDeque::from([batch]),
+                batches,
                 last_timestamp: timestamp,
+                coordinator_epoch,
+                current_txn_first_offset: (txn_first_offset >= 0).then_some(txn_first_offset),
             },
         );
     }
@@ -462,6 +725,7 @@ mod tests {
             first_offset,
             last_offset: first_offset + i64::from(n) - 1,
             timestamp: 1000 + first_offset,
+            transactional: false,
         }
     }
 
@@ -502,6 +766,128 @@ mod tests {
         let mut v2 = bytes;
         v2[1] = 2;
         assert!(decode_snapshot(&v2).is_err());
+    }
+
+    fn txn_pb(pid: i64, epoch: i16, first_seq: i32, n: i32, first_offset: i64) -> ProducerBatch {
+        ProducerBatch {
+            transactional: true,
+            ..pb(pid, epoch, first_seq, n, first_offset)
+        }
+    }
+
+    fn marker(pid: i64, epoch: i16, offset: i64, control: ControlType, coord: i32) -> MarkerBatch {
+        MarkerBatch {
+            producer_id: pid,
+            epoch,
+            offset,
+            timestamp: 5000,
+            marker: TxnMarker {
+                control,
+                coordinator_epoch: coord,
+            },
+        }
+    }
+
+    #[test]
+    fn transactions_start_end_and_order_the_unstable_offsets() {
+        let mut m = ProducerStateManager::new(Path::new("."));
+        let u = m.prepare(&[txn_pb(1, 0, 0, 2, 10)]).expect("start");
+        assert_eq!(m.commit(u), None);
+        let u = m.prepare(&[txn_pb(2, 0, 0, 1, 12)]).expect("start");
+        m.commit(u);
+        // More data of an ongoing transaction keeps its first offset.
+        let u = m.prepare(&[txn_pb(1, 0, 2, 1, 13)]).expect("more");
+        m.commit(u);
+        assert_eq!(m.ongoing().collect::<Vec<_>>(), vec![(10, 1), (12, 2)]);
+        assert_eq!(m.first_unstable_offset(), Some(10));
+        assert!(matches!(
+            m.prepare(&[pb(1, 0, 3, 1, 14)]),
+            Err(LogError::InvalidTxnState { producer_id: 1, .. })
+        ));
+
+        let u = m
+            .prepare_marker(&marker(1, 0, 14, ControlType::Abort, 3))
+            .expect("abort");
+        let done = m.commit(u).expect("ended");
+        // Producer 2's transaction is still open: the index entry's LSO is its first offset.
+        assert_eq!(
+            done.aborted_entry(),
+            Some(AbortedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 14,
+                last_stable_offset: 12
+            })
+        );
+        assert_eq!(m.ongoing().collect::<Vec<_>>(), vec![(12, 2)]);
+        // Not replicated yet: still the first unstable offset.
+        assert_eq!(m.first_unstable_offset(), Some(10));
+        m.on_high_watermark(14);
+        assert_eq!(m.first_unstable_offset(), Some(10));
+        m.on_high_watermark(15);
+        assert_eq!(m.first_unstable_offset(), Some(12));
+        assert_eq!(m.get(1).expect("p1").coordinator_epoch, 3);
+
+        // Fencing: older producer epoch, older coordinator epoch.
+        assert!(matches!(
+            m.prepare_marker(&marker(2, -1, 15, ControlType::Commit, 0)),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        let u = m
+            .prepare_marker(&marker(2, 1, 15, ControlType::Commit, 4))
+            .expect("commit with a bumped epoch");
+        let done = m.commit(u).expect("ended");
+        assert!(done.aborted_entry().is_none());
+        assert_eq!(done.last_stable_offset, 16);
+        let p2 = m.get(2).expect("p2");
+        assert_eq!((p2.epoch, p2.last_seq(), p2.coordinator_epoch), (1, -1, 4));
+        assert!(matches!(
+            m.prepare_marker(&marker(2, 1, 16, ControlType::Commit, 3)),
+            Err(LogError::TransactionCoordinatorFenced {
+                producer_id: 2,
+                coordinator_epoch: 3,
+                current: 4
+            })
+        ));
+        // A marker without a transaction ends nothing but is accepted; unknown producers too.
+        let u = m
+            .prepare_marker(&marker(3, 0, 16, ControlType::Abort, 0))
+            .expect("marker for an unknown producer");
+        assert_eq!(m.commit(u), None);
+        assert_eq!(m.len(), 3);
+        // After the bump the producer restarts at sequence 0.
+        assert!(m.prepare(&[txn_pb(2, 1, 0, 1, 17)]).is_ok());
+        assert!(m.prepare(&[txn_pb(2, 1, 5, 1, 17)]).is_err());
+
+        // Ongoing transactions keep their producer from expiring.
+        let u = m.prepare(&[txn_pb(4, 0, 0, 1, 20)]).expect("start");
+        m.commit(u);
+        assert_eq!(m.expire(1_000_000, 10), 3);
+        assert!(m.get(4).is_some());
+    }
+
+    #[test]
+    fn snapshots_carry_transactions_and_coordinator_epochs() {
+        let mut m = ProducerStateManager::new(Path::new("."));
+        let u = m.prepare(&[txn_pb(1, 0, 0, 2, 10)]).expect("start");
+        m.commit(u);
+        let u = m
+            .prepare_marker(&marker(2, 3, 12, ControlType::Commit, 7))
+            .expect("marker");
+        m.commit(u);
+        let bytes = encode_snapshot(&m.producers);
+        assert_eq!(bytes.len(), SNAPSHOT_HEADER + 2 * SNAPSHOT_ENTRY);
+        let e1 = &bytes[SNAPSHOT_HEADER..SNAPSHOT_HEADER + SNAPSHOT_ENTRY];
+        assert_eq!(&e1[34..38], &(-1i32).to_be_bytes());
+        assert_eq!(&e1[38..46], &10i64.to_be_bytes());
+        // A producer known only from a marker: no batch (-1 sequence and offset).
+        let e2 = &bytes[SNAPSHOT_HEADER + SNAPSHOT_ENTRY..];
+        assert_eq!(&e2[10..14], &(-1i32).to_be_bytes());
+        assert_eq!(&e2[14..22], &(-1i64).to_be_bytes());
+        assert_eq!(&e2[34..38], &7i32.to_be_bytes());
+        assert_eq!(&e2[38..46], &(-1i64).to_be_bytes());
+        let back = decode_snapshot(&bytes).expect("decode");
+        assert_eq!(back, m.producers);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! cleanly closed segments' indexes after sanity checks, and otherwise recovers from the recovery
 //! point: rescans and CRC-checks batches, rebuilds indexes, truncates a torn or corrupt tail and
 //! drops every later segment, then trims the leader epoch cache. An interrupted cleaner swap is
-//! completed first, and producer state is reloaded last, from what survived.
+//! completed first, and producer state is reloaded last, from what survived, rebuilding the
+//! transaction index of every rescanned segment and of any whose `.txnindex` is missing or bad.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use crate::offset_index::OffsetIndex;
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{LogSegment, parse_log_file_name, remove_if_exists};
 use crate::time_index::TimeIndex;
+use crate::txn_index::TxnIndex;
 use crate::{LogConfig, LogError, TopicPartition};
 
 /// Offsets recorded for a partition in the dir-level checkpoint files.
@@ -63,7 +65,10 @@ pub(crate) fn load_partition(
             remove_if_exists(&entry.path())?;
         } else if let Some(base) = parse_log_file_name(name) {
             bases.push(base);
-        } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+        } else if name.ends_with(".index")
+            || name.ends_with(".timeindex")
+            || name.ends_with(".txnindex")
+        {
             index_files.push((name.to_owned(), entry.path()));
         }
     }
@@ -98,17 +103,32 @@ pub(crate) fn load_partition(
     };
     let mut recovered = false;
     let mut cut_at: Option<i64> = None;
+    // Segments whose transaction index is rebuilt by the producer state replay below.
+    let mut rebuild_txn = BTreeSet::new();
     for (base, segment) in segments.iter_mut() {
         let problem = if *base >= rescan_from {
             recovered = true;
+            rebuild_txn.insert(*base);
             rebuild(segment, config, now_ms)?
         } else {
             match load_clean(segment)? {
-                Ok(()) => None,
+                Ok(()) => {
+                    let path = segment.txn_index_path();
+                    match TxnIndex::load(&path, *base, segment.next_offset)? {
+                        Ok(index) => segment.txn_index = index,
+                        Err(why) => {
+                            tracing::warn!(partition = %tp, file = %path.display(),
+                                "rebuilding the transaction index: {why}");
+                            rebuild_txn.insert(*base);
+                        }
+                    }
+                    None
+                }
                 Err(why) => {
                     tracing::warn!(partition = %tp, segment = %segment.log_path().display(),
                         "rebuilding indexes: {why}");
                     recovered = true;
+                    rebuild_txn.insert(*base);
                     rebuild(segment, config, now_ms)?
                 }
             }
@@ -145,6 +165,7 @@ pub(crate) fn load_partition(
         segments.insert(log_start, LogSegment::create(dir, log_start)?);
         log_end = log_start;
     }
+    rebuild_txn.retain(|base| segments.contains_key(base));
     log_start = log_start.min(log_end);
 
     let recovery_point = if clean && !recovered {
@@ -178,7 +199,7 @@ pub(crate) fn load_partition(
             .map(|cp| cp.clamp(log_start, log_end)),
     };
     // After recovery this replays exactly the batches that survived.
-    state.rebuild_producer_state(now_ms, config.producer_id_expiration_ms)?;
+    state.reload_producers(now_ms, config.producer_id_expiration_ms, &rebuild_txn)?;
     Ok(Loaded { state, recovered })
 }
 

@@ -1,17 +1,20 @@
-//! One log segment (Kafka's `LogSegment`): the `.log` file of batches plus its in-memory offset and
-//! time indexes, the append path's single write, index maintenance, truncation and the per-segment
-//! scans used at load time.
+//! One log segment (Kafka's `LogSegment`): the `.log` file of batches plus its in-memory offset,
+//! time and transaction indexes, the append path's single write, index maintenance, truncation and
+//! the per-segment scans used at load time.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::LogConfig;
 use crate::batch::{BatchHeader, crc_matches};
 use crate::offset_index::OffsetIndex;
 use crate::reader::{BATCH_CHUNK, HEADER_CHUNK, SegmentReader, Step};
 use crate::time_index::TimeIndex;
+use crate::txn_index::TxnIndex;
+use crate::{AbortedTxn, LogConfig};
+
+pub(crate) const TXN_INDEX_EXT: &str = "txnindex";
 
 pub(crate) fn file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
@@ -37,6 +40,8 @@ pub(crate) struct LogSegment {
     pub next_offset: i64,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
+    /// Transactions aborted by markers in this segment.
+    pub txn_index: TxnIndex,
     bytes_since_index: u64,
     /// Largest batch max timestamp (-1 if none) and the last offset of that batch.
     pub max_timestamp: i64,
@@ -59,6 +64,7 @@ impl LogSegment {
             next_offset: base_offset,
             offset_index: OffsetIndex::new(base_offset),
             time_index: TimeIndex::new(base_offset),
+            txn_index: TxnIndex::new(),
             bytes_since_index: 0,
             max_timestamp: -1,
             max_timestamp_offset: -1,
@@ -78,7 +84,9 @@ impl LogSegment {
             .truncate(true)
             .open(&path)?;
         let mut segment = LogSegment::with_file(dir, base_offset, file, 0);
-        // Empty index files from the start, as Kafka has (replacing any stale ones).
+        // Empty index files from the start, as Kafka has (replacing any stale ones). Kafka creates
+        // the `.txnindex` only with its first entry; here it always exists, so that a missing one
+        // shows it was lost and recovery rebuilds it.
         segment.write_indexes(false)?;
         Ok(segment)
     }
@@ -101,6 +109,10 @@ impl LogSegment {
 
     pub fn time_index_path(&self) -> PathBuf {
         self.dir.join(file_name(self.base_offset, "timeindex"))
+    }
+
+    pub fn txn_index_path(&self) -> PathBuf {
+        self.dir.join(file_name(self.base_offset, TXN_INDEX_EXT))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -180,6 +192,12 @@ impl LogSegment {
         }
     }
 
+    /// Indexes a transaction aborted by a marker just written to this segment.
+    pub fn append_aborted(&mut self, txn: AbortedTxn) {
+        self.txn_index.append(txn);
+        self.indexes_dirty = true;
+    }
+
     /// The segment stops being active: index its largest timestamp (Kafka's
     /// `onBecomeInactiveSegment`).
     pub fn seal(&mut self) {
@@ -195,6 +213,8 @@ impl LogSegment {
         let (index, time_index) = (self.index_path(), self.time_index_path());
         self.offset_index.write(&index, sync)?;
         self.time_index.write(&time_index, sync)?;
+        let txn_index = self.txn_index_path();
+        self.txn_index.write(&txn_index, sync)?;
         if sync {
             self.indexes_dirty = false;
         }
@@ -203,7 +223,12 @@ impl LogSegment {
 
     /// Deletes the segment's files (open handles keep serving in-flight reads).
     pub fn delete_files(&self) -> io::Result<()> {
-        for path in [self.log_path(), self.index_path(), self.time_index_path()] {
+        for path in [
+            self.log_path(),
+            self.index_path(),
+            self.time_index_path(),
+            self.txn_index_path(),
+        ] {
             remove_if_exists(&path)?;
         }
         Ok(())
@@ -242,6 +267,8 @@ impl LogSegment {
         if let Err(why) = self.recompute_tail()? {
             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
+        // Aborts whose markers were cut off are undone.
+        self.txn_index.truncate_to(self.next_offset);
         Ok(removed)
     }
 

@@ -1,15 +1,17 @@
 //! Appends: a leader's (offsets, epochs and timestamps assigned here, producer state checked) and
 //! a follower's (batches taken verbatim), both written to the active segment in as few writes as
-//! the segment rolls allow.
+//! the segment rolls allow. Transaction markers ending a transaction index their aborts in the
+//! segment they land in.
 
 use std::io::IoSlice;
 
 use parking_lot::MutexGuard;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::producer_state::{PendingUpdate, ProducerBatch};
+use crate::producer_state::{PendingUpdate, ProducerBatch, Replayed};
 use crate::records::check_keys;
 use crate::segment::LogSegment;
+use crate::transaction::read_marker;
 use crate::{LogConfig, LogError, TimestampType};
 
 use super::*;
@@ -17,22 +19,23 @@ use super::*;
 /// One batch on its way to the active segment: the header bytes as they go to disk (patched by a
 /// leader, verbatim from a follower), the rest of the batch from the request, and the parsed header
 /// with its final offsets and the timestamp the indexes use.
-struct Outgoing<'a> {
-    head: &'a [u8; HEADER_LEN],
-    body: &'a [u8],
-    header: BatchHeader,
+pub(super) struct Outgoing<'a> {
+    pub head: &'a [u8; HEADER_LEN],
+    pub body: &'a [u8],
+    pub header: BatchHeader,
 }
 
 /// How an append changes producer state once its data is written.
-enum ProducerChange {
-    /// A leader's produce, checked by [`ProducerStateManager::prepare`].
+pub(super) enum ProducerChange {
+    /// A leader's produce or marker, checked by [`ProducerStateManager::prepare`] or
+    /// [`ProducerStateManager::prepare_marker`].
     Validated(PendingUpdate),
-    /// A follower's copy of the leader's batches, applied without checks.
-    Replay(Vec<BatchHeader>),
+    /// A follower's copy of the leader's batches (markers included), applied without checks.
+    Replay(Vec<Replayed>),
 }
 
 /// The outcome of [`PartitionLog::write_batches`].
-struct Written {
+pub(super) struct Written {
     first_offset: i64,
     last_offset: i64,
     log_start_offset: i64,
@@ -74,7 +77,9 @@ impl PartitionLog {
     ///
     /// Batches with a producer id go through the idempotence checks (epoch, sequence). Leading
     /// batches that repeat cached ones are not written again; when every batch does, the result
-    /// has `duplicate` set and the original offsets.
+    /// has `duplicate` set and the original offsets. A transactional batch starts its producer's
+    /// transaction unless one is ongoing; a non-transactional one during it is refused
+    /// ([`LogError::InvalidTxnState`]), and so are control batches ([`LogError::InvalidRecord`]).
     pub fn append(
         &self,
         batches: &[u8],
@@ -83,6 +88,19 @@ impl PartitionLog {
     ) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let valid = batch::validate_all(batches, config.max_message_bytes)?;
+        for v in &valid {
+            // Markers come only from transaction coordinators, through `append_marker`.
+            if v.header.is_control() {
+                return Err(LogError::InvalidRecord(
+                    "control batches cannot be produced by clients".into(),
+                ));
+            }
+            if v.header.is_transactional() && !v.header.has_producer_id() {
+                return Err(LogError::InvalidRecord(
+                    "transactional batch without a producer id".into(),
+                ));
+            }
+        }
         let total = batches.len() as u64;
         if total > config.effective_segment_bytes() {
             return Err(LogError::RecordTooLarge {
@@ -199,6 +217,7 @@ impl PartitionLog {
             });
         }
         let mut outgoing = Vec::with_capacity(valid.len());
+        let mut replayed = Vec::with_capacity(valid.len());
         for v in &valid {
             let bytes = &batches[v.start..v.start + v.header.size as usize];
             let head: &[u8; HEADER_LEN] = bytes[..HEADER_LEN]
@@ -209,6 +228,12 @@ impl PartitionLog {
                 body: &bytes[HEADER_LEN..],
                 header: v.header,
             });
+            let marker = if v.header.is_control() && v.header.has_producer_id() {
+                read_marker(bytes, &v.header)?
+            } else {
+                None
+            };
+            replayed.push(Replayed::new(&v.header, marker));
         }
         let mut expected = self.live()?.log_end_offset();
         for o in &outgoing {
@@ -225,6 +250,7 @@ impl PartitionLog {
         // segments match the leader's.
         let mut total: Option<Written> = None;
         let mut rest = &outgoing[..];
+        let mut rest_replayed = &replayed[..];
         while let Some(first) = rest.first() {
             let st = self.live()?;
             let leo = st.log_end_offset();
@@ -236,11 +262,12 @@ impl PartitionLog {
             }
             let n = batches_for_one_segment(st.active(), &config, rest, now_ms);
             let (chunk, later) = rest.split_at(n);
+            let (chunk_replayed, later_replayed) = rest_replayed.split_at(n);
             let epochs: Vec<(i32, i64)> = chunk
                 .iter()
                 .map(|o| (batch::leader_epoch_of(o.head), o.header.base_offset))
                 .collect();
-            let replay = chunk.iter().map(|o| o.header).collect();
+            let replay = chunk_replayed.iter().flatten().copied().collect();
             let written = self.write_batches(
                 st,
                 &config,
@@ -254,6 +281,7 @@ impl PartitionLog {
                 Some(t) => t.followed_by(written),
             });
             rest = later;
+            rest_replayed = later_replayed;
         }
         match total {
             Some(t) => Ok(t.info(-1)),
@@ -262,9 +290,10 @@ impl PartitionLog {
     }
 
     /// The tail shared by leader and follower appends: roll, leader epoch entries (durable before
-    /// the data they describe), one vectored write, index entries, producer state, flush policy.
-    /// `outgoing` is non-empty, in offset order; the lock is released before any flush.
-    fn write_batches(
+    /// the data they describe), one vectored write, index entries, producer state (and the
+    /// transaction index entries of aborts), flush policy. `outgoing` is non-empty, in offset
+    /// order; the lock is released before any flush.
+    pub(super) fn write_batches(
         &self,
         mut st: MutexGuard<'_, LogState>,
         config: &LogConfig,
@@ -305,9 +334,18 @@ impl PartitionLog {
             max_timestamp = max_timestamp.max(o.header.max_timestamp);
             record_count += o.header.record_count as u64;
         }
-        match producers {
-            ProducerChange::Validated(update) => st.producers.commit(update),
-            ProducerChange::Replay(headers) => st.producers.replay_headers(&headers),
+        // Batch by batch, so an ended transaction's last stable offset counts exactly the
+        // transactions ongoing at its marker; its abort is indexed where the marker was written.
+        let completed: Vec<_> = match producers {
+            ProducerChange::Validated(update) => st.producers.commit(update).into_iter().collect(),
+            ProducerChange::Replay(batches) => batches
+                .iter()
+                .filter_map(|r| st.producers.replay(r))
+                .collect(),
+        };
+        let segment = st.active_mut();
+        for txn in completed.iter().filter_map(|c| c.aborted_entry()) {
+            segment.append_aborted(txn);
         }
         if st.first_unflushed_ms.is_none() {
             st.first_unflushed_ms = Some(now_ms);

@@ -38,6 +38,7 @@ impl PartitionLog {
                     if seg.base_offset != active_base {
                         index_paths.push(seg.index_path());
                         index_paths.push(seg.time_index_path());
+                        index_paths.push(seg.txn_index_path());
                         closed.push(seg.base_offset);
                     }
                 }

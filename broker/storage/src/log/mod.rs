@@ -5,9 +5,10 @@
 //! This file holds the state, reads and searches; `append` the leader's and the follower's
 //! appends (and segment rolls), `truncate` every way the log loses a prefix or a suffix
 //! (DeleteRecords, retention's start advance, follower truncation), `flush` durability (flush,
-//! recovery point, close). All are `impl PartitionLog` blocks over the one lock.
+//! recovery point, close), `txn` the transaction API (markers, last stable offset, aborted
+//! transactions, producers). All are `impl PartitionLog` blocks over the one lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -17,16 +18,18 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{PARTITION_METADATA, write_partition_metadata};
 use crate::epoch_cache::{EpochCache, epoch_for_offset};
-use crate::producer_state::ProducerStateManager;
+use crate::producer_state::{ProducerStateManager, Replayed};
 use crate::reader::{HEADER_CHUNK, SegmentReader, Step};
 use crate::records::first_record_matching;
 use crate::region::FileRegion;
 use crate::segment::LogSegment;
+use crate::transaction::read_marker;
 use crate::{LogConfig, LogError, TopicPartition};
 
 mod append;
 mod flush;
 mod truncate;
+mod txn;
 
 pub struct AppendInfo {
     /// For a duplicate, the offsets the original batches got.
@@ -100,26 +103,48 @@ impl LogState {
     }
 
     /// Reloads producer state: drops snapshots above the log end, loads the newest one left and
-    /// replays the batch headers after it (Kafka's `loadProducerState`).
+    /// replays the batches after it (Kafka's `loadProducerState`): headers, plus the bodies of
+    /// control batches for their markers.
     pub fn rebuild_producer_state(
         &mut self,
         now_ms: i64,
         expiration_ms: i64,
     ) -> Result<(), LogError> {
+        self.reload_producers(now_ms, expiration_ms, &BTreeSet::new())
+    }
+
+    /// [`Self::rebuild_producer_state`] that also rewrites the transaction index of the segments
+    /// based at `rebuild_txn` (Kafka rebuilds it while recovering a segment, with the producer
+    /// state as of the segment's start). The replay then starts from a snapshot at or below the
+    /// first of them, so that every transaction ongoing there is known.
+    pub fn reload_producers(
+        &mut self,
+        now_ms: i64,
+        expiration_ms: i64,
+        rebuild_txn: &BTreeSet<i64>,
+    ) -> Result<(), LogError> {
         let leo = self.log_end_offset();
         self.producers.delete_snapshots_after(leo)?;
+        let limit = rebuild_txn.first().map_or(leo, |&base| base.min(leo));
         let from = self
             .producers
-            .load_latest_snapshot(leo, now_ms, expiration_ms)?
+            .load_latest_snapshot(limit, now_ms, expiration_ms)?
             .unwrap_or(i64::MIN);
-        let mut replay = Vec::new();
-        for seg in self.segments.values().filter(|s| s.next_offset > from) {
+        for seg in self.segments.values_mut() {
+            if rebuild_txn.contains(&seg.base_offset) {
+                seg.txn_index.clear();
+                seg.indexes_dirty = true;
+            }
+        }
+        for seg in self.segments.values_mut().filter(|s| s.next_offset > from) {
+            let rebuild = rebuild_txn.contains(&seg.base_offset);
             let start = if seg.base_offset <= from {
                 u64::from(seg.offset_index.lookup(from))
             } else {
                 0
             };
-            let mut reader = SegmentReader::new(&seg.file, seg.size, HEADER_CHUNK);
+            let file = Arc::clone(&seg.file);
+            let mut reader = SegmentReader::new(&file, seg.size, HEADER_CHUNK);
             let mut pos = start;
             loop {
                 let h = match reader.header_at(pos)? {
@@ -128,14 +153,59 @@ impl LogState {
                     Step::Batch(h) => h,
                 };
                 if h.base_offset >= from && h.has_producer_id() {
-                    replay.push(h);
+                    // Control batches are rare and small: their one record is read for the marker.
+                    let marker = if h.is_control() {
+                        match reader.get(pos, h.size as usize)? {
+                            Some(bytes) => read_marker(bytes, &h)?,
+                            None => {
+                                return Err(LogError::CorruptMessage(format!(
+                                    "control batch at position {pos} is cut short"
+                                )));
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let completed =
+                        Replayed::new(&h, marker).and_then(|r| self.producers.replay(&r));
+                    if let Some(aborted) = completed.and_then(|c| c.aborted_entry())
+                        && rebuild
+                    {
+                        seg.append_aborted(aborted);
+                    }
                 }
                 pos += u64::from(h.size);
             }
         }
-        self.producers.replay_headers(&replay);
+        for seg in self.segments.values_mut() {
+            if rebuild_txn.contains(&seg.base_offset) {
+                seg.write_indexes(false)?;
+            }
+        }
         self.producers.expire(now_ms, expiration_ms);
+        self.producers.on_high_watermark(self.high_watermark);
         Ok(())
+    }
+
+    /// Kafka's `firstUnstableOffset`, never below the log start.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .first_unstable_offset()
+            .map(|o| o.max(self.log_start_offset))
+    }
+
+    /// Kafka's `lastStableOffset`: the first unstable offset, capped by the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        match self.first_unstable_offset() {
+            Some(o) if o < self.high_watermark => o,
+            _ => self.high_watermark,
+        }
+    }
+
+    /// Moves the high watermark; transactions whose marker it passes become stable.
+    pub fn set_hw(&mut self, hw: i64) {
+        self.high_watermark = hw;
+        self.producers.on_high_watermark(hw);
     }
 }
 
@@ -363,7 +433,8 @@ impl PartitionLog {
     pub fn set_high_watermark(&self, hw: i64) {
         let mut st = self.state.lock();
         let leo = st.log_end_offset();
-        st.high_watermark = hw.clamp(st.log_start_offset, leo);
+        let hw = hw.clamp(st.log_start_offset, leo);
+        st.set_hw(hw);
     }
 
     /// Moves the high watermark up to `hw` (clamped to the log end), never down; returns whether
@@ -374,7 +445,7 @@ impl PartitionLog {
         let mut st = self.state.lock();
         let target = hw.min(st.log_end_offset());
         if target > st.high_watermark {
-            st.high_watermark = target;
+            st.set_hw(target);
             true
         } else {
             false

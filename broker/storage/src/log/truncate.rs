@@ -54,7 +54,8 @@ impl PartitionLog {
         }
         if new_start > st.log_start_offset {
             st.log_start_offset = new_start;
-            st.high_watermark = st.high_watermark.max(new_start);
+            let hw = st.high_watermark.max(new_start);
+            st.set_hw(hw);
             st.recovery_point = st.recovery_point.max(new_start);
             st.epochs.truncate_from_start(new_start)?;
         }
