@@ -331,3 +331,37 @@ pub fn records_in(bytes: &[u8]) -> Vec<ReadRecord> {
     }
     out
 }
+
+/// Attribute bit of transactional batches.
+pub const TRANSACTIONAL: i16 = 0x10;
+
+/// `batch` made transactional for the producer (attributes and CRC rewritten).
+pub fn transactional(
+    mut batch: Vec<u8>,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | TRANSACTIONAL;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    with_producer(batch, producer_id, epoch, base_sequence)
+}
+
+/// A transactional batch of `n` records.
+pub fn txn_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32, ts: i64) -> Vec<u8> {
+    transactional(batch(n, ts, 10), producer_id, epoch, base_sequence)
+}
+
+/// Bytes of the `<base>.txnindex` file in `dir` (None when missing).
+pub fn txn_index_file(dir: &Path, base: i64) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(format!("{base:020}.txnindex"))).ok()
+}
+
+/// Kafka's 34-byte AbortedTxn entry.
+pub fn txn_index_entry(pid: i64, first: i64, last: i64, lso: i64) -> Vec<u8> {
+    let mut out = vec![0u8, 0];
+    for v in [pid, first, last, lso] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
+}
