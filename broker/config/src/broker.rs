@@ -19,6 +19,20 @@ use crate::sasl::{Globals, SaslSettings, listener_sasl_key, sasl_settings, split
 use crate::schema::{Value, split_list};
 use crate::ssl::{Lookup, SslSettings, listener_ssl_key, ssl_settings};
 
+/// The transaction coordinator's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionSettings {
+    pub state_log_num_partitions: i32,
+    pub state_log_replication_factor: i16,
+    pub state_log_min_isr: i32,
+    pub state_log_segment_bytes: i32,
+    pub max_timeout_ms: i32,
+    pub id_expiration_ms: i64,
+    pub abort_timed_out_interval_ms: u64,
+    pub remove_expired_interval_ms: u64,
+    pub partition_verification: bool,
+}
+
 /// Typed broker config. Build it with [`BrokerConfig::from_pairs`] or [`BrokerConfig::load`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
@@ -77,6 +91,8 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: u64,
     pub group_consumer_session_timeout_ms: u64,
     pub producer_id_expiration_ms: i64,
+    /// The transaction coordinator's settings (Kafka's `transaction.*` keys).
+    pub transactions: TransactionSettings,
     pub producer_id_expiration_check_interval_ms: u64,
     /// `quota.window.num` (11).
     pub quota_window_num: u32,
@@ -531,6 +547,52 @@ impl BrokerConfig {
                 r.required_int("group.consumer.session.timeout.ms")?,
             )?,
             producer_id_expiration_ms: r.required_int("producer.id.expiration.ms")?,
+            transactions: TransactionSettings {
+                state_log_num_partitions: convert(
+                    "transaction.state.log.num.partitions",
+                    r.required_int("transaction.state.log.num.partitions")?,
+                )?,
+                // As for the offsets topic, a single node's defaults are 1 (Kafka's 3 and 2
+                // would leave it without transactions for good).
+                state_log_replication_factor: if process_roles.is_empty()
+                    && !is_set("transaction.state.log.replication.factor")
+                {
+                    1
+                } else {
+                    convert(
+                        "transaction.state.log.replication.factor",
+                        r.required_int("transaction.state.log.replication.factor")?,
+                    )?
+                },
+                state_log_min_isr: if process_roles.is_empty()
+                    && !is_set("transaction.state.log.min.isr")
+                {
+                    1
+                } else {
+                    convert(
+                        "transaction.state.log.min.isr",
+                        r.required_int("transaction.state.log.min.isr")?,
+                    )?
+                },
+                state_log_segment_bytes: convert(
+                    "transaction.state.log.segment.bytes",
+                    r.required_int("transaction.state.log.segment.bytes")?,
+                )?,
+                max_timeout_ms: convert(
+                    "transaction.max.timeout.ms",
+                    r.required_int("transaction.max.timeout.ms")?,
+                )?,
+                id_expiration_ms: r.required_int("transactional.id.expiration.ms")?,
+                abort_timed_out_interval_ms: convert(
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                    r.required_int("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
+                )?,
+                remove_expired_interval_ms: convert(
+                    "transaction.remove.expired.transaction.cleanup.interval.ms",
+                    r.required_int("transaction.remove.expired.transaction.cleanup.interval.ms")?,
+                )?,
+                partition_verification: r.boolean("transaction.partition.verification.enable")?,
+            },
             producer_id_expiration_check_interval_ms: convert(
                 "producer.id.expiration.check.interval.ms",
                 r.required_int("producer.id.expiration.check.interval.ms")?,

@@ -276,6 +276,24 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Truststore format; Strait reads PEM."),
     key("super.users", Str, Some(""), Any,
         "Principals allowed everything, separated by semicolons, e.g. User:admin;User:broker."),
+    key("transaction.abort.timed.out.transaction.cleanup.interval.ms", Int, Some("10000"), AtLeast(1),
+        "How often the transaction coordinator aborts transactions open longer than their transaction.timeout.ms."),
+    key("transaction.max.timeout.ms", Int, Some("900000"), AtLeast(1),
+        "Largest transaction.timeout.ms a transactional producer may ask for."),
+    key("transaction.partition.verification.enable", Boolean, Some("true"), Any,
+        "KIP-890: a partition leader checks with the transaction coordinator that a transactional batch's partition is in the producer's ongoing transaction before appending it."),
+    key("transaction.remove.expired.transaction.cleanup.interval.ms", Int, Some("3600000"), AtLeast(1),
+        "How often transactional ids idle past transactional.id.expiration.ms are removed."),
+    key("transaction.state.log.min.isr", Int, Some("2"), AtLeast(1),
+        "min.insync.replicas of the __transaction_state topic (capped by its replication factor)."),
+    key("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1),
+        "Partition count of the __transaction_state topic."),
+    key("transaction.state.log.replication.factor", Int, Some("3"), AtLeast(1),
+        "Replication factor of the __transaction_state topic, capped by the brokers registered when it is created."),
+    key("transaction.state.log.segment.bytes", Int, Some("104857600"), AtLeast(1),
+        "Segment size of the __transaction_state topic."),
+    key("transactional.id.expiration.ms", Int, Some("604800000"), AtLeast(1),
+        "A transactional id without transaction activity for this long is removed by its coordinator."),
     key("unclean.leader.election.enable", Boolean, Some("false"), Any,
         "Default unclean.leader.election.enable for topics."),
 ];
@@ -297,8 +315,6 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "share.coordinator.state.topic.replication.factor",
     "socket.receive.buffer.bytes",
     "socket.send.buffer.bytes",
-    "transaction.state.log.min.isr",
-    "transaction.state.log.replication.factor",
 ];
 
 /// Prefixes of ignored Kafka keys (ZooKeeper mode is gone).

@@ -37,6 +37,11 @@ pub struct Broker {
     /// (`coordinated`).
     pub groups: Coordinator,
     pub coordinated: Coordinated,
+    /// The transaction coordinator: the transactions of the `__transaction_state` partitions
+    /// this broker leads.
+    pub txns: Arc<crate::txn::TxnCoordinator>,
+    /// Connections to other brokers for transaction markers and KIP-890 verification.
+    pub txn_channels: crate::txn::markers::Channels,
     pub metrics: Metrics,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessionCache,
@@ -127,6 +132,8 @@ impl Broker {
             replicas,
             groups,
             coordinated: Default::default(),
+            txns: Default::default(),
+            txn_channels: Default::default(),
             metrics: Metrics::new(),
             fetch_sessions,
             producer_ids: Mutex::new(0..0),
@@ -148,8 +155,13 @@ impl Broker {
 
     /// The metrics page, its state gauges refreshed from this broker.
     pub fn render_metrics(&self) -> String {
-        self.metrics
-            .render(&self.cluster_id, &self.config, &self.replicas, &self.groups)
+        self.metrics.render(
+            &self.cluster_id,
+            &self.config,
+            &self.replicas,
+            &self.groups,
+            &self.txns,
+        )
     }
 
     /// The group coordinator's durable side over this broker's `__consumer_offsets`.
@@ -252,18 +264,22 @@ impl Broker {
     }
 }
 
-/// The group coordinator follows the roles of `__consumer_offsets`' partitions: it loads the
-/// groups of those it leads and unloads those it stopped leading.
+/// The group and transaction coordinators follow the roles of their topics' partitions: each
+/// loads what the partitions it leads hold and unloads those it stopped leading.
 impl RoleListener for Broker {
     fn role_applied(&self, topic: &str, partitions: i32, partition: &Partition) {
         if topic == OFFSETS_TOPIC {
             coordination::sync_role(&self.groups, &self.coordinated, partitions, partition);
+        } else if topic == crate::txn::TXN_TOPIC {
+            crate::txn::partitions::sync_role(&self.txns, partitions, partition);
         }
     }
 
     fn topic_removed(&self, topic: &str, partitions: i32) {
         if topic == OFFSETS_TOPIC {
             coordination::unload_all(&self.groups, &self.coordinated, partitions);
+        } else if topic == crate::txn::TXN_TOPIC {
+            crate::txn::partitions::unload_all(&self.txns, partitions);
         }
     }
 }

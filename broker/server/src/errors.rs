@@ -51,6 +51,10 @@ impl From<LogError> for ApiError {
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+            LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+            LogError::TransactionCoordinatorFenced { .. } => {
+                ResponseError::TransactionCoordinatorFenced
+            }
             // The partition went away under the request (topic deleted): clients refresh metadata.
             LogError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
             // Only the follower append raises this; it never reaches a client.

@@ -3,7 +3,7 @@
 //! Layers, outside in: `net` (framing, listeners, connections) hands request frames to `api`
 //! (one module per Kafka API, translating protocol messages), which works on `broker` (shared
 //! state: one of each owner) — `replica_manager` (the hosted partitions, the one leader append;
-//! `partition` below it) over `strait_storage` (the logs), `group` (the group coordinator), and
+//! `partition` below it) over `strait_storage` (the logs), `group` (the group coordinator), `txn` (the transaction coordinator and its markers), and
 //! `node` (this node's part in the cluster: joining the metadata quorum, registration and
 //! heartbeats, applying the metadata image to the replica manager, the replica fetchers and the
 //! ISR task; a single node is a quorum of one voter). `migrate`
@@ -19,6 +19,7 @@ pub mod fetch_session;
 pub mod frame;
 pub mod group;
 pub mod identity;
+pub mod internal_topic;
 pub mod metrics;
 pub mod migrate;
 pub mod net;
@@ -30,6 +31,7 @@ pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod txn;
 pub mod zero_copy;
 
 use std::sync::Arc;

@@ -48,6 +48,12 @@ pub struct Metrics {
     pub cleaner_runs: IntCounter,
     pub cleaner_segments_rewritten: IntCounter,
     pub recovery_runs: IntCounter,
+    txn_completed_total: IntCounterVec,
+    /// Transactions the coordinator aborted because they outlived their transaction.timeout.ms.
+    pub txn_timed_out: IntCounter,
+    txn_ongoing: IntGauge,
+    txn_ids: IntGauge,
+    lso_lag: IntGaugeVec,
     partition_count: IntGauge,
     leader_count: IntGauge,
     under_replicated: IntGauge,
@@ -106,6 +112,12 @@ impl Metrics {
         self.quota_throttle_seconds
             .with_label_values(&[kind])
             .inc_by(wait.as_secs_f64());
+    }
+
+    /// One transaction completed by this coordinator.
+    pub fn txn_completed(&self, commit: bool) {
+        let result = if commit { "commit" } else { "abort" };
+        self.txn_completed_total.with_label_values(&[result]).inc();
     }
 
     /// Counts one parked request of kind `operation` ("Fetch", "Produce") until the returned
@@ -278,6 +290,33 @@ impl Metrics {
                 "strait_log_recovery_runs_total",
                 "Start-ups that scanned logs after an unclean stop.",
             ),
+            txn_completed_total: counter(
+                &r,
+                "strait_transactions_completed_total",
+                "Transactions this broker coordinated to the end (every marker written), by result: commit or abort.",
+                &["result"],
+            ),
+            txn_timed_out: plain_counter(
+                &r,
+                "strait_transactions_timed_out_total",
+                "Transactions the coordinator aborted (fencing their producer) because they outlived their transaction.timeout.ms.",
+            ),
+            txn_ongoing: gauge(
+                &r,
+                "strait_transactions_ongoing",
+                "Ongoing transactions this broker coordinates.",
+            ),
+            txn_ids: gauge(
+                &r,
+                "strait_transactional_ids",
+                "Transactional ids this broker coordinates.",
+            ),
+            lso_lag: gauge_vec(
+                &r,
+                "kafka_cluster_partition_laststableoffsetlag",
+                "High watermark minus last stable offset: records read_committed consumers cannot read yet because a transaction is open.",
+                tp,
+            ),
             partition_count: gauge(
                 &r,
                 "kafka_server_replicamanager_partitioncount",
@@ -377,8 +416,12 @@ impl Metrics {
         config: &BrokerConfig,
         replicas: &ReplicaManager,
         groups: &Coordinator,
+        txns: &crate::txn::TxnCoordinator,
     ) -> String {
         self.refresh(cluster_id, config, replicas, groups);
+        let (ongoing, ids) = txns.counts();
+        self.txn_ongoing.set(ongoing as i64);
+        self.txn_ids.set(ids as i64);
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families; an error yields a partial page.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -413,6 +456,7 @@ impl Metrics {
             &self.group_offset,
             &self.group_lag,
             &self.group_members,
+            &self.lso_lag,
         ] {
             // Deleted topics and groups must disappear, not linger at their last value.
             g.reset();
@@ -446,6 +490,9 @@ impl Metrics {
                 self.partition_oldest_offset
                     .with_label_values(&labels)
                     .set(log.log_start_offset());
+                self.lso_lag
+                    .with_label_values(&labels)
+                    .set((hw - log.last_stable_offset()).max(0));
             }
         }
         self.partition_count.set(partitions);

@@ -202,6 +202,66 @@ impl ReplicaManager {
         acks: RequiredAcks,
         now_ms: i64,
     ) -> Result<LeaderAppend, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::NoRecords);
+        }
+        self.leader_append(topic, index, acks, |log, epoch| {
+            log.append(records, epoch, now_ms)
+        })
+    }
+
+    /// A coordinator's append of its own records (TxnOffsetCommit's transactional batch, which
+    /// carries no sequence numbers): see `PartitionLog::append_from_coordinator`.
+    pub fn append_as_coordinator(
+        &self,
+        topic: &Topic,
+        index: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::NoRecords);
+        }
+        self.leader_append(topic, index, acks, |log, epoch| {
+            log.append_from_coordinator(records, epoch, now_ms)
+        })
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer as the
+    /// partition's leader: WriteTxnMarkers' append, always with acks=all's ISR check.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_marker_as_leader(
+        &self,
+        topic: &Topic,
+        index: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: strait_storage::ControlType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, AppendError> {
+        self.leader_append(topic, index, RequiredAcks::All, |log, epoch| {
+            log.append_marker(
+                producer_id,
+                producer_epoch,
+                marker,
+                coordinator_epoch,
+                epoch,
+                now_ms,
+            )
+        })
+    }
+
+    /// The one leader append path: leadership and ISR checked and the epoch read under one lock,
+    /// the log written at that epoch, the high watermark advanced and waiting fetches woken.
+    fn leader_append(
+        &self,
+        topic: &Topic,
+        index: i32,
+        acks: RequiredAcks,
+        write: impl FnOnce(&strait_storage::PartitionLog, i32) -> Result<AppendInfo, LogError>,
+    ) -> Result<LeaderAppend, AppendError> {
         let Some(partition) = topic.partition(index) else {
             return Err(AppendError::NotHosted {
                 topic: topic.meta.name.clone(),
@@ -220,9 +280,6 @@ impl ReplicaManager {
             }
             (replica.leader_epoch, replica.isr.len() as i32)
         };
-        if records.is_empty() {
-            return Err(AppendError::NoRecords);
-        }
         if acks == RequiredAcks::All {
             let min_isr = topic.config.min_insync_replicas;
             if isr < min_isr {
@@ -234,7 +291,7 @@ impl ReplicaManager {
                 });
             }
         }
-        let info = partition.log.append(records, leader_epoch, now_ms)?;
+        let info = write(&partition.log, leader_epoch)?;
         partition.advance_high_watermark();
         partition.appended.notify_waiters();
         Ok(LeaderAppend {

@@ -4,9 +4,12 @@
 //! only a little), the group coordinator's timeouts every 100 ms, offset expiry every
 //! `offsets.retention.check.interval.ms`, the log cleaner (compaction) every
 //! `log.cleaner.backoff.ms`, producer-id expiry every
-//! `producer.id.expiration.check.interval.ms`, and OAUTHBEARER's key set file is read again every
-//! `sasl.oauthbearer.jwks.endpoint.refresh.ms`. Each pass runs on the blocking pool; errors are
-//! logged, never fatal.
+//! `producer.id.expiration.check.interval.ms`, the transaction coordinator's completion of
+//! prepared transactions every 100 ms, its abort of timed-out transactions every
+//! `transaction.abort.timed.out.transaction.cleanup.interval.ms` and its removal of expired
+//! transactional ids every `transaction.remove.expired.transaction.cleanup.interval.ms`, and
+//! OAUTHBEARER's key set file is read again every `sasl.oauthbearer.jwks.endpoint.refresh.ms`.
+//! Each pass runs on the blocking pool; errors are logged, never fatal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,12 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut cleaner = tokio::time::interval(Duration::from_millis(
         broker.config.log_cleaner_backoff_ms.max(10),
     ));
+    let txn = &broker.config.transactions;
+    let mut txn_timeouts = tokio::time::interval(Duration::from_millis(
+        txn.abort_timed_out_interval_ms.max(1),
+    ));
+    let mut txn_expiry =
+        tokio::time::interval(Duration::from_millis(txn.remove_expired_interval_ms.max(1)));
     let mut producer_expiry = tokio::time::interval(Duration::from_millis(
         broker
             .config
@@ -58,6 +67,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         &mut offsets_expiry,
         &mut cleaner,
         &mut producer_expiry,
+        &mut txn_timeouts,
+        &mut txn_expiry,
     ] {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -89,6 +100,17 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     b.groups.tick(&b.offsets_log(), std::time::Instant::now(), now_ms());
                     Ok(())
                 }).await;
+                broker.txns.complete_prepared(&broker);
+            }
+            // Transaction writes wait for their partition's ISR: they run on their own tasks
+            // so the other passes keep their schedule.
+            _ = txn_timeouts.tick() => {
+                let b = broker.clone();
+                tokio::spawn(async move { b.txns.clone().abort_timed_out(&b).await });
+            }
+            _ = txn_expiry.tick() => {
+                let b = broker.clone();
+                tokio::spawn(async move { b.txns.expire(&b).await });
             }
             _ = cleaner.tick() => {
                 blocking(&broker, "log cleaner", |b| {

@@ -334,10 +334,16 @@ impl ProducerStateManager {
 
     /// Validates the batches of one append in order (each seeing the ones before it) and returns
     /// the resulting entries; nothing changes until [`Self::commit`].
-    pub fn prepare(&self, batches: &[ProducerBatch]) -> Result<PendingUpdate, LogError> {
+    /// Without `check_sequences` (a coordinator's batches, which carry none) only epochs and
+    /// transactions are checked.
+    pub fn prepare(
+        &self,
+        batches: &[ProducerBatch],
+        check_sequences: bool,
+    ) -> Result<PendingUpdate, LogError> {
         let mut update = PendingUpdate::default();
         for b in batches {
-            if self.duplicate_of(b).is_some() {
+            if check_sequences && self.duplicate_of(b).is_some() {
                 return Err(LogError::OutOfOrderSequence {
                     producer_id: b.producer_id,
                     detail: format!(
@@ -351,6 +357,15 @@ impl ProducerStateManager {
                 .get(&b.producer_id)
                 .or_else(|| self.producers.get(&b.producer_id));
             match current {
+                _ if !check_sequences => {
+                    if let Some(e) = current.filter(|e| b.epoch < e.epoch) {
+                        return Err(LogError::InvalidProducerEpoch {
+                            producer_id: b.producer_id,
+                            epoch: b.epoch,
+                            current: e.epoch,
+                        });
+                    }
+                }
                 None => {
                     if b.first_seq != 0 {
                         return Err(LogError::UnknownProducerId {
@@ -733,10 +748,10 @@ mod tests {
     fn snapshot_round_trip_in_kafka_layout() {
         let mut m = ProducerStateManager::new(Path::new("."));
         let u = m
-            .prepare(&[pb(7, 2, 0, 3, 10), pb(9, 0, 0, 1, 13)])
+            .prepare(&[pb(7, 2, 0, 3, 10), pb(9, 0, 0, 1, 13)], true)
             .expect("valid");
         m.commit(u);
-        let u = m.prepare(&[pb(7, 2, 3, 2, 14)]).expect("valid");
+        let u = m.prepare(&[pb(7, 2, 3, 2, 14)], true).expect("valid");
         m.commit(u);
         let bytes = encode_snapshot(&m.producers);
         assert_eq!(bytes.len(), SNAPSHOT_HEADER + 2 * SNAPSHOT_ENTRY);
@@ -791,17 +806,17 @@ mod tests {
     #[test]
     fn transactions_start_end_and_order_the_unstable_offsets() {
         let mut m = ProducerStateManager::new(Path::new("."));
-        let u = m.prepare(&[txn_pb(1, 0, 0, 2, 10)]).expect("start");
+        let u = m.prepare(&[txn_pb(1, 0, 0, 2, 10)], true).expect("start");
         assert_eq!(m.commit(u), None);
-        let u = m.prepare(&[txn_pb(2, 0, 0, 1, 12)]).expect("start");
+        let u = m.prepare(&[txn_pb(2, 0, 0, 1, 12)], true).expect("start");
         m.commit(u);
         // More data of an ongoing transaction keeps its first offset.
-        let u = m.prepare(&[txn_pb(1, 0, 2, 1, 13)]).expect("more");
+        let u = m.prepare(&[txn_pb(1, 0, 2, 1, 13)], true).expect("more");
         m.commit(u);
         assert_eq!(m.ongoing().collect::<Vec<_>>(), vec![(10, 1), (12, 2)]);
         assert_eq!(m.first_unstable_offset(), Some(10));
         assert!(matches!(
-            m.prepare(&[pb(1, 0, 3, 1, 14)]),
+            m.prepare(&[pb(1, 0, 3, 1, 14)], true),
             Err(LogError::InvalidTxnState { producer_id: 1, .. })
         ));
 
@@ -856,11 +871,11 @@ mod tests {
         assert_eq!(m.commit(u), None);
         assert_eq!(m.len(), 3);
         // After the bump the producer restarts at sequence 0.
-        assert!(m.prepare(&[txn_pb(2, 1, 0, 1, 17)]).is_ok());
-        assert!(m.prepare(&[txn_pb(2, 1, 5, 1, 17)]).is_err());
+        assert!(m.prepare(&[txn_pb(2, 1, 0, 1, 17)], true).is_ok());
+        assert!(m.prepare(&[txn_pb(2, 1, 5, 1, 17)], true).is_err());
 
         // Ongoing transactions keep their producer from expiring.
-        let u = m.prepare(&[txn_pb(4, 0, 0, 1, 20)]).expect("start");
+        let u = m.prepare(&[txn_pb(4, 0, 0, 1, 20)], true).expect("start");
         m.commit(u);
         assert_eq!(m.expire(1_000_000, 10), 3);
         assert!(m.get(4).is_some());
@@ -869,7 +884,7 @@ mod tests {
     #[test]
     fn snapshots_carry_transactions_and_coordinator_epochs() {
         let mut m = ProducerStateManager::new(Path::new("."));
-        let u = m.prepare(&[txn_pb(1, 0, 0, 2, 10)]).expect("start");
+        let u = m.prepare(&[txn_pb(1, 0, 0, 2, 10)], true).expect("start");
         m.commit(u);
         let u = m
             .prepare_marker(&marker(2, 3, 12, ControlType::Commit, 7))
@@ -895,7 +910,7 @@ mod tests {
         let mut m = ProducerStateManager::new(Path::new("."));
         for i in 0..7 {
             let u = m
-                .prepare(&[pb(1, 0, i * 2, 2, i64::from(i) * 2)])
+                .prepare(&[pb(1, 0, i * 2, 2, i64::from(i) * 2)], true)
                 .expect("valid");
             m.commit(u);
         }
@@ -909,31 +924,37 @@ mod tests {
     fn sequence_rules() {
         let mut m = ProducerStateManager::new(Path::new("."));
         assert!(matches!(
-            m.prepare(&[pb(1, 0, 5, 1, 0)]),
+            m.prepare(&[pb(1, 0, 5, 1, 0)], true),
             Err(LogError::UnknownProducerId { .. })
         ));
-        let u = m.prepare(&[pb(1, 3, 0, 2, 0)]).expect("new producer");
+        let u = m.prepare(&[pb(1, 3, 0, 2, 0)], true).expect("new producer");
         m.commit(u);
         assert!(matches!(
-            m.prepare(&[pb(1, 2, 2, 1, 2)]),
+            m.prepare(&[pb(1, 2, 2, 1, 2)], true),
             Err(LogError::InvalidProducerEpoch { .. })
         ));
         assert!(matches!(
-            m.prepare(&[pb(1, 3, 3, 1, 2)]),
+            m.prepare(&[pb(1, 3, 3, 1, 2)], true),
             Err(LogError::OutOfOrderSequence { .. })
         ));
         assert!(matches!(
-            m.prepare(&[pb(1, 4, 1, 1, 2)]),
+            m.prepare(&[pb(1, 4, 1, 1, 2)], true),
             Err(LogError::OutOfOrderSequence { .. })
         ));
         // Batches of one request see each other.
-        assert!(m.prepare(&[pb(1, 3, 2, 1, 2), pb(1, 3, 3, 1, 3)]).is_ok());
-        assert!(m.prepare(&[pb(1, 3, 2, 1, 2), pb(1, 3, 4, 1, 3)]).is_err());
+        assert!(
+            m.prepare(&[pb(1, 3, 2, 1, 2), pb(1, 3, 3, 1, 3)], true)
+                .is_ok()
+        );
+        assert!(
+            m.prepare(&[pb(1, 3, 2, 1, 2), pb(1, 3, 4, 1, 3)], true)
+                .is_err()
+        );
         // Wrap-around from i32::MAX to 0.
-        let u = m.prepare(&[pb(2, 0, 0, 1, 10)]).expect("valid");
+        let u = m.prepare(&[pb(2, 0, 0, 1, 10)], true).expect("valid");
         m.commit(u);
         m.producers.get_mut(&2).expect("p2").batches[0].last_seq = i32::MAX;
-        assert!(m.prepare(&[pb(2, 0, 0, 1, 11)]).is_ok());
+        assert!(m.prepare(&[pb(2, 0, 0, 1, 11)], true).is_ok());
         assert_eq!(m.expire(1011 + 100, 100), 2);
     }
 }

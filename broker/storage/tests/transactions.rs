@@ -818,3 +818,31 @@ fn compaction_stops_at_the_first_unstable_offset_and_drops_aborted_records() {
     assert!(log.ongoing_transactions().is_empty());
     assert_eq!(all_aborted(&log), vec![aborted(9, 2, 3, 4)]);
 }
+
+#[test]
+fn coordinator_appends_track_transactions_without_sequences() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_mgr, log) = log_in(dir.path(), small_config());
+    let t = now();
+    // Two TxnOffsetCommit-like batches of one producer, both without sequence numbers and of
+    // the same size: neither is taken for a retry of the other.
+    let first = log
+        .append_from_coordinator(&txn_batch(1, 9, 0, -1, t), 0, t)
+        .expect("first commit");
+    let second = log
+        .append_from_coordinator(&txn_batch(1, 9, 0, -1, t), 0, t)
+        .expect("second commit");
+    assert!(!second.duplicate);
+    assert_eq!(second.first_offset, first.last_offset + 1);
+    assert_eq!(log.ongoing_transactions(), vec![(9, 0, first.first_offset)]);
+    // A client's batch without sequences is still refused.
+    assert!(log.append(&txn_batch(1, 10, 0, -1, t), 0, t).is_err());
+    let end = commit(&log, 9, 1, 0);
+    assert!(log.ongoing_transactions().is_empty());
+    // The marker bumped the epoch: the fenced producer's next commit is refused.
+    assert!(matches!(
+        log.append_from_coordinator(&txn_batch(1, 9, 0, -1, t), 0, t),
+        Err(LogError::InvalidProducerEpoch { .. })
+    ));
+    assert!(end > second.last_offset);
+}

@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
+use kafka_protocol::messages::{BrokerId, ProducerId};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use strait_storage::{FileRegion, LogError};
 use tokio::sync::futures::Notified;
@@ -57,8 +57,10 @@ struct Slot {
     fetch_offset: i64,
     max_bytes: u64,
     target: Result<Arc<Partition>, ResponseError>,
-    /// A follower's fetch reads up to the log end; a consumer's up to the high watermark.
+    /// A follower's fetch reads up to the log end; a consumer's up to the high watermark, or
+    /// the last stable offset with `read_committed`.
     follower: bool,
+    read_committed: bool,
 }
 
 /// One topic's share of a fetch, for its metrics.
@@ -74,8 +76,12 @@ struct TopicCounts {
 struct Planned {
     error: ResponseError,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     regions: Vec<FileRegion>,
+    /// read_committed: the aborted transactions the returned range overlaps, as (producer id,
+    /// first offset), so the client drops their records.
+    aborted: Vec<(i64, i64)>,
 }
 
 /// The response, and the file regions its records come from when they go out by `sendfile`
@@ -119,6 +125,7 @@ pub async fn handle(
     let response_max = req.max_bytes.max(0) as u64;
     let replica_id = replica_id(&req, version);
     let follower = replica_id >= 0;
+    let read_committed = !follower && req.isolation_level == READ_COMMITTED;
     let received = std::time::Instant::now();
     // A follower's fetch needs CLUSTER_ACTION; a consumer's, READ on each topic.
     let authz = Authz::new(broker, ctx);
@@ -180,6 +187,7 @@ pub async fn handle(
                 max_bytes: p.partition_max_bytes.max(0) as u64,
                 target,
                 follower,
+                read_committed,
             });
         }
         topic_keys.push(topic_key(version, &t.topic, t.topic_id));
@@ -217,7 +225,6 @@ pub async fn handle(
         }
     };
 
-    let read_committed = req.isolation_level == READ_COMMITTED;
     // Recent data is in the page cache and copies in microseconds, less than handing the worker
     // thread off (`block_in_place`) costs; a big read may touch the disk, and then it is worth it.
     let mut splices = Splices::default();
@@ -237,7 +244,7 @@ pub async fn handle(
     // Per-topic metrics are added once per topic, not per partition: a follower's fetch names
     // thousands of partitions and each label lookup hashes the topic name.
     let mut counts: Vec<TopicCounts> = (0..topics.len()).map(|_| TopicCounts::default()).collect();
-    for ((slot, plan), records) in slots.iter().zip(planned).zip(data) {
+    for ((slot, plan), records) in slots.iter().zip(&planned).zip(data) {
         let (error, records) = match records {
             Ok(r) => (plan.error, r),
             Err(_) => (ResponseError::KafkaStorageError, Bytes::new()),
@@ -259,7 +266,7 @@ pub async fn handle(
         let mut pd = PartitionData::default()
             .with_partition_index(slot.partition_index)
             .with_high_watermark(plan.high_watermark)
-            .with_last_stable_offset(plan.high_watermark)
+            .with_last_stable_offset(plan.last_stable_offset)
             .with_log_start_offset(plan.log_start_offset)
             .with_preferred_read_replica((-1).into())
             .with_records(Some(records));
@@ -302,8 +309,16 @@ pub async fn handle(
             }
         }
         if read_committed {
-            // No transactions yet, so nothing was aborted; READ_COMMITTED expects a list.
-            pd.aborted_transactions = Some(Vec::new());
+            pd.aborted_transactions = Some(
+                plan.aborted
+                    .iter()
+                    .map(|&(producer_id, first_offset)| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(producer_id))
+                            .with_first_offset(first_offset)
+                    })
+                    .collect(),
+            );
         }
         answers.push((
             (topic_keys[slot.topic_index].clone(), slot.partition_index),
@@ -459,20 +474,38 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                     return Planned {
                         error: *e,
                         high_watermark: -1,
+                        last_stable_offset: -1,
                         log_start_offset: -1,
                         regions: Vec::new(),
+                        aborted: Vec::new(),
                     };
                 }
             };
             let log = &partition.log;
             let hw = log.high_watermark();
+            let lso = log.last_stable_offset();
             let upper = if slot.follower {
                 log.log_end_offset()
+            } else if slot.read_committed {
+                lso
             } else {
                 hw
             };
-            match log.read(slot.fetch_offset, slot.max_bytes.min(left), upper, min_one) {
-                Ok(read) => {
+            let read = log
+                .read(slot.fetch_offset, slot.max_bytes.min(left), upper, min_one)
+                .and_then(|read| {
+                    let aborted = if slot.read_committed && read.bytes > 0 {
+                        log.aborted_transactions(slot.fetch_offset, upper)?
+                            .into_iter()
+                            .map(|a| (a.producer_id, a.first_offset))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((read, aborted))
+                });
+            match read {
+                Ok((read, aborted)) => {
                     if read.bytes > 0 {
                         min_one = false;
                         left = left.saturating_sub(read.bytes);
@@ -480,8 +513,10 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                     Planned {
                         error: no_error(),
                         high_watermark: read.high_watermark,
+                        last_stable_offset: lso.min(read.high_watermark),
                         log_start_offset: read.log_start_offset,
                         regions: read.regions,
+                        aborted,
                     }
                 }
                 Err(e) => Planned {
@@ -490,8 +525,10 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                         _ => ResponseError::KafkaStorageError,
                     },
                     high_watermark: hw,
+                    last_stable_offset: lso,
                     log_start_offset: log.log_start_offset(),
                     regions: Vec::new(),
+                    aborted: Vec::new(),
                 },
             }
         })

@@ -69,30 +69,35 @@ pub async fn find_coordinator(
             _ => None,
         })
         .collect();
-    let coordinators: Vec<Result<MetadataResponseBroker, ApiError>> = if req.key_type
-        != KEY_TYPE_GROUP
-    {
-        let e = ApiError::new(
-            ResponseError::InvalidRequest,
-            "Transactions are not supported yet: no transaction coordinator",
-        );
-        keys.iter().map(|_| Err(e.clone())).collect()
-    } else {
+    let coordinators: Vec<Result<MetadataResponseBroker, ApiError>> = {
         let node = broker.node();
-        // The group's coordinator is the leader of its __consumer_offsets partition, created on
-        // first use unless no key is authorized (as Kafka, which only looks up authorized keys).
-        let ensured = if denials.iter().any(Option::is_none) {
-            partitions::ensure_topic(&broker.config, node).await
-        } else {
-            Ok(())
+        // A group's coordinator leads its __consumer_offsets partition, a transactional id's its
+        // __transaction_state partition; the topic is created on first use unless no key is
+        // authorized (as Kafka, which only looks up authorized keys).
+        let topic = match req.key_type {
+            KEY_TYPE_GROUP => Some(crate::group::OFFSETS_TOPIC),
+            KEY_TYPE_TRANSACTION => Some(crate::txn::TXN_TOPIC),
+            _ => None,
         };
-        match ensured {
-            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
-            Ok(()) => {
+        let ensured = match topic {
+            None => Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("unknown coordinator key type {}", req.key_type),
+            )),
+            Some(_) if denials.iter().all(Option::is_some) => Ok(()),
+            Some(crate::group::OFFSETS_TOPIC) => {
+                partitions::ensure_topic(&broker.config, node).await
+            }
+            Some(_) => crate::txn::partitions::ensure_topic(&broker.config, node).await,
+        };
+        match (ensured, topic) {
+            (Err(e), _) => keys.iter().map(|_| Err(e.clone())).collect(),
+            (Ok(()), None) => Vec::new(),
+            (Ok(()), Some(topic)) => {
                 let image = node.image();
                 keys.iter()
                     .map(|key| {
-                        let id = partitions::coordinator_in(&image, key)?;
+                        let id = crate::internal_topic::coordinator_in(&image, topic, key)?;
                         let b = image.brokers.get(&id).ok_or_else(|| {
                             ApiError::new(ResponseError::CoordinatorNotAvailable, "unknown broker")
                         })?;

@@ -29,6 +29,7 @@ pub async fn handle(
     ctx: &RequestContext,
 ) -> ListOffsetsResponse {
     let with_epoch = ctx.api_version >= LEADER_EPOCH_VERSION;
+    let read_committed = req.isolation_level == READ_COMMITTED;
     let authz = Authz::new(broker, ctx);
     let topics = tokio::task::block_in_place(|| {
         req.topics
@@ -60,7 +61,12 @@ pub async fn handle(
                                     .with_timestamp(-1);
                             }
                         };
-                        match lookup(&partition, p.timestamp, p.current_leader_epoch) {
+                        match lookup(
+                            &partition,
+                            p.timestamp,
+                            p.current_leader_epoch,
+                            read_committed,
+                        ) {
                             Ok((offset, timestamp, epoch)) => base
                                 .with_offset(offset)
                                 .with_timestamp(timestamp)
@@ -81,19 +87,29 @@ pub async fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+/// ListOffsets' isolation level that stops at the last stable offset.
+const READ_COMMITTED: i8 = 1;
+
 /// Returns (offset, timestamp, leader epoch); Kafka answers -1/-1 when no record qualifies.
+/// With `read_committed` the visible end is the last stable offset.
 fn lookup(
     partition: &Partition,
     timestamp: i64,
     current_leader_epoch: i32,
+    read_committed: bool,
 ) -> Result<(i64, i64, i32), ResponseError> {
     // Only the leader answers (KIP-320 epoch fencing as for Fetch).
     partition.replica().check_leader(current_leader_epoch)?;
     let log = &partition.log;
     let epoch = log.latest_epoch().unwrap_or(-1);
     let storage = |_| ResponseError::KafkaStorageError;
+    let visible_end = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
     match timestamp {
-        LATEST => Ok((log.high_watermark(), -1, epoch)),
+        LATEST => Ok((visible_end, -1, epoch)),
         EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1, epoch)),
         LATEST_TIERED => Ok((-1, -1, -1)),
         MAX_TIMESTAMP => Ok(log
@@ -104,8 +120,8 @@ fn lookup(
         t if t >= 0 => Ok(log
             .offset_for_timestamp(t)
             .map_err(storage)?
-            // Records past the high watermark are not visible to consumers yet.
-            .filter(|l| l.offset < log.high_watermark())
+            // Records past the high watermark (or the LSO) are not visible to consumers yet.
+            .filter(|l| l.offset < visible_end)
             .map(|l| (l.offset, l.timestamp, l.leader_epoch.unwrap_or(epoch)))
             .unwrap_or((-1, -1, -1))),
         _ => Err(ResponseError::InvalidRequest),

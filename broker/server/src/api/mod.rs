@@ -21,6 +21,7 @@ pub mod producer_id;
 pub mod quorum;
 pub mod reassignments;
 pub mod scram_credentials;
+pub mod transactions;
 pub mod versions;
 
 use std::sync::Arc;
@@ -409,7 +410,13 @@ macro_rules! dispatch {
                     .flat_map(|t| t.partition_data.iter())
                     .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
                     .sum();
-                let staged = produce::stage($broker, req, $ctx);
+                // KIP-890: a batch that would open a transaction is checked with its coordinator.
+                let refused = if req.transactional_id.is_some() {
+                    crate::txn::verify::check($broker, &req, $ctx.api_version).await
+                } else {
+                    Default::default()
+                };
+                let staged = produce::stage($broker, req, $ctx, refused);
                 let throttle = $ctx.record_quota($broker, crate::quota::Kind::Produce, bytes as f64);
                 if !staged.wants_response() {
                     Outcome::NoResponse
@@ -480,6 +487,14 @@ async fn route(
         DeleteAcls => messages::DeleteAclsRequest => acls::delete,
         AlterClientQuotas => messages::AlterClientQuotasRequest => client_quotas::alter,
         DescribeClientQuotas => messages::DescribeClientQuotasRequest => client_quotas::describe,
+        AddPartitionsToTxn => messages::AddPartitionsToTxnRequest => transactions::add_partitions,
+        AddOffsetsToTxn => messages::AddOffsetsToTxnRequest => transactions::add_offsets,
+        EndTxn => messages::EndTxnRequest => transactions::end_txn,
+        WriteTxnMarkers => messages::WriteTxnMarkersRequest => transactions::write_markers,
+        TxnOffsetCommit => messages::TxnOffsetCommitRequest => transactions::txn_offset_commit,
+        DescribeTransactions => messages::DescribeTransactionsRequest => transactions::describe_transactions,
+        ListTransactions => messages::ListTransactionsRequest => transactions::list_transactions,
+        DescribeProducers => messages::DescribeProducersRequest => transactions::describe_producers,
     })
 }
 

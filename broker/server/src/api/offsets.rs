@@ -69,6 +69,7 @@ pub async fn commit(
         }
     }
     let commit = CommitRequest {
+        producer: None,
         group_id: req.group_id.0.to_string(),
         generation: req.generation_id_or_member_epoch,
         member_id: req.member_id.to_string(),
@@ -146,11 +147,26 @@ fn authorized_offsets(
     authz: &Authz,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> AuthorizedOffsets {
+    // KIP-447: a partition with a transactional commit still waiting for its marker is
+    // UNSTABLE_OFFSET_COMMIT for a consumer that asks for stable offsets; it retries.
     let with_code = |fetched: FetchedOffsets, code: i16| {
         fetched
             .into_iter()
-            .map(|(t, ps)| (t, ps.into_iter().map(|(p, c)| (p, c, code)).collect()))
+            .map(|(t, ps)| {
+                let ps = ps
+                    .into_iter()
+                    .map(|(p, c)| {
+                        if require_stable && broker.groups.has_unstable_offset(group, &t, p) {
+                            (p, None, ResponseError::UnstableOffsetCommit.code())
+                        } else {
+                            (p, c, code)
+                        }
+                    })
+                    .collect();
+                (t, ps)
+            })
             .collect::<Vec<_>>()
     };
     match wanted {
@@ -211,27 +227,33 @@ pub async fn fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let topics = authorized_offsets(broker, &authz, g.group_id.0.as_str(), wanted)
-                    .into_iter()
-                    .map(|(topic, parts)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(str_bytes(topic)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, c, code)| {
-                                        let (offset, epoch, metadata) = unpack(c);
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_error_code(code)
-                                            .with_committed_offset(offset)
-                                            .with_committed_leader_epoch(epoch)
-                                            .with_metadata(Some(str_bytes(metadata)))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
+                let topics = authorized_offsets(
+                    broker,
+                    &authz,
+                    g.group_id.0.as_str(),
+                    wanted,
+                    req.require_stable,
+                )
+                .into_iter()
+                .map(|(topic, parts)| {
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(str_bytes(topic)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, c, code)| {
+                                    let (offset, epoch, metadata) = unpack(c);
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(str_bytes(metadata)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(topics)
@@ -281,27 +303,33 @@ pub async fn fetch(
         return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let with_epoch = ctx.api_version >= 5;
-    let topics = authorized_offsets(broker, &authz, req.group_id.0.as_str(), wanted)
-        .into_iter()
-        .map(|(topic, parts)| {
-            OffsetFetchResponseTopic::default()
-                .with_name(TopicName(str_bytes(topic)))
-                .with_partitions(
-                    parts
-                        .into_iter()
-                        .map(|(p, c, code)| {
-                            let (offset, epoch, metadata) = unpack(c);
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_error_code(code)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(if with_epoch { epoch } else { -1 })
-                                .with_metadata(Some(str_bytes(metadata)))
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
+    let topics = authorized_offsets(
+        broker,
+        &authz,
+        req.group_id.0.as_str(),
+        wanted,
+        req.require_stable,
+    )
+    .into_iter()
+    .map(|(topic, parts)| {
+        OffsetFetchResponseTopic::default()
+            .with_name(TopicName(str_bytes(topic)))
+            .with_partitions(
+                parts
+                    .into_iter()
+                    .map(|(p, c, code)| {
+                        let (offset, epoch, metadata) = unpack(c);
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(code)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(if with_epoch { epoch } else { -1 })
+                            .with_metadata(Some(str_bytes(metadata)))
+                    })
+                    .collect(),
+            )
+    })
+    .collect();
     OffsetFetchResponse::default().with_topics(topics)
 }
 

@@ -68,8 +68,14 @@ impl Staged {
     }
 }
 
-/// Appends every partition's records as leader, in request order.
-pub fn stage(broker: &Arc<Broker>, req: ProduceRequest, ctx: &RequestContext) -> Staged {
+/// Appends every partition's records as leader, in request order; partitions in `refused`
+/// (KIP-890 verification failed) get their error instead.
+pub fn stage(
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    ctx: &RequestContext,
+    refused: crate::txn::verify::Refused,
+) -> Staged {
     let version = ctx.api_version;
     let acks = req.acks;
     let now = now_ms();
@@ -132,6 +138,12 @@ pub fn stage(broker: &Arc<Broker>, req: ProduceRequest, ctx: &RequestContext) ->
                                 ResponseError::InvalidRequiredAcks,
                                 format!("acks must be -1, 0 or 1, got {acks}"),
                             )),
+                            Ok(topic) if !refused.is_empty() => {
+                                match refused.get(&(topic.meta.name.clone(), index)) {
+                                    Some(e) => Err(e.clone()),
+                                    None => append(broker, topic, data, acks, now),
+                                }
+                            }
                             Ok(topic) => append(broker, topic, data, acks, now),
                             Err(e) => Err(e.clone()),
                         };

@@ -1,6 +1,6 @@
-//! InitProducerId for idempotent producers: hands out a fresh producer id with epoch 0 from a
-//! durably reserved block. Transactional ids need the transaction coordinator, which is not
-//! built yet, and are refused.
+//! InitProducerId: an idempotent producer gets a fresh producer id with epoch 0 from a durably
+//! reserved block; a transactional one goes to the transaction coordinator (`transactions`),
+//! which bumps the epoch of its transactional id and fences the previous producer.
 
 use std::sync::Arc;
 
@@ -46,9 +46,23 @@ pub async fn init(
         }
         None => {}
     }
-    if req.transactional_id.is_some() {
-        warn!("InitProducerId with a transactional id refused: transactions are not supported yet");
-        return failed(ResponseError::UnsupportedVersion);
+    if let Some(id) = &req.transactional_id {
+        // KIP-360: a producer that had an id sends it back (-1 otherwise).
+        let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+        return match super::transactions::init_transactional(
+            broker,
+            id.as_str(),
+            req.transaction_timeout_ms,
+            expected,
+            ctx.api_version,
+        )
+        .await
+        {
+            Ok((pid, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(e) => failed(e),
+        };
     }
     match broker.next_producer_id().await {
         // A non-transactional producer (first start or KIP-360 epoch bump after an error) always

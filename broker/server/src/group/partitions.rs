@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use strait_cluster::image::Image;
-use strait_cluster::rpc::{ControllerRequest, ControllerResponse, NewTopic};
+use strait_cluster::rpc::NewTopic;
 use tracing::{info, warn};
 
 use strait_config::BrokerConfig;
@@ -25,9 +24,6 @@ use crate::errors::ApiError;
 use crate::node::ClusterNode;
 use crate::partition::Replicated;
 use crate::replica_manager::{Partition, ReplicaManager, Topic};
-
-/// How long FindCoordinator waits for a freshly created offsets topic to reach this broker.
-const CREATE_WAIT: Duration = Duration::from_secs(10);
 
 /// The offsets partitions whose groups are loaded here (this broker leads them).
 #[derive(Default)]
@@ -117,71 +113,18 @@ fn not_coordinator(group: &str) -> ApiError {
     )
 }
 
-/// The coordinator of `group` according to `image`: the leader of its offsets partition, if that
-/// broker is alive.
-pub fn coordinator_in(image: &Image, group: &str) -> Result<i32, ApiError> {
-    let unavailable = |why: String| ApiError::new(ResponseError::CoordinatorNotAvailable, why);
-    let topic = image
-        .topic(OFFSETS_TOPIC)
-        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC} does not exist yet")))?;
-    let index = partition_for(group, topic.partitions.len() as i32);
-    let state = &topic.partitions[index as usize];
-    if image.is_live(state.leader) {
-        Ok(state.leader)
-    } else {
-        Err(unavailable(format!(
-            "{OFFSETS_TOPIC}-{index} has no leader"
-        )))
-    }
-}
-
-/// Creates `__consumer_offsets` through the controller when the cluster does not have it yet
-/// (Kafka does so on the first FindCoordinator), with `offsets.topic.replication.factor`
-/// replicas: until that many brokers have registered, groups are unavailable, as in Kafka.
+/// Creates `__consumer_offsets` when the cluster does not have it yet (Kafka does so on the
+/// first FindCoordinator), with `offsets.topic.replication.factor` replicas: until that many
+/// brokers have registered, groups are unavailable, as in Kafka.
 pub async fn ensure_topic(config: &BrokerConfig, node: &ClusterNode) -> Result<(), ApiError> {
-    if node.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let configs = offsets_topic_configs(config);
-    let answer = node
-        .call(ControllerRequest::CreateTopics {
-            topics: vec![NewTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: config.offsets_topic_num_partitions,
-                replication_factor: config.offsets_topic_replication_factor,
-                assignments: None,
-                configs,
-            }],
-            validate_only: false,
-        })
-        .await;
-    match answer {
-        Ok(ControllerResponse::CreateTopics(results)) => {
-            if let Some(Err(e)) = results.first()
-                && !matches!(e, strait_cluster::rpc::ControllerError::TopicExists(_))
-            {
-                return Err(ApiError::new(
-                    ResponseError::CoordinatorNotAvailable,
-                    format!("cannot create {OFFSETS_TOPIC}: {e}"),
-                ));
-            }
-        }
-        Ok(other) => {
-            return Err(ApiError::new(
-                ResponseError::CoordinatorNotAvailable,
-                format!("unexpected controller answer {other:?}"),
-            ));
-        }
-        Err(e) => {
-            return Err(ApiError::new(
-                ResponseError::CoordinatorNotAvailable,
-                format!("cannot create {OFFSETS_TOPIC}: {e}"),
-            ));
-        }
-    }
-    node.wait_for_image(CREATE_WAIT, |image| image.topic(OFFSETS_TOPIC).is_some())
-        .await;
-    Ok(())
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: config.offsets_topic_num_partitions,
+        replication_factor: config.offsets_topic_replication_factor,
+        assignments: None,
+        configs: offsets_topic_configs(config),
+    };
+    crate::internal_topic::ensure(node, topic).await
 }
 
 /// OffsetCommit's durability: waits until the high watermark of `group`'s offsets partition

@@ -6,12 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
-};
 use strait_config::BrokerConfig;
 use tracing::warn;
 
@@ -26,9 +21,6 @@ use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::replica_manager::{AppendError, Partition, ReplicaManager, RequiredAcks};
 
-/// Read the topic back in chunks of this size at start-up.
-const LOAD_CHUNK: u64 = 8 << 20;
-
 /// [`OffsetsLog`] over the hosted partitions of `__consumer_offsets`.
 pub struct OffsetsTopicLog<'a>(pub &'a ReplicaManager);
 
@@ -37,6 +29,41 @@ impl OffsetsLog for OffsetsTopicLog<'_> {
         &self,
         group: &str,
         records: Vec<(RecordKey, Option<Record>)>,
+    ) -> Result<(), ApiError> {
+        self.write(group, records, None)
+    }
+
+    fn append_transactional(
+        &self,
+        group: &str,
+        producer_id: i64,
+        epoch: i16,
+        records: Vec<(RecordKey, Option<Record>)>,
+    ) -> Result<(), ApiError> {
+        self.write(group, records, Some((producer_id, epoch)))
+    }
+
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.0
+            .topic(topic)
+            .is_some_and(|t| t.partition(partition).is_some())
+    }
+
+    fn topics(&self, names: &std::collections::BTreeSet<String>) -> super::assignor::TopicsView {
+        names
+            .iter()
+            .filter_map(|n| self.0.topic(n))
+            .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
+            .collect()
+    }
+}
+
+impl OffsetsTopicLog<'_> {
+    fn write(
+        &self,
+        group: &str,
+        records: Vec<(RecordKey, Option<Record>)>,
+        producer: Option<(i64, i16)>,
     ) -> Result<(), ApiError> {
         let replicas = self.0;
         let topic = replicas.topic(OFFSETS_TOPIC).ok_or_else(|| {
@@ -52,49 +79,31 @@ impl OffsetsLog for OffsetsTopicLog<'_> {
                 "offsets partition missing",
             ));
         }
+        let buf = crate::internal_topic::encode_records(
+            records.into_iter().map(|(key, value)| {
+                (
+                    encode_key(&key),
+                    value.map(|v| match v {
+                        Record::Offset(o) => encode_offset(&o),
+                        Record::Group(g) => encode_group(&g),
+                    }),
+                )
+            }),
+            now_ms(),
+            producer,
+        )?;
         let now = now_ms();
-        let krecords: Vec<KRecord> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| KRecord {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(encode_key(&key)),
-                value: value.map(|v| match v {
-                    Record::Offset(o) => encode_offset(&o),
-                    Record::Group(g) => encode_group(&g),
-                }),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &krecords,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| {
-            ApiError::new(
-                ResponseError::UnknownServerError,
-                format!("encoding offsets batch: {e}"),
-            )
-        })?;
         // Only the partition's leader writes, at its leader epoch (so followers reconcile their
         // logs with KIP-101 like any topic's). No min.insync.replicas check: alone in the ISR
         // this commits at once; otherwise the high watermark moves as followers fetch, and
         // OffsetCommit waits for it (`partitions::wait_durable`).
-        match replicas.append_as_leader(&topic, index, &buf, RequiredAcks::Leader, now) {
+        let appended = match producer {
+            Some(_) => {
+                replicas.append_as_coordinator(&topic, index, &buf, RequiredAcks::Leader, now)
+            }
+            None => replicas.append_as_leader(&topic, index, &buf, RequiredAcks::Leader, now),
+        };
+        match appended {
             Ok(_) => Ok(()),
             Err(AppendError::Log(e)) => {
                 warn!(group, error = %e, "cannot persist group state");
@@ -118,20 +127,6 @@ impl OffsetsLog for OffsetsTopicLog<'_> {
             ),
         }
     }
-
-    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
-        self.0
-            .topic(topic)
-            .is_some_and(|t| t.partition(partition).is_some())
-    }
-
-    fn topics(&self, names: &std::collections::BTreeSet<String>) -> super::assignor::TopicsView {
-        names
-            .iter()
-            .filter_map(|n| self.0.topic(n))
-            .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
-            .collect()
-    }
 }
 
 /// The config overrides `__consumer_offsets` is created with (Kafka's).
@@ -154,53 +149,62 @@ pub fn load_partition(
 ) -> Result<usize, strait_storage::LogError> {
     let now = Instant::now();
     let wall = now_ms();
-    let mut records = 0usize;
-    let log = &partition.log;
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
-    while offset < end {
-        let read = log.read(offset, LOAD_CHUNK, end, true)?;
-        if read.regions.is_empty() {
-            break;
-        }
-        let mut buf = Vec::with_capacity(read.bytes as usize);
-        for region in &read.regions {
-            region.read_to_vec(&mut buf)?;
-        }
-        let mut bytes = Bytes::from(buf);
-        let sets = match RecordBatchDecoder::decode_all(&mut bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(partition = partition.index, offset, error = %e, "undecodable offsets batch; skipping the rest of the partition");
-                break;
+    let mut applied = 0usize;
+    crate::internal_topic::replay(partition, |r| {
+        if r.control {
+            // A transaction's marker: its staged offset commits become visible or go.
+            if r.producer_id >= 0
+                && let Some(commit) = r.key.as_ref().and_then(|k| control_is_commit(k))
+            {
+                groups.complete_txn(r.producer_id, commit);
             }
+            return;
+        }
+        let Some(key) = r.key.and_then(decode_key) else {
+            return;
         };
-        let mut last = offset;
-        for set in sets {
-            for r in set.records {
-                last = last.max(r.offset);
-                if r.control {
-                    continue;
-                }
-                let Some(key) = r.key.and_then(decode_key) else {
-                    continue;
-                };
-                let value = match (&key, r.value) {
-                    (_, None) => None,
-                    (RecordKey::Offset { .. }, Some(v)) => match decode_offset(v) {
-                        Some(o) => Some(Record::Offset(o)),
-                        None => continue,
-                    },
-                    (RecordKey::Group { .. }, Some(v)) => match decode_group(v) {
-                        Some(g) => Some(Record::Group(g)),
-                        None => continue,
-                    },
-                };
-                groups.load_record(key, value, now, wall);
-                records += 1;
+        if r.transactional && r.producer_id >= 0 {
+            if let (
+                RecordKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                Some(v),
+            ) = (key, r.value)
+                && let Some(value) = decode_offset(v)
+            {
+                groups.load_txn_offset(r.producer_id, group, topic, partition, value, wall);
+                applied += 1;
             }
+            return;
         }
-        offset = last + 1;
+        let value = match (&key, r.value) {
+            (_, None) => None,
+            (RecordKey::Offset { .. }, Some(v)) => match decode_offset(v) {
+                Some(o) => Some(Record::Offset(o)),
+                None => return,
+            },
+            (RecordKey::Group { .. }, Some(v)) => match decode_group(v) {
+                Some(g) => Some(Record::Group(g)),
+                None => return,
+            },
+        };
+        groups.load_record(key, value, now, wall);
+        applied += 1;
+    })?;
+    Ok(applied)
+}
+
+/// The type of a control record from its key (version i16, type i16): Some(true) for COMMIT,
+/// Some(false) for ABORT, None for anything else.
+pub fn control_is_commit(key: &[u8]) -> Option<bool> {
+    if key.len() < 4 {
+        return None;
     }
-    Ok(records)
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
 }

@@ -25,6 +25,13 @@ pub(super) struct Outgoing<'a> {
     pub header: BatchHeader,
 }
 
+/// Who appends as leader: a client's sequences are checked; a coordinator's batches have none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Coordinator,
+}
+
 /// How an append changes producer state once its data is written.
 pub(super) enum ProducerChange {
     /// A leader's produce or marker, checked by [`ProducerStateManager::prepare`] or
@@ -86,6 +93,28 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        self.append_from(batches, leader_epoch, now_ms, Origin::Client)
+    }
+
+    /// A coordinator's own append (Kafka's `AppendOrigin.COORDINATOR`): a transactional offset
+    /// commit carries its producer's id and epoch but no sequence numbers, so the producer epoch
+    /// is checked and the transaction tracked, and neither sequences nor retries are.
+    pub fn append_from_coordinator(
+        &self,
+        batches: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_from(batches, leader_epoch, now_ms, Origin::Coordinator)
+    }
+
+    fn append_from(
+        &self,
+        batches: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        origin: Origin,
+    ) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let valid = batch::validate_all(batches, config.max_message_bytes)?;
         for v in &valid {
@@ -138,7 +167,7 @@ impl PartitionLog {
         // Retried batches at the front are answered from the producer state, not written again.
         let mut skip = 0;
         let mut duplicate: Option<(i64, i64)> = None;
-        for v in &valid {
+        for v in valid.iter().filter(|_| origin == Origin::Client) {
             let Some((first, last)) = ProducerBatch::from_header(&v.header, 0)
                 .and_then(|b| st.producers.duplicate_of(&b))
             else {
@@ -180,7 +209,10 @@ impl PartitionLog {
             });
             next = placed.next_offset();
         }
-        let producers = ProducerChange::Validated(st.producers.prepare(&producer_batches)?);
+        let producers = ProducerChange::Validated(
+            st.producers
+                .prepare(&producer_batches, origin == Origin::Client)?,
+        );
         let written = self.write_batches(
             st,
             &config,

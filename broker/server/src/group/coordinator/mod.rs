@@ -47,6 +47,18 @@ pub trait OffsetsLog {
         group: &str,
         records: Vec<(RecordKey, Option<Record>)>,
     ) -> Result<(), ApiError>;
+    /// Appends one producer's transactional offset commits (TxnOffsetCommit): a transactional
+    /// batch of `producer_id` at `epoch`, made visible or dropped by the transaction's marker.
+    fn append_transactional(
+        &self,
+        group: &str,
+        producer_id: i64,
+        epoch: i16,
+        records: Vec<(RecordKey, Option<Record>)>,
+    ) -> Result<(), ApiError> {
+        let _ = (producer_id, epoch);
+        self.append(group, records)
+    }
     /// Whether `topic` has partition `partition` (commits to unknown partitions are refused).
     fn partition_exists(&self, topic: &str, partition: i32) -> bool;
     /// The named topics that exist, with ids and partition counts (for server-side assignment).

@@ -22,6 +22,9 @@ pub struct CommitPartition {
 }
 
 pub struct CommitRequest {
+    /// Set for TxnOffsetCommit: the transactional producer (id, epoch) whose transaction the
+    /// offsets belong to.
+    pub producer: Option<(i64, i16)>,
     pub group_id: String,
     pub generation: i32,
     pub member_id: String,
@@ -47,6 +50,8 @@ pub struct Committed {
 #[must_use = "apply it once durable, or drop it"]
 pub struct PendingCommit {
     group: String,
+    /// A transactional commit's producer: applying it only stages the offsets for the marker.
+    producer_id: Option<i64>,
     incarnation: u64,
     seq: u64,
     offsets: Vec<((String, i32), OffsetValue)>,
@@ -78,6 +83,14 @@ impl Coordinator {
         else {
             return;
         };
+        if let Some(pid) = pending.producer_id {
+            group
+                .pending_txn
+                .entry(pid)
+                .or_default()
+                .extend(pending.offsets);
+            return;
+        }
         for (key, value) in pending.offsets {
             if group
                 .offset_seqs
@@ -114,9 +127,15 @@ impl Coordinator {
         let Some(group) = groups.get_mut(&req.group_id) else {
             return all(ResponseError::CoordinatorNotAvailable);
         };
-        let simple = req.generation < 0
-            && group.state == GroupState::Empty
-            && !group.is_active_consumer_group();
+        // KIP-447: a transactional commit without member information is not checked against
+        // the group's membership.
+        let simple = if req.producer.is_some() {
+            req.generation < 0 && req.member_id.is_empty()
+        } else {
+            req.generation < 0
+                && group.state == GroupState::Empty
+                && !group.is_active_consumer_group()
+        };
         if let Some(cg) = group
             .consumer
             .as_ref()
@@ -181,11 +200,16 @@ impl Coordinator {
         }
         let mut pending = None;
         if !records.is_empty() {
-            match log.append(&req.group_id, records) {
+            let appended = match req.producer {
+                Some((pid, epoch)) => log.append_transactional(&req.group_id, pid, epoch, records),
+                None => log.append(&req.group_id, records),
+            };
+            match appended {
                 Ok(()) => {
                     // Taken under the groups lock, like the append, so seq order is log order.
                     pending = Some(PendingCommit {
                         group: req.group_id.clone(),
+                        producer_id: req.producer.map(|(pid, _)| pid),
                         incarnation: group.incarnation,
                         seq: self.next_seq(),
                         offsets: accepted.into_iter().map(|(k, v, _)| (k, v)).collect(),
@@ -199,6 +223,52 @@ impl Coordinator {
             }
         }
         (results, pending)
+    }
+
+    /// A transaction's marker reached the offsets topic: the producer's staged offsets become
+    /// committed (`commit`) or are dropped, in every group it committed to.
+    pub fn complete_txn(&self, producer_id: i64, commit: bool) {
+        let mut groups = self.lock();
+        for group in groups.values_mut() {
+            let Some(staged) = group.pending_txn.remove(&producer_id) else {
+                continue;
+            };
+            if commit {
+                let seq = self.next_seq();
+                for (key, value) in staged {
+                    group.offset_seqs.insert(key.clone(), seq);
+                    group.offsets.insert(key, value);
+                }
+            }
+        }
+    }
+
+    /// Replay of a transactional offset commit read back from the log: staged until its marker.
+    pub fn load_txn_offset(
+        &self,
+        producer_id: i64,
+        group: String,
+        topic: String,
+        partition: i32,
+        value: OffsetValue,
+        now_ms: i64,
+    ) {
+        self.lock()
+            .entry(group)
+            .or_insert_with(|| Group::new(now_ms))
+            .pending_txn
+            .entry(producer_id)
+            .or_default()
+            .insert((topic, partition), value);
+    }
+
+    /// KIP-447: whether `group` has a transactional commit of `topic`-`partition` still waiting
+    /// for its marker (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_unstable_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.lock()
+            .get(group)
+            .is_some_and(|g| g.pending_txn.values().any(|o| o.contains_key(&key)))
     }
 
     /// OffsetFetch: `None` topics means every committed offset of the group.

@@ -68,6 +68,9 @@ pub(super) struct Group {
     /// Append order of the commit each offset came from, so commits that become durable out of
     /// order still leave the newest one visible. Offsets replayed from the log have none.
     pub(super) offset_seqs: HashMap<(String, i32), u64>,
+    /// Transactional offset commits (TxnOffsetCommit) by producer id, waiting for their
+    /// transaction's marker: visible once it commits, dropped if it aborts.
+    pub(super) pending_txn: HashMap<i64, BTreeMap<(String, i32), OffsetValue>>,
     /// Unique per in-memory group: a commit pending while its group is deleted and created
     /// again must not land in the new one.
     pub(super) incarnation: u64,
@@ -92,6 +95,7 @@ impl Group {
             sync_deadline: None,
             offsets: BTreeMap::new(),
             offset_seqs: HashMap::new(),
+            pending_txn: HashMap::new(),
             incarnation: NEXT_INCARNATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             state_timestamp_ms: now_ms,
             consumer: None,

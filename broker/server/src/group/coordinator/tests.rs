@@ -83,6 +83,7 @@ fn join_req(member: &str, instance: Option<&str>, protocols: &[&str]) -> JoinReq
 /// A simple (group-less) commit of `offset` to `t` partition 0 of group `g`.
 fn simple_commit(offset: i64) -> CommitRequest {
     CommitRequest {
+        producer: None,
         group_id: "g".into(),
         generation: -1,
         member_id: String::new(),
@@ -175,6 +176,7 @@ fn single_member_joins_syncs_and_commits() {
     let errors = c.commit(
         &log,
         CommitRequest {
+            producer: None,
             group_id: "g".into(),
             generation: 1,
             member_id: j.member_id.clone(),
@@ -274,6 +276,7 @@ fn second_member_triggers_rebalance_and_stale_generation_is_rejected() {
         c.commit(
             &log,
             CommitRequest {
+                producer: None,
                 group_id: "g".into(),
                 generation,
                 member_id: member.into(),
@@ -328,6 +331,7 @@ fn inconsistent_protocol_and_unknown_topics_get_kafka_errors() {
     let errors = c.commit(
         &log,
         CommitRequest {
+            producer: None,
             group_id: "g".into(),
             generation: 1,
             member_id: a.member_id.clone(),
@@ -508,6 +512,7 @@ fn state_reloads_from_records_and_offsets_expire_when_empty() {
     let _ = c.commit(
         &log,
         CommitRequest {
+            producer: None,
             group_id: "g".into(),
             generation: 1,
             member_id: a.member_id.clone(),
