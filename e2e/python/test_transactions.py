@@ -362,7 +362,9 @@ def test_consume_transform_produce_exactly_once(txn_broker):
                 positions, consumer.consumer_group_metadata(), TIMEOUT)
             transactions += 1
             if transactions == 3:
-                # Abort one batch in the middle and process it again.
+                # Abort one batch in the middle and process it again. Flushed first: an abort
+                # purges what librdkafka has not sent yet, and these records must be in the log.
+                assert producer.flush(TIMEOUT) == 0
                 producer.abort_transaction(TIMEOUT)
                 aborted_count += len(batch)
                 for partition, offset in first.items():
