@@ -655,10 +655,11 @@ fn pipeline_phase(cluster: &mut Cluster, _lab: Option<&NetLab>) {
     })
     .unwrap_or_else(|e| {
         panic!(
-            "{e}: progress {}, exits {:?}, stderr tail:\n{}",
+            "{e}: progress {}, exits {:?}, stderr tail:\n{}\nbrokers' warnings:\n{}",
             pipeline.progress(),
             pipeline.exits,
-            pipeline.stderr_tail()
+            pipeline.stderr_tail(),
+            broker_warnings(cluster)
         )
     });
     eprintln!(
@@ -1039,4 +1040,23 @@ fn randomized_phase(cluster: &mut Cluster, lab: Option<&NetLab>) {
         report.committed >= 40 && report.aborted >= 10,
         "too little traffic to mean anything: {report:?}"
     );
+}
+
+/// The last warnings and errors each node logged, for a failure message.
+fn broker_warnings(cluster: &Cluster) -> String {
+    let mut out = String::new();
+    for node in cluster.nodes() {
+        let stderr = node.stderr();
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .filter(|l| !l.contains("openraft"))
+            .collect();
+        out.push_str(&format!("--- node {}:\n", node.spec().id));
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
