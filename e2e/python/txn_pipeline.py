@@ -147,11 +147,17 @@ class Pipeline:
         print(f"progress {sum(self.committed.values())}", flush=True)
 
     def produce(self, partition, value):
+        since = time.monotonic()
+        told = False
         while True:
             try:
                 self.producer.produce(self.args.output, value=value, partition=partition)
                 return
             except BufferError:
+                # Said once, so a pipeline stalled on undeliverable records shows why.
+                if not told and time.monotonic() - since > 10:
+                    told = True
+                    log(f"producer queue full for 10 s (partition {partition})")
                 self.producer.poll(0.05)
 
     def run(self):
