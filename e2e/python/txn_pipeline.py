@@ -62,6 +62,9 @@ class Pipeline:
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
             "max.poll.interval.ms": 120000,
+            # Small fetches interleave the partitions in what consume() returns, so a
+            # transaction spans several output partitions instead of draining one at a time.
+            "max.partition.fetch.bytes": 8192,
         })
         self.producer = Producer({
             "bootstrap.servers": args.bootstrap,
@@ -182,7 +185,12 @@ class Pipeline:
                         return 0
             budget = 500
             if self.args.max_rate > 0:
-                budget = min(budget, int(self.args.max_rate * (now - started)) - processed)
+                allowed = int(self.args.max_rate * (now - started)) - processed
+                if allowed > self.args.max_rate:
+                    # At most one second of backlog (e.g. time spent joining the group).
+                    processed += allowed - self.args.max_rate
+                    allowed = self.args.max_rate
+                budget = min(budget, allowed)
                 if budget < 1:
                     time.sleep(0.005)
                     self.producer.poll(0)
