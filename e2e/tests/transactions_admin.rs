@@ -3,21 +3,29 @@
 //! INVALID_TXN_STATE and the partition's last stable offset does not move; with it off the same
 //! stray batch opens a transaction nobody ends (the LSO stays behind the high watermark), which
 //! DescribeProducers shows and an admin's WriteTxnMarkers abort (`kafka-transactions.sh abort`)
-//! clears, after a crash and restart of the broker that rebuilt the open transaction from its log.
+//! clears, after a crash and restart of the broker that rebuilt the open transaction from its log;
+//! and KIP-890 part 2 (transaction version 2) spoken as a Kafka 4 client does.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, DescribeProducersRequest, DescribeProducersResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ProducerId, TopicName, TransactionalId, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeProducersRequest,
+    DescribeProducersResponse, EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -37,6 +45,11 @@ fn s(v: &str) -> StrBytes {
 
 /// A transactional batch of `n` records of producer (`pid`, `epoch`) from sequence 0.
 fn txn_batch(pid: i64, epoch: i16, n: usize) -> Bytes {
+    txn_batch_from(pid, epoch, 0, n)
+}
+
+/// A transactional batch of `n` records of producer (`pid`, `epoch`) from sequence `seq`.
+fn txn_batch_from(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -51,7 +64,7 @@ fn txn_batch(pid: i64, epoch: i16, n: usize) -> Bytes {
             producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: i as i32,
+            sequence: seq + i as i32,
             // Now: an old timestamp would let retention move the log start past the batch.
             timestamp: now_ms,
             key: None,
@@ -261,4 +274,233 @@ fn an_admin_aborts_a_hanging_transaction_after_a_crash() {
     assert_eq!(watermarks(&mut client), (5, 5));
     assert!(producers(&mut client).iter().all(|p| p.3 < 0));
     broker.assert_alive().expect("broker alive");
+}
+
+fn produce_tv2(client: &mut WireClient, id: &str, partition: i32, batch: Bytes) -> i16 {
+    let request = produce_request(TV2_TOPIC, partition, -1, batch)
+        .with_transactional_id(Some(TransactionalId(s(id))));
+    let response = client
+        .call(ApiKey::Produce, 12, &request)
+        .expect("Produce v12");
+    produce_result(&response).expect("result").0
+}
+
+fn end_txn_v5(
+    client: &mut WireClient,
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+) -> (i16, i64, i16) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response: EndTxnResponse = client
+            .call(
+                ApiKey::EndTxn,
+                5,
+                &EndTxnRequest::default()
+                    .with_transactional_id(TransactionalId(s(id)))
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_committed(commit),
+            )
+            .expect("EndTxn v5");
+        // CONCURRENT_TRANSACTIONS: the previous transaction's markers are still being written.
+        if response.error_code != 51 || Instant::now() > deadline {
+            return (
+                response.error_code,
+                response.producer_id.0,
+                response.producer_epoch,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (high watermark, last stable offset) of `TV2_TOPIC`-`partition` from a read_committed Fetch,
+/// with the producer ids of the aborted transactions it returns from offset 0.
+fn fetch_committed(client: &mut WireClient, partition: i32) -> (i64, i64, Vec<i64>) {
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(s(TV2_TOPIC)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request).expect("Fetch");
+    let p = &response.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "Fetch error");
+    let aborted = p
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|a| a.producer_id.0)
+        .collect();
+    (p.high_watermark, p.last_stable_offset, aborted)
+}
+
+fn wait_stable(client: &mut WireClient, partition: i32) -> (i64, i64, Vec<i64>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = fetch_committed(client, partition);
+        if got.0 == got.1 || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const TV2_TOPIC: &str = "tv2";
+
+/// KIP-890 part 2 as a Kafka 4 client speaks it: no AddPartitionsToTxn nor AddOffsetsToTxn, the
+/// leader and the group coordinator add the partitions, and every EndTxn bumps the epoch.
+#[test]
+fn transaction_version_2_on_the_wire() {
+    let broker = Broker::start(&[]).expect("broker");
+    Admin::new(&broker.bootstrap())
+        .and_then(|a| a.create_topic(TV2_TOPIC, 2, &[]))
+        .expect("create topic");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    let versions: ApiVersionsResponse = client
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .expect("ApiVersions v3");
+    let finalized = versions
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| f.max_version_level);
+    assert_eq!(finalized, Some(2), "transaction.version 2 is finalized");
+
+    let id = "tv2-producer";
+    let group = "tv2-group";
+    let (pid, e0) = init_transactional(&mut client, id);
+    // The offsets topic, for the transactional offset commit.
+    let find: FindCoordinatorResponse = client
+        .call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(s(group))
+                .with_key_type(0),
+        )
+        .expect("FindCoordinator");
+    assert_eq!(find.error_code, 0);
+
+    // A transaction over both partitions and the group, nothing added by hand.
+    assert_eq!(
+        produce_tv2(&mut client, id, 0, txn_batch_from(pid, e0, 0, 3)),
+        0
+    );
+    assert_eq!(
+        produce_tv2(&mut client, id, 1, txn_batch_from(pid, e0, 0, 2)),
+        0
+    );
+    assert_eq!(
+        fetch_committed(&mut client, 0).1,
+        0,
+        "the open transaction holds the LSO"
+    );
+    let commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(id)))
+        .with_group_id(GroupId(s(group)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(e0)
+        .with_generation_id(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(TV2_TOPIC)))
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42)
+                        .with_committed_leader_epoch(-1),
+                ]),
+        ]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response: TxnOffsetCommitResponse = client
+            .call(ApiKey::TxnOffsetCommit, 5, &commit)
+            .expect("TxnOffsetCommit v5");
+        let code = response.topics[0].partitions[0].error_code;
+        if code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TxnOffsetCommit v5 failed: {code}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, pid1, e1) = end_txn_v5(&mut client, id, pid, e0, true);
+    assert_eq!(
+        (code, pid1, e1),
+        (0, pid, e0 + 1),
+        "EndTxn v5 bumps the epoch"
+    );
+    assert_eq!(
+        wait_stable(&mut client, 0),
+        (4, 4, vec![]),
+        "3 records and the marker"
+    );
+    assert_eq!(wait_stable(&mut client, 1), (3, 3, vec![]));
+    // The retry of the EndTxn (its answer was lost) gets the bumped epoch again.
+    assert_eq!(end_txn_v5(&mut client, id, pid, e0, true), (0, pid, e0 + 1));
+    // The committed offset became the group's with the marker.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response: OffsetFetchResponse = client
+            .call(
+                ApiKey::OffsetFetch,
+                1,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_topics(Some(vec![
+                        OffsetFetchRequestTopic::default()
+                            .with_name(TopicName(s(TV2_TOPIC)))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            )
+            .expect("OffsetFetch");
+        let offset = response.topics[0].partitions[0].committed_offset;
+        if offset == 42 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "offset not committed: {offset}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The old epoch is fenced: its late batch cannot open a transaction.
+    let late = produce_tv2(&mut client, id, 0, txn_batch_from(pid, e0, 3, 1));
+    assert!(
+        late == 47 || late == 90,
+        "a batch of the fenced epoch must be refused, got {late}"
+    );
+    // The next transaction, at the new epoch from sequence 0, aborted: read_committed skips it.
+    assert_eq!(
+        produce_tv2(&mut client, id, 1, txn_batch_from(pid, e1, 0, 2)),
+        0
+    );
+    let (code, _, e2) = end_txn_v5(&mut client, id, pid, e1, false);
+    assert_eq!((code, e2), (0, e1 + 1));
+    let (hw, lso, aborted) = wait_stable(&mut client, 1);
+    assert_eq!(
+        (hw, lso),
+        (6, 6),
+        "3 + 2 aborted records + the abort marker"
+    );
+    assert_eq!(
+        aborted,
+        vec![pid],
+        "read_committed gets the aborted transaction"
+    );
 }

@@ -52,6 +52,11 @@ const ADD_FENCED_VERSION: i16 = 2;
 const END_FENCED_VERSION: i16 = 2;
 const OFFSETS_FENCED_VERSION: i16 = 2;
 const TXN_COMMIT_FENCED_VERSION: i16 = 3;
+/// First EndTxn version of transaction version 2 (the epoch bumps at every EndTxn).
+const TV2_END_VERSION: i16 = 5;
+/// First TxnOffsetCommit version of transaction version 2 (the group's offsets partition joins
+/// the transaction implicitly).
+const TV2_TXN_COMMIT_VERSION: i16 = 5;
 /// How long TxnOffsetCommit waits for the offsets partition's ISR.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -99,6 +104,7 @@ async fn add_one(
     txn: Txn<'_>,
     topics: Vec<(String, Vec<i32>)>,
     verify_only: bool,
+    from_broker: bool,
     version: i16,
 ) -> MarkerResults {
     let Txn {
@@ -112,14 +118,15 @@ async fn add_one(
             .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (*p, e)).collect()))
             .collect::<Vec<_>>()
     };
-    if !verify_only && id_denied(authz, id) {
+    // A broker's batched request was authorized as CLUSTER_ACTION as a whole.
+    if !from_broker && id_denied(authz, id) {
         return all(ResponseError::TransactionalIdAuthorizationFailed);
     }
     // Per partition: an authorization or existence problem, else none yet.
     let image = broker.node().image();
     let mut problems: PerPartition<Option<ResponseError>> = Vec::new();
     for (t, ps) in &topics {
-        let denied = !verify_only && !authz.topic(op::WRITE, t);
+        let denied = !from_broker && !authz.topic(op::WRITE, t);
         let topic = image.topic(t);
         problems.push((
             t.clone(),
@@ -223,6 +230,7 @@ pub async fn add_partitions(
             },
             requested(&req.v3_and_below_topics),
             false,
+            false,
             version,
         )
         .await;
@@ -246,6 +254,7 @@ pub async fn add_partitions(
             },
             requested(&t.topics),
             t.verify_only,
+            true,
             version,
         )
         .await;
@@ -302,6 +311,7 @@ pub async fn end_txn(
 ) -> EndTxnResponse {
     let authz = Authz::new(broker, ctx);
     let id = req.transactional_id.0.as_str();
+    let tv2 = ctx.api_version >= TV2_END_VERSION;
     let result = if id_denied(&authz, id) {
         Err(ResponseError::TransactionalIdAuthorizationFailed)
     } else {
@@ -312,17 +322,19 @@ pub async fn end_txn(
             req.producer_id.0,
             req.producer_epoch,
             req.committed,
+            tv2,
         )
         .await
     };
-    let e = result.map_or_else(
-        |e| for_version(e, ctx.api_version, END_FENCED_VERSION),
-        |()| no_error(),
-    );
-    EndTxnResponse::default()
-        .with_error_code(code(e))
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
+    match result {
+        Ok((pid, epoch)) => EndTxnResponse::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
+        Err(e) => EndTxnResponse::default()
+            .with_error_code(for_version(e, ctx.api_version, END_FENCED_VERSION).code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
 }
 
 pub async fn write_markers(
@@ -424,6 +436,14 @@ pub async fn txn_offset_commit(
             });
         }
     }
+    // Transaction version 2: the group's offsets partition joins the transaction here (no
+    // AddOffsetsToTxn).
+    let request_error = match request_error {
+        None if ctx.api_version >= TV2_TXN_COMMIT_VERSION && !partitions.is_empty() => {
+            implicit_add_offsets(broker, id, req.producer_id.0, req.producer_epoch, &group).await
+        }
+        other => other,
+    };
     let errors = match request_error {
         Some(e) => vec![e; partitions.len()],
         None if partitions.is_empty() => Vec::new(),
@@ -482,6 +502,31 @@ pub async fn txn_offset_commit(
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// TxnOffsetCommit v5: adds `group`'s offsets partition to the producer's transaction through
+/// its coordinator; the error that stops the commit, if any.
+async fn implicit_add_offsets(
+    broker: &Arc<Broker>,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    group: &str,
+) -> Option<ResponseError> {
+    let image = broker.node().image();
+    let topic = image.topic(OFFSETS_TOPIC)?;
+    let p = partition_for(group, topic.partitions.len() as i32);
+    let wanted = BTreeMap::from([(OFFSETS_TOPIC.to_string(), BTreeSet::from([p]))]);
+    let refused =
+        match crate::txn::verify::coordinate(broker, id, producer_id, epoch, &wanted, true).await {
+            Err(e) => Some(e.error),
+            Ok(refused) => refused.into_values().next().map(|e| e.error),
+        };
+    // The leaders' retriable answer means the same here; the client retries the commit.
+    refused.map(|e| match e {
+        ResponseError::NotEnoughReplicas => ResponseError::CoordinatorLoadInProgress,
+        other => other,
+    })
 }
 
 pub async fn describe_transactions(

@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -53,13 +56,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
-    // Transactions (transaction version 1: EndTxn v5, AddOffsetsToTxn v4 and TxnOffsetCommit v5
-    // belong to KIP-890's version 2, which is not advertised).
-    (ApiKey::AddPartitionsToTxn, 0, 4),
-    (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 4),
+    // Transactions, versions 1 and 2 (KIP-890: EndTxn v5, TxnOffsetCommit v5 and
+    // AddPartitionsToTxn v5 belong to transaction version 2, finalized below).
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::WriteTxnMarkers, 1, 1),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
@@ -91,12 +94,34 @@ pub fn unsupported_version_response() -> ApiVersionsResponse {
         .with_api_keys(api_keys())
 }
 
+/// KIP-584 feature flags (ApiVersions v3+): transaction version 2 (KIP-890 part 2) is supported
+/// and finalized, as on a new Kafka 4.0 cluster, so clients that know it bump the producer epoch
+/// at every transaction and let leaders add partitions.
+const TRANSACTION_VERSION: &str = "transaction.version";
+const TRANSACTION_VERSION_LEVEL: i16 = 2;
+/// Epoch of the finalized features; they never change, so any fixed non-negative value.
+const FEATURES_EPOCH: i64 = 1;
+
 pub async fn handle(
     _broker: &Arc<Broker>,
     _req: ApiVersionsRequest,
     _ctx: &RequestContext,
 ) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(api_keys())
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys())
+        .with_supported_features(vec![
+            SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(TRANSACTION_VERSION))
+                .with_min_version(0)
+                .with_max_version(TRANSACTION_VERSION_LEVEL),
+        ])
+        .with_finalized_features_epoch(FEATURES_EPOCH)
+        .with_finalized_features(vec![
+            FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(TRANSACTION_VERSION))
+                .with_min_version_level(TRANSACTION_VERSION_LEVEL)
+                .with_max_version_level(TRANSACTION_VERSION_LEVEL),
+        ])
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::TXN_TOPIC;
 use super::records::{TxnStatus, TxnValue, decode_key, decode_value, encode_key, encode_value};
 use super::state::{
-    self, AddStep, EndStep, InitRequest, InitStep, TxnMetadata, needs_new_producer_id,
+    self, AddStep, EndRequest, EndStep, InitRequest, InitStep, TxnMetadata, needs_new_producer_id,
 };
 use crate::broker::Broker;
 use crate::clock::now_ms;
@@ -264,7 +264,8 @@ impl TxnCoordinator {
         )
     }
 
-    /// EndTxn: answered once PrepareCommit/PrepareAbort is durable; the markers follow.
+    /// EndTxn: answered once PrepareCommit/PrepareAbort is durable; the markers follow. Returns
+    /// the producer id and epoch the client continues with (bumped under transaction version 2).
     pub async fn end_txn(
         self: &Arc<Self>,
         broker: &Arc<Broker>,
@@ -272,12 +273,31 @@ impl TxnCoordinator {
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), ResponseError> {
+        tv2: bool,
+    ) -> Result<(i64, i16), ResponseError> {
         let owner = self.owner(broker, id)?;
+        let fresh_id = if tv2 && state::end_needs_new_producer_id(self.lock().txns.get(id)) {
+            Some(
+                broker
+                    .next_producer_id()
+                    .await
+                    .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
+            )
+        } else {
+            None
+        };
+        let req = EndRequest {
+            producer_id,
+            epoch,
+            commit,
+            tv2,
+            fresh_id,
+            now_ms: now_ms(),
+        };
         let prepared = {
             let mut inner = self.lock();
-            match state::end_txn(inner.txns.get(id), producer_id, epoch, commit, now_ms())? {
-                EndStep::Done => return Ok(()),
+            match state::end_txn(inner.txns.get(id), req)? {
+                EndStep::Done(pid, epoch) => return Ok((pid, epoch)),
                 EndStep::Prepare(v) => {
                     if !Self::begin(&mut inner, owner, id, &v) {
                         return Err(ResponseError::NotCoordinator);
@@ -292,8 +312,9 @@ impl TxnCoordinator {
             transactional_id = id,
             commit, "transaction prepared; writing markers"
         );
+        let after = state::producer_after(&prepared);
         self.spawn_completion(broker, owner, id, prepared);
-        Ok(())
+        Ok(after)
     }
 
     /// Starts the task that writes the markers of a prepared transaction and then completes it,

@@ -249,48 +249,115 @@ pub fn verify_partition(
     }
 }
 
+/// Transaction version 2 (KIP-890 part 2): the epoch is bumped at every EndTxn and partitions
+/// are added implicitly by their leaders.
+pub const TV2: i16 = 2;
+
 /// The next step of EndTxn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndStep {
     /// Write this PrepareCommit/PrepareAbort value, then send the markers.
     Prepare(TxnValue),
-    /// A retry of an EndTxn that already completed: answer success.
-    Done,
+    /// A retry of an EndTxn that already completed: answer success with this producer id and
+    /// epoch.
+    Done(i64, i16),
 }
 
-/// EndTxn (Kafka's `endTransaction` for transaction version 1).
-pub fn end_txn(
-    current: Option<&TxnMetadata>,
-    producer_id: i64,
-    epoch: i16,
-    commit: bool,
-    now_ms: i64,
-) -> Result<EndStep, ResponseError> {
+/// What EndTxn needs beyond the metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct EndRequest {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    /// The client speaks transaction version 2 (EndTxn v5+).
+    pub tv2: bool,
+    /// A new producer id, for a TV2 bump of an exhausted epoch.
+    pub fresh_id: Option<i64>,
+    pub now_ms: i64,
+}
+
+/// Whether a TV2 EndTxn of `m` needs a new producer id (its epoch cannot be bumped again).
+pub fn end_needs_new_producer_id(m: Option<&TxnMetadata>) -> bool {
+    m.is_some_and(|m| m.value.producer_epoch >= i16::MAX - 1)
+}
+
+/// EndTxn (Kafka's `endTransaction`). With transaction version 2 the Prepare value carries the
+/// bumped epoch (and, when the epoch is exhausted, the next producer id), so the markers fence
+/// anything the producer still sends for this transaction, and a retry with the previous epoch
+/// of an EndTxn that completed is answered with the current producer id and epoch.
+pub fn end_txn(current: Option<&TxnMetadata>, req: EndRequest) -> Result<EndStep, ResponseError> {
     let m = current.ok_or(ResponseError::InvalidProducerIdMapping)?;
-    check_producer(m, producer_id, epoch)?;
     let v = &m.value;
-    match (v.status, commit) {
-        (TxnStatus::Ongoing, _) => Ok(EndStep::Prepare(TxnValue {
-            status: if commit {
-                TxnStatus::PrepareCommit
-            } else {
-                TxnStatus::PrepareAbort
-            },
-            last_update_ms: now_ms,
-            ..v.clone()
-        })),
-        (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => Ok(EndStep::Done),
-        (TxnStatus::PrepareCommit, true) | (TxnStatus::PrepareAbort, false) => {
-            Err(ResponseError::ConcurrentTransactions)
+    let finished = |status: TxnStatus| {
+        (status == TxnStatus::CompleteCommit && req.commit)
+            || (status == TxnStatus::CompleteAbort && !req.commit)
+    };
+    if req.tv2 && !m.pending {
+        // A retry after the bump: the producer did not see the answer.
+        let retried = (req.producer_id == v.producer_id && req.epoch == m.last_epoch)
+            || (req.producer_id == v.previous_producer_id && v.producer_epoch == 0);
+        if retried && req.epoch != v.producer_epoch {
+            return match v.status {
+                s if finished(s) => Ok(EndStep::Done(v.producer_id, v.producer_epoch)),
+                TxnStatus::PrepareCommit | TxnStatus::PrepareAbort => {
+                    Err(ResponseError::ConcurrentTransactions)
+                }
+                _ => Err(ResponseError::ProducerFenced),
+            };
         }
+    }
+    check_producer(m, req.producer_id, req.epoch)?;
+    let prepare = |status: TxnStatus| -> Result<EndStep, ResponseError> {
+        let mut next = TxnValue {
+            status,
+            last_update_ms: req.now_ms,
+            ..v.clone()
+        };
+        if req.tv2 {
+            next.client_transaction_version = TV2;
+            next.producer_epoch = v.producer_epoch.saturating_add(1);
+            if end_needs_new_producer_id(Some(m)) {
+                next.next_producer_id =
+                    req.fresh_id.ok_or(ResponseError::CoordinatorNotAvailable)?;
+            }
+        }
+        Ok(EndStep::Prepare(next))
+    };
+    let target = if req.commit {
+        TxnStatus::PrepareCommit
+    } else {
+        TxnStatus::PrepareAbort
+    };
+    match (v.status, req.tv2) {
+        (TxnStatus::Ongoing, _) => prepare(target),
+        // TV2 lets a producer abort with nothing added, to bump its epoch after an error.
+        (TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort, true)
+            if !req.commit =>
+        {
+            prepare(target)
+        }
+        // TV1: the retry of an EndTxn that completed.
+        (s, false) if finished(s) => Ok(EndStep::Done(v.producer_id, v.producer_epoch)),
+        (TxnStatus::PrepareCommit, _) if req.commit => Err(ResponseError::ConcurrentTransactions),
+        (TxnStatus::PrepareAbort, _) if !req.commit => Err(ResponseError::ConcurrentTransactions),
         _ => Err(ResponseError::InvalidTxnState),
     }
 }
 
+/// The producer id and epoch a client continues with after an EndTxn that wrote `prepared`.
+pub fn producer_after(prepared: &TxnValue) -> (i64, i16) {
+    if prepared.next_producer_id != NO_PRODUCER_ID {
+        (prepared.next_producer_id, 0)
+    } else {
+        (prepared.producer_id, prepared.producer_epoch)
+    }
+}
+
 /// The Complete value that follows a Prepare value once every marker is written: the partitions
-/// are cleared, as Kafka does.
+/// are cleared, as Kafka does, and a TV2 transaction whose epoch ran out moves to its next
+/// producer id.
 pub fn complete(prepared: &TxnValue, now_ms: i64) -> TxnValue {
-    TxnValue {
+    let mut done = TxnValue {
         status: if prepared.status == TxnStatus::PrepareCommit {
             TxnStatus::CompleteCommit
         } else {
@@ -299,7 +366,14 @@ pub fn complete(prepared: &TxnValue, now_ms: i64) -> TxnValue {
         partitions: BTreeMap::new(),
         last_update_ms: now_ms,
         ..prepared.clone()
+    };
+    if prepared.next_producer_id != NO_PRODUCER_ID {
+        done.previous_producer_id = prepared.producer_id;
+        done.producer_id = prepared.next_producer_id;
+        done.next_producer_id = NO_PRODUCER_ID;
+        done.producer_epoch = 0;
     }
+    done
 }
 
 /// Whether an ongoing transaction ran past its timeout.
@@ -353,6 +427,24 @@ mod tests {
 
     fn meta(v: TxnValue) -> TxnMetadata {
         TxnMetadata::from_value(v)
+    }
+
+    fn end(pid: i64, epoch: i16, commit: bool, now: i64) -> EndRequest {
+        EndRequest {
+            producer_id: pid,
+            epoch,
+            commit,
+            tv2: false,
+            fresh_id: None,
+            now_ms: now,
+        }
+    }
+
+    fn end2(pid: i64, epoch: i16, commit: bool, now: i64) -> EndRequest {
+        EndRequest {
+            tv2: true,
+            ..end(pid, epoch, commit, now)
+        }
     }
 
     fn parts(list: &[(&str, i32)]) -> BTreeMap<String, BTreeSet<i32>> {
@@ -519,7 +611,7 @@ mod tests {
             init_producer_id(None, req(1), Some(7)).expect("init"),
         ));
         assert_eq!(
-            end_txn(Some(&m), 7, 0, true, 2),
+            end_txn(Some(&m), end(7, 0, true, 2)),
             Err(ResponseError::InvalidTxnState)
         );
         let AddStep::Write(v) =
@@ -528,28 +620,31 @@ mod tests {
             panic!("expected a write");
         };
         let m = meta(v);
-        let EndStep::Prepare(p) = end_txn(Some(&m), 7, 0, true, 4).expect("end") else {
+        let EndStep::Prepare(p) = end_txn(Some(&m), end(7, 0, true, 4)).expect("end") else {
             panic!("expected prepare");
         };
         assert_eq!(p.status, TxnStatus::PrepareCommit);
         let prepared = meta(p.clone());
         assert_eq!(
-            end_txn(Some(&prepared), 7, 0, true, 5),
+            end_txn(Some(&prepared), end(7, 0, true, 5)),
             Err(ResponseError::ConcurrentTransactions)
         );
         assert_eq!(
-            end_txn(Some(&prepared), 7, 0, false, 5),
+            end_txn(Some(&prepared), end(7, 0, false, 5)),
             Err(ResponseError::InvalidTxnState)
         );
         let done = meta(complete(&p, 6));
         assert_eq!(done.value.status, TxnStatus::CompleteCommit);
-        assert_eq!(end_txn(Some(&done), 7, 0, true, 7), Ok(EndStep::Done));
         assert_eq!(
-            end_txn(Some(&done), 7, 0, false, 7),
+            end_txn(Some(&done), end(7, 0, true, 7)),
+            Ok(EndStep::Done(7, 0))
+        );
+        assert_eq!(
+            end_txn(Some(&done), end(7, 0, false, 7)),
             Err(ResponseError::InvalidTxnState)
         );
         assert_eq!(
-            end_txn(Some(&done), 7, 1, true, 7),
+            end_txn(Some(&done), end(7, 1, true, 7)),
             Err(ResponseError::ProducerFenced)
         );
     }
@@ -595,6 +690,96 @@ mod tests {
         assert_eq!(
             for_version(ResponseError::ProducerFenced, 2, 2),
             ResponseError::ProducerFenced
+        );
+    }
+
+    #[test]
+    fn tv2_bumps_the_epoch_at_every_end_and_answers_retries() {
+        let m = meta(written(
+            init_producer_id(None, req(1), Some(7)).expect("init"),
+        ));
+        let AddStep::Write(v) =
+            add_partitions(Some(&m), 7, 0, &parts(&[("t", 0)]), 3).expect("add")
+        else {
+            panic!("expected a write");
+        };
+        let m = meta(v);
+        let EndStep::Prepare(p) = end_txn(Some(&m), end2(7, 0, true, 4)).expect("end") else {
+            panic!("expected prepare");
+        };
+        assert_eq!((p.status, p.producer_epoch), (TxnStatus::PrepareCommit, 1));
+        assert_eq!(p.client_transaction_version, TV2);
+        assert_eq!(producer_after(&p), (7, 1));
+        let mut done = meta(complete(&p, 5));
+        done.last_epoch = 0;
+        // The retry with the old epoch gets the new one; anything else old is fenced.
+        assert_eq!(
+            end_txn(Some(&done), end2(7, 0, true, 6)),
+            Ok(EndStep::Done(7, 1))
+        );
+        assert_eq!(
+            end_txn(Some(&done), end2(7, 0, false, 6)),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            add_partitions(Some(&done), 7, 0, &parts(&[("t", 0)]), 6),
+            Err(ResponseError::ProducerFenced)
+        );
+        // Committing nothing is refused; aborting nothing bumps the epoch.
+        assert_eq!(
+            end_txn(Some(&done), end2(7, 1, true, 7)),
+            Err(ResponseError::InvalidTxnState)
+        );
+        let EndStep::Prepare(a) = end_txn(Some(&done), end2(7, 1, false, 7)).expect("abort") else {
+            panic!("expected prepare");
+        };
+        assert_eq!((a.status, a.producer_epoch), (TxnStatus::PrepareAbort, 2));
+        assert!(a.partitions.is_empty());
+    }
+
+    #[test]
+    fn tv2_moves_to_a_new_producer_id_when_the_epoch_runs_out() {
+        let mut m = meta(written(
+            init_producer_id(None, req(1), Some(7)).expect("init"),
+        ));
+        m.value.producer_epoch = i16::MAX - 1;
+        let AddStep::Write(v) =
+            add_partitions(Some(&m), 7, i16::MAX - 1, &parts(&[("t", 0)]), 3).expect("add")
+        else {
+            panic!("expected a write");
+        };
+        let m = meta(v);
+        assert!(end_needs_new_producer_id(Some(&m)));
+        assert_eq!(
+            end_txn(Some(&m), end2(7, i16::MAX - 1, true, 4)),
+            Err(ResponseError::CoordinatorNotAvailable),
+            "a new producer id is needed"
+        );
+        let mut r = end2(7, i16::MAX - 1, true, 4);
+        r.fresh_id = Some(9);
+        let EndStep::Prepare(p) = end_txn(Some(&m), r).expect("end") else {
+            panic!("expected prepare");
+        };
+        assert_eq!(
+            (p.producer_id, p.producer_epoch, p.next_producer_id),
+            (7, i16::MAX, 9)
+        );
+        assert_eq!(producer_after(&p), (9, 0));
+        let done = complete(&p, 5);
+        assert_eq!(
+            (
+                done.producer_id,
+                done.producer_epoch,
+                done.previous_producer_id
+            ),
+            (9, 0, 7)
+        );
+        // The retry with the old producer id is answered with the new one.
+        let mut d = meta(done);
+        d.last_epoch = i16::MAX - 1;
+        assert_eq!(
+            end_txn(Some(&d), end2(7, i16::MAX - 1, true, 6)),
+            Ok(EndStep::Done(9, 0))
         );
     }
 }

@@ -1,10 +1,13 @@
-//! KIP-890 part 1: before a partition leader appends the first transactional batch of a
-//! producer's transaction, it asks the transaction coordinator whether the partition really is
-//! in that producer's ongoing transaction (directly when it coordinates the id, else with a
-//! verify-only AddPartitionsToTxn v4). A late or stray batch therefore cannot open a transaction
-//! nobody will ever end, which would hold the partition's last stable offset back for good.
-//! Batches of a transaction already open on the partition need no check; a transaction
-//! aborted meanwhile has bumped (timeout, fencing) or completed its producer's epoch there.
+//! KIP-890: before a partition leader appends the first transactional batch of a producer's
+//! transaction, it asks the transaction coordinator whether the partition really is in that
+//! producer's ongoing transaction (part 1, directly when it coordinates the id, else with a
+//! verify-only AddPartitionsToTxn v4). A late or stray batch therefore cannot open a
+//! transaction nobody will ever end, which would hold the partition's last stable offset back
+//! for good. Batches of a transaction already open on the partition need no check; a
+//! transaction aborted meanwhile has bumped (timeout, fencing) or completed its producer's epoch
+//! there. Clients of transaction version 2 (part 2: Produce v12+) send no AddPartitionsToTxn:
+//! the leader asks the coordinator to add the partition instead (AddPartitionsToTxn v5), and
+//! TxnOffsetCommit v5 does the same for the group's offsets partition.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,8 +25,11 @@ use crate::api::str_bytes;
 use crate::broker::Broker;
 use crate::errors::ApiError;
 
-/// The AddPartitionsToTxn version brokers verify with.
+/// The AddPartitionsToTxn versions brokers verify (part 1) and add (part 2) with.
 const VERIFY_VERSION: i16 = 4;
+const ADD_VERSION: i16 = 5;
+/// First Produce version whose transactional batches join their transaction implicitly.
+const IMPLICIT_ADD_VERSION: i16 = 12;
 /// Produce versions that name topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
 const TRANSACTIONAL_BIT: i16 = 0x10;
@@ -91,7 +97,8 @@ pub async fn check(broker: &Arc<Broker>, req: &ProduceRequest, version: i16) -> 
     let Some((pid, epoch)) = producer else {
         return refused;
     };
-    let answers = verify(broker, &id, pid, epoch, &wanted).await;
+    let add = version >= IMPLICIT_ADD_VERSION;
+    let answers = coordinate(broker, &id, pid, epoch, &wanted, add).await;
     for (topic, ps) in wanted {
         for p in ps {
             let error = match &answers {
@@ -106,15 +113,26 @@ pub async fn check(broker: &Arc<Broker>, req: &ProduceRequest, version: i16) -> 
     refused
 }
 
-/// Asks the coordinator of `id`; per partition the refusal, if any.
-async fn verify(
+/// Asks the coordinator of `id` to verify (`add` false) or add `wanted` to the producer's
+/// transaction; per partition the refusal, if any.
+pub async fn coordinate(
     broker: &Arc<Broker>,
     id: &str,
     pid: i64,
     epoch: i16,
     wanted: &BTreeMap<String, BTreeSet<i32>>,
+    add: bool,
 ) -> Result<HashMap<(String, i32), ApiError>, ApiError> {
     let refusal = |e: ResponseError, topic: &str, p: i32| {
+        // As Kafka's leaders do: a coordinator that is busy, moving or finishing the previous
+        // transaction makes the producer retry the batch.
+        let e = match e {
+            ResponseError::CoordinatorNotAvailable
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::NotCoordinator
+            | ResponseError::ConcurrentTransactions => ResponseError::NotEnoughReplicas,
+            other => other,
+        };
         ApiError::new(
             e,
             format!(
@@ -126,6 +144,20 @@ async fn verify(
     let coordinator = crate::internal_topic::coordinator_in(&image, TXN_TOPIC, id)
         .map_err(|e| ApiError::new(ResponseError::NotEnoughReplicas, e.message))?;
     let mut out = HashMap::new();
+    if coordinator == broker.config.node_id && add {
+        if let Err(e) = broker
+            .txns
+            .add_partitions(broker, id, pid, epoch, wanted)
+            .await
+        {
+            for (t, ps) in wanted {
+                for &p in ps {
+                    out.insert((t.clone(), p), refusal(e, t, p));
+                }
+            }
+        }
+        return Ok(out);
+    }
     if coordinator == broker.config.node_id {
         for (t, ps) in wanted {
             for &p in ps {
@@ -141,7 +173,7 @@ async fn verify(
             .with_transactional_id(TransactionalId(str_bytes(id)))
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch)
-            .with_verify_only(true)
+            .with_verify_only(!add)
             .with_topics(
                 wanted
                     .iter()
@@ -155,7 +187,12 @@ async fn verify(
     ]);
     let response = broker
         .txn_channels
-        .call(broker, coordinator, VERIFY_VERSION, &request)
+        .call(
+            broker,
+            coordinator,
+            if add { ADD_VERSION } else { VERIFY_VERSION },
+            &request,
+        )
         .await
         // Retriable for the producer: it retries the batch.
         .map_err(|e| ApiError::new(ResponseError::NotEnoughReplicas, e.message))?;
