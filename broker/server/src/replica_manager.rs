@@ -202,12 +202,7 @@ impl ReplicaManager {
         acks: RequiredAcks,
         now_ms: i64,
     ) -> Result<LeaderAppend, AppendError> {
-        if records.is_empty() {
-            return Err(AppendError::NoRecords);
-        }
-        self.leader_append(topic, index, acks, |log, epoch| {
-            log.append(records, epoch, now_ms)
-        })
+        self.append_records(topic, index, records, acks, now_ms, false)
     }
 
     /// A coordinator's append of its own records (TxnOffsetCommit's transactional batch, which
@@ -220,11 +215,27 @@ impl ReplicaManager {
         acks: RequiredAcks,
         now_ms: i64,
     ) -> Result<LeaderAppend, AppendError> {
+        self.append_records(topic, index, records, acks, now_ms, true)
+    }
+
+    fn append_records(
+        &self,
+        topic: &Topic,
+        index: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+        now_ms: i64,
+        from_coordinator: bool,
+    ) -> Result<LeaderAppend, AppendError> {
         if records.is_empty() {
             return Err(AppendError::NoRecords);
         }
         self.leader_append(topic, index, acks, |log, epoch| {
-            log.append_from_coordinator(records, epoch, now_ms)
+            if from_coordinator {
+                log.append_from_coordinator(records, epoch, now_ms)
+            } else {
+                log.append(records, epoch, now_ms)
+            }
         })
     }
 

@@ -38,6 +38,32 @@ const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// First OffsetFetch version that asks for several groups at once (KIP-709).
 const BATCHED_FETCH_VERSION: i16 = 8;
 
+/// Appends a commit (OffsetCommit's, or TxnOffsetCommit's staged one) and answers it, and makes
+/// it visible to OffsetFetch, only once it is on the offsets partition's ISR (Kafka's acks=all
+/// append of the coordinator), so the group's next coordinator has it and nobody reads an offset
+/// a failover would lose. One error per partition, in request order.
+pub async fn commit_durably(broker: &Arc<Broker>, commit: CommitRequest) -> Vec<ResponseError> {
+    let group = commit.group_id.clone();
+    let b = broker.clone();
+    let (mut errors, pending) = tokio::task::spawn_blocking(move || {
+        b.groups
+            .commit_pending(&b.offsets_log(), commit, Instant::now(), now_ms())
+    })
+    .await
+    .unwrap_or_default();
+    if let Some(pending) = pending {
+        match partitions::wait_durable(&broker.replicas, &group, COMMIT_TIMEOUT).await {
+            Ok(()) => broker.groups.apply_commit(pending),
+            Err(e) => {
+                for slot in errors.iter_mut().filter(|e| **e == no_error()) {
+                    *slot = e.error;
+                }
+            }
+        }
+    }
+    errors
+}
+
 pub async fn commit(
     broker: &Arc<Broker>,
     req: OffsetCommitRequest,
@@ -82,29 +108,7 @@ pub async fn commit(
         // Refused without touching the group (Kafka answers these without the coordinator).
         _ if !group_allowed || (any_denied && commit.partitions.is_empty()) => Vec::new(),
         Err(e) => vec![e.error; commit.partitions.len()],
-        Ok(()) => {
-            let b = broker.clone();
-            let (mut errors, pending) = tokio::task::spawn_blocking(move || {
-                b.groups
-                    .commit_pending(&b.offsets_log(), commit, Instant::now(), now_ms())
-            })
-            .await
-            .unwrap_or_default();
-            // Answered, and visible to OffsetFetch, only once the commit is on the offsets
-            // partition's ISR (Kafka's acks=all append of the coordinator), so the group's next
-            // coordinator has it and nobody reads an offset a failover would lose.
-            if let Some(pending) = pending {
-                match partitions::wait_durable(&broker.replicas, &group, COMMIT_TIMEOUT).await {
-                    Ok(()) => broker.groups.apply_commit(pending),
-                    Err(e) => {
-                        for slot in errors.iter_mut().filter(|e| **e == no_error()) {
-                            *slot = e.error;
-                        }
-                    }
-                }
-            }
-            errors
-        }
+        Ok(()) => commit_durably(broker, commit).await,
     };
     let mut errors = errors.into_iter();
     let topics = layout

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -57,8 +56,6 @@ const TV2_END_VERSION: i16 = 5;
 /// First TxnOffsetCommit version of transaction version 2 (the group's offsets partition joins
 /// the transaction implicitly).
 const TV2_TXN_COMMIT_VERSION: i16 = 5;
-/// How long TxnOffsetCommit waits for the offsets partition's ISR.
-const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn code(e: ResponseError) -> i16 {
     if e == no_error() { 0 } else { e.code() }
@@ -456,25 +453,7 @@ pub async fn txn_offset_commit(
                 group_instance_id: req.group_instance_id.map(|s| s.to_string()),
                 partitions,
             };
-            let b = broker.clone();
-            let (mut errors, pending) = tokio::task::spawn_blocking(move || {
-                b.groups
-                    .commit_pending(&b.offsets_log(), commit, Instant::now(), now_ms())
-            })
-            .await
-            .unwrap_or_default();
-            if let Some(pending) = pending {
-                match group_partitions::wait_durable(&broker.replicas, &group, COMMIT_TIMEOUT).await
-                {
-                    Ok(()) => broker.groups.apply_commit(pending),
-                    Err(e) => {
-                        for slot in errors.iter_mut().filter(|e| **e == no_error()) {
-                            *slot = e.error;
-                        }
-                    }
-                }
-            }
-            errors
+            super::offsets::commit_durably(broker, commit).await
         }
     };
     let mut errors = errors.into_iter();

@@ -156,12 +156,7 @@ impl TxnCoordinator {
         }
         let owner = self.owner(broker, id)?;
         let fresh = if needs_new_producer_id(self.lock().txns.get(id)) {
-            Some(
-                broker
-                    .next_producer_id()
-                    .await
-                    .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
-            )
+            Some(fresh_producer_id(broker).await?)
         } else {
             None
         };
@@ -277,12 +272,7 @@ impl TxnCoordinator {
     ) -> Result<(i64, i16), ResponseError> {
         let owner = self.owner(broker, id)?;
         let fresh_id = if tv2 && state::end_needs_new_producer_id(self.lock().txns.get(id)) {
-            Some(
-                broker
-                    .next_producer_id()
-                    .await
-                    .map_err(|_| ResponseError::CoordinatorNotAvailable)?,
-            )
+            Some(fresh_producer_id(broker).await?)
         } else {
             None
         };
@@ -578,6 +568,14 @@ impl TxnCoordinator {
             .count();
         (ongoing, inner.txns.len())
     }
+}
+
+/// A new producer id, for a new transactional id or one whose epoch ran out.
+async fn fresh_producer_id(broker: &Broker) -> Result<i64, ResponseError> {
+    broker
+        .next_producer_id()
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)
 }
 
 fn owner_of(inner: &Inner, id: &str) -> Option<Owner> {
