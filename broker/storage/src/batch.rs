@@ -21,6 +21,9 @@ const RECORD_COUNT_AT: usize = 57;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 pub(crate) const TRANSACTIONAL_BIT: i16 = 1 << 4;
 pub(crate) const CONTROL_BIT: i16 = 1 << 5;
+/// Kafka's `DELETE_HORIZON_FLAG_MASK` (KIP-534): the cleaner found the batch removable and set its
+/// base timestamp to the time from which it may go (`deleteHorizonMs`).
+pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 pub(crate) const COMPRESSION_MASK: i16 = 0x7;
 const MAX_COMPRESSION_CODEC: i16 = 4;
 
@@ -128,6 +131,11 @@ impl BatchHeader {
     /// Part of a transaction (data, or the COMMIT/ABORT marker that ends one).
     pub fn is_transactional(&self) -> bool {
         self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// Kafka's `deleteHorizonMs`: the base timestamp when the delete-horizon flag is set.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
 
     pub fn has_producer_id(&self) -> bool {

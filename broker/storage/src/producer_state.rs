@@ -316,14 +316,6 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
-    /// Producer id -> last offset, for the cleaner (it keeps each producer's last batch).
-    pub fn last_offsets(&self) -> BTreeMap<i64, i64> {
-        self.producers
-            .iter()
-            .map(|(&pid, e)| (pid, e.last_offset()))
-            .collect()
-    }
-
     /// The original (first, last) offsets when `b` repeats one of the cached batches.
     pub fn duplicate_of(&self, b: &ProducerBatch) -> Option<(i64, i64)> {
         self.producers

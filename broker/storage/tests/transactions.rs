@@ -1,6 +1,7 @@
 //! Transactions on the partition side (Kafka's `ProducerStateManager`, `TransactionIndex` and
 //! `UnifiedLog`): transactional appends, COMMIT/ABORT markers, the last stable offset, the
-//! `.txnindex` files, refusals, restarts, followers, truncation, compaction, expiry and log start.
+//! `.txnindex` files, refusals, restarts, followers, truncation, compaction (and its removal of
+//! markers), expiry and log start.
 
 mod common;
 
@@ -845,4 +846,252 @@ fn coordinator_appends_track_transactions_without_sequences() {
         Err(LogError::InvalidProducerEpoch { .. })
     ));
     assert!(end > second.last_offset);
+}
+
+/// Compaction with markers that may go: any dirty segment triggers a pass, one minute of
+/// delete.retention.ms.
+fn marker_config() -> LogConfig {
+    LogConfig {
+        min_cleanable_dirty_ratio: 0.0,
+        delete_retention_ms: 60_000,
+        ..compact_config()
+    }
+}
+
+/// Plain records with fresh keys until the active segment rolls, so the next pass has dirty data.
+fn dirty_segment(log: &PartitionLog, t: i64) {
+    let segments = log.segment_count();
+    while log.segment_count() == segments {
+        put(log, &format!("z{}", log.log_end_offset()), "z", t);
+    }
+    log.set_high_watermark(log.log_end_offset());
+}
+
+/// (attributes, base timestamp, record timestamp) of the control batch at `offset`, if present.
+fn marker_at(log: &PartitionLog, offset: i64) -> Option<(i16, i64, i64)> {
+    let bytes = read_bytes(log, log.log_start_offset());
+    let mut pos = 0;
+    for (base, _, _, size) in batches_in(&bytes) {
+        let b = &bytes[pos..pos + size];
+        pos += size;
+        let attributes = i16::from_be_bytes([b[21], b[22]]);
+        if base == offset && attributes & 0x20 != 0 {
+            let record_ts = records_in(b)[0].timestamp;
+            return Some((attributes, be_i64(b, 27), record_ts));
+        }
+    }
+    None
+}
+
+/// Kafka's delete-horizon attribute bit (KIP-534).
+const DELETE_HORIZON: i16 = 0x40;
+
+/// What a `read_committed` consumer gets from the log start up to the last stable offset, filtering
+/// with the aborted transactions as Kafka's fetcher does: a producer's transactional records are
+/// skipped from an aborted transaction's first offset until that producer's ABORT marker.
+fn read_committed(log: &PartitionLog) -> Vec<(i64, String, String)> {
+    let start = log.log_start_offset();
+    let lso = log.last_stable_offset();
+    let mut aborted = log.aborted_transactions(start, lso).expect("aborted");
+    aborted.sort_by_key(|a| a.first_offset);
+    let mut aborted = aborted.into_iter().peekable();
+    let mut skipping = std::collections::HashSet::new();
+    let mut bytes = bytes::Bytes::from(read_bytes(log, start));
+    let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).expect("decode");
+    let mut out = Vec::new();
+    for r in sets.iter().flat_map(|s| s.records.iter()) {
+        if r.offset >= lso {
+            break;
+        }
+        while let Some(a) = aborted.next_if(|a| a.first_offset <= r.offset) {
+            skipping.insert(a.producer_id);
+        }
+        let key = r.key.as_ref().expect("key");
+        if r.control {
+            if key[..] == [0, 0, 0, 0] {
+                skipping.remove(&r.producer_id);
+            }
+            continue;
+        }
+        if r.transactional && skipping.contains(&r.producer_id) {
+            continue;
+        }
+        let value = r.value.as_ref().expect("value");
+        out.push((
+            r.offset,
+            String::from_utf8(key.to_vec()).expect("utf8"),
+            String::from_utf8(value.to_vec()).expect("utf8"),
+        ));
+    }
+    out
+}
+
+#[test]
+fn compaction_removes_markers_of_emptied_transactions_after_delete_retention_ms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = marker_config();
+    let mgr = open_with(dir.path(), config.clone());
+    let log = create(&mgr, config.clone());
+    let pdir = log.dir();
+    let t = now();
+    // Producer 1 commits a = A1, b = A2, both overwritten below: its marker may go.
+    assert_eq!(put_txn(&log, 1, 0, "a", "A1", t), 0);
+    assert_eq!(put_txn(&log, 1, 1, "b", "A2", t), 1);
+    assert_eq!(commit(&log, 1, 0, 0), 2);
+    // Producer 2 aborts a = aborted: its records go, then its marker and index entry.
+    assert_eq!(put_txn(&log, 2, 0, "a", "aborted", t), 3);
+    assert_eq!(abort(&log, 2, 0, 0), 4);
+    // Producer 3 commits d = D, never overwritten: its marker stays.
+    assert_eq!(put_txn(&log, 3, 0, "d", "D", t), 5);
+    assert_eq!(commit(&log, 3, 0, 0), 6);
+    // Producer 4 commits g = G with a KIP-890 epoch bump, g is overwritten, and the marker is its
+    // last record: it stays until the producer expires.
+    assert_eq!(put_txn(&log, 4, 0, "g", "G", t), 7);
+    let bumped = log
+        .append_marker(4, 1, ControlType::Commit, 0, 0, now())
+        .expect("commit");
+    assert_eq!(bumped.first_offset, 8);
+    assert_eq!(put(&log, "a", "new", t), 9);
+    assert_eq!(put(&log, "b", "new", t), 10);
+    assert_eq!(put(&log, "g", "new", t), 11);
+    // Later transactions of producers 1..3, so the markers above are not their last records.
+    assert_eq!(put_txn(&log, 1, 2, "c", "C", t), 12);
+    assert_eq!(commit(&log, 1, 0, 0), 13);
+    assert_eq!(put_txn(&log, 2, 1, "e", "E", t), 14);
+    assert_eq!(commit(&log, 2, 0, 0), 15);
+    assert_eq!(put_txn(&log, 3, 1, "f", "F", t), 16);
+    assert_eq!(commit(&log, 3, 0, 0), 17);
+    // Producer snapshots (taken at rolls) land far above the markers.
+    for _ in 0..4 {
+        dirty_segment(&log, t);
+    }
+    let markers = [2, 4, 6, 8, 13, 15, 17];
+    let committed = |log: &PartitionLog| {
+        read_committed(log)
+            .into_iter()
+            .filter(|r| !r.1.starts_with('z'))
+            .collect::<Vec<_>>()
+    };
+    let latest = vec![
+        (5, "d".to_owned(), "D".to_owned()),
+        (9, "a".to_owned(), "new".to_owned()),
+        (10, "b".to_owned(), "new".to_owned()),
+        (11, "g".to_owned(), "new".to_owned()),
+        (12, "c".to_owned(), "C".to_owned()),
+        (14, "e".to_owned(), "E".to_owned()),
+        (16, "f".to_owned(), "F".to_owned()),
+    ];
+    let aborted_p2 = vec![aborted(2, 3, 4, 5)];
+    assert_eq!(all_aborted(&log), aborted_p2);
+
+    // Pass 1 removes the overwritten and aborted records; it read them, so no marker is judged.
+    let stats = log.clean(t).expect("clean");
+    assert_eq!(stats.records_removed, 4);
+    assert_eq!((stats.markers_stamped, stats.markers_removed), (0, 0));
+    for offset in [0, 1, 3, 7] {
+        assert!(!has(&log, offset), "offset {offset} survived");
+    }
+    for offset in markers {
+        let (attributes, _, _) = marker_at(&log, offset).expect("marker");
+        assert_eq!(attributes & DELETE_HORIZON, 0, "marker {offset} stamped");
+    }
+    assert_eq!(committed(&log), latest);
+    let before = [2, 4, 8].map(|o| marker_at(&log, o).expect("marker").2);
+
+    // Pass 2 finds the transactions of markers 2, 4 and 8 without data: it only stamps them with
+    // the delete horizon, keeping their record timestamps.
+    dirty_segment(&log, t);
+    let stats = log.clean(t).expect("clean");
+    assert_eq!((stats.markers_stamped, stats.markers_removed), (3, 0));
+    for (offset, record_ts) in [2, 4, 8].into_iter().zip(before) {
+        let (attributes, base_ts, ts) = marker_at(&log, offset).expect("marker");
+        assert_ne!(
+            attributes & DELETE_HORIZON,
+            0,
+            "marker {offset} not stamped"
+        );
+        assert_eq!(base_ts, t + 60_000, "delete horizon of marker {offset}");
+        assert_eq!(ts, record_ts, "record timestamp of marker {offset}");
+    }
+    for offset in [6, 13, 15, 17] {
+        let (attributes, _, _) = marker_at(&log, offset).expect("marker");
+        assert_eq!(attributes & DELETE_HORIZON, 0, "marker {offset} has data");
+    }
+    // Kafka's decoder reads the flag (and checks the rewritten CRC).
+    let mut bytes = bytes::Bytes::from(read_bytes(&log, 2));
+    let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).expect("decode");
+    let first = &sets[0].records[0];
+    assert_eq!((first.offset, first.control), (2, true));
+    assert!(first.delete_horizon);
+    assert_eq!(first.timestamp, before[0]);
+    // The ABORT marker is still there, and so is its index entry.
+    assert_eq!(all_aborted(&log), aborted_p2);
+    assert_eq!(committed(&log), latest);
+
+    // Before the horizon nothing goes, and nothing is stamped again.
+    dirty_segment(&log, t);
+    let stats = log.clean(t + 59_999).expect("clean");
+    assert_eq!((stats.markers_stamped, stats.markers_removed), (0, 0));
+    assert!(marker_at(&log, 2).is_some() && marker_at(&log, 4).is_some());
+    assert_eq!(marker_at(&log, 2).expect("marker").1, t + 60_000);
+
+    // A producer snapshot at or below a marker (a replay from it may hold the transaction as
+    // ongoing) keeps it past the horizon.
+    // (Copied after the roll, which keeps only the newest two.)
+    dirty_segment(&log, t);
+    let snapshots = segment_files(&pdir, "snapshot");
+    let old = pdir.join(format!("{:020}.snapshot", 0));
+    std::fs::copy(snapshots.last().expect("snapshot"), &old).expect("copy");
+    let stats = log.clean(t + 60_000).expect("clean");
+    assert_eq!(stats.markers_removed, 0);
+    std::fs::remove_file(&old).expect("remove");
+
+    // At the horizon the markers of producers 1 and 2 go, with producer 2's index entry.
+    dirty_segment(&log, t);
+    let stats = log.clean(t + 60_000).expect("clean");
+    assert_eq!((stats.markers_stamped, stats.markers_removed), (0, 2));
+    assert!(marker_at(&log, 2).is_none() && marker_at(&log, 4).is_none());
+    assert!(all_aborted(&log).is_empty());
+    assert!(
+        txn_indexes(&pdir).iter().all(|(_, bytes)| bytes.is_empty()),
+        "an index entry outlived its marker"
+    );
+    // Producer 4's marker is its last record; producer 3's still has d = D.
+    let (attributes, _, _) = marker_at(&log, 8).expect("last record of producer 4");
+    assert_ne!(attributes & DELETE_HORIZON, 0);
+    let (attributes, _, _) = marker_at(&log, 6).expect("marker of the latest d");
+    assert_eq!(attributes & DELETE_HORIZON, 0);
+    assert!(has(&log, 5));
+    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    assert_eq!(committed(&log), latest);
+
+    // Once producer 4 has expired, its marker goes too; markers whose data remains never do.
+    assert_eq!(log.expire_producers(t + 2 * 86_400_000), 4);
+    dirty_segment(&log, t);
+    let stats = log.clean(t + 10 * 60_000).expect("clean");
+    assert_eq!(stats.markers_removed, 1);
+    assert!(marker_at(&log, 8).is_none());
+    for offset in [6, 13, 15, 17] {
+        let (attributes, _, _) = marker_at(&log, offset).expect("marker with data");
+        assert_eq!(attributes & DELETE_HORIZON, 0);
+    }
+    assert_eq!(committed(&log), latest);
+    assert!(segment_files(&pdir, "cleaned").is_empty());
+    assert!(segment_files(&pdir, "swap").is_empty());
+
+    // A restart rebuilds the same transaction state from what is left.
+    drop(log);
+    mgr.shutdown().expect("shutdown");
+    drop(mgr);
+    let mgr = open_with(dir.path(), config);
+    let log = mgr.get(&tp("t", 0)).expect("log");
+    assert!(log.ongoing_transactions().is_empty());
+    assert!(all_aborted(&log).is_empty());
+    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(log.last_stable_offset(), log.high_watermark());
+    for offset in [2, 4, 8] {
+        assert!(marker_at(&log, offset).is_none());
+    }
+    assert_eq!(committed(&log), latest);
 }
