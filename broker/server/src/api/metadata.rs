@@ -148,31 +148,53 @@ pub async fn handle(
     resp
 }
 
-fn cluster_topic(image: &Image, topic: &TopicImage) -> MetadataResponseTopic {
+/// One partition as Metadata and DescribeTopicPartitions describe it: the leader only while it
+/// is alive (else no leader, LEADER_NOT_AVAILABLE), replicas, ISR and offline replicas.
+pub struct PartitionView {
+    pub error: i16,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub offline: Vec<BrokerId>,
+}
+
+pub fn partition_view(image: &Image, p: &strait_cluster::image::PartitionState) -> PartitionView {
     let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    let leader = if image.is_live(p.leader) {
+        p.leader
+    } else {
+        NO_LEADER
+    };
+    PartitionView {
+        error: if leader == NO_LEADER {
+            ResponseError::LeaderNotAvailable.code()
+        } else {
+            0
+        },
+        leader: BrokerId(leader),
+        leader_epoch: p.leader_epoch,
+        replicas: ids(&p.replicas),
+        isr: ids(&p.isr),
+        offline: ids(&image.offline_replicas(p)),
+    }
+}
+
+fn cluster_topic(image: &Image, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let leader = if image.is_live(p.leader) {
-                p.leader
-            } else {
-                NO_LEADER
-            };
-            let error = if leader == NO_LEADER {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
-            };
+            let v = partition_view(image, p);
             MetadataResponsePartition::default()
-                .with_error_code(error)
+                .with_error_code(v.error)
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(ids(&p.replicas))
-                .with_isr_nodes(ids(&p.isr))
-                .with_offline_replicas(ids(&image.offline_replicas(p)))
+                .with_leader_id(v.leader)
+                .with_leader_epoch(v.leader_epoch)
+                .with_replica_nodes(v.replicas)
+                .with_isr_nodes(v.isr)
+                .with_offline_replicas(v.offline)
         })
         .collect();
     MetadataResponseTopic::default()

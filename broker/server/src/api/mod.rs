@@ -21,6 +21,7 @@ pub mod producer_id;
 pub mod quorum;
 pub mod reassignments;
 pub mod scram_credentials;
+pub mod topic_partitions;
 pub mod transactions;
 pub mod versions;
 
@@ -495,6 +496,7 @@ async fn route(
         DescribeTransactions => messages::DescribeTransactionsRequest => transactions::describe_transactions,
         ListTransactions => messages::ListTransactionsRequest => transactions::list_transactions,
         DescribeProducers => messages::DescribeProducersRequest => transactions::describe_producers,
+        DescribeTopicPartitions => messages::DescribeTopicPartitionsRequest => topic_partitions::handle,
     })
 }
 
