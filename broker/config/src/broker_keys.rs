@@ -138,7 +138,9 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
     key("log.local.retention.ms", Long, Some("-2"), AtLeast(-2),
         "Default local.retention.ms for topics."),
     key("log.message.downconversion.enable", Boolean, Some("true"), Any,
-        "Default message.downconversion.enable for topics."),
+        "Default message.downconversion.enable for topics (deprecated, no effect)."),
+    key("log.message.format.version", Str, Some("3.0-IV1"), Any,
+        "Default message.format.version for topics (deprecated, no effect: batches are always v2)."),
     key("log.message.timestamp.after.max.ms", Long, Some(LONG_MAX), AtLeast(0),
         "Default message.timestamp.after.max.ms for topics."),
     key("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX), AtLeast(0),
@@ -316,6 +318,43 @@ pub(crate) const IGNORED_KEYS: &[&str] = &[
     "socket.receive.buffer.bytes",
     "socket.send.buffer.bytes",
 ];
+
+/// Keys Kafka 3.x still accepts but deprecated; Strait accepts them with a warning and, like Kafka
+/// 3.x for these, they change nothing. Broker and topic names alike.
+pub(crate) const DEPRECATED_KEYS: &[(&str, &str)] = &[
+    (
+        "log.message.downconversion.enable",
+        "down-conversion was removed in Kafka 4.0",
+    ),
+    (
+        "log.message.format.version",
+        "every batch is written as magic v2",
+    ),
+    (
+        "log.message.timestamp.difference.max.ms",
+        "use log.message.timestamp.before.max.ms and log.message.timestamp.after.max.ms",
+    ),
+    (
+        "message.downconversion.enable",
+        "down-conversion was removed in Kafka 4.0",
+    ),
+    (
+        "message.format.version",
+        "every batch is written as magic v2",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "use message.timestamp.before.max.ms and message.timestamp.after.max.ms",
+    ),
+];
+
+/// Why a deprecated key (broker or topic) is, if it is one.
+pub fn deprecation(name: &str) -> Option<&'static str> {
+    DEPRECATED_KEYS
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, why)| *why)
+}
 
 /// Prefixes of ignored Kafka keys (ZooKeeper mode is gone).
 pub(crate) const IGNORED_PREFIXES: &[&str] = &["zookeeper."];

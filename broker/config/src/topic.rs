@@ -113,6 +113,9 @@ pub(crate) static TOPIC_DEFS: &[TopicDef] = &[
     topic("message.downconversion.enable", Boolean, "true", Any,
         "Whether old fetch versions may be served by down-converting batches.",
         &[syn("log.message.downconversion.enable")]),
+    topic("message.format.version", Str, "3.0-IV1", Any,
+        "Deprecated, no effect: batches are always written as magic v2.",
+        &[syn("log.message.format.version")]),
     topic("message.timestamp.after.max.ms", Long, LONG_MAX, AtLeast(0),
         "How far a CreateTime timestamp may be ahead of the broker's clock.",
         &[syn("log.message.timestamp.after.max.ms")]),
@@ -384,6 +387,9 @@ pub struct EffectiveTopicConfig {
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
     pub delete_retention_ms: i64,
+    /// `message.timestamp.before.max.ms` / `after.max.ms`; None when unbounded (Long.MAX).
+    pub timestamp_before_max_ms: Option<u64>,
+    pub timestamp_after_max_ms: Option<u64>,
 }
 
 /// The effective typed topic config: overrides over broker keys over defaults. Overrides are
@@ -442,6 +448,8 @@ pub fn effective_topic_config(
         min_compaction_lag_ms: long("min.compaction.lag.ms"),
         max_compaction_lag_ms: long("max.compaction.lag.ms"),
         delete_retention_ms: long("delete.retention.ms"),
+        timestamp_before_max_ms: unless_max("message.timestamp.before.max.ms"),
+        timestamp_after_max_ms: unless_max("message.timestamp.after.max.ms"),
     }
 }
 

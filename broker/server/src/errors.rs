@@ -9,6 +9,8 @@ use strait_storage::LogError;
 pub struct ApiError {
     pub error: ResponseError,
     pub message: String,
+    /// KIP-467: the records of a rejected batch that were invalid (index in the batch, why).
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl ApiError {
@@ -16,6 +18,7 @@ impl ApiError {
         ApiError {
             error,
             message: message.into(),
+            record_errors: Vec::new(),
         }
     }
 
@@ -43,7 +46,10 @@ impl From<LogError> for ApiError {
         let error = match &e {
             LogError::Io(_) => ResponseError::KafkaStorageError,
             LogError::CorruptMessage(_) => ResponseError::CorruptMessage,
-            LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+            LogError::InvalidRecord(_) | LogError::InvalidRecords { .. } => {
+                ResponseError::InvalidRecord
+            }
+            LogError::InvalidTimestamps { .. } => ResponseError::InvalidTimestamp,
             LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
             LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
@@ -63,7 +69,13 @@ impl From<LogError> for ApiError {
                 ResponseError::KafkaStorageError
             }
         };
-        ApiError::new(error, e.to_string())
+        let mut api = ApiError::new(error, e.to_string());
+        if let LogError::InvalidRecords { records, .. }
+        | LogError::InvalidTimestamps { records, .. } = e
+        {
+            api.record_errors = records;
+        }
+        api
     }
 }
 

@@ -79,6 +79,11 @@ pub async fn start(
     config: BrokerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Started> {
+    for key in config.explicit.keys() {
+        if let Some(why) = strait_config::deprecation(key) {
+            tracing::warn!(key = %key, "deprecated broker config accepted with no effect: {why}");
+        }
+    }
     // OAUTHBEARER's key set before anything else: a broker that cannot verify tokens must not
     // start serving (nor join the quorum).
     let oauth_keys = match &config.sasl.oauth {

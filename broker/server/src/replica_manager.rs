@@ -98,6 +98,8 @@ pub fn log_config(eff: &EffectiveTopicConfig, config: &BrokerConfig) -> LogConfi
         min_compaction_lag_ms: eff.min_compaction_lag_ms,
         max_compaction_lag_ms: eff.max_compaction_lag_ms,
         delete_retention_ms: eff.delete_retention_ms,
+        timestamp_before_max_ms: eff.timestamp_before_max_ms,
+        timestamp_after_max_ms: eff.timestamp_after_max_ms,
     }
 }
 

@@ -44,6 +44,11 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// delete.retention.ms: how long tombstones survive compaction.
     pub delete_retention_ms: i64,
+    /// `message.timestamp.before.max.ms` (None = unbounded): how far a CreateTime timestamp may
+    /// lie behind the broker's clock.
+    pub timestamp_before_max_ms: Option<u64>,
+    /// `message.timestamp.after.max.ms` (None = unbounded): how far ahead.
+    pub timestamp_after_max_ms: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -66,6 +71,8 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 86_400_000,
+            timestamp_before_max_ms: None,
+            timestamp_after_max_ms: None,
         }
     }
 }

@@ -12,6 +12,20 @@ pub enum LogError {
     CorruptMessage(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Kafka INVALID_RECORD with KIP-467's per-record errors: the invalid records of a batch (index
+    /// within the batch, why), so clients fail only those; nothing of the batch was written.
+    #[error("{message}")]
+    InvalidRecords {
+        message: String,
+        records: Vec<(i32, String)>,
+    },
+    /// Kafka INVALID_TIMESTAMP with KIP-467's per-record errors: CreateTime timestamps outside
+    /// `message.timestamp.before.max.ms` / `after.max.ms`; nothing of the batch was written.
+    #[error("{message}")]
+    InvalidTimestamps {
+        message: String,
+        records: Vec<(i32, String)>,
+    },
     #[error("unsupported record batch magic {0}")]
     UnsupportedMagic(i8),
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]

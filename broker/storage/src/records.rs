@@ -154,16 +154,78 @@ pub(crate) fn check_keys(
         return Ok(());
     }
     let data = batch_records(batch, header)?;
-    for (i, r) in parse_records(&data, header.record_count)?
+    // Every keyless record is named (KIP-467), so the client fails only those.
+    let why = format!(
+        "Compacted topic cannot accept message without key in topic partition {partition}."
+    );
+    let keyless: Vec<(i32, String)> = parse_records(&data, header.record_count)?
         .iter()
         .enumerate()
-    {
-        if r.key.is_none() {
-            return Err(LogError::InvalidRecord(format!(
-                "Compacted topic cannot accept message without key in topic partition \
-                 {partition} (record {i} of batch {batch_index}, offset delta {})",
-                r.offset_delta
-            )));
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| (i as i32, why.clone()))
+        .collect();
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    Err(LogError::InvalidRecords {
+        message: format!(
+            "One or more records have been rejected due to {} record errors in total \
+             (batch {batch_index}): {why}",
+            keyless.len()
+        ),
+        records: keyless,
+    })
+}
+
+/// Kafka's `validateTimestamp` for CreateTime (KIP-937): every record whose timestamp lies more
+/// than `before_ms` behind or `after_ms` ahead of `now_ms` is named, so the client fails only
+/// those. Only topics that set a bound pay for reading the records.
+pub(crate) fn check_timestamps(
+    batch: &[u8],
+    header: &BatchHeader,
+    bounds: (Option<u64>, Option<u64>),
+    now_ms: i64,
+    partition: &impl std::fmt::Display,
+) -> Result<(), LogError> {
+    if header.is_control() {
+        return Ok(());
+    }
+    let (before, after) = bounds;
+    let lowest = before.map_or(i64::MIN, |b| {
+        now_ms.saturating_sub(b.min(i64::MAX as u64) as i64)
+    });
+    let highest = after.map_or(i64::MAX, |a| {
+        now_ms.saturating_add(a.min(i64::MAX as u64) as i64)
+    });
+    // The header's max timestamp settles the common case without reading the records.
+    if header.max_timestamp > highest || header.base_timestamp < lowest || before.is_some() {
+        let data = batch_records(batch, header)?;
+        let bad: Vec<(i32, String)> = parse_records(&data, header.record_count)?
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let ts = header.base_timestamp.wrapping_add(r.timestamp_delta);
+                (ts < lowest || ts > highest).then(|| {
+                    (
+                        i as i32,
+                        format!(
+                            "Timestamp {ts} of message with offset delta {} is out of range. \
+                             The timestamp should be within [{lowest}, {highest}]",
+                            r.offset_delta
+                        ),
+                    )
+                })
+            })
+            .collect();
+        if let Some((_, first)) = bad.first() {
+            return Err(LogError::InvalidTimestamps {
+                message: format!(
+                    "One or more records have been rejected due to {} record errors in \
+                     total in {partition}: {first}",
+                    bad.len()
+                ),
+                records: bad,
+            });
         }
     }
     Ok(())

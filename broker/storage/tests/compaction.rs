@@ -302,13 +302,15 @@ fn keyless_records_are_rejected_only_on_compacted_logs() {
         .expect("create");
     for keyless in [batch(2, 0, 5), gzip_batch(&[0, 1], 0)] {
         match compacted.append(&keyless, 0, 0) {
-            Err(LogError::InvalidRecord(msg)) => {
+            Err(LogError::InvalidRecords { message, records }) => {
                 assert!(
-                    msg.contains("Compacted topic cannot accept message without key"),
-                    "{msg}"
+                    message.contains("Compacted topic cannot accept message without key"),
+                    "{message}"
                 );
-                assert!(msg.contains("t-0"), "{msg}");
-                assert!(msg.contains("record 0 of batch 0"), "{msg}");
+                assert!(message.contains("t-0"), "{message}");
+                // KIP-467: both records are named, by their index in the batch.
+                let indexes: Vec<i32> = records.iter().map(|(i, _)| *i).collect();
+                assert_eq!(indexes, vec![0, 1]);
             }
             other => panic!(
                 "keyless record accepted: {:?}",
@@ -345,7 +347,8 @@ fn keyless_records_are_rejected_only_on_compacted_logs() {
     ));
     assert!(matches!(
         compacted.append(&request, 0, 0),
-        Err(LogError::InvalidRecord(m)) if m.contains("record 1 of batch 1")
+        Err(LogError::InvalidRecords { message, records })
+            if message.contains("batch 1") && records.len() == 1 && records[0].0 == 1
     ));
     assert_eq!(compacted.log_end_offset(), 0);
     put(&compacted, "k", None, 0);
@@ -580,4 +583,34 @@ fn a_producers_last_batch_survives_as_an_empty_batch() {
         .append(&with_producer(b, 77, 1, 3), 0, 0)
         .expect("next seq");
     assert!(!info.duplicate);
+}
+
+#[test]
+fn create_time_bounds_name_the_records_out_of_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mgr = open(dir.path());
+    let now = 10_000_000;
+    let config = LogConfig {
+        timestamp_before_max_ms: Some(1000),
+        timestamp_after_max_ms: Some(500),
+        ..small_config()
+    };
+    let log = mgr
+        .get_or_create(&tp("bounded", 0), config)
+        .expect("create");
+    // Record timestamps base + deltas: now-5000 (too old), now, now+100, now+900 (too new).
+    let bad = batch_with_deltas(&[0, 5000, 5100, 5900], now - 5000);
+    match log.append(&bad, 0, now) {
+        Err(LogError::InvalidTimestamps { records, .. }) => {
+            let indexes: Vec<i32> = records.iter().map(|(i, _)| *i).collect();
+            assert_eq!(indexes, vec![0, 3]);
+        }
+        other => panic!(
+            "out-of-range timestamps accepted: {:?}",
+            other.map(|i| i.first_offset)
+        ),
+    }
+    assert_eq!(log.log_end_offset(), 0, "nothing of the batch was written");
+    let good = batch_with_deltas(&[0, 100, 400], now - 900);
+    assert_eq!(log.append(&good, 0, now).expect("in range").first_offset, 0);
 }

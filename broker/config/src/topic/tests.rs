@@ -246,6 +246,8 @@ fn effective_defaults() {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 86_400_000,
+            timestamp_before_max_ms: None,
+            timestamp_after_max_ms: None,
         }
     );
 }

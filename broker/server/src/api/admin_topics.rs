@@ -213,6 +213,7 @@ fn new_topic(
     validate_topic_name(&name)?;
     let configs = requested_configs(t)?;
     validate_topic_configs(&configs)?;
+    warn_deprecated(&name, &configs);
     let assignments = if t.assignments.is_empty() {
         None
     } else {
@@ -489,6 +490,15 @@ pub async fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
+/// Kafka 3.x still accepts its deprecated topic configs; so does Strait, saying they do nothing.
+fn warn_deprecated(topic: &str, configs: &BTreeMap<String, String>) {
+    for key in configs.keys() {
+        if let Some(why) = strait_config::deprecation(key) {
+            tracing::warn!(topic, key = %key, "deprecated topic config accepted with no effect: {why}");
+        }
+    }
+}
+
 /// Replaces a topic's config overrides through the controller (AlterConfigs and
 /// IncrementalAlterConfigs in KRaft mode), then waits until the image has them.
 pub async fn set_topic_configs(
@@ -497,6 +507,7 @@ pub async fn set_topic_configs(
     configs: BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
     validate_topic_configs(&configs)?;
+    warn_deprecated(topic, &configs);
     match node
         .call(ControllerRequest::SetTopicConfigs {
             topic: topic.to_string(),

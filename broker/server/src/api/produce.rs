@@ -13,7 +13,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::warn;
@@ -391,6 +392,17 @@ fn partition_response(index: i32, result: Result<Appended, ApiError>) -> Partiti
             .with_log_start_offset(a.log_start_offset),
         Err(e) => resp
             .with_error_code(e.code())
+            // KIP-467: which records of the batch were invalid, so the client fails only them.
+            .with_record_errors(
+                e.record_errors
+                    .into_iter()
+                    .map(|(index, why)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(str_bytes(why)))
+                    })
+                    .collect(),
+            )
             .with_error_message(Some(str_bytes(e.message)))
             .with_base_offset(-1)
             .with_log_append_time_ms(-1)

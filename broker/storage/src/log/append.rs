@@ -9,7 +9,7 @@ use parking_lot::MutexGuard;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::producer_state::{PendingUpdate, ProducerBatch, Replayed};
-use crate::records::check_keys;
+use crate::records::{check_keys, check_timestamps};
 use crate::segment::LogSegment;
 use crate::transaction::read_marker;
 use crate::{LogConfig, LogError, TimestampType};
@@ -141,6 +141,16 @@ impl PartitionLog {
             for (i, v) in valid.iter().enumerate() {
                 let bytes = &batches[v.start..v.start + v.header.size as usize];
                 check_keys(bytes, &v.header, i, &self.tp)?;
+            }
+        }
+        let bounds = (
+            config.timestamp_before_max_ms,
+            config.timestamp_after_max_ms,
+        );
+        if config.timestamp_type == TimestampType::CreateTime && bounds != (None, None) {
+            for v in &valid {
+                let bytes = &batches[v.start..v.start + v.header.size as usize];
+                check_timestamps(bytes, &v.header, bounds, now_ms, &self.tp)?;
             }
         }
         let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
