@@ -17,7 +17,9 @@ the process started: the input must be complete before the pipeline runs); 2 on 
 
 import argparse
 import sys
+import threading
 import time
+import traceback
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -27,6 +29,31 @@ RETRY_FOR = 90
 
 def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
+
+
+class Watchdog:
+    """Logs where the main thread is when the loop has not turned for `after` seconds, once per
+    stall: a pipeline blocked inside a client call says which call it is."""
+
+    def __init__(self, after=30.0):
+        self.after = after
+        self.beat = time.monotonic()
+        self.main = threading.main_thread().ident
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def tick(self):
+        self.beat = time.monotonic()
+
+    def _watch(self):
+        told = None
+        while True:
+            time.sleep(1)
+            beat = self.beat
+            if time.monotonic() - beat >= self.after and told != beat:
+                told = beat
+                frame = sys._current_frames().get(self.main)
+                stack = "".join(traceback.format_stack(frame)) if frame else "?"
+                log(f"loop stalled for {self.after:.0f} s in:\n{stack}")
 
 
 class Fatal(Exception):
@@ -170,7 +197,9 @@ class Pipeline:
         started = time.monotonic()
         processed = 0
         last_done_check = 0.0
+        watchdog = Watchdog()
         while time.monotonic() < deadline:
+            watchdog.tick()
             now = time.monotonic()
             if self.in_txn and now - self.txn_started >= interval:
                 self.commit()

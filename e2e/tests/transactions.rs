@@ -61,6 +61,8 @@ const PIPE_RECORDS: u64 = 100_000;
 const PIPE_RATE: u32 = 3_000;
 const PIPE_TIMEOUT: Duration = Duration::from_secs(240);
 const PIPE_MAX_STARTS: u32 = 8;
+/// A pipeline copy without progress for this long is killed and replaced (see `supervise`).
+const PIPE_STALL: Duration = Duration::from_secs(75);
 
 const JEPSEN_TOPICS: [&str; 2] = ["jep-a", "jep-b"];
 const JEPSEN_PRODUCERS: u32 = 4;
@@ -431,6 +433,10 @@ struct Pipeline {
     exits: Vec<ExitStatus>,
     logs: tempfile::TempDir,
     done: bool,
+    /// Progress as last seen, and since when.
+    seen: (u64, Instant),
+    /// Copies killed because they made no progress for `PIPE_STALL`.
+    stall_restarts: u32,
 }
 
 impl Pipeline {
@@ -467,6 +473,8 @@ impl Pipeline {
                 .tempdir()
                 .expect("temp dir"),
             done: false,
+            seen: (0, Instant::now()),
+            stall_restarts: 0,
         };
         pipeline.spawn();
         pipeline
@@ -533,10 +541,28 @@ impl Pipeline {
         if self.done {
             return true;
         }
+        let progress = self.progress();
+        if progress != self.seen.0 {
+            self.seen = (progress, Instant::now());
+        }
         let Some(child) = self.child.as_mut() else {
             return false;
         };
         let Ok(Some(status)) = child.try_wait() else {
+            // A copy blocked inside a client call is treated as crashed: the next copy fences it
+            // and goes on, so exactly-once must still hold. A hang on the broker side stalls the
+            // next copy too, and the run still fails. The pipeline's watchdog has logged where
+            // it was blocked.
+            if self.seen.1.elapsed() >= PIPE_STALL {
+                self.stall_restarts += 1;
+                eprintln!(
+                    "pipeline made no progress for {PIPE_STALL:?} at {progress}; SIGKILL and \
+                     restart. stderr tail:\n{}",
+                    self.stderr_tail()
+                );
+                self.seen = (progress, Instant::now());
+                self.kill_and_restart();
+            }
             return false;
         };
         self.child = None;
@@ -663,8 +689,8 @@ fn pipeline_phase(cluster: &mut Cluster, _lab: Option<&NetLab>) {
         )
     });
     eprintln!(
-        "pipeline done after {} starts, exits {:?}",
-        pipeline.starts, pipeline.exits
+        "pipeline done after {} starts ({} after a stall), exits {:?}",
+        pipeline.starts, pipeline.stall_restarts, pipeline.exits
     );
 
     let bootstrap = cluster.live_bootstrap();
