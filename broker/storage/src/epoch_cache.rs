@@ -28,6 +28,12 @@ impl EpochCache {
         Ok(EpochCache { path, entries })
     }
 
+    /// Persists to `path` from now on (a replica moved between log dirs).
+    pub(crate) fn relocate(&mut self, path: PathBuf) -> Result<(), LogError> {
+        self.path = path;
+        self.persist()
+    }
+
     pub fn entries(&self) -> &[(i32, i64)] {
         &self.entries
     }

@@ -78,6 +78,12 @@ pub enum LogError {
     /// or the end of the previous batch of the same append): nothing was written.
     #[error("batch at offset {got} overlaps the log, which expects offset {expected} or above")]
     UnexpectedOffset { expected: i64, got: i64 },
+    /// The partition's log dir failed (an I/O error on it): Kafka KAFKA_STORAGE_ERROR.
+    #[error("log dir {} is offline", .0.display())]
+    LogDirOffline(PathBuf),
+    /// A log dir that is not one of `log.dirs` (or is offline): Kafka LOG_DIR_NOT_FOUND.
+    #[error("log dir {} is not a configured, online log dir", .0.display())]
+    LogDirNotFound(PathBuf),
     /// The partition was deleted while a caller still held its handle.
     #[error("partition {0} has been deleted")]
     Deleted(TopicPartition),

@@ -280,6 +280,12 @@ impl ProducerStateManager {
         }
     }
 
+    /// Keeps snapshots in `dir` from now on (a replica moved between log dirs; its snapshots were
+    /// copied there).
+    pub(crate) fn relocate(&mut self, dir: &Path) {
+        self.dir = dir.to_path_buf();
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
         self.producers.iter().map(|(&pid, e)| (pid, e))
     }

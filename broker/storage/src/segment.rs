@@ -99,6 +99,15 @@ impl LogSegment {
         Ok(LogSegment::with_file(dir, base_offset, file, size))
     }
 
+    /// Re-points the segment at a copy of its files in `dir` (a replica moved between log dirs);
+    /// `file` holds the same `size` bytes. The index files are written there by the caller.
+    pub(crate) fn relocate(&mut self, dir: &Path, file: File) {
+        self.dir = dir.to_path_buf();
+        self.file = Arc::new(file);
+        self.needs_trim = false;
+        self.indexes_dirty = true;
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(file_name(self.base_offset, "log"))
     }

@@ -93,7 +93,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        self.append_from(batches, leader_epoch, now_ms, Origin::Client)
+        self.guard(self.append_from(batches, leader_epoch, now_ms, Origin::Client))
     }
 
     /// A coordinator's own append (Kafka's `AppendOrigin.COORDINATOR`): a transactional offset
@@ -105,7 +105,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        self.append_from(batches, leader_epoch, now_ms, Origin::Coordinator)
+        self.guard(self.append_from(batches, leader_epoch, now_ms, Origin::Coordinator))
     }
 
     fn append_from(
@@ -246,6 +246,14 @@ impl PartitionLog {
     /// replayed without checks, as on load, so this replica can lead with correct idempotence
     /// state. The high watermark does not move.
     pub fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.guard(self.append_as_follower_unguarded(batches, now_ms))
+    }
+
+    fn append_as_follower_unguarded(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         let config = self.config();
         let valid = batch::validate_all(batches, u32::MAX)?;
         // Written segment by segment, so only each batch must fit in one.
@@ -422,7 +430,7 @@ impl PartitionLog {
             if active.base_offset == base {
                 return Ok(());
             }
-            let segment = LogSegment::create(&self.dir, base)?;
+            let segment = LogSegment::create(&self.dir(), base)?;
             let replaced: Vec<LogSegment> =
                 st.segments.pop_last().into_iter().map(|(_, s)| s).collect();
             st.segments.insert(base, segment);
@@ -432,7 +440,7 @@ impl PartitionLog {
         }
         active.seal();
         active.write_indexes(false)?;
-        let segment = LogSegment::create(&self.dir, base)?;
+        let segment = LogSegment::create(&self.dir(), base)?;
         st.segments.insert(base, segment);
         tracing::debug!(partition = %self.tp, base_offset = base, "rolled new log segment");
         st.producers.take_snapshot(leo)

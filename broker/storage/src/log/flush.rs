@@ -17,12 +17,16 @@ impl PartitionLog {
     /// fsyncs the segments holding offsets below `target` outside the lock, then advances the
     /// recovery point unless data was removed meanwhile.
     pub(crate) fn flush_to(&self, target: i64) -> Result<(), LogError> {
+        self.guard(self.flush_to_unguarded(target))
+    }
+
+    fn flush_to_unguarded(&self, target: i64) -> Result<(), LogError> {
         let mut files = Vec::new();
         let mut index_paths = Vec::new();
         let mut closed = Vec::new();
         let (generation, target) = {
             let mut st = self.state.lock();
-            if st.deleted {
+            if st.deleted || self.is_offline() {
                 return Ok(());
             }
             let target = target.min(st.log_end_offset());
@@ -101,6 +105,9 @@ impl PartitionLog {
 
     /// Clean close: flush, index the active segment's largest timestamp, sync every index.
     pub(crate) fn close(&self) -> Result<(), LogError> {
+        if self.is_offline() {
+            return Ok(());
+        }
         self.flush()?;
         let mut st = self.state.lock();
         if st.deleted {

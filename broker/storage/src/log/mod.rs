@@ -17,6 +17,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{PARTITION_METADATA, write_partition_metadata};
+use crate::dir_failure::DirHealth;
 use crate::epoch_cache::{EpochCache, epoch_for_offset};
 use crate::producer_state::{ProducerStateManager, Replayed};
 use crate::reader::{HEADER_CHUNK, SegmentReader, Step};
@@ -209,6 +210,13 @@ impl LogState {
     }
 }
 
+/// Where a partition log lives.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
+    pub dir: PathBuf,
+    pub health: Arc<DirHealth>,
+}
+
 /// What a read or search needs from one segment, taken under the lock.
 struct SegmentSnapshot {
     file: Arc<File>,
@@ -219,7 +227,9 @@ struct SegmentSnapshot {
 /// One partition's log. All methods take &self (internal locking).
 pub struct PartitionLog {
     tp: TopicPartition,
-    dir: PathBuf,
+    /// The partition's directory and the health of the log dir holding it; both change only when
+    /// the log moves to another log dir (AlterReplicaLogDirs), under the state lock.
+    location: RwLock<Location>,
     config: RwLock<LogConfig>,
     pub(crate) state: Mutex<LogState>,
     /// One cleaner pass at a time per log.
@@ -230,7 +240,7 @@ impl std::fmt::Debug for PartitionLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionLog")
             .field("tp", &self.tp)
-            .field("dir", &self.dir)
+            .field("dir", &self.location.read().dir)
             .finish_non_exhaustive()
     }
 }
@@ -239,12 +249,13 @@ impl PartitionLog {
     pub(crate) fn from_state(
         tp: TopicPartition,
         dir: PathBuf,
+        health: Arc<DirHealth>,
         config: LogConfig,
         state: LogState,
     ) -> PartitionLog {
         PartitionLog {
             tp,
-            dir,
+            location: RwLock::new(Location { dir, health }),
             config: RwLock::new(config),
             state: Mutex::new(state),
             clean_lock: Mutex::new(()),
@@ -256,7 +267,28 @@ impl PartitionLog {
     }
 
     pub fn dir(&self) -> PathBuf {
-        self.dir.clone()
+        self.location.read().dir.clone()
+    }
+
+    pub(crate) fn location(&self) -> Location {
+        self.location.read().clone()
+    }
+
+    /// Re-points the log at its new directory after a move (state lock held by the caller).
+    pub(crate) fn set_location(&self, location: Location) {
+        *self.location.write() = location;
+    }
+
+    /// Whether the log dir holding this log has failed.
+    pub fn is_offline(&self) -> bool {
+        self.location.read().health.is_offline()
+    }
+
+    /// Passes `result` through, taking the log dir offline on an I/O error (Kafka's
+    /// `LogDirFailureChannel`).
+    pub(crate) fn guard<T>(&self, result: Result<T, LogError>) -> Result<T, LogError> {
+        let health = Arc::clone(&self.location.read().health);
+        health.check(result)
     }
 
     pub fn config(&self) -> LogConfig {
@@ -271,6 +303,10 @@ impl PartitionLog {
         let st = self.state.lock();
         if st.deleted {
             return Err(LogError::Deleted(self.tp.clone()));
+        }
+        let location = self.location.read();
+        if location.health.is_offline() {
+            return Err(location.health.offline_error());
         }
         Ok(st)
     }
@@ -305,7 +341,7 @@ impl PartitionLog {
         let mut st = self.live()?;
         let leo = st.log_end_offset();
         if st.active().should_roll(&config, 0, leo, now_ms) {
-            self.roll_locked(&mut st, leo)?;
+            self.guard(self.roll_locked(&mut st, leo))?;
         }
         Ok(())
     }
@@ -313,6 +349,16 @@ impl PartitionLog {
     /// Whole batches from the one containing `offset`, below `upper_bound`, within `max_bytes`
     /// (the first batch whole when `min_one`, KIP-74).
     pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        upper_bound: i64,
+        min_one: bool,
+    ) -> Result<ReadResult, LogError> {
+        self.guard(self.read_unguarded(offset, max_bytes, upper_bound, min_one))
+    }
+
+    fn read_unguarded(
         &self,
         offset: i64,
         max_bytes: u64,
@@ -565,7 +611,10 @@ impl PartitionLog {
         if st.topic_id.as_deref() == Some(id) {
             return Ok(());
         }
-        write_partition_metadata(&self.dir.join(PARTITION_METADATA), id)?;
+        self.guard(
+            write_partition_metadata(&self.dir().join(PARTITION_METADATA), id)
+                .map_err(LogError::Io),
+        )?;
         st.topic_id = Some(id.to_owned());
         Ok(())
     }

@@ -85,6 +85,10 @@ impl PartitionLog {
 
     /// Drops everything at or after `offset` (whole batches: the log end may land below it).
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.guard(self.truncate_to_unguarded(offset))
+    }
+
+    fn truncate_to_unguarded(&self, offset: i64) -> Result<(), LogError> {
         let mut st = self.live()?;
         if offset >= st.log_end_offset() {
             return Ok(());
@@ -126,6 +130,10 @@ impl PartitionLog {
     /// which may lie beyond the log end (a follower whose fetch offset fell below the leader's
     /// log start). Epochs and producer state go with the data.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        self.guard(self.truncate_fully_unguarded(offset))
+    }
+
+    fn truncate_fully_unguarded(&self, offset: i64) -> Result<(), LogError> {
         let mut st = self.live()?;
         let offset = offset.max(0);
         st.generation += 1;
@@ -157,7 +165,7 @@ impl PartitionLog {
                 seg.write_indexes(false)?;
                 None
             }
-            None => Some(LogSegment::create(&self.dir, offset)?),
+            None => Some(LogSegment::create(&self.dir(), offset)?),
         };
         let mut removed = Vec::new();
         for (base, seg) in std::mem::take(&mut st.segments) {
