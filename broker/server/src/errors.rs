@@ -65,9 +65,9 @@ impl From<LogError> for ApiError {
             LogError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
             // Only the follower append raises this; it never reaches a client.
             LogError::UnexpectedOffset { .. } => ResponseError::UnknownServerError,
-            LogError::LogDir { .. }
-            | LogError::CorruptFile { .. }
-            | LogError::LogDirOffline(_) => ResponseError::KafkaStorageError,
+            LogError::LogDir { .. } | LogError::CorruptFile { .. } | LogError::LogDirOffline(_) => {
+                ResponseError::KafkaStorageError
+            }
             LogError::LogDirNotFound(_) => ResponseError::LogDirNotFound,
         };
         let mut api = ApiError::new(error, e.to_string());

@@ -52,6 +52,8 @@ pub struct Metrics {
     /// Transactions the coordinator aborted because they outlived their transaction.timeout.ms.
     pub txn_timed_out: IntCounter,
     txn_ongoing: IntGauge,
+    /// Kafka's `kafka.log:type=LogManager,name=OfflineLogDirectoryCount`.
+    offline_log_dirs: IntGauge,
     txn_ids: IntGauge,
     lso_lag: IntGaugeVec,
     partition_count: IntGauge,
@@ -301,6 +303,11 @@ impl Metrics {
                 "strait_transactions_timed_out_total",
                 "Transactions the coordinator aborted (fencing their producer) because they outlived their transaction.timeout.ms.",
             ),
+            offline_log_dirs: gauge(
+                &r,
+                "kafka_log_logmanager_offlinelogdirectorycount",
+                "Log dirs taken offline by an I/O error.",
+            ),
             txn_ongoing: gauge(
                 &r,
                 "strait_transactions_ongoing",
@@ -514,7 +521,9 @@ impl Metrics {
                 }
             }
         }
-        for dir in &config.log_dirs {
+        let offline = replicas.logs.offline_dirs();
+        self.offline_log_dirs.set(offline.len() as i64);
+        for dir in config.log_dirs.iter().filter(|d| !offline.contains(d)) {
             let name = dir.display().to_string();
             if let (Ok(free), Ok(total)) = (fs4::available_space(dir), fs4::total_space(dir)) {
                 self.dir_free

@@ -72,10 +72,12 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     ] {
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut offline = Vec::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {
+                watch_log_dirs(&broker, &mut offline);
                 blocking(&broker, "flush/roll", |b| {
                     let now = now_ms();
                     b.replicas.logs.flush_due(now)?;
@@ -155,6 +157,25 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// Reports log dirs that went offline since the last look; halts the broker once every dir is
+/// offline, as Kafka does (it has nothing left to serve, and a restart is what brings a replaced
+/// disk back).
+fn watch_log_dirs(broker: &Broker, known: &mut Vec<std::path::PathBuf>) {
+    let now = broker.replicas.logs.offline_dirs();
+    if now.len() == known.len() {
+        return;
+    }
+    for dir in now.iter().filter(|d| !known.contains(d)) {
+        tracing::error!(dir = %dir.display(),
+            "log dir is offline: its partitions answer KAFKA_STORAGE_ERROR until the disk is replaced and the broker restarted");
+    }
+    if now.len() == broker.replicas.logs.dirs().len() {
+        tracing::error!("every log dir is offline; shutting down the broker");
+        std::process::exit(1);
+    }
+    *known = now;
 }
 
 async fn blocking(

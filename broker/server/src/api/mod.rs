@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod groups;
 pub mod leader_epoch;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -497,6 +498,8 @@ async fn route(
         ListTransactions => messages::ListTransactionsRequest => transactions::list_transactions,
         DescribeProducers => messages::DescribeProducersRequest => transactions::describe_producers,
         DescribeTopicPartitions => messages::DescribeTopicPartitionsRequest => topic_partitions::handle,
+        DescribeLogDirs => messages::DescribeLogDirsRequest => log_dirs::describe,
+        AlterReplicaLogDirs => messages::AlterReplicaLogDirsRequest => log_dirs::alter,
     })
 }
 

@@ -67,6 +67,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    // JBOD (v0 of each is gone from Kafka 4).
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
 /// The implemented version range of an API, or None if Strait does not implement it.
