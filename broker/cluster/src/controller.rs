@@ -221,10 +221,10 @@ impl Controller {
                         .collect(),
                 )
             }
-            ControllerRequest::DescribeQuorum => {
-                // The quorum layer answers it from Raft's state before it reaches here.
+            ControllerRequest::DescribeQuorum | ControllerRequest::ChangeVoters { .. } => {
+                // The quorum layer answers these from Raft's state before they reach here.
                 return Err(ControllerError::InvalidRequest(
-                    "DescribeQuorum is answered by the Raft leader".into(),
+                    "quorum requests are answered by the Raft leader".into(),
                 ));
             }
             ControllerRequest::ListReassignments { partitions } => {

@@ -1,6 +1,6 @@
 //! The replicated metadata log: openraft over tonic gRPC.
 //!
-//! Every controller (voter of `controller.quorum.voters`) runs a [`Quorum`]: an openraft node
+//! Every controller runs a [`Quorum`]: an openraft node
 //! whose log entries are [`MetadataBatch`]es (one controller decision, applied atomically) and
 //! whose state machine is the metadata [`Image`]. The same gRPC service carries Raft's RPCs, the
 //! controller RPCs brokers send ([`ControllerClient`]) and the metadata long poll of broker-only
@@ -10,6 +10,10 @@
 //! On disk (`QuorumConfig::dir`): `raft-log` (entries, fsynced per append), `vote.json`
 //! (fsynced), `committed.json`, and `snapshot` (the serialised image with its Raft metadata).
 //! A snapshot is taken every `snapshot_every` entries and the log is purged up to it.
+//!
+//! The voter set lives in the Raft log (openraft membership entries, see `membership`):
+//! `controller.quorum.voters` only seeds it when the log is empty; a controller started without
+//! voters waits, uninitialised, to be added as a learner (observer) and then as a voter.
 
 mod active;
 mod client;
@@ -17,6 +21,7 @@ mod codec;
 mod durable;
 mod follower;
 mod log_store;
+mod membership;
 mod network;
 mod proto;
 mod service;
@@ -33,14 +38,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, RaftMetrics, SnapshotPolicy};
+use openraft::{Config, Raft, RaftMetrics, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
+use uuid::Uuid;
 
 pub use client::ControllerClient;
 pub use follower::MetadataFollower;
+pub use membership::{Step as VoterStep, VoterNode, plan as plan_voter_change};
 pub use tls::QuorumTls;
 
 use crate::controller::ControllerSettings;
@@ -71,7 +78,7 @@ openraft::declare_raft_types!(
         D = MetadataBatch,
         R = (),
         NodeId = NodeId,
-        Node = BasicNode,
+        Node = VoterNode,
         SnapshotData = Cursor<Vec<u8>>,
 );
 
@@ -83,6 +90,20 @@ pub const ELECTION_TIMEOUT: (Duration, Duration) =
 /// How often the active controller's periodic work runs.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// openraft's metrics of a quorum member.
+pub type QuorumMetrics = RaftMetrics<NodeId, VoterNode>;
+
+/// The voter ids and every member's record (voters and observers) in `metrics`.
+pub fn membership_of(metrics: &QuorumMetrics) -> (Vec<i32>, BTreeMap<i32, VoterNode>) {
+    let membership = metrics.membership_config.membership();
+    let voters = membership.voter_ids().filter_map(node_to_i32).collect();
+    let nodes = membership
+        .nodes()
+        .filter_map(|(id, node)| Some((node_to_i32(*id)?, node.clone())))
+        .collect();
+    (voters, nodes)
+}
+
 fn node_to_i32(id: NodeId) -> Option<i32> {
     i32::try_from(id).ok()
 }
@@ -92,8 +113,12 @@ fn node_to_i32(id: NodeId) -> Option<i32> {
 pub struct QuorumConfig {
     /// Kafka `node.id` of this controller.
     pub node_id: i32,
-    /// `controller.quorum.voters`: id -> `host:port` of each voter's controller listener.
+    /// `controller.quorum.voters`: id -> `host:port` of each voter's controller listener. Seeds
+    /// the voter set of an empty log; empty for a controller that joins an existing quorum as an
+    /// observer (`controller.quorum.bootstrap.servers`).
     pub voters: BTreeMap<i32, String>,
+    /// This node's metadata log directory id, recorded with its entry in the voter set.
+    pub directory_id: Uuid,
     /// Address the quorum gRPC service listens on (this controller's CONTROLLER listener). Port 0
     /// picks a free port, allowed only for a quorum of this voter alone (nobody else has to
     /// reach it): its address in `voters` is then replaced by the one bound.
@@ -136,16 +161,16 @@ pub struct Quorum {
     ticker: JoinHandle<()>,
 }
 
-fn validate(config: &QuorumConfig) -> Result<(NodeId, BTreeMap<NodeId, BasicNode>), QuorumError> {
+fn validate(config: &QuorumConfig) -> Result<(NodeId, BTreeMap<NodeId, VoterNode>), QuorumError> {
     let node_id = NodeId::try_from(config.node_id)
         .map_err(|_| QuorumError::Config(format!("node.id {} is negative", config.node_id)))?;
-    if !config.voters.contains_key(&config.node_id) {
+    if !config.voters.is_empty() && !config.voters.contains_key(&config.node_id) {
         return Err(QuorumError::Config(format!(
             "node.id {} is not among controller.quorum.voters",
             config.node_id
         )));
     }
-    if config.bind.port() == 0 && config.voters.len() > 1 {
+    if config.bind.port() == 0 && config.voters.len() != 1 {
         return Err(QuorumError::Config(
             "only a single-voter quorum may listen on a free port".into(),
         ));
@@ -159,7 +184,10 @@ fn validate(config: &QuorumConfig) -> Result<(NodeId, BTreeMap<NodeId, BasicNode
     for (id, addr) in &config.voters {
         let id = NodeId::try_from(*id)
             .map_err(|_| QuorumError::Config(format!("voter id {id} is negative")))?;
-        members.insert(id, BasicNode::new(addr));
+        // Only this node's own directory id is known here; the others report theirs once they
+        // run (see `ClusterNode`'s membership upkeep).
+        let dir = (id == node_id).then_some(config.directory_id);
+        members.insert(id, VoterNode::new(addr, dir));
     }
     Ok((node_id, members))
 }
@@ -192,7 +220,8 @@ impl Quorum {
     /// Opens the metadata log in `config.dir`, starts Raft and the gRPC server on `config.bind`,
     /// and, when the log is empty, initialises the cluster with every voter. Every voter does
     /// this at its first start: openraft allows initialisation with the same membership by any
-    /// number of voters, all of them write the same first entry.
+    /// number of voters, all of them write the same first entry. Without seed voters the node
+    /// stays uninitialised until a leader adds it as a learner.
     pub async fn start(config: QuorumConfig) -> Result<Quorum, QuorumError> {
         let (node_id, mut members) = validate(&config)?;
         let storage_error = |source| QuorumError::Storage {
@@ -216,7 +245,10 @@ impl Quorum {
             source,
         })?;
         if config.bind.port() == 0 {
-            members.insert(node_id, BasicNode::new(local_addr));
+            members.insert(
+                node_id,
+                VoterNode::new(local_addr.to_string(), Some(config.directory_id)),
+            );
         }
         let alone = members.len() == 1;
 
@@ -262,6 +294,14 @@ impl Quorum {
             quorum.shutdown().await;
             return Err(e);
         }
+        // Callers read the voter set right after the start (is this node alone?): let the
+        // metrics show the membership the log holds.
+        if quorum.raft.is_initialized().await.unwrap_or(false) {
+            let mut metrics = quorum.raft.metrics();
+            let shown =
+                metrics.wait_for(|m| m.membership_config.membership().nodes().next().is_some());
+            let _ = tokio::time::timeout(Duration::from_secs(2), shown).await;
+        }
         if alone {
             // A lone voter needs no election timeout to learn that nobody else leads: elect now,
             // so that a single node serves within moments of starting.
@@ -278,7 +318,10 @@ impl Quorum {
         self.local_addr
     }
 
-    async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<(), QuorumError> {
+    async fn initialize(&self, members: BTreeMap<NodeId, VoterNode>) -> Result<(), QuorumError> {
+        if members.is_empty() {
+            return Ok(());
+        }
         let initialized = self
             .raft
             .is_initialized()
@@ -312,8 +355,14 @@ impl Quorum {
         self.node_id
     }
 
+    /// The voter set and every member's record (voters and observers) as this node's log has
+    /// them; empty before an observer is added.
+    pub fn membership(&self) -> (Vec<i32>, BTreeMap<i32, VoterNode>) {
+        membership_of(&self.raft.metrics().borrow())
+    }
+
     /// openraft's metrics of this voter (state, term, last applied, snapshot, purged).
-    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+    pub fn metrics(&self) -> watch::Receiver<QuorumMetrics> {
         self.raft.metrics()
     }
 

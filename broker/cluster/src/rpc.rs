@@ -98,6 +98,13 @@ pub enum ControllerRequest {
     /// Kafka's DescribeQuorum: answered by the Raft leader from its replication state, not by
     /// the controller's decisions.
     DescribeQuorum,
+    /// Kafka's AddRaftVoter / RemoveRaftVoter / UpdateRaftVoter, and an observer asking to be
+    /// added as a learner (KIP-853): one membership change, carried out by the Raft leader.
+    /// `timeout_ms` bounds the wait for a new voter to catch up.
+    ChangeVoters {
+        change: VoterChange,
+        timeout_ms: u64,
+    },
     /// Kafka's AlterUserScramCredentials, checked by the broker (mechanism, iterations, one
     /// change per user): the deletions and upsertions of one request, committed together.
     AlterScramCredentials {
@@ -118,6 +125,33 @@ pub enum ControllerRequest {
     },
 }
 
+/// One change of the quorum's voter set. Directory ids are the nodes' metadata log directory
+/// ids; the nil id matches any (a voter seeded by `controller.quorum.voters` reports its own only
+/// once it runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoterChange {
+    /// Make the node a voter (an observer first if it is not one yet), once it caught up.
+    Add {
+        id: i32,
+        directory_id: Uuid,
+        address: String,
+    },
+    /// Take the node out of the voter set (or an observer out of the membership).
+    Remove { id: i32, directory_id: Uuid },
+    /// A voter's new controller endpoint (or its directory id, learned).
+    Update {
+        id: i32,
+        directory_id: Uuid,
+        address: String,
+    },
+    /// A controller that is not a voter asks to follow the Raft log as an observer.
+    Join {
+        id: i32,
+        directory_id: Uuid,
+        address: String,
+    },
+}
+
 /// The metadata quorum as its leader sees it (DescribeQuorum). Offsets are Raft log indexes,
 /// exclusive like Kafka's log end offsets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +161,9 @@ pub struct QuorumStatus {
     pub epoch: i32,
     pub high_watermark: i64,
     pub voters: Vec<VoterStatus>,
+    /// Raft learners: controllers that follow the log without voting.
+    #[serde(default)]
+    pub observers: Vec<VoterStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +173,9 @@ pub struct VoterStatus {
     pub log_end: i64,
     /// The voter's quorum address, `host:port`.
     pub address: String,
+    /// Its metadata log directory id, when known.
+    #[serde(default)]
+    pub directory_id: Option<Uuid>,
 }
 
 /// A topic to create. `replication_factor`/`partitions` of -1 mean the broker defaults, already
@@ -238,6 +278,12 @@ pub enum ControllerError {
     InvalidRequest(String),
     #[error("{0}")]
     ResourceNotFound(String),
+    #[error("{0}")]
+    RequestTimedOut(String),
+    #[error("{0}")]
+    DuplicateVoter(String),
+    #[error("{0}")]
+    VoterNotFound(String),
 }
 
 impl ControllerError {
@@ -262,6 +308,9 @@ impl ControllerError {
             ControllerError::NoReassignmentInProgress => 85,
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::ResourceNotFound(_) => 91,
+            ControllerError::RequestTimedOut(_) => 7,
+            ControllerError::DuplicateVoter(_) => 126,
+            ControllerError::VoterNotFound(_) => 127,
         }
     }
 }

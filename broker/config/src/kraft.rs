@@ -141,8 +141,9 @@ pub(crate) fn kraft_settings(i: KraftInputs<'_>) -> Result<Option<KraftSettings>
         .find_map(|name| i.listeners.iter().find(|l| &l.name == name))
         .cloned();
     if roles.controller {
-        // Strait's quorum has static membership: a controller must be one of the voters.
-        if !voters.contains_key(&node) {
+        // With voters configured, a controller must be one of them; with bootstrap servers
+        // alone it joins the quorum as an observer and is promoted by AddRaftVoter (KIP-853).
+        if !voters.is_empty() && !voters.contains_key(&node) {
             return Err(ConfigError::invalid(
                 VOTERS,
                 format!(
@@ -165,14 +166,16 @@ pub(crate) fn kraft_settings(i: KraftInputs<'_>) -> Result<Option<KraftSettings>
                 ),
             ));
         }
-        let (Some(listener), Some((host, port))) = (&controller_listener, voters.get(&node)) else {
+        let Some(listener) = &controller_listener else {
             return Err(ConfigError::invalid(
                 CONTROLLER_NAMES,
                 "must contain at least one value appearing in the 'listeners' configuration \
                  when running the KRaft controller role",
             ));
         };
-        if listener.port != *port {
+        if let Some((host, port)) = voters.get(&node)
+            && listener.port != *port
+        {
             return Err(ConfigError::invalid(
                 VOTERS,
                 format!(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use uuid::Uuid;
@@ -81,12 +81,34 @@ pub fn read(
     Ok(cluster_id)
 }
 
+/// The `directory.id` of `dir`'s `meta.properties`, `None` when the dir is not formatted yet
+/// (or its file names none).
+pub fn directory_id(dir: &Path) -> Result<Option<String>, IdentityError> {
+    let path = dir.join(FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(parse(&text).remove("directory.id")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(IdentityError::Io { path, source }),
+    }
+}
+
+/// A Kafka directory id (URL-safe base64 of 16 bytes) as the UUID the protocol carries.
+pub fn directory_uuid(id: &str) -> Option<Uuid> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()?;
+    Some(Uuid::from_bytes(bytes.try_into().ok()?))
+}
+
 /// Writes `meta.properties` into every dir that has none yet (a new node, or a dir added to
-/// `log.dirs`), naming `cluster_id`.
+/// `log.dirs`), naming `cluster_id`. `directory_ids` gives the directory id to write for a dir
+/// whose id is already in use (the metadata log dir's, which the quorum records before the
+/// cluster id is known); other dirs get a new random one.
 pub fn format_new_dirs(
     dirs: &[PathBuf],
     node_id: i32,
     cluster_id: &str,
+    directory_ids: &BTreeMap<PathBuf, String>,
 ) -> Result<(), IdentityError> {
     for dir in dirs {
         let path = dir.join(FILE_NAME);
@@ -95,7 +117,10 @@ pub fn format_new_dirs(
         }
         let text = format!(
             "#\n#Written by strait-broker\ncluster.id={cluster_id}\ndirectory.id={}\nnode.id={node_id}\nversion=1\n",
-            random_kafka_id()
+            directory_ids
+                .get(dir)
+                .cloned()
+                .unwrap_or_else(random_kafka_id)
         );
         fs::create_dir_all(dir)
             .and_then(|_| write_atomically(&path, text.as_bytes()))
@@ -156,9 +181,9 @@ mod tests {
         assert_eq!(read(&dirs, 1, None).unwrap(), None);
         let id = random_kafka_id();
         assert_eq!(id.len(), 22);
-        format_new_dirs(&dirs, 1, &id).unwrap();
+        format_new_dirs(&dirs, 1, &id, &BTreeMap::new()).unwrap();
         assert_eq!(read(&dirs, 1, None).unwrap(), Some(id.clone()));
-        format_new_dirs(&dirs, 1, "ignored").unwrap();
+        format_new_dirs(&dirs, 1, "ignored", &BTreeMap::new()).unwrap();
         assert_eq!(read(&dirs, 1, None).unwrap(), Some(id.clone()));
         assert!(matches!(
             read(&dirs, 2, None),
@@ -168,6 +193,23 @@ mod tests {
             read(&dirs, 1, Some("other")),
             Err(IdentityError::Mismatch { .. })
         ));
+    }
+
+    #[test]
+    fn the_metadata_dir_keeps_the_directory_id_the_quorum_recorded() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        assert_eq!(directory_id(a.path()).unwrap(), None);
+        let preset = random_kafka_id();
+        let ids = BTreeMap::from([(a.path().to_path_buf(), preset.clone())]);
+        format_new_dirs(&dirs, 1, &random_kafka_id(), &ids).unwrap();
+        assert_eq!(directory_id(a.path()).unwrap(), Some(preset.clone()));
+        let other = directory_id(b.path()).unwrap().unwrap();
+        assert_ne!(other, preset);
+        let uuid = directory_uuid(&preset).unwrap();
+        assert!(!uuid.is_nil());
+        assert_eq!(directory_uuid("not base64!"), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod tls;
 pub mod txn;
 pub mod zero_copy;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -93,7 +94,7 @@ pub async fn start(
     // The identity first: a data dir of another node or cluster must stop the start before the
     // metadata log is opened in it.
     let (dirs, node_id, configured_id) = (
-        config.log_dirs.clone(),
+        identity_dirs(&config),
         config.node_id,
         config.cluster_id.clone(),
     );
@@ -114,8 +115,10 @@ pub async fn start(
         }
     };
     let formatted = {
-        let (dirs, node_id, id) = (config.log_dirs.clone(), config.node_id, cluster_id.clone());
-        tokio::task::spawn_blocking(move || identity::format_new_dirs(&dirs, node_id, &id)).await
+        let (dirs, node_id, id) = (identity_dirs(&config), config.node_id, cluster_id.clone());
+        let preset = BTreeMap::from([node.metadata_directory()]);
+        tokio::task::spawn_blocking(move || identity::format_new_dirs(&dirs, node_id, &id, &preset))
+            .await
     };
     if let Err(e) = formatted
         .context("start-up task failed")
@@ -158,6 +161,18 @@ pub async fn start(
         broker,
         cluster_tasks,
     })
+}
+
+/// The dirs that carry `meta.properties`: the log dirs, and `metadata.log.dir` when it is
+/// another dir (its directory id names this node in the metadata quorum, as in Kafka).
+fn identity_dirs(config: &BrokerConfig) -> Vec<std::path::PathBuf> {
+    let mut dirs = config.log_dirs.clone();
+    if let Some(dir) = &config.metadata_log_dir
+        && !dirs.contains(dir)
+    {
+        dirs.push(dir.clone());
+    }
+    dirs
 }
 
 /// The cluster id every node of this cluster reports: the one in the metadata log, written by

@@ -1,10 +1,11 @@
 //! How every broker reaches the active controller: [`ControllerClient`] sends a controller
 //! request to the voter it believes leads, follows `NotController` hints and moves on to the
-//! next voter on connection errors, all within the caller's deadline.
+//! next voter on connection errors, all within the caller's deadline. The voters it knows can be
+//! replaced while it runs ([`ControllerClient::set_voters`]), as the quorum's voter set changes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,7 +32,7 @@ struct Voter {
 }
 
 struct Inner {
-    voters: Vec<Voter>,
+    voters: RwLock<Arc<Vec<Arc<Voter>>>>,
     /// Index into `voters` of the believed leader.
     leader: AtomicUsize,
 }
@@ -50,23 +51,77 @@ impl ControllerClient {
         ControllerClient {
             tls,
             inner: Arc::new(Inner {
-                voters: voters
-                    .into_iter()
-                    .map(|(id, addr)| Voter {
-                        id,
-                        addr,
-                        client: Mutex::new(None),
-                    })
-                    .collect(),
+                voters: RwLock::new(Arc::new(
+                    voters
+                        .into_iter()
+                        .map(|(id, addr)| {
+                            Arc::new(Voter {
+                                id,
+                                addr,
+                                client: Mutex::new(None),
+                            })
+                        })
+                        .collect(),
+                )),
                 leader: AtomicUsize::new(0),
             }),
+        }
+    }
+
+    fn voters(&self) -> Arc<Vec<Arc<Voter>>> {
+        match self.inner.voters.read() {
+            Ok(voters) => voters.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
     /// The voter this client currently sends to.
     pub fn believed_leader(&self) -> Option<i32> {
         let index = self.inner.leader.load(Ordering::Relaxed);
-        self.inner.voters.get(index).map(|v| v.id)
+        self.voters().get(index).map(|v| v.id)
+    }
+
+    /// Replaces the voters this client sends to (the quorum's voter set changed). Connections
+    /// to voters whose address is unchanged are kept; the believed leader stays when it is still
+    /// a voter. Calls already running finish with the old list.
+    pub fn set_voters(&self, voters: &BTreeMap<i32, String>) {
+        let current = self.voters();
+        let same = current.len() == voters.len()
+            && current
+                .iter()
+                .zip(voters)
+                .all(|(v, (id, addr))| v.id == *id && v.addr == *addr);
+        if same || voters.is_empty() {
+            return;
+        }
+        let leader = current
+            .get(self.inner.leader.load(Ordering::Relaxed))
+            .map(|v| v.id);
+        let next: Vec<Arc<Voter>> = voters
+            .iter()
+            .map(|(id, addr)| {
+                current
+                    .iter()
+                    .find(|v| v.id == *id && v.addr == *addr)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Voter {
+                            id: *id,
+                            addr: addr.clone(),
+                            client: Mutex::new(None),
+                        })
+                    })
+            })
+            .collect();
+        let index = leader
+            .and_then(|l| next.iter().position(|v| v.id == l))
+            .unwrap_or(0);
+        let mut slot = match self.inner.voters.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(next);
+        self.inner.leader.store(index, Ordering::Relaxed);
     }
 
     /// Sends `request` to the active controller. Follows `NotController { leader }` hints and
@@ -78,7 +133,7 @@ impl ControllerClient {
         request: ControllerRequest,
         timeout: Duration,
     ) -> Result<ControllerResponse, ControllerError> {
-        let voters = &self.inner.voters;
+        let voters = self.voters();
         if voters.is_empty() {
             return Err(ControllerError::Unavailable(
                 "no controller voters configured".into(),

@@ -1,7 +1,8 @@
 //! Keeps a broker-only node's metadata image fresh: [`MetadataFollower`] long-polls a voter with
 //! `FetchMetadata` and publishes every newer image. It follows the voters' leader hints (the
 //! leader's image is the freshest) and moves to the next voter when one fails; the image it
-//! publishes never goes back in offset.
+//! publishes never goes back in offset. Voters answer with the current voter set, which replaces
+//! the configured one, so a broker keeps reaching the quorum after its voters changed (KIP-853).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// A running metadata follower; dropping it stops the polling too.
 pub struct MetadataFollower {
     stop: watch::Sender<bool>,
+    voters: watch::Receiver<BTreeMap<i32, String>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -33,14 +35,21 @@ impl MetadataFollower {
     ) -> (watch::Receiver<Arc<Image>>, MetadataFollower) {
         let (image_tx, image_rx) = watch::channel(Arc::new(Image::default()));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(follow(voters.into_iter().collect(), tls, image_tx, stop_rx));
+        let (voters_tx, voters_rx) = watch::channel(voters.clone());
+        let task = tokio::spawn(follow(voters, tls, image_tx, voters_tx, stop_rx));
         (
             image_rx,
             MetadataFollower {
                 stop,
+                voters: voters_rx,
                 task: Some(task),
             },
         )
+    }
+
+    /// The voters polled: the configured ones until a voter names the current voter set.
+    pub fn voters(&self) -> watch::Receiver<BTreeMap<i32, String>> {
+        self.voters.clone()
     }
 
     /// Stops polling and waits for the poller to end.
@@ -61,11 +70,13 @@ impl Drop for MetadataFollower {
 }
 
 async fn follow(
-    voters: Vec<(i32, String)>,
+    voters: BTreeMap<i32, String>,
     tls: QuorumTls,
     image_tx: watch::Sender<Arc<Image>>,
+    voters_tx: watch::Sender<BTreeMap<i32, String>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut voters: Vec<(i32, String)> = voters.into_iter().collect();
     if voters.is_empty() {
         tracing::error!("metadata follower started without controller voters");
         return;
@@ -74,11 +85,12 @@ async fn follow(
     let mut index = 0;
     let mut known = 0;
     while !*stop.borrow() {
-        let (id, addr) = &voters[index];
-        let client = match clients.get(id) {
+        let (id, addr) = voters[index].clone();
+        // By address: a voter id may come back with another endpoint.
+        let client = match clients.get(&addr) {
             Some(client) => Ok(Clone::clone(client)),
-            None => tls.client(addr).inspect(|c| {
-                clients.insert(*id, c.clone());
+            None => tls.client(&addr).inspect(|c| {
+                clients.insert(addr.clone(), c.clone());
             }),
         };
         let poll = async {
@@ -101,6 +113,11 @@ async fn follow(
                 if let Some(image) = reply.image.filter(|i| i.offset > known) {
                     known = image.offset;
                     image_tx.send_replace(Arc::new(image));
+                }
+                if !reply.voters.is_empty() && *voters_tx.borrow() != reply.voters {
+                    voters = reply.voters.clone().into_iter().collect();
+                    voters_tx.send_replace(reply.voters);
+                    index = 0;
                 }
                 match reply
                     .leader

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 
-use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -16,10 +15,10 @@ use tonic::transport::Channel;
 
 use super::proto::{AppendEntriesRequest, QuorumClient};
 use super::tls::QuorumTls;
-use super::{NodeId, TypeConfig};
+use super::{NodeId, TypeConfig, VoterNode};
 
 type RpcResult<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+    Result<T, RPCError<NodeId, VoterNode, RaftError<NodeId, E>>>;
 
 /// Creates one [`Peer`] per voter openraft replicates to.
 pub struct Network(pub QuorumTls);
@@ -27,7 +26,7 @@ pub struct Network(pub QuorumTls);
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+    async fn new_client(&mut self, target: NodeId, node: &VoterNode) -> Peer {
         Peer {
             target,
             client: self.0.client(&node.addr).map_err(|e| e.to_string()),

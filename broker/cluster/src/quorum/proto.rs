@@ -2,6 +2,8 @@
 //! types, carried as JSON by [`JsonCodec`](super::codec::JsonCodec)) and the client and server
 //! code `build.rs` generates for them.
 
+use std::collections::BTreeMap;
+
 use openraft::error::{InstallSnapshotError, RaftError};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,9 @@ pub struct FetchMetadataReply {
     pub image: Option<Image>,
     /// The Raft leader as this voter knows it: the freshest voter to poll next.
     pub leader: Option<i32>,
+    /// The current voters (id -> `host:port`), as this voter's log has them.
+    #[serde(default)]
+    pub voters: BTreeMap<i32, String>,
 }
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]

@@ -10,12 +10,12 @@ use tonic::{Request, Response, Status};
 
 use super::TypeConfig;
 use super::active::ActiveController;
-use super::node_to_i32;
 use super::proto::{
     AppendEntriesReply, AppendEntriesRequest, ControllerReply, ControllerRequest,
     FetchMetadataReply, FetchMetadataRequest, InstallSnapshotReply, InstallSnapshotRequest,
     QuorumRpc, VoteReply, VoteRequest,
 };
+use super::{membership_of, node_to_i32};
 use crate::image::Image;
 
 /// How long a FetchMetadata call waits for a newer image before answering "nothing new".
@@ -84,15 +84,20 @@ impl QuorumRpc for QuorumService {
                 _ = tokio::time::sleep_until(deadline) => break None,
             }
         };
-        let leader = self
-            .raft
-            .metrics()
-            .borrow()
-            .current_leader
-            .and_then(node_to_i32);
+        let (leader, voters) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let (voters, nodes) = membership_of(&m);
+            let voters = voters
+                .into_iter()
+                .filter_map(|id| Some((id, nodes.get(&id)?.addr.clone())))
+                .collect();
+            (m.current_leader.and_then(node_to_i32), voters)
+        };
         Ok(Response::new(FetchMetadataReply {
             image: newer,
             leader,
+            voters,
         }))
     }
 }

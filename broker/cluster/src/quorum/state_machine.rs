@@ -13,18 +13,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use tokio::sync::watch;
 
 use super::durable::{Reserve, read_optional, replace_file};
-use super::{NodeId, TypeConfig};
+use super::{NodeId, TypeConfig, VoterNode};
 use crate::image::Image;
 
 const SNAPSHOT_FILE: &str = "snapshot";
 
-type Meta = SnapshotMeta<NodeId, BasicNode>;
+type Meta = SnapshotMeta<NodeId, VoterNode>;
 
 /// The current snapshot: its metadata and the serialised image openraft streams to followers.
 struct CurrentSnapshot {
@@ -37,7 +37,7 @@ struct Inner {
     reserve: Arc<Reserve>,
     image: Image,
     last_applied: Option<LogId<NodeId>>,
-    last_membership: StoredMembership<NodeId, BasicNode>,
+    last_membership: StoredMembership<NodeId, VoterNode>,
     snapshot: Option<CurrentSnapshot>,
     /// Makes snapshot ids unique within a process (ids only need to tell snapshots apart).
     snapshot_seq: u64,
@@ -158,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, VoterNode>), StorageError<NodeId>>
     {
         let inner = self.lock()?;
         Ok((inner.last_applied, inner.last_membership.clone()))

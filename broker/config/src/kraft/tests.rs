@@ -295,12 +295,14 @@ fn a_controller_must_be_a_voter_with_its_listener() {
     let (key, reason) = rejection(&combined(&[("node.id", "4")]));
     assert_eq!(key, "controller.quorum.voters");
     assert!(reason.contains("node id 4 must be included"), "{reason}");
-    // Bootstrap servers do not make a controller: Strait's quorum membership is static.
-    let (key, _) = rejection(&combined(&[
+    // With bootstrap servers alone a controller starts as an observer (KIP-853).
+    let c = build(&combined(&[
         ("controller.quorum.voters", ""),
         ("controller.quorum.bootstrap.servers", "127.0.0.1:19093"),
     ]));
-    assert_eq!(key, "controller.quorum.voters");
+    let k = c.kraft.expect("kraft");
+    assert!(k.roles.controller && k.voters.is_empty());
+    assert!(k.controller_listener.is_some());
     let (key, reason) = rejection(&combined(&[("controller.listener.names", "")]));
     assert_eq!(key, "controller.listener.names");
     assert!(reason.contains("at least one value"), "{reason}");

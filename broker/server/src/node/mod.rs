@@ -3,6 +3,8 @@
 //! - this module: the node itself — starting the metadata quorum (controller role) or following
 //!   it (broker-only), registering with the active controller, heartbeating, controlled shutdown
 //!   and the readiness answer;
+//! - `membership`: a controller's own entry in the quorum's voter set (joining as an observer,
+//!   reporting its endpoint and directory id) and the voter list its controller client uses;
 //! - `applier`: makes the local partitions match the metadata image (create/delete logs, become
 //!   leader or follower at the image's leader epoch);
 //! - `fetcher`: follower fetches from partition leaders (Fetch with the replica id) with
@@ -14,9 +16,11 @@
 pub mod applier;
 pub mod fetcher;
 pub mod isr;
+mod membership;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -95,6 +99,10 @@ pub struct ClusterNode {
     shutting_down: AtomicBool,
     shutdown_granted: AtomicBool,
     heartbeat_now: Notify,
+    /// The metadata log dir and its directory id (Kafka's base64 form).
+    metadata_directory: (PathBuf, String),
+    /// A controller's upkeep of its own voter-set entry (see `membership`).
+    membership: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Plaintext, or TLS when the (first) controller listener is SSL: the same settings serve this
@@ -163,6 +171,23 @@ impl ClusterNode {
         let kraft = quorum_settings(config);
         let mut voters = quorum_contacts(&kraft);
         let quorum_tls = quorum_tls(config)?;
+        let metadata_dir = config
+            .metadata_log_dir
+            .clone()
+            .unwrap_or_else(|| config.log_dirs[0].clone());
+        // The directory id names this node's copy of the metadata log in the voter set; a new
+        // dir gets its id now and keeps it when `meta.properties` is written.
+        let directory_id = match crate::identity::directory_id(&metadata_dir)? {
+            Some(id) => id,
+            None => crate::identity::random_kafka_id(),
+        };
+        let directory_uuid = crate::identity::directory_uuid(&directory_id).with_context(|| {
+            format!(
+                "{}: directory.id {directory_id} is not a Kafka directory id",
+                metadata_dir.display()
+            )
+        })?;
+        let mut own_address = None;
         let (quorum, follower, image) = if kraft.roles.controller {
             let bind = match &kraft.controller_listener {
                 Some(listener) => format!("{}:{}", listener.host, listener.port)
@@ -174,14 +199,18 @@ impl ClusterNode {
                     "a controller needs a listener named in controller.listener.names"
                 ),
             };
-            let dir = config
-                .metadata_log_dir
-                .clone()
-                .unwrap_or_else(|| config.log_dirs[0].clone())
-                .join(strait_storage::METADATA_LOG_DIR);
+            let dir = metadata_dir.join(strait_storage::METADATA_LOG_DIR);
+            // Without `controller.quorum.voters` this controller joins an existing quorum as an
+            // observer; the bootstrap servers are only whom to ask.
+            let seed = if kraft.voters.is_empty() {
+                BTreeMap::new()
+            } else {
+                voters.clone()
+            };
             let quorum = Quorum::start(QuorumConfig {
                 node_id: config.node_id,
-                voters: voters.clone(),
+                voters: seed,
+                directory_id: directory_uuid,
                 bind,
                 dir,
                 settings: ControllerSettings {
@@ -215,6 +244,8 @@ impl ClusterNode {
             .context("cannot start the metadata quorum")?;
             if bind.port() == 0 {
                 voters.insert(config.node_id, quorum.local_addr().to_string());
+            } else {
+                own_address = Some(membership::own_address(config, &kraft, bind));
             }
             let image = quorum.image();
             (Some(quorum), None, image)
@@ -222,8 +253,29 @@ impl ClusterNode {
             let (image, follower) = MetadataFollower::start(voters.clone(), quorum_tls.clone());
             (None, Some(follower), image)
         };
-        let lone_voter = kraft.roles.controller && voters.len() == 1;
+        // The log's voter set, not the seed, says whether this node is alone: a node seeded
+        // alone may have been joined by others since.
+        let lone_voter = kraft.roles.controller
+            && kraft.voters.len() == 1
+            && quorum.as_ref().is_some_and(|q| {
+                let (members, _) = q.membership();
+                members.is_empty() || members == [config.node_id]
+            });
         let client = ControllerClient::new(voters, quorum_tls);
+        let membership = match (&quorum, own_address, &follower) {
+            (Some(q), Some(address), _) => Some(tokio::spawn(membership::upkeep(
+                config.node_id,
+                directory_uuid,
+                address,
+                q.metrics(),
+                client.clone(),
+            ))),
+            (None, _, Some(f)) => Some(tokio::spawn(membership::follow_voters(
+                f.voters(),
+                client.clone(),
+            ))),
+            _ => None,
+        };
         let inter_broker = config.inter_broker_listener().name.clone();
         // Only a broker fetches from other brokers.
         let peer_ssl = config.ssl.get(&inter_broker).filter(|_| kraft.roles.broker);
@@ -282,7 +334,14 @@ impl ClusterNode {
             shutting_down: AtomicBool::new(false),
             shutdown_granted: AtomicBool::new(false),
             heartbeat_now: Notify::new(),
+            metadata_directory: (metadata_dir, directory_id),
+            membership: std::sync::Mutex::new(membership),
         }))
+    }
+
+    /// The metadata log dir and the directory id its `meta.properties` must name.
+    pub fn metadata_directory(&self) -> (PathBuf, String) {
+        self.metadata_directory.clone()
     }
 
     /// Whether this node is the quorum's only voter.
@@ -522,6 +581,15 @@ impl ClusterNode {
 
     /// Stops the quorum member or the metadata follower.
     pub async fn stop(&self) {
+        let upkeep = self
+            .membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+            let _ = upkeep.await;
+        }
         if let Some(quorum) = self.quorum.lock().await.take() {
             quorum.shutdown().await;
         }
