@@ -1,0 +1,429 @@
+//! JBOD: a broker with two log dirs. Partitions land on both and DescribeLogDirs reports sizes
+//! equal to the segment files on disk; AlterReplicaLogDirs moves every partition to the other dir
+//! under a running acks=all producer without losing or doubling a record; and a dir whose disk
+//! goes away (a tmpfs unmounted under the broker) takes only its partitions offline.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kafka_protocol::messages::alter_replica_log_dirs_request::{
+    AlterReplicaLogDir, AlterReplicaLogDirTopic,
+};
+use kafka_protocol::messages::{
+    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, ApiKey, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use strait_e2e::checker::{read_topic, verify};
+use strait_e2e::exposition::Scrape;
+use strait_e2e::load::{BackgroundProducer, LoadPlan};
+use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
+use strait_e2e::{
+    Admin, Broker, BrokerOptions, free_port, http, producer_config, read_partition, wait_for,
+    wait_until,
+};
+
+const PARTITIONS: i32 = 4;
+/// Records written to each partition before the move: 400 batches of 3 (1.2 MB, more than the
+/// broker copies under the log's lock, so the move copies in rounds).
+const PREFILL: usize = 1200;
+const KAFKA_STORAGE_ERROR: i16 = 56;
+const LOG_DIR_NOT_FOUND: i16 = 57;
+const REPLICA_NOT_AVAILABLE: i16 = 9;
+
+/// (dir, topic, partition) -> (size, offset lag, is future), and each dir's error and bytes.
+struct Described {
+    replicas: BTreeMap<(String, String, i32), (i64, i64, bool)>,
+    dirs: BTreeMap<String, (i16, i64, i64)>,
+}
+
+fn describe(client: &mut WireClient) -> Described {
+    let response: DescribeLogDirsResponse = client
+        .call(
+            ApiKey::DescribeLogDirs,
+            4,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        )
+        .expect("DescribeLogDirs");
+    assert_eq!(response.error_code, 0);
+    let mut described = Described {
+        replicas: BTreeMap::new(),
+        dirs: BTreeMap::new(),
+    };
+    for dir in response.results {
+        let path = dir.log_dir.to_string();
+        described.dirs.insert(
+            path.clone(),
+            (dir.error_code, dir.total_bytes, dir.usable_bytes),
+        );
+        for topic in dir.topics {
+            for p in topic.partitions {
+                described.replicas.insert(
+                    (path.clone(), topic.name.0.to_string(), p.partition_index),
+                    (p.partition_size, p.offset_lag, p.is_future_key),
+                );
+            }
+        }
+    }
+    described
+}
+
+/// The dir holding each partition of `topic` (current replicas only).
+fn placement(described: &Described, topic: &str) -> BTreeMap<i32, String> {
+    described
+        .replicas
+        .iter()
+        .filter(|((_, t, _), (_, _, future))| t == topic && !future)
+        .map(|((dir, _, p), _)| (*p, dir.clone()))
+        .collect()
+}
+
+fn segment_bytes(partition_dir: &Path) -> i64 {
+    std::fs::read_dir(partition_dir)
+        .expect("partition dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().expect("stat").len() as i64)
+        .sum()
+}
+
+fn alter(client: &mut WireClient, moves: &[(String, &str, i32)]) -> Vec<(String, i32, i16)> {
+    let mut dirs: BTreeMap<&str, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+    for (dir, topic, p) in moves {
+        dirs.entry(dir.as_str())
+            .or_default()
+            .entry(topic)
+            .or_default()
+            .push(*p);
+    }
+    let request = AlterReplicaLogDirsRequest::default().with_dirs(
+        dirs.into_iter()
+            .map(|(dir, topics)| {
+                AlterReplicaLogDir::default()
+                    .with_path(StrBytes::from_string(dir.to_string()))
+                    .with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                AlterReplicaLogDirTopic::default()
+                                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                    .with_partitions(ps)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    let response: AlterReplicaLogDirsResponse = client
+        .call(ApiKey::AlterReplicaLogDirs, 2, &request)
+        .expect("AlterReplicaLogDirs");
+    response
+        .results
+        .into_iter()
+        .flat_map(|t| {
+            let name = t.topic_name.0.to_string();
+            t.partitions
+                .into_iter()
+                .map(move |p| (name.clone(), p.partition_index, p.error_code))
+        })
+        .collect()
+}
+
+fn start_two_dirs(dirs: &[PathBuf], metrics: Option<&str>) -> Broker {
+    let joined = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut overrides = vec![
+        ("log.dirs", joined.as_str()),
+        ("num.partitions", "4"),
+        // Small segments: several per partition, and a roll soon after a disk goes away.
+        ("log.segment.bytes", "65536"),
+    ];
+    if let Some(m) = metrics {
+        overrides.push(("metrics.listener", m));
+    }
+    Broker::start_with(BrokerOptions::with_overrides(&overrides)).expect("start broker")
+}
+
+#[test]
+fn describe_and_move_replicas_under_load() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let dirs = vec![work.path().join("d1"), work.path().join("d2")];
+    let mut broker = start_two_dirs(&dirs, None);
+    let topic = "jbod";
+    Admin::new(&broker.bootstrap())
+        .and_then(|a| a.create_topic(topic, PARTITIONS, &[]))
+        .expect("create topic");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+
+    // (a) some data in every partition; sizes as on disk; partitions on both dirs.
+    for p in 0..PARTITIONS {
+        for round in 0..400u32 {
+            let value = vec![round as u8; 1000];
+            let batch = record_batch(&[&value, &value, &value]).expect("batch");
+            let response: ProduceResponse = client
+                .call(ApiKey::Produce, 9, &produce_request(topic, p, -1, batch))
+                .expect("produce");
+            assert_eq!(produce_result(&response).expect("result").0, 0);
+        }
+    }
+    let described = describe(&mut client);
+    assert_eq!(described.dirs.len(), 2);
+    for (dir, (error, total, usable)) in &described.dirs {
+        assert_eq!(*error, 0, "{dir}");
+        assert!(
+            *total > 0 && *usable > 0 && usable <= total,
+            "{dir}: {total} {usable}"
+        );
+    }
+    let before = placement(&described, topic);
+    assert_eq!(before.len(), PARTITIONS as usize, "{before:?}");
+    let used: std::collections::BTreeSet<&String> = before.values().collect();
+    assert_eq!(used.len(), 2, "partitions on both dirs: {before:?}");
+    for ((dir, t, p), (size, lag, future)) in &described.replicas {
+        let on_disk = segment_bytes(&Path::new(dir).join(format!("{t}-{p}")));
+        assert_eq!(*size, on_disk, "{dir} {t}-{p}");
+        assert_eq!((*lag, *future), (0, false));
+        if t == topic {
+            assert!(*size > 1_200_000, "{t}-{p}: {size}");
+        }
+    }
+
+    // Errors: an unknown dir, a partition not hosted.
+    let errors = alter(
+        &mut client,
+        &[
+            ("/no/such/dir".into(), topic, 0),
+            (dirs[0].display().to_string(), "no-such-topic", 0),
+        ],
+    );
+    assert!(
+        errors.contains(&(topic.to_string(), 0, LOG_DIR_NOT_FOUND)),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&("no-such-topic".to_string(), 0, REPLICA_NOT_AVAILABLE)),
+        "{errors:?}"
+    );
+
+    // (b) move every partition to the other dir while an acks=all producer runs.
+    let mut config = producer_config(&broker.bootstrap());
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "120000");
+    let producer = BackgroundProducer::start(
+        config,
+        topic,
+        LoadPlan {
+            partitions: PARTITIONS,
+            limit: None,
+            rate: Some(3000),
+            max_duration: Duration::from_secs(120),
+        },
+    )
+    .expect("producer");
+    wait_until(
+        Duration::from_secs(60),
+        "3000 acked before the move",
+        || producer.acked() >= 3000,
+    )
+    .expect("acked");
+    let other = |dir: &String| {
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .find(|d| d != dir)
+            .expect("other dir")
+    };
+    let moves: Vec<(String, &str, i32)> = before
+        .iter()
+        .map(|(p, dir)| (other(dir), topic, *p))
+        .collect();
+    let results = alter(&mut client, &moves);
+    assert!(results.iter().all(|(_, _, e)| *e == 0), "{results:?}");
+    let expected: BTreeMap<i32, String> = moves.iter().map(|(d, _, p)| (*p, d.clone())).collect();
+    wait_for(
+        Duration::from_secs(60),
+        "every partition in its new dir",
+        || {
+            let d = describe(&mut client);
+            let no_future = d.replicas.keys().all(|k| !d.replicas[k].2);
+            (no_future && placement(&d, topic) == expected).then_some(())
+        },
+    )
+    .expect("moved");
+    let acked_at_move = producer.acked();
+    wait_until(Duration::from_secs(60), "appends after the move", || {
+        producer.acked() >= acked_at_move + 3000
+    })
+    .expect("producing after the move");
+    let reports = producer.stop().expect("producer stopped");
+    let mut content =
+        read_topic(&broker.bootstrap(), topic, Duration::from_secs(60)).expect("read");
+    // The records of (a) come first in every partition, intact; the producer's follow.
+    for (p, records) in content.iter_mut() {
+        let prefill: Vec<_> = records.drain(..PREFILL.min(records.len())).collect();
+        assert_eq!(prefill.len(), PREFILL, "partition {p}");
+        for (i, (offset, value)) in prefill.iter().enumerate() {
+            assert_eq!(*offset, i as i64);
+            assert_eq!(value.as_slice(), &[(i / 3) as u8; 1000][..], "{p}@{offset}");
+        }
+    }
+    let report = verify(&reports, &content);
+    println!(
+        "move under load: {} acked, {} failed, {} read",
+        report.acked, report.failed, report.read
+    );
+    report.check().expect("nothing lost or duplicated");
+    assert_eq!(report.failed, 0);
+    for (p, dir) in &expected {
+        assert!(Path::new(dir).join(format!("{topic}-{p}")).is_dir());
+        let old = &before[p];
+        assert!(
+            !Path::new(old).join(format!("{topic}-{p}")).exists(),
+            "{old} still has {p}"
+        );
+    }
+    // The moved logs survive a restart where they are now.
+    broker.restart().expect("restart");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    assert_eq!(placement(&describe(&mut client), topic), expected);
+    let again = read_topic(&broker.bootstrap(), topic, Duration::from_secs(60)).expect("read");
+    assert_eq!(
+        again.values().map(Vec::len).sum::<usize>(),
+        report.read + PREFILL * PARTITIONS as usize,
+        "same records after restart"
+    );
+    broker.assert_alive().expect("alive");
+}
+
+/// Unmounts the tmpfs when the test ends, however it ends.
+struct Mount {
+    dir: PathBuf,
+}
+
+impl Mount {
+    fn tmpfs(dir: &Path, size: &str) -> Result<Mount, String> {
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if output.status.success() {
+            Ok(Mount {
+                dir: dir.to_path_buf(),
+            })
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    }
+
+    /// The disk goes away: a lazy unmount detaches it under the broker's open files.
+    fn pull(&self) {
+        let status = Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status()
+            .expect("run umount");
+        assert!(status.success(), "umount -l {}", self.dir.display());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn produce_one(client: &mut WireClient, topic: &str, p: i32) -> i16 {
+    let value = vec![b'x'; 4000];
+    let batch = record_batch(&[&value, &value]).expect("batch");
+    let response: ProduceResponse = client
+        .call(ApiKey::Produce, 9, &produce_request(topic, p, -1, batch))
+        .expect("produce answered");
+    produce_result(&response).expect("result").0
+}
+
+#[test]
+fn a_failed_dir_takes_only_its_partitions_offline() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let dirs = vec![work.path().join("d1"), work.path().join("d2")];
+    std::fs::create_dir_all(&dirs[1]).expect("mount point");
+    let mount = match Mount::tmpfs(&dirs[1], "64m") {
+        Ok(m) => m,
+        Err(reason) => {
+            println!(
+                "SKIP a_failed_dir_takes_only_its_partitions_offline: mount not permitted: {reason}"
+            );
+            return;
+        }
+    };
+    let metrics_port = free_port().expect("port");
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    // Declared after the mount so that it is dropped (killed) before the unmount.
+    let mut broker = start_two_dirs(&dirs, Some(&metrics));
+    let topic = "fail";
+    Admin::new(&broker.bootstrap())
+        .and_then(|a| a.create_topic(topic, PARTITIONS, &[]))
+        .expect("create topic");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    for p in 0..PARTITIONS {
+        for _ in 0..5 {
+            assert_eq!(produce_one(&mut client, topic, p), 0);
+        }
+    }
+    let before = placement(&describe(&mut client), topic);
+    let failing = dirs[1].display().to_string();
+    let (lost, kept): (Vec<i32>, Vec<i32>) = (0..PARTITIONS).partition(|p| before[p] == failing);
+    assert!(!lost.is_empty() && !kept.is_empty(), "{before:?}");
+
+    mount.pull();
+    // Appends go on into open files until one needs a new file (the next segment roll).
+    wait_for(
+        Duration::from_secs(60),
+        "KAFKA_STORAGE_ERROR on the failed dir's partitions",
+        || {
+            let codes: Vec<i16> = lost
+                .iter()
+                .map(|p| produce_one(&mut client, topic, *p))
+                .collect();
+            codes
+                .iter()
+                .all(|c| *c == KAFKA_STORAGE_ERROR)
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", broker.stderr_tail()));
+    broker.assert_alive().expect("the broker stays up");
+    for p in &kept {
+        assert_eq!(
+            produce_one(&mut client, topic, *p),
+            0,
+            "partition {p} keeps serving"
+        );
+        let records = read_partition(&broker.bootstrap(), topic, *p, Duration::from_secs(30))
+            .expect("consume a partition of the healthy dir");
+        assert!(
+            records.len() >= 12,
+            "partition {p}: {} records",
+            records.len()
+        );
+    }
+    let described = describe(&mut client);
+    assert_eq!(described.dirs[&failing], (KAFKA_STORAGE_ERROR, -1, -1));
+    assert_eq!(described.dirs[&dirs[0].display().to_string()].0, 0);
+    assert!(described.replicas.keys().all(|(d, _, _)| *d != failing));
+    let addr: SocketAddr = metrics.parse().expect("addr");
+    let page = http::get(addr, "/metrics", Duration::from_secs(5)).expect("scrape");
+    let scrape = Scrape::parse(&page.text()).expect("parse");
+    assert_eq!(
+        scrape.sum("kafka_log_logmanager_offlinelogdirectorycount", &[]),
+        Some(1.0)
+    );
+    broker.assert_alive().expect("alive at the end");
+}
