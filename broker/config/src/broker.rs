@@ -112,6 +112,9 @@ pub struct BrokerConfig {
     pub unclean_leader_election_enable: bool,
     /// `replica.lag.time.max.ms` (30000).
     pub replica_lag_time_max_ms: u64,
+    /// `replica.selector.class` is Kafka's RackAwareReplicaSelector: a leader sends a consumer
+    /// that names its `client.rack` to an in-sync replica in that rack (KIP-392).
+    pub rack_aware_replica_selector: bool,
     /// `replica.fetch.max.bytes` (1048576), per partition.
     pub replica_fetch_max_bytes: u64,
     /// `replica.fetch.min.bytes` (1).
@@ -446,6 +449,7 @@ impl BrokerConfig {
             listener_security_protocol_map: protocol_map,
             log_dirs,
             broker_rack: r.non_empty_string("broker.rack"),
+            rack_aware_replica_selector: r.non_empty_string("replica.selector.class").is_some(),
             num_partitions: convert("num.partitions", r.required_int("num.partitions")?)?,
             default_replication_factor: convert(
                 "default.replication.factor",

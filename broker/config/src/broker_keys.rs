@@ -33,6 +33,9 @@ pub(crate) const PROCESS_ROLES: &[&str] = &["broker", "controller"];
 pub(crate) const SSL_ENDPOINT_IDENTIFICATION: &[&str] = &["https", ""];
 pub(crate) const SSL_CLIENT_AUTH: &[&str] = &["required", "requested", "none"];
 /// rustls speaks TLS 1.2 and 1.3 only; older versions are refused by the validator.
+/// Kafka's rack-aware selector (KIP-392), the one `replica.selector.class` Strait implements.
+pub const RACK_AWARE_REPLICA_SELECTOR: &str =
+    "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 pub(crate) const SSL_PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
 
 /// Every broker key Strait knows, sorted by name (the order DescribeConfigs returns them in).
@@ -228,6 +231,8 @@ pub(crate) static BROKER_DEFS: &[ConfigDef] = &[
         "Longest wait of a follower's fetch for replica.fetch.min.bytes; below replica.lag.time.max.ms."),
     key("replica.lag.time.max.ms", Long, Some("30000"), AtLeast(1),
         "A follower that has not caught up with the leader for this long leaves the ISR."),
+    key("replica.selector.class", Str, None, OneOf(&["", RACK_AWARE_REPLICA_SELECTOR]),
+        "Lets consumers with client.rack fetch from a replica in their rack (KIP-392): org.apache.kafka.common.replica.RackAwareReplicaSelector, or unset for leader-only reads."),
     key("sasl.enabled.mechanisms", List, Some("GSSAPI"), Any,
         "SASL mechanisms SASL listeners offer: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN, OAUTHBEARER (Kafka's default GSSAPI is not supported)."),
     key("sasl.mechanism.inter.broker.protocol", Str, Some("GSSAPI"), Any,

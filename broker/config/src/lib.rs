@@ -18,7 +18,7 @@ mod topic;
 
 pub use alter::{OP_APPEND, OP_DELETE, OP_SET, OP_SUBTRACT, apply_incremental};
 pub use broker::{AuthorizerConfig, BrokerConfig, STANDARD_AUTHORIZER, TransactionSettings};
-pub use broker_keys::deprecation;
+pub use broker_keys::{RACK_AWARE_REPLICA_SELECTOR, deprecation};
 pub use describe::{ConfigEntry, ConfigSource, ConfigSynonym, describe_topic};
 pub use error::ConfigError;
 pub use kraft::{KraftSettings, ProcessRoles, parse_bootstrap_servers, parse_voters};

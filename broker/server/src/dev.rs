@@ -86,6 +86,11 @@ pub fn plan(options: &DevOptions) -> Result<Vec<NodePlan>, DevError> {
                 "controller.listener.names=CONTROLLER".to_string(),
                 "inter.broker.listener.name=PLAINTEXT".to_string(),
                 format!("broker.rack={rack}"),
+                // As the operator renders it: consumers with client.rack read in their rack.
+                format!(
+                    "replica.selector.class={}",
+                    strait_config::RACK_AWARE_REPLICA_SELECTOR
+                ),
                 format!("log.dirs={}", dir.display()),
                 format!("metrics.listener=127.0.0.1:{metrics_port}"),
                 format!("default.replication.factor={}", n.min(3)),
@@ -233,6 +238,9 @@ mod tests {
         assert!(joined[3].contains("process.roles=broker "));
         assert!(joined[3].contains("broker.rack=a"));
         assert!(joined[1].contains("broker.rack=b"));
+        assert!(joined[1].contains(
+            "replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector"
+        ));
         assert!(joined[0].contains(
             "controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
         ));

@@ -67,6 +67,7 @@ pub type PartitionKey = (TopicKey, i32);
 /// What the response would say about one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionAnswer {
+    /// Records, or a preferred read replica to move to (KIP-392): the client must see it.
     pub has_records: bool,
     pub error: bool,
     pub high_watermark: i64,

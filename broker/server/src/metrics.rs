@@ -23,6 +23,9 @@ pub struct Metrics {
     pub messages_in: IntCounterVec,
     pub bytes_in: IntCounterVec,
     pub bytes_out: IntCounterVec,
+    pub replication_bytes_out: IntCounterVec,
+    pub follower_read_bytes: IntCounterVec,
+    pub preferred_replica_redirects: IntCounterVec,
     pub produce_requests: IntCounterVec,
     pub failed_produce_requests: IntCounterVec,
     pub fetch_requests: IntCounterVec,
@@ -169,7 +172,25 @@ impl Metrics {
             bytes_out: counter(
                 &r,
                 "kafka_server_brokertopicmetrics_bytesout_total",
-                "Record-batch bytes returned by Fetch.",
+                "Record-batch bytes returned to consumers by Fetch (replication is counted apart).",
+                topic,
+            ),
+            replication_bytes_out: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_replicationbytesout_total",
+                "Record-batch bytes returned to follower replicas by Fetch.",
+                topic,
+            ),
+            follower_read_bytes: counter(
+                &r,
+                "strait_fetch_follower_read_bytes_total",
+                "Record-batch bytes this broker served to consumers as a follower (fetch from follower, KIP-392); part of bytesout.",
+                topic,
+            ),
+            preferred_replica_redirects: counter(
+                &r,
+                "strait_fetch_preferred_replica_redirects_total",
+                "Consumer partition fetches the leader answered with a preferred read replica in the consumer's rack (KIP-392).",
                 topic,
             ),
             produce_requests: counter(

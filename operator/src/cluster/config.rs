@@ -23,6 +23,9 @@ use crate::names;
 /// Kafka listener name of the inter-broker listener.
 pub const REPLICATION_LISTENER: &str = "REPLICATION";
 /// Kafka's authorizer of ACLs kept in the KRaft metadata log.
+/// Kafka's rack-aware replica selector (KIP-392), which the broker implements.
+pub const RACK_AWARE_REPLICA_SELECTOR: &str =
+    "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
 /// Kafka's SASL mechanism of a listener's authentication; `None` for certificates.
@@ -121,6 +124,11 @@ pub fn server_properties(
         .or_insert_with(|| rf.to_string());
     keys.entry("min.insync.replicas".into())
         .or_insert_with(|| (rf - 1).max(1).to_string());
+    // Every broker's rack is its zone, so consumers that set `client.rack` can read from a
+    // replica in their own zone (KIP-392) and keep fetch traffic off billed cross-zone links. A
+    // Cluster may turn it off with an empty value.
+    keys.entry("replica.selector.class".into())
+        .or_insert_with(|| RACK_AWARE_REPLICA_SELECTOR.into());
     let replication_protocol = match replication {
         Replication::MutualTls => "SSL",
         Replication::Plaintext => "PLAINTEXT",
@@ -499,6 +507,15 @@ mod tests {
         assert!(p.contains("\ninter.broker.listener.name=REPLICATION\n"));
         assert!(p.contains("\nlog.dirs=/var/lib/strait/data\n"));
         assert!(p.contains("\nmetrics.listener=0.0.0.0:9404\n"));
+        assert!(p.contains(
+            "\nreplica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector\n"
+        ));
+        s.config
+            .insert("replica.selector.class".into(), String::new());
+        assert!(
+            properties(&s).contains("\nreplica.selector.class=\n"),
+            "a Cluster may turn it off"
+        );
     }
 
     #[test]

@@ -78,6 +78,10 @@ fn typed_values_are_read() {
     let (c, _) = build(&[
         ("node.id", "7"),
         ("broker.rack", "zone-a"),
+        (
+            "replica.selector.class",
+            "org.apache.kafka.common.replica.RackAwareReplicaSelector",
+        ),
         ("log.dirs", "/d1, /d2"),
         ("log.segment.bytes", "1048576"),
         ("log.roll.ms", "60000"),
@@ -104,6 +108,7 @@ fn typed_values_are_read() {
     ]);
     assert_eq!(c.node_id, 7);
     assert_eq!(c.broker_rack.as_deref(), Some("zone-a"));
+    assert!(c.rack_aware_replica_selector);
     assert_eq!(c.log_dirs, vec![PathBuf::from("/d1"), PathBuf::from("/d2")]);
     assert_eq!(c.log_segment_bytes, 1_048_576);
     assert_eq!(c.log_roll_ms, Some(60_000));
@@ -268,6 +273,11 @@ fn invalid_values_name_their_key() {
         ("offsets.topic.num.partitions", "0", "at least 1"),
         ("process.roles", "broker,broker", "Duplicate role"),
         ("process.roles", "observer", "String must be one of"),
+        (
+            "replica.selector.class",
+            "com.example.MySelector",
+            "String must be one of",
+        ),
         ("metrics.listener", "nohost", "host:port"),
         ("metrics.listener", ":9404", "missing host"),
         ("metrics.listener", "h:70000", "out of range"),

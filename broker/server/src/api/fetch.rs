@@ -6,10 +6,14 @@
 //! (KIP-227, `crate::fetch_session`) let a client send only what changed and get back only the
 //! partitions with something new.
 //!
-//! Only the partition leader serves fetches. A fetch with a replica id is a follower's: it records
-//! the follower's progress (which may move the high watermark) and reads up to the log end rather
-//! than the high watermark. Leader epochs in the request are checked against the current one
-//! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320).
+//! A fetch with a replica id is a follower's: only the leader serves it, it records the
+//! follower's progress (which may move the high watermark) and reads up to the log end rather
+//! than the high watermark. A consumer's fetch (v11+) may go to any replica (KIP-392): a
+//! follower serves it up to the high watermark it knows, and with `replica.selector.class` set
+//! the leader answers a consumer that names its `client.rack` with a `preferred_read_replica` in
+//! that rack and no records, so the consumer moves there. Leader epochs in the request are
+//! checked against the one this replica knows (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH,
+//! KIP-320).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +42,8 @@ use crate::zero_copy::Splices;
 const TOPIC_ID_VERSION: i16 = 13;
 /// First version with `current_leader_epoch` (KIP-320).
 const LEADER_EPOCH_VERSION: i16 = 9;
+/// First version with the client's rack, from which a consumer may fetch from a follower (KIP-392).
+const CLIENT_METADATA_VERSION: i16 = 11;
 /// First version with the current leader on NOT_LEADER_OR_FOLLOWER/FENCED_LEADER_EPOCH.
 const LEADER_HINT_VERSION: i16 = 12;
 /// First version with the leaders' endpoints (KIP-951).
@@ -61,6 +67,10 @@ struct Slot {
     /// the last stable offset with `read_committed`.
     follower: bool,
     read_committed: bool,
+    /// KIP-392: the replica the consumer should fetch from instead; nothing is read.
+    preferred: Option<i32>,
+    /// A consumer's fetch this broker serves as a follower (KIP-392), for its metric.
+    from_follower: bool,
 }
 
 /// One topic's share of a fetch, for its metrics.
@@ -69,6 +79,9 @@ struct TopicCounts {
     partition: Option<Arc<Partition>>,
     fetches: u64,
     bytes: u64,
+    /// Of `bytes`, those served to consumers by this broker as a follower.
+    follower_bytes: u64,
+    redirects: u64,
     failed: u64,
 }
 
@@ -130,7 +143,18 @@ pub async fn handle(
     // A follower's fetch needs CLUSTER_ACTION; a consumer's, READ on each topic.
     let authz = Authz::new(broker, ctx);
     let follower_allowed = !follower || authz.cluster(op::CLUSTER_ACTION);
-
+    // KIP-392: a consumer that knows the client metadata fields may read from any replica, and
+    // one that names its rack may be sent to a follower there.
+    let any_replica = !follower && version >= CLIENT_METADATA_VERSION;
+    let client_rack = (any_replica && broker.config.rack_aware_replica_selector)
+        .then(|| req.rack_id.as_str().to_string())
+        .filter(|rack| !rack.is_empty());
+    let image = client_rack.as_ref().map(|_| broker.node().image());
+    let rack_of = |id: i32| -> Option<Option<String>> {
+        let b = image.as_ref()?.brokers.get(&id).filter(|b| !b.fenced)?;
+        b.endpoint(&ctx.listener)?;
+        Some(b.rack.clone())
+    };
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut topic_keys: Vec<TopicKey> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
@@ -155,6 +179,8 @@ pub async fn handle(
             None => true,
         };
         for p in &t.partitions {
+            let mut preferred = None;
+            let mut from_follower = false;
             let target = match &topic {
                 _ if !allowed => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(missing),
@@ -169,14 +195,36 @@ pub async fn handle(
                         } else {
                             -1
                         };
-                        let checked = partition
-                            .replica()
-                            .check_leader(asked)
-                            .map(|()| partition.clone());
+                        let (checked, leads) = {
+                            let replica = partition.replica();
+                            let checked = if any_replica {
+                                replica.check_replica(asked)
+                            } else {
+                                replica.check_leader(asked)
+                            };
+                            (checked, replica.is_leader())
+                        };
                         if follower && checked.is_ok() {
-                            partition.record_follower_fetch(replica_id, p.fetch_offset, received);
+                            partition.record_follower_fetch(
+                                replica_id,
+                                p.fetch_offset,
+                                p.log_start_offset,
+                                received,
+                            );
                         }
-                        checked
+                        if checked.is_ok() && !follower {
+                            from_follower = !leads;
+                            if let Some(rack) = client_rack.as_deref().filter(|_| leads) {
+                                preferred = partition.preferred_read_replica(
+                                    rack,
+                                    broker.config.broker_rack.as_deref(),
+                                    p.fetch_offset,
+                                    rack_of,
+                                    received,
+                                );
+                            }
+                        }
+                        checked.map(|()| partition.clone())
                     }
                 },
             };
@@ -188,6 +236,8 @@ pub async fn handle(
                 target,
                 follower,
                 read_committed,
+                preferred,
+                from_follower,
             });
         }
         topic_keys.push(topic_key(version, &t.topic, t.topic_id));
@@ -214,7 +264,14 @@ pub async fn handle(
         let planned = plan(&slots, response_max);
         let available = planned_bytes(&planned);
         let any_error = planned.iter().any(|p| p.error.code() != 0);
-        if available >= min_bytes || any_error || wakeups.is_empty() || Instant::now() >= deadline {
+        // A consumer sent elsewhere should go at once, as Kafka answers it.
+        let redirected = slots.iter().any(|s| s.preferred.is_some());
+        if available >= min_bytes
+            || any_error
+            || redirected
+            || wakeups.is_empty()
+            || Instant::now() >= deadline
+        {
             break planned;
         }
         let _parked = broker.metrics.delayed("Fetch");
@@ -254,6 +311,10 @@ pub async fn handle(
             c.partition.get_or_insert_with(|| p.clone());
             c.fetches += 1;
             c.bytes += records.len() as u64;
+            if slot.from_follower {
+                c.follower_bytes += records.len() as u64;
+            }
+            c.redirects += u64::from(slot.preferred.is_some());
             c.failed += u64::from(error.code() != 0);
         }
         if error.code() != 0 {
@@ -268,7 +329,7 @@ pub async fn handle(
             .with_high_watermark(plan.high_watermark)
             .with_last_stable_offset(plan.last_stable_offset)
             .with_log_start_offset(plan.log_start_offset)
-            .with_preferred_read_replica((-1).into())
+            .with_preferred_read_replica(BrokerId(slot.preferred.unwrap_or(-1)))
             .with_records(Some(records));
         if error.code() != 0 {
             pd.error_code = error.code();
@@ -331,7 +392,24 @@ pub async fn handle(
         let m = &broker.metrics;
         let name = [p.log.topic_partition().topic.as_str()];
         m.fetch_requests.with_label_values(&name).inc_by(c.fetches);
-        m.bytes_out.with_label_values(&name).inc_by(c.bytes);
+        // Kafka counts replication apart from what clients read.
+        if follower {
+            m.replication_bytes_out
+                .with_label_values(&name)
+                .inc_by(c.bytes);
+        } else {
+            m.bytes_out.with_label_values(&name).inc_by(c.bytes);
+        }
+        if c.follower_bytes > 0 {
+            m.follower_read_bytes
+                .with_label_values(&name)
+                .inc_by(c.follower_bytes);
+        }
+        if c.redirects > 0 {
+            m.preferred_replica_redirects
+                .with_label_values(&name)
+                .inc_by(c.redirects);
+        }
         if c.failed > 0 {
             m.failed_fetch_requests
                 .with_label_values(&name)
@@ -345,7 +423,8 @@ pub async fn handle(
             (
                 key,
                 PartitionAnswer {
-                    has_records: pd.records.as_ref().is_some_and(|r| !r.is_empty()),
+                    has_records: pd.records.as_ref().is_some_and(|r| !r.is_empty())
+                        || pd.preferred_read_replica.0 >= 0,
                     error: pd.error_code != 0,
                     high_watermark: pd.high_watermark,
                     log_start_offset: pd.log_start_offset,
@@ -484,6 +563,16 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
             let log = &partition.log;
             let hw = log.high_watermark();
             let lso = log.last_stable_offset();
+            if slot.preferred.is_some() {
+                return Planned {
+                    error: no_error(),
+                    high_watermark: hw,
+                    last_stable_offset: lso,
+                    log_start_offset: log.log_start_offset(),
+                    regions: Vec::new(),
+                    aborted: Vec::new(),
+                };
+            }
             let upper = if slot.follower {
                 log.log_end_offset()
             } else if slot.read_committed {

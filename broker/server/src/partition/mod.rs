@@ -4,6 +4,7 @@
 //! the ISR members' progress; a follower takes it from its leader's fetch responses. `replica`
 //! holds the replication bookkeeping (role, ISR, followers' progress).
 
+pub mod read_replica;
 pub mod replica;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -96,14 +97,22 @@ impl Partition {
         self.appended.notify_waiters();
     }
 
-    /// Leader: a follower fetched at `fetch_offset`; its progress may move the high watermark.
-    pub fn record_follower_fetch(&self, follower: i32, fetch_offset: i64, now: Instant) {
+    /// Leader: a follower fetched at `fetch_offset` with its log starting at `log_start`; its
+    /// progress may move the high watermark.
+    pub fn record_follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        log_start: i64,
+        now: Instant,
+    ) {
         let leader_end = self.log.log_end_offset();
         // One lock for the record and the target: this runs for every partition of every
         // follower fetch, thousands of times per round on a broker with many partitions.
         let wanted = {
             let mut replica = self.replica();
             replica.record_fetch(follower, fetch_offset, leader_end, now);
+            replica.record_log_start(follower, log_start);
             if replica.is_leader() {
                 replica.isr_high_watermark(leader_end)
             } else {
@@ -113,6 +122,32 @@ impl Partition {
         if let Some(hw) = wanted {
             self.raise_high_watermark(hw);
         }
+    }
+
+    /// Leader, KIP-392: the follower a consumer in `client_rack` fetching at `fetch_offset`
+    /// should read from instead (`None`: read here). `rack_of` gives a live broker's rack, or
+    /// `None` when the broker cannot serve the client (fenced, or no endpoint on its listener).
+    pub fn preferred_read_replica(
+        &self,
+        client_rack: &str,
+        leader_rack: Option<&str>,
+        fetch_offset: i64,
+        rack_of: impl Fn(i32) -> Option<Option<String>>,
+        now: Instant,
+    ) -> Option<i32> {
+        let candidates = self.replica().read_candidates(fetch_offset, now);
+        let candidates: Vec<read_replica::Candidate> = candidates
+            .into_iter()
+            .filter_map(|(id, log_end, since_caught_up)| {
+                Some(read_replica::Candidate {
+                    id,
+                    rack: rack_of(id)?,
+                    log_end,
+                    since_caught_up,
+                })
+            })
+            .collect();
+        read_replica::rack_aware(client_rack, leader_rack, &candidates)
     }
 
     /// Watches the high watermark (acks=all waits until it passes its last offset).
@@ -217,12 +252,12 @@ mod tests {
         let (p, now) = leader_with(dir.path(), 10);
 
         // An advance computes its target from what it sees: follower 2 has 4 of the 10 records.
-        p.record_follower_fetch(2, 4, now);
+        p.record_follower_fetch(2, 4, 0, now);
         assert_eq!(p.log.high_watermark(), 4);
         let stale = p.wanted_high_watermark().expect("leader");
         // Meanwhile the follower fetches again and the high watermark covers everything.
         let hw = p.watch_high_watermark();
-        p.record_follower_fetch(2, 10, now);
+        p.record_follower_fetch(2, 10, 0, now);
         assert_eq!(p.log.high_watermark(), 10);
         // The stale advance lands last: it must not take the high watermark back to 4, where an
         // acks=all produce of offset 9 would wait for a follower fetch that is not coming.
@@ -236,7 +271,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (p, now) = leader_with(dir.path(), 3);
         let p = Arc::new(p);
-        p.record_follower_fetch(2, 0, now);
+        p.record_follower_fetch(2, 0, 0, now);
         let waiter = {
             let p = p.clone();
             tokio::spawn(async move {
@@ -245,7 +280,7 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        p.record_follower_fetch(2, 3, now);
+        p.record_follower_fetch(2, 3, 0, now);
         let done = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert_eq!(
             done.expect("released without waiting for a timeout")

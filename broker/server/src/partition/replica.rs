@@ -33,6 +33,8 @@ pub struct Progress {
     /// The follower's log end offset: its last fetch offset (`-1` before its first fetch in
     /// this leader epoch).
     pub log_end: i64,
+    /// The follower's log start offset, from its fetches (`-1`: not known yet).
+    pub log_start: i64,
     pub last_caught_up: Instant,
     last_fetch: Instant,
     leader_end_at_last_fetch: i64,
@@ -116,6 +118,42 @@ impl ReplicaState {
         }
     }
 
+    /// Kafka's checks of a consumer fetch that a follower may serve too (KIP-392, Fetch v11+):
+    /// this broker hosts a replica, and the client's `current_leader_epoch` (-1: not given) is
+    /// the one it knows.
+    pub fn check_replica(&self, current_leader_epoch: i32) -> Result<(), ResponseError> {
+        if current_leader_epoch > self.leader_epoch {
+            Err(ResponseError::UnknownLeaderEpoch)
+        } else if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
+            Err(ResponseError::FencedLeaderEpoch)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Leader: the in-sync followers whose log holds `fetch_offset`, as (id, log end, time since
+    /// it last caught up) — what Kafka's `findPreferredReadReplica` offers the selector. Out of
+    /// the ISR a follower may lag without bound, and its consumers with it.
+    pub fn read_candidates(&self, fetch_offset: i64, now: Instant) -> Vec<(i32, i64, Duration)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        self.isr
+            .iter()
+            .filter(|id| **id != self.node_id)
+            .filter_map(|id| {
+                let p = self.followers.get(id)?;
+                (p.log_end >= fetch_offset && p.log_start <= fetch_offset).then(|| {
+                    (
+                        *id,
+                        p.log_end,
+                        now.saturating_duration_since(p.last_caught_up),
+                    )
+                })
+            })
+            .collect()
+    }
+
     pub fn leader_id(&self) -> i32 {
         match self.role {
             Role::Leader => self.node_id,
@@ -150,6 +188,7 @@ impl ReplicaState {
             if *r != self.node_id {
                 self.followers.entry(*r).or_insert(Progress {
                     log_end: -1,
+                    log_start: -1,
                     last_caught_up: now,
                     last_fetch: now,
                     leader_end_at_last_fetch: -1,
@@ -201,6 +240,13 @@ impl ReplicaState {
         p.log_end = fetch_offset;
         p.last_fetch = now;
         p.leader_end_at_last_fetch = leader_end;
+    }
+
+    /// Records the log start offset a follower's fetch carried (Fetch v5+).
+    pub fn record_log_start(&mut self, follower: i32, log_start: i64) {
+        if let Some(p) = self.followers.get_mut(&follower) {
+            p.log_start = log_start;
+        }
     }
 
     /// The committed ISR plus the members a pending AlterPartition would add.
@@ -336,6 +382,38 @@ mod tests {
         s.become_leader(1, 2, vec![1, 2, 3], vec![1, 2, 3], 30, now);
         assert!(s.pending.is_none());
         assert_eq!(s.isr_high_watermark(30), Some(30));
+    }
+
+    #[test]
+    fn read_candidates_are_in_sync_followers_holding_the_offset() {
+        let now = Instant::now();
+        let mut s = ReplicaState::single(1, 0);
+        s.become_leader(1, 1, vec![1, 2, 3, 4], vec![1, 2, 3], 0, now);
+        s.record_fetch(2, 50, 50, now);
+        s.record_log_start(2, 0);
+        s.record_fetch(3, 30, 50, now);
+        s.record_log_start(3, 0);
+        // 4 holds everything but is out of the ISR.
+        s.record_fetch(4, 50, 50, now);
+        let ids = |c: Vec<(i32, i64, Duration)>| c.into_iter().map(|c| c.0).collect::<Vec<_>>();
+        assert_eq!(ids(s.read_candidates(40, now)), vec![2]);
+        assert_eq!(ids(s.read_candidates(30, now)), vec![2, 3]);
+        // Below a follower's log start it cannot serve.
+        s.record_log_start(3, 31);
+        assert_eq!(ids(s.read_candidates(30, now)), vec![2]);
+        s.become_follower(2, 2, 2, vec![1, 2, 3], vec![1, 2, 3]);
+        assert!(s.read_candidates(30, now).is_empty());
+    }
+
+    #[test]
+    fn a_replica_read_checks_only_the_epoch() {
+        let mut s = ReplicaState::single(1, 0);
+        s.become_follower(2, 5, 5, vec![1, 2], vec![1, 2]);
+        assert!(s.check_replica(5).is_ok());
+        assert!(s.check_replica(-1).is_ok());
+        assert_eq!(s.check_replica(6), Err(ResponseError::UnknownLeaderEpoch));
+        assert_eq!(s.check_replica(4), Err(ResponseError::FencedLeaderEpoch));
+        assert_eq!(s.check_leader(5), Err(ResponseError::NotLeaderOrFollower));
     }
 
     #[test]
