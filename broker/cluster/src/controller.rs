@@ -107,9 +107,11 @@ impl Controller {
                 epoch,
                 metadata_offset,
                 want_shutdown,
+                offline_partitions,
             } => {
                 let (fenced, should_shutdown) =
                     brokers::heartbeat(&mut staged, id, epoch, metadata_offset, want_shutdown)?;
+                brokers::replicas_offline(&mut staged, id, &offline_partitions);
                 self.last_heartbeat.insert(id, now);
                 ControllerResponse::Heartbeat {
                     fenced,

@@ -31,12 +31,16 @@ pub enum ControllerRequest {
     },
     /// Sent every `broker.heartbeat.interval.ms`. `metadata_offset` is the last metadata log
     /// index the broker has applied: it is unfenced once that reaches the controller's view at
-    /// registration. `want_shutdown` starts a controlled shutdown.
+    /// registration. `want_shutdown` starts a controlled shutdown. `offline_partitions` are the
+    /// broker's replicas in failed log dirs (Kafka sends its offline dir ids; Strait's metadata
+    /// has no dir assignments, so the broker names the partitions).
     Heartbeat {
         id: i32,
         epoch: i64,
         metadata_offset: u64,
         want_shutdown: bool,
+        #[serde(default)]
+        offline_partitions: Vec<(String, i32)>,
     },
     /// A partition leader asks to change the ISR (KIP-497 AlterPartition). Rejected when the
     /// leader or partition epoch it is based on is stale.

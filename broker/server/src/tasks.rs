@@ -175,6 +175,20 @@ fn watch_log_dirs(broker: &Broker, known: &mut Vec<std::path::PathBuf>) {
         tracing::error!("every log dir is offline; shutting down the broker");
         std::process::exit(1);
     }
+    let offline = broker
+        .replicas
+        .logs
+        .all()
+        .into_iter()
+        .filter(|log| log.is_offline())
+        .map(|log| {
+            let tp = log.topic_partition();
+            (tp.topic.clone(), tp.partition)
+        })
+        .collect();
+    broker.node().set_offline_partitions(offline);
+    // Replica fetchers rebuild their partition lists without the offline replicas.
+    broker.replicas.bump_generation();
     *known = now;
 }
 

@@ -97,6 +97,33 @@ pub fn heartbeat(
     Ok((fenced, done))
 }
 
+/// A broker's replicas in failed log dirs (Kafka's `handleDirectoriesOffline`): each leaves its
+/// ISR, and its leadership goes to another active ISR member, or to nobody when it was the last
+/// one (the partition is offline until a replica with its data returns).
+pub fn replicas_offline(staged: &mut Staged<'_>, id: i32, partitions: &[(String, i32)]) {
+    for (topic, partition) in partitions {
+        let Some(current) = staged.partition(topic, *partition).cloned() else {
+            continue;
+        };
+        if current.leader != id && !(current.isr.contains(&id) && current.isr.len() > 1) {
+            continue;
+        }
+        let mut proposed = current.clone();
+        if proposed.isr.len() > 1 {
+            proposed.isr.retain(|r| *r != id);
+        }
+        if proposed.leader == id {
+            proposed.leader = proposed
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| *r != id && proposed.isr.contains(r) && staged.is_active(*r))
+                .unwrap_or(crate::image::NO_LEADER);
+        }
+        staged.change(topic, *partition, proposed);
+    }
+}
+
 /// Kafka's controlled shutdown step: hands every leadership of `broker` to another active ISR
 /// member and leaves ISRs that have other members. Once nothing is left to hand over (no move
 /// was needed in this step) the broker may exit: it is fenced now, and partitions nobody else

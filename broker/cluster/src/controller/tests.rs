@@ -111,6 +111,7 @@ impl Cluster {
                 epoch: self.epochs[&id],
                 metadata_offset: self.image.offset,
                 want_shutdown,
+                offline_partitions: vec![],
             })
             .unwrap();
         let ControllerResponse::Heartbeat {
@@ -227,6 +228,7 @@ fn registration_then_caught_up_heartbeat_unfences() {
             epoch,
             metadata_offset: epoch as u64 - 1,
             want_shutdown: false,
+            offline_partitions: vec![],
         })
         .unwrap();
     assert!(matches!(
@@ -242,6 +244,7 @@ fn registration_then_caught_up_heartbeat_unfences() {
         epoch,
         metadata_offset: epoch as u64,
         want_shutdown: false,
+        offline_partitions: vec![],
     });
     assert_eq!(
         records,
@@ -261,6 +264,7 @@ fn registration_then_caught_up_heartbeat_unfences() {
         epoch,
         metadata_offset: c.image.offset,
         want_shutdown: false,
+        offline_partitions: vec![],
     });
     assert!(records.is_empty());
     // A second registration gets a larger epoch; the old one is stale from then on.
@@ -271,6 +275,7 @@ fn registration_then_caught_up_heartbeat_unfences() {
         epoch,
         metadata_offset: 100,
         want_shutdown: false,
+        offline_partitions: vec![],
     });
     assert_eq!(
         stale,
@@ -281,6 +286,7 @@ fn registration_then_caught_up_heartbeat_unfences() {
         epoch: 1,
         metadata_offset: 100,
         want_shutdown: false,
+        offline_partitions: vec![],
     });
     assert!(matches!(
         unknown,
@@ -1450,4 +1456,46 @@ fn acls_are_created_once_and_deleted_by_filter() {
     assert_eq!(results[0].as_ref().unwrap(), &vec![binding("orders-")]);
     assert_eq!(c.image.acls.len(), 1);
     assert_eq!(c.image.acls.values().next().unwrap(), &binding("logs-"));
+}
+
+#[test]
+fn offline_replicas_leave_isr_and_leadership() {
+    let mut c = Cluster::new();
+    c.start(&[1, 2, 3]);
+    c.create("t", vec![vec![1, 2, 3]]);
+    c.create("u", vec![vec![2, 1]]);
+    c.create("solo", vec![vec![1]]);
+    let offline = vec![
+        ("t".to_string(), 0),
+        ("u".to_string(), 0),
+        ("solo".to_string(), 0),
+    ];
+    let request = |c: &Cluster| ControllerRequest::Heartbeat {
+        id: 1,
+        epoch: c.epochs[&1],
+        metadata_offset: c.image.offset,
+        want_shutdown: false,
+        offline_partitions: offline.clone(),
+    };
+    let (records, _) = c.decide(request(&c));
+    assert_eq!(records.len(), 3, "{records:?}");
+    // The leader's replica is gone: leadership moves within the ISR, which it leaves.
+    let t = c.part("t", 0);
+    assert_eq!(
+        (t.leader, t.isr.clone(), t.leader_epoch),
+        (2, vec![2, 3], 1)
+    );
+    // A follower's replica leaves the ISR only.
+    let u = c.part("u", 0);
+    assert_eq!((u.leader, u.isr.clone(), u.leader_epoch), (2, vec![2], 0));
+    // The only replica: the partition has no leader (offline), as in Kafka.
+    let solo = c.part("solo", 0);
+    assert_eq!((solo.leader, solo.isr.clone()), (NO_LEADER, vec![1]));
+    // Reported again on the next heartbeat: nothing more to change.
+    let (records, _) = c.decide(request(&c));
+    assert!(records.is_empty(), "{records:?}");
+    assert!(
+        !c.image.brokers[&1].fenced,
+        "the broker itself stays in the cluster"
+    );
 }

@@ -153,7 +153,8 @@ impl FollowedSet {
         for topic in replicas.all_topics() {
             let name: Arc<str> = Arc::from(topic.meta.name.as_str());
             for p in &topic.partitions {
-                if !fetcher.takes(&name, p.index) {
+                // A replica in a failed log dir fetches nothing (its appends would fail).
+                if !fetcher.takes(&name, p.index) || p.log.is_offline() {
                     continue;
                 }
                 let replica = p.replica();

@@ -99,6 +99,9 @@ pub struct ClusterNode {
     shutting_down: AtomicBool,
     shutdown_granted: AtomicBool,
     heartbeat_now: Notify,
+    /// This broker's replicas in failed log dirs, reported in every heartbeat so that the
+    /// controller moves their leaderships and ISR membership elsewhere.
+    offline_partitions: std::sync::Mutex<Vec<(String, i32)>>,
     /// The metadata log dir and its directory id (Kafka's base64 form).
     metadata_directory: (PathBuf, String),
     /// A controller's upkeep of its own voter-set entry (see `membership`).
@@ -334,6 +337,7 @@ impl ClusterNode {
             shutting_down: AtomicBool::new(false),
             shutdown_granted: AtomicBool::new(false),
             heartbeat_now: Notify::new(),
+            offline_partitions: std::sync::Mutex::new(Vec::new()),
             metadata_directory: (metadata_dir, directory_id),
             membership: std::sync::Mutex::new(membership),
         }))
@@ -448,6 +452,25 @@ impl ClusterNode {
         ]
     }
 
+    /// Sets the replicas in failed log dirs; a change is reported at once.
+    pub fn set_offline_partitions(&self, partitions: Vec<(String, i32)>) {
+        let mut slot = self
+            .offline_partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *slot != partitions {
+            *slot = partitions;
+            self.heartbeat_now.notify_one();
+        }
+    }
+
+    fn offline_partitions(&self) -> Vec<(String, i32)> {
+        self.offline_partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Registers, then heartbeats every `broker.heartbeat.interval.ms` until shutdown.
     async fn heartbeats(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
@@ -468,6 +491,7 @@ impl ClusterNode {
                     epoch,
                     metadata_offset: self.image.borrow().offset,
                     want_shutdown: self.shutting_down.load(Ordering::SeqCst),
+                    offline_partitions: self.offline_partitions(),
                 }
             };
             match self
@@ -558,6 +582,7 @@ impl ClusterNode {
                 epoch: self.broker_epoch(),
                 metadata_offset: self.image.borrow().offset,
                 want_shutdown: true,
+                offline_partitions: self.offline_partitions(),
             };
             let left = deadline.min(last_answer + self.settings.session_timeout) - now;
             let answer = self
