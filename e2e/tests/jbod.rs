@@ -12,9 +12,10 @@ use std::time::Duration;
 use kafka_protocol::messages::alter_replica_log_dirs_request::{
     AlterReplicaLogDir, AlterReplicaLogDirTopic,
 };
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, ApiKey, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, ProduceResponse, TopicName,
+    DescribeLogDirsResponse, MetadataRequest, MetadataResponse, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strait_e2e::checker::{read_topic, verify};
@@ -33,6 +34,7 @@ const PREFILL: usize = 1200;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const LOG_DIR_NOT_FOUND: i16 = 57;
 const REPLICA_NOT_AVAILABLE: i16 = 9;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 /// (dir, topic, partition) -> (size, offset lag, is future), and each dir's error and bytes.
 struct Described {
@@ -340,6 +342,23 @@ impl Drop for Mount {
     }
 }
 
+/// Leader of each partition of `topic` (-1: none), from Metadata.
+fn leaders(client: &mut WireClient, topic: &str) -> BTreeMap<i32, i32> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_string())),
+        ))]));
+    let response: MetadataResponse = client
+        .call(ApiKey::Metadata, 12, &request)
+        .expect("Metadata");
+    response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect()
+}
+
 fn produce_one(client: &mut WireClient, topic: &str, p: i32) -> i16 {
     let value = vec![b'x'; 4000];
     let batch = record_batch(&[&value, &value]).expect("batch");
@@ -383,22 +402,39 @@ fn a_failed_dir_takes_only_its_partitions_offline() {
     assert!(!lost.is_empty() && !kept.is_empty(), "{before:?}");
 
     mount.pull();
-    // Appends go on into open files until one needs a new file (the next segment roll).
+    // Appends go on into open files until one needs a new file (the next segment roll); then
+    // the dir is offline and its partitions answer KAFKA_STORAGE_ERROR, until the controller
+    // hears of it and takes their leadership (this broker holds their only replica, so they
+    // have none: NOT_LEADER_OR_FOLLOWER, as from Kafka).
+    let mut saw_storage_error = false;
     wait_for(
         Duration::from_secs(60),
-        "KAFKA_STORAGE_ERROR on the failed dir's partitions",
+        "the failed dir's partitions refusing appends",
         || {
             let codes: Vec<i16> = lost
                 .iter()
                 .map(|p| produce_one(&mut client, topic, *p))
                 .collect();
+            saw_storage_error |= codes.contains(&KAFKA_STORAGE_ERROR);
             codes
                 .iter()
-                .all(|c| *c == KAFKA_STORAGE_ERROR)
+                .all(|c| [KAFKA_STORAGE_ERROR, NOT_LEADER_OR_FOLLOWER].contains(c))
                 .then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", broker.stderr_tail()));
+    assert!(saw_storage_error);
+    wait_for(
+        Duration::from_secs(30),
+        "the controller to take the offline partitions' leadership",
+        || {
+            let now = leaders(&mut client, topic);
+            lost.iter().all(|p| now[p] == -1).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", broker.stderr_tail()));
+    let now = leaders(&mut client, topic);
+    assert!(kept.iter().all(|p| now[p] == 1), "{now:?}");
     broker.assert_alive().expect("the broker stays up");
     for p in &kept {
         assert_eq!(
