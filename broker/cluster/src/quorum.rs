@@ -276,6 +276,9 @@ impl Quorum {
             image: image_rx.clone(),
             active: active.clone(),
             stopping: stopping_rx.clone(),
+            node_id,
+            directory_id: config.directory_id,
+            warned: Default::default(),
         };
         let server = tokio::spawn(serve(server, listener, service, stopping_rx.clone()));
         let ticker = tokio::spawn(tick_loop(active.clone(), raft.clone(), stopping_rx));

@@ -1,5 +1,6 @@
 //! Raft's outgoing RPCs (openraft's `RaftNetwork`): append entries, vote and snapshot chunks sent
-//! to the other voters over the quorum gRPC service.
+//! to the other voters over the quorum gRPC service. Each RPC names the directory id the voter
+//! set records for its target, so a node on a replaced disk refuses to answer for the old voter.
 
 use std::future::Future;
 
@@ -14,6 +15,7 @@ use openraft::raft::{
 use tonic::transport::Channel;
 
 use super::proto::{AppendEntriesRequest, QuorumClient};
+use super::service::DIRECTORY_HEADER;
 use super::tls::QuorumTls;
 use super::{NodeId, TypeConfig, VoterNode};
 
@@ -30,6 +32,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             target,
             client: self.0.client(&node.addr).map_err(|e| e.to_string()),
+            directory: node
+                .directory_id
+                .and_then(|d| tonic::metadata::MetadataValue::try_from(d.to_string()).ok()),
         }
     }
 }
@@ -39,9 +44,21 @@ pub struct Peer {
     target: NodeId,
     /// `Err` when the voter's address is not a valid URI authority: every RPC fails unreachable.
     client: Result<QuorumClient<Channel>, String>,
+    /// The target's directory id as the voter set records it, when known.
+    directory: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Peer {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(directory) = &self.directory {
+            request
+                .metadata_mut()
+                .insert(DIRECTORY_HEADER, directory.clone());
+        }
+        request
+    }
+
     /// Runs one RPC within openraft's hard deadline; transport failures become openraft's
     /// unreachable/network errors, a Raft error answered by the voter becomes a remote error.
     async fn call<T, E, F, Fut>(&self, option: &RPCOption, rpc: F) -> RpcResult<T, E>
@@ -79,6 +96,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let rpc = self.request(rpc);
         self.call(&option, |mut c| async move { c.append_entries(rpc).await })
             .await
     }
@@ -88,6 +106,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let rpc = self.request(rpc);
         self.call(
             &option,
             |mut c| async move { c.install_snapshot(rpc).await },
@@ -100,6 +119,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
+        let rpc = self.request(rpc);
         self.call(&option, |mut c| async move { c.vote(rpc).await })
             .await
     }
