@@ -11,6 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::add_raft_voter_request;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -18,11 +19,12 @@ use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData
 use kafka_protocol::messages::elect_leaders_request;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    ElectLeadersRequest, ElectLeadersResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    AddRaftVoterRequest, AddRaftVoterResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, ApiKey, BrokerId, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, FindCoordinatorRequest, FindCoordinatorResponse,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse, TopicName,
+    MetadataResponse, ProduceResponse, RemoveRaftVoterRequest, RemoveRaftVoterResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -59,8 +61,9 @@ pub struct NodeSpec {
     pub rack: Option<String>,
     /// Whether the node is a controller (quorum voter) as well as a broker.
     pub controller: bool,
-    /// A broker-only node told only `controller.quorum.bootstrap.servers` (the controllers'
-    /// addresses, no ids) instead of `controller.quorum.voters`.
+    /// A node told only `controller.quorum.bootstrap.servers` (the controllers' addresses, no
+    /// ids) instead of `controller.quorum.voters`: a broker-only node, or a controller that joins
+    /// the quorum as an observer (KIP-853) and is not one of the seed voters.
     pub bootstrap_only: bool,
 }
 
@@ -90,6 +93,15 @@ impl NodeSpec {
         NodeSpec {
             bootstrap_only: true,
             ..NodeSpec::broker(id, rack)
+        }
+    }
+
+    /// A combined node that joins a running quorum through `controller.quorum.bootstrap.servers`
+    /// as an observer, to be promoted with AddRaftVoter.
+    pub fn joining_controller(id: u32, rack: &str) -> NodeSpec {
+        NodeSpec {
+            bootstrap_only: true,
+            ..NodeSpec::combined(id, rack)
         }
     }
 }
@@ -162,6 +174,10 @@ pub struct QuorumView {
     /// (voter id, log end offset) by voter id.
     pub voters: BTreeMap<i32, i64>,
     pub observers: Vec<i32>,
+    /// Directory id of every voter and observer that reported one (v2).
+    pub directory_ids: BTreeMap<i32, uuid::Uuid>,
+    /// Controller endpoint `host:port` of every voter (v2 `nodes`).
+    pub endpoints: BTreeMap<i32, String>,
 }
 
 /// One node's Metadata response, reduced to what tests compare.
@@ -356,6 +372,7 @@ impl Cluster {
         cluster.voters = cluster
             .nodes
             .iter()
+            .filter(|n| !n.spec.bootstrap_only)
             .filter_map(|n| {
                 n.controller_port
                     .map(|p| format!("{}@{}:{p}", n.spec.id, n.host))
@@ -680,11 +697,12 @@ impl Cluster {
         self.spawn(id)
     }
 
-    /// Adds a broker-only node, starts it and waits until it is ready.
+    /// Adds a broker-only node or a joining controller ([`NodeSpec::joining_controller`]),
+    /// starts it and waits until it is ready.
     pub fn add_node(&mut self, spec: NodeSpec) -> Result<()> {
-        if spec.controller {
+        if spec.controller && !spec.bootstrap_only {
             return Err(HarnessError::Unexpected(
-                "only broker-only nodes can join a running cluster".into(),
+                "a controller joins a running cluster through bootstrap servers only".into(),
             ));
         }
         let id = spec.id;
@@ -822,7 +840,111 @@ impl Cluster {
                 .map(|v| (v.replica_id.0, v.log_end_offset))
                 .collect(),
             observers: partition.observers.iter().map(|v| v.replica_id.0).collect(),
+            directory_ids: partition
+                .current_voters
+                .iter()
+                .chain(&partition.observers)
+                .filter(|v| !v.replica_directory_id.is_nil())
+                .map(|v| (v.replica_id.0, v.replica_directory_id))
+                .collect(),
+            endpoints: response
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let l = n.listeners.first()?;
+                    Some((n.node_id.0, format!("{}:{}", l.host, l.port)))
+                })
+                .collect(),
         })
+    }
+
+    /// Node `id`'s metadata log directory id, from the `meta.properties` of its log dir (Kafka's
+    /// URL-safe base64 form, as `kafka-metadata-quorum.sh add-controller` reads it).
+    pub fn directory_id(&self, id: u32) -> Result<uuid::Uuid> {
+        use base64::Engine;
+        let path = self.node(id)?.log_dir.join("meta.properties");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| HarnessError::io(format!("read {}", path.display()), e))?;
+        let value = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("directory.id="))
+            .ok_or_else(|| {
+                HarnessError::Unexpected(format!("{}: no directory.id", path.display()))
+            })?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value.trim())
+            .map_err(|e| HarnessError::Unexpected(format!("directory.id {value}: {e}")))?;
+        let bytes: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| HarnessError::Unexpected(format!("directory.id {value}: not 16 bytes")))?;
+        Ok(uuid::Uuid::from_bytes(bytes))
+    }
+
+    /// AddRaftVoter through node `via`: makes node `id` (with `directory_id`) a voter on its
+    /// CONTROLLER listener. Returns the response's error code and message.
+    pub fn add_raft_voter(
+        &self,
+        via: u32,
+        id: u32,
+        directory_id: uuid::Uuid,
+    ) -> Result<(i16, Option<String>)> {
+        let node = self.node(id)?;
+        let port = node.controller_port.ok_or_else(|| {
+            HarnessError::Unexpected(format!("node {id} has no controller listener"))
+        })?;
+        self.add_raft_voter_at(via, id as i32, directory_id, (&node.host, port), 30_000)
+    }
+
+    /// AddRaftVoter through node `via` for any id and CONTROLLER endpoint (a node that may not
+    /// exist), waiting at most `timeout_ms` for it to catch up.
+    pub fn add_raft_voter_at(
+        &self,
+        via: u32,
+        id: i32,
+        directory_id: uuid::Uuid,
+        (host, port): (&str, u16),
+        timeout_ms: i32,
+    ) -> Result<(i16, Option<String>)> {
+        let (mut client, version) = self.connect(via, ApiKey::AddRaftVoter, 0)?;
+        let request = AddRaftVoterRequest::default()
+            .with_cluster_id(None)
+            .with_timeout_ms(timeout_ms)
+            .with_voter_id(id)
+            .with_voter_directory_id(directory_id)
+            .with_listeners(vec![
+                add_raft_voter_request::Listener::default()
+                    .with_name(StrBytes::from_static_str("CONTROLLER"))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port),
+            ]);
+        client.set_read_timeout(Duration::from_secs(40))?;
+        let response: AddRaftVoterResponse =
+            client.call(ApiKey::AddRaftVoter, version, &request)?;
+        Ok((
+            response.error_code,
+            response.error_message.map(|m| m.to_string()),
+        ))
+    }
+
+    /// RemoveRaftVoter through node `via`. Returns the response's error code and message.
+    pub fn remove_raft_voter(
+        &self,
+        via: u32,
+        id: u32,
+        directory_id: uuid::Uuid,
+    ) -> Result<(i16, Option<String>)> {
+        let (mut client, version) = self.connect(via, ApiKey::RemoveRaftVoter, 0)?;
+        let request = RemoveRaftVoterRequest::default()
+            .with_cluster_id(None)
+            .with_voter_id(id as i32)
+            .with_voter_directory_id(directory_id);
+        client.set_read_timeout(Duration::from_secs(40))?;
+        let response: RemoveRaftVoterResponse =
+            client.call(ApiKey::RemoveRaftVoter, version, &request)?;
+        Ok((
+            response.error_code,
+            response.error_message.map(|m| m.to_string()),
+        ))
     }
 
     /// FindCoordinator (group) through node `via`: the coordinator's node id, or the error code

@@ -125,6 +125,14 @@ pub struct WireClient {
 }
 
 impl WireClient {
+    /// Replaces the read timeout, for requests the broker may take long to answer (a voter
+    /// change waits for the new voter to catch up).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| HarnessError::io("set_read_timeout", e))
+    }
+
     /// Connects to `addr` with a read timeout.
     pub fn connect(addr: SocketAddr) -> Result<WireClient> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
