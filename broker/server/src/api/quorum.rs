@@ -79,7 +79,11 @@ pub async fn describe(
     {
         Ok(ControllerResponse::Quorum(status)) => {
             // Controllers following the log, then brokers that are no member of the quorum.
-            let mut observers: Vec<ReplicaState> = status.observers.iter().map(replica).collect();
+            let mut observers: Vec<ReplicaState> = status
+                .observers
+                .iter()
+                .map(|v| replica(v, ctx.api_version))
+                .collect();
             observers.extend(
                 node.image()
                     .brokers
@@ -92,12 +96,13 @@ pub async fn describe(
                             .any(|v| v.id == **id)
                     })
                     .map(|id| {
-                        replica(&VoterStatus {
+                        let broker = VoterStatus {
                             id: *id,
                             log_end: -1,
                             address: String::new(),
                             directory_id: None,
-                        })
+                        };
+                        replica(&broker, ctx.api_version)
                     }),
             );
             let nodes = voter_nodes(broker, &status);
@@ -106,7 +111,13 @@ pub async fn describe(
                     .with_leader_id(BrokerId(status.leader))
                     .with_leader_epoch(status.epoch)
                     .with_high_watermark(status.high_watermark)
-                    .with_current_voters(status.voters.iter().map(replica).collect())
+                    .with_current_voters(
+                        status
+                            .voters
+                            .iter()
+                            .map(|v| replica(v, ctx.api_version))
+                            .collect(),
+                    )
                     .with_observers(observers),
                 nodes,
             )
@@ -142,12 +153,16 @@ pub async fn describe(
     }
 }
 
-fn replica(v: &VoterStatus) -> ReplicaState {
+fn replica(v: &VoterStatus, version: i16) -> ReplicaState {
     // Raft here does not track fetch times per voter: -1 is Kafka's "unknown". The directory id
-    // is sent from v2 on (older versions leave it out when encoding).
+    // exists from v2 on (an older version cannot encode one).
+    let directory_id = v
+        .directory_id
+        .filter(|_| version >= NODES_VERSION)
+        .unwrap_or(Uuid::nil());
     ReplicaState::default()
         .with_replica_id(BrokerId(v.id))
-        .with_replica_directory_id(v.directory_id.unwrap_or(Uuid::nil()))
+        .with_replica_directory_id(directory_id)
         .with_log_end_offset(v.log_end)
         .with_last_fetch_timestamp(-1)
         .with_last_caught_up_timestamp(-1)
