@@ -222,9 +222,11 @@ fn consumer_reads_from_the_replica_in_its_rack() {
     progress(&b, "reading after the leader change");
     if moved.leader != 2 {
         // The new leader (rack c) sends the rack-b consumer back to node 2.
-        wait_until(FAULT_TIMEOUT, "the new leader to redirect to node 2", || {
-            metric(&cluster, 2, FOLLOWER_BYTES) > before_change
-        })
+        wait_until(
+            FAULT_TIMEOUT,
+            "the new leader to redirect to node 2",
+            || metric(&cluster, 2, FOLLOWER_BYTES) > before_change,
+        )
         .expect("reading on the rack-b follower under the new leader");
     }
     cluster.restart(1).expect("restart node 1");

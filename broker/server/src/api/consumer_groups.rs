@@ -24,6 +24,8 @@ use crate::group::assignor::Tp;
 use crate::group::consumer::Heartbeat;
 use strait_cluster::acl::resource;
 
+/// How long a heartbeat that changed the group waits for its records to replicate.
+const DURABLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// "Authorized operations" value meaning "not requested".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// KIP-1099 member type of a member that joined with the consumer protocol.
@@ -83,11 +85,8 @@ pub async fn heartbeat(
         subscribed_topic_names: req
             .subscribed_topic_names
             .map(|names| names.into_iter().map(|n| n.0.to_string()).collect()),
-        // librdkafka sends an empty regex alongside plain topic names.
-        subscribed_topic_regex: req
-            .subscribed_topic_regex
-            .map(|s| s.to_string())
-            .filter(|s| !s.is_empty()),
+        // Empty clears a regex (librdkafka sends one alongside plain topic names).
+        subscribed_topic_regex: req.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: req.server_assignor.map(|s| s.to_string()),
         owned: req.topic_partitions.map(|tps| {
             tps.into_iter()
@@ -107,6 +106,24 @@ pub async fn heartbeat(
         Instant::now(),
         now_ms(),
     );
+    // A heartbeat that changed the group is answered once its records are on the offsets
+    // partition's ISR, so the next coordinator knows the epoch and assignment it hands out.
+    let result = match result {
+        Ok((reply, true)) => {
+            match crate::group::partitions::wait_durable(
+                &broker.replicas,
+                req_group,
+                DURABLE_TIMEOUT,
+            )
+            .await
+            {
+                Ok(()) => Ok(reply),
+                Err(e) => Err((e.error, e.message)),
+            }
+        }
+        Ok((reply, false)) => Ok(reply),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(reply.member_id)))
@@ -217,6 +234,7 @@ pub async fn describe(
                                             .map(|t| TopicName(str_bytes(t)))
                                             .collect(),
                                     )
+                                    .with_subscribed_topic_regex(m.regex.map(str_bytes))
                                     .with_assignment(describe_tps(&m.assigned))
                                     .with_target_assignment(describe_tps(&m.target))
                                     .with_member_type(MEMBER_TYPE_CONSUMER)

@@ -1,9 +1,12 @@
 //! Kafka's record schemas for `__consumer_offsets`, so the topic's contents are readable by
-//! Kafka's own tools and survive a migration either way: offset commits (key v1, value v3) and
-//! group metadata (key v2, value v3). A `None` value is a tombstone. Decoding is strict and
+//! Kafka's own tools and survive a migration either way: offset commits (key v1, value v3),
+//! classic group metadata (key v2, value v3) and the KIP-848 consumer-group records
+//! (`consumer_records`). A `None` value is a tombstone. Decoding is strict and
 //! returns `None` on anything malformed, so a damaged record is skipped, never trusted.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::consumer_records::{self, ConsumerKey};
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
@@ -20,6 +23,18 @@ pub enum RecordKey {
     Group {
         group: String,
     },
+    /// A KIP-848 consumer group's record.
+    Consumer(ConsumerKey),
+}
+
+impl RecordKey {
+    /// The group the record belongs to.
+    pub fn group(&self) -> &str {
+        match self {
+            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Consumer(k) => k.group(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +103,7 @@ pub fn encode_key(key: &RecordKey) -> Bytes {
             buf.put_i16(GROUP_KEY_VERSION);
             put_str(&mut buf, group);
         }
+        RecordKey::Consumer(k) => return consumer_records::encode_key(k),
     }
     buf.freeze()
 }
@@ -169,7 +185,7 @@ pub fn decode_key(b: Bytes) -> Option<RecordKey> {
             partition: r.i32()?,
         }),
         2 => Some(RecordKey::Group { group: r.str()? }),
-        _ => None,
+        kind => consumer_records::decode_key(kind, r.0).map(RecordKey::Consumer),
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::Coordinator;
 use super::OFFSETS_TOPIC;
+use super::consumer_records;
 use super::coordinator::{OffsetsLog, Record};
 use super::records::{
     RecordKey, decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
@@ -56,6 +57,14 @@ impl OffsetsLog for OffsetsTopicLog<'_> {
             .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
             .collect()
     }
+
+    fn all_topics(&self) -> super::assignor::TopicsView {
+        self.0
+            .all_topics()
+            .into_iter()
+            .map(|t| (t.meta.name.clone(), (t.meta.id, t.meta.partitions)))
+            .collect()
+    }
 }
 
 impl OffsetsTopicLog<'_> {
@@ -86,6 +95,7 @@ impl OffsetsTopicLog<'_> {
                     value.map(|v| match v {
                         Record::Offset(o) => encode_offset(&o),
                         Record::Group(g) => encode_group(&g),
+                        Record::Consumer(c) => consumer_records::encode_value(&c),
                     }),
                 )
             }),
@@ -189,6 +199,12 @@ pub fn load_partition(
                 Some(g) => Some(Record::Group(g)),
                 None => return,
             },
+            (RecordKey::Consumer(k), Some(v)) => {
+                match consumer_records::decode_value(k.kind(), v) {
+                    Some(c) => Some(Record::Consumer(c)),
+                    None => return,
+                }
+            }
         };
         groups.load_record(key, value, now, wall);
         applied += 1;

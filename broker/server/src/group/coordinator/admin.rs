@@ -107,7 +107,7 @@ impl Coordinator {
     /// DeleteGroups: only empty groups; offsets and metadata are tombstoned.
     pub fn delete_group(&self, log: &dyn OffsetsLog, group_id: &str) -> ResponseError {
         let mut groups = self.lock();
-        let Some(group) = groups.get(group_id) else {
+        let Some(group) = groups.get_mut(group_id) else {
             return ResponseError::GroupIdNotFound;
         };
         if group.state != GroupState::Empty
@@ -136,6 +136,9 @@ impl Coordinator {
             },
             None,
         ));
+        if let Some(cg) = &group.consumer {
+            records.extend(super::consumer_records(cg.tombstones()));
+        }
         match log.append(group_id, records) {
             Ok(()) => {
                 groups.remove(group_id);

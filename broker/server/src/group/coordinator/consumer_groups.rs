@@ -21,7 +21,8 @@ impl Coordinator {
             .is_some_and(|g| g.consumer.is_some())
     }
 
-    /// ConsumerGroupHeartbeat.
+    /// ConsumerGroupHeartbeat. The second value says whether the heartbeat changed the group's
+    /// records: they were appended, and the reply must wait until they are durable.
     pub fn consumer_heartbeat(
         &self,
         log: &dyn OffsetsLog,
@@ -29,7 +30,7 @@ impl Coordinator {
         hb: Heartbeat,
         now: Instant,
         now_ms: i64,
-    ) -> Result<HeartbeatReply, (ResponseError, String)> {
+    ) -> Result<(HeartbeatReply, bool), (ResponseError, String)> {
         if group_id.is_empty() {
             return Err((
                 ResponseError::InvalidGroupId,
@@ -49,12 +50,28 @@ impl Coordinator {
             ));
         }
         let cg = group.consumer.get_or_insert_with(ConsumerGroup::default);
-        let mut wanted = cg.subscribed_topics();
-        if let Some(names) = &hb.subscribed_topic_names {
-            wanted.extend(names.iter().cloned());
+        let regex = hb
+            .subscribed_topic_regex
+            .as_deref()
+            .is_some_and(|r| !r.is_empty());
+        let topics = if regex || cg.uses_regex() {
+            log.all_topics()
+        } else {
+            let mut wanted = cg.subscribed_topics();
+            if let Some(names) = &hb.subscribed_topic_names {
+                wanted.extend(names.iter().cloned());
+            }
+            log.topics(&wanted)
+        };
+        let reply = cg.heartbeat(hb, &topics, now)?;
+        let changes = cg.changes(group_id);
+        if changes.is_empty() {
+            return Ok((reply, false));
         }
-        let topics = log.topics(&wanted);
-        cg.heartbeat(hb, &topics, now)
+        log.append(group_id, super::consumer_records(changes.clone()))
+            .map_err(|e| (e.error, e.message))?;
+        cg.written(&changes);
+        Ok((reply, true))
     }
 
     /// ConsumerGroupDescribe: (group epoch, assignment epoch, state, assignor, members).

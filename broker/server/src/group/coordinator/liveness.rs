@@ -117,9 +117,23 @@ impl Coordinator {
         let mut groups = self.lock();
         for (group_id, group) in groups.iter_mut() {
             if let Some(cg) = group.consumer.as_mut() {
-                let topics = log.topics(&cg.subscribed_topics());
+                let all = cg.regex_refresh_due(now);
+                let topics = if all {
+                    log.all_topics()
+                } else {
+                    log.topics(&cg.subscribed_topics())
+                };
                 cg.expire(&topics, &self.limits.consumer, now);
-                cg.refresh_topics(&topics);
+                cg.refresh_topics(&topics, all);
+                let changes = cg.changes(group_id);
+                if !changes.is_empty() {
+                    match log.append(group_id, super::consumer_records(changes.clone())) {
+                        Ok(()) => cg.written(&changes),
+                        // Still marked: the next tick writes them.
+                        Err(e) => tracing::warn!(group = %group_id, error = %e.message,
+                            "cannot persist consumer group state"),
+                    }
+                }
                 continue;
             }
             group.pending.retain(|_, deadline| *deadline > now);

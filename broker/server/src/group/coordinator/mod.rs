@@ -19,6 +19,7 @@ use kafka_protocol::ResponseError;
 
 use super::assignor::TopicsView;
 use super::consumer::Settings;
+use super::consumer_records::{ConsumerKey, ConsumerValue};
 use super::records::{GroupValue, OffsetValue, RecordKey};
 use crate::errors::ApiError;
 
@@ -63,6 +64,8 @@ pub trait OffsetsLog {
     fn partition_exists(&self, topic: &str, partition: i32) -> bool;
     /// The named topics that exist, with ids and partition counts (for server-side assignment).
     fn topics(&self, names: &BTreeSet<String>) -> TopicsView;
+    /// Every topic, for resolving regex subscriptions.
+    fn all_topics(&self) -> TopicsView;
 }
 
 /// A value written to the offsets topic.
@@ -70,6 +73,7 @@ pub trait OffsetsLog {
 pub enum Record {
     Offset(OffsetValue),
     Group(GroupValue),
+    Consumer(ConsumerValue),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,6 +133,16 @@ impl Coordinator {
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// KIP-848 group records as the offsets log takes them.
+fn consumer_records(
+    records: Vec<(ConsumerKey, Option<ConsumerValue>)>,
+) -> Vec<(RecordKey, Option<Record>)> {
+    records
+        .into_iter()
+        .map(|(k, v)| (RecordKey::Consumer(k), v.map(Record::Consumer)))
+        .collect()
 }
 
 /// `ResponseError` has no "none"; code 0 is this sentinel.

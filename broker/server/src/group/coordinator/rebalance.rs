@@ -135,7 +135,17 @@ impl Coordinator {
                 &member_id,
             ));
         }
-        group.consumer = None;
+        // An empty KIP-848 group becomes a classic one: its records go, or a reload would bring
+        // it back beside the classic members.
+        if let Some(cg) = group.consumer.take() {
+            let tombstones = cg.tombstones();
+            if !tombstones.is_empty()
+                && let Err(e) = log.append(&group_id, super::consumer_records(tombstones))
+            {
+                group.consumer = Some(cg);
+                return Reply::Now(JoinOutcome::error(e.error, &member_id));
+            }
+        }
         // A new member must speak the group's protocol type and share a protocol with everyone.
         if group.state != GroupState::Empty || !group.members.is_empty() {
             let type_ok = group.protocol_type.as_deref() == Some(req.protocol_type.as_str());

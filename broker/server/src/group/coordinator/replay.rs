@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::state::{Group, Member};
 use super::{Coordinator, GroupState, Record};
+use crate::group::consumer::ConsumerGroup;
+use crate::group::consumer_records::ConsumerKey;
 use crate::group::records::{self, RecordKey};
 
 impl Coordinator {
@@ -90,6 +92,31 @@ impl Coordinator {
                 } else {
                     GroupState::Stable
                 };
+            }
+            (RecordKey::Consumer(key), value) => {
+                let deleted = matches!((&key, &value), (ConsumerKey::Metadata { .. }, None));
+                let group_id = key.group().to_string();
+                if deleted {
+                    // The group's metadata tombstone: the KIP-848 group was deleted.
+                    if let Some(g) = groups.get_mut(&group_id) {
+                        g.consumer = None;
+                        if g.offsets.is_empty() && g.members.is_empty() {
+                            groups.remove(&group_id);
+                        }
+                    }
+                    return;
+                }
+                let value = match value {
+                    Some(Record::Consumer(v)) => Some(v),
+                    None => None,
+                    Some(_) => return,
+                };
+                groups
+                    .entry(group_id)
+                    .or_insert_with(|| Group::new(now_ms))
+                    .consumer
+                    .get_or_insert_with(ConsumerGroup::default)
+                    .load(&key, value, now);
             }
             (RecordKey::Group { group }, None) => {
                 // A group tombstone deletes the group; offsets were tombstoned before it.

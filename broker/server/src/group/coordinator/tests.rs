@@ -38,6 +38,12 @@ impl OffsetsLog for MemLog {
     fn partition_exists(&self, topic: &str, partition: i32) -> bool {
         topic != "missing" && (0..4).contains(&partition)
     }
+    fn all_topics(&self) -> TopicsView {
+        ["fx-a", "fx-b", "other"]
+            .into_iter()
+            .map(|n| (n.to_string(), (Uuid::from_u128(n.len() as u128 + 100), 2)))
+            .collect()
+    }
     fn topics(&self, names: &BTreeSet<String>) -> TopicsView {
         names
             .iter()
@@ -559,4 +565,78 @@ fn state_reloads_from_records_and_offsets_expire_when_empty() {
         restored.describe("g").is_none(),
         "an empty group without offsets is deleted"
     );
+}
+
+fn consumer_hb(member: &str, epoch: i32, regex: Option<&str>) -> crate::group::consumer::Heartbeat {
+    crate::group::consumer::Heartbeat {
+        member_id: member.into(),
+        member_epoch: epoch,
+        instance_id: None,
+        rack_id: None,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: (epoch == 0 && regex.is_none()).then(|| vec!["t".to_string()]),
+        subscribed_topic_regex: regex.map(str::to_string),
+        server_assignor: None,
+        owned: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+    }
+}
+
+/// KIP-848 groups are written as Kafka 4.0's records and a new coordinator (after a failover or
+/// restart) rebuilt from them knows every member with its epoch and assignment.
+#[test]
+fn consumer_groups_survive_a_coordinator_change() {
+    let (c, log, t0) = (coordinator(), MemLog::default(), Instant::now());
+    let (a, written) = c
+        .consumer_heartbeat(&log, "g", consumer_hb("", 0, None), t0, 0)
+        .unwrap();
+    assert!(written, "a join is written");
+    let (b, _) = c
+        .consumer_heartbeat(&log, "g", consumer_hb("", 0, Some("fx-.*")), t0, 0)
+        .unwrap();
+    assert!(
+        log.written
+            .borrow()
+            .iter()
+            .all(|(k, _)| matches!(k, RecordKey::Consumer(_)))
+    );
+    let restored = coordinator();
+    for (k, v) in log.written.borrow().iter().cloned() {
+        restored.load_record(k, v, t0, 0);
+    }
+    assert_eq!(
+        restored.consumer_describe("g").map(|d| (d.0, d.1)),
+        c.consumer_describe("g").map(|d| (d.0, d.1)),
+        "group and assignment epochs"
+    );
+    let members = |c: &Coordinator| {
+        c.consumer_describe("g")
+            .unwrap()
+            .4
+            .into_iter()
+            .map(|m| (m.member_id, m.member_epoch, m.assigned, m.target, m.regex))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(members(&restored), members(&c));
+    // Both members go on at their epochs; neither is unknown or fenced.
+    for (id, epoch, ..) in members(&c) {
+        let (reply, _) = restored
+            .consumer_heartbeat(&log, "g", consumer_hb(&id, epoch, None), t0, 0)
+            .unwrap();
+        assert_eq!((reply.member_id, reply.member_epoch >= epoch), (id, true));
+    }
+    // Deleting the empty group tombstones its consumer records.
+    for m in [&a, &b] {
+        restored
+            .consumer_heartbeat(&log, "g", consumer_hb(&m.member_id, -1, None), t0, 0)
+            .unwrap();
+    }
+    log.written.borrow_mut().clear();
+    assert_eq!(restored.delete_group(&log, "g"), no_error());
+    let gone = coordinator();
+    for (k, v) in log.written.borrow().iter().cloned() {
+        gone.load_record(k, v, t0, 0);
+    }
+    assert!(gone.consumer_describe("g").is_none());
 }
