@@ -463,3 +463,65 @@ fn a_failed_dir_takes_only_its_partitions_offline() {
     );
     broker.assert_alive().expect("alive at the end");
 }
+
+#[test]
+fn a_dir_missing_at_start_keeps_its_partitions_offline_until_it_returns() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let dirs = vec![work.path().join("d1"), work.path().join("d2")];
+    let mut broker = start_two_dirs(&dirs, None);
+    let topic = "gone";
+    Admin::new(&broker.bootstrap())
+        .and_then(|a| a.create_topic(topic, PARTITIONS, &[]))
+        .expect("create topic");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    for p in 0..PARTITIONS {
+        assert_eq!(produce_one(&mut client, topic, p), 0);
+    }
+    let before = placement(&describe(&mut client), topic);
+    let missing = dirs[1].display().to_string();
+    let (lost, kept): (Vec<i32>, Vec<i32>) = (0..PARTITIONS).partition(|p| before[p] == missing);
+    assert!(!lost.is_empty() && !kept.is_empty(), "{before:?}");
+    broker.stop().expect("stop");
+
+    // The disk is not there at the next start: a file stands where the dir was.
+    let aside = work.path().join("d2-aside");
+    std::fs::rename(&dirs[1], &aside).expect("move the dir away");
+    std::fs::write(&dirs[1], b"not a log dir").expect("block the path");
+    broker.restart().expect("starts on the other dir");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    let described = describe(&mut client);
+    assert_eq!(described.dirs[&missing].0, KAFKA_STORAGE_ERROR);
+    for p in &kept {
+        wait_for(
+            Duration::from_secs(30),
+            "a healthy dir's partition serving",
+            || (produce_one(&mut client, topic, *p) == 0).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", broker.stderr_tail()));
+    }
+    // Its partitions get no empty log elsewhere: they stay unavailable.
+    for p in &lost {
+        assert_ne!(produce_one(&mut client, topic, *p), 0, "partition {p}");
+        assert!(
+            !dirs[0].join(format!("{topic}-{p}")).exists(),
+            "an empty {topic}-{p} was created on the healthy dir"
+        );
+    }
+    broker.stop().expect("stop");
+
+    // The disk is back: everything is there again.
+    std::fs::remove_file(&dirs[1]).expect("unblock");
+    std::fs::rename(&aside, &dirs[1]).expect("put the dir back");
+    broker.restart().expect("restart with both dirs");
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    for p in 0..PARTITIONS {
+        wait_for(Duration::from_secs(30), "partition back", || {
+            (produce_one(&mut client, topic, p) == 0).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", broker.stderr_tail()));
+        let records =
+            read_partition(&broker.bootstrap(), topic, p, Duration::from_secs(30)).expect("read");
+        let expected = if kept.contains(&p) { 6 } else { 4 };
+        assert_eq!(records.len(), expected, "partition {p}");
+    }
+}

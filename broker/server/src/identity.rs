@@ -39,6 +39,8 @@ pub fn random_kafka_id() -> String {
 /// Reads `meta.properties` in every dir that has one and returns the cluster id they (and the
 /// configured `cluster.id`) agree on, or `None` for a new node with no id configured: that one
 /// learns the id from the metadata quorum. A dir of another node, or dirs that disagree, refuse.
+/// A dir whose file cannot be read is skipped (a failed disk: the log manager takes it offline,
+/// as Kafka starts without its error log dirs).
 pub fn read(
     dirs: &[PathBuf],
     node_id: i32,
@@ -50,7 +52,10 @@ pub fn read(
         let props = match fs::read_to_string(&path) {
             Ok(text) => parse(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(IdentityError::Io { path, source }),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot read; the log dir will be offline: {e}");
+                continue;
+            }
         };
         let mismatch = |reason: String| IdentityError::Mismatch {
             path: path.clone(),
@@ -103,13 +108,15 @@ pub fn directory_uuid(id: &str) -> Option<Uuid> {
 /// Writes `meta.properties` into every dir that has none yet (a new node, or a dir added to
 /// `log.dirs`), naming `cluster_id`. `directory_ids` gives the directory id to write for a dir
 /// whose id is already in use (the metadata log dir's, which the quorum records before the
-/// cluster id is known); other dirs get a new random one.
+/// cluster id is known); other dirs get a new random one. A dir that cannot be written is
+/// skipped (it will be offline) unless no dir can be.
 pub fn format_new_dirs(
     dirs: &[PathBuf],
     node_id: i32,
     cluster_id: &str,
     directory_ids: &BTreeMap<PathBuf, String>,
 ) -> Result<(), IdentityError> {
+    let mut failed = Vec::new();
     for dir in dirs {
         let path = dir.join(FILE_NAME);
         if path.exists() {
@@ -122,14 +129,17 @@ pub fn format_new_dirs(
                 .cloned()
                 .unwrap_or_else(random_kafka_id)
         );
-        fs::create_dir_all(dir)
-            .and_then(|_| write_atomically(&path, text.as_bytes()))
-            .map_err(|source| IdentityError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        if let Err(source) =
+            fs::create_dir_all(dir).and_then(|_| write_atomically(&path, text.as_bytes()))
+        {
+            tracing::warn!(path = %path.display(), "cannot write; the log dir will be offline: {source}");
+            failed.push(IdentityError::Io { path, source });
+        }
     }
-    Ok(())
+    match failed.into_iter().next() {
+        Some(e) if dirs.len() == 1 => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The metadata quorum's id must be the one the dirs name: a volume of another cluster mounted

@@ -162,6 +162,9 @@ pub struct ReplicaManager {
     /// leader epoch (a metadata pass, a topic installed or removed), so replica fetchers rebuild
     /// their partition lists only then instead of scanning every partition on every fetch.
     generation: AtomicU64,
+    /// The topics that existed when this broker registered (complete once `.1`): their
+    /// partitions may have logs in a log dir that failed at start; later topics are new here.
+    topics_at_start: std::sync::Mutex<(std::collections::HashSet<Uuid>, bool)>,
 }
 
 impl ReplicaManager {
@@ -176,6 +179,34 @@ impl ReplicaManager {
             topics: RwLock::new(Topics::default()),
             image,
             generation: AtomicU64::new(0),
+            topics_at_start: std::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    /// Whether a log for a partition of topic `id` may be created: always, unless a log dir
+    /// failed at start and the topic existed then (its log may sit in that dir; Kafka too
+    /// refuses to create a log that is not new while a dir is offline).
+    pub fn may_create_log(&self, id: &Uuid) -> bool {
+        if !self.logs.dir_failed_at_open() {
+            return true;
+        }
+        let (ids, complete) = &*self
+            .topics_at_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *complete && !ids.contains(id)
+    }
+
+    /// Adds the topics of an image applied before this broker's view reached its registration;
+    /// the first image that reaches it (`current`) completes the set.
+    pub(crate) fn note_topics_at_start(&self, ids: impl Iterator<Item = Uuid>, current: bool) {
+        let mut at_start = self
+            .topics_at_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !at_start.1 {
+            at_start.0.extend(ids);
+            at_start.1 = current;
         }
     }
 

@@ -50,6 +50,9 @@ pub struct LogManager {
     recovered: bool,
     /// Serializes checkpoint writers (they replace the same files).
     checkpoint_lock: Mutex<()>,
+    /// Whether a dir failed while opening: its partitions are unknown, so existing partitions
+    /// must not be created afresh on the other dirs (see [`LogManager::dir_failed_at_open`]).
+    failed_at_open: bool,
     /// Replica moves between log dirs in progress (AlterReplicaLogDirs), by partition.
     pub(crate) moves: Mutex<BTreeMap<TopicPartition, Arc<DirMove>>>,
 }
@@ -150,11 +153,13 @@ impl LogManager {
                 source: io::Error::other("every log dir is offline"),
             });
         }
+        let failed_at_open = opened.iter().any(|d| d.health.is_offline());
         Ok(LogManager {
             dirs: opened,
             logs: RwLock::new(logs),
             recovered: recovered_any,
             checkpoint_lock: Mutex::new(()),
+            failed_at_open,
             moves: Mutex::new(BTreeMap::new()),
         })
     }
@@ -166,6 +171,13 @@ impl LogManager {
 
     pub fn dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    /// Whether a log dir was offline from the start. Its partitions' logs may be there, so a
+    /// partition that already existed must not get a fresh empty log on another dir (Kafka
+    /// refuses to create a log that is not new while a dir is offline).
+    pub fn dir_failed_at_open(&self) -> bool {
+        self.failed_at_open
     }
 
     /// The log dirs that have failed (Kafka's offline log dirs).

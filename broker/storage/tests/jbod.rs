@@ -174,6 +174,7 @@ fn a_failed_dir_goes_offline_alone() {
         .expect_err("I/O on a missing dir fails");
     assert!(matches!(err, LogError::Io(_)), "{err:?}");
     assert_eq!(mgr.offline_dirs(), vec![a_dir.clone()]);
+    assert!(!mgr.dir_failed_at_open(), "failed later, not at open");
     assert!(a.is_offline());
     assert!(matches!(
         a.append(&batch(1, 0, 10), 0, 0),
@@ -207,6 +208,7 @@ fn a_dir_that_cannot_open_is_offline_and_the_rest_start() {
     std::fs::write(&dirs[0], b"not a dir").expect("write");
     let mgr = open_dirs(&dirs, small_config());
     assert_eq!(mgr.offline_dirs(), vec![dirs[0].clone()]);
+    assert!(mgr.dir_failed_at_open());
     let log = mgr
         .get_or_create(&tp("t", 0), small_config())
         .expect("create");

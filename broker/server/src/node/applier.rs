@@ -13,7 +13,7 @@ use std::time::Instant;
 use strait_cluster::image::{Image, NO_LEADER, TopicImage};
 use strait_storage::TopicPartition;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::ClusterNode;
 use crate::partition::replica::{ReplicaState, Role};
@@ -65,6 +65,7 @@ pub fn apply(
     // Deletions are only safe once the image is at least as new as our registration: before
     // that, a topic missing from the image may simply not have been replicated to us yet.
     let current = node.broker_epoch() >= 0 && image.offset >= node.broker_epoch() as u64;
+    replicas.note_topics_at_start(image.topics.values().map(|t| t.id), current);
     for topic in replicas.all_topics() {
         let name = topic.meta.name.clone();
         let gone = match image.topic(&name) {
@@ -168,6 +169,12 @@ fn apply_topic(
                     topic: topic.name.clone(),
                     partition: index,
                 };
+                if replicas.logs.get(&tp).is_none() && !replicas.may_create_log(&topic.id) {
+                    // Its log may be in the log dir that failed at start: never an empty one.
+                    // The partition stays unhosted here; the topic's others are installed.
+                    debug!(partition = %tp, "not creating the log of an existing partition while a log dir is offline since start");
+                    continue;
+                }
                 let log = replicas.logs.get_or_create(&tp, config.clone())?;
                 // A log opened at start-up may predate the image's view of its topic's configs.
                 log.update_config(config.clone());
