@@ -59,7 +59,7 @@ impl ConsumedMessage {
     }
 }
 
-/// Producer settings for a broker without idempotence or transactions (not implemented yet).
+/// Producer settings without idempotence (each retry may duplicate).
 pub fn producer_config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -68,6 +68,19 @@ pub fn producer_config(bootstrap: &str) -> ClientConfig {
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
         .set("queue.buffering.max.messages", "200000");
+    config
+}
+
+/// An idempotent acks=all producer that rides out a leader change: retries for a minute, each
+/// request bounded so a dead leader is noticed quickly.
+pub fn idempotent_producer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = producer_config(bootstrap);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .set("request.timeout.ms", "5000")
+        .set("retry.backoff.ms", "100");
     config
 }
 

@@ -28,7 +28,7 @@ pub mod wire;
 pub use broker::{Broker, BrokerOptions, broker_binary, free_port};
 pub use error::{HarnessError, Result};
 pub use kafka::{
-    Admin, ConsumedMessage, Delivery, TestMessage, consumer_config, produce_all, producer_config,
-    read_partition, read_range, topic_partitions, watermarks,
+    Admin, ConsumedMessage, Delivery, TestMessage, consumer_config, idempotent_producer_config,
+    produce_all, producer_config, read_partition, read_range, topic_partitions, watermarks,
 };
 pub use wait::{wait_for, wait_until};

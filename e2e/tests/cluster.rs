@@ -19,7 +19,7 @@ use strait_e2e::cluster::{Cluster, ClusterSpec, NodeSpec, PartitionInfo, READY_T
 use strait_e2e::load::{BackgroundProducer, LoadPlan};
 use strait_e2e::netns::{self, NetLab};
 use strait_e2e::segments::{batches, partition_dir, segment_files};
-use strait_e2e::{TestMessage, produce_all, producer_config, wait_for, wait_until};
+use strait_e2e::{TestMessage, idempotent_producer_config, produce_all, wait_for, wait_until};
 
 /// Kafka error codes the tests expect from raw requests.
 const NOT_ENOUGH_REPLICAS: i16 = 19;
@@ -32,18 +32,6 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An idempotent acks=all producer that rides out a leader change.
-fn idempotent(bootstrap: &str) -> ClientConfig {
-    let mut config = producer_config(bootstrap);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .set("request.timeout.ms", "5000")
-        .set("retry.backoff.ms", "100");
-    config
-}
-
 fn durable_topic(cluster: &mut Cluster, name: &str) -> Vec<PartitionInfo> {
     cluster
         .create_topic(name, PARTITIONS, 3, &[("min.insync.replicas", "2")])
@@ -52,7 +40,7 @@ fn durable_topic(cluster: &mut Cluster, name: &str) -> Vec<PartitionInfo> {
 
 fn load(cluster: &Cluster, topic: &str, limit: Option<u64>, rate: u32) -> BackgroundProducer {
     BackgroundProducer::start(
-        idempotent(&cluster.bootstrap()),
+        idempotent_producer_config(&cluster.bootstrap()),
         topic,
         LoadPlan {
             partitions: PARTITIONS,
@@ -744,7 +732,7 @@ fn committed_offsets_survive_the_coordinator_failure() {
         })
         .collect();
     let acked = produce_all(
-        &idempotent(&cluster.bootstrap()),
+        &idempotent_producer_config(&cluster.bootstrap()),
         topic,
         &messages,
         FAULT_TIMEOUT,

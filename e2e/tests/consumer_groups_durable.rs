@@ -213,19 +213,18 @@ fn regex_subscription_follows_matching_topics() {
         .expect("consumer");
     consumer.subscribe(&["^fx-.*"]).expect("subscribe");
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let poll_until =
-        |seen: &mut BTreeMap<String, usize>, want: &[(&str, usize)], what: &str| {
-            let deadline = Instant::now() + TIMEOUT;
-            while want
-                .iter()
-                .any(|(t, n)| seen.get(*t).copied().unwrap_or(0) < *n)
-            {
-                assert!(Instant::now() < deadline, "{what}: read {seen:?}");
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                    *seen.entry(m.topic().to_string()).or_default() += 1;
-                }
+    let poll_until = |seen: &mut BTreeMap<String, usize>, want: &[(&str, usize)], what: &str| {
+        let deadline = Instant::now() + TIMEOUT;
+        while want
+            .iter()
+            .any(|(t, n)| seen.get(*t).copied().unwrap_or(0) < *n)
+        {
+            assert!(Instant::now() < deadline, "{what}: read {seen:?}");
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                *seen.entry(m.topic().to_string()).or_default() += 1;
             }
-        };
+        }
+    };
     poll_until(
         &mut seen,
         &[("fx-1", 10), ("fx-2", 10)],

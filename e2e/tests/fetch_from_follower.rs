@@ -11,14 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use strait_e2e::checker::{TopicContent, verify};
 use strait_e2e::cluster::{Cluster, ClusterSpec, READY_TIMEOUT};
 use strait_e2e::exposition::Scrape;
 use strait_e2e::load::{BackgroundProducer, LoadPlan};
-use strait_e2e::{consumer_config, http, producer_config, wait_until};
+use strait_e2e::{consumer_config, http, idempotent_producer_config, wait_until};
 
 const TOPIC: &str = "zoned";
 const SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
@@ -46,17 +45,6 @@ fn value(scrape: &Scrape, name: &str) -> f64 {
 
 fn metric(cluster: &Cluster, id: u32, name: &str) -> f64 {
     value(&scrape(cluster, id), name)
-}
-
-fn idempotent(bootstrap: &str) -> ClientConfig {
-    let mut config = producer_config(bootstrap);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .set("request.timeout.ms", "5000")
-        .set("retry.backoff.ms", "100");
-    config
 }
 
 /// What a consumer read: (offset, value) in order.
@@ -144,7 +132,7 @@ fn consumer_reads_from_the_replica_in_its_rack() {
 
     // One producer for the whole test, so every payload is unique for the checker.
     let producer = BackgroundProducer::start(
-        idempotent(&cluster.bootstrap()),
+        idempotent_producer_config(&cluster.bootstrap()),
         TOPIC,
         LoadPlan {
             partitions: 1,

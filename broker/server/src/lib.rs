@@ -27,6 +27,7 @@ pub mod node;
 pub mod oauth_keys;
 pub mod partition;
 pub mod quota;
+pub mod record_codec;
 pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;

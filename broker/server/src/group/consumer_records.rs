@@ -8,10 +8,13 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 use super::assignor::Tp;
+use crate::record_codec::{
+    Reader, put_compact_len, put_compact_nullable_str, put_compact_str, put_str, put_uvarint,
+};
 
 pub const METADATA: i16 = 3;
 pub const MEMBER: i16 = 5;
@@ -99,12 +102,6 @@ pub enum ConsumerValue {
     },
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    buf.put_i16(bytes.len() as i16);
-    buf.put_slice(bytes);
-}
-
 pub fn encode_key(key: &ConsumerKey) -> Bytes {
     let mut buf = BytesMut::new();
     let (kind, fields): (i16, [Option<&str>; 2]) = match key {
@@ -125,221 +122,128 @@ pub fn encode_key(key: &ConsumerKey) -> Bytes {
 }
 
 /// Decodes the key of record type `kind` (already read) from `r`.
-pub fn decode_key(kind: i16, mut r: Bytes) -> Option<ConsumerKey> {
-    let mut s = || -> Option<String> {
-        if r.remaining() < 2 {
-            return None;
-        }
-        let len = r.get_i16();
-        let len = usize::try_from(len).ok()?;
-        (r.remaining() >= len)
-            .then(|| String::from_utf8(r.split_to(len).to_vec()).ok())
-            .flatten()
-    };
+pub fn decode_key(kind: i16, r: Bytes) -> Option<ConsumerKey> {
+    let mut r = Reader(r);
     Some(match kind {
-        METADATA => ConsumerKey::Metadata { group: s()? },
+        METADATA => ConsumerKey::Metadata { group: r.str()? },
         MEMBER => ConsumerKey::Member {
-            group: s()?,
-            member: s()?,
+            group: r.str()?,
+            member: r.str()?,
         },
-        TARGET_METADATA => ConsumerKey::TargetMetadata { group: s()? },
+        TARGET_METADATA => ConsumerKey::TargetMetadata { group: r.str()? },
         TARGET_MEMBER => ConsumerKey::TargetMember {
-            group: s()?,
-            member: s()?,
+            group: r.str()?,
+            member: r.str()?,
         },
         CURRENT_ASSIGNMENT => ConsumerKey::CurrentAssignment {
-            group: s()?,
-            member: s()?,
+            group: r.str()?,
+            member: r.str()?,
         },
         REGEX => ConsumerKey::Regex {
-            group: s()?,
-            regex: s()?,
+            group: r.str()?,
+            regex: r.str()?,
         },
         _ => return None,
     })
 }
 
-/// Flexible-version writer: compact strings and arrays, empty tagged-field sections.
-struct Writer(BytesMut);
+/// `[]TopicPartitions`: topic id, partitions, each entry with its (empty) tagged fields.
+fn put_topic_partitions(buf: &mut BytesMut, tps: &BTreeSet<Tp>) {
+    let mut by_topic: Vec<(Uuid, Vec<i32>)> = Vec::new();
+    for (id, p) in tps {
+        match by_topic.last_mut() {
+            Some((last, ps)) if last == id => ps.push(*p),
+            _ => by_topic.push((*id, vec![*p])),
+        }
+    }
+    put_compact_len(buf, by_topic.len());
+    for (id, ps) in by_topic {
+        buf.put_slice(id.as_bytes());
+        put_compact_len(buf, ps.len());
+        for p in ps {
+            buf.put_i32(p);
+        }
+        put_uvarint(buf, 0);
+    }
+}
 
-impl Writer {
-    fn varint(&mut self, mut v: u32) {
-        while v >= 0x80 {
-            self.0.put_u8((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.put_u8(v as u8);
-    }
-    fn len(&mut self, n: usize) {
-        self.varint(u32::try_from(n + 1).unwrap_or(u32::MAX));
-    }
-    fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.0.put_slice(s.as_bytes());
-    }
-    fn nullable_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.str(s),
-            None => self.varint(0),
-        }
-    }
-    fn no_tags(&mut self) {
-        self.varint(0);
-    }
-    /// `[]TopicPartitions`: topic id, partitions, each entry with its tagged fields.
-    fn topic_partitions(&mut self, tps: &BTreeSet<Tp>) {
-        let mut by_topic: Vec<(Uuid, Vec<i32>)> = Vec::new();
-        for (id, p) in tps {
-            match by_topic.last_mut() {
-                Some((last, ps)) if last == id => ps.push(*p),
-                _ => by_topic.push((*id, vec![*p])),
-            }
-        }
-        self.len(by_topic.len());
-        for (id, ps) in by_topic {
-            self.0.put_slice(id.as_bytes());
-            self.len(ps.len());
-            for p in ps {
-                self.0.put_i32(p);
-            }
-            self.no_tags();
-        }
+/// The strings of a compact array.
+fn put_compact_strs<'a>(buf: &mut BytesMut, strs: impl ExactSizeIterator<Item = &'a String>) {
+    put_compact_len(buf, strs.len());
+    for s in strs {
+        put_compact_str(buf, s);
     }
 }
 
 pub fn encode_value(v: &ConsumerValue) -> Bytes {
-    let mut w = Writer(BytesMut::new());
-    w.0.put_i16(0);
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
     match v {
-        ConsumerValue::Metadata { epoch } => w.0.put_i32(*epoch),
+        ConsumerValue::Metadata { epoch } => buf.put_i32(*epoch),
         ConsumerValue::Member(m) => {
-            w.nullable_str(m.instance_id.as_deref());
-            w.nullable_str(m.rack_id.as_deref());
-            w.str(&m.client_id);
-            w.str(&m.client_host);
-            w.len(m.subscribed_topic_names.len());
-            for t in &m.subscribed_topic_names {
-                w.str(t);
-            }
-            w.nullable_str(m.subscribed_topic_regex.as_deref());
-            w.0.put_i32(m.rebalance_timeout_ms);
-            w.nullable_str(m.server_assignor.as_deref());
+            put_compact_nullable_str(&mut buf, m.instance_id.as_deref());
+            put_compact_nullable_str(&mut buf, m.rack_id.as_deref());
+            put_compact_str(&mut buf, &m.client_id);
+            put_compact_str(&mut buf, &m.client_host);
+            put_compact_strs(&mut buf, m.subscribed_topic_names.iter());
+            put_compact_nullable_str(&mut buf, m.subscribed_topic_regex.as_deref());
+            buf.put_i32(m.rebalance_timeout_ms);
+            put_compact_nullable_str(&mut buf, m.server_assignor.as_deref());
         }
-        ConsumerValue::TargetMetadata { assignment_epoch } => w.0.put_i32(*assignment_epoch),
-        ConsumerValue::TargetMember(tps) => w.topic_partitions(tps),
+        ConsumerValue::TargetMetadata { assignment_epoch } => buf.put_i32(*assignment_epoch),
+        ConsumerValue::TargetMember(tps) => put_topic_partitions(&mut buf, tps),
         ConsumerValue::CurrentAssignment(a) => {
-            w.0.put_i32(a.member_epoch);
-            w.0.put_i32(a.previous_member_epoch);
-            w.0.put_i8(a.state);
-            w.topic_partitions(&a.assigned);
-            w.topic_partitions(&a.pending_revocation);
+            buf.put_i32(a.member_epoch);
+            buf.put_i32(a.previous_member_epoch);
+            buf.put_i8(a.state);
+            put_topic_partitions(&mut buf, &a.assigned);
+            put_topic_partitions(&mut buf, &a.pending_revocation);
         }
         ConsumerValue::Regex {
             topics,
             version,
             timestamp,
         } => {
-            w.len(topics.len());
-            for t in topics {
-                w.str(t);
-            }
-            w.0.put_i64(*version);
-            w.0.put_i64(*timestamp);
+            put_compact_strs(&mut buf, topics.iter());
+            buf.put_i64(*version);
+            buf.put_i64(*timestamp);
         }
     }
-    w.no_tags();
-    w.0.freeze()
+    put_uvarint(&mut buf, 0);
+    buf.freeze()
 }
 
-/// Flexible-version reader; every getter fails instead of panicking on short input.
-struct Reader(Bytes);
+/// A compact array's count (null reads as empty), each element at least `min_elem` bytes.
+fn count(r: &mut Reader, min_elem: usize) -> Option<usize> {
+    Some(r.compact_array_len(min_elem)?.unwrap_or(0))
+}
 
-impl Reader {
-    fn varint(&mut self) -> Option<u32> {
-        let mut v: u32 = 0;
-        for shift in (0..35).step_by(7) {
-            if !self.0.has_remaining() {
-                return None;
-            }
-            let b = self.0.get_u8();
-            v |= u32::from(b & 0x7f).checked_shl(shift)?;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
+fn topic_partitions(r: &mut Reader) -> Option<BTreeSet<Tp>> {
+    let mut out = BTreeSet::new();
+    for _ in 0..count(r, 18)? {
+        let id = Uuid::from_slice(&r.take(16)?).ok()?;
+        for _ in 0..count(r, 4)? {
+            out.insert((id, r.i32()?));
         }
-        None
+        r.skip_tags()?;
     }
-    fn i8(&mut self) -> Option<i8> {
-        self.0.has_remaining().then(|| self.0.get_i8())
-    }
-    fn i32(&mut self) -> Option<i32> {
-        (self.0.remaining() >= 4).then(|| self.0.get_i32())
-    }
-    fn i64(&mut self) -> Option<i64> {
-        (self.0.remaining() >= 8).then(|| self.0.get_i64())
-    }
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        (self.0.remaining() >= n).then(|| self.0.split_to(n))
-    }
-    /// A compact length: `None` for null (0 on the wire).
-    fn len(&mut self) -> Option<Option<usize>> {
-        let n = self.varint()?;
-        Some(n.checked_sub(1).map(|n| n as usize))
-    }
-    fn nullable_str(&mut self) -> Option<Option<String>> {
-        match self.len()? {
-            None => Some(None),
-            Some(n) => String::from_utf8(self.take(n)?.to_vec()).ok().map(Some),
-        }
-    }
-    fn str(&mut self) -> Option<String> {
-        self.nullable_str()?
-    }
-    /// Skips a tagged-field section (fields this version does not know).
-    fn tags(&mut self) -> Option<()> {
-        let count = self.varint()?;
-        for _ in 0..count {
-            self.varint()?;
-            let size = self.varint()? as usize;
-            self.take(size)?;
-        }
-        Some(())
-    }
-    fn count(&mut self) -> Option<usize> {
-        let n = self.len()?.unwrap_or(0);
-        // Every element takes at least one byte: a larger count is malformed.
-        (n <= self.0.remaining()).then_some(n)
-    }
-    fn topic_partitions(&mut self) -> Option<BTreeSet<Tp>> {
-        let mut out = BTreeSet::new();
-        for _ in 0..self.count()? {
-            let id = Uuid::from_slice(&self.take(16)?).ok()?;
-            for _ in 0..self.count()? {
-                out.insert((id, self.i32()?));
-            }
-            self.tags()?;
-        }
-        Some(out)
-    }
+    Some(out)
 }
 
 /// Decodes the value of a record of type `kind`.
 pub fn decode_value(kind: i16, b: Bytes) -> Option<ConsumerValue> {
     let mut r = Reader(b);
-    if r.0.remaining() < 2 {
-        return None;
-    }
-    let _version = r.0.get_i16();
+    let _version = r.i16()?;
     let v = match kind {
         METADATA => ConsumerValue::Metadata { epoch: r.i32()? },
         MEMBER => {
-            let instance_id = r.nullable_str()?;
-            let rack_id = r.nullable_str()?;
-            let client_id = r.str()?;
-            let client_host = r.str()?;
+            let instance_id = r.compact_nullable_str()?;
+            let rack_id = r.compact_nullable_str()?;
+            let client_id = r.compact_str()?;
+            let client_host = r.compact_str()?;
             let mut subscribed_topic_names = Vec::new();
-            for _ in 0..r.count()? {
-                subscribed_topic_names.push(r.str()?);
+            for _ in 0..count(&mut r, 1)? {
+                subscribed_topic_names.push(r.compact_str()?);
             }
             ConsumerValue::Member(MemberMetadata {
                 instance_id,
@@ -347,26 +251,26 @@ pub fn decode_value(kind: i16, b: Bytes) -> Option<ConsumerValue> {
                 client_id,
                 client_host,
                 subscribed_topic_names,
-                subscribed_topic_regex: r.nullable_str()?,
+                subscribed_topic_regex: r.compact_nullable_str()?,
                 rebalance_timeout_ms: r.i32()?,
-                server_assignor: r.nullable_str()?,
+                server_assignor: r.compact_nullable_str()?,
             })
         }
         TARGET_METADATA => ConsumerValue::TargetMetadata {
             assignment_epoch: r.i32()?,
         },
-        TARGET_MEMBER => ConsumerValue::TargetMember(r.topic_partitions()?),
+        TARGET_MEMBER => ConsumerValue::TargetMember(topic_partitions(&mut r)?),
         CURRENT_ASSIGNMENT => ConsumerValue::CurrentAssignment(CurrentAssignment {
             member_epoch: r.i32()?,
             previous_member_epoch: r.i32()?,
             state: r.i8()?,
-            assigned: r.topic_partitions()?,
-            pending_revocation: r.topic_partitions()?,
+            assigned: topic_partitions(&mut r)?,
+            pending_revocation: topic_partitions(&mut r)?,
         }),
         REGEX => {
             let mut topics = BTreeSet::new();
-            for _ in 0..r.count()? {
-                topics.insert(r.str()?);
+            for _ in 0..count(&mut r, 1)? {
+                topics.insert(r.compact_str()?);
             }
             ConsumerValue::Regex {
                 topics,
@@ -376,12 +280,14 @@ pub fn decode_value(kind: i16, b: Bytes) -> Option<ConsumerValue> {
         }
         _ => return None,
     };
-    r.tags()?;
+    r.skip_tags()?;
     Some(v)
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Buf;
+
     use super::*;
 
     fn key_round_trip(k: ConsumerKey) {

@@ -4,9 +4,10 @@
 //! (`consumer_records`). A `None` value is a tombstone. Decoding is strict and
 //! returns `None` on anything malformed, so a damaged record is skipped, never trusted.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::consumer_records::{self, ConsumerKey};
+use crate::record_codec::{Reader, put_bytes, put_nullable_str, put_str};
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
@@ -67,25 +68,6 @@ pub struct GroupValue {
     pub members: Vec<MemberValue>,
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    // Kafka strings are limited to i16::MAX bytes; callers bound group ids, topics and metadata.
-    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    buf.put_i16(bytes.len() as i16);
-    buf.put_slice(bytes);
-}
-
-fn put_nullable_str(buf: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(buf, s),
-        None => buf.put_i16(-1),
-    }
-}
-
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    buf.put_i32(b.len() as i32);
-    buf.put_slice(b);
-}
-
 pub fn encode_key(key: &RecordKey) -> Bytes {
     let mut buf = BytesMut::new();
     match key {
@@ -138,42 +120,6 @@ pub fn encode_group(v: &GroupValue) -> Bytes {
         put_bytes(&mut buf, &m.assignment);
     }
     buf.freeze()
-}
-
-/// A bounds-checked reader: every getter fails instead of panicking on short input.
-struct Reader(Bytes);
-
-impl Reader {
-    fn i16(&mut self) -> Option<i16> {
-        (self.0.remaining() >= 2).then(|| self.0.get_i16())
-    }
-    fn i32(&mut self) -> Option<i32> {
-        (self.0.remaining() >= 4).then(|| self.0.get_i32())
-    }
-    fn i64(&mut self) -> Option<i64> {
-        (self.0.remaining() >= 8).then(|| self.0.get_i64())
-    }
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        (self.0.remaining() >= n).then(|| self.0.split_to(n))
-    }
-    fn nullable_str(&mut self) -> Option<Option<String>> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Some(None);
-        }
-        let b = self.take(len as usize)?;
-        String::from_utf8(b.to_vec()).ok().map(Some)
-    }
-    fn str(&mut self) -> Option<String> {
-        self.nullable_str()?
-    }
-    fn bytes(&mut self) -> Option<Bytes> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Some(Bytes::new());
-        }
-        self.take(len as usize)
-    }
 }
 
 pub fn decode_key(b: Bytes) -> Option<RecordKey> {

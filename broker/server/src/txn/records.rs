@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::record_codec::{Reader, put_compact_str, put_str, put_uvarint};
+
 const KEY_VERSION: i16 = 0;
 const VALUE_VERSION_V0: i16 = 0;
 const VALUE_VERSION_V1: i16 = 1;
@@ -96,34 +98,10 @@ pub struct TxnValue {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
-/// A compact (flexible-version) string: unsigned varint length + 1, then the UTF-8 bytes.
-fn put_compact_str(buf: &mut BytesMut, s: &str) {
-    // Kafka strings are limited to i16::MAX bytes; cut on a char boundary so the result stays UTF-8.
-    let mut end = s.len().min(i16::MAX as usize);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    put_uvarint(buf, end as u32 + 1);
-    buf.put_slice(&s.as_bytes()[..end]);
-}
-
 pub fn encode_key(transactional_id: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(4 + transactional_id.len());
     buf.put_i16(KEY_VERSION);
-    let mut end = transactional_id.len().min(i16::MAX as usize);
-    while !transactional_id.is_char_boundary(end) {
-        end -= 1;
-    }
-    buf.put_i16(end as i16);
-    buf.put_slice(&transactional_id.as_bytes()[..end]);
+    put_str(&mut buf, transactional_id);
     buf.freeze()
 }
 
@@ -184,102 +162,6 @@ pub fn encode_value(v: &TxnValue) -> Bytes {
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
-
-/// A bounds-checked reader: every getter fails instead of panicking on short input.
-struct Reader(Bytes);
-
-impl Reader {
-    fn i8(&mut self) -> Option<i8> {
-        (self.0.remaining() >= 1).then(|| self.0.get_i8())
-    }
-    fn i16(&mut self) -> Option<i16> {
-        (self.0.remaining() >= 2).then(|| self.0.get_i16())
-    }
-    fn i32(&mut self) -> Option<i32> {
-        (self.0.remaining() >= 4).then(|| self.0.get_i32())
-    }
-    fn i64(&mut self) -> Option<i64> {
-        (self.0.remaining() >= 8).then(|| self.0.get_i64())
-    }
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        (self.0.remaining() >= n).then(|| self.0.split_to(n))
-    }
-    fn remaining(&self) -> usize {
-        self.0.remaining()
-    }
-    /// An unsigned varint of at most 5 bytes that fits in a u32.
-    fn uvarint(&mut self) -> Option<u32> {
-        let mut v: u32 = 0;
-        for i in 0..5 {
-            let b = self.i8()? as u8;
-            if i == 4 && b > 0x0f {
-                return None;
-            }
-            v |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    fn utf8(&mut self, n: usize) -> Option<String> {
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).ok()
-    }
-    /// A non-nullable int16-length string.
-    fn str(&mut self) -> Option<String> {
-        let len = self.i16()?;
-        if len < 0 {
-            return None;
-        }
-        self.utf8(len as usize)
-    }
-    /// A non-nullable compact string.
-    fn compact_str(&mut self) -> Option<String> {
-        let n = self.uvarint()?;
-        if n == 0 {
-            return None;
-        }
-        self.utf8(n as usize - 1)
-    }
-    /// A nullable int32-length array's count: `Some(None)` for null. The count is checked
-    /// against the bytes left (each element takes at least `min_elem` bytes) so a corrupt
-    /// length can never make us allocate or loop for long.
-    fn array_len(&mut self, min_elem: usize) -> Option<Option<usize>> {
-        let n = self.i32()?;
-        if n < 0 {
-            return (n == -1).then_some(None);
-        }
-        let n = n as usize;
-        (n.checked_mul(min_elem)? <= self.remaining()).then_some(Some(n))
-    }
-    /// A nullable compact array's count: `Some(None)` for null; bounded like `array_len`.
-    fn compact_array_len(&mut self, min_elem: usize) -> Option<Option<usize>> {
-        let n = self.uvarint()?;
-        if n == 0 {
-            return Some(None);
-        }
-        let n = n as usize - 1;
-        (n.checked_mul(min_elem)? <= self.remaining()).then_some(Some(n))
-    }
-    /// Skips a tagged-field section, handing each known field to `on_tag`.
-    fn tagged_fields(&mut self, mut on_tag: impl FnMut(u32, Bytes) -> Option<()>) -> Option<()> {
-        let count = self.uvarint()?;
-        let mut last: Option<u32> = None;
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            // Tags are strictly ascending in Kafka's encoding; anything else is corrupt.
-            if last.is_some_and(|l| tag <= l) {
-                return None;
-            }
-            last = Some(tag);
-            let size = self.uvarint()? as usize;
-            let data = self.take(size)?;
-            on_tag(tag, data)?;
-        }
-        Some(())
-    }
-}
 
 pub fn decode_key(key: Bytes) -> Option<String> {
     let mut r = Reader(key);
