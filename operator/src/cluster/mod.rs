@@ -2,7 +2,8 @@
 //! `plan` → `apply` → `status`, with the steps that cannot be planned up front in their own
 //! modules (`issue`: certificates; `drain`: the scale step's admin work). The pure decisions
 //! behind them: `identity` (who the Cluster is, node ids), `build` (the desired objects, one
-//! file per kind), `config` (`server.properties`), `quorum`, `scale`, `roll`, `storage`,
+//! file per kind), `config` (`server.properties`), `quorum`, `voters` (the next KIP-853 voter
+//! change, not wired yet), `scale`, `roll`, `storage`,
 //! `prune`, `zones`, `external` (advertised addresses), `tls` (which certificates) and `certs`
 //! (making them); `reach` holds the admin client of a Cluster.
 
@@ -26,4 +27,5 @@ pub mod status;
 pub mod storage;
 pub mod tls;
 pub mod validate;
+pub mod voters;
 pub mod zones;
