@@ -235,6 +235,11 @@ impl Node {
         parse_addr(&self.host, self.broker_port)
     }
 
+    /// Port of the CONTROLLER listener, on controllers.
+    pub fn controller_port(&self) -> Option<u16> {
+        self.controller_port
+    }
+
     /// The metrics listener address (`/metrics`, `/ready`).
     pub fn metrics_addr(&self) -> Result<SocketAddr> {
         parse_addr(&self.host, self.metrics_port)

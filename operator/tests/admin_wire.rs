@@ -1,13 +1,15 @@
 //! The wire admin client against a real Strait broker process (the e2e harness starts it on a
 //! free 127.0.0.1 port): create, describe, grow, configure and delete a topic, and the Topic
 //! plan computed from what the broker reports; and partition reassignment against a two-node
-//! cluster; and the active controller (DescribeQuorum) of a three-voter cluster.
+//! cluster; and the active controller (DescribeQuorum) of a three-voter cluster; and KIP-853
+//! voter changes (AddRaftVoter, RemoveRaftVoter) made as the operator's voter planner asks.
 
 use std::collections::BTreeMap;
 
 use strait_crds::{ClusterReference, DeletionPolicy, TopicSpec};
 use strait_e2e::Broker;
-use strait_operator::admin::{AdminError, KafkaAdmin, WireAdmin};
+use strait_operator::admin::{AdminError, KafkaAdmin, Quorum, WireAdmin};
+use strait_operator::cluster::voters::{VoterStep, next_step};
 use strait_operator::topic::plan::plan;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -236,6 +238,140 @@ async fn active_controller_is_the_quorum_leader_over_the_wire() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap_or_else(|e| panic!("join: {e}"));
+}
+
+/// Runs the operator's voter planner against a real cluster until it has nothing left to do:
+/// each pass describes the quorum, asks `next_step` for `desired`, and sends what it says (a
+/// refused change, such as one sent while another commits, is asked again next pass). Returns
+/// the steps sent and the final quorum.
+async fn drive_voters(
+    admin: &WireAdmin,
+    desired: &[i32],
+    endpoints: &BTreeMap<i32, (String, u16)>,
+) -> (Vec<VoterStep>, Quorum) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut sent = Vec::new();
+    let mut last = None;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "voters {desired:?} not reached; sent {sent:?}, last {last:?}"
+        );
+        let quorum = match admin.describe_quorum().await {
+            Ok(Some(q)) => q,
+            other => {
+                last = Some(format!("{other:?}"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let step = next_step(desired, &quorum, &BTreeMap::new());
+        last = Some(format!("{step:?} for {quorum:?}"));
+        let result = match step {
+            VoterStep::Nothing => return (sent, quorum),
+            VoterStep::Wait(_) => Ok(()),
+            VoterStep::Add { id, directory_id } => {
+                let (host, port) = &endpoints[&id];
+                admin.add_raft_voter(id, directory_id, (host, *port)).await
+            }
+            VoterStep::Remove { id, directory_id } => {
+                admin.remove_raft_voter(id, directory_id).await
+            }
+            VoterStep::RemoveReplaced { .. } => panic!("no disk was lost: {step:?}"),
+        };
+        match result {
+            Ok(()) if !matches!(step, VoterStep::Wait(_)) => sent.push(step),
+            Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(e) => {
+                last = Some(format!("{step:?}: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// A one-voter cluster whose two new controllers joined as observers (bootstrap servers only)
+/// grows to three voters one AddRaftVoter at a time, in the planner's order and with the
+/// directory ids from DescribeQuorum v2, then gives one voter up again with RemoveRaftVoter.
+#[tokio::test(flavor = "multi_thread")]
+async fn voter_changes_follow_the_planner_over_the_wire() {
+    use strait_e2e::cluster::{Cluster, ClusterSpec, NodeSpec, fast_overrides};
+    let spec = ClusterSpec {
+        nodes: vec![NodeSpec::combined(1, "a")],
+        overrides: fast_overrides(),
+        ..ClusterSpec::default()
+    };
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = Cluster::start(spec)?;
+        cluster.wait_all_ready(std::time::Duration::from_secs(30))?;
+        for (id, rack) in [(2, "b"), (3, "c")] {
+            cluster.add_node(NodeSpec::joining_controller(id, rack))?;
+        }
+        Ok::<_, strait_e2e::error::HarnessError>(cluster)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("join: {e}"))
+    .unwrap_or_else(|e| panic!("start cluster: {e}"));
+    let endpoints: BTreeMap<i32, (String, u16)> = cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let host = n.addr().unwrap_or_else(|e| panic!("{e}")).ip().to_string();
+            let port = n
+                .controller_port()
+                .unwrap_or_else(|| panic!("no CONTROLLER"));
+            (n.spec().id as i32, (host, port))
+        })
+        .collect();
+    let dirs: BTreeMap<i32, uuid::Uuid> = (1..=3)
+        .map(|id| {
+            let dir = cluster
+                .directory_id(id)
+                .unwrap_or_else(|e| panic!("directory id of {id}: {e}"));
+            (id as i32, dir)
+        })
+        .collect();
+    let admin = WireAdmin::new(&cluster.bootstrap());
+
+    let (sent, grown) = drive_voters(&admin, &[1, 2, 3], &endpoints).await;
+    assert_eq!(
+        sent,
+        [
+            VoterStep::Add {
+                id: 2,
+                directory_id: dirs[&2]
+            },
+            VoterStep::Add {
+                id: 3,
+                directory_id: dirs[&3]
+            },
+        ]
+    );
+    let mut voters: Vec<(i32, uuid::Uuid)> = grown
+        .voters
+        .iter()
+        .map(|v| (v.id, v.directory_id))
+        .collect();
+    voters.sort();
+    assert_eq!(
+        voters,
+        dirs.clone().into_iter().collect::<Vec<_>>(),
+        "{grown:?}"
+    );
+
+    // Back to two: the one not wanted is removed and stays an observer.
+    let (sent, shrunk) = drive_voters(&admin, &[1, 2], &endpoints).await;
+    assert_eq!(
+        sent,
+        [VoterStep::Remove {
+            id: 3,
+            directory_id: dirs[&3]
+        }]
+    );
+    assert!(shrunk.voter(3).is_none(), "{shrunk:?}");
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .unwrap_or_else(|e| panic!("join: {e}"));

@@ -24,7 +24,7 @@ use strait_client::{
     Client, ClientError, ClientTls, ConnectOptions, Connection, ResponseErrors, Step, frame,
 };
 
-pub use quorum::{METADATA_TOPIC, describe_quorum_version, quorum_leader};
+pub use quorum::{METADATA_TOPIC, Quorum, Replica, describe_quorum_version, quorum_leader};
 pub use security::{ACL_APIS, QUOTA_APIS, SCRAM_APIS};
 pub use strait_client::SupportedApis;
 
@@ -278,6 +278,24 @@ pub trait KafkaAdmin: Send + Sync {
     /// DescribeQuorum; `None` when the cluster cannot say: DescribeQuorum missing from
     /// ApiVersions, answered with UNSUPPORTED_VERSION, or no leader at the moment.
     fn active_controller(&self) -> impl Future<Output = Result<Option<i32>, AdminError>> + Send;
+    /// The metadata quorum's voters and observers with their directory ids (DescribeQuorum
+    /// v2); `None` when the cluster does not speak v2 or does not describe the partition.
+    fn describe_quorum(&self) -> impl Future<Output = Result<Option<Quorum>, AdminError>> + Send;
+    /// AddRaftVoter: observer `id` with `directory_id` becomes a voter reachable on the
+    /// CONTROLLER listener at `endpoint` (host, port), once it has caught up.
+    fn add_raft_voter(
+        &self,
+        id: i32,
+        directory_id: uuid::Uuid,
+        endpoint: (&str, u16),
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+    /// RemoveRaftVoter: voter `id` with `directory_id` leaves the voter set (it stays an
+    /// observer while it runs).
+    fn remove_raft_voter(
+        &self,
+        id: i32,
+        directory_id: uuid::Uuid,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
     /// The APIs and versions the cluster advertises (ApiVersions). Asked before calls a
     /// cluster may not implement: a broker drops the connection on an API it does not know.
     fn supported_apis(&self) -> impl Future<Output = Result<SupportedApis, AdminError>> + Send;
@@ -441,6 +459,23 @@ impl KafkaAdmin for WireAdmin {
 
     async fn active_controller(&self) -> Result<Option<i32>, AdminError> {
         quorum::active_controller(self).await
+    }
+
+    async fn describe_quorum(&self) -> Result<Option<Quorum>, AdminError> {
+        quorum::describe_quorum(self).await
+    }
+
+    async fn add_raft_voter(
+        &self,
+        id: i32,
+        directory_id: uuid::Uuid,
+        endpoint: (&str, u16),
+    ) -> Result<(), AdminError> {
+        quorum::add_raft_voter(self, id, directory_id, endpoint).await
+    }
+
+    async fn remove_raft_voter(&self, id: i32, directory_id: uuid::Uuid) -> Result<(), AdminError> {
+        quorum::remove_raft_voter(self, id, directory_id).await
     }
 
     async fn supported_apis(&self) -> Result<SupportedApis, AdminError> {

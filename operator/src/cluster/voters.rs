@@ -6,56 +6,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState};
 use uuid::Uuid;
+
+pub use crate::admin::{Quorum, Replica};
 
 /// How far (in metadata log entries) a voter may trail the leader and still count as caught up,
 /// and an observer must be within before it is added (the broker's own AddRaftVoter check is
 /// "within a few entries" too).
 pub const MAX_LAG: i64 = 10;
-
-/// One member of the quorum as DescribeQuorum reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replica {
-    pub id: i32,
-    /// The node's metadata log directory id; nil when unknown (a voter seeded from
-    /// `controller.quorum.voters` before it reported its own).
-    pub directory_id: Uuid,
-    pub log_end_offset: i64,
-}
-
-/// The metadata quorum: `__cluster_metadata`-0 of a DescribeQuorum (v2) response.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Quorum {
-    pub leader: Option<i32>,
-    pub voters: Vec<Replica>,
-    pub observers: Vec<Replica>,
-}
-
-impl Quorum {
-    /// The quorum a DescribeQuorum partition describes (`leader_id` -1: no leader).
-    pub fn from_partition(partition: &PartitionData) -> Quorum {
-        let replicas = |states: &[ReplicaState]| {
-            states
-                .iter()
-                .map(|s| Replica {
-                    id: s.replica_id.0,
-                    directory_id: s.replica_directory_id,
-                    log_end_offset: s.log_end_offset,
-                })
-                .collect()
-        };
-        Quorum {
-            leader: (partition.leader_id.0 >= 0).then_some(partition.leader_id.0),
-            voters: replicas(&partition.current_voters),
-            observers: replicas(&partition.observers),
-        }
-    }
-
-    fn voter(&self, id: i32) -> Option<&Replica> {
-        self.voters.iter().find(|v| v.id == id)
-    }
-}
 
 /// The one voter change to make next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,6 +473,7 @@ mod tests {
     #[test]
     fn reads_a_describe_quorum_partition() {
         use kafka_protocol::messages::BrokerId;
+        use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState};
         let state = |id: i32, dir: Uuid, leo: i64| {
             ReplicaState::default()
                 .with_replica_id(BrokerId(id))
