@@ -21,6 +21,7 @@ pub mod netns;
 pub mod pki;
 pub mod prometheus;
 pub mod segments;
+pub mod tmpfs;
 pub mod txn_checker;
 pub mod wait;
 pub mod wire;

@@ -1,45 +1,15 @@
 //! A full disk, for real: the log dir is a 2 MiB tmpfs. Produce until KAFKA_STORAGE_ERROR, check
 //! the broker stays up and serves everything acked, then free space and produce again.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, ProduceResponse};
+use strait_e2e::tmpfs::Mount;
 use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
 use strait_e2e::{Admin, Broker, BrokerOptions, read_range, topic_partitions, wait_for};
 
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const PRODUCE_VERSION: i16 = 9;
-
-/// Unmounts the tmpfs when the test ends, however it ends.
-struct Mount {
-    dir: PathBuf,
-}
-
-impl Mount {
-    /// Mounts a tmpfs of `size` on `dir`; `Err` with the reason when not permitted.
-    fn tmpfs(dir: &Path, size: &str) -> Result<Mount, String> {
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if output.status.success() {
-            Ok(Mount {
-                dir: dir.to_path_buf(),
-            })
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
 
 /// Produces one batch of `count` values of `size` bytes; returns `(error_code, base_offset)`.
 fn produce(client: &mut WireClient, topic: &str, count: usize, size: usize, tag: u8) -> (i16, i64) {

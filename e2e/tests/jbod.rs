@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use kafka_protocol::messages::alter_replica_log_dirs_request::{
@@ -21,10 +20,11 @@ use kafka_protocol::protocol::StrBytes;
 use strait_e2e::checker::{read_topic, verify};
 use strait_e2e::exposition::Scrape;
 use strait_e2e::load::{BackgroundProducer, LoadPlan};
+use strait_e2e::tmpfs::Mount;
 use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
 use strait_e2e::{
-    Admin, Broker, BrokerOptions, free_port, http, producer_config, read_partition, wait_for,
-    wait_until,
+    Admin, Broker, BrokerOptions, free_port, http, idempotent_producer_config, read_partition,
+    wait_for, wait_until,
 };
 
 const PARTITIONS: i32 = 4;
@@ -214,11 +214,8 @@ fn describe_and_move_replicas_under_load() {
     );
 
     // (b) move every partition to the other dir while an acks=all producer runs.
-    let mut config = producer_config(&broker.bootstrap());
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "120000");
+    let mut config = idempotent_producer_config(&broker.bootstrap());
+    config.set("message.timeout.ms", "120000");
     let producer = BackgroundProducer::start(
         config,
         topic,
@@ -304,44 +301,6 @@ fn describe_and_move_replicas_under_load() {
     broker.assert_alive().expect("alive");
 }
 
-/// Unmounts the tmpfs when the test ends, however it ends.
-struct Mount {
-    dir: PathBuf,
-}
-
-impl Mount {
-    fn tmpfs(dir: &Path, size: &str) -> Result<Mount, String> {
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if output.status.success() {
-            Ok(Mount {
-                dir: dir.to_path_buf(),
-            })
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
-        }
-    }
-
-    /// The disk goes away: a lazy unmount detaches it under the broker's open files.
-    fn pull(&self) {
-        let status = Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status()
-            .expect("run umount");
-        assert!(status.success(), "umount -l {}", self.dir.display());
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
 /// Leader of each partition of `topic` (-1: none), from Metadata.
 fn leaders(client: &mut WireClient, topic: &str) -> BTreeMap<i32, i32> {
     let request = MetadataRequest::default()
@@ -401,7 +360,7 @@ fn a_failed_dir_takes_only_its_partitions_offline() {
     let (lost, kept): (Vec<i32>, Vec<i32>) = (0..PARTITIONS).partition(|p| before[p] == failing);
     assert!(!lost.is_empty() && !kept.is_empty(), "{before:?}");
 
-    mount.pull();
+    mount.pull().expect("pull the disk");
     // Appends go on into open files until one needs a new file (the next segment roll); then
     // the dir is offline and its partitions answer KAFKA_STORAGE_ERROR, until the controller
     // hears of it and takes their leadership (this broker holds their only replica, so they
