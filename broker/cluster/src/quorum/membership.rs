@@ -70,6 +70,17 @@ fn known(dir: Uuid) -> Option<Uuid> {
     (!dir.is_nil()).then_some(dir)
 }
 
+/// A voter's record at `address` with the request's directory id (or the recorded one when the
+/// request names none): `SetVoter` when that changes the record.
+fn update_voter(id: NodeId, current: &VoterNode, address: &str, directory_id: Uuid) -> Step {
+    let wanted = VoterNode::new(address, known(directory_id).or(current.directory_id));
+    if *current == wanted {
+        Step::Nothing
+    } else {
+        Step::SetVoter(id, wanted)
+    }
+}
+
 fn describe(node: &VoterNode) -> String {
     node.directory_id
         .map_or("an unknown directory".to_string(), |d| {
@@ -151,15 +162,7 @@ pub fn plan(
                     describe(current)
                 )));
             }
-            let wanted = VoterNode::new(
-                address.clone(),
-                known(*directory_id).or(current.directory_id),
-            );
-            Ok(if *current == wanted {
-                Step::Nothing
-            } else {
-                Step::SetVoter(nid, wanted)
-            })
+            Ok(update_voter(nid, current, address, *directory_id))
         }
         VoterChange::Join {
             id,
@@ -180,15 +183,7 @@ pub fn plan(
                             describe(current)
                         )));
                     }
-                    let wanted = VoterNode::new(
-                        address.clone(),
-                        known(*directory_id).or(current.directory_id),
-                    );
-                    Ok(if *current == wanted {
-                        Step::Nothing
-                    } else {
-                        Step::SetVoter(nid, wanted)
-                    })
+                    Ok(update_voter(nid, current, address, *directory_id))
                 }
                 Some(current) if *current == wanted => Ok(Step::Nothing),
                 _ => Ok(Step::SetLearner(nid, wanted)),
