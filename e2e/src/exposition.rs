@@ -2,8 +2,11 @@
 //! their labels and values, so tests can check exact counter and gauge values.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::error::{HarnessError, Result};
+use crate::http;
 
 /// One sample line: `name{labels} value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,19 @@ impl Scrape {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Scrape { samples })
+    }
+
+    /// Scrapes `GET /metrics` at `addr`: an error unless it answers 200 with valid exposition.
+    pub fn fetch(addr: SocketAddr, timeout: Duration) -> Result<Scrape> {
+        let response = http::get(addr, "/metrics", timeout)?;
+        if response.status != 200 {
+            return Err(HarnessError::Protocol(format!(
+                "GET http://{addr}/metrics answered {}: {}",
+                response.status,
+                response.text()
+            )));
+        }
+        Scrape::parse(&response.text())
     }
 
     /// Samples called `name` whose labels include every `(label, value)` of `matching`.

@@ -17,7 +17,7 @@ use strait_e2e::checker::{TopicContent, verify};
 use strait_e2e::cluster::{Cluster, ClusterSpec, READY_TIMEOUT};
 use strait_e2e::exposition::Scrape;
 use strait_e2e::load::{BackgroundProducer, LoadPlan};
-use strait_e2e::{consumer_config, http, idempotent_producer_config, wait_until};
+use strait_e2e::{consumer_config, idempotent_producer_config, wait_until};
 
 const TOPIC: &str = "zoned";
 const SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
@@ -33,10 +33,7 @@ fn scrape(cluster: &Cluster, id: u32) -> Scrape {
         .node(id)
         .and_then(|n| n.metrics_addr())
         .expect("metrics address");
-    http::get(addr, "/metrics", Duration::from_secs(5))
-        .ok()
-        .and_then(|r| Scrape::parse(&String::from_utf8_lossy(&r.body)).ok())
-        .unwrap_or_else(|| panic!("scrape node {id}"))
+    Scrape::fetch(addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("scrape node {id}: {e}"))
 }
 
 fn value(scrape: &Scrape, name: &str) -> f64 {

@@ -23,8 +23,8 @@ use strait_e2e::load::{BackgroundProducer, LoadPlan};
 use strait_e2e::tmpfs::Mount;
 use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
 use strait_e2e::{
-    Admin, Broker, BrokerOptions, free_port, http, idempotent_producer_config, read_partition,
-    wait_for, wait_until,
+    Admin, Broker, BrokerOptions, free_port, idempotent_producer_config, read_partition, wait_for,
+    wait_until,
 };
 
 const PARTITIONS: i32 = 4;
@@ -414,8 +414,7 @@ fn a_failed_dir_takes_only_its_partitions_offline() {
     assert_eq!(described.dirs[&dirs[0].display().to_string()].0, 0);
     assert!(described.replicas.keys().all(|(d, _, _)| *d != failing));
     let addr: SocketAddr = metrics.parse().expect("addr");
-    let page = http::get(addr, "/metrics", Duration::from_secs(5)).expect("scrape");
-    let scrape = Scrape::parse(&page.text()).expect("parse");
+    let scrape = Scrape::fetch(addr, Duration::from_secs(5)).expect("scrape");
     assert_eq!(
         scrape.sum("kafka_log_logmanager_offlinelogdirectorycount", &[]),
         Some(1.0)

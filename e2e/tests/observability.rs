@@ -50,9 +50,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn scrape(addr: SocketAddr) -> Scrape {
-    let response = http::get(addr, "/metrics", CALL_TIMEOUT).expect("GET /metrics");
-    assert_eq!(response.status, 200, "GET /metrics: {}", response.text());
-    Scrape::parse(&response.text()).expect("parse /metrics")
+    Scrape::fetch(addr, CALL_TIMEOUT).expect("GET /metrics: 200 with valid exposition")
 }
 
 fn scrape_text(addr: SocketAddr) -> String {

@@ -26,8 +26,8 @@ use kafka_protocol::protocol::HeaderVersion;
 use kafka_protocol::protocol::StrBytes;
 use strait_e2e::cluster::{Cluster, ClusterSpec};
 use strait_e2e::exposition::Scrape;
+use strait_e2e::wait_until;
 use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
-use strait_e2e::{http, wait_until};
 
 const PURGATORY: &str = "kafka_server_delayedoperationpurgatory_purgatorysize";
 const SESSIONS: &str = "kafka_server_fetchsessioncache_numincrementalfetchsessions";
@@ -37,9 +37,7 @@ const FETCH_MAX_WAIT_MS: i32 = 25_000;
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 fn scrape(metrics: SocketAddr) -> Option<Scrape> {
-    http::get(metrics, "/metrics", Duration::from_secs(2))
-        .ok()
-        .and_then(|r| Scrape::parse(&String::from_utf8_lossy(&r.body)).ok())
+    Scrape::fetch(metrics, Duration::from_secs(2)).ok()
 }
 
 fn parked_fetches(metrics: SocketAddr) -> f64 {

@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use strait_e2e::exposition::Scrape;
-use strait_e2e::http;
 use strait_e2e::kcat::kcat;
 use strait_e2e::pki::Pki;
 use strait_e2e::{Broker, BrokerOptions, free_port};
@@ -74,9 +73,8 @@ fn start(pki: &Pki) -> (Broker, u16, u16, SocketAddr) {
 
 /// Record bytes the broker sent from files with sendfile so far.
 fn zero_copy_bytes(metrics: SocketAddr) -> f64 {
-    let scraped = http::get(metrics, "/metrics", Duration::from_secs(5)).expect("scrape");
-    Scrape::parse(&String::from_utf8_lossy(&scraped.body))
-        .expect("exposition")
+    Scrape::fetch(metrics, Duration::from_secs(5))
+        .expect("scrape")
         .sum(ZERO_COPY, &[])
         .expect("the zero-copy counter is exported")
 }
