@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need: kcat (Debian's kafkacat), the Python clients, and
-# Prometheus with promtool (Debian's prometheus; the service is not started, tests run the binary).
+# Prometheus with promtool (Debian's prometheus; the service is not started, tests run the binary),
+# and s3s-fs (an S3 server over a directory) for the tiered-storage tests.
 # Idempotent and non-interactive: each tool is installed only when it is missing.
 set -euo pipefail
 
@@ -109,6 +110,16 @@ command -v kubernetes-validate >/dev/null 2>&1 && command -v check-jsonschema >/
     exit 1
 }
 
+# Tiered storage tests (broker/tiered, e2e) talk to a real S3-compatible server on loopback:
+# s3s-fs serves a local directory (each sub-directory a bucket). 0.17 needs a newer rustc.
+S3S_FS_VERSION="0.14.1"
+if command -v s3s-fs >/dev/null 2>&1; then
+    echo "setup.sh: s3s-fs present"
+else
+    echo "setup.sh: installing s3s-fs $S3S_FS_VERSION with cargo"
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked </dev/null
+fi
+
 # Fail loudly if anything is still missing after installation.
 command -v kcat >/dev/null 2>&1 || command -v kafkacat >/dev/null 2>&1 || {
     echo "setup.sh: kcat is still missing" >&2
@@ -120,6 +131,10 @@ python3 -c "import confluent_kafka, cryptography, kafka, pytest" || {
 }
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || {
     echo "setup.sh: prometheus or promtool is still missing" >&2
+    exit 1
+}
+command -v s3s-fs >/dev/null 2>&1 || {
+    echo "setup.sh: s3s-fs is still missing" >&2
     exit 1
 }
 echo "setup.sh: ok"

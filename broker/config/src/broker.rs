@@ -15,6 +15,7 @@ use crate::listener::{
 };
 use crate::principal::PrincipalMapper;
 use crate::properties::parse_properties_from;
+use crate::remote_log::{RSM_CONFIG_PREFIX, RemoteLogSettings};
 use crate::sasl::{Globals, SaslSettings, listener_sasl_key, sasl_settings, split_mechanisms};
 use crate::schema::{Value, split_list};
 use crate::ssl::{Lookup, SslSettings, listener_ssl_key, ssl_settings};
@@ -157,6 +158,8 @@ pub struct BrokerConfig {
     pub ssl_principal_mapper: PrincipalMapper,
     /// `authorizer.class.name=...StandardAuthorizer`: ACLs are enforced with these settings.
     pub authorizer: Option<AuthorizerConfig>,
+    /// Tiered storage: `remote.log.*` keys and the `rsm.config.*` store settings.
+    pub remote_log: RemoteLogSettings,
     /// SCRAM credentials to create with a new metadata log (`strait-broker --add-scram`, like
     /// `kafka-storage format --add-scram`); not a config key.
     pub bootstrap_scram: Vec<strait_auth::add_scram::AddScram>,
@@ -218,6 +221,7 @@ impl BrokerConfig {
         let mut warned = BTreeSet::new();
         let mut listener_ssl: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
         let mut listener_sasl: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut rsm_config = BTreeMap::new();
         for (key, value) in pairs {
             let key = key.trim();
             if broker_def(key).is_some() {
@@ -232,6 +236,9 @@ impl BrokerConfig {
                     .entry(listener)
                     .or_default()
                     .insert(sasl_key, value.trim().to_string());
+            } else if key.len() > RSM_CONFIG_PREFIX.len() && key.starts_with(RSM_CONFIG_PREFIX) {
+                // Handed to the remote store whole (Kafka passes the prefix to its RSM plugin).
+                rsm_config.insert(key.to_string(), value.trim().to_string());
             } else if !is_ignored(key) && warned.insert(key) {
                 warnings.push(format!("unknown config key '{key}' ignored"));
             }
@@ -442,6 +449,8 @@ impl BrokerConfig {
         };
 
         let flush_messages = r.required_int("log.flush.interval.messages")?;
+        let remote_log =
+            remote_log_settings(&r, is_set("remote.log.storage.system.enable"), rsm_config)?;
         let config = BrokerConfig {
             node_id,
             listeners,
@@ -678,6 +687,7 @@ impl BrokerConfig {
             sasl,
             ssl_principal_mapper,
             authorizer,
+            remote_log,
             bootstrap_scram: Vec::new(),
             explicit,
         };
@@ -728,6 +738,44 @@ impl BrokerConfig {
             None => def.default.map(str::to_string),
         }
     }
+}
+
+/// The `remote.log.*` keys; a rate of Long.MAX_VALUE means no cap.
+fn remote_log_settings(
+    r: &Resolved,
+    system_enable_set: bool,
+    rsm_config: BTreeMap<String, String>,
+) -> Result<RemoteLogSettings, ConfigError> {
+    let rate = |key: &str| -> Result<Option<u64>, ConfigError> {
+        match r.required_int(key)? {
+            i64::MAX => Ok(None),
+            n => convert(key, n).map(Some),
+        }
+    };
+    Ok(RemoteLogSettings {
+        system_enable: if system_enable_set {
+            Some(r.boolean("remote.log.storage.system.enable")?)
+        } else {
+            None
+        },
+        task_interval_ms: convert(
+            "remote.log.manager.task.interval.ms",
+            r.required_int("remote.log.manager.task.interval.ms")?,
+        )?,
+        thread_pool_size: convert(
+            "remote.log.manager.thread.pool.size",
+            r.required_int("remote.log.manager.thread.pool.size")?,
+        )?,
+        reader_threads: convert(
+            "remote.log.reader.threads",
+            r.required_int("remote.log.reader.threads")?,
+        )?,
+        copy_max_bytes_per_second: rate("remote.log.manager.copy.max.bytes.per.second")?,
+        fetch_max_bytes_per_second: rate("remote.log.manager.fetch.max.bytes.per.second")?,
+        storage_manager_class_name: r.non_empty_string("remote.log.storage.manager.class.name"),
+        metadata_manager_class_name: r.non_empty_string("remote.log.metadata.manager.class.name"),
+        rsm_config,
+    })
 }
 
 /// Kafka's authorizer for ACLs kept in the KRaft metadata log.

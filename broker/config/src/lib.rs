@@ -11,6 +11,7 @@ mod kraft;
 mod listener;
 mod principal;
 mod properties;
+mod remote_log;
 mod sasl;
 mod schema;
 mod ssl;
@@ -25,6 +26,9 @@ pub use kraft::{KraftSettings, ProcessRoles, parse_bootstrap_servers, parse_vote
 pub use listener::{Listener, join_host_port, parse_listeners, parse_security_protocol_map};
 pub use principal::PrincipalMapper;
 pub use properties::parse_properties;
+pub use remote_log::{
+    RSM_CONFIG_PREFIX, RemoteLogSettings, TIERED_DISABLED_IN_BROKER, validate_tiered_topic_config,
+};
 pub use sasl::{OAuthSettings, SUPPORTED_MECHANISMS, SaslListener, SaslSettings};
 pub use schema::ConfigType;
 pub use ssl::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
