@@ -16,7 +16,7 @@ pub enum TieredError {
         op: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The store refused the credentials or the access.
     #[error(
@@ -27,7 +27,7 @@ pub enum TieredError {
         op: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The configured bucket does not exist.
     #[error("remote store bucket '{bucket}' does not exist ({op} {path}): {source}")]
@@ -36,7 +36,7 @@ pub enum TieredError {
         op: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object the operation needs is missing (for example a segment not uploaded, or
     /// deleted by retention meanwhile).
@@ -48,7 +48,7 @@ pub enum TieredError {
         op: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Remote data is not what was uploaded (size or checksum mismatch, malformed index/batch).
     #[error("corrupt remote data in {path}: {reason}")]
@@ -79,9 +79,11 @@ impl TieredError {
     /// The same failure (variant, and so `is_retriable`, and message) for another waiter of a
     /// shared fetch; store errors are carried as text.
     pub(crate) fn duplicate(&self) -> TieredError {
-        let source = || object_store::Error::Generic {
-            store: "remote",
-            source: Box::new(std::io::Error::other(self.to_string())),
+        let source = || {
+            Box::new(object_store::Error::Generic {
+                store: "remote",
+                source: Box::new(std::io::Error::other(self.to_string())),
+            })
         };
         match self {
             TieredError::Config(m) => TieredError::Config(m.clone()),
@@ -126,13 +128,14 @@ impl TieredError {
         op: &'static str,
         path: &str,
         bucket: Option<&str>,
-        source: object_store::Error,
+        error: object_store::Error,
     ) -> TieredError {
         let path = path.to_string();
-        match &source {
+        let source = Box::new(error);
+        match source.as_ref() {
             object_store::Error::NotFound { .. } => {
                 // S3 answers 404 for a missing bucket too; object_store reports it as NotFound.
-                if is_no_such_bucket(&source) {
+                if is_no_such_bucket(source.as_ref()) {
                     return TieredError::NoSuchBucket {
                         bucket: bucket.unwrap_or_default().to_string(),
                         op,
@@ -147,8 +150,8 @@ impl TieredError {
                 TieredError::Denied { op, path, source }
             }
             object_store::Error::Generic { .. } => {
-                let text = error_chain(&source);
-                if is_no_such_bucket(&source) {
+                let text = error_chain(source.as_ref());
+                if is_no_such_bucket(source.as_ref()) {
                     TieredError::NoSuchBucket {
                         bucket: bucket.unwrap_or_default().to_string(),
                         op,

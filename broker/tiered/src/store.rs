@@ -32,6 +32,9 @@ use crate::throttle::Throttle;
 
 /// Log objects are read and cached in chunks of this size (ranged GETs).
 pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Chunks fetched ahead of a read, so a consumer reading on finds them in memory: a few GETs
+/// in flight hide the store's latency.
+const READ_AHEAD_CHUNKS: u64 = 4;
 /// Files above this size are uploaded in parts.
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads (S3's minimum is 5 MiB).
@@ -44,6 +47,8 @@ const UPLOAD_ATTEMPTS: u32 = 3;
 const UPLOAD_BACKOFF: Duration = Duration::from_millis(200);
 /// Indexes and manifests kept in memory: a share of the chunk cache, at least 16 MiB.
 const MIN_META_CACHE: u64 = 16 * 1024 * 1024;
+/// Longest wait for removing a failed upload's objects.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Cache key chunk number of a whole object.
 const WHOLE: u64 = u64::MAX;
 
@@ -233,8 +238,14 @@ impl RemoteStore {
                     topic = %key.topic, partition = key.partition, base_offset = key.base_offset,
                     "remote copy failed, removing partial upload: {e}"
                 );
-                if let Err(cleanup) = self.delete_segment(key).await {
-                    tracing::warn!("removing partial upload failed: {cleanup}");
+                // Bounded: with the store down this cannot succeed, and list_partition shows
+                // what is left (no manifest) for the orphan cleanup.
+                match tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_segment(key)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(cleanup)) => {
+                        tracing::warn!("removing partial upload failed: {cleanup}")
+                    }
+                    Err(_) => tracing::warn!("removing partial upload timed out"),
                 }
                 Err(e)
             }
@@ -455,8 +466,13 @@ impl RemoteStore {
         }
     }
 
-    /// A whole small object (index, manifest), cached.
-    async fn object(&self, name: String) -> Result<Bytes, TieredError> {
+    /// A whole small object (index, manifest), cached; with `expected`, a fetched object whose
+    /// size or CRC32C differ is refused (and not cached).
+    async fn object(
+        &self,
+        name: String,
+        expected: Option<ManifestObject>,
+    ) -> Result<Bytes, TieredError> {
         let key = (name, WHOLE);
         if let Some(hit) = self.inner.meta.get(&key) {
             Stats::add(&self.inner.stats.cache_hits, 1);
@@ -479,6 +495,20 @@ impl RemoteStore {
             this.inner.fetch_throttle.acquire(data.len() as u64).await;
             Stats::add(&this.inner.stats.cache_misses, 1);
             Stats::add(&this.inner.stats.bytes_fetched, data.len() as u64);
+            if let Some(expected) = expected {
+                let crc = crc32c::crc32c(&data);
+                if data.len() as u64 != expected.size || crc != expected.crc32c {
+                    return Err(TieredError::Corrupt {
+                        path: name.clone(),
+                        reason: format!(
+                            "{} bytes, crc {crc:08x}; the manifest says {} bytes, crc {:08x}",
+                            data.len(),
+                            expected.size,
+                            expected.crc32c
+                        ),
+                    });
+                }
+            }
             this.inner.meta.insert(key, data.clone());
             Ok(data)
         })
@@ -522,7 +552,7 @@ impl RemoteStore {
 
     async fn manifest(&self, key: &SegmentKey) -> Result<Manifest, TieredError> {
         let name = self.name(key, ObjectKind::Manifest);
-        let raw = self.object(name.clone()).await?;
+        let raw = self.object(name.clone(), None).await?;
         let manifest: Manifest =
             serde_json::from_slice(&raw).map_err(|e| TieredError::Corrupt {
                 path: name.clone(),
@@ -563,21 +593,7 @@ impl RemoteStore {
             return Ok(Bytes::new());
         };
         let name = self.name(key, object);
-        let data = self.object(name.clone()).await?;
-        if data.len() as u64 != expected.size || crc32c::crc32c(&data) != expected.crc32c {
-            self.inner.meta.remove_prefix(&name);
-            return Err(TieredError::Corrupt {
-                path: name,
-                reason: format!(
-                    "{} bytes, crc {:08x}; the manifest says {} bytes, crc {:08x}",
-                    data.len(),
-                    crc32c::crc32c(&data),
-                    expected.size,
-                    expected.crc32c
-                ),
-            });
-        }
-        Ok(data)
+        self.object(name, Some(expected)).await
     }
 
     /// One chunk of a log object, cached.
@@ -774,7 +790,10 @@ impl RemoteStore {
             end += batch;
         }
         let data = self.read_range(&name, size, start, end).await?;
-        self.read_ahead(&name, size, (end - 1) / CHUNK_BYTES + 1);
+        let next = (end - 1) / CHUNK_BYTES + 1;
+        for index in next..next + READ_AHEAD_CHUNKS {
+            self.read_ahead(&name, size, index);
+        }
         Ok(data)
     }
 
