@@ -65,6 +65,9 @@ pub struct NodeSpec {
     /// ids) instead of `controller.quorum.voters`: a broker-only node, or a controller that joins
     /// the quorum as an observer (KIP-853) and is not one of the seed voters.
     pub bootstrap_only: bool,
+    /// Further `log.dirs` after the node's own data directory (JBOD): directories the test owns,
+    /// such as a tmpfs mount point. The metadata log stays in the node's own directory.
+    pub extra_log_dirs: Vec<PathBuf>,
 }
 
 impl NodeSpec {
@@ -75,6 +78,7 @@ impl NodeSpec {
             rack: Some(rack.to_string()),
             controller: true,
             bootstrap_only: false,
+            extra_log_dirs: Vec::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl NodeSpec {
             rack: Some(rack.to_string()),
             controller: false,
             bootstrap_only: false,
+            extra_log_dirs: Vec::new(),
         }
     }
 
@@ -93,6 +98,14 @@ impl NodeSpec {
         NodeSpec {
             bootstrap_only: true,
             ..NodeSpec::broker(id, rack)
+        }
+    }
+
+    /// This node with `dirs` as further log dirs (see [`NodeSpec::extra_log_dirs`]).
+    pub fn with_log_dirs(self, dirs: Vec<PathBuf>) -> NodeSpec {
+        NodeSpec {
+            extra_log_dirs: dirs,
+            ..self
         }
     }
 
@@ -245,9 +258,16 @@ impl Node {
         parse_addr(&self.host, self.metrics_port)
     }
 
-    /// `log.dirs` of this node, kept across restarts.
+    /// The node's own data directory (the first of its `log.dirs`), kept across restarts.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
+    }
+
+    /// Every `log.dirs` entry of this node: its own directory, then the spec's extra ones.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.log_dir.clone())
+            .chain(self.spec.extra_log_dirs.iter().cloned())
+            .collect()
     }
 
     /// Process id while running.
@@ -497,7 +517,14 @@ impl Cluster {
             // As in Kafka's KRaft quickstart: the controller listener's protocol is explicit.
             ("listener.security.protocol.map".into(), protocols),
             ("inter.broker.listener.name".into(), inter_broker.into()),
-            ("log.dirs".into(), node.log_dir.display().to_string()),
+            (
+                "log.dirs".into(),
+                node.log_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             (
                 "metrics.listener".into(),
                 format!("{}:{}", node.host, node.metrics_port),

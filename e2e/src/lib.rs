@@ -17,6 +17,7 @@ pub mod http;
 pub mod kafka;
 pub mod kcat;
 pub mod load;
+pub mod log_dirs;
 pub mod netns;
 pub mod pki;
 pub mod prometheus;

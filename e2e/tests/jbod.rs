@@ -8,18 +8,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kafka_protocol::messages::alter_replica_log_dirs_request::{
-    AlterReplicaLogDir, AlterReplicaLogDirTopic,
-};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, ApiKey, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, MetadataRequest, MetadataResponse, ProduceResponse, TopicName,
+    ApiKey, MetadataRequest, MetadataResponse, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strait_e2e::checker::{read_topic, verify};
 use strait_e2e::exposition::Scrape;
 use strait_e2e::load::{BackgroundProducer, LoadPlan};
+use strait_e2e::log_dirs::{self, Described, DirState, segment_bytes};
 use strait_e2e::tmpfs::Mount;
 use strait_e2e::wire::{WireClient, produce_request, produce_result, record_batch};
 use strait_e2e::{
@@ -36,102 +33,12 @@ const LOG_DIR_NOT_FOUND: i16 = 57;
 const REPLICA_NOT_AVAILABLE: i16 = 9;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
-/// (dir, topic, partition) -> (size, offset lag, is future), and each dir's error and bytes.
-struct Described {
-    replicas: BTreeMap<(String, String, i32), (i64, i64, bool)>,
-    dirs: BTreeMap<String, (i16, i64, i64)>,
-}
-
 fn describe(client: &mut WireClient) -> Described {
-    let response: DescribeLogDirsResponse = client
-        .call(
-            ApiKey::DescribeLogDirs,
-            4,
-            &DescribeLogDirsRequest::default().with_topics(None),
-        )
-        .expect("DescribeLogDirs");
-    assert_eq!(response.error_code, 0);
-    let mut described = Described {
-        replicas: BTreeMap::new(),
-        dirs: BTreeMap::new(),
-    };
-    for dir in response.results {
-        let path = dir.log_dir.to_string();
-        described.dirs.insert(
-            path.clone(),
-            (dir.error_code, dir.total_bytes, dir.usable_bytes),
-        );
-        for topic in dir.topics {
-            for p in topic.partitions {
-                described.replicas.insert(
-                    (path.clone(), topic.name.0.to_string(), p.partition_index),
-                    (p.partition_size, p.offset_lag, p.is_future_key),
-                );
-            }
-        }
-    }
-    described
-}
-
-/// The dir holding each partition of `topic` (current replicas only).
-fn placement(described: &Described, topic: &str) -> BTreeMap<i32, String> {
-    described
-        .replicas
-        .iter()
-        .filter(|((_, t, _), (_, _, future))| t == topic && !future)
-        .map(|((dir, _, p), _)| (*p, dir.clone()))
-        .collect()
-}
-
-fn segment_bytes(partition_dir: &Path) -> i64 {
-    std::fs::read_dir(partition_dir)
-        .expect("partition dir")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| e.metadata().expect("stat").len() as i64)
-        .sum()
+    log_dirs::describe(client).expect("DescribeLogDirs")
 }
 
 fn alter(client: &mut WireClient, moves: &[(String, &str, i32)]) -> Vec<(String, i32, i16)> {
-    let mut dirs: BTreeMap<&str, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
-    for (dir, topic, p) in moves {
-        dirs.entry(dir.as_str())
-            .or_default()
-            .entry(topic)
-            .or_default()
-            .push(*p);
-    }
-    let request = AlterReplicaLogDirsRequest::default().with_dirs(
-        dirs.into_iter()
-            .map(|(dir, topics)| {
-                AlterReplicaLogDir::default()
-                    .with_path(StrBytes::from_string(dir.to_string()))
-                    .with_topics(
-                        topics
-                            .into_iter()
-                            .map(|(t, ps)| {
-                                AlterReplicaLogDirTopic::default()
-                                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
-                                    .with_partitions(ps)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    );
-    let response: AlterReplicaLogDirsResponse = client
-        .call(ApiKey::AlterReplicaLogDirs, 2, &request)
-        .expect("AlterReplicaLogDirs");
-    response
-        .results
-        .into_iter()
-        .flat_map(|t| {
-            let name = t.topic_name.0.to_string();
-            t.partitions
-                .into_iter()
-                .map(move |p| (name.clone(), p.partition_index, p.error_code))
-        })
-        .collect()
+    log_dirs::alter(client, moves).expect("AlterReplicaLogDirs")
 }
 
 fn start_two_dirs(dirs: &[PathBuf], metrics: Option<&str>) -> Broker {
@@ -176,23 +83,24 @@ fn describe_and_move_replicas_under_load() {
     }
     let described = describe(&mut client);
     assert_eq!(described.dirs.len(), 2);
-    for (dir, (error, total, usable)) in &described.dirs {
-        assert_eq!(*error, 0, "{dir}");
+    for (dir, state) in &described.dirs {
+        let (total, usable) = (state.total_bytes, state.usable_bytes);
+        assert_eq!(state.error_code, 0, "{dir}");
         assert!(
-            *total > 0 && *usable > 0 && usable <= total,
+            total > 0 && usable > 0 && usable <= total,
             "{dir}: {total} {usable}"
         );
     }
-    let before = placement(&described, topic);
+    let before = described.placement(topic);
     assert_eq!(before.len(), PARTITIONS as usize, "{before:?}");
     let used: std::collections::BTreeSet<&String> = before.values().collect();
     assert_eq!(used.len(), 2, "partitions on both dirs: {before:?}");
-    for ((dir, t, p), (size, lag, future)) in &described.replicas {
-        let on_disk = segment_bytes(&Path::new(dir).join(format!("{t}-{p}")));
-        assert_eq!(*size, on_disk, "{dir} {t}-{p}");
-        assert_eq!((*lag, *future), (0, false));
+    for ((dir, t, p), r) in &described.replicas {
+        let on_disk = segment_bytes(&Path::new(dir).join(format!("{t}-{p}"))).expect("sizes");
+        assert_eq!(r.size, on_disk, "{dir} {t}-{p}");
+        assert_eq!((r.offset_lag, r.is_future), (0, false));
         if t == topic {
-            assert!(*size > 1_200_000, "{t}-{p}: {size}");
+            assert!(r.size > 1_200_000, "{t}-{p}: {}", r.size);
         }
     }
 
@@ -251,8 +159,7 @@ fn describe_and_move_replicas_under_load() {
         "every partition in its new dir",
         || {
             let d = describe(&mut client);
-            let no_future = d.replicas.keys().all(|k| !d.replicas[k].2);
-            (no_future && placement(&d, topic) == expected).then_some(())
+            (!d.moving() && d.placement(topic) == expected).then_some(())
         },
     )
     .expect("moved");
@@ -291,7 +198,7 @@ fn describe_and_move_replicas_under_load() {
     // The moved logs survive a restart where they are now.
     broker.restart().expect("restart");
     let mut client = WireClient::connect(broker.addr()).expect("connect");
-    assert_eq!(placement(&describe(&mut client), topic), expected);
+    assert_eq!(describe(&mut client).placement(topic), expected);
     let again = read_topic(&broker.bootstrap(), topic, Duration::from_secs(60)).expect("read");
     assert_eq!(
         again.values().map(Vec::len).sum::<usize>(),
@@ -355,7 +262,7 @@ fn a_failed_dir_takes_only_its_partitions_offline() {
             assert_eq!(produce_one(&mut client, topic, p), 0);
         }
     }
-    let before = placement(&describe(&mut client), topic);
+    let before = describe(&mut client).placement(topic);
     let failing = dirs[1].display().to_string();
     let (lost, kept): (Vec<i32>, Vec<i32>) = (0..PARTITIONS).partition(|p| before[p] == failing);
     assert!(!lost.is_empty() && !kept.is_empty(), "{before:?}");
@@ -410,8 +317,15 @@ fn a_failed_dir_takes_only_its_partitions_offline() {
         );
     }
     let described = describe(&mut client);
-    assert_eq!(described.dirs[&failing], (KAFKA_STORAGE_ERROR, -1, -1));
-    assert_eq!(described.dirs[&dirs[0].display().to_string()].0, 0);
+    assert_eq!(
+        described.dirs[&failing],
+        DirState {
+            error_code: KAFKA_STORAGE_ERROR,
+            total_bytes: -1,
+            usable_bytes: -1
+        }
+    );
+    assert_eq!(described.dirs[&dirs[0].display().to_string()].error_code, 0);
     assert!(described.replicas.keys().all(|(d, _, _)| *d != failing));
     let addr: SocketAddr = metrics.parse().expect("addr");
     let scrape = Scrape::fetch(addr, Duration::from_secs(5)).expect("scrape");
@@ -435,7 +349,7 @@ fn a_dir_missing_at_start_keeps_its_partitions_offline_until_it_returns() {
     for p in 0..PARTITIONS {
         assert_eq!(produce_one(&mut client, topic, p), 0);
     }
-    let before = placement(&describe(&mut client), topic);
+    let before = describe(&mut client).placement(topic);
     let missing = dirs[1].display().to_string();
     let (lost, kept): (Vec<i32>, Vec<i32>) = (0..PARTITIONS).partition(|p| before[p] == missing);
     assert!(!lost.is_empty() && !kept.is_empty(), "{before:?}");
@@ -448,7 +362,7 @@ fn a_dir_missing_at_start_keeps_its_partitions_offline_until_it_returns() {
     broker.restart().expect("starts on the other dir");
     let mut client = WireClient::connect(broker.addr()).expect("connect");
     let described = describe(&mut client);
-    assert_eq!(described.dirs[&missing].0, KAFKA_STORAGE_ERROR);
+    assert_eq!(described.dirs[&missing].error_code, KAFKA_STORAGE_ERROR);
     for p in &kept {
         wait_for(
             Duration::from_secs(30),
