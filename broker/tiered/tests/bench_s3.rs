@@ -23,7 +23,7 @@ async fn s3_upload_and_cold_read_throughput() {
         .map(|i| {
             build_segment(
                 i as i64 * 1_000_000,
-                1000,
+                2000,
                 64,
                 2048,
                 0,
