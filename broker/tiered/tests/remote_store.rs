@@ -452,6 +452,36 @@ async fn copy_rate_cap() {
     assert!(took >= floor, "{took} s < {floor} s for {size} bytes");
 }
 
+/// The fetch rate cap slows cold reads down to about the configured rate; cached reads are free.
+#[tokio::test]
+async fn fetch_rate_cap() {
+    let root = tempfile::tempdir().unwrap();
+    let seg = build_segment(0, 240, 20, 3000, 0, 4096, 8);
+    let size = seg.log.len() as f64;
+    assert!(size > 3_000_000.0, "{size}");
+    let key = seg.key("t", Uuid::new_v4(), 0);
+    RemoteStore::new(&fs_config(root.path(), ""))
+        .unwrap()
+        .copy_segment(&key, &seg.files)
+        .await
+        .unwrap();
+    let mut cfg = fs_config(root.path(), "");
+    cfg.fetch_bytes_per_sec = Some(2_000_000);
+    let store = RemoteStore::new(&cfg).unwrap();
+    let start = Instant::now();
+    assert!(store.read(&key, 0, usize::MAX).await.unwrap() == seg.log);
+    let floor = (size - 2_000_000.0) / 2_000_000.0 * 0.9;
+    let took = start.elapsed().as_secs_f64();
+    assert!(took >= floor, "{took} s < {floor} s for {size} bytes");
+    let start = Instant::now();
+    assert!(store.read(&key, 0, usize::MAX).await.unwrap() == seg.log);
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 /// Concurrent readers of one segment share the chunk cache.
 #[tokio::test]
 async fn concurrent_reads_share_the_cache() {
