@@ -3,11 +3,11 @@
 //! memory (like Kafka's KRaft controller, heartbeats are not logged; fencing is).
 
 mod acls;
-mod brokers;
+pub(crate) mod brokers;
 mod credentials;
 mod elections;
 mod reassignment;
-mod staged;
+pub(crate) mod staged;
 mod topics;
 
 pub use topics::MAX_PARTITIONS_PER_TOPIC;
@@ -246,6 +246,16 @@ impl Controller {
             }
             ControllerRequest::DeleteAcls { filters } => {
                 ControllerResponse::DeleteAcls(acls::delete(&mut staged, image, filters))
+            }
+            ControllerRequest::RemoteLogSegments(update) => {
+                crate::remote::update(&mut staged, update)?;
+                ControllerResponse::Done
+            }
+            ControllerRequest::RemoteTopicPurged { topic_id } => {
+                if image.remote_purge.contains_key(&topic_id) {
+                    staged.push(MetadataRecord::RemoteTopicPurged { topic_id });
+                }
+                ControllerResponse::Done
             }
             ControllerRequest::AlterClientQuotas { entries } => {
                 for (entity, ops) in entries {

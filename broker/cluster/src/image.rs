@@ -125,6 +125,12 @@ pub struct Image {
     /// Client quotas by entity key (see `quota::entity_key`).
     #[serde(default)]
     pub quotas: BTreeMap<String, crate::quota::ClientQuota>,
+    /// Tiered storage: each topic's remote segments (see `remote`).
+    #[serde(default)]
+    pub remote: BTreeMap<String, Arc<crate::remote::RemoteTopic>>,
+    /// Remote tiers of deleted topics, by topic id, until a broker has purged them.
+    #[serde(default)]
+    pub remote_purge: BTreeMap<Uuid, Arc<crate::remote::RemoteTopic>>,
 }
 
 /// A SCRAM credential as Kafka stores it (RFC 5802's StoredKey and ServerKey with the salt and
@@ -190,6 +196,7 @@ impl Image {
             }
             MetadataRecord::DeleteTopic { name } => {
                 self.topics.remove(name);
+                self.remote_topic_deleted(name);
             }
             MetadataRecord::AddPartitions { topic, partitions } => {
                 if let Some(t) = self.topics.get_mut(topic) {
@@ -266,6 +273,9 @@ impl Image {
                     }
                 }
             }
+            MetadataRecord::RemoteLogSegment { .. }
+            | MetadataRecord::RemoteLogStart { .. }
+            | MetadataRecord::RemoteTopicPurged { .. } => self.apply_remote(record),
             MetadataRecord::SetClusterId { id } => {
                 // First wins: an id once reported must never change under the clients.
                 if self.cluster_id.is_none() {

@@ -7,6 +7,7 @@
 //! - `placement` is Kafka's rack-aware replica assignment (pure).
 //! - `quota` is client quotas by user and client id, with Kafka's precedence (pure).
 //! - `acl` is the ACL model and StandardAuthorizer's decision over the image's bindings (pure).
+//! - `remote` is tiered storage's remote segment metadata (KIP-405), folded like the rest.
 //! - `controller` turns broker and admin requests into records, on the quorum leader only.
 //! - `quorum` runs the replicated metadata log (openraft over tonic gRPC) and serves the
 //!   controller RPCs brokers call.
@@ -18,4 +19,5 @@ pub mod placement;
 pub mod quorum;
 pub mod quota;
 pub mod record;
+pub mod remote;
 pub mod rpc;

@@ -77,4 +77,19 @@ pub enum MetadataRecord {
         key: String,
         value: Option<crate::quota::QuotaValue>,
     },
+    /// Kafka's RemoteLogSegmentMetadata(Update)Record, state-based: the segment's whole metadata
+    /// in its new state (DELETE_SEGMENT_FINISHED removes it).
+    RemoteLogSegment {
+        topic: String,
+        partition: i32,
+        segment: crate::remote::RemoteSegment,
+    },
+    /// The partition's log start moved into (or past) the remote tier.
+    RemoteLogStart {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// A deleted topic's remote objects are gone.
+    RemoteTopicPurged { topic_id: Uuid },
 }

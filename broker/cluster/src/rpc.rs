@@ -127,6 +127,13 @@ pub enum ControllerRequest {
     AlterClientQuotas {
         entries: Vec<(crate::quota::Entity, crate::quota::QuotaOps)>,
     },
+    /// A partition leader's change of its remote tier (KIP-405 segment states, and the log
+    /// start after remote retention or DeleteRecords); refused unless it still leads.
+    RemoteLogSegments(crate::remote::RemoteLogUpdate),
+    /// Every object of a deleted topic's remote tier is gone from the store.
+    RemoteTopicPurged {
+        topic_id: Uuid,
+    },
 }
 
 /// One change of the quorum's voter set. Directory ids are the nodes' metadata log directory

@@ -78,7 +78,10 @@ impl<'a> Staged<'a> {
             | MetadataRecord::RemoveScramCredential { .. }
             | MetadataRecord::CreateAcl { .. }
             | MetadataRecord::RemoveAcl { .. }
-            | MetadataRecord::SetClientQuota { .. } => {}
+            | MetadataRecord::SetClientQuota { .. }
+            | MetadataRecord::RemoteLogSegment { .. }
+            | MetadataRecord::RemoteLogStart { .. }
+            | MetadataRecord::RemoteTopicPurged { .. } => {}
         }
         self.records.push(record);
     }
