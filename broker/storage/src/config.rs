@@ -49,6 +49,13 @@ pub struct LogConfig {
     pub timestamp_before_max_ms: Option<u64>,
     /// `message.timestamp.after.max.ms` (None = unbounded): how far ahead.
     pub timestamp_after_max_ms: Option<u64>,
+    /// remote.storage.enable: closed segments are copied to the remote tier, and local
+    /// retention applies locally instead of retention.*.
+    pub remote_storage_enable: bool,
+    /// local.retention.ms resolved (-2 → retention.ms); None = unlimited.
+    pub local_retention_ms: Option<i64>,
+    /// local.retention.bytes resolved (-2 → retention.bytes); None = unlimited.
+    pub local_retention_bytes: Option<i64>,
 }
 
 impl Default for LogConfig {
@@ -73,6 +80,9 @@ impl Default for LogConfig {
             delete_retention_ms: 86_400_000,
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: None,
+            remote_storage_enable: false,
+            local_retention_ms: None,
+            local_retention_bytes: None,
         }
     }
 }

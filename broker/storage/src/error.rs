@@ -36,6 +36,10 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    /// Kafka OFFSET_MOVED_TO_TIERED_STORAGE (109): the offset is in the partition's remote tier,
+    /// below the local log start.
+    #[error("offset {offset} is in remote storage (local log starts at {local_log_start})")]
+    OffsetMovedToTieredStorage { offset: i64, local_log_start: i64 },
     #[error("partition {0} already exists")]
     AlreadyExists(TopicPartition),
     /// A log dir that cannot be created, listed, locked or written.

@@ -33,7 +33,7 @@ pub use config::{LogConfig, TimestampType};
 pub use dir_failure::DirHealth;
 pub use dir_move::{DirMove, MoveOutcome};
 pub use error::LogError;
-pub use log::{AppendInfo, PartitionLog, ReadResult, TimestampLookup};
+pub use log::{AppendInfo, ClosedSegment, PartitionLog, ReadResult, TimestampLookup};
 pub use manager::{LogDirDescription, LogManager, METADATA_LOG_DIR, ReplicaDescription};
 pub use region::FileRegion;
 pub use topic_partition::TopicPartition;

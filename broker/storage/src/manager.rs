@@ -367,6 +367,8 @@ impl LogManager {
             deleted: false,
             producers: ProducerStateManager::new(&pdir),
             cleaner_checkpoint: None,
+            remote_log_start: None,
+            highest_remote_offset: -1,
         };
         let log = Arc::new(PartitionLog::from_state(
             tp.clone(),

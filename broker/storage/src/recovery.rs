@@ -197,6 +197,8 @@ pub(crate) fn load_partition(
         cleaner_checkpoint: checkpointed
             .cleaner_checkpoint
             .map(|cp| cp.clamp(log_start, log_end)),
+        remote_log_start: None,
+        highest_remote_offset: -1,
     };
     // After recovery this replays exactly the batches that survived.
     state.reload_producers(now_ms, config.producer_id_expiration_ms, &rebuild_txn)?;

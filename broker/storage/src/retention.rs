@@ -1,7 +1,8 @@
 //! Retention (Kafka's `deleteOldSegments`): deletes the oldest closed segments beyond
 //! retention.ms (by each segment's largest timestamp) or retention.bytes, never the active segment
 //! and never data above the high watermark, and advances the log start offset. Only logs whose
-//! cleanup.policy includes `delete`.
+//! cleanup.policy includes `delete`. A tiered log keeps local.retention.* here instead, over
+//! copied segments only (`log/tiered.rs`).
 
 use std::time::UNIX_EPOCH;
 
@@ -24,7 +25,7 @@ fn largest_timestamp(segment: &LogSegment) -> i64 {
 }
 
 /// How many leading segments retention allows to delete.
-fn deletable_prefix(
+pub(crate) fn deletable_prefix(
     st: &LogState,
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
@@ -64,6 +65,9 @@ impl PartitionLog {
     /// Applies retention.ms / retention.bytes; returns the number of segments deleted.
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
+        if config.remote_storage_enable {
+            return self.enforce_local_retention(now_ms);
+        }
         if !config.cleanup_delete {
             return Ok(0);
         }

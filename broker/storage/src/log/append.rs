@@ -191,7 +191,7 @@ impl PartitionLog {
                 first_offset: first,
                 last_offset: last,
                 log_append_time: -1,
-                log_start_offset: st.log_start_offset,
+                log_start_offset: st.global_log_start(),
                 record_count: 0,
                 bytes: 0,
                 max_timestamp: -1,
@@ -404,7 +404,7 @@ impl PartitionLog {
         let written = Written {
             first_offset,
             last_offset,
-            log_start_offset: st.log_start_offset,
+            log_start_offset: st.global_log_start(),
             record_count,
             bytes: total,
             max_timestamp,

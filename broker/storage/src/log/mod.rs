@@ -29,8 +29,11 @@ use crate::{LogConfig, LogError, TopicPartition};
 
 mod append;
 mod flush;
+mod tiered;
 mod truncate;
 mod txn;
+
+pub use tiered::ClosedSegment;
 
 pub struct AppendInfo {
     /// For a duplicate, the offsets the original batches got.
@@ -82,6 +85,13 @@ pub(crate) struct LogState {
     pub producers: ProducerStateManager,
     /// First offset the cleaner has not compacted yet (`cleaner-offset-checkpoint`).
     pub cleaner_checkpoint: Option<i64>,
+    /// Tiered storage, set by the server from the metadata image: the partition's log start when
+    /// it lies in the remote tier below the local segments (`log_start_offset` is then the local
+    /// log start, Kafka's localLogStartOffset).
+    pub remote_log_start: Option<i64>,
+    /// Last offset copied to the remote tier (-1: none): local retention may delete local
+    /// segments only at or below it.
+    pub highest_remote_offset: i64,
 }
 
 impl LogState {
@@ -101,6 +111,14 @@ impl LogState {
 
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset
+    }
+
+    /// Kafka's logStartOffset: the remote tier's start when it lies below the local segments.
+    pub fn global_log_start(&self) -> i64 {
+        match self.remote_log_start {
+            Some(remote) => remote.min(self.log_start_offset),
+            None => self.log_start_offset,
+        }
     }
 
     /// Reloads producer state: drops snapshots above the log end, loads the newest one left and
@@ -366,13 +384,22 @@ impl PartitionLog {
         min_one: bool,
     ) -> Result<ReadResult, LogError> {
         let st = self.live()?;
-        let (log_start, log_end, hw) =
-            (st.log_start_offset, st.log_end_offset(), st.high_watermark);
+        let (log_start, log_end, hw) = (
+            st.global_log_start(),
+            st.log_end_offset(),
+            st.high_watermark,
+        );
         if offset < log_start || offset > log_end {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 log_start,
                 log_end,
+            });
+        }
+        if offset < st.log_start_offset {
+            return Err(LogError::OffsetMovedToTieredStorage {
+                offset,
+                local_log_start: st.log_start_offset,
             });
         }
         let mut result = ReadResult {
@@ -452,7 +479,14 @@ impl PartitionLog {
         Ok(result)
     }
 
+    /// The partition's log start (Kafka's logStartOffset): in the remote tier when tiering has
+    /// deleted local segments.
     pub fn log_start_offset(&self) -> i64 {
+        self.state.lock().global_log_start()
+    }
+
+    /// The first offset held on local disk (Kafka's localLogStartOffset; KIP-1005's -4).
+    pub fn local_log_start_offset(&self) -> i64 {
         self.state.lock().log_start_offset
     }
 

@@ -20,8 +20,17 @@ impl PartitionLog {
             });
         }
         if offset <= st.log_start_offset {
-            return Ok(st.log_start_offset);
+            // Below the local log start only the remote tier moves; the server records it in the
+            // metadata log and the remote log manager deletes the remote segments it passes.
+            return Ok(match st.remote_log_start {
+                Some(remote) if offset > remote => {
+                    st.remote_log_start = Some(offset);
+                    offset
+                }
+                _ => st.global_log_start(),
+            });
         }
+        st.remote_log_start = None;
         let removed = self.advance_log_start_locked(&mut st, offset, 0)?;
         let start = st.log_start_offset;
         drop(st);
