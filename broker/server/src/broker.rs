@@ -55,6 +55,8 @@ pub struct Broker {
     pub authorizer: Option<strait_cluster::acl::AuthorizerSettings>,
     /// OAUTHBEARER's key set, when a SASL listener enables the mechanism.
     pub oauth_keys: Option<Arc<crate::oauth_keys::OAuthKeys>>,
+    /// Tiered storage's remote log manager, when tiering is available on this broker.
+    pub remote: Option<Arc<crate::remote_log::RemoteLogManager>>,
     /// This node's part in the metadata quorum (a voter, or a follower of it): the cluster
     /// membership, the metadata image and the controller client. A single node is a quorum of
     /// one voter, so there is no other metadata path.
@@ -65,6 +67,8 @@ pub struct Broker {
 pub enum StartError {
     #[error("log dirs: {0}")]
     Log(#[from] strait_storage::LogError),
+    #[error("tiered storage: {0}")]
+    RemoteStorage(String),
 }
 
 impl Broker {
@@ -121,7 +125,11 @@ impl Broker {
                     super_users: a.super_users.clone(),
                     allow_if_no_acl: a.allow_everyone_if_no_acl_found,
                 });
+        let remote = crate::remote_log::RemoteLogManager::from_config(&config)
+            .map_err(|e| StartError::RemoteStorage(format!("{e:#}")))?
+            .map(Arc::new);
         let broker = Broker {
+            remote,
             quotas: crate::quota::Quotas::new(
                 config.quota_window_num,
                 std::time::Duration::from_secs(config.quota_window_size_seconds),
@@ -261,6 +269,17 @@ impl Broker {
     /// A topic's config overrides, from the metadata image (the topic may have no replica here).
     pub fn topic_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
         self.node.image().topic(name).map(|t| t.configs.clone())
+    }
+
+    /// Kafka's tiered-storage checks of a topic's new overrides (`old`: before the change, `None`
+    /// on creation), against whether this broker has tiering at all.
+    pub fn validate_tiered(
+        &self,
+        old: Option<&BTreeMap<String, String>>,
+        new: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        strait_config::validate_tiered_topic_config(old, new, self.remote.is_some())
+            .map_err(|why| ApiError::new(ResponseError::InvalidConfig, why))
     }
 }
 

@@ -53,6 +53,9 @@ impl From<LogError> for ApiError {
             LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
             LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::OffsetMovedToTieredStorage { .. } => {
+                ResponseError::OffsetMovedToTieredStorage
+            }
             LogError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,

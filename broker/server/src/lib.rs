@@ -6,7 +6,8 @@
 //! `partition` below it) over `strait_storage` (the logs), `group` (the group coordinator), `txn` (the transaction coordinator and its markers), and
 //! `node` (this node's part in the cluster: joining the metadata quorum, registration and
 //! heartbeats, applying the metadata image to the replica manager, the replica fetchers and the
-//! ISR task; a single node is a quorum of one voter). `migrate`
+//! ISR task; a single node is a quorum of one voter). `remote_log` is tiered storage (copies
+//! to and reads from the object store, remote retention). `migrate`
 //! adopts the topic catalogue of older single-node data dirs. `tasks` runs background
 //! maintenance; `run` wires it all together.
 
@@ -28,6 +29,7 @@ pub mod oauth_keys;
 pub mod partition;
 pub mod quota;
 pub mod record_codec;
+pub mod remote_log;
 pub mod replica_manager;
 pub mod tasks;
 pub mod telemetry;
@@ -279,8 +281,10 @@ pub async fn run(config: BrokerConfig, shutdown: watch::Receiver<bool>) -> anyho
     let http = metrics_listener
         .map(|l| tokio::spawn(net::http::serve(broker.clone(), l, shutdown.clone())));
     let maintenance = tokio::spawn(tasks::run(broker.clone(), shutdown.clone()));
+    let remote_log = tokio::spawn(remote_log::run(broker.clone(), shutdown.clone()));
     net::server::serve(broker.clone(), listeners, shutdown).await;
     let _ = maintenance.await;
+    let _ = remote_log.await;
     let _ = drain.await;
     for task in cluster_tasks {
         let _ = task.await;

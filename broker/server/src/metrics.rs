@@ -47,6 +47,8 @@ pub struct Metrics {
     pub isr_shrinks: IntCounter,
     /// Record bytes Fetch responses sent from segment files with sendfile (plaintext listeners).
     pub fetch_zero_copy_bytes: IntCounter,
+    /// Tiered storage (KIP-405): copies, remote reads, deletions, copy lag.
+    pub remote: crate::remote_log::metrics::RemoteMetrics,
     pub isr_expands: IntCounter,
     pub cleaner_runs: IntCounter,
     pub cleaner_segments_rewritten: IntCounter,
@@ -80,13 +82,13 @@ pub struct Metrics {
     info: IntGaugeVec,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
     r.register(Box::new(c.clone())).expect("unique metric name");
     c
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(crate) fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
     r.register(Box::new(g.clone())).expect("unique metric name");
     g
@@ -432,6 +434,7 @@ impl Metrics {
                 "Build and identity of this broker.",
                 &["version", "cluster_id", "node_id"],
             ),
+            remote: crate::remote_log::metrics::RemoteMetrics::new(&r),
             registry: r,
         }
     }

@@ -100,6 +100,10 @@ pub fn log_config(eff: &EffectiveTopicConfig, config: &BrokerConfig) -> LogConfi
         delete_retention_ms: eff.delete_retention_ms,
         timestamp_before_max_ms: eff.timestamp_before_max_ms,
         timestamp_after_max_ms: eff.timestamp_after_max_ms,
+        remote_storage_enable: eff.remote_storage_enable
+            && config.remote_log.system_enable != Some(false),
+        local_retention_ms: Some(eff.local_retention_ms).filter(|n| *n >= 0),
+        local_retention_bytes: Some(eff.local_retention_bytes).filter(|n| *n >= 0),
     }
 }
 

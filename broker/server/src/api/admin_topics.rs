@@ -213,6 +213,7 @@ fn new_topic(
     validate_topic_name(&name)?;
     let configs = requested_configs(t)?;
     validate_topic_configs(&configs)?;
+    broker.validate_tiered(None, &configs)?;
     warn_deprecated(&name, &configs);
     let assignments = if t.assignments.is_empty() {
         None

@@ -313,11 +313,12 @@ async fn alter_resource(
 ) -> Result<(), ApiError> {
     match resource_type {
         RESOURCE_TOPIC => {
-            if broker.topic_configs(name).is_none() {
+            let Some(old) = broker.topic_configs(name) else {
                 return Err(unknown_topic(name));
-            }
+            };
             let configs = new_configs()?;
             validate_topic_configs(&configs)?;
+            broker.validate_tiered(Some(&old), &configs)?;
             if validate_only {
                 return Ok(());
             }

@@ -1,5 +1,6 @@
 //! DeleteRecords: advances a partition's log start offset (offset -1 means "up to the high
-//! watermark"); whole segments below it are deleted by the log engine. Compact-only topics
+//! watermark"); whole segments below it are deleted by the log engine, and for a tiered topic
+//! the remote tier's new start is recorded in the metadata (its segments go by remote retention). Compact-only topics
 //! refuse it with POLICY_VIOLATION, as in Kafka.
 
 use std::sync::Arc;
@@ -68,6 +69,31 @@ pub async fn handle(
                             p.offset
                         };
                         match log.delete_records_before(offset) {
+                            Ok(low)
+                                if broker
+                                    .node()
+                                    .image()
+                                    .remote_partition(t.name.0.as_str(), p.partition_index)
+                                    .is_some() =>
+                            {
+                                // The remote tier's start is in the metadata, so that every
+                                // replica and the next leader agree; its segments below go at
+                                // the next remote log manager pass.
+                                let recorded = tokio::runtime::Handle::current().block_on(
+                                    crate::remote_log::record_log_start(
+                                        broker,
+                                        t.name.0.as_str(),
+                                        p.partition_index,
+                                        low,
+                                    ),
+                                );
+                                match recorded {
+                                    Ok(()) => result.with_low_watermark(low),
+                                    Err(e) => {
+                                        result.with_error_code(e.code()).with_low_watermark(-1)
+                                    }
+                                }
+                            }
                             Ok(low) => result.with_low_watermark(low),
                             Err(e) => result
                                 .with_error_code(ApiError::from(e).code())

@@ -95,6 +95,9 @@ struct Planned {
     /// read_committed: the aborted transactions the returned range overlaps, as (producer id,
     /// first offset), so the client drops their records.
     aborted: Vec<(i64, i64)>,
+    /// A consumer's fetch below the local log start: (offset, max bytes) to read from the remote
+    /// tier (KIP-405).
+    remote: Option<(i64, u64)>,
 }
 
 /// The response, and the file regions its records come from when they go out by `sendfile`
@@ -266,8 +269,10 @@ pub async fn handle(
         let any_error = planned.iter().any(|p| p.error.code() != 0);
         // A consumer sent elsewhere should go at once, as Kafka answers it.
         let redirected = slots.iter().any(|s| s.preferred.is_some());
+        let remote = planned.iter().any(|p| p.remote.is_some());
         if available >= min_bytes
             || any_error
+            || remote
             || redirected
             || wakeups.is_empty()
             || Instant::now() >= deadline
@@ -296,6 +301,7 @@ pub async fn handle(
     } else {
         read_all(&planned)
     };
+    let data = read_remote(broker, &slots, &planned, data).await;
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     let mut answers: Vec<(PartitionKey, usize, PartitionData)> = Vec::with_capacity(slots.len());
     // Per-topic metrics are added once per topic, not per partition: a follower's fetch names
@@ -557,6 +563,7 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                         log_start_offset: -1,
                         regions: Vec::new(),
                         aborted: Vec::new(),
+                        remote: None,
                     };
                 }
             };
@@ -571,6 +578,7 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                     log_start_offset: log.log_start_offset(),
                     regions: Vec::new(),
                     aborted: Vec::new(),
+                    remote: None,
                 };
             }
             let upper = if slot.follower {
@@ -606,11 +614,25 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                         log_start_offset: read.log_start_offset,
                         regions: read.regions,
                         aborted,
+                        remote: None,
                     }
                 }
+                Err(LogError::OffsetMovedToTieredStorage { .. }) if !slot.follower => Planned {
+                    error: no_error(),
+                    high_watermark: hw,
+                    last_stable_offset: lso.min(hw),
+                    log_start_offset: log.log_start_offset(),
+                    regions: Vec::new(),
+                    aborted: Vec::new(),
+                    remote: Some((slot.fetch_offset, slot.max_bytes.min(left).max(1))),
+                },
                 Err(e) => Planned {
                     error: match e {
                         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+                        // A follower rebuilds from the leader's local log start (KIP-405).
+                        LogError::OffsetMovedToTieredStorage { .. } => {
+                            ResponseError::OffsetMovedToTieredStorage
+                        }
                         _ => ResponseError::KafkaStorageError,
                     },
                     high_watermark: hw,
@@ -618,10 +640,50 @@ fn plan(slots: &[Slot], response_max: u64) -> Vec<Planned> {
                     log_start_offset: log.log_start_offset(),
                     regions: Vec::new(),
                     aborted: Vec::new(),
+                    remote: None,
                 },
             }
         })
         .collect()
+}
+
+/// Fills in the records of partitions read below the local log start from the remote tier. A
+/// store failure fails that partition with a retriable error; the others are unaffected.
+async fn read_remote(
+    broker: &Arc<Broker>,
+    slots: &[Slot],
+    planned: &[Planned],
+    mut data: Vec<std::io::Result<Bytes>>,
+) -> Vec<std::io::Result<Bytes>> {
+    if planned.iter().all(|p| p.remote.is_none()) {
+        return data;
+    }
+    let image = broker.node().image();
+    for (i, (slot, plan)) in slots.iter().zip(planned).enumerate() {
+        let (Some((offset, max_bytes)), Ok(partition)) = (plan.remote, &slot.target) else {
+            continue;
+        };
+        let topic = &partition.log.topic_partition().topic;
+        let read = match (&broker.remote, broker.replicas.topic(topic)) {
+            (Some(rlm), Some(t)) => rlm
+                .read(
+                    &image,
+                    &broker.metrics,
+                    crate::remote_log::reader::RemotePartitionRef {
+                        topic,
+                        topic_id: t.meta.id,
+                        partition: slot.partition_index,
+                    },
+                    offset,
+                    usize::try_from(max_bytes).unwrap_or(usize::MAX),
+                )
+                .await
+                .map_err(std::io::Error::other),
+            _ => Err(std::io::Error::other("tiered storage is not available")),
+        };
+        data[i] = read;
+    }
+    data
 }
 
 /// Record bytes the planned regions hold.

@@ -1,6 +1,7 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp (-3, KIP-734),
-//! earliest local (-4, KIP-405; equal to earliest until tiered storage lands), latest tiered (-5,
-//! none yet) and by timestamp through the time index.
+//! ListOffsets: earliest (-2, in the remote tier when it holds the log's start), latest (-1, the
+//! high watermark), max timestamp (-3, KIP-734), earliest local (-4, KIP-1005), latest tiered
+//! (-5: the last offset copied to the remote tier) and by timestamp, through the remote
+//! segments' time indexes first and then the local time index.
 
 use std::sync::Arc;
 
@@ -61,12 +62,20 @@ pub async fn handle(
                                     .with_timestamp(-1);
                             }
                         };
-                        match lookup(
+                        let found = match lookup(
                             &partition,
                             p.timestamp,
                             p.current_leader_epoch,
                             read_committed,
                         ) {
+                            Ok(local) if p.timestamp >= 0 => {
+                                remote_lookup(broker, &partition, p.timestamp).map(|remote| {
+                                    remote.map_or(local, |(offset, ts)| (offset, ts, local.2))
+                                })
+                            }
+                            other => other,
+                        };
+                        match found {
                             Ok((offset, timestamp, epoch)) => base
                                 .with_offset(offset)
                                 .with_timestamp(timestamp)
@@ -85,6 +94,40 @@ pub async fn handle(
             .collect()
     });
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// A timestamp lookup in the remote tier, when the log's start lies there: the remote segments
+/// hold the older records, so a match there comes first.
+fn remote_lookup(
+    broker: &Broker,
+    partition: &Partition,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, ResponseError> {
+    let log = &partition.log;
+    let Some(rlm) = &broker.remote else {
+        return Ok(None);
+    };
+    if log.log_start_offset() >= log.local_log_start_offset() {
+        return Ok(None);
+    }
+    let topic = &log.topic_partition().topic;
+    let Some(t) = broker.replicas.topic(topic) else {
+        return Ok(None);
+    };
+    let image = broker.node().image();
+    let at = crate::remote_log::reader::RemotePartitionRef {
+        topic,
+        topic_id: t.meta.id,
+        partition: partition.index,
+    };
+    let found =
+        tokio::runtime::Handle::current().block_on(rlm.offset_for_timestamp(&image, at, timestamp));
+    found
+        .map(|f| f.filter(|(offset, _)| *offset < log.local_log_start_offset()))
+        .map_err(|e| {
+            tracing::warn!(topic, partition = partition.index, error = %e, "tiered storage: remote timestamp lookup failed");
+            ResponseError::KafkaStorageError
+        })
 }
 
 /// ListOffsets' isolation level that stops at the last stable offset.
@@ -110,8 +153,12 @@ fn lookup(
     };
     match timestamp {
         LATEST => Ok((visible_end, -1, epoch)),
-        EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1, epoch)),
-        LATEST_TIERED => Ok((-1, -1, -1)),
+        EARLIEST => Ok((log.log_start_offset(), -1, epoch)),
+        EARLIEST_LOCAL => Ok((log.local_log_start_offset(), -1, epoch)),
+        LATEST_TIERED => Ok(match log.highest_remote_offset() {
+            -1 => (-1, -1, -1),
+            offset => (offset, -1, epoch),
+        }),
         MAX_TIMESTAMP => Ok(log
             .max_timestamp_offset()
             .map_err(storage)?
