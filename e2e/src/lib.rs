@@ -21,6 +21,7 @@ pub mod log_dirs;
 pub mod netns;
 pub mod pki;
 pub mod prometheus;
+pub mod s3;
 pub mod segments;
 pub mod tmpfs;
 pub mod txn_checker;

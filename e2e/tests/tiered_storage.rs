@@ -1,0 +1,402 @@
+//! Tiered storage (KIP-405) seen through real clients: closed segments go to the object store
+//! (the embedded local-directory store, and a real S3 server, s3s-fs), local disk keeps only the
+//! tail, a librdkafka consumer reads everything back from offset 0 byte for byte, ListOffsets
+//! finds offsets by timestamp in the remote tier and reports earliest-local (-4) and
+//! latest-tiered (-5), the remote tier survives a broker restart, retention and topic deletion
+//! remove remote objects, and a store outage or wrong credentials never block produce nor lose
+//! data.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use strait_e2e::exposition::Scrape;
+use strait_e2e::s3::{ACCESS_KEY, S3Server, SECRET_KEY, s3s_fs_binary};
+use strait_e2e::wire::WireClient;
+use strait_e2e::{
+    Admin, Broker, BrokerOptions, TestMessage, consumer_config, free_port,
+    idempotent_producer_config, produce_all, read_range, wait_until,
+};
+
+const VALUE_BYTES: usize = 512;
+const BASE_TS: i64 = 1_700_000_000_000;
+const WAIT: Duration = Duration::from_secs(60);
+
+const EARLIEST: i64 = -2;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// Message `i`: a recognisable key and value, and a timestamp that grows with `i`.
+fn message(i: usize) -> TestMessage {
+    let mut value = format!("value-{i:08}-").into_bytes();
+    value.resize(VALUE_BYTES, b'a' + (i % 26) as u8);
+    TestMessage {
+        key: Some(format!("key-{i}").into_bytes()),
+        value: Some(value),
+        headers: vec![("h".into(), Some(i.to_string().into_bytes()))],
+        partition: Some(0),
+        timestamp: Some(BASE_TS + i as i64),
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) {
+    let messages: Vec<TestMessage> = range.clone().map(message).collect();
+    // Batches stay well below segment.bytes (a batch never spans segments).
+    let mut config = idempotent_producer_config(bootstrap);
+    config.set("batch.size", "65536");
+    let deliveries =
+        produce_all(&config, topic, &messages, Duration::from_secs(120)).expect("produce");
+    for d in &deliveries {
+        let (partition, offset) = d.result.clone().expect("every record acknowledged");
+        assert_eq!((partition, offset), (0, (range.start + d.index) as i64));
+    }
+}
+
+/// Reads [0, n) from the start of the log and checks every record byte for byte.
+fn check_all(bootstrap: &str, topic: &str, n: usize) {
+    let read = read_range(bootstrap, topic, 0, 0, n as i64, WAIT).expect("read from offset 0");
+    assert_eq!(read.len(), n, "records read from offset 0");
+    for (i, m) in read.iter().enumerate() {
+        assert_eq!(m.offset, i as i64);
+        assert!(m.same_content(&message(i)), "record {i} differs");
+        assert_eq!(m.timestamp, Some(BASE_TS + i as i64));
+    }
+}
+
+fn list_offset(broker: &Broker, topic: &str, timestamp: i64) -> i64 {
+    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    let response: ListOffsetsResponse = client
+        .call(
+            ApiKey::ListOffsets,
+            9,
+            &ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(vec![
+                            ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(timestamp),
+                        ]),
+                ]),
+        )
+        .expect("ListOffsets");
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "ListOffsets {timestamp} error");
+    p.offset
+}
+
+/// librdkafka's offsetsForTimes.
+fn offset_for_time(bootstrap: &str, topic: &str, ts: i64) -> i64 {
+    let consumer: BaseConsumer = consumer_config(bootstrap).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(ts))
+        .expect("tpl");
+    let found = consumer
+        .offsets_for_times(tpl, Duration::from_secs(10))
+        .expect("offsets_for_times");
+    match found.elements()[0].offset() {
+        rdkafka::Offset::Offset(o) => o,
+        other => panic!("offset for {ts}: {other:?}"),
+    }
+}
+
+/// Files under `dir` whose names end with `suffix`, recursively.
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn bytes_of(paths: &[PathBuf]) -> u64 {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn scrape(metrics: &str) -> Scrape {
+    Scrape::fetch(metrics.parse().expect("addr"), Duration::from_secs(5)).expect("scrape")
+}
+
+fn metric(metrics: &str, name: &str, topic: &str) -> f64 {
+    scrape(metrics)
+        .sum(name, &[("topic", topic)])
+        .unwrap_or(0.0)
+}
+
+const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("remote.storage.enable", "true"),
+    ("segment.bytes", "262144"),
+    ("local.retention.bytes", "524288"),
+    ("retention.ms", "-1"),
+];
+
+fn start(extra: &[(&str, String)]) -> (Broker, String) {
+    let metrics = format!("127.0.0.1:{}", free_port().expect("port"));
+    let mut overrides: Vec<(String, String)> = vec![
+        ("remote.log.manager.task.interval.ms".into(), "200".into()),
+        ("log.retention.check.interval.ms".into(), "200".into()),
+        ("metrics.listener".into(), metrics.clone()),
+    ];
+    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let broker = Broker::start_with(BrokerOptions {
+        overrides,
+        ..BrokerOptions::default()
+    })
+    .expect("start broker");
+    (broker, metrics)
+}
+
+#[test]
+fn local_directory_store_offloads_serves_and_expires() {
+    // No store configured: the embedded default keeps remote segments beside the data dir.
+    let (mut broker, metrics) = start(&[]);
+    let store = PathBuf::from(format!("{}-remote", broker.log_dir().display()));
+    let bootstrap = broker.bootstrap();
+    let topic = "tiered-local";
+    let admin = Admin::new(&bootstrap).expect("admin");
+    // Kafka's rules: no tiering of compacted topics, local retention within total retention.
+    let refused = [
+        vec![
+            ("remote.storage.enable", "true"),
+            ("cleanup.policy", "compact"),
+        ],
+        vec![
+            ("remote.storage.enable", "true"),
+            ("retention.ms", "60000"),
+            ("local.retention.ms", "120000"),
+        ],
+    ];
+    for configs in refused {
+        let created = admin.create_topic("tiered-refused", 1, &configs);
+        assert!(created.is_err(), "{configs:?} accepted");
+    }
+    admin.create_topic(topic, 1, TOPIC_CONFIGS).expect("create");
+    let n = 16_000;
+    produce(&bootstrap, topic, 0..n);
+
+    // Copied segments leave local disk; the remote tier holds the log's start.
+    wait_until(WAIT, "local log start moves into the remote tier", || {
+        list_offset(&broker, topic, EARLIEST_LOCAL) > 4_000
+    })
+    .expect("local retention after copying");
+    let partition_dir = broker.log_dir().join(format!("{topic}-0"));
+    wait_until(WAIT, "local disk holds only the tail", || {
+        bytes_of(&files(&partition_dir, ".log")) < 2 << 20
+    })
+    .expect("local.retention.bytes applied");
+    assert_eq!(list_offset(&broker, topic, EARLIEST), 0);
+    let tiered = list_offset(&broker, topic, LATEST_TIERED);
+    let local_start = list_offset(&broker, topic, EARLIEST_LOCAL);
+    assert!(
+        tiered >= local_start - 1,
+        "tiered {tiered} local start {local_start}"
+    );
+    let remote = bytes_of(&files(&store, ".log"));
+    assert!(remote > 4 << 20, "the store holds the rest: {remote} bytes");
+
+    check_all(&bootstrap, topic, n);
+    // A timestamp far below the local log start is found in the remote tier.
+    assert_eq!(offset_for_time(&bootstrap, topic, BASE_TS + 1_234), 1_234);
+    assert!(
+        metric(
+            &metrics,
+            "kafka_server_brokertopicmetrics_remotecopybytes_total",
+            topic
+        ) > 0.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "kafka_server_brokertopicmetrics_remotefetchbytes_total",
+            topic
+        ) > 0.0
+    );
+
+    // The remote tier is in the metadata log: a SIGKILLed broker serves it again.
+    broker.kill().expect("kill");
+    broker.restart().expect("restart");
+    assert_eq!(list_offset(&broker, topic, EARLIEST), 0);
+    let head = read_range(&bootstrap, topic, 0, 0, 100, WAIT).expect("read after restart");
+    assert!(
+        head.iter()
+            .enumerate()
+            .all(|(i, m)| m.same_content(&message(i)))
+    );
+
+    // retention.bytes applies to the whole log: remote segments go, the log start moves.
+    let before = files(&store, ".log").len();
+    alter_topic(&bootstrap, topic, &[("retention.bytes", "2097152")]);
+    wait_until(WAIT, "remote retention deletes remote segments", || {
+        list_offset(&broker, topic, EARLIEST) > 0 && files(&store, ".log").len() < before
+    })
+    .expect("remote retention");
+    let earliest = list_offset(&broker, topic, EARLIEST);
+    let tail = read_range(&bootstrap, topic, 0, earliest, earliest + 10, WAIT).expect("read");
+    assert_eq!(tail[0].offset, earliest);
+
+    // Deleting the topic deletes its remote objects.
+    admin.delete_topic(topic).expect("delete topic");
+    wait_until(WAIT, "the store holds nothing of the deleted topic", || {
+        files(&store, "")
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(topic))
+    })
+    .expect("remote data of a deleted topic purged");
+    broker.assert_alive().expect("broker alive");
+}
+
+/// AlterConfigs replaces a topic's overrides: the test's topic configs plus `extra`.
+fn alter_topic(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (k, v) in TOPIC_CONFIGS.iter().chain(extra) {
+        change = change.set(k, v);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime
+        .block_on(admin.alter_configs([&change], &AdminOptions::new()))
+        .expect("alter configs");
+    for r in results {
+        r.expect("config accepted");
+    }
+}
+
+fn s3_overrides(s3: &S3Server, bucket: &str, secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("rsm.config.storage.backend", "s3".into()),
+        ("rsm.config.storage.s3.bucket.name", bucket.into()),
+        ("rsm.config.storage.s3.endpoint.url", s3.endpoint()),
+        ("rsm.config.storage.s3.region", "us-east-1".into()),
+        (
+            "rsm.config.storage.s3.path.style.access.enabled",
+            "true".into(),
+        ),
+        ("rsm.config.storage.aws.access.key.id", ACCESS_KEY.into()),
+        ("rsm.config.storage.aws.secret.access.key", secret.into()),
+        ("rsm.config.key.prefix", "strait/".into()),
+        ("remote.log.storage.system.enable", "true".into()),
+    ]
+}
+
+/// s3s-fs is installed by e2e/setup.sh; CI must have it, a developer's machine may not.
+fn s3_available() -> bool {
+    if s3s_fs_binary().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "s3s-fs missing in CI: e2e/setup.sh installs it"
+    );
+    eprintln!("skipping: s3s-fs not installed (run e2e/setup.sh)");
+    false
+}
+
+#[test]
+fn s3_outage_and_wrong_credentials_never_block_produce_nor_lose_data() {
+    if !s3_available() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let bucket = "strait-tiered";
+    let mut s3 = S3Server::start(work.path(), bucket).expect("start s3s-fs");
+    let (mut broker, metrics) = start(&s3_overrides(&s3, bucket, SECRET_KEY));
+    let bootstrap = broker.bootstrap();
+    let topic = "tiered-s3";
+    Admin::new(&bootstrap)
+        .expect("admin")
+        .create_topic(topic, 1, TOPIC_CONFIGS)
+        .expect("create");
+    produce(&bootstrap, topic, 0..8_000);
+    wait_until(WAIT, "segments copied to S3", || {
+        list_offset(&broker, topic, EARLIEST_LOCAL) > 2_000
+            && files(&s3.bucket_dir(bucket), ".log").len() >= 4
+    })
+    .expect("copies to s3s-fs");
+
+    // The store goes away: produce goes on, copies fail and are retried, local disk keeps it all.
+    s3.stop();
+    produce(&bootstrap, topic, 8_000..16_000);
+    wait_until(WAIT, "failed copies counted", || {
+        metric(
+            &metrics,
+            "kafka_server_brokertopicmetrics_remotecopyerrors_total",
+            topic,
+        ) > 0.0
+    })
+    .expect("copy errors while the store is down");
+    // Nothing is copied while the store is down, and nothing uncopied leaves local disk.
+    let tiered = list_offset(&broker, topic, LATEST_TIERED);
+    let local_start = list_offset(&broker, topic, EARLIEST_LOCAL);
+    assert!(
+        local_start <= tiered + 1,
+        "local start {local_start}, tiered {tiered}"
+    );
+    assert!(tiered < 8_000, "copied while the store was down: {tiered}");
+    assert!(
+        broker.stderr().contains("tiered storage"),
+        "a log line says why"
+    );
+
+    // Back: the copies resume and local retention catches up.
+    s3.restart().expect("restart s3s-fs");
+    wait_until(WAIT, "copying resumes after the outage", || {
+        list_offset(&broker, topic, LATEST_TIERED) > 12_000
+            && list_offset(&broker, topic, EARLIEST_LOCAL) > local_start
+    })
+    .expect("copies resume");
+    check_all(&bootstrap, topic, 16_000);
+    broker.assert_alive().expect("broker alive");
+    drop(broker);
+
+    // Wrong credentials: a clear log line and metric, produce unaffected, data all local.
+    let (mut broker, metrics) = start(&s3_overrides(&s3, bucket, "not-the-secret"));
+    let bootstrap = broker.bootstrap();
+    let topic = "tiered-badcreds";
+    Admin::new(&bootstrap)
+        .expect("admin")
+        .create_topic(topic, 1, TOPIC_CONFIGS)
+        .expect("create");
+    produce(&bootstrap, topic, 0..4_000);
+    wait_until(WAIT, "copies refused by the store are counted", || {
+        metric(
+            &metrics,
+            "kafka_server_brokertopicmetrics_remotecopyerrors_total",
+            topic,
+        ) > 0.0
+    })
+    .expect("copy errors with wrong credentials");
+    assert_eq!(list_offset(&broker, topic, EARLIEST_LOCAL), 0);
+    assert!(
+        broker.stderr().contains("copying a segment failed"),
+        "{}",
+        broker.stderr_tail()
+    );
+    check_all(&bootstrap, topic, 4_000);
+    broker.assert_alive().expect("broker alive");
+}
