@@ -359,7 +359,8 @@ pub struct PodTemplate {
 pub struct ClusterStatus {
     /// With reasons and messages: `Ready` (brokers ready and the admin API answering),
     /// `Reconciling`, `Degraded`, `ScaleDownBlocked`, `Rolling` (a restart for a new
-    /// configuration), `ReplicationTLS` (mutual TLS between brokers, or plaintext kept) and
+    /// configuration), `QuorumReconfiguring` (a controller voter change under way),
+    /// `ReplicationTLS` (mutual TLS between brokers, or plaintext kept) and
     /// `StorageChangeBlocked` (a storage change Kubernetes cannot make: a shrink, a class change,
     /// a StorageClass without volume expansion).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -385,6 +386,27 @@ pub struct ClusterStatus {
     /// Hash of the rendered broker configuration the pods run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// The KRaft metadata quorum as the operator keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+}
+
+/// The controller quorum of a Cluster (KIP-853 voter changes).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumStatus {
+    /// Node ids of the voters the quorum formed with (`controller.quorum.voters` of the
+    /// rendered configuration; other controllers join with the bootstrap servers and are
+    /// promoted by AddRaftVoter). Kept so that the rendering stays stable while voters change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_voters: Vec<i32>,
+    /// The voters as the quorum last reported them (DescribeQuorum).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voters: Vec<i32>,
+    /// The voters the operator is moving the quorum to (one AddRaftVoter or RemoveRaftVoter
+    /// per step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub desired_voters: Vec<i32>,
 }
 
 /// Where clients connect to one listener.

@@ -23,7 +23,10 @@
 //! against the clients CA as mounted) lets in the certificate the User controller issues for a
 //! `tls` User, whose ACLs (for `User:CN=<name>`, the principal the broker derives) apply; a
 //! certificate of another CA for the same name, or none, is refused.
-//! Addresses are moved to 127.0.0.1 and free ports.
+//! The CONTROLLER listener runs mutual TLS with the same certificates (every mutual-TLS node
+//! above starts its quorum that way), and a node rendered as a joining controller (the bootstrap
+//! servers alone) joins a rendered seed voter's quorum as an observer and becomes a voter through
+//! the operator's AddRaftVoter. Addresses are moved to 127.0.0.1 and free ports.
 
 // Only the mocked API server of the fixtures is used here.
 #[allow(dead_code)]
@@ -58,9 +61,9 @@ use strait_operator::cluster::certs::{self, Ca, Signer, generate_ca};
 use strait_operator::cluster::config::{server_properties, start_command};
 use strait_operator::cluster::external::{ExternalAddress, ExternalAddresses};
 use strait_operator::cluster::identity::ClusterRef;
-use strait_operator::cluster::quorum::desired_voters;
+use strait_operator::cluster::quorum::{Controllers, desired_voters, zone_of};
 use strait_operator::cluster::tls::{
-    KnownAddresses, Replication, broker_sans, keystore_key, replication_of,
+    KnownAddresses, Replication, San, broker_sans, keystore_key, replication_of,
 };
 use strait_operator::context::{AdminFactory, Context};
 use strait_operator::error::Error;
@@ -1318,6 +1321,13 @@ fn cluster_ref(spec: &ClusterSpec) -> ClusterRef<'_> {
 /// certificate from `ca` for the names [`broker_sans`] gives, the CA certificate) into `dir`,
 /// file per key, as the pod mounts it.
 fn mount_broker_certs(dir: &std::path::Path, spec: &ClusterSpec, ca: &Ca) {
+    mount_node_certs(dir, spec, ca, 0);
+}
+
+/// [`mount_broker_certs`] for broker `node_id`. Its certificate also names 127.0.0.1, which
+/// [`localise`] puts in place of the pod DNS names the operator renders (the quorum's TLS dials
+/// the voters and bootstrap servers by those names and checks them).
+fn mount_node_certs(dir: &std::path::Path, spec: &ClusterSpec, ca: &Ca, node_id: i32) {
     let c = cluster_ref(spec);
     let (external, bootstrap, host_ips) = Default::default();
     let known = KnownAddresses {
@@ -1325,19 +1335,22 @@ fn mount_broker_certs(dir: &std::path::Path, spec: &ClusterSpec, ca: &Ca) {
         bootstrap: &bootstrap,
         host_ips: &host_ips,
     };
+    let mut sans = broker_sans(&c, node_id, &known);
+    sans.insert(San::host("127.0.0.1"));
     let keystore = Signer::new(ca)
         .and_then(|s| {
             s.issue(
                 &certs::broker_common_name("kafka"),
-                &broker_sans(&c, 0, &known),
+                &sans,
                 std::time::SystemTime::now(),
             )
         })
         .unwrap_or_else(|e| panic!("issue: {e}"));
+    let pod = names::pod("kafka", zone_of(node_id), node_id);
     let secret = broker_certs_secret(
         &c,
         ca,
-        BTreeMap::from([(keystore_key("kafka-z0-0"), keystore)]),
+        BTreeMap::from([(keystore_key(&pod), keystore)]),
         &BTreeMap::new(),
     );
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
@@ -1397,6 +1410,12 @@ fn start_ready_and_stop_with(
         &config_dir,
     );
     assert!(!properties.contains("0.0.0.0"), "{properties}");
+    // Mutual TLS replication comes with the quorum on TLS (CONTROLLER:SSL, same certificates).
+    assert_eq!(
+        properties.contains(",CONTROLLER:SSL\n"),
+        replication == Replication::MutualTls,
+        "{properties}"
+    );
     std::fs::write(dir.path().join("server.properties"), &properties)
         .unwrap_or_else(|e| panic!("write: {e}"));
     if let Some(ca) = ca {
@@ -1419,7 +1438,15 @@ fn start_ready_and_stop_with(
     }
     let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
     let command = localise(
-        &start_command("kafka", "ns", spec, "a", &voters, external, replication),
+        &start_command(
+            "kafka",
+            "ns",
+            spec,
+            "a",
+            &Controllers::seeded(&voters),
+            external,
+            replication,
+        ),
         &ports,
         &data,
         &config_dir,
@@ -1480,4 +1507,205 @@ fn start_ready_and_stop_with(
         stop.elapsed(),
         read_log(&stderr_path)
     );
+}
+
+/// One node of a two-node test: its rendered `server.properties` and start command (pod
+/// `hostname` of `zone`, its controllers as zone `zone_index`'s template has them) run on this
+/// machine, each pod DNS name in `dns` (name, node id) moved to 127.0.0.1 and that node's
+/// CONTROLLER port, the node's own ports to free ones (`ports`), its certificates mounted.
+struct Node {
+    broker: Guard,
+    ports: Vec<(u16, u16)>,
+    stderr: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn port(&self, from: u16) -> u16 {
+        self.ports
+            .iter()
+            .find(|(f, _)| *f == from)
+            .map_or(0, |m| m.1)
+    }
+
+    fn log(&self) -> String {
+        read_log(&self.stderr)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_node(
+    spec: &ClusterSpec,
+    ca: &Ca,
+    node_id: i32,
+    zone: &str,
+    controllers: &Controllers,
+    ports: Vec<(u16, u16)>,
+    dns: &[(String, u16)],
+) -> Node {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let config_dir = dir.path().to_string_lossy().into_owned();
+    let place = |text: &str| {
+        let mut text = text.to_owned();
+        for (name, port) in dns {
+            text = text.replace(&format!("{name}:9093"), &format!("127.0.0.1:{port}"));
+        }
+        localise(&text, &ports, &data, &config_dir)
+    };
+    let replication = Replication::MutualTls;
+    let properties = place(&server_properties(
+        "kafka",
+        "ns",
+        spec,
+        &controllers.seeds,
+        replication,
+    ));
+    std::fs::write(dir.path().join("server.properties"), &properties)
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    mount_node_certs(&dir.path().join("tls"), spec, ca, node_id);
+    let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
+    let command = place(&start_command(
+        "kafka",
+        "ns",
+        spec,
+        zone,
+        controllers,
+        &ExternalAddresses::default(),
+        replication,
+    ))
+    .replace(
+        "exec strait-broker",
+        &format!("exec '{}'", binary.to_string_lossy()),
+    );
+    let stderr = dir.path().join("stderr.log");
+    let file = std::fs::File::create(&stderr).unwrap_or_else(|e| panic!("log: {e}"));
+    let pod = names::pod("kafka", zone_of(node_id), node_id);
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("HOSTNAME", &pod)
+        .env("HOST_IP", "127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    Node {
+        broker: Guard(child),
+        ports,
+        stderr,
+        _dir: dir,
+    }
+}
+
+/// Waits until `node` answers `GET /ready` with 200.
+fn wait_ready(node: &mut Node, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if ready_status(node.port(9404)).is_some_and(|s| s.contains(" 200 ")) {
+            return;
+        }
+        let exited = matches!(node.broker.0.try_wait(), Ok(Some(_)));
+        assert!(
+            !exited && Instant::now() < deadline,
+            "{what} not ready:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A node the operator renders as a joining controller (`controller.quorum.bootstrap.servers`
+/// alone, the seed voter in the shared file) starts, joins the seed's quorum as an observer over
+/// the CONTROLLER listener's mutual TLS, and becomes a voter through the operator's
+/// AddRaftVoter once `voters::next_step` asks for it.
+#[test]
+fn a_rendered_joining_controller_joins_the_tls_quorum_and_is_promoted() {
+    use strait_operator::cluster::voters::{VoterStep, next_step};
+    let ca = new_ca();
+    let mut s = spec();
+    s.replicas = 3;
+    s.zones = vec!["a".into(), "b".into(), "c".into()];
+    // Seeded by broker 0 alone; 1000 is the first of the wanted voters to join.
+    let controllers = Controllers::new(&[0], &desired_voters(&s));
+    assert_eq!(controllers.joining, [1000, 2000]);
+    let free = || strait_e2e::free_port().unwrap_or_else(|e| panic!("port: {e}"));
+    let ports = |_: i32| -> Vec<(u16, u16)> {
+        [9091, 9092, 9093, 9404]
+            .into_iter()
+            .map(|p| (p, free()))
+            .collect()
+    };
+    let (p0, p1) = (ports(0), ports(1000));
+    let controller_port = |p: &[(u16, u16)]| p[2].1;
+    let dns = [
+        (
+            "kafka-z0-0.kafka-brokers.ns.svc".to_owned(),
+            controller_port(&p0),
+        ),
+        (
+            "kafka-z1-1000.kafka-brokers.ns.svc".to_owned(),
+            controller_port(&p1),
+        ),
+        // Broker 2000 is not started: a bootstrap server that does not answer is skipped.
+        ("kafka-z2-2000.kafka-brokers.ns.svc".to_owned(), free()),
+    ];
+    let mut seed = start_node(&s, &ca, 0, "a", &controllers.in_zone(0), p0, &dns);
+    wait_ready(&mut seed, "seed voter 0");
+    let mut joining = start_node(&s, &ca, 1000, "b", &controllers.in_zone(1), p1, &dns);
+    wait_ready(&mut joining, "joining controller 1000");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let signer = Signer::new(&ca).unwrap_or_else(|e| panic!("signer: {e}"));
+    let admin = operator_admin(&ca, &signer, &s, "kafka-bootstrap.ns.svc", seed.port(9091));
+    let wanted = [0, 1000];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let added = loop {
+        let quorum = runtime.block_on(admin.describe_quorum());
+        if let Ok(Some(q)) = &quorum
+            && let VoterStep::Add { id, directory_id } = next_step(&wanted, q, &BTreeMap::new())
+        {
+            assert_eq!(id, 1000, "{q:?}");
+            let host_port = ("127.0.0.1", joining.port(9093));
+            if runtime
+                .block_on(admin.add_raft_voter(id, directory_id, host_port))
+                .is_ok()
+            {
+                break directory_id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "1000 never ready to add: {quorum:?}\nseed:\n{}\njoining:\n{}",
+            seed.log(),
+            joining.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let quorum = runtime.block_on(admin.describe_quorum());
+        if let Ok(Some(q)) = &quorum
+            && next_step(&wanted, q, &BTreeMap::new()) == VoterStep::Nothing
+        {
+            assert!(
+                q.voters
+                    .iter()
+                    .any(|v| v.id == 1000 && v.directory_id == added)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "1000 never a voter: {quorum:?}\n{}",
+            joining.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both still serve: the joining node is a broker too.
+    wait_ready(&mut joining, "voter 1000");
+    wait_ready(&mut seed, "voter 0");
 }

@@ -106,7 +106,7 @@ pub async fn apply_plan<F: AdminFactory>(
     let built = statefulset::statefulsets(
         c,
         &plan.replicas,
-        &plan.voters,
+        &plan.controllers,
         &plan.config_hash,
         &cert_generations,
         &external,
@@ -135,6 +135,7 @@ pub async fn apply_plan<F: AdminFactory>(
         &observed.pods,
         &sets,
         &plan.voters,
+        plan.hold_voters.as_deref(),
         admin_tls,
         ctx,
         &mut pass.observed.admin,
@@ -256,7 +257,8 @@ async fn recreate_statefulset<F: AdminFactory>(
 
 /// The rolling-restart step: given the broker pods, asks [`roll::next_restart`] which one may
 /// restart now and evicts it (an eviction is a delete that honours the PodDisruptionBudget, so a concurrent node
-/// drain cannot take a second broker down). Returns the plan and the `Rolling` condition.
+/// drain cannot take a second broker down); while `hold_voters` says a voter change is under
+/// way, only non-voters restart. Returns the plan and the `Rolling` condition.
 #[allow(clippy::too_many_arguments)]
 async fn roll_brokers<F: AdminFactory>(
     c: &ClusterRef<'_>,
@@ -264,6 +266,7 @@ async fn roll_brokers<F: AdminFactory>(
     listed: &[Pod],
     sets: &BTreeMap<usize, ZoneSet>,
     voters: &[i32],
+    hold_voters: Option<&str>,
     admin_tls: Option<&TlsConfig>,
     ctx: &Context<F>,
     reach: &mut AdminReach,
@@ -277,6 +280,14 @@ async fn roll_brokers<F: AdminFactory>(
     // failover per roll). Which voter leads matters only once a voter is next, so only then is
     // the cluster asked (DescribeQuorum); when it cannot say, voters go by ordinal.
     let mut plan = roll::next_restart(&pods, sets, voters, None);
+    if let (RollStep::Restart { node_id, .. }, Some(step)) = (&plan.step, hold_voters)
+        && voters.contains(node_id)
+    {
+        // Non-voters went first: what is left waits for the voter set to settle.
+        plan.step = RollStep::Wait(roll::RollWait::QuorumChanging {
+            step: step.to_owned(),
+        });
+    }
     if let RollStep::Restart { node_id, .. } = plan.step
         && voters.contains(&node_id)
     {

@@ -129,9 +129,10 @@ pub fn server_properties(
     // Cluster may turn it off with an empty value.
     keys.entry("replica.selector.class".into())
         .or_insert_with(|| RACK_AWARE_REPLICA_SELECTOR.into());
-    let replication_protocol = match replication {
-        Replication::MutualTls => "SSL",
-        Replication::Plaintext => "PLAINTEXT",
+    let replication_protocol = if replication.replication_tls() {
+        "SSL"
+    } else {
+        "PLAINTEXT"
     };
     let mut protocols = vec![format!("{REPLICATION_LISTENER}:{replication_protocol}")];
     for l in &spec.listeners {
@@ -141,7 +142,12 @@ pub fn server_properties(
             security_protocol(l.tls, is_sasl(l))
         ));
     }
-    protocols.push(format!("{CONTROLLER_LISTENER}:PLAINTEXT"));
+    let controller_protocol = if replication.controller_tls() {
+        "SSL"
+    } else {
+        "PLAINTEXT"
+    };
+    protocols.push(format!("{CONTROLLER_LISTENER}:{controller_protocol}"));
     keys.insert("listeners".into(), listeners(spec, false));
     keys.insert("listener.security.protocol.map".into(), protocols.join(","));
     keys.insert(
@@ -161,9 +167,21 @@ pub fn server_properties(
         "metrics.listener".into(),
         format!("0.0.0.0:{}", spec.metrics_port()),
     );
-    if replication == Replication::MutualTls {
+    if replication.replication_tls() {
         // Brokers verify each other (and the operator) against the cluster CA only.
         let p = tls::listener_prefix(REPLICATION_LISTENER);
+        keys.insert(format!("{p}ssl.keystore.type"), "PEM".into());
+        keys.insert(format!("{p}ssl.truststore.type"), "PEM".into());
+        keys.insert(
+            format!("{p}ssl.truststore.location"),
+            format!("{}/{}", names::TLS_DIR, tls::TRUSTSTORE_KEY),
+        );
+        keys.insert(format!("{p}ssl.client.auth"), "required".into());
+    }
+    if replication.controller_tls() {
+        // The quorum's gRPC (Raft between voters, every node's controller calls and metadata
+        // fetches) with the same certificates: every node resolves these keys, voters or not.
+        let p = tls::listener_prefix(CONTROLLER_LISTENER);
         keys.insert(format!("{p}ssl.keystore.type"), "PEM".into());
         keys.insert(format!("{p}ssl.truststore.type"), "PEM".into());
         keys.insert(
@@ -240,7 +258,7 @@ pub fn server_properties(
 /// (the Cluster controller refuses `authorization` for such a Cluster).
 pub fn super_users(cluster: &str, users: &[String], replication: Replication) -> Vec<String> {
     let mut out = Vec::new();
-    if replication == Replication::MutualTls {
+    if replication.replication_tls() {
         out.push(certs::principal(certs::OPERATOR_COMMON_NAME));
         out.push(certs::principal(&certs::broker_common_name(cluster)));
     }
@@ -327,9 +345,13 @@ pub fn broker_overrides(
         "--override".into(),
         format!("broker.rack={zone}"),
     ];
-    let replication_tls = (replication == Replication::MutualTls).then_some(REPLICATION_LISTENER);
+    let replication_tls = replication
+        .replication_tls()
+        .then_some(REPLICATION_LISTENER);
+    let controller_tls = replication.controller_tls().then_some(CONTROLLER_LISTENER);
     for listener in replication_tls
         .into_iter()
+        .chain(controller_tls)
         .chain(tls::tls_listeners(spec).map(|l| l.name.as_str()))
     {
         out.push("--override".into());
@@ -355,6 +377,30 @@ pub fn broker_overrides(
     out
 }
 
+/// The `--override` arguments of a controller that is no seed voter (see
+/// [`quorum::Controllers`]): the controller role, no `controller.quorum.voters` (the shared
+/// file names the seeds, and a controller given voters must be one), and
+/// `controller.quorum.bootstrap.servers` naming every controller, so that it finds the leader,
+/// joins as an observer and waits for AddRaftVoter.
+pub fn joining_overrides(
+    cluster: &str,
+    namespace: &str,
+    spec: &ClusterSpec,
+    controllers: &quorum::Controllers,
+) -> Vec<String> {
+    let mut out = role_overrides(spec, true);
+    out.extend([
+        "--override".into(),
+        "controller.quorum.voters=".into(),
+        "--override".into(),
+        format!(
+            "controller.quorum.bootstrap.servers={}",
+            quorum::bootstrap_servers(cluster, namespace, &controllers.contacts())
+        ),
+    ]);
+    out
+}
+
 /// The `--override` arguments that differ between a voter and a broker-only node.
 pub fn role_overrides(spec: &ClusterSpec, voter: bool) -> Vec<String> {
     let roles = if voter { "broker,controller" } else { "broker" };
@@ -368,15 +414,17 @@ pub fn role_overrides(spec: &ClusterSpec, voter: bool) -> Vec<String> {
 
 /// The broker start command (`sh -c`). One pod template serves a whole zone, so what differs
 /// per broker comes from the ordinal (the node id) at start: a `case` on `${HOSTNAME##*-}` sets
-/// the positional parameters to the voter or broker-only overrides, and with external listeners
-/// a second `case` appends each broker's advertised listeners (its external addresses in
-/// `external`, which should hold this zone's brokers only); both follow the shared overrides.
+/// the positional parameters to the seed voter, joining controller or broker-only overrides
+/// (`controllers` should list this zone's joining controllers only, so that a quorum growing
+/// elsewhere leaves this zone's template alone), and with external listeners a second `case`
+/// appends each broker's advertised listeners (its external addresses in `external`, which
+/// should hold this zone's brokers only); both follow the shared overrides.
 pub fn start_command(
     cluster: &str,
     namespace: &str,
     spec: &ClusterSpec,
     zone: &str,
-    voters: &[i32],
+    controllers: &quorum::Controllers,
     external: &ExternalAddresses,
     replication: Replication,
 ) -> String {
@@ -387,13 +435,21 @@ pub fn start_command(
             .join(" ")
     };
     let mut cmd = String::from("case \"${HOSTNAME##*-}\" in ");
-    if !voters.is_empty() {
-        let ids: Vec<String> = voters.iter().map(i32::to_string).collect();
+    let ids = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join("|");
+    if !controllers.seeds.is_empty() {
         let _ = write!(
             cmd,
             "{}) set -- {} ;; ",
-            ids.join("|"),
+            ids(&controllers.seeds),
             words(&role_overrides(spec, true))
+        );
+    }
+    if !controllers.joining.is_empty() {
+        let _ = write!(
+            cmd,
+            "{}) set -- {} ;; ",
+            ids(&controllers.joining),
+            words(&joining_overrides(cluster, namespace, spec, controllers))
         );
     }
     let _ = write!(
@@ -481,7 +537,7 @@ pub fn config_hash(properties: &str) -> String {
 mod tests {
     use super::*;
     use crate::cluster::identity::tests::spec;
-    use crate::cluster::quorum::desired_voters;
+    use crate::cluster::quorum::{Controllers, desired_voters};
 
     fn none() -> ExternalAddresses {
         ExternalAddresses::default()
@@ -520,7 +576,7 @@ mod tests {
 
     #[test]
     fn properties_name_the_quorum() {
-        let p = properties(&spec(6, &["a", "b", "c"]));
+        let p = properties(&spec(4, &["a", "b", "c"]));
         assert!(
             p.contains("\ncontroller.listener.names=CONTROLLER\n"),
             "{p}"
@@ -589,13 +645,13 @@ mod tests {
 
     #[test]
     fn start_command_picks_the_role_from_the_ordinal() {
-        let s = spec(6, &["a", "b", "c"]);
+        let s = spec(4, &["a", "b", "c"]);
         let cmd = start_command(
             "kafka",
             "ns",
             &s,
             "b",
-            &desired_voters(&s),
+            &Controllers::seeded(&desired_voters(&s)),
             &none(),
             Replication::Plaintext,
         );
@@ -621,7 +677,15 @@ mod tests {
         s: &ClusterSpec,
         replication: Replication,
     ) -> Vec<String> {
-        let command = start_command("kafka", "ns", s, "a", &[0], &none(), replication);
+        let command = start_command(
+            "kafka",
+            "ns",
+            s,
+            "a",
+            &Controllers::seeded(&[0]),
+            &none(),
+            replication,
+        );
         run_as(hostname, &command)
             .into_iter()
             .filter(|a| a.contains("ssl.keystore.location"))
@@ -650,8 +714,68 @@ mod tests {
     }
 
     #[test]
+    fn joining_controllers_start_with_the_bootstrap_servers_alone() {
+        // Seeded by broker 0; 1000 and 2000 join (zone b's template names 1000 only).
+        let s = spec(3, &["a", "b", "c"]);
+        let controllers = Controllers::new(&[0], &desired_voters(&s)).in_zone(1);
+        let command = start_command(
+            "kafka",
+            "ns",
+            &s,
+            "b",
+            &controllers,
+            &none(),
+            Replication::MutualTls,
+        );
+        let joining = run_as("kafka-z1-1000", &command);
+        assert_eq!(
+            joining[joining.len() - 8..],
+            [
+                "--override",
+                "process.roles=broker,controller",
+                "--override",
+                "listeners=REPLICATION://0.0.0.0:9091,PLAIN://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
+                "--override",
+                "controller.quorum.voters=",
+                "--override",
+                "controller.quorum.bootstrap.servers=kafka-z0-0.kafka-brokers.ns.svc:9093,\
+                 kafka-z1-1000.kafka-brokers.ns.svc:9093,kafka-z2-2000.kafka-brokers.ns.svc:9093",
+            ]
+        );
+        // The seed keeps its plain voter arguments; a broker of the zone stays broker-only.
+        let seed = run_as("kafka-z0-0", &command);
+        assert!(seed.contains(&"process.roles=broker,controller".to_owned()));
+        assert!(!seed.iter().any(|a| a.starts_with("controller.quorum")));
+        let broker = run_as("kafka-z1-1001", &command);
+        assert!(broker.contains(&"process.roles=broker".to_owned()));
+        assert!(!broker.iter().any(|a| a.starts_with("controller.quorum")));
+        // Without joining controllers the command is what a static quorum had.
+        let seeded = Controllers::seeded(&[0, 1000, 2000]);
+        assert_eq!(
+            start_command(
+                "kafka",
+                "ns",
+                &s,
+                "b",
+                &seeded,
+                &none(),
+                Replication::MutualTls
+            ),
+            start_command(
+                "kafka",
+                "ns",
+                &s,
+                "b",
+                &Controllers::new(&[0, 1000, 2000], &[0, 1000, 2000]).in_zone(1),
+                &none(),
+                Replication::MutualTls
+            )
+        );
+    }
+
+    #[test]
     fn start_command_expands_to_voter_and_broker_arguments() {
-        let s = spec(6, &["a", "b", "c"]);
+        let s = spec(4, &["a", "b", "c"]);
         let voters = desired_voters(&s);
         let voter = run_as(
             "kafka-z1-1000",
@@ -660,7 +784,7 @@ mod tests {
                 "ns",
                 &s,
                 "b",
-                &voters,
+                &Controllers::seeded(&voters),
                 &none(),
                 Replication::Plaintext,
             ),
@@ -689,7 +813,7 @@ mod tests {
                 "ns",
                 &s,
                 "b",
-                &voters,
+                &Controllers::seeded(&voters),
                 &none(),
                 Replication::Plaintext,
             ),
@@ -712,7 +836,7 @@ mod tests {
                 "ns",
                 &s,
                 "b",
-                &voters,
+                &Controllers::seeded(&voters),
                 &none(),
                 Replication::Plaintext,
             ),
@@ -731,7 +855,7 @@ mod tests {
                 "ns",
                 &s,
                 zone,
-                &[0],
+                &Controllers::seeded(&[0]),
                 &none(),
                 Replication::Plaintext,
             ),
@@ -808,7 +932,7 @@ mod tests {
             "ns",
             &s,
             "a",
-            &voters,
+            &Controllers::seeded(&voters),
             &zone_a_addresses(),
             Replication::Plaintext,
         );
@@ -893,7 +1017,7 @@ mod tests {
         let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
         assert!(
             p.contains(
-                "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+                "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:PLAINTEXT,CONTROLLER:SSL\n"
             ),
             "{p}"
         );
@@ -911,9 +1035,38 @@ mod tests {
                 "listener.name.replication.ssl.truststore.type=PEM",
             ]
         );
-        // The controller listener stays plaintext, the user's plaintext listener untouched.
-        assert!(!p.contains("listener.name.controller."));
+        // The controller listener too (the quorum's gRPC, same certificates), the user's
+        // plaintext listener untouched.
+        let controller: Vec<&str> = p
+            .lines()
+            .filter(|l| l.starts_with("listener.name.controller."))
+            .collect();
+        assert_eq!(
+            controller,
+            [
+                "listener.name.controller.ssl.client.auth=required",
+                "listener.name.controller.ssl.keystore.type=PEM",
+                "listener.name.controller.ssl.truststore.location=/etc/strait-tls/ca.crt",
+                "listener.name.controller.ssl.truststore.type=PEM",
+            ]
+        );
         assert!(!p.contains("listener.name.plain."));
+        // A Cluster whose quorum an earlier version started keeps it plaintext (sticky).
+        let older = server_properties(
+            "kafka",
+            "ns",
+            &s,
+            &[0],
+            Replication::MutualTlsPlaintextQuorum,
+        );
+        assert!(
+            older.contains(
+                "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            ),
+            "{older}"
+        );
+        assert!(!older.contains("listener.name.controller."));
+        assert!(older.contains("listener.name.replication.ssl.client.auth=required"));
         assert!(!p.contains("ssl.key.password"));
         // Each pod reads its own keystore, for the replication listener and TLS listeners alike.
         let mut s = s;
@@ -929,8 +1082,13 @@ mod tests {
             locations,
             [
                 "listener.name.replication.ssl.keystore.location=/etc/strait-tls/kafka-z0-1.pem",
+                "listener.name.controller.ssl.keystore.location=/etc/strait-tls/kafka-z0-1.pem",
                 "listener.name.secure.ssl.keystore.location=/etc/strait-tls/kafka-z0-1.pem"
             ]
+        );
+        assert_eq!(
+            keystore_locations("kafka-z0-1", &s, Replication::MutualTlsPlaintextQuorum).len(),
+            2
         );
         // Changing how a cluster replicates changes its configuration hash (its brokers roll).
         assert_ne!(
@@ -966,7 +1124,7 @@ mod tests {
         assert!(
             p.contains(
                 "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:SASL_PLAINTEXT,\
-                 SECURE:SASL_SSL,CONTROLLER:PLAINTEXT\n"
+                 SECURE:SASL_SSL,CONTROLLER:SSL\n"
             ),
             "{p}"
         );
@@ -1000,7 +1158,7 @@ mod tests {
         assert!(
             p.contains(
                 "\nlistener.security.protocol.map=REPLICATION:SSL,PLAIN:PLAINTEXT,MTLS:SSL,\
-                 CONTROLLER:PLAINTEXT\n"
+                 CONTROLLER:SSL\n"
             ),
             "{p}"
         );
@@ -1031,7 +1189,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("listener: {e}"));
         let p = server_properties("kafka", "ns", &s, &[0], Replication::MutualTls);
         for line in [
-            "listener.security.protocol.map=REPLICATION:SSL,PLAIN:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=REPLICATION:SSL,PLAIN:SASL_PLAINTEXT,CONTROLLER:SSL",
             "listener.name.plain.sasl.enabled.mechanisms=OAUTHBEARER",
             "sasl.oauthbearer.jwks.endpoint.url=file:///etc/strait-oauth/jwks.json",
             "sasl.oauthbearer.expected.audience=kafka",

@@ -25,7 +25,8 @@ use crate::cluster::identity::{ClusterRef, Replication};
 use crate::cluster::observe::{Observed, observe};
 use crate::cluster::status::{self, Pass};
 use crate::cluster::validate::{InvalidSpec, validate};
-use crate::cluster::{drain, issue, plan};
+use crate::cluster::voters::VoterStep;
+use crate::cluster::{drain, issue, plan, reconfigure};
 use crate::conditions::{Cond, merge};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -174,8 +175,10 @@ async fn reconcile_cluster<F: AdminFactory>(
         .await;
     }
     let ready = pass.observed.brokers.map_or(0, |b| b.ready);
-    let settled =
-        is_ready && pass.outcome.external_pending.is_empty() && pass.outcome.recreating.is_none();
+    let settled = is_ready
+        && pass.outcome.external_pending.is_empty()
+        && pass.outcome.recreating.is_none()
+        && !pass.outcome.quorum_changing;
     let roll_pending = pass.outcome.roll.as_ref().is_some_and(|r| r.pending);
     let status = status::cluster_status(
         &previous,
@@ -270,7 +273,41 @@ async fn converge<F: AdminFactory>(
     let credentials = issue::ensure_credentials(c, ctx).await?;
     let admin_tls = credentials.admin_tls.as_ref();
 
-    let scale = plan::scale(c, &observed.current);
+    // One voter change per pass (KIP-853), before the scale step: a leaving broker goes only
+    // once it is no voter, and the roll restarts no voter while the set changes.
+    pass.step = "changing the controller quorum";
+    let current: Vec<i32> = observed.current.iter().map(|r| r.unwrap_or(0)).collect();
+    let quorum = reconfigure::step(
+        c,
+        cluster.status.as_ref().and_then(|s| s.quorum.as_ref()),
+        &current,
+        admin_tls,
+        ctx,
+        &mut pass.observed.admin,
+    )
+    .await;
+    if let Some(cond) = quorum.condition.as_ref().filter(|c| c.status)
+        && matches!(
+            quorum.step,
+            Some(
+                VoterStep::Add { .. } | VoterStep::Remove { .. } | VoterStep::RemoveReplaced { .. }
+            )
+        )
+    {
+        event(
+            &ctx.recorder,
+            cluster,
+            false,
+            cond.reason,
+            cond.message.clone(),
+        )
+        .await;
+    }
+    pass.outcome.quorum = quorum.condition.clone();
+    pass.outcome.quorum_changing = quorum.changing();
+    pass.quorum = Some(quorum.status());
+
+    let scale = plan::scale(c, &observed.current, &quorum);
     let decision = drain::scale(c, scale, admin_tls, ctx, &mut pass.observed.admin).await;
     for cond in decision
         .conditions
@@ -292,7 +329,7 @@ async fn converge<F: AdminFactory>(
     });
     pass.held = decision.replicas.iter().sum();
 
-    let plan = plan::plan(c, &observed, decision.replicas);
+    let plan = plan::plan(c, &observed, decision.replicas, &quorum);
     apply_plan(c, cluster, &observed, &plan, &credentials, ctx, pass).await?;
     Ok(Flow::Done)
 }

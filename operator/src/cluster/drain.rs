@@ -1,6 +1,6 @@
 //! The admin work of the scale step and after a scale-up: a scale-down moves partitions off the
 //! leaving brokers (AlterPartitionReassignments, each move issued once) before their zones
-//! shrink, and new brokers get replicas once every broker is ready. The moves are inherently
+//! shrink, and waits for the quorum step to remove any of them that is a controller voter, and new brokers get replicas once every broker is ready. The moves are inherently
 //! sequential over passes, so each pass issues what is due and reports progress as a
 //! condition; an admin failure keeps the brokers rather than failing the reconcile.
 
@@ -38,13 +38,6 @@ pub async fn scale<F: AdminFactory>(
     reach: &mut AdminReach,
 ) -> ScaleDecision {
     let drain = match plan {
-        ScalePlan::QuorumChangeRefused { now, condition } => {
-            return ScaleDecision {
-                replicas: now,
-                conditions: vec![condition],
-                busy: true,
-            };
-        }
         ScalePlan::Resize(desired) => {
             return ScaleDecision {
                 replicas: desired,
@@ -58,9 +51,25 @@ pub async fn scale<F: AdminFactory>(
         desired,
         held,
         leaving,
+        leaving_voters,
         ..
     } = &drain;
     match scale_down_step(c, admin_tls, ctx, reach, &drain).await {
+        // Partitions are off them, but the quorum step has not removed every leaving voter
+        // yet: a voter's broker must not stop before it left the voter set.
+        Ok(None) if !leaving_voters.is_empty() => ScaleDecision {
+            replicas: held.clone(),
+            conditions: vec![Cond::new(
+                "ScaleDownBlocked",
+                false,
+                "RemovingVoters",
+                format!(
+                    "brokers {leaving:?} hold no partitions; {leaving_voters:?} are still \
+                     controller voters, removed from the quorum one at a time first"
+                ),
+            )],
+            busy: true,
+        },
         Err(e) => ScaleDecision {
             replicas: held.clone(),
             conditions: vec![Cond::new(

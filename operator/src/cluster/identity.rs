@@ -13,14 +13,32 @@ use strait_crds::{Cluster, ClusterSpec};
 use crate::names;
 
 /// How the brokers of a Cluster talk to each other, and the operator to them, on the
-/// replication listener.
+/// replication listener, and the nodes to the metadata quorum on the CONTROLLER listener.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Replication {
-    /// `REPLICATION:SSL`, client certificates required (every Cluster made by this version).
+    /// `REPLICATION:SSL` and `CONTROLLER:SSL`, client certificates required (every Cluster made
+    /// by this version).
     #[default]
     MutualTls,
-    /// `REPLICATION:PLAINTEXT`: a Cluster whose brokers an earlier operator version started.
+    /// `REPLICATION:SSL` but `CONTROLLER:PLAINTEXT`: a Cluster whose brokers an operator version
+    /// before TLS controllers started (switching the quorum's protocol one broker at a time
+    /// would split it).
+    MutualTlsPlaintextQuorum,
+    /// `REPLICATION:PLAINTEXT` and `CONTROLLER:PLAINTEXT`: a Cluster whose brokers an earlier
+    /// operator version started.
     Plaintext,
+}
+
+impl Replication {
+    /// Whether the replication listener (and the operator's admin client) uses mutual TLS.
+    pub fn replication_tls(self) -> bool {
+        self != Replication::Plaintext
+    }
+
+    /// Whether the CONTROLLER listener (the quorum's gRPC) uses mutual TLS.
+    pub fn controller_tls(self) -> bool {
+        self == Replication::MutualTls
+    }
 }
 
 /// Identity of a Cluster the builders need.

@@ -13,7 +13,7 @@ use crate::admin::{self, TlsConfig};
 use crate::apply::{apply, post_params};
 use crate::cluster::build;
 use crate::cluster::certs::Ca;
-use crate::cluster::identity::{ClusterRef, Replication};
+use crate::cluster::identity::ClusterRef;
 use crate::cluster::{certs, quorum, tls};
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
@@ -35,7 +35,7 @@ pub async fn ensure_credentials<F: AdminFactory>(
     c: &ClusterRef<'_>,
     ctx: &Context<F>,
 ) -> Result<Credentials, Error> {
-    if c.replication != Replication::MutualTls {
+    if !c.replication.replication_tls() {
         return Ok(Credentials::default());
     }
     let ca = ensure_ca(c, ctx).await?;

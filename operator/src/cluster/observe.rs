@@ -78,7 +78,7 @@ pub async fn observe<F: AdminFactory>(
     let mut migrate = Vec::new();
     let mut live = BTreeMap::new();
     let mut zone_states = Vec::new();
-    let mut orphans_plaintext = false;
+    let mut orphan_replication = Replication::MutualTls;
     for i in 0..c.spec.zones.len() {
         let name = names::statefulset(c.name, i);
         match sts_api.get_opt(&name).await? {
@@ -99,10 +99,11 @@ pub async fn observe<F: AdminFactory>(
                 let orphans = storage::orphaned_brokers(&broker_pods, i);
                 current.push(orphans.brokers);
                 ready += orphans.ready;
-                orphans_plaintext |= pods
+                orphan_replication = pods
                     .iter()
                     .filter(|p| roll::broker_pod(c.name, p).is_some_and(|b| b.zone == i))
-                    .any(tls::plaintext_pod);
+                    .map(tls::pod_replication)
+                    .fold(orphan_replication, tls::weakest);
                 zone_states.push(if terminating.is_some() {
                     storage::ZoneState::Terminating
                 } else {
@@ -121,11 +122,7 @@ pub async fn observe<F: AdminFactory>(
     } else {
         Vec::new()
     };
-    let replication = if orphans_plaintext {
-        Replication::Plaintext
-    } else {
-        tls::replication_of(live.values())
-    };
+    let replication = tls::weakest(orphan_replication, tls::replication_of(live.values()));
     Ok(Observed {
         zone_sets,
         pods,

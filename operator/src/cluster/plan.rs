@@ -13,9 +13,9 @@ use kube::api::DynamicObject;
 use crate::cluster::build::{configmap, monitoring, pdb, rbac, services};
 use crate::cluster::identity::{self, ClusterRef};
 use crate::cluster::observe::Observed;
-use crate::cluster::scale::check_quorum_change;
+use crate::cluster::quorum::Controllers;
+use crate::cluster::reconfigure::QuorumOutcome;
 use crate::cluster::{config, quorum, storage, tls, zones};
-use crate::conditions::Cond;
 use crate::names;
 
 /// What to do about StatefulSets whose zone left its position in `spec.zones` (see `zones`).
@@ -26,18 +26,10 @@ pub fn zones(c: &ClusterRef<'_>, observed: &Observed) -> zones::ZoneCheck {
 /// What the scale step must do, from the spec and the brokers each zone has.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ScalePlan {
-    /// A running cluster keeps its size (`now`) when the new size would change the controller
-    /// voters; `condition` says why.
-    QuorumChangeRefused {
-        /// Brokers each zone has.
-        now: Vec<i32>,
-        /// The `ScaleDownBlocked` condition.
-        condition: Cond,
-    },
     /// No broker leaves: each zone gets its desired size.
     Resize(Vec<i32>),
     /// Brokers leave: partitions move off them first (admin calls), and until none is left
-    /// there the zones keep their brokers.
+    /// there, and none of them is a controller voter any more, the zones keep their brokers.
     Drain(Drain),
 }
 
@@ -54,29 +46,18 @@ pub struct Drain {
     pub remaining: Vec<i32>,
     /// Each broker's rack (zone).
     pub racks: BTreeMap<i32, String>,
-    /// The controller voters of the brokers as they are.
+    /// The controller voters the spec wants (none of them leaves).
     pub voters: Vec<i32>,
+    /// Leaving brokers that are still controller voters: the quorum step removes them first.
+    pub leaving_voters: Vec<i32>,
 }
 
-/// Plans the scale step from `current`, the brokers each zone has: a zone shrinks only once no
-/// partition has a replica on its leaving brokers, and a running cluster keeps its size when
-/// the new size would change the controller voters.
-pub fn scale(c: &ClusterRef<'_>, current: &[Option<i32>]) -> ScalePlan {
+/// Plans the scale step from `current`, the brokers each zone has, and the `quorum` step: a
+/// zone grows at once (new controllers join the quorum as observers and are promoted one at a
+/// time); it shrinks only once no partition has a replica on its leaving brokers and none of
+/// them is a voter any more.
+pub fn scale(c: &ClusterRef<'_>, current: &[Option<i32>], quorum: &QuorumOutcome) -> ScalePlan {
     let desired = quorum::desired_zone_sizes(c.spec);
-    let now: Vec<i32> = (0..desired.len())
-        .map(|i| current.get(i).copied().flatten().unwrap_or(0))
-        .collect();
-    if let Err(refused) = check_quorum_change(&now, &desired) {
-        return ScalePlan::QuorumChangeRefused {
-            now,
-            condition: Cond::new(
-                "ScaleDownBlocked",
-                true,
-                "QuorumChangeRefused",
-                format!("cannot scale to {} brokers: {refused}", c.spec.replicas),
-            ),
-        };
-    }
     let mut leaving = Vec::new();
     let mut remaining = Vec::new();
     let mut racks = BTreeMap::new();
@@ -100,14 +81,20 @@ pub fn scale(c: &ClusterRef<'_>, current: &[Option<i32>]) -> ScalePlan {
         .zip(current)
         .map(|(d, c)| (*d).max(c.unwrap_or(0)))
         .collect();
-    let voters = quorum::choose_voters(&now);
+    let now = quorum.voters_now();
+    let leaving_voters = leaving
+        .iter()
+        .filter(|id| now.contains(id))
+        .copied()
+        .collect();
     ScalePlan::Drain(Drain {
         desired,
         held,
         leaving,
         remaining,
         racks,
-        voters,
+        voters: quorum.desired.clone(),
+        leaving_voters,
     })
 }
 
@@ -120,9 +107,13 @@ pub struct Plan {
     pub replicas: Vec<i32>,
     /// Node ids of those brokers.
     pub held: Vec<i32>,
-    /// The controller voters: those of the brokers actually kept, which are the spec's unless
-    /// a quorum change was refused.
+    /// The controller voters as the quorum reported them (the seeds when it was not asked):
+    /// the roll restarts them last.
     pub voters: Vec<i32>,
+    /// The nodes with the controller role: the seed voters and the joining ones.
+    pub controllers: Controllers,
+    /// Why voters must not restart now (a voter change under way), if they must not.
+    pub hold_voters: Option<String>,
     /// Hash of `server.properties`, which rolls the brokers when it changes.
     pub config_hash: String,
     /// The brokers' ServiceAccount.
@@ -148,15 +139,21 @@ pub struct Plan {
     pub service_monitor: Option<DynamicObject>,
 }
 
-/// Plans the objects of Cluster `c` for zone sizes `replicas` (the scale step's decision).
-pub fn plan(c: &ClusterRef<'_>, observed: &Observed, replicas: Vec<i32>) -> Plan {
-    let voters = quorum::choose_voters(&replicas);
-    let properties = config::server_properties(c.name, c.namespace, c.spec, &voters, c.replication);
+/// Plans the objects of Cluster `c` for zone sizes `replicas` (the scale step's decision) and
+/// the `quorum` step's controllers: `controller.quorum.voters` names the seed voters only.
+pub fn plan(
+    c: &ClusterRef<'_>,
+    observed: &Observed,
+    replicas: Vec<i32>,
+    quorum: &QuorumOutcome,
+) -> Plan {
+    let seeds = &quorum.seeds;
+    let properties = config::server_properties(c.name, c.namespace, c.spec, seeds, c.replication);
     Plan {
         held: identity::held_node_ids(&replicas),
         config_hash: config::config_hash(&properties),
         service_account: rbac::service_account(c),
-        config_map: configmap::config_map(c, &voters),
+        config_map: configmap::config_map(c, seeds),
         headless: services::headless_service(c),
         bootstrap: services::bootstrap_services(c),
         per_broker: services::broker_services(c, &replicas),
@@ -165,7 +162,11 @@ pub fn plan(c: &ClusterRef<'_>, observed: &Observed, replicas: Vec<i32>) -> Plan
         templates: storage::plan_templates(&observed.zone_states, &c.spec.storage),
         pdb: pdb::pod_disruption_budget(c),
         service_monitor: monitoring::service_monitor(c),
-        voters,
+        voters: quorum.voters_now(),
+        controllers: quorum.controllers(),
+        hold_voters: quorum
+            .changing()
+            .then(|| quorum.step.map(|s| s.to_string()).unwrap_or_default()),
         replicas,
     }
 }
@@ -214,10 +215,22 @@ mod tests {
     use super::*;
     use crate::cluster::identity::tests::{cref, spec};
 
+    /// The quorum step's outcome for seeds `seeds`, wanted voters `desired` and the voters as
+    /// described (`None`: not described).
+    fn quorum(seeds: &[i32], desired: &[i32], voters: Option<&[i32]>) -> QuorumOutcome {
+        QuorumOutcome {
+            seeds: seeds.to_vec(),
+            desired: desired.to_vec(),
+            voters: voters.map(<[i32]>::to_vec),
+            ..QuorumOutcome::default()
+        }
+    }
+
     #[test]
     fn a_scale_down_drains_the_last_brokers_of_each_zone_and_holds_the_zones() {
         let s = spec(3, &["a", "b", "c"]);
-        let ScalePlan::Drain(drain) = scale(&cref(&s), &[Some(2), Some(2), Some(1)]) else {
+        let q = quorum(&[0, 1000, 2000], &[0, 1000, 2000], None);
+        let ScalePlan::Drain(drain) = scale(&cref(&s), &[Some(2), Some(2), Some(1)], &q) else {
             panic!("a scale-down drains");
         };
         assert_eq!(drain.desired, [1, 1, 1]);
@@ -226,32 +239,47 @@ mod tests {
         assert_eq!(drain.remaining, [0, 1000, 2000]);
         assert_eq!(drain.racks[&1001], "b");
         assert_eq!(drain.voters, [0, 1000, 2000]);
+        assert!(drain.leaving_voters.is_empty());
     }
 
     #[test]
     fn growing_or_creating_is_a_resize() {
         let s = spec(5, &["a", "b", "c"]);
+        let q = quorum(&[0, 1000, 2000], &[0, 1000, 2000, 1, 1001], None);
         assert_eq!(
-            scale(&cref(&s), &[Some(1), Some(1), Some(1)]),
+            scale(&cref(&s), &[Some(1), Some(1), Some(1)], &q),
             ScalePlan::Resize(vec![2, 2, 1])
         );
         assert_eq!(
-            scale(&cref(&s), &[None, None, None]),
+            scale(&cref(&s), &[None, None, None], &q),
             ScalePlan::Resize(vec![2, 2, 1])
+        );
+        // One broker to three: the quorum grows rather than refusing the scale.
+        let s = spec(3, &["a", "b", "c"]);
+        let q = quorum(&[0], &[0, 1000, 2000], Some(&[0]));
+        assert_eq!(
+            scale(&cref(&s), &[Some(1), Some(0), Some(0)], &q),
+            ScalePlan::Resize(vec![1, 1, 1])
         );
     }
 
     #[test]
-    fn a_scale_that_changes_the_voters_of_a_running_cluster_is_refused() {
-        let s = spec(3, &["a", "b", "c"]);
-        match scale(&cref(&s), &[Some(1), Some(0), Some(0)]) {
-            ScalePlan::QuorumChangeRefused { now, condition } => {
-                assert_eq!(now, [1, 0, 0]);
-                assert_eq!(condition.reason, "QuorumChangeRefused");
-                assert!(condition.status);
-            }
-            other => panic!("{other:?}"),
-        }
+    fn leaving_voters_are_named_for_the_quorum_step_to_remove_first() {
+        // Three brokers to one: 1000 and 2000 leave, and are still voters as described.
+        let s = spec(1, &["a", "b", "c"]);
+        let q = quorum(&[0, 1000, 2000], &[0], Some(&[0, 1000, 2000]));
+        let ScalePlan::Drain(drain) = scale(&cref(&s), &[Some(1), Some(1), Some(1)], &q) else {
+            panic!("a scale-down drains");
+        };
+        assert_eq!(drain.leaving, [1000, 2000]);
+        assert_eq!(drain.leaving_voters, [1000, 2000]);
+        assert_eq!(drain.voters, [0], "the wanted voters stay");
+        // Once removed from the voter set, only the partitions hold them.
+        let q = quorum(&[0, 1000, 2000], &[0], Some(&[0]));
+        let ScalePlan::Drain(drain) = scale(&cref(&s), &[Some(1), Some(1), Some(1)], &q) else {
+            panic!("a scale-down drains");
+        };
+        assert!(drain.leaving_voters.is_empty());
     }
 
     #[test]
@@ -274,9 +302,26 @@ mod tests {
             pod_failures: Vec::new(),
         };
         // Held at 2-2-1 while partitions move off brokers 1 and 1001.
-        let plan = plan(&c, &observed, vec![2, 2, 1]);
+        let q = quorum(
+            &[0, 1000, 2000],
+            &[0, 1000, 2000, 1, 1001],
+            Some(&[0, 1000, 2000, 1]),
+        );
+        let plan = plan(&c, &observed, vec![2, 2, 1], &q);
         assert_eq!(plan.held, [0, 1, 1000, 1001, 2000]);
-        assert_eq!(plan.voters, [0, 1000, 2000]);
+        assert_eq!(plan.voters, [0, 1000, 2000, 1]);
+        assert_eq!(plan.controllers.seeds, [0, 1000, 2000]);
+        assert_eq!(plan.controllers.joining, [1, 1001]);
+        // The shared file names the seeds only.
+        let properties = &plan.config_map.data.as_ref().expect("data")["server.properties"];
+        assert!(
+            properties.contains(
+                "\ncontroller.quorum.voters=0@kafka-z0-0.kafka-brokers.ns.svc:9093,\
+                 1000@kafka-z1-1000.kafka-brokers.ns.svc:9093,\
+                 2000@kafka-z2-2000.kafka-brokers.ns.svc:9093\n"
+            ),
+            "{properties}"
+        );
         assert!(plan.broker_certificates, "mutual TLS replication");
         assert_eq!(plan.templates.templates.len(), 3);
         assert!(plan.service_monitor.is_none());

@@ -62,11 +62,22 @@ pub enum RollWait {
         /// `spec.replicas`.
         want: i32,
     },
+    /// A voter is next, but the voter set is changing (see `reconfigure`).
+    QuorumChanging {
+        /// The voter change under way.
+        step: String,
+    },
 }
 
 impl fmt::Display for RollWait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RollWait::QuorumChanging { step } => {
+                write!(
+                    f,
+                    "no voter restarts while the controller quorum changes ({step})"
+                )
+            }
             RollWait::StatusPending { zone } => {
                 write!(
                     f,

@@ -100,6 +100,10 @@ pub struct Outcome {
     pub replication: Option<Cond>,
     /// `StorageChangeBlocked` (see `storage`).
     pub storage: Option<Cond>,
+    /// `QuorumReconfiguring` (see `reconfigure`).
+    pub quorum: Option<Cond>,
+    /// A controller voter change is under way or waited for.
+    pub quorum_changing: bool,
     /// Services whose external address is not known yet.
     pub external_pending: Vec<String>,
     /// A StatefulSet being recreated for a new claim template (what and why).
@@ -128,6 +132,8 @@ pub struct Pass {
     pub cluster_id: Option<String>,
     /// Brokers the StatefulSets hold as applied.
     pub held: i32,
+    /// The metadata quorum, once the quorum step ran.
+    pub quorum: Option<strait_crds::cluster::QuorumStatus>,
 }
 
 /// The status to write after a pass of Cluster `name` at `generation`: the conditions of
@@ -161,6 +167,7 @@ pub fn cluster_status(
         listeners: pass.listeners.unwrap_or_else(|| previous.listeners.clone()),
         cluster_id: pass.cluster_id,
         config_hash: pass.config_hash.or(previous.config_hash.clone()),
+        quorum: pass.quorum.or_else(|| previous.quorum.clone()),
     }
 }
 
@@ -171,8 +178,17 @@ pub fn replication_condition(replication: Replication) -> Cond {
             "ReplicationTLS",
             true,
             "MutualTLS",
+            "brokers replicate, the operator connects and the nodes reach the metadata quorum \
+             over mutual TLS with certificates of the cluster CA",
+        ),
+        Replication::MutualTlsPlaintextQuorum => Cond::new(
+            "ReplicationTLS",
+            true,
+            "MutualTLS",
             "brokers replicate, and the operator connects, over mutual TLS with certificates \
-             of the cluster CA",
+             of the cluster CA; the CONTROLLER listener stays plaintext (the brokers were \
+             started by an operator version with a plaintext quorum, and switching it one \
+             broker at a time would split the quorum)",
         ),
         Replication::Plaintext => Cond::new(
             "ReplicationTLS",
@@ -254,6 +270,7 @@ pub fn conditions(observed: &Observed, outcome: &Outcome) -> Vec<Cond> {
     out.extend(outcome.roll.as_ref().map(|r| r.condition.clone()));
     out.extend(outcome.replication.clone());
     out.extend(outcome.storage.clone());
+    out.extend(outcome.quorum.clone());
     out
 }
 

@@ -91,38 +91,61 @@ pub const TRUSTSTORE_KEY: &str = "ca.crt";
 
 pub use crate::cluster::identity::Replication;
 
-/// How a Cluster replicates, from its zones' StatefulSets as they exist: plaintext as soon as
-/// one was made without [`REPLICATION_ANNOTATION`] (by an earlier operator version, whose
-/// brokers replicate in plaintext), mutual TLS otherwise (a new Cluster, or one whose
-/// StatefulSets all carry it).
-pub fn replication_of<'a>(existing: impl IntoIterator<Item = &'a StatefulSet>) -> Replication {
-    let legacy = existing.into_iter().any(|sts| {
-        let marked = sts
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(REPLICATION_ANNOTATION));
-        marked.map(String::as_str) != Some(REPLICATION_MUTUAL_TLS)
-    });
-    if legacy {
+/// Pod template annotation of the brokers of a Cluster whose CONTROLLER listener (the metadata
+/// quorum) uses mutual TLS.
+pub const CONTROLLER_ANNOTATION: &str = "strait.dev/controller";
+
+/// How the brokers made from a pod template (or a pod) with `annotations` replicate and reach
+/// the quorum: without [`REPLICATION_ANNOTATION`] plaintext (an earlier operator version),
+/// without [`CONTROLLER_ANNOTATION`] mutual TLS replication but a plaintext quorum (a version
+/// before TLS controllers), else mutual TLS for both.
+pub fn replication_marked(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> Replication {
+    let marked = |key: &str| {
+        annotations.and_then(|a| a.get(key)).map(String::as_str) == Some(REPLICATION_MUTUAL_TLS)
+    };
+    if !marked(REPLICATION_ANNOTATION) {
         Replication::Plaintext
+    } else if !marked(CONTROLLER_ANNOTATION) {
+        Replication::MutualTlsPlaintextQuorum
     } else {
         Replication::MutualTls
     }
 }
 
-/// Whether a broker pod was made from a template without [`REPLICATION_ANNOTATION`] (by an
-/// earlier, plaintext-replicating version): what tells how a zone replicates while its
-/// StatefulSet is being recreated (see `storage`) and so cannot.
-pub fn plaintext_pod(pod: &Pod) -> bool {
-    let marked = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(REPLICATION_ANNOTATION));
-    marked.map(String::as_str) != Some(REPLICATION_MUTUAL_TLS)
+/// The weaker of two: a Cluster whose zones differ keeps what its oldest brokers speak.
+pub fn weakest(a: Replication, b: Replication) -> Replication {
+    let rank = |r| match r {
+        Replication::Plaintext => 0,
+        Replication::MutualTlsPlaintextQuorum => 1,
+        Replication::MutualTls => 2,
+    };
+    if rank(a) <= rank(b) { a } else { b }
+}
+
+/// How a Cluster replicates, from its zones' StatefulSets as they exist: the weakest of their
+/// templates' markings (see [`replication_marked`]); mutual TLS for both listeners when there
+/// is none (a new Cluster). The mode is sticky: nothing here ever upgrades a running Cluster.
+pub fn replication_of<'a>(existing: impl IntoIterator<Item = &'a StatefulSet>) -> Replication {
+    existing
+        .into_iter()
+        .map(|sts| {
+            replication_marked(
+                sts.spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.as_ref()),
+            )
+        })
+        .fold(Replication::MutualTls, weakest)
+}
+
+/// How a broker pod replicates, from its annotations (see [`replication_marked`]): what tells
+/// for a zone while its StatefulSet is being recreated (see `storage`) and so cannot.
+pub fn pod_replication(pod: &Pod) -> Replication {
+    replication_marked(pod.metadata.annotations.as_ref())
 }
 
 /// The Cluster's TLS listeners.
@@ -137,7 +160,7 @@ pub fn has_tls(spec: &ClusterSpec) -> bool {
 
 /// Whether the brokers need certificates: for mutual TLS replication or a TLS listener.
 pub fn needs_certificates(spec: &ClusterSpec, replication: Replication) -> bool {
-    replication == Replication::MutualTls || has_tls(spec)
+    replication.replication_tls() || has_tls(spec)
 }
 
 /// Whether a `nodeport` listener serves TLS (then node IPs are in the certificates).
@@ -181,7 +204,7 @@ pub fn broker_sans(c: &ClusterRef, node_id: i32, known: &KnownAddresses) -> Sans
         "{pod}.{headless}.{}.svc.{CLUSTER_DOMAIN}",
         c.namespace
     )));
-    if c.replication == Replication::MutualTls {
+    if c.replication.replication_tls() {
         service_names(
             &mut sans,
             &names::bootstrap_service(c.name, None),
@@ -417,14 +440,33 @@ mod tests {
     }
 
     #[test]
-    fn pods_without_the_replication_annotation_are_plaintext_brokers() {
+    fn pods_say_how_their_brokers_replicate_and_reach_the_quorum() {
         let mut pod = Pod::default();
-        assert!(plaintext_pod(&pod));
-        pod.metadata.annotations = Some(BTreeMap::from([(
+        assert_eq!(pod_replication(&pod), Replication::Plaintext);
+        let mut annotations = BTreeMap::from([(
             REPLICATION_ANNOTATION.to_owned(),
             REPLICATION_MUTUAL_TLS.to_owned(),
-        )]));
-        assert!(!plaintext_pod(&pod));
+        )]);
+        pod.metadata.annotations = Some(annotations.clone());
+        assert_eq!(pod_replication(&pod), Replication::MutualTlsPlaintextQuorum);
+        annotations.insert(
+            CONTROLLER_ANNOTATION.to_owned(),
+            REPLICATION_MUTUAL_TLS.to_owned(),
+        );
+        pod.metadata.annotations = Some(annotations);
+        assert_eq!(pod_replication(&pod), Replication::MutualTls);
+        // Mixed zones keep what the oldest speak.
+        assert_eq!(
+            weakest(
+                Replication::MutualTls,
+                Replication::MutualTlsPlaintextQuorum
+            ),
+            Replication::MutualTlsPlaintextQuorum
+        );
+        assert_eq!(
+            weakest(Replication::Plaintext, Replication::MutualTls),
+            Replication::Plaintext
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The next change to a Cluster's KRaft voter set (KIP-853), as a pure function: from the voters
 //! the operator wants and the quorum as DescribeQuorum reports it, [`next_step`] returns one
-//! AddRaftVoter or RemoveRaftVoter to send, or why to wait. Not wired into the reconcile yet:
-//! the operator still refuses voter changes (`ScaleDownRefused::QuorumChange`).
+//! AddRaftVoter or RemoveRaftVoter to send, or why to wait. The reconcile's quorum step
+//! (`reconfigure`) asks it once per pass.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -21,8 +21,8 @@ use strait_crds::cluster::REPLICATION_PORT;
 
 use crate::cluster::config;
 use crate::cluster::external::ExternalAddresses;
-use crate::cluster::identity::{ClusterRef, Replication, ordinal_start};
-use crate::cluster::quorum::CONTROLLER_PORT;
+use crate::cluster::identity::{ClusterRef, ordinal_start};
+use crate::cluster::quorum::{CONTROLLER_PORT, Controllers};
 use crate::cluster::tls;
 use crate::names;
 
@@ -39,13 +39,13 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 120;
 pub const BROKER_UID: i64 = 65532;
 
 /// The StatefulSets, one per zone, with `replicas[i]` brokers in zone `i` (the controller may
-/// hold a zone at its current size while partitions move off leaving brokers); `voters` are the
-/// node ids that run the controller role, `external` the brokers' known external addresses,
+/// hold a zone at its current size while partitions move off leaving brokers); `controllers`
+/// are the node ids that run the controller role (seed voters and joining ones), `external` the brokers' known external addresses,
 /// `cert_generations` each zone's broker certificate generation (with TLS listeners).
 pub fn statefulsets(
     c: &ClusterRef,
     replicas: &[i32],
-    voters: &[i32],
+    controllers: &Controllers,
     config_hash: &str,
     cert_generations: &BTreeMap<usize, u64>,
     external: &ExternalAddresses,
@@ -60,7 +60,7 @@ pub fn statefulsets(
                 i,
                 zone,
                 replicas.get(i).copied().unwrap_or(0),
-                voters,
+                &controllers.in_zone(i),
                 config_hash,
                 cert_generations.get(&i).copied().unwrap_or(0),
                 &external.in_zone(i),
@@ -79,7 +79,7 @@ pub fn statefulset(
     index: usize,
     zone: &str,
     replicas: i32,
-    voters: &[i32],
+    controllers: &Controllers,
     config_hash: &str,
     cert_generation: u64,
     external: &ExternalAddresses,
@@ -102,10 +102,17 @@ pub fn statefulset(
             cert_generation.to_string(),
         );
     }
-    if c.replication == Replication::MutualTls {
+    if c.replication.replication_tls() {
         // How the controller tells these brokers from an earlier version's plaintext ones.
         annotations.insert(
             tls::REPLICATION_ANNOTATION.to_owned(),
+            tls::REPLICATION_MUTUAL_TLS.to_owned(),
+        );
+    }
+    if c.replication.controller_tls() {
+        // And from a version whose quorum is plaintext.
+        annotations.insert(
+            tls::CONTROLLER_ANNOTATION.to_owned(),
             tls::REPLICATION_MUTUAL_TLS.to_owned(),
         );
     }
@@ -137,7 +144,7 @@ pub fn statefulset(
             c.namespace,
             spec,
             zone,
-            voters,
+            controllers,
             external,
             c.replication,
         )]),
@@ -508,6 +515,7 @@ mod tests {
     use super::*;
     use crate::cluster::build::configmap::config_map;
     use crate::cluster::build::services::{bootstrap_services, headless_service};
+    use crate::cluster::identity::Replication;
     use crate::cluster::identity::desired_node_ids;
     use crate::cluster::identity::tests::{cref, spec};
     use strait_crds::ClusterSpec;
@@ -519,7 +527,7 @@ mod tests {
         let sets = statefulsets(
             &c,
             &[2, 2, 1],
-            &[0, 1000, 2000],
+            &Controllers::seeded(&[0, 1000, 2000]),
             "h",
             &BTreeMap::new(),
             &ExternalAddresses::default(),
@@ -608,7 +616,7 @@ mod tests {
         let sets = statefulsets(
             &c,
             &[2, 2],
-            &voters,
+            &Controllers::seeded(&voters),
             "h",
             &BTreeMap::new(),
             &ExternalAddresses::default(),
@@ -684,7 +692,7 @@ mod tests {
             0,
             "a",
             1,
-            &[0],
+            &Controllers::seeded(&[0]),
             "h",
             0,
             &ExternalAddresses::default(),
@@ -719,7 +727,7 @@ mod tests {
             statefulsets(
                 &c,
                 &[2, 1],
-                &[0],
+                &Controllers::seeded(&[0]),
                 "h",
                 &generations,
                 &ExternalAddresses::default(),
@@ -787,7 +795,7 @@ mod tests {
             statefulsets(
                 c,
                 &[2, 1],
-                &[0],
+                &Controllers::seeded(&[0]),
                 "h",
                 &BTreeMap::from([(0, 1)]),
                 &ExternalAddresses::default(),
@@ -824,6 +832,31 @@ mod tests {
             tls::replication_of([&tls_sets[0], &legacy_sets[1]]),
             Replication::Plaintext
         );
+        // A cluster whose quorum was started plaintext keeps its CONTROLLER listener plaintext:
+        // its templates lack the controller marker, which new clusters carry.
+        let quorum_plaintext = ClusterRef {
+            replication: Replication::MutualTlsPlaintextQuorum,
+            ..cref(&s)
+        };
+        let older = sets(&quorum_plaintext);
+        assert_eq!(
+            tls::replication_of(&older),
+            Replication::MutualTlsPlaintextQuorum
+        );
+        assert_eq!(
+            tls::replication_of([&tls_sets[0], &older[1]]),
+            Replication::MutualTlsPlaintextQuorum
+        );
+        let args = |sets: &[StatefulSet]| {
+            sets[0].spec.template.spec.as_ref().expect("pod").containers[0]
+                .args
+                .as_ref()
+                .expect("args")[0]
+                .clone()
+        };
+        assert!(args(&tls_sets).contains("listener.name.controller.ssl.keystore.location="));
+        assert!(!args(&older).contains("listener.name.controller."));
+        assert!(args(&older).contains("listener.name.replication.ssl.keystore.location="));
         for set in &legacy_sets {
             let pod = set.spec.template.spec.as_ref().expect("pod");
             assert!(pod.volumes.iter().flatten().all(|v| v.name != "tls"));
@@ -845,7 +878,7 @@ mod tests {
             0,
             "a",
             1,
-            &[0],
+            &Controllers::seeded(&[0]),
             "h",
             0,
             &ExternalAddresses::default(),
