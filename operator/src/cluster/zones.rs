@@ -8,11 +8,11 @@
 //! The decision: such a StatefulSet that still has brokers refuses the change and nothing is
 //! applied; the user scales that zone's brokers away first. Brokers are spread round-robin over
 //! `spec.zones`, so lowering `spec.replicas` empties the last zones first, through the ordinary
-//! scale-down (partitions moved off, controller voters never removed). Such a StatefulSet with
-//! no broker left is deleted. (The alternative, treating the zone's brokers as leaving brokers
-//! of a scale-down, would remove a controller voter whenever the zone holds one, which the
-//! quorum rules refuse anyway, and would have to keep the old zone's StatefulSet alive under a
-//! spec that no longer names it.)
+//! scale-down (partitions moved off, leaving controller voters removed from the quorum first).
+//! Such a StatefulSet with no broker left is deleted. (The alternative, treating the zone's
+//! brokers as leaving brokers of a scale-down, would have to keep the old zone's StatefulSet
+//! alive under a spec that no longer names it, and with it the voter its first broker usually
+//! is.)
 
 use strait_crds::ClusterSpec;
 
