@@ -6,6 +6,8 @@
 //! remove remote objects, and a store outage or wrong credentials never block produce nor lose
 //! data.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +18,10 @@ use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use strait_e2e::checker::{read_topic, verify};
+use strait_e2e::cluster::{Cluster, ClusterSpec, READY_TIMEOUT};
 use strait_e2e::exposition::Scrape;
+use strait_e2e::load::{BackgroundProducer, LoadPlan};
 use strait_e2e::s3::{ACCESS_KEY, S3Server, SECRET_KEY, s3s_fs_binary};
 use strait_e2e::wire::WireClient;
 use strait_e2e::{
@@ -70,7 +75,12 @@ fn check_all(bootstrap: &str, topic: &str, n: usize) {
 }
 
 fn list_offset(broker: &Broker, topic: &str, timestamp: i64) -> i64 {
-    let mut client = WireClient::connect(broker.addr()).expect("connect");
+    list_offset_at(broker.addr(), topic, timestamp)
+}
+
+/// ListOffsets against the broker at `addr` (which must lead partition 0).
+fn list_offset_at(addr: SocketAddr, topic: &str, timestamp: i64) -> i64 {
+    let mut client = WireClient::connect(addr).expect("connect");
     let response: ListOffsetsResponse = client
         .call(
             ApiKey::ListOffsets,
@@ -399,4 +409,124 @@ fn s3_outage_and_wrong_credentials_never_block_produce_nor_lose_data() {
     );
     check_all(&bootstrap, topic, 4_000);
     broker.assert_alive().expect("broker alive");
+}
+
+/// Base offsets of the complete segments (those with a manifest) in the store, with how many
+/// complete copies each has.
+fn complete_copies(store: &Path) -> BTreeMap<i64, usize> {
+    let mut out = BTreeMap::new();
+    for manifest in files(store, ".manifest") {
+        let name = manifest
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string());
+        if let Some(base) = name.and_then(|n| n.get(..20).and_then(|b| b.parse::<i64>().ok())) {
+            *out.entry(base).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn leader_killed_while_copying_and_a_follower_rebuilt_from_an_empty_disk() {
+    const TOPIC: &str = "tiered-cluster";
+    let work = tempfile::tempdir().expect("temp dir");
+    let store = work.path().join("store");
+    let mut spec = ClusterSpec::combined(&["a", "b", "c"]);
+    spec.overrides.extend(
+        [
+            ("remote.log.manager.task.interval.ms", "100"),
+            ("log.retention.check.interval.ms", "200"),
+            ("rsm.config.storage.backend", "filesystem"),
+            (
+                "rsm.config.storage.root",
+                store.to_str().expect("utf-8 path"),
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let mut cluster = Cluster::start(spec).expect("start cluster");
+    cluster
+        .create_topic_assigned(
+            TOPIC,
+            &[&[1, 2, 3]],
+            &[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "65536"),
+                ("local.retention.bytes", "131072"),
+                ("retention.ms", "-1"),
+                ("min.insync.replicas", "2"),
+            ],
+        )
+        .expect("create topic");
+    let mut config = idempotent_producer_config(&cluster.bootstrap());
+    config.set("batch.size", "16384");
+    let producer = BackgroundProducer::start(
+        config,
+        TOPIC,
+        LoadPlan {
+            partitions: 1,
+            limit: None,
+            rate: Some(4_000),
+            max_duration: Duration::from_secs(120),
+        },
+    )
+    .expect("producer");
+    let leader = cluster.node(1).and_then(|n| n.addr()).expect("node 1");
+    wait_until(WAIT, "node 1 to copy segments", || {
+        list_offset_at(leader, TOPIC, LATEST_TIERED) > 2_000
+    })
+    .expect("copies before the fault");
+    // Copies run back to back at this rate: the kill lands during one (or between two).
+    let before = list_offset_at(leader, TOPIC, LATEST_TIERED);
+    cluster.kill(1).expect("SIGKILL the leader");
+    let moved = cluster
+        .wait_for_leader(TOPIC, 0, WAIT, |p| p.leader > 1)
+        .expect("a new leader");
+    let new_leader = cluster
+        .node(moved.leader as u32)
+        .and_then(|n| n.addr())
+        .expect("new leader address");
+    wait_until(WAIT, "the new leader to continue copying", || {
+        list_offset_at(new_leader, TOPIC, LATEST_TIERED) > before + 2_000
+    })
+    .expect("copies after the leader change");
+
+    // Node 1 comes back without its replica: it starts after the highest copied offset.
+    let replica_dir = cluster
+        .node(1)
+        .expect("node 1")
+        .log_dir()
+        .join(format!("{TOPIC}-0"));
+    std::fs::remove_dir_all(&replica_dir).expect("wipe node 1's replica");
+    cluster.restart(1).expect("restart node 1");
+    cluster
+        .wait_ready(1, READY_TIMEOUT)
+        .expect("node 1 back in the ISR");
+    let first_local = strait_e2e::segments::segment_files(&replica_dir)
+        .expect("node 1's segments")
+        .first()
+        .map(|(base, _)| *base)
+        .expect("a segment");
+    assert!(
+        first_local > 0,
+        "node 1 rebuilt from offset 0 instead of the remote tail"
+    );
+
+    let acked = producer.stop().expect("stop producer");
+    let tiered = list_offset_at(new_leader, TOPIC, LATEST_TIERED);
+    // A copy the dead leader left unfinished is deleted by its successor: every complete
+    // segment in the store is there once (a re-rolled segment copied again after the leader
+    // change starts at another offset).
+    wait_until(WAIT, "no segment copied twice", || {
+        complete_copies(&store).values().all(|n| *n == 1)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", complete_copies(&store)));
+    let content = read_topic(&cluster.bootstrap(), TOPIC, Duration::from_secs(90)).expect("read");
+    let report = verify(&acked, &content);
+    eprintln!(
+        "{TOPIC}: {} acked, {} read, tiered up to {tiered}, node 1 starts at {first_local}",
+        report.acked, report.read
+    );
+    report.check().expect("nothing acknowledged lost");
 }

@@ -44,6 +44,11 @@ fn local_retention_deletes_only_copied_segments_and_reads_below_go_remote() {
             .leader_epoch_checkpoint()
             .starts_with("0\n1\n0 0\n")
     );
+    // A segment straddling the highest copied offset is offered again (another replica rolled
+    // at other offsets): skipping it would leave a hole in the remote tier.
+    let straddling = log.closed_segments(closed[0].base_offset + 3, end);
+    assert_eq!(straddling[0].base_offset, closed[0].base_offset);
+    assert_eq!(straddling.len(), closed.len());
 
     // Nothing copied yet: retention keeps everything despite local.retention.bytes=0.
     assert_eq!(mgr.enforce_retention(now_ms()).expect("retention"), 0);

@@ -692,7 +692,11 @@ enum Applied {
 fn apply_partition(f: &Followed, pd: PartitionData, now_ms: i64) -> Result<Applied, LogError> {
     let partition = &f.partition;
     if pd.error_code != 0 {
-        if ResponseError::try_from_code(pd.error_code) != Some(ResponseError::OffsetOutOfRange) {
+        let error = ResponseError::try_from_code(pd.error_code);
+        if error == Some(ResponseError::OffsetMovedToTieredStorage) {
+            return start_at_remote_tail(f);
+        }
+        if error != Some(ResponseError::OffsetOutOfRange) {
             return Ok(Applied::Refused(pd.error_code));
         }
         if pd.log_start_offset > partition.log.log_end_offset() {
@@ -728,6 +732,25 @@ fn apply_partition(f: &Followed, pd: PartitionData, now_ms: i64) -> Result<Appli
     if pd.log_start_offset > log.log_start_offset() && pd.log_start_offset <= log.high_watermark() {
         log.delete_records_before(pd.log_start_offset)?;
     }
+    Ok(Applied::Done)
+}
+
+/// KIP-405's follower bootstrap: what this replica asks for is only in the remote tier (a new
+/// replica, a lost disk), so it does not copy the remote tier but starts its log right after the
+/// highest copied offset, which the leader still holds locally (local retention deletes only
+/// copied segments). Older reads are served from the remote tier. Until the metadata image says
+/// what is copied, the partition backs off and asks again.
+fn start_at_remote_tail(f: &Followed) -> Result<Applied, LogError> {
+    let log = &f.partition.log;
+    let start = log.highest_remote_offset() + 1;
+    if start <= log.log_end_offset() {
+        return Ok(Applied::Refused(
+            ResponseError::OffsetMovedToTieredStorage.code(),
+        ));
+    }
+    warn!(topic = %f.topic, partition = f.partition.index, start,
+        "fetch offset is only in the remote tier; starting this replica's log after the highest copied offset");
+    log.truncate_fully_and_start_at(start)?;
     Ok(Applied::Done)
 }
 

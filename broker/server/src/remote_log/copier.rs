@@ -156,7 +156,7 @@ async fn copy_ready(
     // are not copied.
     let candidates: Vec<ClosedSegment> = log.closed_segments(after, upper);
     for seg in candidates {
-        if seg.base_offset <= after {
+        if seg.next_offset - 1 <= after {
             continue;
         }
         let segment = RemoteSegment {

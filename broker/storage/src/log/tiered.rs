@@ -41,8 +41,11 @@ impl ClosedSegment {
 
 impl PartitionLog {
     /// Closed segments wholly below `upper` (the high watermark or last stable offset, so nothing
-    /// a new leader could truncate is copied) that start after `after` (the highest copied
-    /// offset), oldest first.
+    /// a new leader could truncate is copied) that end after `after` (the highest copied
+    /// offset), oldest first. A segment holding `after` is included: replicas roll segments at
+    /// different offsets, so after a leader change the new leader's segment may straddle what its
+    /// predecessor copied, and skipping it would leave a gap that local retention then deletes.
+    /// Remote segments may therefore overlap (as in Kafka); both hold the same bytes.
     pub fn closed_segments(&self, after: i64, upper: i64) -> Vec<ClosedSegment> {
         let st = self.state.lock();
         if st.deleted {
@@ -54,7 +57,7 @@ impl PartitionLog {
         st.segments
             .values()
             .take(closed)
-            .filter(|s| s.base_offset > after && s.next_offset <= upper && s.size > 0)
+            .filter(|s| s.next_offset - 1 > after && s.next_offset <= upper && s.size > 0)
             .map(|s| {
                 let mut epochs: Vec<(i32, i64)> = Vec::new();
                 for &(epoch, start) in &entries {
@@ -90,7 +93,9 @@ impl PartitionLog {
     /// it (None: nothing below the local segments) and the last offset it holds (-1: none).
     pub fn set_remote_bounds(&self, start: Option<i64>, highest_copied: i64) {
         let mut st = self.state.lock();
-        st.remote_log_start = start.filter(|s| *s < st.log_start_offset);
+        // Kept as given: the log start is the lower of it and the local start, whichever the
+        // local log does later (local retention, a follower starting over at the leader's tail).
+        st.remote_log_start = start;
         st.highest_remote_offset = highest_copied;
     }
 
