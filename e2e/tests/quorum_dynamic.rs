@@ -294,8 +294,23 @@ fn a_voter_whose_disk_was_lost_is_replaced() {
         let tail = cluster.node(3).map(|n| n.stderr_tail()).unwrap_or_default();
         panic!("{e}: {tail}")
     });
-    let view = wait_voters(&cluster, 1, &[1, 2, 3]);
-    assert_eq!(view.directory_ids.get(&3), Some(&old_dir), "{view:#?}");
+    wait_voters(&cluster, 1, &[1, 2, 3]);
+    // DescribeQuorum lists the node on its new disk as an observer beside the old voter, so an
+    // operator (and Strait's) sees which voter to replace and by which directory id.
+    let mut refused = None;
+    wait_until(
+        STEP_TIMEOUT,
+        "node 3's new disk listed as an observer beside the old voter",
+        || {
+            refused = cluster.quorum(1).ok();
+            refused.as_ref().is_some_and(|q| {
+                q.voters.contains_key(&3)
+                    && q.observers.contains(&3)
+                    && q.directory_ids.get(&3).is_some_and(|d| *d != old_dir)
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; last seen {refused:#?}"));
 
     // Remove the old voter by its old directory id (as DescribeQuorum shows it); the node joins
     // as an observer under its new one and is added back with it.
@@ -313,16 +328,21 @@ fn a_voter_whose_disk_was_lost_is_replaced() {
         || {
             seen = cluster.quorum(1).ok();
             seen.as_ref().is_some_and(|q| {
-                q.observers.contains(&3) && q.directory_ids.get(&3).is_some_and(|d| *d != old_dir)
+                !q.voters.contains_key(&3)
+                    && q.observers.contains(&3)
+                    && q.directory_ids.get(&3).is_some_and(|d| *d != old_dir)
             })
         },
     )
     .unwrap_or_else(|e| panic!("{e}; last seen {seen:#?}"));
     let new_dir = seen.expect("view").directory_ids[&3];
-    assert_eq!(
-        cluster.add_raft_voter(2, 3, new_dir).expect("add new 3").0,
-        0
-    );
+    // REQUEST_TIMED_OUT (7) while the node's own join is still being committed: retriable.
+    let mut code = None;
+    wait_until(STEP_TIMEOUT, "AddRaftVoter of node 3's new disk", || {
+        code = cluster.add_raft_voter(2, 3, new_dir).ok().map(|r| r.0);
+        code == Some(0)
+    })
+    .unwrap_or_else(|e| panic!("{e}; last error code {code:?}"));
     let healed = wait_voters(&cluster, 3, &[1, 2, 3]);
     assert_eq!(healed.directory_ids.get(&3), Some(&new_dir), "{healed:#?}");
     cluster.wait_ready(3, READY_TIMEOUT).expect("node 3 ready");

@@ -29,6 +29,9 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a new voter to catch up, whatever the request asks: the caller's controller
 /// RPC gives up after 30 s.
 const MAX_CATCH_UP: Duration = Duration::from_secs(25);
+/// How long a node refused as a voter with another disk is listed as an observer after its last
+/// attempt to join (it retries every few seconds while it runs).
+const REFUSED_JOIN_SHOWN: Duration = Duration::from_secs(30);
 /// A learner counts as caught up when its replicated log is at most this many entries behind.
 const CAUGHT_UP_LAG: u64 = 10;
 
@@ -45,6 +48,10 @@ pub struct ActiveController {
     state: Mutex<State>,
     /// Held during a voter change: a second concurrent one is refused, as Kafka does.
     voter_change: Mutex<()>,
+    /// Nodes refused as a voter because they came back with another disk, by id: DescribeQuorum
+    /// lists them as observers under their new directory id, as Kafka lists such a node, so an
+    /// operator sees which voter to replace and with which directory id.
+    refused_joins: std::sync::Mutex<BTreeMap<NodeId, (VoterNode, Instant)>>,
 }
 
 impl ActiveController {
@@ -63,6 +70,7 @@ impl ActiveController {
                 active_term: None,
             }),
             voter_change: Mutex::new(()),
+            refused_joins: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -146,9 +154,30 @@ impl ActiveController {
                 directory_id: node.directory_id,
             })
         };
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let (voters, observers): (Vec<_>, Vec<_>) =
-            membership.nodes().partition(|(id, _)| voters.contains(id));
+        let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let (voters, observers): (Vec<_>, Vec<_>) = membership
+            .nodes()
+            .partition(|(id, _)| voter_ids.contains(id));
+        // A voter's id on another disk: listed until the old voter is replaced.
+        let refused: Vec<VoterStatus> = {
+            let mut joins = self.refused_joins.lock().unwrap_or_else(|e| e.into_inner());
+            joins.retain(|id, (node, at)| {
+                at.elapsed() < REFUSED_JOIN_SHOWN
+                    && voter_ids.contains(id)
+                    && membership.get_node(id).map(|v| v.directory_id) != Some(node.directory_id)
+            });
+            joins
+                .iter()
+                .filter_map(|(id, (node, _))| {
+                    Some(VoterStatus {
+                        id: node_to_i32(*id)?,
+                        log_end: -1,
+                        address: node.addr.clone(),
+                        directory_id: node.directory_id,
+                    })
+                })
+                .collect()
+        };
         Ok(ControllerResponse::Quorum(QuorumStatus {
             leader: node_to_i32(self.node_id).unwrap_or(-1),
             epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
@@ -160,6 +189,7 @@ impl ActiveController {
             observers: observers
                 .into_iter()
                 .filter_map(|(i, n)| status(i, n))
+                .chain(refused)
                 .collect(),
         }))
     }
@@ -193,7 +223,26 @@ impl ActiveController {
                 .collect();
             (voters, nodes)
         };
-        let step = plan(&voters, &nodes, &change)?;
+        let step = match plan(&voters, &nodes, &change) {
+            Ok(step) => step,
+            Err(e) => {
+                if let VoterChange::Join {
+                    id,
+                    directory_id,
+                    address,
+                } = &change
+                    && let Ok(nid) = NodeId::try_from(*id)
+                    && voters.contains(&nid)
+                {
+                    let node = VoterNode::new(address.clone(), Some(*directory_id));
+                    self.refused_joins
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(nid, (node, Instant::now()));
+                }
+                return Err(e);
+            }
+        };
         if step != Step::Nothing {
             tracing::info!(?change, ?step, "changing the metadata quorum's membership");
         }

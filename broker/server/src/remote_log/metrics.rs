@@ -102,6 +102,10 @@ pub fn refresh(broker: &Broker) {
     }
     for (topic, partition) in super::copier::led_tiered_partitions(broker) {
         let name = topic.meta.name.as_str();
+        // Kafka's meters exist at 0 from the start: an alert on errors needs the series.
+        for c in [&m.copy_errors, &m.fetch_errors, &m.delete_errors] {
+            c.with_label_values(&[name]);
+        }
         let (bytes, segments) = partition.log.copy_lag();
         m.copy_lag_bytes
             .with_label_values(&[name])
