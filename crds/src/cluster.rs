@@ -263,21 +263,58 @@ pub enum AuthorizationType {
     Simple,
 }
 
-/// Tiered storage (KIP-405) in an S3-compatible bucket.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// Tiered storage (KIP-405): where closed segments go, and the topic defaults of local
+/// retention. Exactly one of `s3` and `filesystem`. Topics opt in with
+/// `remote.storage.enable=true`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.s3) != has(self.filesystem)").message("set exactly one of s3 and filesystem"))]
 #[serde(rename_all = "camelCase")]
 pub struct TieredStorage {
+    /// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Storage>,
+    /// A directory (for tests, or a shared file system): a PersistentVolumeClaim mounted on
+    /// every broker, or a path inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemStorage>,
+    /// Put before every object name (`rsm.config.key.prefix`), for example `prod/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub key_prefix: Option<String>,
+    /// Default `local.retention.ms` of topics (broker key `log.local.retention.ms`): how long
+    /// tiered data stays on local disk too; -2 means `retention.ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -2))]
+    pub default_local_retention_ms: Option<i64>,
+    /// Default `local.retention.bytes` of topics (broker key `log.local.retention.bytes`): how
+    /// much of each partition stays on local disk too; -2 means `retention.bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -2))]
+    pub default_local_retention_bytes: Option<i64>,
+}
+
+/// An S3-compatible bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Storage {
     /// Bucket name.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
     pub bucket: String,
     /// Endpoint URL; AWS S3 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
     pub endpoint: Option<String>,
-    /// Region.
+    /// Region (`us-east-1` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
     pub region: Option<String>,
-    /// Secret with the access key id and secret access key.
+    /// Path-style URLs (`https://host/bucket/key`), which MinIO, Ceph and most S3-compatible
+    /// servers want; virtual-hosted style (`https://bucket.host/key`) when false.
+    #[serde(default)]
+    pub path_style: bool,
+    /// The access key id and secret access key, from Secret keys (given to the brokers as
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`). Unset: the pod's own AWS credentials
+    /// (IRSA, instance profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<ObjectStoreCredentials>,
 }
@@ -290,6 +327,22 @@ pub struct ObjectStoreCredentials {
     pub access_key_id: SecretKeyRef,
     /// Secret access key.
     pub secret_access_key: SecretKeyRef,
+}
+
+/// A directory as the remote tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesystemStorage {
+    /// Absolute path of the directory in the broker container; with `claimName`, where the
+    /// claim is mounted. Not under the data volume (`/var/lib/strait`).
+    #[schemars(length(min = 2, max = 1024), regex(pattern = r"^/[^\s]*$"))]
+    pub path: String,
+    /// A PersistentVolumeClaim (ReadWriteMany, since every broker mounts it) in the Cluster's
+    /// namespace. Without it the directory lives in the container and goes with the pod: for
+    /// tests only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: Option<String>,
 }
 
 /// Prometheus metrics of the brokers (their metrics listener also serves `/ready`).

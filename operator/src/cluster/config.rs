@@ -1,5 +1,5 @@
 //! Renders a Cluster's broker configuration: the shared `server.properties` (Kafka key names,
-//! including the KRaft quorum, the replication listener's mutual TLS, SASL mechanisms of
+//! including the KRaft quorum, tiered storage, the replication listener's mutual TLS, SASL mechanisms of
 //! authenticated listeners and the ACL authorizer with its super users), the per-broker
 //! `--override` arguments (node id, rack, advertised listeners with each broker's external
 //! addresses, the keystore of the replication and each TLS listener, and the process roles
@@ -17,6 +17,7 @@ use strait_crds::cluster::{
 use crate::cluster::certs;
 use crate::cluster::external::{self, ExternalAddresses};
 use crate::cluster::quorum::{self, CONTROLLER_LISTENER, CONTROLLER_PORT};
+use crate::cluster::tiered;
 use crate::cluster::tls::{self, Replication};
 use crate::names;
 
@@ -163,6 +164,8 @@ pub fn server_properties(
         REPLICATION_LISTENER.into(),
     );
     keys.insert("log.dirs".into(), format!("{}/data", names::DATA_DIR));
+    // The store (or tiering off without `tieredStorage`); credentials come as env vars.
+    keys.extend(tiered::broker_keys(spec));
     keys.insert(
         "metrics.listener".into(),
         format!("0.0.0.0:{}", spec.metrics_port()),

@@ -4,7 +4,8 @@
 //! the scale step's admin work). The pure decisions behind them: `identity` (who the Cluster
 //! is, node ids), `build` (the desired objects, one file per kind), `config`
 //! (`server.properties`), `quorum`, `voters` (the next voter change), `scale`, `roll`, `storage`,
-//! `prune`, `zones`, `external` (advertised addresses), `tls` (which certificates) and `certs`
+//! `prune`, `zones`, `external` (advertised addresses), `tiered` (tiered storage keys, env,
+//! volume), `tls` (which certificates) and `certs`
 //! (making them); `reach` holds the admin client of a Cluster.
 
 pub mod apply;
@@ -26,6 +27,7 @@ pub mod roll;
 pub mod scale;
 pub mod status;
 pub mod storage;
+pub mod tiered;
 pub mod tls;
 pub mod validate;
 pub mod voters;

@@ -1,6 +1,6 @@
 //! Pure validation of a Cluster spec beyond what the CRD schema enforces: keys the operator
-//! owns (those of `authorization` included), listeners clashing with the controller quorum's,
-//! what the broker does not serve yet (tiered storage), and storage that may only grow.
+//! owns (those of `authorization` and `tieredStorage` included), listeners clashing with the
+//! controller quorum's, a `tieredStorage` the brokers cannot use, and storage that may only grow.
 //! Listener `authentication` (SCRAM-SHA-512, and `tls` client certificates) and `authorization`
 //! (Kafka's StandardAuthorizer) are served and accepted.
 
@@ -8,6 +8,7 @@ use strait_crds::ClusterSpec;
 use strait_crds::cluster::REPLICATION_PORT;
 
 use crate::cluster::quorum::{CONTROLLER_LISTENER, CONTROLLER_PORT};
+use crate::cluster::tiered;
 
 /// Broker keys the operator sets itself; a Cluster may not override them.
 pub const RESERVED_KEYS: [&str; 14] = [
@@ -55,12 +56,12 @@ pub enum SpecError {
          `authorization.superUsers`)"
     )]
     AuthorizationKey(String),
-    /// `tieredStorage`, which the broker does not offload to yet.
-    #[error(
-        "`tieredStorage`: this broker version does not offload segments yet; remove \
-         `tieredStorage` until it does (data would otherwise stay on local disk only)"
-    )]
-    TieredStorageNotServed,
+    /// A tiered-storage key (see [`tiered::KEYS`]).
+    #[error("config key `{0}` is set by the operator from `tieredStorage`")]
+    TieredStorageKey(String),
+    /// A `tieredStorage` the brokers cannot use (see [`tiered::problems`]).
+    #[error("{0}")]
+    TieredStorage(String),
     /// A metrics port taken by the quorum or by replication.
     #[error("metrics port {0} is reserved for the controller quorum or inter-broker traffic")]
     ReservedMetricsPort(i32),
@@ -90,6 +91,9 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), InvalidSpec> {
         if AUTHORIZATION_KEYS.contains(&key.as_str()) {
             problems.push(SpecError::AuthorizationKey(key.clone()));
         }
+        if tiered::KEYS.contains(&key.as_str()) {
+            problems.push(SpecError::TieredStorageKey(key.clone()));
+        }
     }
     for l in &spec.listeners {
         if l.name.eq_ignore_ascii_case(CONTROLLER_LISTENER) {
@@ -99,10 +103,12 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), InvalidSpec> {
             problems.push(SpecError::ReservedListenerPort(l.name.clone()));
         }
     }
-    // What the CRD carries but this broker does not serve yet is refused, never deployed as if
-    // it worked: keeping everything on local disk when the user asked for offloading.
-    if spec.tiered_storage.is_some() {
-        problems.push(SpecError::TieredStorageNotServed);
+    if let Some(t) = &spec.tiered_storage {
+        problems.extend(
+            tiered::problems(t, &spec.config)
+                .into_iter()
+                .map(SpecError::TieredStorage),
+        );
     }
     let metrics = spec.metrics_port();
     if metrics == CONTROLLER_PORT || metrics == REPLICATION_PORT {
@@ -240,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn authorization_is_accepted_and_tiered_storage_refused_until_the_broker_serves_it() {
+    fn authorization_and_tiered_storage_are_accepted() {
         let mut s = spec(3, &["a"]);
         s.authorization = Some(
             serde_json::from_value(serde_json::json!({"type": "simple", "superUsers": ["admin"]}))
@@ -248,12 +254,51 @@ mod tests {
         );
         assert_eq!(validate(&s), Vec::<String>::new());
         s.tiered_storage = Some(
-            serde_json::from_value(serde_json::json!({"bucket": "b", "region": "eu-west-1"}))
-                .unwrap(),
+            serde_json::from_value(
+                serde_json::json!({"s3": {"bucket": "tier", "region": "eu-west-1"}}),
+            )
+            .unwrap(),
         );
-        let problems = validate(&s);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("`tieredStorage`"), "{problems:?}");
+        assert_eq!(validate(&s), Vec::<String>::new());
+        // Neither store: the reason, as the `Ready` condition shows it.
+        s.tiered_storage = Some(serde_json::from_value(serde_json::json!({})).unwrap());
+        assert_eq!(
+            validate(&s),
+            ["`tieredStorage`: set exactly one of `s3` and `filesystem`"]
+        );
+    }
+
+    #[test]
+    fn store_keys_come_from_tiered_storage_only() {
+        // Set by hand they would fight the rendered store (or turn tiering on into the data
+        // volume); the tuning keys stay the user's.
+        for key in tiered::KEYS {
+            let mut s = spec(3, &["a"]);
+            s.config.insert(key.into(), "x".into());
+            assert_eq!(
+                validate(&s),
+                [format!(
+                    "config key `{key}` is set by the operator from `tieredStorage`"
+                )]
+            );
+        }
+        let mut s = spec(3, &["a"]);
+        s.config
+            .insert("remote.log.manager.task.interval.ms".into(), "5000".into());
+        s.config
+            .insert("rsm.config.fetch.chunk.cache.size".into(), "1000".into());
+        s.config
+            .insert("log.local.retention.ms".into(), "1000".into());
+        assert_eq!(validate(&s), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_tiered_example_cluster_is_accepted() {
+        let example: strait_crds::Cluster =
+            serde_saphyr::from_str(include_str!("../../../docs/examples/cluster-tiered.yaml"))
+                .unwrap_or_else(|e| panic!("docs/examples/cluster-tiered.yaml: {e}"));
+        assert!(example.spec.tiered_storage.is_some());
+        assert_eq!(validate(&example.spec), Vec::<String>::new());
     }
 
     #[test]

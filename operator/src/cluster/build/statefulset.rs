@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     KeyToPath, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
-    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, TCPSocketAction,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -23,6 +23,7 @@ use crate::cluster::config;
 use crate::cluster::external::ExternalAddresses;
 use crate::cluster::identity::{ClusterRef, ordinal_start};
 use crate::cluster::quorum::{CONTROLLER_PORT, Controllers};
+use crate::cluster::tiered;
 use crate::cluster::tls;
 use crate::names;
 
@@ -171,11 +172,16 @@ pub fn statefulset(
             failure_threshold: Some(6),
             ..Probe::default()
         }),
-        volume_mounts: Some(volume_mounts(
-            tls,
-            config::needs_clients_ca(c.spec),
-            jwks_volume(c.spec).is_some(),
-        )),
+        volume_mounts: Some(
+            volume_mounts(
+                tls,
+                config::needs_clients_ca(c.spec),
+                jwks_volume(c.spec).is_some(),
+            )
+            .into_iter()
+            .chain(tiered::volume_mount(c.spec))
+            .collect(),
+        ),
         ..Container::default()
     };
     let retention = if spec.storage.delete_claim {
@@ -376,6 +382,7 @@ fn volumes(c: &ClusterRef, tls: bool) -> Vec<Volume> {
         });
     }
     volumes.extend(jwks_volume(c.spec));
+    volumes.extend(tiered::volume(c.spec));
     if config::needs_clients_ca(c.spec) {
         volumes.push(Volume {
             name: CLIENTS_CA_VOLUME.to_owned(),
@@ -408,20 +415,8 @@ fn env(c: &ClusterRef, zone: &str) -> Vec<EnvVar> {
         // NodePort listeners advertise the node the pod runs on.
         env.push(from_pod("HOST_IP", "status.hostIP"));
     }
-    if let Some(tiered) = &c.spec.tiered_storage {
-        // object_store's S3 builder reads these names.
-        env.push(plain("STRAIT_TIERED_STORAGE_BUCKET", &tiered.bucket));
-        if let Some(endpoint) = &tiered.endpoint {
-            env.push(plain("AWS_ENDPOINT", endpoint));
-        }
-        if let Some(region) = &tiered.region {
-            env.push(plain("AWS_REGION", region));
-        }
-        if let Some(creds) = &tiered.credentials_secret {
-            env.push(secret("AWS_ACCESS_KEY_ID", &creds.access_key_id));
-            env.push(secret("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key));
-        }
-    }
+    // The object store's credentials, kept out of the rendered configuration.
+    env.extend(tiered::env(c.spec));
     env
 }
 
@@ -441,21 +436,6 @@ fn from_pod(name: &str, field_path: &str) -> EnvVar {
             field_ref: Some(ObjectFieldSelector {
                 field_path: field_path.to_owned(),
                 ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-fn secret(name: &str, key: &strait_crds::SecretKeyRef) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: key.name.clone(),
-                key: key.key.clone(),
-                ..SecretKeySelector::default()
             }),
             ..EnvVarSource::default()
         }),
