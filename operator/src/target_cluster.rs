@@ -76,12 +76,21 @@ pub fn bootstrap(reference: &ClusterReference, namespace: &str) -> Result<String
     }
 }
 
+/// Kafka's `INVALID_CONFIG`.
+const INVALID_CONFIG: i16 = 40;
+
 /// `Ready=False` and `Reconciling=True` for a pass that failed with `error` talking to the
 /// cluster (it is retried with backoff): the reason names the kind of failure, the message is
 /// the cluster's error.
 pub fn failed(error: &Error) -> [Cond; 2] {
     let reason = match error {
         Error::Admin(AdminError::Connect { .. }) => "ClusterUnreachable",
+        // The broker refused a config (Kafka's rules, e.g. tiered-storage retention); its
+        // reason is in the message.
+        Error::Admin(AdminError::Kafka {
+            code: INVALID_CONFIG,
+            ..
+        }) => "InvalidConfig",
         Error::Admin(_) => "AdminCallFailed",
         Error::Secret { .. } => "SecretInvalid",
         Error::Kube(_) => "KubernetesApiFailed",
@@ -121,6 +130,25 @@ mod tests {
         );
         let closed = Error::Admin(AdminError::Io("peer closed connection".into()));
         assert_eq!(failed(&closed)[0].reason, "AdminCallFailed");
+        let refused = Error::Admin(AdminError::Kafka {
+            operation: "CreateTopics".into(),
+            resource: "orders".into(),
+            code: 40,
+            message: Some(
+                "Invalid value 2000 for configuration local.retention.ms: Value must not be \
+                 more than retention.ms property value: 1000"
+                    .into(),
+            ),
+        });
+        let [ready, _] = failed(&refused);
+        assert_eq!(ready.reason, "InvalidConfig");
+        assert!(
+            ready
+                .message
+                .contains("Value must not be more than retention.ms"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@
 //! The CONTROLLER listener runs mutual TLS with the same certificates (every mutual-TLS node
 //! above starts its quorum that way), and a node rendered as a joining controller (the bootstrap
 //! servers alone) joins a rendered seed voter's quorum as an observer and becomes a voter through
-//! the operator's AddRaftVoter. Addresses are moved to 127.0.0.1 and free ports.
+//! the operator's AddRaftVoter. With an S3 `tieredStorage` (a real s3s-fs) and the access keys
+//! given as the env vars rendered from the Secret, closed segments of a tiered topic are
+//! uploaded to the bucket. Addresses are moved to 127.0.0.1 and free ports.
 
 // Only the mocked API server of the fixtures is used here.
 #[allow(dead_code)]
@@ -1708,4 +1710,209 @@ fn a_rendered_joining_controller_joins_the_tls_quorum_and_is_promoted() {
     // Both still serve: the joining node is a broker too.
     wait_ready(&mut joining, "voter 1000");
     wait_ready(&mut seed, "voter 0");
+}
+
+/// Files under `dir` whose names end with `suffix`, recursively.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The check of the operator's part of tiered storage: the configuration rendered for a
+/// Cluster with an S3 `tieredStorage` (a real S3 server, s3s-fs, path style, the access keys in
+/// a Secret) starts a real broker, given the credentials through the env vars the StatefulSet
+/// renders from that Secret (they are not in `server.properties`), and a topic with
+/// `remote.storage.enable=true` created by the operator's admin client gets its closed segments
+/// uploaded to the bucket.
+#[test]
+fn rendered_s3_tiered_storage_uploads_closed_segments_to_s3s_fs() {
+    use strait_e2e::s3::{ACCESS_KEY, S3Server, SECRET_KEY, s3s_fs_binary};
+    if s3s_fs_binary().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "s3s-fs missing in CI: e2e/setup.sh installs it"
+        );
+        eprintln!("skipping: s3s-fs not installed (run e2e/setup.sh)");
+        return;
+    }
+    let store = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let bucket = "kafka-tiered";
+    let s3 = S3Server::start(store.path(), bucket).unwrap_or_else(|e| panic!("s3s-fs: {e}"));
+    let mut s = spec();
+    // Leaders look for closed segments often, so the test does not wait 30 s.
+    s.config
+        .insert("remote.log.manager.task.interval.ms".into(), "200".into());
+    s.tiered_storage = Some(
+        serde_json::from_value(json!({
+            "s3": {
+                "bucket": bucket,
+                "endpoint": s3.endpoint(),
+                "region": "us-east-1",
+                "pathStyle": true,
+                "credentialsSecret": {
+                    "accessKeyId": {"name": "s3-creds", "key": "id"},
+                    "secretAccessKey": {"name": "s3-creds", "key": "secret"}
+                }
+            },
+            "keyPrefix": "kafka/"
+        }))
+        .unwrap_or_else(|e| panic!("tieredStorage: {e}")),
+    );
+    assert_eq!(
+        strait_operator::cluster::validate::validate(&s).map_err(|e| e.to_string()),
+        Ok(())
+    );
+    // The Secret the env vars point at, resolved as the kubelet does.
+    let secret = BTreeMap::from([("id", ACCESS_KEY), ("secret", SECRET_KEY)]);
+    let env: Vec<(String, String)> = strait_operator::cluster::tiered::env(&s)
+        .into_iter()
+        .map(|e| {
+            let r = e
+                .value_from
+                .and_then(|v| v.secret_key_ref)
+                .unwrap_or_else(|| panic!("{} not from a Secret", e.name));
+            assert_eq!(r.name, "s3-creds");
+            (e.name, secret[r.key.as_str()].to_owned())
+        })
+        .collect();
+    assert_eq!(env.len(), 2, "{env:?}");
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let free = || strait_e2e::free_port().unwrap_or_else(|e| panic!("port: {e}"));
+    let ports: Vec<(u16, u16)> = [9091, 9092, 9093, 9404]
+        .into_iter()
+        .map(|p| (p, free()))
+        .collect();
+    let (plain, metrics_port) = (ports[1].1, ports[3].1);
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let config_dir = dir.path().to_string_lossy().into_owned();
+    let voters = desired_voters(&s);
+    let rendered = server_properties("kafka", "ns", &s, &voters, Replication::Plaintext);
+    for line in [
+        "remote.log.storage.system.enable=true",
+        "rsm.config.storage.backend=s3",
+        "rsm.config.storage.s3.bucket.name=kafka-tiered",
+        "rsm.config.storage.s3.path.style.access.enabled=true",
+        "rsm.config.key.prefix=kafka/",
+    ] {
+        assert!(rendered.lines().any(|l| l == line), "{line}:\n{rendered}");
+    }
+    assert!(
+        !rendered.contains(ACCESS_KEY) && !rendered.contains(SECRET_KEY),
+        "credentials in the rendered configuration:\n{rendered}"
+    );
+    // The endpoint's port is not one of the pod ports `localise` moves.
+    let properties = localise(&rendered, &ports, &data, &config_dir);
+    assert!(properties.contains(&s3.endpoint()), "{properties}");
+    std::fs::write(dir.path().join("server.properties"), &properties)
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let binary = strait_e2e::broker_binary().unwrap_or_else(|e| panic!("{e}"));
+    let command = localise(
+        &start_command(
+            "kafka",
+            "ns",
+            &s,
+            "a",
+            &Controllers::seeded(&voters),
+            &ExternalAddresses::default(),
+            Replication::Plaintext,
+        ),
+        &ports,
+        &data,
+        &config_dir,
+    )
+    .replace(
+        "exec strait-broker",
+        &format!("exec '{}'", binary.to_string_lossy()),
+    );
+    let stderr_path = dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("log: {e}"));
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("HOSTNAME", "kafka-z0-0")
+        .env("HOST_IP", "127.0.0.1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let mut broker = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready_status(metrics_port).is_some_and(|s| s.contains(" 200 ")) {
+        let exited = matches!(broker.0.try_wait(), Ok(Some(_)));
+        assert!(
+            !exited && Instant::now() < deadline,
+            "broker not ready:\n{properties}\n{}",
+            read_log(&stderr_path)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let topic = "tiered";
+    let admin = WireAdmin::with_tls("kafka-bootstrap.ns.svc:9092", None)
+        .connect_via("kafka-bootstrap.ns.svc:9092", &format!("127.0.0.1:{plain}"));
+    let config = BTreeMap::from([
+        ("remote.storage.enable".to_owned(), "true".to_owned()),
+        ("segment.bytes".to_owned(), "262144".to_owned()),
+    ]);
+    runtime
+        .block_on(admin.create_topic(topic, 1, 1, &config))
+        .unwrap_or_else(|e| panic!("create {topic}: {e}\n{}", read_log(&stderr_path)));
+    // About 4 MiB in 16 KiB records: some fifteen closed segments of 256 KiB.
+    let value = vec![b'x'; 16 * 1024];
+    runtime.block_on(async {
+        let mut conn = Connection::connect_via(
+            "kafka-bootstrap.ns.svc:9092",
+            &format!("127.0.0.1:{plain}"),
+            &ConnectOptions::new("tiered-test"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+        // Batches of 128 KiB: a batch never spans segments, and must fit in one.
+        for _ in 0..32 {
+            let values: Vec<&[u8]> = (0..8).map(|_| value.as_slice()).collect();
+            let batch = strait_e2e::wire::record_batch(&values).unwrap_or_else(|e| panic!("{e}"));
+            let response = conn
+                .call(9, &strait_e2e::wire::produce_request(topic, 0, -1, batch))
+                .await
+                .unwrap_or_else(|e| panic!("produce: {e}"));
+            let (code, _) = strait_e2e::wire::produce_result(&response)
+                .unwrap_or_else(|e| panic!("produce: {e}"));
+            assert_eq!(code, 0, "produce error");
+        }
+    });
+    let objects = s3.bucket_dir(bucket);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files_ending(&objects, ".log").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no segments in the bucket: {:?}\n{}",
+            files_ending(&objects, ""),
+            read_log(&stderr_path)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Under the key prefix, with their indexes.
+    let uploaded = files_ending(&objects, ".log");
+    assert!(
+        uploaded.iter().all(|p| p
+            .strip_prefix(&objects)
+            .is_ok_and(|r| r.starts_with("kafka"))),
+        "{uploaded:?}"
+    );
+    assert!(!files_ending(&objects, ".index").is_empty());
+    drop(broker);
 }
