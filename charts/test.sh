@@ -42,11 +42,11 @@ python3 - "$OUT" <<'PY' || fail "rendered manifests do not have the expected kin
 import os, sys, yaml
 out = sys.argv[1]
 expect = {
-    "default.yaml": {"CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
+    "default.yaml": {"CustomResourceDefinition": 4, "Deployment": 1, "ServiceAccount": 1,
                      "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
                      "Service": 1},
     # Two watched namespaces: a Role and RoleBinding each, plus the leader-election pair.
-    "ci.yaml": {"CustomResourceDefinition": 3, "Deployment": 1, "ServiceAccount": 1,
+    "ci.yaml": {"CustomResourceDefinition": 4, "Deployment": 1, "ServiceAccount": 1,
                 "Role": 3, "RoleBinding": 3, "Service": 1, "ServiceMonitor": 1,
                 "PrometheusRule": 1, "PodMonitor": 1, "ConfigMap": 1},
 }

@@ -27,10 +27,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Rules the operator needs in a watched namespace. */}}
 {{- define "strait.namespacedRules" -}}
 - apiGroups: ["strait.dev"]
-  resources: ["clusters", "topics", "users"]
+  resources: ["clusters", "topics", "users", "mirrors"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["strait.dev"]
-  resources: ["clusters/status", "topics/status", "users/status"]
+  resources: ["clusters/status", "topics/status", "users/status", "mirrors/status"]
   verbs: ["get", "patch", "update"]
 {{- /* Secrets: Users' generated passwords; a TLS Cluster's CA (created once, then read), its
 public certificate and the brokers' certificates (applied). */}}
@@ -61,11 +61,15 @@ new volume claim template (orphaning its pods, which keep running). */}}
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- /* Deployments: the strait-mirror processes of Mirrors (applied, owned by the Mirror). */}}
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["monitoring.coreos.com"]
-  resources: ["servicemonitors"]
+  resources: ["servicemonitors", "podmonitors"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
