@@ -1,6 +1,6 @@
-//! Strait's Kubernetes operator: one kube-rs controller per kind (`Cluster`, `Topic`, `User`),
-//! each reconcile going read → validate (pure) → build the desired objects (pure) → apply with
-//! server-side apply → status. Topics and users go through the Kafka admin API.
+//! Strait's Kubernetes operator: one kube-rs controller per kind (`Cluster`, `Topic`, `User`,
+//! `Mirror`), each reconcile going read → validate (pure) → build the desired objects (pure) →
+//! apply with server-side apply → status. Topics and users go through the Kafka admin API.
 
 pub mod admin;
 pub mod apply;
@@ -12,6 +12,7 @@ pub mod finalizer;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod mirror;
 pub mod names;
 pub mod reconcile;
 pub mod run;

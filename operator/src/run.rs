@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
-use strait_crds::{Cluster, Topic, User};
+use strait_crds::{Cluster, Mirror, Topic, User};
 use tokio::sync::watch;
 
 use crate::context::{AdminFactory, Context};
 use crate::reconcile::error_policy;
-use crate::{cluster, topic, user};
+use crate::{cluster, mirror, topic, user};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -56,9 +56,20 @@ pub fn controllers<F: AdminFactory>(
     let users = Controller::new(api::<User>(&client, namespace), cfg())
         .owns(api::<Secret>(&client, namespace), cfg())
         .graceful_shutdown_on(shutdown())
-        .run(user::controller::reconcile, error_policy, ctx)
+        .run(user::controller::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move { log("User", r.err()) });
-    vec![Box::pin(clusters), Box::pin(topics), Box::pin(users)]
+    let mirrors = Controller::new(api::<Mirror>(&client, namespace), cfg())
+        .owns(api::<Deployment>(&client, namespace), cfg())
+        .owns(api::<ConfigMap>(&client, namespace), cfg())
+        .graceful_shutdown_on(shutdown())
+        .run(mirror::controller::reconcile, error_policy, ctx)
+        .for_each(|r| async move { log("Mirror", r.err()) });
+    vec![
+        Box::pin(clusters),
+        Box::pin(topics),
+        Box::pin(users),
+        Box::pin(mirrors),
+    ]
 }
 
 /// Resolves once `rx` reads true (or its sender is gone).

@@ -8,8 +8,10 @@
 //!
 //! - `topics.rs`: topics, their configs and partitions, reassignments;
 //! - `security.rs`: SCRAM credentials, ACLs, client quotas;
-//! - `quorum.rs`: the active controller (DescribeQuorum) and the APIs a cluster serves.
+//! - `quorum.rs`: the active controller (DescribeQuorum) and the APIs a cluster serves;
+//! - `offsets.rs`: partitions' end offsets (ListOffsets at their leaders), for mirror lag.
 
+mod offsets;
 mod quorum;
 mod security;
 mod topics;
@@ -299,6 +301,12 @@ pub trait KafkaAdmin: Send + Sync {
     /// The APIs and versions the cluster advertises (ApiVersions). Asked before calls a
     /// cluster may not implement: a broker drops the connection on an API it does not know.
     fn supported_apis(&self) -> impl Future<Output = Result<SupportedApis, AdminError>> + Send;
+    /// The high watermark of each partition of `topic` (ListOffsets, latest, at each
+    /// partition's leader); empty when the topic does not exist.
+    fn end_offsets(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<BTreeMap<i32, i64>, AdminError>> + Send;
 }
 
 /// TLS settings of an admin client (see [`tls_config`]).
@@ -476,6 +484,10 @@ impl KafkaAdmin for WireAdmin {
 
     async fn remove_raft_voter(&self, id: i32, directory_id: uuid::Uuid) -> Result<(), AdminError> {
         quorum::remove_raft_voter(self, id, directory_id).await
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, AdminError> {
+        offsets::end_offsets(self, topic).await
     }
 
     async fn supported_apis(&self) -> Result<SupportedApis, AdminError> {
