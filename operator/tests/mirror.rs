@@ -1,0 +1,455 @@
+//! Reconcile tests of the Mirror controller against the mocked API server in `fixtures.rs`: a
+//! Mirror between two Strait Clusters renders the ConfigMap (`mm2.properties`) and the
+//! Deployment running `strait-mirror` on it, and reports lag from the admin clients; a spec
+//! change changes the configuration hash on the pod template; `mode: linked` is refused with
+//! `ModeNotSupported` and nothing is rendered; a missing target Cluster is named in the
+//! conditions. Lag is also measured from two real broker processes (ListOffsets at the
+//! partitions' leaders), cross-checked with librdkafka's watermarks. (The CRD's CEL rule
+//! refusing both or neither source is evaluated in `crds/src/mirror.rs`.)
+
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fixtures::{FakeAdmin, Seen, finish, mock_client, reconcile_ok};
+use http::StatusCode;
+use serde_json::{Value, json};
+use strait_crds::Mirror;
+use strait_e2e::broker::Broker;
+use strait_e2e::kafka::{Admin, TestMessage, produce_all, producer_config, watermarks};
+use strait_operator::admin::{TlsConfig, WireAdmin};
+use strait_operator::context::{AdminFactory, Context};
+use strait_operator::metrics::Metrics;
+use strait_operator::mirror::controller::reconcile;
+
+fn mirror(spec: Value) -> Mirror {
+    serde_json::from_value(json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "Mirror",
+        "metadata": {"name": "dr", "namespace": "ns", "uid": "m-1", "generation": 4},
+        "spec": spec
+    }))
+    .unwrap_or_else(|e| panic!("mirror: {e}"))
+}
+
+fn east_to_west() -> Value {
+    json!({
+        "source": {"clusterRef": {"name": "east"}},
+        "target": {"clusterRef": {"name": "west"}},
+        "topics": ["orders.*"],
+        "replicationFactor": 3,
+        "replicas": 2
+    })
+}
+
+/// A Ready Cluster `name` with one plaintext internal listener, as the API server returns it.
+fn cluster(name: &str) -> Value {
+    json!({
+        "apiVersion": "strait.dev/v1alpha1", "kind": "Cluster",
+        "metadata": {"name": name, "namespace": "ns", "uid": format!("c-{name}"), "generation": 1},
+        "spec": {"replicas": 3, "zones": ["a"], "storage": {"size": "1Gi"},
+                 "listeners": [{"name": "plain", "port": 9092, "type": "internal"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "AllBrokersReady",
+                                   "message": "3/3", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                   "listeners": [{"name": "plain",
+                                  "bootstrapServers": format!("{name}-bootstrap.ns.svc:9092")}]}
+    })
+}
+
+/// The API server: Clusters `clusters` exist, the Deployment reports `ready` ready replicas
+/// once applied; everything else as the fixtures' defaults (404, writes echoed).
+fn api(clusters: &'static [&'static str], ready: i32) -> fixtures::Script {
+    Box::new(move |seen: &Seen| {
+        let name = seen.path.rsplit('/').next().unwrap_or_default();
+        if seen.method == "GET" && seen.path.contains("/clusters/") {
+            return clusters
+                .contains(&name)
+                .then(|| (StatusCode::OK, cluster(name)));
+        }
+        if seen.method == "PATCH" && seen.path.contains("/deployments/") {
+            let mut body = seen.body.clone();
+            body["metadata"]["resourceVersion"] = json!("2");
+            body["status"] = json!({"replicas": 2, "readyReplicas": ready});
+            return Some((StatusCode::OK, body));
+        }
+        None
+    })
+}
+
+fn applied<'a>(seen: &'a [Seen], resource: &str) -> Vec<&'a Seen> {
+    seen.iter()
+        .filter(|s| s.method == "PATCH" && s.path.contains(&format!("/{resource}/")))
+        .filter(|s| !s.path.ends_with("/status"))
+        .collect()
+}
+
+fn status_patch(seen: &[Seen]) -> Value {
+    seen.iter()
+        .rev()
+        .find(|s| s.method == "PATCH" && s.path.ends_with("/mirrors/dr/status"))
+        .map(|s| s.body["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+/// A fake pair of clusters: `orders` (3 partitions), `orders-eu` and `payments` on the source,
+/// `east.orders` partly mirrored on the target.
+fn fake_clusters() -> FakeAdmin {
+    let admin = FakeAdmin::default();
+    admin.with(|k| {
+        for (topic, partitions) in [("orders", 3), ("orders-eu", 1), ("payments", 1)] {
+            for p in 0..partitions {
+                k.partitions.insert((topic.to_owned(), p), vec![0]);
+            }
+        }
+        k.end_offsets
+            .insert("orders".into(), BTreeMap::from([(0, 10), (1, 15), (2, 5)]));
+        k.end_offsets
+            .insert("orders-eu".into(), BTreeMap::from([(0, 2)]));
+        k.end_offsets.insert(
+            "east.orders".into(),
+            BTreeMap::from([(0, 4), (1, 15), (2, 5)]),
+        );
+    });
+    admin
+}
+
+#[tokio::test]
+async fn a_mirror_between_clusters_renders_its_config_and_deployment_and_reports_lag() {
+    let admin = fake_clusters();
+    let seen = reconcile_ok(
+        mirror(east_to_west()),
+        api(&["east", "west"], 2),
+        admin.clone(),
+        reconcile,
+    )
+    .await;
+    let maps = applied(&seen, "configmaps");
+    assert_eq!(maps.len(), 1, "{seen:#?}");
+    assert!(
+        maps[0]
+            .path
+            .ends_with("/namespaces/ns/configmaps/dr-mirror-config")
+    );
+    assert_eq!(
+        maps[0].body["data"]["mm2.properties"],
+        "\
+# Rendered by strait-operator from Mirror; do not edit.
+clusters=east, west
+east.bootstrap.servers=east-bootstrap.ns.svc:9092
+east.security.protocol=PLAINTEXT
+west.bootstrap.servers=west-bootstrap.ns.svc:9092
+west.security.protocol=PLAINTEXT
+east->west.enabled=true
+west->east.enabled=false
+topics=orders.*
+groups=.*
+replication.policy.class=org.apache.kafka.connect.mirror.DefaultReplicationPolicy
+replication.policy.separator=.
+replication.factor=3
+"
+    );
+    assert_eq!(maps[0].body["metadata"]["ownerReferences"][0]["name"], "dr");
+    let deployments = applied(&seen, "deployments");
+    assert_eq!(deployments.len(), 1);
+    let d = &deployments[0].body;
+    assert!(
+        deployments[0]
+            .path
+            .ends_with("/namespaces/ns/deployments/dr-mirror")
+    );
+    assert_eq!(
+        (d["apiVersion"].as_str(), d["kind"].as_str()),
+        (Some("apps/v1"), Some("Deployment"))
+    );
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["metadata"]["ownerReferences"][0]["kind"], "Mirror");
+    assert_eq!(d["metadata"]["ownerReferences"][0]["controller"], true);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["command"],
+        json!([
+            "strait-mirror",
+            "--config",
+            "/etc/strait-mirror/mm2.properties",
+            "--metrics-addr",
+            "0.0.0.0:9404"
+        ])
+    );
+    assert_eq!(
+        pod["volumes"][0],
+        json!({"name": "config", "configMap": {"name": "dr-mirror-config"}})
+    );
+    let hash = d["spec"]["template"]["metadata"]["annotations"]["strait.dev/config-hash"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(hash.len(), 64, "{d}");
+    // Both Clusters are reached as the Topic controller reaches them (replication listener,
+    // plaintext without an operator certificates Secret); the lag counts every partition.
+    let calls = admin.calls();
+    assert!(
+        calls.contains(&"connect east-bootstrap.ns.svc:9091".to_owned()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"connect west-bootstrap.ns.svc:9091".to_owned()),
+        "{calls:?}"
+    );
+    let status = status_patch(&seen);
+    assert_eq!(condition(&status, "Ready")["status"], "True", "{status}");
+    assert_eq!(condition(&status, "Ready")["reason"], "Mirroring");
+    assert_eq!(condition(&status, "Failed")["status"], "False");
+    assert_eq!(status["observedGeneration"], 4);
+    assert_eq!(status["configHash"], hash);
+    assert_eq!(
+        status["topics"],
+        json!([{"name": "orders", "targetTopic": "east.orders", "lagRecords": 6},
+               {"name": "orders-eu", "targetTopic": "east.orders-eu", "lagRecords": 2}])
+    );
+    assert!(status["lastSyncTime"].is_string(), "{status}");
+}
+
+#[tokio::test]
+async fn a_spec_change_changes_the_config_hash_and_processes_not_ready_are_reported() {
+    let hash_of = |seen: &[Seen]| {
+        applied(seen, "deployments")
+            .first()
+            .map(|s| {
+                s.body["spec"]["template"]["metadata"]["annotations"]["strait.dev/config-hash"]
+                    .clone()
+            })
+            .unwrap_or(Value::Null)
+    };
+    let first = reconcile_ok(
+        mirror(east_to_west()),
+        api(&["east", "west"], 0),
+        fake_clusters(),
+        reconcile,
+    )
+    .await;
+    let again = reconcile_ok(
+        mirror(east_to_west()),
+        api(&["east", "west"], 0),
+        fake_clusters(),
+        reconcile,
+    )
+    .await;
+    assert_eq!(hash_of(&first), hash_of(&again));
+    let mut changed = east_to_west();
+    changed["syncGroupOffsets"] = json!(true);
+    let after = reconcile_ok(
+        mirror(changed),
+        api(&["east", "west"], 0),
+        fake_clusters(),
+        reconcile,
+    )
+    .await;
+    assert!(hash_of(&after).is_string());
+    assert_ne!(hash_of(&first), hash_of(&after));
+    let status = status_patch(&first);
+    assert_eq!(
+        condition(&status, "Ready")["reason"],
+        "Deploying",
+        "{status}"
+    );
+    assert_eq!(condition(&status, "Reconciling")["status"], "True");
+    assert!(
+        condition(&status, "Ready")["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("0/2 mirror processes ready"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn linked_mode_is_refused_and_nothing_is_rendered() {
+    let mut spec = east_to_west();
+    spec["mode"] = json!("linked");
+    let admin = FakeAdmin::default();
+    let seen = reconcile_ok(
+        mirror(spec),
+        api(&["east", "west"], 0),
+        admin.clone(),
+        reconcile,
+    )
+    .await;
+    assert!(applied(&seen, "deployments").is_empty(), "{seen:#?}");
+    assert!(applied(&seen, "configmaps").is_empty());
+    let status = status_patch(&seen);
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ModeNotSupported"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("use mode mm2"),
+        "{ready}"
+    );
+    assert_eq!(condition(&status, "Failed")["status"], "True");
+    assert!(admin.calls().is_empty());
+    // failover with mm2 likewise, and recorded as a refused request.
+    let mut spec = east_to_west();
+    spec["failover"] = json!(true);
+    let seen = reconcile_ok(
+        mirror(spec),
+        api(&["east", "west"], 0),
+        FakeAdmin::default(),
+        reconcile,
+    )
+    .await;
+    assert!(applied(&seen, "deployments").is_empty());
+    let status = status_patch(&seen);
+    assert_eq!(
+        condition(&status, "Ready")["reason"],
+        "FailoverNotSupported"
+    );
+    assert_eq!(
+        status["failover"],
+        json!({"requested": true, "state": "Refused"})
+    );
+}
+
+#[tokio::test]
+async fn a_missing_target_cluster_is_named_and_checked_again() {
+    let (result, seen) = fixtures::reconcile_once(
+        mirror(east_to_west()),
+        api(&["east"], 0),
+        FakeAdmin::default(),
+        reconcile,
+    )
+    .await;
+    let action = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+    assert!(applied(&seen, "deployments").is_empty());
+    let status = status_patch(&seen);
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "TargetNotFound", "{status}");
+    assert_eq!(
+        ready["message"],
+        "target Cluster west not found in namespace ns"
+    );
+    assert_eq!(condition(&status, "Reconciling")["status"], "True");
+}
+
+/// The operator's real admin clients, dialling the test brokers on this machine for the
+/// Clusters' replication Service addresses.
+struct LocalAdmins {
+    by_bootstrap: BTreeMap<String, String>,
+}
+
+impl AdminFactory for LocalAdmins {
+    type Admin = WireAdmin;
+    fn admin(&self, bootstrap: &str, tls: Option<&TlsConfig>) -> WireAdmin {
+        let admin = WireAdmin::with_tls(bootstrap, tls.cloned());
+        match self.by_bootstrap.get(bootstrap) {
+            Some(to) => admin.connect_via(bootstrap, to),
+            None => admin,
+        }
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, per_partition: &[(i32, usize)]) {
+    let messages: Vec<TestMessage> = per_partition
+        .iter()
+        .flat_map(|&(p, n)| {
+            (0..n).map(move |i| TestMessage {
+                value: Some(format!("{topic}-{p}-{i}").into_bytes()),
+                partition: Some(p),
+                ..TestMessage::default()
+            })
+        })
+        .collect();
+    let deliveries = produce_all(
+        &producer_config(bootstrap),
+        topic,
+        &messages,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("produce to {topic}: {e}"));
+    assert!(
+        deliveries.iter().all(|d| d.result.is_ok()),
+        "{deliveries:?}"
+    );
+}
+
+#[test]
+fn lag_is_measured_from_real_brokers() {
+    let source = Broker::start(&[]).unwrap_or_else(|e| panic!("source broker: {e}"));
+    let target = Broker::start(&[]).unwrap_or_else(|e| panic!("target broker: {e}"));
+    let (src, tgt) = (source.bootstrap(), target.bootstrap());
+    let src_admin = Admin::new(&src).unwrap_or_else(|e| panic!("{e}"));
+    let tgt_admin = Admin::new(&tgt).unwrap_or_else(|e| panic!("{e}"));
+    for (admin, topic, partitions) in [
+        (&src_admin, "orders", 3),
+        (&src_admin, "orders-eu", 1),
+        (&src_admin, "payments", 1),
+        (&tgt_admin, "east.orders", 3),
+    ] {
+        admin
+            .create_topic(topic, partitions, &[])
+            .unwrap_or_else(|e| panic!("create {topic}: {e}"));
+    }
+    produce(&src, "orders", &[(0, 10), (1, 15), (2, 5)]);
+    produce(&src, "orders-eu", &[(0, 2)]);
+    produce(&src, "payments", &[(0, 1)]);
+    // The target has a copy of part of partition 0 and all of partition 1.
+    produce(&tgt, "east.orders", &[(0, 4), (1, 15)]);
+    let expected_orders: i64 = (0..3)
+        .map(|p| {
+            let (_, s) = watermarks(&src, "orders", p).unwrap_or_else(|e| panic!("{e}"));
+            let (_, t) = watermarks(&tgt, "east.orders", p).unwrap_or_else(|e| panic!("{e}"));
+            s - t
+        })
+        .sum();
+    assert_eq!(expected_orders, 6 + 5);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let status = runtime.block_on(async {
+        let m = mirror(east_to_west());
+        let primary = serde_json::to_value(&m).unwrap_or(Value::Null);
+        let (client, log, server) = mock_client(primary, api(&["east", "west"], 2));
+        let admins = LocalAdmins {
+            by_bootstrap: BTreeMap::from([
+                ("east-bootstrap.ns.svc:9091".to_owned(), src.clone()),
+                ("west-bootstrap.ns.svc:9091".to_owned(), tgt.clone()),
+            ]),
+        };
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+        let ctx = Context::new(client, metrics, admins);
+        let result = reconcile(Arc::new(m), ctx.clone()).await;
+        assert!(result.is_ok(), "{result:?}");
+        status_patch(&finish(ctx, log, server).await)
+    });
+    assert_eq!(
+        status["topics"],
+        json!([{"name": "orders", "targetTopic": "east.orders", "lagRecords": expected_orders},
+               {"name": "orders-eu", "targetTopic": "east.orders-eu", "lagRecords": 2}]),
+        "{status}"
+    );
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "True", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 topics mirrored, 13 records behind"),
+        "{ready}"
+    );
+}
