@@ -17,8 +17,8 @@ pub mod topic;
 pub mod user;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterStatus};
-pub use mirror::{Mirror, MirrorSpec, MirrorStatus};
 pub use common::{ClusterReference, DeletionPolicy, SecretKeyRef};
+pub use mirror::{Mirror, MirrorSpec, MirrorStatus};
 pub use topic::{Topic, TopicSpec, TopicStatus};
 pub use user::{User, UserSpec, UserStatus};
 
