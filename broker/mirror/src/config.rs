@@ -441,8 +441,7 @@ pub fn parse_jaas(key: &str, jaas: &str) -> Result<(String, String), ConfigError
                     c => value.push(c),
                 }
             }
-            let end =
-                end.ok_or_else(|| invalid(key, "<redacted>", "unterminated quoted value"))?;
+            let end = end.ok_or_else(|| invalid(key, "<redacted>", "unterminated quoted value"))?;
             (value, &quoted[end..])
         } else {
             let end = after
@@ -505,7 +504,11 @@ fn flow(
                     .parse()
                     .map_err(|_| invalid(&k, &v, "expected a replication factor"))?;
                 if n == 0 || n < -1 {
-                    return Err(invalid(&k, &v, "must be positive, or -1 for the broker default"));
+                    return Err(invalid(
+                        &k,
+                        &v,
+                        "must be positive, or -1 for the broker default",
+                    ));
                 }
                 Ok(n)
             }
@@ -735,7 +738,12 @@ A.consumer.max.poll.records = 10
         .unwrap();
         let flow = &config.flows[0];
         assert!(flow.topics.matches("anything"));
-        for excluded in ["x.internal", "x-internal", "t.replica", "__consumer_offsets"] {
+        for excluded in [
+            "x.internal",
+            "x-internal",
+            "t.replica",
+            "__consumer_offsets",
+        ] {
             assert!(!flow.topics.matches(excluded), "{excluded}");
         }
         assert!(flow.groups.matches("app"));
@@ -745,7 +753,10 @@ A.consumer.max.poll.records = 10
         assert_eq!(flow.offset_lag_max, 100);
         assert!(!flow.sync_group_offsets_enabled);
         assert_eq!(flow.policy.format_remote_topic("a", "t"), "a.t");
-        assert_eq!(config.clusters["a"].security_protocol, SecurityProtocol::Plaintext);
+        assert_eq!(
+            config.clusters["a"].security_protocol,
+            SecurityProtocol::Plaintext
+        );
     }
 
     #[test]
@@ -797,20 +808,31 @@ b.ssl.truststore.location=/etc/b.pem
 
     #[test]
     fn invalid_configs_name_the_key() {
-        let base = "clusters=a,b\na.bootstrap.servers=x:1\nb.bootstrap.servers=y:1\na->b.enabled=true\n";
+        let base =
+            "clusters=a,b\na.bootstrap.servers=x:1\nb.bootstrap.servers=y:1\na->b.enabled=true\n";
         assert_eq!(error_key("a.bootstrap.servers=x"), "clusters");
         assert_eq!(
             error_key("clusters=a,b\na.bootstrap.servers=x:1\na->b.enabled=true\n"),
             "b.bootstrap.servers"
         );
-        assert_eq!(error_key(&format!("{base}a->b.topics=(unclosed\n")), "a->b.topics");
-        assert_eq!(error_key(&format!("{base}topics.exclude=[\n")), "topics.exclude");
         assert_eq!(
-            error_key(&format!("{base}replication.policy.class=com.example.Mine\n")),
+            error_key(&format!("{base}a->b.topics=(unclosed\n")),
+            "a->b.topics"
+        );
+        assert_eq!(
+            error_key(&format!("{base}topics.exclude=[\n")),
+            "topics.exclude"
+        );
+        assert_eq!(
+            error_key(&format!(
+                "{base}replication.policy.class=com.example.Mine\n"
+            )),
             "replication.policy.class"
         );
         assert_eq!(
-            error_key(&format!("{base}a->b.refresh.topics.interval.seconds=soon\n")),
+            error_key(&format!(
+                "{base}a->b.refresh.topics.interval.seconds=soon\n"
+            )),
             "a->b.refresh.topics.interval.seconds"
         );
         assert_eq!(
@@ -822,11 +844,19 @@ b.ssl.truststore.location=/etc/b.pem
             "b.security.protocol"
         );
         assert_eq!(
-            error_key(&format!("{base}a.security.protocol=SASL_PLAINTEXT\na.sasl.mechanism=PLAIN\n")),
+            error_key(&format!(
+                "{base}a.security.protocol=SASL_PLAINTEXT\na.sasl.mechanism=PLAIN\n"
+            )),
             "a.sasl.jaas.config"
         );
-        assert_eq!(error_key(&format!("{base}a->c.enabled=true\n")), "a->c.enabled");
-        assert_eq!(error_key(&format!("{base}a->b.enabled=yes\n")), "a->b.enabled");
+        assert_eq!(
+            error_key(&format!("{base}a->c.enabled=true\n")),
+            "a->c.enabled"
+        );
+        assert_eq!(
+            error_key(&format!("{base}a->b.enabled=yes\n")),
+            "a->b.enabled"
+        );
         assert_eq!(
             error_key("clusters=a,b\na.bootstrap.servers=x:1\nb.bootstrap.servers=y:1\n"),
             "<source>-><target>.enabled = true"

@@ -4,8 +4,23 @@
 //!
 //! - [`config`]: the `mm2.properties` file;
 //! - [`policy`]: MM2's replication policies and cycle detection;
-//! - [`formats`]: MM2's binary record formats.
+//! - [`formats`]: MM2's binary record formats;
+//! - [`wire`]: the Kafka calls, over `strait-client`;
+//! - [`topics`]: topic selection, creation, partitions and config sync;
+//! - [`copy`]: record copy of one partition with progress commits and offset syncs;
+//! - [`internal`]: MM2's internal topics written and read;
+//! - [`checkpoint`], [`heartbeat`]: MM2's checkpoints (and group offset sync) and heartbeats;
+//! - [`metrics`]: Prometheus metrics and `/metrics`;
+//! - [`engine`]: the flows and their tasks.
 
+pub mod checkpoint;
 pub mod config;
+pub mod copy;
+pub mod engine;
 pub mod formats;
+pub mod heartbeat;
+pub mod internal;
+pub mod metrics;
 pub mod policy;
+pub mod topics;
+pub mod wire;

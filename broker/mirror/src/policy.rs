@@ -138,8 +138,15 @@ mod tests {
         assert_eq!(p.format_remote_topic("us-west", "orders"), "us-west.orders");
         assert_eq!(p.topic_source("us-west.orders"), Some("us-west"));
         assert_eq!(p.topic_source("orders"), None);
-        assert_eq!(p.topic_source("orders."), None, "Java drops trailing empty parts");
-        assert_eq!(p.upstream_topic("us-west.orders").as_deref(), Some("orders"));
+        assert_eq!(
+            p.topic_source("orders."),
+            None,
+            "Java drops trailing empty parts"
+        );
+        assert_eq!(
+            p.upstream_topic("us-west.orders").as_deref(),
+            Some("orders")
+        );
         assert_eq!(p.upstream_topic("a.b.orders").as_deref(), Some("b.orders"));
         assert_eq!(p.upstream_topic("orders"), None);
         let custom = ReplicationPolicy::new(PolicyKind::Default, "__");
@@ -157,7 +164,10 @@ mod tests {
         // Heartbeats keep MM2's prefix even under the identity policy.
         assert_eq!(p.format_remote_topic("A", "heartbeats"), "A.heartbeats");
         assert_eq!(p.topic_source("A.heartbeats"), Some("A"));
-        assert_eq!(p.upstream_topic("A.heartbeats").as_deref(), Some("heartbeats"));
+        assert_eq!(
+            p.upstream_topic("A.heartbeats").as_deref(),
+            Some("heartbeats")
+        );
     }
 
     #[test]
@@ -166,8 +176,14 @@ mod tests {
         assert!(!p.is_cycle("orders", "B"));
         assert!(p.is_cycle("B.orders", "B"), "came from the target");
         assert!(!p.is_cycle("C.orders", "B"));
-        assert!(p.is_cycle("C.B.orders", "B"), "came from the target through C");
-        assert!(!identity().is_cycle("B.orders", "B"), "identity cannot tell");
+        assert!(
+            p.is_cycle("C.B.orders", "B"),
+            "came from the target through C"
+        );
+        assert!(
+            !identity().is_cycle("B.orders", "B"),
+            "identity cannot tell"
+        );
         assert!(identity().is_cycle("B.heartbeats", "B"));
     }
 

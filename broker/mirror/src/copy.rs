@@ -1,0 +1,484 @@
+//! Record copy of one partition: Fetch from the source leader, produce the same records (key,
+//! value, headers, CreateTime timestamp) to the same partition number of the remote topic with
+//! acks=all and an idempotent producer id, then commit the next source offset to the flow's
+//! progress group on the source. A restarted process resumes from that commit: at-least-once,
+//! with duplicates only for what was in flight at a crash. Offset syncs are emitted when MM2
+//! would (first record, every `offset.lag.max` records, gaps, and at each progress commit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::records::Record;
+use strait_client::Connection;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::FlowConfig;
+use crate::formats::OffsetSync;
+use crate::metrics::{Metrics, PartitionLabels};
+use crate::wire::{Cluster, WireError, code, encode_batch};
+
+/// How long a Fetch waits for records at the source.
+const FETCH_WAIT: Duration = Duration::from_millis(500);
+/// Bytes asked per Fetch.
+const FETCH_BYTES: i32 = 4 * 1024 * 1024;
+/// Produce deadline at the target.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often progress is committed while records flow.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every task of one `source->target` flow shares.
+pub struct FlowContext {
+    pub config: FlowConfig,
+    pub source: Cluster,
+    pub target: Cluster,
+    pub metrics: Metrics,
+    /// Offset syncs to write to the source's offset-syncs topic.
+    pub syncs: mpsc::UnboundedSender<OffsetSync>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl FlowContext {
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// MM2's per-partition rule for when an offset sync must be emitted (`OffsetSyncWriter`'s
+/// `PartitionState`).
+#[derive(Debug, Clone)]
+pub struct SyncState {
+    previous_upstream: i64,
+    previous_downstream: i64,
+    last_sync_downstream: i64,
+    max_lag: i64,
+}
+
+impl SyncState {
+    pub fn new(max_lag: i64) -> Self {
+        SyncState {
+            previous_upstream: -1,
+            previous_downstream: -1,
+            last_sync_downstream: -1,
+            max_lag,
+        }
+    }
+
+    /// Whether record `upstream`, written at `downstream`, needs a sync now: the first of this
+    /// process, `offset.lag.max` records since the last, an upstream gap, or a downstream
+    /// rewind.
+    pub fn update(&mut self, upstream: i64, downstream: i64) -> bool {
+        let first = self.last_sync_downstream == -1;
+        let stale = downstream - (self.last_sync_downstream + 1) >= self.max_lag;
+        let skipped = upstream - self.previous_upstream != 1;
+        let truncated = downstream < self.previous_downstream;
+        let sync = first || stale || skipped || truncated;
+        if sync {
+            self.last_sync_downstream = downstream;
+        }
+        self.previous_upstream = upstream;
+        self.previous_downstream = downstream;
+        sync
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn record_bytes(r: &Record) -> u64 {
+    let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, |b| b.len());
+    let headers: usize = r.headers.iter().map(|(k, v)| k.len() + len(v)).sum();
+    (len(&r.key) + len(&r.value) + headers) as u64
+}
+
+/// Copies `topic`/`partition` to `remote`/`partition` until shutdown (or the task is aborted).
+pub async fn copy_partition(flow: Arc<FlowContext>, topic: String, partition: i32, remote: String) {
+    let mut copier = Copier {
+        labels_partition: partition.to_string(),
+        flow,
+        topic,
+        partition,
+        remote,
+        source_leader: None,
+        target_leader: None,
+        coordinator: None,
+        producer: None,
+        sequence: 0,
+        sync_state: None,
+        last_synced: None,
+        last_copied: None,
+        committed: None,
+        next: None,
+        last_commit: Instant::now(),
+    };
+    copier.run().await;
+}
+
+struct Copier {
+    flow: Arc<FlowContext>,
+    topic: String,
+    partition: i32,
+    remote: String,
+    labels_partition: String,
+    source_leader: Option<Connection>,
+    target_leader: Option<Connection>,
+    coordinator: Option<Connection>,
+    producer: Option<(i64, i16)>,
+    sequence: i32,
+    sync_state: Option<SyncState>,
+    /// The last offset sync sent (upstream, downstream).
+    last_synced: Option<(i64, i64)>,
+    /// The last record copied (upstream, downstream).
+    last_copied: Option<(i64, i64)>,
+    /// The source offset last committed to the progress group.
+    committed: Option<i64>,
+    /// The next source offset to copy.
+    next: Option<i64>,
+    last_commit: Instant,
+}
+
+impl Copier {
+    fn labels(&self) -> PartitionLabels<'_> {
+        PartitionLabels {
+            source: &self.flow.config.source,
+            target: &self.flow.config.target,
+            topic: &self.topic,
+            partition: &self.labels_partition,
+        }
+    }
+
+    async fn run(&mut self) {
+        let mut failures = 0u32;
+        while !self.flow.stopping() {
+            match self.step().await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let backoff = Duration::from_millis(100 * u64::from(failures.min(50)));
+                    tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "copy step failed; retrying in {backoff:?}");
+                    self.forget_connections(&e);
+                    let mut shutdown = self.flow.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.commit().await {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "final progress commit failed");
+        }
+    }
+
+    fn forget_connections(&mut self, e: &WireError) {
+        match e.code() {
+            // The broker answered: only leadership problems need a new connection.
+            Some(c)
+                if ![
+                    code::NOT_LEADER_OR_FOLLOWER,
+                    code::LEADER_NOT_AVAILABLE,
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    code::FENCED_LEADER_EPOCH,
+                    code::UNKNOWN_LEADER_EPOCH,
+                    code::NOT_COORDINATOR,
+                    code::COORDINATOR_NOT_AVAILABLE,
+                ]
+                .contains(&c) => {}
+            _ => {
+                self.source_leader = None;
+                self.target_leader = None;
+                self.coordinator = None;
+            }
+        }
+    }
+
+    /// Where copying starts: the progress group's commit, or the source's earliest offset.
+    async fn start_offset(&mut self) -> Result<i64, WireError> {
+        let flow = self.flow.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let group = flow.config.progress_group();
+        let coordinator = self.coordinator().await?;
+        let committed = flow.source.committed(coordinator, &group).await?;
+        if let Some((offset, _)) = committed.get(&(topic.clone(), partition)) {
+            self.committed = Some(*offset);
+            return Ok(*offset);
+        }
+        let leader = self.source_leader().await?;
+        flow.source.list_offset(leader, &topic, partition, -2).await
+    }
+
+    async fn coordinator(&mut self) -> Result<&mut Connection, WireError> {
+        if self.coordinator.is_none() {
+            let group = self.flow.config.progress_group();
+            self.coordinator = Some(self.flow.source.coordinator(&group).await?);
+        }
+        Ok(self.coordinator.as_mut().expect("set above"))
+    }
+
+    async fn source_leader(&mut self) -> Result<&mut Connection, WireError> {
+        if self.source_leader.is_none() {
+            self.source_leader = Some(
+                self.flow
+                    .source
+                    .connect_leader(&self.topic, self.partition)
+                    .await?,
+            );
+        }
+        Ok(self.source_leader.as_mut().expect("set above"))
+    }
+
+    async fn target_leader(&mut self) -> Result<&mut Connection, WireError> {
+        if self.target_leader.is_none() {
+            self.target_leader = Some(
+                self.flow
+                    .target
+                    .connect_leader(&self.remote, self.partition)
+                    .await?,
+            );
+        }
+        Ok(self.target_leader.as_mut().expect("set above"))
+    }
+
+    /// One Fetch and, when it returned records, one Produce and the bookkeeping after it.
+    async fn step(&mut self) -> Result<(), WireError> {
+        let next = match self.next {
+            Some(n) => n,
+            None => {
+                let n = self.start_offset().await?;
+                tracing::info!(topic = %self.topic, partition = self.partition, remote = %self.remote, from = n, "copying partition");
+                self.next = Some(n);
+                n
+            }
+        };
+        let flow = self.flow.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let leader = self.source_leader().await?;
+        let fetched = match flow
+            .source
+            .fetch(leader, &topic, partition, next, FETCH_WAIT, FETCH_BYTES)
+            .await
+        {
+            Err(e) if e.code() == Some(code::OFFSET_OUT_OF_RANGE) => {
+                let earliest = flow
+                    .source
+                    .list_offset(leader, &topic, partition, -2)
+                    .await?;
+                tracing::warn!(%topic, partition, from = next, to = earliest, "offset out of range on the source: resetting to the earliest offset");
+                self.next = Some(earliest);
+                return Ok(());
+            }
+            other => other?,
+        };
+        let fetched_at = now_ms();
+        let mut records: Vec<Record> = Vec::new();
+        let mut new_next = next;
+        for batch in fetched.batches {
+            records.extend(batch.records);
+            new_next = new_next.max(batch.last_offset + 1);
+        }
+        if records.is_empty() {
+            // Control batches only, or nothing new.
+            self.next = Some(new_next);
+            self.report_lag(fetched.high_watermark, new_next);
+            if fetched.high_watermark <= new_next {
+                flow.metrics
+                    .last_copy_timestamp_seconds
+                    .with_label_values(&self.labels().values())
+                    .set(fetched_at as f64 / 1000.0);
+            }
+            return self.maybe_commit().await;
+        }
+        let ages: Vec<f64> = records
+            .iter()
+            .map(|r| (fetched_at - r.timestamp).max(0) as f64)
+            .collect();
+        let downstream = self.produce(&records).await?;
+        let acked_at = now_ms();
+        let latencies: Vec<f64> = records
+            .iter()
+            .map(|r| (acked_at - r.timestamp).max(0) as f64)
+            .collect();
+        let bytes: u64 = records.iter().map(record_bytes).sum();
+        flow.metrics.copied(
+            &self.labels(),
+            records.len() as u64,
+            bytes,
+            &ages,
+            &latencies,
+        );
+        flow.metrics
+            .last_copy_timestamp_seconds
+            .with_label_values(&self.labels().values())
+            .set(acked_at as f64 / 1000.0);
+        if let Some(base) = downstream {
+            let state = self
+                .sync_state
+                .get_or_insert_with(|| SyncState::new(flow.config.offset_lag_max));
+            for (i, r) in records.iter().enumerate() {
+                let d = base + i as i64;
+                if state.update(r.offset, d) {
+                    let _ = flow.syncs.send(OffsetSync {
+                        topic: topic.clone(),
+                        partition,
+                        upstream: r.offset,
+                        downstream: d,
+                    });
+                    self.last_synced = Some((r.offset, d));
+                }
+                self.last_copied = Some((r.offset, d));
+            }
+        } else {
+            // The target reported a duplicate without its offset: no sync is certain.
+            self.last_copied = None;
+        }
+        self.next = Some(new_next);
+        self.report_lag(fetched.high_watermark, new_next);
+        self.maybe_commit().await
+    }
+
+    fn report_lag(&self, high_watermark: i64, next: i64) {
+        self.flow
+            .metrics
+            .partition_lag_records
+            .with_label_values(&self.labels().values())
+            .set((high_watermark - next).max(0));
+    }
+
+    /// Produces `records` until the target acknowledges them; the downstream base offset
+    /// (`None` when the target recognised the batch as a duplicate of one already written).
+    async fn produce(&mut self, records: &[Record]) -> Result<Option<i64>, WireError> {
+        let flow = self.flow.clone();
+        loop {
+            let producer = match self.producer {
+                Some(p) => p,
+                None => {
+                    let p = flow.target.init_producer_id().await?;
+                    self.producer = Some(p);
+                    self.sequence = 0;
+                    p
+                }
+            };
+            let batch = encode_batch(records, producer, self.sequence).map_err(|detail| {
+                WireError::Records {
+                    cluster: flow.target.alias.clone(),
+                    what: format!("{}-{}", self.remote, self.partition),
+                    detail,
+                }
+            })?;
+            let (remote, partition) = (self.remote.clone(), self.partition);
+            let leader = self.target_leader().await?;
+            match flow
+                .target
+                .produce(leader, &remote, partition, batch, PRODUCE_TIMEOUT)
+                .await
+            {
+                Ok(base) => {
+                    self.advance_sequence(records.len());
+                    return Ok(Some(base));
+                }
+                Err(e) if e.code() == Some(code::DUPLICATE_SEQUENCE_NUMBER) => {
+                    self.advance_sequence(records.len());
+                    return Ok(None);
+                }
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(
+                            code::OUT_OF_ORDER_SEQUENCE_NUMBER
+                                | code::UNKNOWN_PRODUCER_ID
+                                | code::INVALID_PRODUCER_EPOCH
+                                | code::PRODUCER_FENCED
+                        )
+                    ) =>
+                {
+                    // The target lost our producer state: start a new producer id and resend
+                    // (a duplicate is possible, a loss is not).
+                    tracing::warn!(remote = %remote, partition, error = %e, "producer state lost at the target; new producer id");
+                    self.producer = None;
+                }
+                Err(e) => {
+                    // Retriable or not, the same batch with the same sequence is resent after
+                    // the backoff: the target's idempotence drops it if it was written.
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn advance_sequence(&mut self, n: usize) {
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        // Kafka sequences wrap to 0 after i32::MAX.
+        self.sequence = if self.sequence > i32::MAX - n {
+            n - (i32::MAX - self.sequence) - 1
+        } else {
+            self.sequence + n
+        };
+    }
+
+    async fn maybe_commit(&mut self) -> Result<(), WireError> {
+        if self.last_commit.elapsed() >= COMMIT_INTERVAL && self.next != self.committed {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the next source offset to the progress group and sends the delayed offset sync
+    /// (MM2 promotes delayed syncs at each offset commit).
+    async fn commit(&mut self) -> Result<(), WireError> {
+        let Some(next) = self.next else {
+            return Ok(());
+        };
+        if self.committed == Some(next) {
+            return Ok(());
+        }
+        let flow = self.flow.clone();
+        let group = flow.config.progress_group();
+        let mut offsets = BTreeMap::new();
+        offsets.insert((self.topic.clone(), self.partition), (next, String::new()));
+        let coordinator = self.coordinator().await?;
+        flow.source.commit(coordinator, &group, &offsets).await?;
+        self.committed = Some(next);
+        self.last_commit = Instant::now();
+        if let Some(last) = self.last_copied
+            && self.last_synced != Some(last)
+        {
+            let _ = flow.syncs.send(OffsetSync {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                upstream: last.0,
+                downstream: last.1,
+            });
+            self.last_synced = Some(last);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncs_follow_mm2_rules() {
+        let mut s = SyncState::new(100);
+        assert!(s.update(0, 0), "first record");
+        assert!(!s.update(1, 1));
+        for i in 2..100 {
+            assert!(!s.update(i, i), "{i}");
+        }
+        assert!(s.update(101, 101), "gap upstream");
+        assert!(!s.update(102, 102));
+        // 100 records after the last sync's downstream + 1.
+        for i in 103..202 {
+            assert!(!s.update(i, i), "{i}");
+        }
+        assert!(s.update(202, 202), "offset.lag.max reached");
+        assert!(s.update(203, 150), "downstream rewound");
+        let mut every = SyncState::new(0);
+        assert!(every.update(5, 0));
+        assert!(every.update(6, 1), "offset.lag.max=0 syncs every record");
+    }
+}

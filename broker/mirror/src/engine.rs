@@ -1,0 +1,136 @@
+//! Runs the flows of a configuration: per flow, the internal topics, the offset-sync writer,
+//! heartbeats, checkpoints, and a topic-sync loop that starts one copier per mirrored partition
+//! (and stops those of topics no longer mirrored) every `refresh.topics.interval.seconds`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{FlowConfig, MirrorConfig};
+use crate::copy::{FlowContext, copy_partition};
+use crate::internal::{InternalWriter, offset_sync_writer};
+use crate::metrics::Metrics;
+use crate::topics::{ensure_internal_topics, sync_topics};
+use crate::wire::{Cluster, WireError};
+use crate::{checkpoint, heartbeat};
+
+/// Runs every flow of `config` until `shutdown` turns true; copiers commit their progress
+/// before this returns.
+pub async fn run(
+    config: MirrorConfig,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), WireError> {
+    let mut flows = Vec::new();
+    for flow in &config.flows {
+        let source = Cluster::new(&config.clusters[&flow.source], "strait-mirror")?;
+        let target = Cluster::new(&config.clusters[&flow.target], "strait-mirror")?;
+        flows.push(tokio::spawn(run_flow(
+            flow.clone(),
+            source,
+            target,
+            metrics.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for f in flows {
+        let _ = f.await;
+    }
+    Ok(())
+}
+
+async fn run_flow(
+    config: FlowConfig,
+    source: Cluster,
+    target: Cluster,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = config.name();
+    // Internal topics first: without them nothing else of the flow can be written.
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match ensure_internal_topics(&config, &source, &target).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(flow = %name, error = %e, "internal topics not ready; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let (syncs_tx, syncs_rx) = mpsc::unbounded_channel();
+    let flow = Arc::new(FlowContext {
+        config: config.clone(),
+        source: source.clone(),
+        target: target.clone(),
+        metrics,
+        syncs: syncs_tx,
+        shutdown: shutdown.clone(),
+    });
+    let writer = tokio::spawn(offset_sync_writer(
+        InternalWriter::new(source.clone(), config.offset_syncs_topic()),
+        syncs_rx,
+        shutdown.clone(),
+    ));
+    let mut side_tasks = vec![writer];
+    if config.emit_heartbeats_enabled {
+        side_tasks.push(tokio::spawn(heartbeat::run(flow.clone())));
+    }
+    if config.emit_checkpoints_enabled || config.sync_group_offsets_enabled {
+        side_tasks.push(tokio::spawn(checkpoint::run(flow.clone())));
+    }
+    tracing::info!(flow = %name, "flow started");
+    let mut copiers: HashMap<(String, i32), JoinHandle<()>> = HashMap::new();
+    loop {
+        match sync_topics(&config, &source, &target).await {
+            Ok(mirrored) => {
+                let mut wanted = std::collections::HashSet::new();
+                for m in &mirrored {
+                    for partition in 0..m.partitions {
+                        let key = (m.topic.clone(), partition);
+                        wanted.insert(key.clone());
+                        let running = copiers.get(&key).is_some_and(|h| !h.is_finished());
+                        if !running {
+                            copiers.insert(
+                                key,
+                                tokio::spawn(copy_partition(
+                                    flow.clone(),
+                                    m.topic.clone(),
+                                    partition,
+                                    m.remote.clone(),
+                                )),
+                            );
+                        }
+                    }
+                }
+                copiers.retain(|key, handle| {
+                    let keep = wanted.contains(key);
+                    if !keep {
+                        tracing::info!(topic = %key.0, partition = key.1, "no longer mirrored: copier stopped");
+                        handle.abort();
+                    }
+                    keep
+                });
+            }
+            Err(e) => tracing::warn!(flow = %name, error = %e, "topic sync failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.refresh_topics_interval) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    for (_, handle) in copiers {
+        let _ = handle.await;
+    }
+    for task in side_tasks {
+        let _ = task.await;
+    }
+    tracing::info!(flow = %name, "flow stopped");
+}

@@ -1,0 +1,887 @@
+//! The Kafka calls the mirror makes, on top of `strait-client`: a [`Cluster`] built from an
+//! `mm2.properties` cluster (TLS, SASL), and one function per admin or data call (Metadata,
+//! CreateTopics, CreatePartitions, configs, groups and offsets, Fetch, Produce), each checking
+//! its error codes and returning plain values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, InitProducerIdResponse, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strait_client::connection::address;
+use strait_client::{
+    Client, ClientError, ClientTls, ConnectOptions, Connection, KafkaError, SaslLogin,
+};
+
+use crate::config::ClusterConfig;
+
+/// Kafka error codes the mirror reacts to.
+pub mod code {
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const PRODUCER_FENCED: i16 = 90;
+}
+
+const METADATA: std::ops::RangeInclusive<i16> = 1..=12;
+const FETCH: std::ops::RangeInclusive<i16> = 4..=12;
+const PRODUCE: std::ops::RangeInclusive<i16> = 3..=9;
+const LIST_OFFSETS: std::ops::RangeInclusive<i16> = 1..=7;
+const OFFSET_COMMIT: std::ops::RangeInclusive<i16> = 2..=8;
+const OFFSET_FETCH: std::ops::RangeInclusive<i16> = 1..=7;
+const FIND_COORDINATOR: std::ops::RangeInclusive<i16> = 0..=3;
+const LIST_GROUPS: std::ops::RangeInclusive<i16> = 0..=4;
+const DESCRIBE_GROUPS: std::ops::RangeInclusive<i16> = 0..=5;
+const INIT_PRODUCER_ID: std::ops::RangeInclusive<i16> = 0..=4;
+const CREATE_TOPICS: std::ops::RangeInclusive<i16> = 2..=7;
+const CREATE_PARTITIONS: std::ops::RangeInclusive<i16> = 0..=3;
+const DESCRIBE_CONFIGS: std::ops::RangeInclusive<i16> = 1..=4;
+const INCREMENTAL_ALTER_CONFIGS: std::ops::RangeInclusive<i16> = 0..=1;
+
+/// DescribeConfigs' source of a topic's own (non-default) setting.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+/// Config resource type of a topic.
+const TOPIC_RESOURCE: i8 = 2;
+
+/// A group's committed offsets: (topic, partition) → (offset, metadata).
+pub type Offsets = BTreeMap<(String, i32), (i64, String)>;
+
+/// Errors of the mirror's Kafka calls.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("{cluster}: {source}")]
+    Client {
+        cluster: String,
+        source: ClientError,
+    },
+    #[error("{cluster}: cannot read trust store {path}: {source}")]
+    TrustStore {
+        cluster: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{cluster}: records of {what}: {detail}")]
+    Records {
+        cluster: String,
+        what: String,
+        detail: String,
+    },
+}
+
+impl WireError {
+    /// The broker's error code, when the broker answered with one.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            WireError::Client { source, .. } => source.kafka().map(|k| k.code),
+            _ => None,
+        }
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+fn kafka(api: ApiKey, resource: &str, code: i16, message: Option<&StrBytes>) -> ClientError {
+    ClientError::Kafka(KafkaError {
+        api,
+        resource: Some(resource.to_owned()),
+        code,
+        message: message.map(|m| m.to_string()),
+    })
+}
+
+/// One cluster of the configuration, reachable through its bootstrap list.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub alias: String,
+    client: Client,
+}
+
+impl Cluster {
+    /// The cluster's client with its TLS and SASL settings.
+    pub fn new(config: &ClusterConfig, client_id: &str) -> Result<Self, WireError> {
+        let mut options = ConnectOptions::new(client_id);
+        if config.security_protocol.tls()
+            && let Some(path) = &config.truststore
+        {
+            let pem = std::fs::read_to_string(path).map_err(|source| WireError::TrustStore {
+                cluster: config.alias.clone(),
+                path: path.display().to_string(),
+                source,
+            })?;
+            options.tls = Some(
+                ClientTls::from_pem(&pem, None).map_err(|e| WireError::Client {
+                    cluster: config.alias.clone(),
+                    source: ClientError::TlsConfig(e),
+                })?,
+            );
+        }
+        if let Some(sasl) = &config.sasl {
+            options.sasl = Some(SaslLogin {
+                mechanism: sasl.mechanism.clone(),
+                username: sasl.username.clone(),
+                password: sasl.password.clone(),
+            });
+        }
+        Ok(Cluster {
+            alias: config.alias.clone(),
+            client: Client::new(&config.bootstrap_servers, options),
+        })
+    }
+
+    fn err(&self, source: ClientError) -> WireError {
+        WireError::Client {
+            cluster: self.alias.clone(),
+            source,
+        }
+    }
+
+    /// A connection to any broker.
+    pub async fn connect(&self) -> Result<Connection, WireError> {
+        self.client.connect().await.map_err(|e| self.err(e))
+    }
+
+    /// A connection to the leader of `topic`'s `partition`.
+    pub async fn connect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Connection, WireError> {
+        self.client
+            .connect_leader(topic, partition)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Metadata of every topic (or of `topics`).
+    pub async fn metadata(&self, topics: Option<&[String]>) -> Result<MetadataResponse, WireError> {
+        let mut conn = self.connect().await?;
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+                    .collect()
+            }));
+        conn.call_negotiated(METADATA, &request)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every topic with its partition count (topics the broker marks internal left out), and
+    /// the number of brokers.
+    pub async fn topics(&self) -> Result<(BTreeMap<String, i32>, usize), WireError> {
+        let metadata = self.metadata(None).await?;
+        let topics = metadata
+            .topics
+            .iter()
+            .filter(|t| !t.is_internal && t.error_code == 0)
+            .filter_map(|t| {
+                let name = t.name.as_ref()?.0.to_string();
+                Some((name, i32::try_from(t.partitions.len()).unwrap_or(i32::MAX)))
+            })
+            .collect();
+        Ok((topics, metadata.brokers.len()))
+    }
+
+    /// Creates `topic` unless it exists.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<bool, WireError> {
+        let mut conn = self.connect().await?;
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(replication_factor)
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(str_bytes(k))
+                                    .with_value(Some(str_bytes(v)))
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let version = conn
+            .negotiate::<CreateTopicsRequest>(CREATE_TOPICS)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response = conn
+            .call_checked(version, &request, &[code::TOPIC_ALREADY_EXISTS])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(response.topics.iter().all(|t| t.error_code == 0))
+    }
+
+    /// Grows `topic` to `count` partitions.
+    pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<(), WireError> {
+        let mut conn = self.connect().await?;
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(name(topic))
+                    .with_count(count),
+            ]);
+        let version = conn
+            .negotiate::<CreatePartitionsRequest>(CREATE_PARTITIONS)
+            .await
+            .map_err(|e| self.err(e))?;
+        // INVALID_PARTITIONS: another mirror process grew it first.
+        conn.call_checked(version, &request, &[code::INVALID_PARTITIONS])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The settings `topic` has of its own (not the broker's defaults).
+    pub async fn topic_configs(&self, topic: &str) -> Result<BTreeMap<String, String>, WireError> {
+        let mut conn = self.connect().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(str_bytes(topic))
+                .with_configuration_keys(None),
+        ]);
+        let version = conn
+            .negotiate::<DescribeConfigsRequest>(DESCRIBE_CONFIGS)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response = conn
+            .call_checked(version, &request, &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(response
+            .results
+            .iter()
+            .flat_map(|r| &r.configs)
+            .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG && !c.is_sensitive)
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect())
+    }
+
+    /// Sets `configs` on `topic` (IncrementalAlterConfigs SET), leaving its other settings.
+    pub async fn set_topic_configs(
+        &self,
+        topic: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), WireError> {
+        let mut conn = self.connect().await?;
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(str_bytes(topic))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            AlterableConfig::default()
+                                .with_name(str_bytes(k))
+                                .with_config_operation(0)
+                                .with_value(Some(str_bytes(v)))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let version = conn
+            .negotiate::<IncrementalAlterConfigsRequest>(INCREMENTAL_ALTER_CONFIGS)
+            .await
+            .map_err(|e| self.err(e))?;
+        conn.call_checked(version, &request, &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A connection to `group`'s coordinator.
+    pub async fn coordinator(&self, group: &str) -> Result<Connection, WireError> {
+        let mut conn = self.connect().await?;
+        let request = FindCoordinatorRequest::default()
+            .with_key(str_bytes(group))
+            .with_key_type(0);
+        let response: FindCoordinatorResponse = conn
+            .call_negotiated(FIND_COORDINATOR, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        if response.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::FindCoordinator,
+                group,
+                response.error_code,
+                response.error_message.as_ref(),
+            )));
+        }
+        let port = u16::try_from(response.port).unwrap_or(0);
+        let at = address(&response.host, port);
+        if at == conn.addr() {
+            return Ok(conn);
+        }
+        self.client.connect_to(&at).await.map_err(|e| self.err(e))
+    }
+
+    /// `group`'s committed offsets: (topic, partition) → (offset, metadata).
+    pub async fn committed(
+        &self,
+        coordinator: &mut Connection,
+        group: &str,
+    ) -> Result<Offsets, WireError> {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_topics(None);
+        let response: OffsetFetchResponse = coordinator
+            .call_negotiated(OFFSET_FETCH, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        if response.error_code != 0 {
+            return Err(self.err(kafka(ApiKey::OffsetFetch, group, response.error_code, None)));
+        }
+        let mut out = BTreeMap::new();
+        for topic in &response.topics {
+            for p in &topic.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.insert(
+                        (topic.name.0.to_string(), p.partition_index),
+                        (
+                            p.committed_offset,
+                            p.metadata
+                                .as_ref()
+                                .map(|m| m.to_string())
+                                .unwrap_or_default(),
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits `offsets` ((topic, partition) → (offset, metadata)) for `group` as a simple
+    /// (member-less) group: generation -1, no member id, as admin tools do.
+    pub async fn commit(
+        &self,
+        coordinator: &mut Connection,
+        group: &str,
+        offsets: &Offsets,
+    ) -> Result<(), WireError> {
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((topic, partition), (offset, metadata)) in offsets {
+            topics.entry(topic).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(*partition)
+                    .with_committed_offset(*offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(Some(str_bytes(metadata))),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::default())
+            .with_retention_time_ms(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let response: OffsetCommitResponse = coordinator
+            .call_negotiated(OFFSET_COMMIT, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        for topic in &response.topics {
+            for p in &topic.partitions {
+                if p.error_code != 0 {
+                    return Err(self.err(kafka(
+                        ApiKey::OffsetCommit,
+                        &format!("{group}/{}-{}", topic.name.0, p.partition_index),
+                        p.error_code,
+                        None,
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every group of the cluster (asking each broker, as each lists only its own), with its
+    /// state.
+    pub async fn list_groups(&self) -> Result<BTreeMap<String, String>, WireError> {
+        let metadata = self.metadata(Some(&[])).await?;
+        let mut out = BTreeMap::new();
+        for broker in &metadata.brokers {
+            let at = address(&broker.host, u16::try_from(broker.port).unwrap_or(0));
+            let mut conn = self.client.connect_to(&at).await.map_err(|e| self.err(e))?;
+            let response: ListGroupsResponse = conn
+                .call_negotiated(LIST_GROUPS, &ListGroupsRequest::default())
+                .await
+                .map_err(|e| self.err(e))?;
+            if response.error_code != 0 {
+                return Err(self.err(kafka(ApiKey::ListGroups, &at, response.error_code, None)));
+            }
+            for g in response.groups {
+                out.insert(g.group_id.0.to_string(), g.group_state.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `group`'s state and member count (DescribeGroups on its coordinator).
+    pub async fn group_state(
+        &self,
+        coordinator: &mut Connection,
+        group: &str,
+    ) -> Result<(String, usize), WireError> {
+        let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]);
+        let response: DescribeGroupsResponse = coordinator
+            .call_negotiated(DESCRIBE_GROUPS, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        let g = response
+            .groups
+            .first()
+            .ok_or_else(|| self.err(kafka(ApiKey::DescribeGroups, group, -1, None)))?;
+        if g.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::DescribeGroups,
+                group,
+                g.error_code,
+                g.error_message.as_ref(),
+            )));
+        }
+        Ok((g.group_state.to_string(), g.members.len()))
+    }
+
+    /// The offset of `partition` at `timestamp` (-2: earliest, -1: latest), asked of the leader.
+    pub async fn list_offset(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64, WireError> {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let response: ListOffsetsResponse = leader
+            .call_negotiated(LIST_OFFSETS, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        let p = response
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| {
+                self.err(kafka(
+                    ApiKey::ListOffsets,
+                    &format!("{topic}-{partition}"),
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ))
+            })?;
+        if p.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::ListOffsets,
+                &format!("{topic}-{partition}"),
+                p.error_code,
+                None,
+            )));
+        }
+        Ok(p.offset)
+    }
+
+    /// One Fetch of `partition` from `offset` (read_uncommitted, as MM2's consumer).
+    pub async fn fetch(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait: Duration,
+        max_bytes: i32,
+    ) -> Result<Fetched, WireError> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX))
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(0)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(offset)
+                            .with_last_fetched_epoch(-1)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(max_bytes),
+                    ]),
+            ]);
+        let version = leader
+            .negotiate::<FetchRequest>(FETCH)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response: FetchResponse = leader
+            .call_within(version, &request, max_wait + Duration::from_secs(30))
+            .await
+            .map_err(|e| self.err(e))?;
+        if response.error_code != 0 {
+            return Err(self.err(kafka(ApiKey::Fetch, topic, response.error_code, None)));
+        }
+        let p = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| {
+                self.err(kafka(
+                    ApiKey::Fetch,
+                    &format!("{topic}-{partition}"),
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ))
+            })?;
+        if p.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::Fetch,
+                &format!("{topic}-{partition}"),
+                p.error_code,
+                None,
+            )));
+        }
+        let batches =
+            split_batches(p.records.clone().unwrap_or_default(), offset).map_err(|detail| {
+                WireError::Records {
+                    cluster: self.alias.clone(),
+                    what: format!("{topic}-{partition}"),
+                    detail,
+                }
+            })?;
+        Ok(Fetched {
+            high_watermark: p.high_watermark,
+            batches,
+        })
+    }
+
+    /// A producer id for idempotent produce (InitProducerId without a transactional id).
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), WireError> {
+        let mut conn = self.connect().await?;
+        // No transactional id (the default is an empty one), and the Java client's timeout.
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(i32::MAX)
+            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response: InitProducerIdResponse = conn
+            .call_negotiated(INIT_PRODUCER_ID, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        if response.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::InitProducerId,
+                "producer id",
+                response.error_code,
+                None,
+            )));
+        }
+        Ok((response.producer_id.0, response.producer_epoch))
+    }
+
+    /// Produces one encoded batch to `partition` with acks=all; the base offset it got.
+    pub async fn produce(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        timeout: Duration,
+    ) -> Result<i64, WireError> {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        let version = leader
+            .negotiate::<ProduceRequest>(PRODUCE)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response: ProduceResponse = leader
+            .call_within(version, &request, timeout + Duration::from_secs(10))
+            .await
+            .map_err(|e| self.err(e))?;
+        let p = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.index == partition)
+            .ok_or_else(|| {
+                self.err(kafka(
+                    ApiKey::Produce,
+                    &format!("{topic}-{partition}"),
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ))
+            })?;
+        if p.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::Produce,
+                &format!("{topic}-{partition}"),
+                p.error_code,
+                p.error_message.as_ref(),
+            )));
+        }
+        Ok(p.base_offset)
+    }
+}
+
+/// What one Fetch returned: the partition's high watermark and its complete batches.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub high_watermark: i64,
+    pub batches: Vec<FetchedBatch>,
+}
+
+/// One record batch: its offset range, and its records (none for a control batch).
+#[derive(Debug)]
+pub struct FetchedBatch {
+    pub last_offset: i64,
+    pub control: bool,
+    pub records: Vec<Record>,
+}
+
+/// Splits a Fetch's record bytes into complete batches (a partial batch at the end, as brokers
+/// send when a batch crosses the size limit, is left for the next Fetch) and decodes each;
+/// records before `from` (the first batch may start earlier) are dropped.
+pub fn split_batches(mut bytes: Bytes, from: i64) -> Result<Vec<FetchedBatch>, String> {
+    let mut out = Vec::new();
+    while bytes.len() >= 61 {
+        let base_offset = (&bytes[0..8]).get_i64();
+        let length = (&bytes[8..12]).get_i32();
+        let total = usize::try_from(length).map_err(|_| format!("batch length {length}"))? + 12;
+        if total > bytes.len() {
+            break;
+        }
+        let mut batch = bytes.split_to(total);
+        let magic = batch[16];
+        if magic != 2 {
+            return Err(format!("record batch v{magic} is not supported"));
+        }
+        let attributes = (&batch[21..23]).get_i16();
+        let last_offset_delta = (&batch[23..27]).get_i32();
+        let last_offset = base_offset + i64::from(last_offset_delta);
+        let control = attributes & (1 << 5) != 0;
+        let records = if control || last_offset < from {
+            Vec::new()
+        } else {
+            RecordBatchDecoder::decode(&mut batch)
+                .map_err(|e| format!("batch at offset {base_offset}: {e}"))?
+                .records
+                .into_iter()
+                .filter(|r| r.offset >= from)
+                .collect()
+        };
+        out.push(FetchedBatch {
+            last_offset,
+            control,
+            records,
+        });
+    }
+    Ok(out)
+}
+
+/// Encodes `records` as one idempotent batch of producer `(id, epoch)` starting at sequence
+/// `sequence`, CreateTime timestamps, keys, values and headers as they are.
+pub fn encode_batch(
+    records: &[Record],
+    producer: (i64, i16),
+    sequence: i32,
+) -> Result<Bytes, String> {
+    let owned: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let i = i32::try_from(i).unwrap_or(i32::MAX);
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: producer.0,
+                producer_epoch: producer.1,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                sequence: if producer.0 < 0 {
+                    -1
+                } else {
+                    sequence.wrapping_add(i)
+                },
+                timestamp: r.timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r.headers.clone(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &owned,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+/// A record with `key` and `value`, timestamped `timestamp`, for MM2's internal topics.
+pub fn plain_record(key: Bytes, value: Bytes, timestamp: i64) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(key),
+        value: Some(value),
+        headers: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_partial_tails_wait() {
+        let mut records = Vec::new();
+        for i in 0..5 {
+            let mut r = plain_record(
+                Bytes::from(format!("k{i}")),
+                Bytes::from(format!("v{i}")),
+                1_000 + i,
+            );
+            r.headers.insert(
+                StrBytes::from_static_str("h"),
+                Some(Bytes::from_static(b"x")),
+            );
+            records.push(r);
+        }
+        let one = encode_batch(&records, (7, 0), 10).unwrap();
+        let mut two = BytesMut::new();
+        two.extend_from_slice(&one);
+        // The second batch at offsets 5..9 (base offset patched as a broker would).
+        let mut second = BytesMut::from(&one[..]);
+        second[0..8].copy_from_slice(&5i64.to_be_bytes());
+        two.extend_from_slice(&second);
+        two.extend_from_slice(&one[..30]); // a partial batch
+        let batches = split_batches(two.freeze(), 3).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].last_offset, 4);
+        assert_eq!(
+            batches[0]
+                .records
+                .iter()
+                .map(|r| r.offset)
+                .collect::<Vec<_>>(),
+            vec![3, 4],
+            "records before the fetch offset are dropped"
+        );
+        assert_eq!(batches[1].records.len(), 5);
+        let r = &batches[1].records[2];
+        assert_eq!(r.offset, 7);
+        assert_eq!(r.key.as_deref(), Some(&b"k2"[..]));
+        assert_eq!(r.value.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(r.timestamp, 1_002);
+        assert_eq!(r.producer_id, 7);
+        assert_eq!(r.sequence, 12);
+        assert_eq!(
+            r.headers.get(&StrBytes::from_static_str("h")),
+            Some(&Some(Bytes::from_static(b"x")))
+        );
+    }
+}

@@ -1,0 +1,505 @@
+//! `strait-mirror` in MM2-compatible mode between two real single-node Strait brokers A and B,
+//! driven by librdkafka: every record of `A:orders` reaches `B:A.orders` in the same partition
+//! with key, value, headers and timestamp, across a SIGKILL of the mirror mid-stream (duplicates
+//! allowed, nothing lost); `topics.exclude` honoured; a topic created later is picked up; topic
+//! configs synced; `heartbeats` and `A.checkpoints.internal` hold records in MM2's formats
+//! (decoded here by hand from MM2's schemas); a group committed on A shows up translated, and
+//! never past what was mirrored, on B; `/metrics` serves MM2's metric names; an invalid
+//! configuration exits with code 2 naming the key. One broker pair for all checks.
+//!
+//! Needs `target/release/strait-mirror` and `strait-broker`:
+//! `cargo build --release --bin strait-mirror --bin strait-broker`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use strait_e2e::http;
+use strait_e2e::{
+    Admin, Broker, ConsumedMessage, TestMessage, broker_binary, free_port, produce_all,
+    producer_config, read_partition, wait_for, wait_until, watermarks,
+};
+
+const PARTITIONS: i32 = 3;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn mirror_binary() -> PathBuf {
+    let path = broker_binary()
+        .expect("broker binary")
+        .with_file_name("strait-mirror");
+    assert!(
+        path.is_file(),
+        "{} missing: cargo build --release --bin strait-mirror",
+        path.display()
+    );
+    path
+}
+
+/// A running `strait-mirror`, killed (SIGKILL) on drop.
+struct Mirror {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Mirror {
+    fn start(config: &Path, metrics_port: u16, stderr: &Path) -> Mirror {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr)
+            .expect("stderr file");
+        let child = Command::new(mirror_binary())
+            .arg("--config")
+            .arg(config)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn strait-mirror");
+        Mirror {
+            child,
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Value of message `i` of partition `p`; unique so copies can be matched to their origin.
+fn message(p: i32, i: usize, base_ts: i64) -> TestMessage {
+    TestMessage {
+        key: Some(format!("key-{p}-{i}").into_bytes()),
+        value: Some(format!("value-{p}-{i}-{}", "x".repeat(i % 50)).into_bytes()),
+        // Distinct header keys: a header map in the copy path keeps each key once.
+        headers: vec![
+            ("trace".into(), Some(format!("t{i}").into_bytes())),
+            ("empty".into(), None),
+        ],
+        partition: Some(p),
+        timestamp: Some(base_ts + i as i64),
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, messages: &[TestMessage]) {
+    let deliveries = produce_all(
+        producer_config(bootstrap).set("acks", "all"),
+        topic,
+        messages,
+        Duration::from_secs(60),
+    )
+    .expect("produce");
+    for d in deliveries {
+        d.result.expect("delivered");
+    }
+}
+
+fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
+    watermarks(bootstrap, topic, partition).map_or(0, |(_, high)| high)
+}
+
+fn read_all(bootstrap: &str, topic: &str, partition: i32) -> Vec<ConsumedMessage> {
+    read_partition(bootstrap, topic, partition, WAIT).expect("read partition")
+}
+
+/// Kafka's STRING (int16 length, UTF-8) at the front of `buf`.
+fn take_string(buf: &mut &[u8]) -> String {
+    let len = i16::from_be_bytes([buf[0], buf[1]]) as usize;
+    let s = String::from_utf8(buf[2..2 + len].to_vec()).expect("utf-8");
+    *buf = &buf[2 + len..];
+    s
+}
+
+fn take_i64(buf: &mut &[u8]) -> i64 {
+    let v = i64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+    *buf = &buf[8..];
+    v
+}
+
+fn take_i32(buf: &mut &[u8]) -> i32 {
+    let v = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
+    *buf = &buf[4..];
+    v
+}
+
+fn take_i16(buf: &mut &[u8]) -> i16 {
+    let v = i16::from_be_bytes([buf[0], buf[1]]);
+    *buf = &buf[2..];
+    v
+}
+
+/// A checkpoint record decoded by MM2's schema: (group, topic, partition, upstream, downstream).
+fn decode_checkpoint(m: &ConsumedMessage) -> (String, String, i32, i64, i64) {
+    let mut key = m.key.as_deref().expect("key");
+    let group = take_string(&mut key);
+    let topic = take_string(&mut key);
+    let partition = take_i32(&mut key);
+    assert!(key.is_empty());
+    let mut value = m.value.as_deref().expect("value");
+    assert_eq!(take_i16(&mut value), 0, "checkpoint version");
+    let upstream = take_i64(&mut value);
+    let downstream = take_i64(&mut value);
+    let _metadata = take_string(&mut value);
+    assert!(value.is_empty());
+    (group, topic, partition, upstream, downstream)
+}
+
+fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(result) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return BTreeMap::new();
+    };
+    result
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime
+        .block_on(admin.describe_configs(
+            [&ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .ok()?;
+    let resource = results.into_iter().next()?.ok()?;
+    resource.get(key).and_then(|e| e.value.clone())
+}
+
+#[test]
+fn invalid_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mm2.properties");
+    std::fs::write(
+        &config,
+        "clusters=A,B\nA.bootstrap.servers=127.0.0.1:1\nB.bootstrap.servers=127.0.0.1:2\nA->B.enabled=true\nA->B.topics=(unclosed\n",
+    )
+    .expect("write config");
+    let out = Command::new(mirror_binary())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run strait-mirror");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("A->B.topics"), "{stderr}");
+}
+
+#[test]
+fn mm2_mode_between_two_brokers() {
+    let started = Instant::now();
+    let a = Broker::start(&[]).expect("start broker A");
+    let b = Broker::start(&[]).expect("start broker B");
+    let (a_boot, b_boot) = (a.bootstrap(), b.bootstrap());
+    let admin_a = Admin::new(&a_boot).expect("admin A");
+    admin_a
+        .create_topic("orders", PARTITIONS, &[("retention.ms", "3600000")])
+        .expect("create orders");
+    admin_a
+        .create_topic("secret.stuff", 1, &[])
+        .expect("create secret.stuff");
+    produce(&a_boot, "secret.stuff", &[message(0, 0, 1_000)]);
+    let base_ts = 1_700_000_000_000i64;
+    // Phase 1: records present before the mirror starts.
+    let first: Vec<TestMessage> = (0..PARTITIONS)
+        .flat_map(|p| (0..2_000).map(move |i| message(p, i, base_ts)))
+        .collect();
+    produce(&a_boot, "orders", &first);
+
+    // A group on A that consumed part of each partition.
+    let group_at: i64 = 1_234;
+    {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &a_boot)
+            .set("group.id", "app")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset("orders", p, Offset::Offset(group_at))
+                .expect("tpl");
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .expect("commit on A");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mm2.properties");
+    std::fs::write(
+        &config,
+        format!(
+            "# A -> B, as MM2 would be configured\n\
+             clusters = A, B\n\
+             A.bootstrap.servers = {a_boot}\n\
+             B.bootstrap.servers = {b_boot}\n\
+             A->B.enabled = true\n\
+             A->B.topics = .*\n\
+             A->B.topics.exclude = secret\\\\..*, .*[\\\\-\\\\.]internal, __.*\n\
+             replication.factor = 1\n\
+             offset-syncs.topic.replication.factor = 1\n\
+             checkpoints.topic.replication.factor = 1\n\
+             heartbeats.topic.replication.factor = 1\n\
+             refresh.topics.interval.seconds = 1\n\
+             emit.checkpoints.interval.seconds = 1\n\
+             emit.heartbeats.interval.seconds = 1\n\
+             sync.group.offsets.enabled = true\n\
+             sync.group.offsets.interval.seconds = 1\n\
+             A.producer.linger.ms = 5\n"
+        ),
+    )
+    .expect("write config");
+    let metrics_port = free_port().expect("port");
+    let stderr = dir.path().join("mirror.log");
+    let mut mirror = Mirror::start(&config, metrics_port, &stderr);
+
+    // Phase 2: a stream while the mirror runs; SIGKILL it mid-stream and start it again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamer = {
+        let (boot, stop) = (a_boot.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            let mut i = 2_000;
+            while !stop.load(Ordering::SeqCst) && i < 2_000 + 40 * 100 {
+                let batch: Vec<TestMessage> = (0..PARTITIONS)
+                    .flat_map(|p| (i..i + 100).map(move |j| message(p, j, base_ts)))
+                    .collect();
+                produce(&boot, "orders", &batch);
+                sent.extend(batch);
+                i += 100;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent
+        })
+    };
+    // Killed once its progress group on A has commits, so the restart resumes from them.
+    let committed_before_kill = wait_for(WAIT, "mirror progress committed on A", || {
+        let sum: i64 = committed(&a_boot, "strait-mirror-A-B", "orders")
+            .values()
+            .sum();
+        (sum > 3_000).then_some(sum)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    mirror.kill();
+    let mirrored_at_kill: i64 = (0..PARTITIONS)
+        .map(|p| high_watermark(&b_boot, "A.orders", p))
+        .sum();
+    let mut mirror = Mirror::start(&config, metrics_port, &stderr);
+    let streamed = streamer.join().expect("streamer");
+    stop.store(true, Ordering::SeqCst);
+    let all: Vec<TestMessage> = first.iter().cloned().chain(streamed).collect();
+    let total_source: i64 = (0..PARTITIONS)
+        .map(|p| high_watermark(&a_boot, "orders", p))
+        .sum();
+    assert_eq!(total_source, all.len() as i64);
+    assert!(
+        mirrored_at_kill < total_source,
+        "the kill came after everything was mirrored ({mirrored_at_kill})"
+    );
+
+    // A topic created on A after the mirror started.
+    admin_a.create_topic("late", 2, &[]).expect("create late");
+    let late: Vec<TestMessage> = (0..2)
+        .flat_map(|p| (0..10).map(move |i| message(p, i, base_ts)))
+        .collect();
+    produce(&a_boot, "late", &late);
+
+    // Every source record reaches B: same partition, key, value, headers, timestamp.
+    let mut duplicates = 0usize;
+    for p in 0..PARTITIONS {
+        let source_high = high_watermark(&a_boot, "orders", p);
+        wait_until(Duration::from_secs(40), "partition mirrored", || {
+            let copied = read_all(&b_boot, "A.orders", p);
+            let distinct: std::collections::HashSet<_> =
+                copied.iter().map(|m| m.value.clone()).collect();
+            distinct.len() as i64 >= source_high
+        })
+        .unwrap_or_else(|e| panic!("{e} (partition {p})\n{}", mirror.log()));
+        let source = read_all(&a_boot, "orders", p);
+        let copied = read_all(&b_boot, "A.orders", p);
+        let mut seen: HashMap<Vec<u8>, &ConsumedMessage> = HashMap::new();
+        for c in &copied {
+            assert_eq!(c.partition, p);
+            if seen
+                .insert(c.value.clone().unwrap_or_default(), c)
+                .is_some()
+            {
+                duplicates += 1;
+            }
+        }
+        for s in &source {
+            let c = seen
+                .get(s.value.as_deref().unwrap_or_default())
+                .unwrap_or_else(|| panic!("source record {p}/{} missing on B", s.offset));
+            assert_eq!(c.key, s.key, "key of {p}/{}", s.offset);
+            assert_eq!(c.headers, s.headers, "headers of {p}/{}", s.offset);
+            assert_eq!(c.timestamp, s.timestamp, "timestamp of {p}/{}", s.offset);
+        }
+        // Order is preserved: the first copy of each record comes in source order.
+        let mut first_positions = Vec::new();
+        let mut firsts = std::collections::HashSet::new();
+        for c in &copied {
+            if firsts.insert(c.value.clone()) {
+                first_positions.push(c.value.clone());
+            }
+        }
+        let source_values: Vec<_> = source.iter().map(|m| m.value.clone()).collect();
+        assert_eq!(first_positions, source_values, "order of partition {p}");
+    }
+    eprintln!(
+        "mirrored {total_source} records across a SIGKILL at {mirrored_at_kill} (progress committed: {committed_before_kill}): {duplicates} duplicates"
+    );
+    // Duplicates only for what was copied after the last progress commit.
+    assert!(
+        duplicates as i64 <= mirrored_at_kill - committed_before_kill,
+        "{duplicates} duplicates, but only {} records were copied after the last commit",
+        mirrored_at_kill - committed_before_kill
+    );
+
+    // Exclusion, late topic, configs.
+    let topics_b = Admin::new(&b_boot)
+        .expect("admin B")
+        .topics()
+        .expect("topics");
+    assert!(!topics_b.contains_key("A.secret.stuff"), "{topics_b:?}");
+    assert_eq!(topics_b.get("A.orders"), Some(&(PARTITIONS as usize)));
+    wait_until(WAIT, "late topic mirrored", || {
+        (0..2).all(|p| high_watermark(&b_boot, "A.late", p) >= 10)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    assert_eq!(
+        topic_config(&b_boot, "A.orders", "retention.ms").as_deref(),
+        Some("3600000"),
+        "topic config synced"
+    );
+
+    // Heartbeats in MM2's format.
+    let heartbeats = wait_for(WAIT, "heartbeats", || {
+        let h = read_all(&b_boot, "heartbeats", 0);
+        (!h.is_empty()).then_some(h)
+    })
+    .expect("heartbeats");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    for h in &heartbeats {
+        let mut key = h.key.as_deref().expect("key");
+        assert_eq!(take_string(&mut key), "A");
+        assert_eq!(take_string(&mut key), "B");
+        let mut value = h.value.as_deref().expect("value");
+        assert_eq!(take_i16(&mut value), 0);
+        let ts = take_i64(&mut value);
+        assert!((now_ms - ts).abs() < 120_000, "heartbeat timestamp {ts}");
+    }
+
+    // Checkpoints of group `app`, and its offsets synced into B's (inactive) group.
+    let last_checkpoints = || -> BTreeMap<i32, (i64, i64)> {
+        read_all(&b_boot, "A.checkpoints.internal", 0)
+            .iter()
+            .map(decode_checkpoint)
+            .filter(|c| c.0 == "app" && c.1 == "A.orders")
+            .map(|c| (c.2, (c.3, c.4)))
+            .collect()
+    };
+    let (checkpoints, synced) = wait_for(WAIT, "group app checkpointed and synced on B", || {
+        let cps = last_checkpoints();
+        let synced = committed(&b_boot, "app", "A.orders");
+        let settled = (0..PARTITIONS).all(|p| {
+            cps.get(&p)
+                .is_some_and(|&(up, down)| up == group_at && synced.get(&p) == Some(&down))
+        });
+        settled.then_some((cps, synced))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    for p in 0..PARTITIONS {
+        let downstream = synced[&p];
+        assert_eq!(checkpoints[&p], (group_at, downstream));
+        // Nothing skipped: a copy of the record the group reads next on A sits at or after
+        // the translated offset on B; and at most about offset.lag.max records are re-read.
+        let next_value = message(p, group_at as usize, base_ts).value;
+        let positions: Vec<i64> = read_all(&b_boot, "A.orders", p)
+            .iter()
+            .filter(|m| m.value == next_value)
+            .map(|m| m.offset)
+            .collect();
+        let last = *positions.iter().max().expect("next record mirrored");
+        assert!(
+            last >= downstream,
+            "partition {p}: translated {downstream} skips the next record (copies at {positions:?})"
+        );
+        assert!(
+            last <= downstream + 101,
+            "partition {p}: translated {downstream} far behind the next record (copies at {positions:?})"
+        );
+    }
+
+    // Metrics with MM2's names.
+    let body = http::get(
+        format!("127.0.0.1:{metrics_port}").parse().expect("addr"),
+        "/metrics",
+        Duration::from_secs(5),
+    )
+    .expect("GET /metrics")
+    .text();
+    for name in [
+        "kafka_connect_mirror_mirrorsourceconnector_record_count{",
+        "kafka_connect_mirror_mirrorsourceconnector_byte_count{",
+        "kafka_connect_mirror_mirrorsourceconnector_replication_latency_ms_max{",
+        "kafka_connect_mirror_mirrorsourceconnector_record_age_ms_avg{",
+        "strait_mirror_partition_lag_records{",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    assert!(
+        body.contains("topic=\"orders\""),
+        "per-topic labels:\n{body}"
+    );
+
+    mirror.kill();
+    eprintln!("mirror e2e took {:?}", started.elapsed());
+}
