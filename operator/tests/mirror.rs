@@ -4,8 +4,10 @@
 //! change changes the configuration hash on the pod template; `mode: linked` is refused with
 //! `ModeNotSupported` and nothing is rendered; a missing target Cluster is named in the
 //! conditions. Lag is also measured from two real broker processes (ListOffsets at the
-//! partitions' leaders), cross-checked with librdkafka's watermarks. (The CRD's CEL rule
-//! refusing both or neither source is evaluated in `crds/src/mirror.rs`.)
+//! partitions' leaders), cross-checked with librdkafka's watermarks, and the rendered
+//! `mm2.properties` (addresses moved to the test brokers) runs the real `strait-mirror`, which
+//! mirrors the topic until the measured lag is 0. (The CRD's CEL rule refusing both or neither
+//! source is evaluated in `crds/src/mirror.rs`.)
 
 mod fixtures;
 
@@ -362,6 +364,31 @@ impl AdminFactory for LocalAdmins {
     }
 }
 
+/// One reconcile of `m` against the mocked API server (Clusters `east` and `west` Ready), the
+/// operator's real admin clients reaching `east` at `src` and `west` at `tgt`; the requests.
+fn real_pass(m: Mirror, src: &str, tgt: &str) -> Vec<Seen> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    runtime.block_on(async {
+        let primary = serde_json::to_value(&m).unwrap_or(Value::Null);
+        let ready = m.spec.replicas;
+        let (client, log, server) = mock_client(primary, api(&["east", "west"], ready));
+        let admins = LocalAdmins {
+            by_bootstrap: BTreeMap::from([
+                ("east-bootstrap.ns.svc:9091".to_owned(), src.to_owned()),
+                ("west-bootstrap.ns.svc:9091".to_owned(), tgt.to_owned()),
+            ]),
+        };
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+        let ctx = Context::new(client, metrics, admins);
+        let result = reconcile(Arc::new(m), ctx.clone()).await;
+        assert!(result.is_ok(), "{result:?}");
+        finish(ctx, log, server).await
+    })
+}
+
 fn produce(bootstrap: &str, topic: &str, per_partition: &[(i32, usize)]) {
     let messages: Vec<TestMessage> = per_partition
         .iter()
@@ -417,26 +444,7 @@ fn lag_is_measured_from_real_brokers() {
         .sum();
     assert_eq!(expected_orders, 6 + 5);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let status = runtime.block_on(async {
-        let m = mirror(east_to_west());
-        let primary = serde_json::to_value(&m).unwrap_or(Value::Null);
-        let (client, log, server) = mock_client(primary, api(&["east", "west"], 2));
-        let admins = LocalAdmins {
-            by_bootstrap: BTreeMap::from([
-                ("east-bootstrap.ns.svc:9091".to_owned(), src.clone()),
-                ("west-bootstrap.ns.svc:9091".to_owned(), tgt.clone()),
-            ]),
-        };
-        let metrics = Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
-        let ctx = Context::new(client, metrics, admins);
-        let result = reconcile(Arc::new(m), ctx.clone()).await;
-        assert!(result.is_ok(), "{result:?}");
-        status_patch(&finish(ctx, log, server).await)
-    });
+    let status = status_patch(&real_pass(mirror(east_to_west()), &src, &tgt));
     assert_eq!(
         status["topics"],
         json!([{"name": "orders", "targetTopic": "east.orders", "lagRecords": expected_orders},
@@ -450,6 +458,108 @@ fn lag_is_measured_from_real_brokers() {
             .as_str()
             .unwrap_or_default()
             .contains("2 topics mirrored, 13 records behind"),
+        "{ready}"
+    );
+}
+
+/// `strait-mirror` next to `strait-broker` (`cargo build --release --bin strait-mirror`).
+fn mirror_binary() -> std::path::PathBuf {
+    let path = strait_e2e::broker::broker_binary()
+        .unwrap_or_else(|e| panic!("broker binary: {e}"))
+        .with_file_name("strait-mirror");
+    assert!(
+        path.is_file(),
+        "{} missing: cargo build --release --bin strait-mirror",
+        path.display()
+    );
+    path
+}
+
+/// A `strait-mirror` process this test started, killed on drop.
+struct MirrorProcess(std::process::Child);
+
+impl Drop for MirrorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_rendered_config_runs_the_real_strait_mirror_until_no_lag_is_left() {
+    let source = Broker::start(&[]).unwrap_or_else(|e| panic!("source broker: {e}"));
+    let target = Broker::start(&[]).unwrap_or_else(|e| panic!("target broker: {e}"));
+    let (src, tgt) = (source.bootstrap(), target.bootstrap());
+    Admin::new(&src)
+        .and_then(|a| a.create_topic("orders", 3, &[]))
+        .unwrap_or_else(|e| panic!("create orders: {e}"));
+    produce(&src, "orders", &[(0, 10), (1, 15), (2, 5)]);
+    // Single brokers: every topic the mirror creates has one replica.
+    let mut spec = east_to_west();
+    spec["replicationFactor"] = json!(1);
+    spec["replicas"] = json!(1);
+    spec["config"] = json!({
+        "offset-syncs.topic.replication.factor": "1",
+        "checkpoints.topic.replication.factor": "1",
+        "heartbeats.topic.replication.factor": "1"
+    });
+    let seen = real_pass(mirror(spec.clone()), &src, &tgt);
+    let status = status_patch(&seen);
+    assert_eq!(
+        status["topics"],
+        json!([{"name": "orders", "targetTopic": "east.orders", "lagRecords": 30}]),
+        "{status}"
+    );
+    let properties = applied(&seen, "configmaps")
+        .first()
+        .and_then(|s| s.body["data"]["mm2.properties"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no ConfigMap applied: {seen:#?}"));
+    // The pods' addresses are the Clusters' Services; here they are the test brokers.
+    let localised = properties
+        .replace("east-bootstrap.ns.svc:9092", &src)
+        .replace("west-bootstrap.ns.svc:9092", &tgt);
+    assert_ne!(localised, properties);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let config = dir.path().join("mm2.properties");
+    let stderr = dir.path().join("mirror.log");
+    std::fs::write(&config, &localised).unwrap_or_else(|e| panic!("write config: {e}"));
+    let log = std::fs::File::create(&stderr).unwrap_or_else(|e| panic!("log: {e}"));
+    let metrics_port = strait_e2e::broker::free_port().unwrap_or_else(|e| panic!("port: {e}"));
+    let _mirror = MirrorProcess(
+        std::process::Command::new(mirror_binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn strait-mirror: {e}")),
+    );
+    let mirrored = strait_e2e::wait::wait_until(Duration::from_secs(60), "orders mirrored", || {
+        (0..3).all(|p| {
+            let s = watermarks(&src, "orders", p).map(|w| w.1);
+            let t = watermarks(&tgt, "east.orders", p).map(|w| w.1);
+            matches!((s, t), (Ok(s), Ok(t)) if s == t)
+        })
+    });
+    if let Err(e) = mirrored {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        panic!("{e}\nstrait-mirror log:\n{log}\nconfig:\n{localised}");
+    }
+    let status = status_patch(&real_pass(mirror(spec), &src, &tgt));
+    assert_eq!(
+        status["topics"],
+        json!([{"name": "orders", "targetTopic": "east.orders", "lagRecords": 0}]),
+        "{status}"
+    );
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "True", "{status}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 topics mirrored, 0 records behind"),
         "{ready}"
     );
 }
