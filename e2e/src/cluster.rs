@@ -68,6 +68,9 @@ pub struct NodeSpec {
     /// Further `log.dirs` after the node's own data directory (JBOD): directories the test owns,
     /// such as a tmpfs mount point. The metadata log stays in the node's own directory.
     pub extra_log_dirs: Vec<PathBuf>,
+    /// A seed voter also given `controller.quorum.bootstrap.servers` naming every controller
+    /// of the cluster (as the operator renders it once the quorum has grown).
+    pub knows_all_controllers: bool,
 }
 
 impl NodeSpec {
@@ -79,6 +82,7 @@ impl NodeSpec {
             controller: true,
             bootstrap_only: false,
             extra_log_dirs: Vec::new(),
+            knows_all_controllers: false,
         }
     }
 
@@ -90,6 +94,7 @@ impl NodeSpec {
             controller: false,
             bootstrap_only: false,
             extra_log_dirs: Vec::new(),
+            knows_all_controllers: false,
         }
     }
 
@@ -507,7 +512,19 @@ impl Cluster {
         } else {
             ("controller.quorum.voters".into(), self.voters.clone())
         };
-        let mut settings: Vec<(String, String)> = vec![
+        let mut settings: Vec<(String, String)> = Vec::new();
+        if node.spec.knows_all_controllers && !node.spec.bootstrap_only {
+            let controllers: Vec<String> = self
+                .nodes
+                .iter()
+                .filter_map(|n| Some(format!("{}:{}", n.host, n.controller_port?)))
+                .collect();
+            settings.push((
+                "controller.quorum.bootstrap.servers".into(),
+                controllers.join(","),
+            ));
+        }
+        settings.extend([
             ("process.roles".into(), roles.into()),
             ("node.id".into(), node.spec.id.to_string()),
             quorum,
@@ -529,7 +546,7 @@ impl Cluster {
                 "metrics.listener".into(),
                 format!("{}:{}", node.host, node.metrics_port),
             ),
-        ];
+        ]);
         if let Some(rack) = &node.spec.rack {
             settings.push(("broker.rack".into(), rack.clone()));
         }
@@ -720,6 +737,14 @@ impl Cluster {
                 )))
             }
         }
+    }
+
+    /// Gives seed voter `id` `controller.quorum.bootstrap.servers` naming every controller from
+    /// its next start on (see [`NodeSpec::knows_all_controllers`]).
+    pub fn tell_all_controllers(&mut self, id: u32) -> Result<()> {
+        let i = self.index(id)?;
+        self.nodes[i].spec.knows_all_controllers = true;
+        Ok(())
     }
 
     /// Starts node `id` again with the same ports and data directory (SIGKILLing it first if it

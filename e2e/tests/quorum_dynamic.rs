@@ -5,7 +5,8 @@
 //! seed node (whose `controller.quorum.voters` still names only itself), refuses a second change
 //! while one runs, and shrinks again with RemoveRaftVoter (the removed voter stays an observer);
 //! DescribeQuorum v2 shows each step with the nodes' directory ids. A voter whose disk was lost
-//! is replaced: refused as the old voter, removed by its old directory id, added back.
+//! is replaced: refused as the old voter, removed by its old directory id, added back. A seed
+//! voter whose disk was lost does not seed a second quorum when it knows the other controllers.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -349,4 +350,81 @@ fn a_voter_whose_disk_was_lost_is_replaced() {
     // The node wrote the directory id the quorum knows it by into its meta.properties.
     assert_eq!(cluster.directory_id(3).expect("dir 3"), new_dir);
     wait_consistent(&cluster, 1, 3, &["kept"]);
+
+    // Now the seed voter loses its disk. Its `controller.quorum.voters` still names only itself:
+    // seeding its empty log would elect it alone, a second quorum beside {1, 2, 3}. Told the
+    // other controllers as well (as the operator renders a grown quorum), it joins instead and
+    // is replaced like any voter.
+    let seed_dir = cluster.directory_id(1).expect("seed's dir");
+    cluster.kill(1).expect("SIGKILL the seed");
+    let data = cluster.node(1).expect("node 1").log_dir().to_path_buf();
+    std::fs::remove_dir_all(&data).expect("wipe the seed's disk");
+    cluster
+        .tell_all_controllers(1)
+        .expect("bootstrap servers for node 1");
+    cluster.restart(1).expect("start the seed on an empty disk");
+    wait_until(STEP_TIMEOUT, "the seed to withhold seeding", || {
+        cluster
+            .node(1)
+            .is_ok_and(|n| n.stderr().contains("instead of seeding a second one"))
+    })
+    .unwrap_or_else(|e| {
+        let tail = cluster.node(1).map(|n| n.stderr_tail()).unwrap_or_default();
+        panic!("{e}: {tail}")
+    });
+    let mut listed = None;
+    wait_until(
+        STEP_TIMEOUT,
+        "the seed's new disk listed as an observer of the one quorum",
+        || {
+            listed = cluster.quorum(2).ok();
+            listed.as_ref().is_some_and(|q| {
+                (q.leader == 2 || q.leader == 3)
+                    && ids(q.voters.keys().copied()) == ids([1, 2, 3])
+                    && q.observers.contains(&1)
+                    && q.directory_ids.get(&1).is_some_and(|d| *d != seed_dir)
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; last seen {listed:#?}"));
+    // (Node 1 serves no Kafka requests yet: it has no metadata until it is a member again.)
+    assert_eq!(
+        cluster
+            .remove_raft_voter(2, 1, seed_dir)
+            .expect("remove the old seed")
+            .0,
+        0
+    );
+    let mut seen = None;
+    wait_until(
+        STEP_TIMEOUT,
+        "the seed as an observer with its new disk",
+        || {
+            seen = cluster.quorum(2).ok();
+            seen.as_ref().is_some_and(|q| {
+                !q.voters.contains_key(&1)
+                    && q.observers.contains(&1)
+                    && q.directory_ids.get(&1).is_some_and(|d| *d != seed_dir)
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; last seen {seen:#?}"));
+    let seed_new_dir = seen.expect("view").directory_ids[&1];
+    let mut code = None;
+    wait_until(STEP_TIMEOUT, "AddRaftVoter of the seed's new disk", || {
+        code = cluster.add_raft_voter(2, 1, seed_new_dir).ok().map(|r| r.0);
+        code == Some(0)
+    })
+    .unwrap_or_else(|e| panic!("{e}; last error code {code:?}"));
+    let healed = wait_voters(&cluster, 2, &[1, 2, 3]);
+    assert_eq!(
+        healed.directory_ids.get(&1),
+        Some(&seed_new_dir),
+        "{healed:#?}"
+    );
+    cluster.wait_ready(1, READY_TIMEOUT).expect("node 1 ready");
+    // Through node 1 DescribeQuorum reaches the one quorum's leader.
+    let via_seed = wait_voters(&cluster, 1, &[1, 2, 3]);
+    assert_eq!(via_seed.leader, healed.leader, "{via_seed:#?}");
+    wait_consistent(&cluster, 1, 2, &["kept"]);
 }

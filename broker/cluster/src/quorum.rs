@@ -13,7 +13,9 @@
 //!
 //! The voter set lives in the Raft log (openraft membership entries, see `membership`):
 //! `controller.quorum.voters` only seeds it when the log is empty; a controller started without
-//! voters waits, uninitialised, to be added as a learner (observer) and then as a voter.
+//! voters waits, uninitialised, to be added as a learner (observer) and then as a voter. An
+//! empty log given `controller.quorum.bootstrap.servers` as well first makes sure no quorum runs
+//! already (see `seed`): a seed voter that lost its disk must not start a second one.
 
 mod active;
 mod client;
@@ -24,6 +26,7 @@ mod log_store;
 mod membership;
 mod network;
 mod proto;
+mod seed;
 mod service;
 mod state_machine;
 #[cfg(test)]
@@ -117,6 +120,9 @@ pub struct QuorumConfig {
     /// the voter set of an empty log; empty for a controller that joins an existing quorum as an
     /// observer (`controller.quorum.bootstrap.servers`).
     pub voters: BTreeMap<i32, String>,
+    /// `controller.quorum.bootstrap.servers` (`host:port`) besides the voters: an empty log
+    /// seeds the voters only if these show no running quorum (see `seed`).
+    pub bootstrap: Vec<String>,
     /// This node's metadata log directory id, recorded with its entry in the voter set.
     pub directory_id: Uuid,
     /// Address the quorum gRPC service listens on (this controller's CONTROLLER listener). Port 0
@@ -159,6 +165,8 @@ pub struct Quorum {
     stopping: watch::Sender<bool>,
     server: JoinHandle<()>,
     ticker: JoinHandle<()>,
+    /// The log was empty and seeding was withheld: this node waits to join a running quorum.
+    withheld: bool,
 }
 
 fn validate(config: &QuorumConfig) -> Result<(NodeId, BTreeMap<NodeId, VoterNode>), QuorumError> {
@@ -283,7 +291,7 @@ impl Quorum {
         let server = tokio::spawn(serve(server, listener, service, stopping_rx.clone()));
         let ticker = tokio::spawn(tick_loop(active.clone(), raft.clone(), stopping_rx));
 
-        let quorum = Quorum {
+        let mut quorum = Quorum {
             node_id: config.node_id,
             local_addr,
             raft,
@@ -292,10 +300,17 @@ impl Quorum {
             stopping,
             server,
             ticker,
+            withheld: false,
         };
-        if let Err(e) = quorum.initialize(members).await {
-            quorum.shutdown().await;
-            return Err(e);
+        match quorum
+            .initialize(members, &config.bootstrap, &config.tls)
+            .await
+        {
+            Ok(seeded) => quorum.withheld = !seeded,
+            Err(e) => {
+                quorum.shutdown().await;
+                return Err(e);
+            }
         }
         // Callers read the voter set right after the start (is this node alone?): let the
         // metrics show the membership the log holds.
@@ -305,7 +320,7 @@ impl Quorum {
                 metrics.wait_for(|m| m.membership_config.membership().nodes().next().is_some());
             let _ = tokio::time::timeout(Duration::from_secs(2), shown).await;
         }
-        if alone {
+        if alone && !quorum.withheld {
             // A lone voter needs no election timeout to learn that nobody else leads: elect now,
             // so that a single node serves within moments of starting.
             if let Err(e) = quorum.raft.trigger().elect().await {
@@ -321,9 +336,16 @@ impl Quorum {
         self.local_addr
     }
 
-    async fn initialize(&self, members: BTreeMap<NodeId, VoterNode>) -> Result<(), QuorumError> {
+    /// Seeds an empty log with `members` unless [`seed::decide`] finds a running quorum through
+    /// `bootstrap`; false when seeding was withheld.
+    async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, VoterNode>,
+        bootstrap: &[String],
+        tls: &QuorumTls,
+    ) -> Result<bool, QuorumError> {
         if members.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let initialized = self
             .raft
@@ -331,12 +353,28 @@ impl Quorum {
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         if initialized {
-            return Ok(());
+            return Ok(true);
+        }
+        let node_id = NodeId::try_from(self.node_id).unwrap_or(NodeId::MAX);
+        if let seed::Seeding::Join(why) = seed::decide(node_id, &members, bootstrap, tls).await {
+            tracing::warn!(
+                node = self.node_id,
+                "the metadata log is empty but {why}: this node joins that quorum as an \
+                 observer instead of seeding a second one from controller.quorum.voters \
+                 (a lost disk? the voter is replaced once the quorum lists it as an observer)"
+            );
+            return Ok(false);
         }
         match self.raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(true),
             Err(e) => Err(QuorumError::Raft(e.to_string())),
         }
+    }
+
+    /// Whether this node found its log empty and a running quorum, and so did not seed it: it
+    /// waits to be added (see `seed`).
+    pub fn seeding_withheld(&self) -> bool {
+        self.withheld
     }
 
     /// The metadata image, updated after every applied entry (and installed snapshot).

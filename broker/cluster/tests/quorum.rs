@@ -101,6 +101,7 @@ impl Cluster {
         QuorumConfig {
             node_id: id,
             voters: self.voters.clone(),
+            bootstrap: Vec::new(),
             directory_id: uuid::Uuid::from_u128(id as u128),
             bind,
             dir: self.root.path().join(format!("controller-{id}")),

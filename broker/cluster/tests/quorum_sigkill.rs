@@ -58,6 +58,7 @@ async fn voter_process() {
     let quorum = Quorum::start(QuorumConfig {
         node_id,
         voters,
+        bootstrap: Vec::new(),
         directory_id: uuid::Uuid::from_u128(node_id as u128),
         bind,
         dir: dir.into(),

@@ -200,6 +200,32 @@ impl ControllerClient {
         Err(ControllerError::Unavailable(last_error))
     }
 
+    /// Sends `request` once, to the first voter this client knows, and returns its answer as
+    /// it is (a `NotController` included): for asking one given controller, not the leader.
+    pub async fn ask_once(
+        &self,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerResponse, ControllerError> {
+        let voters = self.voters();
+        let Some(voter) = voters.first() else {
+            return Err(ControllerError::Unavailable("no controller to ask".into()));
+        };
+        let mut client = self.client(voter).map_err(ControllerError::Unavailable)?;
+        match tokio::time::timeout(timeout, client.controller(request)).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => Err(ControllerError::Unavailable(format!(
+                "voter {}: {}",
+                voter.id,
+                status.message()
+            ))),
+            Err(_) => Err(ControllerError::Unavailable(format!(
+                "voter {} did not answer in time",
+                voter.id
+            ))),
+        }
+    }
+
     fn client(&self, voter: &Voter) -> Result<QuorumClient<Channel>, String> {
         let mut cached = voter
             .client

@@ -147,19 +147,31 @@ fn quorum_settings(config: &BrokerConfig) -> KraftSettings {
 /// placeholder ids (-1, -2, ...). Voters' leader hints name real ids, which a placeholder never
 /// matches, so the controller client and the metadata follower then simply try the next address
 /// until they reach the leader.
+/// With both keys, the bootstrap servers that are no voters are added under placeholder ids
+/// too: a seed voter that withheld seeding (see `strait_cluster::quorum`) reaches the grown
+/// quorum through them.
 fn quorum_contacts(kraft: &strait_config::KraftSettings) -> BTreeMap<i32, String> {
-    if !kraft.voters.is_empty() {
-        return kraft
-            .voters
-            .iter()
-            .map(|(id, (host, port))| (*id, format!("{host}:{port}")))
-            .collect();
+    let mut contacts: BTreeMap<i32, String> = kraft
+        .voters
+        .iter()
+        .map(|(id, (host, port))| (*id, format!("{host}:{port}")))
+        .collect();
+    let extra: Vec<String> = bootstrap_addresses(kraft)
+        .into_iter()
+        .filter(|b| !contacts.values().any(|v| v.eq_ignore_ascii_case(b)))
+        .collect();
+    for (i, addr) in extra.into_iter().enumerate() {
+        contacts.insert(-(i as i32) - 1, addr);
     }
+    contacts
+}
+
+/// `controller.quorum.bootstrap.servers` as `host:port` strings.
+fn bootstrap_addresses(kraft: &strait_config::KraftSettings) -> Vec<String> {
     kraft
         .bootstrap_servers
         .iter()
-        .enumerate()
-        .map(|(i, (host, port))| (-(i as i32) - 1, format!("{host}:{port}")))
+        .map(|(host, port)| format!("{host}:{port}"))
         .collect()
 }
 
@@ -205,14 +217,15 @@ impl ClusterNode {
             let dir = metadata_dir.join(strait_storage::METADATA_LOG_DIR);
             // Without `controller.quorum.voters` this controller joins an existing quorum as an
             // observer; the bootstrap servers are only whom to ask.
-            let seed = if kraft.voters.is_empty() {
-                BTreeMap::new()
-            } else {
-                voters.clone()
-            };
+            let seed: BTreeMap<i32, String> = voters
+                .iter()
+                .filter(|(id, _)| **id >= 0)
+                .map(|(id, a)| (*id, a.clone()))
+                .collect();
             let quorum = Quorum::start(QuorumConfig {
                 node_id: config.node_id,
                 voters: seed,
+                bootstrap: bootstrap_addresses(&kraft),
                 directory_id: directory_uuid,
                 bind,
                 dir,
@@ -262,7 +275,7 @@ impl ClusterNode {
             && kraft.voters.len() == 1
             && quorum.as_ref().is_some_and(|q| {
                 let (members, _) = q.membership();
-                members.is_empty() || members == [config.node_id]
+                !q.seeding_withheld() && (members.is_empty() || members == [config.node_id])
             });
         let client = ControllerClient::new(voters, quorum_tls);
         let membership = match (&quorum, own_address, &follower) {
