@@ -424,8 +424,18 @@ async fn one_voter_grows_to_three_one_add_per_pass() {
         !z1.contains("2000) set"),
         "zone b's template names its own joining node only"
     );
-    // The seed's zone is untouched: no restart of the only voter.
-    assert_eq!(lock().start_command(0), seed_template);
+    // The seed is told every controller (should it lose its disk, it joins the grown quorum
+    // instead of seeding a second one), but the only voter does not restart while voters change.
+    let grown_template = lock().start_command(0);
+    assert_ne!(grown_template, seed_template);
+    assert!(
+        grown_template.starts_with("case \"${HOSTNAME##*-}\" in 0) set -- ")
+            && grown_template.contains(
+                "'--override' 'controller.quorum.bootstrap.servers=kafka-z0-0.kafka-brokers.ns.svc:9093,\
+                 kafka-z1-1000.kafka-brokers.ns.svc:9093,kafka-z2-2000.kafka-brokers.ns.svc:9093' ;; *) set"
+            ),
+        "{grown_template}"
+    );
     assert!(evictions(&seen).is_empty());
     assert!(
         server_properties(&seen)
@@ -487,7 +497,7 @@ async fn one_voter_grows_to_three_one_add_per_pass() {
     let quorum = lock().cluster["status"]["quorum"].clone();
     assert_eq!(quorum["seedVoters"], json!([0]), "{quorum}");
     assert_eq!(quorum["voters"], json!([0, 1000, 2000]), "{quorum}");
-    assert_eq!(lock().start_command(0), seed_template);
+    assert_eq!(lock().start_command(0), grown_template);
     // Three brokers raise the replication defaults in server.properties, so every broker runs
     // an old configuration; the voter 0 restarts only now that the quorum has three voters.
     assert_eq!(evictions(&seen), ["kafka-z0-0"]);
@@ -515,8 +525,9 @@ async fn three_voters_grow_to_five_and_voters_restart_only_after() {
     set_quorum(&admin, 0, &[(0, 50), (1000, 50), (2000, 50)], &[]);
     pass(&server, &admin).await;
 
-    // Five brokers: five voters, 1 and 1001 joining. Their zones' templates change, so the
-    // voters 0 and 1000 run an old revision, but no voter restarts while the set changes.
+    // Five brokers: five voters, 1 and 1001 joining. Every zone's template changes (the joining
+    // controllers, and the seeds told of them), so the voters run an old revision, but no voter
+    // restarts while the set changes.
     lock().set_replicas(5);
     let (seen, calls) = pass(&server, &admin).await;
     assert!(voter_changes(&calls).is_empty());
@@ -553,10 +564,20 @@ async fn three_voters_grow_to_five_and_voters_restart_only_after() {
     assert!(evictions(&seen).is_empty());
     assert_eq!(voter_ids(&admin), [0, 1000, 2000, 1, 1001]);
 
-    // Settled: the roll restarts the outdated voters, the active controller (0) last.
+    // Settled: the roll restarts the outdated voters, the active controller (0) last. Zone c's
+    // seed 2000 is outdated too: every seed is now told all five controllers.
+    assert!(
+        lock()
+            .start_command(2)
+            .contains("controller.quorum.bootstrap.servers=kafka-z0-0.kafka-brokers.ns.svc:9093,"),
+        "{}",
+        lock().start_command(2)
+    );
     let (seen, calls) = pass(&server, &admin).await;
     assert!(voter_changes(&calls).is_empty());
     assert_eq!(evictions(&seen), ["kafka-z1-1000"]);
+    let (seen, _) = pass(&server, &admin).await;
+    assert_eq!(evictions(&seen), ["kafka-z2-2000"]);
     let (seen, _) = pass(&server, &admin).await;
     assert_eq!(evictions(&seen), ["kafka-z0-0"]);
     let (seen, _) = pass(&server, &admin).await;

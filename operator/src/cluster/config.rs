@@ -404,6 +404,31 @@ pub fn joining_overrides(
     out
 }
 
+/// The `--override` arguments of a seed voter: the controller role, and once the quorum has
+/// grown beyond its seeds, `controller.quorum.bootstrap.servers` naming every controller. A seed
+/// that lost its disk then joins the grown quorum instead of seeding a second one from
+/// `controller.quorum.voters` (the broker refuses to seed an empty log while bootstrap servers
+/// name controllers that are no seeds). Growing the quorum so rolls the seeds once, after the
+/// voter change (voters never restart during one).
+pub fn seed_overrides(
+    cluster: &str,
+    namespace: &str,
+    spec: &ClusterSpec,
+    controllers: &quorum::Controllers,
+) -> Vec<String> {
+    let mut out = role_overrides(spec, true);
+    if controllers.has_grown() {
+        out.extend([
+            "--override".into(),
+            format!(
+                "controller.quorum.bootstrap.servers={}",
+                quorum::bootstrap_servers(cluster, namespace, &controllers.contacts())
+            ),
+        ]);
+    }
+    out
+}
+
 /// The `--override` arguments that differ between a voter and a broker-only node.
 pub fn role_overrides(spec: &ClusterSpec, voter: bool) -> Vec<String> {
     let roles = if voter { "broker,controller" } else { "broker" };
@@ -444,7 +469,7 @@ pub fn start_command(
             cmd,
             "{}) set -- {} ;; ",
             ids(&controllers.seeds),
-            words(&role_overrides(spec, true))
+            words(&seed_overrides(cluster, namespace, spec, controllers))
         );
     }
     if !controllers.joining.is_empty() {
@@ -745,10 +770,20 @@ mod tests {
                  kafka-z1-1000.kafka-brokers.ns.svc:9093,kafka-z2-2000.kafka-brokers.ns.svc:9093",
             ]
         );
-        // The seed keeps its plain voter arguments; a broker of the zone stays broker-only.
+        // The seed keeps its voters (the shared file) and is told every controller, so that on
+        // a lost disk it joins the grown quorum rather than seeding a second one; a broker of
+        // the zone stays broker-only.
         let seed = run_as("kafka-z0-0", &command);
         assert!(seed.contains(&"process.roles=broker,controller".to_owned()));
-        assert!(!seed.iter().any(|a| a.starts_with("controller.quorum")));
+        assert_eq!(
+            seed.iter()
+                .filter(|a| a.starts_with("controller.quorum"))
+                .collect::<Vec<_>>(),
+            [
+                "controller.quorum.bootstrap.servers=kafka-z0-0.kafka-brokers.ns.svc:9093,\
+                 kafka-z1-1000.kafka-brokers.ns.svc:9093,kafka-z2-2000.kafka-brokers.ns.svc:9093"
+            ]
+        );
         let broker = run_as("kafka-z1-1001", &command);
         assert!(broker.contains(&"process.roles=broker".to_owned()));
         assert!(!broker.iter().any(|a| a.starts_with("controller.quorum")));

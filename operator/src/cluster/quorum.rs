@@ -111,8 +111,15 @@ impl Controllers {
         self.all.clone()
     }
 
-    /// The view of zone `index`'s pod template: the seeds as they are (their branch of the
-    /// start command must not change), the joining controllers of this zone only.
+    /// Whether controllers other than the seeds exist anywhere in the cluster: then the seeds
+    /// are told them too (see `config::seed_overrides`).
+    pub fn has_grown(&self) -> bool {
+        self.all.len() > self.seeds.len()
+    }
+
+    /// The view of zone `index`'s pod template: the seeds as they are (their branch changes
+    /// only when the quorum grows beyond them or shrinks back), the joining controllers of this
+    /// zone only.
     pub fn in_zone(&self, index: usize) -> Controllers {
         Controllers {
             seeds: self.seeds.clone(),
