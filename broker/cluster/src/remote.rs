@@ -90,6 +90,21 @@ impl RemotePartition {
         Some(first.max(self.log_start))
     }
 
+    /// The leader epochs of the copied segments (epoch, start offset), oldest first, as their
+    /// leader-epoch checkpoints would give them: only entries that raise both epoch and offset
+    /// (overlapping segments repeat epochs).
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        let mut out: Vec<(i32, i64)> = Vec::new();
+        for segment in self.copied() {
+            for &(epoch, start) in &segment.segment_leader_epochs {
+                if out.last().is_none_or(|&(e, o)| epoch > e && start > o) {
+                    out.push((epoch, start));
+                }
+            }
+        }
+        out
+    }
+
     /// The copied segment holding `offset`.
     pub fn segment_for(&self, offset: i64) -> Option<&RemoteSegment> {
         self.segments.values().find(|s| {
@@ -105,12 +120,18 @@ impl RemotePartition {
 pub struct RemoteTopic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: BTreeMap<i32, RemotePartition>,
+    /// Shared per partition: a record about one partition copies only that partition's
+    /// segments when the image is cloned for a change, not the whole topic's.
+    pub partitions: BTreeMap<i32, std::sync::Arc<RemotePartition>>,
 }
 
 impl Image {
     pub fn remote_partition(&self, topic: &str, partition: i32) -> Option<&RemotePartition> {
-        self.remote.get(topic)?.partitions.get(&partition)
+        self.remote
+            .get(topic)?
+            .partitions
+            .get(&partition)
+            .map(std::sync::Arc::as_ref)
     }
 
     pub(crate) fn apply_remote(&mut self, record: &MetadataRecord) {
@@ -132,13 +153,13 @@ impl Image {
                         })
                     },
                 ));
-                let p = t
-                    .partitions
-                    .entry(*partition)
-                    .or_insert_with(|| RemotePartition {
-                        segments: BTreeMap::new(),
-                        log_start: -1,
-                    });
+                let p =
+                    std::sync::Arc::make_mut(t.partitions.entry(*partition).or_insert_with(|| {
+                        std::sync::Arc::new(RemotePartition {
+                            segments: BTreeMap::new(),
+                            log_start: -1,
+                        })
+                    }));
                 if segment.state == RemoteSegmentState::DeleteFinished {
                     p.segments.remove(&segment.id);
                 } else {
@@ -153,6 +174,7 @@ impl Image {
                 if let Some(t) = self.remote.get_mut(topic)
                     && let Some(p) = std::sync::Arc::make_mut(t).partitions.get_mut(partition)
                 {
+                    let p = std::sync::Arc::make_mut(p);
                     p.log_start = p.log_start.max(*offset);
                 }
             }

@@ -129,6 +129,48 @@ impl EpochCache {
     }
 }
 
+/// `local` with the epochs of `remote` (the remote tier's, oldest first) that start below it put
+/// in front, and everything below `floor` (the log start) folded into the epoch covering it; None
+/// when that changes nothing. The result stays strictly increasing in both epoch and offset: a
+/// remote entry that is not (a stale or overlapping segment) is skipped, and a local first
+/// entry continuing the last remote epoch goes (local retention moved its start forward).
+pub(crate) fn with_prefix(
+    local: &[(i32, i64)],
+    remote: &[(i32, i64)],
+    floor: i64,
+) -> Option<Vec<(i32, i64)>> {
+    let first_local = local.first().copied();
+    let mut out: Vec<(i32, i64)> = Vec::new();
+    for &(epoch, start) in remote {
+        if let Some((local_epoch, local_start)) = first_local
+            && (start >= local_start || epoch > local_epoch)
+        {
+            break;
+        }
+        match out.last() {
+            Some(&(e, o)) if epoch <= e || start <= o => continue,
+            _ => out.push((epoch, start)),
+        }
+    }
+    for &(epoch, start) in local {
+        match out.last() {
+            Some(&(e, _)) if epoch == e => continue,
+            Some(&(e, o)) if epoch < e || start <= o => continue,
+            _ => out.push((epoch, start)),
+        }
+    }
+    // The log start: epochs wholly below it go, the one covering it starts there.
+    let below = out.partition_point(|&(_, o)| o < floor);
+    if below > 0 {
+        let covering = out[below - 1].0;
+        out.drain(..below);
+        if out.first().map(|&(_, o)| o) != Some(floor) {
+            out.insert(0, (covering, floor));
+        }
+    }
+    (out != local).then_some(out)
+}
+
 /// The epoch of the leader that wrote `offset`, from a snapshot of the entries.
 pub(crate) fn epoch_for_offset(entries: &[(i32, i64)], offset: i64) -> Option<i32> {
     let n = entries.partition_point(|&(_, o)| o <= offset);
@@ -181,6 +223,35 @@ mod tests {
         assert_eq!(all, vec![(1, 0), (2, 7), (4, 12)]);
         c.install(all).expect("install");
         assert_eq!(c.latest_epoch(), Some(4));
+    }
+
+    #[test]
+    fn the_remote_tiers_epochs_fill_in_below_the_local_ones() {
+        // Local retention left the local log at 1000, inside epoch 3.
+        let local = [(3, 1000), (5, 1500)];
+        let remote = [(0, 0), (3, 500), (3, 700), (5, 1500)];
+        assert_eq!(
+            with_prefix(&local, &remote, 0),
+            Some(vec![(0, 0), (3, 500), (5, 1500)])
+        );
+        // Remote retention moved the log start to 600: epoch 3 now starts there.
+        assert_eq!(
+            with_prefix(&local, &remote, 600),
+            Some(vec![(3, 600), (5, 1500)])
+        );
+        // Nothing to add: no change.
+        let whole = [(0, 0), (3, 500), (5, 1500)];
+        assert_eq!(with_prefix(&whole, &remote, 0), None);
+        // A replica that started its log at the remote tail takes every remote epoch.
+        assert_eq!(
+            with_prefix(&[], &[(1, 0), (2, 40)], 0),
+            Some(vec![(1, 0), (2, 40)])
+        );
+        // A stale remote entry above the local epochs is ignored.
+        assert_eq!(
+            with_prefix(&[(2, 100)], &[(1, 0), (7, 50)], 0),
+            Some(vec![(1, 0), (2, 100)])
+        );
     }
 
     #[test]

@@ -369,6 +369,7 @@ impl LogManager {
             cleaner_checkpoint: None,
             remote_log_start: None,
             highest_remote_offset: -1,
+            remote_producer_state_pending: None,
         };
         let log = Arc::new(PartitionLog::from_state(
             tp.clone(),

@@ -544,6 +544,20 @@ impl ProducerStateManager {
         Ok(())
     }
 
+    /// Writes `bytes`, a snapshot taken elsewhere (the remote tier's), as `<offset>.snapshot`,
+    /// replacing the snapshots at or above `offset`; refused if it does not decode.
+    pub fn install_snapshot(&self, offset: i64, bytes: &[u8]) -> Result<(), LogError> {
+        let path = self.dir.join(file_name(offset, SNAPSHOT_EXT));
+        // Not an I/O error: a bad object from the store must not take the log dir offline.
+        decode_snapshot(bytes).map_err(|detail| LogError::CorruptFile {
+            path: path.clone(),
+            detail,
+        })?;
+        self.delete_snapshots_after(offset - 1)?;
+        write_atomic(&path, bytes)?;
+        Ok(())
+    }
+
     /// Deletes snapshots above `offset` (the log was truncated there).
     pub fn delete_snapshots_after(&self, offset: i64) -> Result<(), LogError> {
         for s in list_snapshots(&self.dir)? {

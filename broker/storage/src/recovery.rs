@@ -199,6 +199,7 @@ pub(crate) fn load_partition(
             .map(|cp| cp.clamp(log_start, log_end)),
         remote_log_start: None,
         highest_remote_offset: -1,
+        remote_producer_state_pending: None,
     };
     // After recovery this replays exactly the batches that survived.
     state.reload_producers(now_ms, config.producer_id_expiration_ms, &rebuild_txn)?;

@@ -23,8 +23,14 @@ fn local_retention_deletes_only_copied_segments_and_reads_below_go_remote() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mgr = open_with(dir.path(), tiered_config());
     let log = create(&mgr, tiered_config());
-    for _ in 0..40 {
-        log.append(&batch(10, now_ms(), 100), 0, now_ms())
+    // Leader epochs: 0 for the first batch, 1 up to offset 200, then 2.
+    for i in 0..40 {
+        let epoch = match i {
+            0 => 0,
+            1..20 => 1,
+            _ => 2,
+        };
+        log.append(&batch(10, now_ms(), 100), epoch, now_ms())
             .expect("append");
     }
     let end = log.log_end_offset();
@@ -39,10 +45,13 @@ fn local_retention_deletes_only_copied_segments_and_reads_below_go_remote() {
     for pair in closed.windows(2) {
         assert_eq!(pair[0].next_offset, pair[1].base_offset);
     }
+    assert!(closed[0].next_offset > 10, "{:?}", closed[0]);
     assert!(
         closed[0]
             .leader_epoch_checkpoint()
-            .starts_with("0\n1\n0 0\n")
+            .starts_with("0\n2\n0 0\n1 10\n"),
+        "{}",
+        closed[0].leader_epoch_checkpoint()
     );
     // A segment straddling the highest copied offset is offered again (another replica rolled
     // at other offsets): skipping it would leave a hole in the remote tier.
@@ -56,9 +65,35 @@ fn local_retention_deletes_only_copied_segments_and_reads_below_go_remote() {
 
     // The first two segments are remote: only they may go.
     let copied_end = closed[1].next_offset - 1;
-    log.set_remote_bounds(Some(0), copied_end);
+    let remote_epochs: Vec<(i32, i64)> = closed[..2]
+        .iter()
+        .flat_map(|c| c.epochs.iter().copied())
+        .collect();
+    log.set_remote_bounds(Some(0), copied_end, &remote_epochs)
+        .expect("remote bounds");
     assert_eq!(mgr.enforce_retention(now_ms()).expect("retention"), 2);
     assert_eq!(log.local_log_start_offset(), closed[2].base_offset);
+    assert!(closed[2].base_offset > 10, "epoch 0 is wholly remote");
+    // OffsetForLeaderEpoch answers for the whole log, the remote tier included.
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 10)));
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 200)));
+    assert_eq!(log.epoch_entries(), [(0, 0), (1, 10), (2, 200)]);
+
+    // A replica that starts its log at the remote tier's tail (KIP-405 follower bootstrap)
+    // takes the remote epochs from the metadata, and answers the same.
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let other = create(
+        &open_with(other_dir.path(), tiered_config()),
+        tiered_config(),
+    );
+    other
+        .truncate_fully_and_start_at(copied_end + 1)
+        .expect("start at the remote tail");
+    other
+        .set_remote_bounds(Some(0), copied_end, &remote_epochs)
+        .expect("remote bounds");
+    assert_eq!(other.end_offset_for_epoch(0), Some((0, 10)));
+    assert_eq!(other.epoch_entries()[..2], [(0, 0), (1, 10)]);
     assert_eq!(
         log.log_start_offset(),
         0,
@@ -85,8 +120,10 @@ fn local_retention_deletes_only_copied_segments_and_reads_below_go_remote() {
         Err(LogError::OffsetOutOfRange { .. })
     ));
     // The metadata image agrees later: an older start is not taken back.
-    log.set_remote_bounds(Some(7), copied_end);
+    log.set_remote_bounds(Some(7), copied_end, &remote_epochs)
+        .expect("remote bounds");
     assert_eq!(log.log_start_offset(), 7);
+    assert_eq!(log.epoch_entries()[0], (0, 7));
 }
 
 fn now_ms() -> i64 {
@@ -94,4 +131,70 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64
+}
+
+/// KIP-405 follower bootstrap: a replica that starts its log at the remote tier's tail takes the
+/// producer snapshot uploaded with the segment below, so idempotent producers keep their
+/// sequences there.
+#[test]
+fn a_replica_started_at_the_remote_tail_takes_the_remote_producer_state() {
+    let config = LogConfig {
+        segment_bytes: 1024,
+        ..tiered_config()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let leader = create(&open_with(dir.path(), config.clone()), config.clone());
+    for i in 0..12 {
+        leader
+            .append(&pid_batch(5, 42, 3, i * 5, now_ms()), 0, now_ms())
+            .expect("append");
+    }
+    let end = leader.log_end_offset();
+    leader.set_high_watermark(end);
+    let closed = leader.closed_segments(-1, end);
+    let segment = closed.first().expect("a closed segment");
+    let snapshot_path = segment
+        .producer_snapshot
+        .clone()
+        .expect("a producer snapshot taken at the roll");
+    let snapshot = std::fs::read(&snapshot_path).expect("read the snapshot");
+    let start = segment.next_offset;
+
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let replica = create(&open_with(other_dir.path(), config.clone()), config);
+    replica
+        .start_at_remote_tail(start)
+        .expect("start at the tail");
+    assert_eq!(replica.remote_producer_state_pending(), Some(start));
+    assert_eq!(replica.producer_state(42), None);
+    // A snapshot for another offset is not taken.
+    assert!(
+        !replica
+            .install_remote_producer_snapshot(start + 1, &snapshot)
+            .expect("install elsewhere")
+    );
+    // A corrupt one is refused and the log keeps waiting.
+    assert!(
+        replica
+            .install_remote_producer_snapshot(start, b"junk")
+            .is_err()
+    );
+    assert_eq!(replica.remote_producer_state_pending(), Some(start));
+    assert!(
+        replica
+            .install_remote_producer_snapshot(start, &snapshot)
+            .expect("install")
+    );
+    assert_eq!(replica.remote_producer_state_pending(), None);
+    let (epoch, last_seq, _) = replica.producer_state(42).expect("producer 42 known");
+    assert_eq!(
+        (epoch, last_seq),
+        (3, i32::try_from(start).expect("small") - 1)
+    );
+    // Done once: a second install is ignored.
+    assert!(
+        !replica
+            .install_remote_producer_snapshot(start, &snapshot)
+            .expect("again")
+    );
 }

@@ -192,10 +192,15 @@ fn apply_topic(
         // Before the partition serves: a read below the local segments must find the remote
         // tier, not an out-of-range error that would reset consumers past it.
         let remote = image.remote_partition(&topic.name, index);
-        partition.log.set_remote_bounds(
+        let epochs = remote.map(|r| r.leader_epochs()).unwrap_or_default();
+        if let Err(e) = partition.log.set_remote_bounds(
             remote.and_then(|r| r.start_offset()),
             remote.map_or(-1, |r| r.highest_copied_offset()),
-        );
+            &epochs,
+        ) {
+            warn!(topic = %topic.name, partition = index, error = %e,
+                "cannot record the remote tier's leader epochs");
+        }
         apply_role(&partition, me, image, state, now);
         roles.role_applied(&topic.name, topic.partitions.len() as i32, &partition);
         partitions.push(partition);

@@ -739,7 +739,8 @@ fn apply_partition(f: &Followed, pd: PartitionData, now_ms: i64) -> Result<Appli
 /// replica, a lost disk), so it does not copy the remote tier but starts its log right after the
 /// highest copied offset, which the leader still holds locally (local retention deletes only
 /// copied segments). Older reads are served from the remote tier. Until the metadata image says
-/// what is copied, the partition backs off and asks again.
+/// what is copied, the partition backs off and asks again. The leader epochs below come from the
+/// image (the applier), the producer state from the remote tier (`remote_log::bootstrap`).
 fn start_at_remote_tail(f: &Followed) -> Result<Applied, LogError> {
     let log = &f.partition.log;
     let start = log.highest_remote_offset() + 1;
@@ -750,7 +751,7 @@ fn start_at_remote_tail(f: &Followed) -> Result<Applied, LogError> {
     }
     warn!(topic = %f.topic, partition = f.partition.index, start,
         "fetch offset is only in the remote tier; starting this replica's log after the highest copied offset");
-    log.truncate_fully_and_start_at(start)?;
+    log.start_at_remote_tail(start)?;
     Ok(Applied::Done)
 }
 

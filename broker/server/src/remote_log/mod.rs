@@ -3,12 +3,15 @@
 //! to the object store (`copier`), records every step in the metadata log (COPY_SEGMENT_STARTED
 //! before, COPY_SEGMENT_FINISHED after) so a new leader continues where the old one stopped and
 //! deletes what a crashed upload left, applies the whole log's retention to the remote tier
-//! (`expiry`), and serves reads below the local log start from the store (`reader`). Local
-//! retention, which deletes only copied segments, is the log engine's.
+//! (`expiry`), serves reads below the local log start from the store (`reader`), and gives a
+//! replica that started its log at the remote tail the producer state below it (`bootstrap`).
+//! Local retention, which deletes only copied segments, is the log engine's.
 //!
 //! The store itself (`strait_tiered`) knows nothing of the broker; the metadata is the cluster
 //! layer's (`strait_cluster::remote`).
 
+mod background;
+mod bootstrap;
 mod copier;
 mod expiry;
 pub mod metrics;
@@ -38,6 +41,8 @@ pub struct RemoteLogManager {
     readers: Arc<Semaphore>,
     /// Partitions with a pass in flight on this broker.
     busy: Mutex<HashSet<(String, i32)>>,
+    /// Where passes run: threads at a lower CPU priority, so copies never slow produce.
+    background: background::Background,
 }
 
 impl RemoteLogManager {
@@ -65,6 +70,9 @@ impl RemoteLogManager {
             pool: Arc::new(Semaphore::new(settings.thread_pool_size.max(1))),
             readers: Arc::new(Semaphore::new(settings.reader_threads.max(1))),
             busy: Mutex::new(HashSet::new()),
+            background: background::Background::start(settings.thread_pool_size).map_err(|e| {
+                anyhow::anyhow!("cannot start the remote log manager's threads: {e}")
+            })?,
         }))
     }
 
@@ -196,13 +204,16 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             }
             let (b, r) = (broker.clone(), rlm.clone());
             let permit = rlm.pool.clone().acquire_owned().await;
-            tokio::spawn(async move {
+            rlm.background.spawn(async move {
                 let _permit = permit;
                 let name = topic.meta.name.clone();
                 let index = partition.index;
                 copier::pass(&b, &r, &topic, &partition).await;
                 r.release(&name, index);
             });
+        }
+        for (topic, partition, start) in bootstrap::awaiting(&broker) {
+            bootstrap::install(&broker, &rlm, &topic, &partition, start).await;
         }
         expiry::purge_deleted_topics(&broker, &rlm).await;
         metrics::refresh(&broker);

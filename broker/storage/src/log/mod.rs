@@ -92,6 +92,10 @@ pub(crate) struct LogState {
     /// Last offset copied to the remote tier (-1: none): local retention may delete local
     /// segments only at or below it.
     pub highest_remote_offset: i64,
+    /// A replica that started its log at the remote tier's tail (KIP-405 follower bootstrap)
+    /// still lacks the producer state of the data below it: the offset it started at, until the
+    /// server installs the remote producer snapshot taken there.
+    pub remote_producer_state_pending: Option<i64>,
 }
 
 impl LogState {

@@ -90,13 +90,77 @@ impl PartitionLog {
     }
 
     /// The remote tier as the metadata image describes it: where the partition's log starts in
-    /// it (None: nothing below the local segments) and the last offset it holds (-1: none).
-    pub fn set_remote_bounds(&self, start: Option<i64>, highest_copied: i64) {
+    /// it (None: nothing below the local segments), the last offset it holds (-1: none) and the
+    /// leader epochs of its segments (epoch, start offset). Those epochs fill the epoch cache
+    /// below the local segments, so that OffsetForLeaderEpoch answers across tiers, also on a
+    /// replica that started its log at the remote tier's tail (KIP-405 follower bootstrap).
+    pub fn set_remote_bounds(
+        &self,
+        start: Option<i64>,
+        highest_copied: i64,
+        epochs: &[(i32, i64)],
+    ) -> Result<(), LogError> {
         let mut st = self.state.lock();
         // Kept as given: the log start is the lower of it and the local start, whichever the
         // local log does later (local retention, a follower starting over at the leader's tail).
         st.remote_log_start = start;
         st.highest_remote_offset = highest_copied;
+        if st.deleted || start.is_none() {
+            return Ok(());
+        }
+        let floor = st.global_log_start();
+        let merged = crate::epoch_cache::with_prefix(st.epochs.entries(), epochs, floor);
+        if let Some(entries) = merged {
+            let result = st.epochs.install(entries);
+            drop(st);
+            return self.guard(result);
+        }
+        Ok(())
+    }
+
+    /// KIP-405 follower bootstrap: drops all local data and starts the log at `offset` (the
+    /// remote tier's tail), remembering that the producer state of the data below it is still to
+    /// come from the remote tier ([`Self::install_remote_producer_snapshot`]).
+    pub fn start_at_remote_tail(&self, offset: i64) -> Result<(), LogError> {
+        self.truncate_fully_and_start_at(offset)?;
+        self.state.lock().remote_producer_state_pending = Some(offset);
+        Ok(())
+    }
+
+    /// The offset this log started at the remote tail while its producer state below is still
+    /// missing.
+    pub fn remote_producer_state_pending(&self) -> Option<i64> {
+        let st = self.state.lock();
+        st.remote_producer_state_pending.filter(|_| !st.deleted)
+    }
+
+    /// Installs the remote tier's producer snapshot taken at `offset` (empty: the segment had
+    /// none, no producer state) and replays this log's batches since onto it. Ignored, and false,
+    /// unless the log still waits for that very offset (it may have been truncated again).
+    pub fn install_remote_producer_snapshot(
+        &self,
+        offset: i64,
+        snapshot: &[u8],
+    ) -> Result<bool, LogError> {
+        let mut st = self.live()?;
+        if st.remote_producer_state_pending != Some(offset) {
+            return Ok(false);
+        }
+        if offset < st.log_start_offset {
+            st.remote_producer_state_pending = None;
+            return Ok(false);
+        }
+        let result = (|| {
+            if !snapshot.is_empty() {
+                st.producers.install_snapshot(offset, snapshot)?;
+            }
+            st.rebuild_producer_state(0, i64::MAX)
+        })();
+        if result.is_ok() {
+            st.remote_producer_state_pending = None;
+        }
+        drop(st);
+        self.guard(result).map(|()| true)
     }
 
     /// The last offset the remote tier holds, as last set (-1: none).

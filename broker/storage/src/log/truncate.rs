@@ -66,7 +66,10 @@ impl PartitionLog {
             let hw = st.high_watermark.max(new_start);
             st.set_hw(hw);
             st.recovery_point = st.recovery_point.max(new_start);
-            st.epochs.truncate_from_start(new_start)?;
+            // Epochs of data still in the remote tier stay: OffsetForLeaderEpoch answers for
+            // the whole log (KIP-405), not the local part.
+            let floor = st.global_log_start();
+            st.epochs.truncate_from_start(floor)?;
         }
         if !removed.is_empty() {
             st.generation += 1;
