@@ -217,9 +217,10 @@ fn a_node_with_two_log_dirs_moves_replicas_and_survives_losing_one() {
         "partitions 0 and 1 offline on node 1 (new leader, ISR without node 1)",
         || {
             let now = partitions(&mut cluster);
+            // Metadata lists node 1's replicas in the lost dir as offline, as Kafka does.
             let moved = lost.iter().all(|p| {
                 let i = &now[p];
-                i.leader >= 0 && i.leader != me && !i.isr.contains(&me)
+                i.leader >= 0 && i.leader != me && !i.isr.contains(&me) && i.offline == [me]
             });
             moved.then_some(now)
         },
@@ -237,6 +238,7 @@ fn a_node_with_two_log_dirs_moves_replicas_and_survives_losing_one() {
     assert_ne!(seen[&0].leader, me);
     assert_eq!(seen[&2].leader, me, "{:?}", seen[&2]);
     assert!(kept.iter().all(|p| seen[p].isr.contains(&me)), "{seen:?}");
+    assert!(kept.iter().all(|p| seen[p].offline.is_empty()), "{seen:?}");
     let described = describe(&cluster, NODE);
     assert_eq!(described.dirs[&small].error_code, KAFKA_STORAGE_ERROR);
     assert_eq!(described.dirs[&own].error_code, 0);

@@ -2,7 +2,7 @@
 //! metadata log. Brokers answer Metadata from it, decide which partitions they lead or follow
 //! from it, and the controller decides the next records from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,10 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<Endpoint>,
     pub fenced: bool,
     pub in_controlled_shutdown: bool,
+    /// The broker's replicas in failed log dirs, as its heartbeats last reported them: offline
+    /// replicas in Metadata (Kafka's offline directories of the registration).
+    #[serde(default)]
+    pub offline_replicas: BTreeSet<(String, i32)>,
 }
 
 impl BrokerRegistration {
@@ -178,6 +182,15 @@ impl Image {
                     b.in_controlled_shutdown = true;
                 }
             }
+            MetadataRecord::BrokerReplicasOffline {
+                id,
+                epoch,
+                partitions,
+            } => {
+                if let Some(b) = self.broker_at(*id, *epoch) {
+                    b.offline_replicas = partitions.iter().cloned().collect();
+                }
+            }
             MetadataRecord::CreateTopic {
                 name,
                 id,
@@ -313,13 +326,27 @@ impl Image {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
-    /// Replicas of a partition on brokers that are fenced or unknown (Kafka's offline replicas).
-    pub fn offline_replicas(&self, state: &PartitionState) -> Vec<i32> {
+    /// Replicas of a partition on brokers that are fenced or unknown, or in a log dir that
+    /// failed (Kafka's offline replicas).
+    pub fn offline_replicas(
+        &self,
+        topic: &str,
+        partition: i32,
+        state: &PartitionState,
+    ) -> Vec<i32> {
         state
             .replicas
             .iter()
             .copied()
-            .filter(|r| !self.is_live(*r))
+            .filter(|r| match self.brokers.get(r) {
+                Some(b) => {
+                    b.fenced
+                        || b.offline_replicas
+                            .iter()
+                            .any(|(t, p)| t == topic && *p == partition)
+                }
+                None => true,
+            })
             .collect()
     }
 
@@ -347,6 +374,7 @@ mod tests {
             endpoints: vec![],
             fenced: true,
             in_controlled_shutdown: false,
+            offline_replicas: BTreeSet::new(),
         }
     }
 

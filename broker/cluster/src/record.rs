@@ -26,6 +26,13 @@ pub enum MetadataRecord {
     UnfenceBroker { id: i32, epoch: i64 },
     /// The broker asked for a controlled shutdown; it is leaving its leaderships.
     BeginControlledShutdown { id: i32, epoch: i64 },
+    /// The broker's replicas in failed log dirs changed (its heartbeat reported them): the
+    /// complete set, replacing the previous one.
+    BrokerReplicasOffline {
+        id: i32,
+        epoch: i64,
+        partitions: Vec<(String, i32)>,
+    },
     /// A topic with its partitions' initial states.
     CreateTopic {
         name: String,

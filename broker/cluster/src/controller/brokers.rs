@@ -39,6 +39,7 @@ pub fn register(
         endpoints,
         fenced: true,
         in_controlled_shutdown: false,
+        offline_replicas: Default::default(),
     }));
     if had_previous {
         leave_partitions(staged, &[id]);
@@ -100,7 +101,21 @@ pub fn heartbeat(
 /// A broker's replicas in failed log dirs (Kafka's `handleDirectoriesOffline`): each leaves its
 /// ISR, and its leadership goes to another active ISR member, or to nobody when it was the last
 /// one (the partition is offline until a replica with its data returns).
+/// The set is recorded in the broker's registration whenever it changes, so that Metadata lists
+/// those replicas as offline.
 pub fn replicas_offline(staged: &mut Staged<'_>, id: i32, partitions: &[(String, i32)]) {
+    if let Some(broker) = staged.broker(id) {
+        let reported: std::collections::BTreeSet<(String, i32)> =
+            partitions.iter().cloned().collect();
+        if reported != broker.offline_replicas {
+            let epoch = broker.epoch;
+            staged.push(MetadataRecord::BrokerReplicasOffline {
+                id,
+                epoch,
+                partitions: reported.into_iter().collect(),
+            });
+        }
+    }
     for (topic, partition) in partitions {
         let Some(current) = staged.partition(topic, *partition).cloned() else {
             continue;

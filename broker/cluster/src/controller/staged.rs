@@ -57,6 +57,16 @@ impl<'a> Staged<'a> {
                     self.brokers.insert(*id, b);
                 }
             }
+            MetadataRecord::BrokerReplicasOffline {
+                id,
+                epoch,
+                partitions,
+            } => {
+                if let Some(mut b) = self.broker_at(*id, *epoch) {
+                    b.offline_replicas = partitions.iter().cloned().collect();
+                    self.brokers.insert(*id, b);
+                }
+            }
             MetadataRecord::ChangePartition {
                 topic,
                 partition,

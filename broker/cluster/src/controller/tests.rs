@@ -1478,7 +1478,20 @@ fn offline_replicas_leave_isr_and_leadership() {
         offline_partitions: offline.clone(),
     };
     let (records, _) = c.decide(request(&c));
-    assert_eq!(records.len(), 3, "{records:?}");
+    // The broker's offline set, then the three partitions.
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert!(matches!(
+        &records[0],
+        MetadataRecord::BrokerReplicasOffline { id: 1, partitions, .. } if partitions.len() == 3
+    ));
+    // Metadata lists replica 1 of those partitions as offline, the others not.
+    let t_state = c.part("t", 0);
+    assert_eq!(c.image.offline_replicas("t", 0, &t_state), vec![1]);
+    let solo_state = c.part("solo", 0);
+    assert_eq!(c.image.offline_replicas("solo", 0, &solo_state), vec![1]);
+    c.create("fine", vec![vec![1, 2]]);
+    let fine = c.part("fine", 0);
+    assert!(c.image.offline_replicas("fine", 0, &fine).is_empty());
     // The leader's replica is gone: leadership moves within the ISR, which it leaves.
     let t = c.part("t", 0);
     assert_eq!(
@@ -1498,4 +1511,15 @@ fn offline_replicas_leave_isr_and_leadership() {
         !c.image.brokers[&1].fenced,
         "the broker itself stays in the cluster"
     );
+    // The dir is back (a restart with it healthy reports none): no replica is offline any more.
+    let (records, _) = c.decide(ControllerRequest::Heartbeat {
+        id: 1,
+        epoch: c.epochs[&1],
+        metadata_offset: c.image.offset,
+        want_shutdown: false,
+        offline_partitions: vec![],
+    });
+    assert_eq!(records.len(), 1, "{records:?}");
+    let t_state = c.part("t", 0);
+    assert!(c.image.offline_replicas("t", 0, &t_state).is_empty());
 }

@@ -159,7 +159,12 @@ pub struct PartitionView {
     pub offline: Vec<BrokerId>,
 }
 
-pub fn partition_view(image: &Image, p: &strait_cluster::image::PartitionState) -> PartitionView {
+pub fn partition_view(
+    image: &Image,
+    topic: &str,
+    index: i32,
+    p: &strait_cluster::image::PartitionState,
+) -> PartitionView {
     let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
     let leader = if image.is_live(p.leader) {
         p.leader
@@ -176,7 +181,7 @@ pub fn partition_view(image: &Image, p: &strait_cluster::image::PartitionState) 
         leader_epoch: p.leader_epoch,
         replicas: ids(&p.replicas),
         isr: ids(&p.isr),
-        offline: ids(&image.offline_replicas(p)),
+        offline: ids(&image.offline_replicas(topic, index, p)),
     }
 }
 
@@ -186,7 +191,7 @@ fn cluster_topic(image: &Image, topic: &TopicImage) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let v = partition_view(image, p);
+            let v = partition_view(image, &topic.name, index as i32, p);
             MetadataResponsePartition::default()
                 .with_error_code(v.error)
                 .with_partition_index(index as i32)

@@ -113,7 +113,7 @@ fn partitions(
     (start.max(0)..end)
         .filter_map(|index| topic.partitions.get(index as usize).map(|p| (index, p)))
         .map(|(index, p)| {
-            let v = super::metadata::partition_view(image, p);
+            let v = super::metadata::partition_view(image, &topic.name, index, p);
             DescribeTopicPartitionsResponsePartition::default()
                 .with_error_code(v.error)
                 .with_partition_index(index)
