@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -207,6 +207,26 @@ fn topic_config(bootstrap: &str, topic: &str, key: &str) -> Option<String> {
         .ok()?;
     let resource = results.into_iter().next()?.ok()?;
     resource.get(key).and_then(|e| e.value.clone())
+}
+
+fn grow_topic(bootstrap: &str, topic: &str, count: usize) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime
+        .block_on(admin.create_partitions(
+            [&NewPartitions::new(topic, count)],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create partitions");
+    for r in results {
+        r.expect("partitions added");
+    }
 }
 
 #[test]
@@ -409,6 +429,13 @@ fn mm2_mode_between_two_brokers() {
     assert_eq!(topics_b.get("A.orders"), Some(&(PARTITIONS as usize)));
     wait_until(WAIT, "late topic mirrored", || {
         (0..2).all(|p| high_watermark(&b_boot, "A.late", p) >= 10)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    // Partitions added on A are added on B and copied.
+    grow_topic(&a_boot, "late", 3);
+    produce(&a_boot, "late", &[message(2, 0, base_ts)]);
+    wait_until(WAIT, "added partition mirrored", || {
+        high_watermark(&b_boot, "A.late", 2) >= 1
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
     assert_eq!(

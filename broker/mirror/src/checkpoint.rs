@@ -69,6 +69,13 @@ pub async fn run(flow: Arc<FlowContext>) {
         .emit_checkpoints_interval
         .min(config.sync_group_offsets_interval);
     loop {
+        if !flow.leads() {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
         let result = pass(
             &flow,
             &mut reader,

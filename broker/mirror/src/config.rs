@@ -179,6 +179,11 @@ impl FlowConfig {
         format!("strait-mirror-{}-{}", self.source, self.target)
     }
 
+    /// The consumer group on the source whose members (mirror processes) share the flow.
+    pub fn members_group(&self) -> String {
+        format!("strait-mirror-{}-{}-members", self.source, self.target)
+    }
+
     /// `mm2-offset-syncs.<target>.internal`, on the source cluster.
     pub fn offset_syncs_topic(&self) -> String {
         format!("mm2-offset-syncs.{}.internal", self.target)
@@ -250,7 +255,15 @@ impl MirrorConfig {
 
     /// Parses a properties text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let props = parse_properties(text);
+        Self::parse_with(text, |name| std::env::var(name).ok())
+    }
+
+    /// [`MirrorConfig::parse`] with `env` standing for the process environment (tests).
+    pub fn parse_with(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let props = resolve_providers(parse_properties(text), env)?;
         let aliases: Vec<String> = props
             .get("clusters")
             .ok_or_else(|| ConfigError::Missing {
@@ -314,6 +327,71 @@ impl MirrorConfig {
     }
 }
 
+/// Kafka's config providers (`config.providers=env,file`,
+/// `config.providers.<name>.class=...`): `${env:VAR}` (EnvVarConfigProvider), `${file:PATH:KEY}`
+/// (FileConfigProvider, a properties file) and `${dir:PATH:FILE}` (DirectoryConfigProvider)
+/// references in values are replaced. A reference that cannot be resolved is an error naming
+/// the key, so a missing secret is not sent as a literal password.
+fn resolve_providers(
+    mut props: BTreeMap<String, String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let Some(list) = props.get("config.providers").cloned() else {
+        return Ok(props);
+    };
+    let mut providers = BTreeMap::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let key = format!("config.providers.{name}.class");
+        let class = props
+            .get(&key)
+            .ok_or_else(|| ConfigError::Missing { key: key.clone() })?;
+        let kind = match class.rsplit('.').next().unwrap_or_default() {
+            "EnvVarConfigProvider" => "env",
+            "FileConfigProvider" => "file",
+            "DirectoryConfigProvider" => "dir",
+            _ => {
+                return Err(invalid(
+                    &key,
+                    class,
+                    "only EnvVarConfigProvider, FileConfigProvider and DirectoryConfigProvider are supported",
+                ));
+            }
+        };
+        providers.insert(name.to_owned(), kind);
+    }
+    let reference = Regex::new(r"\$\{([^}:]+):([^}]*)\}").expect("static pattern");
+    for (key, value) in props.iter_mut() {
+        if key.starts_with("config.providers") || !value.contains("${") {
+            continue;
+        }
+        let mut error = None;
+        let resolved = reference.replace_all(value, |caps: &regex::Captures<'_>| {
+            let (provider, path) = (&caps[1], &caps[2]);
+            let found = match providers.get(provider) {
+                Some(&"env") => env(path),
+                Some(&"file") => path.rsplit_once(':').and_then(|(file, k)| {
+                    let text = std::fs::read_to_string(file).ok()?;
+                    parse_properties(&text).remove(k)
+                }),
+                Some(&"dir") => path.rsplit_once(':').and_then(|(dir, file)| {
+                    std::fs::read_to_string(Path::new(dir).join(file)).ok()
+                }),
+                // Not a declared provider: left as written, as Kafka does.
+                _ => return caps[0].to_owned(),
+            };
+            found.unwrap_or_else(|| {
+                error = Some(format!("{} cannot be resolved", &caps[0]));
+                String::new()
+            })
+        });
+        if let Some(reason) = error {
+            return Err(invalid(key, "<redacted>", reason));
+        }
+        *value = resolved.into_owned();
+    }
+    Ok(props)
+}
+
 fn unknown_keys(props: &BTreeMap<String, String>, aliases: &[String]) -> Vec<String> {
     let flows: BTreeSet<String> = aliases
         .iter()
@@ -322,7 +400,7 @@ fn unknown_keys(props: &BTreeMap<String, String>, aliases: &[String]) -> Vec<Str
     props
         .keys()
         .filter(|key| {
-            if key.as_str() == "clusters" {
+            if key.as_str() == "clusters" || key.starts_with("config.providers") {
                 return false;
             }
             let flow_rest = flows.iter().find_map(|p| key.strip_prefix(p.as_str()));
@@ -786,6 +864,52 @@ b.ssl.truststore.location=/etc/b.pem
         );
         assert!(config.clusters["b"].sasl.is_none());
         assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+    }
+
+    #[test]
+    fn config_providers_resolve_secrets() {
+        let dir = std::env::temp_dir().join(format!("strait-mirror-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secrets.properties"), "b.password=from-file\n").unwrap();
+        std::fs::write(dir.join("user"), "from-dir").unwrap();
+        let text = format!(
+            r#"clusters=a,b
+a.bootstrap.servers=x:1
+b.bootstrap.servers=y:1
+a->b.enabled=true
+config.providers=env,file,dir
+config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
+config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider
+config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider
+a.security.protocol=SASL_PLAINTEXT
+a.sasl.mechanism=SCRAM-SHA-512
+a.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="mir\\\"ror" password="${{env:STRAIT_MIRROR_SOURCE_PASSWORD}}";
+b.security.protocol=SASL_PLAINTEXT
+b.sasl.mechanism=PLAIN
+b.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="${{dir:{d}:user}}" password="${{file:{d}/secrets.properties:b.password}}";
+"#,
+            d = dir.display()
+        );
+        let env =
+            |name: &str| (name == "STRAIT_MIRROR_SOURCE_PASSWORD").then(|| "s3cret".to_owned());
+        let config = MirrorConfig::parse_with(&text, env).unwrap();
+        let a = config.clusters["a"].sasl.clone().unwrap();
+        assert_eq!(
+            (a.username.as_str(), a.password.as_str()),
+            ("mir\"ror", "s3cret")
+        );
+        let b = config.clusters["b"].sasl.clone().unwrap();
+        assert_eq!(
+            (b.username.as_str(), b.password.as_str()),
+            ("from-dir", "from-file")
+        );
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+        let missing = MirrorConfig::parse_with(&text, |_| None).unwrap_err();
+        assert!(
+            matches!(&missing, ConfigError::Invalid { key, reason, .. } if key == "a.sasl.jaas.config" && reason.contains("STRAIT_MIRROR_SOURCE_PASSWORD")),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

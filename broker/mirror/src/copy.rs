@@ -36,11 +36,19 @@ pub struct FlowContext {
     /// Offset syncs to write to the source's offset-syncs topic.
     pub syncs: mpsc::UnboundedSender<OffsetSync>,
     pub shutdown: watch::Receiver<bool>,
+    /// This process's share of the flow (`None` while the mirror group rebalances).
+    pub share: watch::Receiver<Option<crate::group::Share>>,
 }
 
 impl FlowContext {
     pub fn stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Whether this process writes the flow's checkpoints and heartbeats: the first member of
+    /// the mirror group, so several processes do not all write them.
+    pub fn leads(&self) -> bool {
+        self.share.borrow().is_some_and(|s| s.index == 0)
     }
 }
 

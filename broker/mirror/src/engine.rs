@@ -15,7 +15,7 @@ use crate::internal::{InternalWriter, offset_sync_writer};
 use crate::metrics::Metrics;
 use crate::topics::{ensure_internal_topics, sync_topics};
 use crate::wire::{Cluster, WireError};
-use crate::{checkpoint, heartbeat};
+use crate::{checkpoint, group, heartbeat};
 
 /// Runs every flow of `config` until `shutdown` turns true; copiers commit their progress
 /// before this returns.
@@ -65,6 +65,13 @@ async fn run_flow(
             }
         }
     }
+    let (share_tx, mut share_rx) = watch::channel(None);
+    let membership = tokio::spawn(group::run(
+        source.clone(),
+        config.members_group(),
+        share_tx,
+        shutdown.clone(),
+    ));
     let (syncs_tx, syncs_rx) = mpsc::unbounded_channel();
     let flow = Arc::new(FlowContext {
         config: config.clone(),
@@ -73,13 +80,14 @@ async fn run_flow(
         metrics,
         syncs: syncs_tx,
         shutdown: shutdown.clone(),
+        share: share_rx.clone(),
     });
     let writer = tokio::spawn(offset_sync_writer(
         InternalWriter::new(source.clone(), config.offset_syncs_topic()),
         syncs_rx,
         shutdown.clone(),
     ));
-    let mut side_tasks = vec![writer];
+    let mut side_tasks = vec![writer, membership];
     if config.emit_heartbeats_enabled {
         side_tasks.push(tokio::spawn(heartbeat::run(flow.clone())));
     }
@@ -89,11 +97,20 @@ async fn run_flow(
     tracing::info!(flow = %name, "flow started");
     let mut copiers: HashMap<(String, i32), JoinHandle<()>> = HashMap::new();
     loop {
-        match sync_topics(&config, &source, &target).await {
+        let share = *share_rx.borrow_and_update();
+        let result = match share {
+            Some(_) => sync_topics(&config, &source, &target).await,
+            // No share while the group rebalances: every copier stops.
+            None => Ok(Vec::new()),
+        };
+        match result {
             Ok(mirrored) => {
                 let mut wanted = std::collections::HashSet::new();
                 for m in &mirrored {
                     for partition in 0..m.partitions {
+                        if !share.is_some_and(|s| s.owns(&m.topic, partition)) {
+                            continue;
+                        }
                         let key = (m.topic.clone(), partition);
                         wanted.insert(key.clone());
                         let running = copiers.get(&key).is_some_and(|h| !h.is_finished());
@@ -123,6 +140,7 @@ async fn run_flow(
         }
         tokio::select! {
             _ = tokio::time::sleep(config.refresh_topics_interval) => {}
+            _ = share_rx.changed() => {}
             _ = shutdown.changed() => break,
         }
     }

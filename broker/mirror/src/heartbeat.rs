@@ -15,6 +15,13 @@ pub async fn run(flow: Arc<FlowContext>) {
     let mut writer = InternalWriter::new(flow.target.clone(), HEARTBEATS_TOPIC.to_owned());
     let mut shutdown = flow.shutdown.clone();
     loop {
+        if !flow.leads() {
+            tokio::select! {
+                _ = tokio::time::sleep(config.emit_heartbeats_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
         let heartbeat = Heartbeat {
             source: config.source.clone(),
             target: config.target.clone(),

@@ -10,6 +10,7 @@
 //! - [`copy`]: record copy of one partition with progress commits and offset syncs;
 //! - [`internal`]: MM2's internal topics written and read;
 //! - [`checkpoint`], [`heartbeat`]: MM2's checkpoints (and group offset sync) and heartbeats;
+//! - [`group`]: several processes sharing a flow's partitions through a group on the source;
 //! - [`metrics`]: Prometheus metrics and `/metrics`;
 //! - [`engine`]: the flows and their tasks.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod copy;
 pub mod engine;
 pub mod formats;
+pub mod group;
 pub mod heartbeat;
 pub mod internal;
 pub mod metrics;

@@ -79,6 +79,42 @@ pub async fn sync_topics(
     let selected = select(flow, &source_topics);
     let mut ready = Vec::new();
     for mirrored in selected {
+        // One topic's failure does not hold up the others; it is retried next pass, and its
+        // copiers keep running on the partitions the remote topic already has.
+        match sync_topic(
+            flow,
+            source,
+            target,
+            &target_topics,
+            target_brokers,
+            &mirrored,
+        )
+        .await
+        {
+            Ok(()) => ready.push(mirrored),
+            Err(e) => {
+                tracing::warn!(topic = %mirrored.topic, remote = %mirrored.remote, error = %e, "topic sync failed");
+                if let Some(&remote_partitions) = target_topics.get(&mirrored.remote) {
+                    ready.push(MirroredTopic {
+                        partitions: remote_partitions.min(mirrored.partitions),
+                        ..mirrored
+                    });
+                }
+            }
+        }
+    }
+    Ok(ready)
+}
+
+async fn sync_topic(
+    flow: &FlowConfig,
+    source: &Cluster,
+    target: &Cluster,
+    target_topics: &BTreeMap<String, i32>,
+    target_brokers: usize,
+    mirrored: &MirroredTopic,
+) -> Result<(), WireError> {
+    {
         let configs = if flow.sync_topic_configs {
             let mut configs = source.topic_configs(&mirrored.topic).await?;
             configs.retain(|k, _| config_is_synced(k));
@@ -98,7 +134,6 @@ pub async fn sync_topics(
                         configs.as_ref().unwrap_or(&BTreeMap::new()),
                     )
                     .await?;
-                ready.push(mirrored);
             }
             Some(&remote_partitions) => {
                 if remote_partitions < mirrored.partitions {
@@ -118,11 +153,10 @@ pub async fn sync_topics(
                         target.set_topic_configs(&mirrored.remote, &changed).await?;
                     }
                 }
-                ready.push(mirrored);
             }
         }
     }
-    Ok(ready)
+    Ok(())
 }
 
 /// Creates MM2's internal topics of `flow` unless they exist: offset syncs on the source,

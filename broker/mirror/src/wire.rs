@@ -273,9 +273,12 @@ impl Cluster {
         let request = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![
+                // No assignments: the broker places the new partitions (the default is an
+                // empty list, which asks for zero replicas).
                 CreatePartitionsTopic::default()
                     .with_name(name(topic))
-                    .with_count(count),
+                    .with_count(count)
+                    .with_assignments(None),
             ]);
         let version = conn
             .negotiate::<CreatePartitionsRequest>(CREATE_PARTITIONS)
