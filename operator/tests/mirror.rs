@@ -6,7 +6,8 @@
 //! conditions. Lag is also measured from two real broker processes (ListOffsets at the
 //! partitions' leaders), cross-checked with librdkafka's watermarks, and the rendered
 //! `mm2.properties` (addresses moved to the test brokers) runs the real `strait-mirror`, which
-//! mirrors the topic until the measured lag is 0. (The CRD's CEL rule refusing both or neither
+//! mirrors the topic until the measured lag is 0; with TLS and SASL, the engine's parser reads
+//! the rendered file with the Deployment's environment as the passwords' only source. (The CRD's CEL rule refusing both or neither
 //! source is evaluated in `crds/src/mirror.rs`.)
 
 mod fixtures;
@@ -562,4 +563,122 @@ fn the_rendered_config_runs_the_real_strait_mirror_until_no_lag_is_left() {
             .contains("1 topics mirrored, 0 records behind"),
         "{ready}"
     );
+}
+
+#[tokio::test]
+async fn the_engine_reads_the_rendered_tls_and_sasl_settings_from_the_deployments_env() {
+    let spec = json!({
+        "source": {"bootstrapServers": "kafka-1.example:9093,kafka-2.example:9093",
+                   "tls": {"caCert": {"name": "ext-ca", "key": "ca.pem"}},
+                   "sasl": {"mechanism": "SCRAM-SHA-256", "username": "mirror",
+                            "passwordSecret": {"name": "ext-mirror", "key": "password"}}},
+        "sourceAlias": "ext",
+        "target": {"clusterRef": {"name": "west"},
+                   "sasl": {"mechanism": "SCRAM-SHA-512", "username": "mirror-w",
+                            "passwordSecret": {"name": "west-mirror", "key": "password"}}},
+        "topics": ["orders\\..*", "pay(ments)?"],
+        "replicationPolicy": "identity"
+    });
+    let scram_west: fixtures::Script = Box::new(|seen: &Seen| {
+        if seen.method == "GET" && seen.path.ends_with("/clusters/west") {
+            let mut west = cluster("west");
+            west["spec"]["listeners"] = json!([{"name": "scram", "port": 9094, "type": "internal",
+                "tls": true, "authentication": {"type": "scram-sha-512"}}]);
+            west["status"]["listeners"] = json!([{"name": "scram",
+                "bootstrapServers": "west-bootstrap.ns.svc:9094", "caSecret": "west-cluster-ca-cert"}]);
+            return Some((StatusCode::OK, west));
+        }
+        None
+    });
+    let seen = reconcile_ok(mirror(spec), scram_west, FakeAdmin::default(), reconcile).await;
+    let properties = applied(&seen, "configmaps")
+        .first()
+        .and_then(|s| s.body["data"]["mm2.properties"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no ConfigMap applied: {seen:#?}"));
+    assert!(!properties.contains("s3cret") && !properties.contains("w-pass"));
+    let deployment = applied(&seen, "deployments")
+        .first()
+        .map(|s| s.body.clone())
+        .unwrap_or(Value::Null);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    // The pod's environment as the kubelet fills it from the Secrets.
+    let secrets = BTreeMap::from([("ext-mirror", "s3cret"), ("west-mirror", "w-pass")]);
+    let env: BTreeMap<String, String> = container["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let from = e["valueFrom"]["secretKeyRef"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                secrets
+                    .get(from)
+                    .map(|v| (*v).to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(env.len(), 2, "{container}");
+    let parsed =
+        strait_mirror::config::MirrorConfig::parse_with(&properties, |name| env.get(name).cloned())
+            .unwrap_or_else(|e| panic!("{e}\n{properties}"));
+    let ext = &parsed.clusters["ext"];
+    assert_eq!(
+        ext.bootstrap_servers,
+        "kafka-1.example:9093,kafka-2.example:9093"
+    );
+    assert!(ext.security_protocol.tls() && ext.security_protocol.sasl());
+    let mounts = container["volumeMounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ca = ext
+        .truststore
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| ca.starts_with(m["mountPath"].as_str().unwrap_or("?"))
+                && m["name"] == "source-ca"),
+        "{ca} is not under the source CA mount: {mounts:?}"
+    );
+    let sasl = ext.sasl.clone().unwrap_or_else(|| panic!("ext sasl"));
+    assert_eq!(
+        (
+            sasl.mechanism.as_str(),
+            sasl.username.as_str(),
+            sasl.password.as_str()
+        ),
+        ("SCRAM-SHA-256", "mirror", "s3cret")
+    );
+    let west = &parsed.clusters["west"];
+    assert_eq!(west.bootstrap_servers, "west-bootstrap.ns.svc:9094");
+    assert_eq!(
+        west.sasl.as_ref().map(|s| s.password.as_str()),
+        Some("w-pass")
+    );
+    assert!(west.truststore.is_some());
+    assert_eq!(parsed.flows.len(), 1);
+    let flow = &parsed.flows[0];
+    assert_eq!(flow.name(), "ext->west");
+    for (topic, selected) in [
+        ("orders.eu", true),
+        ("orders", false),
+        ("pay", true),
+        ("payments", true),
+        ("paym", false),
+    ] {
+        assert_eq!(flow.topics.matches(topic), selected, "{topic}");
+    }
+    assert_eq!(
+        flow.policy.format_remote_topic("ext", "orders.eu"),
+        "orders.eu"
+    );
+    // Without the Secrets' values the engine refuses the file instead of sending a literal.
+    assert!(strait_mirror::config::MirrorConfig::parse_with(&properties, |_| None).is_err());
 }
