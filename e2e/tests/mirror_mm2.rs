@@ -527,6 +527,56 @@ fn mm2_mode_between_two_brokers() {
         "per-topic labels:\n{body}"
     );
 
+    // A second process with the same configuration: the flow's partitions are shared, each
+    // partition of a new topic copied by exactly one of them, with no duplicates.
+    let mut second = Mirror::start(
+        &config,
+        free_port().expect("port"),
+        &dir.path().join("mirror2.log"),
+    );
+    let assigned_to_two = |log: String| {
+        log.lines()
+            .rev()
+            .find(|l| l.contains("mirror group assignment"))
+            .is_some_and(|l| l.contains("count=2"))
+    };
+    wait_until(
+        Duration::from_secs(40),
+        "both processes in the mirror group",
+        || assigned_to_two(mirror.log()) && assigned_to_two(second.log()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\n---\n{}", mirror.log(), second.log()));
+    admin_a
+        .create_topic("shared", 4, &[])
+        .expect("create shared");
+    let shared: Vec<TestMessage> = (0..4)
+        .flat_map(|p| (0..200).map(move |i| message(p, i, base_ts)))
+        .collect();
+    produce(&a_boot, "shared", &shared);
+    wait_until(WAIT, "shared topic mirrored", || {
+        (0..4).all(|p| high_watermark(&b_boot, "A.shared", p) >= 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n---\n{}", mirror.log(), second.log()));
+    for p in 0..4 {
+        assert_eq!(read_all(&b_boot, "A.shared", p).len(), 200, "A.shared-{p}");
+    }
+    let copied = |log: String| -> std::collections::BTreeSet<String> {
+        log.lines()
+            .filter(|l| l.contains("copying partition") && l.contains("topic=shared "))
+            .filter_map(|l| {
+                l.split("partition=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let (one, two) = (copied(mirror.log()), copied(second.log()));
+    assert!(!one.is_empty() && !two.is_empty(), "{one:?} {two:?}");
+    assert!(one.is_disjoint(&two), "{one:?} {two:?}");
+    assert_eq!(one.len() + two.len(), 4, "{one:?} {two:?}");
+    second.kill();
     mirror.kill();
     eprintln!("mirror e2e took {:?}", started.elapsed());
 }
