@@ -35,6 +35,7 @@ pub use dir_move::{DirMove, MoveOutcome};
 pub use error::LogError;
 pub use log::{AppendInfo, ClosedSegment, PartitionLog, ReadResult, TimestampLookup};
 pub use manager::{LogDirDescription, LogManager, METADATA_LOG_DIR, ReplicaDescription};
+pub use records::first_record_in_batch;
 pub use region::FileRegion;
 pub use topic_partition::TopicPartition;
 pub use transaction::{ControlType, ProducerInfo};

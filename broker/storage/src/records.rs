@@ -265,6 +265,20 @@ fn walk_plain(
     Ok(None)
 }
 
+/// The first record (offset, timestamp) of one whole record batch read from elsewhere (the
+/// remote tier) at or after `min_offset` whose timestamp is >= `ts`, decompressing the batch if
+/// it is compressed: ListOffsets by timestamp answers that exact record, as Kafka does.
+pub fn first_record_in_batch(
+    batch: &[u8],
+    min_offset: i64,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, LogError> {
+    let header = BatchHeader::parse(batch)?;
+    first_record_matching(batch.to_vec(), &header, |offset, timestamp| {
+        offset >= min_offset && timestamp >= ts
+    })
+}
+
 /// The first record of `batch` (offset, timestamp) for which `pred` holds.
 pub(crate) fn first_record_matching(
     batch: Vec<u8>,

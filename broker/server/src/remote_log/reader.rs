@@ -17,6 +17,9 @@ pub enum RemoteReadError {
     NotFound(i64),
     #[error("remote storage: {0}")]
     Store(#[from] strait_tiered::TieredError),
+    /// A batch read back from the store does not decode.
+    #[error("remote record batch: {0}")]
+    Batch(#[from] strait_storage::LogError),
 }
 
 /// The copied segment holding `offset`, or the first one after it (the offset may fall between
@@ -101,6 +104,12 @@ impl RemoteLogManager {
             }
             let key = segment_key(topic, topic_id, partition, segment);
             let _permit = self.readers.acquire().await;
+            // The exact record, compressed batches included (they are decompressed here).
+            if let Some(batch) = self.store.batch_for_timestamp(&key, ts).await?
+                && let Some(hit) = strait_storage::first_record_in_batch(&batch, start, ts)?
+            {
+                return Ok(Some(hit));
+            }
             if let Some((offset, timestamp)) = self.store.offset_for_timestamp(&key, ts).await? {
                 return Ok(Some((offset.max(start), timestamp)));
             }
