@@ -4,7 +4,8 @@
 //! finds offsets by timestamp in the remote tier and reports earliest-local (-4) and
 //! latest-tiered (-5), the remote tier survives a broker restart, retention and topic deletion
 //! remove remote objects, and a store outage or wrong credentials never block produce nor lose
-//! data.
+//! data. A replica rebuilt from an empty disk starts at the remote tail with the leader epochs
+//! and producer state of the data below it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,10 +52,23 @@ fn message(i: usize) -> TestMessage {
 }
 
 fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) {
+    produce_with(bootstrap, topic, range, &[]);
+}
+
+/// [`produce`] with further producer settings (compression).
+fn produce_with(
+    bootstrap: &str,
+    topic: &str,
+    range: std::ops::Range<usize>,
+    extra: &[(&str, &str)],
+) {
     let messages: Vec<TestMessage> = range.clone().map(message).collect();
     // Batches stay well below segment.bytes (a batch never spans segments).
     let mut config = idempotent_producer_config(bootstrap);
     config.set("batch.size", "65536");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
     let deliveries =
         produce_all(&config, topic, &messages, Duration::from_secs(120)).expect("produce");
     for d in &deliveries {
@@ -272,6 +286,156 @@ fn local_directory_store_offloads_serves_and_expires() {
             .all(|p| !p.to_string_lossy().contains(topic))
     })
     .expect("remote data of a deleted topic purged");
+    broker.assert_alive().expect("broker alive");
+}
+
+/// Records of the volume test: 2.1 million of 512-byte values, just over 1 GiB of values.
+const VOLUME_RECORDS: usize = 2_100_000;
+/// Records produced and checked at a time, so the test never holds the whole volume.
+const VOLUME_CHUNK: usize = 150_000;
+
+/// Produces [`VOLUME_RECORDS`] to a fresh tiered topic through `broker`, waits until local disk
+/// holds only the tail and `store` the rest, finds a timestamp deep in the remote part, and reads
+/// everything back from offset 0 byte for byte.
+fn gibibyte_through(broker: &mut Broker, topic: &str, store: &Path) {
+    let bootstrap = broker.bootstrap();
+    Admin::new(&bootstrap)
+        .expect("admin")
+        .create_topic(
+            topic,
+            1,
+            &[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "16777216"),
+                // The records' timestamps are years old: as in Kafka, segment.ms counts from
+                // the first record's timestamp, so the default would roll at every batch.
+                ("segment.ms", "315360000000"),
+                ("local.retention.bytes", "33554432"),
+                ("retention.ms", "-1"),
+            ],
+        )
+        .expect("create");
+    let started = std::time::Instant::now();
+    for from in (0..VOLUME_RECORDS).step_by(VOLUME_CHUNK) {
+        produce(
+            &bootstrap,
+            topic,
+            from..(from + VOLUME_CHUNK).min(VOLUME_RECORDS),
+        );
+    }
+    let produced = started.elapsed();
+    let n = VOLUME_RECORDS as i64;
+    let partition_dir = broker.log_dir().join(format!("{topic}-0"));
+    wait_until(
+        Duration::from_secs(180),
+        "all but the tail copied and deleted locally",
+        || {
+            list_offset(broker, topic, LATEST_TIERED) > n - 200_000
+                && bytes_of(&files(&partition_dir, ".log")) < 80 << 20
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: tiered up to {}, {} local bytes",
+            list_offset(broker, topic, LATEST_TIERED),
+            bytes_of(&files(&partition_dir, ".log"))
+        )
+    });
+    let copied = started.elapsed();
+    eprintln!("{topic}: produced in {produced:?}, copied by {copied:?}");
+    let remote = bytes_of(&files(store, ".log"));
+    let local = bytes_of(&files(&partition_dir, ".log"));
+    assert!(
+        remote + local > 1 << 30 && local < 80 << 20,
+        "1 GiB+ in all, all but the tail remote: {remote} bytes remote, {local} local"
+    );
+    assert_eq!(list_offset(broker, topic, EARLIEST), 0);
+    assert!(list_offset(broker, topic, EARLIEST_LOCAL) > n - 200_000);
+    // A timestamp deep in the remote part.
+    assert_eq!(
+        offset_for_time(&bootstrap, topic, BASE_TS + 1_234_567),
+        1_234_567
+    );
+    let reading = std::time::Instant::now();
+    for from in (0..VOLUME_RECORDS).step_by(VOLUME_CHUNK) {
+        let until = (from + VOLUME_CHUNK).min(VOLUME_RECORDS);
+        let read =
+            read_range(&bootstrap, topic, 0, from as i64, until as i64, WAIT).expect("read back");
+        assert_eq!(read.len(), until - from, "records read from {from}");
+        for (m, i) in read.iter().zip(from..) {
+            assert_eq!(m.offset, i as i64);
+            assert!(m.same_content(&message(i)), "record {i} differs");
+            assert_eq!(m.timestamp, Some(BASE_TS + i as i64));
+        }
+    }
+    eprintln!(
+        "{topic}: {VOLUME_RECORDS} records produced in {produced:?}, copied by {copied:?}, \
+         {remote} bytes remote, read back from offset 0 in {:?}",
+        reading.elapsed()
+    );
+    broker.assert_alive().expect("broker alive");
+}
+
+#[test]
+fn a_gibibyte_goes_remote_and_reads_back_byte_exact() {
+    // The embedded default store (a local directory beside the data dir).
+    let (mut broker, _) = start(&[]);
+    let store = PathBuf::from(format!("{}-remote", broker.log_dir().display()));
+    gibibyte_through(&mut broker, "tiered-volume-local", &store);
+    drop(broker);
+    std::fs::remove_dir_all(&store).ok();
+    // A real S3 server.
+    if !s3_available() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let bucket = "strait-volume";
+    let s3 = S3Server::start(work.path(), bucket).expect("start s3s-fs");
+    let (mut broker, _) = start(&s3_overrides(&s3, bucket, SECRET_KEY));
+    gibibyte_through(&mut broker, "tiered-volume-s3", &s3.bucket_dir(bucket));
+}
+
+/// ListOffsets by timestamp into compressed remote batches answers the exact record, not the
+/// batch's first one: the broker decompresses the batch it reads back from the store.
+#[test]
+fn timestamps_inside_compressed_remote_batches_are_exact() {
+    let (mut broker, _) = start(&[]);
+    let bootstrap = broker.bootstrap();
+    let topic = "tiered-compressed";
+    // lz4 shrinks these values to a few bytes each: keep (almost) nothing local.
+    Admin::new(&bootstrap)
+        .expect("admin")
+        .create_topic(
+            topic,
+            1,
+            &[
+                ("remote.storage.enable", "true"),
+                ("segment.bytes", "65536"),
+                ("local.retention.bytes", "1"),
+                ("retention.ms", "-1"),
+            ],
+        )
+        .expect("create");
+    let n = 16_000;
+    produce_with(&bootstrap, topic, 0..n, &[("compression.type", "lz4")]);
+    wait_until(WAIT, "the head of the log only remote", || {
+        list_offset(&broker, topic, EARLIEST_LOCAL) > 4_000
+    })
+    .expect("local retention after copying");
+    for i in [1_234usize, 2_001, 3_999] {
+        let ts = BASE_TS + i as i64;
+        assert_eq!(
+            offset_for_time(&bootstrap, topic, ts),
+            i as i64,
+            "timestamp of record {i}"
+        );
+    }
+    let head = read_range(&bootstrap, topic, 0, 0, 2_000, WAIT).expect("read compressed head");
+    assert!(
+        head.iter()
+            .enumerate()
+            .all(|(i, m)| m.same_content(&message(i)))
+    );
     broker.assert_alive().expect("broker alive");
 }
 
@@ -512,6 +676,35 @@ fn leader_killed_while_copying_and_a_follower_rebuilt_from_an_empty_disk() {
         first_local > 0,
         "node 1 rebuilt from offset 0 instead of the remote tail"
     );
+    // Its leader epochs reach below its local data (from the remote segments' metadata), so
+    // OffsetForLeaderEpoch answers for the whole log; its producer state comes from the
+    // producer snapshot uploaded with the remote segment below its start.
+    let checkpoint = replica_dir.join("leader-epoch-checkpoint");
+    let first_epoch_start = || {
+        let text = std::fs::read_to_string(&checkpoint).ok()?;
+        text.lines()
+            .nth(2)?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<i64>()
+            .ok()
+    };
+    wait_until(
+        WAIT,
+        "node 1's leader epochs to cover the remote tier",
+        || first_epoch_start().is_some_and(|o| o < first_local),
+    )
+    .unwrap_or_else(|e| panic!("{e}: first epoch starts at {:?}", first_epoch_start()));
+    wait_until(WAIT, "node 1 to install the remote producer state", || {
+        cluster.node(1).is_ok_and(|n| {
+            n.stderr()
+                .contains("installed the remote tier's producer state")
+        })
+    })
+    .unwrap_or_else(|e| {
+        let tail = cluster.node(1).map(|n| n.stderr_tail()).unwrap_or_default();
+        panic!("{e}: {tail}")
+    });
 
     let acked = producer.stop().expect("stop producer");
     let tiered = list_offset_at(new_leader, TOPIC, LATEST_TIERED);
