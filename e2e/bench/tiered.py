@@ -3,7 +3,10 @@
 produce, how fast segments go up, and how a cold read from the remote tier compares with a local
 one, through confluent-kafka against a real s3s-fs on loopback.
 
-  python3 e2e/bench/tiered.py [--mib 1024] [--rounds 2] [--broker PATH] [--quick]
+  python3 e2e/bench/tiered.py [--mib 1024] [--rounds 2] [--broker PATH] [--quick] [--store s3|dir]
+
+--store dir replaces s3s-fs by the local-directory store (rsm.config.storage.backend=filesystem),
+which shows what the broker's own path does when the object server is not the limit.
 
 One single-node `strait-broker` (the given binary, never rebuilt; copy it somewhere private
 first) on free 127.0.0.1 ports with a temporary log dir, and one `s3s-fs` (PATH or
@@ -104,8 +107,10 @@ class S3:
 
 
 class Broker:
-    def __init__(self, binary, tmp: pathlib.Path, s3: S3):
+    def __init__(self, binary, tmp: pathlib.Path, s3):
+        """`s3`: an S3 server, or None for the local-directory store under `tmp`/store."""
         self.binary, self.s3 = binary, s3
+        self.store = tmp / "store"
         self.port, self.metrics = free_port(), free_port()
         self.data = tmp / "data"
         self.logfile = tmp / "broker.log"
@@ -119,14 +124,19 @@ class Broker:
                      "auto.create.topics.enable=false",
                      "remote.log.manager.task.interval.ms=500",
                      # local.retention.* is applied by the retention check (5 min by default).
-                     "log.retention.check.interval.ms=1000",
-                     "rsm.config.storage.backend=s3",
-                     f"rsm.config.storage.s3.bucket.name={BUCKET}",
-                     f"rsm.config.storage.s3.endpoint.url=http://127.0.0.1:{self.s3.port}",
-                     "rsm.config.storage.s3.region=us-east-1",
-                     "rsm.config.storage.s3.path.style.access.enabled=true",
-                     f"rsm.config.storage.aws.access.key.id={ACCESS_KEY}",
-                     f"rsm.config.storage.aws.secret.access.key={SECRET_KEY}"]
+                     "log.retention.check.interval.ms=1000"]
+        if self.s3 is None:
+            overrides += ["rsm.config.storage.backend=filesystem",
+                          f"rsm.config.storage.root={self.store}"]
+        else:
+            overrides += [
+                "rsm.config.storage.backend=s3",
+                f"rsm.config.storage.s3.bucket.name={BUCKET}",
+                f"rsm.config.storage.s3.endpoint.url=http://127.0.0.1:{self.s3.port}",
+                "rsm.config.storage.s3.region=us-east-1",
+                "rsm.config.storage.s3.path.style.access.enabled=true",
+                f"rsm.config.storage.aws.access.key.id={ACCESS_KEY}",
+                f"rsm.config.storage.aws.secret.access.key={SECRET_KEY}"]
         cmd = [self.binary]
         for o in overrides:
             cmd += ["--override", o]
@@ -296,6 +306,8 @@ def main():
     ap.add_argument("--mib", type=int, default=1024, help="MiB produced per topic")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="256 MiB, 1 round")
+    ap.add_argument("--store", choices=["s3", "dir"], default="s3",
+                    help="s3s-fs on loopback (default) or the local-directory store")
     args = ap.parse_args()
     if args.quick:
         args.mib, args.rounds = 256, 1
@@ -304,7 +316,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="strait-tiered-bench-"))
     try:
-        s3 = S3(tmp)
+        s3 = S3(tmp) if args.store == "s3" else None
         broker = Broker(args.broker, tmp, s3)
         broker.start()
         produced = {}
@@ -357,7 +369,8 @@ def main():
         for line in machine():
             print(line)
         print(f"{args.mib} MiB per topic ({count} x 1 KiB), {args.rounds} round(s), "
-              f"segment.bytes 16 MiB, local.retention.bytes 32 MiB, s3s-fs on loopback")
+              f"segment.bytes 16 MiB, local.retention.bytes 32 MiB, "
+              f"{'s3s-fs on loopback' if s3 else 'local-directory store'}")
         print()
         print("| case | MB/s | note |")
         print("| --- | --- | --- |")
