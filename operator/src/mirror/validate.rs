@@ -125,11 +125,17 @@ impl Validated {
         }
     }
 
-    /// Whether source `topic` is mirrored: selected, and not itself a mirror of the target
-    /// (MirrorMaker 2's cycle detection under the default policy).
+    /// Whether source `topic` is mirrored: selected, not internal (MirrorMaker 2's
+    /// `isInternalTopic`: `__*`, `.*`, `*.internal`, `*-internal`, whatever the exclusions), and
+    /// not itself a mirror of the target (its cycle detection under the default policy).
     pub fn mirrors(&self, topic: &str) -> bool {
+        let internal = topic.starts_with("__")
+            || topic.starts_with('.')
+            || topic.ends_with(".internal")
+            || topic.ends_with("-internal");
         let from_target = format!("{}{}", self.target.alias, self.separator);
         self.topics.selects(topic)
+            && !internal
             && !(self.policy == ReplicationPolicy::Default && topic.starts_with(&from_target))
     }
 }
@@ -600,6 +606,10 @@ pub(crate) mod tests {
             ..v
         };
         assert!(all.mirrors("anything") && !all.mirrors("west.orders"));
+        // Internal topics stay out even when the exclusions are replaced.
+        assert!(
+            !all.mirrors("__consumer_offsets") && !all.mirrors("mm2-offset-syncs.west.internal")
+        );
         let identity = Validated {
             policy: ReplicationPolicy::Identity,
             ..all
