@@ -251,6 +251,47 @@ fn the_quorum_grows_fails_over_and_shrinks() {
     wait_consistent(&cluster, 1, keep, &["middle", "after", "final"]);
 }
 
+/// Replaces voter `id` whose disk was lost (DescribeQuorum through `via` shows its old entry
+/// with `old_dir` and the node as an observer under a new directory id): RemoveRaftVoter of the
+/// old entry, then AddRaftVoter of the new one; returns the new directory id.
+fn replace_lost_voter(cluster: &Cluster, via: u32, id: u32, old_dir: uuid::Uuid) -> uuid::Uuid {
+    let node = id as i32;
+    assert_eq!(
+        cluster
+            .remove_raft_voter(via, id, old_dir)
+            .expect("remove the old entry")
+            .0,
+        0
+    );
+    let mut seen = None;
+    wait_until(
+        STEP_TIMEOUT,
+        &format!("node {id} as an observer with its new disk"),
+        || {
+            seen = cluster.quorum(via).ok();
+            seen.as_ref().is_some_and(|q| {
+                !q.voters.contains_key(&node)
+                    && q.observers.contains(&node)
+                    && q.directory_ids.get(&node).is_some_and(|d| *d != old_dir)
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; last seen {seen:#?}"));
+    let new_dir = seen.expect("view").directory_ids[&node];
+    // REQUEST_TIMED_OUT (7) while the node's own join is still being committed: retriable.
+    let mut code = None;
+    wait_until(
+        STEP_TIMEOUT,
+        &format!("AddRaftVoter of node {id}'s new disk"),
+        || {
+            code = cluster.add_raft_voter(via, id, new_dir).ok().map(|r| r.0);
+            code == Some(0)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; last error code {code:?}"));
+    new_dir
+}
+
 /// A voter's disk is lost: the node comes back empty, with a new directory id. It must not act as
 /// the old voter (its requests to join and the leader's Raft RPCs are refused); once the old
 /// voter is removed it joins as an observer and is added back under its new directory id.
@@ -315,35 +356,7 @@ fn a_voter_whose_disk_was_lost_is_replaced() {
 
     // Remove the old voter by its old directory id (as DescribeQuorum shows it); the node joins
     // as an observer under its new one and is added back with it.
-    assert_eq!(
-        cluster
-            .remove_raft_voter(2, 3, old_dir)
-            .expect("remove old 3")
-            .0,
-        0
-    );
-    let mut seen = None;
-    wait_until(
-        STEP_TIMEOUT,
-        "node 3 as an observer with its new disk",
-        || {
-            seen = cluster.quorum(1).ok();
-            seen.as_ref().is_some_and(|q| {
-                !q.voters.contains_key(&3)
-                    && q.observers.contains(&3)
-                    && q.directory_ids.get(&3).is_some_and(|d| *d != old_dir)
-            })
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}; last seen {seen:#?}"));
-    let new_dir = seen.expect("view").directory_ids[&3];
-    // REQUEST_TIMED_OUT (7) while the node's own join is still being committed: retriable.
-    let mut code = None;
-    wait_until(STEP_TIMEOUT, "AddRaftVoter of node 3's new disk", || {
-        code = cluster.add_raft_voter(2, 3, new_dir).ok().map(|r| r.0);
-        code == Some(0)
-    })
-    .unwrap_or_else(|e| panic!("{e}; last error code {code:?}"));
+    let new_dir = replace_lost_voter(&cluster, 2, 3, old_dir);
     let healed = wait_voters(&cluster, 3, &[1, 2, 3]);
     assert_eq!(healed.directory_ids.get(&3), Some(&new_dir), "{healed:#?}");
     cluster.wait_ready(3, READY_TIMEOUT).expect("node 3 ready");
@@ -388,34 +401,7 @@ fn a_voter_whose_disk_was_lost_is_replaced() {
     )
     .unwrap_or_else(|e| panic!("{e}; last seen {listed:#?}"));
     // (Node 1 serves no Kafka requests yet: it has no metadata until it is a member again.)
-    assert_eq!(
-        cluster
-            .remove_raft_voter(2, 1, seed_dir)
-            .expect("remove the old seed")
-            .0,
-        0
-    );
-    let mut seen = None;
-    wait_until(
-        STEP_TIMEOUT,
-        "the seed as an observer with its new disk",
-        || {
-            seen = cluster.quorum(2).ok();
-            seen.as_ref().is_some_and(|q| {
-                !q.voters.contains_key(&1)
-                    && q.observers.contains(&1)
-                    && q.directory_ids.get(&1).is_some_and(|d| *d != seed_dir)
-            })
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}; last seen {seen:#?}"));
-    let seed_new_dir = seen.expect("view").directory_ids[&1];
-    let mut code = None;
-    wait_until(STEP_TIMEOUT, "AddRaftVoter of the seed's new disk", || {
-        code = cluster.add_raft_voter(2, 1, seed_new_dir).ok().map(|r| r.0);
-        code == Some(0)
-    })
-    .unwrap_or_else(|e| panic!("{e}; last error code {code:?}"));
+    let seed_new_dir = replace_lost_voter(&cluster, 2, 1, seed_dir);
     let healed = wait_voters(&cluster, 2, &[1, 2, 3]);
     assert_eq!(
         healed.directory_ids.get(&1),

@@ -392,16 +392,24 @@ pub fn joining_overrides(
     controllers: &quorum::Controllers,
 ) -> Vec<String> {
     let mut out = role_overrides(spec, true);
-    out.extend([
-        "--override".into(),
-        "controller.quorum.voters=".into(),
+    out.extend(["--override".into(), "controller.quorum.voters=".into()]);
+    out.extend(bootstrap_override(cluster, namespace, controllers));
+    out
+}
+
+/// `--override controller.quorum.bootstrap.servers=` naming every controller.
+fn bootstrap_override(
+    cluster: &str,
+    namespace: &str,
+    controllers: &quorum::Controllers,
+) -> [String; 2] {
+    [
         "--override".into(),
         format!(
             "controller.quorum.bootstrap.servers={}",
             quorum::bootstrap_servers(cluster, namespace, &controllers.contacts())
         ),
-    ]);
-    out
+    ]
 }
 
 /// The `--override` arguments of a seed voter: the controller role, and once the quorum has
@@ -418,13 +426,7 @@ pub fn seed_overrides(
 ) -> Vec<String> {
     let mut out = role_overrides(spec, true);
     if controllers.has_grown() {
-        out.extend([
-            "--override".into(),
-            format!(
-                "controller.quorum.bootstrap.servers={}",
-                quorum::bootstrap_servers(cluster, namespace, &controllers.contacts())
-            ),
-        ]);
+        out.extend(bootstrap_override(cluster, namespace, controllers));
     }
     out
 }
