@@ -580,3 +580,60 @@ fn mm2_mode_between_two_brokers() {
     mirror.kill();
     eprintln!("mirror e2e took {:?}", started.elapsed());
 }
+
+/// Throughput of one mirror process for 1 KiB records (not part of CI: `--ignored`). Prints
+/// MB/s from the mirror's start until the target holds every record.
+#[test]
+#[ignore]
+fn mirror_throughput_1kib() {
+    const RECORDS: usize = 100_000;
+    const BENCH_PARTITIONS: i32 = 6;
+    let a = Broker::start(&[]).expect("start broker A");
+    let b = Broker::start(&[]).expect("start broker B");
+    let (a_boot, b_boot) = (a.bootstrap(), b.bootstrap());
+    Admin::new(&a_boot)
+        .expect("admin")
+        .create_topic("bench", BENCH_PARTITIONS, &[])
+        .expect("create bench");
+    let payload = vec![b'x'; 1024];
+    let messages: Vec<TestMessage> = (0..RECORDS)
+        .map(|i| TestMessage {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(payload.clone()),
+            partition: Some(i as i32 % BENCH_PARTITIONS),
+            ..TestMessage::default()
+        })
+        .collect();
+    produce(&a_boot, "bench", &messages);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mm2.properties");
+    std::fs::write(
+        &config,
+        format!(
+            "clusters=A,B\nA.bootstrap.servers={a_boot}\nB.bootstrap.servers={b_boot}\n\
+             A->B.enabled=true\nreplication.factor=1\noffset-syncs.topic.replication.factor=1\n\
+             checkpoints.topic.replication.factor=1\nheartbeats.topic.replication.factor=1\n"
+        ),
+    )
+    .expect("write config");
+    let started = Instant::now();
+    let mirror = Mirror::start(
+        &config,
+        free_port().expect("port"),
+        &dir.path().join("mirror.log"),
+    );
+    wait_until(Duration::from_secs(300), "bench mirrored", || {
+        (0..BENCH_PARTITIONS)
+            .map(|p| high_watermark(&b_boot, "A.bench", p))
+            .sum::<i64>()
+            >= RECORDS as i64
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    let took = started.elapsed();
+    let mb = (RECORDS * 1024) as f64 / 1e6;
+    eprintln!(
+        "mirrored {RECORDS} x 1 KiB ({mb:.0} MB) in {took:?}: {:.1} MB/s, {:.0} records/s (including start-up and group join)",
+        mb / took.as_secs_f64(),
+        RECORDS as f64 / took.as_secs_f64()
+    );
+}

@@ -102,6 +102,31 @@ fn record_bytes(r: &Record) -> u64 {
     (len(&r.key) + len(&r.value) + headers) as u64
 }
 
+/// Encoded size a produce batch stays under: below the 1 MiB `max.message.bytes` Kafka
+/// topics have by default (a single larger record is sent alone).
+const MAX_BATCH_BYTES: u64 = 960 * 1024;
+
+/// `records` cut into runs whose encoded batch stays under [`MAX_BATCH_BYTES`] (an estimate:
+/// the data plus a generous per-record and per-batch overhead).
+pub fn chunks(records: &[Record]) -> Vec<&[Record]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = 64u64;
+    for (i, r) in records.iter().enumerate() {
+        let estimate = record_bytes(r) + 32 + 8 * r.headers.len() as u64;
+        if i > start && size + estimate > MAX_BATCH_BYTES {
+            out.push(&records[start..i]);
+            start = i;
+            size = 64;
+        }
+        size += estimate;
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
 /// Copies `topic`/`partition` to `remote`/`partition` until shutdown (or the task is aborted).
 pub async fn copy_partition(flow: Arc<FlowContext>, topic: String, partition: i32, remote: String) {
     let mut copier = Copier {
@@ -299,11 +324,26 @@ impl Copier {
             }
             return self.maybe_commit().await;
         }
+        for chunk in chunks(&records) {
+            self.copy_chunk(chunk, fetched_at).await?;
+            // Progress counts per acknowledged chunk: a failure later resumes after it.
+            if let Some(last) = chunk.last() {
+                self.next = Some(last.offset + 1);
+            }
+        }
+        self.next = Some(new_next);
+        self.report_lag(fetched.high_watermark, new_next);
+        self.maybe_commit().await
+    }
+
+    /// Produces one chunk and records its metrics and offset syncs.
+    async fn copy_chunk(&mut self, records: &[Record], fetched_at: i64) -> Result<(), WireError> {
+        let flow = self.flow.clone();
         let ages: Vec<f64> = records
             .iter()
             .map(|r| (fetched_at - r.timestamp).max(0) as f64)
             .collect();
-        let downstream = self.produce(&records).await?;
+        let downstream = self.produce(records).await?;
         let acked_at = now_ms();
         let latencies: Vec<f64> = records
             .iter()
@@ -329,8 +369,8 @@ impl Copier {
                 let d = base + i as i64;
                 if state.update(r.offset, d) {
                     let _ = flow.syncs.send(OffsetSync {
-                        topic: topic.clone(),
-                        partition,
+                        topic: self.topic.clone(),
+                        partition: self.partition,
                         upstream: r.offset,
                         downstream: d,
                     });
@@ -342,9 +382,7 @@ impl Copier {
             // The target reported a duplicate without its offset: no sync is certain.
             self.last_copied = None;
         }
-        self.next = Some(new_next);
-        self.report_lag(fetched.high_watermark, new_next);
-        self.maybe_commit().await
+        Ok(())
     }
 
     fn report_lag(&self, high_watermark: i64, next: i64) {
@@ -468,6 +506,28 @@ impl Copier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_stay_under_the_default_message_size() {
+        let record = |n: usize| {
+            crate::wire::plain_record(
+                bytes::Bytes::from_static(b"k"),
+                bytes::Bytes::from(vec![0u8; n]),
+                0,
+            )
+        };
+        let records: Vec<Record> = (0..3000).map(|_| record(1024)).collect();
+        let parts = chunks(&records);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), 3000);
+        for part in &parts {
+            let encoded = encode_batch(part, (1, 0), 0).unwrap();
+            assert!(encoded.len() as u64 <= MAX_BATCH_BYTES, "{}", encoded.len());
+        }
+        let big = vec![record(2 * 1024 * 1024), record(10)];
+        assert_eq!(chunks(&big).len(), 2, "an oversized record goes alone");
+        assert!(chunks(&[]).is_empty());
+    }
 
     #[test]
     fn syncs_follow_mm2_rules() {
