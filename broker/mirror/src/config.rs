@@ -912,6 +912,56 @@ b.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule requi
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The shape the operator renders for a `Mirror` (operator/src/mirror/config.rs).
+    #[test]
+    fn operator_rendered_properties() {
+        let text = "\
+# Rendered by strait-operator from Mirror; do not edit.
+clusters=east, west
+config.providers=env
+config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
+east.bootstrap.servers=east-bootstrap.ns.svc:9092
+east.security.protocol=PLAINTEXT
+west.bootstrap.servers=west-bootstrap.ns.svc:9094
+west.security.protocol=SASL_SSL
+west.ssl.truststore.type=PEM
+west.ssl.truststore.location=/etc/strait-mirror-tls/target/ca.crt
+west.sasl.mechanism=SCRAM-SHA-512
+west.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"mir\\\\\"ror\" password=\"${env:STRAIT_MIRROR_TARGET_PASSWORD}\";
+east->west.enabled=true
+west->east.enabled=false
+topics=orders\\\\..*, payments
+groups=.*
+groups.exclude=test-.*
+replication.policy.class=org.apache.kafka.connect.mirror.DefaultReplicationPolicy
+replication.policy.separator=.
+replication.factor=3
+sync.group.offsets.enabled=true
+# spec.config
+offset-syncs.topic.location=target
+";
+        let config = MirrorConfig::parse_with(text, |v| {
+            (v == "STRAIT_MIRROR_TARGET_PASSWORD").then(|| "pw".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.flows.len(), 1);
+        let flow = &config.flows[0];
+        assert_eq!(flow.name(), "east->west");
+        assert!(flow.topics.matches("orders.eu") && !flow.topics.matches("ordersX"));
+        assert!(flow.topics.matches("payments"));
+        assert!(!flow.groups.matches("test-1") && flow.groups.matches("app"));
+        assert_eq!(flow.replication_factor, 3);
+        assert!(flow.sync_group_offsets_enabled);
+        let west = &config.clusters["west"];
+        assert_eq!(west.security_protocol, SecurityProtocol::SaslSsl);
+        let sasl = west.sasl.clone().unwrap();
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("mir\"ror", "pw")
+        );
+        assert_eq!(config.unknown_keys, vec!["offset-syncs.topic.location"]);
+    }
+
     #[test]
     fn jaas_unquoted_values() {
         let (u, p) = parse_jaas(
