@@ -576,7 +576,20 @@ fn mm2_mode_between_two_brokers() {
     assert!(!one.is_empty() && !two.is_empty(), "{one:?} {two:?}");
     assert!(one.is_disjoint(&two), "{one:?} {two:?}");
     assert_eq!(one.len() + two.len(), 4, "{one:?} {two:?}");
-    second.kill();
+    // SIGTERM: progress committed, the group left, exit 0, promptly.
+    // `kill(1)`, as the harness does, to stay without `unsafe`; our own child, not yet reaped.
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(second.child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = wait_for(Duration::from_secs(15), "mirror exits on SIGTERM", || {
+        second.child.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", second.log()));
+    assert!(status.success(), "{status:?}\n{}", second.log());
+    assert!(second.log().contains("flow stopped"), "{}", second.log());
     mirror.kill();
     eprintln!("mirror e2e took {:?}", started.elapsed());
 }

@@ -121,7 +121,10 @@ async fn pass(
     let mut translated: BTreeMap<String, Offsets> = BTreeMap::new();
     let mut records = Vec::new();
     for group in groups.keys() {
-        if *group == progress_group || !config.groups.matches(group) {
+        if *group == progress_group
+            || *group == config.members_group()
+            || !config.groups.matches(group)
+        {
             continue;
         }
         let mut coordinator = flow.source.coordinator(group).await?;
