@@ -24,10 +24,13 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts `workers` threads (at least one) at a lower priority.
+    /// Starts `workers` threads at a lower priority: at least one, at most one per CPU (the
+    /// passes are bounded by the manager's own semaphore; file and network waits do not hold a
+    /// worker thread).
     pub fn start(workers: usize) -> std::io::Result<Background> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers.max(1))
+            .worker_threads(workers.clamp(1, cpus))
             .thread_name("strait-remote-copy")
             .on_thread_start(lower_priority)
             .enable_all()

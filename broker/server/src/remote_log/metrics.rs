@@ -2,10 +2,13 @@
 //! JMX exporter renders them, as the rest of Strait's Kafka metrics are), per topic, counted on
 //! the broker that did the work; the gauges cover the partitions this broker leads.
 
+use std::sync::Arc;
+
 use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 
 use crate::broker::Broker;
 use crate::metrics::{counter, gauge_vec};
+use crate::replica_manager::{Partition, Topic};
 
 pub struct RemoteMetrics {
     pub copy_bytes: IntCounterVec,
@@ -88,8 +91,9 @@ impl RemoteMetrics {
     }
 }
 
-/// Refreshes the gauges from the partitions this broker leads.
-pub fn refresh(broker: &Broker) {
+/// Refreshes the gauges from `led`, the tiered partitions this broker leads (listed once per
+/// manager tick for the passes and the gauges).
+pub fn refresh(broker: &Broker, led: &[(Arc<Topic>, Arc<Partition>)]) {
     let m = &broker.metrics.remote;
     let image = broker.node().image();
     for g in [
@@ -100,7 +104,7 @@ pub fn refresh(broker: &Broker) {
     ] {
         g.reset();
     }
-    for (topic, partition) in super::copier::led_tiered_partitions(broker) {
+    for (topic, partition) in led {
         let name = topic.meta.name.as_str();
         // Kafka's meters exist at 0 from the start: an alert on errors needs the series.
         for c in [&m.copy_errors, &m.fetch_errors, &m.delete_errors] {

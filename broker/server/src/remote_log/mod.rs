@@ -198,11 +198,13 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
         }
-        for (topic, partition) in copier::led_tiered_partitions(&broker) {
+        let led = copier::led_tiered_partitions(&broker);
+        for (topic, partition) in &led {
             if !rlm.claim(&topic.meta.name, partition.index) {
                 continue;
             }
             let (b, r) = (broker.clone(), rlm.clone());
+            let (topic, partition) = (topic.clone(), partition.clone());
             let permit = rlm.pool.clone().acquire_owned().await;
             rlm.background.spawn(async move {
                 let _permit = permit;
@@ -216,7 +218,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             bootstrap::install(&broker, &rlm, &topic, &partition, start).await;
         }
         expiry::purge_deleted_topics(&broker, &rlm).await;
-        metrics::refresh(&broker);
+        metrics::refresh(&broker, &led);
     }
 }
 
