@@ -94,6 +94,14 @@ fn list_offset(broker: &Broker, topic: &str, timestamp: i64) -> i64 {
 
 /// ListOffsets against the broker at `addr` (which must lead partition 0).
 fn list_offset_at(addr: SocketAddr, topic: &str, timestamp: i64) -> i64 {
+    match try_list_offset_at(addr, topic, timestamp) {
+        Ok(offset) => offset,
+        Err(code) => panic!("ListOffsets {timestamp} error {code}"),
+    }
+}
+
+/// ListOffsets for partition 0 at `addr`: the offset, or the partition's error code.
+fn try_list_offset_at(addr: SocketAddr, topic: &str, timestamp: i64) -> Result<i64, i16> {
     let mut client = WireClient::connect(addr).expect("connect");
     let response: ListOffsetsResponse = client
         .call(
@@ -113,8 +121,10 @@ fn list_offset_at(addr: SocketAddr, topic: &str, timestamp: i64) -> i64 {
         )
         .expect("ListOffsets");
     let p = &response.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0, "ListOffsets {timestamp} error");
-    p.offset
+    if p.error_code != 0 {
+        return Err(p.error_code);
+    }
+    Ok(p.offset)
 }
 
 /// librdkafka's offsetsForTimes.
@@ -259,7 +269,19 @@ fn local_directory_store_offloads_serves_and_expires() {
     // The remote tier is in the metadata log: a SIGKILLed broker serves it again.
     broker.kill().expect("kill");
     broker.restart().expect("restart");
-    assert_eq!(list_offset(&broker, topic, EARLIEST), 0);
+    // Ready may come a moment before the partition is led again (NOT_LEADER_OR_FOLLOWER, which
+    // clients retry).
+    wait_until(
+        WAIT,
+        "the restarted broker serves the log from offset 0",
+        || try_list_offset_at(broker.addr(), topic, EARLIEST) == Ok(0),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}",
+            try_list_offset_at(broker.addr(), topic, EARLIEST)
+        )
+    });
     let head = read_range(&bootstrap, topic, 0, 0, 100, WAIT).expect("read after restart");
     assert!(
         head.iter()

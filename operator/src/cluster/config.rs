@@ -415,9 +415,9 @@ fn bootstrap_override(
 /// The `--override` arguments of a seed voter: the controller role, and once the quorum has
 /// grown beyond its seeds, `controller.quorum.bootstrap.servers` naming every controller. A seed
 /// that lost its disk then joins the grown quorum instead of seeding a second one from
-/// `controller.quorum.voters` (the broker refuses to seed an empty log while bootstrap servers
-/// name controllers that are no seeds). Growing the quorum so rolls the seeds once, after the
-/// voter change (voters never restart during one).
+/// `controller.quorum.voters` (an empty log asks the bootstrap servers for a running quorum
+/// before it seeds). Growing the quorum so rolls the seeds once, after the voter change (voters
+/// never restart during one).
 pub fn seed_overrides(
     cluster: &str,
     namespace: &str,

@@ -2,16 +2,18 @@
 //! `controller.quorum.voters`. A seed voter that lost its disk comes back empty with the same
 //! configuration; seeding then would start a second quorum beside the one it used to belong to
 //! (a one-seed quorum that has since grown elects the lost seed alone). So when the node also
-//! knows `controller.quorum.bootstrap.servers`, it first looks for that quorum:
+//! knows `controller.quorum.bootstrap.servers`, it first asks the other controllers
+//! (DescribeQuorum): one that leads, or follows a named leader, proves a running quorum. It asks
+//! for 3 s, or for 10 s when the bootstrap servers name controllers beyond the seeds (the quorum
+//! grew, so a running one is likely and its voters may be restarting too). An empty log must
+//! still seed when nobody leads: a seed whose pod first starts after the operator already
+//! rendered joining controllers (a Cluster scaled up before its first broker ran) is the only
+//! one that can form the quorum.
 //!
-//! - bootstrap servers beyond the seed voters mean the quorum grew after it was seeded: an empty
-//!   log never seeds then, whether or not the others answer now (they may all be restarting);
-//! - otherwise the other controllers are asked (DescribeQuorum) for a short while: one that
-//!   leads, or follows a leader, proves a running quorum.
-//!
-//! In both cases the node starts unseeded and asks to join, as a controller started with
-//! bootstrap servers alone does; the leader refuses it as the old voter (its directory id
-//! differs) and lists it as an observer, so that the voter can be replaced (KIP-853).
+//! When a running quorum answers, the node starts unseeded and asks to join, as a controller
+//! started with bootstrap servers alone does; the leader refuses it as the old voter (its
+//! directory id differs) and lists it as an observer, so that the voter can be replaced
+//! (KIP-853).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +28,8 @@ use crate::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 
 /// How long an empty log looks for a running quorum before it seeds.
 pub const PROBE_TIME: Duration = Duration::from_secs(3);
+/// The same when the quorum has grown beyond its seeds.
+pub const GROWN_PROBE_TIME: Duration = Duration::from_secs(10);
 /// Wait for one controller's answer.
 const ASK_TIMEOUT: Duration = Duration::from_millis(800);
 /// Pause between rounds of asking.
@@ -40,25 +44,15 @@ pub enum Seeding {
     Join(String),
 }
 
-/// The decision that needs no network: `Some` when `bootstrap` names a controller that is not
-/// among `seeds` (the quorum grew), `None` when the others must be asked.
-pub fn grown(seeds: &BTreeMap<NodeId, VoterNode>, bootstrap: &[String]) -> Option<Seeding> {
-    let beyond: Vec<&str> = bootstrap
+/// Whether `bootstrap` names a controller that is not among `seeds` (the quorum grew).
+pub fn grown(seeds: &BTreeMap<NodeId, VoterNode>, bootstrap: &[String]) -> bool {
+    bootstrap
         .iter()
-        .filter(|b| !seeds.values().any(|s| same_address(&s.addr, b)))
-        .map(String::as_str)
-        .collect();
-    (!beyond.is_empty()).then(|| {
-        Seeding::Join(format!(
-            "controller.quorum.bootstrap.servers names controllers that are not seed voters ({}): \
-             the quorum has grown since it was seeded",
-            beyond.join(",")
-        ))
-    })
+        .any(|b| !seeds.values().any(|s| same_address(&s.addr, b)))
 }
 
-/// Decides for node `node_id`: [`grown`], else asks the other bootstrap servers for up to
-/// [`PROBE_TIME`].
+/// Decides for node `node_id` by asking the other bootstrap servers for up to [`PROBE_TIME`]
+/// ([`GROWN_PROBE_TIME`] when the quorum [`grown`]).
 pub async fn decide(
     node_id: NodeId,
     seeds: &BTreeMap<NodeId, VoterNode>,
@@ -68,9 +62,11 @@ pub async fn decide(
     if bootstrap.is_empty() {
         return Seeding::Seed;
     }
-    if let Some(decision) = grown(seeds, bootstrap) {
-        return decision;
-    }
+    let probe_time = if grown(seeds, bootstrap) {
+        GROWN_PROBE_TIME
+    } else {
+        PROBE_TIME
+    };
     let own = seeds.get(&node_id).map(|n| n.addr.as_str());
     let others: Vec<&String> = bootstrap
         .iter()
@@ -86,7 +82,7 @@ pub async fn decide(
             (*addr, ControllerClient::new(one, tls.clone()))
         })
         .collect();
-    let deadline = Instant::now() + PROBE_TIME;
+    let deadline = Instant::now() + probe_time;
     while Instant::now() < deadline {
         for (addr, client) in &clients {
             let answer = client
@@ -138,16 +134,13 @@ mod tests {
     fn bootstrap_servers_beyond_the_seeds_mean_the_quorum_grew() {
         let one = seeds(&[(0, "kafka-0.brokers:9093")]);
         let contacts = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        assert_eq!(grown(&one, &contacts(&["KAFKA-0.brokers:9093"])), None);
-        match grown(
+        assert!(!grown(&one, &contacts(&["KAFKA-0.brokers:9093"])));
+        assert!(grown(
             &one,
-            &contacts(&["kafka-0.brokers:9093", "kafka-1000.brokers:9093"]),
-        ) {
-            Some(Seeding::Join(why)) => assert!(why.contains("kafka-1000.brokers:9093"), "{why}"),
-            other => panic!("a grown quorum must not be seeded: {other:?}"),
-        }
+            &contacts(&["kafka-0.brokers:9093", "kafka-1000.brokers:9093"])
+        ));
         let ipv6 = seeds(&[(0, "[::1]:9093")]);
-        assert_eq!(grown(&ipv6, &contacts(&["::1:9093"])), None);
+        assert!(!grown(&ipv6, &contacts(&["::1:9093"])));
     }
 
     #[tokio::test]
