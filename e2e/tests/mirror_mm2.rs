@@ -7,22 +7,41 @@
 //! never past what was mirrored, on B; `/metrics` serves MM2's metric names; an invalid
 //! configuration exits with code 2 naming the key. One broker pair for all checks.
 //!
+//! Monitoring, in the same scenario: a real Prometheus scrapes the mirror with
+//! `dashboards/alerts.yaml` loaded; every query of `dashboards/strait-mirror.json` returns data
+//! and reads only metrics the mirror exposes; the `strait-mirror` rules are healthy and quiet
+//! while it works; then their expressions catch real failures: the process killed
+//! (StraitMirrorStopped), the target throttled below the source's rate (StraitMirrorLagGrowing),
+//! and the target broker killed (StraitMirrorStopped's heartbeat and progress parts).
+//!
 //! Needs `target/release/strait-mirror` and `strait-broker`:
 //! `cargo build --release --bin strait-mirror --bin strait-broker`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use strait_e2e::dashboards::{
+    Dashboard, Rule, label_values_promql, load_dashboards, load_rule_groups, metric_names,
+    substitute,
+};
+use strait_e2e::exposition::Scrape;
 use strait_e2e::http;
+use strait_e2e::prometheus::{PrometheusServer, ScrapeJob};
+use strait_e2e::wire::WireClient;
 use strait_e2e::{
     Admin, Broker, ConsumedMessage, TestMessage, broker_binary, free_port, produce_all,
     producer_config, read_partition, wait_for, wait_until, watermarks,
@@ -30,6 +49,14 @@ use strait_e2e::{
 
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(30);
+/// The Prometheus scrape job of the mirror: StraitMirrorStopped matches jobs containing "mirror".
+const MIRROR_JOB: &str = "strait-mirror";
+/// The target's produce quota (bytes/s) that makes the mirror slower than the source.
+const THROTTLE_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
+/// Records of BURST_VALUE_BYTES written at once to the source: about 24 s of copying at the
+/// throttled rate, several mirror fetches (4 MiB each) long.
+const BURST_RECORDS: usize = 24_000;
+const BURST_VALUE_BYTES: usize = 1024;
 
 fn mirror_binary() -> PathBuf {
     let path = broker_binary()
@@ -85,6 +112,208 @@ impl Mirror {
 impl Drop for Mirror {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn alerts_file() -> PathBuf {
+    repo_root().join("dashboards").join("alerts.yaml")
+}
+
+fn mirror_dashboard() -> Dashboard {
+    load_dashboards(&repo_root().join("dashboards"))
+        .expect("load dashboards")
+        .into_iter()
+        .find(|d| d.name() == "strait-mirror.json")
+        .expect("dashboards/strait-mirror.json")
+}
+
+/// Every rule of every group of `dashboards/alerts.yaml`.
+fn all_rules() -> Vec<(String, Rule)> {
+    load_rule_groups(&alerts_file())
+        .expect("load alert rules")
+        .into_iter()
+        .flat_map(|g| {
+            let name = g.name;
+            g.rules.into_iter().map(move |r| (name.clone(), r))
+        })
+        .collect()
+}
+
+fn rule_expr(alert: &str) -> String {
+    all_rules()
+        .into_iter()
+        .find(|(_, r)| r.alert.as_deref() == Some(alert))
+        .map(|(_, r)| r.expr)
+        .unwrap_or_else(|| panic!("alert {alert} not in dashboards/alerts.yaml"))
+}
+
+/// StraitMirrorStopped's expression with its 5-minute windows shortened to `window_s`, so the
+/// test sees the target-down parts within seconds; the structure (label matching, and/or) is the
+/// shipped rule's.
+fn stopped_expr_shortened(window_s: u32) -> String {
+    let expr = rule_expr("StraitMirrorStopped");
+    for part in ["[5m]", "> 300"] {
+        assert_eq!(expr.matches(part).count(), 1, "{part} in {expr}");
+    }
+    expr.replace("[5m]", &format!("[{window_s}s]"))
+        .replace("> 300", &format!("> {window_s}"))
+}
+
+fn label<'a>(labels: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
+    labels.get(name).and_then(Value::as_str)
+}
+
+/// The series `expr` returns now (an evaluation error fails the test).
+fn series(prometheus: &PrometheusServer, expr: &str) -> Vec<(serde_json::Map<String, Value>, f64)> {
+    prometheus
+        .query(expr)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .vector()
+}
+
+/// The mirror dashboard and rules against the running mirror: every metric they name is one it
+/// exposes, every mirror metric it exposes is on the dashboard, every panel and variable query
+/// returns data, the `strait-mirror` rules are loaded and healthy, and neither alert's
+/// expression has a series while the mirror works.
+fn check_dashboard_and_rules(prometheus: &PrometheusServer, metrics_addr: SocketAddr) {
+    let board = mirror_dashboard();
+    let problems = board.problems();
+    assert!(problems.is_empty(), "dashboard problems: {problems:#?}");
+    let rules: Vec<Rule> = all_rules()
+        .into_iter()
+        .filter(|(group, _)| group == "strait-mirror")
+        .map(|(_, r)| r)
+        .collect();
+    let names: BTreeSet<&str> = rules.iter().filter_map(|r| r.alert.as_deref()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["StraitMirrorLagGrowing", "StraitMirrorStopped"])
+    );
+
+    let exposed = Scrape::fetch(metrics_addr, Duration::from_secs(5)).expect("scrape mirror");
+    let panel_exprs: Vec<String> = board.panel_queries().into_iter().map(|q| q.expr).collect();
+    let on_dashboard: BTreeSet<String> = panel_exprs.iter().flat_map(|e| metric_names(e)).collect();
+    let read: BTreeSet<String> = on_dashboard
+        .iter()
+        .cloned()
+        .chain(rules.iter().flat_map(|r| metric_names(&r.expr)))
+        .filter(|m| m != "up")
+        .collect();
+    let missing: Vec<&String> = read.iter().filter(|m| !exposed.has_metric(m)).collect();
+    assert!(
+        missing.is_empty(),
+        "metrics on the dashboard or in the rules that strait-mirror does not expose: {missing:?}"
+    );
+    let mirror_metrics: BTreeSet<&str> = exposed
+        .samples
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| n.starts_with("kafka_connect_mirror_") || n.starts_with("strait_mirror_"))
+        .collect();
+    let not_shown: Vec<&&str> = mirror_metrics
+        .iter()
+        .filter(|m| !on_dashboard.contains(**m))
+        .collect();
+    assert!(
+        not_shown.is_empty(),
+        "mirror metrics not on the dashboard: {not_shown:?}"
+    );
+
+    let values = HashMap::from([
+        ("job", MIRROR_JOB),
+        ("source", "A"),
+        ("target", "B"),
+        ("topic", "orders|late"),
+        ("__rate_interval", "1m"),
+        ("__interval", "15s"),
+        ("__interval_ms", "15000"),
+        ("__range", "5m"),
+        ("__range_s", "300"),
+        ("__range_ms", "300000"),
+    ]);
+    let mut queries: Vec<(String, String)> = board
+        .panel_queries()
+        .into_iter()
+        .map(|q| (format!("{} {}", q.panel, q.ref_id), q.expr))
+        .collect();
+    for var in board.variables().into_iter().filter(|v| v.kind == "query") {
+        let query = var.query.unwrap_or_default();
+        let promql = label_values_promql(&query)
+            .unwrap_or_else(|| panic!("variable {}: not label_values: {query}", var.name));
+        queries.push((format!("${}", var.name), promql));
+    }
+    let mut empty = Vec::new();
+    for (what, raw) in &queries {
+        let expr = substitute(raw, &values).unwrap_or_else(|e| panic!("{what}: {e}"));
+        if let Err(e) = prometheus.query(&expr) {
+            panic!("{what}: {e}");
+        }
+        let has_data = wait_for(WAIT, what, || {
+            prometheus.query(&expr).ok().filter(|d| !d.is_empty())
+        });
+        if has_data.is_err() {
+            empty.push(format!("{what}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "mirror panels without data: {empty:#?}");
+    assert!(queries.len() >= 20, "only {} queries", queries.len());
+
+    wait_until(WAIT, "strait-mirror rules loaded and healthy", || {
+        let Ok(data) = prometheus.api("/api/v1/rules") else {
+            return false;
+        };
+        let loaded: Vec<Value> = data["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["name"] == "strait-mirror")
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        loaded.len() == rules.len() && loaded.iter().all(|r| r["health"] == "ok")
+    })
+    .expect("strait-mirror rules healthy");
+    for rule in &rules {
+        let found = series(prometheus, &rule.expr);
+        assert!(
+            found.is_empty(),
+            "{:?} has series while the mirror works: {found:?}",
+            rule.alert
+        );
+    }
+}
+
+/// Sets the default client-id `producer_byte_rate` quota on the broker at `addr`.
+fn set_produce_quota(addr: SocketAddr, bytes_per_second: f64) {
+    let request = AlterClientQuotasRequest::default().with_entries(vec![
+        EntryData::default()
+            .with_entity(vec![
+                EntityData::default()
+                    .with_entity_type(StrBytes::from_static_str("client-id"))
+                    .with_entity_name(None),
+            ])
+            .with_ops(vec![
+                OpData::default()
+                    .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                    .with_value(bytes_per_second),
+            ]),
+    ]);
+    let mut client = WireClient::connect(addr).expect("connect for AlterClientQuotas");
+    let response: AlterClientQuotasResponse = client
+        .call(ApiKey::AlterClientQuotas, 1, &request)
+        .expect("AlterClientQuotas");
+    for entry in &response.entries {
+        assert_eq!(
+            entry.error_code, 0,
+            "AlterClientQuotas: {:?}",
+            entry.error_message
+        );
     }
 }
 
@@ -252,7 +481,7 @@ fn invalid_config_exits_2_naming_the_key() {
 fn mm2_mode_between_two_brokers() {
     let started = Instant::now();
     let a = Broker::start(&[]).expect("start broker A");
-    let b = Broker::start(&[]).expect("start broker B");
+    let mut b = Broker::start(&[]).expect("start broker B");
     let (a_boot, b_boot) = (a.bootstrap(), b.bootstrap());
     let admin_a = Admin::new(&a_boot).expect("admin A");
     admin_a
@@ -316,6 +545,17 @@ fn mm2_mode_between_two_brokers() {
     let metrics_port = free_port().expect("port");
     let stderr = dir.path().join("mirror.log");
     let mut mirror = Mirror::start(&config, metrics_port, &stderr);
+    // Prometheus scrapes the mirror from the start (restarts reuse the port) with the rules.
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let prometheus = PrometheusServer::start(
+        &[ScrapeJob {
+            job: MIRROR_JOB.into(),
+            target: metrics_addr,
+        }],
+        Duration::from_secs(1),
+        &[alerts_file().as_path()],
+    )
+    .expect("start prometheus");
 
     // Phase 2: a stream while the mirror runs; SIGKILL it mid-stream and start it again.
     let stop = Arc::new(AtomicBool::new(false));
@@ -526,6 +766,7 @@ fn mm2_mode_between_two_brokers() {
         body.contains("topic=\"orders\""),
         "per-topic labels:\n{body}"
     );
+    check_dashboard_and_rules(&prometheus, metrics_addr);
 
     // A second process with the same configuration: the flow's partitions are shared, each
     // partition of a new topic copied by exactly one of them, with no duplicates.
@@ -590,7 +831,105 @@ fn mm2_mode_between_two_brokers() {
     .unwrap_or_else(|e| panic!("{e}\n{}", second.log()));
     assert!(status.success(), "{status:?}\n{}", second.log());
     assert!(second.log().contains("flow stopped"), "{}", second.log());
+
+    // The process killed: StraitMirrorStopped's expression names it; the broker alert does not.
     mirror.kill();
+    let stopped = rule_expr("StraitMirrorStopped");
+    let instance = metrics_addr.to_string();
+    wait_until(WAIT, "StraitMirrorStopped for the killed process", || {
+        series(&prometheus, &stopped).iter().any(|(l, _)| {
+            label(l, "job") == Some(MIRROR_JOB) && label(l, "instance") == Some(instance.as_str())
+        })
+    })
+    .expect("StraitMirrorStopped expression on a killed mirror");
+    let broker_down = series(&prometheus, &rule_expr("StraitBrokerDown"));
+    assert!(
+        broker_down
+            .iter()
+            .all(|(l, _)| label(l, "job") != Some(MIRROR_JOB)),
+        "StraitBrokerDown takes the mirror for a broker: {broker_down:?}"
+    );
+    let mirror = Mirror::start(&config, metrics_port, &stderr);
+    prometheus
+        .wait_target_up(MIRROR_JOB, WAIT)
+        .expect("mirror scraped again");
+    wait_until(WAIT, "StraitMirrorStopped clear after the restart", || {
+        series(&prometheus, &stopped).is_empty()
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", series(&prometheus, &stopped)));
+
+    // The target throttled below what the source takes: lag grows on a burst.
+    set_produce_quota(b.addr(), THROTTLE_BYTES_PER_SECOND);
+    admin_a.create_topic("burst", 1, &[]).expect("create burst");
+    // Mirrored and caught up first, so the lag series starts at 0 before the burst.
+    produce(&a_boot, "burst", &[message(0, 0, base_ts)]);
+    wait_until(WAIT, "burst mirrored and its lag scraped at 0", || {
+        high_watermark(&b_boot, "A.burst", 0) >= 1
+            && series(
+                &prometheus,
+                r#"strait_mirror_partition_lag_records{topic="burst"} == 0 and count_over_time(strait_mirror_partition_lag_records{topic="burst"}[1m]) >= 3"#,
+            )
+            .len()
+                == 1
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    let burst: Vec<TestMessage> = (1..=BURST_RECORDS)
+        .map(|i| TestMessage {
+            key: Some(format!("burst-{i}").into_bytes()),
+            value: Some(vec![b'b'; BURST_VALUE_BYTES]),
+            partition: Some(0),
+            ..TestMessage::default()
+        })
+        .collect();
+    produce(&a_boot, "burst", &burst);
+    let lag_growing = rule_expr("StraitMirrorLagGrowing");
+    let lag = wait_for(
+        Duration::from_secs(60),
+        "StraitMirrorLagGrowing on burst",
+        || {
+            series(&prometheus, &lag_growing)
+                .into_iter()
+                .find(|(l, _)| label(l, "topic") == Some("burst"))
+                .map(|(_, v)| v)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", mirror.log()));
+    let copied_so_far = high_watermark(&b_boot, "A.burst", 0);
+    assert!(
+        lag > 1000.0 && copied_so_far < BURST_RECORDS as i64,
+        "lag {lag}, {copied_so_far} copied"
+    );
+
+    // The target broker gone while records wait: no heartbeats, no progress, lag stays.
+    b.kill().expect("kill broker B");
+    let shortened = stopped_expr_shortened(10);
+    let found = wait_for(
+        Duration::from_secs(60),
+        "StraitMirrorStopped (10 s windows) with B down",
+        || {
+            let found = series(&prometheus, &shortened);
+            let stuck = found.iter().any(|(l, _)| {
+                label(l, "topic") == Some("burst") && label(l, "partition") == Some("0")
+            });
+            let silent = found.iter().any(|(l, _)| {
+                label(l, "source") == Some("A")
+                    && label(l, "target") == Some("B")
+                    && label(l, "partition").is_none()
+            });
+            (stuck && silent).then_some(found)
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}",
+            series(&prometheus, &shortened),
+            mirror.log()
+        )
+    });
+    eprintln!(
+        "alerts: lag {lag} on burst with {copied_so_far} of {BURST_RECORDS} copied; with B down: {found:?}"
+    );
+    drop(mirror);
     eprintln!("mirror e2e took {:?}", started.elapsed());
 }
 
