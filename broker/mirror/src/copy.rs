@@ -306,6 +306,9 @@ impl Copier {
             other => other?,
         };
         let fetched_at = now_ms();
+        // Lag as of this fetch, before copying: with the target down the copy below fails, and
+        // the gauge must show the backlog growing rather than the last successful value.
+        self.report_lag(fetched.high_watermark, next);
         let mut records: Vec<Record> = Vec::new();
         let mut new_next = next;
         for batch in fetched.batches {

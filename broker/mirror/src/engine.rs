@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::{FlowConfig, MirrorConfig};
 use crate::copy::{FlowContext, copy_partition};
 use crate::internal::{InternalWriter, offset_sync_writer};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PartitionLabels};
 use crate::topics::{ensure_internal_topics, sync_topics};
 use crate::wire::{Cluster, WireError};
 use crate::{checkpoint, group, heartbeat};
@@ -127,14 +127,27 @@ async fn run_flow(
                         }
                     }
                 }
-                copiers.retain(|key, handle| {
-                    let keep = wanted.contains(key);
-                    if !keep {
-                        tracing::info!(topic = %key.0, partition = key.1, "no longer mirrored: copier stopped");
-                        handle.abort();
-                    }
-                    keep
-                });
+                let gone: Vec<(String, i32)> = copiers
+                    .keys()
+                    .filter(|key| !wanted.contains(*key))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    let Some(handle) = copiers.remove(&key) else {
+                        continue;
+                    };
+                    tracing::info!(topic = %key.0, partition = key.1, "no longer mirrored: copier stopped");
+                    handle.abort();
+                    // Awaited first: a copier still running could set its gauges again.
+                    let _ = handle.await;
+                    let partition = key.1.to_string();
+                    flow.metrics.forget_partition(&PartitionLabels {
+                        source: &config.source,
+                        target: &config.target,
+                        topic: &key.0,
+                        partition: &partition,
+                    });
+                }
             }
             Err(e) => tracing::warn!(flow = %name, error = %e, "topic sync failed"),
         }

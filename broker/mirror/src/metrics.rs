@@ -165,6 +165,28 @@ impl Metrics {
         }
     }
 
+    /// Drops a partition's series once this process no longer copies it (moved to another
+    /// process, topic no longer mirrored): a stale lag or progress gauge would keep alerts
+    /// firing for a partition someone else is copying.
+    pub fn forget_partition(&self, labels: &PartitionLabels<'_>) {
+        let v = labels.values();
+        for counter in [&self.record_count, &self.byte_count] {
+            let _ = counter.remove_label_values(&v);
+        }
+        for gauge in [
+            &self.replication_latency_ms,
+            &self.replication_latency_ms_max,
+            &self.replication_latency_ms_avg,
+            &self.record_age_ms,
+            &self.record_age_ms_max,
+            &self.record_age_ms_avg,
+            &self.last_copy_timestamp_seconds,
+        ] {
+            let _ = gauge.remove_label_values(&v);
+        }
+        let _ = self.partition_lag_records.remove_label_values(&v);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -223,4 +245,46 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
 /// Binds `addr` for [`serve`].
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_partition_leaves_no_series_and_others_stay() {
+        let metrics = Metrics::new().expect("metrics");
+        let labels = |partition| PartitionLabels {
+            source: "a",
+            target: "b",
+            topic: "orders",
+            partition,
+        };
+        for p in ["0", "1"] {
+            metrics.copied(&labels(p), 3, 300, &[5.0], &[2.0]);
+            metrics
+                .partition_lag_records
+                .with_label_values(&labels(p).values())
+                .set(7);
+            metrics
+                .last_copy_timestamp_seconds
+                .with_label_values(&labels(p).values())
+                .set(1.0);
+        }
+        metrics.forget_partition(&labels("0"));
+        let text = metrics.render();
+        assert!(!text.contains("partition=\"0\""), "{text}");
+        for name in [
+            "strait_mirror_partition_lag_records",
+            "strait_mirror_partition_last_progress_timestamp_seconds",
+            "kafka_connect_mirror_mirrorsourceconnector_record_count",
+            "kafka_connect_mirror_mirrorsourceconnector_replication_latency_ms_max",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(name) && l.contains("partition=\"1\"")),
+                "{name} for partition 1 must stay: {text}"
+            );
+        }
+    }
 }

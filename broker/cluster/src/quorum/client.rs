@@ -155,16 +155,7 @@ impl ControllerClient {
             let remaining = deadline - now;
             let share = (remaining / voters.len() as u32).max(MIN_ATTEMPT);
             let attempt = remaining.min(share).min(ATTEMPT_TIMEOUT);
-            let answer = match self.client(voter) {
-                Ok(mut client) => {
-                    match tokio::time::timeout(attempt, client.controller(request.clone())).await {
-                        Ok(Ok(reply)) => Ok(reply.into_inner()),
-                        Ok(Err(status)) => Err(format!("voter {}: {}", voter.id, status.message())),
-                        Err(_) => Err(format!("voter {} did not answer in time", voter.id)),
-                    }
-                }
-                Err(e) => Err(e),
-            };
+            let answer = self.attempt(voter, request.clone(), attempt).await;
             match answer {
                 Ok(Err(ControllerError::NotController { leader })) => {
                     last_error = format!("voter {} is not the controller", voter.id);
@@ -211,18 +202,24 @@ impl ControllerClient {
         let Some(voter) = voters.first() else {
             return Err(ControllerError::Unavailable("no controller to ask".into()));
         };
-        let mut client = self.client(voter).map_err(ControllerError::Unavailable)?;
+        self.attempt(voter, request, timeout)
+            .await
+            .map_err(ControllerError::Unavailable)?
+    }
+
+    /// One request to one voter: its answer, or why none came (unreachable, an RPC error, no
+    /// reply within `timeout`).
+    async fn attempt(
+        &self,
+        voter: &Voter,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<Result<ControllerResponse, ControllerError>, String> {
+        let mut client = self.client(voter)?;
         match tokio::time::timeout(timeout, client.controller(request)).await {
-            Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) => Err(ControllerError::Unavailable(format!(
-                "voter {}: {}",
-                voter.id,
-                status.message()
-            ))),
-            Err(_) => Err(ControllerError::Unavailable(format!(
-                "voter {} did not answer in time",
-                voter.id
-            ))),
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(format!("voter {}: {}", voter.id, status.message())),
+            Err(_) => Err(format!("voter {} did not answer in time", voter.id)),
         }
     }
 
