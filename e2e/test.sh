@@ -31,7 +31,10 @@ step() {
 step setup bash e2e/setup.sh || { echo "setup failed: cannot run the tests"; exit 1; }
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
-if step build cargo build --release --workspace --bins; then
+# The binaries and every test target in one build: with the tests' dev-dependencies in the
+# same build, Cargo unifies features once, so `cargo test` below reuses all of it instead of
+# compiling the workspace (and tokio's dependants) a second time with other features.
+if step build cargo build --release --workspace --bins --tests; then
     export STRAIT_BROKER_BIN="$PWD/target/release/strait-broker"
     step cargo-test cargo test --release --workspace --no-fail-fast
     step pytest python3 -m pytest -q e2e/python

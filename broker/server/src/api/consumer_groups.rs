@@ -70,6 +70,7 @@ pub async fn heartbeat(
     if let Err(e) = crate::group::partitions::check(
         &broker.replicas,
         &broker.coordinated,
+        broker.node(),
         req.group_id.0.as_str(),
     ) {
         return ConsumerGroupHeartbeatResponse::default()
@@ -194,6 +195,7 @@ pub async fn describe(
             if let Err(e) = crate::group::partitions::check(
                 &broker.replicas,
                 &broker.coordinated,
+                broker.node(),
                 id.0.as_str(),
             ) {
                 return base

@@ -179,6 +179,7 @@ pub async fn join_group(
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
+        broker.node(),
         req.group_id.0.as_str(),
     ) {
         return JoinGroupResponse::default()
@@ -251,6 +252,7 @@ pub async fn sync_group(
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
+        broker.node(),
         req.group_id.0.as_str(),
     ) {
         return SyncGroupResponse::default().with_error_code(e.code());
@@ -302,6 +304,7 @@ pub async fn heartbeat(
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
+        broker.node(),
         req.group_id.0.as_str(),
     ) {
         return HeartbeatResponse::default().with_error_code(e.code());
@@ -328,6 +331,7 @@ pub async fn leave_group(
     if let Err(e) = partitions::check(
         &broker.replicas,
         &broker.coordinated,
+        broker.node(),
         req.group_id.0.as_str(),
     ) {
         return LeaveGroupResponse::default().with_error_code(e.code());
@@ -423,8 +427,12 @@ pub async fn describe_groups(
             } else {
                 base
             };
-            if let Err(e) = partitions::check(&broker.replicas, &broker.coordinated, id.0.as_str())
-            {
+            if let Err(e) = partitions::check(
+                &broker.replicas,
+                &broker.coordinated,
+                broker.node(),
+                id.0.as_str(),
+            ) {
                 return base.with_error_code(e.code());
             }
             if broker.groups.is_consumer_group(id.0.as_str()) {
@@ -480,7 +488,7 @@ pub async fn delete_groups(
                 let e = if !allowed {
                     ResponseError::GroupAuthorizationFailed
                 } else {
-                    match partitions::check(&b.replicas, &b.coordinated, id.0.as_str()) {
+                    match partitions::check(&b.replicas, &b.coordinated, b.node(), id.0.as_str()) {
                         Ok(()) => b.groups.delete_group(&b.offsets_log(), id.0.as_str()),
                         Err(e) => e.error,
                     }

@@ -407,7 +407,7 @@ pub async fn txn_offset_commit(
     } else if !authz.group(op::READ, &group) {
         Some(ResponseError::GroupAuthorizationFailed)
     } else {
-        group_partitions::check(&broker.replicas, &broker.coordinated, &group)
+        group_partitions::check(&broker.replicas, &broker.coordinated, broker.node(), &group)
             .err()
             .map(|e| e.error)
     };

@@ -85,24 +85,40 @@ pub fn unload_all(groups: &Coordinator, coordinated: &Coordinated, partitions: i
 }
 
 /// Whether this broker coordinates `group` now.
+///
+/// FindCoordinator answers from the metadata image, which a broker sees before its applier has
+/// installed the offsets partition and made it leader. In that window the group is loading
+/// here, not elsewhere: NOT_COORDINATOR would fail a client's synchronous commit (librdkafka
+/// returns it to the application) where COORDINATOR_LOAD_IN_PROGRESS is retried.
 pub fn check(
     replicas: &ReplicaManager,
     coordinated: &Coordinated,
+    node: &ClusterNode,
     group: &str,
 ) -> Result<(), ApiError> {
+    let loading = |index: i32| {
+        ApiError::new(
+            ResponseError::CoordinatorLoadInProgress,
+            format!("the groups of {OFFSETS_TOPIC}-{index} are still loading"),
+        )
+    };
+    let leads_in_image = || {
+        let image = node.image();
+        let topic = image.topic(OFFSETS_TOPIC)?;
+        let index = partition_for(group, topic.partitions.len() as i32);
+        let state = topic.partitions.get(usize::try_from(index).ok()?)?;
+        (state.leader == node.node_id).then_some(index)
+    };
     let Some(topic) = replicas.topic(OFFSETS_TOPIC) else {
-        return Err(not_coordinator(group));
+        return Err(leads_in_image().map_or_else(|| not_coordinator(group), loading));
     };
     let index = partition_for(group, topic.meta.partitions);
     if coordinated.contains(index) {
         return Ok(());
     }
     match topic.partition(index) {
-        Some(p) if p.replica().is_leader() => Err(ApiError::new(
-            ResponseError::CoordinatorLoadInProgress,
-            format!("the groups of {OFFSETS_TOPIC}-{index} are still loading"),
-        )),
-        _ => Err(not_coordinator(group)),
+        Some(p) if p.replica().is_leader() => Err(loading(index)),
+        _ => Err(leads_in_image().map_or_else(|| not_coordinator(group), loading)),
     }
 }
 
