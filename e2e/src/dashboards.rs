@@ -263,6 +263,19 @@ fn uses_datasource_variable(value: &Value) -> bool {
         && value.pointer("/datasource/type").and_then(Value::as_str) == Some("prometheus")
 }
 
+/// Grafana's built-in interval and range macros, with values that cover a test of a few
+/// minutes: add a test's own variables to these for [`substitute`].
+pub fn builtin_variables() -> HashMap<&'static str, &'static str> {
+    HashMap::from([
+        ("__rate_interval", "1m"),
+        ("__interval", "15s"),
+        ("__interval_ms", "15000"),
+        ("__range", "5m"),
+        ("__range_s", "300"),
+        ("__range_ms", "300000"),
+    ])
+}
+
 /// Replaces Grafana template variables (`$name`, `${name}`, `${name:format}`, `[[name]]`) with
 /// `values[name]`; a variable without a value is an error, so nothing is left unreplaced.
 pub fn substitute(expr: &str, values: &HashMap<&str, &str>) -> Result<String> {

@@ -35,8 +35,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use strait_e2e::dashboards::{
-    Dashboard, Rule, label_values_promql, load_dashboards, load_rule_groups, metric_names,
-    substitute,
+    Dashboard, Rule, builtin_variables, label_values_promql, load_dashboards, load_rule_groups,
+    metric_names, substitute,
 };
 use strait_e2e::exposition::Scrape;
 use strait_e2e::http;
@@ -226,17 +226,12 @@ fn check_dashboard_and_rules(prometheus: &PrometheusServer, metrics_addr: Socket
         "mirror metrics not on the dashboard: {not_shown:?}"
     );
 
-    let values = HashMap::from([
+    let mut values = builtin_variables();
+    values.extend([
         ("job", MIRROR_JOB),
         ("source", "A"),
         ("target", "B"),
         ("topic", "orders|late"),
-        ("__rate_interval", "1m"),
-        ("__interval", "15s"),
-        ("__interval_ms", "15000"),
-        ("__range", "5m"),
-        ("__range_s", "300"),
-        ("__range_ms", "300000"),
     ]);
     let mut queries: Vec<(String, String)> = board
         .panel_queries()

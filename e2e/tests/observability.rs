@@ -19,7 +19,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use strait_e2e::dashboards::{
-    Dashboard, label_values_promql, load_dashboards, load_rule_groups, metric_names, substitute,
+    Dashboard, builtin_variables, label_values_promql, load_dashboards, load_rule_groups,
+    metric_names, substitute,
 };
 use strait_e2e::exposition::Scrape;
 use strait_e2e::prometheus::{PrometheusServer, ScrapeJob, promtool_binary};
@@ -297,20 +298,16 @@ fn tiered_workload(bootstrap: &str, metrics_addr: SocketAddr) {
 /// Values for Grafana's template variables: the workload's topic and group, the scrape job, an
 /// operator kind, mirror cluster aliases, and interval/range macros that cover this short test.
 fn variable_values() -> HashMap<&'static str, &'static str> {
-    HashMap::from([
+    let mut values = builtin_variables();
+    values.extend([
         ("job", JOB),
         ("topic", "metrics-orders|metrics-tiered"),
         ("consumergroup", GROUP),
         ("kind", "Cluster"),
         ("source", "A"),
         ("target", "B"),
-        ("__rate_interval", "1m"),
-        ("__interval", "15s"),
-        ("__interval_ms", "15000"),
-        ("__range", "5m"),
-        ("__range_s", "300"),
-        ("__range_ms", "300000"),
-    ])
+    ]);
+    values
 }
 
 #[test]
