@@ -144,11 +144,32 @@ fn pattern_list(key: &str, value: &str) -> Result<Regex, ConfigError> {
     Regex::new(&format!("^(?:{joined})$")).map_err(|e| invalid(key, value, e.to_string()))
 }
 
+/// How a flow copies records (`mirror.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorMode {
+    /// MirrorMaker 2 compatible: records re-produced, offsets translated through offset syncs.
+    Mm2,
+    /// Offset-preserving: source batches appended verbatim to read-only mirror topics of a
+    /// Strait target (link appends), group offsets copied 1:1.
+    Linked,
+}
+
+impl MirrorMode {
+    fn parse(key: &str, value: &str) -> Result<Self, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "mm2" => Ok(Self::Mm2),
+            "linked" => Ok(Self::Linked),
+            _ => Err(invalid(key, value, "expected mm2 or linked")),
+        }
+    }
+}
+
 /// One enabled `source->target` flow with its settings resolved.
 #[derive(Debug, Clone)]
 pub struct FlowConfig {
     pub source: String,
     pub target: String,
+    pub mode: MirrorMode,
     pub topics: NameFilter,
     pub groups: NameFilter,
     pub policy: ReplicationPolicy,
@@ -184,6 +205,11 @@ impl FlowConfig {
         format!("strait-mirror-{}-{}-members", self.source, self.target)
     }
 
+    /// Whether this flow runs in linked (offset-preserving) mode.
+    pub fn linked(&self) -> bool {
+        self.mode == MirrorMode::Linked
+    }
+
     /// `mm2-offset-syncs.<target>.internal`, on the source cluster.
     pub fn offset_syncs_topic(&self) -> String {
         format!("mm2-offset-syncs.{}.internal", self.target)
@@ -207,6 +233,7 @@ pub struct MirrorConfig {
 /// Keys a flow reads, with or without a `source->target.` prefix.
 const FLOW_KEYS: &[&str] = &[
     "enabled",
+    "mirror.mode",
     "topics",
     "topics.exclude",
     "topics.blacklist",
@@ -616,6 +643,11 @@ fn flow(
     if separator.is_empty() {
         return Err(invalid(&sep_key, &separator, "must not be empty"));
     }
+    let mode = match get("mirror.mode") {
+        None => MirrorMode::Mm2,
+        Some((k, v)) => MirrorMode::parse(&k, &v)?,
+    };
+    let linked = mode == MirrorMode::Linked;
     let offset_lag_max = match get("offset.lag.max") {
         None => 100,
         Some((k, v)) => v
@@ -628,6 +660,7 @@ fn flow(
     Ok(FlowConfig {
         source: source.to_owned(),
         target: target.to_owned(),
+        mode,
         topics: NameFilter::new(&topics_key, &topics, &topics_ex_key, &topics_ex)?,
         groups: NameFilter::new(&groups_key, &groups, &groups_ex_key, &groups_ex)?,
         policy: ReplicationPolicy::new(kind, &separator),
@@ -639,7 +672,8 @@ fn flow(
         emit_checkpoints_interval: seconds("emit.checkpoints.interval.seconds", 60)?,
         emit_heartbeats_enabled: boolean("emit.heartbeats.enabled", true)?,
         emit_heartbeats_interval: seconds("emit.heartbeats.interval.seconds", 1)?,
-        sync_group_offsets_enabled: boolean("sync.group.offsets.enabled", false)?,
+        // Linked flows copy group offsets 1:1 by default: that is what makes failover usable.
+        sync_group_offsets_enabled: boolean("sync.group.offsets.enabled", linked)?,
         sync_group_offsets_interval: seconds("sync.group.offsets.interval.seconds", 60)?,
         offset_syncs_replication_factor: factor("offset-syncs.topic.replication.factor", 3)?,
         checkpoints_replication_factor: factor("checkpoints.topic.replication.factor", 3)?,
@@ -1035,5 +1069,43 @@ offset-syncs.topic.location=target
             error_key("clusters=a,b\na.bootstrap.servers=x:1\nb.bootstrap.servers=y:1\n"),
             "<source>-><target>.enabled = true"
         );
+    }
+
+    #[test]
+    fn mirror_mode_global_per_flow_and_invalid() {
+        let base = "clusters=a,b\na.bootstrap.servers=x:1\nb.bootstrap.servers=y:1\na->b.enabled=true\nb->a.enabled=true\n";
+        let config = MirrorConfig::parse(base).unwrap();
+        assert!(config.flows.iter().all(|f| f.mode == MirrorMode::Mm2));
+        assert!(
+            config.flows.iter().all(|f| !f.sync_group_offsets_enabled),
+            "mm2 flows keep MM2's default"
+        );
+        let config =
+            MirrorConfig::parse(&format!("{base}mirror.mode=linked\nb->a.mirror.mode=MM2\n"))
+                .unwrap();
+        let ab = config.flows.iter().find(|f| f.source == "a").unwrap();
+        let ba = config.flows.iter().find(|f| f.source == "b").unwrap();
+        assert!(
+            ab.linked() && ab.sync_group_offsets_enabled,
+            "linked syncs groups by default"
+        );
+        assert_eq!(ba.mode, MirrorMode::Mm2, "the flow's own key wins");
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+        let off = MirrorConfig::parse(&format!(
+            "{base}a->b.mirror.mode=linked\na->b.sync.group.offsets.enabled=false\n"
+        ))
+        .unwrap();
+        assert!(
+            !off.flows
+                .iter()
+                .find(|f| f.source == "a")
+                .unwrap()
+                .sync_group_offsets_enabled
+        );
+        assert_eq!(
+            error_key(&format!("{base}a->b.mirror.mode=offsets\n")),
+            "a->b.mirror.mode"
+        );
+        assert_eq!(error_key(&format!("{base}mirror.mode=\n")), "mirror.mode");
     }
 }

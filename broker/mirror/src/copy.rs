@@ -38,11 +38,18 @@ pub struct FlowContext {
     pub shutdown: watch::Receiver<bool>,
     /// This process's share of the flow (`None` while the mirror group rebalances).
     pub share: watch::Receiver<Option<crate::group::Share>>,
+    /// Linked mode: the topics linked at the last topic sync, source topic → mirror topic.
+    pub linked: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl FlowContext {
     pub fn stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// The topics linked at the last topic sync (linked mode), source topic → mirror topic.
+    pub fn linked_topics(&self) -> BTreeMap<String, String> {
+        self.linked.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Whether this process writes the flow's checkpoints and heartbeats: the first member of

@@ -1,8 +1,10 @@
 //! Runs the flows of a configuration: per flow, the internal topics, the offset-sync writer,
 //! heartbeats, checkpoints, and a topic-sync loop that starts one copier per mirrored partition
 //! (and stops those of topics no longer mirrored) every `refresh.topics.interval.seconds`.
+//! A linked flow runs heartbeats, the group offset copy and one linker per partition instead
+//! (no offset syncs, no checkpoints).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +14,11 @@ use tokio::task::JoinHandle;
 use crate::config::{FlowConfig, MirrorConfig};
 use crate::copy::{FlowContext, copy_partition};
 use crate::internal::{InternalWriter, offset_sync_writer};
+use crate::link::link_partition;
 use crate::metrics::{Metrics, PartitionLabels};
-use crate::topics::{ensure_internal_topics, sync_topics};
+use crate::topics::{ensure_internal_topics, sync_linked_topics, sync_topics};
 use crate::wire::{Cluster, WireError};
-use crate::{checkpoint, group, heartbeat};
+use crate::{checkpoint, group, heartbeat, link};
 
 /// Runs every flow of `config` until `shutdown` turns true; copiers commit their progress
 /// before this returns.
@@ -81,24 +84,45 @@ async fn run_flow(
         syncs: syncs_tx,
         shutdown: shutdown.clone(),
         share: share_rx.clone(),
+        linked: std::sync::Mutex::new(BTreeMap::new()),
     });
-    let writer = tokio::spawn(offset_sync_writer(
-        InternalWriter::new(source.clone(), config.offset_syncs_topic()),
-        syncs_rx,
-        shutdown.clone(),
-    ));
-    let mut side_tasks = vec![writer, membership];
+    let linked = config.linked();
+    let mut side_tasks = vec![membership];
+    if !linked {
+        // Linked flows keep offsets: no offset syncs, no checkpoints (the channel's sends
+        // are dropped).
+        side_tasks.push(tokio::spawn(offset_sync_writer(
+            InternalWriter::new(source.clone(), config.offset_syncs_topic()),
+            syncs_rx,
+            shutdown.clone(),
+        )));
+    }
     if config.emit_heartbeats_enabled {
         side_tasks.push(tokio::spawn(heartbeat::run(flow.clone())));
     }
-    if config.emit_checkpoints_enabled || config.sync_group_offsets_enabled {
+    if linked {
+        if config.sync_group_offsets_enabled {
+            side_tasks.push(tokio::spawn(link::run_group_sync(flow.clone())));
+        }
+    } else if config.emit_checkpoints_enabled || config.sync_group_offsets_enabled {
         side_tasks.push(tokio::spawn(checkpoint::run(flow.clone())));
     }
-    tracing::info!(flow = %name, "flow started");
+    let mut warned = BTreeSet::new();
+    tracing::info!(flow = %name, mode = ?config.mode, "flow started");
     let mut copiers: HashMap<(String, i32), JoinHandle<()>> = HashMap::new();
     loop {
         let share = *share_rx.borrow_and_update();
         let result = match share {
+            Some(_) if linked => {
+                let result = sync_linked_topics(&config, &source, &target, &mut warned).await;
+                if let (Ok(topics), Ok(mut map)) = (&result, flow.linked.lock()) {
+                    *map = topics
+                        .iter()
+                        .map(|m| (m.topic.clone(), m.remote.clone()))
+                        .collect();
+                }
+                result
+            }
             Some(_) => sync_topics(&config, &source, &target).await,
             // No share while the group rebalances: every copier stops.
             None => Ok(Vec::new()),
@@ -115,15 +139,13 @@ async fn run_flow(
                         wanted.insert(key.clone());
                         let running = copiers.get(&key).is_some_and(|h| !h.is_finished());
                         if !running {
-                            copiers.insert(
-                                key,
-                                tokio::spawn(copy_partition(
-                                    flow.clone(),
-                                    m.topic.clone(),
-                                    partition,
-                                    m.remote.clone(),
-                                )),
-                            );
+                            let (topic, remote) = (m.topic.clone(), m.remote.clone());
+                            let task = if linked {
+                                tokio::spawn(link_partition(flow.clone(), topic, partition, remote))
+                            } else {
+                                tokio::spawn(copy_partition(flow.clone(), topic, partition, remote))
+                            };
+                            copiers.insert(key, task);
                         }
                     }
                 }

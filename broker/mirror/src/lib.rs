@@ -1,6 +1,8 @@
-//! Strait's mirror engine in MirrorMaker 2 compatible mode: copies topics, topic configs and
+//! Strait's mirror engine. MirrorMaker 2 compatible mode copies topics, topic configs and
 //! consumer group offsets from a source to a target Kafka-compatible cluster, writing MM2's
 //! internal topics (offset syncs, checkpoints, heartbeats) so MM2 tooling keeps working.
+//! Linked mode keeps offsets: source batches are appended verbatim to read-only mirror topics
+//! of a Strait target, group offsets copied 1:1, and `--failover` makes them writable.
 //!
 //! - [`config`]: the `mm2.properties` file;
 //! - [`policy`]: MM2's replication policies and cycle detection;
@@ -8,6 +10,8 @@
 //! - [`wire`]: the Kafka calls, over `strait-client`;
 //! - [`topics`]: topic selection, creation, partitions and config sync;
 //! - [`copy`]: record copy of one partition with progress commits and offset syncs;
+//! - [`link`]: linked mode: verbatim batch copy of one partition, group offsets copied 1:1;
+//! - [`failover`]: `--failover` of the linked flows' mirror topics;
 //! - [`internal`]: MM2's internal topics written and read;
 //! - [`checkpoint`], [`heartbeat`]: MM2's checkpoints (and group offset sync) and heartbeats;
 //! - [`group`]: several processes sharing a flow's partitions through a group on the source;
@@ -18,10 +22,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod copy;
 pub mod engine;
+pub mod failover;
 pub mod formats;
 pub mod group;
 pub mod heartbeat;
 pub mod internal;
+pub mod link;
 pub mod metrics;
 pub mod policy;
 pub mod topics;

@@ -1,5 +1,7 @@
-//! `strait-mirror --config mm2.properties`: runs the MirrorMaker-2-compatible mirror engine
-//! with a Prometheus `/metrics` endpoint. Exit code 2 for an unusable configuration.
+//! `strait-mirror --config mm2.properties`: runs the mirror engine (MirrorMaker 2 compatible or
+//! linked flows) with a Prometheus `/metrics` endpoint; `--failover` instead fails over the
+//! linked flows' mirror topics and exits. Exit code 2 for an unusable configuration, 1 when a
+//! failover did not complete.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +21,10 @@ struct Args {
     /// Where `/metrics` is served.
     #[arg(long, default_value = "0.0.0.0:9404")]
     metrics_addr: SocketAddr,
+    /// Fail over every linked flow (remove `strait.mirror.source` from its mirror topics on the
+    /// target after a last group offset copy) and exit.
+    #[arg(long)]
+    failover: bool,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.failover {
+        if !config.flows.iter().any(|f| f.linked()) {
+            eprintln!(
+                "strait-mirror: invalid configuration: --failover: no enabled flow has mirror.mode = linked"
+            );
+            return ExitCode::from(2);
+        }
+        let report = runtime.block_on(strait_mirror::failover::run(&config));
+        println!(
+            "failover: {} topics failed over, {} failed",
+            report.failed_over.len(),
+            report.failures.len()
+        );
+        if report.failures.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+        for (flow, what, error) in &report.failures {
+            eprintln!("strait-mirror: failover of {flow}: {what}: {error}");
+        }
+        eprintln!("strait-mirror: failover incomplete; run it again once the target is reachable");
+        return ExitCode::FAILURE;
+    }
     match runtime.block_on(run(config, args.metrics_addr)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,14 +3,14 @@
 //! adding partitions when the source grows, and copying topic configs minus MM2's exclusions.
 //! Also creates MM2's internal topics (offset syncs, checkpoints, heartbeats).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use regex::Regex;
 
 use crate::config::FlowConfig;
 use crate::policy::HEARTBEATS_TOPIC;
-use crate::wire::{Cluster, WireError};
+use crate::wire::{Cluster, MIRROR_SOURCE_CONFIG, WireError};
 
 /// MM2's `DefaultConfigPropertyFilter` exclusions: settings that belong to the cluster, not the
 /// topic's data.
@@ -21,9 +21,122 @@ static EXCLUDED_CONFIGS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static pattern")
 });
 
-/// Whether a topic setting is copied to the remote topic.
+/// Whether a topic setting is copied to the remote topic. A source that is itself a linked
+/// mirror topic does not pass its `strait.mirror.source` on: the mirror sets it itself, and
+/// only on topics it creates.
 pub fn config_is_synced(name: &str) -> bool {
-    !EXCLUDED_CONFIGS.is_match(name)
+    !EXCLUDED_CONFIGS.is_match(name) && name != MIRROR_SOURCE_CONFIG
+}
+
+/// The `strait.mirror.source` value of `topic` mirrored from cluster `source`.
+pub fn mirror_source_value(source: &str, topic: &str) -> String {
+    format!("{source}:{topic}")
+}
+
+/// Whether target topic `remote`, marked `marker`, is a mirror topic of `flow`: the marker
+/// names the flow's source and a topic the flow's policy names `remote`.
+pub fn marker_belongs(flow: &FlowConfig, remote: &str, marker: &str) -> Option<String> {
+    let (alias, topic) = marker.split_once(':')?;
+    (alias == flow.source && flow.policy.format_remote_topic(&flow.source, topic) == remote)
+        .then(|| topic.to_owned())
+}
+
+/// One pass of topic sync of a linked flow: every selected topic has a mirror topic on the
+/// target (created with the source's partitions, settings and `strait.mirror.source`),
+/// partitions added as the source grows, settings kept in sync. A target topic of that name
+/// without `strait.mirror.source` (a user's topic, or one failed over) is not touched and
+/// not mirrored into; it is reported once (`warned` remembers which). Returns the topics
+/// mirrored into, partition counts capped at the mirror topic's.
+pub async fn sync_linked_topics(
+    flow: &FlowConfig,
+    source: &Cluster,
+    target: &Cluster,
+    warned: &mut BTreeSet<String>,
+) -> Result<Vec<MirroredTopic>, WireError> {
+    let (source_topics, _) = source.topics().await?;
+    let (target_topics, target_brokers) = target.topics().await?;
+    let selected = select(flow, &source_topics);
+    let existing: Vec<String> = selected
+        .iter()
+        .filter(|m| target_topics.contains_key(&m.remote))
+        .map(|m| m.remote.clone())
+        .collect();
+    let markers = target
+        .topic_config_values(&existing, MIRROR_SOURCE_CONFIG)
+        .await?;
+    let mut ready = Vec::new();
+    for mirrored in selected {
+        let exists = target_topics.contains_key(&mirrored.remote);
+        if exists {
+            match markers.get(&mirrored.remote) {
+                Some(_) => {
+                    warned.remove(&mirrored.remote);
+                }
+                None => {
+                    if warned.insert(mirrored.remote.clone()) {
+                        tracing::warn!(topic = %mirrored.topic, remote = %mirrored.remote, "target topic exists without strait.mirror.source (not a mirror topic, or failed over): not mirrored into");
+                    }
+                    continue;
+                }
+            }
+        }
+        let result = async {
+            let mut configs = if flow.sync_topic_configs {
+                let mut configs = source.topic_configs(&mirrored.topic).await?;
+                configs.retain(|k, _| config_is_synced(k));
+                configs
+            } else {
+                BTreeMap::new()
+            };
+            match target_topics.get(&mirrored.remote) {
+                None => {
+                    let factor = feasible_factor(flow.replication_factor, target_brokers);
+                    configs.insert(
+                        MIRROR_SOURCE_CONFIG.to_owned(),
+                        mirror_source_value(&flow.source, &mirrored.topic),
+                    );
+                    tracing::info!(topic = %mirrored.topic, remote = %mirrored.remote, partitions = mirrored.partitions, factor, "creating mirror topic");
+                    target
+                        .create_topic(&mirrored.remote, mirrored.partitions, factor, &configs)
+                        .await?;
+                }
+                Some(&remote_partitions) => {
+                    if remote_partitions < mirrored.partitions {
+                        tracing::info!(remote = %mirrored.remote, from = remote_partitions, to = mirrored.partitions, "adding partitions to mirror topic");
+                        target
+                            .create_partitions(&mirrored.remote, mirrored.partitions)
+                            .await?;
+                    }
+                    if flow.sync_topic_configs {
+                        let current = target.topic_configs(&mirrored.remote).await?;
+                        let changed: BTreeMap<String, String> = configs
+                            .into_iter()
+                            .filter(|(k, v)| current.get(k) != Some(v))
+                            .collect();
+                        if !changed.is_empty() {
+                            tracing::info!(remote = %mirrored.remote, keys = ?changed.keys().collect::<Vec<_>>(), "syncing topic configs");
+                            target.set_topic_configs(&mirrored.remote, &changed).await?;
+                        }
+                    }
+                }
+            }
+            Ok::<(), WireError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => ready.push(mirrored),
+            Err(e) => {
+                tracing::warn!(topic = %mirrored.topic, remote = %mirrored.remote, error = %e, "topic sync failed");
+                if let Some(&remote_partitions) = target_topics.get(&mirrored.remote) {
+                    ready.push(MirroredTopic {
+                        partitions: remote_partitions.min(mirrored.partitions),
+                        ..mirrored
+                    });
+                }
+            }
+        }
+    }
+    Ok(ready)
 }
 
 /// One mirrored topic: source name, remote name, source partition count.
@@ -161,6 +274,7 @@ async fn sync_topic(
 
 /// Creates MM2's internal topics of `flow` unless they exist: offset syncs on the source,
 /// checkpoints and heartbeats on the target (one partition each, compacted, as MM2 makes them).
+/// A linked flow uses only heartbeats.
 pub async fn ensure_internal_topics(
     flow: &FlowConfig,
     source: &Cluster,
@@ -168,15 +282,18 @@ pub async fn ensure_internal_topics(
 ) -> Result<(), WireError> {
     let compact: BTreeMap<String, String> =
         [("cleanup.policy".to_owned(), "compact".to_owned())].into();
-    let (source_topics, source_brokers) = source.topics().await?;
-    let syncs = flow.offset_syncs_topic();
-    if !source_topics.contains_key(&syncs) {
-        let factor = feasible_factor(flow.offset_syncs_replication_factor, source_brokers);
-        source.create_topic(&syncs, 1, factor, &compact).await?;
+    let linked = flow.linked();
+    if !linked {
+        let (source_topics, source_brokers) = source.topics().await?;
+        let syncs = flow.offset_syncs_topic();
+        if !source_topics.contains_key(&syncs) {
+            let factor = feasible_factor(flow.offset_syncs_replication_factor, source_brokers);
+            source.create_topic(&syncs, 1, factor, &compact).await?;
+        }
     }
     let (target_topics, target_brokers) = target.topics().await?;
     let checkpoints = flow.checkpoints_topic();
-    if flow.emit_checkpoints_enabled && !target_topics.contains_key(&checkpoints) {
+    if !linked && flow.emit_checkpoints_enabled && !target_topics.contains_key(&checkpoints) {
         let factor = feasible_factor(flow.checkpoints_replication_factor, target_brokers);
         target
             .create_topic(&checkpoints, 1, factor, &compact)
@@ -234,8 +351,41 @@ mod tests {
         assert!(!config_is_synced("min.insync.replicas"));
         assert!(!config_is_synced("message.timestamp.type"));
         assert!(!config_is_synced("leader.replication.throttled.replicas"));
+        assert!(!config_is_synced("strait.mirror.source"));
         assert_eq!(feasible_factor(3, 1), 1);
         assert_eq!(feasible_factor(2, 3), 2);
         assert_eq!(feasible_factor(-1, 1), -1);
+    }
+
+    #[test]
+    fn markers_belong_to_their_flow() {
+        let text = "clusters=A,B,C\nA.bootstrap.servers=x:1\nB.bootstrap.servers=y:1\nC.bootstrap.servers=z:1\nA->B.enabled=true\nmirror.mode=linked\n";
+        let config = MirrorConfig::parse(text).unwrap();
+        let default = &config.flows[0];
+        assert_eq!(mirror_source_value("A", "orders"), "A:orders");
+        assert_eq!(
+            marker_belongs(default, "A.orders", "A:orders").as_deref(),
+            Some("orders")
+        );
+        assert_eq!(
+            marker_belongs(default, "orders", "A:orders"),
+            None,
+            "name not the policy's"
+        );
+        assert_eq!(
+            marker_belongs(default, "C.orders", "C:orders"),
+            None,
+            "another source"
+        );
+        assert_eq!(marker_belongs(default, "A.orders", "garbage"), None);
+        let identity = MirrorConfig::parse(&format!(
+            "{text}replication.policy.class=IdentityReplicationPolicy\n"
+        ))
+        .unwrap();
+        let identity = &identity.flows[0];
+        assert_eq!(
+            marker_belongs(identity, "orders", "A:orders").as_deref(),
+            Some("orders")
+        );
     }
 }

@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ListGroupsRequest, ListGroupsResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -43,6 +43,7 @@ use crate::config::ClusterConfig;
 /// Kafka error codes the mirror reacts to.
 pub mod code {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const INVALID_REQUEST: i16 = 42;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -77,6 +78,16 @@ const CREATE_TOPICS: std::ops::RangeInclusive<i16> = 2..=7;
 const CREATE_PARTITIONS: std::ops::RangeInclusive<i16> = 0..=3;
 const DESCRIBE_CONFIGS: std::ops::RangeInclusive<i16> = 1..=4;
 const INCREMENTAL_ALTER_CONFIGS: std::ops::RangeInclusive<i16> = 0..=1;
+
+/// The `transactional_id` that makes a Produce a link append: the partition's records are
+/// source batches the target leader appends verbatim (offsets, epochs, producer ids kept).
+/// The lead may move this to `strait_client::link::TRANSACTIONAL_ID`.
+pub const LINK_TRANSACTIONAL_ID: &str = "__strait_mirror_link";
+/// The topic config marking a linked mirror topic (`<source alias>:<source topic>`); removing
+/// it is the topic's failover.
+pub const MIRROR_SOURCE_CONFIG: &str = "strait.mirror.source";
+/// Record batch v2 header: bytes before the first record.
+pub const BATCH_HEADER_BYTES: usize = 61;
 
 /// DescribeConfigs' source of a topic's own (non-default) setting.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -570,6 +581,31 @@ impl Cluster {
         max_wait: Duration,
         max_bytes: i32,
     ) -> Result<Fetched, WireError> {
+        let raw = self
+            .fetch_raw(leader, topic, partition, offset, max_wait, max_bytes)
+            .await?;
+        let batches = split_batches(raw.records, offset).map_err(|detail| WireError::Records {
+            cluster: self.alias.clone(),
+            what: format!("{topic}-{partition}"),
+            detail,
+        })?;
+        Ok(Fetched {
+            high_watermark: raw.high_watermark,
+            batches,
+        })
+    }
+
+    /// One Fetch of `partition` from `offset` (read_uncommitted), the record bytes as the
+    /// broker sent them (a partial batch at the end included).
+    pub async fn fetch_raw(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait: Duration,
+        max_bytes: i32,
+    ) -> Result<RawFetched, WireError> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX))
@@ -623,17 +659,9 @@ impl Cluster {
                 None,
             )));
         }
-        let batches =
-            split_batches(p.records.clone().unwrap_or_default(), offset).map_err(|detail| {
-                WireError::Records {
-                    cluster: self.alias.clone(),
-                    what: format!("{topic}-{partition}"),
-                    detail,
-                }
-            })?;
-        Ok(Fetched {
+        Ok(RawFetched {
             high_watermark: p.high_watermark,
-            batches,
+            records: p.records.clone().unwrap_or_default(),
         })
     }
 
@@ -713,6 +741,217 @@ impl Cluster {
         }
         Ok(p.base_offset)
     }
+
+    /// Appends source `batches` (whole v2 batches, verbatim) to `partition` of the mirror
+    /// topic `topic` on its leader: a Produce with the link transactional id and acks=all.
+    /// The partition's refusals a mirror acts on are answers, not errors.
+    pub async fn link_append(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        batches: Bytes,
+        timeout: Duration,
+    ) -> Result<LinkAppend, WireError> {
+        let request = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(str_bytes(LINK_TRANSACTIONAL_ID))))
+            .with_acks(-1)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batches)),
+                    ]),
+            ]);
+        let version = leader
+            .negotiate::<ProduceRequest>(PRODUCE)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response: ProduceResponse = leader
+            .call_within(version, &request, timeout + Duration::from_secs(10))
+            .await
+            .map_err(|e| self.err(e))?;
+        let p = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.index == partition)
+            .ok_or_else(|| {
+                self.err(kafka(
+                    ApiKey::Produce,
+                    &format!("{topic}-{partition}"),
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ))
+            })?;
+        let message = p.error_message.as_ref().map(|m| m.to_string());
+        match p.error_code {
+            0 => Ok(LinkAppend::Appended {
+                base_offset: p.base_offset,
+            }),
+            code::OFFSET_OUT_OF_RANGE => Ok(LinkAppend::OutOfRange {
+                log_end: p.base_offset,
+            }),
+            code::INVALID_REQUEST
+                if message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("not a mirror topic")) =>
+            {
+                Ok(LinkAppend::NotMirror {
+                    message: message.unwrap_or_default(),
+                })
+            }
+            c => Err(self.err(kafka(
+                ApiKey::Produce,
+                &format!("{topic}-{partition}"),
+                c,
+                p.error_message.as_ref(),
+            ))),
+        }
+    }
+
+    /// The non-empty values of config `key` of each of `topics` (any config source); topics
+    /// without it, or gone meanwhile, are left out.
+    pub async fn topic_config_values(
+        &self,
+        topics: &[String],
+        key: &str,
+    ) -> Result<BTreeMap<String, String>, WireError> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut conn = self.connect().await?;
+        let request = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(TOPIC_RESOURCE)
+                        .with_resource_name(str_bytes(t))
+                        .with_configuration_keys(Some(vec![str_bytes(key)]))
+                })
+                .collect(),
+        );
+        let version = conn
+            .negotiate::<DescribeConfigsRequest>(DESCRIBE_CONFIGS)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response = conn
+            .call_checked(version, &request, &[code::UNKNOWN_TOPIC_OR_PARTITION])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(response
+            .results
+            .iter()
+            .filter(|r| r.error_code == 0)
+            .filter_map(|r| {
+                let value = r
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == key)?
+                    .value
+                    .as_ref()?
+                    .to_string();
+                (!value.is_empty()).then(|| (r.resource_name.to_string(), value))
+            })
+            .collect())
+    }
+
+    /// Removes config `key` from `topic` (IncrementalAlterConfigs DELETE).
+    pub async fn delete_topic_config(&self, topic: &str, key: &str) -> Result<(), WireError> {
+        let mut conn = self.connect().await?;
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(str_bytes(topic))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(str_bytes(key))
+                        .with_config_operation(1)
+                        .with_value(None),
+                ]),
+        ]);
+        let version = conn
+            .negotiate::<IncrementalAlterConfigsRequest>(INCREMENTAL_ALTER_CONFIGS)
+            .await
+            .map_err(|e| self.err(e))?;
+        conn.call_checked(version, &request, &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// What one raw Fetch returned: the high watermark and the record bytes as sent.
+#[derive(Debug, Default)]
+pub struct RawFetched {
+    pub high_watermark: i64,
+    pub records: Bytes,
+}
+
+/// The target's answer to a link append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkAppend {
+    /// Appended at the first batch's base offset.
+    Appended { base_offset: i64 },
+    /// The first batch starts below the target's log end: resume the source from `log_end`.
+    OutOfRange { log_end: i64 },
+    /// The topic is no longer (or never was) a mirror topic: it was failed over.
+    NotMirror { message: String },
+}
+
+/// What a v2 record batch header says (no record is decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Bytes of the whole batch.
+    pub size: usize,
+    pub control: bool,
+    pub records: i32,
+    pub max_timestamp: i64,
+}
+
+/// The complete v2 batches at the start of a Fetch's record bytes: their headers, and how many
+/// leading bytes they span (a trailing partial batch, sent when a batch crosses the size limit,
+/// is cut). Another magic is an error: only v2 batches are link-appended.
+pub fn whole_batches(bytes: &[u8]) -> Result<(Vec<BatchHeader>, usize), String> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= BATCH_HEADER_BYTES {
+        let b = &bytes[at..];
+        let base_offset = (&b[0..8]).get_i64();
+        let length = (&b[8..12]).get_i32();
+        let size = usize::try_from(length)
+            .ok()
+            .filter(|l| *l + 12 >= BATCH_HEADER_BYTES)
+            .ok_or_else(|| format!("batch at offset {base_offset}: length {length}"))?
+            + 12;
+        if size > b.len() {
+            break;
+        }
+        let magic = b[16];
+        if magic != 2 {
+            return Err(format!(
+                "batch at offset {base_offset}: record batch v{magic} cannot be linked (v2 only)"
+            ));
+        }
+        let attributes = (&b[21..23]).get_i16();
+        let last_offset = base_offset + i64::from((&b[23..27]).get_i32());
+        out.push(BatchHeader {
+            base_offset,
+            last_offset,
+            size,
+            control: attributes & (1 << 5) != 0,
+            records: (&b[57..61]).get_i32(),
+            max_timestamp: (&b[35..43]).get_i64(),
+        });
+        at += size;
+    }
+    Ok((out, at))
 }
 
 /// What one Fetch returned: the partition's high watermark and its complete batches.
