@@ -81,8 +81,9 @@ pub struct MirrorSpec {
         regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     )]
     pub target_alias: Option<String>,
-    /// `mm2` (MirrorMaker 2 compatible, the default) or `linked` (offset-preserving mirror
-    /// topics; not yet run by the operator).
+    /// `mm2` (MirrorMaker 2 compatible, the default: any source, translated offsets) or
+    /// `linked` (offset-preserving, read-only mirror topics on the Strait target, consumer group
+    /// offsets copied 1:1; rendered as `mirror.mode=linked`).
     #[serde(default)]
     pub mode: MirrorMode,
     /// Regular expressions (full match) of the source topics to mirror; empty: every topic.
@@ -142,8 +143,12 @@ pub struct MirrorSpec {
     /// CPU and memory of each mirror process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Fail over to the target (linked mode only): stop mirroring and make the mirror topics
-    /// writable.
+    /// Fail over to the target (linked mode only; refused with mm2): the operator scales the
+    /// mirror Deployment to 0 and runs `strait-mirror --failover` once as the Job
+    /// `<mirror>-failover`, which makes the mirror topics writable. Progress is in
+    /// `status.failover`. Once completed it is permanent: setting this back to false does not
+    /// resume mirroring (fail back with a new Mirror in the other direction). Set back to false
+    /// before it completes, the Job is deleted and mirroring resumes.
     #[serde(default)]
     pub failover: bool,
     /// Extra `mm2.properties` keys and values. Keys the operator renders from the fields above
@@ -328,9 +333,14 @@ pub struct FailoverStatus {
     /// When it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    /// `Refused`, `Pending`, `InProgress` or `Completed`.
+    /// `Refused` (not linked mode), `Pending` (Job not created yet), `InProgress` (the Job
+    /// runs), `Completed` (permanent), `Failed` (the Job failed for good) or `Withdrawn`
+    /// (`spec.failover` set back to false before it completed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// What the state means: the Job, its failed attempts, why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Mirror {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::Client;
 use kube::api::Api;
@@ -61,6 +62,8 @@ pub fn controllers<F: AdminFactory>(
     let mirrors = Controller::new(api::<Mirror>(&client, namespace), cfg())
         .owns(api::<Deployment>(&client, namespace), cfg())
         .owns(api::<ConfigMap>(&client, namespace), cfg())
+        // A linked Mirror's failover Job: its end is reported at once.
+        .owns(api::<Job>(&client, namespace), cfg())
         .graceful_shutdown_on(shutdown())
         .run(mirror::controller::reconcile, error_policy, ctx)
         .for_each(|r| async move { log("Mirror", r.err()) });

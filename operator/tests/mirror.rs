@@ -1,9 +1,12 @@
 //! Reconcile tests of the Mirror controller against the mocked API server in `fixtures.rs`: a
 //! Mirror between two Strait Clusters renders the ConfigMap (`mm2.properties`) and the
 //! Deployment running `strait-mirror` on it, and reports lag from the admin clients; a spec
-//! change changes the configuration hash on the pod template; `mode: linked` is refused with
-//! `ModeNotSupported` and nothing is rendered; a missing target Cluster is named in the
-//! conditions. Lag is also measured from two real broker processes (ListOffsets at the
+//! change changes the configuration hash on the pod template; `mode: linked` renders
+//! `mirror.mode=linked`; `failover` is refused for mm2, and for a linked Mirror scales the
+//! Deployment to 0 and creates the failover Job once (never patched), its state following the
+//! Job's status (InProgress, Failed with the pod's message, Completed, which stays when
+//! `failover` is set back to false; withdrawn before it completes, the Job is deleted); a
+//! missing target Cluster is named in the conditions. Lag is also measured from two real broker processes (ListOffsets at the
 //! partitions' leaders), cross-checked with librdkafka's watermarks, and the rendered
 //! `mm2.properties` (addresses moved to the test brokers) runs the real `strait-mirror`, which
 //! mirrors the topic until the measured lag is 0; with TLS and SASL, the engine's parser reads
@@ -273,35 +276,48 @@ async fn a_spec_change_changes_the_config_hash_and_processes_not_ready_are_repor
 }
 
 #[tokio::test]
-async fn linked_mode_is_refused_and_nothing_is_rendered() {
+async fn linked_mode_renders_mirror_mode_and_failover_is_refused_for_mm2() {
     let mut spec = east_to_west();
     spec["mode"] = json!("linked");
-    let admin = FakeAdmin::default();
+    let admin = fake_clusters();
     let seen = reconcile_ok(
         mirror(spec),
-        api(&["east", "west"], 0),
+        api(&["east", "west"], 2),
         admin.clone(),
         reconcile,
     )
     .await;
-    assert!(applied(&seen, "deployments").is_empty(), "{seen:#?}");
-    assert!(applied(&seen, "configmaps").is_empty());
+    let maps = applied(&seen, "configmaps");
+    assert_eq!(maps.len(), 1, "{seen:#?}");
+    let properties = maps[0].body["data"]["mm2.properties"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        properties.contains("\nwest->east.enabled=false\nmirror.mode=linked\ntopics=orders.*\n"),
+        "{properties}"
+    );
+    let deployments = applied(&seen, "deployments");
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0].body["spec"]["replicas"], 2);
+    // The failover Job is looked for (none) and not created.
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.path.ends_with("/namespaces/ns/jobs/dr-failover")),
+        "{seen:#?}"
+    );
+    assert!(jobs_written(&seen).is_empty(), "{seen:#?}");
     let status = status_patch(&seen);
-    let ready = condition(&status, "Ready");
     assert_eq!(
-        (ready["status"].as_str(), ready["reason"].as_str()),
-        (Some("False"), Some("ModeNotSupported"))
+        condition(&status, "Ready")["reason"],
+        "Mirroring",
+        "{status}"
     );
     assert!(
-        ready["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("use mode mm2"),
-        "{ready}"
+        status.get("failover").is_none_or(Value::is_null),
+        "{status}"
     );
-    assert_eq!(condition(&status, "Failed")["status"], "True");
-    assert!(admin.calls().is_empty());
-    // failover with mm2 likewise, and recorded as a refused request.
+    assert!(admin.calls().iter().any(|c| c == "end_offsets east.orders"));
+    // failover with mm2 is refused, nothing rendered, and recorded as a refused request.
     let mut spec = east_to_west();
     spec["failover"] = json!(true);
     let seen = reconcile_ok(
@@ -312,15 +328,276 @@ async fn linked_mode_is_refused_and_nothing_is_rendered() {
     )
     .await;
     assert!(applied(&seen, "deployments").is_empty());
+    assert!(jobs_written(&seen).is_empty());
+    let status = status_patch(&seen);
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "FailoverNotSupported");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only for mode linked"),
+        "{ready}"
+    );
+    assert_eq!(status["failover"]["requested"], true);
+    assert_eq!(status["failover"]["state"], "Refused");
+}
+
+/// Writes (POST, PATCH, PUT, DELETE) to Jobs.
+fn jobs_written(seen: &[Seen]) -> Vec<&Seen> {
+    seen.iter()
+        .filter(|s| s.method != "GET" && s.path.contains("/jobs"))
+        .collect()
+}
+
+/// A linked Mirror east -> west; `failover` its spec.failover, `recorded` its status.failover.
+fn linked(failover: bool, recorded: Option<Value>) -> Mirror {
+    let mut spec = east_to_west();
+    spec["mode"] = json!("linked");
+    spec["failover"] = json!(failover);
+    let mut m = mirror(spec);
+    if let Some(f) = recorded {
+        m.status = serde_json::from_value(json!({"failover": f}))
+            .unwrap_or_else(|e| panic!("status: {e}"));
+    }
+    m
+}
+
+/// The API server of `api(&["east", "west"], 0)`, with the failover Job answering `job` (its
+/// status; `None`: no Job) and the Job's pods `pods`.
+fn api_with_job(job: Option<Value>, pods: Value) -> fixtures::Script {
+    let clusters = api(&["east", "west"], 0);
+    Box::new(move |seen: &Seen| {
+        if seen.method == "GET" && seen.path.ends_with("/namespaces/ns/jobs/dr-failover") {
+            let status = job.clone()?;
+            return Some((
+                StatusCode::OK,
+                json!({"apiVersion": "batch/v1", "kind": "Job",
+                       "metadata": {"name": "dr-failover", "namespace": "ns", "uid": "j-1"},
+                       // Not what the operator would build now: it must not care.
+                       "spec": {"template": {"spec": {"containers": [
+                           {"name": "failover", "image": "old"}]}}},
+                       "status": status}),
+            ));
+        }
+        if seen.method == "GET" && seen.path.ends_with("/namespaces/ns/pods") {
+            return Some((
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "PodList",
+                       "metadata": {"resourceVersion": "1"}, "items": pods.clone()}),
+            ));
+        }
+        clusters(seen)
+    })
+}
+
+#[tokio::test]
+async fn failover_stops_the_mirror_and_creates_the_job_once() {
+    let admin = fake_clusters();
+    let seen = reconcile_ok(
+        linked(true, None),
+        api_with_job(None, json!([])),
+        admin.clone(),
+        reconcile,
+    )
+    .await;
+    let deployments = applied(&seen, "deployments");
+    assert_eq!(deployments.len(), 1, "{seen:#?}");
+    assert_eq!(deployments[0].body["spec"]["replicas"], 0);
+    let jobs = jobs_written(&seen);
+    assert_eq!(jobs.len(), 1, "{seen:#?}");
+    assert_eq!(jobs[0].method, "POST");
+    assert!(
+        jobs[0].path.ends_with("/namespaces/ns/jobs"),
+        "{}",
+        jobs[0].path
+    );
+    let job = &jobs[0].body;
+    assert_eq!(job["metadata"]["name"], "dr-failover");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "Mirror");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "m-1");
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(
+        pod["containers"][0]["command"],
+        json!([
+            "strait-mirror",
+            "--config",
+            "/etc/strait-mirror/mm2.properties",
+            "--failover"
+        ])
+    );
+    let mirror_pod = &deployments[0].body["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"], mirror_pod["volumes"]);
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        mirror_pod["containers"][0]["volumeMounts"]
+    );
+    // The ConfigMap the Job reads is applied before it, unchanged (the same hash).
+    let maps = applied(&seen, "configmaps");
+    assert_eq!(maps.len(), 1);
+    let order: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| s.path.rsplit('/').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        order,
+        ["dr-mirror-config", "dr-mirror", "jobs", "status"],
+        "{seen:#?}"
+    );
+    let status = status_patch(&seen);
+    assert_eq!(status["failover"]["requested"], true, "{status}");
+    assert_eq!(status["failover"]["state"], "InProgress");
+    assert_eq!(condition(&status, "Ready")["reason"], "FailingOver");
+    assert_eq!(condition(&status, "Reconciling")["status"], "True");
+    // No lag is measured once mirroring is stopped (the source may be gone).
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+
+    // Next pass: the Job exists (with a template the operator would not build now); it is
+    // neither re-created nor patched.
+    let seen = reconcile_ok(
+        linked(
+            true,
+            Some(json!({"requested": true, "state": "InProgress"})),
+        ),
+        api_with_job(Some(json!({"active": 1})), json!([])),
+        FakeAdmin::default(),
+        reconcile,
+    )
+    .await;
+    assert!(jobs_written(&seen).is_empty(), "{seen:#?}");
+    assert_eq!(applied(&seen, "deployments")[0].body["spec"]["replicas"], 0);
+    let status = status_patch(&seen);
+    assert_eq!(status["failover"]["state"], "InProgress", "{status}");
+    assert_eq!(
+        status["failover"]["message"],
+        "failover Job running (1 pods active)"
+    );
+}
+
+#[tokio::test]
+async fn the_failover_state_follows_the_job_and_a_completed_one_stays_completed() {
+    // The Job failed for good: the reason and the last attempt's log tail.
+    let pod = json!({"metadata": {"name": "dr-failover-x"},
+        "status": {"containerStatuses": [{"name": "failover", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "finishedAt": "2026-12-07T20:00:00Z",
+                "message": "error: failover of east->west: orders: TOPIC_AUTHORIZATION_FAILED\n"}}}]}});
+    let failed = json!({"failed": 7, "conditions": [{"type": "Failed", "status": "True",
+        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+    let seen = reconcile_ok(
+        linked(
+            true,
+            Some(json!({"requested": true, "state": "InProgress"})),
+        ),
+        api_with_job(Some(failed), json!([pod])),
+        FakeAdmin::default(),
+        reconcile,
+    )
+    .await;
+    let listed = seen
+        .iter()
+        .find(|s| s.method == "GET" && s.path.ends_with("/pods"))
+        .map(|s| s.query.clone())
+        .unwrap_or_default();
+    assert!(
+        listed.contains("app.kubernetes.io%2Fcomponent%3Dmirror-failover")
+            && listed.contains("strait.dev%2Fmirror%3Ddr"),
+        "{listed}"
+    );
+    assert!(jobs_written(&seen).is_empty(), "{seen:#?}");
+    assert_eq!(applied(&seen, "deployments")[0].body["spec"]["replicas"], 0);
+    let status = status_patch(&seen);
+    assert_eq!(status["failover"]["state"], "Failed", "{status}");
+    assert_eq!(
+        status["failover"]["message"],
+        "BackoffLimitExceeded: Job has reached the specified backoff limit; last attempt: \
+         exit code 1: error: failover of east->west: orders: TOPIC_AUTHORIZATION_FAILED"
+    );
+    assert_eq!(condition(&status, "Ready")["reason"], "FailoverFailed");
+    assert_eq!(condition(&status, "Failed")["status"], "True");
+
+    // The Job succeeded.
+    let succeeded = json!({"succeeded": 1, "completionTime": "2026-12-07T20:05:00Z",
+        "conditions": [{"type": "Complete", "status": "True"}]});
+    let seen = reconcile_ok(
+        linked(
+            true,
+            Some(json!({"requested": true, "state": "InProgress"})),
+        ),
+        api_with_job(Some(succeeded.clone()), json!([])),
+        FakeAdmin::default(),
+        reconcile,
+    )
+    .await;
+    assert!(jobs_written(&seen).is_empty(), "{seen:#?}");
     let status = status_patch(&seen);
     assert_eq!(
-        condition(&status, "Ready")["reason"],
-        "FailoverNotSupported"
-    );
-    assert_eq!(
         status["failover"],
-        json!({"requested": true, "state": "Refused"})
+        json!({"requested": true, "state": "Completed", "completedAt": "2026-12-07T20:05:00Z",
+               "message": "the mirror topics are writable; mirroring stopped"}),
+        "{status}"
     );
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["reason"], "FailedOver");
+
+    // spec.failover back to false, Job still there or gone: mirroring stays stopped, the Job
+    // is left alone, and the status says why.
+    for job in [Some(succeeded), None] {
+        let seen = reconcile_ok(
+            linked(false, Some(status["failover"].clone())),
+            api_with_job(job, json!([])),
+            FakeAdmin::default(),
+            reconcile,
+        )
+        .await;
+        assert!(jobs_written(&seen).is_empty(), "{seen:#?}");
+        assert_eq!(applied(&seen, "deployments")[0].body["spec"]["replicas"], 0);
+        let after = status_patch(&seen);
+        assert_eq!(after["failover"]["state"], "Completed", "{after}");
+        assert_eq!(after["failover"]["requested"], false);
+        assert_eq!(after["failover"]["completedAt"], "2026-12-07T20:05:00Z");
+        let ready = condition(&after, "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "FailoverPermanent");
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("create a Mirror in the other direction"),
+            "{ready}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failover_withdrawn_before_it_completes_deletes_its_job_and_mirrors_again() {
+    let seen = reconcile_ok(
+        linked(
+            false,
+            Some(json!({"requested": true, "state": "InProgress"})),
+        ),
+        api_with_job(Some(json!({"active": 1, "failed": 0})), json!([])),
+        fake_clusters(),
+        reconcile,
+    )
+    .await;
+    let jobs = jobs_written(&seen);
+    assert_eq!(jobs.len(), 1, "{seen:#?}");
+    assert_eq!(jobs[0].method, "DELETE");
+    assert!(jobs[0].path.ends_with("/namespaces/ns/jobs/dr-failover"));
+    // With its pods (the API's default for Jobs would orphan them).
+    assert_eq!(
+        jobs[0].body["propagationPolicy"], "Background",
+        "{:?}",
+        jobs[0]
+    );
+    assert_eq!(applied(&seen, "deployments")[0].body["spec"]["replicas"], 2);
+    let status = status_patch(&seen);
+    assert_eq!(status["failover"]["state"], "Withdrawn", "{status}");
+    assert_eq!(status["failover"]["requested"], false);
 }
 
 #[tokio::test]

@@ -65,6 +65,12 @@ new volume claim template (orphaning its pods, which keep running). */}}
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
+{{- /* Jobs: a linked Mirror's failover Job (`strait-mirror --failover`, owned by the Mirror),
+created once and watched; deleted when the failover is withdrawn before it completes. Its pods
+are listed (above) for the failed attempts' messages. */}}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]

@@ -1,11 +1,14 @@
 //! The objects a validated Mirror runs as, built as pure functions: the ConfigMap with
 //! `mm2.properties`, the Deployment of `strait-mirror` processes (the configuration's hash on
-//! the pod template so that a change rolls them, credentials only from Secrets), and the
-//! optional PodMonitor. All are owned by the Mirror, so deleting it removes them.
+//! the pod template so that a change rolls them, credentials only from Secrets; 0 replicas
+//! once failing over), the failover Job of a linked Mirror (`strait-mirror --failover` on the
+//! same configuration), and the optional PodMonitor. All are owned by the Mirror, so deleting
+//! it removes them.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, KeyToPath,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
@@ -22,6 +25,7 @@ use crate::cluster::config::config_hash;
 use crate::mirror::config::{
     CA_FILE, CONFIG_DIR, CONFIG_FILE, METRICS_PORT, Role, TLS_DIR, mm2_properties,
 };
+use crate::mirror::failover::{BACKOFF_LIMIT, Plan, job_name};
 use crate::mirror::validate::{Endpoint, Validated};
 use crate::names;
 
@@ -41,6 +45,8 @@ pub struct Built {
     pub config_map: ConfigMap,
     /// Deployment `<mirror>-mirror`.
     pub deployment: Deployment,
+    /// Job `<mirror>-failover`, while failing over (created once, never changed).
+    pub failover_job: Option<Job>,
     /// PodMonitor `<mirror>-mirror`, when asked for.
     pub pod_monitor: Option<DynamicObject>,
 }
@@ -68,6 +74,17 @@ pub fn selector_labels(mirror: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// Labels of the failover Job's pod: the Mirror's, another component (so that neither the
+/// Deployment's selector nor the PodMonitor's picks it).
+pub fn failover_labels(mirror: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(mirror);
+    labels.insert(
+        names::COMPONENT_LABEL.to_owned(),
+        "mirror-failover".to_owned(),
+    );
+    labels
+}
+
 /// The prometheus-operator PodMonitor kind.
 pub fn pod_monitor_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -77,12 +94,18 @@ pub fn pod_monitor_resource() -> ApiResource {
     ))
 }
 
-/// Builds the objects of `mirror` (named `name` in `namespace`) as `validated`.
-pub fn build(mirror: &Mirror, name: &str, namespace: &str, validated: &Validated) -> Built {
+/// Builds the objects of `mirror` (named `name` in `namespace`) as `validated`, with the
+/// failover `plan` of this pass.
+pub fn build(
+    mirror: &Mirror,
+    name: &str,
+    namespace: &str,
+    validated: &Validated,
+    plan: &Plan,
+) -> Built {
     let properties = mm2_properties(mirror, validated);
     let hash = config_hash(&properties);
-    let meta = |object: String| {
-        let mut labels = selector_labels(name);
+    let meta = |object: String, mut labels: BTreeMap<String, String>| {
         labels.insert(
             names::MANAGED_BY_LABEL.to_owned(),
             names::MANAGER.to_owned(),
@@ -96,98 +119,161 @@ pub fn build(mirror: &Mirror, name: &str, namespace: &str, validated: &Validated
         }
     };
     let config_map = ConfigMap {
-        metadata: meta(config_map_name(name)),
+        metadata: meta(config_map_name(name), selector_labels(name)),
         data: Some(BTreeMap::from([(
             CONFIG_FILE.to_owned(),
             properties.clone(),
         )])),
         ..ConfigMap::default()
     };
-    let deployment = deployment(mirror, name, meta(deployment_name(name)), validated, &hash);
-    let pod_monitor = pod_monitor(mirror, name, meta(deployment_name(name)), namespace);
+    let pod = PodParts::new(mirror, name, validated);
+    let replicas = if plan.mirrors() {
+        mirror.spec.replicas
+    } else {
+        0
+    };
+    let deployment = deployment(
+        name,
+        meta(deployment_name(name), selector_labels(name)),
+        &pod,
+        replicas,
+        &hash,
+    );
+    let failover_job = (*plan == Plan::FailOver)
+        .then(|| failover_job(meta(job_name(name), failover_labels(name)), &pod));
+    let pod_monitor = pod_monitor(
+        mirror,
+        name,
+        meta(deployment_name(name), selector_labels(name)),
+        namespace,
+    );
     Built {
         properties,
         config_hash: hash,
         config_map,
         deployment,
+        failover_job,
         pod_monitor,
     }
 }
 
-fn deployment(
-    mirror: &Mirror,
-    name: &str,
-    metadata: ObjectMeta,
-    v: &Validated,
-    hash: &str,
-) -> Deployment {
-    let spec = &mirror.spec;
-    let ends = [(Role::Source, &v.source), (Role::Target, &v.target)];
-    let env: Vec<EnvVar> = ends
-        .iter()
-        .filter_map(|(role, e)| {
-            let sasl = e.sasl.as_ref()?;
-            Some(EnvVar {
-                name: role.password_env().to_owned(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: sasl.password_secret.name.clone(),
-                        key: sasl.password_secret.key.clone(),
-                        optional: Some(false),
+/// What the mirror's pods share, the Deployment's and the failover Job's: the image, the
+/// configuration and CA volumes and their mounts, the passwords' environment from their
+/// Secrets, the resources and the non-root security context.
+struct PodParts {
+    image: String,
+    env: Option<Vec<EnvVar>>,
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+}
+
+impl PodParts {
+    fn new(mirror: &Mirror, name: &str, v: &Validated) -> Self {
+        let spec = &mirror.spec;
+        let ends = [(Role::Source, &v.source), (Role::Target, &v.target)];
+        let env: Vec<EnvVar> = ends
+            .iter()
+            .filter_map(|(role, e)| {
+                let sasl = e.sasl.as_ref()?;
+                Some(EnvVar {
+                    name: role.password_env().to_owned(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: sasl.password_secret.name.clone(),
+                            key: sasl.password_secret.key.clone(),
+                            optional: Some(false),
+                        }),
+                        ..EnvVarSource::default()
                     }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
+                    ..EnvVar::default()
+                })
             })
-        })
-        .collect();
-    let mut volumes = vec![Volume {
-        name: "config".to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config_map_name(name),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "config".to_owned(),
-        mount_path: CONFIG_DIR.to_owned(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
-    for (role, e) in ends {
-        if let Some(volume) = ca_volume(role, e) {
-            mounts.push(VolumeMount {
-                name: volume.name.clone(),
-                mount_path: format!("{TLS_DIR}/{}", role.name()),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
-            volumes.push(volume);
+            .collect();
+        let mut volumes = vec![Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }];
+        let mut mounts = vec![VolumeMount {
+            name: "config".to_owned(),
+            mount_path: CONFIG_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }];
+        for (role, e) in ends {
+            if let Some(volume) = ca_volume(role, e) {
+                mounts.push(VolumeMount {
+                    name: volume.name.clone(),
+                    mount_path: format!("{TLS_DIR}/{}", role.name()),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                });
+                volumes.push(volume);
+            }
         }
-    }
-    let container = Container {
-        name: "mirror".to_owned(),
-        image: Some(
-            spec.image
+        PodParts {
+            image: spec
+                .image
                 .clone()
                 .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-        ),
-        command: Some(vec![
+            env: (!env.is_empty()).then_some(env),
+            volumes,
+            mounts,
+            resources: spec.resources.clone(),
+        }
+    }
+
+    /// A container of `strait-mirror` on the rendered configuration, with `args` after it.
+    fn container(&self, name: &str, args: &[String]) -> Container {
+        let mut command = vec![
             "strait-mirror".to_owned(),
             "--config".to_owned(),
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
-            "--metrics-addr".to_owned(),
-            format!("0.0.0.0:{METRICS_PORT}"),
-        ]),
+        ];
+        command.extend_from_slice(args);
+        Container {
+            name: name.to_owned(),
+            image: Some(self.image.clone()),
+            command: Some(command),
+            env: self.env.clone(),
+            volume_mounts: Some(self.mounts.clone()),
+            resources: self.resources.clone(),
+            ..Container::default()
+        }
+    }
+
+    fn pod_spec(&self, container: Container) -> PodSpec {
+        PodSpec {
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(MIRROR_UID),
+                run_as_group: Some(MIRROR_UID),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![container],
+            volumes: Some(self.volumes.clone()),
+            ..PodSpec::default()
+        }
+    }
+}
+
+fn deployment(
+    name: &str,
+    metadata: ObjectMeta,
+    pod: &PodParts,
+    replicas: i32,
+    hash: &str,
+) -> Deployment {
+    let container = Container {
         ports: Some(vec![ContainerPort {
             name: Some("metrics".to_owned()),
             container_port: METRICS_PORT,
             ..ContainerPort::default()
         }]),
-        env: (!env.is_empty()).then_some(env),
-        volume_mounts: Some(mounts),
-        resources: spec.resources.clone(),
         // Up once it serves metrics; the engine's own health is in its metrics and logs.
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
@@ -197,13 +283,19 @@ fn deployment(
             period_seconds: Some(10),
             ..Probe::default()
         }),
-        ..Container::default()
+        ..pod.container(
+            "mirror",
+            &[
+                "--metrics-addr".to_owned(),
+                format!("0.0.0.0:{METRICS_PORT}"),
+            ],
+        )
     };
     let selector = selector_labels(name);
     Deployment {
         metadata,
         spec: DeploymentSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(replicas),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
                 ..LabelSelector::default()
@@ -217,21 +309,40 @@ fn deployment(
                     )])),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(MIRROR_UID),
-                        run_as_group: Some(MIRROR_UID),
-                        ..PodSecurityContext::default()
-                    }),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
+                spec: Some(pod.pod_spec(container)),
             },
             ..DeploymentSpec::default()
         },
         ..Deployment::default()
+    }
+}
+
+/// The Job running `strait-mirror --failover` once on the same configuration, volumes and
+/// credentials as the Deployment; a failed attempt's log tail is its termination message,
+/// which the status reports.
+fn failover_job(metadata: ObjectMeta, pod: &PodParts) -> Job {
+    let labels = metadata.labels.clone();
+    let container = Container {
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..pod.container("failover", &["--failover".to_owned()])
+    };
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(BACKOFF_LIMIT),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    ..pod.pod_spec(container)
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
     }
 }
 
@@ -288,11 +399,15 @@ mod tests {
     use serde_json::{Value, json};
 
     fn built(spec: Value) -> Built {
+        built_with(spec, &Plan::Mirror)
+    }
+
+    fn built_with(spec: Value, plan: &Plan) -> Built {
         let m = mirror(spec);
         let east = cluster("east", plain(), true);
         let west = cluster("west", plain(), true);
         let v = validate(&m, "ns", Some(&east), Some(&west)).unwrap_or_else(|r| panic!("{r:?}"));
-        build(&m, "dr", "ns", &v)
+        build(&m, "dr", "ns", &v, plan)
     }
 
     #[test]
@@ -371,5 +486,84 @@ mod tests {
         changed["topics"] = json!(["orders"]);
         assert_ne!(built(changed).config_hash, a.config_hash);
         assert!(a.pod_monitor.is_none());
+        assert!(a.failover_job.is_none());
+    }
+
+    #[test]
+    fn failing_over_stops_the_deployment_and_runs_the_failover_job_like_its_pods() {
+        let spec = json!({
+            "source": {"bootstrapServers": "a:9093",
+                       "tls": {"caCert": {"name": "east-ca", "key": "root.pem"}},
+                       "sasl": {"mechanism": "PLAIN", "username": "u",
+                                "passwordSecret": {"name": "east-pw", "key": "pw"}}},
+            "target": {"clusterRef": {"name": "west"}},
+            "mode": "linked",
+            "failover": true,
+            "replicas": 3,
+            "image": "registry.example/strait:1",
+            "resources": {"limits": {"memory": "1Gi"}}
+        });
+        let mirroring = built_with(spec.clone(), &Plan::Mirror);
+        assert!(mirroring.failover_job.is_none());
+        assert_eq!(mirroring.deployment.spec.replicas, Some(3));
+        let b = built_with(spec.clone(), &Plan::FailOver);
+        // Only the replicas change: the same configuration keeps the same pod template.
+        assert_eq!(b.deployment.spec.replicas, Some(0));
+        assert_eq!(b.config_hash, mirroring.config_hash);
+        assert_eq!(
+            b.deployment.spec.template,
+            mirroring.deployment.spec.template
+        );
+        let job = b
+            .failover_job
+            .clone()
+            .unwrap_or_else(|| panic!("a failover Job"));
+        let j = serde_json::to_value(&job).unwrap_or(Value::Null);
+        assert_eq!(j["metadata"]["name"], "dr-failover");
+        assert_eq!(j["metadata"]["namespace"], "ns");
+        assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "Mirror");
+        assert_eq!(j["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(j["spec"]["backoffLimit"], BACKOFF_LIMIT);
+        let pod = &j["spec"]["template"];
+        assert_eq!(
+            pod["metadata"]["labels"]["app.kubernetes.io/component"],
+            "mirror-failover"
+        );
+        assert_eq!(pod["metadata"]["labels"]["strait.dev/mirror"], "dr");
+        assert_eq!(pod["spec"]["restartPolicy"], "Never");
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(
+            c["command"],
+            json!([
+                "strait-mirror",
+                "--config",
+                "/etc/strait-mirror/mm2.properties",
+                "--failover"
+            ])
+        );
+        assert_eq!(c["image"], "registry.example/strait:1");
+        assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
+        assert!(c.get("ports").is_none() && c.get("readinessProbe").is_none());
+        // Same configuration, CA volume, Secret env, resources and user as the mirror pods.
+        let d = serde_json::to_value(&b.deployment).unwrap_or(Value::Null);
+        let dpod = &d["spec"]["template"]["spec"];
+        let dc = &dpod["containers"][0];
+        for key in ["env", "volumeMounts", "resources", "image"] {
+            assert_eq!(c[key], dc[key], "{key}");
+        }
+        assert_eq!(pod["spec"]["volumes"], dpod["volumes"]);
+        assert_eq!(pod["spec"]["securityContext"], dpod["securityContext"]);
+        assert_eq!(
+            pod["spec"]["volumes"][0],
+            json!({"name": "config", "configMap": {"name": "dr-mirror-config"}})
+        );
+        assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"], "east-pw");
+        // The Job's pods are not the Deployment's nor the PodMonitor's.
+        let selector = &d["spec"]["selector"]["matchLabels"];
+        assert_ne!(&pod["metadata"]["labels"], selector);
+        // Failed over: still stopped, no Job to create.
+        let done = built_with(spec, &Plan::FailedOver { at: None });
+        assert_eq!(done.deployment.spec.replicas, Some(0));
+        assert!(done.failover_job.is_none());
     }
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use strait_crds::Mirror;
-use strait_crds::mirror::{MirrorSasl, ReplicationPolicy, SaslMechanism};
+use strait_crds::mirror::{MirrorMode, MirrorSasl, ReplicationPolicy, SaslMechanism};
 
 use crate::mirror::validate::{Endpoint, Validated};
 
@@ -74,6 +74,11 @@ pub fn mm2_properties(mirror: &Mirror, v: &Validated) -> String {
     cluster(&mut p, &v.target, Role::Target);
     p.set(&format!("{src}->{tgt}.enabled"), "true");
     p.set(&format!("{tgt}->{src}.enabled"), "false");
+    // Linked: offset-preserving mirror topics; the engine then copies group offsets 1:1 by
+    // default. mm2 is the engine's default and stays unwritten.
+    if spec.mode == MirrorMode::Linked {
+        p.set("mirror.mode", "linked");
+    }
     let list = |l: &[String]| l.join(", ");
     p.set(
         "topics",
@@ -305,6 +310,28 @@ offset-syncs.topic.location=target
         assert!(p.contains("\ntopics=.*\n"));
         // MirrorMaker 2's own default applies when the spec names no exclusions.
         assert!(!p.contains("topics.exclude"));
+    }
+
+    #[test]
+    fn linked_mode_is_rendered_after_the_flows_and_nothing_else_changes() {
+        let spec = json!({"source": {"clusterRef": {"name": "east"}},
+                          "target": {"clusterRef": {"name": "west"}, "sasl": {
+                              "mechanism": "SCRAM-SHA-512", "username": "u",
+                              "passwordSecret": {"name": "s", "key": "p"}}},
+                          "topics": ["orders"]});
+        let mm2 = render(spec.clone());
+        assert!(!mm2.contains("mirror.mode"), "{mm2}");
+        let mut linked = spec;
+        linked["mode"] = json!("linked");
+        let linked = render(linked);
+        assert_eq!(
+            linked,
+            mm2.replace(
+                "west->east.enabled=false\n",
+                "west->east.enabled=false\nmirror.mode=linked\n"
+            )
+        );
+        assert!(linked.contains("\nwest->east.enabled=false\nmirror.mode=linked\ntopics=orders\n"));
     }
 
     #[test]

@@ -1,24 +1,30 @@
-//! The Mirror controller: dereference (the source and target Clusters) → validate (pure) →
-//! build (pure) → apply (ConfigMap, Deployment, PodMonitor, with server-side apply) → measure
-//! the lag through the admin clients → status, written on every pass. No finalizer: the
-//! objects are owned by the Mirror and go with it.
+//! The Mirror controller: dereference (the source and target Clusters, the failover Job) →
+//! validate (pure) → plan the failover and build (pure) → apply (ConfigMap, Deployment,
+//! PodMonitor with server-side apply; the failover Job created once, never patched, or deleted
+//! when the failover is withdrawn) → measure the lag through the admin clients while
+//! mirroring → status, written on every pass. No finalizer: the objects are owned by the Mirror
+//! and go with it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use strait_client::ClientTls;
+use strait_crds::mirror::MirrorMode;
 use strait_crds::{Cluster, ClusterReference, Mirror};
 
 use crate::admin::TlsConfig;
-use crate::apply::{apply, apply_dynamic, event, patch_status};
+use crate::apply::{apply, apply_dynamic, event, patch_status, post_params};
 use crate::cluster::identity::admin_bootstrap;
 use crate::context::{AdminFactory, Context};
 use crate::error::Error;
-use crate::mirror::build::{Built, build, pod_monitor_resource};
+use crate::mirror::build::{Built, build, failover_labels, pod_monitor_resource};
+use crate::mirror::failover::{JobState, Plan, job_name, job_state, last_failure, plan};
 use crate::mirror::lag::measure;
 use crate::mirror::status::{Applied, Pass, status};
 use crate::mirror::validate::{Endpoint, Validated, validate};
@@ -27,6 +33,8 @@ use crate::target_cluster;
 
 /// How often a running mirror's lag is measured again (and a waiting one checked again).
 pub const RESYNC: Duration = Duration::from_secs(60);
+/// How often a failover under way is looked at again, besides the owned Job's events.
+pub const FAILOVER_RESYNC: Duration = Duration::from_secs(10);
 
 /// Reconciles one Mirror.
 pub async fn reconcile<F: AdminFactory>(
@@ -68,6 +76,13 @@ async fn reconcile_pass<F: AdminFactory>(
             return Err(error);
         }
     };
+    let job = match failover_job(ctx, mirror, &namespace, &name).await {
+        Ok(job) => job,
+        Err(error) => {
+            write(Pass::Failed(&error)).await?;
+            return Err(error);
+        }
+    };
 
     // Validate.
     let validated = match validate(mirror, &namespace, source.as_ref(), target.as_ref()) {
@@ -93,8 +108,9 @@ async fn reconcile_pass<F: AdminFactory>(
         }
     };
 
-    // Build and apply.
-    let built = build(mirror, &name, &namespace, &validated);
+    // Plan the failover, build and apply.
+    let plan = plan(mirror.spec.failover, previous.failover.as_ref(), &job);
+    let built = build(mirror, &name, &namespace, &validated, &plan);
     let applied = match apply_all(ctx, &built).await {
         Ok(a) => a,
         Err(error) => {
@@ -103,18 +119,108 @@ async fn reconcile_pass<F: AdminFactory>(
         }
     };
     let (ready, warning) = applied;
+    let job = match apply_failover(ctx, &built, &plan, &namespace, &name, job).await {
+        Ok(job) => job,
+        Err(error) => {
+            write(Pass::Failed(&error)).await?;
+            return Err(error);
+        }
+    };
 
-    // Observe the lag; a cluster the operator cannot reach is reported, not fatal.
-    let lag = lag(ctx, &namespace, &validated).await;
+    // Observe the lag while mirroring (once failing over the source may well be gone); a
+    // cluster the operator cannot reach is reported, not fatal.
+    let lag = if plan.mirrors() {
+        lag(ctx, &namespace, &validated).await
+    } else {
+        Err("mirroring stopped for the failover".to_owned())
+    };
+    let requeue = match (&plan, &job) {
+        (Plan::FailOver, JobState::Absent | JobState::Running { .. }) => FAILOVER_RESYNC,
+        _ => RESYNC,
+    };
     let pass = Applied {
         config_hash: built.config_hash.clone(),
-        replicas: mirror.spec.replicas,
+        replicas: built.deployment.spec.replicas.unwrap_or(0),
         ready,
         lag,
         warning,
+        plan,
+        job,
     };
     write(Pass::Applied(&pass)).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(requeue))
+}
+
+/// The failover Job's state, read when the Mirror is linked or has a failover recorded (an mm2
+/// Mirror never has one): the Job and, when an attempt failed, its pods' last message.
+async fn failover_job<F: AdminFactory>(
+    ctx: &Context<F>,
+    mirror: &Mirror,
+    namespace: &str,
+    name: &str,
+) -> Result<JobState, Error> {
+    let recorded = mirror.status.as_ref().is_some_and(|s| s.failover.is_some());
+    if mirror.spec.mode != MirrorMode::Linked && !recorded {
+        return Ok(JobState::Absent);
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(job) = jobs.get_opt(&job_name(name)).await? else {
+        return Ok(JobState::Absent);
+    };
+    let failed = job.status.as_ref().and_then(|s| s.failed).unwrap_or(0);
+    let message = if failed > 0 {
+        let selector = failover_labels(name)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+        let pods = pods.list(&ListParams::default().labels(&selector)).await?;
+        last_failure(&pods.items)
+    } else {
+        None
+    };
+    Ok(job_state(Some(&job), message.as_deref()))
+}
+
+/// The failover Job step: created when the plan fails over and there is none (a Job's pod
+/// template cannot be changed, so an existing one is never re-applied), deleted with its pods
+/// when the failover is withdrawn. The Job's state afterwards.
+async fn apply_failover<F: AdminFactory>(
+    ctx: &Context<F>,
+    built: &Built,
+    plan: &Plan,
+    namespace: &str,
+    name: &str,
+    job: JobState,
+) -> Result<JobState, Error> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let running = JobState::Running {
+        active: 0,
+        failed: 0,
+        last_failure: None,
+    };
+    match (plan, &built.failover_job, &job) {
+        (Plan::FailOver, Some(new), JobState::Absent) => {
+            match jobs.create(&post_params(), new).await {
+                Ok(_) => Ok(running),
+                // Created by a pass that raced this one: it is there, running.
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(running),
+                Err(e) => Err(e.into()),
+            }
+        }
+        (Plan::Withdraw, _, _) => {
+            match jobs
+                .delete(&job_name(name), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => Ok(JobState::Absent),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(JobState::Absent),
+                Err(e) => Err(e.into()),
+            }
+        }
+        _ => Ok(job),
+    }
 }
 
 /// The source Cluster (when the source is one) and the target Cluster, `None` when absent.

@@ -142,8 +142,9 @@ impl Validated {
 
 /// `mm2.properties` keys the operator renders from the spec: `spec.config` may not set them,
 /// with or without a cluster alias or `source->target.` prefix.
-const OWNED_KEYS: [&str; 17] = [
+const OWNED_KEYS: [&str; 18] = [
     "clusters",
+    "mirror.mode",
     "enabled",
     "topics",
     "topics.exclude",
@@ -197,14 +198,7 @@ pub fn validate(
     target_cluster: Option<&Cluster>,
 ) -> Result<Validated, Refusal> {
     let spec = &mirror.spec;
-    if spec.mode == MirrorMode::Linked {
-        return Err(Refusal::spec(
-            "ModeNotSupported",
-            "mode linked (offset-preserving mirror topics) is not built into strait-mirror yet; \
-             use mode mm2",
-        ));
-    }
-    if spec.failover {
+    if spec.failover && spec.mode != MirrorMode::Linked {
         return Err(Refusal::spec(
             "FailoverNotSupported",
             "failover is only for mode linked, whose mirror topics keep the source's offsets; \
@@ -525,14 +519,14 @@ pub(crate) mod tests {
             spec
         };
         assert_eq!(refusal(basic(), s, t), "accepted");
-        assert_eq!(
-            refusal(with("mode", json!("linked")), s, t),
-            "ModeNotSupported"
-        );
+        assert_eq!(refusal(with("mode", json!("linked")), s, t), "accepted");
         assert_eq!(
             refusal(with("failover", json!(true)), s, t),
             "FailoverNotSupported"
         );
+        let mut linked_failover = with("mode", json!("linked"));
+        linked_failover["failover"] = json!(true);
+        assert_eq!(refusal(linked_failover, s, t), "accepted");
         assert_eq!(
             refusal(with("targetAlias", json!("east")), s, t),
             "AliasesNotDistinct"
@@ -552,6 +546,8 @@ pub(crate) mod tests {
             "east->west.topics.exclude",
             "config.providers",
             "ssl.truststore.location",
+            "mirror.mode",
+            "east->west.mirror.mode",
         ] {
             assert_eq!(
                 refusal(with("config", json!({key: "x"})), s, t),
