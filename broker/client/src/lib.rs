@@ -10,13 +10,15 @@
 //! - [`sasl`]: the SASL login (SCRAM, PLAIN) after TCP/TLS, renewed before the session ends;
 //! - [`read`]: reading a response body off the stream;
 //! - [`client`]: a bootstrap list, and the connection to a broker of it or to a given node;
-//! - [`error`]: [`ClientError`] and [`KafkaError`], a broker's error code made typed.
+//! - [`error`]: [`ClientError`] and [`KafkaError`], a broker's error code made typed;
+//! - [`link`]: how a mirror link's append is marked (shared with the broker).
 
 pub mod client;
 pub mod codes;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod link;
 pub mod read;
 pub mod sasl;
 pub mod tls;

@@ -139,6 +139,24 @@ impl Controller {
                     isr,
                 },
             )?),
+            ControllerRequest::RaiseLeaderEpoch {
+                broker,
+                broker_epoch,
+                topic,
+                partition,
+                leader_epoch,
+                at_least,
+            } => {
+                elections::raise_leader_epoch(
+                    &mut staged,
+                    broker,
+                    broker_epoch,
+                    (&topic, partition),
+                    leader_epoch,
+                    at_least,
+                )?;
+                ControllerResponse::Done
+            }
             ControllerRequest::AlterPartitions {
                 broker,
                 broker_epoch,

@@ -62,6 +62,18 @@ pub enum ControllerRequest {
         broker_epoch: i64,
         changes: Vec<IsrChange>,
     },
+    /// A partition leader at `leader_epoch` asks for a leader epoch of at least `at_least`,
+    /// without a leader change. A failed-over linked mirror topic holds batches stamped with the
+    /// source's epochs; the leader's own appends must be stamped above them, since the epochs in
+    /// a log only grow (follower truncation relies on it).
+    RaiseLeaderEpoch {
+        broker: i32,
+        broker_epoch: i64,
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        at_least: i32,
+    },
     CreateTopics {
         topics: Vec<NewTopic>,
         validate_only: bool,

@@ -33,5 +33,6 @@ pub use sasl::{OAuthSettings, SUPPORTED_MECHANISMS, SaslListener, SaslSettings};
 pub use schema::ConfigType;
 pub use ssl::{ClientAuth, KeySource, SslSettings, TlsVersion, TrustSource};
 pub use topic::{
-    EffectiveTopicConfig, TopicConfigs, effective_topic_config, validate_topic_configs,
+    EffectiveTopicConfig, MIRROR_SOURCE, TopicConfigs, effective_topic_config,
+    mirror_source_change, validate_topic_configs,
 };

@@ -170,6 +170,9 @@ pub(crate) static TOPIC_DEFS: &[TopicDef] = &[
     topic("segment.ms", Long, "604800000", AtLeast(1),
         "Time after which a segment is rolled even if not full.",
         &[syn("log.roll.ms"), Synonym { name: "log.roll.hours", factor: HOUR_MS }]),
+    topic("strait.mirror.source", Str, "", Any,
+        "Set on a linked mirror topic (the source it copies); such a topic refuses producers. Removing it fails the topic over.",
+        &[]),
     topic("unclean.leader.election.enable", Boolean, "false", Any,
         "Whether replicas outside the ISR may become leader, at the risk of data loss.",
         &[syn("unclean.leader.election.enable")]),
@@ -390,6 +393,9 @@ pub struct EffectiveTopicConfig {
     /// `message.timestamp.before.max.ms` / `after.max.ms`; None when unbounded (Long.MAX).
     pub timestamp_before_max_ms: Option<u64>,
     pub timestamp_after_max_ms: Option<u64>,
+    /// `strait.mirror.source`: the source a linked mirror topic copies; `None` for an ordinary
+    /// (or failed-over) topic.
+    pub mirror_source: Option<String>,
 }
 
 /// The effective typed topic config: overrides over broker keys over defaults. Overrides are
@@ -450,7 +456,48 @@ pub fn effective_topic_config(
         delete_retention_ms: long("delete.retention.ms"),
         timestamp_before_max_ms: unless_max("message.timestamp.before.max.ms"),
         timestamp_after_max_ms: unless_max("message.timestamp.after.max.ms"),
+        mirror_source: Some(string("strait.mirror.source")).filter(|s| !s.is_empty()),
     }
+}
+
+/// The topic key that makes a topic a linked mirror topic (see [`mirror_source_change`]).
+pub const MIRROR_SOURCE: &str = "strait.mirror.source";
+
+/// Applies Strait's rules for `strait.mirror.source` to an alteration of an existing topic's
+/// overrides from `old` to `new`, returning the overrides to store. A mirror topic's log must
+/// start empty, so the key can only be given a source when the topic is created. Removing it
+/// (DELETE, SET "", or a full AlterConfigs without it) is the failover, stored as the key with
+/// an empty value: the broker keeps knowing the log holds batches stamped with another
+/// cluster's leader epochs, and a failed-over topic cannot be linked again.
+pub fn mirror_source_change(
+    old: &BTreeMap<String, String>,
+    mut new: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let was = old.get(MIRROR_SOURCE).map(String::as_str);
+    let wanted = new.get(MIRROR_SOURCE).map(|v| v.trim()).unwrap_or("");
+    match (was, wanted.is_empty()) {
+        // The failover, or a topic failed over before: the marker stays.
+        (Some(_), true) => {
+            new.insert(MIRROR_SOURCE.to_string(), String::new());
+        }
+        (None, true) => {
+            new.remove(MIRROR_SOURCE);
+        }
+        (Some(was), false) if was == wanted => {}
+        (None | Some(""), false) => {
+            return Err(ConfigError::invalid(
+                MIRROR_SOURCE,
+                "a topic becomes a linked mirror topic only when it is created (its log must start empty); a failed-over topic cannot be linked again",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(ConfigError::invalid(
+                MIRROR_SOURCE,
+                "the source of a linked mirror topic cannot be changed; fail it over (remove the key) instead",
+            ));
+        }
+    }
+    Ok(new)
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ pub struct ApiError {
     pub message: String,
     /// KIP-467: the records of a rejected batch that were invalid (index in the batch, why).
     pub record_errors: Vec<(i32, String)>,
+    /// A mirror link's append refused below the log end: where the log ends, sent back as the
+    /// partition's base offset so the link resumes there.
+    pub resume_at: Option<i64>,
 }
 
 impl ApiError {
@@ -19,6 +22,7 @@ impl ApiError {
             error,
             message: message.into(),
             record_errors: Vec::new(),
+            resume_at: None,
         }
     }
 

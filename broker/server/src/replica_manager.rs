@@ -145,8 +145,37 @@ pub enum AppendError {
         isr: i32,
         min_isr: i32,
     },
+    /// A failed-over linked mirror topic whose log holds batches stamped with an epoch at or
+    /// above this leader's: its own appends wait until the controller raised the epoch.
+    #[error(
+        "{topic}-{partition} holds mirrored batches of leader epoch {latest}, not below this leader's epoch {leader_epoch}; the leader epoch is being raised, retry"
+    )]
+    EpochRaisePending {
+        topic: String,
+        partition: i32,
+        latest: i32,
+        leader_epoch: i32,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+/// Who writes through the leader append path: the leader itself (its own stamp: client produce,
+/// coordinators, markers) or a mirror link (the source's batches as they are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writer {
+    Own,
+    Link,
+}
+
+/// A linked mirror topic that was failed over: `strait.mirror.source` kept with an empty value
+/// (see `strait_config::mirror_source_change`).
+fn failed_over(topic: &Topic) -> bool {
+    topic
+        .meta
+        .configs
+        .get(strait_config::MIRROR_SOURCE)
+        .is_some_and(|v| v.is_empty())
 }
 
 #[derive(Default)]
@@ -267,12 +296,31 @@ impl ReplicaManager {
         if records.is_empty() {
             return Err(AppendError::NoRecords);
         }
-        self.leader_append(topic, index, acks, |log, epoch| {
+        self.leader_append(topic, index, acks, Writer::Own, |log, epoch| {
             if from_coordinator {
                 log.append_from_coordinator(records, epoch, now_ms)
             } else {
                 log.append(records, epoch, now_ms)
             }
+        })
+    }
+
+    /// A linked mirror topic's append (see `crate::api::produce`): the source's batches taken
+    /// verbatim, offsets and epochs kept, as a follower takes its leader's; the first must not
+    /// start below the log end (`LogError::UnexpectedOffset` says where it ends).
+    pub fn append_from_link(
+        &self,
+        topic: &Topic,
+        index: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::NoRecords);
+        }
+        self.leader_append(topic, index, acks, Writer::Link, |log, _| {
+            log.append_as_follower(records, now_ms)
         })
     }
 
@@ -289,16 +337,22 @@ impl ReplicaManager {
         coordinator_epoch: i32,
         now_ms: i64,
     ) -> Result<LeaderAppend, AppendError> {
-        self.leader_append(topic, index, RequiredAcks::All, |log, epoch| {
-            log.append_marker(
-                producer_id,
-                producer_epoch,
-                marker,
-                coordinator_epoch,
-                epoch,
-                now_ms,
-            )
-        })
+        self.leader_append(
+            topic,
+            index,
+            RequiredAcks::All,
+            Writer::Own,
+            |log, epoch| {
+                log.append_marker(
+                    producer_id,
+                    producer_epoch,
+                    marker,
+                    coordinator_epoch,
+                    epoch,
+                    now_ms,
+                )
+            },
+        )
     }
 
     /// The one leader append path: leadership and ISR checked and the epoch read under one lock,
@@ -308,6 +362,7 @@ impl ReplicaManager {
         topic: &Topic,
         index: i32,
         acks: RequiredAcks,
+        writer: Writer,
         write: impl FnOnce(&strait_storage::PartitionLog, i32) -> Result<AppendInfo, LogError>,
     ) -> Result<LeaderAppend, AppendError> {
         let Some(partition) = topic.partition(index) else {
@@ -316,14 +371,33 @@ impl ReplicaManager {
                 partition: index,
             });
         };
+        // Read before the replica lock: the log's locks are never taken under it.
+        let mirrored_epoch = (writer == Writer::Own && failed_over(topic))
+            .then(|| partition.log.latest_epoch())
+            .flatten();
         // Epoch and ISR under one lock, so the check and the stamp agree.
         let (leader_epoch, isr) = {
-            let replica = partition.replica();
+            let mut replica = partition.replica();
             if !replica.is_leader() {
                 return Err(AppendError::NotLeader {
                     topic: topic.meta.name.clone(),
                     partition: index,
                     leader: replica.leader_id(),
+                });
+            }
+            if let Some(latest) = mirrored_epoch
+                && latest >= replica.leader_epoch
+                && !replica.own_write_in_epoch
+            {
+                // Epochs in a log only grow, and a batch's epoch says which leader wrote it (KIP-101
+                // truncation): writing at ours below or beside the source's would let a
+                // follower keep a divergent tail. The ISR loop asks the controller for more.
+                replica.raise_epoch_to = Some(latest + 1);
+                return Err(AppendError::EpochRaisePending {
+                    topic: topic.meta.name.clone(),
+                    partition: index,
+                    latest,
+                    leader_epoch: replica.leader_epoch,
                 });
             }
             (replica.leader_epoch, replica.isr.len() as i32)
@@ -340,6 +414,12 @@ impl ReplicaManager {
             }
         }
         let info = write(&partition.log, leader_epoch)?;
+        if writer == Writer::Own {
+            let mut replica = partition.replica();
+            if replica.leader_epoch == leader_epoch {
+                replica.own_write_in_epoch = true;
+            }
+        }
         partition.advance_high_watermark();
         partition.appended.notify_waiters();
         Ok(LeaderAppend {

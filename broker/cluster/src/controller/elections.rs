@@ -2,8 +2,10 @@
 //! rebalance): preferred elections move leadership to the first replica, unclean ones revive a
 //! leaderless partition from outside its ISR.
 
+use crate::controller::brokers::check_epoch;
 use crate::controller::staged::Staged;
 use crate::image::NO_LEADER;
+use crate::record::MetadataRecord;
 use crate::rpc::ControllerError;
 
 type ElectionResult = ((String, i32), Result<(), ControllerError>);
@@ -102,4 +104,41 @@ pub fn rebalance(staged: &mut Staged<'_>) {
         // Partitions whose preferred replica cannot lead yet are simply tried again next time.
         let _ = elect_preferred(staged, &topic, partition);
     }
+}
+
+/// RaiseLeaderEpoch: the current leader (at `leader_epoch`) gets a leader epoch of at least
+/// `at_least`, same leader, replicas and ISR; the partition epoch moves with it so followers
+/// re-read the state. Already there: nothing is written.
+pub fn raise_leader_epoch(
+    staged: &mut Staged<'_>,
+    broker: i32,
+    broker_epoch: i64,
+    (topic, partition): (&str, i32),
+    leader_epoch: i32,
+    at_least: i32,
+) -> Result<(), ControllerError> {
+    check_epoch(staged, broker, broker_epoch)?;
+    let current = staged
+        .partition(topic, partition)
+        .cloned()
+        .ok_or_else(|| ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}")))?;
+    if current.leader != broker || current.leader_epoch != leader_epoch {
+        return Err(ControllerError::FencedLeaderEpoch(format!(
+            "{topic}-{partition}: broker {broker} at leader epoch {leader_epoch} is not the \
+             leader (leader {} at epoch {})",
+            current.leader, current.leader_epoch
+        )));
+    }
+    if current.leader_epoch >= at_least {
+        return Ok(());
+    }
+    let mut state = current;
+    state.leader_epoch = at_least;
+    state.partition_epoch += 1;
+    staged.push(MetadataRecord::ChangePartition {
+        topic: topic.to_string(),
+        partition,
+        state,
+    });
+    Ok(())
 }

@@ -1523,3 +1523,49 @@ fn offline_replicas_leave_isr_and_leadership() {
     let t_state = c.part("t", 0);
     assert!(c.image.offline_replicas("t", 0, &t_state).is_empty());
 }
+
+#[test]
+fn raise_leader_epoch_only_for_the_current_leader_and_only_upwards() {
+    let mut c = Cluster::new();
+    c.start(&[1, 2, 3]);
+    c.create("t", vec![vec![1, 2, 3]]);
+    let raise = |broker: i32, broker_epoch: i64, leader_epoch: i32, at_least: i32| {
+        ControllerRequest::RaiseLeaderEpoch {
+            broker,
+            broker_epoch,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch,
+            at_least,
+        }
+    };
+    let before = c.part("t", 0);
+    assert_eq!(before.leader, 1);
+    // A follower, or the leader at a stale epoch, is fenced.
+    assert!(matches!(
+        c.call(raise(2, c.epochs[&2], before.leader_epoch, 9)),
+        Err(ControllerError::FencedLeaderEpoch(_))
+    ));
+    assert!(matches!(
+        c.call(raise(1, c.epochs[&1], before.leader_epoch + 1, 9)),
+        Err(ControllerError::FencedLeaderEpoch(_))
+    ));
+    assert!(matches!(
+        c.call(raise(1, c.epochs[&1] - 1, before.leader_epoch, 9)),
+        Err(ControllerError::StaleBrokerEpoch { .. })
+    ));
+    assert_eq!(c.part("t", 0), before);
+    c.call(raise(1, c.epochs[&1], before.leader_epoch, 9))
+        .unwrap();
+    let after = c.part("t", 0);
+    assert_eq!(
+        (after.leader, after.leader_epoch, after.partition_epoch),
+        (1, 9, before.partition_epoch + 1)
+    );
+    assert_eq!((after.replicas, after.isr), (before.replicas, before.isr));
+    // Never downwards: already at or above, nothing is written.
+    let (records, response) = c.decide(raise(1, c.epochs[&1], 9, 4));
+    assert_eq!(response, ControllerResponse::Done);
+    assert!(records.is_empty());
+    assert_eq!(c.part("t", 0).leader_epoch, 9);
+}

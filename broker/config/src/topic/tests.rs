@@ -248,8 +248,21 @@ fn effective_defaults() {
             delete_retention_ms: 86_400_000,
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: None,
+            mirror_source: None,
         }
     );
+}
+
+#[test]
+fn mirror_source_marks_a_linked_mirror_topic_until_removed() {
+    let e = effective_topic_config(
+        &map(&[("strait.mirror.source", "east:orders")]),
+        &broker(&[]),
+    );
+    assert_eq!(e.mirror_source.as_deref(), Some("east:orders"));
+    // SET to "" is a failover as much as DELETE is.
+    let e = effective_topic_config(&map(&[("strait.mirror.source", "")]), &broker(&[]));
+    assert_eq!(e.mirror_source, None);
 }
 
 #[test]
@@ -365,4 +378,45 @@ fn catalogue_queries() {
         ]
     );
     assert!(TopicConfigs::names().any(|n| n == "message.downconversion.enable"));
+}
+
+#[test]
+fn mirror_source_is_set_at_creation_and_removed_only_by_failover() {
+    let none = BTreeMap::new();
+    let linked = map(&[("strait.mirror.source", "east:orders")]);
+    let failed_over = map(&[("strait.mirror.source", "")]);
+    let other = map(&[("retention.ms", "5")]);
+    // Unrelated changes keep what the topic is.
+    assert_eq!(
+        mirror_source_change(&none, other.clone()),
+        Ok(other.clone())
+    );
+    let mut linked_other = other.clone();
+    linked_other.insert("strait.mirror.source".into(), "east:orders".into());
+    assert_eq!(
+        mirror_source_change(&linked, linked_other.clone()),
+        Ok(linked_other)
+    );
+    // Removing it, by DELETE or SET "", leaves the failed-over marker.
+    assert_eq!(
+        mirror_source_change(&linked, none.clone()),
+        Ok(failed_over.clone())
+    );
+    assert_eq!(
+        mirror_source_change(&linked, failed_over.clone()),
+        Ok(failed_over.clone())
+    );
+    assert_eq!(
+        mirror_source_change(&failed_over, none.clone()),
+        Ok(failed_over.clone())
+    );
+    // Existing or failed-over topics are never linked; a link is never redirected.
+    for (old, new) in [
+        (&none, &linked),
+        (&failed_over, &linked),
+        (&linked, &map(&[("strait.mirror.source", "west:orders")])),
+    ] {
+        let err = mirror_source_change(old, new.clone()).unwrap_err();
+        assert!(err.to_string().contains("strait.mirror.source"), "{err}");
+    }
 }

@@ -316,7 +316,7 @@ async fn alter_resource(
             let Some(old) = broker.topic_configs(name) else {
                 return Err(unknown_topic(name));
             };
-            let configs = new_configs()?;
+            let configs = strait_config::mirror_source_change(&old, new_configs()?)?;
             validate_topic_configs(&configs)?;
             broker.validate_tiered(Some(&old), &configs)?;
             if validate_only {

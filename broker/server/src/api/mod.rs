@@ -413,7 +413,10 @@ macro_rules! dispatch {
                     .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
                     .sum();
                 // KIP-890: a batch that would open a transaction is checked with its coordinator.
-                let refused = if req.transactional_id.is_some() {
+                // A mirror link's append is no transaction (see `produce`).
+                let refused = if req.transactional_id.as_ref().is_some_and(|t| {
+                    t.as_str() != strait_client::link::TRANSACTIONAL_ID
+                }) {
                     crate::txn::verify::check($broker, &req, $ctx.api_version).await
                 } else {
                     Default::default()

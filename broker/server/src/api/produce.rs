@@ -5,6 +5,12 @@
 //! (NOT_ENOUGH_REPLICAS) and waits until the high watermark passes the appended records, failing
 //! with NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum meanwhile, or
 //! REQUEST_TIMED_OUT after the request's timeout. Non-leaders answer NOT_LEADER_OR_FOLLOWER.
+//!
+//! Linked mirror topics (`strait.mirror.source` set) refuse producers (INVALID_REQUEST). Their
+//! data comes from a mirror link: a request whose transactional id is
+//! [`strait_client::link::TRANSACTIONAL_ID`], needing ALTER on the topic rather than WRITE,
+//! whose batches the leader appends verbatim like a follower. A link append starting below the
+//! log end gets OFFSET_OUT_OF_RANGE with the log end as base offset, where the link resumes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +31,8 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::errors::ApiError;
 use crate::partition::Replicated;
-use crate::replica_manager::{AppendError, Partition, RequiredAcks, Topic};
+use crate::replica_manager::{AppendError, LeaderAppend, Partition, RequiredAcks, Topic};
+use strait_storage::LogError;
 
 /// First Produce version that names topics by id (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
@@ -79,6 +86,12 @@ pub fn stage(
 ) -> Staged {
     let version = ctx.api_version;
     let acks = req.acks;
+    let link = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| t.as_str() == strait_client::link::TRANSACTIONAL_ID);
+    // A link rewrites a topic's history as another cluster wrote it: more than a producer may.
+    let write = if link { op::ALTER } else { op::WRITE };
     let now = now_ms();
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64).min(MAX_ACK_WAIT);
     let authz = Authz::new(broker, ctx);
@@ -88,7 +101,7 @@ pub fn stage(
         .map(|topic_data| {
             // Kafka checks WRITE before existence: no answer tells an unauthorized client
             // whether a topic exists.
-            if version < TOPIC_ID_VERSION && !authz.topic(op::WRITE, topic_data.name.0.as_str()) {
+            if version < TOPIC_ID_VERSION && !authz.topic(write, topic_data.name.0.as_str()) {
                 let denied = Err(topic_denied(topic_data.name.0.as_str()));
                 return (topic_data, denied);
             }
@@ -112,7 +125,7 @@ pub fn stage(
                     })
             };
             let topic = match topic {
-                Ok(t) if !authz.topic(op::WRITE, &t.meta.name) => Err(topic_denied(&t.meta.name)),
+                Ok(t) if !authz.topic(write, &t.meta.name) => Err(topic_denied(&t.meta.name)),
                 other => other,
             };
             (topic_data, topic)
@@ -139,6 +152,10 @@ pub fn stage(
                                 ResponseError::InvalidRequiredAcks,
                                 format!("acks must be -1, 0 or 1, got {acks}"),
                             )),
+                            Ok(topic) if link => link_append(broker, topic, data, acks, now),
+                            Ok(topic) if topic.config.mirror_source.is_some() => {
+                                Err(read_only_mirror(topic))
+                            }
                             Ok(topic) if !refused.is_empty() => {
                                 match refused.get(&(topic.meta.name.clone(), index)) {
                                     Some(e) => Err(e.clone()),
@@ -345,33 +362,74 @@ fn append(
 ) -> Result<Appended, ApiError> {
     let index = data.index;
     let records = data.records.unwrap_or_default();
-    let required = if acks == -1 {
+    broker
+        .replicas
+        .append_as_leader(topic, index, &records, required_acks(acks), now)
+        .map(appended)
+        .map_err(|e| append_error(broker, topic, index, e))
+}
+
+/// A mirror link's append to a linked mirror topic: the source's batches as they are.
+fn link_append(
+    broker: &Broker,
+    topic: &Topic,
+    data: PartitionProduceData,
+    acks: i16,
+    now: i64,
+) -> Result<Appended, ApiError> {
+    let index = data.index;
+    if topic.config.mirror_source.is_none() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!(
+                "topic '{}' is not a mirror topic (strait.mirror.source is not set): it was failed over or never linked",
+                topic.meta.name
+            ),
+        ));
+    }
+    let records = data.records.unwrap_or_default();
+    broker
+        .replicas
+        .append_from_link(topic, index, &records, required_acks(acks), now)
+        .map(appended)
+        .map_err(|e| match e {
+            AppendError::Log(LogError::UnexpectedOffset { expected, got }) => {
+                let mut e = ApiError::new(
+                    ResponseError::OffsetOutOfRange,
+                    format!(
+                        "link append at offset {got} of {}-{index}, which ends at {expected}: resume there",
+                        topic.meta.name
+                    ),
+                );
+                e.resume_at = Some(expected);
+                e
+            }
+            e => append_error(broker, topic, index, e),
+        })
+}
+
+fn read_only_mirror(topic: &Topic) -> ApiError {
+    ApiError::new(
+        ResponseError::InvalidRequest,
+        format!(
+            "topic '{}' is a read-only mirror of '{}' (strait.mirror.source); fail it over to write to it",
+            topic.meta.name,
+            topic.config.mirror_source.as_deref().unwrap_or_default()
+        ),
+    )
+}
+
+fn required_acks(acks: i16) -> RequiredAcks {
+    if acks == -1 {
         RequiredAcks::All
     } else {
         RequiredAcks::Leader
-    };
-    let appended = broker
-        .replicas
-        .append_as_leader(topic, index, &records, required, now)
-        .map_err(|e| match e {
-            AppendError::NotHosted { .. } => broker.replicas.missing_partition_error(topic, index),
-            AppendError::NotLeader { .. } => {
-                ApiError::new(ResponseError::NotLeaderOrFollower, e.to_string())
-            }
-            AppendError::NoRecords => ApiError::new(ResponseError::InvalidRecord, e.to_string()),
-            AppendError::NotEnoughReplicas { .. } => {
-                ApiError::new(ResponseError::NotEnoughReplicas, e.to_string())
-            }
-            AppendError::Log(e) => {
-                let e = ApiError::from(e);
-                if e.error == ResponseError::KafkaStorageError {
-                    warn!(topic = %topic.meta.name, partition = index, error = %e.message, "append failed");
-                }
-                e
-            }
-        })?;
+    }
+}
+
+fn appended(appended: LeaderAppend) -> Appended {
     let info = appended.info;
-    Ok(Appended {
+    Appended {
         partition: appended.partition,
         leader_epoch: appended.leader_epoch,
         last_offset: info.last_offset,
@@ -380,7 +438,27 @@ fn append(
         log_start_offset: info.log_start_offset,
         record_count: info.record_count,
         duplicate: info.duplicate,
-    })
+    }
+}
+
+fn append_error(broker: &Broker, topic: &Topic, index: i32, e: AppendError) -> ApiError {
+    match e {
+        AppendError::NotHosted { .. } => broker.replicas.missing_partition_error(topic, index),
+        AppendError::NotLeader { .. } | AppendError::EpochRaisePending { .. } => {
+            ApiError::new(ResponseError::NotLeaderOrFollower, e.to_string())
+        }
+        AppendError::NoRecords => ApiError::new(ResponseError::InvalidRecord, e.to_string()),
+        AppendError::NotEnoughReplicas { .. } => {
+            ApiError::new(ResponseError::NotEnoughReplicas, e.to_string())
+        }
+        AppendError::Log(e) => {
+            let e = ApiError::from(e);
+            if e.error == ResponseError::KafkaStorageError {
+                warn!(topic = %topic.meta.name, partition = index, error = %e.message, "append failed");
+            }
+            e
+        }
+    }
 }
 
 fn partition_response(index: i32, result: Result<Appended, ApiError>) -> PartitionProduceResponse {
@@ -403,8 +481,8 @@ fn partition_response(index: i32, result: Result<Appended, ApiError>) -> Partiti
                     })
                     .collect(),
             )
+            .with_base_offset(e.resume_at.unwrap_or(-1))
             .with_error_message(Some(str_bytes(e.message)))
-            .with_base_offset(-1)
             .with_log_append_time_ms(-1)
             .with_log_start_offset(-1),
     }

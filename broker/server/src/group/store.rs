@@ -127,10 +127,12 @@ impl OffsetsTopicLog<'_> {
                 ResponseError::CoordinatorNotAvailable,
                 "offsets partition missing",
             )),
-            Err(AppendError::NotLeader { .. }) => Err(ApiError::new(
-                ResponseError::NotCoordinator,
-                format!("this broker no longer leads {OFFSETS_TOPIC}-{index}"),
-            )),
+            Err(AppendError::NotLeader { .. } | AppendError::EpochRaisePending { .. }) => {
+                Err(ApiError::new(
+                    ResponseError::NotCoordinator,
+                    format!("this broker no longer leads {OFFSETS_TOPIC}-{index}"),
+                ))
+            }
             // Neither happens: the batch always has a header, and only the leader must ack.
             Err(e @ (AppendError::NoRecords | AppendError::NotEnoughReplicas { .. })) => Err(
                 ApiError::new(ResponseError::UnknownServerError, e.to_string()),

@@ -68,6 +68,12 @@ pub struct ReplicaState {
     /// Follower only: a new leader epoch began; the log must be reconciled with the leader's
     /// (OffsetForLeaderEpoch, KIP-101) before fetching.
     pub truncate_pending: bool,
+    /// Leader only: this leader wrote a batch of its own in this epoch, so the log's latest
+    /// epoch is its own (a failed-over mirror topic's check, see `ReplicaManager`).
+    pub own_write_in_epoch: bool,
+    /// Leader only: the leader epoch to ask the controller for, because the log holds mirrored
+    /// batches stamped at or above the current one.
+    pub raise_epoch_to: Option<i32>,
 }
 
 impl ReplicaState {
@@ -84,6 +90,8 @@ impl ReplicaState {
             epoch_start_offset: 0,
             pending: None,
             truncate_pending: false,
+            own_write_in_epoch: false,
+            raise_epoch_to: None,
         }
     }
 
@@ -183,6 +191,8 @@ impl ReplicaState {
         if new_epoch {
             self.epoch_start_offset = log_end;
             self.followers.clear();
+            self.own_write_in_epoch = false;
+            self.raise_epoch_to = None;
         }
         for r in &replicas {
             if *r != self.node_id {

@@ -610,9 +610,9 @@ async fn append(broker: &Broker, id: &str, value: Option<&TxnValue>) -> Result<(
         .map_err(|e| {
             warn!(transactional_id = id, error = %e, "cannot write to {TXN_TOPIC}");
             match e {
-                AppendError::NotHosted { .. } | AppendError::NotLeader { .. } => {
-                    ResponseError::NotCoordinator
-                }
+                AppendError::NotHosted { .. }
+                | AppendError::NotLeader { .. }
+                | AppendError::EpochRaisePending { .. } => ResponseError::NotCoordinator,
                 AppendError::NotEnoughReplicas { .. } => ResponseError::CoordinatorNotAvailable,
                 AppendError::Log(_) | AppendError::NoRecords => ResponseError::NotCoordinator,
             }

@@ -346,7 +346,9 @@ fn append_error(
 ) -> ResponseError {
     match e {
         AppendError::NotHosted { .. } => broker.replicas.missing_partition_error(topic, p).error,
-        AppendError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        AppendError::NotLeader { .. } | AppendError::EpochRaisePending { .. } => {
+            ResponseError::NotLeaderOrFollower
+        }
         AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         AppendError::NoRecords => ResponseError::InvalidRecord,
         AppendError::Log(e) => {
