@@ -220,6 +220,12 @@ impl Broker {
         Some(id)
     }
 
+    /// Whether this broker coordinates `group` now (NOT_COORDINATOR or
+    /// COORDINATOR_LOAD_IN_PROGRESS otherwise): see `group::partitions::check`.
+    pub fn check_coordinator(&self, group: &str) -> Result<(), crate::errors::ApiError> {
+        crate::group::partitions::check(&self.replicas, &self.coordinated, self.node(), group)
+    }
+
     /// This node's part in the metadata quorum.
     pub fn node(&self) -> &Arc<ClusterNode> {
         &self.node

@@ -67,12 +67,7 @@ pub async fn heartbeat(
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message)));
     }
-    if let Err(e) = crate::group::partitions::check(
-        &broker.replicas,
-        &broker.coordinated,
-        broker.node(),
-        req.group_id.0.as_str(),
-    ) {
+    if let Err(e) = broker.check_coordinator(req.group_id.0.as_str()) {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.message)));
@@ -192,12 +187,7 @@ pub async fn describe(
                     .with_error_code(e.code())
                     .with_error_message(Some(str_bytes(e.message)));
             }
-            if let Err(e) = crate::group::partitions::check(
-                &broker.replicas,
-                &broker.coordinated,
-                broker.node(),
-                id.0.as_str(),
-            ) {
+            if let Err(e) = broker.check_coordinator(id.0.as_str()) {
                 return base
                     .with_error_code(e.code())
                     .with_error_message(Some(str_bytes(e.message)));

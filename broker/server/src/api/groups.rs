@@ -176,12 +176,7 @@ pub async fn join_group(
             .with_error_code(ResponseError::GroupAuthorizationFailed.code())
             .with_generation_id(-1);
     }
-    if let Err(e) = partitions::check(
-        &broker.replicas,
-        &broker.coordinated,
-        broker.node(),
-        req.group_id.0.as_str(),
-    ) {
+    if let Err(e) = broker.check_coordinator(req.group_id.0.as_str()) {
         return JoinGroupResponse::default()
             .with_error_code(e.code())
             .with_generation_id(-1)
@@ -249,12 +244,7 @@ pub async fn sync_group(
         return SyncGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
-    if let Err(e) = partitions::check(
-        &broker.replicas,
-        &broker.coordinated,
-        broker.node(),
-        req.group_id.0.as_str(),
-    ) {
+    if let Err(e) = broker.check_coordinator(req.group_id.0.as_str()) {
         return SyncGroupResponse::default().with_error_code(e.code());
     }
     let sync = SyncRequest {
@@ -301,12 +291,7 @@ pub async fn heartbeat(
         return HeartbeatResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
-    if let Err(e) = partitions::check(
-        &broker.replicas,
-        &broker.coordinated,
-        broker.node(),
-        req.group_id.0.as_str(),
-    ) {
+    if let Err(e) = broker.check_coordinator(req.group_id.0.as_str()) {
         return HeartbeatResponse::default().with_error_code(e.code());
     }
     let error = broker.groups.heartbeat(
@@ -328,12 +313,7 @@ pub async fn leave_group(
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
-    if let Err(e) = partitions::check(
-        &broker.replicas,
-        &broker.coordinated,
-        broker.node(),
-        req.group_id.0.as_str(),
-    ) {
+    if let Err(e) = broker.check_coordinator(req.group_id.0.as_str()) {
         return LeaveGroupResponse::default().with_error_code(e.code());
     }
     let batched = ctx.api_version >= BATCHED_LEAVE_VERSION;
@@ -427,12 +407,7 @@ pub async fn describe_groups(
             } else {
                 base
             };
-            if let Err(e) = partitions::check(
-                &broker.replicas,
-                &broker.coordinated,
-                broker.node(),
-                id.0.as_str(),
-            ) {
+            if let Err(e) = broker.check_coordinator(id.0.as_str()) {
                 return base.with_error_code(e.code());
             }
             if broker.groups.is_consumer_group(id.0.as_str()) {
@@ -488,7 +463,7 @@ pub async fn delete_groups(
                 let e = if !allowed {
                     ResponseError::GroupAuthorizationFailed
                 } else {
-                    match partitions::check(&b.replicas, &b.coordinated, b.node(), id.0.as_str()) {
+                    match b.check_coordinator(id.0.as_str()) {
                         Ok(()) => b.groups.delete_group(&b.offsets_log(), id.0.as_str()),
                         Err(e) => e.error,
                     }

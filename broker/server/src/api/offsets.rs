@@ -104,13 +104,12 @@ pub async fn commit(
     };
     let group = commit.group_id.clone();
     let any_denied = layout.iter().any(|(_, _, allowed)| !allowed);
-    let errors =
-        match partitions::check(&broker.replicas, &broker.coordinated, broker.node(), &group) {
-            // Refused without touching the group (Kafka answers these without the coordinator).
-            _ if !group_allowed || (any_denied && commit.partitions.is_empty()) => Vec::new(),
-            Err(e) => vec![e.error; commit.partitions.len()],
-            Ok(()) => commit_durably(broker, commit).await,
-        };
+    let errors = match broker.check_coordinator(&group) {
+        // Refused without touching the group (Kafka answers these without the coordinator).
+        _ if !group_allowed || (any_denied && commit.partitions.is_empty()) => Vec::new(),
+        Err(e) => vec![e.error; commit.partitions.len()],
+        Ok(()) => commit_durably(broker, commit).await,
+    };
     let mut errors = errors.into_iter();
     let topics = layout
         .into_iter()
@@ -220,12 +219,7 @@ pub async fn fetch(
                         .with_group_id(g.group_id)
                         .with_error_code(ResponseError::GroupAuthorizationFailed.code());
                 }
-                if let Err(e) = partitions::check(
-                    &broker.replicas,
-                    &broker.coordinated,
-                    broker.node(),
-                    g.group_id.0.as_str(),
-                ) {
+                if let Err(e) = broker.check_coordinator(g.group_id.0.as_str()) {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_error_code(e.code());
@@ -303,12 +297,7 @@ pub async fn fetch(
             .with_error_code(refused)
             .with_topics(topics);
     }
-    if let Err(e) = partitions::check(
-        &broker.replicas,
-        &broker.coordinated,
-        broker.node(),
-        req.group_id.0.as_str(),
-    ) {
+    if let Err(e) = broker.check_coordinator(req.group_id.0.as_str()) {
         return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let with_epoch = ctx.api_version >= 5;
@@ -387,8 +376,7 @@ pub async fn delete(
         .collect();
     let b = broker.clone();
     let group = req.group_id.0.to_string();
-    if let Err(e) = partitions::check(&broker.replicas, &broker.coordinated, broker.node(), &group)
-    {
+    if let Err(e) = broker.check_coordinator(&group) {
         return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     let result = tokio::task::spawn_blocking(move || {

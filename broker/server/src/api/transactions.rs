@@ -407,9 +407,7 @@ pub async fn txn_offset_commit(
     } else if !authz.group(op::READ, &group) {
         Some(ResponseError::GroupAuthorizationFailed)
     } else {
-        group_partitions::check(&broker.replicas, &broker.coordinated, broker.node(), &group)
-            .err()
-            .map(|e| e.error)
+        broker.check_coordinator(&group).err().map(|e| e.error)
     };
     let mut layout: Vec<(TopicName, Vec<i32>, bool)> = Vec::new();
     let mut partitions = Vec::new();
