@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod kcat;
 pub mod load;
 pub mod log_dirs;
+pub mod mirror;
 pub mod netns;
 pub mod pki;
 pub mod prometheus;

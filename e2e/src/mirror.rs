@@ -1,0 +1,82 @@
+//! A `strait-mirror` process for tests: started from a properties file with its stderr in a
+//! file, SIGKILLed on drop, so a failing test leaves no mirror behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::broker::broker_binary;
+use crate::error::{HarnessError, Result};
+
+/// `target/release/strait-mirror`, next to the broker binary.
+pub fn mirror_binary() -> Result<PathBuf> {
+    let path = broker_binary()?.with_file_name("strait-mirror");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Unexpected(format!(
+            "{} missing: cargo build --release --bin strait-mirror",
+            path.display()
+        )))
+    }
+}
+
+/// A running `strait-mirror --config <file>`.
+pub struct MirrorProcess {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl MirrorProcess {
+    /// Starts the mirror on `config`, serving metrics on `metrics_port` when given, appending
+    /// its log (RUST_LOG=info) to `stderr`.
+    pub fn start(config: &Path, metrics_port: Option<u16>, stderr: &Path) -> Result<MirrorProcess> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr)
+            .map_err(|e| HarnessError::io("open the mirror's stderr file", e))?;
+        let mut command = Command::new(mirror_binary()?);
+        command.arg("--config").arg(config);
+        if let Some(port) = metrics_port {
+            command
+                .arg("--metrics-addr")
+                .arg(format!("127.0.0.1:{port}"));
+        }
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| HarnessError::io("spawn strait-mirror", e))?;
+        Ok(MirrorProcess {
+            child,
+            stderr: stderr.to_owned(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for MirrorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
