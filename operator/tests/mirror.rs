@@ -6,11 +6,15 @@
 //! Deployment to 0 and creates the failover Job once (never patched), its state following the
 //! Job's status (InProgress, Failed with the pod's message, Completed, which stays when
 //! `failover` is set back to false; withdrawn before it completes, the Job is deleted); a
-//! missing target Cluster is named in the conditions. Lag is also measured from two real broker processes (ListOffsets at the
-//! partitions' leaders), cross-checked with librdkafka's watermarks, and the rendered
-//! `mm2.properties` (addresses moved to the test brokers) runs the real `strait-mirror`, which
-//! mirrors the topic until the measured lag is 0; with TLS and SASL, the engine's parser reads
-//! the rendered file with the Deployment's environment as the passwords' only source. (The CRD's CEL rule refusing both or neither
+//! missing target Cluster is named in the conditions.
+//!
+//! With real broker processes: lag measured (ListOffsets at the partitions' leaders),
+//! cross-checked with librdkafka's watermarks; the rendered `mm2.properties` (addresses moved
+//! to the test brokers) runs the real `strait-mirror` until the measured lag is 0; the rendered
+//! linked configuration makes read-only mirror topics with the source's ends, and the failover
+//! Job's command, run as its pod would, makes them writable (and succeeds again when retried);
+//! with TLS and SASL, the engine's parser reads the rendered file with the Deployment's
+//! environment as the passwords' only source. (The CRD's CEL rule refusing both or neither
 //! source is evaluated in `crds/src/mirror.rs`.)
 
 mod fixtures;
@@ -840,6 +844,166 @@ fn the_rendered_config_runs_the_real_strait_mirror_until_no_lag_is_left() {
             .contains("1 topics mirrored, 0 records behind"),
         "{ready}"
     );
+}
+
+/// Runs `command` (a container's, its first word `strait-mirror`) as its pod would, with the
+/// ConfigMap's file at `config`, until it exits (bounded): its exit status and output.
+fn run_like_the_pod(
+    command: &Value,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+) -> (i32, String) {
+    let words: Vec<String> = command
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|w| w.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        words.first().map(String::as_str),
+        Some("strait-mirror"),
+        "{command}"
+    );
+    let args: Vec<String> = words[1..]
+        .iter()
+        .map(|w| {
+            if w == "/etc/strait-mirror/mm2.properties" {
+                config.display().to_string()
+            } else {
+                w.clone()
+            }
+        })
+        .collect();
+    let out = dir.join("failover.log");
+    let log = std::fs::File::create(&out).unwrap_or_else(|e| panic!("log: {e}"));
+    let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
+    let mut child = MirrorProcess(
+        std::process::Command::new(mirror_binary())
+            .args(&args)
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn strait-mirror {args:?}: {e}")),
+    );
+    let mut code = None;
+    let exited =
+        strait_e2e::wait::wait_until(Duration::from_secs(90), "the failover to exit", || {
+            code = child
+                .0
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|s| s.code().unwrap_or(-1));
+            code.is_some()
+        });
+    let output = std::fs::read_to_string(&out).unwrap_or_default();
+    if let Err(e) = exited {
+        panic!("{e}\n{output}");
+    }
+    (code.unwrap_or(-1), output)
+}
+
+#[test]
+fn a_linked_mirror_copies_offsets_and_its_failover_jobs_command_makes_the_topics_writable() {
+    let source = Broker::start(&[]).unwrap_or_else(|e| panic!("source broker: {e}"));
+    let target = Broker::start(&[]).unwrap_or_else(|e| panic!("target broker: {e}"));
+    let (src, tgt) = (source.bootstrap(), target.bootstrap());
+    Admin::new(&src)
+        .and_then(|a| a.create_topic("orders", 3, &[]))
+        .unwrap_or_else(|e| panic!("create orders: {e}"));
+    produce(&src, "orders", &[(0, 10), (1, 15), (2, 5)]);
+    let mut spec = east_to_west();
+    spec["mode"] = json!("linked");
+    spec["replicationFactor"] = json!(1);
+    spec["replicas"] = json!(1);
+    spec["refreshTopicsIntervalSeconds"] = json!(2);
+    spec["config"] = json!({"heartbeats.topic.replication.factor": "1"});
+    let seen = real_pass(mirror(spec.clone()), &src, &tgt);
+    let properties = applied(&seen, "configmaps")
+        .first()
+        .and_then(|s| s.body["data"]["mm2.properties"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no ConfigMap applied: {seen:#?}"));
+    assert!(
+        properties.contains("\nmirror.mode=linked\n"),
+        "{properties}"
+    );
+    let localised = properties
+        .replace("east-bootstrap.ns.svc:9092", &src)
+        .replace("west-bootstrap.ns.svc:9092", &tgt);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let config = dir.path().join("mm2.properties");
+    std::fs::write(&config, &localised).unwrap_or_else(|e| panic!("write config: {e}"));
+    let stderr = dir.path().join("mirror.log");
+    let log = std::fs::File::create(&stderr).unwrap_or_else(|e| panic!("log: {e}"));
+    let metrics_port = strait_e2e::broker::free_port().unwrap_or_else(|e| panic!("port: {e}"));
+    let running = MirrorProcess(
+        std::process::Command::new(mirror_binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn strait-mirror: {e}")),
+    );
+    // Each partition's end on the target is the source's; what makes it linked is checked next.
+    let mirrored = strait_e2e::wait::wait_until(Duration::from_secs(60), "orders linked", || {
+        (0..3).all(|p| {
+            let s = watermarks(&src, "orders", p);
+            let t = watermarks(&tgt, "east.orders", p);
+            matches!((s, t), (Ok(s), Ok(t)) if s == t)
+        })
+    });
+    if let Err(e) = mirrored {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        panic!("{e}\nstrait-mirror log:\n{log}\nconfig:\n{localised}");
+    }
+    // A read-only mirror topic until the failover.
+    let one = [TestMessage {
+        value: Some(b"on west".to_vec()),
+        partition: Some(0),
+        ..TestMessage::default()
+    }];
+    let before = produce_all(
+        &producer_config(&tgt),
+        "east.orders",
+        &one,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("produce: {e}"));
+    assert!(before.iter().all(|d| d.result.is_err()), "{before:?}");
+
+    // spec.failover: the Deployment goes to 0 and the Job is created; run its command as its
+    // pod would (the Deployment's process stopped first, as the scale-down does).
+    let mut failing = spec;
+    failing["failover"] = json!(true);
+    let seen = real_pass(mirror(failing), &src, &tgt);
+    assert_eq!(applied(&seen, "deployments")[0].body["spec"]["replicas"], 0);
+    let job = jobs_written(&seen)
+        .first()
+        .map(|s| s.body.clone())
+        .unwrap_or_else(|| panic!("no Job created: {seen:#?}"));
+    assert_eq!(status_patch(&seen)["failover"]["state"], "InProgress");
+    drop(running);
+    let command = &job["spec"]["template"]["spec"]["containers"][0]["command"];
+    let (code, output) = run_like_the_pod(command, &config, dir.path());
+    assert_eq!(code, 0, "{command}: {output}");
+    // Writable now, appended after the mirrored records.
+    let after = produce_all(
+        &producer_config(&tgt),
+        "east.orders",
+        &one,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("produce: {e}"));
+    assert!(after.iter().all(|d| d.result.is_ok()), "{after:?}");
+    let (_, end) = watermarks(&tgt, "east.orders", 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(end, 11);
+    // Run again (a retried pod): nothing left to do, still a success.
+    let (code, output) = run_like_the_pod(command, &config, dir.path());
+    assert_eq!(code, 0, "{output}");
 }
 
 #[tokio::test]
