@@ -2,16 +2,24 @@
 //! ordinary, writable topics. Per flow: the target topics whose `strait.mirror.source` names
 //! the flow's source (and whose name the flow's policy gives that source topic), a last copy of
 //! the groups' offsets (skipped with a warning when the source is unreachable: that is the
-//! disaster being recovered from), then `strait.mirror.source` deleted from each and the
-//! deletion verified. Idempotent: topics already failed over carry no marker and are not found.
+//! disaster being recovered from), then `strait.mirror.source` deleted from each (the broker
+//! keeps it with an empty value: failed over, writable) and the deletion verified, then the
+//! transactions the source left open in the mirrored logs aborted on every partition, as
+//! Kafka's `kafka-transactions.sh abort` does (KIP-664: DescribeProducers, WriteTxnMarkers),
+//! until the last stable offset is the high watermark. Idempotent: topics already failed over
+//! carry an empty marker and are not found.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{FlowConfig, MirrorConfig};
 use crate::link::copy_group_offsets;
 use crate::topics::marker_belongs;
 use crate::wire::{Cluster, MIRROR_SOURCE_CONFIG, WireError};
+
+/// How long the open transactions of one partition may take to abort (the leader answers
+/// NOT_LEADER_OR_FOLLOWER while it raises its epoch after the failover).
+const ABORT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long the last group offset copy may take (the source may be down or unreachable).
 const GROUP_COPY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,6 +110,13 @@ async fn fail_over_flow(
             Ok::<_, WireError>(left.get(&remote).cloned())
         }
         .await;
+        let partitions = topics.get(&remote).copied().unwrap_or(0);
+        let result = match result {
+            Ok(None) => abort_open_transactions(&name, &target, &remote, partitions)
+                .await
+                .map(|()| None),
+            other => other,
+        };
         match result {
             Ok(None) => {
                 println!("{name}: {remote}: failed over (was a mirror of {marker}); writable now");
@@ -119,4 +134,76 @@ async fn fail_over_flow(
         }
     }
     Ok(())
+}
+
+/// Aborts, on every partition of `topic`, the transactions left open in the mirrored log, and
+/// waits until each partition's last stable offset is its high watermark.
+async fn abort_open_transactions(
+    flow: &str,
+    target: &Cluster,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), WireError> {
+    for partition in 0..partitions {
+        let deadline = Instant::now() + ABORT_TIMEOUT;
+        loop {
+            match abort_partition(flow, target, topic, partition).await {
+                Ok(true) => break,
+                Ok(false) if Instant::now() < deadline => {}
+                Ok(false) => {
+                    return Err(WireError::Records {
+                        cluster: target.alias.clone(),
+                        what: format!("{topic}-{partition}"),
+                        detail: format!(
+                            "transactions still open after {ABORT_TIMEOUT:?} (read_committed end below the high watermark)"
+                        ),
+                    });
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::info!(%topic, partition, error = %e, "aborting open transactions: retrying");
+                }
+                Err(e) => {
+                    return Err(WireError::Records {
+                        cluster: target.alias.clone(),
+                        what: format!("{topic}-{partition}"),
+                        detail: format!(
+                            "open transactions not aborted ({e}); the topic is failed over, so a new run will not retry: abort them with kafka-transactions.sh abort (DescribeProducers names them)"
+                        ),
+                    });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// One attempt on one partition: abort what DescribeProducers reports open, then whether the
+/// partition has nothing open left (read_committed latest == read_uncommitted latest).
+async fn abort_partition(
+    flow: &str,
+    target: &Cluster,
+    topic: &str,
+    partition: i32,
+) -> Result<bool, WireError> {
+    let mut leader = target.connect_leader(topic, partition).await?;
+    for txn in target
+        .open_transactions(&mut leader, topic, partition)
+        .await?
+    {
+        target
+            .abort_transaction(&mut leader, topic, partition, &txn)
+            .await?;
+        println!(
+            "{flow}: {topic}-{partition}: aborted the transaction producer {} (epoch {}) left open at offset {}",
+            txn.producer_id, txn.producer_epoch, txn.start_offset
+        );
+    }
+    let stable = target
+        .list_offset_isolated(&mut leader, topic, partition, -1, 1)
+        .await?;
+    let end = target
+        .list_offset_isolated(&mut leader, topic, partition, -1, 0)
+        .await?;
+    Ok(stable == end)
 }

@@ -29,6 +29,10 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
+use kafka_protocol::messages::{
+    DescribeProducersRequest, DescribeProducersResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -78,11 +82,12 @@ const CREATE_TOPICS: std::ops::RangeInclusive<i16> = 2..=7;
 const CREATE_PARTITIONS: std::ops::RangeInclusive<i16> = 0..=3;
 const DESCRIBE_CONFIGS: std::ops::RangeInclusive<i16> = 1..=4;
 const INCREMENTAL_ALTER_CONFIGS: std::ops::RangeInclusive<i16> = 0..=1;
+const DESCRIBE_PRODUCERS: std::ops::RangeInclusive<i16> = 0..=0;
+const WRITE_TXN_MARKERS: std::ops::RangeInclusive<i16> = 1..=1;
 
 /// The `transactional_id` that makes a Produce a link append: the partition's records are
 /// source batches the target leader appends verbatim (offsets, epochs, producer ids kept).
-/// The lead may move this to `strait_client::link::TRANSACTIONAL_ID`.
-pub const LINK_TRANSACTIONAL_ID: &str = "__strait_mirror_link";
+pub const LINK_TRANSACTIONAL_ID: &str = strait_client::link::TRANSACTIONAL_ID;
 /// The topic config marking a linked mirror topic (`<source alias>:<source topic>`); removing
 /// it is the topic's failover.
 pub const MIRROR_SOURCE_CONFIG: &str = "strait.mirror.source";
@@ -531,8 +536,23 @@ impl Cluster {
         partition: i32,
         timestamp: i64,
     ) -> Result<i64, WireError> {
+        self.list_offset_isolated(leader, topic, partition, timestamp, 0)
+            .await
+    }
+
+    /// [`Cluster::list_offset`] at an isolation level (1: read_committed, whose latest offset
+    /// is the last stable offset).
+    pub async fn list_offset_isolated(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        isolation_level: i8,
+    ) -> Result<i64, WireError> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation_level)
             .with_topics(vec![
                 ListOffsetsTopic::default()
                     .with_name(name(topic))
@@ -813,6 +833,102 @@ impl Cluster {
         }
     }
 
+    /// The producers of `partition` with a transaction open there, asked of its leader:
+    /// (producer id, epoch, coordinator epoch, first offset of the open transaction).
+    pub async fn open_transactions(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<OpenTransaction>, WireError> {
+        let request = DescribeProducersRequest::default().with_topics(vec![
+            kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+                .with_name(name(topic))
+                .with_partition_indexes(vec![partition]),
+        ]);
+        let response: DescribeProducersResponse = leader
+            .call_negotiated(DESCRIBE_PRODUCERS, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        let p = response
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| {
+                self.err(kafka(
+                    ApiKey::DescribeProducers,
+                    &format!("{topic}-{partition}"),
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ))
+            })?;
+        if p.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::DescribeProducers,
+                &format!("{topic}-{partition}"),
+                p.error_code,
+                p.error_message.as_ref(),
+            )));
+        }
+        Ok(p.active_producers
+            .iter()
+            .filter(|s| s.current_txn_start_offset >= 0)
+            .map(|s| OpenTransaction {
+                producer_id: s.producer_id.0,
+                producer_epoch: i16::try_from(s.producer_epoch).unwrap_or(i16::MAX),
+                coordinator_epoch: s.coordinator_epoch.max(0),
+                start_offset: s.current_txn_start_offset,
+            })
+            .collect())
+    }
+
+    /// Aborts `txn` on `partition` (WriteTxnMarkers with an abort marker, sent to the leader,
+    /// as `kafka-transactions.sh abort` does).
+    pub async fn abort_transaction(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        txn: &OpenTransaction,
+    ) -> Result<(), WireError> {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        let request = WriteTxnMarkersRequest::default().with_markers(vec![
+            WritableTxnMarker::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id))
+                .with_producer_epoch(txn.producer_epoch)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(txn.coordinator_epoch)
+                .with_topics(vec![
+                    WritableTxnMarkerTopic::default()
+                        .with_name(name(topic))
+                        .with_partition_indexes(vec![partition]),
+                ]),
+        ]);
+        let response: WriteTxnMarkersResponse = leader
+            .call_negotiated(WRITE_TXN_MARKERS, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        for p in response
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| &t.partitions)
+        {
+            if p.error_code != 0 {
+                return Err(self.err(kafka(
+                    ApiKey::WriteTxnMarkers,
+                    &format!("{topic}-{partition}"),
+                    p.error_code,
+                    None,
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The non-empty values of config `key` of each of `topics` (any config source); topics
     /// without it, or gone meanwhile, are left out.
     pub async fn topic_config_values(
@@ -890,6 +1006,15 @@ impl Cluster {
 pub struct RawFetched {
     pub high_watermark: i64,
     pub records: Bytes,
+}
+
+/// A transaction open on a partition (DescribeProducers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransaction {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub coordinator_epoch: i32,
+    pub start_offset: i64,
 }
 
 /// The target's answer to a link append.
