@@ -33,6 +33,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use strait_e2e::exposition::Scrape;
 use strait_e2e::wire::WireClient;
 use strait_e2e::{
     Admin, Broker, TestMessage, broker_binary, free_port, idempotent_producer_config, produce_all,
@@ -61,6 +62,7 @@ fn mirror_binary() -> PathBuf {
 struct Mirror {
     child: Child,
     stderr: PathBuf,
+    metrics: SocketAddr,
 }
 
 impl Mirror {
@@ -84,6 +86,7 @@ impl Mirror {
         Mirror {
             child,
             stderr: stderr.to_owned(),
+            metrics: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     }
 
@@ -456,6 +459,27 @@ fn linked_mode_between_two_brokers() {
 
     // Same offsets, same bytes.
     wait_identical(&a, &b, "initial copy");
+    // The same metric series as MM2 mode: records counted, lag 0 once caught up.
+    let labels = [("source", "A"), ("target", "B"), ("topic", TOPIC)];
+    wait_until(WAIT, "linked metrics", || {
+        Scrape::fetch(mirror.metrics, Duration::from_secs(5)).is_ok_and(|m| {
+            m.sum(
+                "kafka_connect_mirror_mirrorsourceconnector_record_count",
+                &labels,
+            )
+            .is_some_and(|n| n > 0.0)
+                && m.sum(
+                    "kafka_connect_mirror_mirrorsourceconnector_byte_count",
+                    &labels,
+                )
+                .is_some_and(|n| n > 0.0)
+                && m.sum("strait_mirror_partition_lag_records", &labels) == Some(0.0)
+                && m.find("strait_mirror_partition_lag_records", &labels)
+                    .count()
+                    == PARTITIONS as usize
+        })
+    })
+    .unwrap_or_else(|_| panic!("mirror metrics missing; log:\n{}", mirror.log()));
     assert_eq!(
         topic_config(&b.bootstrap(), TOPIC, MIRROR_SOURCE).as_deref(),
         Some("A:orders"),
