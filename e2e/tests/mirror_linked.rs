@@ -370,7 +370,6 @@ fn write_config(dir: &Path, a: &Broker, b: &Broker) -> PathBuf {
 /// mirror topic. Its new producer id must not collide with the producer ids of the mirrored
 /// batches: A allocated those, and B allocates from the same range (both start at 0).
 #[test]
-#[ignore = "broker: B hands out producer id 0, which the mirrored batches of A's producer 0 already use: OUT_OF_ORDER_SEQUENCE_NUMBER (reported to the lead)"]
 fn idempotent_producer_after_failover() {
     let a = Broker::start(&[]).expect("start broker A");
     let b = Broker::start(&[]).expect("start broker B");

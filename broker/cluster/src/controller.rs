@@ -207,6 +207,17 @@ impl Controller {
                 staged.push(MetadataRecord::SetTopicConfigs { topic, configs });
                 ControllerResponse::Done
             }
+            ControllerRequest::ReserveProducerIds {
+                broker,
+                broker_epoch,
+                below,
+            } => {
+                brokers::check_epoch(&staged, broker, broker_epoch)?;
+                if below > image.producer_ids_reserved_below {
+                    staged.push(MetadataRecord::ReserveProducerIds { below });
+                }
+                ControllerResponse::Done
+            }
             ControllerRequest::AllocateProducerIds {
                 broker,
                 broker_epoch,

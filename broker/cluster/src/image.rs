@@ -116,6 +116,10 @@ pub struct Image {
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     /// The next producer id the controller hands out.
     pub next_producer_id: i64,
+    /// Producer ids below this are another cluster's, in linked mirror topics
+    /// (`MetadataRecord::ReserveProducerIds`): never handed out here.
+    #[serde(default)]
+    pub producer_ids_reserved_below: i64,
     /// The cluster id every node reports (`None` until the first controller wrote it; metadata
     /// logs from before it existed gain one on their next controller activation).
     #[serde(default)]
@@ -238,6 +242,10 @@ impl Image {
             }
             MetadataRecord::AllocateProducerIds { first, count, .. } => {
                 self.next_producer_id = self.next_producer_id.max(first + count);
+            }
+            MetadataRecord::ReserveProducerIds { below } => {
+                self.producer_ids_reserved_below = self.producer_ids_reserved_below.max(*below);
+                self.next_producer_id = self.next_producer_id.max(*below);
             }
             MetadataRecord::SetScramCredential {
                 user,

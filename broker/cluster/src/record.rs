@@ -60,6 +60,10 @@ pub enum MetadataRecord {
     },
     /// Producer ids `[first, first + count)` now belong to `broker`.
     AllocateProducerIds { broker: i32, first: i64, count: i64 },
+    /// Producer ids below `below` are used by producers of another cluster whose batches a
+    /// linked mirror topic holds: no broker hands them out (blocks start above, and a block
+    /// already held is dropped where it is below).
+    ReserveProducerIds { below: i64 },
     /// The cluster's id, written once by the first active controller (its own configured or
     /// formatted id, or a new one): every node adopts it, and a node whose log dirs name another
     /// cluster refuses to start. Later records of this kind are ignored.

@@ -74,6 +74,14 @@ pub enum ControllerRequest {
         leader_epoch: i32,
         at_least: i32,
     },
+    /// A leader of a linked mirror topic saw producer ids of the source up to `below - 1`: no
+    /// broker of this cluster may hand them out, or a producer here would inherit a source
+    /// producer's sequence state after a failover.
+    ReserveProducerIds {
+        broker: i32,
+        broker_epoch: i64,
+        below: i64,
+    },
     CreateTopics {
         topics: Vec<NewTopic>,
         validate_only: bool,

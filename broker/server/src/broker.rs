@@ -211,7 +211,13 @@ impl Broker {
     }
 
     fn take_producer_id(&self) -> Option<i64> {
+        let reserved_below = self.node.image().producer_ids_reserved_below;
         let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        // Ids a linked mirror topic holds for another cluster's producers: the block is dropped,
+        // the controller's next one starts above them.
+        if ids.start < reserved_below {
+            *ids = 0..0;
+        }
         if ids.is_empty() {
             return None;
         }

@@ -168,6 +168,9 @@ enum Writer {
     Link,
 }
 
+/// Kafka's producer id block size, the unit in which mirrored producer ids are reserved.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
 /// A linked mirror topic that was failed over: `strait.mirror.source` kept with an empty value
 /// (see `strait_config::mirror_source_change`).
 fn failed_over(topic: &Topic) -> bool {
@@ -319,9 +322,21 @@ impl ReplicaManager {
         if records.is_empty() {
             return Err(AppendError::NoRecords);
         }
-        self.leader_append(topic, index, acks, Writer::Link, |log, _| {
+        let appended = self.leader_append(topic, index, acks, Writer::Link, |log, _| {
             log.append_as_follower(records, now_ms)
-        })
+        })?;
+        // The source's producer ids must never be handed out here: after a failover a producer
+        // given one would inherit that source producer's epoch and sequences.
+        let reserved = self.image.borrow().producer_ids_reserved_below;
+        if let Some(max) = appended.partition.log.max_producer_id()
+            && max >= reserved
+        {
+            // Rounded up to Kafka's block size, so that a source handing out ids one by one
+            // costs a metadata record per thousand, not per producer.
+            let below = (max / PRODUCER_ID_BLOCK + 1) * PRODUCER_ID_BLOCK;
+            appended.partition.replica().reserve_producer_ids_below = Some(below);
+        }
+        Ok(appended)
     }
 
     /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer as the

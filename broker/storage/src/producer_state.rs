@@ -318,6 +318,11 @@ impl ProducerStateManager {
         self.producers.len()
     }
 
+    /// The highest producer id with state here.
+    pub fn max_producer_id(&self) -> Option<i64> {
+        self.producers.keys().next_back().copied()
+    }
+
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }

@@ -83,6 +83,7 @@ impl<'a> Staged<'a> {
             | MetadataRecord::AddPartitions { .. }
             | MetadataRecord::SetTopicConfigs { .. }
             | MetadataRecord::AllocateProducerIds { .. }
+            | MetadataRecord::ReserveProducerIds { .. }
             | MetadataRecord::SetClusterId { .. }
             | MetadataRecord::SetScramCredential { .. }
             | MetadataRecord::RemoveScramCredential { .. }

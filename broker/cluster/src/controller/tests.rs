@@ -1569,3 +1569,44 @@ fn raise_leader_epoch_only_for_the_current_leader_and_only_upwards() {
     assert!(records.is_empty());
     assert_eq!(c.part("t", 0).leader_epoch, 9);
 }
+
+#[test]
+fn reserved_producer_ids_are_never_handed_out() {
+    let mut c = Cluster::new();
+    c.start(&[1]);
+    let reserve = |below: i64, c: &Cluster| ControllerRequest::ReserveProducerIds {
+        broker: 1,
+        broker_epoch: c.epochs[&1],
+        below,
+    };
+    let (records, _) = c.decide(reserve(5000, &c));
+    assert_eq!(
+        records,
+        vec![MetadataRecord::ReserveProducerIds { below: 5000 }]
+    );
+    assert_eq!(c.image.producer_ids_reserved_below, 5000);
+    // Lower or equal reservations change nothing.
+    let (records, response) = c.decide(reserve(3000, &c));
+    assert_eq!((records, response), (vec![], ControllerResponse::Done));
+    let ControllerResponse::ProducerIds { first, .. } = c
+        .call(ControllerRequest::AllocateProducerIds {
+            broker: 1,
+            broker_epoch: c.epochs[&1],
+        })
+        .unwrap()
+    else {
+        panic!("no producer ids");
+    };
+    assert!(
+        first >= 5000,
+        "block from {first} overlaps the reserved ids"
+    );
+    assert!(matches!(
+        c.call(ControllerRequest::ReserveProducerIds {
+            broker: 1,
+            broker_epoch: c.epochs[&1] - 1,
+            below: 9000,
+        }),
+        Err(ControllerError::StaleBrokerEpoch { .. })
+    ));
+}

@@ -55,7 +55,7 @@ pub async fn run(
         for batch in proposals.chunks(CHANGES_PER_REQUEST) {
             send(&node, batch).await;
         }
-        super::epoch_raise::send_wanted(&replicas, &node).await;
+        super::mirror_claims::send_wanted(&replicas, &node).await;
     }
 }
 

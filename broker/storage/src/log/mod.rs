@@ -338,6 +338,11 @@ impl PartitionLog {
         self.state.lock().producers.len()
     }
 
+    /// The highest producer id with state here (a linked mirror topic's come from the source).
+    pub fn max_producer_id(&self) -> Option<i64> {
+        self.state.lock().producers.max_producer_id()
+    }
+
     /// (epoch, last sequence, last offset) of a producer, if it has state here.
     pub fn producer_state(&self, producer_id: i64) -> Option<(i16, i32, i64)> {
         self.state
