@@ -322,21 +322,21 @@ impl ReplicaManager {
         if records.is_empty() {
             return Err(AppendError::NoRecords);
         }
-        let appended = self.leader_append(topic, index, acks, Writer::Link, |log, _| {
+        self.leader_append(topic, index, acks, Writer::Link, |log, _| {
             log.append_as_follower(records, now_ms)
-        })?;
-        // The source's producer ids must never be handed out here: after a failover a producer
-        // given one would inherit that source producer's epoch and sequences.
+        })
+    }
+
+    /// After a link append: the producer ids the partition's log holds that this cluster may
+    /// still hand out, as the exclusive bound to reserve (`ReserveProducerIds`). The source's ids
+    /// must never be given to a producer here: after a failover it would inherit that source
+    /// producer's epoch and sequences.
+    pub fn unreserved_producer_ids(&self, partition: &Partition) -> Option<i64> {
         let reserved = self.image.borrow().producer_ids_reserved_below;
-        if let Some(max) = appended.partition.log.max_producer_id()
-            && max >= reserved
-        {
-            // Rounded up to Kafka's block size, so that a source handing out ids one by one
-            // costs a metadata record per thousand, not per producer.
-            let below = (max / PRODUCER_ID_BLOCK + 1) * PRODUCER_ID_BLOCK;
-            appended.partition.replica().reserve_producer_ids_below = Some(below);
-        }
-        Ok(appended)
+        let max = partition.log.max_producer_id()?;
+        // Rounded up to Kafka's block size, so that a source handing out ids one by one costs a
+        // metadata record per thousand, not per producer.
+        (max >= reserved).then(|| (max / PRODUCER_ID_BLOCK + 1) * PRODUCER_ID_BLOCK)
     }
 
     /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer as the

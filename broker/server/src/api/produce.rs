@@ -216,6 +216,8 @@ pub async fn complete(broker: &Broker, staged: Staged, ctx: &RequestContext) -> 
     let mut responses = Vec::with_capacity(staged.topics.len());
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     let _parked = (acks == -1).then(|| broker.metrics.delayed("Produce"));
+    let mut staged = staged;
+    reserve_mirrored_producer_ids(broker, &mut staged).await;
     for StagedTopic {
         name,
         topic_id,
@@ -285,6 +287,34 @@ pub async fn complete(broker: &Broker, staged: Staged, ctx: &RequestContext) -> 
         .with_node_endpoints(endpoints)
 }
 
+/// A link append is acknowledged only once the producer ids it brought are reserved, so that a
+/// failover right after it cannot hand one out here. Failing that, its partitions answer
+/// REQUEST_TIMED_OUT: the link retries, is told the log end, and the next append reserves again.
+async fn reserve_mirrored_producer_ids(broker: &Broker, staged: &mut Staged) {
+    let below = staged
+        .topics
+        .iter()
+        .flat_map(|t| t.results.iter())
+        .filter_map(|(_, r)| r.as_ref().ok()?.reserve_producer_ids_below)
+        .max();
+    let Some(below) = below else {
+        return;
+    };
+    if let Err(e) = crate::node::mirror_claims::reserve_producer_ids(broker.node(), below).await {
+        warn!(below, error = %e, "producer ids of mirrored producers not reserved");
+        for (_, result) in staged.topics.iter_mut().flat_map(|t| t.results.iter_mut()) {
+            if matches!(result, Ok(a) if a.reserve_producer_ids_below.is_some()) {
+                *result = Err(ApiError::new(
+                    ResponseError::RequestTimedOut,
+                    format!(
+                        "the records are written but the source's producer ids could not be reserved: {e}"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 fn record_failure(broker: &Broker, topic: &str, e: &ApiError) {
     let m = &broker.metrics;
     m.failed_produce_requests.with_label_values(&[topic]).inc();
@@ -344,6 +374,8 @@ async fn wait_for_replication(
 
 struct Appended {
     partition: Arc<Partition>,
+    /// A link append brought producer ids to reserve below this before answering.
+    reserve_producer_ids_below: Option<i64>,
     leader_epoch: i32,
     last_offset: i64,
     base_offset: i64,
@@ -391,7 +423,13 @@ fn link_append(
     broker
         .replicas
         .append_from_link(topic, index, &records, required_acks(acks), now)
-        .map(appended)
+        .map(|a| {
+            let reserve = broker.replicas.unreserved_producer_ids(&a.partition);
+            Appended {
+                reserve_producer_ids_below: reserve,
+                ..appended(a)
+            }
+        })
         .map_err(|e| match e {
             AppendError::Log(LogError::UnexpectedOffset { expected, got }) => {
                 let mut e = ApiError::new(
@@ -438,6 +476,7 @@ fn appended(appended: LeaderAppend) -> Appended {
         log_start_offset: info.log_start_offset,
         record_count: info.record_count,
         duplicate: info.duplicate,
+        reserve_producer_ids_below: None,
     }
 }
 

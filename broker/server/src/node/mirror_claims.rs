@@ -4,16 +4,16 @@
 //!
 //! - after the failover, the leader's own appends are refused (retriably) until the controller
 //!   gave it a leader epoch above the mirrored ones (`RaiseLeaderEpoch`);
-//! - while linked, producer ids the link appends bring are reserved (`ReserveProducerIds`), so
-//!   no broker here hands one out to a producer that would then inherit a source producer's
-//!   epoch and sequences.
+//! - while linked, producer ids the link appends bring are reserved (`ReserveProducerIds`)
+//!   before the append is acknowledged, so no broker here hands one out to a producer that
+//!   would then inherit a source producer's epoch and sequences.
 //!
-//! The append paths mark what a partition needs (`ReplicaState::raise_epoch_to`,
-//! `reserve_producer_ids_below`); the ISR loop sends it here.
+//! The leader append path marks a wanted raise (`ReplicaState::raise_epoch_to`) and the ISR
+//! loop sends it; Produce awaits a reservation itself (`reserve_producer_ids`).
 
 use std::sync::Arc;
 
-use strait_cluster::rpc::ControllerRequest;
+use strait_cluster::rpc::{ControllerError, ControllerRequest};
 use tracing::{info, warn};
 
 use super::ClusterNode;
@@ -27,17 +27,13 @@ struct Raise {
     at_least: i32,
 }
 
-/// Takes every partition's wanted raise, and the highest producer id reservation any wants (each
-/// is asked for again by the next append if this attempt fails).
-fn wanted(replicas: &ReplicaManager) -> (Vec<Raise>, Option<i64>) {
+/// Takes every partition's wanted raise (each is asked for again by the next refused append if
+/// this attempt fails).
+fn wanted(replicas: &ReplicaManager) -> Vec<Raise> {
     let mut raises = Vec::new();
-    let mut reserve: Option<i64> = None;
     for topic in replicas.all_topics() {
         for partition in &topic.partitions {
             let mut replica = partition.replica();
-            if let Some(below) = replica.reserve_producer_ids_below.take() {
-                reserve = reserve.max(Some(below));
-            }
             if let Some(at_least) = replica.raise_epoch_to.take()
                 && replica.is_leader()
             {
@@ -50,25 +46,25 @@ fn wanted(replicas: &ReplicaManager) -> (Vec<Raise>, Option<i64>) {
             }
         }
     }
-    (raises, reserve)
+    raises
 }
 
-/// Sends the wanted claims, each raise alone: they are rare (once per partition after a
+/// Reserves the producer ids below `below` cluster-wide (see the module doc).
+pub async fn reserve_producer_ids(node: &ClusterNode, below: i64) -> Result<(), ControllerError> {
+    node.call(ControllerRequest::ReserveProducerIds {
+        broker: node.node_id,
+        broker_epoch: node.broker_epoch(),
+        below,
+    })
+    .await?;
+    info!(below, "producer ids of mirrored producers reserved");
+    Ok(())
+}
+
+/// Sends the wanted raises, one request each: they are rare (once per partition after a
 /// failover) and each is decided alone.
 pub(super) async fn send_wanted(replicas: &ReplicaManager, node: &Arc<ClusterNode>) {
-    let (raises, reserve) = wanted(replicas);
-    if let Some(below) = reserve {
-        let request = ControllerRequest::ReserveProducerIds {
-            broker: node.node_id,
-            broker_epoch: node.broker_epoch(),
-            below,
-        };
-        match node.call(request).await {
-            Ok(_) => info!(below, "producer ids of mirrored producers reserved"),
-            Err(e) => warn!(below, error = %e, "producer ids of mirrored producers not reserved"),
-        }
-    }
-    for raise in raises {
+    for raise in wanted(replicas) {
         info!(
             topic = %raise.topic,
             partition = raise.partition,

@@ -16,7 +16,7 @@
 pub mod applier;
 pub mod fetcher;
 pub mod isr;
-mod mirror_claims;
+pub mod mirror_claims;
 mod membership;
 
 use std::collections::BTreeMap;

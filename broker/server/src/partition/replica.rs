@@ -74,9 +74,6 @@ pub struct ReplicaState {
     /// Leader only: the leader epoch to ask the controller for, because the log holds mirrored
     /// batches stamped at or above the current one.
     pub raise_epoch_to: Option<i32>,
-    /// Leader only: a link append brought producer ids up to this (exclusive) that this
-    /// cluster may still hand out; the ISR loop asks the controller to reserve them.
-    pub reserve_producer_ids_below: Option<i64>,
 }
 
 impl ReplicaState {
@@ -95,7 +92,6 @@ impl ReplicaState {
             truncate_pending: false,
             own_write_in_epoch: false,
             raise_epoch_to: None,
-            reserve_producer_ids_below: None,
         }
     }
 
