@@ -1,8 +1,9 @@
 //! A `strait-mirror` process for tests: started from a properties file with its stderr in a
 //! file, SIGKILLed on drop, so a failing test leaves no mirror behind.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::broker::broker_binary;
 use crate::error::{HarnessError, Result};
@@ -24,6 +25,7 @@ pub fn mirror_binary() -> Result<PathBuf> {
 pub struct MirrorProcess {
     child: Child,
     stderr: PathBuf,
+    metrics: Option<SocketAddr>,
 }
 
 impl MirrorProcess {
@@ -51,11 +53,22 @@ impl MirrorProcess {
         Ok(MirrorProcess {
             child,
             stderr: stderr.to_owned(),
+            metrics: metrics_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where it serves `/metrics`, when started with a port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// Its exit status once it exited (reaped here), `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// SIGKILL, and reap.

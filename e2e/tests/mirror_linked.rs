@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,9 +34,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use strait_e2e::exposition::Scrape;
+use strait_e2e::mirror::{MirrorProcess as Mirror, mirror_binary};
 use strait_e2e::wire::WireClient;
 use strait_e2e::{
-    Admin, Broker, TestMessage, broker_binary, free_port, idempotent_producer_config, produce_all,
+    Admin, Broker, TestMessage, free_port, idempotent_producer_config, produce_all,
     producer_config, read_range, wait_for, wait_until,
 };
 
@@ -46,68 +47,14 @@ const WAIT: Duration = Duration::from_secs(30);
 const GROUP: &str = "app";
 const MIRROR_SOURCE: &str = "strait.mirror.source";
 
-fn mirror_binary() -> PathBuf {
-    let path = broker_binary()
-        .expect("broker binary")
-        .with_file_name("strait-mirror");
-    assert!(
-        path.is_file(),
-        "{} missing: cargo build --release --bin strait-mirror",
-        path.display()
-    );
-    path
-}
-
-/// A running `strait-mirror`, killed (SIGKILL) on drop.
-struct Mirror {
-    child: Child,
-    stderr: PathBuf,
-    metrics: SocketAddr,
-}
-
-impl Mirror {
-    fn start(config: &Path, stderr: &Path) -> Mirror {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr)
-            .expect("stderr file");
-        let port = free_port().expect("free port");
-        let child = Command::new(mirror_binary())
-            .arg("--config")
-            .arg(config)
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn strait-mirror");
-        Mirror {
-            child,
-            stderr: stderr.to_owned(),
-            metrics: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The mirror on `config`, with metrics on a free port.
+fn start_mirror(config: &Path, stderr: &Path) -> Mirror {
+    let port = free_port().expect("free port");
+    Mirror::start(config, Some(port), stderr).expect("start mirror")
 }
 
 fn failover(config: &Path) -> Output {
-    Command::new(mirror_binary())
+    Command::new(mirror_binary().expect("mirror binary"))
         .arg("--config")
         .arg(config)
         .arg("--failover")
@@ -388,7 +335,7 @@ fn idempotent_producer_after_failover() {
         5,
     );
     let config = write_config(dir.path(), &a, &b);
-    let mirror = Mirror::start(&config, &dir.path().join("mirror.log"));
+    let mirror = start_mirror(&config, &dir.path().join("mirror.log"));
     wait_identical(&a, &b, "linked");
     drop(mirror);
     let out = failover(&config);
@@ -454,14 +401,18 @@ fn linked_mode_between_two_brokers() {
 
     let config = write_config(dir.path(), &a, &b);
     let stderr = dir.path().join("mirror.log");
-    let mut mirror = Mirror::start(&config, &stderr);
+    let mut mirror = start_mirror(&config, &stderr);
 
     // Same offsets, same bytes.
     wait_identical(&a, &b, "initial copy");
     // The same metric series as MM2 mode: records counted, lag 0 once caught up.
     let labels = [("source", "A"), ("target", "B"), ("topic", TOPIC)];
     wait_until(WAIT, "linked metrics", || {
-        Scrape::fetch(mirror.metrics, Duration::from_secs(5)).is_ok_and(|m| {
+        Scrape::fetch(
+            mirror.metrics_addr().expect("metrics address"),
+            Duration::from_secs(5),
+        )
+        .is_ok_and(|m| {
             m.sum(
                 "kafka_connect_mirror_mirrorsourceconnector_record_count",
                 &labels,
@@ -553,7 +504,7 @@ fn linked_mode_between_two_brokers() {
         sent.load(Ordering::Relaxed) >= 900
     })
     .expect("stream");
-    let mirror = Mirror::start(&config, &stderr);
+    let mirror = start_mirror(&config, &stderr);
     wait_until(WAIT, "records streaming after the restart", || {
         sent.load(Ordering::Relaxed) >= 1500
     })

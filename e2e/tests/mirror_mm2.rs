@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -40,11 +40,12 @@ use strait_e2e::dashboards::{
 };
 use strait_e2e::exposition::Scrape;
 use strait_e2e::http;
+use strait_e2e::mirror::{MirrorProcess as Mirror, mirror_binary};
 use strait_e2e::prometheus::{PrometheusServer, ScrapeJob};
 use strait_e2e::wire::WireClient;
 use strait_e2e::{
-    Admin, Broker, ConsumedMessage, TestMessage, broker_binary, free_port, produce_all,
-    producer_config, read_partition, wait_for, wait_until, watermarks,
+    Admin, Broker, ConsumedMessage, TestMessage, free_port, produce_all, producer_config,
+    read_partition, wait_for, wait_until, watermarks,
 };
 
 const PARTITIONS: i32 = 3;
@@ -57,63 +58,6 @@ const THROTTLE_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
 /// throttled rate, several mirror fetches (4 MiB each) long.
 const BURST_RECORDS: usize = 24_000;
 const BURST_VALUE_BYTES: usize = 1024;
-
-fn mirror_binary() -> PathBuf {
-    let path = broker_binary()
-        .expect("broker binary")
-        .with_file_name("strait-mirror");
-    assert!(
-        path.is_file(),
-        "{} missing: cargo build --release --bin strait-mirror",
-        path.display()
-    );
-    path
-}
-
-/// A running `strait-mirror`, killed (SIGKILL) on drop.
-struct Mirror {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Mirror {
-    fn start(config: &Path, metrics_port: u16, stderr: &Path) -> Mirror {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr)
-            .expect("stderr file");
-        let child = Command::new(mirror_binary())
-            .arg("--config")
-            .arg(config)
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{metrics_port}"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn strait-mirror");
-        Mirror {
-            child,
-            stderr: stderr.to_owned(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -462,7 +406,7 @@ fn invalid_config_exits_2_naming_the_key() {
         "clusters=A,B\nA.bootstrap.servers=127.0.0.1:1\nB.bootstrap.servers=127.0.0.1:2\nA->B.enabled=true\nA->B.topics=(unclosed\n",
     )
     .expect("write config");
-    let out = Command::new(mirror_binary())
+    let out = Command::new(mirror_binary().expect("mirror binary"))
         .arg("--config")
         .arg(&config)
         .output()
@@ -539,7 +483,7 @@ fn mm2_mode_between_two_brokers() {
     .expect("write config");
     let metrics_port = free_port().expect("port");
     let stderr = dir.path().join("mirror.log");
-    let mut mirror = Mirror::start(&config, metrics_port, &stderr);
+    let mut mirror = Mirror::start(&config, Some(metrics_port), &stderr).expect("start mirror");
     // Prometheus scrapes the mirror from the start (restarts reuse the port) with the rules.
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
     let prometheus = PrometheusServer::start(
@@ -583,7 +527,7 @@ fn mm2_mode_between_two_brokers() {
     let mirrored_at_kill: i64 = (0..PARTITIONS)
         .map(|p| high_watermark(&b_boot, "A.orders", p))
         .sum();
-    let mut mirror = Mirror::start(&config, metrics_port, &stderr);
+    let mut mirror = Mirror::start(&config, Some(metrics_port), &stderr).expect("start mirror");
     let streamed = streamer.join().expect("streamer");
     stop.store(true, Ordering::SeqCst);
     let all: Vec<TestMessage> = first.iter().cloned().chain(streamed).collect();
@@ -767,9 +711,10 @@ fn mm2_mode_between_two_brokers() {
     // partition of a new topic copied by exactly one of them, with no duplicates.
     let mut second = Mirror::start(
         &config,
-        free_port().expect("port"),
+        Some(free_port().expect("port")),
         &dir.path().join("mirror2.log"),
-    );
+    )
+    .expect("start the second mirror");
     let assigned_to_two = |log: String| {
         log.lines()
             .rev()
@@ -816,12 +761,12 @@ fn mm2_mode_between_two_brokers() {
     // `kill(1)`, as the harness does, to stay without `unsafe`; our own child, not yet reaped.
     let sent = Command::new("kill")
         .arg("-TERM")
-        .arg(second.child.id().to_string())
+        .arg(second.pid().to_string())
         .status()
         .expect("run kill");
     assert!(sent.success());
     let status = wait_for(Duration::from_secs(15), "mirror exits on SIGTERM", || {
-        second.child.try_wait().ok().flatten()
+        second.try_wait()
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", second.log()));
     assert!(status.success(), "{status:?}\n{}", second.log());
@@ -844,7 +789,7 @@ fn mm2_mode_between_two_brokers() {
             .all(|(l, _)| label(l, "job") != Some(MIRROR_JOB)),
         "StraitBrokerDown takes the mirror for a broker: {broker_down:?}"
     );
-    let mirror = Mirror::start(&config, metrics_port, &stderr);
+    let mirror = Mirror::start(&config, Some(metrics_port), &stderr).expect("start mirror");
     prometheus
         .wait_target_up(MIRROR_JOB, WAIT)
         .expect("mirror scraped again");
@@ -966,9 +911,10 @@ fn mirror_throughput_1kib() {
     let started = Instant::now();
     let mirror = Mirror::start(
         &config,
-        free_port().expect("port"),
+        Some(free_port().expect("port")),
         &dir.path().join("mirror.log"),
-    );
+    )
+    .expect("start mirror");
     wait_until(Duration::from_secs(300), "bench mirrored", || {
         (0..BENCH_PARTITIONS)
             .map(|p| high_watermark(&b_boot, "A.bench", p))
