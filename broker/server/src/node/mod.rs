@@ -16,8 +16,8 @@
 pub mod applier;
 pub mod fetcher;
 pub mod isr;
-pub mod mirror_claims;
 mod membership;
+pub mod mirror_claims;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
