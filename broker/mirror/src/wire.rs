@@ -20,6 +20,7 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
     DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest, FetchResponse,
@@ -718,39 +719,9 @@ impl Cluster {
         batch: Bytes,
         timeout: Duration,
     ) -> Result<i64, WireError> {
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(batch)),
-                    ]),
-            ]);
-        let version = leader
-            .negotiate::<ProduceRequest>(PRODUCE)
-            .await
-            .map_err(|e| self.err(e))?;
-        let response: ProduceResponse = leader
-            .call_within(version, &request, timeout + Duration::from_secs(10))
-            .await
-            .map_err(|e| self.err(e))?;
-        let p = response
-            .responses
-            .iter()
-            .flat_map(|t| &t.partition_responses)
-            .find(|p| p.index == partition)
-            .ok_or_else(|| {
-                self.err(kafka(
-                    ApiKey::Produce,
-                    &format!("{topic}-{partition}"),
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    None,
-                ))
-            })?;
+        let p = self
+            .produce_one(leader, topic, partition, batch, None, timeout)
+            .await?;
         if p.error_code != 0 {
             return Err(self.err(kafka(
                 ApiKey::Produce,
@@ -773,40 +744,10 @@ impl Cluster {
         batches: Bytes,
         timeout: Duration,
     ) -> Result<LinkAppend, WireError> {
-        let request = ProduceRequest::default()
-            .with_transactional_id(Some(TransactionalId(str_bytes(LINK_TRANSACTIONAL_ID))))
-            .with_acks(-1)
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(batches)),
-                    ]),
-            ]);
-        let version = leader
-            .negotiate::<ProduceRequest>(PRODUCE)
-            .await
-            .map_err(|e| self.err(e))?;
-        let response: ProduceResponse = leader
-            .call_within(version, &request, timeout + Duration::from_secs(10))
-            .await
-            .map_err(|e| self.err(e))?;
-        let p = response
-            .responses
-            .iter()
-            .flat_map(|t| &t.partition_responses)
-            .find(|p| p.index == partition)
-            .ok_or_else(|| {
-                self.err(kafka(
-                    ApiKey::Produce,
-                    &format!("{topic}-{partition}"),
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    None,
-                ))
-            })?;
+        let link = Some(TransactionalId(str_bytes(LINK_TRANSACTIONAL_ID)));
+        let p = self
+            .produce_one(leader, topic, partition, batches, link, timeout)
+            .await?;
         let message = p.error_message.as_ref().map(|m| m.to_string());
         match p.error_code {
             0 => Ok(LinkAppend::Appended {
@@ -831,6 +772,53 @@ impl Cluster {
                 p.error_message.as_ref(),
             ))),
         }
+    }
+
+    /// One acks=all Produce of `records` to `partition` on its leader, and that partition's
+    /// answer (whatever its error code); shared by a mirror's produce and its link append.
+    async fn produce_one(
+        &self,
+        leader: &mut Connection,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        transactional_id: Option<TransactionalId>,
+        timeout: Duration,
+    ) -> Result<PartitionProduceResponse, WireError> {
+        let request = ProduceRequest::default()
+            .with_transactional_id(transactional_id)
+            .with_acks(-1)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records)),
+                    ]),
+            ]);
+        let version = leader
+            .negotiate::<ProduceRequest>(PRODUCE)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response: ProduceResponse = leader
+            .call_within(version, &request, timeout + Duration::from_secs(10))
+            .await
+            .map_err(|e| self.err(e))?;
+        response
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partition_responses)
+            .find(|p| p.index == partition)
+            .ok_or_else(|| {
+                self.err(kafka(
+                    ApiKey::Produce,
+                    &format!("{topic}-{partition}"),
+                    code::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                ))
+            })
     }
 
     /// The producers of `partition` with a transaction open there, asked of its leader:
