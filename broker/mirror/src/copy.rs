@@ -42,6 +42,64 @@ pub struct FlowContext {
     pub linked: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
+/// A partition copier's connections to the partition's leaders on both clusters, opened when
+/// first needed and dropped when an error says leadership moved or the broker did not answer.
+/// Shared by the MM2 copier and the linked-mode linker.
+#[derive(Default)]
+pub(crate) struct PartitionLeaders {
+    source: Option<Connection>,
+    target: Option<Connection>,
+}
+
+/// Error codes after which a partition's leader must be looked up again.
+const LEADERSHIP_MOVED: [i16; 5] = [
+    code::NOT_LEADER_OR_FOLLOWER,
+    code::LEADER_NOT_AVAILABLE,
+    code::UNKNOWN_TOPIC_OR_PARTITION,
+    code::FENCED_LEADER_EPOCH,
+    code::UNKNOWN_LEADER_EPOCH,
+];
+
+impl PartitionLeaders {
+    /// The source leader of `topic`-`partition`.
+    pub(crate) async fn source(
+        &mut self,
+        flow: &FlowContext,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut Connection, WireError> {
+        if self.source.is_none() {
+            self.source = Some(flow.source.connect_leader(topic, partition).await?);
+        }
+        Ok(self.source.as_mut().expect("set above"))
+    }
+
+    /// The target leader of `remote`-`partition`.
+    pub(crate) async fn target(
+        &mut self,
+        flow: &FlowContext,
+        remote: &str,
+        partition: i32,
+    ) -> Result<&mut Connection, WireError> {
+        if self.target.is_none() {
+            self.target = Some(flow.target.connect_leader(remote, partition).await?);
+        }
+        Ok(self.target.as_mut().expect("set above"))
+    }
+
+    /// Whether `e` calls for new connections: the broker did not answer, or answered that
+    /// leadership moved (or one of `also`). A broker that answered anything else is kept.
+    pub(crate) fn must_reconnect(e: &WireError, also: &[i16]) -> bool {
+        e.code()
+            .is_none_or(|c| LEADERSHIP_MOVED.contains(&c) || also.contains(&c))
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.source = None;
+        self.target = None;
+    }
+}
+
 impl FlowContext {
     pub fn stopping(&self) -> bool {
         *self.shutdown.borrow()
@@ -142,8 +200,7 @@ pub async fn copy_partition(flow: Arc<FlowContext>, topic: String, partition: i3
         topic,
         partition,
         remote,
-        source_leader: None,
-        target_leader: None,
+        leaders: PartitionLeaders::default(),
         coordinator: None,
         producer: None,
         sequence: 0,
@@ -163,8 +220,7 @@ struct Copier {
     partition: i32,
     remote: String,
     labels_partition: String,
-    source_leader: Option<Connection>,
-    target_leader: Option<Connection>,
+    leaders: PartitionLeaders,
     coordinator: Option<Connection>,
     producer: Option<(i64, i16)>,
     sequence: i32,
@@ -214,24 +270,10 @@ impl Copier {
     }
 
     fn forget_connections(&mut self, e: &WireError) {
-        match e.code() {
-            // The broker answered: only leadership problems need a new connection.
-            Some(c)
-                if ![
-                    code::NOT_LEADER_OR_FOLLOWER,
-                    code::LEADER_NOT_AVAILABLE,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    code::FENCED_LEADER_EPOCH,
-                    code::UNKNOWN_LEADER_EPOCH,
-                    code::NOT_COORDINATOR,
-                    code::COORDINATOR_NOT_AVAILABLE,
-                ]
-                .contains(&c) => {}
-            _ => {
-                self.source_leader = None;
-                self.target_leader = None;
-                self.coordinator = None;
-            }
+        let coordinator_moved = [code::NOT_COORDINATOR, code::COORDINATOR_NOT_AVAILABLE];
+        if PartitionLeaders::must_reconnect(e, &coordinator_moved) {
+            self.leaders.forget();
+            self.coordinator = None;
         }
     }
 
@@ -259,27 +301,15 @@ impl Copier {
     }
 
     async fn source_leader(&mut self) -> Result<&mut Connection, WireError> {
-        if self.source_leader.is_none() {
-            self.source_leader = Some(
-                self.flow
-                    .source
-                    .connect_leader(&self.topic, self.partition)
-                    .await?,
-            );
-        }
-        Ok(self.source_leader.as_mut().expect("set above"))
+        self.leaders
+            .source(&self.flow, &self.topic, self.partition)
+            .await
     }
 
     async fn target_leader(&mut self) -> Result<&mut Connection, WireError> {
-        if self.target_leader.is_none() {
-            self.target_leader = Some(
-                self.flow
-                    .target
-                    .connect_leader(&self.remote, self.partition)
-                    .await?,
-            );
-        }
-        Ok(self.target_leader.as_mut().expect("set above"))
+        self.leaders
+            .target(&self.flow, &self.remote, self.partition)
+            .await
     }
 
     /// One Fetch and, when it returned records, one Produce and the bookkeeping after it.

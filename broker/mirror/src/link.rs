@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use strait_client::Connection;
 
 use crate::config::FlowConfig;
-use crate::copy::FlowContext;
+use crate::copy::{FlowContext, PartitionLeaders};
 use crate::internal::now_ms;
 use crate::metrics::PartitionLabels;
 use crate::wire::{BatchHeader, Cluster, LinkAppend, Offsets, WireError, code, whole_batches};
@@ -87,8 +87,7 @@ pub async fn link_partition(flow: Arc<FlowContext>, topic: String, partition: i3
         topic,
         partition,
         remote,
-        source_leader: None,
-        target_leader: None,
+        leaders: PartitionLeaders::default(),
         next: None,
         target_end: None,
     };
@@ -106,8 +105,7 @@ struct Linker {
     partition: i32,
     remote: String,
     labels_partition: String,
-    source_leader: Option<Connection>,
-    target_leader: Option<Connection>,
+    leaders: PartitionLeaders,
     /// The next source offset to fetch.
     next: Option<i64>,
     /// The target partition's log end as last learnt (at least its high watermark).
@@ -149,46 +147,21 @@ impl Linker {
     }
 
     fn forget_connections(&mut self, e: &WireError) {
-        match e.code() {
-            // The broker answered: only leadership problems need a new connection.
-            Some(c)
-                if ![
-                    code::NOT_LEADER_OR_FOLLOWER,
-                    code::LEADER_NOT_AVAILABLE,
-                    code::UNKNOWN_TOPIC_OR_PARTITION,
-                    code::FENCED_LEADER_EPOCH,
-                    code::UNKNOWN_LEADER_EPOCH,
-                ]
-                .contains(&c) => {}
-            _ => {
-                self.source_leader = None;
-                self.target_leader = None;
-            }
+        if PartitionLeaders::must_reconnect(e, &[]) {
+            self.leaders.forget();
         }
     }
 
     async fn source_leader(&mut self) -> Result<&mut Connection, WireError> {
-        if self.source_leader.is_none() {
-            self.source_leader = Some(
-                self.flow
-                    .source
-                    .connect_leader(&self.topic, self.partition)
-                    .await?,
-            );
-        }
-        Ok(self.source_leader.as_mut().expect("set above"))
+        self.leaders
+            .source(&self.flow, &self.topic, self.partition)
+            .await
     }
 
     async fn target_leader(&mut self) -> Result<&mut Connection, WireError> {
-        if self.target_leader.is_none() {
-            self.target_leader = Some(
-                self.flow
-                    .target
-                    .connect_leader(&self.remote, self.partition)
-                    .await?,
-            );
-        }
-        Ok(self.target_leader.as_mut().expect("set above"))
+        self.leaders
+            .target(&self.flow, &self.remote, self.partition)
+            .await
     }
 
     /// One Fetch from the source and, when it returned whole batches, one link append.
