@@ -396,6 +396,9 @@ pub struct EffectiveTopicConfig {
     /// `strait.mirror.source`: the source a linked mirror topic copies; `None` for an ordinary
     /// (or failed-over) topic.
     pub mirror_source: Option<String>,
+    /// `strait.mirror.source` kept with an empty value: a linked mirror topic that was failed
+    /// over, whose log still holds the source's epochs (see [`mirror_source_change`]).
+    pub mirror_failed_over: bool,
 }
 
 /// The effective typed topic config: overrides over broker keys over defaults. Overrides are
@@ -456,7 +459,10 @@ pub fn effective_topic_config(
         delete_retention_ms: long("delete.retention.ms"),
         timestamp_before_max_ms: unless_max("message.timestamp.before.max.ms"),
         timestamp_after_max_ms: unless_max("message.timestamp.after.max.ms"),
-        mirror_source: Some(string("strait.mirror.source")).filter(|s| !s.is_empty()),
+        mirror_source: Some(string(MIRROR_SOURCE)).filter(|s| !s.is_empty()),
+        mirror_failed_over: overrides
+            .get(MIRROR_SOURCE)
+            .is_some_and(|v| v.trim().is_empty()),
     }
 }
 

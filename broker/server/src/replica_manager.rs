@@ -171,16 +171,6 @@ enum Writer {
 /// Kafka's producer id block size, the unit in which mirrored producer ids are reserved.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
-/// A linked mirror topic that was failed over: `strait.mirror.source` kept with an empty value
-/// (see `strait_config::mirror_source_change`).
-fn failed_over(topic: &Topic) -> bool {
-    topic
-        .meta
-        .configs
-        .get(strait_config::MIRROR_SOURCE)
-        .is_some_and(|v| v.is_empty())
-}
-
 #[derive(Default)]
 struct Topics {
     by_name: HashMap<String, Arc<Topic>>,
@@ -387,7 +377,7 @@ impl ReplicaManager {
             });
         };
         // Read before the replica lock: the log's locks are never taken under it.
-        let mirrored_epoch = (writer == Writer::Own && failed_over(topic))
+        let mirrored_epoch = (writer == Writer::Own && topic.config.mirror_failed_over)
             .then(|| partition.log.latest_epoch())
             .flatten();
         // Epoch and ISR under one lock, so the check and the stamp agree.

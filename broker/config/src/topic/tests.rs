@@ -249,6 +249,7 @@ fn effective_defaults() {
             timestamp_before_max_ms: None,
             timestamp_after_max_ms: None,
             mirror_source: None,
+            mirror_failed_over: false,
         }
     );
 }
@@ -260,9 +261,11 @@ fn mirror_source_marks_a_linked_mirror_topic_until_removed() {
         &broker(&[]),
     );
     assert_eq!(e.mirror_source.as_deref(), Some("east:orders"));
+    assert!(!e.mirror_failed_over);
     // SET to "" is a failover as much as DELETE is.
     let e = effective_topic_config(&map(&[("strait.mirror.source", "")]), &broker(&[]));
     assert_eq!(e.mirror_source, None);
+    assert!(e.mirror_failed_over);
 }
 
 #[test]
