@@ -187,6 +187,8 @@ pub struct FlowConfig {
     pub checkpoints_replication_factor: i16,
     pub heartbeats_replication_factor: i16,
     pub offset_lag_max: i64,
+    pub sync_topic_acls_enabled: bool,
+    pub sync_topic_acls_interval: Duration,
 }
 
 impl FlowConfig {
@@ -257,6 +259,8 @@ const FLOW_KEYS: &[&str] = &[
     "checkpoints.topic.replication.factor",
     "heartbeats.topic.replication.factor",
     "offset.lag.max",
+    "sync.topic.acls.enabled",
+    "sync.topic.acls.interval.seconds",
 ];
 
 /// Keys a cluster reads after its `<alias>.` prefix (and, as defaults, without it).
@@ -679,6 +683,8 @@ fn flow(
         checkpoints_replication_factor: factor("checkpoints.topic.replication.factor", 3)?,
         heartbeats_replication_factor: factor("heartbeats.topic.replication.factor", 3)?,
         offset_lag_max,
+        sync_topic_acls_enabled: boolean("sync.topic.acls.enabled", true)?,
+        sync_topic_acls_interval: seconds("sync.topic.acls.interval.seconds", 600)?,
     })
 }
 

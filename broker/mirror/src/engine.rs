@@ -1,6 +1,7 @@
 //! Runs the flows of a configuration: per flow, the internal topics, the offset-sync writer,
 //! heartbeats, checkpoints, and a topic-sync loop that starts one copier per mirrored partition
-//! (and stops those of topics no longer mirrored) every `refresh.topics.interval.seconds`.
+//! (and stops those of topics no longer mirrored) every `refresh.topics.interval.seconds`, and
+//! the topic ACL sync.
 //! A linked flow runs heartbeats, the group offset copy and one linker per partition instead
 //! (no offset syncs, no checkpoints).
 
@@ -18,7 +19,7 @@ use crate::link::link_partition;
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::topics::{ensure_internal_topics, sync_linked_topics, sync_topics};
 use crate::wire::{Cluster, WireError};
-use crate::{checkpoint, group, heartbeat, link};
+use crate::{acls, checkpoint, group, heartbeat, link};
 
 /// Runs every flow of `config` until `shutdown` turns true; copiers commit their progress
 /// before this returns.
@@ -99,6 +100,9 @@ async fn run_flow(
     }
     if config.emit_heartbeats_enabled {
         side_tasks.push(tokio::spawn(heartbeat::run(flow.clone())));
+    }
+    if config.sync_topic_acls_enabled {
+        side_tasks.push(tokio::spawn(acls::run(flow.clone())));
     }
     if linked {
         if config.sync_group_offsets_enabled {

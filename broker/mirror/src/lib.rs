@@ -9,6 +9,7 @@
 //! - [`formats`]: MM2's binary record formats;
 //! - [`wire`]: the Kafka calls, over `strait-client`;
 //! - [`topics`]: topic selection, creation, partitions and config sync;
+//! - [`acls`]: topic ACLs copied to the remote topics (MM2's `sync.topic.acls.*`);
 //! - [`copy`]: record copy of one partition with progress commits and offset syncs;
 //! - [`link`]: linked mode: verbatim batch copy of one partition, group offsets copied 1:1;
 //! - [`failover`]: `--failover` of the linked flows' mirror topics;
@@ -18,6 +19,7 @@
 //! - [`metrics`]: Prometheus metrics and `/metrics`;
 //! - [`engine`]: the flows and their tasks.
 
+pub mod acls;
 pub mod checkpoint;
 pub mod config;
 pub mod copy;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub last_copy_timestamp_seconds: GaugeVec,
     pub checkpoints_emitted: IntCounterVec,
     pub heartbeats_emitted: IntCounterVec,
+    pub acl_bindings_created: IntCounterVec,
+    pub acl_sync_errors: IntCounterVec,
 }
 
 /// A partition's label values.
@@ -113,6 +115,22 @@ impl Metrics {
             &["source", "target"],
         )?;
         registry.register(Box::new(heartbeats_emitted.clone()))?;
+        let acl_bindings_created = IntCounterVec::new(
+            Opts::new(
+                "strait_mirror_acl_bindings_created_total",
+                "Topic ACL bindings the target accepted from the ACL sync (CreateAcls).",
+            ),
+            &["source", "target"],
+        )?;
+        registry.register(Box::new(acl_bindings_created.clone()))?;
+        let acl_sync_errors = IntCounterVec::new(
+            Opts::new(
+                "strait_mirror_acl_sync_errors_total",
+                "Topic ACL sync passes that failed (retried next interval).",
+            ),
+            &["source", "target"],
+        )?;
+        registry.register(Box::new(acl_sync_errors.clone()))?;
         Ok(Metrics {
             registry,
             record_count,
@@ -127,6 +145,8 @@ impl Metrics {
             last_copy_timestamp_seconds,
             checkpoints_emitted,
             heartbeats_emitted,
+            acl_bindings_created,
+            acl_sync_errors,
         })
     }
 

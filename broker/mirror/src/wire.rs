@@ -1,12 +1,13 @@
 //! The Kafka calls the mirror makes, on top of `strait-client`: a [`Cluster`] built from an
 //! `mm2.properties` cluster (TLS, SASL), and one function per admin or data call (Metadata,
-//! CreateTopics, CreatePartitions, configs, groups and offsets, Fetch, Produce), each checking
-//! its error codes and returning plain values.
+//! CreateTopics, CreatePartitions, configs, groups and offsets, topic ACLs, Fetch, Produce),
+//! each checking its error codes and returning plain values.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -22,13 +23,14 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest, FetchResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, InitProducerIdResponse, ListGroupsRequest, ListGroupsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProduceResponse, TopicName, TransactionalId,
+    ApiKey, BrokerId, CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest,
+    CreateTopicsRequest, DescribeAclsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    InitProducerIdResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeProducersResponse, WriteTxnMarkersRequest,
@@ -67,6 +69,8 @@ pub mod code {
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const PRODUCER_FENCED: i16 = 90;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const SECURITY_DISABLED: i16 = 54;
 }
 
 const METADATA: std::ops::RangeInclusive<i16> = 1..=12;
@@ -85,6 +89,9 @@ const DESCRIBE_CONFIGS: std::ops::RangeInclusive<i16> = 1..=4;
 const INCREMENTAL_ALTER_CONFIGS: std::ops::RangeInclusive<i16> = 0..=1;
 const DESCRIBE_PRODUCERS: std::ops::RangeInclusive<i16> = 0..=0;
 const WRITE_TXN_MARKERS: std::ops::RangeInclusive<i16> = 1..=1;
+// v1 added pattern types (PREFIXED); v0 knows only literal names.
+const DESCRIBE_ACLS: std::ops::RangeInclusive<i16> = 1..=3;
+const CREATE_ACLS: std::ops::RangeInclusive<i16> = 1..=3;
 
 /// The `transactional_id` that makes a Produce a link append: the partition's records are
 /// source batches the target leader appends verbatim (offsets, epochs, producer ids kept).
@@ -987,6 +994,135 @@ impl Cluster {
             .map_err(|e| self.err(e))?;
         Ok(())
     }
+
+    /// Every ACL binding on a topic resource, of any pattern type, principal, host, operation
+    /// and permission (DescribeAcls with MM2's `ANY_TOPIC_ACL` filter). A cluster without an
+    /// authorizer answers SECURITY_DISABLED ([`code::SECURITY_DISABLED`] in the error).
+    pub async fn topic_acls(&self) -> Result<Vec<TopicAcl>, WireError> {
+        let mut conn = self.connect().await?;
+        // The nullable filters must be null: kafka-protocol's defaults are empty strings,
+        // which would match nothing.
+        let request = DescribeAclsRequest::default()
+            .with_resource_type_filter(acl::TOPIC)
+            .with_resource_name_filter(None)
+            .with_pattern_type_filter(acl::PATTERN_ANY)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_operation(acl::OPERATION_ANY)
+            .with_permission_type(acl::PERMISSION_ANY);
+        let version = conn
+            .negotiate::<DescribeAclsRequest>(DESCRIBE_ACLS)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response = conn
+            .call_checked(version, &request, &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(response
+            .resources
+            .iter()
+            .filter(|r| r.resource_type == acl::TOPIC)
+            .flat_map(|r| {
+                r.acls.iter().map(|a| TopicAcl {
+                    topic: r.resource_name.to_string(),
+                    pattern_type: r.pattern_type,
+                    principal: a.principal.to_string(),
+                    host: a.host.to_string(),
+                    operation: a.operation,
+                    permission: a.permission_type,
+                })
+            })
+            .collect())
+    }
+
+    /// Creates `bindings` on topic resources (CreateAcls; an existing binding is a no-op).
+    /// One result per binding, in order: the broker's error code when it refused that one.
+    pub async fn create_topic_acls(
+        &self,
+        bindings: &[TopicAcl],
+    ) -> Result<Vec<Result<(), WireError>>, WireError> {
+        let mut conn = self.connect().await?;
+        let request = CreateAclsRequest::default().with_creations(
+            bindings
+                .iter()
+                .map(|b| {
+                    AclCreation::default()
+                        .with_resource_type(acl::TOPIC)
+                        .with_resource_name(str_bytes(&b.topic))
+                        .with_resource_pattern_type(b.pattern_type)
+                        .with_principal(str_bytes(&b.principal))
+                        .with_host(str_bytes(&b.host))
+                        .with_operation(b.operation)
+                        .with_permission_type(b.permission)
+                })
+                .collect(),
+        );
+        let version = conn
+            .negotiate::<CreateAclsRequest>(CREATE_ACLS)
+            .await
+            .map_err(|e| self.err(e))?;
+        let response: CreateAclsResponse = conn
+            .call(version, &request)
+            .await
+            .map_err(|e| self.err(e))?;
+        if response.results.len() != bindings.len() {
+            return Err(self.err(kafka(
+                ApiKey::CreateAcls,
+                "acls",
+                -1,
+                Some(&str_bytes(&format!(
+                    "{} results for {} bindings",
+                    response.results.len(),
+                    bindings.len()
+                ))),
+            )));
+        }
+        Ok(bindings
+            .iter()
+            .zip(&response.results)
+            .map(|(b, r)| {
+                if r.error_code == 0 {
+                    Ok(())
+                } else {
+                    Err(self.err(kafka(
+                        ApiKey::CreateAcls,
+                        &b.topic,
+                        r.error_code,
+                        r.error_message.as_ref(),
+                    )))
+                }
+            })
+            .collect())
+    }
+}
+
+/// Kafka's ACL enum values (`ResourceType`, `PatternType`, `AclOperation`,
+/// `AclPermissionType` ids) the mirror uses.
+pub mod acl {
+    pub const TOPIC: i8 = 2;
+    pub const PATTERN_ANY: i8 = 1;
+    pub const PATTERN_LITERAL: i8 = 3;
+    pub const PATTERN_PREFIXED: i8 = 4;
+    pub const OPERATION_ANY: i8 = 1;
+    pub const OPERATION_ALL: i8 = 2;
+    pub const OPERATION_READ: i8 = 3;
+    pub const OPERATION_WRITE: i8 = 4;
+    pub const OPERATION_DESCRIBE: i8 = 8;
+    pub const PERMISSION_ANY: i8 = 1;
+    pub const PERMISSION_DENY: i8 = 2;
+    pub const PERMISSION_ALLOW: i8 = 3;
+}
+
+/// One ACL binding on a topic resource: the resource (name and pattern type) and the entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicAcl {
+    pub topic: String,
+    /// [`acl::PATTERN_LITERAL`], [`acl::PATTERN_PREFIXED`], ...
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission: i8,
 }
 
 /// What one raw Fetch returned: the high watermark and the record bytes as sent.
