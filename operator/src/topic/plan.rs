@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use strait_client::link::MIRROR_SOURCE_CONFIG;
 use strait_crds::TopicSpec;
 
 use crate::admin::TopicDescription;
@@ -22,7 +23,10 @@ pub struct TopicPlan {
 }
 
 /// Plans the changes. Only keys the spec names, or that were set on the topic directly, are
-/// compared: removing a key from the spec removes it from the topic.
+/// compared: removing a key from the spec removes it from the topic, except
+/// `strait.mirror.source`: removing it fails a linked mirror topic over (it becomes writable and
+/// stops following its source), which only the `Mirror`'s failover may do, so a `Topic` that
+/// omits it leaves it alone, and one that changes it on an existing topic is refused.
 pub fn plan(spec: &TopicSpec, observed: Option<&TopicDescription>) -> TopicPlan {
     let Some(observed) = observed else {
         return TopicPlan {
@@ -54,12 +58,21 @@ pub fn plan(spec: &TopicSpec, observed: Option<&TopicDescription>) -> TopicPlan 
         ));
     }
     for (k, v) in &spec.config {
-        if observed.config.get(k) != Some(v) {
+        let have = observed.config.get(k);
+        if k == MIRROR_SOURCE_CONFIG && have != Some(v) {
+            out.refused.push((
+                "MirrorSourceImmutable",
+                format!(
+                    "{MIRROR_SOURCE_CONFIG} is set only when a topic is created (the topic has {:?}, the spec asks for {v:?}); fail a mirror topic over with its Mirror's spec.failover",
+                    have.map_or("", String::as_str)
+                ),
+            ));
+        } else if have != Some(v) {
             out.config_changes.insert(k.clone(), Some(v.clone()));
         }
     }
     for k in observed.config.keys() {
-        if !spec.config.contains_key(k) {
+        if !spec.config.contains_key(k) && k != MIRROR_SOURCE_CONFIG {
             out.config_changes.insert(k.clone(), None);
         }
     }
@@ -150,5 +163,36 @@ mod tests {
             plan(&spec(3, 1, &[]), Some(&observed(3, 1, &[]))),
             TopicPlan::default()
         );
+    }
+
+    #[test]
+    fn a_topic_never_fails_a_mirror_topic_over() {
+        let linked = observed(3, 1, &[("strait.mirror.source", "east:orders")]);
+        // Omitting the key keeps it: removing it would make the mirror writable.
+        let p = plan(&spec(3, 1, &[("retention.ms", "1")]), Some(&linked));
+        assert_eq!(
+            p.config_changes,
+            BTreeMap::from([("retention.ms".to_owned(), Some("1".to_owned()))])
+        );
+        assert!(p.refused.is_empty());
+        // Naming the same source is a no-op; naming another, or none, is refused.
+        let same = spec(3, 1, &[("strait.mirror.source", "east:orders")]);
+        assert_eq!(plan(&same, Some(&linked)), TopicPlan::default());
+        for other in ["west:orders", ""] {
+            let p = plan(
+                &spec(3, 1, &[("strait.mirror.source", other)]),
+                Some(&linked),
+            );
+            assert!(p.config_changes.is_empty());
+            assert_eq!(p.refused[0].0, "MirrorSourceImmutable");
+        }
+        // A failed-over topic keeps its empty marker too.
+        let failed_over = observed(3, 1, &[("strait.mirror.source", "")]);
+        assert_eq!(
+            plan(&spec(3, 1, &[]), Some(&failed_over)),
+            TopicPlan::default()
+        );
+        // At creation the key goes through with the rest of the spec.
+        assert!(plan(&same, None).create);
     }
 }
