@@ -9,7 +9,10 @@
 //!   them and the error counter stays at zero;
 //! - `A->C` with `A->C.sync.topic.acls.enabled=false`: C mirrors the topics and gets no ACL;
 //! - `D->B` where D has no authorizer: the flow keeps mirroring records, the ACL sync logs once
-//!   that the source has no authorizer and stops.
+//!   that the source has no authorizer and stops;
+//! - `A->E` where E refuses CreateAcls (a DENY ALTER on its cluster for the mirror's principal):
+//!   the flow keeps mirroring records, each pass fails with CLUSTER_AUTHORIZATION_FAILED, is
+//!   logged as a warning and counted, and is retried next interval.
 //!
 //! Needs `target/release/strait-mirror` and `strait-broker`:
 //! `cargo build --release --bin strait-mirror --bin strait-broker`.
@@ -35,11 +38,13 @@ const WAIT: Duration = Duration::from_secs(20);
 const ACL_INTERVAL: Duration = Duration::from_secs(1);
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_GROUP: i8 = 3;
+const RESOURCE_CLUSTER: i8 = 4;
 const LITERAL: i8 = 3;
 const PREFIXED: i8 = 4;
 const ALL: i8 = 2;
 const READ: i8 = 3;
 const WRITE: i8 = 4;
+const ALTER: i8 = 7;
 const DESCRIBE: i8 = 8;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
@@ -189,20 +194,63 @@ fn produce(broker: &Broker, topic: &str, count: usize) {
     }
 }
 
-fn write_config(dir: &Path, a: &Broker, b: &Broker, c: &Broker, d: &Broker) -> std::path::PathBuf {
+/// A broker whose authorizer lets `User:ANONYMOUS` do everything but create or delete ACLs:
+/// no ACL on topics and groups (allowed to everyone), ALLOW ALL and DENY ALTER on the cluster.
+fn acl_refusing_broker() -> Broker {
+    let broker = Broker::start(&[
+        ("authorizer.class.name", AUTHORIZER),
+        ("allow.everyone.if.no.acl.found", "true"),
+    ])
+    .expect("start broker refusing ACL changes");
+    create_acls(
+        &broker,
+        &[
+            binding(
+                RESOURCE_CLUSTER,
+                "kafka-cluster",
+                LITERAL,
+                "ANONYMOUS",
+                "*",
+                ALL,
+                ALLOW,
+            ),
+            binding(
+                RESOURCE_CLUSTER,
+                "kafka-cluster",
+                LITERAL,
+                "ANONYMOUS",
+                "*",
+                ALTER,
+                DENY,
+            ),
+        ],
+    );
+    broker
+}
+
+fn write_config(
+    dir: &Path,
+    a: &Broker,
+    b: &Broker,
+    c: &Broker,
+    d: &Broker,
+    e: &Broker,
+) -> std::path::PathBuf {
     let path = dir.join("mm2.properties");
     std::fs::write(
         &path,
         format!(
-            "clusters=A,B,C,D\n\
+            "clusters=A,B,C,D,E\n\
              A.bootstrap.servers={}\n\
              B.bootstrap.servers={}\n\
              C.bootstrap.servers={}\n\
              D.bootstrap.servers={}\n\
+             E.bootstrap.servers={}\n\
              A->B.enabled=true\n\
              A->C.enabled=true\n\
              A->C.sync.topic.acls.enabled=false\n\
              D->B.enabled=true\n\
+             A->E.enabled=true\n\
              topics.exclude=secret, __.*\n\
              replication.factor=1\n\
              refresh.topics.interval.seconds=1\n\
@@ -211,6 +259,7 @@ fn write_config(dir: &Path, a: &Broker, b: &Broker, c: &Broker, d: &Broker) -> s
             b.bootstrap(),
             c.bootstrap(),
             d.bootstrap(),
+            e.bootstrap(),
             ACL_INTERVAL.as_secs(),
         ),
     )
@@ -221,16 +270,18 @@ fn write_config(dir: &Path, a: &Broker, b: &Broker, c: &Broker, d: &Broker) -> s
 #[test]
 fn topic_acls_are_synced_as_mm2_does() {
     let started = Instant::now();
-    let (a, b, c, d) = std::thread::scope(|s| {
+    let (a, b, c, d, e) = std::thread::scope(|s| {
         let a = s.spawn(authorized_broker);
         let b = s.spawn(authorized_broker);
         let c = s.spawn(authorized_broker);
         let d = s.spawn(|| Broker::start(&[]).expect("start broker without authorizer"));
+        let e = s.spawn(acl_refusing_broker);
         (
             a.join().expect("A"),
             b.join().expect("B"),
             c.join().expect("C"),
             d.join().expect("D"),
+            e.join().expect("E"),
         )
     });
     assert_eq!(acls(&d).err(), Some(54), "D answers SECURITY_DISABLED");
@@ -266,7 +317,9 @@ fn topic_acls_are_synced_as_mm2_does() {
     assert!(acls(&b).expect("B describes").is_empty());
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &a, &b, &c, &d);
+    let config = write_config(dir.path(), &a, &b, &c, &d, &e);
+    let e_acls = acls(&e).expect("E describes");
+    assert_eq!(e_acls.len(), 2, "{e_acls:?}");
     let metrics_port = free_port().expect("port");
     let mut mirror =
         MirrorProcess::start(&config, Some(metrics_port), &dir.path().join("mirror.log"))
@@ -302,6 +355,11 @@ fn topic_acls_are_synced_as_mm2_does() {
         watermarks(&c.bootstrap(), "A.orders", 0).is_ok_and(|(_, high)| high == 10)
     })
     .expect("A->C mirrors records");
+    // A->E: the flow runs although E refuses every CreateAcls.
+    wait_until(WAIT, "A:orders mirrored to E:A.orders", || {
+        watermarks(&e.bootstrap(), "A.orders", 0).is_ok_and(|(_, high)| high == 10)
+    })
+    .expect("A->E mirrors records");
 
     // Several more intervals: B unchanged (nothing of D, nothing deleted), C still empty, the
     // missing-authorizer line logged once.
@@ -323,6 +381,31 @@ fn topic_acls_are_synced_as_mm2_does() {
         .collect();
     assert_eq!(stopped.len(), 1, "{log}");
     assert!(stopped[0].contains("D->B"), "{}", stopped[0]);
+    assert_eq!(
+        acls(&e).expect("E describes"),
+        e_acls,
+        "E refused every CreateAcls"
+    );
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("topic ACL sync failed") && l.contains("A->E"))
+        .collect();
+    assert!(
+        refused.len() >= 2,
+        "A->E's ACL sync retried each interval: {log}"
+    );
+    assert!(
+        refused
+            .iter()
+            .all(|l| l.contains("Target") && l.contains("ClusterAuthorizationFailed")),
+        "{refused:?}"
+    );
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("topic ACL sync failed"))
+            .all(|l| l.contains("A->E")),
+        "only A->E fails: {log}"
+    );
 
     let scrape = Scrape::fetch(
         mirror.metrics_addr().expect("metrics address"),
@@ -335,6 +418,17 @@ fn topic_acls_are_synced_as_mm2_does() {
         Some(5.0)
     );
     assert_eq!(scrape.sum("strait_mirror_acl_sync_errors_total", &ab), None);
+    let ae = [("source", "A"), ("target", "E")];
+    assert_eq!(
+        scrape.sum("strait_mirror_acl_bindings_created_total", &ae),
+        None
+    );
+    assert!(
+        scrape
+            .sum("strait_mirror_acl_sync_errors_total", &ae)
+            .is_some_and(|n| n >= 2.0),
+        "A->E errors counted"
+    );
     for (source, target) in [("A", "C"), ("D", "B")] {
         let labels = [("source", source), ("target", target)];
         assert_eq!(
