@@ -1,5 +1,6 @@
 //! A `strait-mirror` process for tests: started from a properties file with its stderr in a
-//! file, SIGKILLed on drop, so a failing test leaves no mirror behind.
+//! file (directly, or inside a network-namespace lab through a command prefix), SIGKILLed on
+//! drop, so a failing test leaves no mirror behind.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,20 +33,40 @@ impl MirrorProcess {
     /// Starts the mirror on `config`, serving metrics on `metrics_port` when given, appending
     /// its log (RUST_LOG=info) to `stderr`.
     pub fn start(config: &Path, metrics_port: Option<u16>, stderr: &Path) -> Result<MirrorProcess> {
+        let metrics = metrics_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
+        MirrorProcess::start_in(&[], config, metrics, stderr)
+    }
+
+    /// Like [`MirrorProcess::start`], run through `prefix` (a command that execs the mirror, such
+    /// as [`crate::netns::NetLab::exec_prefix`]'s `ip netns exec <ns>`, so the pid stays the
+    /// mirror's), serving metrics on `metrics` (an address of that namespace) when given.
+    pub fn start_in(
+        prefix: &[String],
+        config: &Path,
+        metrics: Option<SocketAddr>,
+        stderr: &Path,
+    ) -> Result<MirrorProcess> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr)
             .map_err(|e| HarnessError::io("open the mirror's stderr file", e))?;
-        let mut command = Command::new(mirror_binary()?);
+        let binary = mirror_binary()?;
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
         command.arg("--config").arg(config);
-        if let Some(port) = metrics_port {
-            command
-                .arg("--metrics-addr")
-                .arg(format!("127.0.0.1:{port}"));
+        if let Some(addr) = metrics {
+            command.arg("--metrics-addr").arg(addr.to_string());
         }
         let child = command
             .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -53,7 +74,7 @@ impl MirrorProcess {
         Ok(MirrorProcess {
             child,
             stderr: stderr.to_owned(),
-            metrics: metrics_port.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+            metrics,
         })
     }
 

@@ -8,7 +8,8 @@
 //! keeps its client link, so a client can still reach an isolated leader (which is how a divergent
 //! tail is made). Test threads reach the lab with [`NetLab::enter_clients`], which moves only the
 //! calling thread (and the threads it then spawns, librdkafka's included) into the client
-//! namespace.
+//! namespace. [`NetLab::cut_between`] cuts two groups of nodes apart (say two clusters, or a
+//! cluster and the node running a mirror) and leaves every other link up.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -26,7 +27,10 @@ const NAME_PREFIX: &str = "strait-e2e-";
 /// Whether network namespaces can be created here (root, `ip` present, kernel allows it):
 /// `Err(reason)` otherwise.
 pub fn available() -> std::result::Result<(), String> {
-    let probe = format!("{NAME_PREFIX}{}-probe", std::process::id());
+    // Unique per call: tests of one binary probe in parallel.
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let probe = format!("{NAME_PREFIX}{}-probe{n}", std::process::id());
     let added = Command::new("ip")
         .args(["netns", "add", &probe])
         .output()
@@ -215,6 +219,41 @@ impl NetLab {
     /// Restores node `id`'s links to the other nodes.
     pub fn heal(&self, id: u32) -> Result<()> {
         self.set_peer_links(id, "up")
+    }
+
+    /// Cuts every link between a node of `left` and a node of `right` (both ends downed), so
+    /// the two groups no longer reach each other; links inside each group, to other nodes and
+    /// to the clients stay up. Two clusters in one lab are cut apart this way.
+    pub fn cut_between(&self, left: &[u32], right: &[u32]) -> Result<()> {
+        self.set_links_between(left, right, "down")
+    }
+
+    /// Restores the links [`NetLab::cut_between`] downed. It raises every link between the two
+    /// groups, also one that [`NetLab::cut`] had downed.
+    pub fn heal_between(&self, left: &[u32], right: &[u32]) -> Result<()> {
+        self.set_links_between(left, right, "up")
+    }
+
+    fn set_links_between(&self, left: &[u32], right: &[u32], state: &str) -> Result<()> {
+        if let Some(bad) = left.iter().chain(right).find(|id| !self.nodes.contains(id)) {
+            return Err(HarnessError::Unexpected(format!(
+                "node {bad} is not in the lab"
+            )));
+        }
+        if let Some(both) = left.iter().find(|id| right.contains(id)) {
+            return Err(HarnessError::Unexpected(format!(
+                "node {both} is on both sides of the cut"
+            )));
+        }
+        for &a in left {
+            for &b in right {
+                for (here, there) in [(a, b), (b, a)] {
+                    let (ns, iface) = (self.node_ns(here), format!("p{there}"));
+                    ip(&["-n", &ns, "link", "set", &iface, state])?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The command prefix that runs a program inside node `id`'s namespace; `ip netns exec`
