@@ -170,6 +170,11 @@ pub struct FlowConfig {
     pub source: String,
     pub target: String,
     pub mode: MirrorMode,
+    /// `exactly.once.source.support=enabled` on an mm2 flow: each partition copies in
+    /// transactions on the target, its progress committed inside them.
+    pub exactly_once: bool,
+    /// `transaction.timeout.ms` of the exactly-once copiers' transactional producers.
+    pub transaction_timeout_ms: i32,
     pub topics: NameFilter,
     pub groups: NameFilter,
     pub policy: ReplicationPolicy,
@@ -236,6 +241,8 @@ pub struct MirrorConfig {
 const FLOW_KEYS: &[&str] = &[
     "enabled",
     "mirror.mode",
+    "exactly.once.source.support",
+    "transaction.timeout.ms",
     "topics",
     "topics.exclude",
     "topics.blacklist",
@@ -652,6 +659,25 @@ fn flow(
         Some((k, v)) => MirrorMode::parse(&k, &v)?,
     };
     let linked = mode == MirrorMode::Linked;
+    let exactly_once = match get("exactly.once.source.support") {
+        None => false,
+        Some((k, v)) => parse_exactly_once(&k, &v)?,
+    };
+    if exactly_once && linked {
+        tracing::info!(
+            flow = %format!("{source}->{target}"),
+            "exactly.once.source.support applies to mm2 flows only: a linked flow is exactly-once by construction"
+        );
+    }
+    let transaction_timeout_ms = match get("transaction.timeout.ms") {
+        None => 60_000,
+        Some((k, v)) => v
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(&k, &v, "expected a positive number of milliseconds"))?,
+    };
     let offset_lag_max = match get("offset.lag.max") {
         None => 100,
         Some((k, v)) => v
@@ -665,6 +691,8 @@ fn flow(
         source: source.to_owned(),
         target: target.to_owned(),
         mode,
+        exactly_once: exactly_once && !linked,
+        transaction_timeout_ms,
         topics: NameFilter::new(&topics_key, &topics, &topics_ex_key, &topics_ex)?,
         groups: NameFilter::new(&groups_key, &groups, &groups_ex_key, &groups_ex)?,
         policy: ReplicationPolicy::new(kind, &separator),
@@ -686,6 +714,23 @@ fn flow(
         sync_topic_acls_enabled: boolean("sync.topic.acls.enabled", true)?,
         sync_topic_acls_interval: seconds("sync.topic.acls.interval.seconds", 600)?,
     })
+}
+
+/// Connect's `exactly.once.source.support`: `enabled` is true; `preparing` (a Connect cluster's
+/// step before enabling) is false, logged; `disabled` is false.
+fn parse_exactly_once(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "enabled" => Ok(true),
+        "disabled" => Ok(false),
+        "preparing" => {
+            tracing::info!(
+                key,
+                "exactly.once.source.support=preparing is treated as disabled (nothing to prepare: set enabled)"
+            );
+            Ok(false)
+        }
+        _ => Err(invalid(key, value, "expected disabled, preparing or enabled")),
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -1113,5 +1158,48 @@ offset-syncs.topic.location=target
             "a->b.mirror.mode"
         );
         assert_eq!(error_key(&format!("{base}mirror.mode=\n")), "mirror.mode");
+    }
+
+    #[test]
+    fn exactly_once_global_per_flow_and_invalid() {
+        let base = "clusters=a,b\na.bootstrap.servers=x:1\nb.bootstrap.servers=y:1\na->b.enabled=true\nb->a.enabled=true\n";
+        let flows = |text: &str| {
+            let config = MirrorConfig::parse(text).unwrap();
+            assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+            let ab = config.flows.iter().find(|f| f.source == "a").unwrap().clone();
+            let ba = config.flows.iter().find(|f| f.source == "b").unwrap().clone();
+            (ab, ba)
+        };
+        let (ab, ba) = flows(base);
+        assert!(!ab.exactly_once && !ba.exactly_once, "disabled by default");
+        assert_eq!(ab.transaction_timeout_ms, 60_000);
+        let (ab, ba) = flows(&format!(
+            "{base}exactly.once.source.support=Enabled\nb->a.exactly.once.source.support=disabled\ntransaction.timeout.ms=15000\n"
+        ));
+        assert!(ab.exactly_once, "the global key");
+        assert!(!ba.exactly_once, "the flow's own key wins");
+        assert_eq!(ab.transaction_timeout_ms, 15_000);
+        let (ab, _) = flows(&format!("{base}a->b.exactly.once.source.support=preparing\n"));
+        assert!(!ab.exactly_once, "preparing is disabled");
+        let (ab, _) = flows(&format!(
+            "{base}exactly.once.source.support=enabled\na->b.mirror.mode=linked\n"
+        ));
+        assert!(!ab.exactly_once, "linked flows do not use it");
+        assert_eq!(
+            error_key(&format!("{base}a->b.exactly.once.source.support=yes\n")),
+            "a->b.exactly.once.source.support"
+        );
+        assert_eq!(
+            error_key(&format!("{base}exactly.once.source.support=\n")),
+            "exactly.once.source.support"
+        );
+        assert_eq!(
+            error_key(&format!("{base}transaction.timeout.ms=0\n")),
+            "transaction.timeout.ms"
+        );
+        assert_eq!(
+            error_key(&format!("{base}b->a.transaction.timeout.ms=soon\n")),
+            "b->a.transaction.timeout.ms"
+        );
     }
 }

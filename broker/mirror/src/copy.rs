@@ -4,6 +4,15 @@
 //! progress group on the source. A restarted process resumes from that commit: at-least-once,
 //! with duplicates only for what was in flight at a crash. Offset syncs are emitted when MM2
 //! would (first record, every `offset.lag.max` records, gaps, and at each progress commit).
+//!
+//! With `exactly.once.source.support=enabled` the copier is instead a transactional producer
+//! on the target (transactional id per source partition, see [`transactional_id`]): the records
+//! of a few fetches and the next source offset, committed to the progress group **on the
+//! target** with TxnOffsetCommit (keyed by the remote topic's partition), form one
+//! transaction. A restart (or a new owner, whose
+//! InitProducerId fences this one and aborts its open transaction) resumes from the progress
+//! group's stable commit, so a read_committed consumer of the target sees every record once.
+//! Offset syncs and metrics then follow only committed transactions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +25,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::FlowConfig;
 use crate::formats::OffsetSync;
 use crate::metrics::{Metrics, PartitionLabels};
-use crate::wire::{Cluster, WireError, code, encode_batch};
+use crate::wire::{
+    Cluster, TxnProducer, WireError, code, encode_batch, encode_transactional_batch,
+};
 
 /// How long a Fetch waits for records at the source.
 const FETCH_WAIT: Duration = Duration::from_millis(500);
@@ -26,6 +37,15 @@ const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often progress is committed while records flow.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Exactly-once: a transaction is committed once the copier caught up with the source, or
+/// after this long, or after [`TXN_MAX_BYTES`], whichever comes first. Short, because
+/// read_committed consumers of the target see nothing of a transaction before its commit.
+const TXN_MAX_AGE: Duration = Duration::from_millis(200);
+/// Exactly-once: bytes copied in one transaction before it is committed.
+const TXN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Exactly-once: after being fenced, how long a copier waits for this process's share of the
+/// flow to change before it claims the partition again.
+const FENCED_WAIT: Duration = Duration::from_secs(5);
 
 /// What every task of one `source->target` flow shares.
 pub struct FlowContext {
@@ -210,8 +230,61 @@ pub async fn copy_partition(flow: Arc<FlowContext>, topic: String, partition: i3
         committed: None,
         next: None,
         last_commit: Instant::now(),
+        eos: None,
     };
+    if copier.flow.config.exactly_once {
+        copier.eos = Some(Eos {
+            id: transactional_id(&copier.flow.config, &copier.topic, partition),
+            producer: None,
+            txn_coordinator: None,
+            group_coordinator: None,
+            open: None,
+        });
+    }
     copier.run().await;
+}
+
+/// The transactional id of the exactly-once copier of `topic`-`partition`:
+/// `strait-mirror-<source>-><target>-<topic>-<partition>`. Deterministic, so whichever process
+/// of the mirror group copies the partition next fences the previous one.
+pub fn transactional_id(config: &FlowConfig, topic: &str, partition: i32) -> String {
+    format!(
+        "strait-mirror-{}->{}-{topic}-{partition}",
+        config.source, config.target
+    )
+}
+
+/// Error codes saying another producer of the same transactional id took over.
+const FENCED: [i16; 3] = [
+    code::PRODUCER_FENCED,
+    code::INVALID_PRODUCER_EPOCH,
+    code::TRANSACTION_COORDINATOR_FENCED,
+];
+
+/// An exactly-once copier's transactional state.
+struct Eos {
+    id: String,
+    /// `None` until InitProducerId (again after any failure: the new epoch aborts whatever
+    /// transaction was left open).
+    producer: Option<TxnProducer>,
+    txn_coordinator: Option<Connection>,
+    /// The coordinator of the progress group on the target.
+    group_coordinator: Option<Connection>,
+    open: Option<OpenTxn>,
+}
+
+/// What the open transaction holds, reported (metrics, offset syncs) once it commits.
+#[derive(Default)]
+struct OpenTxn {
+    started: Option<Instant>,
+    partition_added: bool,
+    records: u64,
+    bytes: u64,
+    ages: Vec<f64>,
+    timestamps: Vec<i64>,
+    syncs: Vec<OffsetSync>,
+    /// The last record produced (upstream, downstream).
+    last_copied: Option<(i64, i64)>,
 }
 
 struct Copier {
@@ -234,6 +307,8 @@ struct Copier {
     /// The next source offset to copy.
     next: Option<i64>,
     last_commit: Instant,
+    /// Set when the flow is exactly-once.
+    eos: Option<Eos>,
 }
 
 impl Copier {
@@ -249,13 +324,29 @@ impl Copier {
     async fn run(&mut self) {
         let mut failures = 0u32;
         while !self.flow.stopping() {
-            match self.step().await {
+            let result = if self.eos.is_some() {
+                self.step_eos().await
+            } else {
+                self.step().await
+            };
+            match result {
                 Ok(()) => failures = 0,
+                Err(e) if self.eos.is_some() && e.code().is_some_and(|c| FENCED.contains(&c)) => {
+                    self.reset_eos();
+                    if !self.fenced_still_owner(&e).await {
+                        return;
+                    }
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let backoff = Duration::from_millis(100 * u64::from(failures.min(50)));
                     tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "copy step failed; retrying in {backoff:?}");
                     self.forget_connections(&e);
+                    if self.eos.is_some() {
+                        // The open transaction is left to the next InitProducerId to abort;
+                        // copying resumes from the last committed progress.
+                        self.reset_eos();
+                    }
                     let mut shutdown = self.flow.shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -264,7 +355,12 @@ impl Copier {
                 }
             }
         }
-        if let Err(e) = self.commit().await {
+        let last = if self.eos.is_some() {
+            self.commit_txn().await
+        } else {
+            self.commit().await
+        };
+        if let Err(e) = last {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "final progress commit failed");
         }
     }
@@ -274,7 +370,48 @@ impl Copier {
         if PartitionLeaders::must_reconnect(e, &coordinator_moved) {
             self.leaders.forget();
             self.coordinator = None;
+            if let Some(eos) = &mut self.eos {
+                eos.txn_coordinator = None;
+                eos.group_coordinator = None;
+            }
         }
+    }
+
+    /// Exactly-once: forgets the producer and the open transaction; the next step starts a new
+    /// epoch (aborting what was open) and re-reads the committed progress.
+    fn reset_eos(&mut self) {
+        if let Some(eos) = &mut self.eos {
+            eos.producer = None;
+            eos.open = None;
+        }
+        self.next = None;
+        self.committed = None;
+        self.sync_state = None;
+        self.last_copied = None;
+    }
+
+    /// Exactly-once, after `e` said another producer of this partition's transactional id took
+    /// over (the partition moved to another process of the mirror group): waits for this
+    /// process's share to change, and whether it still owns the partition then. A copier that
+    /// does not returns; the flow restarts it if the partition comes back.
+    async fn fenced_still_owner(&mut self, e: &WireError) -> bool {
+        tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "fenced by another producer of this partition's transactional id");
+        let mut share = self.flow.share.clone();
+        let mut shutdown = self.flow.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(FENCED_WAIT) => {}
+            _ = share.changed() => {}
+            _ = shutdown.changed() => return false,
+        }
+        let owns = self
+            .flow
+            .share
+            .borrow()
+            .is_some_and(|s| s.owns(&self.topic, self.partition));
+        if !owns {
+            tracing::info!(topic = %self.topic, partition = self.partition, "partition no longer this process's: copier stopped");
+        }
+        owns && !self.flow.stopping()
     }
 
     /// Where copying starts: the progress group's commit, or the source's earliest offset.
@@ -528,6 +665,309 @@ impl Copier {
         flow.source.commit(coordinator, &group, &offsets).await?;
         self.committed = Some(next);
         self.last_commit = Instant::now();
+        if let Some(last) = self.last_copied
+            && self.last_synced != Some(last)
+        {
+            let _ = flow.syncs.send(OffsetSync {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                upstream: last.0,
+                downstream: last.1,
+            });
+            self.last_synced = Some(last);
+        }
+        Ok(())
+    }
+}
+
+/// The exactly-once path (`exactly.once.source.support=enabled`).
+impl Copier {
+    fn eos(&mut self) -> &mut Eos {
+        self.eos.as_mut().expect("exactly-once copier")
+    }
+
+    async fn txn_coordinator(&mut self) -> Result<&mut Connection, WireError> {
+        let flow = self.flow.clone();
+        let eos = self.eos();
+        if eos.txn_coordinator.is_none() {
+            eos.txn_coordinator = Some(flow.target.txn_coordinator(&eos.id).await?);
+        }
+        Ok(eos.txn_coordinator.as_mut().expect("set above"))
+    }
+
+    /// The coordinator of the progress group on the target.
+    async fn target_group_coordinator(&mut self) -> Result<&mut Connection, WireError> {
+        let flow = self.flow.clone();
+        let eos = self.eos();
+        if eos.group_coordinator.is_none() {
+            let group = flow.config.progress_group();
+            eos.group_coordinator = Some(flow.target.coordinator(&group).await?);
+        }
+        Ok(eos.group_coordinator.as_mut().expect("set above"))
+    }
+
+    /// The transactional producer, initialised when there is none: the new epoch fences any
+    /// other copier of this partition and aborts the transaction left open by the previous one,
+    /// so the progress read after it is final.
+    async fn txn_producer(&mut self) -> Result<TxnProducer, WireError> {
+        if let Some(p) = &self.eos().producer {
+            return Ok(p.clone());
+        }
+        let flow = self.flow.clone();
+        let id = self.eos().id.clone();
+        let timeout = flow.config.transaction_timeout_ms;
+        let coordinator = self.txn_coordinator().await?;
+        let producer = flow
+            .target
+            .init_transactional_producer(coordinator, &id, timeout)
+            .await?;
+        tracing::info!(transactional_id = %id, producer_id = producer.producer_id, epoch = producer.epoch, "transactional producer initialised");
+        let eos = self.eos();
+        eos.producer = Some(producer.clone());
+        eos.open = None;
+        self.sequence = 0;
+        self.next = None;
+        Ok(producer)
+    }
+
+    /// Where exactly-once copying starts: the progress group's stable commit on the target;
+    /// without one, the at-least-once progress on the source (a flow switched to exactly-once
+    /// continues where it was); else the source's earliest offset.
+    async fn start_offset_eos(&mut self) -> Result<i64, WireError> {
+        let flow = self.flow.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let remote = self.remote.clone();
+        let group = flow.config.progress_group();
+        let coordinator = self.target_group_coordinator().await?;
+        if let Some(offset) = flow
+            .target
+            .committed_stable(coordinator, &group, &remote, partition)
+            .await?
+        {
+            self.committed = Some(offset);
+            return Ok(offset);
+        }
+        let coordinator = self.coordinator().await?;
+        let on_source = flow.source.committed(coordinator, &group).await?;
+        if let Some((offset, _)) = on_source.get(&(topic.clone(), partition)) {
+            tracing::info!(%topic, partition, from = offset, "no exactly-once progress on the target yet: continuing from the source's progress commit");
+            return Ok(*offset);
+        }
+        let leader = self.source_leader().await?;
+        flow.source.list_offset(leader, &topic, partition, -2).await
+    }
+
+    /// One Fetch, its records produced in the open transaction (begun if none is), and the
+    /// transaction committed when it is due.
+    async fn step_eos(&mut self) -> Result<(), WireError> {
+        self.txn_producer().await?;
+        let next = match self.next {
+            Some(n) => n,
+            None => {
+                let n = self.start_offset_eos().await?;
+                tracing::info!(topic = %self.topic, partition = self.partition, remote = %self.remote, from = n, "copying partition (exactly-once)");
+                self.next = Some(n);
+                n
+            }
+        };
+        let flow = self.flow.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        // With records waiting in the open transaction, the fetch does not wait long for more.
+        let wait = if self.eos().open.is_some() {
+            Duration::from_millis(10)
+        } else {
+            FETCH_WAIT
+        };
+        let leader = self.source_leader().await?;
+        let fetched = match flow
+            .source
+            .fetch(leader, &topic, partition, next, wait, FETCH_BYTES)
+            .await
+        {
+            Err(e) if e.code() == Some(code::OFFSET_OUT_OF_RANGE) => {
+                let earliest = flow
+                    .source
+                    .list_offset(leader, &topic, partition, -2)
+                    .await?;
+                tracing::warn!(%topic, partition, from = next, to = earliest, "offset out of range on the source: resetting to the earliest offset");
+                self.next = Some(earliest);
+                return Ok(());
+            }
+            other => other?,
+        };
+        let fetched_at = now_ms();
+        self.report_lag(fetched.high_watermark, next);
+        let mut records: Vec<Record> = Vec::new();
+        let mut new_next = next;
+        for batch in fetched.batches {
+            records.extend(batch.records);
+            new_next = new_next.max(batch.last_offset + 1);
+        }
+        for chunk in chunks(&records) {
+            self.produce_in_txn(chunk, fetched_at).await?;
+        }
+        self.next = Some(new_next);
+        self.report_lag(fetched.high_watermark, new_next);
+        let caught_up = fetched.high_watermark <= new_next;
+        if caught_up && records.is_empty() {
+            flow.metrics
+                .last_copy_timestamp_seconds
+                .with_label_values(&self.labels().values())
+                .set(fetched_at as f64 / 1000.0);
+        }
+        let due = match &self.eos().open {
+            Some(open) => {
+                caught_up
+                    || open.bytes >= TXN_MAX_BYTES
+                    || open.started.is_some_and(|t| t.elapsed() >= TXN_MAX_AGE)
+            }
+            // Only control batches or nothing: the progress still moves, at the usual pace.
+            None => self.last_commit.elapsed() >= COMMIT_INTERVAL && self.next != self.committed,
+        };
+        if due {
+            self.commit_txn().await?;
+        }
+        Ok(())
+    }
+
+    /// Produces `records` as one transactional batch, the remote partition joining the
+    /// transaction first; what to report is kept until the commit.
+    async fn produce_in_txn(
+        &mut self,
+        records: &[Record],
+        fetched_at: i64,
+    ) -> Result<(), WireError> {
+        let flow = self.flow.clone();
+        let producer = self.txn_producer().await?;
+        let (remote, partition) = (self.remote.clone(), self.partition);
+        let added = self.eos().open.as_ref().is_some_and(|o| o.partition_added);
+        if !added {
+            let coordinator = self.txn_coordinator().await?;
+            flow.target
+                .add_partition_to_txn(coordinator, &producer, &remote, partition)
+                .await?;
+            let open = self.eos().open.get_or_insert_with(OpenTxn::default);
+            open.partition_added = true;
+            open.started.get_or_insert_with(Instant::now);
+        }
+        let batch = encode_transactional_batch(
+            records,
+            (producer.producer_id, producer.epoch),
+            self.sequence,
+        )
+        .map_err(|detail| WireError::Records {
+            cluster: flow.target.alias.clone(),
+            what: format!("{remote}-{partition}"),
+            detail,
+        })?;
+        let leader = self.target_leader().await?;
+        let base = flow
+            .target
+            .produce_transactional(
+                leader,
+                &producer,
+                &remote,
+                partition,
+                batch,
+                PRODUCE_TIMEOUT,
+            )
+            .await?;
+        self.advance_sequence(records.len());
+        let state = self
+            .sync_state
+            .get_or_insert_with(|| SyncState::new(flow.config.offset_lag_max));
+        let mut syncs = Vec::new();
+        let mut last_copied = None;
+        for (i, r) in records.iter().enumerate() {
+            let d = base + i as i64;
+            if state.update(r.offset, d) {
+                syncs.push(OffsetSync {
+                    topic: self.topic.clone(),
+                    partition,
+                    upstream: r.offset,
+                    downstream: d,
+                });
+            }
+            last_copied = Some((r.offset, d));
+        }
+        let open = self.eos().open.get_or_insert_with(OpenTxn::default);
+        open.records += records.len() as u64;
+        open.bytes += records.iter().map(record_bytes).sum::<u64>();
+        open.ages.extend(
+            records
+                .iter()
+                .map(|r| (fetched_at - r.timestamp).max(0) as f64),
+        );
+        open.timestamps.extend(records.iter().map(|r| r.timestamp));
+        open.syncs.extend(syncs);
+        open.last_copied = last_copied.or(open.last_copied);
+        if let Some(last) = records.last() {
+            self.next = Some(last.offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Commits the next source offset to the progress group on the target inside the open
+    /// transaction (one holding only the offset when no record is pending) and commits it;
+    /// then reports the transaction's records and sends its offset syncs.
+    async fn commit_txn(&mut self) -> Result<(), WireError> {
+        let Some(next) = self.next else {
+            return Ok(());
+        };
+        if self.eos().open.is_none() && self.committed == Some(next) {
+            return Ok(());
+        }
+        let Some(producer) = self.eos().producer.clone() else {
+            return Ok(());
+        };
+        let flow = self.flow.clone();
+        let group = flow.config.progress_group();
+        let coordinator = self.txn_coordinator().await?;
+        flow.target
+            .add_offsets_to_txn(coordinator, &producer, &group)
+            .await?;
+        // Keyed by the remote topic: brokers refuse TxnOffsetCommit for a topic they do not
+        // have, and the source topic's name need not exist on the target.
+        let mut offsets = BTreeMap::new();
+        offsets.insert((self.remote.clone(), self.partition), (next, String::new()));
+        let group_coordinator = self.target_group_coordinator().await?;
+        flow.target
+            .txn_offset_commit(group_coordinator, &producer, &group, &offsets)
+            .await?;
+        let coordinator = self.txn_coordinator().await?;
+        flow.target.end_txn(coordinator, &producer, true).await?;
+        self.committed = Some(next);
+        self.last_commit = Instant::now();
+        let Some(open) = self.eos().open.take() else {
+            return Ok(());
+        };
+        let committed_at = now_ms();
+        if open.records > 0 {
+            let latencies: Vec<f64> = open
+                .timestamps
+                .iter()
+                .map(|t| (committed_at - t).max(0) as f64)
+                .collect();
+            flow.metrics.copied(
+                &self.labels(),
+                open.records,
+                open.bytes,
+                &open.ages,
+                &latencies,
+            );
+            flow.metrics
+                .last_copy_timestamp_seconds
+                .with_label_values(&self.labels().values())
+                .set(committed_at as f64 / 1000.0);
+        }
+        for sync in open.syncs {
+            self.last_synced = Some((sync.upstream, sync.downstream));
+            let _ = flow.syncs.send(sync);
+        }
+        if open.last_copied.is_some() {
+            self.last_copied = open.last_copied;
+        }
+        // MM2 promotes the delayed sync at each commit.
         if let Some(last) = self.last_copied
             && self.last_synced != Some(last)
         {

@@ -23,6 +23,11 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest,
     CreateTopicsRequest, DescribeAclsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
     DescribeGroupsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
@@ -69,6 +74,10 @@ pub mod code {
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const PRODUCER_FENCED: i16 = 90;
+    pub const INVALID_TXN_STATE: i16 = 48;
+    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+    pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
     pub const SECURITY_DISABLED: i16 = 54;
 }
@@ -89,6 +98,17 @@ const DESCRIBE_CONFIGS: std::ops::RangeInclusive<i16> = 1..=4;
 const INCREMENTAL_ALTER_CONFIGS: std::ops::RangeInclusive<i16> = 0..=1;
 const DESCRIBE_PRODUCERS: std::ops::RangeInclusive<i16> = 0..=0;
 const WRITE_TXN_MARKERS: std::ops::RangeInclusive<i16> = 1..=1;
+// Transactions as a transaction-version-1 client sends them: v4+ of AddPartitionsToTxn is the
+// brokers' batched form, and EndTxn v5 / TxnOffsetCommit v5 belong to transaction version 2.
+const ADD_PARTITIONS_TO_TXN: std::ops::RangeInclusive<i16> = 0..=3;
+const ADD_OFFSETS_TO_TXN: std::ops::RangeInclusive<i16> = 0..=3;
+const TXN_OFFSET_COMMIT: std::ops::RangeInclusive<i16> = 0..=3;
+const END_TXN: std::ops::RangeInclusive<i16> = 0..=3;
+/// OffsetFetch with `require_stable` (v7; v8 batches groups).
+const OFFSET_FETCH_STABLE: std::ops::RangeInclusive<i16> = 7..=7;
+/// How long a transactional call retries CONCURRENT_TRANSACTIONS (the previous transaction's
+/// markers still being written) or UNSTABLE_OFFSET_COMMIT before giving up.
+const TXN_BUSY_RETRY: Duration = Duration::from_secs(30);
 // v1 added pattern types (PREFIXED); v0 knows only literal names.
 const DESCRIBE_ACLS: std::ops::RangeInclusive<i16> = 1..=3;
 const CREATE_ACLS: std::ops::RangeInclusive<i16> = 1..=3;
@@ -376,10 +396,20 @@ impl Cluster {
 
     /// A connection to `group`'s coordinator.
     pub async fn coordinator(&self, group: &str) -> Result<Connection, WireError> {
+        self.find_coordinator(group, 0).await
+    }
+
+    /// A connection to the transaction coordinator of `transactional_id`.
+    pub async fn txn_coordinator(&self, transactional_id: &str) -> Result<Connection, WireError> {
+        self.find_coordinator(transactional_id, 1).await
+    }
+
+    /// FindCoordinator of `key` (key type 0: group, 1: transactional id).
+    async fn find_coordinator(&self, group: &str, key_type: i8) -> Result<Connection, WireError> {
         let mut conn = self.connect().await?;
         let request = FindCoordinatorRequest::default()
             .with_key(str_bytes(group))
-            .with_key_type(0);
+            .with_key_type(key_type);
         let response: FindCoordinatorResponse = conn
             .call_negotiated(FIND_COORDINATOR, &request)
             .await
@@ -924,6 +954,301 @@ impl Cluster {
         Ok(())
     }
 
+    /// InitProducerId for `transactional_id`, asked of its transaction `coordinator`: the
+    /// producer id and epoch. A previous producer of the id is fenced and its open transaction
+    /// aborted; the coordinator answers CONCURRENT_TRANSACTIONS until that is done, which is
+    /// retried here.
+    pub async fn init_transactional_producer(
+        &self,
+        coordinator: &mut Connection,
+        transactional_id: &str,
+        transaction_timeout_ms: i32,
+    ) -> Result<TxnProducer, WireError> {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(str_bytes(transactional_id))))
+            .with_transaction_timeout_ms(transaction_timeout_ms)
+            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+            .with_producer_epoch(-1);
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response: InitProducerIdResponse = coordinator
+                .call_negotiated(INIT_PRODUCER_ID, &request)
+                .await
+                .map_err(|e| self.err(e))?;
+            match response.error_code {
+                0 => {
+                    return Ok(TxnProducer {
+                        id: transactional_id.to_owned(),
+                        producer_id: response.producer_id.0,
+                        epoch: response.producer_epoch,
+                    });
+                }
+                c => {
+                    self.busy_or_err(c, deadline, ApiKey::InitProducerId, transactional_id)
+                        .await?
+                }
+            }
+        }
+    }
+
+    /// AddPartitionsToTxn: `topic`-`partition` joins `txn`'s transaction (before its first
+    /// transactional Produce there).
+    pub async fn add_partition_to_txn(
+        &self,
+        coordinator: &mut Connection,
+        txn: &TxnProducer,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), WireError> {
+        use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(str_bytes(&txn.id)))
+            .with_v3_and_below_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id))
+            .with_v3_and_below_producer_epoch(txn.epoch)
+            .with_v3_and_below_topics(vec![
+                AddPartitionsToTxnTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![partition]),
+            ]);
+        let what = format!("{}: {topic}-{partition}", txn.id);
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response: AddPartitionsToTxnResponse = coordinator
+                .call_negotiated(ADD_PARTITIONS_TO_TXN, &request)
+                .await
+                .map_err(|e| self.err(e))?;
+            let c = response
+                .results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| &t.results_by_partition)
+                .map(|p| p.partition_error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(response.error_code);
+            if c == 0 {
+                return Ok(());
+            }
+            self.busy_or_err(c, deadline, ApiKey::AddPartitionsToTxn, &what)
+                .await?;
+        }
+    }
+
+    /// AddOffsetsToTxn: `group`'s offsets partition joins `txn`'s transaction (before its
+    /// TxnOffsetCommit).
+    pub async fn add_offsets_to_txn(
+        &self,
+        coordinator: &mut Connection,
+        txn: &TxnProducer,
+        group: &str,
+    ) -> Result<(), WireError> {
+        let request = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(str_bytes(&txn.id)))
+            .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id))
+            .with_producer_epoch(txn.epoch)
+            .with_group_id(GroupId(str_bytes(group)));
+        let what = format!("{}: group {group}", txn.id);
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response: AddOffsetsToTxnResponse = coordinator
+                .call_negotiated(ADD_OFFSETS_TO_TXN, &request)
+                .await
+                .map_err(|e| self.err(e))?;
+            if response.error_code == 0 {
+                return Ok(());
+            }
+            self.busy_or_err(
+                response.error_code,
+                deadline,
+                ApiKey::AddOffsetsToTxn,
+                &what,
+            )
+            .await?;
+        }
+    }
+
+    /// TxnOffsetCommit of `offsets` for `group` in `txn`'s transaction, sent to the group's
+    /// coordinator (a member-less group: generation -1, no member id). Visible once the
+    /// transaction commits; dropped if it aborts.
+    pub async fn txn_offset_commit(
+        &self,
+        group_coordinator: &mut Connection,
+        txn: &TxnProducer,
+        group: &str,
+        offsets: &Offsets,
+    ) -> Result<(), WireError> {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((topic, partition), (offset, metadata)) in offsets {
+            topics.entry(topic).or_default().push(
+                TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(*partition)
+                    .with_committed_offset(*offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(Some(str_bytes(metadata))),
+            );
+        }
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(str_bytes(&txn.id)))
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id))
+            .with_producer_epoch(txn.epoch)
+            .with_generation_id(-1)
+            .with_member_id(StrBytes::default())
+            .with_group_instance_id(None)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TxnOffsetCommitRequestTopic::default()
+                            .with_name(name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let what = format!("{}: group {group}", txn.id);
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response: TxnOffsetCommitResponse = group_coordinator
+                .call_negotiated(TXN_OFFSET_COMMIT, &request)
+                .await
+                .map_err(|e| self.err(e))?;
+            let c = response
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(0);
+            if c == 0 {
+                return Ok(());
+            }
+            self.busy_or_err(c, deadline, ApiKey::TxnOffsetCommit, &what)
+                .await?;
+        }
+    }
+
+    /// EndTxn: commits (or aborts) `txn`'s open transaction. Answered once the outcome is
+    /// durable at the coordinator; the markers on the partitions follow.
+    pub async fn end_txn(
+        &self,
+        coordinator: &mut Connection,
+        txn: &TxnProducer,
+        commit: bool,
+    ) -> Result<(), WireError> {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(str_bytes(&txn.id)))
+            .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id))
+            .with_producer_epoch(txn.epoch)
+            .with_committed(commit);
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response: EndTxnResponse = coordinator
+                .call_negotiated(END_TXN, &request)
+                .await
+                .map_err(|e| self.err(e))?;
+            if response.error_code == 0 {
+                return Ok(());
+            }
+            self.busy_or_err(response.error_code, deadline, ApiKey::EndTxn, &txn.id)
+                .await?;
+        }
+    }
+
+    /// Produces one transactional batch (see [`encode_transactional_batch`]) of `txn` to
+    /// `partition`, which must have joined the transaction; the base offset it got.
+    pub async fn produce_transactional(
+        &self,
+        leader: &mut Connection,
+        txn: &TxnProducer,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        timeout: Duration,
+    ) -> Result<i64, WireError> {
+        let id = Some(TransactionalId(str_bytes(&txn.id)));
+        let p = self
+            .produce_one(leader, topic, partition, batch, id, timeout)
+            .await?;
+        if p.error_code != 0 {
+            return Err(self.err(kafka(
+                ApiKey::Produce,
+                &format!("{topic}-{partition}"),
+                p.error_code,
+                p.error_message.as_ref(),
+            )));
+        }
+        Ok(p.base_offset)
+    }
+
+    /// `group`'s committed offset of `topic`-`partition` with `require_stable` (KIP-447): a
+    /// commit still inside an open transaction is waited out (UNSTABLE_OFFSET_COMMIT, retried
+    /// here), so what is returned is only ever a committed transaction's offset.
+    pub async fn committed_stable(
+        &self,
+        coordinator: &mut Connection,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, WireError> {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_require_stable(true)
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![partition]),
+            ]));
+        let what = format!("{group}/{topic}-{partition}");
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response: OffsetFetchResponse = coordinator
+                .call_negotiated(OFFSET_FETCH_STABLE, &request)
+                .await
+                .map_err(|e| self.err(e))?;
+            let found = response
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == topic)
+                .flat_map(|t| &t.partitions)
+                .find(|p| p.partition_index == partition);
+            let c = match found {
+                Some(p) if p.error_code != 0 => p.error_code,
+                _ => response.error_code,
+            };
+            if c == 0 {
+                return Ok(found
+                    .map(|p| p.committed_offset)
+                    .filter(|offset| *offset >= 0));
+            }
+            self.busy_or_err(c, deadline, ApiKey::OffsetFetch, &what)
+                .await?;
+        }
+    }
+
+    /// Waits a little when `code` says the coordinator is busy with a previous transaction (or
+    /// loading) and `deadline` is not reached; the error otherwise.
+    async fn busy_or_err(
+        &self,
+        code: i16,
+        deadline: tokio::time::Instant,
+        api: ApiKey,
+        what: &str,
+    ) -> Result<(), WireError> {
+        let busy = matches!(
+            code,
+            code::CONCURRENT_TRANSACTIONS
+                | code::COORDINATOR_LOAD_IN_PROGRESS
+                | code::UNSTABLE_OFFSET_COMMIT
+        );
+        if busy && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Ok(());
+        }
+        Err(self.err(kafka(api, what, code, None)))
+    }
+
     /// The non-empty values of config `key` of each of `topics` (any config source); topics
     /// without it, or gone meanwhile, are left out.
     pub async fn topic_config_values(
@@ -1141,6 +1466,15 @@ pub struct OpenTransaction {
     pub start_offset: i64,
 }
 
+/// A transactional producer: its transactional id and the producer id and epoch
+/// InitProducerId gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnProducer {
+    pub id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
 /// The target's answer to a link append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkAppend {
@@ -1265,13 +1599,32 @@ pub fn encode_batch(
     producer: (i64, i16),
     sequence: i32,
 ) -> Result<Bytes, String> {
+    encode_records(records, producer, sequence, false)
+}
+
+/// [`encode_batch`] with the batch's transactional flag set: a batch of producer `(id, epoch)`'s
+/// open transaction, invisible to read_committed consumers until the commit marker.
+pub fn encode_transactional_batch(
+    records: &[Record],
+    producer: (i64, i16),
+    sequence: i32,
+) -> Result<Bytes, String> {
+    encode_records(records, producer, sequence, true)
+}
+
+fn encode_records(
+    records: &[Record],
+    producer: (i64, i16),
+    sequence: i32,
+    transactional: bool,
+) -> Result<Bytes, String> {
     let owned: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let i = i32::try_from(i).unwrap_or(i32::MAX);
             Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
