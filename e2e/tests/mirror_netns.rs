@@ -312,6 +312,7 @@ fn cut_and_check(
 }
 
 fn cuts_scenario(lab: Arc<NetLab>) {
+    let started = Instant::now();
     let mut a = Cluster::start_in_lab(cluster_spec(&SOURCE, &["a1", "a2", "a3"]), lab.clone())
         .expect("cluster A");
     let mut b = Cluster::start_in_lab(cluster_spec(&TARGET, &["b1", "b2", "b3"]), lab.clone())
@@ -342,7 +343,7 @@ fn cuts_scenario(lab: Arc<NetLab>) {
     let mut mirror = MirrorProcess::start_in(&lab.exec_prefix(MIRROR_NODE), &config, None, &stderr)
         .expect("start the mirror in node 7");
     let mut log_seen = 0;
-    let started = Instant::now();
+    println!("clusters and mirror started in {:.1?}", started.elapsed());
 
     let mut chunk = 0;
     while chunk < CHUNKS {
