@@ -4,8 +4,10 @@
 //! 1. `exactly_once_across_kills`: a bounded load of distinct records is produced to `A:orders`
 //!    (4 partitions) while the mirror is SIGKILLed and restarted mid-copy, three times. A
 //!    read_committed read of `B:A.orders` then holds every source record exactly once, in the
-//!    source's order per partition; a read_uncommitted read holds at least as much (the records
-//!    of transactions the kills left open, aborted by the restart, counted and printed).
+//!    source's order per partition. Each kill is timed for a moment a transaction holding
+//!    records is open on the target (last stable offset below the high watermark), and at least
+//!    one must have left such a transaction behind: the restart aborts it, a read_uncommitted
+//!    read shows its records, read_committed does not.
 //! 2. `exactly_once_with_two_processes_and_a_zombie`: two mirror processes share the flow; one
 //!    is SIGSTOPped mid-copy (its session expires and the other takes its partitions, fencing
 //!    it), then SIGCONTed (a zombie whose open transactions must fail), then the other is
@@ -24,12 +26,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rustix::process::{Pid, Signal, kill_process};
 use strait_e2e::kafka::is_transient;
 use strait_e2e::mirror::MirrorProcess as Mirror;
+use strait_e2e::wire::WireClient;
 use strait_e2e::{
     Admin, Broker, TestMessage, consumer_config, free_port, idempotent_producer_config,
     produce_all, wait_for, watermarks,
@@ -220,6 +228,69 @@ fn port() -> u16 {
     free_port().expect("free port")
 }
 
+/// The end offsets of `topic`'s partitions on the broker at `addr` (one ListOffsets): the high
+/// watermarks (`isolation` 0) or the last stable offsets (1).
+fn ends(client: &mut WireClient, topic: &str, partitions: i32, isolation: i8) -> Vec<i64> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation)
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(
+                    (0..partitions)
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_current_leader_epoch(-1)
+                                .with_timestamp(-1)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let response: ListOffsetsResponse = client
+        .call(ApiKey::ListOffsets, 4, &request)
+        .expect("ListOffsets");
+    let mut out = vec![0; usize::try_from(partitions).expect("partitions")];
+    for p in response.topics.iter().flat_map(|t| &t.partitions) {
+        assert_eq!(
+            p.error_code, 0,
+            "ListOffsets of {topic}-{}",
+            p.partition_index
+        );
+        out[usize::try_from(p.partition_index).expect("partition")] = p.offset;
+    }
+    out
+}
+
+/// Whether a transaction holding records is open on a partition of `topic`: its last stable
+/// offset is below the high watermark read just before.
+fn open_transaction(client: &mut WireClient, topic: &str, partitions: i32) -> bool {
+    let high = ends(client, topic, partitions, 0);
+    let stable = ends(client, topic, partitions, 1);
+    stable.iter().zip(&high).any(|(s, h)| s < h)
+}
+
+/// SIGKILLs `mirror`, at a moment a transaction of it holding records is open on the target if
+/// one is seen within `within`; then whether that transaction was left open (orphaned: no
+/// commit reached the target before the kill), which the next owner must abort.
+fn kill_mid_transaction(
+    mirror: &mut Mirror,
+    client: &mut WireClient,
+    topic: &str,
+    partitions: i32,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline && !open_transaction(client, topic, partitions) {}
+    mirror.kill();
+    // A commit already under way when the process died completes within milliseconds.
+    wait_for(Duration::from_secs(1), "no open transaction", || {
+        (!open_transaction(client, topic, partitions)).then_some(())
+    })
+    .is_err()
+}
+
 fn signal(mirror: &Mirror, signal: Signal) {
     let pid = Pid::from_raw(i32::try_from(mirror.pid()).expect("pid")).expect("pid");
     kill_process(pid, signal).expect("signal the mirror");
@@ -251,20 +322,29 @@ fn exactly_once_across_kills() {
         12_500,
     );
     let mut mirror = Mirror::start(&config, Some(port()), &log).expect("start mirror");
+    let mut target = WireClient::connect(b.addr()).expect("connect to B");
     let mut at_last_kill = 0;
+    let mut orphaned = 0;
     for kill in 0..KILLS {
         let copied = wait_for(WAIT, "the mirror copying", || {
             let high = high_watermarks(&b_boot, "A.orders", PARTITIONS);
             (high >= at_last_kill + 4_000).then_some(high)
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
-        mirror.kill();
+        let orphan = kill_mid_transaction(
+            &mut mirror,
+            &mut target,
+            "A.orders",
+            PARTITIONS,
+            Duration::from_secs(5),
+        );
+        orphaned += usize::from(orphan);
         assert!(
             !loader.is_finished(),
             "kill {kill}: the load ended before it, so it may not have been mid-copy"
         );
         eprintln!(
-            "kill {kill} at {:.1?}: {copied} records on the target (read_uncommitted)",
+            "kill {kill} at {:.1?}: {copied} records on the target (read_uncommitted), a transaction with records left open: {orphan}",
             started.elapsed(),
         );
         at_last_kill = copied;
@@ -278,8 +358,15 @@ fn exactly_once_across_kills() {
         &a_boot, &b_boot, "orders", "A.orders", PARTITIONS, &read_log,
     );
     eprintln!(
-        "exactly once: {total} records, {KILLS} kills; {aborted} aborted records visible only to read_uncommitted; {:.1?}",
+        "exactly once: {total} records, {KILLS} kills ({orphaned} leaving a transaction with records open); {aborted} aborted records visible only to read_uncommitted; {:.1?}",
         started.elapsed()
+    );
+    // Each kill waits for a moment a transaction holds records; at least one must have caught
+    // one, so the aborted records (and read_committed skipping them) are really exercised.
+    assert!(orphaned > 0, "no kill left a transaction with records open");
+    assert!(
+        aborted > 0,
+        "a kill left records in an open transaction, and no read_uncommitted read shows them aborted"
     );
     assert!(mirror.is_running(), "{}", read_log());
     assert!(
@@ -360,14 +447,21 @@ fn exactly_once_with_two_processes_and_a_zombie() {
         (high_watermarks(&b_boot, "A.events", PARTITIONS) >= at_rejoin + 1_000).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    m2.kill();
+    let mut target = WireClient::connect(b.addr()).expect("connect to B");
+    let orphan = kill_mid_transaction(
+        &mut m2,
+        &mut target,
+        "A.events",
+        PARTITIONS,
+        Duration::from_secs(5),
+    );
     assert!(
         !loader.is_finished(),
         "the load ended before mirror 2 was killed, so it may not have been mid-copy"
     );
     let at_kill = high_watermarks(&b_boot, "A.events", PARTITIONS);
     eprintln!(
-        "mirror 2 killed at {:.1?} with {at_kill} records on the target",
+        "mirror 2 killed at {:.1?} with {at_kill} records on the target, a transaction with records left open: {orphan}",
         started.elapsed()
     );
     // Records still arrive for mirror 1 to take over after mirror 2's session expired.
