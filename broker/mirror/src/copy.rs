@@ -1010,6 +1010,23 @@ mod tests {
     }
 
     #[test]
+    fn transactional_ids_name_flow_topic_and_partition() {
+        let config = crate::config::MirrorConfig::parse(
+            "clusters=east,west\neast.bootstrap.servers=x:1\nwest.bootstrap.servers=y:1\neast->west.enabled=true\n",
+        )
+        .unwrap();
+        let flow = &config.flows[0];
+        assert_eq!(
+            transactional_id(flow, "orders", 3),
+            "strait-mirror-east->west-orders-3"
+        );
+        assert_ne!(
+            transactional_id(flow, "orders", 3),
+            transactional_id(flow, "orders", 4)
+        );
+    }
+
+    #[test]
     fn syncs_follow_mm2_rules() {
         let mut s = SyncState::new(100);
         assert!(s.update(0, 0), "first record");

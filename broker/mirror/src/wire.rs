@@ -150,6 +150,15 @@ pub enum WireError {
         what: String,
         detail: String,
     },
+    /// The mirror group's coordinator did not confirm this member within its session timeout.
+    #[error(
+        "{cluster}: group {group}: no heartbeat answered within the {session:?} session timeout"
+    )]
+    SessionExpired {
+        cluster: String,
+        group: String,
+        session: std::time::Duration,
+    },
 }
 
 impl WireError {
@@ -1679,6 +1688,26 @@ pub fn plain_record(key: Bytes, value: Bytes, timestamp: i64) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactional_batches_carry_the_flag_and_the_producer() {
+        let records = vec![plain_record(
+            Bytes::from_static(b"k"),
+            Bytes::from_static(b"v"),
+            5,
+        )];
+        let attributes = |b: &Bytes| (&b[21..23]).get_i16();
+        let plain = encode_batch(&records, (7, 3), 0).unwrap();
+        let txn = encode_transactional_batch(&records, (7, 3), 4).unwrap();
+        assert_eq!(attributes(&plain) & 0x10, 0);
+        assert_eq!(attributes(&txn) & 0x10, 0x10, "transactional bit");
+        let decoded = RecordBatchDecoder::decode(&mut txn.clone())
+            .unwrap()
+            .records;
+        assert!(decoded[0].transactional);
+        assert_eq!((decoded[0].producer_id, decoded[0].producer_epoch), (7, 3));
+        assert_eq!(decoded[0].sequence, 4);
+    }
 
     #[test]
     fn batches_round_trip_and_partial_tails_wait() {
