@@ -475,8 +475,12 @@ fn exactly_once_with_two_processes_and_a_zombie() {
     let total = high_watermarks(&a_boot, "events", PARTITIONS);
     assert_eq!(total, PARTITIONS as i64 * per_partition as i64);
     let aborted = assert_exactly_once(&a_boot, &b_boot, "events", "A.events", PARTITIONS, &logs);
+    let fenced = std::fs::read_to_string(&log1)
+        .unwrap_or_default()
+        .matches("fenced by another producer")
+        .count();
     eprintln!(
-        "exactly once with two processes: {total} records; {aborted} aborted records; {:.1?}",
+        "exactly once with two processes: {total} records; {aborted} aborted records; mirror 1 fenced {fenced} times; {:.1?}",
         started.elapsed()
     );
     assert!(
