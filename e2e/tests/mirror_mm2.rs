@@ -32,6 +32,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, ResourceSpecifier
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use strait_e2e::dashboards::{
@@ -138,7 +139,11 @@ fn check_dashboard_and_rules(prometheus: &PrometheusServer, metrics_addr: Socket
     let names: BTreeSet<&str> = rules.iter().filter_map(|r| r.alert.as_deref()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["StraitMirrorLagGrowing", "StraitMirrorStopped"])
+        BTreeSet::from([
+            "StraitMirrorAclSyncFailing",
+            "StraitMirrorLagGrowing",
+            "StraitMirrorStopped"
+        ])
     );
 
     let exposed = Scrape::fetch(metrics_addr, Duration::from_secs(5)).expect("scrape mirror");
@@ -451,9 +456,17 @@ fn mm2_mode_between_two_brokers() {
             tpl.add_partition_offset("orders", p, Offset::Offset(group_at))
                 .expect("tpl");
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .expect("commit on A");
+        // A fresh broker may still be loading the group's offsets partition.
+        wait_for(WAIT, "the commit on A", || {
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => Some(()),
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::CoordinatorLoadInProgress)) => {
+                    None
+                }
+                Err(e) => panic!("commit on A: {e}"),
+            }
+        })
+        .expect("commit on A");
     }
 
     let dir = tempfile::tempdir().expect("tempdir");

@@ -146,6 +146,10 @@ pub async fn run(flow: Arc<FlowContext>) {
     let mut shutdown = flow.shutdown.clone();
     let mut share = flow.share.clone();
     let mut created = BTreeSet::new();
+    // Both series exist from the start at 0, so that rates, dashboards and the alert see the
+    // flow before its first binding or error.
+    flow.metrics.acl_bindings_created.with_label_values(&labels);
+    flow.metrics.acl_sync_errors.with_label_values(&labels);
     loop {
         let leads = share.borrow_and_update().is_some_and(|s| s.index == 0);
         if !leads {

@@ -6,7 +6,7 @@
 //! way on its own. While a rebalance runs a process owns nothing, so two processes copy the
 //! same partition only for the moment a stale member takes to notice.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -264,19 +264,27 @@ impl Member {
         };
         tracing::info!(group = %self.group, generation = self.generation, index = mine.index, count = mine.count, "mirror group assignment");
         share.send_replace(Some(mine));
+        let session = Duration::from_millis(SESSION_TIMEOUT_MS as u64);
+        let mut confirmed = Instant::now();
         loop {
             tokio::time::sleep(HEARTBEAT_INTERVAL).await;
-            let request = HeartbeatRequest::default()
-                .with_group_id(GroupId(s(&self.group)))
-                .with_generation_id(self.generation)
-                .with_member_id(s(&self.member_id));
-            let conn = self.coordinator().await?;
-            let response: HeartbeatResponse = conn
-                .call_negotiated(0..=4, &request)
-                .await
-                .map_err(|e| self.client_err(e))?;
+            // The coordinator evicts a member it has not heard from within the session timeout
+            // and hands its share to the others; a member that cannot tell whether it is still
+            // in must give its share up by then too, or two processes copy the same partitions
+            // (a request's own 30 s timeout is far longer).
+            let left = session.saturating_sub(confirmed.elapsed());
+            let response = match tokio::time::timeout(left, self.heartbeat()).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(WireError::SessionExpired {
+                        cluster: self.cluster.alias.clone(),
+                        group: self.group.clone(),
+                        session,
+                    });
+                }
+            };
             match response.error_code {
-                0 => {}
+                0 => confirmed = Instant::now(),
                 REBALANCE_IN_PROGRESS => {
                     // Give up the share before rejoining, so no partition has two copiers for
                     // longer than a heartbeat interval.
@@ -291,6 +299,16 @@ impl Member {
                 code => return Err(self.err(kafka_protocol::messages::ApiKey::Heartbeat, code)),
             }
         }
+    }
+
+    async fn heartbeat(&mut self) -> Result<HeartbeatResponse, WireError> {
+        let request = HeartbeatRequest::default()
+            .with_group_id(GroupId(s(&self.group)))
+            .with_generation_id(self.generation)
+            .with_member_id(s(&self.member_id));
+        let conn = self.coordinator().await?;
+        let response = conn.call_negotiated(0..=4, &request).await;
+        response.map_err(|e| self.client_err(e))
     }
 
     async fn leave(&mut self) {
