@@ -37,8 +37,9 @@ const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often progress is committed while records flow.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-/// Exactly-once: a transaction is committed once the copier caught up with the source, or
-/// after this long, or after [`TXN_MAX_BYTES`], whichever comes first. Short, because
+/// Exactly-once: a transaction is committed once the copier caught up with the source (a
+/// short fetch brought nothing more), or after this long, or after [`TXN_MAX_BYTES`],
+/// whichever comes first. Short, because
 /// read_committed consumers of the target see nothing of a transaction before its commit.
 const TXN_MAX_AGE: Duration = Duration::from_millis(200);
 /// Exactly-once: bytes copied in one transaction before it is committed.
@@ -815,9 +816,11 @@ impl Copier {
                 .with_label_values(&self.labels().values())
                 .set(fetched_at as f64 / 1000.0);
         }
+        // Caught up, the transaction still takes what arrives within one short fetch (records
+        // a producer sends in quick succession share a transaction), then commits.
         let due = match &self.eos().open {
             Some(open) => {
-                caught_up
+                (caught_up && records.is_empty())
                     || open.bytes >= TXN_MAX_BYTES
                     || open.started.is_some_and(|t| t.elapsed() >= TXN_MAX_AGE)
             }
