@@ -39,9 +39,9 @@ const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Exactly-once: a transaction is committed once the copier caught up with the source (a
 /// short fetch brought nothing more), or after this long, or after [`TXN_MAX_BYTES`],
-/// whichever comes first. Short, because
+/// whichever comes first. Short (Kafka Streams' exactly-once commit interval), because
 /// read_committed consumers of the target see nothing of a transaction before its commit.
-const TXN_MAX_AGE: Duration = Duration::from_millis(200);
+const TXN_MAX_AGE: Duration = Duration::from_millis(100);
 /// Exactly-once: bytes copied in one transaction before it is committed.
 const TXN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Exactly-once: after being fenced, how long a copier waits for this process's share of the
