@@ -729,7 +729,11 @@ fn parse_exactly_once(key: &str, value: &str) -> Result<bool, ConfigError> {
             );
             Ok(false)
         }
-        _ => Err(invalid(key, value, "expected disabled, preparing or enabled")),
+        _ => Err(invalid(
+            key,
+            value,
+            "expected disabled, preparing or enabled",
+        )),
     }
 }
 
@@ -1166,8 +1170,18 @@ offset-syncs.topic.location=target
         let flows = |text: &str| {
             let config = MirrorConfig::parse(text).unwrap();
             assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
-            let ab = config.flows.iter().find(|f| f.source == "a").unwrap().clone();
-            let ba = config.flows.iter().find(|f| f.source == "b").unwrap().clone();
+            let ab = config
+                .flows
+                .iter()
+                .find(|f| f.source == "a")
+                .unwrap()
+                .clone();
+            let ba = config
+                .flows
+                .iter()
+                .find(|f| f.source == "b")
+                .unwrap()
+                .clone();
             (ab, ba)
         };
         let (ab, ba) = flows(base);
@@ -1179,7 +1193,9 @@ offset-syncs.topic.location=target
         assert!(ab.exactly_once, "the global key");
         assert!(!ba.exactly_once, "the flow's own key wins");
         assert_eq!(ab.transaction_timeout_ms, 15_000);
-        let (ab, _) = flows(&format!("{base}a->b.exactly.once.source.support=preparing\n"));
+        let (ab, _) = flows(&format!(
+            "{base}a->b.exactly.once.source.support=preparing\n"
+        ));
         assert!(!ab.exactly_once, "preparing is disabled");
         let (ab, _) = flows(&format!(
             "{base}exactly.once.source.support=enabled\na->b.mirror.mode=linked\n"

@@ -63,6 +63,16 @@ pub struct FlowContext {
     pub linked: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
+/// What one Fetch of the source partition brought (see `Copier::fetch_source`).
+struct SourceFetch {
+    records: Vec<Record>,
+    /// The offset after the fetched batches (control batches included).
+    next: i64,
+    /// When it was fetched (ms).
+    at: i64,
+    high_watermark: i64,
+}
+
 /// A partition copier's connections to the partition's leaders on both clusters, opened when
 /// first needed and dropped when an error says leadership moved or the broker did not answer.
 /// Shared by the MM2 copier and the linked-mode linker.
@@ -461,40 +471,21 @@ impl Copier {
                 n
             }
         };
-        let flow = self.flow.clone();
-        let (topic, partition) = (self.topic.clone(), self.partition);
-        let leader = self.source_leader().await?;
-        let fetched = match flow
-            .source
-            .fetch(leader, &topic, partition, next, FETCH_WAIT, FETCH_BYTES)
-            .await
-        {
-            Err(e) if e.code() == Some(code::OFFSET_OUT_OF_RANGE) => {
-                let earliest = flow
-                    .source
-                    .list_offset(leader, &topic, partition, -2)
-                    .await?;
-                tracing::warn!(%topic, partition, from = next, to = earliest, "offset out of range on the source: resetting to the earliest offset");
-                self.next = Some(earliest);
-                return Ok(());
-            }
-            other => other?,
+        let Some(SourceFetch {
+            records,
+            next: new_next,
+            at: fetched_at,
+            high_watermark,
+        }) = self.fetch_source(next, FETCH_WAIT).await?
+        else {
+            return Ok(());
         };
-        let fetched_at = now_ms();
-        // Lag as of this fetch, before copying: with the target down the copy below fails, and
-        // the gauge must show the backlog growing rather than the last successful value.
-        self.report_lag(fetched.high_watermark, next);
-        let mut records: Vec<Record> = Vec::new();
-        let mut new_next = next;
-        for batch in fetched.batches {
-            records.extend(batch.records);
-            new_next = new_next.max(batch.last_offset + 1);
-        }
+        let flow = self.flow.clone();
         if records.is_empty() {
             // Control batches only, or nothing new.
             self.next = Some(new_next);
-            self.report_lag(fetched.high_watermark, new_next);
-            if fetched.high_watermark <= new_next {
+            self.report_lag(high_watermark, new_next);
+            if high_watermark <= new_next {
                 flow.metrics
                     .last_copy_timestamp_seconds
                     .with_label_values(&self.labels().values())
@@ -510,8 +501,53 @@ impl Copier {
             }
         }
         self.next = Some(new_next);
-        self.report_lag(fetched.high_watermark, new_next);
+        self.report_lag(high_watermark, new_next);
         self.maybe_commit().await
+    }
+
+    /// Fetches the source partition from `next`, waiting up to `wait` for records, and reports
+    /// the lag as of this fetch (before copying: with the target down the copy fails, and the
+    /// gauge must show the backlog growing rather than the last successful value). Returns the
+    /// records, the offset after the fetched batches, the fetch time and the high watermark; `None` after an
+    /// OFFSET_OUT_OF_RANGE, which moved `next` to the source's earliest offset.
+    async fn fetch_source(
+        &mut self,
+        next: i64,
+        wait: Duration,
+    ) -> Result<Option<SourceFetch>, WireError> {
+        let flow = self.flow.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let leader = self.source_leader().await?;
+        let fetched = match flow
+            .source
+            .fetch(leader, &topic, partition, next, wait, FETCH_BYTES)
+            .await
+        {
+            Err(e) if e.code() == Some(code::OFFSET_OUT_OF_RANGE) => {
+                let earliest = flow
+                    .source
+                    .list_offset(leader, &topic, partition, -2)
+                    .await?;
+                tracing::warn!(%topic, partition, from = next, to = earliest, "offset out of range on the source: resetting to the earliest offset");
+                self.next = Some(earliest);
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let fetched_at = now_ms();
+        self.report_lag(fetched.high_watermark, next);
+        let mut records: Vec<Record> = Vec::new();
+        let mut new_next = next;
+        for batch in fetched.batches {
+            records.extend(batch.records);
+            new_next = new_next.max(batch.last_offset + 1);
+        }
+        Ok(Some(SourceFetch {
+            records,
+            next: new_next,
+            at: fetched_at,
+            high_watermark: fetched.high_watermark,
+        }))
     }
 
     /// Produces one chunk and records its metrics and offset syncs.
@@ -771,45 +807,28 @@ impl Copier {
                 n
             }
         };
-        let flow = self.flow.clone();
-        let (topic, partition) = (self.topic.clone(), self.partition);
         // With records waiting in the open transaction, the fetch does not wait long for more.
         let wait = if self.eos().open.is_some() {
             Duration::from_millis(10)
         } else {
             FETCH_WAIT
         };
-        let leader = self.source_leader().await?;
-        let fetched = match flow
-            .source
-            .fetch(leader, &topic, partition, next, wait, FETCH_BYTES)
-            .await
-        {
-            Err(e) if e.code() == Some(code::OFFSET_OUT_OF_RANGE) => {
-                let earliest = flow
-                    .source
-                    .list_offset(leader, &topic, partition, -2)
-                    .await?;
-                tracing::warn!(%topic, partition, from = next, to = earliest, "offset out of range on the source: resetting to the earliest offset");
-                self.next = Some(earliest);
-                return Ok(());
-            }
-            other => other?,
+        let Some(SourceFetch {
+            records,
+            next: new_next,
+            at: fetched_at,
+            high_watermark,
+        }) = self.fetch_source(next, wait).await?
+        else {
+            return Ok(());
         };
-        let fetched_at = now_ms();
-        self.report_lag(fetched.high_watermark, next);
-        let mut records: Vec<Record> = Vec::new();
-        let mut new_next = next;
-        for batch in fetched.batches {
-            records.extend(batch.records);
-            new_next = new_next.max(batch.last_offset + 1);
-        }
+        let flow = self.flow.clone();
         for chunk in chunks(&records) {
             self.produce_in_txn(chunk, fetched_at).await?;
         }
         self.next = Some(new_next);
-        self.report_lag(fetched.high_watermark, new_next);
-        let caught_up = fetched.high_watermark <= new_next;
+        self.report_lag(high_watermark, new_next);
+        let caught_up = high_watermark <= new_next;
         if caught_up && records.is_empty() {
             flow.metrics
                 .last_copy_timestamp_seconds

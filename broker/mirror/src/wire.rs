@@ -41,6 +41,7 @@ use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeProducersResponse, WriteTxnMarkersRequest,
     WriteTxnMarkersResponse,
 };
+use kafka_protocol::protocol::Request;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -978,26 +979,21 @@ impl Cluster {
             .with_transaction_timeout_ms(transaction_timeout_ms)
             .with_producer_id(kafka_protocol::messages::ProducerId(-1))
             .with_producer_epoch(-1);
-        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
-        loop {
-            let response: InitProducerIdResponse = coordinator
-                .call_negotiated(INIT_PRODUCER_ID, &request)
-                .await
-                .map_err(|e| self.err(e))?;
-            match response.error_code {
-                0 => {
-                    return Ok(TxnProducer {
-                        id: transactional_id.to_owned(),
-                        producer_id: response.producer_id.0,
-                        epoch: response.producer_epoch,
-                    });
-                }
-                c => {
-                    self.busy_or_err(c, deadline, ApiKey::InitProducerId, transactional_id)
-                        .await?
-                }
-            }
-        }
+        let response: InitProducerIdResponse = self
+            .until_not_busy(
+                coordinator,
+                INIT_PRODUCER_ID,
+                &request,
+                ApiKey::InitProducerId,
+                transactional_id,
+                |r: &InitProducerIdResponse| r.error_code,
+            )
+            .await?;
+        Ok(TxnProducer {
+            id: transactional_id.to_owned(),
+            producer_id: response.producer_id.0,
+            epoch: response.producer_epoch,
+        })
     }
 
     /// AddPartitionsToTxn: `topic`-`partition` joins `txn`'s transaction (before its first
@@ -1020,25 +1016,23 @@ impl Cluster {
                     .with_partitions(vec![partition]),
             ]);
         let what = format!("{}: {topic}-{partition}", txn.id);
-        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
-        loop {
-            let response: AddPartitionsToTxnResponse = coordinator
-                .call_negotiated(ADD_PARTITIONS_TO_TXN, &request)
-                .await
-                .map_err(|e| self.err(e))?;
-            let c = response
-                .results_by_topic_v3_and_below
-                .iter()
-                .flat_map(|t| &t.results_by_partition)
-                .map(|p| p.partition_error_code)
-                .find(|c| *c != 0)
-                .unwrap_or(response.error_code);
-            if c == 0 {
-                return Ok(());
-            }
-            self.busy_or_err(c, deadline, ApiKey::AddPartitionsToTxn, &what)
-                .await?;
-        }
+        self.until_not_busy(
+            coordinator,
+            ADD_PARTITIONS_TO_TXN,
+            &request,
+            ApiKey::AddPartitionsToTxn,
+            &what,
+            |r: &AddPartitionsToTxnResponse| {
+                r.results_by_topic_v3_and_below
+                    .iter()
+                    .flat_map(|t| &t.results_by_partition)
+                    .map(|p| p.partition_error_code)
+                    .find(|c| *c != 0)
+                    .unwrap_or(r.error_code)
+            },
+        )
+        .await
+        .map(drop)
     }
 
     /// AddOffsetsToTxn: `group`'s offsets partition joins `txn`'s transaction (before its
@@ -1055,23 +1049,16 @@ impl Cluster {
             .with_producer_epoch(txn.epoch)
             .with_group_id(GroupId(str_bytes(group)));
         let what = format!("{}: group {group}", txn.id);
-        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
-        loop {
-            let response: AddOffsetsToTxnResponse = coordinator
-                .call_negotiated(ADD_OFFSETS_TO_TXN, &request)
-                .await
-                .map_err(|e| self.err(e))?;
-            if response.error_code == 0 {
-                return Ok(());
-            }
-            self.busy_or_err(
-                response.error_code,
-                deadline,
-                ApiKey::AddOffsetsToTxn,
-                &what,
-            )
-            .await?;
-        }
+        self.until_not_busy(
+            coordinator,
+            ADD_OFFSETS_TO_TXN,
+            &request,
+            ApiKey::AddOffsetsToTxn,
+            &what,
+            |r: &AddOffsetsToTxnResponse| r.error_code,
+        )
+        .await
+        .map(drop)
     }
 
     /// TxnOffsetCommit of `offsets` for `group` in `txn`'s transaction, sent to the group's
@@ -1116,25 +1103,23 @@ impl Cluster {
                     .collect(),
             );
         let what = format!("{}: group {group}", txn.id);
-        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
-        loop {
-            let response: TxnOffsetCommitResponse = group_coordinator
-                .call_negotiated(TXN_OFFSET_COMMIT, &request)
-                .await
-                .map_err(|e| self.err(e))?;
-            let c = response
-                .topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code)
-                .find(|c| *c != 0)
-                .unwrap_or(0);
-            if c == 0 {
-                return Ok(());
-            }
-            self.busy_or_err(c, deadline, ApiKey::TxnOffsetCommit, &what)
-                .await?;
-        }
+        self.until_not_busy(
+            group_coordinator,
+            TXN_OFFSET_COMMIT,
+            &request,
+            ApiKey::TxnOffsetCommit,
+            &what,
+            |r: &TxnOffsetCommitResponse| {
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error_code)
+                    .find(|c| *c != 0)
+                    .unwrap_or(0)
+            },
+        )
+        .await
+        .map(drop)
     }
 
     /// EndTxn: commits (or aborts) `txn`'s open transaction. Answered once the outcome is
@@ -1150,18 +1135,16 @@ impl Cluster {
             .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id))
             .with_producer_epoch(txn.epoch)
             .with_committed(commit);
-        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
-        loop {
-            let response: EndTxnResponse = coordinator
-                .call_negotiated(END_TXN, &request)
-                .await
-                .map_err(|e| self.err(e))?;
-            if response.error_code == 0 {
-                return Ok(());
-            }
-            self.busy_or_err(response.error_code, deadline, ApiKey::EndTxn, &txn.id)
-                .await?;
-        }
+        self.until_not_busy(
+            coordinator,
+            END_TXN,
+            &request,
+            ApiKey::EndTxn,
+            &txn.id,
+            |r: &EndTxnResponse| r.error_code,
+        )
+        .await
+        .map(drop)
     }
 
     /// Produces one transactional batch (see [`encode_transactional_batch`]) of `txn` to
@@ -1210,29 +1193,54 @@ impl Cluster {
                     .with_partition_indexes(vec![partition]),
             ]));
         let what = format!("{group}/{topic}-{partition}");
-        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
-        loop {
-            let response: OffsetFetchResponse = coordinator
-                .call_negotiated(OFFSET_FETCH_STABLE, &request)
-                .await
-                .map_err(|e| self.err(e))?;
-            let found = response
-                .topics
+        let found = |r: &OffsetFetchResponse| {
+            r.topics
                 .iter()
                 .filter(|t| t.name.0.as_str() == topic)
                 .flat_map(|t| &t.partitions)
-                .find(|p| p.partition_index == partition);
-            let c = match found {
-                Some(p) if p.error_code != 0 => p.error_code,
-                _ => response.error_code,
-            };
-            if c == 0 {
-                return Ok(found
-                    .map(|p| p.committed_offset)
-                    .filter(|offset| *offset >= 0));
+                .find(|p| p.partition_index == partition)
+                .map(|p| (p.error_code, p.committed_offset))
+        };
+        let response = self
+            .until_not_busy(
+                coordinator,
+                OFFSET_FETCH_STABLE,
+                &request,
+                ApiKey::OffsetFetch,
+                &what,
+                |r: &OffsetFetchResponse| match found(r) {
+                    Some((c, _)) if c != 0 => c,
+                    _ => r.error_code,
+                },
+            )
+            .await?;
+        Ok(found(&response)
+            .map(|(_, offset)| offset)
+            .filter(|offset| *offset >= 0))
+    }
+
+    /// Sends `request` until the error `code` picks out of its answer is 0 and returns that
+    /// answer, retrying while the coordinator is busy with a previous transaction or loading
+    /// (see [`Cluster::busy_or_err`]) for up to `TXN_BUSY_RETRY`.
+    async fn until_not_busy<R: Request>(
+        &self,
+        conn: &mut Connection,
+        versions: std::ops::RangeInclusive<i16>,
+        request: &R,
+        api: ApiKey,
+        what: &str,
+        code: impl Fn(&R::Response) -> i16,
+    ) -> Result<R::Response, WireError> {
+        let deadline = tokio::time::Instant::now() + TXN_BUSY_RETRY;
+        loop {
+            let response = conn
+                .call_negotiated(versions.clone(), request)
+                .await
+                .map_err(|e| self.err(e))?;
+            match code(&response) {
+                0 => return Ok(response),
+                c => self.busy_or_err(c, deadline, api, what).await?,
             }
-            self.busy_or_err(c, deadline, ApiKey::OffsetFetch, &what)
-                .await?;
         }
     }
 
