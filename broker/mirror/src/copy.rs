@@ -702,10 +702,17 @@ impl Copier {
         flow.source.commit(coordinator, &group, &offsets).await?;
         self.committed = Some(next);
         self.last_commit = Instant::now();
+        self.promote_delayed_sync();
+        Ok(())
+    }
+
+    /// Sends the offset sync MM2 holds back until a commit: the last record copied, when it
+    /// was not synced yet.
+    fn promote_delayed_sync(&mut self) {
         if let Some(last) = self.last_copied
             && self.last_synced != Some(last)
         {
-            let _ = flow.syncs.send(OffsetSync {
+            let _ = self.flow.syncs.send(OffsetSync {
                 topic: self.topic.clone(),
                 partition: self.partition,
                 upstream: last.0,
@@ -713,7 +720,6 @@ impl Copier {
             });
             self.last_synced = Some(last);
         }
-        Ok(())
     }
 }
 
@@ -990,17 +996,7 @@ impl Copier {
             self.last_copied = open.last_copied;
         }
         // MM2 promotes the delayed sync at each commit.
-        if let Some(last) = self.last_copied
-            && self.last_synced != Some(last)
-        {
-            let _ = flow.syncs.send(OffsetSync {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                upstream: last.0,
-                downstream: last.1,
-            });
-            self.last_synced = Some(last);
-        }
+        self.promote_delayed_sync();
         Ok(())
     }
 }
