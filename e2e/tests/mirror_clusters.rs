@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use strait_e2e::cluster::{Cluster, ClusterSpec, READY_TIMEOUT};
-use strait_e2e::mirror::MirrorProcess;
+use strait_e2e::mirror::{MirrorProcess, assert_copied_in_order, wait_caught_up};
 use strait_e2e::{
     ConsumedMessage, TestMessage, free_port, produce_all, producer_config, read_partition,
     wait_for, watermarks,
@@ -71,13 +71,6 @@ fn leader_of(cluster: &mut Cluster, topic: &str, partition: i32) -> u32 {
         .wait_for_leader(topic, partition, WAIT, |p| p.leader >= 0)
         .expect("leader");
     info.leader as u32
-}
-
-fn values(messages: &[ConsumedMessage]) -> Vec<Vec<u8>> {
-    messages
-        .iter()
-        .map(|m| m.value.clone().unwrap_or_default())
-        .collect()
 }
 
 /// Which mirror mode a run uses, and how much it writes.
@@ -189,15 +182,14 @@ fn mirror_under_faults(mode: Mode) -> usize {
         (CHUNKS * per_chunk) as i64,
         "the idempotent producer wrote each record once"
     );
-    wait_for(WAIT, "the target to reach the source's end offsets", || {
-        let copied = high_watermarks(&b.live_bootstrap(), "A.orders");
-        copied
-            .iter()
-            .zip(&source_marks)
-            .all(|(t, s)| t >= s)
-            .then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}\nmirror log:\n{}", mirror.log()));
+    wait_caught_up(
+        (&a.live_bootstrap(), "orders"),
+        (&b.live_bootstrap(), "A.orders"),
+        PARTITIONS,
+        &mirror,
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let mut duplicates = 0usize;
     for p in 0..PARTITIONS {
@@ -216,17 +208,7 @@ fn mirror_under_faults(mode: Mode) -> usize {
                 sent.len()
             );
         }
-        let (sent, copied) = (values(&sent), values(&copied));
-        // First occurrences, in order, are exactly the source; the rest are re-copies.
-        let mut seen = std::collections::HashSet::new();
-        let firsts: Vec<Vec<u8>> = copied
-            .iter()
-            .filter(|v| seen.insert((*v).clone()))
-            .cloned()
-            .collect();
-        assert_eq!(firsts.len(), sent.len(), "partition {p}: records lost");
-        assert!(firsts == sent, "partition {p}: order or content differs");
-        duplicates += copied.len() - firsts.len();
+        duplicates += assert_copied_in_order(p, &sent, &copied);
     }
     let total: i64 = source_marks.iter().sum();
     println!(

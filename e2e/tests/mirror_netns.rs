@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strait_e2e::cluster::{Cluster, ClusterSpec, NodeSpec, READY_TIMEOUT, fast_overrides};
-use strait_e2e::mirror::MirrorProcess;
+use strait_e2e::mirror::{self, MirrorProcess, assert_copied_in_order};
 use strait_e2e::netns::{self, NetLab};
 use strait_e2e::{
-    ConsumedMessage, TestMessage, produce_all, producer_config, read_partition, read_range,
-    wait_for, wait_until, watermarks,
+    TestMessage, produce_all, producer_config, read_partition, wait_for, wait_until, watermarks,
 };
 
 const SOURCE: [u32; 3] = [1, 2, 3];
@@ -155,35 +154,17 @@ fn sampled(bootstrap: &str, topic: &str) -> Vec<i64> {
     .expect("watermarks")
 }
 
-/// The value of each partition's last record (`None` while a partition is empty), or `None`
-/// when one could not be read.
-fn last_values(bootstrap: &str, topic: &str) -> Option<Vec<Option<Vec<u8>>>> {
-    (0..PARTITIONS)
-        .map(|p| {
-            let (_, high) = watermarks(bootstrap, topic, p).ok()?;
-            if high == 0 {
-                return Some(None);
-            }
-            let last = read_range(bootstrap, topic, p, high - 1, high, Duration::from_secs(10));
-            Some(last.ok()?.first()?.value.clone())
-        })
-        .collect()
-}
-
-/// Waits until every target partition ends with the record its source partition ends with
-/// (values are unique and copies keep the order, so the mirror then copied through to the
-/// source's end; offset counts would not tell, re-copies count there too). Returns how long it
-/// took.
+/// Waits until the target copied through to the source's end; how long it took.
 fn wait_caught_up(source: &str, target: &str, mirror: &MirrorProcess) -> Duration {
     let start = Instant::now();
-    let ends = wait_for(WAIT, "the source's last records", || {
-        last_values(source, "orders")
-    })
-    .expect("source ends");
-    wait_until(WAIT, "the target to end where the source ends", || {
-        last_values(target, "A.orders").is_some_and(|copied| copied == ends)
-    })
-    .unwrap_or_else(|e| panic!("{e}\nmirror log:\n{}", mirror.log()));
+    mirror::wait_caught_up(
+        (source, "orders"),
+        (target, "A.orders"),
+        PARTITIONS,
+        mirror,
+        WAIT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     start.elapsed()
 }
 
@@ -214,13 +195,6 @@ fn print_log(lines: &[String]) {
     {
         println!("  {line}");
     }
-}
-
-fn values(messages: &[ConsumedMessage]) -> Vec<Vec<u8>> {
-    messages
-        .iter()
-        .map(|m| m.value.clone().unwrap_or_default())
-        .collect()
 }
 
 fn cluster_spec(ids: &[u32], racks: &[&str]) -> ClusterSpec {
@@ -406,18 +380,9 @@ fn cuts_scenario(lab: Arc<NetLab>) {
 
     let mut duplicates = 0usize;
     for p in 0..PARTITIONS {
-        let sent = values(&read_partition(&source, "orders", p, WAIT).expect("read A"));
-        let copied = values(&read_partition(&target, "A.orders", p, WAIT).expect("read B"));
-        // First occurrences, in order, are exactly the source; the rest are re-copies.
-        let mut seen = std::collections::HashSet::new();
-        let firsts: Vec<Vec<u8>> = copied
-            .iter()
-            .filter(|v| seen.insert((*v).clone()))
-            .cloned()
-            .collect();
-        assert_eq!(firsts.len(), sent.len(), "partition {p}: records lost");
-        assert!(firsts == sent, "partition {p}: order or content differs");
-        duplicates += copied.len() - firsts.len();
+        let sent = read_partition(&source, "orders", p, WAIT).expect("read A");
+        let copied = read_partition(&target, "A.orders", p, WAIT).expect("read B");
+        duplicates += assert_copied_in_order(p, &sent, &copied);
     }
     let total: i64 = source_marks.iter().sum();
     println!(
