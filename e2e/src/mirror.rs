@@ -131,9 +131,10 @@ impl MirrorProcess {
             None => Command::new(&binary),
         };
         command.arg("--config").arg(config);
-        if let Some(addr) = metrics {
-            command.arg("--metrics-addr").arg(addr.to_string());
-        }
+        // Without a port asked for, an ephemeral one on loopback: mirrors of tests running at
+        // once must not all try the default 0.0.0.0:9404.
+        let addr = metrics.map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
+        command.arg("--metrics-addr").arg(addr);
         let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
