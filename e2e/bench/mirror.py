@@ -4,7 +4,13 @@ end-to-end replication latency (record timestamp on the source to consumption on
 a fixed offered load.
 
   python3 e2e/bench/mirror.py [--broker PATH] [--mirror PATH] [--mib 200] [--load-mb 50]
-                              [--seconds 20] [--partitions 6] [--modes mm2,linked]
+                              [--seconds 20] [--partitions 6] [--modes mm2,mm2-eos,linked]
+
+Modes: `mm2` (at-least-once), `mm2-eos` (mm2 with exactly.once.source.support=enabled; the
+throughput window ends when B's high watermarks reach A's, which its commit markers make a few
+offsets early: negligible against the records copied) and `linked`. The latency consumer reads
+read_committed (librdkafka's default), so in mm2-eos mode a record counts once its transaction
+committed.
 
 Two single-node `strait-broker`s (source A and target B, the given binaries, never rebuilt; copy
 them somewhere private first) on free 127.0.0.1 ports with temporary log dirs, and one
@@ -93,6 +99,8 @@ def produce(bootstrap, topic, mib, partitions):
 
 
 def write_config(path, a, b, mode, topic):
+    # `mm2-eos` is mm2 mode with exactly.once.source.support=enabled.
+    eos = "enabled" if mode == "mm2-eos" else "disabled"
     path.write_text(
         "clusters = A, B\n"
         f"A.bootstrap.servers = {a}\n"
@@ -100,7 +108,8 @@ def write_config(path, a, b, mode, topic):
         "A->B.enabled = true\n"
         f"A->B.topics = {topic}\n"
         "replication.policy.class = IdentityReplicationPolicy\n"
-        f"mirror.mode = {mode}\n"
+        f"mirror.mode = {mode.removesuffix('-eos')}\n"
+        f"exactly.once.source.support = {eos}\n"
         "replication.factor = 1\n"
         "refresh.topics.interval.seconds = 1\n"
         "emit.checkpoints.enabled = false\n"
@@ -231,7 +240,7 @@ def main():
     ap.add_argument("--load-mb", type=float, default=50)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--partitions", type=int, default=6)
-    ap.add_argument("--modes", default="mm2,linked")
+    ap.add_argument("--modes", default="mm2,mm2-eos,linked")
     ap.add_argument("--keep-logs", help="copy the mirror and broker logs into this directory")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, on_signal)
