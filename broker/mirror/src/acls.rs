@@ -18,10 +18,7 @@ pub fn target_binding(flow: &FlowConfig, binding: &TopicAcl) -> Option<TopicAcl>
     if binding.pattern_type != acl::PATTERN_LITERAL {
         return None;
     }
-    if !flow
-        .policy
-        .should_replicate(&binding.topic, &flow.target, |t| flow.topics.matches(t))
-    {
+    if !flow.mirrors_topic(&binding.topic) {
         return None;
     }
     let allow = binding.permission == acl::PERMISSION_ALLOW;

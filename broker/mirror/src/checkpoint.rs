@@ -130,10 +130,7 @@ async fn pass(
         let mut coordinator = flow.source.coordinator(group).await?;
         let committed = flow.source.committed(&mut coordinator, group).await?;
         for ((topic, partition), (upstream, metadata)) in committed {
-            if !config
-                .policy
-                .should_replicate(&topic, &config.target, |t| config.topics.matches(t))
-            {
+            if !config.mirrors_topic(&topic) {
                 continue;
             }
             let Some(downstream) = store.translate(&topic, partition, upstream) else {

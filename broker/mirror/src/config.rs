@@ -202,6 +202,14 @@ impl FlowConfig {
         format!("{}->{}", self.source, self.target)
     }
 
+    /// Whether this flow mirrors source topic `topic`: selected by `topics`/`topics.exclude`
+    /// and not excluded by the replication policy (internal topics, cycles back to the target).
+    /// The one selection rule for topics, their checkpoints and their ACLs.
+    pub fn mirrors_topic(&self, topic: &str) -> bool {
+        self.policy
+            .should_replicate(topic, &self.target, |t| self.topics.matches(t))
+    }
+
     /// The consumer group on the source holding this flow's copy progress.
     pub fn progress_group(&self) -> String {
         format!("strait-mirror-{}-{}", self.source, self.target)

@@ -151,10 +151,7 @@ pub struct MirroredTopic {
 pub fn select(flow: &FlowConfig, source_topics: &BTreeMap<String, i32>) -> Vec<MirroredTopic> {
     source_topics
         .iter()
-        .filter(|(topic, _)| {
-            flow.policy
-                .should_replicate(topic, &flow.target, |t| flow.topics.matches(t))
-        })
+        .filter(|(topic, _)| flow.mirrors_topic(topic))
         .map(|(topic, partitions)| MirroredTopic {
             topic: topic.clone(),
             remote: flow.policy.format_remote_topic(&flow.source, topic),
