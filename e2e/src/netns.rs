@@ -295,6 +295,19 @@ impl NetLab {
     pub fn run_in_node<T: Send>(&self, id: u32, body: impl FnOnce() -> T + Send) -> Result<T> {
         in_thread(|| self.enter_node(id), body)
     }
+
+    /// Whether a TCP connection to `to` opens within 500 ms from node `from`'s namespace (the
+    /// clients' when `None`).
+    pub fn reachable(&self, from: Option<u32>, to: std::net::SocketAddr) -> bool {
+        let probe = move || {
+            std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_millis(500)).is_ok()
+        };
+        match from {
+            Some(id) => self.run_in_node(id, probe),
+            None => self.run_in_clients(probe),
+        }
+        .unwrap_or(false)
+    }
 }
 
 fn enter(ns: &str) -> Result<()> {

@@ -1,20 +1,11 @@
 //! The network-partition lab itself, without brokers: nodes reach each other and the clients
 //! reach every node; a cut node loses its peers but keeps its clients; healing restores it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use strait_e2e::netns::{self, NetLab};
 use strait_e2e::wait_until;
-
-fn reachable(lab: &NetLab, from: Option<u32>, to: SocketAddr) -> bool {
-    let probe = move || TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok();
-    match from {
-        Some(id) => lab.run_in_node(id, probe),
-        None => lab.run_in_clients(probe),
-    }
-    .unwrap_or(false)
-}
 
 #[test]
 fn lab_cuts_a_node_off_its_peers_only() {
@@ -28,9 +19,9 @@ fn lab_cuts_a_node_off_its_peers_only() {
         .expect("enter node 1")
         .expect("bind in node 1");
     let target = listener.local_addr().expect("listener address");
-    assert!(reachable(&lab, Some(2), target), "node 2 reaches node 1");
-    assert!(reachable(&lab, Some(3), target), "node 3 reaches node 1");
-    assert!(reachable(&lab, None, target), "clients reach node 1");
+    assert!(lab.reachable(Some(2), target), "node 2 reaches node 1");
+    assert!(lab.reachable(Some(3), target), "node 3 reaches node 1");
+    assert!(lab.reachable(None, target), "clients reach node 1");
     assert!(
         !lab.in_clients(),
         "the test thread stays in its own namespace"
@@ -41,21 +32,15 @@ fn lab_cuts_a_node_off_its_peers_only() {
     );
 
     lab.cut(1).expect("cut node 1");
-    assert!(
-        !reachable(&lab, Some(2), target),
-        "node 2 is cut off node 1"
-    );
-    assert!(
-        !reachable(&lab, Some(3), target),
-        "node 3 is cut off node 1"
-    );
-    assert!(reachable(&lab, None, target), "clients still reach node 1");
+    assert!(!lab.reachable(Some(2), target), "node 2 is cut off node 1");
+    assert!(!lab.reachable(Some(3), target), "node 3 is cut off node 1");
+    assert!(lab.reachable(None, target), "clients still reach node 1");
 
     lab.heal(1).expect("heal node 1");
     wait_until(
         Duration::from_secs(10),
         "node 2 to reach node 1 again",
-        || reachable(&lab, Some(2), target),
+        || lab.reachable(Some(2), target),
     )
     .expect("healed");
 }

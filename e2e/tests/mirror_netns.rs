@@ -13,7 +13,7 @@
 //! Needs `target/release/strait-mirror` and `strait-broker`, and root for the namespaces
 //! (`STRAIT_SKIP_NETNS=1` skips where namespaces cannot be made).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,15 +42,6 @@ const TARGET_CUT: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(60);
 
-fn reachable(lab: &NetLab, from: Option<u32>, to: SocketAddr) -> bool {
-    let probe = move || TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok();
-    match from {
-        Some(id) => lab.run_in_node(id, probe),
-        None => lab.run_in_clients(probe),
-    }
-    .unwrap_or(false)
-}
-
 #[test]
 fn lab_cuts_two_groups_apart_only() {
     if !netns::required().unwrap_or_else(|reason| panic!("{reason}")) {
@@ -71,25 +62,22 @@ fn lab_cuts_two_groups_apart_only() {
     );
     let crossing = [(1, n3), (2, n3), (3, n1), (4, n1)];
     for (from, to) in crossing {
-        assert!(
-            reachable(&lab, Some(from), to),
-            "{from} reaches {to} before"
-        );
+        assert!(lab.reachable(Some(from), to), "{from} reaches {to} before");
     }
 
     lab.cut_between(&[1, 2], &[3, 4])
         .expect("cut {1,2} | {3,4}");
     for (from, to) in crossing {
-        assert!(!reachable(&lab, Some(from), to), "{from} is cut off {to}");
+        assert!(!lab.reachable(Some(from), to), "{from} is cut off {to}");
     }
     // Inside each group, to the node in neither group and from the clients: still up.
-    assert!(reachable(&lab, Some(2), n1), "2 reaches 1 (same group)");
-    assert!(reachable(&lab, Some(4), n3), "4 reaches 3 (same group)");
-    assert!(reachable(&lab, Some(5), n1), "5 reaches 1 (no group)");
-    assert!(reachable(&lab, Some(5), n3), "5 reaches 3 (no group)");
-    assert!(reachable(&lab, Some(1), n5), "1 reaches 5 (no group)");
-    assert!(reachable(&lab, None, n1), "clients reach 1");
-    assert!(reachable(&lab, None, n3), "clients reach 3");
+    assert!(lab.reachable(Some(2), n1), "2 reaches 1 (same group)");
+    assert!(lab.reachable(Some(4), n3), "4 reaches 3 (same group)");
+    assert!(lab.reachable(Some(5), n1), "5 reaches 1 (no group)");
+    assert!(lab.reachable(Some(5), n3), "5 reaches 3 (no group)");
+    assert!(lab.reachable(Some(1), n5), "1 reaches 5 (no group)");
+    assert!(lab.reachable(None, n1), "clients reach 1");
+    assert!(lab.reachable(None, n3), "clients reach 3");
     assert!(
         lab.cut_between(&[1], &[1, 2]).is_err(),
         "a node on both sides is refused"
@@ -106,7 +94,7 @@ fn lab_cuts_two_groups_apart_only() {
         || {
             crossing
                 .iter()
-                .all(|&(from, to)| reachable(&lab, Some(from), to))
+                .all(|&(from, to)| lab.reachable(Some(from), to))
         },
     )
     .expect("healed");
